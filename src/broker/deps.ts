@@ -1,0 +1,24 @@
+import type { Config } from '../config/config.ts';
+import type { Db } from '../db/open.ts';
+import type { Clock } from '../lib/clock.ts';
+import type { IdGenerator } from '../lib/ids.ts';
+import type { Logger } from '../lib/logger.ts';
+import type { VaultClient } from '../vault/types.ts';
+import type { AgentStore } from './agents.ts';
+import type { AuditLog } from './audit.ts';
+import type { PolicyStore } from './policy/index.ts';
+import type { Repository } from './repository.ts';
+
+/** Everything the verbs need, built once in main.ts (or a test) and passed down. */
+export interface BrokerDeps {
+  config: Config;
+  db: Db;
+  repo: Repository;
+  audit: AuditLog;
+  agents: AgentStore;
+  policies: PolicyStore;
+  vault: VaultClient;
+  clock: Clock;
+  ids: IdGenerator;
+  log: Logger;
+}

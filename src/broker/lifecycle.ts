@@ -1,0 +1,182 @@
+import type { BrokerDeps } from './deps.ts';
+import { endVaultCredential } from './mint-credential.ts';
+import type { CredentialRow } from './repository.ts';
+import { EPHEMERAL_POLICY_PREFIX } from './vault-grant.ts';
+
+export interface SweepSummary {
+  timedOut: number;
+  claimExpired: number;
+  credentialsExpired: number;
+  credentialsEnded: number;
+  policiesCleaned: number;
+  vaultErrors: number;
+}
+
+const emptySummary = (): SweepSummary => ({ timedOut: 0, claimExpired: 0, credentialsExpired: 0, credentialsEnded: 0, policiesCleaned: 0, vaultErrors: 0 });
+
+/**
+ * One pass of the timers, driven entirely by what the database says, so a
+ * restart resumes them: pending requests past their approval deadline time
+ * out, approved ones past the claim window expire, live credentials past
+ * their expiry are revoked, and any Vault clean-up that failed earlier is
+ * retried.
+ */
+export async function sweep(deps: BrokerDeps): Promise<SweepSummary> {
+  const { repo, audit, clock, db, log } = deps;
+  const summary = emptySummary();
+  const now = clock.now();
+
+  db.transaction(() => {
+    for (const r of repo.pendingPastDeadline(now, 500)) {
+      if (repo.transition(r.id, 'pending', 'timed_out', now, { decidedBy: 'timeout', decidedAt: now, decisionReason: 'no decision before the approval deadline' })) {
+        audit.append({ event: 'request.timed_out', actor: 'broker', requestId: r.id, data: { approval_expires_at: r.approval_expires_at } }, now);
+        summary.timedOut++;
+      }
+    }
+    for (const r of repo.approvedPastClaimWindow(now, 500)) {
+      if (repo.transition(r.id, 'approved', 'expired', now, { failure: 'not claimed within the claim window' })) {
+        audit.append({ event: 'request.expired', actor: 'broker', requestId: r.id, data: { claim_expires_at: r.claim_expires_at, unclaimed: true } }, now);
+        summary.claimExpired++;
+      }
+    }
+    for (const c of repo.liveCredentialsPastExpiry(now, 500)) {
+      if (repo.moveCredential(c.id, 'live', 'ending', now, 'expired')) {
+        repo.transition(c.request_id, 'issued', 'expired', now);
+        audit.append({ event: 'credential.expired', actor: 'broker', requestId: c.request_id, data: { credential_id: c.id, accessor: c.accessor } }, now);
+        summary.credentialsExpired++;
+      }
+    }
+  })();
+
+  for (const c of repo.credentialsInState('ending', 500)) {
+    try {
+      await endVaultCredential(deps, c);
+      summary.credentialsEnded++;
+    } catch (err) {
+      summary.vaultErrors++;
+      log.warn({ err, request_id: c.request_id }, 'could not end credential in Vault yet; will retry');
+    }
+  }
+  for (const c of repo.credentialsInState('abandoned', 500)) {
+    if (await deleteAbandonedPolicy(deps, c)) summary.policiesCleaned++;
+    else summary.vaultErrors++;
+  }
+  return summary;
+}
+
+async function deleteAbandonedPolicy(deps: BrokerDeps, c: CredentialRow): Promise<boolean> {
+  try {
+    if (c.vault_policy) await deps.vault.deletePolicy(c.vault_policy);
+  } catch (err) {
+    deps.log.warn({ err, request_id: c.request_id }, 'could not delete abandoned policy yet; will retry');
+    return false;
+  }
+  const now = deps.clock.now();
+  deps.db.transaction(() => {
+    if (deps.repo.moveCredential(c.id, 'abandoned', 'failed', now)) {
+      deps.audit.append({ event: 'credential.abandoned', actor: 'broker', requestId: c.request_id, data: { credential_id: c.id, policy: c.vault_policy } }, now);
+    }
+  })();
+  return true;
+}
+
+export interface ReconcileSummary extends SweepSummary {
+  interruptedMints: number;
+  strayPolicies: number;
+  vanishedTokens: number;
+}
+
+/**
+ * Startup reconciliation, run before the broker serves (and retried until it
+ * succeeds if Vault is down at start).
+ *
+ * - A `minting` row means the broker died between writing the policy and
+ *   recording the token. Its accessor is unknown, so the token cannot be
+ *   revoked by name; deleting the policy leaves any such token with nothing
+ *   but Vault's `default` policy, and its TTL ends it.
+ * - Ephemeral policies in Vault that no credential row owns are deleted.
+ * - Live credentials whose token Vault no longer knows are ended.
+ */
+export async function reconcile(deps: BrokerDeps): Promise<ReconcileSummary> {
+  const { repo, audit, clock, db, vault } = deps;
+  const now = clock.now();
+  let interruptedMints = 0;
+  db.transaction(() => {
+    for (const c of repo.credentialsInState('minting', 10_000)) {
+      repo.moveCredential(c.id, 'minting', 'abandoned', now, 'broker stopped during issue');
+      const req = repo.getRequest(c.request_id);
+      // A tier-1 request's agent never got its answer: fail it. An approved
+      // tier-2/3 request stays approved so the agent can claim again.
+      if (req?.status === 'approved' && req.decided_by === 'policy') {
+        repo.transition(c.request_id, 'approved', 'failed', now, { failure: 'interrupted by a broker restart; request again' });
+      }
+      audit.append({ event: 'credential.interrupted', actor: 'broker', requestId: c.request_id, data: { credential_id: c.id, policy: c.vault_policy } }, now);
+      interruptedMints++;
+    }
+  })();
+
+  let vanishedTokens = 0;
+  for (const c of db.prepare(`SELECT * FROM credentials WHERE state = 'live' AND accessor IS NOT NULL`).all() as CredentialRow[]) {
+    if ((await vault.lookupAccessor(c.accessor!)) !== null) continue;
+    db.transaction(() => {
+      if (repo.moveCredential(c.id, 'live', 'ending', now, 'token no longer in Vault')) {
+        repo.transition(c.request_id, 'issued', 'expired', now);
+        audit.append({ event: 'credential.vanished', actor: 'broker', requestId: c.request_id, data: { credential_id: c.id, accessor: c.accessor } }, now);
+        vanishedTokens++;
+      }
+    })();
+  }
+
+  const summary = await sweep(deps);
+
+  const owned = repo.ownedPolicyNames();
+  let strayPolicies = 0;
+  for (const name of await vault.listPolicies()) {
+    if (!name.startsWith(EPHEMERAL_POLICY_PREFIX) || owned.has(name)) continue;
+    await vault.deletePolicy(name);
+    db.transaction(() => audit.append({ event: 'vault.stray_policy_deleted', actor: 'broker', data: { policy: name } }, clock.now()))();
+    strayPolicies++;
+  }
+  return { ...summary, interruptedMints, strayPolicies, vanishedTokens };
+}
+
+/** Runs reconciliation until it succeeds, then `sweep` every `intervalMs`. */
+export function startLifecycle(deps: BrokerDeps, intervalMs = 5_000): { stop(): Promise<void>; reconciled: Promise<void> } {
+  let stopped = false;
+  let running: Promise<unknown> = Promise.resolve();
+  let timer: NodeJS.Timeout | undefined;
+  let markReconciled!: () => void;
+  const reconciled = new Promise<void>((r) => (markReconciled = r));
+  let done = false;
+
+  const tick = async () => {
+    try {
+      if (!done) {
+        const s = await reconcile(deps);
+        done = true;
+        markReconciled();
+        deps.log.info({ reconcile: s }, 'startup reconciliation done');
+      } else {
+        const s = await sweep(deps);
+        if (Object.values(s).some((n) => n > 0)) deps.log.info({ sweep: s }, 'lifecycle sweep');
+      }
+    } catch (err) {
+      deps.log.warn({ err }, done ? 'lifecycle sweep failed; will retry' : 'startup reconciliation failed (Vault unreachable?); will retry');
+    }
+  };
+  const loop = () => {
+    if (stopped) return;
+    running = tick().finally(() => {
+      if (!stopped) timer = setTimeout(loop, intervalMs);
+    });
+  };
+  loop();
+  return {
+    reconciled,
+    async stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      await running;
+    },
+  };
+}

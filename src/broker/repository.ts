@@ -1,0 +1,173 @@
+import type { Db } from '../db/open.ts';
+import type { Tier } from './policy/types.ts';
+
+export type RequestStatus = 'pending' | 'approved' | 'issued' | 'denied' | 'timed_out' | 'expired' | 'revoked' | 'failed';
+export type CredentialState = 'minting' | 'live' | 'ending' | 'ended' | 'abandoned' | 'failed';
+
+export interface VaultScope {
+  vault_paths: { path: string; capabilities: string[] }[];
+}
+export interface GateScope {
+  repo: string;
+  refs: string[];
+}
+
+export interface RequestRow {
+  id: string;
+  agent_id: string;
+  agent_name: string;
+  resource: 'vault' | 'gate';
+  tier: Tier;
+  required_tier: Tier;
+  status: RequestStatus;
+  reason: string;
+  scope: string;
+  ttl_seconds: number;
+  session_key: string | null;
+  rules: string;
+  idempotency_key: string | null;
+  body_hash: string | null;
+  created_at: number;
+  updated_at: number;
+  approval_expires_at: number | null;
+  claim_expires_at: number | null;
+  decided_by: string | null;
+  decided_at: number | null;
+  decision_reason: string | null;
+  failure: string | null;
+}
+
+export interface CredentialRow {
+  id: string;
+  request_id: string;
+  type: 'vault_token' | 'gate_push';
+  state: CredentialState;
+  vault_policy: string | null;
+  accessor: string | null;
+  jti: string | null;
+  issued_at: number | null;
+  expires_at: number;
+  ended_at: number | null;
+  end_reason: string | null;
+}
+
+/**
+ * SQL for requests and credentials. Every state change is a conditional
+ * update (`WHERE status = ?`) and reports whether it happened, so racing
+ * callers cannot both win.
+ */
+export function createRepository(db: Db) {
+  const s = {
+    insertRequest: db.prepare(`INSERT INTO requests (id, agent_id, agent_name, resource, tier, required_tier, status, reason, scope,
+      ttl_seconds, session_key, rules, idempotency_key, body_hash, created_at, updated_at, approval_expires_at, claim_expires_at,
+      decided_by, decided_at, decision_reason, failure)
+      VALUES (@id, @agent_id, @agent_name, @resource, @tier, @required_tier, @status, @reason, @scope, @ttl_seconds, @session_key,
+      @rules, @idempotency_key, @body_hash, @created_at, @updated_at, @approval_expires_at, @claim_expires_at, @decided_by,
+      @decided_at, @decision_reason, @failure)`),
+    getRequest: db.prepare('SELECT * FROM requests WHERE id = ?'),
+    byIdempotency: db.prepare('SELECT * FROM requests WHERE agent_id = ? AND idempotency_key = ?'),
+    transition: db.prepare(`UPDATE requests SET status = @to, updated_at = @now,
+      decided_by = COALESCE(@decided_by, decided_by), decided_at = COALESCE(@decided_at, decided_at),
+      decision_reason = COALESCE(@decision_reason, decision_reason), failure = COALESCE(@failure, failure),
+      claim_expires_at = COALESCE(@claim_expires_at, claim_expires_at)
+      WHERE id = @id AND status = @from`),
+    insertCredential: db.prepare(`INSERT INTO credentials (id, request_id, type, state, vault_policy, accessor, jti, issued_at, expires_at)
+      VALUES (@id, @request_id, @type, @state, @vault_policy, @accessor, @jti, @issued_at, @expires_at)`),
+    getCredential: db.prepare(`SELECT * FROM credentials WHERE request_id = ? ORDER BY state IN ('abandoned', 'failed'), rowid DESC LIMIT 1`),
+    credentialLive: db.prepare(`UPDATE credentials SET state = 'live', accessor = @accessor, issued_at = @issued_at, expires_at = @expires_at
+      WHERE id = @id AND state = 'minting'`),
+    credentialState: db.prepare(`UPDATE credentials SET state = @to,
+      ended_at = CASE WHEN @to IN ('ended', 'failed') THEN @now ELSE ended_at END,
+      end_reason = COALESCE(end_reason, @reason)
+      WHERE id = @id AND state = @from`),
+    pendingExpired: db.prepare(`SELECT * FROM requests WHERE status = 'pending' AND approval_expires_at <= ? ORDER BY approval_expires_at LIMIT ?`),
+    approvedExpired: db.prepare(`SELECT * FROM requests WHERE status = 'approved' AND claim_expires_at <= ? ORDER BY claim_expires_at LIMIT ?`),
+    liveExpired: db.prepare(`SELECT * FROM credentials WHERE state = 'live' AND expires_at <= ? ORDER BY expires_at LIMIT ?`),
+    unsettled: db.prepare(`SELECT * FROM credentials WHERE state = ? LIMIT ?`),
+    knownPolicies: db.prepare(`SELECT vault_policy FROM credentials WHERE vault_policy IS NOT NULL AND state IN ('minting', 'live', 'ending', 'abandoned')`),
+    countPending: db.prepare(`SELECT COUNT(*) FROM requests WHERE agent_id = ? AND status = 'pending'`),
+    countSince: db.prepare(`SELECT COUNT(*) FROM requests WHERE agent_id = ? AND created_at > ?`),
+    oldestSince: db.prepare(`SELECT MIN(created_at) FROM requests WHERE agent_id = ? AND created_at > ?`),
+  };
+
+  return {
+    insertRequest(row: RequestRow): void {
+      s.insertRequest.run(row);
+    },
+    getRequest(id: string): RequestRow | undefined {
+      return s.getRequest.get(id) as RequestRow | undefined;
+    },
+    findByIdempotencyKey(agentId: string, key: string): RequestRow | undefined {
+      return s.byIdempotency.get(agentId, key) as RequestRow | undefined;
+    },
+    /** Moves a request from one status to another; false if it was no longer in `from`. */
+    transition(
+      id: string,
+      from: RequestStatus,
+      to: RequestStatus,
+      now: number,
+      extra: { decidedBy?: string; decidedAt?: number; decisionReason?: string; failure?: string; claimExpiresAt?: number } = {},
+    ): boolean {
+      return (
+        s.transition.run({
+          id,
+          from,
+          to,
+          now,
+          decided_by: extra.decidedBy ?? null,
+          decided_at: extra.decidedAt ?? null,
+          decision_reason: extra.decisionReason ?? null,
+          failure: extra.failure ?? null,
+          claim_expires_at: extra.claimExpiresAt ?? null,
+        }).changes === 1
+      );
+    },
+    insertCredential(row: Pick<CredentialRow, 'id' | 'request_id' | 'type' | 'state' | 'vault_policy' | 'accessor' | 'jti' | 'issued_at' | 'expires_at'>): void {
+      s.insertCredential.run(row);
+    },
+    getCredential(requestId: string): CredentialRow | undefined {
+      return s.getCredential.get(requestId) as CredentialRow | undefined;
+    },
+    markCredentialLive(id: string, accessor: string | null, issuedAt: number, expiresAt: number): boolean {
+      return s.credentialLive.run({ id, accessor, issued_at: issuedAt, expires_at: expiresAt }).changes === 1;
+    },
+    moveCredential(id: string, from: CredentialState, to: CredentialState, now: number, reason?: string): boolean {
+      return s.credentialState.run({ id, from, to, now, reason: reason ?? null }).changes === 1;
+    },
+    pendingPastDeadline(now: number, limit = 100): RequestRow[] {
+      return s.pendingExpired.all(now, limit) as RequestRow[];
+    },
+    approvedPastClaimWindow(now: number, limit = 100): RequestRow[] {
+      return s.approvedExpired.all(now, limit) as RequestRow[];
+    },
+    liveCredentialsPastExpiry(now: number, limit = 100): CredentialRow[] {
+      return s.liveExpired.all(now, limit) as CredentialRow[];
+    },
+    credentialsInState(state: 'minting' | 'ending' | 'abandoned', limit = 100): CredentialRow[] {
+      return s.unsettled.all(state, limit) as CredentialRow[];
+    },
+    /** Names of ephemeral Vault policies the broker still owns. */
+    ownedPolicyNames(): Set<string> {
+      return new Set(s.knownPolicies.pluck().all() as string[]);
+    },
+    pendingCount(agentId: string): number {
+      return s.countPending.pluck().get(agentId) as number;
+    },
+    createdSince(agentId: string, since: number): { count: number; oldest: number | null } {
+      return {
+        count: s.countSince.pluck().get(agentId, since) as number,
+        oldest: s.oldestSince.pluck().get(agentId, since) as number | null,
+      };
+    },
+    listRequests(filter: { status?: RequestStatus; agentId?: string; limit?: number }): RequestRow[] {
+      const where: string[] = [];
+      const args: unknown[] = [];
+      if (filter.status) (where.push('status = ?'), args.push(filter.status));
+      if (filter.agentId) (where.push('agent_id = ?'), args.push(filter.agentId));
+      const sql = `SELECT * FROM requests ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC LIMIT ?`;
+      return db.prepare(sql).all(...args, filter.limit ?? 100) as RequestRow[];
+    },
+  };
+}
+
+export type Repository = ReturnType<typeof createRepository>;

@@ -1,0 +1,182 @@
+import { createHash } from 'node:crypto';
+import { canonicalJson } from '../lib/canonical-json.ts';
+import type { Agent } from './agents.ts';
+import type { BrokerDeps } from './deps.ts';
+import { BrokerError } from './errors.ts';
+import { mintVaultCredential } from './mint-credential.ts';
+import { evaluateVault, sessionAllowed } from './policy/index.ts';
+import type { Decision, Tier } from './policy/types.ts';
+import type { RequestRow } from './repository.ts';
+import type { CredentialRequestBody } from './schemas.ts';
+import { requestView } from './view.ts';
+
+export type RequestOutcome =
+  | { status: 201; body: Record<string, unknown> }
+  | { status: 202; body: Record<string, unknown> }
+  | { status: 200; body: Record<string, unknown>; replayed: true };
+
+/**
+ * `POST /jit/request`: checks policy, then either issues at once (tier 1),
+ * or records a pending request for approval (tier 2/3). The policy decision,
+ * the request row and its audit entries are written in one transaction.
+ */
+export async function requestCredential(
+  deps: BrokerDeps,
+  agent: Agent,
+  body: CredentialRequestBody,
+  idempotencyKey?: string,
+): Promise<RequestOutcome> {
+  const { repo, audit, clock, ids, config, db, policies } = deps;
+  const bodyHash = createHash('sha256').update(canonicalJson(body)).digest('hex');
+
+  if (idempotencyKey !== undefined) {
+    const replay = replayIdempotent(deps, agent, idempotencyKey, bodyHash);
+    if (replay) return replay;
+  }
+
+  if (body.resource === 'gate') {
+    throw new BrokerError('NOT_IMPLEMENTED', 'gate push credentials are not available in this version of the broker');
+  }
+
+  const policy = policies.current();
+  const agentPolicy = policy.agents.get(agent.name);
+  const sessionKey = body.session_key ?? agent.sessionKey ?? agentPolicy?.defaultSession ?? null;
+  if (body.session_key !== undefined && !(agentPolicy && sessionAllowed(agentPolicy, body.session_key))) {
+    throw new BrokerError('SESSION_NOT_ALLOWED', `session_key "${body.session_key}" does not match the sessions policy allows agent "${agent.name}"`);
+  }
+
+  const decision: Decision = evaluateVault(policy, agent.name, body.vault_paths, body.ttl);
+
+  const now = clock.now();
+  if (!decision.ok) {
+    db.transaction(() => {
+      audit.append(
+        { event: 'request.rejected', actor: `agent:${agent.name}`, data: { agent: agent.name, code: decision.code, pair: decision.pair, resource: body.resource, tier: body.tier } },
+        now,
+      );
+    })();
+    throw new BrokerError(decision.code, decision.message, { fields: { pair: decision.pair } });
+  }
+
+  const effectiveTier = Math.max(body.tier, decision.requiredTier) as Tier;
+  checkRateLimits(deps, agent, now, effectiveTier > 1);
+  const scope = { vault_paths: body.vault_paths };
+  const row: RequestRow = {
+    id: ids.next('req'),
+    agent_id: agent.id,
+    agent_name: agent.name,
+    resource: body.resource,
+    tier: body.tier,
+    required_tier: effectiveTier,
+    status: effectiveTier === 1 ? 'approved' : 'pending',
+    reason: body.reason,
+    scope: JSON.stringify(scope),
+    ttl_seconds: decision.ttlSeconds,
+    session_key: sessionKey,
+    rules: JSON.stringify(decision.rules),
+    idempotency_key: idempotencyKey ?? null,
+    body_hash: idempotencyKey === undefined ? null : bodyHash,
+    created_at: now,
+    updated_at: now,
+    approval_expires_at: effectiveTier === 1 ? null : now + config.approvalTimeoutSeconds * 1000,
+    claim_expires_at: null,
+    decided_by: effectiveTier === 1 ? 'policy' : null,
+    decided_at: effectiveTier === 1 ? now : null,
+    decision_reason: effectiveTier === 1 ? `tier 1 by rule ${decision.rules.join(', ')}` : null,
+    failure: null,
+  };
+
+  try {
+    db.transaction(() => {
+      repo.insertRequest(row);
+      const actor = `agent:${agent.name}`;
+      audit.append(
+        {
+          event: 'request.created',
+          actor,
+          requestId: row.id,
+          data: { agent: agent.name, resource: row.resource, tier: row.tier, required_tier: row.required_tier, scope, ttl_seconds: row.ttl_seconds, rules: decision.rules, session_key: sessionKey },
+        },
+        now,
+      );
+      if (row.status === 'approved') {
+        audit.append({ event: 'request.approved', actor: 'policy', requestId: row.id, data: { tier: 1, rules: decision.rules } }, now);
+      }
+    })();
+  } catch (err) {
+    // Two requests racing with one idempotency key: the loser replays the winner.
+    if (idempotencyKey !== undefined && (err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
+      const replay = replayIdempotent(deps, agent, idempotencyKey, bodyHash);
+      if (replay) return replay;
+    }
+    throw err;
+  }
+
+  if (row.status === 'pending') {
+    return { status: 202, body: pendingBody(row) };
+  }
+
+  const minted = await mintVaultCredential(deps, row);
+  if (!minted.ok) {
+    db.transaction(() => {
+      if (repo.transition(row.id, 'approved', 'failed', clock.now(), { failure: minted.error.message })) {
+        audit.append({ event: 'request.failed', actor: 'broker', requestId: row.id, data: { code: minted.error.code } }, clock.now());
+      }
+    })();
+    throw minted.error;
+  }
+  return {
+    status: 201,
+    body: {
+      id: row.id,
+      status: 'issued',
+      tier: row.tier,
+      required_tier: row.required_tier,
+      resource: row.resource,
+      expires_at: minted.credential.expires_at,
+      credential: minted.credential,
+    },
+  };
+}
+
+function pendingBody(row: RequestRow): Record<string, unknown> {
+  return {
+    id: row.id,
+    status: 'pending',
+    tier: row.tier,
+    required_tier: row.required_tier,
+    approval_expires_at: new Date(row.approval_expires_at!).toISOString(),
+  };
+}
+
+/**
+ * The same key from the same agent returns the first answer and creates
+ * nothing. A credential secret is never stored, so a replay of an issued
+ * request returns its current state (status 200) without the secret; the
+ * agent revokes it and asks again if it lost the first answer.
+ */
+function replayIdempotent(deps: BrokerDeps, agent: Agent, key: string, bodyHash: string): RequestOutcome | undefined {
+  const existing = deps.repo.findByIdempotencyKey(agent.id, key);
+  if (!existing) return undefined;
+  if (existing.body_hash !== bodyHash) {
+    throw new BrokerError('IDEMPOTENCY_KEY_REUSED', `Idempotency-Key "${key}" was already used for a different request (${existing.id})`);
+  }
+  if (existing.status === 'pending') return { status: 202, body: pendingBody(existing) };
+  return { status: 200, body: requestView(deps, existing), replayed: true };
+}
+
+function checkRateLimits(deps: BrokerDeps, agent: Agent, now: number, willBePending: boolean): void {
+  const { repo, config } = deps;
+  const { count, oldest } = repo.createdSince(agent.id, now - 60_000);
+  if (count >= config.ratePerMinute) {
+    const retryAfter = Math.max(1, Math.ceil(((oldest ?? now) + 60_000 - now) / 1000));
+    throw new BrokerError('RATE_LIMITED', `agent "${agent.name}" made ${count} requests in the last minute (limit ${config.ratePerMinute})`, {
+      retryAfterSeconds: retryAfter,
+    });
+  }
+  if (willBePending && repo.pendingCount(agent.id) >= config.maxPending) {
+    throw new BrokerError('TOO_MANY_PENDING', `agent "${agent.name}" already has ${config.maxPending} requests awaiting approval`, {
+      retryAfterSeconds: 30,
+    });
+  }
+}

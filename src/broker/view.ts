@@ -1,0 +1,43 @@
+import type { BrokerDeps } from './deps.ts';
+import type { RequestRow } from './repository.ts';
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/**
+ * What an agent (or operator) may see of a request: status, tiers, scope,
+ * decision and credential metadata. Never a secret: the credential part
+ * carries only the accessor (or jti) and expiry.
+ */
+export function requestView(deps: Pick<BrokerDeps, 'repo'>, row: RequestRow): Record<string, unknown> {
+  const cred = deps.repo.getCredential(row.id);
+  return {
+    id: row.id,
+    status: row.status,
+    resource: row.resource,
+    agent: row.agent_name,
+    tier: row.tier,
+    required_tier: row.required_tier,
+    reason: row.reason,
+    ...JSON.parse(row.scope),
+    ttl_seconds: row.ttl_seconds,
+    session_key: row.session_key,
+    rules: JSON.parse(row.rules) as string[],
+    created_at: iso(row.created_at),
+    approval_expires_at: iso(row.approval_expires_at),
+    claim_expires_at: iso(row.claim_expires_at),
+    decision: row.decided_by ? { approver: row.decided_by, decided_at: iso(row.decided_at), reason: row.decision_reason } : null,
+    credential:
+      cred && cred.state !== 'failed' && cred.state !== 'abandoned'
+        ? {
+            type: cred.type,
+            ...(cred.accessor ? { accessor: cred.accessor } : {}),
+            ...(cred.jti ? { jti: cred.jti } : {}),
+            state: cred.state === 'minting' ? 'issuing' : cred.state === 'live' ? 'live' : cred.state === 'ending' ? 'revoking' : 'ended',
+            issued_at: iso(cred.issued_at),
+            expires_at: iso(cred.expires_at),
+            ended_at: iso(cred.ended_at),
+          }
+        : null,
+    ...(row.failure ? { failure: row.failure } : {}),
+  };
+}

@@ -1,0 +1,99 @@
+import { parseArgs } from 'node:util';
+import { ConfigError } from '../config/config.ts';
+import { BrokerError } from '../broker/errors.ts';
+import { agentCommand } from './commands/agent.ts';
+import { auditCommand } from './commands/audit.ts';
+import { devVaultCommand } from './commands/dev-vault.ts';
+import { policyCommand } from './commands/policy.ts';
+import { requestsCommand } from './commands/requests.ts';
+import { serveCommand } from './commands/serve.ts';
+import type { CliIo } from './io.ts';
+
+const USAGE = `Usage: jit <command> [options]
+
+Service
+  serve                               run the broker (npm start); dev mode when VAULT_ADDR is unset
+  dev-vault [--port 8200] [--root-token T]
+                                      run the development Vault in the foreground (development only)
+
+Agents
+  agent add NAME [--session KEY]      register an agent; prints its token once (last line)
+  agent list                          list agents
+  agent remove NAME                   remove an agent; its token stops working
+
+Requests and audit
+  requests [--status S] [--limit N]   list requests (newest first)
+  audit verify                        check the audit hash chain (exit 1 if tampered)
+
+Policy
+  policy check [DIR]                  validate policy files (default $JIT_POLICIES)
+
+Every command reads the service's environment (JIT_DB, JIT_POLICIES, ...).
+Run "jit <command> --help" for a command's options.`;
+
+export type Command = (args: string[], io: CliIo) => Promise<number>;
+
+const COMMANDS: Record<string, Command> = {
+  serve: serveCommand,
+  'dev-vault': devVaultCommand,
+  agent: agentCommand,
+  requests: requestsCommand,
+  audit: auditCommand,
+  policy: policyCommand,
+};
+
+const defaultIo: CliIo = {
+  env: process.env,
+  out: (line) => process.stdout.write(`${line}\n`),
+  err: (line) => process.stderr.write(`${line}\n`),
+};
+
+/** Runs one CLI invocation and returns its exit code. */
+export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    io.out(USAGE);
+    return name ? 0 : 2;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    io.err(`jit: unknown command "${name}"\n\n${USAGE}`);
+    return 2;
+  }
+  try {
+    return await command(rest, io);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      io.err(`jit: configuration error: ${err.message}`);
+      return 2;
+    }
+    if (err instanceof UsageError) {
+      io.err(`jit ${name}: ${err.message}`);
+      return 2;
+    }
+    if (err instanceof BrokerError) {
+      io.err(`jit ${name}: ${err.message}`);
+      return 1;
+    }
+    io.err(`jit ${name}: ${(err as Error).message}`);
+    return 1;
+  }
+}
+
+export class UsageError extends Error {}
+
+/** parseArgs with usage errors turned into UsageError. */
+export function parseCommandArgs(
+  args: string[],
+  options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>,
+  usage: string,
+): { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] } {
+  try {
+    return parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true }) as {
+      values: Record<string, string | boolean | string[] | undefined>;
+      positionals: string[];
+    };
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message}\nusage: ${usage}`);
+  }
+}

@@ -1,0 +1,170 @@
+import { z } from 'zod';
+import { parseDurationSeconds } from '../lib/duration.ts';
+
+const duration = z
+  .string()
+  .transform((v, ctx) => {
+    const s = parseDurationSeconds(v);
+    if (s === undefined) {
+      ctx.addIssue({ code: 'custom', message: `"${v}" is not a duration (use seconds or 90s, 15m, 1h, 1d)` });
+      return z.NEVER;
+    }
+    return s;
+  });
+
+const optionalText = z
+  .string()
+  .transform((v) => (v.trim() === '' ? undefined : v.trim()))
+  .optional();
+
+const httpUrl = z
+  .string()
+  .refine((v) => {
+    try {
+      const u = new URL(v);
+      return u.protocol === 'http:' || u.protocol === 'https:';
+    } catch {
+      return false;
+    }
+  }, 'must be an http(s) URL')
+  .transform((v) => v.replace(/\/+$/, ''));
+
+const port = z.coerce.number().int().min(0).max(65535);
+
+const EnvSchema = z.object({
+  JIT_HOST: z.string().min(1).default('127.0.0.1'),
+  JIT_PORT: port.default(8787),
+  JIT_PUBLIC_URL: httpUrl.optional(),
+  JIT_DB: z.string().min(1).default('./data/jit.db'),
+  JIT_POLICIES: z.string().min(1).default('./policies'),
+  JIT_APPROVAL_TIMEOUT: duration.default(600),
+  JIT_CLAIM_WINDOW: duration.default(600),
+  JIT_TIER3_QUORUM: z.coerce.number().int().min(2).max(10).default(2),
+  JIT_RATE_PER_MINUTE: z.coerce.number().int().min(1).max(100_000).default(60),
+  JIT_MAX_PENDING: z.coerce.number().int().min(1).max(10_000).default(20),
+  JIT_DEV_VAULT_PORT: port.default(8200),
+  VAULT_ADDR: z.union([httpUrl, z.literal('').transform(() => undefined)]).optional(),
+  VAULT_TOKEN: optionalText,
+  VAULT_ROLE_ID: optionalText,
+  VAULT_SECRET_ID: optionalText,
+  VAULT_APPROLE_MOUNT: z.string().min(1).default('approle'),
+  TELEGRAM_BOT_TOKEN: optionalText,
+  TELEGRAM_CHAT_ID: optionalText,
+  TELEGRAM_APPROVERS: optionalText,
+  TELEGRAM_API_ROOT: httpUrl.default('https://api.telegram.org'),
+  TELEGRAM_WEBHOOK_SECRET: optionalText,
+  OPENCLAW_HOOKS_URL: httpUrl.optional(),
+  OPENCLAW_HOOKS_TOKEN: optionalText,
+  JIT_SIGNING_KEY: optionalText,
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export type VaultAuth =
+  | { kind: 'token'; token: string }
+  | { kind: 'approle'; roleId: string; secretId: string; mount: string };
+
+/** The broker's configuration: parsed once at start, frozen, handed out in slices. */
+export interface Config {
+  host: string;
+  port: number;
+  publicUrl: string;
+  dbPath: string;
+  policiesDir: string;
+  approvalTimeoutSeconds: number;
+  claimWindowSeconds: number;
+  tier3Quorum: number;
+  ratePerMinute: number;
+  maxPending: number;
+  /** Undefined in dev mode: the development Vault is started in-process. */
+  vault: { addr: string; auth: VaultAuth } | undefined;
+  devVaultPort: number;
+  telegram:
+    | { botToken: string; chatId: string; approvers: string[]; apiRoot: string; webhookSecret?: string }
+    | undefined;
+  openclaw: { hooksUrl: string; hooksToken?: string } | undefined;
+  signingKey?: string;
+  logLevel: z.infer<typeof EnvSchema>['LOG_LEVEL'];
+}
+
+export class ConfigError extends Error {
+  constructor(readonly variable: string, detail: string) {
+    super(`${variable}: ${detail}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/**
+ * Parses the environment into a frozen Config. Throws ConfigError naming the
+ * first bad variable; the caller prints its message as one line and exits.
+ */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const relevant = Object.fromEntries(
+    Object.keys(EnvSchema.shape).flatMap((k) => (env[k] === undefined ? [] : [[k, env[k]]])),
+  );
+  const parsed = EnvSchema.safeParse(relevant);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new ConfigError(String(issue.path[0] ?? 'environment'), issue.message);
+  }
+  const e = parsed.data;
+
+  let vault: Config['vault'];
+  if (e.VAULT_ADDR) {
+    if (e.VAULT_ROLE_ID || e.VAULT_SECRET_ID) {
+      if (!e.VAULT_ROLE_ID || !e.VAULT_SECRET_ID) {
+        throw new ConfigError(e.VAULT_ROLE_ID ? 'VAULT_SECRET_ID' : 'VAULT_ROLE_ID', 'AppRole needs both VAULT_ROLE_ID and VAULT_SECRET_ID');
+      }
+      vault = { addr: e.VAULT_ADDR, auth: { kind: 'approle', roleId: e.VAULT_ROLE_ID, secretId: e.VAULT_SECRET_ID, mount: e.VAULT_APPROLE_MOUNT } };
+    } else if (e.VAULT_TOKEN) {
+      vault = { addr: e.VAULT_ADDR, auth: { kind: 'token', token: e.VAULT_TOKEN } };
+    } else {
+      throw new ConfigError('VAULT_TOKEN', 'VAULT_ADDR is set, so set VAULT_TOKEN or VAULT_ROLE_ID and VAULT_SECRET_ID');
+    }
+  }
+
+  let telegram: Config['telegram'];
+  if (e.TELEGRAM_BOT_TOKEN) {
+    if (!e.TELEGRAM_CHAT_ID) throw new ConfigError('TELEGRAM_CHAT_ID', 'required when TELEGRAM_BOT_TOKEN is set');
+    const approvers = (e.TELEGRAM_APPROVERS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+    if (approvers.length === 0) throw new ConfigError('TELEGRAM_APPROVERS', 'list at least one Telegram user id when TELEGRAM_BOT_TOKEN is set');
+    const bad = approvers.find((a) => !/^\d{1,20}$/.test(a));
+    if (bad !== undefined) throw new ConfigError('TELEGRAM_APPROVERS', `"${bad}" is not a numeric Telegram user id`);
+    telegram = {
+      botToken: e.TELEGRAM_BOT_TOKEN,
+      chatId: e.TELEGRAM_CHAT_ID,
+      approvers,
+      apiRoot: e.TELEGRAM_API_ROOT,
+      ...(e.TELEGRAM_WEBHOOK_SECRET ? { webhookSecret: e.TELEGRAM_WEBHOOK_SECRET } : {}),
+    };
+  }
+
+  const config: Config = {
+    host: e.JIT_HOST,
+    port: e.JIT_PORT,
+    publicUrl: e.JIT_PUBLIC_URL ?? `http://${e.JIT_HOST.includes(':') ? `[${e.JIT_HOST}]` : e.JIT_HOST}:${e.JIT_PORT}`,
+    dbPath: e.JIT_DB,
+    policiesDir: e.JIT_POLICIES,
+    approvalTimeoutSeconds: e.JIT_APPROVAL_TIMEOUT,
+    claimWindowSeconds: e.JIT_CLAIM_WINDOW,
+    tier3Quorum: e.JIT_TIER3_QUORUM,
+    ratePerMinute: e.JIT_RATE_PER_MINUTE,
+    maxPending: e.JIT_MAX_PENDING,
+    vault,
+    devVaultPort: e.JIT_DEV_VAULT_PORT,
+    telegram,
+    openclaw: e.OPENCLAW_HOOKS_URL
+      ? { hooksUrl: e.OPENCLAW_HOOKS_URL, ...(e.OPENCLAW_HOOKS_TOKEN ? { hooksToken: e.OPENCLAW_HOOKS_TOKEN } : {}) }
+      : undefined,
+    ...(e.JIT_SIGNING_KEY ? { signingKey: e.JIT_SIGNING_KEY } : {}),
+    logLevel: e.LOG_LEVEL,
+  };
+  return deepFreeze(config);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,76 @@
+import { Hono, type Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { randomBytes } from 'node:crypto';
+import type { Agent } from '../broker/agents.ts';
+import type { BrokerDeps } from '../broker/deps.ts';
+import { BrokerError } from '../broker/errors.ts';
+import type { Logger } from '../lib/logger.ts';
+import { problemResponse } from './problem.ts';
+import { agentRoutes } from './routes/agent-routes.ts';
+import { publicRoutes } from './routes/public-routes.ts';
+
+export type AppEnv = { Variables: { requestId: string; log: Logger; agent: Agent } };
+
+export const MAX_BODY_BYTES = 64 * 1024;
+
+/** The HTTP API. Handlers validate and call broker verbs; none writes SQL. */
+export function createApp(deps: BrokerDeps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+
+  app.use('*', async (c, next) => {
+    const requestId = `http_${randomBytes(8).toString('hex')}`;
+    c.set('requestId', requestId);
+    const log = deps.log.child({ http_request_id: requestId });
+    c.set('log', log);
+    const started = performance.now();
+    await next();
+    c.header('X-Request-Id', requestId);
+    const status = c.res.status;
+    const line = {
+      method: c.req.method,
+      path: c.req.path,
+      status,
+      ms: Math.round((performance.now() - started) * 10) / 10,
+      agent: c.get('agent')?.name,
+    };
+    if (status >= 500) log.error(line, 'request failed');
+    else log.info(line, 'request');
+  });
+
+  app.use(
+    '*',
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: (c) => problemResponse(c, new BrokerError('PAYLOAD_TOO_LARGE', `request bodies are limited to ${MAX_BODY_BYTES} bytes`)),
+    }),
+  );
+
+  app.route('/', publicRoutes(deps));
+  app.route('/jit', agentRoutes(deps));
+
+  app.notFound((c) => problemResponse(c, new BrokerError('NOT_FOUND', `no route for ${c.req.method} ${c.req.path}`)));
+  app.onError((err, c) => {
+    if (err instanceof BrokerError) return problemResponse(c, err);
+    c.get('log')?.error({ err }, 'unhandled error');
+    return problemResponse(c, new BrokerError('INTERNAL', 'internal error; the operator can find it in the broker log by X-Request-Id'));
+  });
+  return app;
+}
+
+/**
+ * Reads a JSON body. Only `application/json` (or no content type) is
+ * accepted; malformed JSON is a 400 that says so.
+ */
+export async function readJson(c: Context): Promise<unknown> {
+  const type = c.req.header('content-type');
+  if (type && !/^application\/(?:[\w.+-]+\+)?json\b/i.test(type.trim())) {
+    throw new BrokerError('UNSUPPORTED_MEDIA_TYPE', `send the body as JSON with Content-Type: application/json (got "${type.slice(0, 80)}")`);
+  }
+  const text = await c.req.text();
+  if (text.trim() === '') throw new BrokerError('BAD_REQUEST', 'the request body is empty; send a JSON object');
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new BrokerError('BAD_REQUEST', `the request body is not valid JSON: ${(err as Error).message.slice(0, 200)}`);
+  }
+}

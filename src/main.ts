@@ -1,0 +1,136 @@
+import { serve } from '@hono/node-server';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { loadConfig, type Config } from './config/config.ts';
+import { startLifecycle } from './broker/lifecycle.ts';
+import { PolicyStore, formatProblems } from './broker/policy/index.ts';
+import { createDeps } from './create-deps.ts';
+import type { BrokerDeps } from './broker/deps.ts';
+import { openDatabase } from './db/open.ts';
+import { createApp } from './http/app.ts';
+import type { Clock } from './lib/clock.ts';
+import { createLogger, type Logger } from './lib/logger.ts';
+import { randomToken } from './lib/secrets.ts';
+import { startDevVault } from './vault/dev/index.ts';
+import { createVaultClient } from './vault/node-vault-client.ts';
+import type { VaultClient } from './vault/types.ts';
+
+export interface RunningBroker {
+  url: string;
+  deps: BrokerDeps;
+  /** Set in dev mode: the in-process development Vault. */
+  devVault?: { url: string; rootToken: string };
+  /** In dev mode on first start: the token of agent `dev`. */
+  devAgentToken?: string;
+  reloadPolicies(): boolean;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** Overrides for tests: a clock, a logger, the sweep interval. */
+  clock?: Clock;
+  log?: Logger;
+  sweepIntervalMs?: number;
+  /** Where dev-mode banners go (the console for `jit serve`). */
+  print?: (line: string) => void;
+}
+
+/** The demo secret dev mode seeds so the README walkthrough has something to read. */
+export const DEV_SEED = { path: 'homelab/data/docker/registry', data: { username: 'demo', password: 'dev-only-not-a-secret' } };
+
+/**
+ * Starts the broker: loadConfig → (dev Vault) → createDeps → createApp →
+ * listen, then the lifecycle timers. The only place that reads
+ * `process.env` is the caller, which passes it in.
+ */
+export async function startBroker(env: Record<string, string | undefined>, opts: StartOptions = {}): Promise<RunningBroker> {
+  const config = loadConfig(env);
+  const log = opts.log ?? createLogger(config.logLevel);
+  const print = opts.print ?? (() => {});
+
+  const policies = new PolicyStore();
+  const loaded = policies.reload(config.policiesDir);
+  if (!loaded.ok) {
+    throw new StartupError(`policy files in ${config.policiesDir} are invalid:\n  ${formatProblems(loaded.problems).join('\n  ')}`);
+  }
+
+  let devVault: Awaited<ReturnType<typeof startDevVault>> | undefined;
+  let vault: VaultClient;
+  if (config.vault) {
+    const auth = config.vault.auth;
+    vault = createVaultClient(
+      auth.kind === 'token'
+        ? { endpoint: config.vault.addr, token: auth.token }
+        : { endpoint: config.vault.addr, roleId: auth.roleId, secretId: auth.secretId, approleMount: auth.mount },
+      { log, ...(opts.clock ? { clock: opts.clock } : {}) },
+    );
+  } else {
+    devVault = await startDevVault({ host: '127.0.0.1', port: config.devVaultPort, rootToken: `hvs.dev-${randomToken(12)}`, ...(opts.clock ? { clock: opts.clock } : {}) });
+    await seedDevVault(devVault.url, devVault.rootToken);
+    vault = createVaultClient({ endpoint: devVault.url, token: devVault.rootToken }, { log, ...(opts.clock ? { clock: opts.clock } : {}) });
+    print(`DEVELOPMENT MODE: in-memory development Vault at ${devVault.url} (not for production; set VAULT_ADDR to use a real Vault)`);
+  }
+  try {
+    await vault.start();
+  } catch (err) {
+    log.error({ err }, 'could not authenticate to Vault at start; requests will get 503 until it is reachable');
+  }
+
+  const db = openDatabase(config.dbPath);
+  const deps = createDeps({ config, db, vault, policies, log, ...(opts.clock ? { clock: opts.clock } : {}) });
+
+  let devAgentToken: string | undefined;
+  if (devVault && !deps.agents.get('dev')) {
+    devAgentToken = deps.agents.add('dev', 'hook:jit:dev').token;
+    print('Created agent "dev". Its token (shown once):');
+    print(devAgentToken);
+  } else if (devVault) {
+    print('Agent "dev" exists; its token was shown on first start (jit agent remove dev && jit agent add dev for a new one).');
+  }
+
+  const lifecycle = startLifecycle(deps, opts.sweepIntervalMs);
+  const app = createApp(deps);
+  const server = await new Promise<Server>((resolve, reject) => {
+    const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolve(s as Server)) as Server;
+    s.once('error', reject);
+  });
+  const address = server.address() as AddressInfo;
+  const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  log.info({ url, dev_mode: !!devVault, policies: config.policiesDir, db: config.dbPath }, 'jit-broker listening');
+
+  return {
+    url,
+    deps,
+    ...(devVault ? { devVault: { url: devVault.url, rootToken: devVault.rootToken } } : {}),
+    ...(devAgentToken ? { devAgentToken } : {}),
+    reloadPolicies() {
+      const r = policies.reload(config.policiesDir);
+      if (r.ok) log.info({ dir: config.policiesDir }, 'policies reloaded');
+      else log.error({ problems: formatProblems(r.problems) }, 'policy reload failed; the previous policy stays in force');
+      return r.ok;
+    },
+    async stop() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections?.();
+      });
+      await lifecycle.stop();
+      vault.stop();
+      db.close();
+      await devVault?.close();
+    },
+  };
+}
+
+export class StartupError extends Error {}
+
+async function seedDevVault(url: string, rootToken: string): Promise<void> {
+  const res = await fetch(`${url}/v1/${DEV_SEED.path}`, {
+    method: 'POST',
+    headers: { 'X-Vault-Token': rootToken, 'content-type': 'application/json' },
+    body: JSON.stringify({ data: DEV_SEED.data }),
+  });
+  if (!res.ok) throw new Error(`could not seed the development Vault: HTTP ${res.status}`);
+}
+
+export type { Config };
