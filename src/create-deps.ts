@@ -2,13 +2,37 @@ import type { Config } from './config/config.ts';
 import { createAgentStore } from './broker/agents.ts';
 import { createAuditLog } from './broker/audit.ts';
 import type { BrokerDeps } from './broker/deps.ts';
-import { PolicyStore } from './broker/policy/index.ts';
+import { noDecisionSink, type DecisionSink } from './broker/events.ts';
+import type { PolicyStore } from './broker/policy/index.ts';
 import { createRepository } from './broker/repository.ts';
 import type { Db } from './db/open.ts';
 import { systemClock, type Clock } from './lib/clock.ts';
 import { createIdGenerator, type IdGenerator } from './lib/ids.ts';
 import type { Logger } from './lib/logger.ts';
 import type { VaultClient } from './vault/types.ts';
+
+export type StorageDeps = Pick<BrokerDeps, 'config' | 'db' | 'repo' | 'audit' | 'agents' | 'clock' | 'ids' | 'events'>;
+
+/**
+ * The database side of the broker: what the service and the offline CLI
+ * commands (agent, approve, deny, requests, audit) share, so both write
+ * state, audit and outbox the same way.
+ */
+export function createStorageDeps(parts: { config: Config; db: Db; clock?: Clock; ids?: IdGenerator; events?: DecisionSink }): StorageDeps {
+  const clock = parts.clock ?? systemClock;
+  const ids = parts.ids ?? createIdGenerator(() => clock.now());
+  const audit = createAuditLog(parts.db);
+  return {
+    config: parts.config,
+    db: parts.db,
+    repo: createRepository(parts.db),
+    audit,
+    agents: createAgentStore({ db: parts.db, audit, clock, ids }),
+    clock,
+    ids,
+    events: parts.events ?? noDecisionSink,
+  };
+}
 
 /** Wires the broker's parts together; main.ts and the tests both build deps here. */
 export function createDeps(parts: {
@@ -19,20 +43,7 @@ export function createDeps(parts: {
   log: Logger;
   clock?: Clock;
   ids?: IdGenerator;
+  events?: DecisionSink;
 }): BrokerDeps {
-  const clock = parts.clock ?? systemClock;
-  const ids = parts.ids ?? createIdGenerator(() => clock.now());
-  const audit = createAuditLog(parts.db);
-  return {
-    config: parts.config,
-    db: parts.db,
-    repo: createRepository(parts.db),
-    audit,
-    agents: createAgentStore({ db: parts.db, audit, clock, ids }),
-    policies: parts.policies,
-    vault: parts.vault,
-    clock,
-    ids,
-    log: parts.log,
-  };
+  return { ...createStorageDeps(parts), policies: parts.policies, vault: parts.vault, log: parts.log };
 }

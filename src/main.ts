@@ -53,6 +53,7 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
   if (!loaded.ok) {
     throw new StartupError(`policy files in ${config.policiesDir} are invalid:\n  ${formatProblems(loaded.problems).join('\n  ')}`);
   }
+  if (loaded.warnings.length > 0) log.warn({ warnings: formatProblems(loaded.warnings) }, 'policy warnings');
 
   let devVault: Awaited<ReturnType<typeof startDevVault>> | undefined;
   let vault: VaultClient;
@@ -105,7 +106,7 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
     ...(devAgentToken ? { devAgentToken } : {}),
     reloadPolicies() {
       const r = policies.reload(config.policiesDir);
-      if (r.ok) log.info({ dir: config.policiesDir }, 'policies reloaded');
+      if (r.ok) log.info({ dir: config.policiesDir, warnings: formatProblems(r.warnings) }, 'policies reloaded');
       else log.error({ problems: formatProblems(r.problems) }, 'policy reload failed; the previous policy stays in force');
       return r.ok;
     },

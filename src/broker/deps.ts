@@ -6,6 +6,7 @@ import type { Logger } from '../lib/logger.ts';
 import type { VaultClient } from '../vault/types.ts';
 import type { AgentStore } from './agents.ts';
 import type { AuditLog } from './audit.ts';
+import type { DecisionSink } from './events.ts';
 import type { PolicyStore } from './policy/index.ts';
 import type { Repository } from './repository.ts';
 
@@ -21,4 +22,6 @@ export interface BrokerDeps {
   clock: Clock;
   ids: IdGenerator;
   log: Logger;
+  /** Decision events, written in the deciding transaction (the webhook outbox). */
+  events: DecisionSink;
 }

@@ -22,7 +22,7 @@ const emptySummary = (): SweepSummary => ({ timedOut: 0, claimExpired: 0, creden
  * retried.
  */
 export async function sweep(deps: BrokerDeps): Promise<SweepSummary> {
-  const { repo, audit, clock, db, log } = deps;
+  const { repo, audit, clock, db, log, events } = deps;
   const summary = emptySummary();
   const now = clock.now();
 
@@ -30,19 +30,22 @@ export async function sweep(deps: BrokerDeps): Promise<SweepSummary> {
     for (const r of repo.pendingPastDeadline(now, 500)) {
       if (repo.transition(r.id, 'pending', 'timed_out', now, { decidedBy: 'timeout', decidedAt: now, decisionReason: 'no decision before the approval deadline' })) {
         audit.append({ event: 'request.timed_out', actor: 'broker', requestId: r.id, data: { approval_expires_at: r.approval_expires_at } }, now);
+        events.record(repo.getRequest(r.id)!, 'timed_out', now);
         summary.timedOut++;
       }
     }
     for (const r of repo.approvedPastClaimWindow(now, 500)) {
       if (repo.transition(r.id, 'approved', 'expired', now, { failure: 'not claimed within the claim window' })) {
         audit.append({ event: 'request.expired', actor: 'broker', requestId: r.id, data: { claim_expires_at: r.claim_expires_at, unclaimed: true } }, now);
+        events.record(repo.getRequest(r.id)!, 'expired', now);
         summary.claimExpired++;
       }
     }
     for (const c of repo.liveCredentialsPastExpiry(now, 500)) {
       if (repo.moveCredential(c.id, 'live', 'ending', now, 'expired')) {
-        repo.transition(c.request_id, 'issued', 'expired', now);
+        const ended = repo.transition(c.request_id, 'issued', 'expired', now);
         audit.append({ event: 'credential.expired', actor: 'broker', requestId: c.request_id, data: { credential_id: c.id, accessor: c.accessor } }, now);
+        if (ended) events.record(repo.getRequest(c.request_id)!, 'expired', now);
         summary.credentialsExpired++;
       }
     }
@@ -120,8 +123,9 @@ export async function reconcile(deps: BrokerDeps): Promise<ReconcileSummary> {
     if ((await vault.lookupAccessor(c.accessor!)) !== null) continue;
     db.transaction(() => {
       if (repo.moveCredential(c.id, 'live', 'ending', now, 'token no longer in Vault')) {
-        repo.transition(c.request_id, 'issued', 'expired', now);
+        const ended = repo.transition(c.request_id, 'issued', 'expired', now);
         audit.append({ event: 'credential.vanished', actor: 'broker', requestId: c.request_id, data: { credential_id: c.id, accessor: c.accessor } }, now);
+        if (ended) deps.events.record(repo.getRequest(c.request_id)!, 'expired', now);
         vanishedTokens++;
       }
     })();

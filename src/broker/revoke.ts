@@ -16,7 +16,7 @@ const CANCELLABLE: RequestStatus[] = ['pending', 'approved'];
  * Revoking an already revoked request is not an error.
  */
 export async function revokeRequest(deps: BrokerDeps, row: RequestRow, actor: string, reason?: string): Promise<Record<string, unknown>> {
-  const { repo, audit, clock, db, log } = deps;
+  const { repo, audit, clock, db, log, events } = deps;
   const now = clock.now();
 
   const outcome = db.transaction(() => {
@@ -26,11 +26,13 @@ export async function revokeRequest(deps: BrokerDeps, row: RequestRow, actor: st
       if (!repo.transition(row.id, 'issued', 'revoked', now, { decisionReason: reason })) return 'raced' as const;
       if (cred && cred.state === 'live') repo.moveCredential(cred.id, 'live', 'ending', now, 'revoked');
       audit.append({ event: 'request.revoked', actor, requestId: row.id, data: { credential_id: cred?.id, accessor: cred?.accessor, reason } }, now);
+      events.record(repo.getRequest(row.id)!, 'revoked', now);
       return 'revoked' as const;
     }
     if (CANCELLABLE.includes(current.status)) {
       if (!repo.transition(row.id, current.status, 'revoked', now, { decisionReason: reason })) return 'raced' as const;
       audit.append({ event: 'request.revoked', actor, requestId: row.id, data: { was: current.status, reason } }, now);
+      events.record(repo.getRequest(row.id)!, 'revoked', now);
       return 'revoked' as const;
     }
     if (current.status === 'revoked') return 'already' as const;

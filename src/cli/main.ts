@@ -3,6 +3,7 @@ import { ConfigError } from '../config/config.ts';
 import { BrokerError } from '../broker/errors.ts';
 import { agentCommand } from './commands/agent.ts';
 import { auditCommand } from './commands/audit.ts';
+import { decideCommand } from './commands/decide.ts';
 import { devVaultCommand } from './commands/dev-vault.ts';
 import { policyCommand } from './commands/policy.ts';
 import { requestsCommand } from './commands/requests.ts';
@@ -21,8 +22,12 @@ Agents
   agent list                          list agents
   agent remove NAME                   remove an agent; its token stops working
 
-Requests and audit
+Requests and approvals
   requests [--status S] [--limit N]   list requests (newest first)
+  approve ID [--reason TEXT]          approve a pending request as approver "local-cli"
+  deny ID [--reason TEXT]             deny a pending request as approver "local-cli"
+
+Audit
   audit verify                        check the audit hash chain (exit 1 if tampered)
 
 Policy
@@ -38,6 +43,8 @@ const COMMANDS: Record<string, Command> = {
   'dev-vault': devVaultCommand,
   agent: agentCommand,
   requests: requestsCommand,
+  approve: decideCommand('approve'),
+  deny: decideCommand('deny'),
   audit: auditCommand,
   policy: policyCommand,
 };

@@ -249,15 +249,19 @@ export function evaluateVault(
       const bad = validateVaultPath(path);
       if (bad) return reject('INVALID_PATH', pair, `invalid path ${q(path)}: ${bad}`);
 
-      const denied = c.denyPaths.firstMatch(path);
+      // Vault checks a LIST of `a/b` as `a/b/`: listing reveals the names below, which a deny of `a/b/*` hides.
+      const denied = c.denyPaths.firstMatch(path) ?? (cap === 'list' ? c.denyPaths.firstMatch(`${path}/`) : undefined);
       if (denied) {
         return reject('DENIED_BY_POLICY', pair, `${q(path)} is denied by policy (deny pattern ${q(denied.pattern)})`);
       }
 
       let best: Indexed<VaultRule> | undefined;
-      idx.vault.get(cap as Capability)?.forEachMatch(path, (r) => {
+      const visit = (r: Indexed<VaultRule>) => {
         if (better(r, best)) best = r;
-      });
+      };
+      idx.vault.get(cap as Capability)?.forEachMatch(path, visit);
+      // A LIST of `a/b` is the folder `a/b/`, which `a/b/*` covers in Vault too.
+      if (cap === 'list') idx.vault.get('list')?.forEachMatch(`${path}/`, visit);
       if (!best) {
         return reject('NOT_COVERED', pair, `no rule allows ${q(cap)} on ${q(path)} for agent ${q(agent)}`);
       }

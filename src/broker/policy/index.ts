@@ -16,7 +16,7 @@ export type {
   WebhookTarget,
 } from './types.ts';
 export { FORBIDDEN_CAPABILITIES, GRANTABLE_CAPABILITIES } from './types.ts';
-export { loadPolicyDir, formatProblems, MAX_POLICY_FILE_BYTES } from './load.ts';
+export { describePolicy, formatProblems, loadPolicyDir, MAX_POLICY_FILE_BYTES } from './load.ts';
 export { compilePolicy, evaluateGate, evaluateVault } from './evaluate.ts';
 export { validateRefName, validateRepoName, validateVaultPath, checkPattern } from './syntax.ts';
 export { PatternSet, sessionAllowed, simpleGlobMatch, vaultGlobMatch } from './glob.ts';

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { LineCounter, isMap, isScalar, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { compilePolicy } from './evaluate.ts';
-import { RULE_NAME_PATTERN, policyFileSchema, type PolicyFile } from './schema.ts';
+import { RULE_NAME_PATTERN, describeValue, policyFileSchema, type PolicyFile } from './schema.ts';
 import type {
   AgentPolicy,
   Capability,
@@ -15,8 +15,12 @@ import type {
   WebhookTarget,
 } from './types.ts';
 
-/** Policy files larger than this are refused (a policy is hand-written text). */
-export const MAX_POLICY_FILE_BYTES = 1024 * 1024;
+/**
+ * Policy files larger than this are refused: a guard against pointing the
+ * broker at the wrong file, with room for generated policies (10,000 rules
+ * take about 1.5 MB).
+ */
+export const MAX_POLICY_FILE_BYTES = 16 * 1024 * 1024;
 
 const POLICY_FILE = /\.ya?ml$/;
 
@@ -157,23 +161,40 @@ function parseFile(file: string, problems: PolicyProblem[], warnings: PolicyProb
 /** Turns one zod issue into problems (an unknown-keys issue becomes one per key). */
 function issueToProblems(issue: z.core.$ZodIssue, p: ParsedFile): PolicyProblem[] {
   if (issue.code === 'unrecognized_keys') {
-    return issue.keys.map((key) => problemAt(p, [...issue.path, key], issue.message, key));
+    return issue.keys.map((key) => problemAt(p, [...issue.path, key], issue.message, true));
+  }
+  if (issue.code === 'invalid_key') {
+    return [problemAt(p, issue.path, issue.issues[0]?.message ?? issue.message, true)];
   }
   let message = issue.message;
-  if (issue.code === 'invalid_key') {
-    message = issue.issues[0]?.message ?? message;
-  } else if (issue.code === 'invalid_type' && issue.path.length > 0 && valueAt(p.raw, issue.path) === undefined) {
+  if (isMissingKey(p.raw, issue.path)) {
     message = 'missing required field';
-  } else if (issue.code === 'too_small' && issue.origin === 'array' && message.startsWith('Too small')) {
-    message = 'must not be empty';
+  } else if (issue.code === 'invalid_type' && message.startsWith('Invalid input:')) {
+    // zod's generic wording, for the few places without a message of their own.
+    message = `expected ${TYPE_NAMES[issue.expected] ?? issue.expected}, got ${describeValue(valueAt(p.raw, issue.path))}`;
   }
   return [problemAt(p, issue.path, message)];
 }
 
-function problemAt(p: ParsedFile, path: Path, message: string, unknownKey?: string): PolicyProblem {
+const TYPE_NAMES: Record<string, string> = { object: 'a mapping', array: 'a list', string: 'a string', number: 'a number' };
+
+/** The issue is about a key its (mapping) parent does not have. */
+function isMissingKey(raw: unknown, path: Path): boolean {
+  if (path.length === 0) return false;
+  const parent = valueAt(raw, path.slice(0, -1));
+  return (
+    parent !== null &&
+    typeof parent === 'object' &&
+    !Array.isArray(parent) &&
+    !Object.prototype.hasOwnProperty.call(parent, path[path.length - 1]!)
+  );
+}
+
+/** `atKey`: point the line at the last key of `path` rather than at its value. */
+function problemAt(p: ParsedFile, path: Path, message: string, atKey = false): PolicyProblem {
   const { rule, fieldPath } = locate(p.raw, path);
   const field = formatField(fieldPath);
-  const line = lineOf(p, path, unknownKey);
+  const line = lineOf(p, path, atKey);
   return {
     file: p.file,
     ...(rule !== undefined ? { rule } : {}),
@@ -218,11 +239,12 @@ function valueAt(raw: unknown, path: Path): unknown {
 }
 
 /** Line of the YAML node at `path` (or of the closest ancestor that exists). */
-function lineOf(p: ParsedFile, path: Path, unknownKey?: string): number | undefined {
-  if (unknownKey !== undefined) {
+function lineOf(p: ParsedFile, path: Path, atKey: boolean): number | undefined {
+  if (atKey && path.length > 0) {
+    const key = path[path.length - 1];
     const map = p.doc.getIn(path.slice(0, -1) as unknown[], true);
     if (isMap(map)) {
-      const pair = map.items.find((it) => isScalar(it.key) && it.key.value === unknownKey);
+      const pair = map.items.find((it) => isScalar(it.key) && it.key.value === key);
       const range = pair && isScalar(pair.key) ? pair.key.range : undefined;
       if (range) return p.lines.linePos(range[0]).line;
     }
@@ -257,7 +279,7 @@ function checkAcrossFiles(parsed: ParsedFile[], problems: PolicyProblem[]): void
       for (const name of Object.keys(agentMap)) {
         const first = agents.get(name);
         if (first) {
-          problems.push({ ...problemAt(p, ['agents', name], ''), message: `agent "${name}" is already defined in ${first}` });
+          problems.push(problemAt(p, ['agents', name], `agent "${name}" is already defined in ${first}`, true));
         } else {
           agents.set(name, p.file);
         }
@@ -345,4 +367,15 @@ export function formatProblems(problems: readonly PolicyProblem[]): string[] {
     if (p.line !== undefined && !p.message.startsWith('YAML syntax error at line')) out += ` (line ${p.line})`;
     return out;
   });
+}
+
+/** A one-line summary of a loaded policy, e.g. `1 file, 2 agents, 6 rules, 1 deny entry`. */
+export function describePolicy(policy: PolicySet): string {
+  const n = (count: number, one: string, many: string) => `${count} ${count === 1 ? one : many}`;
+  return [
+    n(policy.files.length, 'file', 'files'),
+    n(policy.agents.size, 'agent', 'agents'),
+    n(policy.rules.length, 'rule', 'rules'),
+    n(policy.deny.length, 'deny entry', 'deny entries'),
+  ].join(', ');
 }

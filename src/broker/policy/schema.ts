@@ -33,22 +33,24 @@ function strict<S extends z.core.$ZodLooseShape>(shape: S, what: string) {
   });
 }
 
-function describe(value: unknown): string {
+/** How a value is shown in messages: `"text"`, `4`, `null`, `a list`, `a mapping`. */
+export function describeValue(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
-  return JSON.stringify(value);
+  return JSON.stringify(value) ?? String(value);
 }
 
 function list<T extends z.ZodType>(item: T, what: string) {
-  return z.array(item, { error: (iss) => `${what} must be a list, got ${describe(iss.input)}` });
+  return z.array(item, { error: (iss) => `${what} must be a list, got ${describeValue(iss.input)}` });
 }
 
 function patternSchema(kind: PatternKind) {
   return z.unknown().transform((value, ctx) => {
     const err = checkPattern(value, kind);
     if (err) {
-      ctx.issues.push({ code: 'custom', message: `${err}${typeof value === 'string' ? `: ${JSON.stringify(value)}` : ''}`, input: value });
+      const shown = typeof value === 'string' ? `: ${JSON.stringify(value)}` : '';
+      ctx.issues.push({ code: 'custom', message: `${err}${shown}`, input: value });
       return z.NEVER;
     }
     return value as string;
@@ -62,39 +64,41 @@ export const capabilitySchema = z.enum(GRANTABLE_CAPABILITIES, {
     if (typeof v === 'string' && (FORBIDDEN_CAPABILITIES as readonly string[]).includes(v)) {
       return `${JSON.stringify(v)} is never issued`;
     }
-    return `${describe(v)} is not a capability (valid: ${GRANTABLE_CAPABILITIES.join(', ')})`;
+    return `${describeValue(v)} is not a capability (valid: ${GRANTABLE_CAPABILITIES.join(', ')})`;
   },
 });
 
 /** `max_ttl`: seconds or "90s" / "15m" / "1h" / "1d"; 1h when absent. */
-export const maxTtlSchema = z.unknown().transform((value, ctx) => {
+export const maxTtlSchema = z.unknown().optional().transform((value, ctx): number => {
   if (value === undefined) return DEFAULT_MAX_TTL_SECONDS;
   const seconds =
     typeof value === 'number' || typeof value === 'string' ? parseDurationSeconds(value) : undefined;
   if (seconds === undefined) {
     ctx.issues.push({
       code: 'custom',
-      message: `max_ttl must be a positive whole number of seconds or a duration like "90s", "15m", "1h", "1d"; got ${describe(value)}`,
+      message:
+        'max_ttl must be a positive whole number of seconds or a duration like "90s", "15m", "1h", "1d"; ' +
+        `got ${describeValue(value)}`,
       input: value,
     });
     return z.NEVER;
   }
   if (seconds > MAX_TTL_LIMIT_SECONDS) {
-    ctx.issues.push({ code: 'custom', message: `max_ttl ${describe(value)} is longer than 32 days`, input: value });
+    ctx.issues.push({ code: 'custom', message: `max_ttl ${describeValue(value)} is longer than 32 days`, input: value });
     return z.NEVER;
   }
   return seconds;
 });
 
-const tierSchema = z.literal([1, 2, 3], { error: (iss) => `tier must be 1, 2 or 3, got ${describe(iss.input)}` });
+const tierSchema = z.literal([1, 2, 3], { error: (iss) => `tier must be 1, 2 or 3, got ${describeValue(iss.input)}` });
 
-const ruleNameSchema = z.string({ error: (iss) => `rule name must be a string, got ${describe(iss.input)}` }).regex(
+const ruleNameSchema = z.string({ error: (iss) => `rule name must be a string, got ${describeValue(iss.input)}` }).regex(
   RULE_NAME_PATTERN,
   'rule names use letters, digits, "_" and "-" (at most 100 characters)',
 );
 
 const agentRefSchema = z
-  .string({ error: (iss) => `agent must be a name or a glob, got ${describe(iss.input)}` })
+  .string({ error: (iss) => `agent must be a name or a glob, got ${describeValue(iss.input)}` })
   .regex(AGENT_REF_PATTERN, 'agent must be a name (letters, digits, ".", "_", "-") or a glob with "*"');
 
 const agentListSchema = list(agentRefSchema, 'agents').min(1, 'list at least one agent, or "*" for every agent');
@@ -104,6 +108,7 @@ const commonRule = {
   agents: agentListSchema,
 };
 
+/** A `resource: vault` rule. */
 export const vaultRuleSchema = strict(
   {
     ...commonRule,
@@ -116,6 +121,7 @@ export const vaultRuleSchema = strict(
   'a vault rule',
 );
 
+/** A `resource: gate` rule. */
 export const gateRuleSchema = strict(
   {
     ...commonRule,
@@ -128,22 +134,27 @@ export const gateRuleSchema = strict(
   'a gate rule',
 );
 
+/** One entry of `rules`, told apart by `resource`. */
 export const ruleSchema = z.discriminatedUnion('resource', [vaultRuleSchema, gateRuleSchema], {
   error: (iss) => {
+    // zod's types omit it, but a non-object input is reported through this function as invalid_type.
+    if ((iss.code as string) === 'invalid_type') return `a rule must be a mapping, got ${describeValue(iss.input)}`;
     if (iss.code === 'invalid_union') {
       const input = iss.input;
       if (input === null || typeof input !== 'object' || Array.isArray(input)) {
-        return `a rule must be a mapping, got ${describe(input)}`;
+        return `a rule must be a mapping, got ${describeValue(input)}`;
       }
       const v = (input as Record<string, unknown>)['resource'];
-      return v === undefined ? 'resource is required ("vault" or "gate")' : `resource must be "vault" or "gate", got ${describe(v)}`;
+      return v === undefined
+        ? 'resource is required ("vault" or "gate")'
+        : `resource must be "vault" or "gate", got ${describeValue(v)}`;
     }
     return undefined;
   },
 });
 
 const sessionPatternSchema = z
-  .string({ error: (iss) => `session pattern must be a string, got ${describe(iss.input)}` })
+  .string({ error: (iss) => `session pattern must be a string, got ${describeValue(iss.input)}` })
   .regex(SESSION_PATTERN, 'session patterns are 1-256 printable characters without spaces');
 
 const sessionKeySchema = sessionPatternSchema.refine((v) => !v.includes('*'), {
@@ -151,7 +162,7 @@ const sessionKeySchema = sessionPatternSchema.refine((v) => !v.includes('*'), {
 });
 
 const webhookUrlSchema = z
-  .string({ error: (iss) => `webhook url must be a string, got ${describe(iss.input)}` })
+  .string({ error: (iss) => `webhook url must be a string, got ${describeValue(iss.input)}` })
   .refine(
     (v) => {
       try {
@@ -167,16 +178,24 @@ const webhookUrlSchema = z
 const webhookObjectSchema = strict(
   {
     url: webhookUrlSchema,
-    format: z.enum(['standard', 'openclaw'], { error: 'format must be "standard" or "openclaw"' }).default('standard'),
+    // A refinement rather than z.enum: an enum mismatch would abort this branch of the union
+    // and hide the message behind the generic one of `webhookSchema`.
+    format: z
+      .string({ error: 'format must be "standard" or "openclaw"' })
+      .refine((v) => v === 'standard' || v === 'openclaw', { message: 'format must be "standard" or "openclaw"' })
+      .transform((v) => v as 'standard' | 'openclaw')
+      .default('standard'),
   },
   'webhook',
 );
 
+/** An agent's `webhook`: `openclaw` or `{url, format}`. */
 export const webhookSchema = z.union([z.literal('openclaw'), webhookObjectSchema], {
   error: (iss) =>
-    iss.code === 'invalid_union' ? `webhook must be "openclaw" or {url, format}, got ${describe(iss.input)}` : undefined,
+    iss.code === 'invalid_union' ? `webhook must be "openclaw" or {url, format}, got ${describeValue(iss.input)}` : undefined,
 });
 
+/** The settings of one agent under `agents`. */
 export const agentSchema = strict(
   {
     sessions: list(sessionPatternSchema, 'sessions'),
@@ -202,6 +221,7 @@ export const agentSchema = strict(
   }
 });
 
+/** One entry of `deny`. */
 export const denySchema = strict(
   {
     paths: list(patternSchema('path'), 'paths').min(1, 'list at least one path pattern').optional(),
@@ -213,6 +233,7 @@ export const denySchema = strict(
   message: 'a deny entry needs paths, repos or refs',
 });
 
+/** A key of `agents`. */
 export const agentNameSchema = z.string().regex(
   AGENT_NAME_PATTERN,
   'agent names use letters, digits, ".", "_" and "-" (at most 64 characters, starting with a letter or digit)',
@@ -221,9 +242,14 @@ export const agentNameSchema = z.string().regex(
 /** The whole of one policy file. */
 export const policyFileSchema = strict(
   {
-    agents: z.record(agentNameSchema, agentSchema, {
-      error: (iss) => (iss.code === 'invalid_type' ? `agents must be a mapping of agent name to settings, got ${describe(iss.input)}` : undefined),
-    }).optional(),
+    agents: z
+      .record(agentNameSchema, agentSchema, {
+        error: (iss) =>
+          iss.code === 'invalid_type'
+            ? `agents must be a mapping of agent name to settings, got ${describeValue(iss.input)}`
+            : undefined,
+      })
+      .optional(),
     rules: list(ruleSchema, 'rules').optional(),
     deny: list(denySchema, 'deny').optional(),
   },

@@ -1,4 +1,5 @@
 import { Hono, type Context } from 'hono';
+import { claimCredential } from '../../broker/claim.ts';
 import type { BrokerDeps } from '../../broker/deps.ts';
 import { BrokerError, notFound } from '../../broker/errors.ts';
 import { requestCredential } from '../../broker/request-credential.ts';
@@ -41,6 +42,11 @@ export function agentRoutes(deps: BrokerDeps) {
   });
 
   app.get('/requests/:id', (c) => c.json(requestView(deps, ownRequest(deps, c))));
+
+  app.post('/requests/:id/claim', async (c) => {
+    c.header('Cache-Control', 'no-store');
+    return c.json(await claimCredential(deps, ownRequest(deps, c)), 201);
+  });
 
   app.post('/requests/:id/revoke', async (c) => {
     const row = ownRequest(deps, c);

@@ -1,0 +1,50 @@
+import type { BrokerDeps } from './deps.ts';
+import { BrokerError } from './errors.ts';
+import { mintVaultCredential } from './mint-credential.ts';
+import type { RequestRow } from './repository.ts';
+
+/**
+ * `POST /jit/requests/:id/claim`: mints the credential of an approved
+ * request, once (201). Already issued: 409. Past the claim window: 410.
+ * Vault down: 503 and the request stays approved, so the agent can retry
+ * within the window.
+ */
+export async function claimCredential(deps: BrokerDeps, row: RequestRow): Promise<Record<string, unknown>> {
+  const { repo, clock, audit, db, events } = deps;
+  const now = clock.now();
+  const current = repo.getRequest(row.id)!;
+  switch (current.status) {
+    case 'approved':
+      break;
+    case 'issued':
+    case 'revoked':
+      if (repo.getCredential(row.id)) throw new BrokerError('CONFLICT', `the credential of request ${row.id} was already claimed`);
+      throw new BrokerError('CONFLICT', `request ${row.id} is ${current.status}`);
+    case 'expired':
+      throw new BrokerError('GONE', `request ${row.id} has expired${current.claim_expires_at ? '; its claim window has passed' : ''}`);
+    case 'pending':
+      throw new BrokerError('CONFLICT', `request ${row.id} is still pending approval`);
+    default:
+      throw new BrokerError('CONFLICT', `request ${row.id} is ${current.status}; there is nothing to claim`);
+  }
+  if (current.claim_expires_at !== null && current.claim_expires_at <= now) {
+    db.transaction(() => {
+      if (repo.transition(row.id, 'approved', 'expired', now, { failure: 'not claimed within the claim window' })) {
+        audit.append({ event: 'request.expired', actor: 'broker', requestId: row.id, data: { claim_expires_at: current.claim_expires_at, unclaimed: true } }, now);
+        events.record(repo.getRequest(row.id)!, 'expired', now);
+      }
+    })();
+    throw new BrokerError('GONE', `the claim window of request ${row.id} has passed`);
+  }
+  const minted = await mintVaultCredential(deps, current);
+  if (!minted.ok) throw minted.error;
+  return {
+    id: current.id,
+    status: 'issued',
+    tier: current.tier,
+    required_tier: current.required_tier,
+    resource: current.resource,
+    expires_at: minted.credential.expires_at,
+    credential: minted.credential,
+  };
+}

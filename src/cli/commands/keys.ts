@@ -1,0 +1,47 @@
+import { systemClock } from '../../lib/clock.ts';
+import { formatDuration } from '../../lib/duration.ts';
+import { createKeyRing } from '../../webhooks/keys.ts';
+import { openCliContext } from '../context.ts';
+import type { CliIo } from '../io.ts';
+import { UsageError, parseCommandArgs } from '../main.ts';
+
+const USAGE = 'jit keys list | jit keys rotate';
+
+function age(ms: number): string {
+  return formatDuration(Math.max(1, Math.floor(ms / 1000)));
+}
+
+/**
+ * `jit keys`: the Ed25519 signing keys (webhooks, gate credentials). Shows
+ * key ids and ages, never private keys. `rotate` makes a new current key;
+ * the old one stays in the JWKS for the grace period. A running service
+ * notices the changed key file on its next signature.
+ */
+export async function keysCommand(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseCommandArgs(args, {}, USAGE);
+  if (values.help) return (io.out(`usage: ${USAGE}`), 0);
+  const [sub, ...extra] = positionals;
+  if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"\nusage: ${USAGE}`);
+  if (sub !== 'list' && sub !== 'rotate') throw new UsageError(`${sub ? `unknown subcommand "${sub}"` : 'missing subcommand'}\nusage: ${USAGE}`);
+
+  const ctx = openCliContext(io);
+  try {
+    const log = { warn: (_: object, msg: string) => io.err(`jit keys: ${msg}`), info: () => {} };
+    const ring = createKeyRing({ config: ctx.config, clock: systemClock, log });
+    const now = systemClock.now();
+    if (sub === 'list') {
+      io.out(['KID', 'STATUS', 'SOURCE', 'CREATED', 'AGE', 'LEAVES_JWKS'].join('\t'));
+      for (const k of ring.list()) {
+        io.out([k.kid, k.status, k.source, new Date(k.createdAt).toISOString(), age(now - k.createdAt), k.dropsAt ? new Date(k.dropsAt).toISOString() : '-'].join('\t'));
+      }
+      io.out(`keys kept in: ${ring.location}`);
+      return 0;
+    }
+    const { kid, retiredKid } = ring.rotate();
+    ctx.audit.append({ event: 'key.rotated', actor: 'local-cli', data: { kid, retired_kid: retiredKid } }, now);
+    io.out(`New signing key ${kid} is current; ${retiredKid} stays in the JWKS for the grace period (7 days) so receivers can still verify what it signed.`);
+    return 0;
+  } finally {
+    ctx.close();
+  }
+}

@@ -1,0 +1,95 @@
+import { systemClock } from '../../lib/clock.ts';
+import { createOutboxStore, redactUrl, resolveTargetUrl, type OutboxRow } from '../../webhooks/outbox.ts';
+import { openCliContext } from '../context.ts';
+import type { CliIo } from '../io.ts';
+import { UsageError, parseCommandArgs } from '../main.ts';
+
+const USAGE = 'jit webhooks list [--dead] [--limit N] | jit webhooks retry ID | jit webhooks retry --all-dead';
+
+const iso = (ms: number | null) => (ms === null ? '-' : new Date(ms).toISOString());
+
+function when(r: OutboxRow): string {
+  if (r.state === 'delivered') return `delivered ${iso(r.delivered_at)}`;
+  if (r.state === 'pending') return `next ${iso(r.next_attempt_at)}`;
+  if (r.state === 'delivering') return `sending (lease until ${iso(r.lease_expires_at)})`;
+  return `dead since ${iso(r.updated_at)}`;
+}
+
+/** `jit webhooks`: the decision webhook outbox, its dead letters, and re-queueing them. */
+export async function webhooksCommand(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseCommandArgs(
+    args,
+    { dead: { type: 'boolean' }, limit: { type: 'string' }, 'all-dead': { type: 'boolean' } },
+    USAGE,
+  );
+  if (values.help) return (io.out(`usage: ${USAGE}`), 0);
+  const [sub, id, ...extra] = positionals;
+  if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"\nusage: ${USAGE}`);
+  const limit = values.limit === undefined ? 50 : Number(values.limit);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new UsageError('--limit must be a whole number from 1 to 10000');
+  if (sub !== 'list' && sub !== 'retry') {
+    throw new UsageError(`${sub ? `unknown subcommand "${sub}"` : 'missing subcommand'}\nusage: ${USAGE}`);
+  }
+  if (sub === 'retry' && !id === !values['all-dead']) throw new UsageError(`webhooks retry needs an event ID or --all-dead\nusage: ${USAGE}`);
+
+  const ctx = openCliContext(io);
+  try {
+    const store = createOutboxStore(ctx.db);
+    if (sub === 'list') {
+      const rows = store.list({ ...(values.dead ? { state: 'dead' as const } : {}), limit });
+      if (rows.length === 0) {
+        io.out(values.dead ? 'No dead webhook events.' : 'No webhook events.');
+        return 0;
+      }
+      io.out(['ID', 'STATE', 'TYPE', 'REQUEST', 'TARGET', 'ATTEMPTS', 'LAST_STATUS', 'WHEN', 'URL', 'LAST_ERROR'].join('\t'));
+      for (const r of rows) {
+        io.out(
+          [r.id, r.state, r.type, r.request_id, r.target, r.attempts, r.last_status ?? '-', when(r), redactUrl(r.url), r.last_error ?? '-'].join('\t'),
+        );
+      }
+      return 0;
+    }
+
+    const targets = values['all-dead'] ? store.list({ state: 'dead', limit: 10_000 }) : [store.get(id!)];
+    let failures = 0;
+    for (const row of targets) {
+      if (!row) {
+        io.err(`jit webhooks: no webhook event ${id}`);
+        return 1;
+      }
+      if (row.state !== 'dead') {
+        io.err(`jit webhooks: event ${row.id} is ${row.state}, not dead; only dead events are re-queued`);
+        failures++;
+        continue;
+      }
+      // An event aimed at OPENCLAW_HOOKS_URL follows the current setting, so fixing the
+      // variable and retrying is enough; a URL from a policy file is kept as recorded.
+      let url: string | undefined;
+      if (row.target === 'openclaw' && row.url_source === 'config') {
+        const resolved = resolveTargetUrl({ kind: 'openclaw' }, ctx.config);
+        if (!resolved.url) {
+          io.err(`jit webhooks: event ${row.id} goes to OpenClaw but OPENCLAW_HOOKS_URL is not set; set it first`);
+          failures++;
+          continue;
+        }
+        url = resolved.url;
+      }
+      const now = systemClock.now();
+      const requeued = ctx.db.transaction(() => {
+        if (!store.requeue(row.id, now, url)) return false;
+        ctx.audit.append({ event: 'webhook.requeued', actor: 'local-cli', requestId: row.request_id, data: { event_id: row.id, type: row.type, previous_attempts: row.attempts } }, now);
+        return true;
+      })();
+      if (!requeued) {
+        io.err(`jit webhooks: event ${row.id} changed meanwhile; not re-queued`);
+        failures++;
+        continue;
+      }
+      io.out(`Re-queued ${row.id} (${row.type}, request ${row.request_id}) to ${redactUrl(url ?? row.url)}; the running service sends it within a second or so.`);
+    }
+    if (values['all-dead'] && targets.length === 0) io.out('No dead webhook events.');
+    return failures > 0 ? 1 : 0;
+  } finally {
+    ctx.close();
+  }
+}

@@ -1,0 +1,237 @@
+import { createAuditLog } from '../broker/audit.ts';
+import type { DecisionEventType, DecisionSink } from '../broker/events.ts';
+import type { PolicySet, WebhookTarget } from '../broker/policy/types.ts';
+import type { RequestRow } from '../broker/repository.ts';
+import type { Config } from '../config/config.ts';
+import type { Db } from '../db/open.ts';
+import type { IdGenerator } from '../lib/ids.ts';
+import type { Logger } from '../lib/logger.ts';
+import { buildDecisionEvent, buildOpenClawBody, type DecisionEventName } from './payloads.ts';
+
+export type OutboxState = 'pending' | 'delivering' | 'delivered' | 'dead';
+export type TargetKind = 'openclaw' | 'standard';
+
+export interface OutboxRow {
+  id: string;
+  request_id: string;
+  type: DecisionEventName;
+  target: TargetKind;
+  url: string | null;
+  url_source: 'config' | 'policy';
+  session_key: string | null;
+  body: string;
+  state: OutboxState;
+  attempts: number;
+  next_attempt_at: number;
+  lease_owner: string | null;
+  lease_expires_at: number | null;
+  last_status: number | null;
+  last_error: string | null;
+  created_at: number;
+  updated_at: number;
+  delivered_at: number | null;
+}
+
+export type NewOutboxRow = Pick<OutboxRow, 'id' | 'request_id' | 'type' | 'target' | 'url' | 'url_source' | 'session_key' | 'body' | 'state' | 'next_attempt_at' | 'last_error' | 'created_at'>;
+
+/**
+ * SQL for the outbox. Every transition out of `delivering` is conditional
+ * on the lease owner, so a sender whose lease expired (and whose row was
+ * taken over) cannot overwrite the newer outcome.
+ */
+export function createOutboxStore(db: Db) {
+  const s = {
+    insert: db.prepare(`INSERT INTO webhook_outbox (id, request_id, type, target, url, url_source, session_key, body, state, attempts,
+      next_attempt_at, last_error, created_at, updated_at)
+      VALUES (@id, @request_id, @type, @target, @url, @url_source, @session_key, @body, @state, 0, @next_attempt_at, @last_error, @created_at, @created_at)
+      ON CONFLICT (request_id, type) DO NOTHING`),
+    claim: db.prepare(`UPDATE webhook_outbox
+      SET state = 'delivering', attempts = attempts + 1, lease_owner = @owner, lease_expires_at = @lease_until, updated_at = @now
+      WHERE id = (
+        SELECT id FROM webhook_outbox
+        WHERE (state = 'pending' AND next_attempt_at <= @due_by) OR (state = 'delivering' AND lease_expires_at <= @now)
+        ORDER BY next_attempt_at, created_at LIMIT 1)
+      RETURNING *`),
+    delivered: db.prepare(`UPDATE webhook_outbox SET state = 'delivered', delivered_at = @now, last_status = @status, last_error = NULL,
+      lease_owner = NULL, lease_expires_at = NULL, updated_at = @now
+      WHERE id = @id AND state = 'delivering' AND lease_owner = @owner`),
+    retry: db.prepare(`UPDATE webhook_outbox SET state = 'pending', next_attempt_at = @next, last_status = @status, last_error = @error,
+      lease_owner = NULL, lease_expires_at = NULL, updated_at = @now
+      WHERE id = @id AND state = 'delivering' AND lease_owner = @owner`),
+    dead: db.prepare(`UPDATE webhook_outbox SET state = 'dead', last_status = @status, last_error = @error,
+      lease_owner = NULL, lease_expires_at = NULL, updated_at = @now
+      WHERE id = @id AND state = 'delivering' AND lease_owner = @owner`),
+    release: db.prepare(`UPDATE webhook_outbox SET state = 'pending', next_attempt_at = @now, lease_owner = NULL, lease_expires_at = NULL, updated_at = @now
+      WHERE id = @id AND state = 'delivering' AND lease_owner = @owner`),
+    requeue: db.prepare(`UPDATE webhook_outbox SET state = 'pending', attempts = 0, next_attempt_at = @now, url = COALESCE(@url, url),
+      last_error = NULL, last_status = NULL, updated_at = @now
+      WHERE id = @id AND state = 'dead'`),
+    get: db.prepare('SELECT * FROM webhook_outbox WHERE id = ?'),
+    pending: db.prepare(`SELECT COUNT(*) FROM webhook_outbox WHERE state IN ('pending', 'delivering')`),
+    byState: db.prepare('SELECT state, COUNT(*) AS n FROM webhook_outbox GROUP BY state'),
+  };
+
+  return {
+    /** Inserts an event; false when this request already has an event of this type. */
+    insert(row: NewOutboxRow): boolean {
+      return s.insert.run(row).changes === 1;
+    },
+    /**
+     * Atomically leases the next due row (pending and due by `dueBy`, or
+     * delivering with an expired lease) to `owner`, counting the attempt.
+     * One UPDATE ... RETURNING, so two dispatchers never get the same row.
+     */
+    claimNext(p: { now: number; dueBy: number; owner: string; leaseUntil: number }): OutboxRow | undefined {
+      return s.claim.get({ now: p.now, due_by: p.dueBy, owner: p.owner, lease_until: p.leaseUntil }) as OutboxRow | undefined;
+    },
+    markDelivered(id: string, owner: string, now: number, status: number): boolean {
+      return s.delivered.run({ id, owner, now, status }).changes === 1;
+    },
+    markRetry(id: string, owner: string, now: number, p: { status: number | null; error: string; nextAttemptAt: number }): boolean {
+      return s.retry.run({ id, owner, now, status: p.status, error: p.error, next: p.nextAttemptAt }).changes === 1;
+    },
+    markDead(id: string, owner: string, now: number, p: { status: number | null; error: string }): boolean {
+      return s.dead.run({ id, owner, now, status: p.status, error: p.error }).changes === 1;
+    },
+    /** Gives a leased row back, due now (used when the dispatcher stops mid-send). */
+    release(id: string, owner: string, now: number): boolean {
+      return s.release.run({ id, owner, now }).changes === 1;
+    },
+    /** Re-queues a dead row: pending, attempts reset, due now; `url` replaces the stored URL when given. */
+    requeue(id: string, now: number, url?: string): boolean {
+      return s.requeue.run({ id, now, url: url ?? null }).changes === 1;
+    },
+    get(id: string): OutboxRow | undefined {
+      return s.get.get(id) as OutboxRow | undefined;
+    },
+    list(filter: { state?: OutboxState; limit?: number } = {}): OutboxRow[] {
+      const sql = `SELECT * FROM webhook_outbox ${filter.state ? 'WHERE state = ?' : ''} ORDER BY created_at DESC, id DESC LIMIT ?`;
+      const args: unknown[] = filter.state ? [filter.state] : [];
+      return db.prepare(sql).all(...args, filter.limit ?? 50) as OutboxRow[];
+    },
+    /** Rows not yet settled (pending or being delivered): `outbox_pending` in /healthz. */
+    pendingCount(): number {
+      return s.pending.pluck().get() as number;
+    },
+    countByState(): Record<OutboxState, number> {
+      const out: Record<OutboxState, number> = { pending: 0, delivering: 0, delivered: 0, dead: 0 };
+      for (const r of s.byState.all() as { state: OutboxState; n: number }[]) out[r.state] = r.n;
+      return out;
+    },
+  };
+}
+
+export type OutboxStore = ReturnType<typeof createOutboxStore>;
+
+/** Removes user:password and the query string, for logs and listings (a URL may carry a token). */
+export function redactUrl(url: string | null): string {
+  if (!url) return '-';
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname}${u.search ? '?…' : ''}`;
+  } catch {
+    return '(invalid URL)';
+  }
+}
+
+/**
+ * Where an agent's decisions go: the OpenClaw hooks endpoint (policy URL or
+ * OPENCLAW_HOOKS_URL, plus `/agent`) or the policy's standard URL. Only
+ * operator configuration is consulted, never request input, so no agent can
+ * make the broker call a URL of its choosing.
+ */
+export function resolveTargetUrl(
+  target: WebhookTarget,
+  config: Pick<Config, 'openclaw'>,
+): { url: string | null; source: 'config' | 'policy'; problem?: string } {
+  if (target.kind === 'standard') return { url: target.url, source: 'policy' };
+  const agentUrl = (base: string) => (/\/agent\/?$/.test(new URL(base).pathname) ? base : `${base.replace(/\/+$/, '')}/agent`);
+  if (target.url) return { url: agentUrl(target.url), source: 'policy' };
+  if (config.openclaw) return { url: agentUrl(config.openclaw.hooksUrl), source: 'config' };
+  return {
+    url: null,
+    source: 'config',
+    problem: 'OPENCLAW_HOOKS_URL is not set, so this OpenClaw event cannot be sent; set it and run "jit webhooks retry <id>"',
+  };
+}
+
+export interface OutboxSinkDeps {
+  db: Db;
+  config: Pick<Config, 'publicUrl' | 'openclaw'>;
+  /** The policy store (only `current()` is used): the agent's `webhook` decides the target. */
+  policies: { current(): PolicySet };
+  ids: IdGenerator;
+  log: Logger;
+  /** Called after a deliverable row is written; the dispatcher's `notify`. */
+  notify?: () => void;
+}
+
+/**
+ * The DecisionSink that feeds the webhook outbox. `record` runs inside the
+ * broker's deciding transaction on the same connection, so the event is
+ * committed with the decision or not at all.
+ *
+ * An agent without a `webhook` in policy gets no row. An OpenClaw target
+ * with no OPENCLAW_HOOKS_URL gets a row that is dead from the start, with
+ * the reason, so the operator sees it in `jit webhooks list --dead` and can
+ * retry it once the URL is set; the decision itself is never blocked by a
+ * webhook problem.
+ */
+export function createOutboxSink(deps: OutboxSinkDeps): DecisionSink {
+  const store = createOutboxStore(deps.db);
+  const audit = createAuditLog(deps.db);
+  const hasCredential = deps.db.prepare(`SELECT COUNT(*) FROM credentials WHERE request_id = ? AND state NOT IN ('abandoned', 'failed')`).pluck();
+
+  return {
+    record(request: RequestRow, type: DecisionEventType, at: number): void {
+      let target: WebhookTarget | undefined;
+      try {
+        target = deps.policies.current().agents.get(request.agent_name)?.webhook;
+      } catch (err) {
+        deps.log.error({ err, request_id: request.id, event: type }, 'no policy loaded: decision webhook not recorded');
+        return;
+      }
+      if (!target) return;
+
+      const id = deps.ids.next('evt');
+      const event = buildDecisionEvent({ id, request, type, at, publicUrl: deps.config.publicUrl });
+      const credentialIssued = (hasCredential.get(request.id) as number) > 0;
+      const body = target.kind === 'openclaw' ? buildOpenClawBody(event, target, { credentialIssued }) : event;
+      const resolved = resolveTargetUrl(target, deps.config);
+      let url = resolved.url;
+      let problem = resolved.problem;
+      if (url) {
+        const u = new URL(url);
+        if (u.username || u.password) {
+          // fetch refuses such URLs, and the outbox must not hold the password.
+          u.username = '';
+          u.password = '';
+          url = u.toString();
+          problem = 'webhook URL contains user:password credentials; put them nowhere in the URL (use OPENCLAW_HOOKS_TOKEN for OpenClaw)';
+        }
+      }
+
+      const inserted = store.insert({
+        id,
+        request_id: request.id,
+        type: event.type,
+        target: target.kind,
+        url,
+        url_source: resolved.source,
+        session_key: request.session_key,
+        body: JSON.stringify(body),
+        state: problem ? 'dead' : 'pending',
+        next_attempt_at: at,
+        last_error: problem ?? null,
+        created_at: at,
+      });
+      if (!inserted) return;
+      if (problem) {
+        audit.append({ event: 'webhook.dead', actor: 'broker', requestId: request.id, data: { event_id: id, type: event.type, target: target.kind, reason: 'not_configured', attempts: 0 } }, at);
+        deps.log.error({ event_id: id, request_id: request.id, type: event.type }, `decision webhook not sent: ${problem}`);
+        return;
+      }
+      deps.notify?.();
+    },
+  };
+}

@@ -1,0 +1,148 @@
+import type { DecisionEventType } from '../broker/events.ts';
+import type { WebhookTarget } from '../broker/policy/types.ts';
+import type { RequestRow } from '../broker/repository.ts';
+import { formatDuration } from '../lib/duration.ts';
+
+export type DecisionEventName = `jit.request.${DecisionEventType}`;
+
+type Scope = { vault_paths: { path: string; capabilities: string[] }[] } | { repo: string; refs: string[] };
+
+/**
+ * The generic (Standard Webhooks) event body. Built only from request
+ * metadata: there is no field a secret could travel in.
+ */
+export interface DecisionEvent {
+  type: DecisionEventName;
+  id: string;
+  request_id: string;
+  agent: string;
+  session_key: string | null;
+  status: RequestRow['status'];
+  resource: RequestRow['resource'];
+  tier: number;
+  required_tier: number;
+  scope: Scope;
+  ttl_seconds: number;
+  decided_by: string | null;
+  decided_at: string | null;
+  reason: string | null;
+  /** Approvals only: the call that mints the credential, and its deadline. */
+  claim?: { method: 'POST'; url: string; expires_at: string | null };
+  occurred_at: string;
+}
+
+/** OpenClaw `POST /hooks/agent` body (SPEC §8). */
+export interface OpenClawAgentBody {
+  message: string;
+  name: 'JIT broker';
+  sessionKey?: string;
+  wakeMode: 'now';
+  deliver: false;
+  agentId?: string;
+  sessionMode?: string;
+}
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+export function buildDecisionEvent(input: {
+  id: string;
+  request: RequestRow;
+  type: DecisionEventType;
+  at: number;
+  publicUrl: string;
+}): DecisionEvent {
+  const { request: r } = input;
+  return {
+    type: `jit.request.${input.type}`,
+    id: input.id,
+    request_id: r.id,
+    agent: r.agent_name,
+    session_key: r.session_key,
+    status: r.status,
+    resource: r.resource,
+    tier: r.tier,
+    required_tier: r.required_tier,
+    scope: JSON.parse(r.scope) as Scope,
+    ttl_seconds: r.ttl_seconds,
+    decided_by: r.decided_by,
+    decided_at: iso(r.decided_at),
+    reason: r.decision_reason,
+    ...(input.type === 'approved'
+      ? { claim: { method: 'POST' as const, url: claimUrl(input.publicUrl, r.id), expires_at: iso(r.claim_expires_at) } }
+      : {}),
+    occurred_at: new Date(input.at).toISOString(),
+  };
+}
+
+export function claimUrl(publicUrl: string, requestId: string): string {
+  return `${publicUrl.replace(/\/+$/, '')}/jit/requests/${encodeURIComponent(requestId)}/claim`;
+}
+
+const MAX_SCOPE_LINES = 40;
+const MAX_REASON = 500;
+
+function describeScope(scope: Scope): string {
+  if ('vault_paths' in scope) {
+    const lines = scope.vault_paths.slice(0, MAX_SCOPE_LINES).map((p) => `  - vault ${p.path} [${p.capabilities.join(', ')}]`);
+    if (scope.vault_paths.length > MAX_SCOPE_LINES) lines.push(`  - ... and ${scope.vault_paths.length - MAX_SCOPE_LINES} more paths`);
+    return lines.join('\n');
+  }
+  const refs = scope.refs.slice(0, MAX_SCOPE_LINES).map((ref) => `  - push ${scope.repo} ${ref}`);
+  if (scope.refs.length > MAX_SCOPE_LINES) refs.push(`  - ... and ${scope.refs.length - MAX_SCOPE_LINES} more refs`);
+  return refs.join('\n');
+}
+
+function quoted(text: string | null): string {
+  if (!text) return '';
+  const t = text.length > MAX_REASON ? `${text.slice(0, MAX_REASON)}…` : text;
+  return ` Reason: ${JSON.stringify(t)}.`;
+}
+
+/**
+ * The text an agent reads in its session. It names the request, the
+ * outcome, what was granted and until when, and for an approval the exact
+ * claim call. The agent's token appears only as the `$JIT_AGENT_TOKEN`
+ * placeholder: the broker never has it in the clear.
+ */
+export function openClawMessage(event: DecisionEvent, opts: { credentialIssued: boolean }): string {
+  const head = `[jit-broker] Request ${event.request_id} (${event.resource}, tier ${event.required_tier})`;
+  const scope = describeScope(event.scope);
+  const ttl = formatDuration(event.ttl_seconds);
+  switch (event.type) {
+    case 'jit.request.approved':
+      return [
+        `${head} was APPROVED by ${event.decided_by ?? 'an approver'} at ${event.decided_at ?? event.occurred_at}.${quoted(event.reason)}`,
+        `Granted once claimed, valid for ${ttl} from the claim:`,
+        scope,
+        `Claim it before ${event.claim?.expires_at ?? 'the claim window ends'} with exactly this call (your agent token in $JIT_AGENT_TOKEN):`,
+        `curl -sS -X POST -H "Authorization: Bearer $JIT_AGENT_TOKEN" ${event.claim?.url ?? ''}`,
+        'The 201 response carries the credential once; a second claim gets 409, a claim after the deadline gets 410.',
+      ].join('\n');
+    case 'jit.request.denied':
+      return [`${head} was DENIED by ${event.decided_by ?? 'an approver'} at ${event.decided_at ?? event.occurred_at}.${quoted(event.reason)}`, 'Nothing was granted. Requested:', scope].join('\n');
+    case 'jit.request.timed_out':
+      return [`${head} TIMED OUT at ${event.occurred_at}: no approver decided in time.`, 'Nothing was granted. Send a new request if you still need:', scope].join('\n');
+    case 'jit.request.revoked':
+      return [
+        `${head} was REVOKED at ${event.occurred_at}.${quoted(event.reason)}`,
+        opts.credentialIssued ? 'The credential issued for it no longer works:' : 'It can no longer be claimed:',
+        scope,
+      ].join('\n');
+    case 'jit.request.expired':
+      return opts.credentialIssued
+        ? [`${head}: the credential EXPIRED at ${event.occurred_at} and no longer works:`, scope, 'Send a new request if you still need access.'].join('\n')
+        : [`${head}: the approval EXPIRED at ${event.occurred_at} because it was not claimed in time. Nothing was issued for:`, scope].join('\n');
+  }
+}
+
+export function buildOpenClawBody(event: DecisionEvent, target: Extract<WebhookTarget, { kind: 'openclaw' }>, opts: { credentialIssued: boolean }): OpenClawAgentBody {
+  return {
+    message: openClawMessage(event, opts),
+    name: 'JIT broker',
+    ...(event.session_key ? { sessionKey: event.session_key } : {}),
+    wakeMode: 'now',
+    deliver: false,
+    ...(target.agentId ? { agentId: target.agentId } : {}),
+    ...(target.sessionMode ? { sessionMode: target.sessionMode } : {}),
+  };
+}

@@ -1,0 +1,89 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
+
+let h: Harness;
+let token: string;
+beforeAll(async () => {
+  h = await startHarness({ env: { JIT_RATE_PER_MINUTE: '1000' } });
+  token = h.addAgent('moltbot');
+});
+afterAll(async () => {
+  await h.close();
+});
+
+const valid = {
+  resource: 'vault',
+  tier: 1,
+  reason: 'read',
+  vault_paths: [{ path: 'homelab/data/docker/registry', capabilities: ['read'] }],
+};
+
+describe('hostile and malformed input gets a clear 4xx', () => {
+  it.each([
+    ['malformed JSON', { raw: '{"resource": "vault",' }, 400, /not valid JSON/],
+    ['empty body', { raw: '' }, 400, /empty/],
+    ['a JSON array', { body: [valid] }, 400, /object/i],
+    ['an unknown field', { body: { ...valid, admin: true } }, 400, /unknown field\(s\): admin/],
+    ['an unknown nested field', { body: { ...valid, vault_paths: [{ ...valid.vault_paths[0], policy: 'root' }] } }, 400, /vault_paths\[0\].*unknown field/],
+    ['a bad tier', { body: { ...valid, tier: 4 } }, 400, /tier/],
+    ['an unknown resource', { body: { ...valid, resource: 'aws' } }, 400, /resource/],
+    ['an unknown capability', { body: { ...valid, vault_paths: [{ path: 'a/b', capabilities: ['fly'] }] } }, 400, /capability must be one of/],
+    ['no paths', { body: { ...valid, vault_paths: [] } }, 400, /at least one path/],
+    ['a bad ttl', { body: { ...valid, ttl: '10 years' } }, 400, /ttl/],
+    ['a negative ttl', { body: { ...valid, ttl: -5 } }, 400, /ttl/],
+    ['a missing reason', { body: { ...valid, reason: '  ' } }, 400, /reason/],
+    ['a form body', { raw: 'a=b', headers: { 'content-type': 'application/x-www-form-urlencoded' } }, 415, /application\/json/],
+  ])('%s', async (_name, input, status, detail) => {
+    const res = await h.call('POST', '/jit/request', { token, ...input });
+    expect(res.status).toBe(status);
+    expect(res.headers.get('content-type')).toContain('application/problem+json');
+    expect(res.body).toMatchObject({ status, type: expect.stringMatching(/^urn:jit-broker:problem:/), title: expect.any(String) });
+    expect(res.body.detail).toMatch(detail);
+    expect(JSON.stringify(res.body)).not.toMatch(/at .*\.ts:\d+/);
+  });
+
+  it('413 for a body over 64 KiB', async () => {
+    const res = await h.call('POST', '/jit/request', { token, body: { ...valid, reason: 'x'.repeat(70_000) } });
+    expect(res.status).toBe(413);
+    expect(res.body.code).toBe('PAYLOAD_TOO_LARGE');
+  });
+
+  it('404 problem for unknown routes and malformed ids', async () => {
+    expect((await h.call('GET', '/nope')).status).toBe(404);
+    const res = await h.call('GET', '/jit/requests/../../etc/passwd', { token });
+    expect(res.status).toBe(404);
+    const bad = await h.call('GET', `/jit/requests/${encodeURIComponent("req_' OR 1=1 --")}`, { token });
+    expect(bad.status).toBe(404);
+  });
+
+  it('keeps serving after all of the above', async () => {
+    const res = await h.call('POST', '/jit/request', { token, body: valid });
+    expect(res.status).toBe(201);
+    expect(res.headers.get('x-request-id')).toMatch(/^http_/);
+  });
+});
+
+describe('Idempotency-Key', () => {
+  it('replays the first answer and creates nothing new', async () => {
+    const headers = { 'idempotency-key': 'deploy-42' };
+    const first = await h.call('POST', '/jit/request', { token, body: valid, headers });
+    expect(first.status).toBe(201);
+    const second = await h.call('POST', '/jit/request', { token, body: valid, headers });
+    expect(second.status).toBe(200);
+    expect(second.headers.get('idempotent-replayed')).toBe('true');
+    expect(second.body).toMatchObject({ id: first.body.id, status: 'issued', credential: { accessor: first.body.credential.accessor } });
+    expect(JSON.stringify(second.body)).not.toContain(first.body.credential.token);
+    const conflict = await h.call('POST', '/jit/request', { token, body: { ...valid, reason: 'other' }, headers });
+    expect(conflict.status).toBe(409);
+    expect(conflict.body.code).toBe('IDEMPOTENCY_KEY_REUSED');
+  });
+
+  it('replays a pending request as 202', async () => {
+    const headers = { 'idempotency-key': 'tier2-1' };
+    const first = await h.call('POST', '/jit/request', { token, body: { ...valid, tier: 2 }, headers });
+    const second = await h.call('POST', '/jit/request', { token, body: { ...valid, tier: 2 }, headers });
+    expect(first.status).toBe(202);
+    expect(second.status).toBe(202);
+    expect(second.body.id).toBe(first.body.id);
+  });
+});

@@ -1,0 +1,73 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../../src/config/config.ts';
+
+describe('loadConfig', () => {
+  it('runs on defaults with an empty environment (dev mode)', () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({
+      host: '127.0.0.1',
+      port: 8787,
+      publicUrl: 'http://127.0.0.1:8787',
+      dbPath: './data/jit.db',
+      policiesDir: './policies',
+      approvalTimeoutSeconds: 600,
+      claimWindowSeconds: 600,
+      tier3Quorum: 2,
+      vault: undefined,
+      telegram: undefined,
+      logLevel: 'info',
+    });
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it('reads durations, Vault AppRole and Telegram settings', () => {
+    const c = loadConfig({
+      JIT_APPROVAL_TIMEOUT: '15m',
+      JIT_CLAIM_WINDOW: '90',
+      VAULT_ADDR: 'https://vault.example:8200/',
+      VAULT_ROLE_ID: 'role',
+      VAULT_SECRET_ID: 'secret',
+      TELEGRAM_BOT_TOKEN: '123:abc',
+      TELEGRAM_CHAT_ID: '-100200',
+      TELEGRAM_APPROVERS: '111, 222',
+    });
+    expect(c.approvalTimeoutSeconds).toBe(900);
+    expect(c.claimWindowSeconds).toBe(90);
+    expect(c.vault).toEqual({ addr: 'https://vault.example:8200', auth: { kind: 'approle', roleId: 'role', secretId: 'secret', mount: 'approle' } });
+    expect(c.telegram?.approvers).toEqual(['111', '222']);
+  });
+
+  it.each([
+    [{ JIT_PORT: 'eighty' }, 'JIT_PORT'],
+    [{ JIT_PORT: '70000' }, 'JIT_PORT'],
+    [{ JIT_APPROVAL_TIMEOUT: '10 minutes' }, 'JIT_APPROVAL_TIMEOUT'],
+    [{ JIT_TIER3_QUORUM: '1' }, 'JIT_TIER3_QUORUM'],
+    [{ VAULT_ADDR: 'ftp://vault' }, 'VAULT_ADDR'],
+    [{ VAULT_ADDR: 'http://127.0.0.1:8200' }, 'VAULT_TOKEN'],
+    [{ VAULT_ADDR: 'http://127.0.0.1:8200', VAULT_ROLE_ID: 'r' }, 'VAULT_SECRET_ID'],
+    [{ TELEGRAM_BOT_TOKEN: 'x' }, 'TELEGRAM_CHAT_ID'],
+    [{ TELEGRAM_BOT_TOKEN: 'x', TELEGRAM_CHAT_ID: '1' }, 'TELEGRAM_APPROVERS'],
+    [{ TELEGRAM_BOT_TOKEN: 'x', TELEGRAM_CHAT_ID: '1', TELEGRAM_APPROVERS: 'alice' }, 'TELEGRAM_APPROVERS'],
+    [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
+  ])('names the bad variable: %o', (env, variable) => {
+    let error: unknown;
+    try {
+      loadConfig(env);
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).variable).toBe(variable);
+    expect((error as ConfigError).message.startsWith(`${variable}: `)).toBe(true);
+    expect((error as ConfigError).message).not.toContain('\n');
+  });
+
+  it('never echoes a secret value in its error', () => {
+    expect(() => loadConfig({ VAULT_ADDR: 'http://127.0.0.1:8200', VAULT_ROLE_ID: 'r', VAULT_SECRET_ID: '' })).toThrow(ConfigError);
+    try {
+      loadConfig({ TELEGRAM_BOT_TOKEN: 'super-secret-bot-token', TELEGRAM_CHAT_ID: '1' });
+    } catch (err) {
+      expect((err as Error).message).not.toContain('super-secret-bot-token');
+    }
+  });
+});
