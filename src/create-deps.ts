@@ -10,6 +10,7 @@ import { systemClock, type Clock } from './lib/clock.ts';
 import { createIdGenerator, type IdGenerator } from './lib/ids.ts';
 import type { Logger } from './lib/logger.ts';
 import type { VaultClient } from './vault/types.ts';
+import { createKeyRing, type KeyRing } from './webhooks/keys.ts';
 
 export type StorageDeps = Pick<BrokerDeps, 'config' | 'db' | 'repo' | 'audit' | 'agents' | 'clock' | 'ids' | 'events'>;
 
@@ -44,6 +45,14 @@ export function createDeps(parts: {
   clock?: Clock;
   ids?: IdGenerator;
   events?: DecisionSink;
+  keys?: KeyRing;
 }): BrokerDeps {
-  return { ...createStorageDeps(parts), policies: parts.policies, vault: parts.vault, log: parts.log };
+  const storage = createStorageDeps(parts);
+  return {
+    ...storage,
+    policies: parts.policies,
+    vault: parts.vault,
+    keys: parts.keys ?? createKeyRing({ config: parts.config, clock: storage.clock, log: parts.log }),
+    log: parts.log,
+  };
 }

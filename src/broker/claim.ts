@@ -1,6 +1,6 @@
 import type { BrokerDeps } from './deps.ts';
 import { BrokerError } from './errors.ts';
-import { mintVaultCredential } from './mint-credential.ts';
+import { issueCredential } from './issue-credential.ts';
 import type { RequestRow } from './repository.ts';
 
 /**
@@ -36,7 +36,7 @@ export async function claimCredential(deps: BrokerDeps, row: RequestRow): Promis
     })();
     throw new BrokerError('GONE', `the claim window of request ${row.id} has passed`);
   }
-  const minted = await mintVaultCredential(deps, current);
+  const minted = await issueCredential(deps, current);
   if (!minted.ok) throw minted.error;
   return {
     id: current.id,

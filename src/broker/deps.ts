@@ -4,6 +4,7 @@ import type { Clock } from '../lib/clock.ts';
 import type { IdGenerator } from '../lib/ids.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { VaultClient } from '../vault/types.ts';
+import type { KeyRing } from '../webhooks/keys.ts';
 import type { AgentStore } from './agents.ts';
 import type { AuditLog } from './audit.ts';
 import type { DecisionSink } from './events.ts';
@@ -19,6 +20,8 @@ export interface BrokerDeps {
   agents: AgentStore;
   policies: PolicyStore;
   vault: VaultClient;
+  /** Ed25519 keys: gate credentials (EdDSA JWTs) and webhook signatures. */
+  keys: KeyRing;
   clock: Clock;
   ids: IdGenerator;
   log: Logger;

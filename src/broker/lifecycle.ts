@@ -1,5 +1,5 @@
 import type { BrokerDeps } from './deps.ts';
-import { endVaultCredential } from './mint-credential.ts';
+import { endCredential } from './mint-credential.ts';
 import type { CredentialRow } from './repository.ts';
 import { EPHEMERAL_POLICY_PREFIX } from './vault-grant.ts';
 
@@ -53,7 +53,7 @@ export async function sweep(deps: BrokerDeps): Promise<SweepSummary> {
 
   for (const c of repo.credentialsInState('ending', 500)) {
     try {
-      await endVaultCredential(deps, c);
+      await endCredential(deps, c);
       summary.credentialsEnded++;
     } catch (err) {
       summary.vaultErrors++;

@@ -96,7 +96,7 @@ export async function mintVaultCredential(deps: BrokerDeps, request: RequestRow)
 
   if (!committed) {
     // Revoked (or otherwise ended) while Vault was minting: the token must not live.
-    await endVaultCredential(deps, { id: credentialId, accessor: created.accessor, vault_policy: policyName, request_id: request.id });
+    await endCredential(deps, { id: credentialId, accessor: created.accessor, vault_policy: policyName, request_id: request.id });
     return { ok: false, error: new BrokerError('CONFLICT', `request ${request.id} changed while its credential was being issued; the credential was revoked`) };
   }
 
@@ -132,11 +132,13 @@ export async function abandonMint(deps: BrokerDeps, credentialId: string, policy
 }
 
 /**
- * Ends a credential in Vault: revokes the token by accessor and deletes its
- * policy. The row must already be `ending`; it becomes `ended` once Vault
- * confirmed both. Throws if Vault failed (the row stays `ending`).
+ * Ends a credential: for a Vault token, revokes it by accessor and deletes
+ * its policy; a gate credential has nothing outside the database (its jti is
+ * refused by verification from now on). The row must already be `ending`;
+ * it becomes `ended` once Vault confirmed both. Throws if Vault failed (the
+ * row stays `ending`).
  */
-export async function endVaultCredential(
+export async function endCredential(
   deps: BrokerDeps,
   cred: { id: string; accessor: string | null; vault_policy: string | null; request_id: string },
 ): Promise<void> {

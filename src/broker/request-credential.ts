@@ -3,8 +3,8 @@ import { canonicalJson } from '../lib/canonical-json.ts';
 import type { Agent } from './agents.ts';
 import type { BrokerDeps } from './deps.ts';
 import { BrokerError } from './errors.ts';
-import { mintVaultCredential } from './mint-credential.ts';
-import { evaluateVault, sessionAllowed } from './policy/index.ts';
+import { issueCredential } from './issue-credential.ts';
+import { evaluateGate, evaluateVault, sessionAllowed } from './policy/index.ts';
 import type { Decision, Tier } from './policy/types.ts';
 import type { RequestRow } from './repository.ts';
 import type { CredentialRequestBody } from './schemas.ts';
@@ -34,10 +34,6 @@ export async function requestCredential(
     if (replay) return replay;
   }
 
-  if (body.resource === 'gate') {
-    throw new BrokerError('NOT_IMPLEMENTED', 'gate push credentials are not available in this version of the broker');
-  }
-
   const policy = policies.current();
   const agentPolicy = policy.agents.get(agent.name);
   const sessionKey = body.session_key ?? agent.sessionKey ?? agentPolicy?.defaultSession ?? null;
@@ -45,7 +41,10 @@ export async function requestCredential(
     throw new BrokerError('SESSION_NOT_ALLOWED', `session_key "${body.session_key}" does not match the sessions policy allows agent "${agent.name}"`);
   }
 
-  const decision: Decision = evaluateVault(policy, agent.name, body.vault_paths, body.ttl);
+  const decision: Decision =
+    body.resource === 'vault'
+      ? evaluateVault(policy, agent.name, body.vault_paths, body.ttl)
+      : evaluateGate(policy, agent.name, body.repo, body.refs, body.ttl);
 
   const now = clock.now();
   if (!decision.ok) {
@@ -60,7 +59,7 @@ export async function requestCredential(
 
   const effectiveTier = Math.max(body.tier, decision.requiredTier) as Tier;
   checkRateLimits(deps, agent, now, effectiveTier > 1);
-  const scope = { vault_paths: body.vault_paths };
+  const scope = body.resource === 'vault' ? { vault_paths: body.vault_paths } : { repo: body.repo, refs: body.refs };
   const row: RequestRow = {
     id: ids.next('req'),
     agent_id: agent.id,
@@ -116,7 +115,7 @@ export async function requestCredential(
     return { status: 202, body: pendingBody(row) };
   }
 
-  const minted = await mintVaultCredential(deps, row);
+  const minted = await issueCredential(deps, row);
   if (!minted.ok) {
     db.transaction(() => {
       if (repo.transition(row.id, 'approved', 'failed', clock.now(), { failure: minted.error.message })) {

@@ -1,6 +1,6 @@
 import type { BrokerDeps } from './deps.ts';
 import { BrokerError } from './errors.ts';
-import { endVaultCredential } from './mint-credential.ts';
+import { endCredential } from './mint-credential.ts';
 import type { RequestRow, RequestStatus } from './repository.ts';
 import { vaultUnavailable } from './vault-errors.ts';
 import { requestView } from './view.ts';
@@ -47,7 +47,7 @@ export async function revokeRequest(deps: BrokerDeps, row: RequestRow, actor: st
   const cred = repo.getCredential(row.id);
   if (cred?.state === 'ending') {
     try {
-      await endVaultCredential(deps, cred);
+      await endCredential(deps, cred);
     } catch (err) {
       log.warn({ err, request_id: row.id }, 'revocation recorded but Vault cleanup failed; the reaper will retry');
       throw vaultUnavailable(err, 'revoke the token in Vault (the revocation is recorded and will be retried)');

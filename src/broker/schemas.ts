@@ -66,3 +66,10 @@ export function describeZodError(error: z.ZodError): string {
     })
     .join('; ');
 }
+
+export const GateVerifyBody = z.strictObject({
+  credential: z.string().min(1).max(8192),
+  repo: z.string().min(1).max(256),
+  ref: z.string().min(1).max(256),
+});
+export type GateVerifyBody = z.infer<typeof GateVerifyBody>;

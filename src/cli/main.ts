@@ -5,6 +5,7 @@ import { agentCommand } from './commands/agent.ts';
 import { auditCommand } from './commands/audit.ts';
 import { decideCommand } from './commands/decide.ts';
 import { devVaultCommand } from './commands/dev-vault.ts';
+import { gateCommand } from './commands/gate.ts';
 import { policyCommand } from './commands/policy.ts';
 import { requestsCommand } from './commands/requests.ts';
 import { serveCommand } from './commands/serve.ts';
@@ -30,8 +31,10 @@ Requests and approvals
 Audit
   audit verify                        check the audit hash chain (exit 1 if tampered)
 
-Policy
+Policy and gate
   policy check [DIR]                  validate policy files (default $JIT_POLICIES)
+  gate verify --credential C --repo R --ref REF
+                                      check a gate push credential (for a pre-receive hook)
 
 Every command reads the service's environment (JIT_DB, JIT_POLICIES, ...).
 Run "jit <command> --help" for a command's options.`;
@@ -47,6 +50,7 @@ const COMMANDS: Record<string, Command> = {
   deny: decideCommand('deny'),
   audit: auditCommand,
   policy: policyCommand,
+  gate: gateCommand,
 };
 
 const defaultIo: CliIo = {

@@ -51,6 +51,16 @@ function isUnknownAccessor(err: VaultError): boolean {
   return err.kind === 'not_found' || (err.kind === 'bad_request' && err.vaultErrors.some((m) => /invalid accessor/i.test(m)));
 }
 
+/** Resolves a 404 (policy or secret absent) to `fallback`; rethrows anything else. */
+async function unlessNotFound<T>(call: Promise<T>, fallback: T): Promise<T> {
+  try {
+    return await call;
+  } catch (err) {
+    if (err instanceof VaultError && err.kind === 'not_found') return fallback;
+    throw err;
+  }
+}
+
 function checkConfig(config: VaultClientConfig): void {
   if (!config.endpoint) throw new VaultError('bad_request', 'Vault endpoint is not configured');
   const approle = Boolean(config.roleId || config.secretId);
@@ -157,34 +167,23 @@ export function createVaultClient(config: VaultClientConfig, opts: VaultClientOp
 
     async deletePolicy(name) {
       const path = policyPath(name);
-      try {
-        await withToken('delete policy', (t) => vault.delete(path, headers(t)));
-      } catch (err) {
-        if (!(err instanceof VaultError && err.kind === 'not_found')) throw err;
-      }
+      await unlessNotFound(withToken('delete policy', (t) => vault.delete(path, headers(t))), undefined);
     },
 
     async listPolicies() {
-      try {
-        const resp = await withToken('list policies', (t) => vault.list('sys/policies/acl', headers(t)));
-        return stringArray(obj(obj(resp)['data'])['keys']);
-      } catch (err) {
-        if (err instanceof VaultError && err.kind === 'not_found') return [];
-        throw err;
-      }
+      // Vault answers an empty list with 404.
+      const resp = await unlessNotFound(withToken('list policies', (t) => vault.list('sys/policies/acl', headers(t))), null);
+      return stringArray(obj(obj(resp)['data'])['keys']);
     },
 
     async readPolicy(name) {
       const path = policyPath(name);
-      try {
-        const resp = obj(await withToken('read policy', (t) => vault.read(path, headers(t))));
-        const data = obj(resp['data']);
-        const text = data['policy'] ?? data['rules'] ?? resp['policy'] ?? resp['rules'];
-        return typeof text === 'string' ? text : '';
-      } catch (err) {
-        if (err instanceof VaultError && err.kind === 'not_found') return null;
-        throw err;
-      }
+      const found = await unlessNotFound(withToken('read policy', (t) => vault.read(path, headers(t))), null);
+      if (found === null) return null;
+      const resp = obj(found);
+      const data = obj(resp['data']);
+      const text = data['policy'] ?? data['rules'] ?? resp['policy'] ?? resp['rules'];
+      return typeof text === 'string' ? text : '';
     },
 
     async createOrphanToken(req: CreateTokenRequest): Promise<CreatedToken> {

@@ -165,6 +165,11 @@ export function createKeyRing(deps: {
   /** Overrides the key file location (default next to the database; none for `:memory:`). */
   keyFile?: string;
   graceSeconds?: number;
+  /**
+   * Inspect only (`jit keys list`): never writes the key file and never
+   * generates a key, so looking cannot change what the service signs with.
+   */
+  readOnly?: boolean;
 }): KeyRing {
   const clock = deps.clock ?? systemClock;
   const graceMs = (deps.graceSeconds ?? DEFAULT_KEY_GRACE_SECONDS) * 1000;
@@ -172,7 +177,7 @@ export function createKeyRing(deps: {
   const envSeed = deps.config.signingKey ? parseSigningKey(deps.config.signingKey) : undefined;
 
   let file: KeyFile = { version: 1, keys: [] };
-  let live: LiveKey;
+  let live: LiveKey | undefined;
   let stamp = '';
 
   const iso = (ms: number) => new Date(ms).toISOString();
@@ -311,6 +316,8 @@ export function createKeyRing(deps: {
         changed = true;
         if (current) deps.log?.info({ kid: envKid, retired: current.kid }, 'JIT_SIGNING_KEY is a new signing key; the previous key stays published for the grace period');
       }
+    } else if ((!current || current.source === 'env') && deps.readOnly) {
+      f = retireCurrent(f);
     } else if (!current || current.source === 'env') {
       f = retireCurrent(f);
       f.keys.unshift(newEntry(ed.utils.randomSecretKey(), 'generated'));
@@ -320,7 +327,7 @@ export function createKeyRing(deps: {
     const pruned = prune(f);
     if (pruned.keys.length !== f.keys.length) changed = true;
     f = pruned;
-    if (changed && path) {
+    if (changed && path && !deps.readOnly) {
       try {
         writeFile(f, existed === undefined);
       } catch (err) {
@@ -332,7 +339,8 @@ export function createKeyRing(deps: {
       }
     }
     file = f;
-    live = liveFrom(f.keys.find((k) => !k.retired_at)!);
+    const cur = f.keys.find((k) => !k.retired_at);
+    live = cur ? liveFrom(cur) : undefined;
   }
 
   function refresh(): void {
@@ -353,6 +361,7 @@ export function createKeyRing(deps: {
     current(): Signer {
       refresh();
       const key = live;
+      if (!key) throw new KeyRingError('no signing key yet: one is generated when the service first starts');
       return {
         kid: key.kid,
         alg: 'EdDSA',
@@ -369,6 +378,7 @@ export function createKeyRing(deps: {
       return { keys: keys.map((k) => publicJwk(Buffer.from(k.x, 'base64url'))) };
     },
     rotate() {
+      if (deps.readOnly) throw new KeyRingError('key ring opened read-only');
       if (envSeed) {
         throw new KeyRingError('the signing key comes from JIT_SIGNING_KEY; to rotate, set JIT_SIGNING_KEY to a new key and restart (the old key stays published for the grace period)');
       }
@@ -376,7 +386,7 @@ export function createKeyRing(deps: {
         const onDisk = readFile();
         if (onDisk) file = onDisk;
       }
-      const retiredKid = file.keys.find((k) => !k.retired_at)!.kid;
+      const retiredKid = file.keys.find((k) => !k.retired_at)?.kid ?? '-';
       const f = prune(retireCurrent(file));
       f.keys.unshift(newEntry(ed.utils.randomSecretKey(), 'generated'));
       if (path) writeFile(f);

@@ -6,11 +6,12 @@ export interface ByteSigner {
   sign(bytes: Uint8Array): Uint8Array;
 }
 
-export interface WebhookHeaders {
+// A type alias (not an interface) so it is assignable to a plain header record.
+export type WebhookHeaders = {
   'webhook-id': string;
   'webhook-timestamp': string;
   'webhook-signature': string;
-}
+};
 
 /** Standard Webhooks signed content: `{id}.{timestamp}.{body}` over the exact body bytes. */
 export function signedContent(id: string, timestamp: number | string, body: string | Uint8Array): Buffer {

@@ -53,8 +53,23 @@ rules:
     capabilities: [delete]
     tier: 3
     max_ttl: 10m
+  - name: agent-branches
+    agents: [moltbot]
+    resource: gate
+    repos: ["homelab/*"]
+    refs: ["refs/heads/agent/*"]
+    tier: 1
+    max_ttl: 1h
+  - name: release-branches
+    agents: [moltbot]
+    resource: gate
+    repos: ["homelab/*"]
+    refs: ["refs/heads/release/*"]
+    tier: 2
+    max_ttl: 30m
 deny:
   - paths: ["sys/*", "auth/*", "homelab/data/vault/*"]
+  - repos: ["homelab/vault-config"]
 `;
 
 export const ROOT_TOKEN = 'hvs.test-root-token-abcdefgh';

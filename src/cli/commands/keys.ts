@@ -1,6 +1,6 @@
 import { systemClock } from '../../lib/clock.ts';
 import { formatDuration } from '../../lib/duration.ts';
-import { createKeyRing } from '../../webhooks/keys.ts';
+import { createKeyRing, DEFAULT_KEY_GRACE_SECONDS } from '../../webhooks/keys.ts';
 import { openCliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
 import { UsageError, parseCommandArgs } from '../main.ts';
@@ -26,12 +26,22 @@ export async function keysCommand(args: string[], io: CliIo): Promise<number> {
 
   const ctx = openCliContext(io);
   try {
+    if (sub === 'rotate' && ctx.config.signingKey) {
+      // Checked before the key ring is opened, so a refused rotate changes nothing on disk.
+      io.err('jit keys: the signing key comes from JIT_SIGNING_KEY; to rotate, set it to a new key and restart (the old key stays published for the grace period)');
+      return 1;
+    }
     const log = { warn: (_: object, msg: string) => io.err(`jit keys: ${msg}`), info: () => {} };
-    const ring = createKeyRing({ config: ctx.config, clock: systemClock, log });
+    const ring = createKeyRing({ config: ctx.config, clock: systemClock, log, readOnly: sub === 'list' });
     const now = systemClock.now();
     if (sub === 'list') {
+      const keys = ring.list();
+      if (keys.length === 0) {
+        io.out(`No signing key yet; the service generates one on first start (in ${ring.location}).`);
+        return 0;
+      }
       io.out(['KID', 'STATUS', 'SOURCE', 'CREATED', 'AGE', 'LEAVES_JWKS'].join('\t'));
-      for (const k of ring.list()) {
+      for (const k of keys) {
         io.out([k.kid, k.status, k.source, new Date(k.createdAt).toISOString(), age(now - k.createdAt), k.dropsAt ? new Date(k.dropsAt).toISOString() : '-'].join('\t'));
       }
       io.out(`keys kept in: ${ring.location}`);
@@ -39,7 +49,8 @@ export async function keysCommand(args: string[], io: CliIo): Promise<number> {
     }
     const { kid, retiredKid } = ring.rotate();
     ctx.audit.append({ event: 'key.rotated', actor: 'local-cli', data: { kid, retired_kid: retiredKid } }, now);
-    io.out(`New signing key ${kid} is current; ${retiredKid} stays in the JWKS for the grace period (7 days) so receivers can still verify what it signed.`);
+    io.out(`New signing key ${kid} is current; ${retiredKid} stays in the JWKS for ${formatDuration(DEFAULT_KEY_GRACE_SECONDS)} so receivers can still verify what it signed.`);
+    io.out('A running service picks the new key up with its next signature.');
     return 0;
   } finally {
     ctx.close();

@@ -1,6 +1,9 @@
 import { Hono } from 'hono';
 import type { BrokerDeps } from '../../broker/deps.ts';
-import type { AppEnv } from '../app.ts';
+import { BrokerError } from '../../broker/errors.ts';
+import { verifyGateCredential } from '../../broker/gate-credential.ts';
+import { GateVerifyBody, describeZodError } from '../../broker/schemas.ts';
+import { readJson, type AppEnv } from '../app.ts';
 
 /** Unauthenticated endpoints. */
 export function publicRoutes(deps: BrokerDeps) {
@@ -25,6 +28,19 @@ export function publicRoutes(deps: BrokerDeps) {
       { status: healthy ? 'ok' : 'degraded', db, vault, telegram: deps.config.telegram ? 'configured' : 'disabled', outbox_pending: 0 },
       healthy ? 200 : 503,
     );
+  });
+
+  app.get('/.well-known/jwks.json', (c) => {
+    c.header('Cache-Control', 'public, max-age=300');
+    return c.json(deps.keys.jwks());
+  });
+
+  app.post('/gate/verify', async (c) => {
+    const parsed = GateVerifyBody.safeParse(await readJson(c));
+    if (!parsed.success) throw new BrokerError('BAD_REQUEST', describeZodError(parsed.error));
+    const verdict = verifyGateCredential(deps, parsed.data);
+    c.get('log').info({ valid: verdict.valid, repo: parsed.data.repo, ref: parsed.data.ref, ...(verdict.valid ? { request_id: verdict.request_id } : { reason: verdict.reason }) }, 'gate verify');
+    return c.json(verdict);
   });
 
   return app;

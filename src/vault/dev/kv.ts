@@ -70,21 +70,8 @@ export class KvStore {
 
   write(mount: string, path: string, data: Record<string, unknown>, cas?: number): Record<string, unknown> {
     const now = this.clock.now();
-    let secret = this.secret(mount, path);
-    this.checkCas(secret, cas);
-    if (!secret) {
-      secret = {
-        versions: new Map(),
-        currentVersion: 0,
-        oldestVersion: 0,
-        createdMs: now,
-        updatedMs: now,
-        maxVersions: 0,
-        casRequired: false,
-        customMetadata: null,
-      };
-      this.mount(mount).set(path, secret);
-    }
+    this.checkCas(this.secret(mount, path), cas);
+    const secret = this.ensureSecret(mount, path);
     const n = secret.currentVersion + 1;
     const v: KvVersion = { data: structuredClone(data), createdMs: now, deletionMs: null, destroyed: false };
     secret.versions.set(n, v);
@@ -157,25 +144,11 @@ export class KvStore {
   }
 
   writeMetadata(mount: string, path: string, update: KvMetadataUpdate): void {
-    const now = this.clock.now();
-    let secret = this.secret(mount, path);
-    if (!secret) {
-      secret = {
-        versions: new Map(),
-        currentVersion: 0,
-        oldestVersion: 0,
-        createdMs: now,
-        updatedMs: now,
-        maxVersions: 0,
-        casRequired: false,
-        customMetadata: null,
-      };
-      this.mount(mount).set(path, secret);
-    }
+    const secret = this.ensureSecret(mount, path);
     if (update.maxVersions !== undefined) secret.maxVersions = update.maxVersions;
     if (update.casRequired !== undefined) secret.casRequired = update.casRequired;
     if (update.customMetadata !== undefined) secret.customMetadata = update.customMetadata;
-    secret.updatedMs = now;
+    secret.updatedMs = this.clock.now();
     this.trimVersions(secret);
   }
 
@@ -208,13 +181,29 @@ export class KvStore {
     return this.mounts.get(mount)?.get(path);
   }
 
-  private mount(mount: string): Map<string, KvSecret> {
+  /** The key's metadata, created empty (no versions yet) when missing. */
+  private ensureSecret(mount: string, path: string): KvSecret {
     let m = this.mounts.get(mount);
     if (!m) {
       m = new Map();
       this.mounts.set(mount, m);
     }
-    return m;
+    let secret = m.get(path);
+    if (!secret) {
+      const now = this.clock.now();
+      secret = {
+        versions: new Map(),
+        currentVersion: 0,
+        oldestVersion: 0,
+        createdMs: now,
+        updatedMs: now,
+        maxVersions: 0,
+        casRequired: false,
+        customMetadata: null,
+      };
+      m.set(path, secret);
+    }
+    return secret;
   }
 
   private checkCas(secret: KvSecret | undefined, cas: number | undefined): void {

@@ -1,5 +1,6 @@
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { redactTokens } from '../errors.ts';
 import type { Operation } from './acl.ts';
 import { DurationError, parseDurationSeconds } from './duration.ts';
 import { VaultHttpError, badRequest, envelope, permissionDenied, unsupportedOperation } from './envelope.ts';
@@ -38,7 +39,7 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
       if (!tooLarge) chunks.push(chunk);
     });
     req.on('end', () => (tooLarge ? reject(new BodyTooLarge()) : resolve(Buffer.concat(chunks))));
-    req.on('error', reject);
+    req.on('error', () => reject(badRequest('failed to read the request body')));
   });
 }
 
@@ -99,9 +100,12 @@ function send(res: ServerResponse, status: number, body?: unknown, head = false)
   res.writeHead(status, headers).end(head ? undefined : text);
 }
 
-/** Never let a token reach the request log, even one pasted into a URL. */
-function redactPath(path: string): string {
-  return path.replace(/\b(hv[sbr]|[sbr])\.[A-Za-z0-9_-]{8,}/g, '$1.[redacted]');
+function requestUrl(req: IncomingMessage): URL | undefined {
+  try {
+    return new URL(req.url ?? '/', 'http://dev-vault.invalid');
+  } catch {
+    return undefined;
+  }
 }
 
 interface Outcome {
@@ -112,7 +116,8 @@ interface Outcome {
 }
 
 async function handleRequest(req: IncomingMessage, state: DevVaultState): Promise<Outcome> {
-  const url = new URL(req.url ?? '/', 'http://dev-vault.invalid');
+  const url = requestUrl(req);
+  if (!url) throw badRequest('invalid request URL');
   if (!url.pathname.startsWith('/v1/')) throw new VaultHttpError(404, []);
   let path: string;
   try {
@@ -224,7 +229,8 @@ export function createDevVaultServer(state: DevVaultState): Server {
   const server = createServer((req, res) => {
     const started = state.clock.now();
     const method = (req.method ?? 'GET').toUpperCase();
-    const path = redactPath(new URL(req.url ?? '/', 'http://dev-vault.invalid').pathname);
+    // Never let a token reach the request log, even one pasted into a URL.
+    const path = redactTokens(requestUrl(req)?.pathname ?? '(invalid URL)');
     handleRequest(req, state)
       .catch((e: unknown): Outcome => {
         if (e instanceof BodyTooLarge) {
@@ -256,7 +262,7 @@ export function createDevVaultServer(state: DevVaultState): Server {
     }
     const msg =
       err.code === 'HPE_INVALID_METHOD'
-        ? 'unsupported HTTP method; the development Vault serves lists as GET with ?list=true'
+        ? 'unsupported HTTP method (Vault LIST requests must be sent as GET with ?list=true)'
         : 'malformed HTTP request';
     const text = JSON.stringify({ errors: [msg] });
     socket.end(

@@ -42,18 +42,14 @@ export async function runAclCase(target: AclTarget, c: AclCase, id: string): Pro
 
     const client = nodeVault(target.url, created.auth.client_token);
     const body = c.body ?? { data: { written: c.name } };
-    switch (c.action) {
-      case 'read':
-        return await statusOf(client.read(c.path));
-      case 'list':
-        return await statusOf(client.list(c.path));
-      case 'write':
-        return await statusOf(client.write(c.path, body));
-      case 'delete':
-        return await statusOf(client.delete(c.path));
-      case 'patch':
-        return await statusOf(client.update(c.path, body));
-    }
+    const perform: Record<AclCase['action'], () => Promise<unknown>> = {
+      read: () => client.read(c.path),
+      list: () => client.list(c.path),
+      write: () => client.write(c.path, body),
+      delete: () => client.delete(c.path),
+      patch: () => client.update(c.path, body),
+    };
+    return await statusOf(perform[c.action]());
   } finally {
     if (accessor) await root.write('auth/token/revoke-accessor', { accessor });
     for (const name of names) await root.delete(`sys/policies/acl/${name}`);

@@ -146,6 +146,29 @@ export function defineAdapterContract(ctx: () => AdapterContext): void {
     expect((second as Error).message).not.toContain(info.token);
   });
 
+  it('a broker token without sudo on create-orphan cannot attach a policy it does not hold', async () => {
+    const { url, rootToken, ns, client } = ctx();
+    const root = nodeVault(url, rootToken);
+    const noSudo = `${ns}-nosudo`;
+    const target = policyName('foreign');
+    await root.write(`sys/policies/acl/${noSudo}`, { policy: 'path "auth/token/create-orphan" { capabilities = ["create", "update"] }' });
+    await client.writePolicy(target, 'path "nothing/here" { capabilities = ["read"] }');
+    const weak = (await root.write('auth/token/create-orphan', { policies: [noSudo], ttl: '60s' })) as {
+      auth: { client_token: string; accessor: string };
+    };
+    try {
+      const weakClient = createVaultClient({ endpoint: url, token: weak.auth.client_token });
+      const err = await weakClient
+        .createOrphanToken({ policies: [target], ttlSeconds: 60, meta: {}, displayName: 'nosudo' })
+        .catch((e: unknown) => e);
+      expect(err).toMatchObject({ kind: 'bad_request', status: 400, vaultErrors: ['child policies must be subset of parent'] });
+    } finally {
+      await root.write('auth/token/revoke-accessor', { accessor: weak.auth.accessor });
+      await root.delete(`sys/policies/acl/${noSudo}`);
+      await client.deletePolicy(target);
+    }
+  });
+
   it('maps a 403 to permission_denied without leaking the token', async () => {
     const { url, rootToken, ns } = ctx();
     const root = nodeVault(url, rootToken);

@@ -4,6 +4,17 @@ import { startDevVault } from '../../../src/vault/dev/index.ts';
 import type { DevVault } from '../../../src/vault/dev/index.ts';
 import { failureOf, nodeVault, rawRequest } from './helpers.ts';
 
+/** Sends raw bytes and returns everything the server answers before closing. */
+function rawSocket(url: string, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(new URL(url).port), '127.0.0.1', () => socket.end(text));
+    let data = '';
+    socket.on('data', (d) => (data += d.toString()));
+    socket.on('close', () => resolve(data));
+    socket.on('error', reject);
+  });
+}
+
 describe('development Vault HTTP contract', () => {
   let vault: DevVault;
   beforeAll(async () => {
@@ -86,20 +97,22 @@ describe('development Vault HTTP contract', () => {
   });
 
   it('the LIST verb (which Node cannot parse) gets a 400 JSON answer and the server keeps serving', async () => {
-    const reply = await new Promise<string>((resolve, reject) => {
-      const { port } = new URL(vault.url);
-      const socket = connect(Number(port), '127.0.0.1', () => {
-        socket.write('LIST /v1/sys/policies/acl HTTP/1.1\r\nHost: x\r\nX-Vault-Token: dev-root\r\n\r\n');
-      });
-      let data = '';
-      socket.on('data', (d) => (data += d.toString()));
-      socket.on('end', () => resolve(data));
-      socket.on('error', reject);
-    });
+    const reply = await rawSocket(vault.url, 'LIST /v1/sys/policies/acl HTTP/1.1\r\nHost: x\r\nX-Vault-Token: dev-root\r\n\r\n');
     expect(reply).toMatch(/^HTTP\/1\.1 400/);
     expect(reply).toContain('?list=true');
     const keys = (await nodeVault(vault.url, 'dev-root').list('sys/policies/acl')) as { data: { keys: string[] } };
     expect(keys.data.keys).toEqual(['default', 'root']);
+  });
+
+  it.each([
+    ['an absolute URL that does not parse', 'GET http://[ HTTP/1.1\r\nHost: x\r\n\r\n'],
+    ['garbage instead of HTTP', 'hello vault\r\n\r\n'],
+    ['a truncated JSON body', 'POST /v1/sys/wrapping/wrap HTTP/1.1\r\nHost: x\r\nX-Vault-Token: dev-root\r\nContent-Length: 50\r\n\r\n{"a":'],
+  ])('survives %s with a 4xx or a closed connection', async (_name, text) => {
+    const reply = await rawSocket(vault.url, text);
+    if (reply !== '') expect(reply).toMatch(/^HTTP\/1\.1 4\d\d/);
+    expect((await rawRequest(vault.url, { path: '/v1/sys/health' })).status).toBe(200);
+    expect(vault.requests().filter((r) => r.status >= 500)).toEqual([]);
   });
 
   it('an invalid ?list value → 400', async () => {

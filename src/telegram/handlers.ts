@@ -1,0 +1,246 @@
+import type { Bot, Context } from 'grammy';
+import type { User } from 'grammy/types';
+import { decideRequest, type DecideOutcome } from '../broker/decide.ts';
+import type { BrokerDeps } from '../broker/deps.ts';
+import { BrokerError } from '../broker/errors.ts';
+import type { RequestRow } from '../broker/repository.ts';
+import { revokeRequest } from '../broker/revoke.ts';
+import type { Config } from '../config/config.ts';
+import type { Clock } from '../lib/clock.ts';
+import { isId } from '../lib/ids.ts';
+import type { Logger } from '../lib/logger.ts';
+import { describeTelegramError } from './errors.ts';
+import { cut, escapeHtml, humanDuration } from './html.ts';
+import { approverLabel, parseCallbackData } from './render.ts';
+import type { TelegramStore } from './store.ts';
+
+export type TelegramConfig = NonNullable<Config['telegram']>;
+
+export interface HandlerEnv {
+  deps: BrokerDeps;
+  config: TelegramConfig;
+  store: TelegramStore;
+  log: Logger;
+  clock: Clock;
+  token: string;
+  /** Asks the sync loop to update the chat now. */
+  kick(): void;
+}
+
+/** The approver identity decideRequest records for a Telegram user. */
+export const telegramIdentity = (userId: number | string) => `telegram:${userId}`;
+
+const displayName = (u: User) => cut([u.first_name, u.last_name].filter(Boolean).join(' ') || (u.username ? `@${u.username}` : `user ${u.id}`), 64);
+
+/** The callback answer for each outcome of decideRequest (at most 200 characters, Telegram's limit). */
+export function answerFor(result: DecideOutcome, names?: ReadonlyMap<string, string>): string {
+  const by = (ids: string | null) => (ids ? ids.split(', ').map((id) => approverLabel(id, names)).join(', ') : 'someone');
+  let text: string;
+  switch (result.outcome) {
+    case 'approved':
+      text = result.request.required_tier === 3 ? 'Approved (quorum reached, tier 3)' : 'Approved';
+      break;
+    case 'denied':
+      text = 'Denied';
+      break;
+    case 'vote_recorded':
+      text = `Approval recorded: ${result.approvals} of ${result.needed} (tier 3)`;
+      break;
+    case 'already_voted':
+      text = `You already voted (${result.approvals} of ${result.needed} approvals so far)`;
+      break;
+    case 'already_decided':
+      switch (result.status) {
+        case 'approved':
+        case 'issued':
+          text = `Already approved by ${by(result.decidedBy)}`;
+          break;
+        case 'denied':
+          text = `Already denied by ${by(result.decidedBy)}`;
+          break;
+        case 'timed_out':
+          text = 'Too late: the request timed out';
+          break;
+        default:
+          text = `Already decided: the request is ${result.status.replace('_', ' ')}`;
+      }
+  }
+  return cut(text, 200);
+}
+
+/**
+ * Registers the callback-query and command handlers. Every decision goes
+ * through decideRequest and every revocation through revokeRequest; this
+ * file only checks who is asking and turns outcomes into answers.
+ */
+export function registerHandlers(bot: Bot, env: HandlerEnv): void {
+  const { deps, config, store, log, clock } = env;
+  const approvers = new Set(config.approvers);
+
+  /**
+   * The only authorisation check: the numeric Telegram user id, which
+   * Telegram sets on every update and a user cannot choose. Names and
+   * usernames are display only. The chat a tap or command comes from does
+   * not matter: an approver can act from a private chat with the bot.
+   */
+  const isApprover = (user: User | undefined): user is User => user !== undefined && !user.is_bot && approvers.has(String(user.id));
+
+  const refuse = (user: User, event: string, data: Record<string, unknown>, requestId?: string) => {
+    deps.db.transaction(() => {
+      deps.audit.append(
+        { event, actor: telegramIdentity(user.id), requestId, data: { ...data, via: 'telegram', name: displayName(user), username: user.username } },
+        clock.now(),
+      );
+    })();
+    log.warn({ telegram_user: user.id, event, request_id: requestId }, 'telegram: refused a user who is not in TELEGRAM_APPROVERS');
+  };
+
+  const answer = async (ctx: Context, text: string, alert = false) => {
+    try {
+      await ctx.answerCallbackQuery({ text, show_alert: alert });
+    } catch (err) {
+      // Too late or Telegram down: the decision stands either way; the message edit shows it.
+      log.warn({ telegram: describeTelegramError(err, env.token) }, 'telegram: could not answer a button tap');
+    }
+  };
+
+  const reply = async (ctx: Context, html: string) => {
+    try {
+      await ctx.reply(html, {
+        parse_mode: 'HTML',
+        link_preview_options: { is_disabled: true },
+        ...(ctx.msg ? { reply_parameters: { message_id: ctx.msg.message_id, allow_sending_without_reply: true } } : {}),
+      });
+    } catch (err) {
+      log.warn({ telegram: describeTelegramError(err, env.token) }, 'telegram: could not reply to a command');
+    }
+  };
+
+  // ---- buttons ---------------------------------------------------------------
+
+  bot.callbackQuery(/^[ad]:req_[0-9a-z]{26}$/, async (ctx) => {
+    const tap = parseCallbackData(ctx.callbackQuery.data)!;
+    const user = ctx.from;
+    if (!isApprover(user)) {
+      refuse(user, 'vote.refused', { decision: tap.decision }, tap.requestId);
+      await answer(ctx, 'You are not an approver for this broker. This attempt has been recorded.', true);
+      return;
+    }
+    const identity = telegramIdentity(user.id);
+    store.rememberName(identity, displayName(user), clock.now());
+    let result: DecideOutcome;
+    try {
+      result = decideRequest(deps, tap.requestId, { approver: identity, decision: tap.decision });
+    } catch (err) {
+      if (err instanceof BrokerError && err.code === 'NOT_FOUND') {
+        await answer(ctx, 'Unknown request: it is not in this broker’s database.', true);
+        return;
+      }
+      throw err;
+    }
+    log.info({ request_id: tap.requestId, approver: identity, decision: tap.decision, outcome: result.outcome }, 'telegram: decision');
+    await answer(ctx, answerFor(result, store.names()));
+    env.kick();
+  });
+
+  bot.on('callback_query', async (ctx) => {
+    await answer(ctx, 'This button is no longer valid.');
+  });
+
+  // ---- commands --------------------------------------------------------------
+
+  const HELP = [
+    '<b>jit-broker approval bot</b>',
+    'Approval requests are posted here with Approve / Deny buttons.',
+    '',
+    '/pending — list requests awaiting approval',
+    '/revoke <code>ID</code> [reason] — end a request or credential now',
+    '/revokeall [reason] — revoke every live credential',
+  ].join('\n');
+
+  bot.command(['start', 'help', 'whoami'], async (ctx) => {
+    const user = ctx.from;
+    if (!user) return;
+    const role = isApprover(user) ? 'You are an approver.' : 'You are not an approver (TELEGRAM_APPROVERS does not list your user id).';
+    await reply(ctx, `${HELP}\n\nYour Telegram user id: <code>${user.id}</code>\nThis chat id: <code>${ctx.chat?.id ?? '?'}</code>\n${role}`);
+  });
+
+  /** Commands that act on the broker: approvers only; anyone else is refused and audited. */
+  const approverCommand = (name: string, run: (ctx: Context, user: User, args: string) => Promise<void>) => {
+    bot.command(name, async (ctx) => {
+      const user = ctx.from;
+      if (!user) return;
+      if (!isApprover(user)) {
+        refuse(user, 'command.refused', { command: name });
+        await reply(ctx, `Only approvers can use /${name}. This attempt has been recorded.`);
+        return;
+      }
+      store.rememberName(telegramIdentity(user.id), displayName(user), clock.now());
+      await run(ctx, user, typeof ctx.match === 'string' ? ctx.match.trim() : '');
+    });
+  };
+
+  approverCommand('pending', async (ctx) => {
+    const now = clock.now();
+    const rows = deps.repo
+      .listRequests({ status: 'pending', limit: 1000 })
+      .sort((a, b) => (a.approval_expires_at ?? Infinity) - (b.approval_expires_at ?? Infinity));
+    if (rows.length === 0) return reply(ctx, 'No pending requests.');
+    const shown = rows.slice(0, 20).map((r) => {
+      const timeout = r.approval_expires_at === null ? '' : r.approval_expires_at > now ? `, times out in ${humanDuration(r.approval_expires_at - now)}` : ', past its deadline';
+      return `• <code>${r.id}</code> — <b>${escapeHtml(r.agent_name)}</b>, tier ${r.required_tier}, ${humanDuration(now - r.created_at)} old${timeout}\n  ${escapeHtml(cut(r.reason, 120))}${r.reason.length > 120 ? '…' : ''}`;
+    });
+    const more = rows.length > 20 ? `\n… and ${rows.length - 20} more (see <code>jit requests --status pending</code>)` : '';
+    await reply(ctx, `⏳ <b>Pending requests (${rows.length})</b>\n${shown.join('\n')}${more}`);
+  });
+
+  approverCommand('revoke', async (ctx, user, args) => {
+    const [id, ...rest] = args.split(/\s+/).filter(Boolean);
+    if (!id) return reply(ctx, 'Usage: /revoke <code>req_…</code> [reason]');
+    if (!isId('req', id)) return reply(ctx, `<code>${escapeHtml(cut(id, 64))}</code> is not a request id (they look like <code>req_…</code>).`);
+    const row = deps.repo.getRequest(id);
+    if (!row) return reply(ctx, `No request <code>${id}</code>.`);
+    const reason = cut(rest.join(' '), 500) || `revoked in Telegram by ${displayName(user)}`;
+    const outcome = await revokeOne(row, user, reason);
+    env.kick();
+    await reply(ctx, outcome.text);
+  });
+
+  approverCommand('revokeall', async (ctx, user, args) => {
+    const reason = cut(args, 500) || `revoke-all in Telegram by ${displayName(user)}`;
+    // Approved-but-unclaimed requests are cancelled too: each is one claim away from a live credential.
+    const issued = deps.repo.listRequests({ status: 'issued', limit: 100_000 });
+    const approved = deps.repo.listRequests({ status: 'approved', limit: 100_000 });
+    const counts = { revoked: 0, vaultPending: 0, cancelled: 0, failed: 0 };
+    for (const row of [...issued, ...approved]) {
+      const o = await revokeOne(row, user, reason);
+      if (o.kind === 'revoked') row.status === 'issued' ? counts.revoked++ : counts.cancelled++;
+      else if (o.kind === 'vault_pending') counts.vaultPending++;
+      else if (o.kind === 'failed') counts.failed++;
+    }
+    env.kick();
+    const lines = [`🚫 <b>Revoke all</b>: revoked ${counts.revoked + counts.vaultPending} live credential${counts.revoked + counts.vaultPending === 1 ? '' : 's'}.`];
+    if (counts.vaultPending) lines.push(`${counts.vaultPending} recorded as revoked but Vault could not be reached; the broker keeps retrying the Vault clean-up.`);
+    if (counts.cancelled) lines.push(`Cancelled ${counts.cancelled} approved request${counts.cancelled === 1 ? '' : 's'} not yet claimed.`);
+    if (counts.failed) lines.push(`${counts.failed} changed state while being revoked; run /revokeall again.`);
+    await reply(ctx, lines.join('\n'));
+  });
+
+  async function revokeOne(row: RequestRow, user: User, reason: string): Promise<{ kind: 'revoked' | 'vault_pending' | 'refused' | 'failed'; text: string }> {
+    const was = row.status;
+    if (was === 'revoked') return { kind: 'refused', text: `<code>${row.id}</code> was already revoked.` };
+    try {
+      await revokeRequest(deps, row, telegramIdentity(user.id), reason);
+      log.info({ request_id: row.id, actor: telegramIdentity(user.id), was }, 'telegram: request revoked');
+      return { kind: 'revoked', text: `🚫 Revoked <code>${row.id}</code> (was ${was.replace('_', ' ')}).` };
+    } catch (err) {
+      if (err instanceof BrokerError && err.code === 'VAULT_UNAVAILABLE') {
+        return { kind: 'vault_pending', text: `🚫 Revoked <code>${row.id}</code>, but Vault could not be reached to end the token; the broker keeps retrying.` };
+      }
+      if (err instanceof BrokerError) {
+        return { kind: err.code === 'CONFLICT' && /changed while/.test(err.message) ? 'failed' : 'refused', text: `Could not revoke: ${escapeHtml(err.message)}` };
+      }
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,106 @@
+import { randomBytes } from 'node:crypto';
+import type { Db } from '../db/open.ts';
+import type { RequestRow, RequestStatus } from '../broker/repository.ts';
+import type { VoteView } from './render.ts';
+
+export interface TelegramMessageRow {
+  request_id: string;
+  chat_id: string;
+  message_id: number | null;
+  claim_token: string | null;
+  claimed_at: number | null;
+  rendered_status: RequestStatus | null;
+  rendered_hash: string | null;
+  settled: 0 | 1;
+  posted_at: number | null;
+  edited_at: number | null;
+}
+
+/**
+ * The Telegram adapter's own tables (migration 0004) plus read-only views
+ * of votes and the audit log for rendering. Request state itself is never
+ * written here: decisions go through decideRequest / revokeRequest.
+ */
+export function createTelegramStore(db: Db) {
+  const s = {
+    unposted: db.prepare(`SELECT r.* FROM requests r
+      LEFT JOIN telegram_messages t ON t.request_id = r.id
+      WHERE r.status = 'pending' AND r.required_tier >= 2
+        AND (r.approval_expires_at IS NULL OR r.approval_expires_at > @now)
+        AND (t.request_id IS NULL OR (t.message_id IS NULL AND t.claimed_at < @stale))
+      ORDER BY r.created_at LIMIT @limit`),
+    claim: db.prepare(`INSERT INTO telegram_messages (request_id, chat_id, claim_token, claimed_at) VALUES (@id, @chat, @token, @now)
+      ON CONFLICT (request_id) DO UPDATE SET chat_id = excluded.chat_id, claim_token = excluded.claim_token, claimed_at = excluded.claimed_at
+      WHERE telegram_messages.message_id IS NULL AND telegram_messages.claimed_at < @stale`),
+    posted: db.prepare(`UPDATE telegram_messages SET message_id = @message_id, rendered_status = @status, rendered_hash = @hash,
+      settled = @settled, posted_at = @now, edited_at = @now, claim_token = NULL
+      WHERE request_id = @id AND claim_token = @token AND message_id IS NULL`),
+    release: db.prepare(`DELETE FROM telegram_messages WHERE request_id = ? AND claim_token = ? AND message_id IS NULL`),
+    unsettled: db.prepare(`SELECT * FROM telegram_messages WHERE settled = 0 AND message_id IS NOT NULL ORDER BY posted_at LIMIT ?`),
+    rendered: db.prepare(`UPDATE telegram_messages SET rendered_status = @status, rendered_hash = @hash, settled = @settled, edited_at = @now
+      WHERE request_id = @id AND rendered_hash IS @previous`),
+    invalidate: db.prepare(`UPDATE telegram_messages SET rendered_hash = NULL, settled = 0 WHERE request_id = ?`),
+    get: db.prepare(`SELECT * FROM telegram_messages WHERE request_id = ?`),
+    votes: db.prepare(`SELECT approver, decision, reason, at FROM votes WHERE request_id = ? ORDER BY at, approver`),
+    revokedBy: db.prepare(`SELECT actor, at FROM audit_log WHERE request_id = ? AND event = 'request.revoked' ORDER BY seq DESC LIMIT 1`),
+    upsertName: db.prepare(`INSERT INTO telegram_users (identity, name, updated_at) VALUES (?, ?, ?)
+      ON CONFLICT (identity) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at WHERE telegram_users.name <> excluded.name`),
+    names: db.prepare(`SELECT identity, name FROM telegram_users`),
+  };
+
+  return {
+    /** Pending tier-2/3 requests with no message yet (or an abandoned claim), oldest first. */
+    unposted(now: number, leaseMs: number, limit = 20): RequestRow[] {
+      return s.unposted.all({ now, stale: now - leaseMs, limit }) as RequestRow[];
+    },
+    /**
+     * Claims the right to post a request's message, so two bots on one
+     * database never both post it. Returns the claim token, or undefined
+     * when someone else holds a live claim or already posted.
+     */
+    claim(requestId: string, chatId: string, now: number, leaseMs: number): string | undefined {
+      const token = randomBytes(8).toString('hex');
+      const changed = s.claim.run({ id: requestId, chat: chatId, token, now, stale: now - leaseMs }).changes === 1;
+      return changed ? token : undefined;
+    },
+    /** Records the posted message; false if the claim was lost meanwhile (the caller posted a duplicate). */
+    posted(requestId: string, token: string, messageId: number, status: RequestStatus, hash: string, settled: boolean, now: number): boolean {
+      return s.posted.run({ id: requestId, token, message_id: messageId, status, hash, settled: settled ? 1 : 0, now }).changes === 1;
+    },
+    release(requestId: string, token: string): void {
+      s.release.run(requestId, token);
+    },
+    /** Messages whose request may still change. */
+    unsettled(limit = 200): TelegramMessageRow[] {
+      return s.unsettled.all(limit) as TelegramMessageRow[];
+    },
+    /**
+     * Records what a message now shows, if nobody recorded something else
+     * since `previous` was read. When two bots edit the same message
+     * concurrently the loser forgets the hash, so the next pass re-renders
+     * and whichever edit Telegram applied last gets corrected.
+     */
+    rendered(requestId: string, previous: string | null, status: RequestStatus, hash: string, settled: boolean, now: number): boolean {
+      const ok = s.rendered.run({ id: requestId, previous, status, hash, settled: settled ? 1 : 0, now }).changes === 1;
+      if (!ok) s.invalidate.run(requestId);
+      return ok;
+    },
+    get(requestId: string): TelegramMessageRow | undefined {
+      return s.get.get(requestId) as TelegramMessageRow | undefined;
+    },
+    votes(requestId: string): VoteView[] {
+      return s.votes.all(requestId) as VoteView[];
+    },
+    revokedBy(requestId: string): { actor: string; at: number } | undefined {
+      return s.revokedBy.get(requestId) as { actor: string; at: number } | undefined;
+    },
+    rememberName(identity: string, name: string, now: number): void {
+      s.upsertName.run(identity, name, now);
+    },
+    names(): Map<string, string> {
+      return new Map((s.names.all() as { identity: string; name: string }[]).map((r) => [r.identity, r.name]));
+    },
+  };
+}
+
+export type TelegramStore = ReturnType<typeof createTelegramStore>;

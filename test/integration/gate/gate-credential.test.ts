@@ -1,0 +1,100 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createLocalJWKSet, jwtVerify } from 'jose';
+import { decideRequest } from '../../../src/broker/decide.ts';
+import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
+
+let h: Harness;
+let token: string;
+beforeEach(async () => {
+  h = await startHarness();
+  token = h.addAgent('moltbot');
+});
+afterEach(async () => {
+  await h.close();
+});
+
+const gate = (refs: string[], tier = 1, repo = 'homelab/app') => ({ resource: 'gate', tier, reason: 'push the fix branch', repo, refs });
+
+async function issue(refs = ['refs/heads/agent/fix-1']) {
+  const res = await h.call('POST', '/jit/request', { token, body: gate(refs) });
+  expect(res.status).toBe(201);
+  return res.body;
+}
+
+const verify = (credential: string, ref: string, repo = 'homelab/app') => h.call('POST', '/gate/verify', { body: { credential, repo, ref } });
+
+describe('gate credentials', () => {
+  it('issues an EdDSA JWT that jose verifies against the published JWKS', async () => {
+    const issued = await issue();
+    expect(issued).toMatchObject({ status: 'issued', resource: 'gate', credential: { type: 'gate_push', repo: 'homelab/app', refs: ['refs/heads/agent/fix-1'] } });
+    const jwks = (await h.call('GET', '/.well-known/jwks.json')).body;
+    expect(jwks.keys[0]).toMatchObject({ kty: 'OKP', crv: 'Ed25519', alg: 'EdDSA', kid: expect.any(String) });
+    const { payload, protectedHeader } = await jwtVerify(issued.credential.credential, createLocalJWKSet(jwks), {
+      algorithms: ['EdDSA'],
+      currentDate: new Date(h.clock.now()),
+    });
+    expect(protectedHeader.kid).toBe(jwks.keys[0].kid);
+    expect(payload).toMatchObject({ sub: 'moltbot', repo: 'homelab/app', refs: ['refs/heads/agent/fix-1'], jti: issued.credential.jti, request_id: issued.id });
+    expect(payload.exp! - payload.iat!).toBe(3600);
+  });
+
+  it('verifies the granted ref and refuses others, other repos, tampering', async () => {
+    const { credential } = (await issue()).credential;
+    expect((await verify(credential, 'refs/heads/agent/fix-1')).body).toMatchObject({ valid: true, agent: 'moltbot' });
+    const cases: [string, string, string, RegExp][] = [
+      ['other ref', credential, 'refs/heads/main', /not among the granted refs/],
+      ['other repo', credential, 'refs/heads/agent/fix-1', /not homelab\/other/],
+      ['tampered payload', credential.replace(/\.([^.]+)\./, (_m, p) => `.${Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(p, 'base64url').toString()), refs: ['refs/heads/main'] })).toString('base64url')}.`), 'refs/heads/main', /bad signature/],
+      ['truncated signature', credential.slice(0, -4), 'refs/heads/agent/fix-1', /bad signature|malformed/],
+      ['alg none', `${Buffer.from('{"alg":"none"}').toString('base64url')}.${credential.split('.')[1]}.x`, 'refs/heads/agent/fix-1', /unsupported algorithm/],
+      ['garbage', 'not-a-jwt', 'refs/heads/agent/fix-1', /malformed/],
+    ];
+    for (const [name, cred, ref, reason] of cases) {
+      const res = await verify(cred, ref, name === 'other repo' ? 'homelab/other' : 'homelab/app');
+      expect(res.status, name).toBe(200);
+      expect(res.body.valid, name).toBe(false);
+      expect(res.body.reason, name).toMatch(reason);
+    }
+  });
+
+  it('refuses an expired credential, and one whose request was revoked', async () => {
+    const a = await issue();
+    const b = await issue(['refs/heads/agent/fix-2']);
+    await h.call('POST', `/jit/requests/${b.id}/revoke`, { token });
+    expect((await verify(b.credential.credential, 'refs/heads/agent/fix-2')).body).toEqual({ valid: false, reason: 'revoked' });
+    h.clock.advance(3600_000 + 31_000);
+    expect((await verify(a.credential.credential, 'refs/heads/agent/fix-1')).body).toMatchObject({ valid: false, reason: expect.stringMatching(/^expired/) });
+  });
+
+  it('goes through approval and claim at tier 2, and honours the gate deny list', async () => {
+    const pending = await h.call('POST', '/jit/request', { token, body: gate(['refs/heads/release/2.0']) });
+    expect(pending.status).toBe(202);
+    decideRequest(h.broker.deps, pending.body.id, { approver: 'local-cli', decision: 'approve' });
+    const claim = await h.call('POST', `/jit/requests/${pending.body.id}/claim`, { token });
+    expect(claim.status).toBe(201);
+    expect(claim.body.credential.type).toBe('gate_push');
+    expect((await verify(claim.body.credential.credential, 'refs/heads/release/2.0')).body.valid).toBe(true);
+
+    const denied = await h.call('POST', '/jit/request', { token, body: gate(['refs/heads/agent/x'], 1, 'homelab/vault-config') });
+    expect(denied.status).toBe(403);
+    expect(denied.body.code).toBe('DENIED_BY_POLICY');
+    const uncovered = await h.call('POST', '/jit/request', { token, body: gate(['refs/heads/main']) });
+    expect(uncovered.status).toBe(403);
+    expect(uncovered.body.code).toBe('NOT_COVERED');
+  });
+
+  it('rejects malformed verify bodies with 400', async () => {
+    const res = await h.call('POST', '/gate/verify', { body: { credential: 'x', repo: 'homelab/app' } });
+    expect(res.status).toBe(400);
+    expect(res.body.detail).toMatch(/ref/);
+  });
+
+  it('never stores the JWT', async () => {
+    const issued = await issue();
+    h.broker.deps.db.pragma('wal_checkpoint(FULL)');
+    const { databaseBytes } = await import('../../helpers/broker-harness.ts');
+    const db = databaseBytes(h.dir);
+    expect(db).toContain(issued.credential.jti);
+    expect(db).not.toContain(issued.credential.credential.split('.')[2]);
+  });
+});

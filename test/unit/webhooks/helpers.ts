@@ -1,0 +1,68 @@
+import { Writable } from 'node:stream';
+import { PolicyStore } from '../../../src/broker/policy/policy-store.ts';
+import type { AgentPolicy, WebhookTarget } from '../../../src/broker/policy/types.ts';
+import { createRepository, type RequestRow } from '../../../src/broker/repository.ts';
+import { loadConfig, type Config } from '../../../src/config/config.ts';
+import type { Db } from '../../../src/db/open.ts';
+import { createLogger, type Logger } from '../../../src/lib/logger.ts';
+
+export const HOOKS_TOKEN = 'hook-token-5f2c9a7e1d3b4c6a8e0f';
+
+/** A policy store with the given agents and their webhook targets (no rules needed here). */
+export function policiesWith(agents: Record<string, WebhookTarget | undefined>): PolicyStore {
+  const map = new Map<string, AgentPolicy>();
+  for (const [name, webhook] of Object.entries(agents)) {
+    map.set(name, { name, sessions: [`hook:jit:${name}*`], defaultSession: `hook:jit:${name}`, ...(webhook ? { webhook } : {}) });
+  }
+  return new PolicyStore({ agents: map, rules: [], deny: [], files: [] });
+}
+
+export function testConfig(env: Record<string, string> = {}): Config {
+  return loadConfig({ JIT_DB: ':memory:', JIT_PUBLIC_URL: 'https://jit.example.net', ...env });
+}
+
+/** A pino logger writing into a string, for greps. */
+export function captureLogger(level = 'debug'): { log: Logger; text(): string } {
+  let text = '';
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      text += chunk.toString();
+      cb();
+    },
+  });
+  return { log: createLogger(level, sink), text: () => text };
+}
+
+let seq = 0;
+/** Inserts a request row (as the broker would have) and returns it. */
+export function insertRequest(db: Db, over: Partial<RequestRow> = {}): RequestRow {
+  seq++;
+  const now = over.created_at ?? Date.UTC(2026, 0, 1);
+  const row: RequestRow = {
+    id: `req_${String(seq).padStart(26, '0')}`,
+    agent_id: 'agt_x',
+    agent_name: 'moltbot',
+    resource: 'vault',
+    tier: 2,
+    required_tier: 2,
+    status: 'approved',
+    reason: 'rotate the registry password',
+    scope: JSON.stringify({ vault_paths: [{ path: 'homelab/data/docker/registry', capabilities: ['read', 'update'] }] }),
+    ttl_seconds: 1800,
+    session_key: 'hook:jit:moltbot',
+    rules: JSON.stringify(['homelab-write']),
+    idempotency_key: null,
+    body_hash: null,
+    created_at: now,
+    updated_at: now,
+    approval_expires_at: now + 600_000,
+    claim_expires_at: now + 600_000,
+    decided_by: 'telegram:1234',
+    decided_at: now,
+    decision_reason: null,
+    failure: null,
+    ...over,
+  };
+  createRepository(db).insertRequest(row);
+  return row;
+}

@@ -1,0 +1,191 @@
+import * as ed from '@noble/ed25519';
+import { compactVerify, importJWK } from 'jose';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ConfigError } from '../../../src/config/config.ts';
+import { ManualClock } from '../../../src/lib/clock.ts';
+import { createKeyRing, keyId, KeyRingError, parseSigningKey } from '../../../src/webhooks/keys.ts';
+import { signWebhook, verifyWebhook } from '../../../src/webhooks/sign.ts';
+
+const DAY = 86_400_000;
+let dir: string;
+let clock: ManualClock;
+const cfg = () => ({ dbPath: join(dir, 'jit.db') });
+const keyFile = () => join(dir, 'signing-keys.json');
+const mode = (p: string) => statSync(p).mode & 0o777;
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'jit-keys-'));
+  clock = new ManualClock();
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('key ring: generated keys', () => {
+  it('generates a key on first start into a 0600 file next to the database and keeps it', () => {
+    const ring = createKeyRing({ config: cfg(), clock });
+    const kid = ring.current().kid;
+    expect(ring.location).toBe(keyFile());
+    expect(mode(keyFile())).toBe(0o600);
+    const again = createKeyRing({ config: cfg(), clock });
+    expect(again.current().kid).toBe(kid);
+    expect(again.jwks().keys.map((k) => k.kid)).toEqual([kid]);
+  });
+
+  it('derives kid from the public key and serves only public OKP JWKs', () => {
+    const ring = createKeyRing({ config: cfg(), clock });
+    const [jwk] = ring.jwks().keys;
+    expect(jwk).toEqual({ kty: 'OKP', crv: 'Ed25519', x: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/), kid: ring.current().kid, use: 'sig', alg: 'EdDSA' });
+    expect(jwk!.kid).toBe(keyId(Buffer.from(jwk!.x, 'base64url')));
+    expect(JSON.stringify(ring.jwks())).not.toMatch(/"d"/);
+    expect(JSON.stringify(ring.list())).not.toContain(JSON.parse(readFileSync(keyFile(), 'utf8')).keys[0].d);
+  });
+
+  it('keeps keys in memory only for a :memory: database', () => {
+    const ring = createKeyRing({ config: { dbPath: ':memory:' }, clock });
+    expect(ring.location).toBe('memory');
+    expect(ring.jwks().keys).toHaveLength(1);
+  });
+
+  it('signs generically: jose verifies an EdDSA JWS made with sign() against the JWKS key', async () => {
+    const ring = createKeyRing({ config: cfg(), clock });
+    const signer = ring.current();
+    const header = Buffer.from(JSON.stringify({ alg: 'EdDSA', kid: signer.kid })).toString('base64url');
+    const payload = Buffer.from(JSON.stringify({ sub: 'moltbot' })).toString('base64url');
+    const sig = Buffer.from(signer.sign(Buffer.from(`${header}.${payload}`))).toString('base64url');
+    const key = await importJWK(ring.jwks().keys[0]!, 'EdDSA');
+    const { payload: out, protectedHeader } = await compactVerify(`${header}.${payload}.${sig}`, key);
+    expect(protectedHeader.kid).toBe(signer.kid);
+    expect(JSON.parse(Buffer.from(out).toString())).toEqual({ sub: 'moltbot' });
+  });
+
+  it('refuses a corrupt key file instead of silently replacing the key', () => {
+    writeFileSync(keyFile(), '{"version":1,"keys":[{"kid":"x"}]}', { mode: 0o600 });
+    expect(() => createKeyRing({ config: cfg(), clock })).toThrow(KeyRingError);
+    expect(readFileSync(keyFile(), 'utf8')).toContain('"kid":"x"');
+  });
+
+  it('resets a key file readable by others to 0600, with a warning', () => {
+    createKeyRing({ config: cfg(), clock });
+    chmodSync(keyFile(), 0o644);
+    const warnings: string[] = [];
+    createKeyRing({ config: cfg(), clock, log: { warn: (_o, m) => warnings.push(m), info: () => {} } });
+    expect(mode(keyFile())).toBe(0o600);
+    expect(warnings.join()).toMatch(/0600/);
+  });
+});
+
+describe('key ring: rotation', () => {
+  it('rotates: new kid signs, JWKS lists both, old signatures still verify during the grace period', () => {
+    const ring = createKeyRing({ config: cfg(), clock });
+    const old = ring.current();
+    const body = '{"type":"jit.request.approved"}';
+    const ts = Math.floor(clock.now() / 1000);
+    const oldHeaders = signWebhook(old, { id: 'evt_1', timestamp: ts, body });
+
+    const { kid, retiredKid } = ring.rotate();
+    expect(retiredKid).toBe(old.kid);
+    expect(ring.current().kid).toBe(kid);
+    expect(kid).not.toBe(old.kid);
+    expect(ring.jwks().keys.map((k) => k.kid)).toEqual([kid, old.kid]);
+    expect(mode(keyFile())).toBe(0o600);
+
+    const now = clock.now();
+    expect(verifyWebhook(oldHeaders, body, ring.jwks(), { now })).toMatchObject({ ok: true, kid: old.kid });
+    const newHeaders = signWebhook(ring.current(), { id: 'evt_2', timestamp: ts, body });
+    expect(verifyWebhook(newHeaders, body, ring.jwks(), { now })).toMatchObject({ ok: true, kid });
+    // The new signature is not made with the old key.
+    expect(verifyWebhook(newHeaders, body, { keys: ring.jwks().keys.filter((k) => k.kid === old.kid) }, { now }).ok).toBe(false);
+  });
+
+  it('erases the retired private key: only its public half stays on disk', () => {
+    const ring = createKeyRing({ config: cfg(), clock });
+    const seedBefore = JSON.parse(readFileSync(keyFile(), 'utf8')).keys[0].d as string;
+    ring.rotate();
+    const file = readFileSync(keyFile(), 'utf8');
+    expect(file).not.toContain(seedBefore);
+    const entries = JSON.parse(file).keys as { d?: string; retired_at?: string }[];
+    expect(entries.filter((e) => e.d)).toHaveLength(1);
+    expect(entries.find((e) => e.retired_at)?.d).toBeUndefined();
+  });
+
+  it('drops the previous key after the grace period (from the JWKS at once, from the file on the next load)', () => {
+    const ring = createKeyRing({ config: cfg(), clock });
+    const old = ring.current().kid;
+    ring.rotate();
+    clock.advance(7 * DAY - 1000);
+    expect(ring.jwks().keys.map((k) => k.kid)).toContain(old);
+    clock.advance(2000);
+    expect(ring.jwks().keys.map((k) => k.kid)).not.toContain(old);
+    createKeyRing({ config: cfg(), clock });
+    expect(readFileSync(keyFile(), 'utf8')).not.toContain(old);
+  });
+
+  it('a service ring picks up a rotation made by another process (the CLI) without restarting', () => {
+    const service = createKeyRing({ config: cfg(), clock });
+    const cli = createKeyRing({ config: cfg(), clock });
+    const { kid } = cli.rotate();
+    expect(service.current().kid).toBe(kid);
+    expect(service.jwks().keys).toHaveLength(2);
+  });
+
+  it('lists kids with status and ages, never private keys', () => {
+    const ring = createKeyRing({ config: cfg(), clock });
+    const first = ring.current().kid;
+    clock.advance(DAY);
+    ring.rotate();
+    const list = ring.list();
+    expect(list).toEqual([
+      { kid: ring.current().kid, status: 'current', source: 'generated', createdAt: clock.now() },
+      { kid: first, status: 'previous', source: 'generated', createdAt: clock.now() - DAY, retiredAt: clock.now(), dropsAt: clock.now() + 7 * DAY },
+    ]);
+  });
+});
+
+describe('key ring: JIT_SIGNING_KEY', () => {
+  const seed = new Uint8Array(32).fill(7);
+  const b64 = Buffer.from(seed).toString('base64');
+  const expectedKid = keyId(ed.getPublicKey(seed));
+
+  it.each([
+    ['base64 seed', b64],
+    ['base64url seed', Buffer.from(seed).toString('base64url')],
+    ['whsk_ prefix', `whsk_${b64}`],
+    ['64-byte seed+public', Buffer.concat([seed, ed.getPublicKey(seed)]).toString('base64')],
+    ['PKCS#8 DER', Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), seed]).toString('base64')],
+  ])('accepts %s', (_name, value) => {
+    expect(parseSigningKey(value)).toEqual(seed);
+  });
+
+  it.each([['not base64', '!!!'], ['wrong length', Buffer.alloc(31).toString('base64')], ['mismatched public half', Buffer.concat([seed, Buffer.alloc(32)]).toString('base64')]])(
+    'rejects %s with an error naming the variable but not the value',
+    (_name, value) => {
+      let err: unknown;
+      try {
+        parseSigningKey(value);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as ConfigError).variable).toBe('JIT_SIGNING_KEY');
+      expect((err as Error).message).not.toContain(value);
+    },
+  );
+
+  it('uses the configured key, stores no private key anywhere, and refuses rotate', () => {
+    const ring = createKeyRing({ config: { ...cfg(), signingKey: b64 }, clock });
+    expect(ring.current().kid).toBe(expectedKid);
+    const file = readFileSync(keyFile(), 'utf8');
+    expect(file).not.toContain(b64);
+    expect(file).not.toContain(Buffer.from(seed).toString('base64url'));
+    expect(() => ring.rotate()).toThrow(/JIT_SIGNING_KEY/);
+  });
+
+  it('switching from a generated key to JIT_SIGNING_KEY keeps the old public key published for the grace period', () => {
+    const generated = createKeyRing({ config: cfg(), clock }).current().kid;
+    const ring = createKeyRing({ config: { ...cfg(), signingKey: b64 }, clock });
+    expect(ring.jwks().keys.map((k) => k.kid)).toEqual([expectedKid, generated]);
+    expect(JSON.parse(readFileSync(keyFile(), 'utf8')).keys.some((k: { d?: string }) => k.d)).toBe(false);
+  });
+});

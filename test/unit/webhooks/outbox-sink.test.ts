@@ -1,0 +1,200 @@
+import { beforeEach, describe, expect, it } from 'vitest';
+import { decideRequest } from '../../../src/broker/decide.ts';
+import { createRepository } from '../../../src/broker/repository.ts';
+import { createStorageDeps } from '../../../src/create-deps.ts';
+import { openDatabase, type Db } from '../../../src/db/open.ts';
+import { ManualClock } from '../../../src/lib/clock.ts';
+import { createIdGenerator } from '../../../src/lib/ids.ts';
+import { createOutboxSink, createOutboxStore, type OutboxRow } from '../../../src/webhooks/outbox.ts';
+import { HOOKS_TOKEN, captureLogger, insertRequest, policiesWith, testConfig } from './helpers.ts';
+
+const OPENCLAW_ENV = { OPENCLAW_HOOKS_URL: 'http://127.0.0.1:18789/hooks', OPENCLAW_HOOKS_TOKEN: HOOKS_TOKEN };
+const POLICIES = policiesWith({
+  moltbot: { kind: 'openclaw' },
+  tuned: { kind: 'openclaw', agentId: 'main', sessionMode: 'persistent' },
+  own: { kind: 'openclaw', url: 'http://10.0.0.5:18789/hooks' },
+  ci: { kind: 'standard', url: 'https://ci.example.net/jit-events' },
+  quiet: undefined,
+});
+
+let db: Db;
+let clock: ManualClock;
+let logs: ReturnType<typeof captureLogger>;
+let notified: number;
+
+function sink(env: Record<string, string> = OPENCLAW_ENV) {
+  return createOutboxSink({ db, config: testConfig(env), policies: POLICIES, ids: createIdGenerator(() => clock.now()), log: logs.log, notify: () => notified++ });
+}
+const rows = () => db.prepare('SELECT * FROM webhook_outbox ORDER BY created_at, id').all() as OutboxRow[];
+
+beforeEach(() => {
+  db = openDatabase(':memory:');
+  clock = new ManualClock();
+  logs = captureLogger();
+  notified = 0;
+});
+
+describe('outbox sink: OpenClaw target', () => {
+  it('writes a pending row for POST {OPENCLAW_HOOKS_URL}/agent with the SPEC body', () => {
+    const r = insertRequest(db);
+    db.transaction(() => sink().record(r, 'approved', clock.now()))();
+    const [row] = rows();
+    expect(row).toMatchObject({
+      request_id: r.id,
+      type: 'jit.request.approved',
+      target: 'openclaw',
+      url: 'http://127.0.0.1:18789/hooks/agent',
+      url_source: 'config',
+      session_key: 'hook:jit:moltbot',
+      state: 'pending',
+      attempts: 0,
+      next_attempt_at: clock.now(),
+    });
+    expect(row!.id).toMatch(/^evt_[0-9a-z]{26}$/);
+    const body = JSON.parse(row!.body);
+    expect(Object.keys(body).sort()).toEqual(['deliver', 'message', 'name', 'sessionKey', 'wakeMode']);
+    expect(body).toMatchObject({ name: 'JIT broker', sessionKey: 'hook:jit:moltbot', wakeMode: 'now', deliver: false });
+    expect(notified).toBe(1);
+  });
+
+  it('states request id, outcome, grant, deadline and the exact claim call (token as a placeholder) for approvals', () => {
+    const r = insertRequest(db);
+    db.transaction(() => sink().record(r, 'approved', clock.now()))();
+    const { message } = JSON.parse(rows()[0]!.body) as { message: string };
+    expect(message).toContain(r.id);
+    expect(message).toContain('APPROVED by telegram:1234');
+    expect(message).toContain('homelab/data/docker/registry [read, update]');
+    expect(message).toContain('valid for 30m from the claim');
+    expect(message).toContain(`Claim it before ${new Date(r.claim_expires_at!).toISOString()}`);
+    expect(message).toContain(`curl -sS -X POST -H "Authorization: Bearer $JIT_AGENT_TOKEN" https://jit.example.net/jit/requests/${r.id}/claim`);
+  });
+
+  it.each([
+    ['denied', { status: 'denied', decision_reason: 'not during the freeze' }, /DENIED by telegram:1234.*"not during the freeze"[\s\S]*Nothing was granted/],
+    ['timed_out', { status: 'timed_out', decided_by: 'timeout' }, /TIMED OUT[\s\S]*Nothing was granted/],
+    ['revoked', { status: 'revoked' }, /REVOKED[\s\S]*can no longer be claimed/],
+    ['expired', { status: 'expired' }, /approval EXPIRED[\s\S]*not claimed in time/],
+  ] as const)('describes %s outcomes without a claim call', (type, over, pattern) => {
+    const r = insertRequest(db, over);
+    db.transaction(() => sink().record(r, type, clock.now()))();
+    const { message } = JSON.parse(rows()[0]!.body) as { message: string };
+    expect(message).toMatch(pattern);
+    expect(message).not.toContain('/claim');
+  });
+
+  it('passes agentId and sessionMode from the policy, and uses a policy URL over OPENCLAW_HOOKS_URL', () => {
+    db.transaction(() => {
+      sink().record(insertRequest(db, { agent_name: 'tuned', session_key: 'hook:jit:tuned' }), 'denied', clock.now());
+      sink().record(insertRequest(db, { agent_name: 'own', session_key: 'hook:jit:own' }), 'denied', clock.now());
+    })();
+    const [tuned, own] = rows();
+    expect(JSON.parse(tuned!.body)).toMatchObject({ agentId: 'main', sessionMode: 'persistent' });
+    expect(own).toMatchObject({ url: 'http://10.0.0.5:18789/hooks/agent', url_source: 'policy' });
+  });
+
+  it('without OPENCLAW_HOOKS_URL records a dead row with the reason, audits it, logs it, and does not block the decision', () => {
+    const r = insertRequest(db);
+    db.transaction(() => sink({}).record(r, 'approved', clock.now()))();
+    const [row] = rows();
+    expect(row).toMatchObject({ state: 'dead', url: null, last_error: expect.stringMatching(/OPENCLAW_HOOKS_URL is not set.*jit webhooks retry/) });
+    const audit = db.prepare(`SELECT * FROM audit_log WHERE event = 'webhook.dead'`).all() as { data: string }[];
+    expect(JSON.parse(audit[0]!.data)).toMatchObject({ event_id: row!.id, reason: 'not_configured' });
+    expect(logs.text()).toContain('"level":50');
+    expect(notified).toBe(0);
+  });
+});
+
+describe('outbox sink: standard target and routing', () => {
+  it('writes the generic JSON event for a standard target', () => {
+    const r = insertRequest(db, { agent_name: 'ci', session_key: 'hook:jit:ci' });
+    db.transaction(() => sink().record(r, 'approved', clock.now()))();
+    const [row] = rows();
+    expect(row).toMatchObject({ target: 'standard', url: 'https://ci.example.net/jit-events', url_source: 'policy' });
+    expect(JSON.parse(row!.body)).toEqual({
+      type: 'jit.request.approved',
+      id: row!.id,
+      request_id: r.id,
+      agent: 'ci',
+      session_key: 'hook:jit:ci',
+      status: 'approved',
+      resource: 'vault',
+      tier: 2,
+      required_tier: 2,
+      scope: { vault_paths: [{ path: 'homelab/data/docker/registry', capabilities: ['read', 'update'] }] },
+      ttl_seconds: 1800,
+      decided_by: 'telegram:1234',
+      decided_at: new Date(r.decided_at!).toISOString(),
+      reason: null,
+      claim: { method: 'POST', url: `https://jit.example.net/jit/requests/${r.id}/claim`, expires_at: new Date(r.claim_expires_at!).toISOString() },
+      occurred_at: new Date(clock.now()).toISOString(),
+    });
+  });
+
+  it('gate requests carry repo and refs as scope', () => {
+    const r = insertRequest(db, { agent_name: 'ci', resource: 'gate', status: 'denied', scope: JSON.stringify({ repo: 'homelab/infra', refs: ['refs/heads/agent/x'] }) });
+    db.transaction(() => sink().record(r, 'denied', clock.now()))();
+    const body = JSON.parse(rows()[0]!.body);
+    expect(body.scope).toEqual({ repo: 'homelab/infra', refs: ['refs/heads/agent/x'] });
+    expect(body.claim).toBeUndefined();
+  });
+
+  it('writes no row for an agent without a webhook, or one not in policy', () => {
+    db.transaction(() => {
+      sink().record(insertRequest(db, { agent_name: 'quiet' }), 'approved', clock.now());
+      sink().record(insertRequest(db, { agent_name: 'ghost' }), 'approved', clock.now());
+    })();
+    expect(rows()).toEqual([]);
+  });
+
+  it('stores one event per request and outcome even if recorded twice', () => {
+    const r = insertRequest(db);
+    db.transaction(() => {
+      sink().record(r, 'approved', clock.now());
+      sink().record(r, 'approved', clock.now());
+    })();
+    expect(rows()).toHaveLength(1);
+  });
+
+  it('strips credentials from a webhook URL and dead-letters the event instead of storing them', () => {
+    const policies = policiesWith({ ci: { kind: 'standard', url: 'https://user:s3cretpw@ci.example.net/hook' } });
+    const s = createOutboxSink({ db, config: testConfig(), policies, ids: createIdGenerator(), log: logs.log });
+    db.transaction(() => s.record(insertRequest(db, { agent_name: 'ci' }), 'denied', clock.now()))();
+    const [row] = rows();
+    expect(row!.state).toBe('dead');
+    expect(JSON.stringify(row)).not.toContain('s3cretpw');
+  });
+});
+
+describe('outbox sink: transactions', () => {
+  it('writes in the caller\'s transaction: if it throws after record(), no row exists', () => {
+    const r = insertRequest(db);
+    expect(() =>
+      db.transaction(() => {
+        sink().record(r, 'approved', clock.now());
+        expect(rows()).toHaveLength(1);
+        throw new Error('later step failed');
+      })(),
+    ).toThrow('later step failed');
+    expect(rows()).toEqual([]);
+  });
+
+  it('is written by the real decide verb together with the decision', () => {
+    const config = testConfig(OPENCLAW_ENV);
+    const ids = createIdGenerator(() => clock.now());
+    const events = createOutboxSink({ db, config, policies: POLICIES, ids, log: logs.log });
+    const deps = createStorageDeps({ config, db, clock, ids, events });
+    const r = insertRequest(db, { status: 'pending', decided_by: null, decided_at: null, claim_expires_at: null, approval_expires_at: clock.now() + 60_000 });
+    const out = decideRequest(deps, r.id, { approver: 'local-cli', decision: 'approve' });
+    expect(out.outcome).toBe('approved');
+    const [row] = createOutboxStore(db).list();
+    expect(row).toMatchObject({ request_id: r.id, type: 'jit.request.approved', state: 'pending' });
+    expect(createRepository(db).getRequest(r.id)!.status).toBe('approved');
+  });
+
+  it('never writes the OpenClaw token into a row', () => {
+    db.transaction(() => {
+      for (const type of ['approved', 'denied', 'revoked'] as const) sink().record(insertRequest(db), type, clock.now());
+    })();
+    expect(JSON.stringify(rows())).not.toContain(HOOKS_TOKEN);
+  });
+});
