@@ -335,7 +335,10 @@ export function createKeyRing(deps: {
           // Another process (the service or a CLI) created the file first: use its key.
           return load();
         }
-        throw new KeyRingError(`cannot write signing key file ${path}: ${(err as Error).message}`);
+        if (!envSeed) throw new KeyRingError(`cannot write signing key file ${path}: ${(err as Error).message}`);
+        // With JIT_SIGNING_KEY the file only keeps public-key history for the JWKS; losing that is not fatal.
+        deps.log?.warn({ path, err: (err as Error).message }, 'could not record the signing key history; previous keys may drop out of the JWKS early');
+        stamp = diskStamp(); // do not retry (and warn) on every signature
       }
     }
     file = f;
@@ -343,15 +346,17 @@ export function createKeyRing(deps: {
     live = cur ? liveFrom(cur) : undefined;
   }
 
-  function refresh(): void {
-    if (!path) return;
-    let now = '';
+  /** The file's identity on disk, or '' when it does not exist. */
+  function diskStamp(): string {
     try {
-      now = statStamp(statSync(path));
+      return statStamp(statSync(path!));
     } catch {
-      /* removed: load() recreates it */
+      return '';
     }
-    if (now !== stamp) load();
+  }
+
+  function refresh(): void {
+    if (path && diskStamp() !== stamp) load();
   }
 
   load();

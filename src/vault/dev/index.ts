@@ -17,10 +17,6 @@ import { newTokenId } from './token-store.ts';
 export type { DevAppRole, DevRequestRecord } from './state.ts';
 export { DEV_VAULT_VERSION } from './routes/sys.ts';
 
-/** The banner a host process should print when it starts the development Vault. */
-export const DEV_VAULT_BANNER =
-  'WARNING: development Vault (in memory, loopback only, NOT for production). Everything is lost on exit.';
-
 export interface DevVaultSeed {
   /** ACL policies by name (HCL or JSON text). */
   policies?: Record<string, string>;

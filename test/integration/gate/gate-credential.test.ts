@@ -44,7 +44,7 @@ describe('gate credentials', () => {
     const cases: [string, string, string, RegExp][] = [
       ['other ref', credential, 'refs/heads/main', /not among the granted refs/],
       ['other repo', credential, 'refs/heads/agent/fix-1', /not homelab\/other/],
-      ['tampered payload', credential.replace(/\.([^.]+)\./, (_m, p) => `.${Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(p, 'base64url').toString()), refs: ['refs/heads/main'] })).toString('base64url')}.`), 'refs/heads/main', /bad signature/],
+      ['tampered payload', credential.replace(/\.([^.]+)\./, (_m: string, p: string) => `.${Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(p, 'base64url').toString()), refs: ['refs/heads/main'] })).toString('base64url')}.`), 'refs/heads/main', /bad signature/],
       ['truncated signature', credential.slice(0, -4), 'refs/heads/agent/fix-1', /bad signature|malformed/],
       ['alg none', `${Buffer.from('{"alg":"none"}').toString('base64url')}.${credential.split('.')[1]}.x`, 'refs/heads/agent/fix-1', /unsupported algorithm/],
       ['garbage', 'not-a-jwt', 'refs/heads/agent/fix-1', /malformed/],
