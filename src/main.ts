@@ -14,10 +14,17 @@ import { randomToken } from './lib/secrets.ts';
 import { startDevVault } from './vault/dev/index.ts';
 import { createVaultClient } from './vault/node-vault-client.ts';
 import type { VaultClient } from './vault/types.ts';
+import { systemClock } from './lib/clock.ts';
+import { createIdGenerator } from './lib/ids.ts';
+import { createDispatcher, type Dispatcher } from './webhooks/dispatcher.ts';
+import { KeyRingError, createKeyRing } from './webhooks/keys.ts';
+import { createOutboxSink } from './webhooks/outbox.ts';
 
 export interface RunningBroker {
   url: string;
   deps: BrokerDeps;
+  /** The webhook outbox dispatcher (tests drain it by hand). */
+  dispatcher: Dispatcher;
   /** Set in dev mode: the in-process development Vault. */
   devVault?: { url: string; rootToken: string };
   /** In dev mode on first start: the token of agent `dev`. */
@@ -77,8 +84,19 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
     log.error({ err }, 'could not authenticate to Vault at start; requests will get 503 until it is reachable');
   }
 
+  const clock = opts.clock ?? systemClock;
+  let keys;
+  try {
+    keys = createKeyRing({ config, clock, log });
+  } catch (err) {
+    if (err instanceof KeyRingError) throw new StartupError(`signing keys: ${err.message}`);
+    throw err;
+  }
   const db = openDatabase(config.dbPath);
-  const deps = createDeps({ config, db, vault, policies, log, ...(opts.clock ? { clock: opts.clock } : {}) });
+  const ids = createIdGenerator(() => clock.now());
+  const dispatcher = createDispatcher({ db, clock, log, keyRing: keys, config });
+  const events = createOutboxSink({ db, config, policies, ids, log, notify: () => dispatcher.notify() });
+  const deps = createDeps({ config, db, vault, policies, log, clock, ids, events, keys });
 
   let devAgentToken: string | undefined;
   if (devVault && !deps.agents.get('dev')) {
@@ -90,6 +108,7 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
   }
 
   const lifecycle = startLifecycle(deps, opts.sweepIntervalMs);
+  dispatcher.start();
   const app = createApp(deps);
   const server = await new Promise<Server>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolve(s as Server)) as Server;
@@ -102,6 +121,7 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
   return {
     url,
     deps,
+    dispatcher,
     ...(devVault ? { devVault: { url: devVault.url, rootToken: devVault.rootToken } } : {}),
     ...(devAgentToken ? { devAgentToken } : {}),
     reloadPolicies() {
@@ -116,6 +136,7 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
         server.closeAllConnections?.();
       });
       await lifecycle.stop();
+      await dispatcher.stop();
       vault.stop();
       db.close();
       await devVault?.close();

@@ -1,12 +1,37 @@
 import { loadConfig, type Config } from '../config/config.ts';
+import { PolicyStore, formatProblems } from '../broker/policy/index.ts';
 import { createStorageDeps, type StorageDeps } from '../create-deps.ts';
 import { openDatabase, type Db } from '../db/open.ts';
+import { createIdGenerator } from '../lib/ids.ts';
+import { createLogger } from '../lib/logger.ts';
+import { createOutboxSink } from '../webhooks/outbox.ts';
 import type { CliIo } from './io.ts';
 
-/** The database-side parts an offline CLI command needs, from the service's own environment. */
-export function openCliContext(io: CliIo): { config: Config; db: Db; deps: StorageDeps; close(): void } & Pick<StorageDeps, 'agents' | 'repo' | 'audit'> {
+export type CliContext = { config: Config; db: Db; deps: StorageDeps; close(): void } & Pick<StorageDeps, 'agents' | 'repo' | 'audit'>;
+
+/**
+ * The database-side parts an offline CLI command needs, from the service's
+ * own environment. With `decisions`, decisions made here (jit approve/deny)
+ * write their webhook event to the outbox in the same transaction, exactly
+ * as the service does; the running service's dispatcher delivers it. That
+ * needs the policy (it names each agent's webhook target), so a broken
+ * policy directory refuses the command rather than lose the event.
+ */
+export function openCliContext(io: CliIo, opts: { decisions?: boolean } = {}): CliContext {
   const config = loadConfig(io.env);
-  const db = openDatabase(config.dbPath);
-  const deps = createStorageDeps({ config, db });
-  return { config, db, deps, agents: deps.agents, repo: deps.repo, audit: deps.audit, close: () => db.close() };
+  let events;
+  let db: Db | undefined;
+  if (opts.decisions) {
+    const policies = new PolicyStore();
+    const loaded = policies.reload(config.policiesDir);
+    if (!loaded.ok) {
+      throw new Error(`the policy files in ${config.policiesDir} are invalid, so the decision's webhook could not be addressed; fix them first:\n  ${formatProblems(loaded.problems).join('\n  ')}`);
+    }
+    db = openDatabase(config.dbPath);
+    events = createOutboxSink({ db, config, policies, ids: createIdGenerator(), log: createLogger('warn', process.stderr) });
+  }
+  db ??= openDatabase(config.dbPath);
+  const deps = createStorageDeps({ config, db, ...(events ? { events } : {}) });
+  const opened = db;
+  return { config, db, deps, agents: deps.agents, repo: deps.repo, audit: deps.audit, close: () => opened.close() };
 }

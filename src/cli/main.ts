@@ -3,9 +3,14 @@ import { ConfigError } from '../config/config.ts';
 import { BrokerError } from '../broker/errors.ts';
 import { agentCommand } from './commands/agent.ts';
 import { auditCommand } from './commands/audit.ts';
+import { claimCommand, revokeCommand, statusCommand } from './commands/client-ops.ts';
+import { mcpCommand } from './commands/client-mcp.ts';
+import { requestCommand } from './commands/client-request.ts';
 import { decideCommand } from './commands/decide.ts';
 import { devVaultCommand } from './commands/dev-vault.ts';
 import { gateCommand } from './commands/gate.ts';
+import { keysCommand } from './commands/keys.ts';
+import { webhooksCommand } from './commands/webhooks.ts';
 import { policyCommand } from './commands/policy.ts';
 import { requestsCommand } from './commands/requests.ts';
 import { serveCommand } from './commands/serve.ts';
@@ -36,7 +41,16 @@ Policy and gate
   gate verify --credential C --repo R --ref REF
                                       check a gate push credential (for a pre-receive hook)
 
-Every command reads the service's environment (JIT_DB, JIT_POLICIES, ...).
+Agent side (HTTP only; JIT_URL default http://127.0.0.1:8787, JIT_AGENT_TOKEN)
+  request vault --path PATH:CAPS... --tier N --reason TEXT [--ttl D] [--session KEY] [--wait [--claim]]
+  request gate --repo R --ref REF... --tier N --reason TEXT [...]
+                                      ask for a credential; "jit request --help" for all options
+  status ID                           the agent's own request (never the secret)
+  claim ID [--format env|json]        claim an approved credential once (stdout only)
+  revoke ID                           end the credential now
+  mcp                                 MCP server on stdio with the same operations as tools
+
+Operator commands read the service's environment (JIT_DB, JIT_POLICIES, ...).
 Run "jit <command> --help" for a command's options.`;
 
 export type Command = (args: string[], io: CliIo) => Promise<number>;
@@ -51,6 +65,13 @@ const COMMANDS: Record<string, Command> = {
   audit: auditCommand,
   policy: policyCommand,
   gate: gateCommand,
+  webhooks: webhooksCommand,
+  keys: keysCommand,
+  request: requestCommand,
+  status: statusCommand,
+  claim: claimCommand,
+  revoke: revokeCommand,
+  mcp: mcpCommand,
 };
 
 const defaultIo: CliIo = {

@@ -3,6 +3,7 @@
  * It depends on nothing at run time but Node itself.
  */
 export { JitClient, parseRetryAfter, type CallOptions, type JitClientOptions, type RequestCallOptions, type WaitOptions, type WaitProgress } from './jit-client.ts';
+export { describeRequest, describeScope } from './describe.ts';
 export { ClientConfigError, DEFAULT_JIT_URL, jitClientFromEnv } from './env.ts';
 export {
   JitApiError,

@@ -208,7 +208,8 @@ export class JitClient {
       text = await res.text();
     } catch (err) {
       if (signal?.aborted) throw signal.reason;
-      const reason = timeout.aborted ? `no answer within ${Math.round(this.#timeoutMs / 1000)} s` : networkReason(err);
+      const limit = this.#timeoutMs < 1000 ? `${this.#timeoutMs} ms` : `${Math.round(this.#timeoutMs / 1000)} s`;
+      const reason = timeout.aborted ? `no answer within ${limit}` : networkReason(err);
       throw new JitUnreachableError(this.baseUrl, this.#scrub(reason), { cause: err });
     }
     let data: unknown;
@@ -227,7 +228,8 @@ export class JitClient {
   }
 
   #apiError(res: Response, text: string, data: unknown): JitApiError {
-    const problem: Problem = data !== null && typeof data === 'object' && !Array.isArray(data) ? (data as Problem) : {};
+    // Scrubbed as a whole: the problem rides along on the error, into whatever logs it.
+    const problem: Problem = data !== null && typeof data === 'object' && !Array.isArray(data) ? (JSON.parse(this.#scrub(JSON.stringify(data))) as Problem) : {};
     const str = (v: unknown) => (typeof v === 'string' && v.trim() !== '' ? this.#scrub(v) : undefined);
     const plain = /^text\/plain\b/i.test(res.headers.get('content-type') ?? '') ? str(text.slice(0, 300)) : undefined;
     const location = res.status >= 300 && res.status < 400 ? res.headers.get('location') : null;

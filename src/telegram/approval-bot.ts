@@ -3,6 +3,7 @@ import type { ApiClientOptions } from 'grammy';
 import type { Update } from 'grammy/types';
 import type { BrokerDeps } from '../broker/deps.ts';
 import type { ErrorCode } from '../broker/errors.ts';
+import { ConfigError } from '../config/config.ts';
 import { problemBody } from '../http/problem.ts';
 import type { Clock } from '../lib/clock.ts';
 import type { Logger } from '../lib/logger.ts';
@@ -84,7 +85,7 @@ export interface ApprovalBot {
  */
 export function validateTelegramConfig(config: TelegramConfig): void {
   if (config.webhookSecret !== undefined && !SECRET_SHAPE.test(config.webhookSecret)) {
-    throw new Error('TELEGRAM_WEBHOOK_SECRET: Telegram accepts 1-256 characters of A-Z, a-z, 0-9, "_" and "-"');
+    throw new ConfigError('TELEGRAM_WEBHOOK_SECRET', 'Telegram accepts 1-256 characters of A-Z, a-z, 0-9, "_" and "-"');
   }
 }
 
@@ -213,14 +214,25 @@ export function createApprovalBot(options: ApprovalBotOptions): ApprovalBot {
     const inner = err instanceof BotError ? err.error : err;
     const updateId = err instanceof BotError ? err.ctx.update.update_id : undefined;
     log.error({ update_id: updateId, err: describeTelegramError(inner, token) }, 'telegram: error while handling an update');
+    // Do not leave the tapping user with a spinner.
+    if (err instanceof BotError && err.ctx.callbackQuery) {
+      err.ctx
+        .answerCallbackQuery({ text: 'Something went wrong in the broker (it is logged). Check the message or /pending before trying again.', show_alert: true })
+        .catch(() => {});
+    }
   };
   bot.catch(onBotError);
 
   const sleep = (ms: number) =>
     new Promise<void>((resolve) => {
       if (lifetime.signal.aborted) return resolve();
-      const t = setTimeout(resolve, ms);
-      lifetime.signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+      const done = () => {
+        clearTimeout(t);
+        lifetime.signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      lifetime.signal.addEventListener('abort', done, { once: true });
     });
   const signal = () => lifetime.signal as unknown as Parameters<typeof bot.api.getMe>[0];
 
@@ -251,7 +263,9 @@ export function createApprovalBot(options: ApprovalBotOptions): ApprovalBot {
   // ---- long polling ----------------------------------------------------------------
 
   async function pollForever(): Promise<void> {
+    let lastFailure: string | undefined;
     while (!stopped) {
+      let delay = restartDelayMs;
       try {
         await init();
         await registerCommandMenu();
@@ -267,12 +281,20 @@ export function createApprovalBot(options: ApprovalBotOptions): ApprovalBot {
       } catch (err) {
         if (stopped) break;
         const f = classifyTelegramError(err);
-        const detail = { telegram: describeTelegramError(err, token), retry_in_ms: restartDelayMs };
-        if (f.kind === 'unauthorized') log.error(detail, 'telegram: the Bot API rejected TELEGRAM_BOT_TOKEN; approvals via Telegram are unavailable');
-        else if (f.kind === 'conflict') log.error(detail, 'telegram: another process is polling with this bot token (or set a webhook); only one may');
-        else log.warn(detail, 'telegram: long polling failed; restarting');
+        // A rejected token will not fix itself soon: retry slowly.
+        if (f.kind === 'unauthorized') delay = restartDelayMs * 12;
+        const detail = { telegram: describeTelegramError(err, token), retry_in_ms: delay };
+        // Log each kind of failure once at its level, then quietly until it changes.
+        const level = lastFailure === f.kind ? 'debug' : f.kind === 'unauthorized' || f.kind === 'conflict' ? 'error' : 'warn';
+        lastFailure = f.kind;
+        if (f.kind === 'unauthorized') log[level](detail, 'telegram: the Bot API rejected TELEGRAM_BOT_TOKEN; approvals via Telegram are unavailable');
+        else if (f.kind === 'conflict') log[level](detail, 'telegram: another process is polling with this bot token (or set a webhook); only one may');
+        else log[level](detail, 'telegram: long polling failed; restarting');
+        await sleep(delay);
+        continue;
       }
-      await sleep(restartDelayMs);
+      lastFailure = undefined;
+      await sleep(delay);
     }
   }
 
@@ -284,6 +306,7 @@ export function createApprovalBot(options: ApprovalBotOptions): ApprovalBot {
     if (!webhookUrl.startsWith('https://')) {
       log.warn({ url: webhookUrl }, 'telegram: Telegram only delivers webhooks to https URLs; set JIT_PUBLIC_URL to the public https address');
     }
+    let delay = restartDelayMs;
     while (!stopped) {
       try {
         await init();
@@ -297,9 +320,10 @@ export function createApprovalBot(options: ApprovalBotOptions): ApprovalBot {
         return;
       } catch (err) {
         if (stopped) return;
-        log.error({ telegram: describeTelegramError(err, token), url: webhookUrl, retry_in_ms: restartDelayMs }, 'telegram: could not register the webhook; will retry');
+        log.error({ telegram: describeTelegramError(err, token), url: webhookUrl, retry_in_ms: delay }, 'telegram: could not register the webhook; will retry');
       }
-      await sleep(restartDelayMs);
+      await sleep(delay);
+      delay = Math.min(delay * 2, Math.max(restartDelayMs, 60_000));
     }
   }
 

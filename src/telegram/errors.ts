@@ -80,8 +80,13 @@ const platformSignal = (s: GrammySignal) => s as unknown as AbortSignal | undefi
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
     if (signal?.aborted) return resolve();
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+    const done = () => {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
   });
 
 export interface RetryOptions {
@@ -143,6 +148,18 @@ export function callTimeout(seconds: number): Transformer {
     if (method === 'getUpdates') return prev(method, payload, signal);
     const deadline = AbortSignal.timeout(seconds * 1000);
     const given = platformSignal(signal);
-    return prev(method, payload, (given ? AbortSignal.any([given, deadline]) : deadline) as unknown as GrammySignal);
+    return prev(method, payload, (given ? anySignal(given, deadline) : deadline) as unknown as GrammySignal);
   };
+}
+
+/** `AbortSignal.any` (Node 20.3+), with a fallback for earlier 20.x. */
+function anySignal(a: AbortSignal, b: AbortSignal): AbortSignal {
+  if (typeof AbortSignal.any === 'function') return AbortSignal.any([a, b]);
+  const controller = new AbortController();
+  const abort = () => controller.abort();
+  for (const s of [a, b]) {
+    if (s.aborted) controller.abort();
+    else s.addEventListener('abort', abort, { once: true });
+  }
+  return controller.signal;
 }

@@ -211,7 +211,7 @@ function who(identity: string | null, view: ApprovalView): string {
 function outcomeLines(view: ApprovalView, k: Knobs): string[] {
   const r = view.request;
   const at = (ms: number | null) => (ms === null ? 'an unknown time' : formatTime(ms));
-  const why = (text: string | null) => (text && k.outcomeReasonMax > 0 ? [`<i>Reason:</i> ${escapeHtml(ellipsize(text, k.outcomeReasonMax))}`] : []);
+  const why = (text: string | null) => (text && k.outcomeReasonMax > 0 ? [`<i>Why:</i> ${escapeHtml(ellipsize(text, k.outcomeReasonMax))}`] : []);
   const approvedLine = () => `✅ <b>APPROVED</b> by ${who(r.decided_by, view)} at ${at(r.decided_at)}`;
   switch (r.status) {
     case 'pending':

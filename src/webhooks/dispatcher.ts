@@ -248,18 +248,33 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       headers['idempotency-key'] = row.id;
     }
 
-    const signal = AbortSignal.any([shutdown.signal, AbortSignal.timeout(timeoutMs)]);
+    // One controller per attempt, fed by a plain timer and the shutdown signal. Not
+    // AbortSignal.any/AbortSignal.timeout: on Node 20 a composed signal can be garbage
+    // collected before it fires, leaving a hung receiver holding its worker forever.
+    const attempt = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      attempt.abort(new Error(`no response within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const stopSignal = shutdown.signal;
+    const onStop = () => attempt.abort(stopSignal.reason);
+    if (stopSignal.aborted) onStop();
+    else stopSignal.addEventListener('abort', onStop, { once: true });
     let res: TransportResponse;
     try {
-      res = await untilAborted(transport({ url: row.url, method: 'POST', headers, body: row.body, signal }), signal);
+      res = await untilAborted(transport({ url: row.url, method: 'POST', headers, body: row.body, signal: attempt.signal }), attempt.signal);
     } catch (err) {
-      if (shutdown.signal.aborted) {
+      if (stopSignal.aborted) {
         store.release(row.id, row.lease_owner!, clock.now());
         return 'released';
       }
-      if (signal.aborted) return failed(row, null, `no response within ${timeoutMs} ms`, 'timeout');
+      if (timedOut) return failed(row, null, `no response within ${timeoutMs} ms`, 'timeout');
       const cause = (err as Error & { cause?: Error }).cause;
       return failed(row, null, `network error: ${clean(cause?.message ?? (err as Error).message)}`, 'network');
+    } finally {
+      clearTimeout(timer);
+      stopSignal.removeEventListener('abort', onStop);
     }
 
     const status = res.status;

@@ -87,6 +87,9 @@ export class KeyRingError extends Error {
   override name = 'KeyRingError';
 }
 
+/** Another process created the key file between our read and our write. */
+class KeyFileRace extends Error {}
+
 const b64url32 = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'must be 32 bytes, base64url');
 const KeyEntrySchema = z
   .object({
@@ -242,6 +245,7 @@ export function createKeyRing(deps: {
       text = readFileSync(path, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      if (envSeed) return undefined; // the history is optional when the key itself comes from the environment
       throw new KeyRingError(`cannot read signing key file ${path}: ${(err as Error).message}`);
     }
     if ((st.mode & 0o077) !== 0) {
@@ -289,6 +293,7 @@ export function createKeyRing(deps: {
       } catch {
         /* already gone */
       }
+      if (createOnly && (err as NodeJS.ErrnoException).code === 'EEXIST') throw new KeyFileRace();
       throw err;
     }
     try {
@@ -331,7 +336,7 @@ export function createKeyRing(deps: {
       try {
         writeFile(f, existed === undefined);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+        if (err instanceof KeyFileRace) {
           // Another process (the service or a CLI) created the file first: use its key.
           return load();
         }

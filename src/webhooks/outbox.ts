@@ -228,7 +228,8 @@ export function createOutboxSink(deps: OutboxSinkDeps): DecisionSink {
       if (!inserted) return;
       if (problem) {
         audit.append({ event: 'webhook.dead', actor: 'broker', requestId: request.id, data: { event_id: id, type: event.type, target: target.kind, reason: 'not_configured', attempts: 0 } }, at);
-        deps.log.error({ event_id: id, request_id: request.id, type: event.type }, `decision webhook not sent: ${problem}`);
+        // A warning, not an error: dev mode runs without OpenClaw on purpose, and the dead row keeps the event.
+        deps.log.warn({ event_id: id, request_id: request.id, type: event.type }, `decision webhook not sent: ${problem}`);
         return;
       }
       deps.notify?.();

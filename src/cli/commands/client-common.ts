@@ -1,8 +1,7 @@
 import { ClientConfigError, jitClientFromEnv } from '../../client/env.ts';
 import { JitApiError, JitUnreachableError, JitWaitTimeoutError } from '../../client/errors.ts';
 import type { JitClient } from '../../client/jit-client.ts';
-import type { Credential, IssuedResult, RequestView } from '../../client/types.ts';
-import { formatDuration } from '../../lib/duration.ts';
+import type { Credential, IssuedResult } from '../../client/types.ts';
 import { isId } from '../../lib/ids.ts';
 import type { CliIo } from '../io.ts';
 import { UsageError } from '../main.ts';
@@ -94,35 +93,4 @@ export function credentialVars(credential: Credential): Record<string, string> {
 export function printIssued(io: CliIo, issued: IssuedResult, format: 'env' | 'json'): void {
   if (format === 'json') io.out(JSON.stringify(issued, null, 2));
   else for (const line of envLines({ JIT_REQUEST_ID: issued.id, JIT_REQUEST_STATUS: issued.status, ...credentialVars(issued.credential) })) io.out(line);
-}
-
-/** What a request is about, in one line: `a/b [read, update]; c [list]` or `repo refs…`. */
-export function describeScope(view: Pick<RequestView, 'vault_paths' | 'repo' | 'refs'>): string {
-  if (view.vault_paths) return view.vault_paths.map((p) => `${p.path} [${p.capabilities.join(', ')}]`).join('; ');
-  return `${view.repo ?? '?'} ${(view.refs ?? []).join(' ')}`;
-}
-
-/** A request's state as readable lines (`jit status`, `jit revoke`). */
-export function describeRequest(view: RequestView): string[] {
-  const lines = [
-    `${view.id}  ${view.status}  ${view.resource}  tier ${view.tier}${view.required_tier !== view.tier ? ` (required ${view.required_tier})` : ''}`,
-    `reason:     ${view.reason}`,
-    `${view.resource === 'gate' ? 'refs:      ' : 'paths:     '} ${describeScope(view)}`,
-    `ttl:        ${formatDuration(view.ttl_seconds)}`,
-  ];
-  if (view.session_key) lines.push(`session:    ${view.session_key}`);
-  lines.push(`created:    ${view.created_at}`);
-  if (view.status === 'pending' && view.approval_expires_at) lines.push(`decide by:  ${view.approval_expires_at}`);
-  if (view.decision) {
-    const why = view.decision.reason ? ` (${view.decision.reason})` : '';
-    lines.push(`decision:   ${view.decision.approver}${view.decision.decided_at ? ` at ${view.decision.decided_at}` : ''}${why}`);
-  }
-  if (view.status === 'approved' && view.claim_expires_at) lines.push(`claim by:   ${view.claim_expires_at}  (jit claim ${view.id})`);
-  if (view.credential) {
-    const c = view.credential;
-    const handle = c.accessor ? `accessor ${c.accessor}` : c.jti ? `jti ${c.jti}` : '';
-    lines.push(`credential: ${c.type} ${handle}, ${c.state}${c.expires_at ? `, expires ${c.expires_at}` : ''}${c.ended_at ? `, ended ${c.ended_at}` : ''}`);
-  }
-  if (view.failure) lines.push(`failure:    ${view.failure}`);
-  return lines;
 }

@@ -1,6 +1,7 @@
 import type { CliIo } from '../io.ts';
 import { parseCommandArgs } from '../main.ts';
-import { EXIT, describeRequest, formatArg, printIssued, requestIdArg, withClient } from './client-common.ts';
+import { describeRequest } from '../../client/describe.ts';
+import { EXIT, formatArg, printIssued, requestIdArg, withClient } from './client-common.ts';
 
 const STATUS_USAGE = 'jit status ID [--format text|json]';
 const CLAIM_USAGE = 'jit claim ID [--format env|json]';

@@ -4,7 +4,8 @@ import type { CredentialRequestInput, IssuedResult, RequestResult, RequestView }
 import { parseDurationSeconds } from '../../lib/duration.ts';
 import type { CliIo } from '../io.ts';
 import { UsageError, parseCommandArgs } from '../main.ts';
-import { EXIT, describeScope, envLines, formatArg, printIssued, withClient } from './client-common.ts';
+import { describeScope } from '../../client/describe.ts';
+import { EXIT, envLines, formatArg, printIssued, withClient } from './client-common.ts';
 
 const USAGE = `jit request vault (--path PATH:CAPS | --path PATH --cap CAPS)... --tier 1|2|3 --reason TEXT [common options]
        jit request gate --repo REPO --ref REF [--ref REF]... --tier 1|2|3 --reason TEXT [common options]
@@ -20,7 +21,7 @@ Common options
   --session KEY           session key the decision webhook goes to
   --wait                  block until the request is decided (progress on stderr)
   --wait-timeout DURATION give up waiting after this long (default 10m)
-  --claim                 with --wait: claim the credential as soon as it is approved
+  --claim                 wait (implies --wait), then claim the credential as soon as it is approved
   --idempotency-key KEY   retrying with the same key never creates a second request
   --format env|json       stdout: export lines (default) or the broker's JSON
 
@@ -61,7 +62,7 @@ export async function requestCommand(args: string[], io: CliIo): Promise<number>
 
   return withClient('request', io, async (client) => {
     const result = await client.request(body, key !== undefined ? { idempotencyKey: key } : {});
-    if (result.status === 'issued' && 'credential' in result) {
+    if (!('replayed' in result) && result.status === 'issued') {
       io.err(`Issued ${result.id} at once (tier ${result.required_tier}); valid until ${result.expires_at}. The secret is shown only this once.`);
       printIssued(io, result, format);
       return EXIT.ok;

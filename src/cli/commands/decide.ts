@@ -18,7 +18,7 @@ export function decideCommand(decision: 'approve' | 'deny') {
     if (!isId('req', id)) throw new UsageError(`"${id}" is not a request id (they look like req_…)`);
     const reason = values.reason as string | undefined;
     if (reason !== undefined && (reason.trim() === '' || reason.length > 2000)) throw new UsageError('--reason must be 1-2000 characters');
-    const ctx = openCliContext(io);
+    const ctx = openCliContext(io, { decisions: true });
     try {
       const result = decideRequest(ctx.deps, id, { approver: LOCAL_APPROVER, decision, reason });
       return report(result, id, io);

@@ -7,8 +7,13 @@ import { UsageError, parseCommandArgs } from '../main.ts';
 
 const USAGE = 'jit keys list | jit keys rotate';
 
+/** Approximate age for people: "3d 4h", "2h 5m", "7m", "12s". */
 function age(ms: number): string {
-  return formatDuration(Math.max(1, Math.floor(ms / 1000)));
+  const s = Math.max(0, Math.floor(ms / 1000));
+  const [d, h, m] = [Math.floor(s / 86400), Math.floor((s % 86400) / 3600), Math.floor((s % 3600) / 60)];
+  if (d > 0) return `${d}d ${h}h`;
+  if (h > 0) return `${h}h ${m}m`;
+  return m > 0 ? `${m}m` : `${s}s`;
 }
 
 /**

@@ -4,10 +4,12 @@ import { BrokerError } from '../../broker/errors.ts';
 import { verifyGateCredential } from '../../broker/gate-credential.ts';
 import { GateVerifyBody, describeZodError } from '../../broker/schemas.ts';
 import { readJson, type AppEnv } from '../app.ts';
+import { createOutboxStore } from '../../webhooks/outbox.ts';
 
 /** Unauthenticated endpoints. */
 export function publicRoutes(deps: BrokerDeps) {
   const app = new Hono<AppEnv>();
+  const outbox = createOutboxStore(deps.db);
 
   app.get('/healthz', async (c) => {
     let db: 'ok' | 'error' = 'ok';
@@ -23,9 +25,15 @@ export function publicRoutes(deps: BrokerDeps) {
     } catch {
       vault = 'unreachable';
     }
+    let outboxPending: number | null = null;
+    try {
+      outboxPending = outbox.pendingCount();
+    } catch {
+      db = 'error';
+    }
     const healthy = db === 'ok' && vault === 'ok';
     return c.json(
-      { status: healthy ? 'ok' : 'degraded', db, vault, telegram: deps.config.telegram ? 'configured' : 'disabled', outbox_pending: 0 },
+      { status: healthy ? 'ok' : 'degraded', db, vault, telegram: deps.config.telegram ? 'configured' : 'disabled', outbox_pending: outboxPending },
       healthy ? 200 : 503,
     );
   });

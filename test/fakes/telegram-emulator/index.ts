@@ -368,8 +368,15 @@ export async function startTelegramEmulator(opts: TelegramEmulatorOptions = {}) 
       const chat = resolveChat(p.chat_id);
       const { text, entities } = formatText(p, false);
       const markup = inlineMarkup(p.reply_markup);
+      const replyTo = p.reply_parameters as { message_id?: unknown; allow_sending_without_reply?: boolean } | undefined;
+      let replied: TgMessage | undefined;
+      if (replyTo?.message_id !== undefined) {
+        replied = chat.messages.get(toInt(replyTo.message_id) ?? -1);
+        if (!replied && !replyTo.allow_sending_without_reply) return badRequest('message to be replied not found');
+      }
       const message = storeMessage(chat, {
         from: clone(botUser),
+        ...(replied ? { reply_to_message: (({ reply_to_message: _, ...rest }) => clone(rest))(replied) } : {}),
         text,
         ...(entities.length ? { entities } : {}),
         ...(markup ? { reply_markup: markup } : {}),
@@ -548,8 +555,10 @@ export async function startTelegramEmulator(opts: TelegramEmulatorOptions = {}) 
       const read = await readParams(req, url);
       const params = 'params' in read ? read.params : {};
       const method = methodName.toLowerCase();
-      const record = (status: number, description?: string) =>
+      const record = (status: number, description?: string) => {
         calls.push({ method: methodName, params, status, ...(description ? { description } : {}), at: Date.now() });
+        changed();
+      };
       if (decodeURIComponent(givenToken) !== token) {
         record(401, 'Unauthorized');
         return send(res, fail(401, 'Unauthorized'));

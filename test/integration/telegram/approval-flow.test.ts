@@ -52,6 +52,29 @@ describe('posting', () => {
     expect(Buffer.byteLength(`a:${id}`)).toBeLessThanOrEqual(64);
   });
 
+  it('shortens a very long request to fit Telegram, keeping id, agent, tier, timeout and the path count', async () => {
+    await t.bot();
+    const paths = Array.from({ length: 64 }, (_, i) => ({ path: `homelab/data/bulk/${String(i).padStart(2, '0')}-${'x'.repeat(480)}`, capabilities: ['read', 'create', 'update'] }));
+    const id = await t.request({ resource: 'vault', tier: 2, reason: `<${'r'.repeat(1990)}>`, vault_paths: paths });
+    const m = await t.waitMessage(id);
+    const text = m.text!;
+    expect(text.length).toBeLessThanOrEqual(4096);
+    expect(text).toContain(`Request: ${id}`);
+    expect(text).toContain('Agent: moltbot');
+    expect(text).toContain('Tier: 2');
+    expect(text).toMatch(/Times out: .* UTC/);
+    expect(text).toContain('Vault paths (64):');
+    expect(text).toMatch(/… and \d+ more\n/);
+    expect(text).toMatch(/Reason: <r+… \(\d+ more characters\)/);
+    expect(buttonsOf(m)).toEqual([`a:${id}`, `d:${id}`]);
+
+    // The edit after a decision must fit too.
+    t.emu.tap(ALICE, m.message_id, `d:${id}`);
+    const denied = await t.waitMessage(id, (x) => x.text!.startsWith('❌ DENIED'));
+    expect(denied.text!.length).toBeLessThanOrEqual(4096);
+    expect(denied.text).toContain('Vault paths (64):');
+  });
+
   it('posts requests that became pending while no bot ran, once each, and skips tier 1', async () => {
     const a = await t.request();
     const b = await t.request(TIER3_BODY);

@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { verifyAuditChain } from '../../../src/broker/audit.ts';
 import { openDatabase } from '../../../src/db/open.ts';
@@ -203,6 +205,21 @@ describe('concurrency and crash safety', () => {
     expect(await w.dispatcher({ timeoutMs: 600 }).drainOnce()).toEqual({ delivered: 1, retried: 1, dead: 0 });
     expect(w.standard.requests[0]!.receivedAt - started).toBeLessThan(500);
     expect(w.row(healthy.id).state).toBe('delivered');
+  });
+
+  it('the per-attempt timeout fires even when garbage collection runs during the attempt', async () => {
+    // Regression: an AbortSignal.any(...) signal can be collected on Node 20 and never fire.
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    w.slow.script({ hang: true });
+    const stuck = w.record('slow');
+    const gcs = setInterval(gc, 25);
+    try {
+      expect(await w.dispatcher({ timeoutMs: 300 }).drainOnce()).toEqual({ delivered: 0, retried: 1, dead: 0 });
+    } finally {
+      clearInterval(gcs);
+    }
+    expect(w.row(stuck.id).last_error).toBe('no response within 300 ms');
   });
 
   it('a row left delivering by a crashed dispatcher is re-sent by a new one after its lease expires', async () => {

@@ -182,6 +182,19 @@ describe('key ring: JIT_SIGNING_KEY', () => {
     expect(() => ring.rotate()).toThrow(/JIT_SIGNING_KEY/);
   });
 
+  it('keeps working (with a warning) when the key history cannot be written', () => {
+    writeFileSync(join(dir, 'not-a-dir'), '');
+    const warnings: string[] = [];
+    const ring = createKeyRing({
+      config: { dbPath: join(dir, 'not-a-dir', 'jit.db'), signingKey: b64 },
+      clock,
+      log: { warn: (_o, m) => warnings.push(m), info: () => {} },
+    });
+    expect(ring.current().kid).toBe(expectedKid);
+    ring.current();
+    expect(warnings).toHaveLength(1);
+  });
+
   it('switching from a generated key to JIT_SIGNING_KEY keeps the old public key published for the grace period', () => {
     const generated = createKeyRing({ config: cfg(), clock }).current().kid;
     const ring = createKeyRing({ config: { ...cfg(), signingKey: b64 }, clock });

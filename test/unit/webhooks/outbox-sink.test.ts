@@ -83,23 +83,26 @@ describe('outbox sink: OpenClaw target', () => {
   });
 
   it('passes agentId and sessionMode from the policy, and uses a policy URL over OPENCLAW_HOOKS_URL', () => {
+    const a = insertRequest(db, { agent_name: 'tuned', session_key: 'hook:jit:tuned' });
+    const b = insertRequest(db, { agent_name: 'own', session_key: 'hook:jit:own' });
     db.transaction(() => {
-      sink().record(insertRequest(db, { agent_name: 'tuned', session_key: 'hook:jit:tuned' }), 'denied', clock.now());
-      sink().record(insertRequest(db, { agent_name: 'own', session_key: 'hook:jit:own' }), 'denied', clock.now());
+      sink().record(a, 'denied', clock.now());
+      sink().record(b, 'denied', clock.now());
     })();
-    const [tuned, own] = rows();
+    const tuned = rows().find((r) => r.request_id === a.id);
+    const own = rows().find((r) => r.request_id === b.id);
     expect(JSON.parse(tuned!.body)).toMatchObject({ agentId: 'main', sessionMode: 'persistent' });
     expect(own).toMatchObject({ url: 'http://10.0.0.5:18789/hooks/agent', url_source: 'policy' });
   });
 
-  it('without OPENCLAW_HOOKS_URL records a dead row with the reason, audits it, logs it, and does not block the decision', () => {
+  it('without OPENCLAW_HOOKS_URL records a dead row with the reason, audits it, warns, and does not block the decision', () => {
     const r = insertRequest(db);
     db.transaction(() => sink({}).record(r, 'approved', clock.now()))();
     const [row] = rows();
     expect(row).toMatchObject({ state: 'dead', url: null, last_error: expect.stringMatching(/OPENCLAW_HOOKS_URL is not set.*jit webhooks retry/) });
     const audit = db.prepare(`SELECT * FROM audit_log WHERE event = 'webhook.dead'`).all() as { data: string }[];
     expect(JSON.parse(audit[0]!.data)).toMatchObject({ event_id: row!.id, reason: 'not_configured' });
-    expect(logs.text()).toContain('"level":50');
+    expect(logs.text()).toMatch(/"level":40.*decision webhook not sent: OPENCLAW_HOOKS_URL is not set/);
     expect(notified).toBe(0);
   });
 });

@@ -1,0 +1,97 @@
+/**
+ * Outbox drain rate: `events` decision events are recorded through the
+ * webhooks module's outbox sink (as the broker's deciding transactions
+ * do), then its dispatcher delivers them, signed, to a receiver process on
+ * 127.0.0.1. Measured from the dispatcher's start to the last delivery
+ * recorded in the database.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { PolicySet } from '../../src/broker/policy/types.ts';
+import type { RequestRow } from '../../src/broker/repository.ts';
+import { openDatabase } from '../../src/db/open.ts';
+import { systemClock } from '../../src/lib/clock.ts';
+import { createIdGenerator } from '../../src/lib/ids.ts';
+import { createLogger } from '../../src/lib/logger.ts';
+import { createDispatcher, createKeyRing, createOutboxSink, createOutboxStore } from '../../src/webhooks/index.ts';
+
+export interface DrainResult {
+  events: number;
+  delivered: number;
+  seconds: number;
+  eventsPerSecond: number;
+  /** Time to record the events (one transaction each, like decisions). */
+  recordSeconds: number;
+  concurrency: number;
+}
+
+/** Records `events` events for a standard webhook at `receiverUrl` and times their delivery. */
+export async function benchOutboxDrain(o: { events: number; receiverUrl: string; concurrency?: number; timeoutMs?: number }): Promise<DrainResult> {
+  const dir = mkdtempSync(join(tmpdir(), 'jit-bench-outbox-'));
+  const dbPath = join(dir, 'jit.db');
+  const db = openDatabase(dbPath);
+  const log = createLogger('silent');
+  try {
+    const ids = createIdGenerator();
+    const policy: PolicySet = {
+      agents: new Map([['bench', { name: 'bench', sessions: ['hook:jit:bench*'], webhook: { kind: 'standard', url: `${o.receiverUrl}/events` } }]]),
+      rules: [],
+      deny: [],
+      files: [],
+    };
+    const config = { publicUrl: 'http://127.0.0.1:8787', openclaw: undefined };
+    const sink = createOutboxSink({ db, config, policies: { current: () => policy }, ids, log });
+    const insertRequest = db.prepare(`INSERT INTO requests (id, agent_id, agent_name, resource, tier, required_tier, status, reason, scope,
+      ttl_seconds, session_key, rules, created_at, updated_at, decided_by, decided_at)
+      VALUES (@id, @agent_id, @agent_name, @resource, @tier, @required_tier, @status, @reason, @scope, @ttl_seconds, @session_key, @rules,
+      @created_at, @updated_at, @decided_by, @decided_at)`);
+
+    const recordStart = performance.now();
+    for (let i = 0; i < o.events; i++) {
+      const now = Date.now();
+      const row = {
+        id: ids.next('req'),
+        agent_id: 'agt_bench',
+        agent_name: 'bench',
+        resource: 'vault',
+        tier: 2,
+        required_tier: 2,
+        status: 'denied',
+        reason: 'benchmark event',
+        scope: JSON.stringify({ vault_paths: [{ path: 'bench/data/app', capabilities: ['read', 'update'] }] }),
+        ttl_seconds: 600,
+        session_key: 'hook:jit:bench',
+        rules: '["bench-write"]',
+        created_at: now,
+        updated_at: now,
+        decided_by: 'local-cli',
+        decided_at: now,
+      };
+      db.transaction(() => {
+        insertRequest.run(row);
+        sink.record({ idempotency_key: null, body_hash: null, approval_expires_at: null, claim_expires_at: null, decision_reason: 'no', failure: null, ...row } as RequestRow, 'denied', now);
+      })();
+    }
+    const recordSeconds = (performance.now() - recordStart) / 1000;
+
+    const store = createOutboxStore(db);
+    const keyRing = createKeyRing({ config: { dbPath, signingKey: undefined }, log });
+    const concurrency = o.concurrency ?? 8;
+    const dispatcher = createDispatcher({ db, clock: systemClock, log, keyRing, config: { openclaw: undefined }, concurrency, pollIntervalMs: 20 });
+    const deadline = Date.now() + (o.timeoutMs ?? 60_000);
+    const started = performance.now();
+    dispatcher.start();
+    try {
+      while (store.pendingCount() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    } finally {
+      await dispatcher.stop();
+    }
+    const seconds = (performance.now() - started) / 1000;
+    const delivered = store.countByState().delivered;
+    return { events: o.events, delivered, seconds, eventsPerSecond: delivered / seconds, recordSeconds, concurrency };
+  } finally {
+    db.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

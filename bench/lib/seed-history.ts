@@ -1,0 +1,63 @@
+/**
+ * Fills a broker database with finished historical requests, as a broker
+ * that has run for a long time would have: one request row per past
+ * request (spread over the previous 30 days, all settled), its ended
+ * credential row and its audit entry (hash-chained, so the log stays
+ * valid). Written straight into SQLite in large transactions before the
+ * broker starts.
+ */
+import { createAuditLog } from '../../src/broker/audit.ts';
+import { openDatabase } from '../../src/db/open.ts';
+import { createIdGenerator } from '../../src/lib/ids.ts';
+import { BENCH_PATH } from './vault-work.ts';
+
+const STATUSES = ['expired', 'expired', 'expired', 'revoked', 'denied', 'timed_out'] as const;
+const BATCH = 50_000;
+
+/** Inserts `rows` historical requests of agent `agentName` into the database at `dbPath`; returns the seconds it took. */
+export function seedHistory(dbPath: string, agentName: string, rows: number): number {
+  const started = performance.now();
+  const db = openDatabase(dbPath);
+  try {
+    db.pragma('synchronous = OFF');
+    const agent = db.prepare('SELECT id, name FROM agents WHERE name = ?').get(agentName) as { id: string; name: string } | undefined;
+    if (!agent) throw new Error(`no agent ${agentName} in ${dbPath}`);
+    const audit = createAuditLog(db);
+    const now = Date.now();
+    const span = 30 * 24 * 3600 * 1000;
+    const start = now - span - 3600_000;
+    let t = start;
+    const ids = createIdGenerator(() => t);
+    const insertRequest = db.prepare(`INSERT INTO requests (id, agent_id, agent_name, resource, tier, required_tier, status, reason, scope,
+      ttl_seconds, session_key, rules, idempotency_key, body_hash, created_at, updated_at, approval_expires_at, claim_expires_at,
+      decided_by, decided_at, decision_reason, failure)
+      VALUES (?, ?, ?, 'vault', 1, ?, ?, 'historical request seeded by the benchmark', ?, 600, 'hook:jit:bench', '["bench-read"]',
+      NULL, NULL, ?, ?, NULL, NULL, ?, ?, NULL, NULL)`);
+    const insertCredential = db.prepare(`INSERT INTO credentials (id, request_id, type, state, vault_policy, accessor, jti, issued_at,
+      expires_at, ended_at, end_reason) VALUES (?, ?, 'vault_token', 'ended', ?, ?, NULL, ?, ?, ?, 'expired')`);
+    const scope = JSON.stringify({ vault_paths: [{ path: BENCH_PATH, capabilities: ['read'] }] });
+
+    for (let done = 0; done < rows; ) {
+      const n = Math.min(BATCH, rows - done);
+      db.transaction(() => {
+        for (let i = 0; i < n; i++) {
+          t = start + Math.floor(((done + i) / rows) * span);
+          const status = STATUSES[(done + i) % STATUSES.length]!;
+          const id = ids.next('req');
+          const tier = status === 'denied' || status === 'timed_out' ? 2 : 1;
+          const decidedBy = tier === 1 ? 'policy' : status === 'denied' ? 'local-cli' : 'timeout';
+          insertRequest.run(id, agent.id, agent.name, tier, status, scope, t, t + 600_000, decidedBy, t);
+          if (tier === 1) {
+            insertCredential.run(ids.next('cred'), id, `jit-${id}`, `acc${(done + i).toString(36).padStart(20, '0')}`, t, t + 600_000, t + 600_000);
+          }
+          audit.append({ event: 'request.created', actor: `agent:${agent.name}`, requestId: id, data: { agent: agent.name, tier, status } }, t);
+        }
+      })();
+      done += n;
+    }
+    db.pragma('wal_checkpoint(TRUNCATE)');
+  } finally {
+    db.close();
+  }
+  return (performance.now() - started) / 1000;
+}
