@@ -1,9 +1,10 @@
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { decideRequest } from '../../../src/broker/decide.ts';
 import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
-import { runJit } from '../../helpers/cli.ts';
+import { JIT_BIN, runJit } from '../../helpers/cli.ts';
 import { closedPort } from '../../unit/client/scripted-server.ts';
 import { parseExports, pendingWithReason, tokenIsDead } from './helpers.ts';
 
@@ -107,6 +108,33 @@ describe('jit request / status / claim / revoke against a running broker', () =>
     const timedOut = await timeoutRun;
     expect(timedOut.code).toBe(1);
     expect(timedOut.stderr).toMatch(/is still pending after 1 s; it may still be decided. Check with: jit status req_/);
+  });
+
+  it('the shell recipe of docs/agents.md works end to end', async () => {
+    const script = `
+      set -eu
+      jit() { "${process.execPath}" "${JIT_BIN}" "$@"; }
+      out=$(jit request vault --path homelab/data/apps/web:read,update --tier 2 --reason "script rotation" --wait)
+      eval "$out"
+      eval "$(jit claim "$JIT_REQUEST_ID" --format env)"
+      echo "$JIT_REQUEST_ID $VAULT_TOKEN"`;
+    const run = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn('sh', ['-c', script], { env: { PATH: process.env.PATH ?? '', ...env } });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d) => (stdout += d));
+      child.stderr.on('data', (d) => (stderr += d));
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+    });
+    const id = await pendingWithReason(h, 'script rotation');
+    decideRequest(h.broker.deps, id, { approver: 'local-cli', decision: 'approve' });
+    const res = await run;
+    expect(res.code, res.stderr).toBe(0);
+    const [seenId, vaultToken] = res.stdout.trim().split(' ');
+    expect(seenId).toBe(id);
+    await h.vaultAs(vaultToken!).write('homelab/data/apps/web', { data: { key: 'rotated-by-script' } });
+    expect((await runJit(['revoke', id], env)).code).toBe(0);
+    expect(await tokenIsDead(h, vaultToken!, 'homelab/data/apps/web')).toBe(true);
   });
 
   it('gate: a tier 1 push credential the gate verifies, until revoked', async () => {

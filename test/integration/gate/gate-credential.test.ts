@@ -1,6 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLocalJWKSet, jwtVerify } from 'jose';
+import { createHmac } from 'node:crypto';
 import { decideRequest } from '../../../src/broker/decide.ts';
+import { signGateJwt } from '../../../src/broker/gate-credential.ts';
+import { createKeyRing } from '../../../src/webhooks/keys.ts';
 import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
 
 let h: Harness;
@@ -55,6 +58,30 @@ describe('gate credentials', () => {
       expect(res.body.valid, name).toBe(false);
       expect(res.body.reason, name).toMatch(reason);
     }
+  });
+
+  it('refuses a foreign key, HS256, and a credential not yet valid', async () => {
+    const issued = await issue();
+    const [h64, p64] = issued.credential.credential.split('.');
+    const claims = JSON.parse(Buffer.from(p64, 'base64url').toString());
+    const stranger = createKeyRing({ config: { dbPath: ':memory:' } });
+    const foreign = signGateJwt(stranger, claims);
+    expect((await verify(foreign, 'refs/heads/agent/fix-1')).body).toMatchObject({ valid: false, reason: expect.stringMatching(/unknown key/) });
+
+    // A forged kid naming the broker's key, signed by the stranger's key.
+    const realKid = JSON.parse(Buffer.from(h64, 'base64url').toString()).kid;
+    const forgedHeader = Buffer.from(JSON.stringify({ alg: 'EdDSA', typ: 'JWT', kid: realKid })).toString('base64url');
+    const forgedSig = Buffer.from(stranger.current().sign(new TextEncoder().encode(`${forgedHeader}.${p64}`))).toString('base64url');
+    expect((await verify(`${forgedHeader}.${p64}.${forgedSig}`, 'refs/heads/agent/fix-1')).body).toMatchObject({ valid: false, reason: 'bad signature' });
+
+    // HS256 keyed with the public key: the classic algorithm-confusion forgery.
+    const hsHeader = Buffer.from(JSON.stringify({ alg: 'HS256', typ: 'JWT', kid: realKid })).toString('base64url');
+    const jwks = (await h.call('GET', '/.well-known/jwks.json')).body;
+    const hsSig = createHmac('sha256', Buffer.from(jwks.keys[0].x, 'base64url')).update(`${hsHeader}.${p64}`).digest('base64url');
+    expect((await verify(`${hsHeader}.${p64}.${hsSig}`, 'refs/heads/agent/fix-1')).body).toMatchObject({ valid: false, reason: expect.stringMatching(/unsupported algorithm/) });
+
+    const future = signGateJwt(h.broker.deps.keys, { ...claims, iat: claims.iat + 3600, exp: claims.exp + 3600 });
+    expect((await verify(future, 'refs/heads/agent/fix-1')).body).toMatchObject({ valid: false, reason: 'issued in the future' });
   });
 
   it('refuses an expired credential, and one whose request was revoked', async () => {

@@ -1,0 +1,342 @@
+/**
+ * `npm run bench`: the broker's cost over Vault, and the scale it holds.
+ *
+ * Starts the development Vault and the broker as separate processes on
+ * 127.0.0.1 (temp database, the policy in bench/policies), registers an
+ * agent with `jit agent add`, drives them with autocannon and prints
+ * markdown tables:
+ *
+ *   1. tier-1 Vault issuance end to end at concurrency 1, 4, 16, 64;
+ *   2. the same Vault work done directly against the development Vault;
+ *   3. GET /jit/requests/:id and POST /gate/verify;
+ *   4. outbox drain rate to a receiver process on loopback;
+ *   5. policy evaluation with 10, 1,000 and 10,000 rules (in process);
+ *   6. tier-1 issuance with 10,000 (and, with --full, 1,000,000)
+ *      historical requests in the database.
+ *
+ * Options: --full (adds the 1M-row case), --seconds N (per load, default
+ * 5), --only issue,read,outbox,policy,history, --json FILE (raw figures).
+ * Every loop is bounded; all children and temp dirs are removed at the end,
+ * on error and on Ctrl-C.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { AutocannonRequest } from 'autocannon';
+import { runLoad, type LoadResult } from './lib/load.ts';
+import { benchOutboxDrain, type DrainResult } from './lib/outbox-drain.ts';
+import { benchPolicyEval, type PolicyEvalResult } from './lib/policy-eval.ts';
+import { addAgent, killAll, REPO, startBrokerProcess, startDevVaultProcess, startProcess, type Child } from './lib/processes.ts';
+import { seedHistory } from './lib/seed-history.ts';
+import { fmt } from './lib/stats.ts';
+import { BENCH_PATH, policyAndTokenRequests, tokenOnlyRequests, writePolicy } from './lib/vault-work.ts';
+
+const SECTIONS = ['issue', 'read', 'outbox', 'policy', 'history'] as const;
+type Section = (typeof SECTIONS)[number];
+const CONCURRENCIES = [1, 4, 16, 64];
+const POLICIES_DIR = join(REPO, 'bench', 'policies');
+
+const { values: args } = parseArgs({
+  options: {
+    full: { type: 'boolean', default: false },
+    seconds: { type: 'string', default: '5' },
+    only: { type: 'string' },
+    json: { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (args.help) {
+  process.stdout.write('usage: npm run bench -- [--full] [--seconds N] [--only issue,read,outbox,policy,history] [--json FILE]\n');
+  process.exit(0);
+}
+const SECONDS = Number(args.seconds);
+if (!(SECONDS >= 1 && SECONDS <= 60)) throw new Error('--seconds must be between 1 and 60');
+const only = new Set((args.only ?? SECTIONS.join(',')).split(',').map((s) => s.trim()));
+for (const s of only) if (!SECTIONS.includes(s as Section)) throw new Error(`unknown section "${s}" (sections: ${SECTIONS.join(', ')})`);
+const want = (s: Section) => only.has(s);
+
+const tmp = mkdtempSync(join(tmpdir(), 'jit-bench-'));
+let cleaned = false;
+function cleanup(): void {
+  if (cleaned) return;
+  cleaned = true;
+  killAll();
+  rmSync(tmp, { recursive: true, force: true });
+}
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    cleanup();
+    process.exit(130);
+  });
+}
+process.once('exit', cleanup);
+
+const log = (line: string) => process.stderr.write(`${line}\n`);
+
+interface Stack {
+  vault: Child & { url: string; rootToken: string };
+  broker: Child & { url: string };
+  token: string;
+  stop(): Promise<void>;
+}
+
+/** Development Vault + agent + broker, each its own process, on a fresh database (optionally seeded first). */
+async function startStack(name: string, seedRows = 0): Promise<Stack & { seedSeconds: number }> {
+  const dir = mkdtempSync(join(tmp, `${name}-`));
+  const dbPath = join(dir, 'jit.db');
+  const vault = await startDevVaultProcess(`hvs.bench-${randomBytes(12).toString('hex')}`);
+  const token = await addAgent(dbPath, POLICIES_DIR, 'bench');
+  let seedSeconds = 0;
+  if (seedRows > 0) {
+    log(`  seeding ${seedRows.toLocaleString('en-US')} historical requests…`);
+    seedSeconds = seedHistory(dbPath, 'bench', seedRows);
+    log(`  seeded in ${seedSeconds.toFixed(1)} s`);
+  }
+  const broker = await startBrokerProcess({ vaultUrl: vault.url, rootToken: vault.rootToken, dbPath, policiesDir: POLICIES_DIR });
+  return {
+    vault,
+    broker,
+    token,
+    seedSeconds,
+    async stop() {
+      await broker.stop();
+      await vault.stop();
+    },
+  };
+}
+
+const json = { 'content-type': 'application/json' };
+const tier1Body = (path = BENCH_PATH) =>
+  JSON.stringify({ resource: 'vault', tier: 1, reason: 'benchmark', vault_paths: [{ path, capabilities: ['read'] }], ttl: '10m' });
+
+/** One tier-1 request, the same grant every time. */
+const sameGrant = (token: string): AutocannonRequest[] => [
+  { method: 'POST', path: '/jit/request', headers: { ...json, authorization: `Bearer ${token}` }, body: tier1Body() },
+];
+
+/** One tier-1 request, a different path (so a different policy) every time. */
+function distinctGrants(token: string): AutocannonRequest[] {
+  let n = 0;
+  return [
+    {
+      method: 'POST',
+      path: '/jit/request',
+      headers: { ...json, authorization: `Bearer ${token}` },
+      setupRequest: (req) => ({ ...req, body: tier1Body(`${BENCH_PATH}-${++n}`) }),
+    },
+  ];
+}
+
+async function call(url: string, init: RequestInit & { token?: string }): Promise<any> {
+  const headers: Record<string, string> = { ...json };
+  if (init.token) headers.authorization = `Bearer ${init.token}`;
+  const res = await fetch(url, { ...init, headers });
+  const body = await res.json();
+  if (!res.ok) throw new Error(`${init.method ?? 'GET'} ${url}: HTTP ${res.status} ${JSON.stringify(body)}`);
+  return body;
+}
+
+interface IssueRow {
+  connections: number;
+  broker: LoadResult;
+  direct: LoadResult;
+}
+interface Report {
+  meta: Record<string, string | number>;
+  issue?: { rows: IssueRow[]; tokenOnly: LoadResult; distinct: LoadResult };
+  read?: { get: LoadResult; verify: LoadResult };
+  outbox?: DrainResult;
+  policy?: PolicyEvalResult[];
+  history?: { rows: number; seedSeconds: number; load: LoadResult }[];
+}
+
+function checkLoad(what: string, r: LoadResult): LoadResult {
+  const bad = Object.entries(r.unexpected);
+  if (bad.length > 0 || r.errors > 0) {
+    log(`  WARNING ${what}: ${r.errors} errors, unexpected statuses ${JSON.stringify(r.unexpected)}`);
+  }
+  log(`  ${what}: ${fmt(r.opsPerSecond)} ops/s, p50 ${fmt(r.p50)} ms, p99 ${fmt(r.p99)} ms`);
+  return r;
+}
+
+async function sectionIssue(report: Report): Promise<void> {
+  log('tier-1 issuance vs the same Vault work done directly');
+  const s = await startStack('issue');
+  try {
+    const broker = (c: number, requests = sameGrant(s.token), seconds = SECONDS) =>
+      runLoad({ url: s.broker.url, connections: c, seconds, requests, expect: 201 });
+    const direct = (c: number, seconds = SECONDS) =>
+      runLoad({ url: s.vault.url, connections: c, seconds, requests: policyAndTokenRequests(s.vault.rootToken), expect: [200, 204] });
+    // Warm both up (JIT, connection pools, SQLite cache).
+    await broker(16, sameGrant(s.token), 2);
+    await direct(16, 2);
+    const rows: IssueRow[] = [];
+    for (const c of CONCURRENCIES) {
+      const d = checkLoad(`direct Vault c=${c}`, await direct(c));
+      const b = checkLoad(`broker c=${c}`, await broker(c));
+      rows.push({ connections: c, broker: b, direct: d });
+    }
+    await writePolicy(s.vault.url, s.vault.rootToken, 'bench-shared');
+    const tokenOnly = checkLoad('direct Vault token only c=16', await runLoad({ url: s.vault.url, connections: 16, seconds: SECONDS, requests: tokenOnlyRequests(s.vault.rootToken, 'bench-shared'), expect: 200 }));
+    const distinct = checkLoad('broker distinct grants c=16', await broker(16, distinctGrants(s.token)));
+    report.issue = { rows, tokenOnly, distinct };
+  } finally {
+    await s.stop();
+  }
+}
+
+async function sectionRead(report: Report): Promise<void> {
+  log('reads: GET /jit/requests/:id and POST /gate/verify');
+  const s = await startStack('read');
+  try {
+    const issued = await call(`${s.broker.url}/jit/request`, { method: 'POST', token: s.token, body: tier1Body() });
+    const gate = await call(`${s.broker.url}/jit/request`, {
+      method: 'POST',
+      token: s.token,
+      body: JSON.stringify({ resource: 'gate', tier: 1, reason: 'benchmark', repo: 'bench/app', refs: ['refs/heads/agent/bench'], ttl: '30m' }),
+    });
+    const verifyBody = JSON.stringify({ credential: gate.credential.credential, repo: 'bench/app', ref: 'refs/heads/agent/bench' });
+    const verdict = await call(`${s.broker.url}/gate/verify`, { method: 'POST', body: verifyBody });
+    if (verdict.valid !== true) throw new Error(`gate credential did not verify: ${JSON.stringify(verdict)}`);
+    const get: AutocannonRequest[] = [{ method: 'GET', path: `/jit/requests/${issued.id}`, headers: { authorization: `Bearer ${s.token}` } }];
+    const verify: AutocannonRequest[] = [{ method: 'POST', path: '/gate/verify', headers: json, body: verifyBody }];
+    await runLoad({ url: s.broker.url, connections: 16, seconds: 2, requests: get, expect: 200 });
+    await runLoad({ url: s.broker.url, connections: 16, seconds: 2, requests: verify, expect: 200 });
+    report.read = {
+      get: checkLoad('GET /jit/requests/:id c=16', await runLoad({ url: s.broker.url, connections: 16, seconds: SECONDS, requests: get, expect: 200 })),
+      verify: checkLoad('POST /gate/verify c=16', await runLoad({ url: s.broker.url, connections: 16, seconds: SECONDS, requests: verify, expect: 200 })),
+    };
+  } finally {
+    await s.stop();
+  }
+}
+
+async function sectionOutbox(report: Report): Promise<void> {
+  log('outbox drain to a receiver process on loopback');
+  const receiver = await startProcess(['--import', 'tsx', join(REPO, 'bench', 'receiver.ts')], {}, /listening on (http:\/\/127\.0\.0\.1:\d+)/);
+  try {
+    await benchOutboxDrain({ events: 500, receiverUrl: receiver.match[1]! }); // warm-up
+    const r = await benchOutboxDrain({ events: 5_000, receiverUrl: receiver.match[1]! });
+    log(`  ${r.delivered} of ${r.events} delivered in ${r.seconds.toFixed(2)} s: ${fmt(r.eventsPerSecond)} events/s`);
+    report.outbox = r;
+  } finally {
+    await receiver.stop();
+  }
+}
+
+function sectionPolicy(report: Report): void {
+  log('policy evaluation (in process)');
+  const rows = [benchPolicyEval(10), benchPolicyEval(1_000), benchPolicyEval(10_000), benchPolicyEval(10_000, { shared: true })];
+  for (const r of rows) log(`  ${r.rules} rules (${r.agentRules} for the agent): p50 ${fmt(r.perCall.p50)} µs, p99 ${fmt(r.perCall.p99)} µs`);
+  report.policy = rows;
+}
+
+async function sectionHistory(report: Report): Promise<void> {
+  log('tier-1 issuance with historical requests in the database');
+  const out: NonNullable<Report['history']> = [];
+  for (const rows of args.full ? [10_000, 1_000_000] : [10_000]) {
+    const s = await startStack(`history-${rows}`, rows);
+    try {
+      await runLoad({ url: s.broker.url, connections: 16, seconds: 2, requests: sameGrant(s.token), expect: 201 });
+      const load = checkLoad(`${rows} rows c=16`, await runLoad({ url: s.broker.url, connections: 16, seconds: SECONDS, requests: sameGrant(s.token), expect: 201 }));
+      out.push({ rows, seedSeconds: s.seedSeconds, load });
+    } finally {
+      await s.stop();
+    }
+  }
+  report.history = out;
+}
+
+function cpuModel(): string {
+  try {
+    return /model name\s*:\s*(.+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? cpus()[0]?.model ?? 'unknown';
+  } catch {
+    return cpus()[0]?.model ?? 'unknown';
+  }
+}
+
+function render(r: Report): string {
+  const out: string[] = [];
+  const m = r.meta;
+  out.push(`# jit-broker benchmark`, '', `${m.date} · node ${m.node} · ${m.cpus} CPUs (${m.cpu}) · ${m.seconds} s per load · \`${m.command}\``, '');
+  const ms = (n: number) => fmt(n, n < 10 ? 2 : 1);
+  if (r.issue) {
+    out.push('## Tier-1 Vault issuance vs the same Vault work done directly', '');
+    out.push('Direct = the benchmark itself writes a fresh policy and creates an orphan token (2 calls) against the development Vault.', '');
+    out.push('| concurrency | broker req/s | broker p50 ms | broker p99 ms | direct ops/s | direct p50 ms | direct p99 ms | overhead (direct/broker throughput) | p50 ratio (broker/direct) |');
+    out.push('|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const row of r.issue.rows) {
+      out.push(
+        `| ${row.connections} | ${fmt(row.broker.opsPerSecond)} | ${ms(row.broker.p50)} | ${ms(row.broker.p99)} | ${fmt(row.direct.opsPerSecond)} | ${ms(row.direct.p50)} | ${ms(row.direct.p99)} | ${fmt(row.direct.opsPerSecond / row.broker.opsPerSecond, 2)}× | ${fmt(row.broker.p50 / row.direct.p50, 2)}× |`,
+      );
+    }
+    const t = r.issue.tokenOnly;
+    const d = r.issue.distinct;
+    const b16 = r.issue.rows.find((x) => x.connections === 16);
+    out.push('', '| at concurrency 16 | ops/s | p50 ms | p99 ms |', '|---|---:|---:|---:|');
+    if (b16) out.push(`| broker, same grant every request | ${fmt(b16.broker.opsPerSecond)} | ${ms(b16.broker.p50)} | ${ms(b16.broker.p99)} |`);
+    out.push(`| broker, a different grant every request | ${fmt(d.opsPerSecond)} | ${ms(d.p50)} | ${ms(d.p99)} |`);
+    if (b16) out.push(`| direct: policy write + token create | ${fmt(b16.direct.opsPerSecond)} | ${ms(b16.direct.p50)} | ${ms(b16.direct.p99)} |`);
+    out.push(`| direct: token create only | ${fmt(t.opsPerSecond)} | ${ms(t.p50)} | ${ms(t.p99)} |`, '');
+  }
+  if (r.read) {
+    out.push('## Reads (concurrency 16)', '', '| endpoint | req/s | p50 ms | p99 ms |', '|---|---:|---:|---:|');
+    out.push(`| GET /jit/requests/:id | ${fmt(r.read.get.opsPerSecond)} | ${ms(r.read.get.p50)} | ${ms(r.read.get.p99)} |`);
+    out.push(`| POST /gate/verify | ${fmt(r.read.verify.opsPerSecond)} | ${ms(r.read.verify.p50)} | ${ms(r.read.verify.p99)} |`, '');
+  }
+  if (r.outbox) {
+    const o = r.outbox;
+    out.push('## Outbox drain (signed webhooks to a receiver process on 127.0.0.1)', '', '| events | dispatcher concurrency | delivered | seconds | events/s |', '|---:|---:|---:|---:|---:|');
+    out.push(`| ${fmt(o.events, 0)} | ${o.concurrency} | ${fmt(o.delivered, 0)} | ${fmt(o.seconds, 2)} | ${fmt(o.eventsPerSecond)} |`, '');
+  }
+  if (r.policy) {
+    out.push('## Policy evaluation (evaluateVault, 2 paths / 3 pairs, in process)', '');
+    out.push('| rules | rules for the agent | compile ms | first call ms (agent index) | mean µs | p50 µs | p99 µs | calls/s |', '|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const p of r.policy) {
+      out.push(`| ${fmt(p.rules, 0)} | ${fmt(p.agentRules, 0)} | ${fmt(p.compileMs, 2)} | ${fmt(p.firstCallMs, 2)} | ${fmt(p.perCall.mean, 2)} | ${fmt(p.perCall.p50, 2)} | ${fmt(p.perCall.p99, 2)} | ${fmt(p.callsPerSecond)} |`);
+    }
+    out.push('');
+  }
+  if (r.history) {
+    out.push('## Tier-1 issuance with historical requests in the database (concurrency 16)', '', '| historical requests | seed s | req/s | p50 ms | p99 ms |', '|---:|---:|---:|---:|---:|');
+    for (const h of r.history) out.push(`| ${fmt(h.rows, 0)} | ${fmt(h.seedSeconds, 1)} | ${fmt(h.load.opsPerSecond)} | ${ms(h.load.p50)} | ${ms(h.load.p99)} |`);
+    out.push('');
+  }
+  return out.join('\n');
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const report: Report = {
+    meta: {
+      date: new Date().toISOString(),
+      node: process.version,
+      cpus: cpus().length,
+      cpu: cpuModel(),
+      seconds: SECONDS,
+      command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
+    },
+  };
+  if (want('policy')) sectionPolicy(report);
+  if (want('issue')) await sectionIssue(report);
+  if (want('read')) await sectionRead(report);
+  if (want('history')) await sectionHistory(report);
+  if (want('outbox')) await sectionOutbox(report);
+  report.meta.totalSeconds = Math.round((Date.now() - started) / 1000);
+  process.stdout.write(`${render(report)}\n_Total run time ${report.meta.totalSeconds} s._\n`);
+  if (args.json) writeFileSync(args.json, JSON.stringify(report, null, 2));
+}
+
+main().then(
+  () => {
+    cleanup();
+    process.exit(0);
+  },
+  (err: unknown) => {
+    log(`bench failed: ${(err as Error).stack ?? String(err)}`);
+    cleanup();
+    process.exit(1);
+  },
+);
