@@ -36,6 +36,7 @@ import { BENCH_PATH, policyAndTokenRequests, tokenOnlyRequests, writePolicy } fr
 const SECTIONS = ['issue', 'read', 'outbox', 'policy', 'history'] as const;
 type Section = (typeof SECTIONS)[number];
 const CONCURRENCIES = [1, 4, 16, 64];
+const WARMUP_SECONDS = 1;
 const POLICIES_DIR = join(REPO, 'bench', 'policies');
 
 const { values: args } = parseArgs({
@@ -82,29 +83,37 @@ interface Stack {
   stop(): Promise<void>;
 }
 
+/** A fresh development Vault process (in-memory: every load starts from an empty Vault). */
+const startVault = () => startDevVaultProcess(`hvs.bench-${randomBytes(12).toString('hex')}`);
+
 /** Development Vault + agent + broker, each its own process, on a fresh database (optionally seeded first). */
 async function startStack(name: string, seedRows = 0): Promise<Stack & { seedSeconds: number }> {
   const dir = mkdtempSync(join(tmp, `${name}-`));
   const dbPath = join(dir, 'jit.db');
-  const vault = await startDevVaultProcess(`hvs.bench-${randomBytes(12).toString('hex')}`);
-  const token = await addAgent(dbPath, POLICIES_DIR, 'bench');
+  const [vault, token] = await Promise.all([startVault(), addAgent(dbPath, POLICIES_DIR, 'bench')]);
   let seedSeconds = 0;
-  if (seedRows > 0) {
-    log(`  seeding ${seedRows.toLocaleString('en-US')} historical requests…`);
-    seedSeconds = seedHistory(dbPath, 'bench', seedRows);
-    log(`  seeded in ${seedSeconds.toFixed(1)} s`);
+  try {
+    if (seedRows > 0) {
+      log(`  seeding ${seedRows.toLocaleString('en-US')} historical requests…`);
+      seedSeconds = seedHistory(dbPath, 'bench', seedRows);
+      log(`  seeded in ${seedSeconds.toFixed(1)} s`);
+    }
+    const broker = await startBrokerProcess({ vaultUrl: vault.url, rootToken: vault.rootToken, dbPath, policiesDir: POLICIES_DIR });
+    return {
+      vault,
+      broker,
+      token,
+      seedSeconds,
+      async stop() {
+        await broker.stop();
+        await vault.stop();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    await vault.stop();
+    throw err;
   }
-  const broker = await startBrokerProcess({ vaultUrl: vault.url, rootToken: vault.rootToken, dbPath, policiesDir: POLICIES_DIR });
-  return {
-    vault,
-    broker,
-    token,
-    seedSeconds,
-    async stop() {
-      await broker.stop();
-      await vault.stop();
-    },
-  };
 }
 
 const json = { 'content-type': 'application/json' };
@@ -161,30 +170,45 @@ function checkLoad(what: string, r: LoadResult): LoadResult {
   return r;
 }
 
-async function sectionIssue(report: Report): Promise<void> {
-  log('tier-1 issuance vs the same Vault work done directly');
+/**
+ * Each load gets a fresh development Vault (and a fresh broker and
+ * database): the development Vault keeps every token in memory and slows
+ * down as they pile up, which would otherwise favour whichever load ran
+ * first. Each load is preceded by a short warm-up at its concurrency.
+ */
+async function brokerLoad(what: string, c: number, requests: (token: string) => AutocannonRequest[]): Promise<LoadResult> {
   const s = await startStack('issue');
   try {
-    const broker = (c: number, requests = sameGrant(s.token), seconds = SECONDS) =>
-      runLoad({ url: s.broker.url, connections: c, seconds, requests, expect: 201 });
-    const direct = (c: number, seconds = SECONDS) =>
-      runLoad({ url: s.vault.url, connections: c, seconds, requests: policyAndTokenRequests(s.vault.rootToken), expect: [200, 204] });
-    // Warm both up (JIT, connection pools, SQLite cache).
-    await broker(16, sameGrant(s.token), 2);
-    await direct(16, 2);
-    const rows: IssueRow[] = [];
-    for (const c of CONCURRENCIES) {
-      const d = checkLoad(`direct Vault c=${c}`, await direct(c));
-      const b = checkLoad(`broker c=${c}`, await broker(c));
-      rows.push({ connections: c, broker: b, direct: d });
-    }
-    await writePolicy(s.vault.url, s.vault.rootToken, 'bench-shared');
-    const tokenOnly = checkLoad('direct Vault token only c=16', await runLoad({ url: s.vault.url, connections: 16, seconds: SECONDS, requests: tokenOnlyRequests(s.vault.rootToken, 'bench-shared'), expect: 200 }));
-    const distinct = checkLoad('broker distinct grants c=16', await broker(16, distinctGrants(s.token)));
-    report.issue = { rows, tokenOnly, distinct };
+    await runLoad({ url: s.broker.url, connections: c, seconds: WARMUP_SECONDS, requests: requests(s.token), expect: 201 });
+    return checkLoad(what, await runLoad({ url: s.broker.url, connections: c, seconds: SECONDS, requests: requests(s.token), expect: 201 }));
   } finally {
     await s.stop();
   }
+}
+
+async function directLoad(what: string, c: number, requests: (rootToken: string) => AutocannonRequest[], setup?: (url: string, rootToken: string) => Promise<void>): Promise<LoadResult> {
+  const vault = await startVault();
+  try {
+    await setup?.(vault.url, vault.rootToken);
+    const expect = [200, 204];
+    await runLoad({ url: vault.url, connections: c, seconds: WARMUP_SECONDS, requests: requests(vault.rootToken), expect });
+    return checkLoad(what, await runLoad({ url: vault.url, connections: c, seconds: SECONDS, requests: requests(vault.rootToken), expect }));
+  } finally {
+    await vault.stop();
+  }
+}
+
+async function sectionIssue(report: Report): Promise<void> {
+  log('tier-1 issuance vs the same Vault work done directly');
+  const rows: IssueRow[] = [];
+  for (const c of CONCURRENCIES) {
+    const direct = await directLoad(`direct Vault c=${c}`, c, policyAndTokenRequests);
+    const broker = await brokerLoad(`broker c=${c}`, c, sameGrant);
+    rows.push({ connections: c, broker, direct });
+  }
+  const tokenOnly = await directLoad('direct Vault token only c=16', 16, (root) => tokenOnlyRequests(root, 'bench-shared'), (url, root) => writePolicy(url, root, 'bench-shared'));
+  const distinct = await brokerLoad('broker distinct grants c=16', 16, distinctGrants);
+  report.issue = { rows, tokenOnly, distinct };
 }
 
 async function sectionRead(report: Report): Promise<void> {
@@ -202,8 +226,8 @@ async function sectionRead(report: Report): Promise<void> {
     if (verdict.valid !== true) throw new Error(`gate credential did not verify: ${JSON.stringify(verdict)}`);
     const get: AutocannonRequest[] = [{ method: 'GET', path: `/jit/requests/${issued.id}`, headers: { authorization: `Bearer ${s.token}` } }];
     const verify: AutocannonRequest[] = [{ method: 'POST', path: '/gate/verify', headers: json, body: verifyBody }];
-    await runLoad({ url: s.broker.url, connections: 16, seconds: 2, requests: get, expect: 200 });
-    await runLoad({ url: s.broker.url, connections: 16, seconds: 2, requests: verify, expect: 200 });
+    await runLoad({ url: s.broker.url, connections: 16, seconds: WARMUP_SECONDS, requests: get, expect: 200 });
+    await runLoad({ url: s.broker.url, connections: 16, seconds: WARMUP_SECONDS, requests: verify, expect: 200 });
     report.read = {
       get: checkLoad('GET /jit/requests/:id c=16', await runLoad({ url: s.broker.url, connections: 16, seconds: SECONDS, requests: get, expect: 200 })),
       verify: checkLoad('POST /gate/verify c=16', await runLoad({ url: s.broker.url, connections: 16, seconds: SECONDS, requests: verify, expect: 200 })),
@@ -239,7 +263,7 @@ async function sectionHistory(report: Report): Promise<void> {
   for (const rows of args.full ? [10_000, 1_000_000] : [10_000]) {
     const s = await startStack(`history-${rows}`, rows);
     try {
-      await runLoad({ url: s.broker.url, connections: 16, seconds: 2, requests: sameGrant(s.token), expect: 201 });
+      await runLoad({ url: s.broker.url, connections: 16, seconds: WARMUP_SECONDS, requests: sameGrant(s.token), expect: 201 });
       const load = checkLoad(`${rows} rows c=16`, await runLoad({ url: s.broker.url, connections: 16, seconds: SECONDS, requests: sameGrant(s.token), expect: 201 }));
       out.push({ rows, seedSeconds: s.seedSeconds, load });
     } finally {

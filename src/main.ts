@@ -1,7 +1,8 @@
 import { serve } from '@hono/node-server';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
-import { loadConfig, type Config } from './config/config.ts';
+import { ConfigError, loadConfig, type Config } from './config/config.ts';
+import { createApprovalBot, type ApprovalBot, type ApprovalBotOptions } from './telegram/index.ts';
 import { startLifecycle } from './broker/lifecycle.ts';
 import { PolicyStore, formatProblems } from './broker/policy/index.ts';
 import { createDeps } from './create-deps.ts';
@@ -25,6 +26,8 @@ export interface RunningBroker {
   deps: BrokerDeps;
   /** The webhook outbox dispatcher (tests drain it by hand). */
   dispatcher: Dispatcher;
+  /** The Telegram approval bot, when configured. */
+  telegram?: ApprovalBot;
   /** Set in dev mode: the in-process development Vault. */
   devVault?: { url: string; rootToken: string };
   /** In dev mode on first start: the token of agent `dev`. */
@@ -38,6 +41,8 @@ export interface StartOptions {
   clock?: Clock;
   log?: Logger;
   sweepIntervalMs?: number;
+  /** Overrides of the approval bot's timings (tests make them short). */
+  telegram?: Partial<Pick<ApprovalBotOptions, 'syncIntervalMs' | 'pollTimeoutSeconds' | 'callTimeoutSeconds' | 'retry' | 'restartDelayMs' | 'errorBackoffMs'>>;
   /** Where dev-mode banners go (the console for `jit serve`). */
   print?: (line: string) => void;
 }
@@ -97,6 +102,16 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
   const dispatcher = createDispatcher({ db, clock, log, keyRing: keys, config });
   const events = createOutboxSink({ db, config, policies, ids, log, notify: () => dispatcher.notify() });
   const deps = createDeps({ config, db, vault, policies, log, clock, ids, events, keys });
+  let telegram: ApprovalBot | undefined;
+  if (config.telegram) {
+    try {
+      telegram = createApprovalBot({ deps, ...opts.telegram });
+    } catch (err) {
+      db.close();
+      if (err instanceof ConfigError) throw err;
+      throw new StartupError(`telegram: ${(err as Error).message}`);
+    }
+  }
 
   let devAgentToken: string | undefined;
   if (devVault && !deps.agents.get('dev')) {
@@ -107,21 +122,24 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
     print('Agent "dev" exists; its token was shown on first start (jit agent remove dev && jit agent add dev for a new one).');
   }
 
-  const lifecycle = startLifecycle(deps, opts.sweepIntervalMs);
+  const lifecycle = startLifecycle(deps, opts.sweepIntervalMs, () => void telegram?.kick());
   dispatcher.start();
-  const app = createApp(deps);
+  const app = createApp(deps, { telegram });
   const server = await new Promise<Server>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolve(s as Server)) as Server;
     s.once('error', reject);
   });
   const address = server.address() as AddressInfo;
   const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
-  log.info({ url, dev_mode: !!devVault, policies: config.policiesDir, db: config.dbPath }, 'jit-broker listening');
+  log.info({ url, dev_mode: !!devVault, policies: config.policiesDir, db: config.dbPath, telegram: telegram?.mode ?? 'disabled' }, 'jit-broker listening');
+  await telegram?.start();
+  if (devVault && !telegram) print('Approver: no Telegram bot configured; approve tier-2/3 requests with `npx jit approve ID`.');
 
   return {
     url,
     deps,
     dispatcher,
+    ...(telegram ? { telegram } : {}),
     ...(devVault ? { devVault: { url: devVault.url, rootToken: devVault.rootToken } } : {}),
     ...(devAgentToken ? { devAgentToken } : {}),
     reloadPolicies() {
@@ -136,6 +154,7 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
         server.closeAllConnections?.();
       });
       await lifecycle.stop();
+      await telegram?.stop();
       await dispatcher.stop();
       vault.stop();
       db.close();

@@ -65,12 +65,13 @@ export type AuditVerdict = { ok: true; entries: number } | { ok: false; entries:
  * hash, a removed entry leaves a gap in `seq` or a wrong `prev_hash`, a
  * reordered one both.
  */
-export function verifyAuditChain(db: Db): AuditVerdict {
+export function verifyAuditChain(db: Db, onProgress?: (entries: number) => void): AuditVerdict {
   let prevHash = GENESIS_HASH;
   let expectedSeq = 1;
   let entries = 0;
   for (const row of db.prepare('SELECT * FROM audit_log ORDER BY seq').iterate() as Iterable<AuditRow>) {
     entries++;
+    if (onProgress && entries % 100_000 === 0) onProgress(entries);
     if (row.seq !== expectedSeq) return { ok: false, entries, seq: row.seq, problem: `expected entry ${expectedSeq}, found ${row.seq} (entry removed or reordered)` };
     if (row.prev_hash !== prevHash) return { ok: false, entries, seq: row.seq, problem: 'prev_hash does not match the previous entry' };
     if (entryHash(prevHash, row) !== row.hash) return { ok: false, entries, seq: row.seq, problem: 'hash does not match the entry content (entry altered)' };
@@ -78,4 +79,20 @@ export function verifyAuditChain(db: Db): AuditVerdict {
     expectedSeq++;
   }
   return { ok: true, entries };
+}
+
+/** Audit entries in order as plain objects (`data` parsed), for `jit audit export`. */
+export function* auditEntries(db: Db, sinceSeq = 0): Generator<Record<string, unknown>> {
+  for (const row of db.prepare('SELECT * FROM audit_log WHERE seq > ? ORDER BY seq').iterate(sinceSeq) as Iterable<AuditRow>) {
+    yield {
+      seq: row.seq,
+      at: new Date(row.at).toISOString(),
+      event: row.event,
+      actor: row.actor,
+      request_id: row.request_id,
+      data: JSON.parse(row.data) as unknown,
+      prev_hash: row.prev_hash,
+      hash: row.hash,
+    };
+  }
 }

@@ -145,7 +145,7 @@ export async function reconcile(deps: BrokerDeps): Promise<ReconcileSummary> {
 }
 
 /** Runs reconciliation until it succeeds, then `sweep` every `intervalMs`. */
-export function startLifecycle(deps: BrokerDeps, intervalMs = 5_000): { stop(): Promise<void>; reconciled: Promise<void> } {
+export function startLifecycle(deps: BrokerDeps, intervalMs = 5_000, onChange: () => void = () => {}): { stop(): Promise<void>; reconciled: Promise<void> } {
   let stopped = false;
   let running: Promise<unknown> = Promise.resolve();
   let timer: NodeJS.Timeout | undefined;
@@ -162,7 +162,10 @@ export function startLifecycle(deps: BrokerDeps, intervalMs = 5_000): { stop(): 
         deps.log.info({ reconcile: s }, 'startup reconciliation done');
       } else {
         const s = await sweep(deps);
-        if (Object.values(s).some((n) => n > 0)) deps.log.info({ sweep: s }, 'lifecycle sweep');
+        if (Object.values(s).some((n) => n > 0)) {
+          deps.log.info({ sweep: s }, 'lifecycle sweep');
+          onChange();
+        }
       }
     } catch (err) {
       deps.log.warn({ err }, done ? 'lifecycle sweep failed; will retry' : 'startup reconciliation failed (Vault unreachable?); will retry');

@@ -35,6 +35,7 @@ Requests and approvals
 
 Audit
   audit verify                        check the audit hash chain (exit 1 if tampered)
+  audit export [--output F] [--since N]  write the audit log as JSON Lines
 
 Policy and gate
   policy check [DIR]                  validate policy files (default $JIT_POLICIES)

@@ -8,13 +8,19 @@ import type { Logger } from '../lib/logger.ts';
 import { problemResponse } from './problem.ts';
 import { agentRoutes } from './routes/agent-routes.ts';
 import { publicRoutes } from './routes/public-routes.ts';
+import { TELEGRAM_WEBHOOK_PATH, type ApprovalBot } from '../telegram/index.ts';
 
 export type AppEnv = { Variables: { requestId: string; log: Logger; agent: Agent } };
 
 export const MAX_BODY_BYTES = 64 * 1024;
 
 /** The HTTP API. Handlers validate and call broker verbs; none writes SQL. */
-export function createApp(deps: BrokerDeps): Hono<AppEnv> {
+export interface AppOptions {
+  /** The approval bot, if Telegram is configured: webhook updates go to it, changes kick its sync. */
+  telegram?: ApprovalBot | undefined;
+}
+
+export function createApp(deps: BrokerDeps, opts: AppOptions = {}): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
   app.use('*', async (c, next) => {
@@ -45,8 +51,12 @@ export function createApp(deps: BrokerDeps): Hono<AppEnv> {
     }),
   );
 
-  app.route('/', publicRoutes(deps));
-  app.route('/jit', agentRoutes(deps));
+  app.route('/', publicRoutes(deps, opts.telegram));
+  app.route('/jit', agentRoutes(deps, () => void opts.telegram?.kick()));
+  app.post(TELEGRAM_WEBHOOK_PATH, (c) => {
+    if (!opts.telegram) throw new BrokerError('NOT_FOUND', 'Telegram is not configured on this broker');
+    return opts.telegram.handleWebhook(c.req.raw);
+  });
 
   app.notFound((c) => problemResponse(c, new BrokerError('NOT_FOUND', `no route for ${c.req.method} ${c.req.path}`)));
   app.onError((err, c) => {

@@ -6,7 +6,7 @@ import { GateRequestBody, VaultRequestBody } from '../broker/schemas.ts';
 import { describeRequest } from '../client/describe.ts';
 import { JitApiError, JitUnreachableError } from '../client/errors.ts';
 import type { JitClient } from '../client/jit-client.ts';
-import type { CredentialRequestInput, IssuedResult, RequestResult, RequestView } from '../client/types.ts';
+import type { IssuedResult, RequestResult, RequestView } from '../client/types.ts';
 
 const TIERS = `Tiers: tier 1 = issued at once, in this result, if policy allows the request at tier 1. \
 Tier 2 = a human approves it in Telegram: the result is "pending"; you get a decision webhook in your session \
@@ -73,7 +73,7 @@ export function registerJitTools(server: McpServer, client: JitClient, log: (lin
       description: `Ask the JIT credential broker for a short-lived signed credential that lets the git gate accept your push of the listed refs to one repository. ${TIERS}`,
       inputSchema: GateToolInput,
     },
-    guarded('request_gate_credential', async (args) => requestResult(await client.request({ resource: 'gate', ...args } as CredentialRequestInput))),
+    guarded('request_gate_credential', async (args) => requestResult(await client.request({ resource: 'gate', ...args }))),
   );
 
   server.registerTool(

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { ManualClock } from '../../src/lib/clock.ts';
 import { createLogger } from '../../src/lib/logger.ts';
-import { startBroker, type RunningBroker } from '../../src/main.ts';
+import { startBroker, type RunningBroker, type StartOptions } from '../../src/main.ts';
 import { startDevVault } from '../../src/vault/dev/index.ts';
 import { startFaultProxy } from '../fakes/fault-proxy.ts';
 
@@ -97,7 +97,7 @@ export interface Harness {
  * development Vault (behind a fault proxy), on a temporary database, with a
  * manual clock shared by both so tests drive expiry.
  */
-export async function startHarness(opts: { policy?: string; env?: Record<string, string> } = {}): Promise<Harness> {
+export async function startHarness(opts: { policy?: string; env?: Record<string, string>; start?: Partial<StartOptions> } = {}): Promise<Harness> {
   const clock = new ManualClock(Date.now());
   const devVault = await startDevVault({ host: '127.0.0.1', port: 0, rootToken: ROOT_TOKEN, clock });
   const proxy = await startFaultProxy(devVault.url);
@@ -122,7 +122,7 @@ export async function startHarness(opts: { policy?: string; env?: Record<string,
       VAULT_TOKEN: ROOT_TOKEN,
       ...opts.env,
     },
-    { clock, log: createLogger('debug', sink), sweepIntervalMs: 3_600_000 },
+    { clock, log: createLogger('debug', sink), sweepIntervalMs: 3_600_000, ...opts.start },
   );
   const root = NodeVault({ endpoint: devVault.url, token: ROOT_TOKEN, noCustomHTTPVerbs: true });
   await root.write('homelab/data/docker/registry', { data: { username: 'demo', password: 'pw-registry' } });

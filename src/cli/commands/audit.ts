@@ -1,23 +1,45 @@
-import { verifyAuditChain } from '../../broker/audit.ts';
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { auditEntries, verifyAuditChain } from '../../broker/audit.ts';
 import { openCliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
 import { UsageError, parseCommandArgs } from '../main.ts';
 
-const USAGE = 'jit audit verify';
+const USAGE = 'jit audit verify | jit audit export [--output FILE] [--since SEQ]';
 
 export async function auditCommand(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseCommandArgs(args, {}, USAGE);
+  const { values, positionals } = parseCommandArgs(args, { output: { type: 'string', short: 'o' }, since: { type: 'string' } }, USAGE);
   if (values.help) return (io.out(`usage: ${USAGE}`), 0);
-  if (positionals[0] !== 'verify' || positionals.length > 1) throw new UsageError(`usage: ${USAGE}`);
+  const [sub, ...extra] = positionals;
+  if ((sub !== 'verify' && sub !== 'export') || extra.length > 0) throw new UsageError(`usage: ${USAGE}`);
+  const since = values.since === undefined ? 0 : Number(values.since);
+  if (!Number.isInteger(since) || since < 0) throw new UsageError('--since must be an audit sequence number (0 or more)');
   const ctx = openCliContext(io);
   try {
-    const verdict = verifyAuditChain(ctx.db);
-    if (verdict.ok) {
-      io.out(`audit log intact: ${verdict.entries} entries`);
-      return 0;
+    if (sub === 'verify') {
+      const verdict = verifyAuditChain(ctx.db, (n) => io.err(`… ${n} entries verified`));
+      if (verdict.ok) {
+        io.out(`audit log intact: ${verdict.entries} entries`);
+        return 0;
+      }
+      io.err(`audit log TAMPERED at entry ${verdict.seq}: ${verdict.problem}`);
+      return 1;
     }
-    io.err(`audit log TAMPERED at entry ${verdict.seq}: ${verdict.problem}`);
-    return 1;
+    // JSON Lines, one entry per line, to a file or stdout.
+    const output = values.output as string | undefined;
+    const fd = output ? openSync(output, 'w', 0o600) : undefined;
+    let n = 0;
+    try {
+      for (const entry of auditEntries(ctx.db, since)) {
+        const line = `${JSON.stringify(entry)}\n`;
+        if (fd === undefined) process.stdout.write(line);
+        else writeSync(fd, line);
+        if (++n % 100_000 === 0) io.err(`… ${n} entries exported`);
+      }
+    } finally {
+      if (fd !== undefined) closeSync(fd);
+    }
+    if (output) io.err(`exported ${n} audit entries to ${output}`);
+    return 0;
   } finally {
     ctx.close();
   }

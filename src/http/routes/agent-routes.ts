@@ -7,18 +7,24 @@ import { revokeRequest } from '../../broker/revoke.ts';
 import { CredentialRequestBody, IdempotencyKey, describeZodError } from '../../broker/schemas.ts';
 import { requestView } from '../../broker/view.ts';
 import { isId } from '../../lib/ids.ts';
+import { getConnInfo } from '@hono/node-server/conninfo';
 import { readJson, type AppEnv } from '../app.ts';
+import { createAuthFailureAuditor } from '../auth-failure-audit.ts';
 
 /** Routes an agent calls with its bearer token. */
-export function agentRoutes(deps: BrokerDeps) {
+/** `onChange` runs after a request is created, claimed or revoked (the Telegram bot re-syncs). */
+export function agentRoutes(deps: BrokerDeps, onChange: () => void = () => {}) {
   const app = new Hono<AppEnv>();
+  const authFailures = createAuthFailureAuditor(deps);
 
   app.use('*', async (c, next) => {
     const header = c.req.header('authorization') ?? '';
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
     const agent = m ? deps.agents.authenticate(m[1]!) : undefined;
     if (!agent) {
-      c.get('log').warn({ reason: header ? 'unknown or malformed token' : 'no bearer token' }, 'agent authentication failed');
+      const reason = header ? 'unknown or malformed token' : 'no bearer token';
+      c.get('log').warn({ reason }, 'agent authentication failed');
+      authFailures.record(clientAddress(c), reason);
       throw new BrokerError('UNAUTHORIZED', header ? 'the bearer token is not valid' : 'send the agent token as Authorization: Bearer <token>');
     }
     c.set('agent', agent);
@@ -37,6 +43,7 @@ export function agentRoutes(deps: BrokerDeps) {
     }
     const outcome = await requestCredential(deps, c.get('agent'), parsed.data, key);
     if ('replayed' in outcome) c.header('Idempotent-Replayed', 'true');
+    else if (outcome.status === 202) onChange();
     c.header('Cache-Control', 'no-store');
     return c.json(outcome.body, outcome.status);
   });
@@ -45,15 +52,27 @@ export function agentRoutes(deps: BrokerDeps) {
 
   app.post('/requests/:id/claim', async (c) => {
     c.header('Cache-Control', 'no-store');
-    return c.json(await claimCredential(deps, ownRequest(deps, c)), 201);
+    const issued = await claimCredential(deps, ownRequest(deps, c));
+    onChange();
+    return c.json(issued, 201);
   });
 
   app.post('/requests/:id/revoke', async (c) => {
     const row = ownRequest(deps, c);
-    return c.json(await revokeRequest(deps, row, `agent:${c.get('agent').name}`, 'revoked by the agent'));
+    const view = await revokeRequest(deps, row, `agent:${c.get('agent').name}`, 'revoked by the agent');
+    onChange();
+    return c.json(view);
   });
 
   return app;
+}
+
+function clientAddress(c: Context<AppEnv>): string {
+  try {
+    return getConnInfo(c).remote.address ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
 }
 
 /** The caller's own request; another agent's id is indistinguishable from an unknown one (404). */

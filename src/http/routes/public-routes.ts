@@ -5,9 +5,10 @@ import { verifyGateCredential } from '../../broker/gate-credential.ts';
 import { GateVerifyBody, describeZodError } from '../../broker/schemas.ts';
 import { readJson, type AppEnv } from '../app.ts';
 import { createOutboxStore } from '../../webhooks/outbox.ts';
+import type { ApprovalBot } from '../../telegram/index.ts';
 
 /** Unauthenticated endpoints. */
-export function publicRoutes(deps: BrokerDeps) {
+export function publicRoutes(deps: BrokerDeps, telegram?: ApprovalBot) {
   const app = new Hono<AppEnv>();
   const outbox = createOutboxStore(deps.db);
 
@@ -33,7 +34,7 @@ export function publicRoutes(deps: BrokerDeps) {
     }
     const healthy = db === 'ok' && vault === 'ok';
     return c.json(
-      { status: healthy ? 'ok' : 'degraded', db, vault, telegram: deps.config.telegram ? 'configured' : 'disabled', outbox_pending: outboxPending },
+      { status: healthy ? 'ok' : 'degraded', db, vault, telegram: telegramHealth(telegram), outbox_pending: outboxPending },
       healthy ? 200 : 503,
     );
   });
@@ -52,4 +53,11 @@ export function publicRoutes(deps: BrokerDeps) {
   });
 
   return app;
+}
+
+function telegramHealth(bot: ApprovalBot | undefined): 'disabled' | 'starting' | 'ok' | 'degraded' {
+  if (!bot) return 'disabled';
+  const status = bot.status();
+  if (status.lastError) return 'degraded';
+  return status.ready ? 'ok' : 'starting';
 }

@@ -13,6 +13,7 @@ import {
   JitUnreachableError,
   JitWaitTimeoutError,
   parseRetryAfter,
+  type CredentialRequestInput,
   type JitClientOptions,
 } from '../../../src/client/index.ts';
 import { ManualClock } from '../../../src/lib/clock.ts';
@@ -20,7 +21,7 @@ import { closedPort, problem, startScriptedServer, type ScriptedResponse } from 
 
 const TOKEN = 'jit_0123456789abcdef_secret-part-of-the-agent-token-xyz';
 const ID = 'req_0000000000aaaaaaaaaaaaaaaa';
-const BODY = { resource: 'vault', tier: 1, reason: 'read the registry login', vault_paths: [{ path: 'homelab/data/docker/registry', capabilities: ['read'] }] } as const;
+const BODY: CredentialRequestInput = { resource: 'vault', tier: 1, reason: 'read the registry login', vault_paths: [{ path: 'homelab/data/docker/registry', capabilities: ['read'] }] };
 const PENDING = { id: ID, status: 'pending', tier: 2, required_tier: 2, approval_expires_at: '2026-01-01T00:10:00.000Z' };
 const ISSUED = {
   id: ID,

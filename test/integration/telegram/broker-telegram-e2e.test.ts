@@ -1,0 +1,82 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { callbackData } from '../../../src/telegram/index.ts';
+import { startTelegramEmulator, type TelegramEmulator } from '../../fakes/telegram-emulator/index.ts';
+import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
+
+/** The whole broker, its bot talking to the emulator through TELEGRAM_API_ROOT. */
+const CHAT = -100777;
+const ALICE = 111;
+const BOB = 222;
+const MALLORY = 999;
+const BOT_TOKEN = '7000000002:AAH-e2e-token_abcdefghijklmnopqrstuvwx';
+
+let h: Harness;
+let tg: TelegramEmulator;
+afterEach(async () => {
+  await h?.close();
+  await tg?.close();
+});
+
+async function start(extra: Record<string, string> = {}) {
+  tg = await startTelegramEmulator({ token: BOT_TOKEN, chats: [{ id: CHAT, type: 'supergroup', title: 'approvals' }], maxLongPollSeconds: 1 });
+  h = await startHarness({
+    env: {
+      TELEGRAM_BOT_TOKEN: BOT_TOKEN,
+      TELEGRAM_CHAT_ID: String(CHAT),
+      TELEGRAM_APPROVERS: `${ALICE},${BOB}`,
+      TELEGRAM_API_ROOT: tg.url,
+      ...extra,
+    },
+    start: { telegram: { syncIntervalMs: 200, pollTimeoutSeconds: 1, callTimeoutSeconds: 5, errorBackoffMs: 50, restartDelayMs: 100 } },
+  });
+}
+
+const write = { resource: 'vault', tier: 2, reason: 'rotate <the> web key & more', vault_paths: [{ path: 'homelab/data/apps/web', capabilities: ['read', 'update'] }] };
+
+describe('Telegram approval through the running broker', () => {
+  it('posts the request, applies an approver\'s tap once, and edits the message', async () => {
+    await start();
+    const token = h.addAgent('moltbot');
+    const res = await h.call('POST', '/jit/request', { token, body: write });
+    expect(res.status).toBe(202);
+    const id: string = res.body.id;
+    const posted = await tg.waitFor(() => tg.botMessages(CHAT).find((m) => m.text?.includes(id)), 5_000, 'approval message');
+    expect(posted.text).toContain('moltbot');
+    expect(posted.text).toContain('rotate <the> web key & more');
+    expect(posted.text).toContain('homelab/data/apps/web');
+    expect(tg.buttons(posted)).toEqual([callbackData('approve', id), callbackData('deny', id)]);
+
+    tg.tap(MALLORY, posted.message_id, callbackData('approve', id));
+    await tg.waitFor(() => tg.callbackAnswers().length >= 1, 5_000, 'refusal');
+    expect(h.broker.deps.repo.getRequest(id)?.status).toBe('pending');
+
+    tg.tap(ALICE, posted.message_id, callbackData('approve', id));
+    tg.tap(BOB, posted.message_id, callbackData('approve', id), { force: true });
+    await tg.waitFor(() => h.broker.deps.repo.getRequest(id)?.status === 'approved', 5_000, 'approval');
+    const edited = await tg.waitFor(() => tg.botMessages(CHAT).find((m) => m.message_id === posted.message_id && tg.buttons(m).length === 0), 5_000, 'edited message');
+    expect(edited.text).toMatch(/approved/i);
+    expect(edited.text).toContain('homelab/data/apps/web');
+    expect(h.broker.deps.repo.getRequest(id)?.decided_by).toBe(`telegram:${ALICE}`);
+
+    const claim = await h.call('POST', `/jit/requests/${id}/claim`, { token });
+    expect(claim.status).toBe(201);
+    const health = await h.call('GET', '/healthz');
+    expect(health.body.telegram).toBe('ok');
+    const refused = h.broker.deps.db.prepare(`SELECT COUNT(*) FROM audit_log WHERE event = 'vote.refused' AND actor = ?`).pluck().get(`telegram:${MALLORY}`);
+    expect(refused).toBe(1);
+    expect(h.logs()).not.toContain(BOT_TOKEN);
+  });
+
+  it('routes webhook-mode updates and refuses a wrong secret', async () => {
+    await start({ TELEGRAM_WEBHOOK_SECRET: 'webhook-secret_0123456789', JIT_PUBLIC_URL: 'http://127.0.0.1:1' });
+    const wrong = await h.call('POST', '/telegram/webhook', { body: { update_id: 1 }, headers: { 'x-telegram-bot-api-secret-token': 'nope' } });
+    expect(wrong.status).toBe(401);
+    const missing = await h.call('POST', '/telegram/webhook', { body: { update_id: 2 } });
+    expect(missing.status).toBe(401);
+    await h.broker.telegram!.ready;
+    expect(h.broker.telegram!.mode).toBe('webhook');
+    const right = await h.call('POST', '/telegram/webhook', { body: { update_id: 3 }, headers: { 'x-telegram-bot-api-secret-token': 'webhook-secret_0123456789' } });
+    expect(right.status).toBe(200);
+    expect(tg.webhookInfo().url).toBe('http://127.0.0.1:1/telegram/webhook');
+  });
+});
