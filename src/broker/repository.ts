@@ -65,6 +65,7 @@ export function createRepository(db: Db) {
       @rules, @idempotency_key, @body_hash, @created_at, @updated_at, @approval_expires_at, @claim_expires_at, @decided_by,
       @decided_at, @decision_reason, @failure)`),
     getRequest: db.prepare('SELECT * FROM requests WHERE id = ?'),
+    releaseKey: db.prepare('UPDATE requests SET idempotency_key = NULL, body_hash = NULL WHERE id = ?'),
     byIdempotency: db.prepare('SELECT * FROM requests WHERE agent_id = ? AND idempotency_key = ?'),
     transition: db.prepare(`UPDATE requests SET status = @to, updated_at = @now,
       decided_by = COALESCE(@decided_by, decided_by), decided_at = COALESCE(@decided_at, decided_at),
@@ -96,6 +97,10 @@ export function createRepository(db: Db) {
     },
     getRequest(id: string): RequestRow | undefined {
       return s.getRequest.get(id) as RequestRow | undefined;
+    },
+    /** Frees a request's Idempotency-Key (its attempt failed, so a retry may use the key again). */
+    releaseIdempotencyKey(id: string): void {
+      s.releaseKey.run(id);
     },
     findByIdempotencyKey(agentId: string, key: string): RequestRow | undefined {
       return s.byIdempotency.get(agentId, key) as RequestRow | undefined;

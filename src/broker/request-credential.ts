@@ -119,6 +119,8 @@ export async function requestCredential(
   if (!minted.ok) {
     db.transaction(() => {
       if (repo.transition(row.id, 'approved', 'failed', clock.now(), { failure: minted.error.message })) {
+        // Nothing was issued, so the agent's retry with the same key must get a fresh attempt, not this failure.
+        repo.releaseIdempotencyKey(row.id);
         audit.append({ event: 'request.failed', actor: 'broker', requestId: row.id, data: { code: minted.error.code } }, clock.now());
       }
     })();

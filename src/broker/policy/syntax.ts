@@ -53,6 +53,10 @@ export function validateVaultPath(path: string): string | undefined {
   const err = checkString(path, 'path', MAX_VAULT_PATH_LENGTH);
   if (err) return err;
   if (path.includes('*') || path.includes('+')) return 'path must not contain wildcards ("*" or "+")';
+  // Look-alike letters (Cyrillic "о" for "o") would show an approver a path
+  // that reads like another one; requested paths are printable ASCII only.
+  const foreign = /[^\x20-\x7e]/u.exec(path);
+  if (foreign) return `path must be printable ASCII (found U+${foreign[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')})`;
   const unsafe = UNSAFE_PATH_CHAR.exec(path);
   if (unsafe) return `path must not contain ${JSON.stringify(unsafe[0])}`;
   return checkSegments(path, 'path');

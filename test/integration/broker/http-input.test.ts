@@ -78,6 +78,18 @@ describe('Idempotency-Key', () => {
     expect(conflict.body.code).toBe('IDEMPOTENCY_KEY_REUSED');
   });
 
+  it('lets a retry with the same key try again after Vault failed', async () => {
+    const headers = { 'idempotency-key': 'vault-flaky-1' };
+    h.proxy.setFault(() => 'reset');
+    expect((await h.call('POST', '/jit/request', { token, body: valid, headers })).status).toBe(503);
+    h.proxy.setFault(undefined);
+    const retry = await h.call('POST', '/jit/request', { token, body: valid, headers });
+    expect(retry.status).toBe(201);
+    const again = await h.call('POST', '/jit/request', { token, body: valid, headers });
+    expect(again.status).toBe(200);
+    expect(again.body.id).toBe(retry.body.id);
+  });
+
   it('replays a pending request as 202', async () => {
     const headers = { 'idempotency-key': 'tier2-1' };
     const first = await h.call('POST', '/jit/request', { token, body: { ...valid, tier: 2 }, headers });
