@@ -9,26 +9,14 @@ export type CredentialRequestInput = z.input<typeof CredentialRequestBody>;
 export type VaultRequestInput = z.input<typeof VaultRequestBody>;
 export type GateRequestInput = z.input<typeof GateRequestBody>;
 
-export type RequestStatus = 'pending' | 'approved' | 'issued' | 'denied' | 'timed_out' | 'expired' | 'revoked' | 'failed';
-export type Tier = 1 | 2 | 3;
-
-export interface VaultCredential {
-  type: 'vault_token';
-  token: string;
-  accessor: string;
-  policies: string[];
-  expires_at: string;
-}
-
-export interface GateCredential {
-  type: 'gate_push';
-  /** A compact EdDSA JWT the git gate verifies. */
-  credential: string;
-  jti: string;
-  repo: string;
-  refs: string[];
-  expires_at: string;
-}
+export type { RequestStatus } from '../broker/repository.ts';
+export type { Tier } from '../broker/policy/types.ts';
+export type { VaultTokenCredential as VaultCredential } from '../broker/mint-credential.ts';
+export type { GatePushCredential as GateCredential } from '../broker/gate-credential.ts';
+import type { RequestStatus } from '../broker/repository.ts';
+import type { Tier } from '../broker/policy/types.ts';
+import type { VaultTokenCredential as VaultCredential } from '../broker/mint-credential.ts';
+import type { GatePushCredential as GateCredential } from '../broker/gate-credential.ts';
 
 export type Credential = VaultCredential | GateCredential;
 
