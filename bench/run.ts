@@ -28,7 +28,7 @@ import type { AutocannonRequest } from 'autocannon';
 import { runLoad, type LoadResult } from './lib/load.ts';
 import { benchOutboxDrain, type DrainResult } from './lib/outbox-drain.ts';
 import { benchPolicyEval, type PolicyEvalResult } from './lib/policy-eval.ts';
-import { addAgent, killAll, REPO, startBrokerProcess, startDevVaultProcess, startProcess, type Child } from './lib/processes.ts';
+import { addAgent, addMoreAgents, killAll, REPO, startBrokerProcess, startDevVaultProcess, startProcess, type Child } from './lib/processes.ts';
 import { seedHistory } from './lib/seed-history.ts';
 import { fmt } from './lib/stats.ts';
 import { BENCH_PATH, policyAndTokenRequests, tokenOnlyRequests, writePolicy } from './lib/vault-work.ts';
@@ -45,11 +45,12 @@ const { values: args } = parseArgs({
     seconds: { type: 'string', default: '5' },
     only: { type: 'string' },
     json: { type: 'string' },
+    'stock-dev-vault': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (args.help) {
-  process.stdout.write('usage: npm run bench -- [--full] [--seconds N] [--only issue,read,outbox,policy,history] [--json FILE]\n');
+  process.stdout.write('usage: npm run bench -- [--full] [--seconds N] [--only issue,read,outbox,policy,history] [--json FILE] [--stock-dev-vault]\n');
   process.exit(0);
 }
 const SECONDS = Number(args.seconds);
@@ -79,12 +80,18 @@ const log = (line: string) => process.stderr.write(`${line}\n`);
 interface Stack {
   vault: Child & { url: string; rootToken: string };
   broker: Child & { url: string };
+  /** Token of agent `bench`. */
   token: string;
+  /** Tokens of agents bench, bench-2, …: one per load connection. */
+  tokens: string[];
   stop(): Promise<void>;
 }
 
+/** The most connections a load uses: that many agents are registered. */
+const MAX_AGENTS = Math.max(...CONCURRENCIES);
+
 /** A fresh development Vault process (in-memory: every load starts from an empty Vault). */
-const startVault = () => startDevVaultProcess(`hvs.bench-${randomBytes(12).toString('hex')}`);
+const startVault = () => startDevVaultProcess(`hvs.bench-${randomBytes(12).toString('hex')}`, args['stock-dev-vault']);
 
 /** Development Vault + agent + broker, each its own process, on a fresh database (optionally seeded first). */
 async function startStack(name: string, seedRows = 0): Promise<Stack & { seedSeconds: number }> {
@@ -93,9 +100,10 @@ async function startStack(name: string, seedRows = 0): Promise<Stack & { seedSec
   const [vault, token] = await Promise.all([startVault(), addAgent(dbPath, POLICIES_DIR, 'bench')]);
   let seedSeconds = 0;
   try {
+    const tokens = await addMoreAgents(dbPath, token, MAX_AGENTS);
     if (seedRows > 0) {
       log(`  seeding ${seedRows.toLocaleString('en-US')} historical requests…`);
-      seedSeconds = seedHistory(dbPath, 'bench', seedRows);
+      seedSeconds = seedHistory(dbPath, seedRows);
       log(`  seeded in ${seedSeconds.toFixed(1)} s`);
     }
     const broker = await startBrokerProcess({ vaultUrl: vault.url, rootToken: vault.rootToken, dbPath, policiesDir: POLICIES_DIR });
@@ -103,6 +111,7 @@ async function startStack(name: string, seedRows = 0): Promise<Stack & { seedSec
       vault,
       broker,
       token,
+      tokens,
       seedSeconds,
       async stop() {
         await broker.stop();
@@ -119,6 +128,9 @@ async function startStack(name: string, seedRows = 0): Promise<Stack & { seedSec
 const json = { 'content-type': 'application/json' };
 const tier1Body = (path = BENCH_PATH) =>
   JSON.stringify({ resource: 'vault', tier: 1, reason: 'benchmark', vault_paths: [{ path, capabilities: ['read'] }], ttl: '10m' });
+
+/** Connection `i` acts as agent `i` (as separate agents would), so no agent's per-minute window holds the whole load. */
+const agentHeaders = (tokens: string[]) => (i: number) => ({ ...json, authorization: `Bearer ${tokens[i % tokens.length]}` });
 
 /** One tier-1 request, the same grant every time. */
 const sameGrant = (token: string): AutocannonRequest[] => [
@@ -154,7 +166,7 @@ interface IssueRow {
 }
 interface Report {
   meta: Record<string, string | number>;
-  issue?: { rows: IssueRow[]; tokenOnly: LoadResult; distinct: LoadResult };
+  issue?: { rows: IssueRow[]; tokenOnly: LoadResult; distinct: LoadResult; oneAgent: LoadResult };
   read?: { get: LoadResult; verify: LoadResult };
   outbox?: DrainResult;
   policy?: PolicyEvalResult[];
@@ -166,7 +178,8 @@ function checkLoad(what: string, r: LoadResult): LoadResult {
   if (bad.length > 0 || r.errors > 0) {
     log(`  WARNING ${what}: ${r.errors} errors, unexpected statuses ${JSON.stringify(r.unexpected)}`);
   }
-  log(`  ${what}: ${fmt(r.opsPerSecond)} ops/s, p50 ${fmt(r.p50)} ms, p99 ${fmt(r.p99)} ms`);
+  const cpu = Object.entries(r.cpuMsPerOp).map(([k, v]) => `${k} ${fmt(v, 2)}`).join(', ');
+  log(`  ${what}: ${fmt(r.opsPerSecond)} ops/s, p50 ${fmt(r.p50)} ms, p99 ${fmt(r.p99)} ms; CPU ms/op: ${cpu}`);
   return r;
 }
 
@@ -176,11 +189,13 @@ function checkLoad(what: string, r: LoadResult): LoadResult {
  * down as they pile up, which would otherwise favour whichever load ran
  * first. Each load is preceded by a short warm-up at its concurrency.
  */
-async function brokerLoad(what: string, c: number, requests: (token: string) => AutocannonRequest[]): Promise<LoadResult> {
+async function brokerLoad(what: string, c: number, requests: (token: string) => AutocannonRequest[], o: { oneAgent?: boolean } = {}): Promise<LoadResult> {
   const s = await startStack('issue');
   try {
-    await runLoad({ url: s.broker.url, connections: c, seconds: WARMUP_SECONDS, requests: requests(s.token), expect: 201 });
-    return checkLoad(what, await runLoad({ url: s.broker.url, connections: c, seconds: SECONDS, requests: requests(s.token), expect: 201 }));
+    const connectionHeaders = o.oneAgent ? undefined : agentHeaders(s.tokens);
+    await runLoad({ url: s.broker.url, connections: c, seconds: WARMUP_SECONDS, requests: requests(s.token), expect: 201, connectionHeaders });
+    const cpuOf = { broker: s.broker.child.pid!, vault: s.vault.child.pid! };
+    return checkLoad(what, await runLoad({ url: s.broker.url, connections: c, seconds: SECONDS, requests: requests(s.token), expect: 201, cpuOf, connectionHeaders }));
   } finally {
     await s.stop();
   }
@@ -192,7 +207,8 @@ async function directLoad(what: string, c: number, requests: (rootToken: string)
     await setup?.(vault.url, vault.rootToken);
     const expect = [200, 204];
     await runLoad({ url: vault.url, connections: c, seconds: WARMUP_SECONDS, requests: requests(vault.rootToken), expect });
-    return checkLoad(what, await runLoad({ url: vault.url, connections: c, seconds: SECONDS, requests: requests(vault.rootToken), expect }));
+    const cpuOf = { vault: vault.child.pid! };
+    return checkLoad(what, await runLoad({ url: vault.url, connections: c, seconds: SECONDS, requests: requests(vault.rootToken), expect, cpuOf }));
   } finally {
     await vault.stop();
   }
@@ -208,7 +224,8 @@ async function sectionIssue(report: Report): Promise<void> {
   }
   const tokenOnly = await directLoad('direct Vault token only c=16', 16, (root) => tokenOnlyRequests(root, 'bench-shared'), (url, root) => writePolicy(url, root, 'bench-shared'));
   const distinct = await brokerLoad('broker distinct grants c=16', 16, distinctGrants);
-  report.issue = { rows, tokenOnly, distinct };
+  const oneAgent = await brokerLoad('broker one agent c=16', 16, sameGrant, { oneAgent: true });
+  report.issue = { rows, tokenOnly, distinct, oneAgent };
 }
 
 async function sectionRead(report: Report): Promise<void> {
@@ -228,9 +245,10 @@ async function sectionRead(report: Report): Promise<void> {
     const verify: AutocannonRequest[] = [{ method: 'POST', path: '/gate/verify', headers: json, body: verifyBody }];
     await runLoad({ url: s.broker.url, connections: 16, seconds: WARMUP_SECONDS, requests: get, expect: 200 });
     await runLoad({ url: s.broker.url, connections: 16, seconds: WARMUP_SECONDS, requests: verify, expect: 200 });
+    const cpuOf = { broker: s.broker.child.pid! };
     report.read = {
-      get: checkLoad('GET /jit/requests/:id c=16', await runLoad({ url: s.broker.url, connections: 16, seconds: SECONDS, requests: get, expect: 200 })),
-      verify: checkLoad('POST /gate/verify c=16', await runLoad({ url: s.broker.url, connections: 16, seconds: SECONDS, requests: verify, expect: 200 })),
+      get: checkLoad('GET /jit/requests/:id c=16', await runLoad({ url: s.broker.url, connections: 16, seconds: SECONDS, requests: get, expect: 200, cpuOf })),
+      verify: checkLoad('POST /gate/verify c=16', await runLoad({ url: s.broker.url, connections: 16, seconds: SECONDS, requests: verify, expect: 200, cpuOf })),
     };
   } finally {
     await s.stop();
@@ -263,8 +281,10 @@ async function sectionHistory(report: Report): Promise<void> {
   for (const rows of args.full ? [10_000, 1_000_000] : [10_000]) {
     const s = await startStack(`history-${rows}`, rows);
     try {
-      await runLoad({ url: s.broker.url, connections: 16, seconds: WARMUP_SECONDS, requests: sameGrant(s.token), expect: 201 });
-      const load = checkLoad(`${rows} rows c=16`, await runLoad({ url: s.broker.url, connections: 16, seconds: SECONDS, requests: sameGrant(s.token), expect: 201 }));
+      const connectionHeaders = agentHeaders(s.tokens);
+      await runLoad({ url: s.broker.url, connections: 16, seconds: WARMUP_SECONDS, requests: sameGrant(s.token), expect: 201, connectionHeaders });
+      const cpuOf = { broker: s.broker.child.pid!, vault: s.vault.child.pid! };
+      const load = checkLoad(`${rows} rows c=16`, await runLoad({ url: s.broker.url, connections: 16, seconds: SECONDS, requests: sameGrant(s.token), expect: 201, cpuOf, connectionHeaders }));
       out.push({ rows, seedSeconds: s.seedSeconds, load });
     } finally {
       await s.stop();
@@ -289,26 +309,32 @@ function render(r: Report): string {
   if (r.issue) {
     out.push('## Tier-1 Vault issuance vs the same Vault work done directly', '');
     out.push('Direct = the benchmark itself writes a fresh policy and creates an orphan token (2 calls) against the development Vault.', '');
-    out.push('| concurrency | broker req/s | broker p50 ms | broker p99 ms | direct ops/s | direct p50 ms | direct p99 ms | overhead (direct/broker throughput) | p50 ratio (broker/direct) |');
-    out.push('|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    out.push('| concurrency | broker req/s | broker p50 ms | broker p99 ms | direct ops/s | direct p50 ms | direct p99 ms | throughput ratio (direct/broker) | p50 ratio (broker/direct) | CPU ms per credential: broker + its Vault | CPU ms per direct op (Vault) | CPU ratio |');
+    out.push('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const row of r.issue.rows) {
+      const b = row.broker.cpuMsPerOp;
+      const viaBroker = (b.broker ?? NaN) + (b.vault ?? NaN);
+      const direct = row.direct.cpuMsPerOp.vault ?? NaN;
       out.push(
-        `| ${row.connections} | ${fmt(row.broker.opsPerSecond)} | ${ms(row.broker.p50)} | ${ms(row.broker.p99)} | ${fmt(row.direct.opsPerSecond)} | ${ms(row.direct.p50)} | ${ms(row.direct.p99)} | ${fmt(row.direct.opsPerSecond / row.broker.opsPerSecond, 2)}× | ${fmt(row.broker.p50 / row.direct.p50, 2)}× |`,
+        `| ${row.connections} | ${fmt(row.broker.opsPerSecond)} | ${ms(row.broker.p50)} | ${ms(row.broker.p99)} | ${fmt(row.direct.opsPerSecond)} | ${ms(row.direct.p50)} | ${ms(row.direct.p99)} | ${fmt(row.direct.opsPerSecond / row.broker.opsPerSecond, 2)}× | ${fmt(row.broker.p50 / row.direct.p50, 2)}× | ${fmt(b.broker ?? NaN, 2)} + ${fmt(b.vault ?? NaN, 2)} = ${fmt(viaBroker, 2)} | ${fmt(direct, 2)} | ${fmt(viaBroker / direct, 2)}× |`,
       );
     }
     const t = r.issue.tokenOnly;
     const d = r.issue.distinct;
     const b16 = r.issue.rows.find((x) => x.connections === 16);
-    out.push('', '| at concurrency 16 | ops/s | p50 ms | p99 ms |', '|---|---:|---:|---:|');
-    if (b16) out.push(`| broker, same grant every request | ${fmt(b16.broker.opsPerSecond)} | ${ms(b16.broker.p50)} | ${ms(b16.broker.p99)} |`);
-    out.push(`| broker, a different grant every request | ${fmt(d.opsPerSecond)} | ${ms(d.p50)} | ${ms(d.p99)} |`);
-    if (b16) out.push(`| direct: policy write + token create | ${fmt(b16.direct.opsPerSecond)} | ${ms(b16.direct.p50)} | ${ms(b16.direct.p99)} |`);
-    out.push(`| direct: token create only | ${fmt(t.opsPerSecond)} | ${ms(t.p50)} | ${ms(t.p99)} |`, '');
+    const cpu = (l: LoadResult) => Object.entries(l.cpuMsPerOp).filter(([k]) => k !== 'client').map(([k, v]) => `${k} ${fmt(v, 2)}`).join(', ');
+    out.push('', '| at concurrency 16 | ops/s | p50 ms | p99 ms | CPU ms/op |', '|---|---:|---:|---:|---|');
+    if (b16) out.push(`| broker, same grant every request | ${fmt(b16.broker.opsPerSecond)} | ${ms(b16.broker.p50)} | ${ms(b16.broker.p99)} | ${cpu(b16.broker)} |`);
+    out.push(`| broker, a different grant every request | ${fmt(d.opsPerSecond)} | ${ms(d.p50)} | ${ms(d.p99)} | ${cpu(d)} |`);
+    const a = r.issue.oneAgent;
+    out.push(`| broker, all connections one agent (its per-minute window holds the whole load) | ${fmt(a.opsPerSecond)} | ${ms(a.p50)} | ${ms(a.p99)} | ${cpu(a)} |`);
+    if (b16) out.push(`| direct: policy write + token create | ${fmt(b16.direct.opsPerSecond)} | ${ms(b16.direct.p50)} | ${ms(b16.direct.p99)} | ${cpu(b16.direct)} |`);
+    out.push(`| direct: token create only | ${fmt(t.opsPerSecond)} | ${ms(t.p50)} | ${ms(t.p99)} | ${cpu(t)} |`, '');
   }
   if (r.read) {
-    out.push('## Reads (concurrency 16)', '', '| endpoint | req/s | p50 ms | p99 ms |', '|---|---:|---:|---:|');
-    out.push(`| GET /jit/requests/:id | ${fmt(r.read.get.opsPerSecond)} | ${ms(r.read.get.p50)} | ${ms(r.read.get.p99)} |`);
-    out.push(`| POST /gate/verify | ${fmt(r.read.verify.opsPerSecond)} | ${ms(r.read.verify.p50)} | ${ms(r.read.verify.p99)} |`, '');
+    out.push('## Reads (concurrency 16)', '', '| endpoint | req/s | p50 ms | p99 ms | broker CPU ms/req |', '|---|---:|---:|---:|---:|');
+    out.push(`| GET /jit/requests/:id | ${fmt(r.read.get.opsPerSecond)} | ${ms(r.read.get.p50)} | ${ms(r.read.get.p99)} | ${fmt(r.read.get.cpuMsPerOp.broker ?? NaN, 3)} |`);
+    out.push(`| POST /gate/verify | ${fmt(r.read.verify.opsPerSecond)} | ${ms(r.read.verify.p50)} | ${ms(r.read.verify.p99)} | ${fmt(r.read.verify.cpuMsPerOp.broker ?? NaN, 3)} |`, '');
   }
   if (r.outbox) {
     const o = r.outbox;
@@ -324,8 +350,8 @@ function render(r: Report): string {
     out.push('');
   }
   if (r.history) {
-    out.push('## Tier-1 issuance with historical requests in the database (concurrency 16)', '', '| historical requests | seed s | req/s | p50 ms | p99 ms |', '|---:|---:|---:|---:|---:|');
-    for (const h of r.history) out.push(`| ${fmt(h.rows, 0)} | ${fmt(h.seedSeconds, 1)} | ${fmt(h.load.opsPerSecond)} | ${ms(h.load.p50)} | ${ms(h.load.p99)} |`);
+    out.push('## Tier-1 issuance with historical requests in the database (concurrency 16)', '', '| historical requests | seed s | req/s | p50 ms | p99 ms | broker CPU ms/req |', '|---:|---:|---:|---:|---:|---:|');
+    for (const h of r.history) out.push(`| ${fmt(h.rows, 0)} | ${fmt(h.seedSeconds, 1)} | ${fmt(h.load.opsPerSecond)} | ${ms(h.load.p50)} | ${ms(h.load.p99)} | ${fmt(h.load.cpuMsPerOp.broker ?? NaN, 2)} |`);
     out.push('');
   }
   return out.join('\n');

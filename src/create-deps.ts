@@ -9,6 +9,7 @@ import type { Db } from './db/open.ts';
 import { systemClock, type Clock } from './lib/clock.ts';
 import { createIdGenerator, type IdGenerator } from './lib/ids.ts';
 import type { Logger } from './lib/logger.ts';
+import { createMetrics, instrumentVault, metricsDecisionSink, type BrokerMetrics } from './metrics/index.ts';
 import type { VaultClient } from './vault/types.ts';
 import { createKeyRing, type KeyRing } from './webhooks/keys.ts';
 
@@ -46,13 +47,17 @@ export function createDeps(parts: {
   ids?: IdGenerator;
   events?: DecisionSink;
   keys?: KeyRing;
+  /** Default: a fresh registry for this broker. Vault calls and recorded decisions are counted into it. */
+  metrics?: BrokerMetrics;
 }): BrokerDeps {
-  const storage = createStorageDeps(parts);
+  const metrics = parts.metrics ?? createMetrics({ db: parts.db });
+  const storage = createStorageDeps({ ...parts, events: metricsDecisionSink(parts.events ?? noDecisionSink, metrics) });
   return {
     ...storage,
     policies: parts.policies,
-    vault: parts.vault,
+    vault: instrumentVault(parts.vault, metrics),
     keys: parts.keys ?? createKeyRing({ config: parts.config, clock: storage.clock, log: parts.log }),
     log: parts.log,
+    metrics,
   };
 }

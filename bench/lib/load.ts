@@ -6,7 +6,18 @@
  * broker request are measured the same way.
  */
 import autocannon, { type AutocannonRequest } from 'autocannon';
+import { readFileSync } from 'node:fs';
 import { summarize, type Summary } from './stats.ts';
+
+/** CPU time (user + system, ms) a process has used so far, from /proc; NaN where there is no /proc. */
+export function processCpuMs(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // clock ticks (USER_HZ = 100)
+  } catch {
+    return Number.NaN;
+  }
+}
 
 export interface LoadOptions {
   url: string;
@@ -17,6 +28,10 @@ export interface LoadOptions {
   headers?: Record<string, string>;
   /** Status expected for each step; anything else is counted in `unexpected`. */
   expect: number | number[];
+  /** Processes whose CPU time per operation is reported, by name. */
+  cpuOf?: Record<string, number>;
+  /** Headers of connection `i` (replacing the request's own), e.g. one agent token per connection. */
+  connectionHeaders?: (i: number) => Record<string, string>;
 }
 
 export interface LoadResult extends Summary {
@@ -28,6 +43,8 @@ export interface LoadResult extends Summary {
   errors: number;
   /** Responses with an unexpected status, by status. */
   unexpected: Record<string, number>;
+  /** CPU milliseconds per operation of each process in `cpuOf`, and of the load generator (`client`). */
+  cpuMsPerOp: Record<string, number>;
 }
 
 /** Runs one load and resolves with throughput and per-operation latency. */
@@ -36,6 +53,9 @@ export function runLoad(o: LoadOptions): Promise<LoadResult> {
   const expected = new Set(Array.isArray(o.expect) ? o.expect : [o.expect]);
   const latencies: number[] = [];
   const unexpected: Record<string, number> = {};
+  const cpuBefore = Object.fromEntries(Object.entries(o.cpuOf ?? {}).map(([name, pid]) => [name, processCpuMs(pid)]));
+  const clientBefore = process.cpuUsage();
+  let connection = 0;
   return new Promise((resolve, reject) => {
     autocannon(
       {
@@ -47,6 +67,7 @@ export function runLoad(o: LoadOptions): Promise<LoadResult> {
         ...(o.headers ? { headers: o.headers } : {}),
         requests: o.requests,
         setupClient(client) {
+          if (o.connectionHeaders) client.setHeaders(o.connectionHeaders(connection++));
           let step = 0;
           let acc = 0;
           client.on('response', (status, _bytes, ms) => {
@@ -63,6 +84,10 @@ export function runLoad(o: LoadOptions): Promise<LoadResult> {
       (err, result) => {
         if (err) return reject(err);
         const seconds = result.duration;
+        const ops = latencies.length;
+        const client = process.cpuUsage(clientBefore);
+        const cpuMsPerOp: Record<string, number> = { client: (client.user + client.system) / 1000 / ops };
+        for (const [name, pid] of Object.entries(o.cpuOf ?? {})) cpuMsPerOp[name] = (processCpuMs(pid) - cpuBefore[name]!) / ops;
         resolve({
           ...summarize(latencies),
           connections: o.connections,
@@ -71,6 +96,7 @@ export function runLoad(o: LoadOptions): Promise<LoadResult> {
           opsPerSecond: latencies.length / seconds,
           errors: result.errors,
           unexpected,
+          cpuMsPerOp,
         });
       },
     );

@@ -102,9 +102,16 @@ export function runJit(args: string[], env: Record<string, string>, timeoutMs = 
   });
 }
 
-/** The development Vault as its own process (`jit dev-vault --port 0`), on 127.0.0.1. */
-export async function startDevVaultProcess(rootToken: string): Promise<Child & { url: string; rootToken: string }> {
-  const p = await startProcess([JIT_BIN, 'dev-vault', '--port', '0', '--root-token', rootToken], {}, /Address:\s+(http:\/\/127\.0\.0\.1:\d+)/);
+/**
+ * The development Vault as its own process on 127.0.0.1: bench/vault-server.ts
+ * (its expiry sweep throttled, see there), or with `stock` the unchanged
+ * `jit dev-vault --port 0`.
+ */
+export async function startDevVaultProcess(rootToken: string, stock = false): Promise<Child & { url: string; rootToken: string }> {
+  const args = stock
+    ? [JIT_BIN, 'dev-vault', '--port', '0', '--root-token', rootToken]
+    : ['--import', 'tsx', join(REPO, 'bench', 'vault-server.ts'), '--root-token', rootToken];
+  const p = await startProcess(args, {}, /Address:\s+(http:\/\/127\.0\.0\.1:\d+)/);
   return { ...p, url: p.match[1]!, rootToken };
 }
 
@@ -141,6 +148,26 @@ export async function addAgent(dbPath: string, policiesDir: string, name: string
   const token = out.trim().split('\n').at(-1)!.trim();
   if (!token.startsWith('jit_')) throw new Error(`jit agent add printed no token:\n${out}`);
   return token;
+}
+
+/**
+ * Registers agents `bench-2` … `bench-N` straight in the database (the first,
+ * `bench`, comes from `jit agent add`); returns all N tokens, `bench` first.
+ * Each load connection then acts as its own agent, as real agents do.
+ */
+export async function addMoreAgents(dbPath: string, first: string, count: number): Promise<string[]> {
+  const { openDatabase } = await import('../../src/db/open.ts');
+  const { createStorageDeps } = await import('../../src/create-deps.ts');
+  const { loadConfig } = await import('../../src/config/config.ts');
+  const db = openDatabase(dbPath);
+  try {
+    const deps = createStorageDeps({ config: loadConfig({ JIT_DB: dbPath }), db });
+    const tokens = [first];
+    for (let i = 2; i <= count; i++) tokens.push(deps.agents.add(`bench-${i}`).token);
+    return tokens;
+  } finally {
+    db.close();
+  }
 }
 
 /** Kills every child still running (used on errors and signals). */

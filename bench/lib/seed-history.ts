@@ -1,7 +1,8 @@
 /**
  * Fills a broker database with finished historical requests, as a broker
  * that has run for a long time would have: one request row per past
- * request (spread over the previous 30 days, all settled), its ended
+ * request (spread over the previous 30 days and over all agents, all
+ * settled), its ended
  * credential row and its audit entry (hash-chained, so the log stays
  * valid). Written straight into SQLite in large transactions before the
  * broker starts.
@@ -14,14 +15,14 @@ import { BENCH_PATH } from './vault-work.ts';
 const STATUSES = ['expired', 'expired', 'expired', 'revoked', 'denied', 'timed_out'] as const;
 const BATCH = 50_000;
 
-/** Inserts `rows` historical requests of agent `agentName` into the database at `dbPath`; returns the seconds it took. */
-export function seedHistory(dbPath: string, agentName: string, rows: number): number {
+/** Inserts `rows` historical requests, spread over every agent in the database at `dbPath`; returns the seconds it took. */
+export function seedHistory(dbPath: string, rows: number): number {
   const started = performance.now();
   const db = openDatabase(dbPath);
   try {
     db.pragma('synchronous = OFF');
-    const agent = db.prepare('SELECT id, name FROM agents WHERE name = ?').get(agentName) as { id: string; name: string } | undefined;
-    if (!agent) throw new Error(`no agent ${agentName} in ${dbPath}`);
+    const agents = db.prepare('SELECT id, name FROM agents ORDER BY name').all() as { id: string; name: string }[];
+    if (agents.length === 0) throw new Error(`no agents in ${dbPath}`);
     const audit = createAuditLog(db);
     const now = Date.now();
     const span = 30 * 24 * 3600 * 1000;
@@ -43,6 +44,7 @@ export function seedHistory(dbPath: string, agentName: string, rows: number): nu
         for (let i = 0; i < n; i++) {
           t = start + Math.floor(((done + i) / rows) * span);
           const status = STATUSES[(done + i) % STATUSES.length]!;
+          const agent = agents[(done + i) % agents.length]!;
           const id = ids.next('req');
           const tier = status === 'denied' || status === 'timed_out' ? 2 : 1;
           const decidedBy = tier === 1 ? 'policy' : status === 'denied' ? 'local-cli' : 'timeout';

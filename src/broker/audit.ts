@@ -35,7 +35,8 @@ function entryHash(prevHash: string, row: Omit<AuditRow, 'hash' | 'prev_hash'>):
  * makes the state change it records, so both land or neither does.
  */
 export function createAuditLog(db: Db) {
-  const last = db.prepare('SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1');
+  // The newest entry by primary key (a lookup, not a scan, whatever the log's length).
+  const last = db.prepare('SELECT seq, hash FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log)');
   const insert = db.prepare(
     'INSERT INTO audit_log (seq, at, event, actor, request_id, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
   );

@@ -3,6 +3,7 @@ import type { Db } from '../db/open.ts';
 import type { Clock } from '../lib/clock.ts';
 import type { IdGenerator } from '../lib/ids.ts';
 import type { Logger } from '../lib/logger.ts';
+import type { BrokerMetrics } from '../metrics/metrics.ts';
 import type { VaultClient } from '../vault/types.ts';
 import type { KeyRing } from '../webhooks/keys.ts';
 import type { AgentStore } from './agents.ts';
@@ -27,4 +28,6 @@ export interface BrokerDeps {
   log: Logger;
   /** Decision events, written in the deciding transaction (the webhook outbox). */
   events: DecisionSink;
+  /** Prometheus metrics of this broker (its own registry), served at GET /metrics. */
+  metrics: BrokerMetrics;
 }

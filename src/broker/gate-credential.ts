@@ -1,7 +1,8 @@
-import { createPublicKey, randomBytes, verify as verifySignature } from 'node:crypto';
+import { createPublicKey, randomBytes, verify as verifySignature, type KeyObject } from 'node:crypto';
 import type { Jwks, KeyRing } from '../webhooks/keys.ts';
 import type { BrokerDeps } from './deps.ts';
 import { BrokerError } from './errors.ts';
+import { grantToMint } from './narrowing.ts';
 import { vaultGlobMatch } from './policy/index.ts';
 import type { GateScope, RequestRow } from './repository.ts';
 
@@ -48,10 +49,12 @@ export function signGateJwt(keys: Pick<KeyRing, 'current'>, claims: GateClaims):
  */
 export function mintGateCredential(deps: BrokerDeps, request: RequestRow): { ok: true; credential: GatePushCredential } | { ok: false; error: BrokerError } {
   const { repo, audit, clock, ids, db } = deps;
-  const scope = JSON.parse(request.scope) as GateScope;
+  // The granted refs and TTL: less than asked when an approver narrowed the request.
+  const granted = grantToMint(request);
+  const scope: GateScope = granted.resource === 'gate' ? { repo: granted.repo, refs: granted.refs } : { repo: '', refs: [] };
   const now = clock.now();
   const iat = Math.floor(now / 1000);
-  const exp = iat + request.ttl_seconds;
+  const exp = iat + granted.ttl_seconds;
   const jti = `gate_${randomBytes(16).toString('hex')}`;
   const jwt = signGateJwt(deps.keys, { iss: GATE_ISSUER, sub: request.agent_name, repo: scope.repo, refs: scope.refs, iat, exp, jti, request_id: request.id });
   const credentialId = ids.next('cred');
@@ -77,6 +80,19 @@ export type GateVerdict =
   | { valid: true; agent: string; request_id: string; expires_at: string; jti: string }
   | { valid: false; reason: string };
 
+/** Parsed public keys by JWK `x`: parsing one costs more than a tenth of a verification, and there are only a few keys. */
+const keyObjects = new Map<string, KeyObject>();
+
+function publicKeyObject(x: string): KeyObject {
+  let key = keyObjects.get(x);
+  if (!key) {
+    key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' });
+    if (keyObjects.size >= 64) keyObjects.clear();
+    keyObjects.set(x, key);
+  }
+  return key;
+}
+
 /**
  * Checks a gate credential for a push of `ref` to `repo`: shape, algorithm,
  * a known `kid`, the Ed25519 signature, issuer, expiry (with a little clock
@@ -100,7 +116,7 @@ export function verifyGateJwt(jwks: Jwks, token: string, repo: string, ref: stri
   if (header.crit !== undefined) return { valid: false, reason: 'unsupported critical header' };
   const jwk = jwks.keys.find((k) => k.kid === header.kid);
   if (!jwk) return { valid: false, reason: 'signed by an unknown key (kid not in the JWKS)' };
-  const ok = verifySignature(null, Buffer.from(`${h}.${p}`), createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: jwk.x }, format: 'jwk' }), Buffer.from(s, 'base64url'));
+  const ok = verifySignature(null, Buffer.from(`${h}.${p}`), publicKeyObject(jwk.x), Buffer.from(s, 'base64url'));
   if (!ok) return { valid: false, reason: 'bad signature' };
   if (claims.iss !== GATE_ISSUER) return { valid: false, reason: 'wrong issuer' };
   if (typeof claims.exp !== 'number' || typeof claims.iat !== 'number' || typeof claims.sub !== 'string' || typeof claims.repo !== 'string' || !Array.isArray(claims.refs) || typeof claims.jti !== 'string' || typeof claims.request_id !== 'string') {

@@ -8,5 +8,9 @@ export type IssuedCredential = VaultTokenCredential | GatePushCredential;
 
 /** Issues the credential of an approved request, whatever its resource; at most once either way. */
 export async function issueCredential(deps: BrokerDeps, request: RequestRow): Promise<{ ok: true; credential: IssuedCredential } | { ok: false; error: BrokerError }> {
-  return request.resource === 'vault' ? mintVaultCredential(deps, request) : mintGateCredential(deps, request);
+  if (request.resource === 'vault') return mintVaultCredential(deps, request);
+  const started = performance.now();
+  const outcome = mintGateCredential(deps, request);
+  deps.metrics.issuance('gate', (performance.now() - started) / 1000, outcome.ok ? 'issued' : 'failed');
+  return outcome;
 }

@@ -67,9 +67,15 @@ export async function sweep(deps: BrokerDeps): Promise<SweepSummary> {
   return summary;
 }
 
+/**
+ * Finishes a failed mint: deletes its policy unless other credentials still
+ * hold it (then the last of them deletes it), and marks the row failed.
+ */
 async function deleteAbandonedPolicy(deps: BrokerDeps, c: CredentialRow): Promise<boolean> {
+  const policy = c.vault_policy;
+  const deleteNow = policy !== null && deps.db.transaction(() => deps.repo.releaseVaultPolicy(policy, c.id, deps.clock.now()))();
   try {
-    if (c.vault_policy) await deps.vault.deletePolicy(c.vault_policy);
+    if (deleteNow) await deps.vault.deletePolicy(policy);
   } catch (err) {
     deps.log.warn({ err, request_id: c.request_id }, 'could not delete abandoned policy yet; will retry');
     return false;
@@ -77,7 +83,7 @@ async function deleteAbandonedPolicy(deps: BrokerDeps, c: CredentialRow): Promis
   const now = deps.clock.now();
   deps.db.transaction(() => {
     if (deps.repo.moveCredential(c.id, 'abandoned', 'failed', now)) {
-      deps.audit.append({ event: 'credential.abandoned', actor: 'broker', requestId: c.request_id, data: { credential_id: c.id, policy: c.vault_policy } }, now);
+      deps.audit.append({ event: 'credential.abandoned', actor: 'broker', requestId: c.request_id, data: { credential_id: c.id, policy: c.vault_policy, ...(deleteNow || policy === null ? {} : { policy_kept_for_other_credentials: true }) } }, now);
     }
   })();
   return true;
@@ -95,9 +101,14 @@ export interface ReconcileSummary extends SweepSummary {
  *
  * - A `minting` row means the broker died between writing the policy and
  *   recording the token. Its accessor is unknown, so the token cannot be
- *   revoked by name; deleting the policy leaves any such token with nothing
- *   but Vault's `default` policy, and its TTL ends it.
+ *   revoked by name. Its policy is retired at once (no new credential is
+ *   bound to it) and deleted as soon as no live credential holds it — at
+ *   once if none does — which leaves any such token with nothing but
+ *   Vault's `default` policy until its TTL ends it.
  * - Ephemeral policies in Vault that no credential row owns are deleted.
+ *   The list is read from Vault before the rows are read, and each stray
+ *   is released in a transaction first, so a policy a credential picked up
+ *   meanwhile is never deleted under it.
  * - Live credentials whose token Vault no longer knows are ended.
  */
 export async function reconcile(deps: BrokerDeps): Promise<ReconcileSummary> {
@@ -107,6 +118,7 @@ export async function reconcile(deps: BrokerDeps): Promise<ReconcileSummary> {
   db.transaction(() => {
     for (const c of repo.credentialsInState('minting', 10_000)) {
       repo.moveCredential(c.id, 'minting', 'abandoned', now, 'broker stopped during issue');
+      if (c.vault_policy) repo.retireGrantPolicy(c.vault_policy, now);
       const req = repo.getRequest(c.request_id);
       // A tier-1 request's agent never got its answer: fail it. An approved
       // tier-2/3 request stays approved so the agent can claim again.
@@ -133,10 +145,12 @@ export async function reconcile(deps: BrokerDeps): Promise<ReconcileSummary> {
 
   const summary = await sweep(deps);
 
+  const inVault = await vault.listPolicies();
   const owned = repo.ownedPolicyNames();
   let strayPolicies = 0;
-  for (const name of await vault.listPolicies()) {
+  for (const name of inVault) {
     if (!name.startsWith(EPHEMERAL_POLICY_PREFIX) || owned.has(name)) continue;
+    if (!db.transaction(() => repo.releaseVaultPolicy(name, null, clock.now()))()) continue;
     await vault.deletePolicy(name);
     db.transaction(() => audit.append({ event: 'vault.stray_policy_deleted', actor: 'broker', data: { policy: name } }, clock.now()))();
     strayPolicies++;

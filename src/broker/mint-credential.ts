@@ -1,7 +1,8 @@
 import type { BrokerDeps } from './deps.ts';
 import { BrokerError } from './errors.ts';
+import { grantToMint } from './narrowing.ts';
 import type { RequestRow, VaultScope } from './repository.ts';
-import { ephemeralPolicyName, renderVaultPolicy } from './vault-grant.ts';
+import { renderGrant } from './vault-grant.ts';
 import { vaultUnavailable } from './vault-errors.ts';
 
 export interface VaultTokenCredential {
@@ -14,57 +15,111 @@ export interface VaultTokenCredential {
 
 export type MintOutcome = { ok: true; credential: VaultTokenCredential } | { ok: false; error: BrokerError };
 
+/** What {@link reserveVaultCredential} wrote: the `minting` row and the policy it holds. */
+export interface VaultReservation {
+  credentialId: string;
+  policyName: string;
+  policyText: string;
+  /** The policy is already in Vault (another live credential has the same grant): only the token is needed. */
+  policyWritten: boolean;
+  /** The token's TTL (and explicit max TTL). */
+  ttlSeconds: number;
+  /** performance.now() at the reservation: issuance latency is measured from here. */
+  startedAt: number;
+}
+
+/**
+ * Step 1 of issuing a Vault credential; call it inside a transaction. Checks
+ * that the request is still approved, takes the shared policy of its grant
+ * and inserts the `minting` credential row naming it (the row is the
+ * policy's reference). A unique index on live rows per request makes a
+ * racing second mint fail right here.
+ *
+ * @throws BrokerError CONFLICT when the request is not approved; the
+ *   SQLite unique-constraint error when it already has a credential.
+ */
+export function reserveVaultCredential(deps: Pick<BrokerDeps, 'repo' | 'ids' | 'clock'>, request: RequestRow): VaultReservation {
+  const { repo, ids, clock } = deps;
+  const now = clock.now();
+  const current = repo.getRequest(request.id);
+  if (current?.status !== 'approved') throw new BrokerError('CONFLICT', `request ${request.id} is ${current?.status ?? 'gone'}, not approved`);
+  // What is minted: the granted scope and TTL (the one place to read them); less than asked when an approver narrowed it.
+  const granted = grantToMint(current);
+  const scope: VaultScope = { vault_paths: granted.resource === 'vault' ? granted.vault_paths : [] };
+  const ttlSeconds = granted.ttl_seconds;
+  const grant = renderGrant(scope);
+  const policy = repo.acquireGrantPolicy(grant.hash, now);
+  const credentialId = ids.next('cred');
+  repo.insertCredential({
+    id: credentialId,
+    request_id: request.id,
+    type: 'vault_token',
+    state: 'minting',
+    vault_policy: policy.name,
+    accessor: null,
+    jti: null,
+    issued_at: null,
+    expires_at: now + ttlSeconds * 1000,
+  });
+  return { credentialId, policyName: policy.name, policyText: grant.text, policyWritten: policy.written, ttlSeconds, startedAt: performance.now() };
+}
+
 /**
  * Issues the credential of an `approved` request, at most once.
  *
- * 1. One transaction inserts a `minting` credential row; a unique index on
- *    live rows per request makes a racing second mint fail right here.
- * 2. Vault: write the ephemeral policy, then create an orphan,
- *    non-renewable token bound to it whose explicit max TTL is the grant.
+ * 1. One transaction inserts a `minting` credential row holding the
+ *    grant's shared ephemeral policy ({@link reserveVaultCredential}).
+ * 2. Vault: write that policy unless it is already there (a repeated grant
+ *    costs one call), then create an orphan, non-renewable token bound to
+ *    it whose explicit max TTL is the grant.
  * 3. One transaction marks the row live and the request issued.
  *
- * If Vault fails in step 2 the policy is deleted again and the row
- * abandoned (the reaper finishes the deletion if Vault is still down), so
- * nothing half-issued outlives the call. A crash between 1 and 3 leaves a
- * `minting` row that startup reconciliation cleans up the same way.
+ * If Vault fails in step 2 the row is abandoned and the policy retired (and
+ * deleted unless other live credentials hold it; the reaper finishes the
+ * deletion if Vault is still down), so nothing half-issued outlives the
+ * call. A crash between 1 and 3 leaves a `minting` row that startup
+ * reconciliation cleans up the same way.
  */
 export async function mintVaultCredential(deps: BrokerDeps, request: RequestRow): Promise<MintOutcome> {
-  const { repo, audit, vault, clock, ids, log, db } = deps;
-  const policyName = ephemeralPolicyName(request.id);
-  const credentialId = ids.next('cred');
-  const startedAt = clock.now();
-
+  let reservation: VaultReservation;
   try {
-    db.transaction(() => {
-      const current = repo.getRequest(request.id);
-      if (current?.status !== 'approved') throw new BrokerError('CONFLICT', `request ${request.id} is ${current?.status ?? 'gone'}, not approved`);
-      repo.insertCredential({
-        id: credentialId,
-        request_id: request.id,
-        type: 'vault_token',
-        state: 'minting',
-        vault_policy: policyName,
-        accessor: null,
-        jti: null,
-        issued_at: null,
-        expires_at: startedAt + request.ttl_seconds * 1000,
-      });
-    })();
+    reservation = deps.db.transaction(() => reserveVaultCredential(deps, request))();
   } catch (err) {
-    if (err instanceof BrokerError) return { ok: false, error: err };
-    if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
-      return { ok: false, error: new BrokerError('CONFLICT', `the credential of request ${request.id} has already been issued`) };
-    }
+    const refused = reservationRefused(err, request.id);
+    if (refused) return { ok: false, error: refused };
     throw err;
   }
+  return completeVaultCredential(deps, request, reservation);
+}
 
-  const scope = JSON.parse(request.scope) as VaultScope;
+/** The BrokerError for a reservation that threw because of the request's state, or undefined for anything else. */
+export function reservationRefused(err: unknown, requestId: string): BrokerError | undefined {
+  if (err instanceof BrokerError) return err;
+  if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
+    return new BrokerError('CONFLICT', `the credential of request ${requestId} has already been issued`);
+  }
+  return undefined;
+}
+
+/** Steps 2 and 3 of {@link mintVaultCredential}, after the reservation was committed. */
+export async function completeVaultCredential(deps: BrokerDeps, request: RequestRow, reservation: VaultReservation): Promise<MintOutcome> {
+  const outcome = await completeMint(deps, request, reservation);
+  deps.metrics.issuance('vault', (performance.now() - reservation.startedAt) / 1000, outcome.ok ? 'issued' : 'failed');
+  return outcome;
+}
+
+async function completeMint(deps: BrokerDeps, request: RequestRow, reservation: VaultReservation): Promise<MintOutcome> {
+  const { repo, audit, vault, clock, log, db } = deps;
+  const { credentialId, policyName } = reservation;
   let created;
   try {
-    await vault.writePolicy(policyName, renderVaultPolicy(scope));
+    if (!reservation.policyWritten) {
+      await vault.writePolicy(policyName, reservation.policyText);
+      repo.markGrantPolicyWritten(policyName);
+    }
     created = await vault.createOrphanToken({
       policies: [policyName],
-      ttlSeconds: request.ttl_seconds,
+      ttlSeconds: reservation.ttlSeconds,
       displayName: `jit-${request.agent_name}`,
       meta: { jit_request_id: request.id, jit_agent: request.agent_name },
     });
@@ -112,39 +167,65 @@ export async function mintVaultCredential(deps: BrokerDeps, request: RequestRow)
   };
 }
 
-/** Deletes the policy of a failed mint and settles its row; leaves it `abandoned` for the reaper if Vault is down. */
+/**
+ * Settles a failed mint: the row becomes `abandoned` and its policy is
+ * retired (a token bound to it may exist that the broker never learnt of),
+ * then deleted unless other live credentials still hold it, in which case
+ * the last of them deletes it. Leaves the row `abandoned` for the reaper if
+ * Vault is down.
+ */
 export async function abandonMint(deps: BrokerDeps, credentialId: string, policyName: string, requestId: string): Promise<void> {
   const { repo, vault, clock, audit, db, log } = deps;
-  db.transaction(() => {
-    repo.moveCredential(credentialId, 'minting', 'abandoned', clock.now(), 'vault failure during issue');
+  const deleteNow = db.transaction(() => {
+    const now = clock.now();
+    repo.moveCredential(credentialId, 'minting', 'abandoned', now, 'vault failure during issue');
+    repo.retireGrantPolicy(policyName, now);
+    return repo.releaseVaultPolicy(policyName, credentialId, now);
   })();
-  try {
-    await vault.deletePolicy(policyName);
-  } catch (err) {
-    log.warn({ err, request_id: requestId, policy: policyName }, 'could not delete ephemeral policy yet; the reaper will retry');
-    return;
+  if (deleteNow) {
+    try {
+      await vault.deletePolicy(policyName);
+    } catch (err) {
+      log.warn({ err, request_id: requestId, policy: policyName }, 'could not delete ephemeral policy yet; the reaper will retry');
+      return;
+    }
   }
   db.transaction(() => {
     if (repo.moveCredential(credentialId, 'abandoned', 'failed', clock.now())) {
-      audit.append({ event: 'credential.abandoned', actor: 'broker', requestId, data: { credential_id: credentialId, policy: policyName } }, clock.now());
+      audit.append({ event: 'credential.abandoned', actor: 'broker', requestId, data: { credential_id: credentialId, policy: policyName, ...(deleteNow ? {} : { policy_kept_for_other_credentials: true }) } }, clock.now());
     }
   })();
 }
 
 /**
- * Ends a credential: for a Vault token, revokes it by accessor and deletes
- * its policy; a gate credential has nothing outside the database (its jti is
- * refused by verification from now on). The row must already be `ending`;
- * it becomes `ended` once Vault confirmed both. Throws if Vault failed (the
- * row stays `ending`).
+ * Ends a credential: for a Vault token, revokes it by accessor and releases
+ * its policy, deleting the policy if no other credential holds it; a gate
+ * credential has nothing outside the database (its jti is refused by
+ * verification from now on). The row must already be `ending`; it becomes
+ * `ended` once Vault confirmed what was needed. Throws if Vault failed (the
+ * row stays `ending` and the reaper retries).
+ *
+ * A row that keeps the policy for others is marked ended in the same
+ * transaction that counted them, and one that deletes it retires it in that
+ * transaction, so of two credentials ending at once exactly one deletes.
  */
 export async function endCredential(
   deps: BrokerDeps,
   cred: { id: string; accessor: string | null; vault_policy: string | null; request_id: string },
 ): Promise<void> {
   const { vault, repo, clock, db } = deps;
-  if (cred.accessor) await deps.vault.revokeAccessor(cred.accessor);
-  if (cred.vault_policy) await vault.deletePolicy(cred.vault_policy);
+  if (cred.accessor) await vault.revokeAccessor(cred.accessor);
+  const policy = cred.vault_policy;
+  const deleteNow =
+    policy !== null &&
+    db.transaction(() => {
+      const now = clock.now();
+      if (repo.releaseVaultPolicy(policy, cred.id, now)) return true;
+      repo.moveCredential(cred.id, 'ending', 'ended', now);
+      return false;
+    })();
+  if (policy !== null && !deleteNow) return;
+  if (deleteNow) await vault.deletePolicy(policy);
   db.transaction(() => {
     repo.moveCredential(cred.id, 'ending', 'ended', clock.now());
   })();

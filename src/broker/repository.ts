@@ -1,5 +1,6 @@
 import type { Db } from '../db/open.ts';
 import type { Tier } from './policy/types.ts';
+import { grantPolicyName, parseGrantPolicyName } from './vault-grant.ts';
 
 export type RequestStatus = 'pending' | 'approved' | 'issued' | 'denied' | 'timed_out' | 'expired' | 'revoked' | 'failed';
 export type CredentialState = 'minting' | 'live' | 'ending' | 'ended' | 'abandoned' | 'failed';
@@ -35,6 +36,9 @@ export interface RequestRow {
   decided_at: number | null;
   decision_reason: string | null;
   failure: string | null;
+  /** What an approver granted (JSON like `scope`), set at approval; absent/NULL = granted as asked. See narrowing.ts. */
+  granted_scope?: string | null;
+  granted_ttl_seconds?: number | null;
 }
 
 export interface CredentialRow {
@@ -65,6 +69,7 @@ export function createRepository(db: Db) {
       @rules, @idempotency_key, @body_hash, @created_at, @updated_at, @approval_expires_at, @claim_expires_at, @decided_by,
       @decided_at, @decision_reason, @failure)`),
     getRequest: db.prepare('SELECT * FROM requests WHERE id = ?'),
+    setGrant: db.prepare(`UPDATE requests SET granted_scope = ?, granted_ttl_seconds = ? WHERE id = ? AND status = 'pending'`),
     releaseKey: db.prepare('UPDATE requests SET idempotency_key = NULL, body_hash = NULL WHERE id = ?'),
     byIdempotency: db.prepare('SELECT * FROM requests WHERE agent_id = ? AND idempotency_key = ?'),
     transition: db.prepare(`UPDATE requests SET status = @to, updated_at = @now,
@@ -87,9 +92,20 @@ export function createRepository(db: Db) {
     unsettled: db.prepare(`SELECT * FROM credentials WHERE state = ? LIMIT ?`),
     knownPolicies: db.prepare(`SELECT vault_policy FROM credentials WHERE vault_policy IS NOT NULL AND state IN ('minting', 'live', 'ending', 'abandoned')`),
     countPending: db.prepare(`SELECT COUNT(*) FROM requests WHERE agent_id = ? AND status = 'pending'`),
-    countSince: db.prepare(`SELECT COUNT(*) FROM requests WHERE agent_id = ? AND created_at > ?`),
-    oldestSince: db.prepare(`SELECT MIN(created_at) FROM requests WHERE agent_id = ? AND created_at > ?`),
+    // Walks at most `n` index entries however busy the agent is.
+    nthNewest: db.prepare(`SELECT created_at FROM requests WHERE agent_id = ? AND created_at > ? ORDER BY created_at DESC LIMIT 1 OFFSET ?`),
+    // No write at all when the grant is known: a repeated grant dirties no page here.
+    newGrant: db.prepare(`INSERT INTO grant_policies (grant_hash, generation, written, updated_at) VALUES (?, 1, 0, ?) ON CONFLICT (grant_hash) DO NOTHING`),
+    getGrant: db.prepare(`SELECT generation, written FROM grant_policies WHERE grant_hash = ?`),
+    grantWritten: db.prepare(`UPDATE grant_policies SET written = 1 WHERE grant_hash = ? AND generation = ?`),
+    retireGrant: db.prepare(`UPDATE grant_policies SET generation = generation + 1, written = 0, updated_at = ? WHERE grant_hash = ? AND generation = ?`),
+    policyHolders: db.prepare(`SELECT COUNT(*) FROM credentials WHERE vault_policy = ? AND state IN ('minting', 'live', 'ending') AND id != ?`),
   };
+
+  function retireGrant(name: string, now: number): void {
+    const g = parseGrantPolicyName(name);
+    if (g) s.retireGrant.run(now, g.hash, g.generation);
+  }
 
   return {
     insertRequest(row: RequestRow): void {
@@ -97,6 +113,10 @@ export function createRepository(db: Db) {
     },
     getRequest(id: string): RequestRow | undefined {
       return s.getRequest.get(id) as RequestRow | undefined;
+    },
+    /** Records what is granted on a still-pending request (decideRequest, in the approving transaction); false if it was no longer pending. */
+    setGrant(id: string, scopeJson: string, ttlSeconds: number): boolean {
+      return s.setGrant.run(scopeJson, ttlSeconds, id).changes === 1;
     },
     /** Frees a request's Idempotency-Key (its attempt failed, so a retry may use the key again). */
     releaseIdempotencyKey(id: string): void {
@@ -158,11 +178,56 @@ export function createRepository(db: Db) {
     pendingCount(agentId: string): number {
       return s.countPending.pluck().get(agentId) as number;
     },
-    createdSince(agentId: string, since: number): { count: number; oldest: number | null } {
-      return {
-        count: s.countSince.pluck().get(agentId, since) as number,
-        oldest: s.oldestSince.pluck().get(agentId, since) as number | null,
-      };
+    /**
+     * Creation time of the agent's `n`-th newest request created after
+     * `since`, or undefined when it has fewer: the per-minute rate limit is
+     * reached exactly when this exists, and lifts once it leaves the window.
+     * Reads at most `n` index entries, however many requests there are.
+     */
+    nthNewestSince(agentId: string, since: number, n: number): number | undefined {
+      return s.nthNewest.pluck().get(agentId, since, n - 1) as number | undefined;
+    },
+    /**
+     * Takes the shared Vault policy of a grant for a new credential: its
+     * current name, and whether that generation is already in Vault. Call
+     * it in the transaction that inserts the credential row naming the
+     * policy (the row is the reference), so that no retirement can slip in
+     * between.
+     */
+    acquireGrantPolicy(hash: string, now: number): { name: string; generation: number; written: boolean } {
+      let row = s.getGrant.get(hash) as { generation: number; written: number } | undefined;
+      if (!row) {
+        s.newGrant.run(hash, now);
+        row = s.getGrant.get(hash) as { generation: number; written: number };
+      }
+      return { name: grantPolicyName(hash, row.generation), generation: row.generation, written: row.written === 1 };
+    },
+    /** Records that generation `generation` of a grant policy now exists in Vault (no-op if it was retired meanwhile). */
+    markGrantPolicyWritten(name: string): void {
+      const g = parseGrantPolicyName(name);
+      if (g) s.grantWritten.run(g.hash, g.generation);
+    },
+    /**
+     * Retires a shared grant policy if it is still the current generation,
+     * so the next credential with that grant gets a fresh policy. Used when
+     * a token bound to it may exist that the broker does not know (a mint
+     * that failed half-way or was interrupted). No-op for other names.
+     */
+    retireGrantPolicy(name: string, now: number): void {
+      retireGrant(name, now);
+    },
+    /**
+     * Releases `exceptCredentialId`'s reference to the Vault policy `name`
+     * (a credential ending or abandoned, or none for a stray policy) and
+     * tells whether the policy may now be deleted from Vault: true when no
+     * other credential holds it. A shared policy is retired in the same
+     * step, so it is never handed to a new credential again. Call it inside
+     * a transaction.
+     */
+    releaseVaultPolicy(name: string, exceptCredentialId: string | null, now: number): boolean {
+      if ((s.policyHolders.pluck().get(name, exceptCredentialId ?? '') as number) > 0) return false;
+      retireGrant(name, now);
+      return true;
     },
     listRequests(filter: { status?: RequestStatus; agentId?: string; limit?: number }): RequestRow[] {
       const where: string[] = [];

@@ -4,6 +4,7 @@ import type { Agent } from './agents.ts';
 import type { BrokerDeps } from './deps.ts';
 import { BrokerError } from './errors.ts';
 import { issueCredential } from './issue-credential.ts';
+import { completeVaultCredential, reserveVaultCredential, type VaultReservation } from './mint-credential.ts';
 import { evaluateGate, evaluateVault, sessionAllowed } from './policy/index.ts';
 import type { Decision, Tier } from './policy/types.ts';
 import type { RequestRow } from './repository.ts';
@@ -26,11 +27,25 @@ export async function requestCredential(
   body: CredentialRequestBody,
   idempotencyKey?: string,
 ): Promise<RequestOutcome> {
+  let outcome: RequestOutcome;
+  try {
+    outcome = await handleRequest(deps, agent, body, idempotencyKey);
+  } catch (err) {
+    deps.metrics.requestOutcome(body.resource, body.tier, err instanceof BrokerError ? err.code.toLowerCase() : 'error');
+    throw err;
+  }
+  const tier = typeof outcome.body['required_tier'] === 'number' ? outcome.body['required_tier'] : body.tier;
+  deps.metrics.requestOutcome(body.resource, tier, outcome.status === 201 ? 'issued' : outcome.status === 202 ? 'pending' : 'replayed');
+  return outcome;
+}
+
+async function handleRequest(deps: BrokerDeps, agent: Agent, body: CredentialRequestBody, idempotencyKey: string | undefined): Promise<RequestOutcome> {
   const { repo, audit, clock, ids, config, db, policies } = deps;
-  const bodyHash = createHash('sha256').update(canonicalJson(body)).digest('hex');
+  // Only an idempotent request needs its body fingerprint.
+  const bodyHash = idempotencyKey === undefined ? null : createHash('sha256').update(canonicalJson(body)).digest('hex');
 
   if (idempotencyKey !== undefined) {
-    const replay = replayIdempotent(deps, agent, idempotencyKey, bodyHash);
+    const replay = replayIdempotent(deps, agent, idempotencyKey, bodyHash!);
     if (replay) return replay;
   }
 
@@ -58,7 +73,6 @@ export async function requestCredential(
   }
 
   const effectiveTier = Math.max(body.tier, decision.requiredTier) as Tier;
-  checkRateLimits(deps, agent, now, effectiveTier > 1);
   const scope = body.resource === 'vault' ? { vault_paths: body.vault_paths } : { repo: body.repo, refs: body.refs };
   const row: RequestRow = {
     id: ids.next('req'),
@@ -74,7 +88,7 @@ export async function requestCredential(
     session_key: sessionKey,
     rules: JSON.stringify(decision.rules),
     idempotency_key: idempotencyKey ?? null,
-    body_hash: idempotencyKey === undefined ? null : bodyHash,
+    body_hash: bodyHash,
     created_at: now,
     updated_at: now,
     approval_expires_at: effectiveTier === 1 ? null : now + config.approvalTimeoutSeconds * 1000,
@@ -85,8 +99,14 @@ export async function requestCredential(
     failure: null,
   };
 
+  // One transaction: the rate limits, the request, its audit entries and,
+  // for a tier-1 Vault request, the credential row that reserves its
+  // policy. IMMEDIATE, so the limit check and the insert are atomic even
+  // against another process writing the same database.
+  let reservation: VaultReservation | undefined;
   try {
     db.transaction(() => {
+      checkRateLimits(deps, agent, now, effectiveTier > 1);
       repo.insertRequest(row);
       const actor = `agent:${agent.name}`;
       audit.append(
@@ -100,12 +120,13 @@ export async function requestCredential(
       );
       if (row.status === 'approved') {
         audit.append({ event: 'request.approved', actor: 'policy', requestId: row.id, data: { tier: 1, rules: decision.rules } }, now);
+        if (row.resource === 'vault') reservation = reserveVaultCredential(deps, row);
       }
-    })();
+    }).immediate();
   } catch (err) {
     // Two requests racing with one idempotency key: the loser replays the winner.
     if (idempotencyKey !== undefined && (err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
-      const replay = replayIdempotent(deps, agent, idempotencyKey, bodyHash);
+      const replay = replayIdempotent(deps, agent, idempotencyKey, bodyHash!);
       if (replay) return replay;
     }
     throw err;
@@ -115,7 +136,7 @@ export async function requestCredential(
     return { status: 202, body: pendingBody(row) };
   }
 
-  const minted = await issueCredential(deps, row);
+  const minted = reservation ? await completeVaultCredential(deps, row, reservation) : await issueCredential(deps, row);
   if (!minted.ok) {
     db.transaction(() => {
       if (repo.transition(row.id, 'approved', 'failed', clock.now(), { failure: minted.error.message })) {
@@ -166,12 +187,13 @@ function replayIdempotent(deps: BrokerDeps, agent: Agent, key: string, bodyHash:
   return { status: 200, body: requestView(deps, existing), replayed: true };
 }
 
+/** Per-agent limits; runs inside the transaction that inserts the request. */
 function checkRateLimits(deps: BrokerDeps, agent: Agent, now: number, willBePending: boolean): void {
   const { repo, config } = deps;
-  const { count, oldest } = repo.createdSince(agent.id, now - 60_000);
-  if (count >= config.ratePerMinute) {
-    const retryAfter = Math.max(1, Math.ceil(((oldest ?? now) + 60_000 - now) / 1000));
-    throw new BrokerError('RATE_LIMITED', `agent "${agent.name}" made ${count} requests in the last minute (limit ${config.ratePerMinute})`, {
+  const limitedSince = repo.nthNewestSince(agent.id, now - 60_000, config.ratePerMinute);
+  if (limitedSince !== undefined) {
+    const retryAfter = Math.max(1, Math.ceil((limitedSince + 60_000 - now) / 1000));
+    throw new BrokerError('RATE_LIMITED', `agent "${agent.name}" made ${config.ratePerMinute} requests in the last minute (limit ${config.ratePerMinute})`, {
       retryAfterSeconds: retryAfter,
     });
   }

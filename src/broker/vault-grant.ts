@@ -1,17 +1,36 @@
+import { createHash } from 'node:crypto';
+import { canonicalJson } from '../lib/canonical-json.ts';
 import type { VaultScope } from './repository.ts';
 
-/** Name of the ephemeral ACL policy of one request. Vault lower-cases names; ids are lower-case already. */
-export function ephemeralPolicyName(requestId: string): string {
-  return `jit-${requestId}`;
+/**
+ * Every ephemeral policy the broker writes starts with this prefix: the
+ * shared grant policies below, and the per-request `jit-<request id>`
+ * policies of older versions (which rows written before the upgrade still
+ * name, and which are cleaned up exactly as before). Startup reconciliation
+ * recognises all of them by it, and nothing else.
+ */
+export const EPHEMERAL_POLICY_PREFIX = 'jit-req_';
+
+const GRANT_POLICY = /^jit-req_grant-([0-9a-f]{64})-([1-9][0-9]{0,15})$/;
+
+/** Name of generation `generation` of the shared policy for the grant whose content hashes to `hash`. */
+export function grantPolicyName(hash: string, generation: number): string {
+  return `${EPHEMERAL_POLICY_PREFIX}grant-${hash}-${generation}`;
 }
 
-export const EPHEMERAL_POLICY_PREFIX = 'jit-req_';
+/** The grant hash and generation of a shared grant policy name, or undefined for any other name. */
+export function parseGrantPolicyName(name: string): { hash: string; generation: number } | undefined {
+  const m = GRANT_POLICY.exec(name);
+  return m ? { hash: m[1]!, generation: Number(m[2]) } : undefined;
+}
 
 /**
  * The ACL policy granting exactly the approved (path, capability) pairs.
  * Written in Vault's JSON policy form rather than HCL so that no path can
  * inject policy syntax (HCL strings interpolate `${…}`); paths were already
  * validated to hold no wildcards, so each rule is an exact-path match.
+ * The text is canonical (paths and capabilities sorted, duplicates merged),
+ * so equal grants render, and hash, equally.
  */
 export function renderVaultPolicy(scope: VaultScope): string {
   const paths: Record<string, { capabilities: string[] }> = {};
@@ -19,5 +38,11 @@ export function renderVaultPolicy(scope: VaultScope): string {
     const caps = new Set([...(paths[path]?.capabilities ?? []), ...capabilities]);
     paths[path] = { capabilities: [...caps].sort() };
   }
-  return JSON.stringify({ path: paths });
+  return canonicalJson({ path: paths });
+}
+
+/** The policy text of a Vault grant and the hash that names it. */
+export function renderGrant(scope: VaultScope): { text: string; hash: string } {
+  const text = renderVaultPolicy(scope);
+  return { text, hash: createHash('sha256').update(text).digest('hex') };
 }

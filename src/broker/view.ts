@@ -1,4 +1,5 @@
 import type { BrokerDeps } from './deps.ts';
+import { grantJson, grantOf, requestedGrant, sameGrant } from './narrowing.ts';
 import type { RequestRow } from './repository.ts';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -7,9 +8,14 @@ const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOStrin
  * What an agent (or operator) may see of a request: status, tiers, scope,
  * decision and credential metadata. Never a secret: the credential part
  * carries only the accessor (or jti) and expiry.
+ *
+ * The request's own scope and `ttl_seconds` are what was asked; `granted`
+ * (`{vault_paths | repo, refs, ttl_seconds}`, null until approved) is what
+ * the credential is minted with, less than asked when `narrowed`.
  */
 export function requestView(deps: Pick<BrokerDeps, 'repo'>, row: RequestRow): Record<string, unknown> {
   const cred = deps.repo.getCredential(row.id);
+  const granted = grantOf(row);
   return {
     id: row.id,
     status: row.status,
@@ -20,6 +26,8 @@ export function requestView(deps: Pick<BrokerDeps, 'repo'>, row: RequestRow): Re
     reason: row.reason,
     ...JSON.parse(row.scope),
     ttl_seconds: row.ttl_seconds,
+    granted: granted ? grantJson(granted) : null,
+    narrowed: granted ? !sameGrant(granted, requestedGrant(row)) : false,
     session_key: row.session_key,
     rules: JSON.parse(row.rules) as string[],
     created_at: iso(row.created_at),

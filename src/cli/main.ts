@@ -14,6 +14,7 @@ import { webhooksCommand } from './commands/webhooks.ts';
 import { policyCommand } from './commands/policy.ts';
 import { requestsCommand } from './commands/requests.ts';
 import { serveCommand } from './commands/serve.ts';
+import { COMMAND_HELP } from './help.ts';
 import type { CliIo } from './io.ts';
 
 const USAGE = `Usage: jit <command> [options]
@@ -30,7 +31,9 @@ Agents
 
 Requests and approvals
   requests [--status S] [--limit N]   list requests (newest first)
-  approve ID [--reason TEXT]          approve a pending request as approver "local-cli"
+  approve ID [--reason TEXT] [--ttl D] [--drop-capability CAP]... [--drop-path P]... [--drop-ref R]...
+                                      approve a pending request as approver "local-cli",
+                                      optionally granting less than asked
   deny ID [--reason TEXT]             deny a pending request as approver "local-cli"
 
 Audit
@@ -42,6 +45,11 @@ Policy and gate
   gate verify --credential C --repo R --ref REF
                                       check a gate push credential (for a pre-receive hook)
 
+Webhooks and signing keys
+  webhooks list [--dead] [--limit N]  the decision webhook outbox (dead letters with --dead)
+  webhooks retry ID | --all-dead      re-queue dead events after fixing the cause
+  keys list | keys rotate             the Ed25519 signing keys; rotate keeps the old one published 7 days
+
 Agent side (HTTP only; JIT_URL default http://127.0.0.1:8787, JIT_AGENT_TOKEN)
   request vault --path PATH:CAPS... --tier N --reason TEXT [--ttl D] [--session KEY] [--wait [--claim]]
   request gate --repo R --ref REF... --tier N --reason TEXT [...]
@@ -52,7 +60,8 @@ Agent side (HTTP only; JIT_URL default http://127.0.0.1:8787, JIT_AGENT_TOKEN)
   mcp                                 MCP server on stdio with the same operations as tools
 
 Operator commands read the service's environment (JIT_DB, JIT_POLICIES, ...).
-Run "jit <command> --help" for a command's options.`;
+Exit codes: 0 done, 1 failed, 2 wrong use or bad configuration (agent side: 3 broker unreachable).
+Run "jit <command> --help" (or "jit help <command>") for a command's options; docs/cli.md has them all.`;
 
 export type Command = (args: string[], io: CliIo) => Promise<number>;
 
@@ -75,6 +84,9 @@ const COMMANDS: Record<string, Command> = {
   mcp: mcpCommand,
 };
 
+/** Every command name, for help and tests. */
+export const COMMAND_NAMES = Object.keys(COMMANDS);
+
 const defaultIo: CliIo = {
   env: process.env,
   out: (line) => process.stdout.write(`${line}\n`),
@@ -83,15 +95,26 @@ const defaultIo: CliIo = {
 
 /** Runs one CLI invocation and returns its exit code. */
 export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<number> {
-  const [name, ...rest] = argv;
-  if (!name || name === '--help' || name === '-h' || name === 'help') {
+  const [first, ...afterFirst] = argv;
+  if (first === '--help' || first === '-h' || (first === 'help' && afterFirst.length === 0)) {
     io.out(USAGE);
-    return name ? 0 : 2;
+    return 0;
   }
+  if (!first) {
+    io.err(`jit: which command?\n\n${USAGE}`);
+    return 2;
+  }
+  // `jit help X` is `jit X --help`.
+  const [name, ...rest] = first === 'help' ? [afterFirst[0]!, '--help'] : [first, ...afterFirst];
   const command = COMMANDS[name];
   if (!command) {
-    io.err(`jit: unknown command "${name}"\n\n${USAGE}`);
+    const guess = closestCommand(name);
+    io.err(`jit: unknown command "${name}"${guess ? `; did you mean "jit ${guess}"?` : ''}\nCommands: ${Object.keys(COMMANDS).join(', ')}. Run "jit --help" for usage.`);
     return 2;
+  }
+  if (wantsHelp(rest) && COMMAND_HELP[name]) {
+    io.out(COMMAND_HELP[name]);
+    return 0;
   }
   try {
     return await command(rest, io);
@@ -102,6 +125,7 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
     }
     if (err instanceof UsageError) {
       io.err(`jit ${name}: ${err.message}`);
+      io.err(`Run "jit ${name} --help" for usage.`);
       return 2;
     }
     if (err instanceof BrokerError) {
@@ -114,6 +138,35 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
 }
 
 export class UsageError extends Error {}
+
+/** `--help` or `-h` among the arguments (before a `--`). */
+function wantsHelp(args: string[]): boolean {
+  for (const a of args) {
+    if (a === '--') return false;
+    if (a === '--help' || a === '-h') return true;
+  }
+  return false;
+}
+
+/** The command a typo most likely meant (edit distance at most 2), if any. */
+function closestCommand(name: string): string | undefined {
+  let best: { name: string; d: number } | undefined;
+  for (const c of Object.keys(COMMANDS)) {
+    const d = editDistance(name.toLowerCase(), c);
+    if (d <= 2 && (!best || d < best.d)) best = { name: c, d };
+  }
+  return best?.name;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
 
 /** parseArgs with usage errors turned into UsageError. */
 export function parseCommandArgs(

@@ -7,6 +7,8 @@ import { BrokerError } from '../broker/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import { problemResponse } from './problem.ts';
 import { agentRoutes } from './routes/agent-routes.ts';
+import { metricsRoutes } from './routes/metrics-route.ts';
+import { openApiRoutes } from './routes/openapi-route.ts';
 import { publicRoutes } from './routes/public-routes.ts';
 import { TELEGRAM_WEBHOOK_PATH, type ApprovalBot } from '../telegram/index.ts';
 
@@ -43,6 +45,9 @@ export function createApp(deps: BrokerDeps, opts: AppOptions = {}): Hono<AppEnv>
     else log.info(line, 'request');
   });
 
+  // GET /metrics, and HTTP metrics for everything registered below (413s from the body limit included).
+  app.route('/', metricsRoutes(deps));
+
   app.use(
     '*',
     bodyLimit({
@@ -52,6 +57,7 @@ export function createApp(deps: BrokerDeps, opts: AppOptions = {}): Hono<AppEnv>
   );
 
   app.route('/', publicRoutes(deps, opts.telegram));
+  app.route('/', openApiRoutes(deps));
   app.route('/jit', agentRoutes(deps, () => void opts.telegram?.kick()));
   app.post(TELEGRAM_WEBHOOK_PATH, (c) => {
     if (!opts.telegram) throw new BrokerError('NOT_FOUND', 'Telegram is not configured on this broker');

@@ -3,6 +3,7 @@ import type { User } from 'grammy/types';
 import { decideRequest, type DecideOutcome } from '../broker/decide.ts';
 import type { BrokerDeps } from '../broker/deps.ts';
 import { BrokerError } from '../broker/errors.ts';
+import { ceilingOf, describeDifference, grantDifference, requestedGrant, type Grant } from '../broker/narrowing.ts';
 import type { RequestRow } from '../broker/repository.ts';
 import { revokeRequest } from '../broker/revoke.ts';
 import type { Config } from '../config/config.ts';
@@ -11,8 +12,9 @@ import { isId } from '../lib/ids.ts';
 import type { Logger } from '../lib/logger.ts';
 import { describeTelegramError } from './errors.ts';
 import { cut, escapeHtml, humanDuration } from './html.ts';
+import { OPEN_PANEL_DATA, PANEL_DATA, applyPanelAction, draftToNarrowing, parsePanelData } from './narrowing-panel.ts';
 import { approverLabel, parseCallbackData } from './render.ts';
-import type { TelegramStore } from './store.ts';
+import type { NarrowingDraft, TelegramStore } from './store.ts';
 
 export type TelegramConfig = NonNullable<Config['telegram']>;
 
@@ -37,14 +39,19 @@ export function answerFor(result: DecideOutcome, names?: ReadonlyMap<string, str
   const by = (ids: string | null) => (ids ? ids.split(', ').map((id) => approverLabel(id, names)).join(', ') : 'someone');
   let text: string;
   switch (result.outcome) {
-    case 'approved':
-      text = result.request.required_tier === 3 ? 'Approved (quorum reached, tier 3)' : 'Approved';
+    case 'approved': {
+      const base = result.request.required_tier === 3 ? 'Approved (quorum reached, tier 3)' : 'Approved';
+      text = result.narrowed ? `${base}, narrowed. Not granted: ${describeDifference(grantDifference(requestedGrant(result.request), result.grant))}` : base;
       break;
+    }
     case 'denied':
       text = 'Denied';
       break;
     case 'vote_recorded':
-      text = `Approval recorded: ${result.approvals} of ${result.needed} (tier 3)`;
+      text = `Approval recorded: ${result.approvals} of ${result.needed} (tier 3)${result.narrowed ? '; the grant is narrowed (see the message)' : ''}`;
+      break;
+    case 'refused':
+      text = `Not approved: ${result.message}`;
       break;
     case 'already_voted':
       text = `You already voted (${result.approvals} of ${result.needed} approvals so far)`;
@@ -97,7 +104,8 @@ export function registerHandlers(bot: Bot, env: HandlerEnv): void {
 
   const answer = async (ctx: Context, text: string, alert = false) => {
     try {
-      await ctx.answerCallbackQuery({ text, show_alert: alert });
+      // Telegram refuses answers over 200 characters.
+      await ctx.answerCallbackQuery({ text: cut(text, 200), show_alert: alert });
     } catch (err) {
       // Too late or Telegram down: the decision stands either way; the message edit shows it.
       log.warn({ telegram: describeTelegramError(err, env.token) }, 'telegram: could not answer a button tap');
@@ -118,12 +126,59 @@ export function registerHandlers(bot: Bot, env: HandlerEnv): void {
 
   // ---- buttons ---------------------------------------------------------------
 
+  const auditRefusal = (user: User, reason: string, data: string, requestId?: string) => {
+    deps.db.transaction(() => {
+      deps.audit.append({ event: 'callback.refused', actor: telegramIdentity(user.id), requestId, data: { reason, data: cut(data, 64), via: 'telegram' } }, clock.now());
+    })();
+    log.warn({ telegram_user: user.id, request_id: requestId, reason }, 'telegram: refused a button tap');
+  };
+
+  /**
+   * Security: a button acts only on the request of the message it is under.
+   * Callback data is chosen by the client, so `a:<request B>` sent from
+   * request A's message (or a panel id of B) is refused, whatever it names.
+   */
+  const underItsMessage = (ctx: Context, requestId: string, strict: boolean): boolean => {
+    const m = ctx.callbackQuery?.message;
+    const row = store.get(requestId);
+    if (!m || !row || row.message_id === null) return !strict;
+    // TELEGRAM_CHAT_ID may be a numeric id or an @username.
+    const sameChat = /^-?\d+$/.test(row.chat_id) ? String(m.chat.id) === row.chat_id : 'username' in m.chat && `@${m.chat.username}`.toLowerCase() === row.chat_id.toLowerCase();
+    return sameChat && m.message_id === row.message_id;
+  };
+
+  /** For buttons that do not decide: the request must still be pending (the answer says what it is otherwise). */
+  const pendingOrAnswer = async (ctx: Context, requestId: string): Promise<RequestRow | undefined> => {
+    const request = deps.repo.getRequest(requestId);
+    if (!request) {
+      await answer(ctx, 'Unknown request: it is not in this broker’s database.', true);
+      return undefined;
+    }
+    if (request.status !== 'pending' || (request.approval_expires_at !== null && request.approval_expires_at <= clock.now())) {
+      await answer(ctx, request.status === 'pending' ? 'Too late: the request timed out' : `Already decided: the request is ${request.status.replace('_', ' ')}`);
+      env.kick();
+      return undefined;
+    }
+    return request;
+  };
+
+  const ceilingFor = (request: RequestRow): { requested: Grant; ceiling: Grant } => {
+    const requested = requestedGrant(request);
+    const votes = store.votes(request.id).filter((v) => v.decision === 'approve');
+    return { requested, ceiling: ceilingOf(requested, votes.map((v) => ({ grant_scope: v.grant_scope ?? null, grant_ttl_seconds: v.grant_ttl_seconds ?? null }))) };
+  };
+
   bot.callbackQuery(/^[ad]:req_[0-9a-z]{26}$/, async (ctx) => {
     const tap = parseCallbackData(ctx.callbackQuery.data)!;
     const user = ctx.from;
     if (!isApprover(user)) {
       refuse(user, 'vote.refused', { decision: tap.decision }, tap.requestId);
       await answer(ctx, 'You are not an approver for this broker. This attempt has been recorded.', true);
+      return;
+    }
+    if (!underItsMessage(ctx, tap.requestId, false)) {
+      auditRefusal(user, 'button not under its request’s message', ctx.callbackQuery.data, tap.requestId);
+      await answer(ctx, 'Refused: this button does not belong to this message. Nothing changed; this attempt has been recorded.', true);
       return;
     }
     const identity = telegramIdentity(user.id);
@@ -139,9 +194,116 @@ export function registerHandlers(bot: Bot, env: HandlerEnv): void {
       throw err;
     }
     log.info({ request_id: tap.requestId, approver: identity, decision: tap.decision, outcome: result.outcome }, 'telegram: decision');
-    await answer(ctx, answerFor(result, store.names()));
+    await answer(ctx, answerFor(result, store.names()), result.outcome === 'refused');
     env.kick();
   });
+
+  // Opens the narrowing panel (or shows the one already open: a repeated tap opens nothing new).
+  bot.callbackQuery(OPEN_PANEL_DATA, async (ctx) => {
+    const requestId = ctx.callbackQuery.data.slice(2);
+    const user = ctx.from;
+    if (!isApprover(user)) {
+      refuse(user, 'vote.refused', { action: 'narrow' }, requestId);
+      await answer(ctx, 'You are not an approver for this broker. This attempt has been recorded.', true);
+      return;
+    }
+    if (!underItsMessage(ctx, requestId, true)) {
+      auditRefusal(user, 'button not under its request’s message', ctx.callbackQuery.data, requestId);
+      await answer(ctx, 'Refused: this button does not belong to this message. Nothing changed; this attempt has been recorded.', true);
+      return;
+    }
+    const request = await pendingOrAnswer(ctx, requestId);
+    if (!request) return;
+    const identity = telegramIdentity(user.id);
+    store.rememberName(identity, displayName(user), clock.now());
+    store.openDraft(requestId, identity, clock.now());
+    log.info({ request_id: requestId, approver: identity }, 'telegram: narrowing panel opened');
+    await answer(ctx, 'Narrowing: tap ✂️ to drop, ⏱ for a shorter TTL, then ✅ Approve as shown.');
+    env.kick();
+  });
+
+  bot.callbackQuery(PANEL_DATA, async (ctx) => {
+    const data = ctx.callbackQuery.data;
+    const tap = parsePanelData(data)!;
+    const user = ctx.from;
+    const draft = store.draft(tap.draftId);
+    if (!isApprover(user)) {
+      refuse(user, 'vote.refused', { action: 'narrow' }, draft?.requestId);
+      await answer(ctx, 'You are not an approver for this broker. This attempt has been recorded.', true);
+      return;
+    }
+    if (!draft) {
+      await answer(ctx, 'This narrowing panel is closed. Tap ✂️ Narrow… on the request to start again.');
+      env.kick();
+      return;
+    }
+    if (!underItsMessage(ctx, draft.requestId, true)) {
+      auditRefusal(user, 'narrowing button not under its request’s message', data, draft.requestId);
+      await answer(ctx, 'Refused: this button does not belong to this message. Nothing changed; this attempt has been recorded.', true);
+      return;
+    }
+    const identity = telegramIdentity(user.id);
+    store.rememberName(identity, displayName(user), clock.now());
+    const request = await pendingOrAnswer(ctx, draft.requestId);
+    if (!request) {
+      store.closeDraft(draft.id);
+      return;
+    }
+    const { action } = tap;
+
+    if (action.kind === 'close') {
+      store.closeDraft(draft.id);
+      await answer(ctx, 'Narrowing closed; nothing was approved.');
+      env.kick();
+      return;
+    }
+
+    if (action.kind === 'approve') {
+      const result = approveDraft(draft, action.version, identity);
+      if (result.kind === 'stale') {
+        await answer(ctx, 'The narrowing changed since your screen was drawn; nothing was approved. Check the message and tap again.', true);
+      } else {
+        log.info({ request_id: draft.requestId, approver: identity, outcome: result.result.outcome, narrowed: 'narrowed' in result.result ? result.result.narrowed : undefined }, 'telegram: decision (narrowing panel)');
+        await answer(ctx, answerFor(result.result, store.names()), result.result.outcome === 'refused');
+      }
+      env.kick();
+      return;
+    }
+
+    const outcome = deps.db.transaction(() => {
+      const current = store.draft(draft.id);
+      if (!current) return { ok: false as const, forged: false, answer: 'This narrowing panel is closed.' };
+      const { requested, ceiling } = ceilingFor(request);
+      const applied = applyPanelAction(current.narrowing, action, requested, ceiling);
+      if (applied.ok && applied.changed && !store.updateDraft(current.id, current.version, applied.draft, identity, clock.now())) {
+        return { ok: false as const, forged: false, answer: 'Someone changed the narrowing at the same moment; check the message and tap again.' };
+      }
+      return applied;
+    }).immediate();
+    if (!outcome.ok && outcome.forged) auditRefusal(user, 'forged narrowing action', data, draft.requestId);
+    await answer(ctx, outcome.answer, !outcome.ok);
+    env.kick();
+  });
+
+  /**
+   * "Approve as shown": in one transaction, checks that the panel still has
+   * the version the tapped keyboard was drawn with, decides through
+   * decideRequest with the panel's narrowing, and closes the panel once the
+   * vote counted. So what is approved is exactly what the tapper saw (or
+   * less, if a concurrent tier-3 vote narrowed the ceiling meanwhile).
+   */
+  function approveDraft(draft: NarrowingDraft, version: number, approver: string): { kind: 'stale' } | { kind: 'decided'; result: DecideOutcome } {
+    return deps.db.transaction(() => {
+      const current = store.draft(draft.id);
+      if (!current || current.version !== version) return { kind: 'stale' as const };
+      const request = deps.repo.getRequest(current.requestId);
+      if (!request) throw new BrokerError('NOT_FOUND', `request ${current.requestId} not found`);
+      const narrowing = request.status === 'pending' ? draftToNarrowing(current.narrowing, ceilingFor(request).ceiling) : undefined;
+      const result = decideRequest(deps, current.requestId, { approver, decision: 'approve', narrowing });
+      if (result.outcome !== 'refused' && result.outcome !== 'already_voted') store.closeDraft(current.id);
+      return { kind: 'decided' as const, result };
+    }).immediate();
+  }
 
   bot.on('callback_query', async (ctx) => {
     await answer(ctx, 'This button is no longer valid.');

@@ -1,6 +1,8 @@
 import { formatDuration } from '../lib/duration.ts';
+import { ceilingOf, describeDifference, grantDifference, grantOf, requestedGrant, sameGrant, type Grant } from '../broker/narrowing.ts';
 import type { GateScope, RequestRow, RequestStatus, VaultScope } from '../broker/repository.ts';
 import { TELEGRAM_TEXT_LIMIT, ellipsize, escapeHtml, formatTime, visibleLength } from './html.ts';
+import { MAX_ITEM_BUTTONS, buttonLabel, draftGrant, openPanelData, panelData, ttlChoices, type DraftNarrowing } from './narrowing-panel.ts';
 
 /** One approver's vote, as stored by decideRequest. */
 export interface VoteView {
@@ -8,6 +10,18 @@ export interface VoteView {
   decision: 'approve' | 'deny';
   reason: string | null;
   at: number;
+  /** What an approve vote approved (JSON like the request's scope); null for votes from before narrowing. */
+  grant_scope?: string | null;
+  grant_ttl_seconds?: number | null;
+}
+
+/** The narrowing panel open on a pending request. */
+export interface DraftView {
+  id: string;
+  version: number;
+  narrowing: DraftNarrowing;
+  /** Identity of whoever changed it last (`telegram:<id>`). */
+  updatedBy: string;
 }
 
 /** Everything the approval message shows about one request. */
@@ -21,6 +35,8 @@ export interface ApprovalView {
   /** Who revoked it and when (from the audit log), for revoked requests. */
   revokedBy?: { actor: string; at: number } | undefined;
   credential?: { issued_at: number | null; expires_at: number; ended_at: number | null } | undefined;
+  /** The narrowing panel, while the request is pending and an approver opened it. */
+  draft?: DraftView | undefined;
 }
 
 export interface InlineButton {
@@ -30,7 +46,7 @@ export interface InlineButton {
 
 export interface RenderedApproval {
   html: string;
-  /** Approve / Deny while pending; empty once decided (the buttons are removed). */
+  /** Approve / Deny / Narrow (or the narrowing panel) while pending; empty once decided (the buttons are removed). */
   keyboard: InlineButton[][];
   status: RequestStatus;
   /** No later state can change this message (denied, timed out, expired, revoked, failed). */
@@ -115,17 +131,131 @@ export function renderApproval(view: ApprovalView): RenderedApproval {
   }
 
   const pending = request.status === 'pending';
+  const grants = grantsOf(view);
   return {
     html,
-    keyboard: pending
-      ? [[
-          { text: '✅ Approve', callback_data: callbackData('approve', request.id) },
-          { text: '❌ Deny', callback_data: callbackData('deny', request.id) },
-        ]]
-      : [],
+    keyboard: !pending
+      ? []
+      : view.draft && grants
+        ? panelKeyboard(view, view.draft, grants)
+        : [
+            [
+              { text: '✅ Approve', callback_data: callbackData('approve', request.id) },
+              { text: '❌ Deny', callback_data: callbackData('deny', request.id) },
+            ],
+            [{ text: '✂️ Narrow…', callback_data: openPanelData(request.id) }],
+          ],
     status: request.status,
     final: FINAL_STATUSES.includes(request.status),
   };
+}
+
+interface Grants {
+  requested: Grant;
+  /** The most an approval can grant now (tier 3: what earlier votes approved). */
+  ceiling: Grant;
+  /** What the open panel would grant; undefined when it would grant nothing. */
+  draft?: Grant | undefined;
+  /** What was granted, once approved. */
+  granted: Grant | null;
+}
+
+function grantsOf(view: ApprovalView): Grants | undefined {
+  try {
+    const requested = requestedGrant(view.request);
+    const ceiling = ceilingOf(
+      requested,
+      view.votes.filter((v) => v.decision === 'approve').map((v) => ({ grant_scope: v.grant_scope ?? null, grant_ttl_seconds: v.grant_ttl_seconds ?? null })),
+    );
+    const d = view.draft ? draftGrant(view.draft.narrowing, requested, ceiling) : undefined;
+    return { requested, ceiling, draft: d?.ok ? d.grant : undefined, granted: grantOf(view.request) };
+  } catch {
+    return undefined; // an unreadable scope: the message still shows the request, without narrowing
+  }
+}
+
+/**
+ * The narrowing panel: TTL choices, drop/keep buttons for capabilities and
+ * paths (or refs), then "Approve as shown" bound to the panel's version, so
+ * a tap approves exactly the grant this keyboard was drawn with.
+ */
+function panelKeyboard(view: ApprovalView, draft: DraftView, g: Grants): InlineButton[][] {
+  const rows: InlineButton[][] = [];
+  const { requested, ceiling } = g;
+  const shown = g.draft ?? ceiling;
+  const choices = ttlChoices(ceiling.ttl_seconds);
+  if (choices.length > 1) {
+    rows.push(
+      choices.map((s) => ({
+        text: `${s === shown.ttl_seconds ? '✔️' : '⏱'} ${formatDuration(s)}${s === ceiling.ttl_seconds ? ' (full)' : ''}`,
+        callback_data: panelData(draft.id, { kind: 'ttl', seconds: s }),
+      })),
+    );
+  }
+  if (requested.resource === 'vault' && ceiling.resource === 'vault') {
+    const ceilingCaps = [...new Set(ceiling.vault_paths.flatMap((p) => p.capabilities))];
+    if (ceilingCaps.length > 1) {
+      const caps = ceilingCaps.map((c) =>
+        draft.narrowing.dropCapabilities.includes(c)
+          ? { text: `↩️ keep ${c}`, callback_data: panelData(draft.id, { kind: 'capability', drop: false, capability: c }) }
+          : { text: `✂️ drop ${c}`, callback_data: panelData(draft.id, { kind: 'capability', drop: true, capability: c }) },
+      );
+      for (let i = 0; i < caps.length; i += 3) rows.push(caps.slice(i, i + 3));
+    }
+  }
+  const items = requested.resource === 'vault' ? requested.vault_paths.map((p) => p.path) : requested.refs;
+  const inCeiling = (item: string) => (ceiling.resource === 'vault' ? ceiling.vault_paths.some((p) => p.path === item) : ceiling.refs.includes(item));
+  const dropped = requested.resource === 'vault' ? draft.narrowing.dropPaths : draft.narrowing.dropRefs;
+  const kind = requested.resource === 'vault' ? ('path' as const) : ('ref' as const);
+  // With one item left in the ceiling there is nothing to choose: dropping it would leave nothing.
+  if (items.filter(inCeiling).length > 1) {
+    items.forEach((item, index) => {
+      if (index >= MAX_ITEM_BUTTONS || !inCeiling(item)) return;
+      const drop = !dropped.includes(item);
+      rows.push([{ text: `${drop ? '✂️ drop' : '↩️ keep'} ${buttonLabel(item)}`, callback_data: panelData(draft.id, { kind, drop, index }) }]);
+    });
+  }
+  rows.push([
+    { text: '✅ Approve as shown', callback_data: panelData(draft.id, { kind: 'approve', version: draft.version }) },
+    { text: '↩️ Back', callback_data: panelData(draft.id, { kind: 'close' }) },
+  ]);
+  rows.push([{ text: '❌ Deny', callback_data: callbackData('deny', view.request.id) }]);
+  return rows;
+}
+
+/** A grant as message lines: its items, its TTL (with the asked one when shorter), and what was left out. */
+function grantLines(requested: Grant, grant: Grant, k: Knobs): string[] {
+  const items =
+    grant.resource === 'vault'
+      ? grant.vault_paths.map((p) => `• <code>${escapeHtml(p.path)}</code>: ${escapeHtml(p.capabilities.join(', '))}`)
+      : grant.refs.map((r) => `• <code>${escapeHtml(grant.repo)}</code> <code>${escapeHtml(r)}</code>`);
+  const lines = items.slice(0, k.itemsShown);
+  if (items.length > k.itemsShown) lines.push(`… and ${items.length - k.itemsShown} more`);
+  lines.push(`<b>TTL:</b> ${formatDuration(grant.ttl_seconds)}${grant.ttl_seconds < requested.ttl_seconds ? ` (asked ${formatDuration(requested.ttl_seconds)})` : ''}`);
+  const left = describeDifference(grantDifference(requested, grant));
+  if (left) lines.push(`<b>Not granted:</b> ${escapeHtml(ellipsize(left, Math.max(100, Math.min(600, k.reasonMax))))}`);
+  return lines;
+}
+
+/** After approval: what was granted, below the outcome. */
+function grantedLines(view: ApprovalView, k: Knobs): string[] {
+  const g = grantsOf(view);
+  if (!g?.granted) return [];
+  if (sameGrant(g.granted, g.requested)) return [`<b>Granted:</b> everything asked, TTL ${formatDuration(g.granted.ttl_seconds)}.`];
+  return ['✂️ <b>NARROWED</b> — granted less than asked:', ...grantLines(g.requested, g.granted, k)];
+}
+
+/** While pending: the open panel's grant, or what earlier tier-3 votes narrowed the request to. */
+function pendingGrantLines(view: ApprovalView, k: Knobs): string[] {
+  const g = grantsOf(view);
+  if (!g || view.request.status !== 'pending') return [];
+  if (view.draft) {
+    const head = `✂️ <b>Narrowing</b> — last change by ${who(view.draft.updatedBy, view)}`;
+    if (!g.draft) return ['', head, '⚠️ As chosen, nothing would be granted: keep something, or tap ❌ Deny.'];
+    return ['', head, '<b>✅ Approve as shown</b> grants exactly:', ...grantLines(g.requested, g.draft, k)];
+  }
+  if (!sameGrant(g.ceiling, g.requested)) return ['', '✂️ <b>Narrowed by an earlier approval</b> — ✅ Approve grants exactly:', ...grantLines(g.requested, g.ceiling, k)];
+  return [];
 }
 
 function scopeItems(request: RequestRow): { label: string; lines: string[] } {
@@ -181,13 +311,23 @@ function compose(view: ApprovalView, k: Knobs): string {
   if (r.approval_expires_at !== null) {
     lines.push(`<b>Times out:</b> ${formatTime(r.approval_expires_at)} (${formatDuration(Math.max(1, Math.round((r.approval_expires_at - r.created_at) / 1000)))} after the request)`);
   }
+  lines.push(...pendingGrantLines(view, k));
   if (r.required_tier === 3 || view.votes.length > 1) lines.push(votesLine(view));
   return lines.join('\n');
 }
 
 function votesLine(view: ApprovalView): string {
   const approvals = view.votes.filter((v) => v.decision === 'approve');
-  const list = view.votes.map((v) => `${v.decision === 'approve' ? '✅' : '❌'} ${escapeHtml(approverLabel(v.approver, view.names))}`);
+  const narrowedVote = (v: VoteView) => {
+    if (v.decision !== 'approve' || !v.grant_scope || v.grant_ttl_seconds == null) return false;
+    try {
+      const requested = requestedGrant(view.request);
+      return !sameGrant(ceilingOf(requested, [{ grant_scope: v.grant_scope, grant_ttl_seconds: v.grant_ttl_seconds }]), requested);
+    } catch {
+      return false;
+    }
+  };
+  const list = view.votes.map((v) => `${v.decision === 'approve' ? '✅' : '❌'} ${escapeHtml(approverLabel(v.approver, view.names))}${narrowedVote(v) ? ' ✂️' : ''}`);
   return `<b>Votes:</b> ${approvals.length} of ${view.quorum} approvals${list.length ? ` — ${list.join(', ')}` : ''}`;
 }
 
@@ -217,10 +357,10 @@ function outcomeLines(view: ApprovalView, k: Knobs): string[] {
     case 'pending':
       return [];
     case 'approved':
-      return [approvedLine(), ...why(r.decision_reason), `⏳ Waiting for the agent to claim it${r.claim_expires_at ? ` (until ${formatTime(r.claim_expires_at)})` : ''}.`];
+      return [approvedLine(), ...why(r.decision_reason), `⏳ Waiting for the agent to claim it${r.claim_expires_at ? ` (until ${formatTime(r.claim_expires_at)})` : ''}.`, ...grantedLines(view, k)];
     case 'issued': {
       const c = view.credential;
-      return [approvedLine(), ...why(r.decision_reason), `🔑 <b>ISSUED</b>${c?.issued_at ? ` at ${formatTime(c.issued_at)}` : ''}${c ? `, expires ${formatTime(c.expires_at)}` : ''}.`];
+      return [approvedLine(), ...why(r.decision_reason), `🔑 <b>ISSUED</b>${c?.issued_at ? ` at ${formatTime(c.issued_at)}` : ''}${c ? `, expires ${formatTime(c.expires_at)}` : ''}.`, ...grantedLines(view, k)];
     }
     case 'denied':
       return [`❌ <b>DENIED</b> by ${who(r.decided_by, view)} at ${at(r.decided_at)}`, ...why(r.decision_reason)];
@@ -229,12 +369,12 @@ function outcomeLines(view: ApprovalView, k: Knobs): string[] {
     case 'expired': {
       const lines = r.decided_by && r.decided_by !== 'policy' ? [approvedLine()] : [];
       const cause = r.failure ?? (view.credential ? 'the credential reached its expiry' : null);
-      return [...lines, `⌛ <b>EXPIRED</b> at ${formatTime(r.updated_at)}${cause ? `: ${escapeHtml(cause)}` : ''}.`];
+      return [...lines, `⌛ <b>EXPIRED</b> at ${formatTime(r.updated_at)}${cause ? `: ${escapeHtml(cause)}` : ''}.`, ...(lines.length ? grantedLines(view, k) : [])];
     }
     case 'revoked': {
       const lines = r.decided_by && r.decided_by !== 'policy' && r.decided_at ? [approvedLine()] : [];
       const by = view.revokedBy ? ` by ${who(view.revokedBy.actor, view)}` : '';
-      return [...lines, `🚫 <b>REVOKED</b>${by} at ${formatTime(view.revokedBy?.at ?? r.updated_at)}`, ...why(r.decision_reason)];
+      return [...lines, `🚫 <b>REVOKED</b>${by} at ${formatTime(view.revokedBy?.at ?? r.updated_at)}`, ...why(r.decision_reason), ...(lines.length ? grantedLines(view, k) : [])];
     }
     case 'failed':
       return [`⚠️ <b>FAILED</b> at ${formatTime(r.updated_at)}${r.failure ? `: ${escapeHtml(ellipsize(r.failure, 300))}` : ''}`];

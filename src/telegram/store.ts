@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Db } from '../db/open.ts';
 import type { RequestRow, RequestStatus } from '../broker/repository.ts';
+import { EMPTY_DRAFT, type DraftNarrowing } from './narrowing-panel.ts';
 import type { VoteView } from './render.ts';
 
 export interface TelegramMessageRow {
@@ -16,8 +17,34 @@ export interface TelegramMessageRow {
   edited_at: number | null;
 }
 
+/** An open narrowing panel (migration 0006). */
+export interface NarrowingDraft {
+  id: string;
+  requestId: string;
+  narrowing: DraftNarrowing;
+  version: number;
+  openedBy: string;
+  updatedBy: string;
+}
+
+interface DraftRow {
+  id: string;
+  request_id: string;
+  narrowing: string;
+  version: number;
+  opened_by: string;
+  updated_by: string;
+}
+
+const toDraft = (r: DraftRow | undefined): NarrowingDraft | undefined =>
+  r && { id: r.id, requestId: r.request_id, narrowing: { ...EMPTY_DRAFT, ...(JSON.parse(r.narrowing) as Partial<DraftNarrowing>) }, version: r.version, openedBy: r.opened_by, updatedBy: r.updated_by };
+
+const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';
+/** 10 random base32 characters (50 bits): a panel id for callback data. Authority never rests on it being secret. */
+const draftId = () => [...randomBytes(10)].map((b) => BASE32[b & 31]).join('');
+
 /**
- * The Telegram adapter's own tables (migration 0004) plus read-only views
+ * The Telegram adapter's own tables (migrations 0004, 0006) plus read-only views
  * of votes and the audit log for rendering. Request state itself is never
  * written here: decisions go through decideRequest / revokeRequest.
  */
@@ -41,7 +68,16 @@ export function createTelegramStore(db: Db) {
       WHERE request_id = @id AND rendered_hash IS @previous`),
     invalidate: db.prepare(`UPDATE telegram_messages SET rendered_hash = NULL, settled = 0 WHERE request_id = ?`),
     get: db.prepare(`SELECT * FROM telegram_messages WHERE request_id = ?`),
-    votes: db.prepare(`SELECT approver, decision, reason, at FROM votes WHERE request_id = ? ORDER BY at, approver`),
+    votes: db.prepare(`SELECT approver, decision, reason, at, grant_scope, grant_ttl_seconds FROM votes WHERE request_id = ? ORDER BY at, approver`),
+    openDraft: db.prepare(`INSERT INTO telegram_narrowing (id, request_id, narrowing, version, opened_by, updated_by, created_at, updated_at)
+      VALUES (@id, @request_id, @narrowing, 1, @by, @by, @now, @now) ON CONFLICT (request_id) DO NOTHING`),
+    draftById: db.prepare(`SELECT * FROM telegram_narrowing WHERE id = ?`),
+    draftByRequest: db.prepare(`SELECT * FROM telegram_narrowing WHERE request_id = ?`),
+    updateDraft: db.prepare(`UPDATE telegram_narrowing SET narrowing = @narrowing, version = version + 1, updated_by = @by, updated_at = @now
+      WHERE id = @id AND version = @version`),
+    closeDraft: db.prepare(`DELETE FROM telegram_narrowing WHERE id = ?`),
+    anyDraft: db.prepare(`SELECT 1 FROM telegram_narrowing LIMIT 1`),
+    pruneDrafts: db.prepare(`DELETE FROM telegram_narrowing WHERE NOT EXISTS (SELECT 1 FROM requests r WHERE r.id = telegram_narrowing.request_id AND r.status = 'pending')`),
     revokedBy: db.prepare(`SELECT actor, at FROM audit_log WHERE request_id = ? AND event = 'request.revoked' ORDER BY seq DESC LIMIT 1`),
     upsertName: db.prepare(`INSERT INTO telegram_users (identity, name, updated_at) VALUES (?, ?, ?)
       ON CONFLICT (identity) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at WHERE telegram_users.name <> excluded.name`),
@@ -90,6 +126,30 @@ export function createTelegramStore(db: Db) {
     },
     votes(requestId: string): VoteView[] {
       return s.votes.all(requestId) as VoteView[];
+    },
+    /** Opens the narrowing panel of a request, or returns the one already open (a repeated tap opens nothing new). */
+    openDraft(requestId: string, by: string, now: number): NarrowingDraft {
+      s.openDraft.run({ id: draftId(), request_id: requestId, narrowing: JSON.stringify(EMPTY_DRAFT), by, now });
+      return toDraft(s.draftByRequest.get(requestId) as DraftRow)!;
+    },
+    draft(id: string): NarrowingDraft | undefined {
+      return toDraft(s.draftById.get(id) as DraftRow | undefined);
+    },
+    draftFor(requestId: string): NarrowingDraft | undefined {
+      return toDraft(s.draftByRequest.get(requestId) as DraftRow | undefined);
+    },
+    /** Stores a new choice if nobody changed the panel since `version` was read; false otherwise. */
+    updateDraft(id: string, version: number, narrowing: DraftNarrowing, by: string, now: number): boolean {
+      return s.updateDraft.run({ id, version, narrowing: JSON.stringify(narrowing), by, now }).changes === 1;
+    },
+    closeDraft(id: string): void {
+      s.closeDraft.run(id);
+    },
+    /** Drops the panels of requests that are no longer pending. */
+    pruneDrafts(): number {
+      // Read first: most passes have no panel open, and a DELETE would take the write lock for nothing.
+      if (s.anyDraft.get() === undefined) return 0;
+      return s.pruneDrafts.run().changes;
     },
     revokedBy(requestId: string): { actor: string; at: number } | undefined {
       return s.revokedBy.get(requestId) as { actor: string; at: number } | undefined;

@@ -55,6 +55,7 @@ export function createSync(o: SyncOptions) {
   function viewOf(request: RequestRow, names: ReadonlyMap<string, string>): ApprovalView {
     const needsCredential = request.status === 'issued' || request.status === 'expired' || request.status === 'revoked';
     const cred = needsCredential ? deps.repo.getCredential(request.id) : undefined;
+    const draft = request.status === 'pending' ? store.draftFor(request.id) : undefined;
     return {
       request,
       votes: store.votes(request.id),
@@ -62,6 +63,7 @@ export function createSync(o: SyncOptions) {
       names,
       revokedBy: request.status === 'revoked' ? store.revokedBy(request.id) : undefined,
       credential: cred ? { issued_at: cred.issued_at, expires_at: cred.expires_at, ended_at: cred.ended_at } : undefined,
+      draft: draft ? { id: draft.id, version: draft.version, narrowing: draft.narrowing, updatedBy: draft.updatedBy } : undefined,
     };
   }
 
@@ -157,6 +159,7 @@ export function createSync(o: SyncOptions) {
     async pass(): Promise<PassResult> {
       const result: PassResult = { posted: 0, edited: 0 };
       const names = store.names();
+      store.pruneDrafts();
       try {
         for (const row of store.unsettled(500)) {
           if (await editOne(row.request_id, names)) result.edited++;

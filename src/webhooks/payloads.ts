@@ -1,4 +1,5 @@
 import type { DecisionEventType } from '../broker/events.ts';
+import { describeDifference, grantDifference, grantOf, normalizeGrant, requestedGrant, sameGrant, scopeOf } from '../broker/narrowing.ts';
 import type { WebhookTarget } from '../broker/policy/types.ts';
 import type { RequestRow } from '../broker/repository.ts';
 import { formatDuration } from '../lib/duration.ts';
@@ -21,8 +22,12 @@ export interface DecisionEvent {
   resource: RequestRow['resource'];
   tier: number;
   required_tier: number;
+  /** What the agent asked for. */
   scope: Scope;
   ttl_seconds: number;
+  /** What was approved, next to what was asked; null unless the request was approved. Less than asked when `narrowed`. */
+  granted: (Scope & { ttl_seconds: number }) | null;
+  narrowed: boolean;
   decided_by: string | null;
   decided_at: string | null;
   reason: string | null;
@@ -52,6 +57,7 @@ export function buildDecisionEvent(input: {
   publicUrl: string;
 }): DecisionEvent {
   const { request: r } = input;
+  const granted = grantOf(r);
   return {
     type: `jit.request.${input.type}`,
     id: input.id,
@@ -64,6 +70,8 @@ export function buildDecisionEvent(input: {
     required_tier: r.required_tier,
     scope: JSON.parse(r.scope) as Scope,
     ttl_seconds: r.ttl_seconds,
+    granted: granted ? { ...scopeOf(granted), ttl_seconds: granted.ttl_seconds } : null,
+    narrowed: granted ? !sameGrant(granted, requestedGrant(r)) : false,
     decided_by: r.decided_by,
     decided_at: iso(r.decided_at),
     reason: r.decision_reason,
@@ -107,13 +115,16 @@ function quoted(text: string | null): string {
 export function openClawMessage(event: DecisionEvent, opts: { credentialIssued: boolean }): string {
   const head = `[jit-broker] Request ${event.request_id} (${event.resource}, tier ${event.required_tier})`;
   const scope = describeScope(event.scope);
-  const ttl = formatDuration(event.ttl_seconds);
+  // Once approved, everything after speaks of what was granted, which may be less than was asked.
+  const granted = event.granted ? describeScope(event.granted) : scope;
+  const ttl = formatDuration(event.granted?.ttl_seconds ?? event.ttl_seconds);
   switch (event.type) {
     case 'jit.request.approved':
       return [
         `${head} was APPROVED by ${event.decided_by ?? 'an approver'} at ${event.decided_at ?? event.occurred_at}.${quoted(event.reason)}`,
+        ...(event.narrowed && event.granted ? [`The approver NARROWED it: granted less than you asked (not granted: ${narrowingText(event)}).`] : []),
         `Granted once claimed, valid for ${ttl} from the claim:`,
-        scope,
+        granted,
         `Claim it before ${event.claim?.expires_at ?? 'the claim window ends'} with exactly this call (your agent token in $JIT_AGENT_TOKEN):`,
         `curl -sS -X POST -H "Authorization: Bearer $JIT_AGENT_TOKEN" ${event.claim?.url ?? ''}`,
         'The 201 response carries the credential once; a second claim gets 409, a claim after the deadline gets 410.',
@@ -126,13 +137,18 @@ export function openClawMessage(event: DecisionEvent, opts: { credentialIssued: 
       return [
         `${head} was REVOKED at ${event.occurred_at}.${quoted(event.reason)}`,
         opts.credentialIssued ? 'The credential issued for it no longer works:' : 'It can no longer be claimed:',
-        scope,
+        granted,
       ].join('\n');
     case 'jit.request.expired':
       return opts.credentialIssued
-        ? [`${head}: the credential EXPIRED at ${event.occurred_at} and no longer works:`, scope, 'Send a new request if you still need access.'].join('\n')
-        : [`${head}: the approval EXPIRED at ${event.occurred_at} because it was not claimed in time. Nothing was issued for:`, scope].join('\n');
+        ? [`${head}: the credential EXPIRED at ${event.occurred_at} and no longer works:`, granted, 'Send a new request if you still need access.'].join('\n')
+        : [`${head}: the approval EXPIRED at ${event.occurred_at} because it was not claimed in time. Nothing was issued for:`, granted].join('\n');
   }
+}
+
+function narrowingText(event: DecisionEvent): string {
+  const text = describeDifference(grantDifference(normalizeGrant(event.resource, event.scope, event.ttl_seconds), normalizeGrant(event.resource, event.granted!, event.granted!.ttl_seconds)));
+  return text.length > MAX_REASON ? `${text.slice(0, MAX_REASON)}…` : text;
 }
 
 export function buildOpenClawBody(event: DecisionEvent, target: Extract<WebhookTarget, { kind: 'openclaw' }>, opts: { credentialIssued: boolean }): OpenClawAgentBody {

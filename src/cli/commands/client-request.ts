@@ -29,7 +29,11 @@ stdout: export JIT_REQUEST_ID=… and JIT_REQUEST_STATUS=…, plus VAULT_TOKEN=�
 JIT_GATE_CREDENTIAL=…) when a credential was issued (tier 1 at once, or --claim).
 Exit 0 when the request is pending, approved or issued (with --wait: approved or
 issued), 1 on an API error or any other outcome, 2 on bad usage, 3 when the broker
-cannot be reached.`;
+cannot be reached.
+
+Environment
+  JIT_URL          the broker (default http://127.0.0.1:8787)
+  JIT_AGENT_TOKEN  the agent token "jit agent add NAME" printed (required)`;
 
 const OPTIONS = {
   path: { type: 'string', multiple: true },

@@ -1,4 +1,7 @@
 import { decideRequest, type DecideOutcome } from '../../broker/decide.ts';
+import { describeDifference, grantDifference, requestedGrant, type Grant, type Narrowing } from '../../broker/narrowing.ts';
+import { PolicyStore, formatProblems } from '../../broker/policy/index.ts';
+import { formatDuration, parseDurationSeconds } from '../../lib/duration.ts';
 import { isId } from '../../lib/ids.ts';
 import { openCliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
@@ -7,20 +10,48 @@ import { UsageError, parseCommandArgs } from '../main.ts';
 /** The approver identity of the local CLI (SPEC §3). */
 export const LOCAL_APPROVER = 'local-cli';
 
-/** `jit approve ID` / `jit deny ID [--reason TEXT]`: the local approver for hosts without Telegram. */
+const APPROVE_USAGE = [
+  'jit approve ID [--reason TEXT] [--ttl D] [--drop-capability CAP]... [--drop-path PATH]... [--drop-ref REF]...',
+  '',
+  'Approve a pending request as approver "local-cli", optionally granting less than it asked:',
+  '  --ttl D                 a shorter TTL (e.g. 5m, 900s); never longer than asked',
+  '  --drop-capability CAP   do not grant CAP on any path (e.g. update: read-only)',
+  '  --drop-path PATH        do not grant PATH at all (Vault requests)',
+  '  --drop-ref REF          do not grant REF (gate requests)',
+  'Each option may be repeated. See docs/narrowing.md.',
+].join('\n');
+const DENY_USAGE = 'jit deny ID [--reason TEXT]';
+
+/** `jit approve ID [narrowing]` / `jit deny ID [--reason TEXT]`: the local approver for hosts without Telegram. */
 export function decideCommand(decision: 'approve' | 'deny') {
-  const usage = decision === 'approve' ? 'jit approve ID [--reason TEXT]' : 'jit deny ID [--reason TEXT]';
+  const usage = decision === 'approve' ? APPROVE_USAGE : DENY_USAGE;
+  const options =
+    decision === 'approve'
+      ? {
+          reason: { type: 'string' },
+          ttl: { type: 'string' },
+          'drop-capability': { type: 'string', multiple: true },
+          'drop-path': { type: 'string', multiple: true },
+          'drop-ref': { type: 'string', multiple: true },
+        }
+      : { reason: { type: 'string' } };
   return async (args: string[], io: CliIo): Promise<number> => {
-    const { values, positionals } = parseCommandArgs(args, { reason: { type: 'string' } }, usage);
+    const { values, positionals } = parseCommandArgs(args, options as Parameters<typeof parseCommandArgs>[1], usage);
     if (values.help) return (io.out(`usage: ${usage}`), 0);
     const [id, ...extra] = positionals;
-    if (!id || extra.length > 0) throw new UsageError(`${id ? `unexpected argument "${extra[0]}"` : 'missing request ID'}\nusage: ${usage}`);
+    if (!id || extra.length > 0) throw new UsageError(`${id ? `unexpected argument "${extra[0]}"` : 'missing request ID'}\nusage: ${usage.split('\n')[0]}`);
     if (!isId('req', id)) throw new UsageError(`"${id}" is not a request id (they look like req_…)`);
     const reason = values.reason as string | undefined;
     if (reason !== undefined && (reason.trim() === '' || reason.length > 2000)) throw new UsageError('--reason must be 1-2000 characters');
+    const narrowing = decision === 'approve' ? narrowingFrom(values) : undefined;
+
     const ctx = openCliContext(io, { decisions: true });
     try {
-      const result = decideRequest(ctx.deps, id, { approver: LOCAL_APPROVER, decision, reason });
+      // The policy in force re-checks the grant at approval (narrowed or not), as the service does.
+      const policies = new PolicyStore();
+      const loaded = policies.reload(ctx.config.policiesDir);
+      if (!loaded.ok) throw new Error(`the policy files in ${ctx.config.policiesDir} are invalid:\n  ${formatProblems(loaded.problems).join('\n  ')}`);
+      const result = decideRequest({ ...ctx.deps, policies }, id, { approver: LOCAL_APPROVER, decision, reason, narrowing });
       return report(result, id, io);
     } finally {
       ctx.close();
@@ -28,22 +59,53 @@ export function decideCommand(decision: 'approve' | 'deny') {
   };
 }
 
+function narrowingFrom(values: Record<string, unknown>): Narrowing | undefined {
+  const list = (name: string) => {
+    const v = (values[name] as string[] | undefined) ?? [];
+    for (const item of v) if (item.trim() === '') throw new UsageError(`--${name} needs a value`);
+    return v;
+  };
+  let ttlSeconds: number | undefined;
+  if (values.ttl !== undefined) {
+    ttlSeconds = parseDurationSeconds(values.ttl as string);
+    if (ttlSeconds === undefined) throw new UsageError(`--ttl "${values.ttl as string}" is not a duration (e.g. 300, 90s, 5m, 1h)`);
+  }
+  const n: Narrowing = { ttlSeconds, dropCapabilities: list('drop-capability'), dropPaths: list('drop-path'), dropRefs: list('drop-ref') };
+  return n.ttlSeconds === undefined && !n.dropCapabilities!.length && !n.dropPaths!.length && !n.dropRefs!.length ? undefined : n;
+}
+
+/** `homelab/data/apps/web [read]; TTL 5m` */
+function describeGrant(grant: Grant): string {
+  const items = grant.resource === 'vault' ? grant.vault_paths.map((p) => `${p.path} [${p.capabilities.join(', ')}]`) : grant.refs.map((r) => `${grant.repo} ${r}`);
+  return `${items.join('; ')}; TTL ${formatDuration(grant.ttl_seconds)}`;
+}
+
+function granted(result: { request: Parameters<typeof requestedGrant>[0]; grant: Grant; narrowed: boolean }): string {
+  if (!result.narrowed) return `Granted as asked: ${describeGrant(result.grant)}.`;
+  return `Granted (narrowed): ${describeGrant(result.grant)}.\nNot granted: ${describeDifference(grantDifference(requestedGrant(result.request), result.grant))}.`;
+}
+
 function report(result: DecideOutcome, id: string, io: CliIo): number {
   switch (result.outcome) {
     case 'approved':
       io.out(`Request ${id} approved. The agent can claim its credential until ${new Date(result.request.claim_expires_at!).toISOString()}.`);
+      io.out(granted(result));
       return 0;
     case 'denied':
       io.out(`Request ${id} denied.`);
       return 0;
     case 'vote_recorded':
       io.out(`Approval recorded for ${id}: ${result.approvals} of ${result.needed} distinct approvers (tier 3).`);
+      io.out(granted(result).replace(/^Granted/, 'The grant so far'));
       return 0;
     case 'already_voted':
       io.err(`You (local-cli) already voted on ${id}: ${result.approvals} of ${result.needed} approvals so far.`);
       return 1;
     case 'already_decided':
       io.err(`Request ${id} is already ${result.status}${result.decidedBy ? ` (by ${result.decidedBy})` : ''}; nothing changed.`);
+      return 1;
+    case 'refused':
+      io.err(`Request ${id} was not approved: ${result.message}. It is still pending.`);
       return 1;
   }
 }

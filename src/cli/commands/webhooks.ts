@@ -6,6 +6,10 @@ import { UsageError, parseCommandArgs } from '../main.ts';
 
 const USAGE = 'jit webhooks list [--dead] [--limit N] | jit webhooks retry ID | jit webhooks retry --all-dead';
 
+/** --all-dead lists each event up to this many; beyond, it prints progress and a summary. */
+const RETRY_LIST_MAX = 20;
+const RETRY_PROGRESS_EVERY = 1000;
+
 const iso = (ms: number | null) => (ms === null ? '-' : new Date(ms).toISOString());
 
 function when(r: OutboxRow): string {
@@ -31,6 +35,8 @@ export async function webhooksCommand(args: string[], io: CliIo): Promise<number
     throw new UsageError(`${sub ? `unknown subcommand "${sub}"` : 'missing subcommand'}\nusage: ${USAGE}`);
   }
   if (sub === 'retry' && !id === !values['all-dead']) throw new UsageError(`webhooks retry needs an event ID or --all-dead\nusage: ${USAGE}`);
+  if (sub === 'list' && (id !== undefined || values['all-dead'])) throw new UsageError(`webhooks list takes only --dead and --limit\nusage: ${USAGE}`);
+  if (sub === 'retry' && (values.dead || values.limit !== undefined)) throw new UsageError(`--dead and --limit go with "webhooks list"\nusage: ${USAGE}`);
 
   const ctx = openCliContext(io);
   try {
@@ -50,28 +56,15 @@ export async function webhooksCommand(args: string[], io: CliIo): Promise<number
       return 0;
     }
 
-    const targets = values['all-dead'] ? store.list({ state: 'dead', limit: 10_000 }) : [store.get(id!)];
-    let failures = 0;
-    for (const row of targets) {
-      if (!row) {
-        io.err(`jit webhooks: no webhook event ${id}`);
-        return 1;
-      }
-      if (row.state !== 'dead') {
-        io.err(`jit webhooks: event ${row.id} is ${row.state}, not dead; only dead events are re-queued`);
-        failures++;
-        continue;
-      }
+    /** Re-queues one dead event; the reason on failure. */
+    const requeue = (row: OutboxRow): { ok: true; line: string } | { ok: false; why: string } => {
+      if (row.state !== 'dead') return { ok: false, why: `event ${row.id} is ${row.state}, not dead; only dead events are re-queued` };
       // An event aimed at OPENCLAW_HOOKS_URL follows the current setting, so fixing the
       // variable and retrying is enough; a URL from a policy file is kept as recorded.
       let url: string | undefined;
       if (row.target === 'openclaw' && row.url_source === 'config') {
         const resolved = resolveTargetUrl({ kind: 'openclaw' }, ctx.config);
-        if (!resolved.url) {
-          io.err(`jit webhooks: event ${row.id} goes to OpenClaw but OPENCLAW_HOOKS_URL is not set; set it first`);
-          failures++;
-          continue;
-        }
+        if (!resolved.url) return { ok: false, why: `event ${row.id} goes to OpenClaw but OPENCLAW_HOOKS_URL is not set; set it first` };
         url = resolved.url;
       }
       const now = systemClock.now();
@@ -80,14 +73,49 @@ export async function webhooksCommand(args: string[], io: CliIo): Promise<number
         ctx.audit.append({ event: 'webhook.requeued', actor: 'local-cli', requestId: row.request_id, data: { event_id: row.id, type: row.type, previous_attempts: row.attempts } }, now);
         return true;
       })();
-      if (!requeued) {
-        io.err(`jit webhooks: event ${row.id} changed meanwhile; not re-queued`);
-        failures++;
-        continue;
+      if (!requeued) return { ok: false, why: `event ${row.id} changed meanwhile; not re-queued` };
+      return { ok: true, line: `Re-queued ${row.id} (${row.type}, request ${row.request_id}) to ${redactUrl(url ?? row.url)}` };
+    };
+
+    if (!values['all-dead']) {
+      const row = store.get(id!);
+      if (!row) {
+        io.err(`jit webhooks: no webhook event ${id}`);
+        return 1;
       }
-      io.out(`Re-queued ${row.id} (${row.type}, request ${row.request_id}) to ${redactUrl(url ?? row.url)}; the running service sends it within a second or so.`);
+      const r = requeue(row);
+      if (!r.ok) {
+        io.err(`jit webhooks: ${r.why}`);
+        return 1;
+      }
+      io.out(`${r.line}; the running service sends it within a second or so.`);
+      return 0;
     }
-    if (values['all-dead'] && targets.length === 0) io.out('No dead webhook events.');
+
+    // --all-dead: a snapshot of every dead event (events that die again while
+    // this runs are not picked up twice), with progress for big batches.
+    const total = store.countByState().dead;
+    const rows = total > 0 ? store.list({ state: 'dead', limit: total }) : [];
+    if (rows.length === 0) {
+      io.out('No dead webhook events.');
+      return 0;
+    }
+    const verbose = rows.length <= RETRY_LIST_MAX;
+    if (!verbose) io.err(`Re-queueing ${rows.length} dead webhook events…`);
+    let done = 0;
+    let failures = 0;
+    for (const [i, row] of rows.entries()) {
+      const r = requeue(row);
+      if (r.ok) {
+        done++;
+        if (verbose) io.out(r.line);
+      } else {
+        failures++;
+        io.err(`jit webhooks: ${r.why}`);
+      }
+      if (!verbose && (i + 1) % RETRY_PROGRESS_EVERY === 0) io.err(`… ${i + 1} of ${rows.length}`);
+    }
+    io.out(`Re-queued ${done} of ${rows.length} dead webhook events${failures > 0 ? ` (${failures} not re-queued, see above)` : ''}; the running service sends them at its usual pace.`);
     return failures > 0 ? 1 : 0;
   } finally {
     ctx.close();

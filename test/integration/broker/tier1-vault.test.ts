@@ -22,6 +22,24 @@ const readRegistry = {
   vault_paths: [{ path: 'homelab/data/docker/registry', capabilities: ['read'] }],
 };
 
+/** The ephemeral policies in Vault (`jit-…`). */
+async function jitPolicies(): Promise<string[]> {
+  try {
+    const { data } = await h.root.read('sys/policies/acl?list=true');
+    return (data.keys as string[]).filter((k) => k.startsWith('jit-'));
+  } catch {
+    return [];
+  }
+}
+
+/** The ephemeral policy an issued Vault credential is bound to (its only policy besides `default`). */
+function grantPolicy(credential: { policies: string[] }): string {
+  const own = credential.policies.filter((p) => p !== 'default');
+  expect(own).toHaveLength(1);
+  expect(own[0]).toMatch(/^jit-req_grant-[0-9a-f]{64}-\d+$/);
+  return own[0]!;
+}
+
 async function policyExists(name: string): Promise<boolean> {
   try {
     await h.root.read(`sys/policies/acl/${name}`);
@@ -39,7 +57,11 @@ describe('tier 1 issuance', () => {
     expect(res.body).toMatchObject({ status: 'issued', tier: 1, required_tier: 1, resource: 'vault' });
     const cred = res.body.credential;
     expect(cred.type).toBe('vault_token');
-    expect(cred.policies).toContain(`jit-${res.body.id}`);
+    // Bound to one ephemeral policy granting exactly the approved pair.
+    const policy = grantPolicy(cred);
+    expect(cred.policies).toEqual(['default', policy]);
+    const { data } = await h.root.read(`sys/policies/acl/${policy}`);
+    expect(JSON.parse(data.policy)).toEqual({ path: { 'homelab/data/docker/registry': { capabilities: ['read'] } } });
     expect(res.headers.get('cache-control')).toBe('no-store');
 
     const agentVault = h.vaultAs(cred.token);
@@ -108,7 +130,7 @@ describe('policy decisions', () => {
     expect(res.status).toBe(202);
     expect(res.body).toMatchObject({ status: 'pending', tier: 1, required_tier: 2 });
     expect(Date.parse(res.body.approval_expires_at) - h.clock.now()).toBe(600_000);
-    expect(await policyExists(`jit-${res.body.id}`)).toBe(false);
+    expect(await jitPolicies()).toEqual([]);
   });
 
   it('never lowers a tier the agent asked for', async () => {
@@ -171,7 +193,7 @@ describe('expiry and revocation', () => {
     expect(summary.credentialsExpired).toBe(1);
     expect(summary.credentialsEnded).toBe(1);
     await expect(h.vaultAs(credential.token).read('homelab/data/docker/registry')).rejects.toMatchObject({ response: { statusCode: 403 } });
-    expect(await policyExists(`jit-${id}`)).toBe(false);
+    expect(await policyExists(grantPolicy(credential))).toBe(false);
     const view = await h.call('GET', `/jit/requests/${id}`, { token });
     expect(view.body).toMatchObject({ status: 'expired', credential: { state: 'ended' } });
   });
@@ -183,7 +205,7 @@ describe('expiry and revocation', () => {
     expect(revoked.status).toBe(200);
     expect(revoked.body).toMatchObject({ status: 'revoked', credential: { state: 'ended' } });
     await expect(h.vaultAs(credential.token).read('homelab/data/docker/registry')).rejects.toMatchObject({ response: { statusCode: 403 } });
-    expect(await policyExists(`jit-${id}`)).toBe(false);
+    expect(await policyExists(grantPolicy(credential))).toBe(false);
     const again = await h.call('POST', `/jit/requests/${id}/revoke`, { token });
     expect(again.status).toBe(200);
   });
@@ -219,9 +241,8 @@ describe('Vault failures', () => {
     h.proxy.setFault((_m, path) => (path.includes('auth/token/create-orphan') ? { status: 500, body: { errors: ['internal error'] } } : undefined));
     const res = await h.call('POST', '/jit/request', { token, body: readRegistry });
     expect(res.status).toBe(503);
-    const [row] = h.broker.deps.repo.listRequests({});
     expect(h.proxy.seen.some((r) => r.method === 'PUT' || r.method === 'POST')).toBe(true);
-    expect(await policyExists(`jit-${row!.id}`)).toBe(false);
+    expect(await jitPolicies()).toEqual([]);
   });
 
   it('retries the clean-up later when Vault goes away mid-issue', async () => {
@@ -236,10 +257,12 @@ describe('Vault failures', () => {
     const res = await h.call('POST', '/jit/request', { token, body: readRegistry });
     expect(res.status).toBe(503);
     const [row] = h.broker.deps.repo.listRequests({});
-    expect(await policyExists(`jit-${row!.id}`)).toBe(true);
+    const policy = h.broker.deps.repo.getCredential(row!.id)?.vault_policy;
+    expect(policy).toMatch(/^jit-req_grant-/);
+    expect(await jitPolicies()).toEqual([policy]);
     h.proxy.setFault(undefined);
     expect((await sweep(h.broker.deps)).policiesCleaned).toBe(1);
-    expect(await policyExists(`jit-${row!.id}`)).toBe(false);
+    expect(await jitPolicies()).toEqual([]);
   });
 
   it('reports Vault down in /healthz with 503', async () => {

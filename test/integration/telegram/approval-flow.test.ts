@@ -48,7 +48,7 @@ describe('posting', () => {
     const bold = (m.entities ?? []).filter((e) => e.type === 'bold').map((e) => text.slice(e.offset, e.offset + e.length));
     expect(bold).not.toContain('now');
     expect(bold).toContain('Reason:');
-    expect(buttonsOf(m)).toEqual([`a:${id}`, `d:${id}`]);
+    expect(buttonsOf(m)).toEqual([`a:${id}`, `d:${id}`, `n:${id}`]);
     expect(Buffer.byteLength(`a:${id}`)).toBeLessThanOrEqual(64);
   });
 
@@ -66,7 +66,7 @@ describe('posting', () => {
     expect(text).toContain('Vault paths (64):');
     expect(text).toMatch(/… and \d+ more\n/);
     expect(text).toMatch(/Reason: <r+… \(\d+ more characters\)/);
-    expect(buttonsOf(m)).toEqual([`a:${id}`, `d:${id}`]);
+    expect(buttonsOf(m)).toEqual([`a:${id}`, `d:${id}`, `n:${id}`]);
 
     // The edit after a decision must fit too.
     t.emu.tap(ALICE, m.message_id, `d:${id}`);
@@ -139,7 +139,7 @@ describe('tier 2 decisions', () => {
     expect(t.deps.db.prepare('SELECT COUNT(*) FROM votes').pluck().get()).toBe(0);
     const after = t.messageFor(id)!;
     expect(after.text).toBe(posted.text);
-    expect(buttonsOf(after)).toEqual([`a:${id}`, `d:${id}`]);
+    expect(buttonsOf(after)).toEqual([`a:${id}`, `d:${id}`, `n:${id}`]);
   });
 
   it('two approvers tapping at once: exactly one decision, the second is told who approved', async () => {
@@ -182,7 +182,7 @@ describe('tier 3 quorum', () => {
     expect((await waitAnswers(t.emu, 1))[0]!.text).toBe('Approval recorded: 1 of 2 (tier 3)');
     const one = await t.waitMessage(id, (m) => m.text!.includes('Votes: 1 of 2 approvals'));
     expect(one.text).toContain(`Votes: 1 of 2 approvals — ✅ Alice (telegram:${ALICE})`);
-    expect(buttonsOf(one)).toEqual([`a:${id}`, `d:${id}`]);
+    expect(buttonsOf(one)).toEqual([`a:${id}`, `d:${id}`, `n:${id}`]);
 
     t.emu.tap(ALICE, posted.message_id, `a:${id}`);
     expect((await waitAnswers(t.emu, 2))[1]!.text).toBe('You already voted (1 of 2 approvals so far)');

@@ -44,7 +44,7 @@ describe('Telegram approval through the running broker', () => {
     expect(posted.text).toContain('moltbot');
     expect(posted.text).toContain('rotate <the> web key & more');
     expect(posted.text).toContain('homelab/data/apps/web');
-    expect(tg.buttons(posted)).toEqual([callbackData('approve', id), callbackData('deny', id)]);
+    expect(tg.buttons(posted)).toEqual([callbackData('approve', id), callbackData('deny', id), `n:${id}`]);
 
     tg.tap(MALLORY, posted.message_id, callbackData('approve', id));
     await tg.waitFor(() => tg.callbackAnswers().length >= 1, 5_000, 'refusal');
@@ -65,6 +65,29 @@ describe('Telegram approval through the running broker', () => {
     const refused = h.broker.deps.db.prepare(`SELECT COUNT(*) FROM audit_log WHERE event = 'vote.refused' AND actor = ?`).pluck().get(`telegram:${MALLORY}`);
     expect(refused).toBe(1);
     expect(h.logs()).not.toContain(BOT_TOKEN);
+  });
+
+  it('20 racing taps give one decision, and 20 racing claims one credential', async () => {
+    await start();
+    const token = h.addAgent('moltbot');
+    const id: string = (await h.call('POST', '/jit/request', { token, body: write })).body.id;
+    const posted = await tg.waitFor(() => tg.botMessages(CHAT).find((m) => m.text?.includes(id)), 5_000, 'approval message');
+    for (let i = 0; i < 20; i++) {
+      const user = i % 2 ? ALICE : BOB;
+      tg.tap(user, posted.message_id, callbackData(i % 5 === 4 ? 'deny' : 'approve', id), { force: true });
+    }
+    await tg.waitFor(() => tg.callbackAnswers().length >= 20, 10_000, '20 callback answers');
+    const decided = h.broker.deps.repo.getRequest(id)!;
+    expect(['approved', 'denied']).toContain(decided.status);
+    const decisions = h.broker.deps.db.prepare(`SELECT COUNT(*) FROM audit_log WHERE request_id = ? AND event IN ('request.approved', 'request.denied')`).pluck().get(id);
+    expect(decisions).toBe(1);
+    if (decided.status === 'approved') {
+      const claims = await Promise.all(Array.from({ length: 20 }, () => h.call('POST', `/jit/requests/${id}/claim`, { token })));
+      expect(claims.filter((c) => c.status === 201)).toHaveLength(1);
+      expect(claims.filter((c) => c.status === 409)).toHaveLength(19);
+    }
+    const credentials = h.broker.deps.db.prepare(`SELECT COUNT(*) FROM credentials WHERE request_id = ? AND state NOT IN ('failed', 'abandoned')`).pluck().get(id);
+    expect(credentials).toBe(decided.status === 'approved' ? 1 : 0);
   });
 
   it('routes webhook-mode updates and refuses a wrong secret', async () => {

@@ -34,7 +34,7 @@ describe('Telegram failures defer, never lose', () => {
 
     const m = await t.waitMessage(id);
     expect(Date.now() - started).toBeGreaterThanOrEqual(950);
-    expect(buttonsOf(m)).toEqual([`a:${id}`, `d:${id}`]);
+    expect(buttonsOf(m)).toEqual([`a:${id}`, `d:${id}`, `n:${id}`]);
     expect(t.emu.calls('sendMessage').map((c) => c.status)).toEqual([429, 200]);
     expect(t.emu.botMessages(CHAT_ID)).toHaveLength(1);
     await bot.kick();

@@ -75,7 +75,10 @@ describe('renderApproval', () => {
   });
 
   it('pending: Approve / Deny buttons; decided: none, outcome first', () => {
-    expect(renderApproval(view()).keyboard).toEqual([[{ text: '✅ Approve', callback_data: `a:${ID}` }, { text: '❌ Deny', callback_data: `d:${ID}` }]]);
+    expect(renderApproval(view()).keyboard).toEqual([
+      [{ text: '✅ Approve', callback_data: `a:${ID}` }, { text: '❌ Deny', callback_data: `d:${ID}` }],
+      [{ text: '✂️ Narrow…', callback_data: `n:${ID}` }],
+    ]);
     const approved = renderApproval(view({ status: 'approved', decided_by: 'telegram:1, telegram:2', decided_at: T0 + 5000, claim_expires_at: T0 + 605_000 }, { names: new Map([['telegram:1', 'Alice']]) }));
     expect(approved.keyboard).toEqual([]);
     expect(approved.final).toBe(false);

@@ -125,6 +125,9 @@ describe('outbox sink: standard target and routing', () => {
       required_tier: 2,
       scope: { vault_paths: [{ path: 'homelab/data/docker/registry', capabilities: ['read', 'update'] }] },
       ttl_seconds: 1800,
+      // Approved as asked (no stored grant): granted equals the request.
+      granted: { vault_paths: [{ path: 'homelab/data/docker/registry', capabilities: ['read', 'update'] }], ttl_seconds: 1800 },
+      narrowed: false,
       decided_by: 'telegram:1234',
       decided_at: new Date(r.decided_at!).toISOString(),
       reason: null,

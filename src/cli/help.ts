@@ -1,0 +1,230 @@
+/**
+ * `jit COMMAND --help` for every command: what it does, its options, exit
+ * codes and environment. docs/cli.md is the long form of the same.
+ */
+
+const OPERATOR_ENV = `Environment
+  The service's own variables: JIT_DB (default ./data/jit.db), JIT_POLICIES
+  (default ./policies), and the rest of the configuration (see docs/cli.md).
+  Run it on the broker host, as the broker's user, with the same environment.`;
+
+const OPERATOR_EXIT = `Exit codes
+  0 done; 1 failed (the reason on stderr); 2 wrong use or bad configuration.`;
+
+const AGENT_ENV = `Environment
+  JIT_URL          the broker (default http://127.0.0.1:8787)
+  JIT_AGENT_TOKEN  the agent token "jit agent add NAME" printed (required)`;
+
+const AGENT_EXIT = `Exit codes
+  0 done; 1 the broker answered with an error (its code and detail on stderr);
+  2 wrong use or JIT_AGENT_TOKEN/JIT_URL missing or bad; 3 broker unreachable.`;
+
+export const COMMAND_HELP: Record<string, string> = {
+  serve: `Usage: jit serve
+
+Runs the broker (this is what "npm start" runs) until SIGINT or SIGTERM.
+SIGHUP reloads the policy files (a bad file keeps the old policy and logs why).
+Without VAULT_ADDR it runs in dev mode: an in-memory development Vault on
+127.0.0.1:JIT_DEV_VAULT_PORT (8200), and agent "dev" is created on first start.
+
+Environment
+  All of the configuration: JIT_HOST, JIT_PORT, JIT_PUBLIC_URL, JIT_DB,
+  JIT_POLICIES, JIT_APPROVAL_TIMEOUT, JIT_CLAIM_WINDOW, JIT_TIER3_QUORUM,
+  JIT_RATE_PER_MINUTE, JIT_MAX_PENDING, VAULT_ADDR, VAULT_ROLE_ID +
+  VAULT_SECRET_ID or VAULT_TOKEN, TELEGRAM_*, OPENCLAW_HOOKS_URL,
+  OPENCLAW_HOOKS_TOKEN, JIT_SIGNING_KEY, LOG_LEVEL (see docs/cli.md).
+
+Exit codes
+  0 stopped by a signal; 1 could not start (e.g. invalid policy files);
+  2 bad configuration (one line naming the variable).`,
+
+  'dev-vault': `Usage: jit dev-vault [--port 8200] [--root-token root]
+
+Runs the development Vault in the foreground: in memory, loopback only,
+DEVELOPMENT ONLY (like "vault server -dev"). Stop it with Ctrl-C.
+
+Options
+  --port N           port on 127.0.0.1 (default 8200; 0 picks a free one)
+  --root-token T     the root token (default "root")
+
+Exit codes
+  0 stopped; 1 could not listen (port in use); 2 wrong use.`,
+
+  agent: `Usage: jit agent add NAME [--session KEY]
+       jit agent list
+       jit agent remove NAME
+
+  add      registers an agent and prints its bearer token. The token is the
+           last line of stdout and is shown only this once.
+  list     lists agents: name, session key, created at (never tokens)
+  remove   removes an agent; its token stops working at once
+
+Options
+  --session KEY   (add) the session key its decision webhooks go to when a
+                  request names none (default: the policy's default_session)
+
+${OPERATOR_ENV}
+
+${OPERATOR_EXIT}`,
+
+  requests: `Usage: jit requests [--status S] [--limit N]
+
+Lists requests, newest first: id, status, agent, tier (asked->required),
+resource, created at, scope.
+
+Options
+  --status S   only this status: pending, approved, issued, denied,
+               timed_out, expired, revoked, failed
+  --limit N    at most N rows (default 50, 1-10000)
+
+${OPERATOR_ENV}
+
+${OPERATOR_EXIT}`,
+
+  deny: `Usage: jit deny ID [--reason TEXT]
+
+Denies a pending request as approver "local-cli" (for hosts without
+Telegram). The agent gets a decision webhook.
+
+Options
+  --reason TEXT   why (1-2000 characters); recorded and sent to the agent
+
+${OPERATOR_ENV}
+
+Exit codes
+  0 denied; 1 not pending any more (already decided, timed out) or not found;
+  2 wrong use or bad configuration.`,
+
+  audit: `Usage: jit audit verify
+       jit audit export [--output FILE] [--since SEQ]
+
+  verify   checks the audit log's hash chain, printing progress every
+           100,000 entries on stderr. Exit 0 intact; 1 tampered, naming the
+           first bad entry.
+  export   writes the audit log as JSON Lines (one entry a line) to stdout or
+           FILE (created mode 0600), with progress every 100,000 entries.
+
+Options
+  --output FILE, -o FILE   (export) write here instead of stdout
+  --since SEQ              (export) only entries after sequence number SEQ
+
+${OPERATOR_ENV}
+
+${OPERATOR_EXIT}`,
+
+  policy: `Usage: jit policy check [DIR]
+
+Validates the policy files in DIR (default $JIT_POLICIES, else ./policies)
+as the broker would load them. Prints a summary, or every problem with its
+file, rule and field. Warnings do not fail the check.
+
+Exit codes
+  0 valid; 1 invalid (the problems on stderr); 2 wrong use.`,
+
+  gate: `Usage: jit gate verify --credential C --repo R --ref REF
+
+For a git pre-receive hook: may credential C push REF to repository R now?
+Asks the broker (POST /gate/verify, which also checks revocation) and caches
+its JWKS. When the broker is unreachable it verifies offline against the
+cached JWKS and warns that revocation could not be checked.
+
+Options
+  --credential C   the gate credential (a JWT) the agent presented
+  --repo R         the repository being pushed to, e.g. homelab/app
+  --ref REF        the ref being updated, e.g. refs/heads/agent/fix-12
+
+Environment
+  JIT_URL          the broker (default http://127.0.0.1:8787)
+  JIT_JWKS_CACHE   the JWKS cache file (default ~/.cache/jit-broker/jwks.json)
+
+Exit codes
+  0 valid (stdout: agent, request, expiry); 1 invalid (the reason on stderr);
+  2 wrong use.`,
+
+  webhooks: `Usage: jit webhooks list [--dead] [--limit N]
+       jit webhooks retry ID
+       jit webhooks retry --all-dead
+
+The decision webhook outbox.
+
+  list     events, newest first: id, state, type, request, target, attempts,
+           last status, when, URL (credentials redacted), last error
+  retry    re-queues a dead event (or, with --all-dead, every dead event):
+           pending, attempts reset, due now; the running service sends it
+           within a second or so. Fix the cause first (see LAST_ERROR).
+
+Options
+  --dead       (list) only dead events
+  --limit N    (list) at most N rows (default 50, 1-10000)
+  --all-dead   (retry) every dead event; progress on stderr for large batches
+
+${OPERATOR_ENV}
+
+Exit codes
+  0 done; 1 an event was not found or could not be re-queued (the others
+  were); 2 wrong use or bad configuration.`,
+
+  keys: `Usage: jit keys list
+       jit keys rotate
+
+The Ed25519 signing keys (gate credentials, decision webhook signatures).
+
+  list     key ids, status (current/previous), source, age, and when a
+           previous key leaves the JWKS. Never prints a private key.
+  rotate   makes a new current key; the old one stays in the JWKS for 7 days.
+           A running service picks it up with its next signature. Refused
+           when the key comes from JIT_SIGNING_KEY (change that and restart).
+
+${OPERATOR_ENV}
+  The key file is signing-keys.json next to JIT_DB.
+
+${OPERATOR_EXIT}`,
+
+  status: `Usage: jit status ID [--format text|json]
+
+Agent side: shows the agent's own request as the broker sees it: status,
+decision, what was granted, credential metadata. Never the secret.
+
+Options
+  --format text|json   a summary (default) or the broker's JSON
+
+${AGENT_ENV}
+
+${AGENT_EXIT}`,
+
+  claim: `Usage: jit claim ID [--format env|json]
+
+Agent side: claims the credential of an approved request. It is minted and
+shown only this once, on stdout: "export VAULT_TOKEN=…" lines to eval (or
+JIT_GATE_CREDENTIAL=… for a gate credential), or JSON.
+
+Options
+  --format env|json   export lines (default) or the broker's JSON
+
+${AGENT_ENV}
+
+${AGENT_EXIT}`,
+
+  revoke: `Usage: jit revoke ID [--format text|json]
+
+Agent side: ends the credential now (or cancels a request still pending or
+approved). Revoking twice is not an error.
+
+Options
+  --format text|json   a summary (default) or the broker's JSON
+
+${AGENT_ENV}
+
+${AGENT_EXIT}`,
+
+  mcp: `Usage: jit mcp
+
+Agent side: an MCP server on stdio offering the agent operations as tools
+(request, status, claim, revoke), for Claude Code and other MCP hosts.
+stdout carries JSON-RPC; logs go to stderr. Runs until stdin closes.
+
+${AGENT_ENV}
+
+Exit codes
+  0 stdin closed; 2 JIT_AGENT_TOKEN/JIT_URL missing or bad.`,
+};

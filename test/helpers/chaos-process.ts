@@ -1,0 +1,153 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { JIT_BIN } from './cli.ts';
+
+const REPO = new URL('../..', import.meta.url).pathname;
+
+/** Every broker process these helpers started and that has not exited yet. */
+const running = new Set<ChildProcess>();
+
+/** A free TCP port on 127.0.0.1: bind port 0, read it, close. Restarts can then reuse one URL. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** A small seeded PRNG (mulberry32): the same seed gives the same plan, so a failing run can be replayed. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export interface ServeProcess {
+  child: ChildProcess;
+  pid: number;
+  url: string;
+  /** Everything the process wrote to stdout and stderr so far. */
+  output(): string;
+  /** Resolves with the exit code (null after a signal) once the process is gone. */
+  exited: Promise<number | null>;
+  /** Sends `signal` and waits until the process is gone. */
+  kill(signal: NodeJS.Signals): Promise<number | null>;
+}
+
+/**
+ * Starts `node bin/jit.mjs serve` with exactly `env` (plus PATH) and waits
+ * until it prints that it is listening. The process is remembered until it
+ * exits, so `killAllServe()` can end whatever a failing test left running.
+ */
+export function spawnServe(env: Record<string, string>, timeoutMs = 30_000): Promise<ServeProcess> {
+  const child = spawn(process.execPath, [JIT_BIN, 'serve'], { cwd: REPO, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  let out = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (out += d));
+  const exited = new Promise<number | null>((resolve) => {
+    child.once('exit', (code) => {
+      running.delete(child);
+      resolve(code);
+    });
+  });
+  return new Promise<ServeProcess>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`jit serve did not start within ${timeoutMs} ms:\n${out}`));
+    }, timeoutMs);
+    const check = () => {
+      const m = /jit-broker listening on (http:\/\/\S+)/.exec(out);
+      if (!m) return;
+      clearTimeout(timer);
+      child.stdout!.off('data', check);
+      resolve({
+        child,
+        pid: child.pid!,
+        url: m[1]!,
+        output: () => out,
+        exited,
+        kill(signal) {
+          if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+          return exited;
+        },
+      });
+    };
+    child.stdout!.on('data', check);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`jit serve exited with ${code} before listening:\n${out}`));
+    });
+  });
+}
+
+/** SIGKILLs every broker process still running (afterAll, even after a failure) and waits for them. */
+export async function killAllServe(): Promise<number> {
+  const left = [...running];
+  await Promise.all(
+    left.map(
+      (c) =>
+        new Promise<void>((resolve) => {
+          if (c.exitCode !== null || c.signalCode !== null) return resolve();
+          c.once('exit', () => resolve());
+          c.kill('SIGKILL');
+        }),
+    ),
+  );
+  return left.length;
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Polls `check` every `everyMs` until it returns something truthy; throws with `what` after `timeoutMs`. */
+export async function until<T>(check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number, what: string, everyMs = 200): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+/**
+ * Another process writing to the broker's SQLite file in a tight loop of
+ * short transactions (what `jit approve`, `jit agent add` or a second broker
+ * do, only relentlessly) for `durationMs`. Resolves with the number of
+ * commits it made. Ended by `killAllServe()` too if the test fails.
+ */
+export function externalWriter(dbPath: string, durationMs: number): { done: Promise<number>; child: ChildProcess } {
+  const script = `
+    const Database = require('better-sqlite3');
+    const db = new Database(process.argv[1]);
+    db.pragma('busy_timeout = 5000');
+    const put = db.prepare("INSERT INTO settings (key, value) VALUES ('chaos-external-writer', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+    const until = Date.now() + Number(process.argv[2]);
+    let n = 0;
+    while (Date.now() < until) put.run(String(n++));
+    db.close();
+    process.stdout.write(String(n));`;
+  const child = spawn(process.execPath, ['-e', script, dbPath, String(durationMs)], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (err += d));
+  const done = new Promise<number>((resolve, reject) =>
+    child.once('exit', (code) => {
+      running.delete(child);
+      if (code === 0) resolve(Number(out));
+      else reject(new Error(`external writer exited ${code}: ${err}`));
+    }),
+  );
+  return { done, child };
+}

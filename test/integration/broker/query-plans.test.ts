@@ -1,0 +1,85 @@
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { decideRequest } from '../../../src/broker/decide.ts';
+import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
+
+/*
+ * Every SQL statement that runs while the broker serves requests (issue,
+ * replay, pending, approve, claim, revoke, reads, gate verify, health,
+ * metrics scrape) must find its rows through an index: a table that grows
+ * with history is never scanned on the hot path. The statements are
+ * recorded as they run, then each is explained with the arguments it ran
+ * with.
+ */
+
+type Recorded = { source: string; args: unknown[] };
+let h: Harness;
+const recorded = new Map<string, Recorded>();
+
+beforeAll(async () => {
+  h = await startHarness();
+  const token = h.addAgent('moltbot');
+  await h.call('GET', '/healthz'); // let startup reconciliation finish first
+  const proto = Object.getPrototypeOf(h.broker.deps.db.prepare('SELECT 1')) as Record<string, (...args: unknown[]) => unknown>;
+  const originals = Object.fromEntries(['run', 'get', 'all', 'iterate'].map((m) => [m, proto[m]!]));
+  for (const [name, fn] of Object.entries(originals)) {
+    proto[name] = function (this: { source: string }, ...args: unknown[]) {
+      if (!recorded.has(this.source)) recorded.set(this.source, { source: this.source, args });
+      return fn.apply(this, args);
+    };
+  }
+  try {
+    const read = { resource: 'vault', tier: 1, reason: 'r', vault_paths: [{ path: 'homelab/data/docker/registry', capabilities: ['read'] }] };
+    const call = (method: string, path: string, o: Parameters<Harness['call']>[2] = {}) => h.call(method, path, { token, ...o });
+    expect((await call('POST', '/jit/request', { body: read })).status).toBe(201);
+    const issued = await call('POST', '/jit/request', { body: read });
+    expect(issued.status).toBe(201);
+    expect((await call('POST', '/jit/request', { body: read, headers: { 'idempotency-key': 'k1' } })).status).toBe(201);
+    expect((await call('POST', '/jit/request', { body: read, headers: { 'idempotency-key': 'k1' } })).status).toBe(200);
+    const pending = await call('POST', '/jit/request', { body: { ...read, tier: 2, vault_paths: [{ path: 'homelab/data/apps/web', capabilities: ['update'] }] } });
+    expect(pending.status).toBe(202);
+    decideRequest(h.broker.deps, pending.body.id, { approver: 'local-cli', decision: 'approve' });
+    expect((await call('POST', `/jit/requests/${pending.body.id}/claim`)).status).toBe(201);
+    const gate = await call('POST', '/jit/request', { body: { resource: 'gate', tier: 1, reason: 'r', repo: 'homelab/app', refs: ['refs/heads/agent/x'] } });
+    expect(gate.status).toBe(201);
+    expect((await h.call('POST', '/gate/verify', { body: { credential: gate.body.credential.credential, repo: 'homelab/app', ref: 'refs/heads/agent/x' } })).body.valid).toBe(true);
+    expect((await call('GET', `/jit/requests/${issued.body.id}`)).status).toBe(200);
+    expect((await call('POST', `/jit/requests/${issued.body.id}/revoke`)).status).toBe(200);
+    expect((await h.call('GET', '/healthz')).status).toBe(200);
+    expect((await h.call('GET', '/metrics')).status).toBe(200);
+    expect((await h.call('GET', '/metrics')).status).toBe(200);
+  } finally {
+    Object.assign(proto, originals);
+  }
+});
+afterAll(async () => {
+  await h.close();
+});
+
+it('runs every hot-path statement through an index', () => {
+  const { db } = h.broker.deps;
+  const plans: string[] = [];
+  const scans: string[] = [];
+  for (const { source, args } of recorded.values()) {
+    if (!/^\s*(SELECT|UPDATE|DELETE|INSERT|WITH)/i.test(source)) continue;
+    const steps = db.prepare(`EXPLAIN QUERY PLAN ${source}`).all(...args) as { detail: string }[];
+    plans.push(`${source.replace(/\s+/g, ' ').slice(0, 140)}\n    ${steps.map((s) => s.detail).join('\n    ')}`);
+    // A full SCAN of a table or index is what must not happen; scanning a
+    // constant row or a subquery's (bounded) result is fine, and so is a
+    // temp b-tree sorting the rows an index search found.
+    for (const s of steps) if (/^SCAN (?!CONSTANT ROW|\()/.test(s.detail)) scans.push(`${s.detail}  <=  ${source.replace(/\s+/g, ' ')}`);
+  }
+  expect(plans.length).toBeGreaterThan(20);
+  expect(scans, plans.join('\n')).toEqual([]);
+});
+
+it('reads the rate limit, pending count and policy references from their indexes', () => {
+  const plan = (sql: string, ...args: unknown[]) =>
+    (h.broker.deps.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...args) as { detail: string }[]).map((s) => s.detail).join(' | ');
+  expect(plan(`SELECT created_at FROM requests WHERE agent_id = ? AND created_at > ? ORDER BY created_at DESC LIMIT 1 OFFSET ?`, 'a', 0, 59)).toMatch(
+    /SEARCH requests USING COVERING INDEX requests_agent_created \(agent_id=\? AND created_at>\?\)/,
+  );
+  expect(plan(`SELECT COUNT(*) FROM requests WHERE agent_id = ? AND status = 'pending'`, 'a')).toMatch(/USING (COVERING )?INDEX requests_agent_pending/);
+  expect(plan(`SELECT COUNT(*) FROM credentials WHERE vault_policy = ? AND state IN ('minting', 'live', 'ending') AND id != ?`, 'p', 'c')).toMatch(
+    /USING INDEX credentials_policy_holders \(vault_policy=\?\)/,
+  );
+});
