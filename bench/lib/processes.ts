@@ -84,9 +84,9 @@ export async function startProcess(
 }
 
 /** Runs `jit ARGS` to completion and returns its stdout; throws on a non-zero exit. */
-export function runJit(args: string[], env: Record<string, string>, timeoutMs = 60_000): Promise<string> {
+export function runJit(args: string[], env: Record<string, string>, timeoutMs = 60_000, jitBin = JIT_BIN): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [JIT_BIN, ...args], { cwd: REPO, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [jitBin, ...args], { cwd: REPO, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
     children.add(child);
     let stdout = '';
     let stderr = '';
@@ -122,9 +122,11 @@ export async function startBrokerProcess(o: {
   dbPath: string;
   policiesDir: string;
   env?: Record<string, string>;
+  /** Another checkout's `bin/jit.mjs` (bench/compare.ts); default this one. */
+  jitBin?: string;
 }): Promise<Child & { url: string }> {
   const p = await startProcess(
-    [JIT_BIN, 'serve'],
+    [o.jitBin ?? JIT_BIN, 'serve'],
     {
       JIT_HOST: '127.0.0.1',
       JIT_PORT: '0',
@@ -143,8 +145,8 @@ export async function startBrokerProcess(o: {
 }
 
 /** `jit agent add NAME` against `dbPath`; returns the bearer token (the last line of stdout). */
-export async function addAgent(dbPath: string, policiesDir: string, name: string): Promise<string> {
-  const out = await runJit(['agent', 'add', name], { JIT_DB: dbPath, JIT_POLICIES: policiesDir, LOG_LEVEL: 'warn' });
+export async function addAgent(dbPath: string, policiesDir: string, name: string, jitBin = JIT_BIN): Promise<string> {
+  const out = await runJit(['agent', 'add', name], { JIT_DB: dbPath, JIT_POLICIES: policiesDir, LOG_LEVEL: 'warn' }, 60_000, jitBin);
   const token = out.trim().split('\n').at(-1)!.trim();
   if (!token.startsWith('jit_')) throw new Error(`jit agent add printed no token:\n${out}`);
   return token;
@@ -155,10 +157,11 @@ export async function addAgent(dbPath: string, policiesDir: string, name: string
  * `bench`, comes from `jit agent add`); returns all N tokens, `bench` first.
  * Each load connection then acts as its own agent, as real agents do.
  */
-export async function addMoreAgents(dbPath: string, first: string, count: number): Promise<string[]> {
-  const { openDatabase } = await import('../../src/db/open.ts');
-  const { createStorageDeps } = await import('../../src/create-deps.ts');
-  const { loadConfig } = await import('../../src/config/config.ts');
+export async function addMoreAgents(dbPath: string, first: string, count: number, repo = REPO): Promise<string[]> {
+  // The checkout whose broker will use the database creates them (its own migrations).
+  const { openDatabase } = (await import(join(repo, 'src/db/open.ts'))) as typeof import('../../src/db/open.ts');
+  const { createStorageDeps } = (await import(join(repo, 'src/create-deps.ts'))) as typeof import('../../src/create-deps.ts');
+  const { loadConfig } = (await import(join(repo, 'src/config/config.ts'))) as typeof import('../../src/config/config.ts');
   const db = openDatabase(dbPath);
   try {
     const deps = createStorageDeps({ config: loadConfig({ JIT_DB: dbPath }), db });

@@ -111,7 +111,7 @@ export interface ReconcileSummary extends SweepSummary {
  *   meanwhile is never deleted under it.
  * - Live credentials whose token Vault no longer knows are ended.
  */
-export async function reconcile(deps: BrokerDeps): Promise<ReconcileSummary> {
+export async function reconcile(deps: BrokerDeps, startedBefore: number = deps.clock.now()): Promise<ReconcileSummary> {
   const { repo, audit, clock, db, vault } = deps;
   const now = clock.now();
   let interruptedMints = 0;
@@ -123,10 +123,25 @@ export async function reconcile(deps: BrokerDeps): Promise<ReconcileSummary> {
       // A tier-1 request's agent never got its answer: fail it. An approved
       // tier-2/3 request stays approved so the agent can claim again.
       if (req?.status === 'approved' && req.decided_by === 'policy') {
-        repo.transition(c.request_id, 'approved', 'failed', now, { failure: 'interrupted by a broker restart; request again' });
+        if (repo.transition(c.request_id, 'approved', 'failed', now, { failure: 'interrupted by a broker restart; request again' })) {
+          repo.releaseIdempotencyKey(c.request_id);
+        }
       }
       audit.append({ event: 'credential.interrupted', actor: 'broker', requestId: c.request_id, data: { credential_id: c.id, policy: c.vault_policy } }, now);
       interruptedMints++;
+    }
+  })();
+
+  // A tier-1 request committed as approved whose issue never began (the
+  // broker died between the two): its agent never got an answer. Only rows
+  // from before this process started, so an issue under way now is left alone.
+  db.transaction(() => {
+    for (const r of repo.tier1ApprovedWithoutCredential(startedBefore)) {
+      if (repo.transition(r.id, 'approved', 'failed', now, { failure: 'interrupted by a broker restart; request again' })) {
+        repo.releaseIdempotencyKey(r.id);
+        audit.append({ event: 'request.interrupted', actor: 'broker', requestId: r.id, data: {} }, now);
+        interruptedMints++;
+      }
     }
   })();
 
@@ -163,6 +178,7 @@ export function startLifecycle(deps: BrokerDeps, intervalMs = 5_000, onChange: (
   let stopped = false;
   let running: Promise<unknown> = Promise.resolve();
   let timer: NodeJS.Timeout | undefined;
+  const startedAt = deps.clock.now();
   let markReconciled!: () => void;
   const reconciled = new Promise<void>((r) => (markReconciled = r));
   let done = false;
@@ -170,7 +186,7 @@ export function startLifecycle(deps: BrokerDeps, intervalMs = 5_000, onChange: (
   const tick = async () => {
     try {
       if (!done) {
-        const s = await reconcile(deps);
+        const s = await reconcile(deps, startedAt);
         done = true;
         markReconciled();
         deps.log.info({ reconcile: s }, 'startup reconciliation done');

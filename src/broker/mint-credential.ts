@@ -2,7 +2,7 @@ import type { BrokerDeps } from './deps.ts';
 import { BrokerError } from './errors.ts';
 import { grantToMint } from './narrowing.ts';
 import type { RequestRow, VaultScope } from './repository.ts';
-import { renderGrant } from './vault-grant.ts';
+import { credentialPolicyName, renderGrant } from './vault-grant.ts';
 import { vaultUnavailable } from './vault-errors.ts';
 
 export interface VaultTokenCredential {
@@ -20,7 +20,7 @@ export interface VaultReservation {
   credentialId: string;
   policyName: string;
   policyText: string;
-  /** The policy is already in Vault (another live credential has the same grant): only the token is needed. */
+  /** The policy is already in Vault (written for another credential with the same grant less than a minute ago): only the token is needed. */
   policyWritten: boolean;
   /** The token's TTL (and explicit max TTL). */
   ttlSeconds: number;
@@ -38,7 +38,7 @@ export interface VaultReservation {
  * @throws BrokerError CONFLICT when the request is not approved; the
  *   SQLite unique-constraint error when it already has a credential.
  */
-export function reserveVaultCredential(deps: Pick<BrokerDeps, 'repo' | 'ids' | 'clock'>, request: RequestRow): VaultReservation {
+export function reserveVaultCredential(deps: Pick<BrokerDeps, 'repo' | 'ids' | 'clock' | 'config'>, request: RequestRow): VaultReservation {
   const { repo, ids, clock } = deps;
   const now = clock.now();
   const current = repo.getRequest(request.id);
@@ -48,8 +48,14 @@ export function reserveVaultCredential(deps: Pick<BrokerDeps, 'repo' | 'ids' | '
   const scope: VaultScope = { vault_paths: granted.resource === 'vault' ? granted.vault_paths : [] };
   const ttlSeconds = granted.ttl_seconds;
   const grant = renderGrant(scope);
-  const policy = repo.acquireGrantPolicy(grant.hash, now);
   const credentialId = ids.next('cred');
+  // By default every credential gets a policy of its own, so deleting it
+  // always disarms a token whose mint was interrupted (SPEC §10). Sharing
+  // one policy per identical grant saves a Vault call per issue, but such a
+  // token keeps the grant while another credential holds the policy.
+  const policy = deps.config.shareGrantPolicies
+    ? repo.acquireGrantPolicy(grant.hash, now)
+    : { name: credentialPolicyName(credentialId), written: false };
   repo.insertCredential({
     id: credentialId,
     request_id: request.id,
@@ -113,10 +119,7 @@ async function completeMint(deps: BrokerDeps, request: RequestRow, reservation: 
   const { credentialId, policyName } = reservation;
   let created;
   try {
-    if (!reservation.policyWritten) {
-      await vault.writePolicy(policyName, reservation.policyText);
-      repo.markGrantPolicyWritten(policyName);
-    }
+    if (!reservation.policyWritten) await vault.writePolicy(policyName, reservation.policyText);
     created = await vault.createOrphanToken({
       policies: [policyName],
       ttlSeconds: reservation.ttlSeconds,
@@ -132,6 +135,8 @@ async function completeMint(deps: BrokerDeps, request: RequestRow, reservation: 
   const now = clock.now();
   const expiresAt = now + created.leaseDurationSeconds * 1000;
   const committed = db.transaction(() => {
+    // Recorded here rather than on its own: one commit per issue, not two.
+    if (!reservation.policyWritten) repo.markGrantPolicyWritten(policyName, now);
     if (!repo.markCredentialLive(credentialId, created.accessor, now, expiresAt)) return false;
     if (!repo.transition(request.id, 'approved', 'issued', now)) {
       repo.moveCredential(credentialId, 'live', 'ending', now, 'request changed during issue');

@@ -55,6 +55,9 @@ export interface CredentialRow {
   end_reason: string | null;
 }
 
+/** A shared grant policy is written to Vault again when its last write is older than this. */
+export const GRANT_POLICY_REFRESH_MS = 60_000;
+
 /**
  * SQL for requests and credentials. Every state change is a conditional
  * update (`WHERE status = ?`) and reports whether it happened, so racing
@@ -70,6 +73,8 @@ export function createRepository(db: Db) {
       @decided_at, @decision_reason, @failure)`),
     getRequest: db.prepare('SELECT * FROM requests WHERE id = ?'),
     setGrant: db.prepare(`UPDATE requests SET granted_scope = ?, granted_ttl_seconds = ? WHERE id = ? AND status = 'pending'`),
+    tier1Orphans: db.prepare(`SELECT * FROM requests r WHERE r.status = 'approved' AND r.decided_by = 'policy' AND r.created_at < ?
+      AND NOT EXISTS (SELECT 1 FROM credentials c WHERE c.request_id = r.id AND c.state IN ('minting', 'live', 'ending'))`),
     releaseKey: db.prepare('UPDATE requests SET idempotency_key = NULL, body_hash = NULL WHERE id = ?'),
     byIdempotency: db.prepare('SELECT * FROM requests WHERE agent_id = ? AND idempotency_key = ?'),
     transition: db.prepare(`UPDATE requests SET status = @to, updated_at = @now,
@@ -95,9 +100,10 @@ export function createRepository(db: Db) {
     // Walks at most `n` index entries however busy the agent is.
     nthNewest: db.prepare(`SELECT created_at FROM requests WHERE agent_id = ? AND created_at > ? ORDER BY created_at DESC LIMIT 1 OFFSET ?`),
     // No write at all when the grant is known: a repeated grant dirties no page here.
-    newGrant: db.prepare(`INSERT INTO grant_policies (grant_hash, generation, written, updated_at) VALUES (?, 1, 0, ?) ON CONFLICT (grant_hash) DO NOTHING`),
-    getGrant: db.prepare(`SELECT generation, written FROM grant_policies WHERE grant_hash = ?`),
-    grantWritten: db.prepare(`UPDATE grant_policies SET written = 1 WHERE grant_hash = ? AND generation = ?`),
+    newGrant: db.prepare(`INSERT INTO grant_policies (grant_hash, generation, written, updated_at) VALUES (?, 1, 0, ?) ON CONFLICT (grant_hash) DO NOTHING
+      RETURNING generation, written, updated_at`),
+    getGrant: db.prepare(`SELECT generation, written, updated_at FROM grant_policies WHERE grant_hash = ?`),
+    grantWritten: db.prepare(`UPDATE grant_policies SET written = 1, updated_at = ? WHERE grant_hash = ? AND generation = ?`),
     retireGrant: db.prepare(`UPDATE grant_policies SET generation = generation + 1, written = 0, updated_at = ? WHERE grant_hash = ? AND generation = ?`),
     policyHolders: db.prepare(`SELECT COUNT(*) FROM credentials WHERE vault_policy = ? AND state IN ('minting', 'live', 'ending') AND id != ?`),
   };
@@ -117,6 +123,10 @@ export function createRepository(db: Db) {
     /** Records what is granted on a still-pending request (decideRequest, in the approving transaction); false if it was no longer pending. */
     setGrant(id: string, scopeJson: string, ttlSeconds: number): boolean {
       return s.setGrant.run(scopeJson, ttlSeconds, id).changes === 1;
+    },
+    /** Tier-1 requests approved by policy before `before` whose issue never started. */
+    tier1ApprovedWithoutCredential(before: number): RequestRow[] {
+      return s.tier1Orphans.all(before) as RequestRow[];
     },
     /** Frees a request's Idempotency-Key (its attempt failed, so a retry may use the key again). */
     releaseIdempotencyKey(id: string): void {
@@ -189,23 +199,22 @@ export function createRepository(db: Db) {
     },
     /**
      * Takes the shared Vault policy of a grant for a new credential: its
-     * current name, and whether that generation is already in Vault. Call
-     * it in the transaction that inserts the credential row naming the
-     * policy (the row is the reference), so that no retirement can slip in
-     * between.
+     * current name, and whether it must be written to Vault first — when
+     * this generation was never written, or was last written more than
+     * {@link GRANT_POLICY_REFRESH_MS} ago (so a Vault that lost it, say a
+     * restarted development Vault, gets it back within that time). Call it
+     * in the transaction that inserts the credential row naming the policy
+     * (the row is the reference), so that no retirement can slip in between.
      */
     acquireGrantPolicy(hash: string, now: number): { name: string; generation: number; written: boolean } {
-      let row = s.getGrant.get(hash) as { generation: number; written: number } | undefined;
-      if (!row) {
-        s.newGrant.run(hash, now);
-        row = s.getGrant.get(hash) as { generation: number; written: number };
-      }
-      return { name: grantPolicyName(hash, row.generation), generation: row.generation, written: row.written === 1 };
+      type Grant = { generation: number; written: number; updated_at: number };
+      const row = ((s.getGrant.get(hash) as Grant | undefined) ?? (s.newGrant.get(hash, now) as Grant | undefined) ?? s.getGrant.get(hash)) as Grant;
+      return { name: grantPolicyName(hash, row.generation), generation: row.generation, written: row.written === 1 && now - row.updated_at < GRANT_POLICY_REFRESH_MS };
     },
-    /** Records that generation `generation` of a grant policy now exists in Vault (no-op if it was retired meanwhile). */
-    markGrantPolicyWritten(name: string): void {
+    /** Records that a grant policy was just written to Vault (no-op if its generation was retired meanwhile). */
+    markGrantPolicyWritten(name: string, now: number): void {
       const g = parseGrantPolicyName(name);
-      if (g) s.grantWritten.run(g.hash, g.generation);
+      if (g) s.grantWritten.run(now, g.hash, g.generation);
     },
     /**
      * Retires a shared grant policy if it is still the current generation,

@@ -13,6 +13,11 @@ export const EPHEMERAL_POLICY_PREFIX = 'jit-req_';
 
 const GRANT_POLICY = /^jit-req_grant-([0-9a-f]{64})-([1-9][0-9]{0,15})$/;
 
+/** Name of the policy of one credential (the default: no sharing). Starts with the prefix reconciliation knows. */
+export function credentialPolicyName(credentialId: string): string {
+  return `${EPHEMERAL_POLICY_PREFIX}${credentialId}`;
+}
+
 /** Name of generation `generation` of the shared policy for the grant whose content hashes to `hash`. */
 export function grantPolicyName(hash: string, generation: number): string {
   return `${EPHEMERAL_POLICY_PREFIX}grant-${hash}-${generation}`;

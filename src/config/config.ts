@@ -43,6 +43,7 @@ const EnvSchema = z.object({
   JIT_RATE_PER_MINUTE: z.coerce.number().int().min(1).max(100_000).default(60),
   JIT_MAX_PENDING: z.coerce.number().int().min(1).max(10_000).default(20),
   JIT_DEV_VAULT_PORT: port.default(8200),
+  JIT_SHARE_GRANT_POLICIES: z.enum(['true', 'false', '1', '0', '']).default('false').transform((v) => v === 'true' || v === '1'),
   VAULT_ADDR: z.union([httpUrl, z.literal('').transform(() => undefined)]).optional(),
   VAULT_TOKEN: optionalText,
   VAULT_ROLE_ID: optionalText,
@@ -78,6 +79,8 @@ export interface Config {
   /** Undefined in dev mode: the development Vault is started in-process. */
   vault: { addr: string; auth: VaultAuth } | undefined;
   devVaultPort: number;
+  /** One Vault policy per identical grant instead of per credential (faster; see docs/architecture.md). */
+  shareGrantPolicies: boolean;
   telegram:
     | { botToken: string; chatId: string; approvers: string[]; apiRoot: string; webhookSecret?: string }
     | undefined;
@@ -151,6 +154,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     maxPending: e.JIT_MAX_PENDING,
     vault,
     devVaultPort: e.JIT_DEV_VAULT_PORT,
+    shareGrantPolicies: e.JIT_SHARE_GRANT_POLICIES,
     telegram,
     openclaw: e.OPENCLAW_HOOKS_URL
       ? { hooksUrl: e.OPENCLAW_HOOKS_URL, ...(e.OPENCLAW_HOOKS_TOKEN ? { hooksToken: e.OPENCLAW_HOOKS_TOKEN } : {}) }

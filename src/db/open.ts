@@ -19,8 +19,31 @@ export function openDatabase(path: string): Db {
   db.pragma('synchronous = NORMAL');
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
+  immediateByDefault(db);
   migrate(db);
   return db;
+}
+
+/**
+ * Makes `db.transaction(fn)()` run as BEGIN IMMEDIATE. Nearly every
+ * transaction here reads before it writes (a conditional update, the audit
+ * chain's last hash), and SQLite refuses to upgrade a deferred transaction's
+ * read lock while another connection writes: it fails at once with
+ * SQLITE_BUSY instead of waiting `busy_timeout`. Taking the write lock at
+ * BEGIN makes a second process (the CLI, another broker) wait its turn.
+ */
+function immediateByDefault(db: Db): void {
+  const original = db.transaction.bind(db);
+  db.transaction = ((fn: Parameters<Db['transaction']>[0]) => {
+    const t = original(fn);
+    return Object.assign((...args: unknown[]) => t.immediate(...args), {
+      default: t.immediate,
+      deferred: t.deferred,
+      immediate: t.immediate,
+      exclusive: t.exclusive,
+      database: db,
+    });
+  }) as Db['transaction'];
 }
 
 export function migrate(db: Db): void {

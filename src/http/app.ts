@@ -67,6 +67,11 @@ export function createApp(deps: BrokerDeps, opts: AppOptions = {}): Hono<AppEnv>
   app.notFound((c) => problemResponse(c, new BrokerError('NOT_FOUND', `no route for ${c.req.method} ${c.req.path}`)));
   app.onError((err, c) => {
     if (err instanceof BrokerError) return problemResponse(c, err);
+    if (/^SQLITE_(BUSY|LOCKED)/.test((err as { code?: string }).code ?? '')) {
+      // Another process held the database longer than busy_timeout: nothing was changed, try again.
+      c.get('log')?.warn({ err }, 'database busy');
+      return problemResponse(c, new BrokerError('UNAVAILABLE', 'the database is busy (another process holds its write lock); nothing was changed, retry shortly', { retryAfterSeconds: 1 }));
+    }
     c.get('log')?.error({ err }, 'unhandled error');
     return problemResponse(c, new BrokerError('INTERNAL', 'internal error; the operator can find it in the broker log by X-Request-Id'));
   });

@@ -205,29 +205,25 @@ describe(`chaos: SIGKILL the broker ${SIZE.kills} times under ${SIZE.ops} reques
       expect.soft(stopped, 'graceful stop after the run').toBe(0);
       expect.soft(downtimes.length).toBe(SIZE.kills);
       expect.soft(census.dbDuplicateCredentials).toEqual([]);
-      // Known bugs, each reproduced with it.fails in test/fault/ — tokens with the signature of the
-      // shared-grant-policy bug (vault-down, crash-states), tier-1 requests stuck approved
-      // (crash-states), 500s from SQLITE_BUSY (sqlite-busy) — are counted and printed above but
-      // fail the run only with CHAOS_STRICT=1. Remove these allowances as the bugs are fixed.
-      const allowKnown = process.env.CHAOS_STRICT !== '1';
-      expect.soft(census.vaultDuplicateTokens.filter((id) => !(allowKnown && census.sharedPolicyDuplicates.includes(id)))).toEqual([]);
+      // A token whose mint a kill interrupted is disarmed by deleting its own policy (one per
+      // credential), so no token may be left with access the broker does not know about.
+      expect.soft(census.vaultDuplicateTokens).toEqual([]);
       expect.soft(clientDuplicates).toEqual([]);
       expect.soft(duplicateEvents).toEqual([]);
-      expect.soft(census.orphanTokens.filter((t) => !(allowKnown && census.sharedPolicyOrphans.includes(t)))).toEqual([]);
+      expect.soft(census.orphanTokens).toEqual([]);
       expect.soft(census.orphanPolicies).toEqual([]);
       expect.soft(census.endedButAlive).toEqual([]);
       expect.soft(census.brokenLive).toEqual([]);
       expect.soft(census.unsettledCredentials).toBe(0);
-      if (!allowKnown) expect.soft(census.stuckTier1).toEqual([]);
+      expect.soft(census.stuckTier1).toEqual([]);
       expect.soft(undelivered).toEqual([]);
       expect.soft(census.outbox.dead).toBe(0);
       expect.soft(badSignatures).toBe(0);
       expect.soft(mismatched).toBe(0);
       expect.soft(audit.code).toBe(0);
       expect.soft(stats.unexpected).toEqual([]);
-      // 500s from SQLITE_BUSY are a known bug, reproduced (it.fails) in test/fault/sqlite-busy.test.ts; any other 500 fails here.
       expect.soft(other500, [...causes.keys()].join('; ')).toBe(0);
-      if (!allowKnown) expect.soft(busy500).toBe(0);
+      expect.soft(busy500).toBe(0);
     },
     FULL ? 900_000 : 150_000,
   );

@@ -114,14 +114,16 @@ describe('fault: SIGKILL at exact points of an issue', () => {
     await killed;
     expect(died).toBe(true);
     await restart();
-    const row = q<{ id: string; status: string; failure: string }>(`SELECT id, status, failure FROM requests WHERE idempotency_key = 'crash-a'`);
+    // The interrupted request gave its key back at restart, so find it by its failure.
+    const row = q<{ id: string; status: string; failure: string }>(`SELECT id, status, failure FROM requests WHERE failure LIKE 'interrupted%' ORDER BY created_at DESC LIMIT 1`);
     const replay = await call('POST', '/jit/request', tier1('homelab/data/docker/ci'), { 'Idempotency-Key': 'crash-a' });
     const fresh = await call('POST', '/jit/request', tier1('homelab/data/docker/ci'), { 'Idempotency-Key': 'crash-a2' });
     const stray = vault.policyNames().filter((p) => p.startsWith('jit-') && q<{ n: number }>(`SELECT COUNT(*) AS n FROM credentials WHERE vault_policy = ? AND state IN ('live', 'ending')`, p).n === 0);
     f.line(`request ${row.status} ("${row.failure}"); replay of the same key → ${replay.status} ${replay.body.status}; a new key → ${fresh.status}; stray jit- policies ${stray.length}; orphan tokens ${orphans().length}`);
     f.print();
     expect(row.status).toBe('failed');
-    expect(replay.body.status).toBe('failed'); // the key stays bound to the failed request after a crash (a Vault failure frees it)
+    // Nothing was issued, so the key was freed (as after a Vault failure): the retry gets a fresh attempt.
+    expect(replay.status).toBe(201);
     expect(fresh.status).toBe(201);
     expect(stray).toEqual([]);
     expect(orphans()).toEqual([]);
@@ -180,8 +182,8 @@ describe('fault: SIGKILL at exact points of an issue', () => {
    * (SPEC §10). The crash test meets it too (orphans with a
    * jit-req_grant-… policy). Repro: this test. Remove `.fails` once fixed.
    */
-  it.fails('killed after Vault created the token while a live credential shares the grant: the unknown token grants nothing (BUG)', async () => {
-    const f = figureLog('crash point: token created, not recorded, grant shared (known bug)');
+  it('killed after Vault created the token while a live credential has the same grant: the unknown token grants nothing', async () => {
+    const f = figureLog('crash point: token created, not recorded, same grant live');
     const live = await call('POST', '/jit/request', tier1('homelab/data/docker/registry'));
     expect(live.status).toBe(201);
     const killed = killAt('response');
@@ -210,8 +212,8 @@ describe('fault: SIGKILL at exact points of an issue', () => {
    * kill leaves (the row as committed, nothing after) and restarts.
    * Remove `.fails` once reconciliation fails (or issues) such requests.
    */
-  it.fails('a tier-1 request killed between its commit and its issue does not stay approved forever (BUG)', async () => {
-    const f = figureLog('crash point: tier-1 committed, never issued (known bug)');
+  it('a tier-1 request killed between its commit and its issue is failed at restart and its key freed', async () => {
+    const f = figureLog('crash point: tier-1 committed, never issued');
     const body = { resource: 'gate', tier: 2, reason: 'stuck', repo: 'homelab/app', refs: ['refs/heads/release/stuck'] };
     const created = await call('POST', '/jit/request', body, { 'Idempotency-Key': 'crash-e' });
     const id = created.body.id as string;

@@ -130,7 +130,7 @@ describe('fault: SQLite busy', () => {
     for (const t of b) f.line(`lock 6 s: ${t.what} → ${t.status} in ${t.ms} ms${t.status >= 400 ? ` ${t.body.slice(0, 160)}` : ''}`);
     expect(b.every((t) => t.status > 0)).toBe(true); // every call answered
     expect(b.every(noStack)).toBe(true);
-    expect(b.every((t) => t.status < 500 || t.status === 500 || t.status === 503)).toBe(true);
+    expect(b.every((t) => [200, 201, 500, 503].includes(t.status))).toBe(true); // answered, and nothing odd (502, 504, …)
     expect(Math.max(...b.map((t) => t.ms))).toBeLessThan(6_000 + 5_000 + 2_000);
     expect(alive()).toBe(true);
     const after = await call('healthz after', 'GET', '/healthz');
@@ -153,7 +153,7 @@ describe('fault: SQLite busy', () => {
    * `BEGIN IMMEDIATE` on the database file from another connection for more
    * than 5 s and POST a tier-1 request). Remove `.fails` once mapped.
    */
-  it.fails('a write that waits out busy_timeout answers 503 with Retry-After, not 500 (BUG: 500)', () => {
+  it('a write that waits out busy_timeout answers 503 with Retry-After, not 500', () => {
     expect(longLock.length).toBeGreaterThan(0);
     expect(longLock.filter((t) => t.status >= 500).map((t) => t.status)).toEqual(longLock.filter((t) => t.status >= 500).map(() => 503));
   });
@@ -212,7 +212,7 @@ describe('fault: SQLite busy', () => {
    * Seen in the crash test while `jit approve` ran beside the broker.
    * Repro: the test above. Remove `.fails` once fixed.
    */
-  it.fails('another process writing never turns an agent call into a 500 (BUG: SQLITE_BUSY on read-then-write transactions)', () => {
+  it('another process writing never turns an agent call into a 500', () => {
     expect(loop.length).toBeGreaterThan(0);
     expect(loop.filter((r) => r.status === 500).length).toBe(0);
   });

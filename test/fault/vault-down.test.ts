@@ -241,7 +241,7 @@ describe('fault: Vault acts but its answer is lost', () => {
    * once). Remove `.fails` once fixed (e.g. never share a policy between
    * tokens, or revoke such tokens by metadata/accessor listing).
    */
-  it.fails('the lost token grants nothing even when a live credential has the same grant (BUG: shared policy kept)', async () => {
+  it('the lost token grants nothing even when a live credential has the same grant (one policy per credential)', async () => {
     const live = await call('/jit/request', tier1);
     expect(live.status).toBe(201);
     proxy.setAction((method, path) => (path.startsWith('/v1/auth/token/create-orphan') ? 'lose-response' : 'forward'));
@@ -252,7 +252,7 @@ describe('fault: Vault acts but its answer is lost', () => {
     await sweep(broker.deps);
     await reconcile(broker.deps);
     const grants = await canRead(lost);
-    const f = figureLog('fault: vault token-create answer lost (a live credential shares the grant; known bug)');
+    const f = figureLog('fault: vault token-create answer lost (a live credential has the same grant)');
     f.line(`503 to the agent; after a sweep and a reconcile the unknown token can still read the granted path: ${grants}; the live credential's token reads: ${await canRead(live.body.credential.token)}`);
     f.print();
     expect(grants).toBe(false);

@@ -11,8 +11,8 @@
 CREATE TABLE grant_policies (
   grant_hash  TEXT PRIMARY KEY,   -- sha256 hex of the policy's canonical JSON
   generation  INTEGER NOT NULL,   -- current generation; bumped when retired
-  written     INTEGER NOT NULL DEFAULT 0 CHECK (written IN (0, 1)),  -- the current generation exists in Vault
-  updated_at  INTEGER NOT NULL
+  written     INTEGER NOT NULL DEFAULT 0 CHECK (written IN (0, 1)),  -- the current generation was written to Vault, at updated_at
+  updated_at  INTEGER NOT NULL    -- (a write older than a minute is repeated, so a Vault that lost the policy gets it back)
 ) STRICT;
 
 -- Who still holds a Vault policy (reference count of a shared policy).

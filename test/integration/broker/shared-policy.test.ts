@@ -12,7 +12,7 @@ import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
 let h: Harness;
 let token: string;
 beforeEach(async () => {
-  h = await startHarness();
+  h = await startHarness({ env: { JIT_SHARE_GRANT_POLICIES: 'true' } });
   token = h.addAgent('moltbot');
 });
 afterEach(async () => {
@@ -58,6 +58,16 @@ describe('one policy per grant', () => {
 
     expect((await revoke(b.id)).status).toBe(200);
     expect(jitPolicies()).toEqual([]);
+  });
+
+  it('writes a shared policy again once its last write is a minute old, so a Vault that lost it recovers', async () => {
+    const a = await issue();
+    await h.root.delete(`sys/policies/acl/${policyOf(a.credential)}`); // e.g. a restarted development Vault
+    h.clock.advance(61_000);
+    const b = await issue();
+    expect(policyOf(b.credential)).toBe(policyOf(a.credential));
+    expect(await canRead(b.credential.token)).toBe(true);
+    expect(policyWrites()).toBe(2);
   });
 
   it('names a grant by its content: order and duplicates do not matter, anything else does', async () => {

@@ -36,7 +36,7 @@ async function jitPolicies(): Promise<string[]> {
 function grantPolicy(credential: { policies: string[] }): string {
   const own = credential.policies.filter((p) => p !== 'default');
   expect(own).toHaveLength(1);
-  expect(own[0]).toMatch(/^jit-req_grant-[0-9a-f]{64}-\d+$/);
+  expect(own[0]).toMatch(/^jit-req_cred_[0-9a-z]{26}$/);
   return own[0]!;
 }
 
@@ -258,7 +258,7 @@ describe('Vault failures', () => {
     expect(res.status).toBe(503);
     const [row] = h.broker.deps.repo.listRequests({});
     const policy = h.broker.deps.repo.getCredential(row!.id)?.vault_policy;
-    expect(policy).toMatch(/^jit-req_grant-/);
+    expect(policy).toMatch(/^jit-req_cred_/);
     expect(await jitPolicies()).toEqual([policy]);
     h.proxy.setFault(undefined);
     expect((await sweep(h.broker.deps)).policiesCleaned).toBe(1);
