@@ -88,6 +88,10 @@ export interface Harness {
   /** A node-vault client holding `token`, straight to the dev Vault. */
   vaultAs(token: string): NodeVault.client;
   addAgent(name: string): string;
+  /** The ephemeral `jit-…` policies now in the development Vault. */
+  jitPolicies(): Promise<string[]>;
+  /** Whether an ACL policy exists in the development Vault. */
+  policyExists(name: string): Promise<boolean>;
   call(method: string, path: string, opts?: { token?: string; body?: unknown; raw?: string; headers?: Record<string, string> }): Promise<{ status: number; headers: Headers; body: any }>;
   close(): Promise<void>;
 }
@@ -140,6 +144,25 @@ export async function startHarness(opts: { policy?: string; env?: Record<string,
     root,
     vaultAs: (token) => NodeVault({ endpoint: devVault.url, token, noCustomHTTPVerbs: true }),
     addAgent: (name) => broker.deps.agents.add(name).token,
+    async jitPolicies() {
+      try {
+        const { data } = await root.read('sys/policies/acl?list=true');
+        return (data.keys as string[]).filter((k) => k.startsWith('jit-'));
+      } catch (err) {
+        // Vault answers an empty list with 404.
+        if ((err as { response?: { statusCode?: number } }).response?.statusCode === 404) return [];
+        throw err;
+      }
+    },
+    async policyExists(name) {
+      try {
+        await root.read(`sys/policies/acl/${name}`);
+        return true;
+      } catch (err) {
+        if ((err as { response?: { statusCode?: number } }).response?.statusCode === 404) return false;
+        throw err;
+      }
+    },
     async call(method, path, o = {}) {
       const headers: Record<string, string> = { ...o.headers };
       if (o.token) headers.authorization = `Bearer ${o.token}`;

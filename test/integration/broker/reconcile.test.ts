@@ -19,15 +19,6 @@ const body = {
   vault_paths: [{ path: 'homelab/data/docker/registry', capabilities: ['read'] }],
 };
 
-async function jitPolicies(): Promise<string[]> {
-  try {
-    const { data } = await h.root.read('sys/policies/acl?list=true');
-    return (data.keys as string[]).filter((k) => k.startsWith('jit-'));
-  } catch {
-    return [];
-  }
-}
-
 it('cleans up what a crash between policy write and token record left behind', async () => {
   // Reproduce the state a SIGKILL after Vault minted the token leaves: a
   // `minting` row, its policy in Vault, and a token whose accessor the broker
@@ -61,7 +52,7 @@ it('cleans up what a crash between policy write and token record left behind', a
   // The lost token can no longer read anything; the live one still can.
   await expect(h.vaultAs(lostToken).read('homelab/data/docker/registry')).rejects.toMatchObject({ response: { statusCode: 403 } });
   expect((await h.vaultAs(live.body.credential.token).read('homelab/data/docker/registry')).data.data.username).toBe('demo');
-  expect(await jitPolicies()).toEqual(live.body.credential.policies.filter((p: string) => p !== 'default'));
+  expect(await h.jitPolicies()).toEqual(live.body.credential.policies.filter((p: string) => p !== 'default'));
   expect(deps.repo.getRequest(requestId)?.status).toBe('failed');
 });
 
@@ -70,6 +61,6 @@ it('ends live credentials whose token Vault no longer has', async () => {
   await h.root.write('auth/token/revoke-accessor', { accessor: live.body.credential.accessor });
   const summary = await reconcile(h.broker.deps);
   expect(summary.vanishedTokens).toBe(1);
-  expect(await jitPolicies()).toEqual([]);
+  expect(await h.jitPolicies()).toEqual([]);
   expect(h.broker.deps.repo.getRequest(live.body.id)?.status).toBe('expired');
 });

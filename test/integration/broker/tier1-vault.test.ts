@@ -22,32 +22,12 @@ const readRegistry = {
   vault_paths: [{ path: 'homelab/data/docker/registry', capabilities: ['read'] }],
 };
 
-/** The ephemeral policies in Vault (`jit-…`). */
-async function jitPolicies(): Promise<string[]> {
-  try {
-    const { data } = await h.root.read('sys/policies/acl?list=true');
-    return (data.keys as string[]).filter((k) => k.startsWith('jit-'));
-  } catch {
-    return [];
-  }
-}
-
 /** The ephemeral policy an issued Vault credential is bound to (its only policy besides `default`). */
 function grantPolicy(credential: { policies: string[] }): string {
   const own = credential.policies.filter((p) => p !== 'default');
   expect(own).toHaveLength(1);
   expect(own[0]).toMatch(/^jit-req_cred_[0-9a-z]{26}$/);
   return own[0]!;
-}
-
-async function policyExists(name: string): Promise<boolean> {
-  try {
-    await h.root.read(`sys/policies/acl/${name}`);
-    return true;
-  } catch (err) {
-    if ((err as { response?: { statusCode?: number } }).response?.statusCode === 404) return false;
-    throw err;
-  }
 }
 
 describe('tier 1 issuance', () => {
@@ -130,7 +110,7 @@ describe('policy decisions', () => {
     expect(res.status).toBe(202);
     expect(res.body).toMatchObject({ status: 'pending', tier: 1, required_tier: 2 });
     expect(Date.parse(res.body.approval_expires_at) - h.clock.now()).toBe(600_000);
-    expect(await jitPolicies()).toEqual([]);
+    expect(await h.jitPolicies()).toEqual([]);
   });
 
   it('never lowers a tier the agent asked for', async () => {
@@ -193,7 +173,7 @@ describe('expiry and revocation', () => {
     expect(summary.credentialsExpired).toBe(1);
     expect(summary.credentialsEnded).toBe(1);
     await expect(h.vaultAs(credential.token).read('homelab/data/docker/registry')).rejects.toMatchObject({ response: { statusCode: 403 } });
-    expect(await policyExists(grantPolicy(credential))).toBe(false);
+    expect(await h.policyExists(grantPolicy(credential))).toBe(false);
     const view = await h.call('GET', `/jit/requests/${id}`, { token });
     expect(view.body).toMatchObject({ status: 'expired', credential: { state: 'ended' } });
   });
@@ -205,7 +185,7 @@ describe('expiry and revocation', () => {
     expect(revoked.status).toBe(200);
     expect(revoked.body).toMatchObject({ status: 'revoked', credential: { state: 'ended' } });
     await expect(h.vaultAs(credential.token).read('homelab/data/docker/registry')).rejects.toMatchObject({ response: { statusCode: 403 } });
-    expect(await policyExists(grantPolicy(credential))).toBe(false);
+    expect(await h.policyExists(grantPolicy(credential))).toBe(false);
     const again = await h.call('POST', `/jit/requests/${id}/revoke`, { token });
     expect(again.status).toBe(200);
   });
@@ -242,7 +222,7 @@ describe('Vault failures', () => {
     const res = await h.call('POST', '/jit/request', { token, body: readRegistry });
     expect(res.status).toBe(503);
     expect(h.proxy.seen.some((r) => r.method === 'PUT' || r.method === 'POST')).toBe(true);
-    expect(await jitPolicies()).toEqual([]);
+    expect(await h.jitPolicies()).toEqual([]);
   });
 
   it('retries the clean-up later when Vault goes away mid-issue', async () => {
@@ -259,10 +239,10 @@ describe('Vault failures', () => {
     const [row] = h.broker.deps.repo.listRequests({});
     const policy = h.broker.deps.repo.getCredential(row!.id)?.vault_policy;
     expect(policy).toMatch(/^jit-req_cred_/);
-    expect(await jitPolicies()).toEqual([policy]);
+    expect(await h.jitPolicies()).toEqual([policy]);
     h.proxy.setFault(undefined);
     expect((await sweep(h.broker.deps)).policiesCleaned).toBe(1);
-    expect(await jitPolicies()).toEqual([]);
+    expect(await h.jitPolicies()).toEqual([]);
   });
 
   it('reports Vault down in /healthz with 503', async () => {
