@@ -5,7 +5,7 @@
  * in the machine's load hits both alike, and medians reported.
  *
  *   node --import tsx bench/compare.ts --baseline ../jit-broker-old [--reps 3] [--seconds 4]
- *     [--configs same1,same4,same16,same64,distinct16,oneagent16]
+ *     [--configs same1,same4,same16,same64,distinct16,oneagent16] [--after-env JIT_SHARE_GRANT_POLICIES=true]
  *
  * `sameN`: N connections (one agent each), the same grant every request;
  * `distinctN`: a different grant every request; `oneagentN`: all N
@@ -27,10 +27,11 @@ const { values: args } = parseArgs({
     reps: { type: 'string', default: '3' },
     seconds: { type: 'string', default: '4' },
     configs: { type: 'string', default: 'same1,same4,same16,same64,distinct16,oneagent16' },
+    'after-env': { type: 'string', default: '' },
   },
 });
 if (!args.baseline || !existsSync(join(args.baseline, 'bin', 'jit.mjs'))) {
-  process.stderr.write('usage: node --import tsx bench/compare.ts --baseline DIR [--reps N] [--seconds N] [--configs same16,…]\n');
+  process.stderr.write('usage: node --import tsx bench/compare.ts --baseline DIR [--reps N] [--seconds N] [--configs same16,…] [--after-env JIT_X=v,…]\n');
   process.exit(2);
 }
 const REPS = Math.min(10, Math.max(1, Number(args.reps)));
@@ -38,6 +39,17 @@ const SECONDS = Math.min(30, Math.max(1, Number(args.seconds)));
 const CONFIGS = args.configs.split(',').map((c) => c.trim());
 for (const c of CONFIGS) if (!/^(same|distinct|oneagent)\d{1,2}$/.test(c)) throw new Error(`bad config "${c}"`);
 const trees = { before: resolve(args.baseline), after: REPO } as const;
+/** Environment for the broker under test only, e.g. JIT_SHARE_GRANT_POLICIES=true. */
+const AFTER_ENV = Object.fromEntries(
+  args['after-env']
+    .split(',')
+    .filter(Boolean)
+    .map((kv) => {
+      const i = kv.indexOf('=');
+      if (!/^JIT_[A-Z_]+=/.test(kv)) throw new Error(`--after-env takes JIT_NAME=value pairs, got "${kv}"`);
+      return [kv.slice(0, i), kv.slice(i + 1)];
+    }),
+);
 type Which = keyof typeof trees;
 
 const tmp = mkdtempSync(join(tmpdir(), 'jit-compare-'));
@@ -60,7 +72,7 @@ async function run(which: Which, config: string): Promise<LoadResult> {
   try {
     const first = await addAgent(dbPath, policiesDir, 'bench', jitBin);
     const tokens = await addMoreAgents(dbPath, first, 64, repo);
-    const broker = await startBrokerProcess({ vaultUrl: vault.url, rootToken: vault.rootToken, dbPath, policiesDir, jitBin });
+    const broker = await startBrokerProcess({ vaultUrl: vault.url, rootToken: vault.rootToken, dbPath, policiesDir, jitBin, ...(which === 'after' ? { env: AFTER_ENV } : {}) });
     try {
       const connections = Number(config.replace(/^\D+/, ''));
       let n = 0;
@@ -101,7 +113,7 @@ for (let rep = 0; rep < REPS; rep++) {
 }
 
 const out = [
-  `Medians of ${REPS} interleaved runs, ${SECONDS} s each after a 2 s warm-up. before = ${trees.before}, after = ${trees.after}.`,
+  `Medians of ${REPS} interleaved runs, ${SECONDS} s each after a 2 s warm-up. before = ${trees.before}, after = ${trees.after}${args['after-env'] ? ` with ${args['after-env']}` : ''}.`,
   '',
   '| load | req/s before → after | p50 ms before → after | p99 ms before → after | broker CPU ms/req before → after | Vault CPU ms/req before → after |',
   '|---|---:|---:|---:|---:|---:|',

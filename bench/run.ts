@@ -104,7 +104,7 @@ const MAX_AGENTS = Math.max(...CONCURRENCIES);
 const startVault = () => startDevVaultProcess(`hvs.bench-${randomBytes(12).toString('hex')}`, args['stock-dev-vault']);
 
 /** Development Vault + agent + broker, each its own process, on a fresh database (optionally seeded first). */
-async function startStack(name: string, seedRows = 0): Promise<Stack & { seedSeconds: number }> {
+async function startStack(name: string, seedRows = 0, env: Record<string, string> = {}): Promise<Stack & { seedSeconds: number }> {
   const dir = mkdtempSync(join(tmp, `${name}-`));
   const dbPath = join(dir, 'jit.db');
   const [vault, token] = await Promise.all([startVault(), addAgent(dbPath, POLICIES_DIR, 'bench')]);
@@ -116,7 +116,7 @@ async function startStack(name: string, seedRows = 0): Promise<Stack & { seedSec
       seedSeconds = seedHistory(dbPath, seedRows);
       log(`  seeded in ${seedSeconds.toFixed(1)} s`);
     }
-    const broker = await startBrokerProcess({ vaultUrl: vault.url, rootToken: vault.rootToken, dbPath, policiesDir: POLICIES_DIR });
+    const broker = await startBrokerProcess({ vaultUrl: vault.url, rootToken: vault.rootToken, dbPath, policiesDir: POLICIES_DIR, env });
     return {
       vault,
       broker,
@@ -176,7 +176,7 @@ interface IssueRow {
 }
 interface Report {
   meta: Record<string, string | number>;
-  issue?: { rows: IssueRow[]; tokenOnly: LoadResult; viaNodeVault: LoadResult; distinct: LoadResult; oneAgent: LoadResult };
+  issue?: { rows: IssueRow[]; tokenOnly: LoadResult; viaNodeVault: LoadResult; shared: LoadResult; sharedDistinct: LoadResult; oneAgent: LoadResult };
   read?: { get: LoadResult; verify: LoadResult };
   outbox?: DrainResult[];
   policy?: PolicyEvalResult[];
@@ -198,8 +198,13 @@ function checkLoad(what: string, r: LoadResult): LoadResult {
  * database), so no load inherits the tokens and rows of the one before it.
  * Each starts with an uncounted warm-up on its own connections.
  */
-async function brokerLoad(what: string, c: number, requests: (token: string) => AutocannonRequest[], o: { oneAgent?: boolean } = {}): Promise<LoadResult> {
-  const s = await startStack('issue');
+async function brokerLoad(
+  what: string,
+  c: number,
+  requests: (token: string) => AutocannonRequest[],
+  o: { oneAgent?: boolean; env?: Record<string, string> } = {},
+): Promise<LoadResult> {
+  const s = await startStack('issue', 0, o.env);
   try {
     const connectionHeaders = o.oneAgent ? undefined : agentHeaders(s.tokens);
     const cpuOf = { broker: s.broker.child.pid!, vault: s.vault.child.pid! };
@@ -241,9 +246,11 @@ async function sectionIssue(report: Report): Promise<void> {
   }
   const tokenOnly = await directLoad('direct Vault token only c=16', 16, (root) => tokenOnlyRequests(root, 'bench-shared'), (url, root) => writePolicy(url, root, 'bench-shared'));
   const viaNodeVault = await nodeVaultDirect('direct Vault via node-vault c=16', 16);
-  const distinct = await brokerLoad('broker distinct grants c=16', 16, distinctGrants);
+  const share = { JIT_SHARE_GRANT_POLICIES: 'true' };
+  const shared = await brokerLoad('broker, shared grant policies, c=16', 16, sameGrant, { env: share });
+  const sharedDistinct = await brokerLoad('broker, shared grant policies, distinct grants c=16', 16, distinctGrants, { env: share });
   const oneAgent = await brokerLoad('broker one agent c=16', 16, sameGrant, { oneAgent: true });
-  report.issue = { rows, tokenOnly, viaNodeVault, distinct, oneAgent };
+  report.issue = { rows, tokenOnly, viaNodeVault, shared, sharedDistinct, oneAgent };
 }
 
 async function sectionRead(report: Report): Promise<void> {
@@ -327,7 +334,7 @@ function render(r: Report): string {
   const ms = (n: number) => fmt(n, n < 10 ? 2 : 1);
   if (r.issue) {
     out.push('## Tier-1 Vault issuance vs the same Vault work done directly', '');
-    out.push('Direct = the benchmark itself writes a fresh policy and creates an orphan token (2 calls) against the development Vault.', '');
+    out.push('Broker = `POST /jit/request`, tier 1, issued at once, the same grant every request, default configuration (a Vault policy per credential: policy write + token create). Direct = the benchmark itself writes a fresh policy and creates an orphan token (the same 2 calls) against the development Vault.', '');
     out.push('| concurrency | broker req/s | broker p50 ms | broker p99 ms | direct ops/s | direct p50 ms | direct p99 ms | throughput ratio (direct/broker) | p50 ratio (broker/direct) | CPU ms per credential: broker + its Vault | CPU ms per direct op (Vault) | CPU ratio |');
     out.push('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const row of r.issue.rows) {
@@ -339,12 +346,14 @@ function render(r: Report): string {
       );
     }
     const t = r.issue.tokenOnly;
-    const d = r.issue.distinct;
     const b16 = r.issue.rows.find((x) => x.connections === 16);
     const cpu = (l: LoadResult) => Object.entries(l.cpuMsPerOp).filter(([k]) => k !== 'client').map(([k, v]) => `${k} ${fmt(v, 2)}`).join(', ');
     out.push('', '| at concurrency 16 | ops/s | p50 ms | p99 ms | CPU ms/op |', '|---|---:|---:|---:|---|');
-    if (b16) out.push(`| broker, same grant every request | ${fmt(b16.broker.opsPerSecond)} | ${ms(b16.broker.p50)} | ${ms(b16.broker.p99)} | ${cpu(b16.broker)} |`);
-    out.push(`| broker, a different grant every request | ${fmt(d.opsPerSecond)} | ${ms(d.p50)} | ${ms(d.p99)} | ${cpu(d)} |`);
+    if (b16) out.push(`| broker (a policy per credential: 2 Vault calls) | ${fmt(b16.broker.opsPerSecond)} | ${ms(b16.broker.p50)} | ${ms(b16.broker.p99)} | ${cpu(b16.broker)} |`);
+    const sh = r.issue.shared;
+    const sd = r.issue.sharedDistinct;
+    out.push(`| broker, JIT_SHARE_GRANT_POLICIES=true, same grant (1 Vault call) | ${fmt(sh.opsPerSecond)} | ${ms(sh.p50)} | ${ms(sh.p99)} | ${cpu(sh)} |`);
+    out.push(`| broker, JIT_SHARE_GRANT_POLICIES=true, a different grant every request (2 Vault calls) | ${fmt(sd.opsPerSecond)} | ${ms(sd.p50)} | ${ms(sd.p99)} | ${cpu(sd)} |`);
     const a = r.issue.oneAgent;
     out.push(`| broker, all connections one agent (its per-minute window holds the whole load) | ${fmt(a.opsPerSecond)} | ${ms(a.p50)} | ${ms(a.p99)} | ${cpu(a)} |`);
     if (b16) out.push(`| direct: policy write + token create | ${fmt(b16.direct.opsPerSecond)} | ${ms(b16.direct.p50)} | ${ms(b16.direct.p99)} | ${cpu(b16.direct)} |`);

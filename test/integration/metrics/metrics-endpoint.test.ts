@@ -89,9 +89,9 @@ describe('GET /metrics', () => {
     expect(sample(text, 'jit_credential_issuance_seconds_count', { resource: 'vault', outcome: 'issued' })).toBe(3);
     expect(sample(text, 'jit_credential_issuance_seconds_count', { resource: 'vault', outcome: 'failed' })).toBe(1);
 
-    // The second issue of one grant reused its policy: 3 tokens, 2 policy writes (+1 that failed).
+    // Three credentials, each with a policy of its own (the default), and one policy write that failed.
     expect(sample(text, 'jit_vault_request_duration_seconds_count', { operation: 'create_token' })).toBe(3);
-    expect(sample(text, 'jit_vault_request_duration_seconds_count', { operation: 'write_policy' })).toBe(3);
+    expect(sample(text, 'jit_vault_request_duration_seconds_count', { operation: 'write_policy' })).toBe(4);
     expect(sample(text, 'jit_vault_request_duration_seconds_count', { operation: 'revoke_accessor' })).toBe(1);
     expect(sample(text, 'jit_vault_request_errors_total', { operation: 'write_policy', kind: 'unreachable' })).toBe(1);
 
