@@ -18,6 +18,7 @@ import type { VaultClient } from './vault/types.ts';
 import { systemClock } from './lib/clock.ts';
 import { createIdGenerator } from './lib/ids.ts';
 import { createDispatcher, type Dispatcher } from './webhooks/dispatcher.ts';
+import { createMetrics } from './metrics/index.ts';
 import { KeyRingError, createKeyRing } from './webhooks/keys.ts';
 import { createOutboxSink } from './webhooks/outbox.ts';
 
@@ -99,9 +100,10 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
   }
   const db = openDatabase(config.dbPath);
   const ids = createIdGenerator(() => clock.now());
-  const dispatcher = createDispatcher({ db, clock, log, keyRing: keys, config });
+  const metrics = createMetrics({ db });
+  const dispatcher = createDispatcher({ db, clock, log, keyRing: keys, config, onOutcome: (outcome, target) => metrics.webhookDelivery(outcome, target) });
   const events = createOutboxSink({ db, config, policies, ids, log, notify: () => dispatcher.notify() });
-  const deps = createDeps({ config, db, vault, policies, log, clock, ids, events, keys });
+  const deps = createDeps({ config, db, vault, policies, log, clock, ids, events, keys, metrics });
   let telegram: ApprovalBot | undefined;
   if (config.telegram) {
     try {

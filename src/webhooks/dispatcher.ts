@@ -106,6 +106,8 @@ export interface DispatcherDeps {
   keyRing: Pick<KeyRing, 'current'>;
   config: Pick<Config, 'openclaw'>;
   transport?: Transport;
+  /** Counts delivery outcomes (the broker's Prometheus metrics). */
+  onOutcome?: (outcome: 'delivered' | 'retried' | 'dead', target: string) => void;
   /** Parallel deliveries (default 8): one slow receiver holds one slot only. */
   concurrency?: number;
   /** Per-attempt timeout (default 15 s). */
@@ -211,6 +213,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       return changed;
     }).immediate();
     const fields = { event_id: row.id, request_id: row.request_id, type: row.type, target: row.target, url: redactUrl(row.url), attempt: row.attempts, status: p.status };
+    if (ok) deps.onOutcome?.(outcome, row.target);
     if (!ok) {
       log.warn(fields, 'webhook outcome not recorded: the lease expired and another dispatcher took the event over');
       return 'lost';

@@ -51,6 +51,13 @@ describe('decision webhooks to OpenClaw', () => {
     expect(body.message).toMatch(/approved/i);
     expect(hook!.body).not.toContain(token);
     expect(hook!.body).not.toContain(HOOKS_TOKEN);
+    // The dispatcher counts the outcome once it is recorded.
+    let scraped = '';
+    for (let i = 0; i < 50 && !/jit_webhook_deliveries_total\{[^}]*outcome="delivered"[^}]*\} 1/.test(scraped); i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      scraped = (await h.call('GET', '/metrics')).body as string;
+    }
+    expect(scraped).toMatch(/jit_webhook_deliveries_total\{[^}]*outcome="delivered"[^}]*target="openclaw"[^}]*\} 1/);
   });
 
   it('pushes denials, timeouts and revocations', async () => {
