@@ -45,12 +45,21 @@ export function createOutboxStore(db: Db) {
       next_attempt_at, last_error, created_at, updated_at)
       VALUES (@id, @request_id, @type, @target, @url, @url_source, @session_key, @body, @state, 0, @next_attempt_at, @last_error, @created_at, @created_at)
       ON CONFLICT (request_id, type) DO NOTHING`),
-    claim: db.prepare(`UPDATE webhook_outbox
+    // Two statements, one per partial index: an OR across both states made
+    // SQLite scan and sort every pending row for each claim.
+    claimExpired: db.prepare(`UPDATE webhook_outbox
       SET state = 'delivering', attempts = attempts + 1, lease_owner = @owner, lease_expires_at = @lease_until, updated_at = @now
       WHERE id = (
         SELECT id FROM webhook_outbox
-        WHERE (state = 'pending' AND next_attempt_at <= @due_by) OR (state = 'delivering' AND lease_expires_at <= @now)
-        ORDER BY next_attempt_at, created_at LIMIT 1)
+        WHERE state = 'delivering' AND lease_expires_at <= @now
+        ORDER BY lease_expires_at LIMIT 1)
+      RETURNING *`),
+    claimDue: db.prepare(`UPDATE webhook_outbox
+      SET state = 'delivering', attempts = attempts + 1, lease_owner = @owner, lease_expires_at = @lease_until, updated_at = @now
+      WHERE id = (
+        SELECT id FROM webhook_outbox
+        WHERE state = 'pending' AND next_attempt_at <= @due_by
+        ORDER BY next_attempt_at LIMIT 1)
       RETURNING *`),
     delivered: db.prepare(`UPDATE webhook_outbox SET state = 'delivered', delivered_at = @now, last_status = @status, last_error = NULL,
       lease_owner = NULL, lease_expires_at = NULL, updated_at = @now
@@ -82,7 +91,9 @@ export function createOutboxStore(db: Db) {
      * One UPDATE ... RETURNING, so two dispatchers never get the same row.
      */
     claimNext(p: { now: number; dueBy: number; owner: string; leaseUntil: number }): OutboxRow | undefined {
-      return s.claim.get({ now: p.now, due_by: p.dueBy, owner: p.owner, lease_until: p.leaseUntil }) as OutboxRow | undefined;
+      const params = { now: p.now, due_by: p.dueBy, owner: p.owner, lease_until: p.leaseUntil };
+      // A lease a crashed dispatcher left behind first: that event is the oldest work.
+      return (s.claimExpired.get(params) ?? s.claimDue.get(params)) as OutboxRow | undefined;
     },
     markDelivered(id: string, owner: string, now: number, status: number): boolean {
       return s.delivered.run({ id, owner, now, status }).changes === 1;
