@@ -89,6 +89,8 @@ async function deleteAbandonedPolicy(deps: BrokerDeps, c: CredentialRow): Promis
   return true;
 }
 
+const INTERRUPTED = 'interrupted by a broker restart; request again';
+
 export interface ReconcileSummary extends SweepSummary {
   interruptedMints: number;
   strayPolicies: number;
@@ -123,9 +125,7 @@ export async function reconcile(deps: BrokerDeps, startedBefore: number = deps.c
       // A tier-1 request's agent never got its answer: fail it. An approved
       // tier-2/3 request stays approved so the agent can claim again.
       if (req?.status === 'approved' && req.decided_by === 'policy') {
-        if (repo.transition(c.request_id, 'approved', 'failed', now, { failure: 'interrupted by a broker restart; request again' })) {
-          repo.releaseIdempotencyKey(c.request_id);
-        }
+        repo.failUnissued(c.request_id, now, INTERRUPTED);
       }
       audit.append({ event: 'credential.interrupted', actor: 'broker', requestId: c.request_id, data: { credential_id: c.id, policy: c.vault_policy } }, now);
       interruptedMints++;
@@ -137,8 +137,7 @@ export async function reconcile(deps: BrokerDeps, startedBefore: number = deps.c
   // from before this process started, so an issue under way now is left alone.
   db.transaction(() => {
     for (const r of repo.tier1ApprovedWithoutCredential(startedBefore)) {
-      if (repo.transition(r.id, 'approved', 'failed', now, { failure: 'interrupted by a broker restart; request again' })) {
-        repo.releaseIdempotencyKey(r.id);
+      if (repo.failUnissued(r.id, now, INTERRUPTED)) {
         audit.append({ event: 'request.interrupted', actor: 'broker', requestId: r.id, data: {} }, now);
         interruptedMints++;
       }

@@ -128,9 +128,16 @@ export function createRepository(db: Db) {
     tier1ApprovedWithoutCredential(before: number): RequestRow[] {
       return s.tier1Orphans.all(before) as RequestRow[];
     },
-    /** Frees a request's Idempotency-Key (its attempt failed, so a retry may use the key again). */
-    releaseIdempotencyKey(id: string): void {
+    /**
+     * Fails an approved request whose credential was never issued, and frees
+     * its Idempotency-Key: nothing was issued, so the agent's retry with the
+     * same key gets a fresh attempt rather than this failure. False if the
+     * request was no longer approved. Call it inside a transaction.
+     */
+    failUnissued(id: string, now: number, failure: string): boolean {
+      if (!this.transition(id, 'approved', 'failed', now, { failure })) return false;
       s.releaseKey.run(id);
+      return true;
     },
     findByIdempotencyKey(agentId: string, key: string): RequestRow | undefined {
       return s.byIdempotency.get(agentId, key) as RequestRow | undefined;

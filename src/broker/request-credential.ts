@@ -139,9 +139,7 @@ async function handleRequest(deps: BrokerDeps, agent: Agent, body: CredentialReq
   const minted = reservation ? await completeVaultCredential(deps, row, reservation) : await issueCredential(deps, row);
   if (!minted.ok) {
     db.transaction(() => {
-      if (repo.transition(row.id, 'approved', 'failed', clock.now(), { failure: minted.error.message })) {
-        // Nothing was issued, so the agent's retry with the same key must get a fresh attempt, not this failure.
-        repo.releaseIdempotencyKey(row.id);
+      if (repo.failUnissued(row.id, clock.now(), minted.error.message)) {
         audit.append({ event: 'request.failed', actor: 'broker', requestId: row.id, data: { code: minted.error.code } }, clock.now());
       }
     })();

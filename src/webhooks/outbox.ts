@@ -39,6 +39,14 @@ export type NewOutboxRow = Pick<OutboxRow, 'id' | 'request_id' | 'type' | 'targe
  * on the lease owner, so a sender whose lease expired (and whose row was
  * taken over) cannot overwrite the newer outcome.
  */
+/** Leases the first row matching `where` (in `orderBy` order) to a dispatcher, in one statement. */
+function claimSql(where: string, orderBy: string): string {
+  return `UPDATE webhook_outbox
+    SET state = 'delivering', attempts = attempts + 1, lease_owner = @owner, lease_expires_at = @lease_until, updated_at = @now
+    WHERE id = (SELECT id FROM webhook_outbox WHERE ${where} ORDER BY ${orderBy} LIMIT 1)
+    RETURNING *`;
+}
+
 export function createOutboxStore(db: Db) {
   const s = {
     insert: db.prepare(`INSERT INTO webhook_outbox (id, request_id, type, target, url, url_source, session_key, body, state, attempts,
@@ -47,20 +55,8 @@ export function createOutboxStore(db: Db) {
       ON CONFLICT (request_id, type) DO NOTHING`),
     // Two statements, one per partial index: an OR across both states made
     // SQLite scan and sort every pending row for each claim.
-    claimExpired: db.prepare(`UPDATE webhook_outbox
-      SET state = 'delivering', attempts = attempts + 1, lease_owner = @owner, lease_expires_at = @lease_until, updated_at = @now
-      WHERE id = (
-        SELECT id FROM webhook_outbox
-        WHERE state = 'delivering' AND lease_expires_at <= @now
-        ORDER BY lease_expires_at LIMIT 1)
-      RETURNING *`),
-    claimDue: db.prepare(`UPDATE webhook_outbox
-      SET state = 'delivering', attempts = attempts + 1, lease_owner = @owner, lease_expires_at = @lease_until, updated_at = @now
-      WHERE id = (
-        SELECT id FROM webhook_outbox
-        WHERE state = 'pending' AND next_attempt_at <= @due_by
-        ORDER BY next_attempt_at LIMIT 1)
-      RETURNING *`),
+    claimExpired: db.prepare(claimSql(`state = 'delivering' AND lease_expires_at <= @now`, 'lease_expires_at')),
+    claimDue: db.prepare(claimSql(`state = 'pending' AND next_attempt_at <= @due_by`, 'next_attempt_at')),
     delivered: db.prepare(`UPDATE webhook_outbox SET state = 'delivered', delivered_at = @now, last_status = @status, last_error = NULL,
       lease_owner = NULL, lease_expires_at = NULL, updated_at = @now
       WHERE id = @id AND state = 'delivering' AND lease_owner = @owner`),
