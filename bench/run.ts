@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: the broker's cost over Vault, and the scale it holds.
  *
- * Starts the development Vault (bench/vault-server.ts) and the broker
+ * Starts the development Vault (`jit dev-vault`) and the broker
  * (`jit serve`) as separate processes on 127.0.0.1, on a temporary
  * database and the policy in bench/policies, registers agent `bench` with
  * `jit agent add` (and bench-2 … bench-64 straight in the database: each
@@ -23,8 +23,7 @@
  *
  * Options: --full (adds the 1M-row history and a 20,000-event outbox),
  * --seconds N (measured seconds per load, default 5), --only
- * issue,read,outbox,policy,history, --json FILE (raw figures),
- * --stock-dev-vault (`jit dev-vault` unchanged; see bench/vault-server.ts).
+ * issue,read,outbox,policy,history, --json FILE (raw figures).
  * Every loop is bounded in count and time; all children and temp dirs are
  * removed at the end, on error and on Ctrl-C. Only 127.0.0.1 is contacted.
  */
@@ -55,12 +54,11 @@ const { values: args } = parseArgs({
     seconds: { type: 'string', default: '5' },
     only: { type: 'string' },
     json: { type: 'string' },
-    'stock-dev-vault': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (args.help) {
-  process.stdout.write('usage: npm run bench -- [--full] [--seconds N] [--only issue,read,outbox,policy,history] [--json FILE] [--stock-dev-vault]\n');
+  process.stdout.write('usage: npm run bench -- [--full] [--seconds N] [--only issue,read,outbox,policy,history] [--json FILE]\n');
   process.exit(0);
 }
 const SECONDS = Number(args.seconds);
@@ -101,7 +99,7 @@ interface Stack {
 const MAX_AGENTS = Math.max(...CONCURRENCIES);
 
 /** A fresh development Vault process (in-memory: every load starts from an empty Vault). */
-const startVault = () => startDevVaultProcess(`hvs.bench-${randomBytes(12).toString('hex')}`, args['stock-dev-vault']);
+const startVault = () => startDevVaultProcess(`hvs.bench-${randomBytes(12).toString('hex')}`);
 
 /** Development Vault + agent + broker, each its own process, on a fresh database (optionally seeded first). */
 async function startStack(name: string, seedRows = 0, env: Record<string, string> = {}): Promise<Stack & { seedSeconds: number }> {

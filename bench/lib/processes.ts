@@ -102,15 +102,9 @@ export function runJit(args: string[], env: Record<string, string>, timeoutMs = 
   });
 }
 
-/**
- * The development Vault as its own process on 127.0.0.1: bench/vault-server.ts
- * (its expiry sweep throttled, see there), or with `stock` the unchanged
- * `jit dev-vault --port 0`.
- */
-export async function startDevVaultProcess(rootToken: string, stock = false): Promise<Child & { url: string; rootToken: string }> {
-  const args = stock
-    ? [JIT_BIN, 'dev-vault', '--port', '0', '--root-token', rootToken]
-    : ['--import', 'tsx', join(REPO, 'bench', 'vault-server.ts'), '--root-token', rootToken];
+/** The development Vault as its own process on 127.0.0.1: `jit dev-vault --port 0`, as shipped. */
+export async function startDevVaultProcess(rootToken: string): Promise<Child & { url: string; rootToken: string }> {
+  const args = [JIT_BIN, 'dev-vault', '--port', '0', '--root-token', rootToken];
   const p = await startProcess(args, {}, /Address:\s+(http:\/\/127\.0\.0\.1:\d+)/);
   return { ...p, url: p.match[1]!, rootToken };
 }

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { pooledRandomBytes } from './random-pool.ts';
 
 const ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz'; // Crockford base32, lower case
 
@@ -17,7 +17,7 @@ export function createIdGenerator(now: () => number = Date.now): IdGenerator {
         time = ALPHABET[t % 32] + time;
         t = Math.floor(t / 32);
       }
-      const rand = randomBytes(16);
+      const rand = pooledRandomBytes(16);
       let tail = '';
       for (let i = 0; i < 16; i++) tail += ALPHABET[rand[i]! % 32];
       return `${prefix}_${time}${tail}`;

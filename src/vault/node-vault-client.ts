@@ -2,6 +2,7 @@ import NodeVault from 'node-vault';
 import { systemClock } from '../lib/clock.ts';
 import type { Clock } from '../lib/clock.ts';
 import { VaultError, toVaultError } from './errors.ts';
+import { createHttpTransport } from './http-transport.ts';
 import { AppRoleTokenSource, StaticTokenSource } from './token-source.ts';
 import type { TokenSource, TokenSourceTransport, VaultLogger } from './token-source.ts';
 import type {
@@ -78,17 +79,23 @@ function checkConfig(config: VaultClientConfig): void {
  * explicit per-request header and never through the constructor's
  * `requestOptions.headers` (which would freeze the first token); agent tokens
  * are minted with `vault.write('auth/token/create-orphan')`, never with the
- * `tokenCreate*` helpers that overwrite the client's own token. Every
- * failure is a {@link VaultError}; requests time out after 5 s by default.
+ * `tokenCreate*` helpers that overwrite the client's own token. Requests go
+ * through node-vault's `'request-promise'` transport option over
+ * node:http(s) with keep-alive (http-transport.ts), not its default axios
+ * stack; stop() closes the pooled sockets. Every failure is a
+ * {@link VaultError}; requests time out after 5 s by default.
  */
 export function createVaultClient(config: VaultClientConfig, opts: VaultClientOptions = {}): VaultClient {
   checkConfig(config);
   const log = opts.log ?? silentLog;
+  const timeoutMs = config.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const http = createHttpTransport({ timeoutMs });
   const vault = NodeVault({
     endpoint: config.endpoint,
     apiVersion: 'v1',
     noCustomHTTPVerbs: true,
-    requestOptions: { timeout: config.timeoutMs ?? DEFAULT_TIMEOUT_MS },
+    requestOptions: { timeout: timeoutMs },
+    'request-promise': http,
   });
   // Never fall back to VAULT_TOKEN from the environment: the token is
   // always passed per request by the token source below.
@@ -281,6 +288,9 @@ export function createVaultClient(config: VaultClientConfig, opts: VaultClientOp
       source.start().catch((err: unknown) => {
         throw toVaultError(err, 'login');
       }),
-    stop: () => source.stop(),
+    stop: () => {
+      source.stop();
+      http.close();
+    },
   };
 }

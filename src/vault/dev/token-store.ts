@@ -79,6 +79,9 @@ export interface TtlLimits {
   maxTtl: number;
 }
 
+/** The full expiry sweep runs at most this often (clock ms); lookups check expiry themselves. */
+const SWEEP_INTERVAL_MS = 1_000;
+
 /** Thrown by the store; the route turns it into a 400. */
 export class TokenStoreError extends Error {}
 
@@ -91,6 +94,8 @@ export class TokenStore {
   private readonly byHash = new Map<string, TokenEntry>();
   private readonly byAccessor = new Map<string, string>();
   private readonly children = new Map<string, Set<string>>();
+  /** When the last full expiry sweep ran (clock ms); see live(). */
+  private lastSweepMs = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly clock: Clock,
@@ -121,7 +126,8 @@ export class TokenStore {
     const now = this.clock.now();
     const id = spec.id ?? newTokenId();
     const hash = hashId(id);
-    if (this.byHash.has(hash)) throw new TokenStoreError('cannot create a token with a duplicate ID');
+    // An expired token not yet swept does not block its ID (live() revokes it).
+    if (this.live(hash)) throw new TokenStoreError('cannot create a token with a duplicate ID');
     const { parent, ...rest } = spec;
     const entry: TokenEntry = {
       ...rest,
@@ -146,15 +152,13 @@ export class TokenStore {
 
   /** The live token with this secret, or undefined (unknown, revoked or expired). */
   get(id: string): TokenEntry | undefined {
-    this.sweep();
-    return this.byHash.get(hashId(id));
+    return this.live(hashId(id));
   }
 
   /** The live token with this accessor, or undefined. */
   getByAccessor(accessor: string): TokenEntry | undefined {
-    this.sweep();
     const hash = this.byAccessor.get(accessor);
-    return hash === undefined ? undefined : this.byHash.get(hash);
+    return hash === undefined ? undefined : this.live(hash);
   }
 
   /** Every live token (a fresh array; entries are the store's own). */
@@ -171,9 +175,35 @@ export class TokenStore {
   /** Revokes expired tokens and, with them, their children. */
   sweep(): void {
     const now = this.clock.now();
+    this.lastSweepMs = now;
     for (const [hash, entry] of this.byHash) {
       if (entry.expireMs !== null && now >= entry.expireMs) this.revokeHash(hash);
     }
+  }
+
+  /**
+   * The token stored under `hash` if it is live. What a full sweep would do
+   * to it is done here and now: if it or any ancestor has expired, that
+   * ancestor is revoked with its whole tree. The full sweep itself (which
+   * only frees the memory of expired tokens nobody asks for) runs at most
+   * once a second, so a request costs O(depth) rather than O(tokens).
+   */
+  private live(hash: string): TokenEntry | undefined {
+    const now = this.clock.now();
+    if (now - this.lastSweepMs >= SWEEP_INTERVAL_MS || now < this.lastSweepMs) this.sweep();
+    const entry = this.byHash.get(hash);
+    if (!entry) return undefined;
+    // The highest expired token on the way to the root: revoking it takes everything below.
+    let expired: string | null = null;
+    for (let h: string | null = hash; h !== null; ) {
+      const e = this.byHash.get(h);
+      if (!e) break;
+      if (e.expireMs !== null && now >= e.expireMs) expired = h;
+      h = e.parentHash;
+    }
+    if (expired === null) return entry;
+    this.revokeHash(expired);
+    return undefined;
   }
 
   /** Revokes the token and every descendant. */

@@ -1,3 +1,4 @@
+import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
 
@@ -46,6 +47,32 @@ describe('hostile and malformed input gets a clear 4xx', () => {
     const res = await h.call('POST', '/jit/request', { token, body: { ...valid, reason: 'x'.repeat(70_000) } });
     expect(res.status).toBe(413);
     expect(res.body.code).toBe('PAYLOAD_TOO_LARGE');
+  });
+
+  it.each([
+    ['under the limit', 60_000, 201],
+    ['over the limit', 70_000, 413],
+  ])('a chunked body (no Content-Length) %s is counted as it is read', async (_what, size, status) => {
+    // Whitespace after the object keeps it valid JSON of the size wanted.
+    const json = JSON.stringify(valid);
+    const body = json + ' '.repeat(size - json.length);
+    const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = httpRequest(`${h.broker.url}/jit/request`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
+      });
+      req.on('response', (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode!, body: text }));
+      });
+      req.on('error', reject);
+      // Several chunks, as a streaming client would send them.
+      for (let i = 0; i < body.length; i += 8192) req.write(body.slice(i, i + 8192));
+      req.end();
+    });
+    expect(answer.status).toBe(status);
+    if (status === 413) expect(JSON.parse(answer.body).code).toBe('PAYLOAD_TOO_LARGE');
   });
 
   it('404 problem for unknown routes and malformed ids', async () => {
