@@ -1,9 +1,11 @@
 import type { BrokerDeps } from './deps.ts';
-import { endCredential } from './mint-credential.ts';
+import { STALE_MINT_MS, endCredential } from './mint-credential.ts';
 import type { CredentialRow } from './repository.ts';
 import { EPHEMERAL_POLICY_PREFIX } from './vault-grant.ts';
 
 export interface SweepSummary {
+  /** Interrupted issues settled: `minting` rows abandoned and tier-1 requests failed (see {@link settleInterruptedIssues}). */
+  interruptedMints: number;
   timedOut: number;
   claimExpired: number;
   credentialsExpired: number;
@@ -12,19 +14,24 @@ export interface SweepSummary {
   vaultErrors: number;
 }
 
-const emptySummary = (): SweepSummary => ({ timedOut: 0, claimExpired: 0, credentialsExpired: 0, credentialsEnded: 0, policiesCleaned: 0, vaultErrors: 0 });
+const emptySummary = (): SweepSummary => ({ interruptedMints: 0, timedOut: 0, claimExpired: 0, credentialsExpired: 0, credentialsEnded: 0, policiesCleaned: 0, vaultErrors: 0 });
 
 /**
  * One pass of the timers, driven entirely by what the database says, so a
  * restart resumes them: pending requests past their approval deadline time
  * out, approved ones past the claim window expire, live credentials past
  * their expiry are revoked, and any Vault clean-up that failed earlier is
- * retried.
+ * retried. Issues interrupted more than {@link STALE_MINT_MS} ago (a broker
+ * process died mid-issue while others keep running) are settled as startup
+ * reconciliation settles them, and their policies deleted in the same pass.
  */
 export async function sweep(deps: BrokerDeps): Promise<SweepSummary> {
   const { repo, audit, clock, db, log, events } = deps;
   const summary = emptySummary();
   const now = clock.now();
+
+  // No live mint is older than STALE_MINT_MS, so this is safe while other processes mint.
+  summary.interruptedMints = settleInterruptedIssues(deps, now - STALE_MINT_MS, now, STALE_INTERRUPTED);
 
   db.transaction(() => {
     for (const r of repo.pendingPastDeadline(now, 500)) {
@@ -75,6 +82,8 @@ async function deleteAbandonedPolicy(deps: BrokerDeps, c: CredentialRow): Promis
   const policy = c.vault_policy;
   const deleteNow = policy !== null && deps.db.transaction(() => deps.repo.releaseVaultPolicy(policy, c.id, deps.clock.now()))();
   try {
+    // Known only when Vault minted the token after the row was abandoned and revoking it failed then (mint-credential.ts).
+    if (c.accessor) await deps.vault.revokeAccessor(c.accessor);
     if (deleteNow) await deps.vault.deletePolicy(policy);
   } catch (err) {
     deps.log.warn({ err, request_id: c.request_id }, 'could not delete abandoned policy yet; will retry');
@@ -90,9 +99,56 @@ async function deleteAbandonedPolicy(deps: BrokerDeps, c: CredentialRow): Promis
 }
 
 const INTERRUPTED = 'interrupted by a broker restart; request again';
+const STALE_INTERRUPTED = 'interrupted: the broker process issuing it stopped; request again';
+
+/**
+ * Settles issues that were interrupted (their process died) and that no
+ * live process can still be running:
+ *
+ * - A `minting` row reserved before `before` means a broker died
+ *   between writing the policy and recording the token. Its accessor is
+ *   unknown, so the token cannot be revoked by name. The row is abandoned
+ *   and its policy retired at once (no new credential is bound to it); the
+ *   sweep's abandoned-row pass deletes the policy as soon as no live
+ *   credential holds it — at once if none does — which leaves any such
+ *   token with nothing but Vault's `default` policy until its TTL ends it.
+ *   A tier-1 request's agent never got its answer: the request is failed
+ *   and its Idempotency-Key freed. An approved tier-2/3 request stays
+ *   approved so the agent can claim again.
+ * - A tier-1 request committed as approved before `before` whose
+ *   issue never began (or whose failed mint was never recorded as a
+ *   failure): failed the same way.
+ *
+ * Startup reconciliation passes the process's start (everything an earlier
+ * process left); the sweep passes `now - STALE_MINT_MS`. Every change is conditional, in an
+ * IMMEDIATE transaction, so several processes doing this at once settle
+ * each row once, with one audit entry. Returns how many were settled.
+ */
+export function settleInterruptedIssues(deps: BrokerDeps, before: number, now: number, failure: string): number {
+  const { repo, audit, db } = deps;
+  let settled = 0;
+  db.transaction(() => {
+    for (const c of repo.mintingReservedBefore(before, 10_000)) {
+      if (!repo.moveCredential(c.id, 'minting', 'abandoned', now, 'broker stopped during issue')) continue;
+      if (c.vault_policy) repo.retireGrantPolicy(c.vault_policy, now);
+      const req = repo.getRequest(c.request_id);
+      if (req?.status === 'approved' && req.decided_by === 'policy') repo.failUnissued(c.request_id, now, failure);
+      audit.append({ event: 'credential.interrupted', actor: 'broker', requestId: c.request_id, data: { credential_id: c.id, policy: c.vault_policy, reserved_at: c.reserved_at } }, now);
+      settled++;
+    }
+  })();
+  db.transaction(() => {
+    for (const r of repo.tier1ApprovedWithoutCredential(before)) {
+      if (repo.failUnissued(r.id, now, failure)) {
+        audit.append({ event: 'request.interrupted', actor: 'broker', requestId: r.id, data: {} }, now);
+        settled++;
+      }
+    }
+  })();
+  return settled;
+}
 
 export interface ReconcileSummary extends SweepSummary {
-  interruptedMints: number;
   strayPolicies: number;
   vanishedTokens: number;
 }
@@ -101,48 +157,22 @@ export interface ReconcileSummary extends SweepSummary {
  * Startup reconciliation, run before the broker serves (and retried until it
  * succeeds if Vault is down at start).
  *
- * - A `minting` row means the broker died between writing the policy and
- *   recording the token. Its accessor is unknown, so the token cannot be
- *   revoked by name. Its policy is retired at once (no new credential is
- *   bound to it) and deleted as soon as no live credential holds it — at
- *   once if none does — which leaves any such token with nothing but
- *   Vault's `default` policy until its TTL ends it.
+ * - Issues begun before `startedBefore` (this process's start; called
+ *   without it, up to now) are settled by {@link settleInterruptedIssues}:
+ *   `minting` rows abandoned, their policies deleted, tier-1 requests
+ *   failed.
  * - Ephemeral policies in Vault that no credential row owns are deleted.
  *   The list is read from Vault before the rows are read, and each stray
  *   is released in a transaction first, so a policy a credential picked up
  *   meanwhile is never deleted under it.
  * - Live credentials whose token Vault no longer knows are ended.
  */
-export async function reconcile(deps: BrokerDeps, startedBefore: number = deps.clock.now()): Promise<ReconcileSummary> {
+export async function reconcile(deps: BrokerDeps, startedBefore: number = deps.clock.now() + 1): Promise<ReconcileSummary> {
   const { repo, audit, clock, db, vault } = deps;
   const now = clock.now();
-  let interruptedMints = 0;
-  db.transaction(() => {
-    for (const c of repo.credentialsInState('minting', 10_000)) {
-      repo.moveCredential(c.id, 'minting', 'abandoned', now, 'broker stopped during issue');
-      if (c.vault_policy) repo.retireGrantPolicy(c.vault_policy, now);
-      const req = repo.getRequest(c.request_id);
-      // A tier-1 request's agent never got its answer: fail it. An approved
-      // tier-2/3 request stays approved so the agent can claim again.
-      if (req?.status === 'approved' && req.decided_by === 'policy') {
-        repo.failUnissued(c.request_id, now, INTERRUPTED);
-      }
-      audit.append({ event: 'credential.interrupted', actor: 'broker', requestId: c.request_id, data: { credential_id: c.id, policy: c.vault_policy } }, now);
-      interruptedMints++;
-    }
-  })();
-
-  // A tier-1 request committed as approved whose issue never began (the
-  // broker died between the two): its agent never got an answer. Only rows
-  // from before this process started, so an issue under way now is left alone.
-  db.transaction(() => {
-    for (const r of repo.tier1ApprovedWithoutCredential(startedBefore)) {
-      if (repo.failUnissued(r.id, now, INTERRUPTED)) {
-        audit.append({ event: 'request.interrupted', actor: 'broker', requestId: r.id, data: {} }, now);
-        interruptedMints++;
-      }
-    }
-  })();
+  // Only what was under way before this process started: an issue this
+  // process begins from now on is left alone.
+  const interruptedMints = settleInterruptedIssues(deps, startedBefore, now, INTERRUPTED);
 
   let vanishedTokens = 0;
   for (const c of db.prepare(`SELECT * FROM credentials WHERE state = 'live' AND accessor IS NOT NULL`).all() as CredentialRow[]) {
@@ -169,7 +199,7 @@ export async function reconcile(deps: BrokerDeps, startedBefore: number = deps.c
     db.transaction(() => audit.append({ event: 'vault.stray_policy_deleted', actor: 'broker', data: { policy: name } }, clock.now()))();
     strayPolicies++;
   }
-  return { ...summary, interruptedMints, strayPolicies, vanishedTokens };
+  return { ...summary, interruptedMints: interruptedMints + summary.interruptedMints, strayPolicies, vanishedTokens };
 }
 
 /** Runs reconciliation until it succeeds, then `sweep` every `intervalMs`. */

@@ -3,7 +3,32 @@ import { BrokerError } from './errors.ts';
 import { grantToMint } from './narrowing.ts';
 import type { RequestRow, VaultScope } from './repository.ts';
 import { credentialPolicyName, renderGrant } from './vault-grant.ts';
-import { vaultUnavailable } from './vault-errors.ts';
+import { VAULT_RETRY_AFTER_SECONDS, vaultUnavailable } from './vault-errors.ts';
+
+/**
+ * How long a mint can possibly run, with a wide margin: a `minting` row
+ * reserved longer ago than this belongs to a process that died mid-issue
+ * (SIGKILL, OOM) and the sweep abandons it (lifecycle.ts), while the other
+ * processes keep serving.
+ *
+ * The real bound: a mint makes at most two Vault calls (write the policy,
+ * create the token; then the commit), each through `withToken` in
+ * src/vault/node-vault-client.ts, whose every HTTP request has a 5 s
+ * deadline (`timeoutMs`, default 5 000; the timer starts before a pooled
+ * socket is free, so queueing counts too). One `withToken` call is at worst
+ * 6 requests: getting the broker's own token (AppRole renew-self, then login:
+ * 2), the call (1), after a 403 the dead-token check and re-login (lookup-self,
+ * login: 2) and the one retry (1) — 30 s. Two calls: 60 s; the commit that
+ * follows may wait out SQLite's busy_timeout (5 s): 65 s. Two minutes is
+ * nearly twice that, for event-loop stalls (a synchronous SQLite wait holds
+ * every timer of the process) and small wall-clock steps between processes.
+ * If `timeoutMs` is ever made configurable, this must grow with it.
+ *
+ * Should a mint still outlive it, nothing leaks: the row is no longer
+ * `minting`, so {@link completeVaultCredential} cannot make it live and
+ * revokes the token Vault created (see `settleLateMint`).
+ */
+export const STALE_MINT_MS = 120_000;
 
 export interface VaultTokenCredential {
   type: 'vault_token';
@@ -66,6 +91,7 @@ export function reserveVaultCredential(deps: Pick<BrokerDeps, 'repo' | 'ids' | '
     jti: null,
     issued_at: null,
     expires_at: now + ttlSeconds * 1000,
+    reserved_at: now,
   });
   return { credentialId, policyName: policy.name, policyText: grant.text, policyWritten: policy.written, ttlSeconds, startedAt: performance.now() };
 }
@@ -83,8 +109,11 @@ export function reserveVaultCredential(deps: Pick<BrokerDeps, 'repo' | 'ids' | '
  * If Vault fails in step 2 the row is abandoned and the policy retired (and
  * deleted unless other live credentials hold it; the reaper finishes the
  * deletion if Vault is still down), so nothing half-issued outlives the
- * call. A crash between 1 and 3 leaves a `minting` row that startup
- * reconciliation cleans up the same way.
+ * call. A crash between 1 and 3 leaves a `minting` row that is cleaned up
+ * the same way: by startup reconciliation, or by the periodic sweep once
+ * the row is older than {@link STALE_MINT_MS} (when only one of several
+ * processes died). A mint that finishes after that cannot make the row
+ * live; its token is revoked.
  */
 export async function mintVaultCredential(deps: BrokerDeps, request: RequestRow): Promise<MintOutcome> {
   let reservation: VaultReservation;
@@ -134,10 +163,19 @@ async function completeMint(deps: BrokerDeps, request: RequestRow, reservation: 
 
   const now = clock.now();
   const expiresAt = now + created.leaseDurationSeconds * 1000;
-  const committed = db.transaction(() => {
+  const committed = db.transaction((): boolean | 'abandoned' => {
     // Recorded here rather than on its own: one commit per issue, not two.
     if (!reservation.policyWritten) repo.markGrantPolicyWritten(policyName, now);
-    if (!repo.markCredentialLive(credentialId, created.accessor, now, expiresAt)) return false;
+    if (!repo.markCredentialLive(credentialId, created.accessor, now, expiresAt)) {
+      // Only the sweep (or a restarting process's reconciliation) moves a
+      // `minting` row elsewhere: it took this mint, older than
+      // STALE_MINT_MS, for an interrupted one and abandoned it. The row
+      // stays dead; the token Vault just created is recorded on it and
+      // revoked below.
+      repo.recordLateAccessor(credentialId, created.accessor);
+      audit.append({ event: 'credential.minted_after_abandon', actor: 'broker', requestId: request.id, data: { credential_id: credentialId, accessor: created.accessor, policy: policyName } }, now);
+      return 'abandoned';
+    }
     if (!repo.transition(request.id, 'approved', 'issued', now)) {
       repo.moveCredential(credentialId, 'live', 'ending', now, 'request changed during issue');
       return false;
@@ -154,6 +192,15 @@ async function completeMint(deps: BrokerDeps, request: RequestRow, reservation: 
     return true;
   })();
 
+  if (committed === 'abandoned') {
+    await settleLateMint(deps, { id: credentialId, accessor: created.accessor, vault_policy: policyName, request_id: request.id });
+    return {
+      ok: false,
+      error: new BrokerError('VAULT_UNAVAILABLE', `issuing the credential of request ${request.id} took too long and was abandoned; nothing was issued (the token was revoked). Retry later.`, {
+        retryAfterSeconds: VAULT_RETRY_AFTER_SECONDS,
+      }),
+    };
+  }
   if (!committed) {
     // Revoked (or otherwise ended) while Vault was minting: the token must not live.
     await endCredential(deps, { id: credentialId, accessor: created.accessor, vault_policy: policyName, request_id: request.id });
@@ -170,6 +217,24 @@ async function completeMint(deps: BrokerDeps, request: RequestRow, reservation: 
       expires_at: new Date(expiresAt).toISOString(),
     },
   };
+}
+
+/**
+ * The token of a mint that finished after the sweep abandoned its row (see
+ * {@link STALE_MINT_MS}): revoke it and delete the policy unless other
+ * credentials still hold it (the sweep may have deleted it already, or the
+ * mint's own late policy write may have put it back). If Vault fails, the
+ * row (whose accessor is now recorded) is put back to `abandoned`, so the
+ * sweep's abandoned-row clean-up revokes the token and deletes the policy
+ * when Vault is back.
+ */
+async function settleLateMint(deps: BrokerDeps, cred: { id: string; accessor: string; vault_policy: string; request_id: string }): Promise<void> {
+  try {
+    await endCredential(deps, cred);
+  } catch (err) {
+    deps.log.warn({ err, request_id: cred.request_id, accessor: cred.accessor }, 'could not revoke a token minted after its row was abandoned; the sweep will retry');
+    deps.db.transaction(() => deps.repo.moveCredential(cred.id, 'failed', 'abandoned', deps.clock.now(), 'token minted after abandon'))();
+  }
 }
 
 /**

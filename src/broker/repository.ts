@@ -53,6 +53,8 @@ export interface CredentialRow {
   expires_at: number;
   ended_at: number | null;
   end_reason: string | null;
+  /** When the row was inserted (ms); 0 for rows from before migration 0008. */
+  reserved_at: number;
 }
 
 /** A shared grant policy is written to Vault again when its last write is older than this. */
@@ -82,8 +84,8 @@ export function createRepository(db: Db) {
       decision_reason = COALESCE(@decision_reason, decision_reason), failure = COALESCE(@failure, failure),
       claim_expires_at = COALESCE(@claim_expires_at, claim_expires_at)
       WHERE id = @id AND status = @from`),
-    insertCredential: db.prepare(`INSERT INTO credentials (id, request_id, type, state, vault_policy, accessor, jti, issued_at, expires_at)
-      VALUES (@id, @request_id, @type, @state, @vault_policy, @accessor, @jti, @issued_at, @expires_at)`),
+    insertCredential: db.prepare(`INSERT INTO credentials (id, request_id, type, state, vault_policy, accessor, jti, issued_at, expires_at, reserved_at)
+      VALUES (@id, @request_id, @type, @state, @vault_policy, @accessor, @jti, @issued_at, @expires_at, @reserved_at)`),
     getCredential: db.prepare(`SELECT * FROM credentials WHERE request_id = ? ORDER BY state IN ('abandoned', 'failed'), rowid DESC LIMIT 1`),
     credentialLive: db.prepare(`UPDATE credentials SET state = 'live', accessor = @accessor, issued_at = @issued_at, expires_at = @expires_at
       WHERE id = @id AND state = 'minting'`),
@@ -94,7 +96,12 @@ export function createRepository(db: Db) {
     pendingExpired: db.prepare(`SELECT * FROM requests WHERE status = 'pending' AND approval_expires_at <= ? ORDER BY approval_expires_at LIMIT ?`),
     approvedExpired: db.prepare(`SELECT * FROM requests WHERE status = 'approved' AND claim_expires_at <= ? ORDER BY claim_expires_at LIMIT ?`),
     liveExpired: db.prepare(`SELECT * FROM credentials WHERE state = 'live' AND expires_at <= ? ORDER BY expires_at LIMIT ?`),
-    unsettled: db.prepare(`SELECT * FROM credentials WHERE state = ? LIMIT ?`),
+    // Both through the partial index credentials_unsettled (state): SQLite uses a partial index only when
+    // the query repeats its WHERE term verbatim (`state = ?`, even `state = 'minting'`, alone scans the table).
+    unsettled: db.prepare(`SELECT * FROM credentials WHERE state IN ('minting', 'ending', 'abandoned') AND state = ? LIMIT ?`),
+    // The minting rows are the mints under way, a handful: reserved_at is checked on them, no index of its own.
+    mintingReservedBefore: db.prepare(`SELECT * FROM credentials WHERE state IN ('minting', 'ending', 'abandoned') AND state = 'minting' AND reserved_at < ? LIMIT ?`),
+    lateAccessor: db.prepare(`UPDATE credentials SET accessor = ? WHERE id = ? AND state IN ('abandoned', 'failed') AND accessor IS NULL`),
     knownPolicies: db.prepare(`SELECT vault_policy FROM credentials WHERE vault_policy IS NOT NULL AND state IN ('minting', 'live', 'ending', 'abandoned')`),
     countPending: db.prepare(`SELECT COUNT(*) FROM requests WHERE agent_id = ? AND status = 'pending'`),
     // Walks at most `n` index entries however busy the agent is.
@@ -164,8 +171,18 @@ export function createRepository(db: Db) {
         }).changes === 1
       );
     },
-    insertCredential(row: Pick<CredentialRow, 'id' | 'request_id' | 'type' | 'state' | 'vault_policy' | 'accessor' | 'jti' | 'issued_at' | 'expires_at'>): void {
-      s.insertCredential.run(row);
+    /**
+     * Inserts a credential row. `reserved_at` (the time of the transaction
+     * that inserts it) defaults to `issued_at` for a row issued at once; a
+     * row without either (a `minting` one) is refused, since the sweep
+     * would take it for an interrupted mint.
+     */
+    insertCredential(
+      row: Pick<CredentialRow, 'id' | 'request_id' | 'type' | 'state' | 'vault_policy' | 'accessor' | 'jti' | 'issued_at' | 'expires_at'> & Partial<Pick<CredentialRow, 'reserved_at'>>,
+    ): void {
+      const reservedAt = row.reserved_at ?? row.issued_at;
+      if (reservedAt === null || reservedAt === undefined) throw new Error(`credential ${row.id}: reserved_at is required`);
+      s.insertCredential.run({ ...row, reserved_at: reservedAt });
     },
     getCredential(requestId: string): CredentialRow | undefined {
       return s.getCredential.get(requestId) as CredentialRow | undefined;
@@ -187,6 +204,19 @@ export function createRepository(db: Db) {
     },
     credentialsInState(state: 'minting' | 'ending' | 'abandoned', limit = 100): CredentialRow[] {
       return s.unsettled.all(state, limit) as CredentialRow[];
+    },
+    /** `minting` rows reserved before `before` (ms): with `now - STALE_MINT_MS`, mints no live process can still be running. */
+    mintingReservedBefore(before: number, limit = 100): CredentialRow[] {
+      return s.mintingReservedBefore.all(before, limit) as CredentialRow[];
+    },
+    /**
+     * Records the accessor of a token Vault minted for a row that had
+     * already been abandoned (the mint outlived STALE_MINT_MS), so the
+     * broker knows it until it is revoked. False if the row is not
+     * abandoned/failed or already names an accessor.
+     */
+    recordLateAccessor(id: string, accessor: string): boolean {
+      return s.lateAccessor.run(accessor, id).changes === 1;
     },
     /** Names of ephemeral Vault policies the broker still owns. */
     ownedPolicyNames(): Set<string> {

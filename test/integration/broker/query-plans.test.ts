@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { decideRequest } from '../../../src/broker/decide.ts';
+import { sweep } from '../../../src/broker/lifecycle.ts';
 import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
 
 /*
@@ -82,4 +83,36 @@ it('reads the rate limit, pending count and policy references from their indexes
   expect(plan(`SELECT COUNT(*) FROM credentials WHERE vault_policy = ? AND state IN ('minting', 'live', 'ending') AND id != ?`, 'p', 'c')).toMatch(
     /USING INDEX credentials_policy_holders \(vault_policy=\?\)/,
   );
+});
+
+it('runs every statement of the periodic sweep through an index (it settles stale mints every pass)', async () => {
+  const { db } = h.broker.deps;
+  const proto = Object.getPrototypeOf(db.prepare('SELECT 1')) as Record<string, (...args: unknown[]) => unknown>;
+  const originals = Object.fromEntries(['run', 'get', 'all', 'iterate'].map((m) => [m, proto[m]!]));
+  const swept = new Map<string, unknown[]>();
+  for (const [name, fn] of Object.entries(originals)) {
+    proto[name] = function (this: { source: string }, ...args: unknown[]) {
+      if (!swept.has(this.source)) swept.set(this.source, args);
+      return fn.apply(this, args);
+    };
+  }
+  try {
+    await sweep(h.broker.deps);
+  } finally {
+    Object.assign(proto, originals);
+  }
+  const scans: string[] = [];
+  for (const [source, args] of swept) {
+    if (!/^\s*(SELECT|UPDATE|DELETE|INSERT|WITH)/i.test(source)) continue;
+    for (const s of db.prepare(`EXPLAIN QUERY PLAN ${source}`).all(...args) as { detail: string }[]) {
+      if (/^SCAN (?!CONSTANT ROW|\()/.test(s.detail)) scans.push(`${s.detail}  <=  ${source.replace(/\s+/g, ' ')}`);
+    }
+  }
+  const stale = [...swept.keys()].find((sql) => sql.includes(`state = 'minting' AND reserved_at < ?`));
+  expect(stale, [...swept.keys()].join('\n')).toBeDefined();
+  expect([...swept.keys()].some((sql) => sql.includes(`r.decided_by = 'policy' AND r.created_at < ?`))).toBe(true);
+  expect(scans).toEqual([]);
+  const plan = (sql: string, ...args: unknown[]) =>
+    (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...args) as { detail: string }[]).map((s) => s.detail).join(' | ');
+  expect(plan(stale!, 0, 10)).toMatch(/SEARCH credentials USING INDEX credentials_unsettled \(state=\?\)/);
 });

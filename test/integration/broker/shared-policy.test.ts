@@ -162,7 +162,7 @@ describe('failures and restarts', () => {
         rules: '["docker-read"]', idempotency_key: null, body_hash: null, created_at: now, updated_at: now, approval_expires_at: null,
         claim_expires_at: null, decided_by: 'policy', decided_at: now, decision_reason: null, failure: null,
       });
-      deps.repo.insertCredential({ id: deps.ids.next('cred'), request_id: requestId, type: 'vault_token', state: 'minting', vault_policy: policy, accessor: null, jti: null, issued_at: null, expires_at: now + 3_600_000 });
+      deps.repo.insertCredential({ id: deps.ids.next('cred'), request_id: requestId, type: 'vault_token', state: 'minting', vault_policy: policy, accessor: null, jti: null, issued_at: null, expires_at: now + 3_600_000, reserved_at: now });
     })();
     const lost = await h.root.write('auth/token/create-orphan', { policies: [policy], ttl: '3600s', renewable: false });
 

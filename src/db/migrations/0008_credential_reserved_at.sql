@@ -1,0 +1,14 @@
+-- When a credential row was reserved (inserted), in ms since the epoch.
+-- A `minting` row whose reservation is older than any live mint can take
+-- (STALE_MINT_MS, src/broker/mint-credential.ts) was left by a process that
+-- died mid-issue: the periodic sweep abandons it without waiting for a
+-- restart (src/broker/lifecycle.ts). The sweep finds minting rows through
+-- the partial index `credentials_unsettled` (state) and checks this column
+-- on them: minting rows are only the mints under way, a handful, so no
+-- index of its own (which every issue would write twice).
+--
+-- Rows from before this migration read 0 ("long ago"; adding a column with
+-- a constant default rewrites nothing): a `minting` row an older version
+-- left behind is abandoned by the first reconciliation or sweep. Only
+-- `minting` rows are ever selected by this column.
+ALTER TABLE credentials ADD COLUMN reserved_at INTEGER NOT NULL DEFAULT 0;
