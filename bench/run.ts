@@ -44,6 +44,8 @@ import { BENCH_PATH, nodeVaultLoad, policyAndTokenRequests, tokenOnlyRequests, w
 const SECTIONS = ['issue', 'read', 'outbox', 'policy', 'history'] as const;
 type Section = (typeof SECTIONS)[number];
 const CONCURRENCIES = [1, 4, 16, 64];
+/** JIT_HTTP_WORKERS for the multi-process rows: one per core here. */
+const HTTP_WORKERS = 2;
 /** Uncounted start of every load, on the same connections (see bench/lib/load.ts). */
 const WARMUP_SECONDS = 2;
 const POLICIES_DIR = join(REPO, 'bench', 'policies');
@@ -170,6 +172,8 @@ async function call(url: string, init: RequestInit & { token?: string }): Promis
 interface IssueRow {
   connections: number;
   broker: LoadResult;
+  /** The same load against a broker with JIT_HTTP_WORKERS=2. */
+  workers: LoadResult;
   direct: LoadResult;
 }
 interface Report {
@@ -240,7 +244,8 @@ async function sectionIssue(report: Report): Promise<void> {
   for (const c of CONCURRENCIES) {
     const direct = await directLoad(`direct Vault c=${c}`, c, policyAndTokenRequests);
     const broker = await brokerLoad(`broker c=${c}`, c, sameGrant);
-    rows.push({ connections: c, broker, direct });
+    const workers = await brokerLoad(`broker, ${HTTP_WORKERS} HTTP workers, c=${c}`, c, sameGrant, { env: { JIT_HTTP_WORKERS: String(HTTP_WORKERS) } });
+    rows.push({ connections: c, broker, workers, direct });
   }
   const tokenOnly = await directLoad('direct Vault token only c=16', 16, (root) => tokenOnlyRequests(root, 'bench-shared'), (url, root) => writePolicy(url, root, 'bench-shared'));
   const viaNodeVault = await nodeVaultDirect('direct Vault via node-vault c=16', 16);
@@ -341,6 +346,14 @@ function render(r: Report): string {
       const direct = row.direct.cpuMsPerOp.vault ?? NaN;
       out.push(
         `| ${row.connections} | ${fmt(row.broker.opsPerSecond)} | ${ms(row.broker.p50)} | ${ms(row.broker.p99)} | ${fmt(row.direct.opsPerSecond)} | ${ms(row.direct.p50)} | ${ms(row.direct.p99)} | ${fmt(row.direct.opsPerSecond / row.broker.opsPerSecond, 2)}× | ${fmt(row.broker.p50 / row.direct.p50, 2)}× | ${fmt(b.broker ?? NaN, 2)} + ${fmt(b.vault ?? NaN, 2)} = ${fmt(viaBroker, 2)} | ${fmt(direct, 2)} | ${fmt(viaBroker / direct, 2)}× |`,
+      );
+    }
+    out.push('', `### The same with \`JIT_HTTP_WORKERS=${HTTP_WORKERS}\` (a primary and ${HTTP_WORKERS} HTTP worker processes on one database)`, '');
+    out.push('| concurrency | req/s | p50 ms | p99 ms | p50 ratio (broker/direct) | p99 ratio (broker/direct) | CPU ms per credential: broker processes + its Vault |', '|---:|---:|---:|---:|---:|---:|---:|');
+    for (const row of r.issue.rows) {
+      const w = row.workers;
+      out.push(
+        `| ${row.connections} | ${fmt(w.opsPerSecond)} | ${ms(w.p50)} | ${ms(w.p99)} | ${fmt(w.p50 / row.direct.p50, 2)}× | ${fmt(w.p99 / row.direct.p99, 2)}× | ${fmt(w.cpuMsPerOp.broker ?? NaN, 2)} + ${fmt(w.cpuMsPerOp.vault ?? NaN, 2)} |`,
       );
     }
     const t = r.issue.tokenOnly;

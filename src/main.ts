@@ -7,13 +7,16 @@ import { startLifecycle } from './broker/lifecycle.ts';
 import { PolicyStore, formatProblems } from './broker/policy/index.ts';
 import { createDeps } from './create-deps.ts';
 import type { BrokerDeps } from './broker/deps.ts';
+import { startCheckpointer } from './db/checkpointer.ts';
 import { openDatabase } from './db/open.ts';
 import { createApp } from './http/app.ts';
+import { startHttpWorkers, type HttpWorkers } from './cluster/primary.ts';
 import type { Clock } from './lib/clock.ts';
 import { createLogger, type Logger } from './lib/logger.ts';
 import { randomToken } from './lib/secrets.ts';
 import { startDevVault } from './vault/dev/index.ts';
 import { createVaultClient } from './vault/node-vault-client.ts';
+import { vaultClientFromConfig } from './vault/from-config.ts';
 import type { VaultClient } from './vault/types.ts';
 import { systemClock } from './lib/clock.ts';
 import { createIdGenerator } from './lib/ids.ts';
@@ -33,6 +36,8 @@ export interface RunningBroker {
   devVault?: { url: string; rootToken: string };
   /** In dev mode on first start: the token of agent `dev`. */
   devAgentToken?: string;
+  /** With JIT_HTTP_WORKERS > 1: the worker processes serving HTTP. */
+  workers?: HttpWorkers;
   reloadPolicies(): boolean;
   stop(): Promise<void>;
 }
@@ -71,13 +76,7 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
   let devVault: Awaited<ReturnType<typeof startDevVault>> | undefined;
   let vault: VaultClient;
   if (config.vault) {
-    const auth = config.vault.auth;
-    vault = createVaultClient(
-      auth.kind === 'token'
-        ? { endpoint: config.vault.addr, token: auth.token }
-        : { endpoint: config.vault.addr, roleId: auth.roleId, secretId: auth.secretId, approleMount: auth.mount },
-      { log, ...(opts.clock ? { clock: opts.clock } : {}) },
-    );
+    vault = vaultClientFromConfig(config.vault, { log, ...(opts.clock ? { clock: opts.clock } : {}) });
   } else {
     devVault = await startDevVault({ host: '127.0.0.1', port: config.devVaultPort, rootToken: `hvs.dev-${randomToken(12)}`, ...(opts.clock ? { clock: opts.clock } : {}) });
     await seedDevVault(devVault.url, devVault.rootToken);
@@ -98,7 +97,8 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
     if (err instanceof KeyRingError) throw new StartupError(`signing keys: ${err.message}`);
     throw err;
   }
-  const db = openDatabase(config.dbPath);
+  const db = openDatabase(config.dbPath, { checkpoint: 'background' });
+  const checkpointer = startCheckpointer({ dbPath: config.dbPath, log });
   const ids = createIdGenerator(() => clock.now());
   const metrics = createMetrics({ db });
   const dispatcher = createDispatcher({ db, clock, log, keyRing: keys, config, onOutcome: (outcome, target) => metrics.webhookDelivery(outcome, target) });
@@ -109,6 +109,7 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
     try {
       telegram = createApprovalBot({ deps, ...opts.telegram });
     } catch (err) {
+      await checkpointer.stop();
       db.close();
       if (err instanceof ConfigError) throw err;
       throw new StartupError(`telegram: ${(err as Error).message}`);
@@ -126,13 +127,41 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
 
   const lifecycle = startLifecycle(deps, opts.sweepIntervalMs, () => void telegram?.kick());
   dispatcher.start();
-  const app = createApp(deps, { telegram });
-  const server = await new Promise<Server>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolve(s as Server)) as Server;
-    s.once('error', reject);
-  });
-  const address = server.address() as AddressInfo;
-  const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  // One process serves HTTP itself; with JIT_HTTP_WORKERS > 1 it forks that many workers on the port instead.
+  let server: Server | undefined;
+  let workers: HttpWorkers | undefined;
+  let url: string;
+  if (config.httpWorkers > 1) {
+    try {
+      workers = await startHttpWorkers({
+        count: config.httpWorkers,
+        env,
+        ...(devVault ? { extraEnv: { VAULT_ADDR: devVault.url, VAULT_TOKEN: devVault.rootToken } } : {}),
+        log,
+        dispatcher,
+        telegram,
+        metrics,
+      });
+    } catch (err) {
+      await lifecycle.stop();
+      await dispatcher.stop();
+      vault.stop();
+      await checkpointer.stop();
+      db.close();
+      await devVault?.close();
+      throw new StartupError((err as Error).message);
+    }
+    url = workers.url;
+  } else {
+    const app = createApp(deps, { telegram });
+    const s = await new Promise<Server>((resolve, reject) => {
+      const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolve(s as Server)) as Server;
+      s.once('error', reject);
+    });
+    server = s;
+    const address = s.address() as AddressInfo;
+    url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  }
   log.info({ url, dev_mode: !!devVault, policies: config.policiesDir, db: config.dbPath, telegram: telegram?.mode ?? 'disabled' }, 'jit-broker listening');
   await telegram?.start();
   if (devVault && !telegram) print('Approver: no Telegram bot configured; approve tier-2/3 requests with `npx jit approve ID`.');
@@ -144,21 +173,28 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
     ...(telegram ? { telegram } : {}),
     ...(devVault ? { devVault: { url: devVault.url, rootToken: devVault.rootToken } } : {}),
     ...(devAgentToken ? { devAgentToken } : {}),
+    ...(workers ? { workers } : {}),
     reloadPolicies() {
       const r = policies.reload(config.policiesDir);
+      workers?.reloadPolicies();
       if (r.ok) log.info({ dir: config.policiesDir, warnings: formatProblems(r.warnings) }, 'policies reloaded');
       else log.error({ problems: formatProblems(r.problems) }, 'policy reload failed; the previous policy stays in force');
       return r.ok;
     },
     async stop() {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections?.();
-      });
+      await workers?.stop();
+      if (server) {
+        const s = server;
+        await new Promise<void>((resolve) => {
+          s.close(() => resolve());
+          s.closeAllConnections?.();
+        });
+      }
       await lifecycle.stop();
       await telegram?.stop();
       await dispatcher.stop();
       vault.stop();
+      await checkpointer.stop();
       db.close();
       await devVault?.close();
     },

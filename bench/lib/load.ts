@@ -14,17 +14,31 @@
  * same). Throughput, latency and CPU are those of the measured window.
  */
 import autocannon, { type AutocannonRequest } from 'autocannon';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { summarize, type Summary } from './stats.ts';
 
 /** CPU time (user + system, ms) a process has used so far, from /proc; NaN where there is no /proc. */
 export function processCpuMs(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // clock ticks (USER_HZ = 100)
-  } catch {
-    return Number.NaN;
+  // The process and its descendants (a broker with JIT_HTTP_WORKERS > 1 is a primary and its workers).
+  const stats = new Map<number, { ppid: number; ms: number }>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const fields = readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      stats.set(Number(entry), { ppid: Number(fields[1]), ms: ((Number(fields[11]) + Number(fields[12])) * 1000) / 100 }); // clock ticks (USER_HZ = 100)
+    } catch {
+      // exited meanwhile
+    }
   }
+  if (!stats.has(pid)) return Number.NaN;
+  let total = 0;
+  const queue = [pid];
+  while (queue.length > 0) {
+    const p = queue.pop()!;
+    total += stats.get(p)?.ms ?? 0;
+    for (const [child, s] of stats) if (s.ppid === p) queue.push(child);
+  }
+  return total;
 }
 
 export interface LoadOptions {

@@ -13,6 +13,9 @@ import { openApiRoutes } from './routes/openapi-route.ts';
 import { publicRoutes } from './routes/public-routes.ts';
 import { TELEGRAM_WEBHOOK_PATH, type ApprovalBot } from '../telegram/index.ts';
 
+/** What the HTTP API needs of the approval bot (in an HTTP worker, a proxy to the primary's bot). */
+export type AppTelegram = Pick<ApprovalBot, 'kick' | 'handleWebhook' | 'status'>;
+
 export type AppEnv = { Variables: { requestId: string; log: Logger; agent: Agent } };
 
 export { MAX_BODY_BYTES } from './body.ts';
@@ -20,7 +23,7 @@ export { MAX_BODY_BYTES } from './body.ts';
 /** The HTTP API. Handlers validate and call broker verbs; none writes SQL. */
 export interface AppOptions {
   /** The approval bot, if Telegram is configured: webhook updates go to it, changes kick its sync. */
-  telegram?: ApprovalBot | undefined;
+  telegram?: AppTelegram | undefined;
 }
 
 export function createApp(deps: BrokerDeps, opts: AppOptions = {}): Hono<AppEnv> {

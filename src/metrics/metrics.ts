@@ -16,7 +16,7 @@
  *   Telegram bot in the service, or `jit approve` / `jit deny` on the
  *   command line), are read from the `votes` table on each scrape.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { Db } from '../db/open.ts';
 
 export type RequestResource = 'vault' | 'gate';
@@ -36,6 +36,8 @@ export interface BrokerMetrics {
   readonly contentType: string;
   /** The Prometheus text exposition of every metric. */
   render(): Promise<string>;
+  /** Every metric as prom-client JSON, brought up to date as for render (HTTP workers' figures are summed from these). */
+  snapshot(): Promise<MetricObjectWithValues<MetricValue<string>>[]>;
   /** How a `POST /jit/request` ended: `issued`, `pending`, `replayed`, or the lower-cased error code (`rate_limited`, `not_covered`, `vault_unavailable`, …). */
   requestOutcome(resource: RequestResource, tier: number, outcome: string): void;
   /** A decision recorded in this process (timeouts, revocations, expiries). */
@@ -173,6 +175,11 @@ export function createMetrics(o: MetricsOptions = {}): BrokerMetrics {
       syncVotes();
       await readOutbox();
       return registry.metrics();
+    },
+    async snapshot() {
+      syncVotes();
+      await readOutbox();
+      return registry.getMetricsAsJSON();
     },
     requestOutcome(resource, tier, outcome) {
       requests.inc({ resource, tier: String(tier), outcome });

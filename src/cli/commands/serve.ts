@@ -1,3 +1,5 @@
+import cluster from 'node:cluster';
+import { startHttpWorker, WorkerStartupError } from '../../cluster/worker.ts';
 import { StartupError, startBroker } from '../../main.ts';
 import type { CliIo } from '../io.ts';
 import { UsageError, parseCommandArgs } from '../main.ts';
@@ -9,6 +11,7 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parseCommandArgs(args, {}, USAGE);
   if (values.help) return (io.out(`usage: ${USAGE}\nConfiguration comes from the environment; see the README.`), 0);
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+  if (cluster.isWorker) return serveAsWorker(io);
   let broker;
   try {
     broker = await startBroker(io.env, { print: io.out });
@@ -29,4 +32,23 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
     process.once('SIGINT', shutdown);
     process.once('SIGTERM', shutdown);
   });
+}
+
+/** An HTTP worker forked by a primary started with JIT_HTTP_WORKERS > 1 (src/cluster/worker.ts). */
+async function serveAsWorker(io: CliIo): Promise<number> {
+  let worker;
+  try {
+    worker = await startHttpWorker(io.env);
+  } catch (err) {
+    io.err(`jit serve (HTTP worker): ${err instanceof WorkerStartupError ? err.message : String(err)}`);
+    return 1;
+  }
+  // Signals go to the primary, which stops the workers first; one sent to a worker alone stops it too.
+  const running = worker;
+  process.once('SIGINT', () => void running.stop());
+  process.once('SIGTERM', () => void running.stop());
+  process.on('SIGHUP', () => {});
+  await running.stopped;
+  if (process.connected) process.disconnect();
+  return 0;
 }

@@ -3,12 +3,11 @@ import type { BrokerDeps } from '../../broker/deps.ts';
 import { BrokerError } from '../../broker/errors.ts';
 import { verifyGateCredential } from '../../broker/gate-credential.ts';
 import { GateVerifyBody, describeZodError } from '../../broker/schemas.ts';
-import { readJson, type AppEnv } from '../app.ts';
+import { readJson, type AppEnv, type AppTelegram } from '../app.ts';
 import { createOutboxStore } from '../../webhooks/outbox.ts';
-import type { ApprovalBot } from '../../telegram/index.ts';
 
 /** Unauthenticated endpoints. */
-export function publicRoutes(deps: BrokerDeps, telegram?: ApprovalBot) {
+export function publicRoutes(deps: BrokerDeps, telegram?: AppTelegram) {
   const app = new Hono<AppEnv>();
   const outbox = createOutboxStore(deps.db);
 
@@ -55,7 +54,7 @@ export function publicRoutes(deps: BrokerDeps, telegram?: ApprovalBot) {
   return app;
 }
 
-function telegramHealth(bot: ApprovalBot | undefined): 'disabled' | 'starting' | 'ok' | 'degraded' {
+function telegramHealth(bot: AppTelegram | undefined): 'disabled' | 'starting' | 'ok' | 'degraded' {
   if (!bot) return 'disabled';
   const status = bot.status();
   if (status.lastError) return 'degraded';

@@ -1,0 +1,175 @@
+/**
+ * The primary's side of JIT_HTTP_WORKERS > 1: forks the HTTP workers
+ * (`jit serve` again, under node:cluster, sharing one listening port),
+ * answers their calls, restarts one that dies, and stops them first on
+ * shutdown. See src/cluster/worker.ts for what a worker does.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import { fileURLToPath } from 'node:url';
+import { AggregatorRegistry } from 'prom-client';
+import type { Logger } from '../lib/logger.ts';
+import type { BrokerMetrics } from '../metrics/index.ts';
+import type { ApprovalBot } from '../telegram/index.ts';
+import { createRpc, isIpcMessage, type ForwardedAnswer, type ForwardedUpdate, type IpcMessage } from './ipc.ts';
+
+const JIT_BIN = fileURLToPath(new URL('../../bin/jit.mjs', import.meta.url));
+
+export interface HttpWorkersOptions {
+  count: number;
+  /** The broker's environment; each worker gets it (plus `extraEnv`) and reads its own config from it. */
+  env: Record<string, string | undefined>;
+  /** Added to `env` (dev mode: the in-process development Vault's address and token). */
+  extraEnv?: Record<string, string>;
+  log: Logger;
+  /** Woken when a worker commits an outbox row. */
+  dispatcher: { notify(): void };
+  telegram?: ApprovalBot | undefined;
+  /** The primary's own metrics (dispatcher outcomes, outbox gauges, approvals): summed with the workers'. */
+  metrics: BrokerMetrics;
+  /** How long the first start of every worker may take (default 60 s). */
+  startupTimeoutMs?: number;
+}
+
+export interface HttpWorkers {
+  url: string;
+  /** Workers now running. */
+  pids(): number[];
+  /** Tells every worker to reload its policy files. */
+  reloadPolicies(): void;
+  stop(): Promise<void>;
+}
+
+export class WorkersStartupError extends Error {}
+
+interface Slot {
+  worker: Worker;
+  rpc: ReturnType<typeof createRpc>;
+  startedAt: number;
+}
+
+export async function startHttpWorkers(o: HttpWorkersOptions): Promise<HttpWorkers> {
+  if (!cluster.isPrimary) throw new WorkersStartupError('HTTP workers are started by the primary process only');
+  cluster.setupPrimary({ exec: JIT_BIN, args: ['serve'], execArgv: [] });
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(o.env)) if (v !== undefined) env[k] = v;
+  Object.assign(env, o.extraEnv);
+
+  const slots = new Set<Slot>();
+  let stopping = false;
+  let restartDelayMs = 1_000;
+  let restartTimer: NodeJS.Timeout | undefined;
+
+  const aggregatedMetrics = async (): Promise<string> => {
+    const parts = await Promise.allSettled([o.metrics.snapshot(), ...[...slots].map((s) => s.rpc.call('metrics-json'))]);
+    const ok = parts.flatMap((p) => (p.status === 'fulfilled' ? [p.value as Awaited<ReturnType<BrokerMetrics['snapshot']>>] : []));
+    return AggregatorRegistry.aggregate(ok).metrics();
+  };
+  const telegramUpdate = async (arg: unknown): Promise<ForwardedAnswer> => {
+    if (!o.telegram) return { status: 404, headers: {}, body: '' };
+    const u = arg as ForwardedUpdate;
+    const res = await o.telegram.handleWebhook(new Request('http://127.0.0.1/telegram/webhook', { method: 'POST', headers: u.headers, body: u.body }));
+    return { status: res.status, headers: Object.fromEntries(res.headers), body: await res.text() };
+  };
+
+  const fork = (): Slot => {
+    const worker = cluster.fork(env);
+    const slot: Slot = {
+      worker,
+      startedAt: Date.now(),
+      rpc: createRpc((m: IpcMessage) => void worker.send(m), { metrics: aggregatedMetrics, 'telegram-update': telegramUpdate }),
+    };
+    slots.add(slot);
+    worker.on('message', (m: unknown) => {
+      if (!isIpcMessage(m) || slot.rpc.receive(m)) return;
+      if (m.t === 'jit:outbox') o.dispatcher.notify();
+      else if (m.t === 'jit:kick') void o.telegram?.kick();
+    });
+    worker.once('exit', (code, signal) => {
+      slots.delete(slot);
+      slot.rpc.failAll('the HTTP worker exited');
+      if (stopping) return;
+      // A worker that ran a while gets a quick replacement; one that keeps dying, slower ones.
+      if (Date.now() - slot.startedAt > 60_000) restartDelayMs = 1_000;
+      o.log.error({ pid: worker.process.pid, code, signal, restart_in_ms: restartDelayMs }, 'HTTP worker exited; starting another');
+      restartTimer = setTimeout(() => {
+        if (!stopping) fork();
+      }, restartDelayMs);
+      restartDelayMs = Math.min(restartDelayMs * 2, 30_000);
+    });
+    return slot;
+  };
+
+  const stopAll = async () => {
+    stopping = true;
+    if (restartTimer) clearTimeout(restartTimer);
+    clearInterval(statusTimer);
+    await Promise.all(
+      [...slots].map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            if (s.worker.isDead()) return resolve();
+            const kill = setTimeout(() => s.worker.process.kill('SIGKILL'), 10_000);
+            s.worker.once('exit', () => {
+              clearTimeout(kill);
+              resolve();
+            });
+            try {
+              s.worker.send({ t: 'jit:shutdown' } satisfies IpcMessage);
+            } catch {
+              s.worker.process.kill('SIGTERM');
+            }
+          }),
+      ),
+    );
+  };
+
+  // Workers show the bot's health on /healthz; they hear it from here.
+  const statusTimer = setInterval(() => {
+    if (!o.telegram) return;
+    const status = o.telegram.status();
+    for (const s of slots) if (s.worker.isConnected()) s.worker.send({ t: 'jit:telegram-status', status } satisfies IpcMessage);
+  }, 2_000);
+  statusTimer.unref();
+
+  // The first start: every worker listening, or a clear error.
+  const first = Array.from({ length: o.count }, fork);
+  let url: string;
+  try {
+    url = await new Promise<string>((resolve, reject) => {
+      let listening = 0;
+      let found: string | undefined;
+      const timer = setTimeout(() => done(new WorkersStartupError(`HTTP workers did not start within ${o.startupTimeoutMs ?? 60_000} ms`)), o.startupTimeoutMs ?? 60_000);
+      const onListening = (w: Worker, a: { address: string | null; port: number; addressType: number | string }) => {
+        if (!first.some((s) => s.worker === w)) return;
+        const host = a.address ?? '127.0.0.1';
+        found ??= `http://${host.includes(':') ? `[${host}]` : host}:${a.port}`;
+        if (++listening === o.count) done();
+      };
+      const onExit = (w: Worker, code: number | null) => {
+        if (first.some((s) => s.worker === w)) done(new WorkersStartupError(`an HTTP worker exited during startup (code ${code}); its error is above`));
+      };
+      const done = (err?: Error) => {
+        clearTimeout(timer);
+        cluster.off('listening', onListening);
+        cluster.off('exit', onExit);
+        if (err) reject(err);
+        else resolve(found!);
+      };
+      cluster.on('listening', onListening);
+      cluster.on('exit', onExit);
+    });
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+  o.log.info({ url, workers: first.map((s) => s.worker.process.pid) }, 'HTTP workers listening');
+
+  return {
+    url,
+    pids: () => [...slots].flatMap((s) => (s.worker.process.pid ? [s.worker.process.pid] : [])),
+    reloadPolicies() {
+      for (const s of slots) if (s.worker.isConnected()) s.worker.send({ t: 'jit:reload-policies' } satisfies IpcMessage);
+    },
+    stop: stopAll,
+  };
+}

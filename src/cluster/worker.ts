@@ -1,0 +1,127 @@
+/**
+ * One HTTP worker process of a broker started with JIT_HTTP_WORKERS > 1.
+ *
+ * A worker serves the HTTP API on the shared port with its own database
+ * connection, Vault client and metrics; everything with a single owner stays
+ * in the primary (lifecycle sweeps and reconciliation, the webhook
+ * dispatcher, the Telegram bot, the WAL checkpointer). The database is the
+ * only shared state: every decision, mint and outbox row is the same
+ * BEGIN IMMEDIATE transaction as in a single process, so several writers
+ * keep the same guarantees. What a worker must tell the primary goes over
+ * IPC (src/cluster/ipc.ts): "an outbox row is due", "run the Telegram sync",
+ * and the answers to /metrics and Telegram webhook calls.
+ */
+import { serve } from '@hono/node-server';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { PolicyStore, formatProblems } from '../broker/policy/index.ts';
+import { loadConfig } from '../config/config.ts';
+import { createDeps } from '../create-deps.ts';
+import { openDatabase } from '../db/open.ts';
+import { createApp, type AppTelegram } from '../http/app.ts';
+import { systemClock } from '../lib/clock.ts';
+import { createIdGenerator } from '../lib/ids.ts';
+import { createLogger } from '../lib/logger.ts';
+import { createMetrics } from '../metrics/index.ts';
+import type { ApprovalBotStatus } from '../telegram/index.ts';
+import { vaultClientFromConfig } from '../vault/from-config.ts';
+import { createKeyRing } from '../webhooks/keys.ts';
+import { createOutboxSink } from '../webhooks/outbox.ts';
+import { createRpc, isIpcMessage, type ForwardedAnswer, type ForwardedUpdate, type IpcMessage } from './ipc.ts';
+
+export interface HttpWorker {
+  url: string;
+  /** Resolves when the worker has stopped (shutdown from the primary, or the primary gone). */
+  stopped: Promise<void>;
+  stop(): Promise<void>;
+}
+
+export class WorkerStartupError extends Error {}
+
+export async function startHttpWorker(env: Record<string, string | undefined>): Promise<HttpWorker> {
+  if (!process.send) throw new WorkerStartupError('an HTTP worker must be started by the broker (node:cluster)');
+  const send = (m: IpcMessage) => void process.send?.(m);
+  const config = loadConfig(env);
+  if (!config.vault) throw new WorkerStartupError('an HTTP worker needs VAULT_ADDR (the primary passes it)');
+  const log = createLogger(config.logLevel).child({ http_worker: process.pid });
+
+  const policies = new PolicyStore();
+  const loaded = policies.reload(config.policiesDir);
+  if (!loaded.ok) throw new WorkerStartupError(`policy files in ${config.policiesDir} are invalid:\n  ${formatProblems(loaded.problems).join('\n  ')}`);
+
+  const clock = systemClock;
+  const vault = vaultClientFromConfig(config.vault, { log });
+  try {
+    await vault.start();
+  } catch (err) {
+    log.error({ err }, 'could not authenticate to Vault at start; requests will get 503 until it is reachable');
+  }
+  const keys = createKeyRing({ config, clock, log });
+  // The primary's checkpointer keeps the WAL short; commits here never checkpoint inline.
+  const db = openDatabase(config.dbPath, { checkpoint: 'background' });
+  const ids = createIdGenerator(() => clock.now());
+  // No database: the figures read from tables (outbox depth, approvals) come from the primary once.
+  const ownMetrics = createMetrics({});
+  const rpc = createRpc(send, { 'metrics-json': () => ownMetrics.registry.getMetricsAsJSON() });
+  const metrics = { ...ownMetrics, render: async () => (await rpc.call('metrics')) as string };
+  const events = createOutboxSink({ db, config, policies, ids, log, notify: () => send({ t: 'jit:outbox' }) });
+  const deps = createDeps({ config, db, vault, policies, log, clock, ids, events, keys, metrics });
+
+  let telegram: AppTelegram | undefined;
+  if (config.telegram) {
+    let status: ApprovalBotStatus = { mode: config.telegram.webhookSecret ? 'webhook' : 'polling', ready: false, lastSyncOkAt: null, lastError: null };
+    telegram = {
+      kick: async () => send({ t: 'jit:kick' }),
+      status: () => status,
+      async handleWebhook(request) {
+        const update: ForwardedUpdate = { headers: Object.fromEntries(request.headers), body: await request.text() };
+        const answer = (await rpc.call('telegram-update', update)) as ForwardedAnswer;
+        return new Response(answer.body, { status: answer.status, headers: answer.headers });
+      },
+    };
+    process.on('message', (m: unknown) => {
+      if (isIpcMessage(m) && m.t === 'jit:telegram-status') status = m.status;
+    });
+  }
+
+  const app = createApp(deps, { telegram });
+  const server = await new Promise<Server>((resolve, reject) => {
+    const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolve(s as Server)) as Server;
+    s.once('error', reject);
+  });
+  const address = server.address() as AddressInfo;
+  const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+
+  let markStopped!: () => void;
+  const stopped = new Promise<void>((r) => (markStopped = r));
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections?.();
+      });
+      rpc.failAll('the worker is stopping');
+      vault.stop();
+      db.close();
+      markStopped();
+    })());
+
+  process.on('message', (m: unknown) => {
+    if (!isIpcMessage(m) || rpc.receive(m)) return;
+    if (m.t === 'jit:reload-policies') {
+      const r = policies.reload(config.policiesDir);
+      if (r.ok) log.info({ dir: config.policiesDir }, 'policies reloaded');
+      else log.error({ problems: formatProblems(r.problems) }, 'policy reload failed; the previous policy stays in force');
+    } else if (m.t === 'jit:shutdown') {
+      void stop();
+    }
+  });
+  // The primary is gone: nobody sweeps, dispatches or answers /metrics any more.
+  process.once('disconnect', () => {
+    log.error('the primary process is gone; this HTTP worker stops');
+    void stop();
+  });
+  log.info({ url }, 'HTTP worker listening');
+  return { url, stopped, stop };
+}
