@@ -42,6 +42,8 @@ describe('loadConfig', () => {
     [{ JIT_PORT: '70000' }, 'JIT_PORT'],
     [{ JIT_APPROVAL_TIMEOUT: '10 minutes' }, 'JIT_APPROVAL_TIMEOUT'],
     [{ JIT_TIER3_QUORUM: '1' }, 'JIT_TIER3_QUORUM'],
+    [{ JIT_HTTP_WORKERS: '0' }, 'JIT_HTTP_WORKERS'],
+    [{ JIT_HTTP_WORKERS: 'many' }, 'JIT_HTTP_WORKERS'],
     [{ VAULT_ADDR: 'ftp://vault' }, 'VAULT_ADDR'],
     [{ VAULT_ADDR: 'http://127.0.0.1:8200' }, 'VAULT_TOKEN'],
     [{ VAULT_ADDR: 'http://127.0.0.1:8200', VAULT_ROLE_ID: 'r' }, 'VAULT_SECRET_ID'],
