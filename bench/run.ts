@@ -23,7 +23,7 @@
  *
  * Options: --full (adds the 1M-row history and a 20,000-event outbox),
  * --seconds N (measured seconds per load, default 5), --only
- * issue,read,outbox,policy,history, --json FILE (raw figures).
+ * issue,latency,read,outbox,policy,history, --json FILE (raw figures).
  * Every loop is bounded in count and time; all children and temp dirs are
  * removed at the end, on error and on Ctrl-C. Only 127.0.0.1 is contacted.
  */
@@ -41,7 +41,7 @@ import { seedHistory } from './lib/seed-history.ts';
 import { fmt } from './lib/stats.ts';
 import { BENCH_PATH, nodeVaultLoad, policyAndTokenRequests, tokenOnlyRequests, writePolicy } from './lib/vault-work.ts';
 
-const SECTIONS = ['issue', 'read', 'outbox', 'policy', 'history'] as const;
+const SECTIONS = ['issue', 'latency', 'read', 'outbox', 'policy', 'history'] as const;
 type Section = (typeof SECTIONS)[number];
 const CONCURRENCIES = [1, 4, 16, 64];
 /** JIT_HTTP_WORKERS for the multi-process rows: one per core here. */
@@ -60,7 +60,7 @@ const { values: args } = parseArgs({
   },
 });
 if (args.help) {
-  process.stdout.write('usage: npm run bench -- [--full] [--seconds N] [--only issue,read,outbox,policy,history] [--json FILE]\n');
+  process.stdout.write('usage: npm run bench -- [--full] [--seconds N] [--only issue,latency,read,outbox,policy,history] [--json FILE]\n');
   process.exit(0);
 }
 const SECONDS = Number(args.seconds);
@@ -100,14 +100,30 @@ interface Stack {
 /** The most connections a load uses: that many agents are registered. */
 const MAX_AGENTS = Math.max(...CONCURRENCIES);
 
-/** A fresh development Vault process (in-memory: every load starts from an empty Vault). */
-const startVault = () => startDevVaultProcess(`hvs.bench-${randomBytes(12).toString('hex')}`);
+/**
+ * A fresh development Vault process (in-memory: every load starts from an
+ * empty Vault); with `delayMs`, behind bench/vault-latency-proxy.ts, whose
+ * URL is then the Vault's (the process CPU reported is still the Vault's).
+ */
+async function startVault(delayMs = 0): Promise<Child & { url: string; rootToken: string }> {
+  const vault = await startDevVaultProcess(`hvs.bench-${randomBytes(12).toString('hex')}`);
+  if (delayMs <= 0) return vault;
+  const proxy = await startProcess(['--import', 'tsx', join(REPO, 'bench', 'vault-latency-proxy.ts'), '--upstream', vault.url, '--delay-ms', String(delayMs)], {}, /listening on (http:\/\/127\.0\.0\.1:\d+)/);
+  return {
+    ...vault,
+    url: proxy.match[1]!,
+    async stop(graceMs?: number) {
+      await proxy.stop(graceMs);
+      await vault.stop(graceMs);
+    },
+  };
+}
 
 /** Development Vault + agent + broker, each its own process, on a fresh database (optionally seeded first). */
-async function startStack(name: string, seedRows = 0, env: Record<string, string> = {}): Promise<Stack & { seedSeconds: number }> {
+async function startStack(name: string, seedRows = 0, env: Record<string, string> = {}, vaultDelayMs = 0): Promise<Stack & { seedSeconds: number }> {
   const dir = mkdtempSync(join(tmp, `${name}-`));
   const dbPath = join(dir, 'jit.db');
-  const [vault, token] = await Promise.all([startVault(), addAgent(dbPath, POLICIES_DIR, 'bench')]);
+  const [vault, token] = await Promise.all([startVault(vaultDelayMs), addAgent(dbPath, POLICIES_DIR, 'bench')]);
   let seedSeconds = 0;
   try {
     const tokens = await addMoreAgents(dbPath, token, MAX_AGENTS);
@@ -179,6 +195,7 @@ interface IssueRow {
 interface Report {
   meta: Record<string, string | number>;
   issue?: { rows: IssueRow[]; tokenOnly: LoadResult; viaNodeVault: LoadResult; shared: LoadResult; sharedDistinct: LoadResult; oneAgent: LoadResult };
+  latency?: IssueRow[];
   read?: { get: LoadResult; verify: LoadResult };
   outbox?: DrainResult[];
   policy?: PolicyEvalResult[];
@@ -204,9 +221,9 @@ async function brokerLoad(
   what: string,
   c: number,
   requests: (token: string) => AutocannonRequest[],
-  o: { oneAgent?: boolean; env?: Record<string, string> } = {},
+  o: { oneAgent?: boolean; env?: Record<string, string>; vaultDelayMs?: number } = {},
 ): Promise<LoadResult> {
-  const s = await startStack('issue', 0, o.env);
+  const s = await startStack('issue', 0, o.env, o.vaultDelayMs);
   try {
     const connectionHeaders = o.oneAgent ? undefined : agentHeaders(s.tokens);
     const cpuOf = { broker: s.broker.child.pid!, vault: s.vault.child.pid! };
@@ -216,8 +233,8 @@ async function brokerLoad(
   }
 }
 
-async function directLoad(what: string, c: number, requests: (rootToken: string) => AutocannonRequest[], setup?: (url: string, rootToken: string) => Promise<void>): Promise<LoadResult> {
-  const vault = await startVault();
+async function directLoad(what: string, c: number, requests: (rootToken: string) => AutocannonRequest[], setup?: (url: string, rootToken: string) => Promise<void>, vaultDelayMs = 0): Promise<LoadResult> {
+  const vault = await startVault(vaultDelayMs);
   try {
     await setup?.(vault.url, vault.rootToken);
     const expect = [200, 204];
@@ -254,6 +271,21 @@ async function sectionIssue(report: Report): Promise<void> {
   const sharedDistinct = await brokerLoad('broker, shared grant policies, distinct grants c=16', 16, distinctGrants, { env: share });
   const oneAgent = await brokerLoad('broker one agent c=16', 16, sameGrant, { oneAgent: true });
   report.issue = { rows, tokenOnly, viaNodeVault, shared, sharedDistinct, oneAgent };
+}
+
+/** Per-call latency of the stand-in for a real Vault (bench/vault-latency-proxy.ts). */
+const VAULT_DELAY_MS = 2;
+
+async function sectionLatency(report: Report): Promise<void> {
+  log(`tier-1 issuance with ${VAULT_DELAY_MS} ms per Vault call (latency proxy)`);
+  const rows: IssueRow[] = [];
+  for (const c of [1, 16]) {
+    const direct = await directLoad(`direct Vault +${VAULT_DELAY_MS} ms c=${c}`, c, policyAndTokenRequests, undefined, VAULT_DELAY_MS);
+    const broker = await brokerLoad(`broker, Vault +${VAULT_DELAY_MS} ms, c=${c}`, c, sameGrant, { vaultDelayMs: VAULT_DELAY_MS });
+    const workers = await brokerLoad(`broker, ${HTTP_WORKERS} HTTP workers, Vault +${VAULT_DELAY_MS} ms, c=${c}`, c, sameGrant, { vaultDelayMs: VAULT_DELAY_MS, env: { JIT_HTTP_WORKERS: String(HTTP_WORKERS) } });
+    rows.push({ connections: c, broker, workers, direct });
+  }
+  report.latency = rows;
 }
 
 async function sectionRead(report: Report): Promise<void> {
@@ -372,6 +404,18 @@ function render(r: Report): string {
     const nv = r.issue.viaNodeVault;
     out.push(`| direct through node-vault (the broker's Vault client, in the benchmark process): policy write + token create | ${fmt(nv.opsPerSecond)} | ${ms(nv.p50)} | ${ms(nv.p99)} | node-vault client ${fmt(nv.cpuMsPerOp.client ?? NaN, 2)}, vault ${fmt(nv.cpuMsPerOp.vault ?? NaN, 2)} |`, '');
   }
+  if (r.latency) {
+    out.push(`## Tier-1 issuance when each Vault call takes ${VAULT_DELAY_MS} ms`, '');
+    out.push(`The development Vault answers in microseconds; a real one writes to storage and its audit device first. Here both the direct calls and the broker reach the development Vault through bench/vault-latency-proxy.ts, which holds every call ${VAULT_DELAY_MS} ms. Same two calls per credential as above.`, '');
+    out.push('| concurrency | direct ops/s | direct p50 ms | direct p99 ms | broker req/s | broker p50 ms | broker p99 ms | p50 ratio | p99 ratio | 2 workers req/s | p50 ms | p99 ms | p50 ratio | p99 ratio |', '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const row of r.latency) {
+      const d = row.direct;
+      const b = row.broker;
+      const w = row.workers;
+      out.push(`| ${row.connections} | ${fmt(d.opsPerSecond)} | ${ms(d.p50)} | ${ms(d.p99)} | ${fmt(b.opsPerSecond)} | ${ms(b.p50)} | ${ms(b.p99)} | ${fmt(b.p50 / d.p50, 2)}× | ${fmt(b.p99 / d.p99, 2)}× | ${fmt(w.opsPerSecond)} | ${ms(w.p50)} | ${ms(w.p99)} | ${fmt(w.p50 / d.p50, 2)}× | ${fmt(w.p99 / d.p99, 2)}× |`);
+    }
+    out.push('');
+  }
   if (r.read) {
     out.push('## Reads (concurrency 16)', '', '| endpoint | req/s | p50 ms | p99 ms | broker CPU ms/req |', '|---|---:|---:|---:|---:|');
     out.push(`| GET /jit/requests/:id | ${fmt(r.read.get.opsPerSecond)} | ${ms(r.read.get.p50)} | ${ms(r.read.get.p99)} | ${fmt(r.read.get.cpuMsPerOp.broker ?? NaN, 3)} |`);
@@ -412,6 +456,7 @@ async function main(): Promise<void> {
   };
   if (want('policy')) sectionPolicy(report);
   if (want('issue')) await sectionIssue(report);
+  if (want('latency')) await sectionLatency(report);
   if (want('read')) await sectionRead(report);
   if (want('history')) await sectionHistory(report);
   if (want('outbox')) await sectionOutbox(report);

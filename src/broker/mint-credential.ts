@@ -146,20 +146,29 @@ export async function completeVaultCredential(deps: BrokerDeps, request: Request
 async function completeMint(deps: BrokerDeps, request: RequestRow, reservation: VaultReservation): Promise<MintOutcome> {
   const { repo, audit, vault, clock, log, db } = deps;
   const { credentialId, policyName } = reservation;
-  let created;
-  try {
-    if (!reservation.policyWritten) await vault.writePolicy(policyName, reservation.policyText);
-    created = await vault.createOrphanToken({
+  // The policy write and the token create go out together: Vault resolves a
+  // token's policies on every use, so a token created a moment before its
+  // policy exists has no access until then (never more than its grant), and
+  // the agent only gets it once both calls succeeded. One Vault round trip
+  // of latency instead of two.
+  const [written, minted] = await Promise.allSettled([
+    reservation.policyWritten ? Promise.resolve() : vault.writePolicy(policyName, reservation.policyText),
+    vault.createOrphanToken({
       policies: [policyName],
       ttlSeconds: reservation.ttlSeconds,
       displayName: `jit-${request.agent_name}`,
       meta: { jit_request_id: request.id, jit_agent: request.agent_name },
-    });
-  } catch (err) {
+      ...(reservation.policyWritten ? {} : { policiesBeingWritten: [policyName] }),
+    }),
+  ]);
+  if (written.status === 'rejected' || minted.status === 'rejected') {
+    const err: unknown = written.status === 'rejected' ? written.reason : (minted as PromiseRejectedResult).reason;
     log.warn({ err, request_id: request.id }, 'vault refused or failed during issue; rolling back');
     await abandonMint(deps, credentialId, policyName, request.id);
+    if (minted.status === 'fulfilled') await revokeOrRecord(deps, credentialId, minted.value.accessor, request.id);
     return { ok: false, error: vaultUnavailable(err, 'issue the credential') };
   }
+  const created = minted.value;
 
   const now = clock.now();
   const expiresAt = now + created.leaseDurationSeconds * 1000;
@@ -234,6 +243,24 @@ async function settleLateMint(deps: BrokerDeps, cred: { id: string; accessor: st
   } catch (err) {
     deps.log.warn({ err, request_id: cred.request_id, accessor: cred.accessor }, 'could not revoke a token minted after its row was abandoned; the sweep will retry');
     deps.db.transaction(() => deps.repo.moveCredential(cred.id, 'failed', 'abandoned', deps.clock.now(), 'token minted after abandon'))();
+  }
+}
+
+/**
+ * A token Vault created for a mint whose policy write failed (the row is
+ * already abandoned): revoked now, or, if Vault fails that too, its
+ * accessor is kept on the row and the row put back to `abandoned`, so the
+ * sweep's clean-up of abandoned rows revokes it.
+ */
+async function revokeOrRecord(deps: BrokerDeps, credentialId: string, accessor: string, requestId: string): Promise<void> {
+  try {
+    await deps.vault.revokeAccessor(accessor);
+  } catch (err) {
+    deps.log.warn({ err, request_id: requestId, accessor }, 'could not revoke the token of a failed issue yet; the sweep will retry');
+    deps.db.transaction(() => {
+      deps.repo.recordLateAccessor(credentialId, accessor);
+      deps.repo.moveCredential(credentialId, 'failed', 'abandoned', deps.clock.now(), 'token of a failed issue not yet revoked');
+    })();
   }
 }
 

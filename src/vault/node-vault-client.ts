@@ -138,8 +138,8 @@ export function createVaultClient(config: VaultClientConfig, opts: VaultClientOp
     }
   }
 
-  const warn = (operation: string, resp: unknown) => {
-    const warnings = stringArray(obj(resp)['warnings']);
+  const warn = (operation: string, resp: unknown, expected: (w: string) => boolean = () => false) => {
+    const warnings = stringArray(obj(resp)['warnings']).filter((w) => !expected(w));
     if (warnings.length > 0) log.warn({ operation, warnings }, 'vault: request succeeded with warnings');
   };
 
@@ -210,7 +210,11 @@ export function createVaultClient(config: VaultClientConfig, opts: VaultClientOp
       // vault.write, not tokenCreateOrphan: the helper would make the new
       // token the client's own.
       const resp = await withToken('create token', (t) => vault.write('auth/token/create-orphan', body, headers(t)));
-      warn('create token', resp);
+      const writing = new Set(req.policiesBeingWritten ?? []);
+      warn('create token', resp, (w) => {
+        const missing = /^Policy "(.+)" does not exist$/.exec(w);
+        return missing !== null && writing.has(missing[1]!);
+      });
       const auth = obj(obj(resp)['auth']);
       if (typeof auth['client_token'] !== 'string' || typeof auth['accessor'] !== 'string') {
         throw new VaultError('server', 'Vault create token failed: response carries no auth block');

@@ -48,6 +48,13 @@ export interface CreateTokenRequest {
   displayName: string;
   numUses?: number;
   noDefaultPolicy?: boolean;
+  /**
+   * Policies written at the same moment as this token is created (Vault
+   * resolves a token's policies on every use, so the token may be created
+   * first): Vault's "Policy … does not exist" warning for them is expected
+   * and not logged.
+   */
+  policiesBeingWritten?: string[];
 }
 
 export interface CreatedToken {

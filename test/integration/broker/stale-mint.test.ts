@@ -161,6 +161,8 @@ describe('the sweep settles interrupted issues once they are older than STALE_MI
     await held.reached;
     const [row] = deps.db.prepare(`SELECT * FROM credentials WHERE state = 'minting'`).all() as CredentialRow[];
     expect(row).toBeDefined();
+    // The policy write goes out alongside the held token create.
+    for (let i = 0; i < 100 && !(await h.policyExists(row!.vault_policy!)); i++) await new Promise((r) => setTimeout(r, 20));
     expect(await h.policyExists(row!.vault_policy!)).toBe(true);
 
     h.clock.advance(STALE_MINT_MS - 1_000);

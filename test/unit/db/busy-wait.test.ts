@@ -1,0 +1,71 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { openDatabase, type Db } from '../../../src/db/open.ts';
+
+/** Another connection (a worker thread, as another process would be) holds the write lock for `ms`. */
+function holdWriteLock(path: string, ms: number): Promise<{ locked: Promise<void>; done: Promise<void> }> {
+  const worker = new Worker(
+    `const Database = require(${JSON.stringify(require.resolve('better-sqlite3'))});
+     const { parentPort, workerData } = require('node:worker_threads');
+     const db = new Database(workerData.path);
+     db.exec('BEGIN IMMEDIATE');
+     parentPort.postMessage('locked');
+     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, workerData.ms);
+     db.exec('COMMIT');
+     db.close();
+     parentPort.postMessage('released');`,
+    { eval: true, workerData: { path, ms } },
+  );
+  let locked!: () => void;
+  let released!: () => void;
+  const l = new Promise<void>((r) => (locked = r));
+  const d = new Promise<void>((r) => (released = r));
+  worker.on('message', (m) => (m === 'locked' ? locked() : released()));
+  return Promise.resolve({ locked: l, done: d });
+}
+
+let dir: string;
+let db: Db;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'jit-busy-'));
+  db = openDatabase(join(dir, 'jit.db'));
+  db.exec('CREATE TABLE t (n INTEGER)');
+});
+afterEach(() => {
+  db.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('a transaction waits for another connection\'s write lock', () => {
+  it('runs its body once, after the lock is released', async () => {
+    const other = await holdWriteLock(join(dir, 'jit.db'), 150);
+    await other.locked;
+    let runs = 0;
+    const started = performance.now();
+    db.transaction(() => {
+      runs++;
+      db.prepare('INSERT INTO t VALUES (1)').run();
+    })();
+    const waited = performance.now() - started;
+    expect(runs).toBe(1);
+    expect(waited).toBeGreaterThanOrEqual(100);
+    expect(db.prepare('SELECT COUNT(*) FROM t').pluck().get()).toBe(1);
+    await other.done;
+    // The connection's own busy_timeout is back for statements outside transactions.
+    expect(db.pragma('busy_timeout', { simple: true })).toBe(5000);
+  });
+
+  it('does not retry a body that itself failed', () => {
+    let runs = 0;
+    expect(() =>
+      db.transaction(() => {
+        runs++;
+        throw Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
+      })(),
+    ).toThrow('database is locked');
+    expect(runs).toBe(1);
+  });
+});
