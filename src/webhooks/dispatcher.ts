@@ -8,53 +8,7 @@ import type { KeyRing } from './keys.ts';
 import { createOutboxStore, redactUrl, type OutboxRow } from './outbox.ts';
 import { DEFAULT_RETRY_SCHEDULE_MS, nextAttemptDelay, parseRetryAfter } from './retry.ts';
 import { signWebhook } from './sign.ts';
-
-export interface TransportRequest {
-  url: string;
-  method: 'POST';
-  headers: Record<string, string>;
-  body: string;
-  /** Aborted on the per-attempt timeout and when the dispatcher stops. */
-  signal: AbortSignal;
-}
-
-export interface TransportResponse {
-  status: number;
-  headers: { get(name: string): string | null };
-  /** The start of the response body (for the error reason); may be empty. */
-  body: string;
-}
-
-export type Transport = (req: TransportRequest) => Promise<TransportResponse>;
-
-const MAX_RESPONSE_BYTES = 2048;
-
-/**
- * Default transport: global fetch. Redirects are not followed (a 3xx is a
- * failed attempt, as Standard Webhooks says): following one would let the
- * receiver send the broker, with its bearer token, somewhere else.
- */
-export const fetchTransport: Transport = async (req) => {
-  const res = await fetch(req.url, { method: req.method, headers: req.headers, body: req.body, signal: req.signal, redirect: 'manual' });
-  let body = '';
-  if (res.body) {
-    const reader = res.body.getReader();
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    try {
-      while (size < MAX_RESPONSE_BYTES) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        chunks.push(value);
-        size += value.length;
-      }
-    } finally {
-      reader.cancel().catch(() => {});
-    }
-    body = Buffer.concat(chunks).subarray(0, MAX_RESPONSE_BYTES).toString('utf8');
-  }
-  return { status: res.status, headers: res.headers, body };
-};
+import { createHttpTransport, type Transport, type TransportResponse } from './transport.ts';
 
 /**
  * Statuses from OpenClaw that retrying cannot fix (SPEC §8): a bad payload
@@ -87,13 +41,13 @@ export interface DrainSummary {
 }
 
 export interface Dispatcher {
-  /** Starts `concurrency` workers that deliver due rows until stop(). */
+  /** Delivers due rows, `concurrency` at a time, until stop(). */
   start(): void;
-  /** Stops the workers; an attempt in flight is aborted and its row is due again at once. */
+  /** Stops: an attempt in flight is aborted and its row is due again at once; outcomes already known are committed. */
   stop(): Promise<void>;
-  /** Wakes idle workers now (call after committing a new outbox row). */
+  /** Wakes the dispatcher now (call after committing a new outbox row). */
   notify(): void;
-  /** Delivers every row due now (up to `batchSize`), `concurrency` at a time, and reports the outcomes. */
+  /** Delivers every row due now (up to `batchSize`), `concurrency` at a time, and reports the committed outcomes. */
   drainOnce(): Promise<DrainSummary>;
   /** Rows not yet settled: pending or being delivered. */
   pendingCount(): number;
@@ -105,17 +59,32 @@ export interface DispatcherDeps {
   log: Logger;
   keyRing: Pick<KeyRing, 'current'>;
   config: Pick<Config, 'openclaw'>;
+  /** How attempts are sent (default: node:http/https with keep-alive, see createHttpTransport). */
   transport?: Transport;
-  /** Counts delivery outcomes (the broker's Prometheus metrics). */
+  /** Counts delivery outcomes (the broker's Prometheus metrics), once each is committed. */
   onOutcome?: (outcome: 'delivered' | 'retried' | 'dead', target: string) => void;
-  /** Parallel deliveries (default 8): one slow receiver holds one slot only. */
+  /** Parallel deliveries in all (default {@link DEFAULT_CONCURRENCY}). */
   concurrency?: number;
+  /**
+   * Parallel deliveries to one URL (default half of `concurrency`): a hung
+   * receiver holds no more slots than this, the rest go on serving others.
+   */
+  perTargetConcurrency?: number;
   /** Per-attempt timeout (default 15 s). */
   timeoutMs?: number;
-  /** How long a claimed row stays leased (default timeout + 45 s); a crash mid-send is retried after it. */
+  /** How long a claimed row stays leased (default timeout + 45 s); a crash mid-send (or before its outcome is committed) is retried after it. */
   leaseMs?: number;
-  /** Idle workers look for due rows this often (default 1 s), which also picks up rows other processes wrote. */
+  /** Idle, the dispatcher looks for due rows this often (default 1 s), which also picks up rows other processes wrote. */
   pollIntervalMs?: number;
+  /**
+   * Known outcomes wait at most this long to be committed together (default
+   * 5 ms). They go sooner with the next claim (one transaction for both),
+   * once `flushBatch` are waiting, when no attempt is left in flight, and on
+   * stop().
+   */
+  flushIntervalMs?: number;
+  /** Commit at once when this many outcomes are waiting (default 100). */
+  flushBatch?: number;
   /** drainOnce cap (default 100). */
   batchSize?: number;
   schedule?: readonly number[];
@@ -125,24 +94,57 @@ export interface DispatcherDeps {
 
 type Outcome = 'delivered' | 'retried' | 'dead' | 'released' | 'lost';
 
+/** What one attempt came to, waiting to be committed. */
+interface Settled {
+  row: OutboxRow;
+  outcome: 'delivered' | 'retried' | 'dead';
+  status: number | null;
+  error?: string;
+  reason: string;
+  nextAttemptAt?: number;
+}
+
+/** Parallel deliveries in all, by default. */
+export const DEFAULT_CONCURRENCY = 32;
+
+/** After a freed slot, the next claim waits this long for more slots to free, so that one transaction leases several rows. */
+const CLAIM_COALESCE_MS = 2;
+
 /**
  * Delivers the webhook outbox: at least once, signed, with retries.
  *
- * Each row is claimed with one conditional UPDATE that leases it to this
- * worker (state `delivering`, lease expiry), so concurrent dispatchers —
- * even in two processes — never send one row at the same time, and a row
- * whose sender crashed becomes due again when its lease runs out. Progress
+ * Claiming: one transaction leases up to as many due rows as there are free
+ * slots (state `delivering`, lease owner, lease expiry), so concurrent
+ * dispatchers — even in two processes — never send one row at the same
+ * time, and a row whose sender crashed becomes due again when its lease
+ * runs out. Rows are claimed only for free slots, never queued in memory,
+ * so a row's lease runs while it is actually being sent. No URL gets more
+ * than `perTargetConcurrency` slots: a backlog for a hung receiver cannot
+ * take them all.
+ *
+ * Recording: an attempt's outcome (delivered, retry later, dead) is
+ * committed, with its audit entry, in one transaction together with the
+ * other outcomes known by then — in the next claim's transaction, or within
+ * `flushIntervalMs`, or at once when nothing else is in flight, and on
+ * stop(). Each write is conditional on the lease owner. Until it commits
+ * the row stays `delivering` under its lease, so an outcome lost in a crash
+ * (or in a failed commit) means the event is sent again, with the same
+ * webhook-id, once the lease expires: at least once, never lost. Progress
  * lives only in the table, so a restart resumes where it stopped.
  */
 export function createDispatcher(deps: DispatcherDeps): Dispatcher {
   const { db, clock, log, keyRing, config } = deps;
   const store = createOutboxStore(db);
   const audit = createAuditLog(db);
-  const transport = deps.transport ?? fetchTransport;
-  const concurrency = Math.max(1, deps.concurrency ?? 8);
+  const ownTransport = deps.transport ? undefined : createHttpTransport();
+  const transport = deps.transport ?? ownTransport!;
+  const concurrency = Math.max(1, deps.concurrency ?? DEFAULT_CONCURRENCY);
+  const perTarget = Math.min(concurrency, Math.max(1, deps.perTargetConcurrency ?? Math.ceil(concurrency / 2)));
   const timeoutMs = deps.timeoutMs ?? 15_000;
   const leaseMs = deps.leaseMs ?? timeoutMs + 45_000;
   const pollIntervalMs = deps.pollIntervalMs ?? 1_000;
+  const flushIntervalMs = deps.flushIntervalMs ?? 5;
+  const flushBatch = Math.max(1, deps.flushBatch ?? 100);
   const batchSize = deps.batchSize ?? 100;
   const schedule = deps.schedule ?? DEFAULT_RETRY_SCHEDULE_MS;
   const instance = randomToken(6);
@@ -153,8 +155,11 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
   }
 
   let running = false;
-  let shutdown = new AbortController();
-  let workers: Promise<void>[] = [];
+  /** Set by stop(): attempts in flight are aborted and their rows released. */
+  let stopping = false;
+  /** The abort handle of each attempt in flight, for stop(). */
+  const inFlightAborts = new Set<(reason: Error) => void>();
+  let pump: Promise<void> | undefined;
   const sleepers = new Set<() => void>();
 
   /** Removes anything secret-shaped from receiver-supplied text before it is stored or logged. */
@@ -176,64 +181,190 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     });
   }
 
-  function claim(dueBy: number): OutboxRow | undefined {
-    const now = clock.now();
-    return store.claimNext({ now, dueBy, owner: `${instance}:${randomToken(6)}`, leaseUntil: now + leaseMs });
+  function wakeAll(): void {
+    for (const wake of [...sleepers]) wake();
   }
 
-  function finish(row: OutboxRow, outcome: 'delivered' | 'retried' | 'dead', p: { status: number | null; error?: string; reason: string; nextAttemptAt?: number }): Outcome {
-    const now = clock.now();
+  // ---- Outcomes: committed in batches ----
+
+  interface Waiting {
+    settled: Settled;
+    resolve: (o: Outcome) => void;
+  }
+  const waiting: Waiting[] = [];
+  let flushTimer: NodeJS.Timeout | undefined;
+
+  function record(settled: Settled): Promise<Outcome> {
+    return new Promise((resolve) => {
+      waiting.push({ settled, resolve });
+      if (waiting.length >= flushBatch) flush();
+      else flushTimer ??= setTimeout(flush, flushIntervalMs);
+    });
+  }
+
+  /** Writes one outcome (conditional on the lease) and its audit entry; false when the lease was lost. */
+  function write(p: Settled, now: number): boolean {
+    const { row, outcome } = p;
     const owner = row.lease_owner!;
-    const ok = db.transaction(() => {
-      const changed =
-        outcome === 'delivered'
-          ? store.markDelivered(row.id, owner, now, p.status!)
-          : outcome === 'retried'
-            ? store.markRetry(row.id, owner, now, { status: p.status, error: p.error!, nextAttemptAt: p.nextAttemptAt! })
-            : store.markDead(row.id, owner, now, { status: p.status, error: p.error! });
-      if (changed) {
-        audit.append(
-          {
-            event: outcome === 'delivered' ? 'webhook.delivered' : outcome === 'retried' ? 'webhook.retry' : 'webhook.dead',
-            actor: 'broker',
-            requestId: row.request_id,
-            data: {
-              event_id: row.id,
-              type: row.type,
-              target: row.target,
-              attempt: row.attempts,
-              status: p.status,
-              ...(outcome === 'delivered' ? {} : { reason: p.reason }),
-              ...(p.nextAttemptAt !== undefined ? { next_attempt_at: new Date(p.nextAttemptAt).toISOString() } : {}),
-            },
+    const changed =
+      outcome === 'delivered'
+        ? store.markDelivered(row.id, owner, now, p.status!)
+        : outcome === 'retried'
+          ? store.markRetry(row.id, owner, now, { status: p.status, error: p.error!, nextAttemptAt: p.nextAttemptAt! })
+          : store.markDead(row.id, owner, now, { status: p.status, error: p.error! });
+    if (changed) {
+      audit.append(
+        {
+          event: outcome === 'delivered' ? 'webhook.delivered' : outcome === 'retried' ? 'webhook.retry' : 'webhook.dead',
+          actor: 'broker',
+          requestId: row.request_id,
+          data: {
+            event_id: row.id,
+            type: row.type,
+            target: row.target,
+            attempt: row.attempts,
+            status: p.status,
+            ...(outcome === 'delivered' ? {} : { reason: p.reason }),
+            ...(p.nextAttemptAt !== undefined ? { next_attempt_at: new Date(p.nextAttemptAt).toISOString() } : {}),
           },
-          now,
-        );
-      }
-      return changed;
-    }).immediate();
+        },
+        now,
+      );
+    }
+    return changed;
+  }
+
+  /** After the commit: metrics and logs. */
+  function report(p: Settled, changed: boolean): Outcome {
+    const { row, outcome } = p;
     const fields = { event_id: row.id, request_id: row.request_id, type: row.type, target: row.target, url: redactUrl(row.url), attempt: row.attempts, status: p.status };
-    if (ok) deps.onOutcome?.(outcome, row.target);
-    if (!ok) {
+    if (!changed) {
       log.warn(fields, 'webhook outcome not recorded: the lease expired and another dispatcher took the event over');
       return 'lost';
     }
+    deps.onOutcome?.(outcome, row.target);
     if (outcome === 'delivered') log.info(fields, 'decision webhook delivered');
     else if (outcome === 'retried') log.warn({ ...fields, error: p.error, next_attempt_at: new Date(p.nextAttemptAt!).toISOString() }, 'decision webhook failed; will retry');
     else log.error({ ...fields, error: p.error }, `decision webhook DEAD (${p.reason}): ${p.error} — fix the cause, then run "jit webhooks retry ${row.id}"`);
     return outcome;
   }
 
-  function failed(row: OutboxRow, status: number | null, error: string, reason: string, retryAfterMs?: number): Outcome {
-    const delay = nextAttemptDelay({ attempt: row.attempts, schedule, ...(deps.jitter !== undefined ? { jitter: deps.jitter } : {}), ...(deps.random ? { random: deps.random } : {}), retryAfterMs });
-    if (delay === undefined) {
-      return finish(row, 'dead', { status, error: `gave up after ${row.attempts} attempts; last: ${error}`, reason: 'exhausted' });
-    }
-    return finish(row, 'retried', { status, error, reason, nextAttemptAt: clock.now() + delay });
+  function takeWaiting(): Waiting[] {
+    if (flushTimer) clearTimeout(flushTimer);
+    flushTimer = undefined;
+    return waiting.splice(0);
   }
 
-  async function deliver(row: OutboxRow): Promise<Outcome> {
-    if (!row.url) return finish(row, 'dead', { status: null, error: 'no URL configured for this event', reason: 'not_configured' });
+  /** Inside a transaction: writes each outcome; whether each still held its lease. */
+  function writeAll(batch: Waiting[], now: number): boolean[] {
+    return batch.map((w) => write(w.settled, now));
+  }
+
+  /** After the commit. */
+  function settle(batch: Waiting[], changed: boolean[]): void {
+    batch.forEach((w, i) => w.resolve(report(w.settled, changed[i]!)));
+  }
+
+  /** Commits every outcome waiting, in one transaction. */
+  function flush(): void {
+    const batch = takeWaiting();
+    if (batch.length === 0) return;
+    let changed: boolean[];
+    try {
+      changed = db.transaction(() => writeAll(batch, clock.now()))();
+    } catch (err) {
+      // Nothing of the batch was written: the rows stay leased, and are sent again when the leases expire.
+      log.error({ err, event_ids: batch.map((w) => w.settled.row.id) }, 'could not record webhook outcomes; those events are sent again, with the same webhook-id, when their leases expire');
+      for (const w of batch) w.resolve('lost');
+      return;
+    }
+    settle(batch, changed);
+  }
+
+  // ---- Slots: attempts in flight, in all and per URL ----
+
+  let inFlight = 0;
+  const perUrl = new Map<string, number>();
+  const attempts = new Set<Promise<void>>();
+  let freedSinceClaim = 0;
+  let coalesce: NodeJS.Timeout | undefined;
+
+  /** A slot came free: wake the claimer once several have, or shortly after the first. */
+  function slotFreed(): void {
+    freedSinceClaim++;
+    if (freedSinceClaim >= Math.max(1, Math.floor(perTarget / 2)) || inFlight === 0) {
+      wakeAll();
+    } else if (!coalesce) {
+      coalesce = setTimeout(() => {
+        coalesce = undefined;
+        wakeAll();
+      }, CLAIM_COALESCE_MS);
+    }
+  }
+
+  /**
+   * Leases up to `limit` due rows, no more per URL than its free share of
+   * the slots. The same transaction commits the outcomes waiting (one
+   * commit instead of two); should it fail, they are committed on their own.
+   */
+  function claim(dueBy: number, limit: number): OutboxRow[] {
+    freedSinceClaim = 0;
+    const now = clock.now();
+    const params = { now, dueBy, owner: `${instance}:${randomToken(6)}`, leaseUntil: now + leaseMs, limit, room: (url: string) => perTarget - (perUrl.get(url) ?? 0) };
+    const batch = takeWaiting();
+    let changed: boolean[] = [];
+    let rows: OutboxRow[];
+    try {
+      rows = db.transaction(() => {
+        changed = writeAll(batch, now);
+        return store.claimBatch(params);
+      })();
+    } catch (err) {
+      waiting.unshift(...batch);
+      flush();
+      throw err;
+    }
+    settle(batch, changed);
+    return rows;
+  }
+
+  /** Starts one attempt in a slot; `done` settles when the slot is free again, `outcome` once the outcome is committed. */
+  function launch(row: OutboxRow): { done: Promise<void>; outcome: Promise<Outcome> } {
+    const url = row.url ?? '';
+    inFlight++;
+    perUrl.set(url, (perUrl.get(url) ?? 0) + 1);
+    const result = attempt(row).catch((err: unknown): Outcome => {
+      log.error({ err, event_id: row.id }, 'webhook delivery crashed; the row is retried when its lease expires');
+      return 'lost';
+    });
+    // Queued for the next commit before the slot counts as free, so whoever waits for the slot finds the outcome waiting.
+    const outcome = result.then((r) => (typeof r === 'string' ? r : record(r)));
+    const done = result.then(() => {
+      inFlight--;
+      const n = perUrl.get(url)! - 1;
+      if (n > 0) perUrl.set(url, n);
+      else perUrl.delete(url);
+      attempts.delete(done);
+      // Nothing else in flight to wait for: commit now rather than after flushIntervalMs.
+      if (inFlight === 0) flush();
+      slotFreed();
+    });
+    attempts.add(done);
+    return { done, outcome };
+  }
+
+  // ---- One attempt ----
+
+  function failed(row: OutboxRow, status: number | null, error: string, reason: string, retryAfterMs?: number): Settled {
+    const delay = nextAttemptDelay({ attempt: row.attempts, schedule, ...(deps.jitter !== undefined ? { jitter: deps.jitter } : {}), ...(deps.random ? { random: deps.random } : {}), retryAfterMs });
+    if (delay === undefined) {
+      return { row, outcome: 'dead', status, error: `gave up after ${row.attempts} attempts; last: ${error}`, reason: 'exhausted' };
+    }
+    return { row, outcome: 'retried', status, error, reason, nextAttemptAt: clock.now() + delay };
+  }
+
+  async function attempt(row: OutboxRow): Promise<Settled | 'released'> {
+    if (!row.url) return { row, outcome: 'dead', status: null, error: 'no URL configured for this event', reason: 'not_configured' };
     let headers: Record<string, string>;
     try {
       headers = {
@@ -251,62 +382,60 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       headers['idempotency-key'] = row.id;
     }
 
-    // One controller per attempt, fed by a plain timer and the shutdown signal. Not
+    // One controller per attempt, aborted by a plain timer or by stop(). Not
     // AbortSignal.any/AbortSignal.timeout: on Node 20 a composed signal can be garbage
-    // collected before it fires, leaving a hung receiver holding its worker forever.
-    const attempt = new AbortController();
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      attempt.abort(new Error(`no response within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const stopSignal = shutdown.signal;
-    const onStop = () => attempt.abort(stopSignal.reason);
-    if (stopSignal.aborted) onStop();
-    else stopSignal.addEventListener('abort', onStop, { once: true });
+    // collected before it fires, leaving a hung receiver holding its slot forever.
+    const controller = new AbortController();
+    let abortedBy: 'timeout' | 'stop' | undefined;
+    const abort = (by: 'timeout' | 'stop', reason: Error) => {
+      abortedBy ??= by;
+      controller.abort(reason);
+    };
+    const onStop = (reason: Error) => abort('stop', reason);
+    const timer = setTimeout(() => abort('timeout', new Error(`no response within ${timeoutMs} ms`)), timeoutMs);
+    inFlightAborts.add(onStop);
+    if (stopping) onStop(new Error('dispatcher stopping'));
     let res: TransportResponse;
     try {
-      res = await untilAborted(transport({ url: row.url, method: 'POST', headers, body: row.body, signal: attempt.signal }), attempt.signal);
+      res = await untilAborted(transport({ url: row.url, method: 'POST', headers, body: row.body, signal: controller.signal }), controller.signal);
     } catch (err) {
-      if (stopSignal.aborted) {
+      if (abortedBy === 'stop') {
         store.release(row.id, row.lease_owner!, clock.now());
         return 'released';
       }
-      if (timedOut) return failed(row, null, `no response within ${timeoutMs} ms`, 'timeout');
+      if (abortedBy === 'timeout') return failed(row, null, `no response within ${timeoutMs} ms`, 'timeout');
       const cause = (err as Error & { cause?: Error }).cause;
       return failed(row, null, `network error: ${clean(cause?.message ?? (err as Error).message)}`, 'network');
     } finally {
       clearTimeout(timer);
-      stopSignal.removeEventListener('abort', onStop);
+      inFlightAborts.delete(onStop);
     }
 
     const status = res.status;
-    if (status >= 200 && status < 300) return finish(row, 'delivered', { status, reason: 'ok' });
+    if (status >= 200 && status < 300) return { row, outcome: 'delivered', status, reason: 'ok' };
     const error = `HTTP ${status}${res.body ? `: ${clean(res.body)}` : ''}`;
     if (row.target === 'openclaw' && OPENCLAW_CONFIG_ERRORS.has(status)) {
-      return finish(row, 'dead', { status, error: `${error} — ${openClawHint(status, !!hooksToken)}`, reason: 'configuration' });
+      return { row, outcome: 'dead', status, error: `${error} — ${openClawHint(status, !!hooksToken)}`, reason: 'configuration' };
     }
-    if (status === 410) return finish(row, 'dead', { status, error: `${error} — the receiver says the endpoint is gone`, reason: 'gone' });
+    if (status === 410) return { row, outcome: 'dead', status, error: `${error} — the receiver says the endpoint is gone`, reason: 'gone' };
     return failed(row, status, error, `http_${status}`, parseRetryAfter(res.headers.get('retry-after'), clock.now()));
   }
 
-  async function runWorker(): Promise<void> {
+  // ---- Running ----
+
+  /** Fills free slots with due rows until stop(); sleeps when there is nothing to claim or no slot free. */
+  async function run(): Promise<void> {
     while (running) {
-      let row: OutboxRow | undefined;
-      try {
-        row = claim(clock.now());
-      } catch (err) {
-        log.error({ err }, 'webhook outbox query failed');
+      const free = concurrency - inFlight;
+      if (free > 0) {
+        try {
+          for (const row of claim(clock.now(), free)) launch(row);
+        } catch (err) {
+          log.error({ err }, 'webhook outbox query failed');
+        }
       }
-      if (!row) {
-        await sleep(pollIntervalMs);
-        continue;
-      }
-      try {
-        await deliver(row);
-      } catch (err) {
-        log.error({ err, event_id: row.id }, 'webhook delivery crashed; the row is retried when its lease expires');
-      }
+      if (!running) break;
+      await sleep(pollIntervalMs);
     }
   }
 
@@ -314,35 +443,53 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     start() {
       if (running) return;
       running = true;
-      if (shutdown.signal.aborted) shutdown = new AbortController();
-      workers = Array.from({ length: concurrency }, () => runWorker());
+      stopping = false;
+      pump = run();
     },
     async stop() {
-      if (!running) return;
       running = false;
-      shutdown.abort(new Error('dispatcher stopping'));
-      for (const wake of [...sleepers]) wake();
-      await Promise.all(workers);
-      workers = [];
+      stopping = true;
+      for (const abort of [...inFlightAborts]) abort(new Error('dispatcher stopping'));
+      wakeAll();
+      await pump;
+      pump = undefined;
+      await Promise.all([...attempts]);
+      if (coalesce) clearTimeout(coalesce);
+      coalesce = undefined;
+      flush();
+      ownTransport?.close();
     },
-    notify() {
-      for (const wake of [...sleepers]) wake();
-    },
+    notify: wakeAll,
     async drainOnce() {
-      if (shutdown.signal.aborted) shutdown = new AbortController();
+      stopping = false;
       const dueBy = clock.now();
-      const summary: DrainSummary = { delivered: 0, retried: 0, dead: 0 };
+      const mine = new Set<Promise<void>>();
+      const outcomes: Promise<Outcome>[] = [];
       let claimed = 0;
-      const worker = async () => {
-        while (claimed < batchSize) {
-          const row = claim(dueBy);
-          if (!row) return;
-          claimed++;
-          const outcome = await deliver(row);
-          if (outcome === 'delivered' || outcome === 'retried' || outcome === 'dead') summary[outcome]++;
+      while (claimed < batchSize) {
+        const free = concurrency - inFlight;
+        const rows = free > 0 ? claim(dueBy, Math.min(free, batchSize - claimed)) : [];
+        for (const row of rows) {
+          const { done, outcome } = launch(row);
+          mine.add(done);
+          void done.then(() => mine.delete(done));
+          outcomes.push(outcome);
         }
-      };
-      await Promise.all(Array.from({ length: concurrency }, worker));
+        claimed += rows.length;
+        if (mine.size > 0) {
+          // Slots (or a target's share of them) are taken: claim again once one of ours is free.
+          await Promise.race(mine);
+        } else if (free <= 0 && attempts.size > 0) {
+          // start()'s attempts hold every slot.
+          await Promise.race(attempts);
+        } else {
+          break;
+        }
+      }
+      await Promise.all([...mine]);
+      flush();
+      const summary: DrainSummary = { delivered: 0, retried: 0, dead: 0 };
+      for (const o of await Promise.all(outcomes)) if (o === 'delivered' || o === 'retried' || o === 'dead') summary[o]++;
       return summary;
     },
     pendingCount: () => store.pendingCount(),

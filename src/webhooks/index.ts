@@ -1,10 +1,12 @@
 /** Signed decision webhooks: key ring, Standard Webhooks signing, durable outbox and its dispatcher. */
-export { createKeyRing, parseSigningKey, keyId, publicJwk, KeyRingError, DEFAULT_KEY_GRACE_SECONDS, KEY_FILE_NAME } from './keys.ts';
+export { createKeyRing, parseSigningKey, keyId, publicJwk, KeyRingError, DEFAULT_KEY_GRACE_SECONDS, KEY_FILE_NAME, KEY_FILE_RECHECK_MS } from './keys.ts';
 export type { KeyRing, Signer, Jwks, OkpJwk, KeyInfo } from './keys.ts';
 export { signWebhook, verifyWebhook, signedContent } from './sign.ts';
 export type { VerifyResult, WebhookHeaders } from './sign.ts';
 export { createOutboxSink, createOutboxStore, resolveTargetUrl, redactUrl } from './outbox.ts';
 export type { OutboxRow, OutboxState, OutboxStore } from './outbox.ts';
-export { createDispatcher, fetchTransport, OPENCLAW_CONFIG_ERRORS } from './dispatcher.ts';
-export type { Dispatcher, DrainSummary, Transport, TransportRequest, TransportResponse } from './dispatcher.ts';
+export { createDispatcher, DEFAULT_CONCURRENCY, OPENCLAW_CONFIG_ERRORS } from './dispatcher.ts';
+export { createHttpTransport } from './transport.ts';
+export type { Dispatcher, DrainSummary } from './dispatcher.ts';
+export type { Transport, TransportRequest, TransportResponse } from './transport.ts';
 export { DEFAULT_RETRY_SCHEDULE_MS, nextAttemptDelay, parseRetryAfter } from './retry.ts';

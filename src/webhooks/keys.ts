@@ -27,6 +27,12 @@ ed.hashes.sha512 = (message) => new Uint8Array(createHash('sha512').update(messa
 /** Retired public keys stay in the JWKS this long after a rotation. */
 export const DEFAULT_KEY_GRACE_SECONDS = 7 * 24 * 3600;
 
+/**
+ * A running ring looks at its key file (one `stat`) at most this often, so a
+ * rotation by `jit keys rotate` in another process takes effect within it.
+ */
+export const KEY_FILE_RECHECK_MS = 1_000;
+
 /** Name of the key file, placed next to the SQLite database. */
 export const KEY_FILE_NAME = 'signing-keys.json';
 
@@ -158,8 +164,9 @@ interface LiveKey {
  * - A retired key keeps only its public half (the seed is erased at
  *   rotation): old signatures stay verifiable during the grace period, but
  *   nothing can be signed with it any more.
- * - The file is re-read when it changes, so `jit keys rotate` run beside a
- *   live service takes effect without a restart.
+ * - The file is re-read when it changes (checked at most every
+ *   `recheckMs`, by the ring's clock), so `jit keys rotate` run beside a
+ *   live service takes effect within a second, without a restart.
  */
 export function createKeyRing(deps: {
   config: Pick<Config, 'dbPath' | 'signingKey'>;
@@ -168,6 +175,8 @@ export function createKeyRing(deps: {
   /** Overrides the key file location (default next to the database; none for `:memory:`). */
   keyFile?: string;
   graceSeconds?: number;
+  /** How often the key file is checked for changes made by another process (default {@link KEY_FILE_RECHECK_MS}). */
+  recheckMs?: number;
   /**
    * Inspect only (`jit keys list`): never writes the key file and never
    * generates a key, so looking cannot change what the service signs with.
@@ -179,16 +188,26 @@ export function createKeyRing(deps: {
   const path = deps.keyFile ?? (deps.config.dbPath === ':memory:' ? undefined : join(dirname(deps.config.dbPath), KEY_FILE_NAME));
   const envSeed = deps.config.signingKey ? parseSigningKey(deps.config.signingKey) : undefined;
 
+  const recheckMs = deps.recheckMs ?? KEY_FILE_RECHECK_MS;
   let file: KeyFile = { version: 1, keys: [] };
   let live: LiveKey | undefined;
+  /** The Signer of `live`, made once per key. */
+  let signer: Signer | undefined;
   let stamp = '';
+  /** When the key file was last found unchanged (ring clock); -Infinity: check on the next use. */
+  let checkedAt = -Infinity;
 
   const iso = (ms: number) => new Date(ms).toISOString();
   const ms = (s: string) => Date.parse(s);
 
-  function liveFrom(entry: KeyEntry): LiveKey {
+  function setLive(entry: KeyEntry | undefined): void {
+    signer = undefined;
+    if (!entry) {
+      live = undefined;
+      return;
+    }
     const seed = entry.source === 'env' ? envSeed! : new Uint8Array(Buffer.from(entry.d!, 'base64url'));
-    return { kid: entry.kid, seed, publicKey: new Uint8Array(Buffer.from(entry.x, 'base64url')), source: entry.source };
+    live = { kid: entry.kid, seed, publicKey: new Uint8Array(Buffer.from(entry.x, 'base64url')), source: entry.source };
   }
 
   function newEntry(seed: Uint8Array, source: 'generated' | 'env'): KeyEntry {
@@ -347,8 +366,7 @@ export function createKeyRing(deps: {
       }
     }
     file = f;
-    const cur = f.keys.find((k) => !k.retired_at);
-    live = cur ? liveFrom(cur) : undefined;
+    setLive(f.keys.find((k) => !k.retired_at));
   }
 
   /** The file's identity on disk, or '' when it does not exist. */
@@ -360,8 +378,13 @@ export function createKeyRing(deps: {
     }
   }
 
+  /** Re-reads the key file if another process changed it; looks (one stat) at most every `recheckMs`. */
   function refresh(): void {
-    if (path && diskStamp() !== stamp) load();
+    if (!path) return;
+    const now = clock.now();
+    if (now >= checkedAt && now - checkedAt < recheckMs) return;
+    if (diskStamp() !== stamp) load(); // throws on a bad file: checkedAt stays, so the next use looks again
+    checkedAt = now;
   }
 
   load();
@@ -372,12 +395,8 @@ export function createKeyRing(deps: {
       refresh();
       const key = live;
       if (!key) throw new KeyRingError('no signing key yet: one is generated when the service first starts');
-      return {
-        kid: key.kid,
-        alg: 'EdDSA',
-        publicJwk: publicJwk(key.publicKey),
-        sign: (bytes) => ed.sign(bytes, key.seed),
-      };
+      signer ??= Object.freeze({ kid: key.kid, alg: 'EdDSA', publicJwk: Object.freeze(publicJwk(key.publicKey)), sign: (bytes: Uint8Array) => ed.sign(bytes, key.seed) });
+      return signer;
     },
     jwks(): Jwks {
       refresh();
@@ -401,9 +420,9 @@ export function createKeyRing(deps: {
       f.keys.unshift(newEntry(ed.utils.randomSecretKey(), 'generated'));
       if (path) writeFile(f);
       file = f;
-      live = liveFrom(f.keys[0]!);
-      deps.log?.info({ kid: live.kid, retired: retiredKid }, 'signing key rotated');
-      return { kid: live.kid, retiredKid };
+      setLive(f.keys[0]!);
+      deps.log?.info({ kid: live!.kid, retired: retiredKid }, 'signing key rotated');
+      return { kid: live!.kid, retiredKid };
     },
     list(): KeyInfo[] {
       refresh();

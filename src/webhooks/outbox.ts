@@ -34,29 +34,42 @@ export interface OutboxRow {
 
 export type NewOutboxRow = Pick<OutboxRow, 'id' | 'request_id' | 'type' | 'target' | 'url' | 'url_source' | 'session_key' | 'body' | 'state' | 'next_attempt_at' | 'last_error' | 'created_at'>;
 
+/** What a claim may take: rows due by `dueBy` or whose lease ran out by `now`, leased to `owner` until `leaseUntil`. */
+export interface ClaimParams {
+  now: number;
+  dueBy: number;
+  owner: string;
+  leaseUntil: number;
+}
+
 /**
  * SQL for the outbox. Every transition out of `delivering` is conditional
  * on the lease owner, so a sender whose lease expired (and whose row was
  * taken over) cannot overwrite the newer outcome.
  */
-/** Leases the first row matching `where` (in `orderBy` order) to a dispatcher, in one statement. */
-function claimSql(where: string, orderBy: string): string {
-  return `UPDATE webhook_outbox
-    SET state = 'delivering', attempts = attempts + 1, lease_owner = @owner, lease_expires_at = @lease_until, updated_at = @now
-    WHERE id = (SELECT id FROM webhook_outbox WHERE ${where} ORDER BY ${orderBy} LIMIT 1)
-    RETURNING *`;
-}
-
 export function createOutboxStore(db: Db) {
   const s = {
     insert: db.prepare(`INSERT INTO webhook_outbox (id, request_id, type, target, url, url_source, session_key, body, state, attempts,
       next_attempt_at, last_error, created_at, updated_at)
       VALUES (@id, @request_id, @type, @target, @url, @url_source, @session_key, @body, @state, 0, @next_attempt_at, @last_error, @created_at, @created_at)
       ON CONFLICT (request_id, type) DO NOTHING`),
-    // Two statements, one per partial index: an OR across both states made
-    // SQLite scan and sort every pending row for each claim.
-    claimExpired: db.prepare(claimSql(`state = 'delivering' AND lease_expires_at <= @now`, 'lease_expires_at')),
-    claimDue: db.prepare(claimSql(`state = 'pending' AND next_attempt_at <= @due_by`, 'next_attempt_at')),
+    // Each lookup names its partial index (INDEXED BY): left to itself SQLite
+    // took the (state, created_at) index and sorted every pending row on each
+    // claim; and should the index ever be unusable, preparing fails loudly.
+    expired: db.prepare(`SELECT id, url, lease_expires_at AS due FROM webhook_outbox INDEXED BY webhook_outbox_lease
+      WHERE state = 'delivering' AND lease_expires_at <= @now ORDER BY lease_expires_at LIMIT @limit`),
+    /** The pending rows' targets, one index seek each: the next URL after @after. */
+    nextTarget: db.prepare(`SELECT url FROM webhook_outbox INDEXED BY webhook_outbox_target_due
+      WHERE state = 'pending' AND url > @after ORDER BY url LIMIT 1`).pluck(),
+    dueFor: db.prepare(`SELECT id, url, next_attempt_at AS due FROM webhook_outbox INDEXED BY webhook_outbox_target_due
+      WHERE state = 'pending' AND url = @url AND next_attempt_at <= @due_by ORDER BY next_attempt_at LIMIT @limit`),
+    dueWithoutUrl: db.prepare(`SELECT id, url, next_attempt_at AS due FROM webhook_outbox INDEXED BY webhook_outbox_target_due
+      WHERE state = 'pending' AND url IS NULL AND next_attempt_at <= @due_by ORDER BY next_attempt_at LIMIT @limit`),
+    // Leases one candidate, re-checking that it is claimable (it is: the claim's transaction holds the write lock).
+    lease: db.prepare(`UPDATE webhook_outbox
+      SET state = 'delivering', attempts = attempts + 1, lease_owner = @owner, lease_expires_at = @lease_until, updated_at = @now
+      WHERE id = @id AND ((state = 'pending' AND next_attempt_at <= @due_by) OR (state = 'delivering' AND lease_expires_at <= @now))
+      RETURNING *`),
     delivered: db.prepare(`UPDATE webhook_outbox SET state = 'delivered', delivered_at = @now, last_status = @status, last_error = NULL,
       lease_owner = NULL, lease_expires_at = NULL, updated_at = @now
       WHERE id = @id AND state = 'delivering' AND lease_owner = @owner`),
@@ -76,20 +89,58 @@ export function createOutboxStore(db: Db) {
     byState: db.prepare('SELECT state, COUNT(*) AS n FROM webhook_outbox GROUP BY state'),
   };
 
+  type Candidate = { id: string; url: string | null; due: number };
+
+  /**
+   * Leases up to `limit` due rows (pending and due by `dueBy`, or
+   * delivering with an expired lease) to `owner` in one transaction,
+   * counting the attempt on each. The transaction takes SQLite's write
+   * lock first (BEGIN IMMEDIATE), so two dispatchers, even in two
+   * processes, never get the same row.
+   *
+   * `room(url)` caps the rows taken for one target URL ('' for none). Due
+   * rows are looked up target by target, so a target without room costs
+   * one index seek, however long its backlog; the oldest due rows win.
+   * The cost grows with the number of distinct URLs that have pending rows.
+   */
+  function claimBatch(p: ClaimParams & { limit: number; room?: (url: string) => number }): OutboxRow[] {
+    if (p.limit < 1) return [];
+    const room = p.room ?? (() => p.limit);
+    return db.transaction(() => {
+      const left = new Map<string, number>();
+      const roomFor = (url: string | null) => left.get(url ?? '') ?? Math.max(0, Math.min(room(url ?? ''), p.limit));
+      const take = (c: Candidate, into: Candidate[]) => {
+        const r = roomFor(c.url);
+        if (r <= 0) return;
+        left.set(c.url ?? '', r - 1);
+        into.push(c);
+      };
+      // A lease a crashed dispatcher left behind first: that event is the oldest work.
+      const chosen: Candidate[] = [];
+      for (const c of s.expired.all({ now: p.now, limit: p.limit }) as Candidate[]) take(c, chosen);
+      const due: Candidate[] = [];
+      const dueBy = { due_by: p.dueBy };
+      if (roomFor(null) > 0) for (const c of s.dueWithoutUrl.all({ ...dueBy, limit: roomFor(null) }) as Candidate[]) take(c, due);
+      for (let url = s.nextTarget.get({ after: '' }) as string | undefined; url !== undefined; url = s.nextTarget.get({ after: url }) as string | undefined) {
+        const r = roomFor(url);
+        if (r > 0) for (const c of s.dueFor.all({ ...dueBy, url, limit: r }) as Candidate[]) take(c, due);
+      }
+      due.sort((a, b) => a.due - b.due);
+      chosen.push(...due.slice(0, p.limit - chosen.length));
+      const lease = { now: p.now, due_by: p.dueBy, owner: p.owner, lease_until: p.leaseUntil };
+      return chosen.flatMap((c) => (s.lease.get({ ...lease, id: c.id }) as OutboxRow | undefined) ?? []);
+    })();
+  }
+
   return {
     /** Inserts an event; false when this request already has an event of this type. */
     insert(row: NewOutboxRow): boolean {
       return s.insert.run(row).changes === 1;
     },
-    /**
-     * Atomically leases the next due row (pending and due by `dueBy`, or
-     * delivering with an expired lease) to `owner`, counting the attempt.
-     * One UPDATE ... RETURNING, so two dispatchers never get the same row.
-     */
-    claimNext(p: { now: number; dueBy: number; owner: string; leaseUntil: number }): OutboxRow | undefined {
-      const params = { now: p.now, due_by: p.dueBy, owner: p.owner, lease_until: p.leaseUntil };
-      // A lease a crashed dispatcher left behind first: that event is the oldest work.
-      return (s.claimExpired.get(params) ?? s.claimDue.get(params)) as OutboxRow | undefined;
+    claimBatch,
+    /** Leases the next due row (see claimBatch), or undefined when none is due. */
+    claimNext(p: ClaimParams): OutboxRow | undefined {
+      return claimBatch({ ...p, limit: 1 })[0];
     },
     markDelivered(id: string, owner: string, now: number, status: number): boolean {
       return s.delivered.run({ id, owner, now, status }).changes === 1;

@@ -89,11 +89,13 @@ describe('GET /metrics', () => {
     expect(sample(text, 'jit_credential_issuance_seconds_count', { resource: 'vault', outcome: 'issued' })).toBe(3);
     expect(sample(text, 'jit_credential_issuance_seconds_count', { resource: 'vault', outcome: 'failed' })).toBe(1);
 
-    // Three credentials, each with a policy of its own (the default), and one policy write that failed.
-    expect(sample(text, 'jit_vault_request_duration_seconds_count', { operation: 'create_token' })).toBe(3);
+    // Three credentials, each with a policy of its own (the default), and one issue whose two calls
+    // (policy write and token create go out together) both failed.
+    expect(sample(text, 'jit_vault_request_duration_seconds_count', { operation: 'create_token' })).toBe(4);
     expect(sample(text, 'jit_vault_request_duration_seconds_count', { operation: 'write_policy' })).toBe(4);
     expect(sample(text, 'jit_vault_request_duration_seconds_count', { operation: 'revoke_accessor' })).toBe(1);
     expect(sample(text, 'jit_vault_request_errors_total', { operation: 'write_policy', kind: 'unreachable' })).toBe(1);
+    expect(sample(text, 'jit_vault_request_errors_total', { operation: 'create_token', kind: 'unreachable' })).toBe(1);
 
     const http = (method: string, route: string, status: string) => sample(text, 'jit_http_requests_total', { method, route, status });
     expect(http('POST', '/jit/request', '201')).toBe(2);

@@ -5,7 +5,7 @@ import type { CliIo } from '../../../src/cli/io.ts';
 import { keysCommand } from '../../../src/cli/commands/keys.ts';
 import { webhooksCommand } from '../../../src/cli/commands/webhooks.ts';
 import { UsageError } from '../../../src/cli/main.ts';
-import { createKeyRing } from '../../../src/webhooks/keys.ts';
+import { createKeyRing, KEY_FILE_RECHECK_MS } from '../../../src/webhooks/keys.ts';
 import { DEFAULT_RETRY_SCHEDULE_MS } from '../../../src/webhooks/retry.ts';
 import { databaseBytes, makeWorld, type World } from './setup.ts';
 
@@ -105,6 +105,8 @@ describe('jit keys', () => {
     const before = w.keyRing.current().kid;
     const rotated = await run(keysCommand, ['rotate']);
     expect(rotated.code).toBe(0);
+    // The service's ring looks at the key file at most once per KEY_FILE_RECHECK_MS.
+    w.clock.advance(KEY_FILE_RECHECK_MS);
     const after = w.keyRing.current().kid;
     expect(after).not.toBe(before);
     expect(rotated.out).toContain(after);

@@ -63,12 +63,17 @@ describe('decision webhooks to OpenClaw', () => {
   it('pushes denials, timeouts and revocations', async () => {
     const denied = await pendingId();
     decideRequest(h.broker.deps, denied, { approver: 'local-cli', decision: 'deny', reason: 'not today' });
+    // Delivered and recorded before the clock jumps ten minutes, past the delivery's lease.
+    const outboxState = (id: string) => h.broker.deps.db.prepare('SELECT state FROM webhook_outbox WHERE request_id = ?').pluck().get(id);
+    for (let i = 0; i < 500 && outboxState(denied) !== 'delivered'; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(outboxState(denied)).toBe('delivered');
     const timedOut = await pendingId();
     h.clock.advance(601_000);
     await sweep(h.broker.deps);
     const revoked = await pendingId();
     await h.call('POST', `/jit/requests/${revoked}/revoke`, { token });
     const hooks = await receiver.waitForRequests(3);
+    expect(hooks).toHaveLength(3);
     const messages = hooks.map((r) => JSON.parse(r.body).message as string);
     expect(messages.find((m) => m.includes(denied))).toMatch(/denied/i);
     expect(messages.find((m) => m.includes(timedOut))).toMatch(/timed out|timed_out/i);

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../src/config/config.ts';
 import { ManualClock } from '../../../src/lib/clock.ts';
-import { createKeyRing, keyId, KeyRingError, parseSigningKey } from '../../../src/webhooks/keys.ts';
+import { createKeyRing, KEY_FILE_RECHECK_MS, keyId, KeyRingError, parseSigningKey } from '../../../src/webhooks/keys.ts';
 import { signWebhook, verifyWebhook } from '../../../src/webhooks/sign.ts';
 
 const DAY = 86_400_000;
@@ -122,12 +122,34 @@ describe('key ring: rotation', () => {
     expect(readFileSync(keyFile(), 'utf8')).not.toContain(old);
   });
 
-  it('a service ring picks up a rotation made by another process (the CLI) without restarting', () => {
+  it('a service ring picks up a rotation made by another process (the CLI) within the re-check interval, without restarting', () => {
     const service = createKeyRing({ config: cfg(), clock });
+    const old = service.current().kid;
     const cli = createKeyRing({ config: cfg(), clock });
     const { kid } = cli.rotate();
+    // Until the interval has passed the service keeps the key it has (the old one still verifies: it is in the JWKS).
+    clock.advance(KEY_FILE_RECHECK_MS - 1);
+    expect(service.current().kid).toBe(old);
+    expect(service.jwks().keys).toHaveLength(1);
+    clock.advance(1);
     expect(service.current().kid).toBe(kid);
-    expect(service.jwks().keys).toHaveLength(2);
+    expect(service.jwks().keys.map((k) => k.kid)).toEqual([kid, old]);
+    const signed = signWebhook(service.current(), { id: 'evt_1', timestamp: Math.floor(clock.now() / 1000), body: '{}' });
+    expect(verifyWebhook(signed, '{}', cli.jwks(), { now: clock.now() })).toMatchObject({ ok: true, kid });
+  });
+
+  it('looks at the key file at most once per re-check interval, and again at once after a failed read', () => {
+    const service = createKeyRing({ config: cfg(), clock, recheckMs: 5_000 });
+    const kid = service.current().kid;
+    writeFileSync(keyFile(), 'not json', { mode: 0o600 });
+    clock.advance(4_999);
+    expect(service.current().kid).toBe(kid); // not looked at yet
+    clock.advance(1);
+    expect(() => service.current()).toThrow(KeyRingError);
+    expect(() => service.current()).toThrow(KeyRingError); // a bad file is not cached as fine
+    const cli = createKeyRing({ config: cfg(), clock: new ManualClock(clock.now()), keyFile: join(dir, 'other.json') });
+    writeFileSync(keyFile(), readFileSync(join(dir, 'other.json')), { mode: 0o600 });
+    expect(service.current().kid).toBe(cli.current().kid);
   });
 
   it('lists kids with status and ages, never private keys', () => {
