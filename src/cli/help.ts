@@ -172,7 +172,7 @@ The Ed25519 signing keys (gate credentials, decision webhook signatures).
   list     key ids, status (current/previous), source, age, and when a
            previous key leaves the JWKS. Never prints a private key.
   rotate   makes a new current key; the old one stays in the JWKS for 7 days.
-           A running service picks it up with its next signature. Refused
+           A running service uses the new key within about a second. Refused
            when the key comes from JIT_SIGNING_KEY (change that and restart).
 
 ${OPERATOR_ENV}

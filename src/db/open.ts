@@ -58,46 +58,84 @@ export const BUSY_TIMEOUT_MS = 5_000;
  * 10 … with the whole event loop stopped, while a broker transaction holds
  * the lock for about 0.1 ms. With HTTP workers contending, that halved
  * throughput. Here BEGIN is tried without waiting and retried after 25 µs,
- * doubling to 1 ms, for up to BUSY_TIMEOUT_MS.
+ * doubling to 1 ms, for up to BUSY_TIMEOUT_MS. Only BEGIN waits: in WAL
+ * mode a transaction that holds the write lock is never busy again, so a
+ * body never runs twice.
  */
 function immediateByDefault(db: Db): void {
   const original = db.transaction.bind(db);
   const noWait = db.prepare('PRAGMA busy_timeout = 0');
   const wait = db.prepare(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
-  db.transaction = ((fn: Parameters<Db['transaction']>[0]) => {
-    let began = false;
-    const t = original(function (this: unknown, ...args: unknown[]) {
-      began = true;
-      return fn.apply(this, args);
-    });
-    const immediate = (...args: unknown[]): unknown => {
-      // Nested: a savepoint inside the transaction that already holds the lock.
-      if (db.inTransaction) return t.immediate(...args);
-      noWait.get();
-      try {
-        const deadline = performance.now() + BUSY_TIMEOUT_MS;
-        for (let attempt = 0; ; attempt++) {
-          began = false;
-          try {
-            return t.immediate(...args);
-          } catch (err) {
-            // Only a BEGIN that found the write lock taken is retried; the body never runs twice.
-            if (began || (err as { code?: string }).code !== 'SQLITE_BUSY' || performance.now() > deadline) throw err;
-            pauseMs(Math.min(0.025 * 2 ** attempt, 1));
-          }
+  const begin = db.prepare('BEGIN IMMEDIATE');
+  const commit = db.prepare('COMMIT');
+  const rollback = db.prepare('ROLLBACK');
+  const savepoint = db.prepare('SAVEPOINT jit_nested');
+  const release = db.prepare('RELEASE jit_nested');
+  const rollbackTo = db.prepare('ROLLBACK TO jit_nested');
+
+  /** BEGIN IMMEDIATE, retried without SQLite's coarse sleeps while another connection writes. */
+  const acquire = (): void => {
+    noWait.get();
+    try {
+      const deadline = performance.now() + BUSY_TIMEOUT_MS;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          begin.run();
+          return;
+        } catch (err) {
+          if ((err as { code?: string }).code !== 'SQLITE_BUSY' || performance.now() > deadline) throw err;
+          pauseMs(Math.min(0.025 * 2 ** attempt, 1));
         }
-      } finally {
-        wait.get();
       }
+    } finally {
+      wait.get();
+    }
+  };
+
+  // What better-sqlite3's transaction() does, without building a transaction
+  // object on every call (the broker makes several per request).
+  const run = (fn: (...a: unknown[]) => unknown, self: unknown, args: unknown[]): unknown => {
+    if (db.inTransaction) {
+      // Nested: a savepoint inside the transaction that already holds the lock.
+      savepoint.run();
+      try {
+        const result = fn.apply(self, args);
+        release.run();
+        return result;
+      } catch (err) {
+        if (db.inTransaction) {
+          rollbackTo.run();
+          release.run();
+        }
+        throw err;
+      }
+    }
+    acquire();
+    try {
+      const result = fn.apply(self, args);
+      if (result !== null && typeof result === 'object' && typeof (result as { then?: unknown }).then === 'function') {
+        throw new TypeError('Transaction function cannot return a promise');
+      }
+      commit.run();
+      return result;
+    } catch (err) {
+      if (db.inTransaction) rollback.run();
+      throw err;
+    }
+  };
+
+  db.transaction = ((fn: (...a: unknown[]) => unknown) => {
+    const immediate = function (this: unknown, ...args: unknown[]) {
+      return run(fn, this, args);
     };
     return Object.assign(immediate, {
       default: immediate,
-      deferred: t.deferred,
       immediate,
-      exclusive: t.exclusive,
+      deferred: (...args: unknown[]) => original(fn).deferred(...args),
+      exclusive: (...args: unknown[]) => original(fn).exclusive(...args),
       database: db,
     });
-  }) as Db['transaction'];
+  }) as unknown as Db['transaction'];
 }
 
 const pauseCell = new Int32Array(new SharedArrayBuffer(4));

@@ -159,7 +159,9 @@ export function createHttpTransport(opts: HttpTransportOptions = {}): HttpTransp
         });
         res.on('error', fail);
         // A response cut short without an 'error' (settled already when it ended normally).
-        res.on('close', () => fail(codedError('ECONNRESET', 'Vault closed the connection mid-response')));
+        res.on('close', () => {
+          if (!settled) fail(codedError('ECONNRESET', 'Vault closed the connection mid-response'));
+        });
         res.on('end', () => {
           if (settled) return;
           settled = true;

@@ -20,7 +20,8 @@ function age(ms: number): string {
  * `jit keys`: the Ed25519 signing keys (webhooks, gate credentials). Shows
  * key ids and ages, never private keys. `rotate` makes a new current key;
  * the old one stays in the JWKS for the grace period. A running service
- * notices the changed key file on its next signature.
+ * uses the new key within about a second (it re-checks the key file at most
+ * once a second).
  */
 export async function keysCommand(args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parseCommandArgs(args, {}, USAGE);
@@ -55,7 +56,7 @@ export async function keysCommand(args: string[], io: CliIo): Promise<number> {
     const { kid, retiredKid } = ring.rotate();
     ctx.audit.append({ event: 'key.rotated', actor: 'local-cli', data: { kid, retired_kid: retiredKid } }, now);
     io.out(`New signing key ${kid} is current; ${retiredKid} stays in the JWKS for ${formatDuration(DEFAULT_KEY_GRACE_SECONDS)} so receivers can still verify what it signed.`);
-    io.out('A running service picks the new key up with its next signature.');
+    io.out('A running service uses the new key within about a second.');
     return 0;
   } finally {
     ctx.close();

@@ -68,4 +68,23 @@ describe('a transaction waits for another connection\'s write lock', () => {
     ).toThrow('database is locked');
     expect(runs).toBe(1);
   });
+
+  it('keeps better-sqlite3\'s transaction semantics: nesting, rollback, no promises', () => {
+    const insert = db.prepare('INSERT INTO t VALUES (?)');
+    const inner = db.transaction((n: number) => {
+      insert.run(n);
+      if (n === 2) throw new Error('inner failed');
+    });
+    db.transaction(() => {
+      insert.run(1);
+      inner(3);
+      expect(() => inner(2)).toThrow('inner failed'); // only the savepoint is rolled back
+    })();
+    expect(db.prepare('SELECT n FROM t ORDER BY n').pluck().all()).toEqual([1, 3]);
+
+    expect(() => db.transaction(() => { insert.run(9); throw new Error('outer failed'); })()).toThrow('outer failed');
+    expect(() => db.transaction(async () => insert.run(10))()).toThrow(/cannot return a promise/);
+    expect(db.inTransaction).toBe(false);
+    expect(db.prepare('SELECT n FROM t ORDER BY n').pluck().all()).toEqual([1, 3]);
+  });
 });
