@@ -43,7 +43,7 @@ import { BENCH_PATH, nodeVaultLoad, policyAndTokenRequests, tokenOnlyRequests, w
 
 const SECTIONS = ['issue', 'latency', 'read', 'outbox', 'policy', 'history'] as const;
 type Section = (typeof SECTIONS)[number];
-const CONCURRENCIES = [1, 4, 16, 64];
+const CONCURRENCIES = [1, 4, 16, 32, 64];
 /** JIT_HTTP_WORKERS for the multi-process rows: one per core here. */
 const HTTP_WORKERS = 2;
 /** Uncounted start of every load, on the same connections (see bench/lib/load.ts). */
