@@ -1,5 +1,3 @@
-import { serve } from '@hono/node-server';
-import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { ConfigError, loadConfig, type Config } from './config/config.ts';
 import { createApprovalBot, type ApprovalBot, type ApprovalBotOptions } from './telegram/index.ts';
@@ -10,6 +8,7 @@ import type { BrokerDeps } from './broker/deps.ts';
 import { startCheckpointer } from './db/checkpointer.ts';
 import { openDatabase } from './db/open.ts';
 import { createApp } from './http/app.ts';
+import { listen } from './http/listen.ts';
 import { startHttpWorkers, type HttpWorkers } from './cluster/primary.ts';
 import type { Clock } from './lib/clock.ts';
 import { createLogger, type Logger } from './lib/logger.ts';
@@ -153,14 +152,7 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
     }
     url = workers.url;
   } else {
-    const app = createApp(deps, { telegram });
-    const s = await new Promise<Server>((resolve, reject) => {
-      const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolve(s as Server)) as Server;
-      s.once('error', reject);
-    });
-    server = s;
-    const address = s.address() as AddressInfo;
-    url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+    ({ server, url } = await listen(createApp(deps, { telegram }), config.host, config.port));
   }
   log.info({ url, dev_mode: !!devVault, policies: config.policiesDir, db: config.dbPath, telegram: telegram?.mode ?? 'disabled' }, 'jit-broker listening');
   await telegram?.start();

@@ -11,14 +11,12 @@
  * IPC (src/cluster/ipc.ts): "an outbox row is due", "run the Telegram sync",
  * and the answers to /metrics and Telegram webhook calls.
  */
-import { serve } from '@hono/node-server';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { PolicyStore, formatProblems } from '../broker/policy/index.ts';
 import { loadConfig } from '../config/config.ts';
 import { createDeps } from '../create-deps.ts';
 import { openDatabase } from '../db/open.ts';
 import { createApp, type AppTelegram } from '../http/app.ts';
+import { listen } from '../http/listen.ts';
 import { systemClock } from '../lib/clock.ts';
 import { createIdGenerator } from '../lib/ids.ts';
 import { createLogger } from '../lib/logger.ts';
@@ -84,13 +82,7 @@ export async function startHttpWorker(env: Record<string, string | undefined>): 
     });
   }
 
-  const app = createApp(deps, { telegram });
-  const server = await new Promise<Server>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolve(s as Server)) as Server;
-    s.once('error', reject);
-  });
-  const address = server.address() as AddressInfo;
-  const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  const { server, url } = await listen(createApp(deps, { telegram }), config.host, config.port);
 
   let markStopped!: () => void;
   const stopped = new Promise<void>((r) => (markStopped = r));
