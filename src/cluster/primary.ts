@@ -73,12 +73,20 @@ export async function startHttpWorkers(o: HttpWorkersOptions): Promise<HttpWorke
 
   const fork = (): Slot => {
     const worker = cluster.fork(env);
+    const send = (m: IpcMessage) => {
+      // A call to a worker that is gone fails at once (a reply to one is dropped).
+      if (!worker.isConnected()) throw new Error('the HTTP worker is gone');
+      worker.send(m);
+    };
     const slot: Slot = {
       worker,
       startedAt: Date.now(),
-      rpc: createRpc((m: IpcMessage) => void worker.send(m), { metrics: aggregatedMetrics, 'telegram-update': telegramUpdate }),
+      rpc: createRpc(send, { metrics: aggregatedMetrics, 'telegram-update': telegramUpdate }),
     };
     slots.add(slot);
+    // node:cluster reports a failed send (the worker's channel closed meanwhile)
+    // as an 'error' event on the Worker: unheard, it would crash the primary.
+    worker.on('error', (err) => o.log.warn({ err, pid: worker.process.pid }, 'IPC with an HTTP worker failed'));
     worker.on('message', (m: unknown) => {
       if (!isIpcMessage(m) || slot.rpc.receive(m)) return;
       if (m.t === 'jit:outbox') o.dispatcher.notify();
@@ -113,11 +121,8 @@ export async function startHttpWorkers(o: HttpWorkersOptions): Promise<HttpWorke
               clearTimeout(kill);
               resolve();
             });
-            try {
-              s.worker.send({ t: 'jit:shutdown' } satisfies IpcMessage);
-            } catch {
-              s.worker.process.kill('SIGTERM');
-            }
+            if (s.worker.isConnected()) s.worker.send({ t: 'jit:shutdown' } satisfies IpcMessage);
+            else s.worker.process.kill('SIGTERM');
           }),
       ),
     );

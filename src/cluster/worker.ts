@@ -11,6 +11,7 @@
  * IPC (src/cluster/ipc.ts): "an outbox row is due", "run the Telegram sync",
  * and the answers to /metrics and Telegram webhook calls.
  */
+import cluster from 'node:cluster';
 import { PolicyStore, formatProblems } from '../broker/policy/index.ts';
 import { loadConfig } from '../config/config.ts';
 import { createDeps } from '../create-deps.ts';
@@ -38,10 +39,22 @@ export class WorkerStartupError extends Error {}
 
 export async function startHttpWorker(env: Record<string, string | undefined>): Promise<HttpWorker> {
   if (!process.send) throw new WorkerStartupError('an HTTP worker must be started by the broker (node:cluster)');
-  const send = (m: IpcMessage) => void process.send?.(m);
+  // Once the primary is gone (the channel closed) a notice is dropped and a
+  // call fails at once; a plain process.send would emit an 'error' nobody
+  // hears, an uncaught exception.
+  const send = (m: IpcMessage) => {
+    if (process.connected) process.send?.(m, undefined, {}, () => {});
+  };
+  const sendCall = (m: IpcMessage) => {
+    if (!process.connected) throw new Error('the primary process is gone');
+    send(m);
+  };
   const config = loadConfig(env);
   if (!config.vault) throw new WorkerStartupError('an HTTP worker needs VAULT_ADDR (the primary passes it)');
   const log = createLogger(config.logLevel).child({ http_worker: process.pid });
+  // node:cluster reports a failed IPC write here (the worker's own sends and its
+  // connection acknowledgements); unheard, it would crash the worker mid-request.
+  cluster.worker?.on('error', (err) => log.warn({ err }, 'IPC with the primary failed'));
 
   const policies = new PolicyStore();
   const loaded = policies.reload(config.policiesDir);
@@ -60,7 +73,7 @@ export async function startHttpWorker(env: Record<string, string | undefined>): 
   const ids = createIdGenerator(() => clock.now());
   // No database: the figures read from tables (outbox depth, approvals) come from the primary once.
   const ownMetrics = createMetrics({});
-  const rpc = createRpc(send, { 'metrics-json': () => ownMetrics.registry.getMetricsAsJSON() });
+  const rpc = createRpc(sendCall, { 'metrics-json': () => ownMetrics.registry.getMetricsAsJSON() });
   const metrics = { ...ownMetrics, render: async () => (await rpc.call('metrics')) as string };
   const events = createOutboxSink({ db, config, policies, ids, log, notify: () => send({ t: 'jit:outbox' }) });
   const deps = createDeps({ config, db, vault, policies, log, clock, ids, events, keys, metrics });

@@ -83,7 +83,10 @@ function immediateByDefault(db: Db): void {
           begin.run();
           return;
         } catch (err) {
-          if ((err as { code?: string }).code !== 'SQLITE_BUSY' || performance.now() > deadline) throw err;
+          // SQLITE_BUSY and its extended codes (SQLITE_BUSY_RECOVERY: another
+          // connection is recovering the WAL), all of which SQLite's own busy
+          // handler waits out.
+          if (!/^SQLITE_BUSY/.test((err as { code?: string }).code ?? '') || performance.now() > deadline) throw err;
           pauseMs(Math.min(0.025 * 2 ** attempt, 1));
         }
       }
@@ -110,8 +113,9 @@ function immediateByDefault(db: Db): void {
         throw err;
       }
     }
-    acquire();
     try {
+      // Inside the try: should restoring busy_timeout fail after BEGIN, the transaction is rolled back, not left open.
+      acquire();
       const result = fn.apply(self, args);
       if (result !== null && typeof result === 'object' && typeof (result as { then?: unknown }).then === 'function') {
         throw new TypeError('Transaction function cannot return a promise');

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { openDatabase, type Db } from '../../../src/db/open.ts';
 
 /** Another connection (a worker thread, as another process would be) holds the write lock for `ms`. */
@@ -35,6 +35,7 @@ beforeEach(() => {
   db.exec('CREATE TABLE t (n INTEGER)');
 });
 afterEach(() => {
+  vi.restoreAllMocks();
   db.close();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -86,5 +87,60 @@ describe('a transaction waits for another connection\'s write lock', () => {
     expect(() => db.transaction(async () => insert.run(10))()).toThrow(/cannot return a promise/);
     expect(db.inTransaction).toBe(false);
     expect(db.prepare('SELECT n FROM t ORDER BY n').pluck().all()).toEqual([1, 3]);
+  });
+});
+
+describe('the busy wait around BEGIN IMMEDIATE', () => {
+  /** better-sqlite3's Statement prototype (run/get are looked up there on every call). */
+  const statementProto = () => Object.getPrototypeOf(db.prepare('SELECT 1')) as { run(...a: unknown[]): unknown; get(...a: unknown[]): unknown };
+
+  it('retries an extended SQLITE_BUSY code (another connection running WAL recovery) as SQLite\'s own busy handler did', () => {
+    const proto = statementProto();
+    const run = proto.run;
+    let refused = 0;
+    vi.spyOn(proto, 'run').mockImplementation(function (this: { source: string }, ...args: unknown[]) {
+      if (this.source === 'BEGIN IMMEDIATE' && refused < 2) {
+        refused++;
+        throw Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY_RECOVERY' });
+      }
+      return run.apply(this, args);
+    });
+    let runs = 0;
+    db.transaction(() => {
+      runs++;
+      db.prepare('INSERT INTO t VALUES (1)').run();
+    })();
+    expect(refused).toBe(2);
+    expect(runs).toBe(1);
+    expect(db.prepare('SELECT COUNT(*) FROM t').pluck().get()).toBe(1);
+  });
+
+  it('leaves no transaction open when restoring busy_timeout fails after BEGIN succeeded', () => {
+    const proto = statementProto();
+    const get = proto.get;
+    let failed = false;
+    vi.spyOn(proto, 'get').mockImplementation(function (this: { source: string }, ...args: unknown[]) {
+      if (!failed && this.source === 'PRAGMA busy_timeout = 5000' && db.inTransaction) {
+        failed = true;
+        throw Object.assign(new Error('out of memory'), { code: 'SQLITE_NOMEM' });
+      }
+      return get.apply(this, args);
+    });
+    let runs = 0;
+    expect(() => db.transaction(() => runs++)()).toThrow('out of memory');
+    expect(runs).toBe(0);
+    expect(db.inTransaction).toBe(false);
+    vi.restoreAllMocks();
+
+    // The next transaction is a real one, committed and visible to another connection.
+    db.transaction(() => db.prepare('INSERT INTO t VALUES (7)').run())();
+    expect(db.inTransaction).toBe(false);
+    const other = openDatabase(join(dir, 'jit.db'));
+    try {
+      expect(other.prepare('SELECT n FROM t').pluck().all()).toEqual([7]);
+    } finally {
+      other.close();
+    }
+    expect(db.pragma('busy_timeout', { simple: true })).toBe(5000);
   });
 });
