@@ -1,5 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
+import { keepAliveAgents } from '../lib/keep-alive.ts';
 
 /**
  * A lean transport for node-vault, plugged in through its documented
@@ -60,14 +61,6 @@ export interface HttpTransport {
 const DEFAULT_TIMEOUT_MS = 5_000;
 const DEFAULT_MAX_SOCKETS = 32;
 const DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
-/**
- * How long an idle pooled socket is kept. Below the 5 s keep-alive timeout of
- * a Node server (a server that announces a shorter one via `Keep-Alive:
- * timeout=` is honoured by the agent), so a request never races the server
- * closing an idle socket; Vault's own idle timeout is minutes.
- */
-const IDLE_SOCKET_MS = 4_000;
-
 /** An Error with a Node-style `code`, as toVaultError expects. */
 function codedError(code: string, message: string): Error & { code: string } {
   return Object.assign(new Error(message), { code });
@@ -90,18 +83,7 @@ function hasHeader(headers: Record<string, unknown>, lower: string): boolean {
 export function createHttpTransport(opts: HttpTransportOptions = {}): HttpTransport {
   const defaultTimeout = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const maxBytes = opts.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
-  const agentOptions = { keepAlive: true, maxSockets: opts.maxSockets ?? DEFAULT_MAX_SOCKETS, timeout: IDLE_SOCKET_MS };
-  const httpAgent = new http.Agent(agentOptions);
-  // One https agent per certificate-check setting, made on first use.
-  const httpsAgents = new Map<boolean, https.Agent>();
-  const httpsAgent = (rejectUnauthorized: boolean): https.Agent => {
-    let agent = httpsAgents.get(rejectUnauthorized);
-    if (!agent) {
-      agent = new https.Agent({ ...agentOptions, rejectUnauthorized });
-      httpsAgents.set(rejectUnauthorized, agent);
-    }
-    return agent;
-  };
+  const agents = keepAliveAgents({ maxSockets: opts.maxSockets ?? DEFAULT_MAX_SOCKETS });
 
   function send(options: RpOptions, defaults: RpOptions): Promise<RpResponse> {
     return new Promise<RpResponse>((resolve, reject) => {
@@ -133,7 +115,7 @@ export function createHttpTransport(opts: HttpTransportOptions = {}): HttpTransp
       const req = (secure ? https : http).request(url, {
         method: options.method ?? 'GET',
         headers,
-        agent: secure ? httpsAgent(strict) : httpAgent,
+        agent: agents.agentFor(url, strict),
       });
       let settled = false;
       const fail = (err: Error) => {
@@ -179,9 +161,6 @@ export function createHttpTransport(opts: HttpTransportOptions = {}): HttpTransp
       const fixed = { ...defaults };
       return (options) => send(options, fixed);
     },
-    close() {
-      httpAgent.destroy();
-      for (const agent of httpsAgents.values()) agent.destroy();
-    },
+    close: () => agents.destroy(),
   };
 }

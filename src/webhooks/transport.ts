@@ -1,5 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
+import { keepAliveAgents } from '../lib/keep-alive.ts';
 
 /**
  * How the dispatcher sends one attempt. Whatever the transport, redirects
@@ -29,15 +30,6 @@ export type Transport = (req: TransportRequest) => Promise<TransportResponse>;
 const MAX_RESPONSE_BYTES = 2048;
 
 /**
- * How long an idle keep-alive socket is kept: below the 5 s keep-alive
- * timeout of a Node server, so a request seldom races the receiver closing
- * it (a shorter `Keep-Alive: timeout=` from the receiver is honoured by the
- * agent). Such a race fails that attempt like any dropped connection, and
- * the event is retried on the schedule.
- */
-const IDLE_SOCKET_MS = 4_000;
-
-/**
  * The dispatcher's default transport: node:http / node:https with one
  * keep-alive agent per protocol, so a busy receiver gets its events over a
  * few reused connections (global fetch cost about four times the CPU per
@@ -47,10 +39,7 @@ const IDLE_SOCKET_MS = 4_000;
  * ones never keep the process alive).
  */
 export function createHttpTransport(): Transport & { close(): void } {
-  const agents = {
-    'http:': new http.Agent({ keepAlive: true, timeout: IDLE_SOCKET_MS, scheduling: 'lifo' }),
-    'https:': new https.Agent({ keepAlive: true, timeout: IDLE_SOCKET_MS, scheduling: 'lifo' }),
-  };
+  const agents = keepAliveAgents();
   const send: Transport = (req) =>
     new Promise((resolve, reject) => {
       const url = new URL(req.url);
@@ -58,13 +47,15 @@ export function createHttpTransport(): Transport & { close(): void } {
       const options = {
         method: req.method,
         headers: { ...req.headers, 'content-length': String(Buffer.byteLength(req.body)) },
-        agent: agents[url.protocol],
+        agent: agents.agentFor(url),
         signal: req.signal,
       };
       const request = (url.protocol === 'https:' ? https : http).request(url, options, (res) => {
         const chunks: Buffer[] = [];
         let size = 0;
-        const settle = () =>
+        let settled = false;
+        const settle = () => {
+          settled = true;
           resolve({
             status: res.statusCode ?? 0,
             headers: {
@@ -75,6 +66,7 @@ export function createHttpTransport(): Transport & { close(): void } {
             },
             body: Buffer.concat(chunks).subarray(0, MAX_RESPONSE_BYTES).toString('utf8'),
           });
+        };
         res.on('data', (chunk: Buffer) => {
           chunks.push(chunk);
           size += chunk.length;
@@ -84,17 +76,16 @@ export function createHttpTransport(): Transport & { close(): void } {
           }
         });
         res.on('end', settle);
-        // After settle() these change nothing.
+        // After settle() these change nothing (and build no Error: 'close' follows every response).
         res.on('error', reject);
-        res.on('close', () => reject(new Error('connection closed before the response was complete')));
+        res.on('close', () => {
+          if (!settled) reject(new Error('connection closed before the response was complete'));
+        });
       });
       request.on('error', reject);
       request.end(req.body);
     });
   return Object.assign(send, {
-    close() {
-      agents['http:'].destroy();
-      agents['https:'].destroy();
-    },
+    close: () => agents.destroy(),
   });
 }
