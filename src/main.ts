@@ -2,7 +2,7 @@ import type { Server } from 'node:http';
 import { ConfigError, loadConfig, type Config } from './config/config.ts';
 import { createApprovalBot, type ApprovalBot, type ApprovalBotOptions } from './telegram/index.ts';
 import { startLifecycle } from './broker/lifecycle.ts';
-import { PolicyStore, formatProblems } from './broker/policy/index.ts';
+import { InvalidPolicyFiles, PolicyStore, formatProblems } from './broker/policy/index.ts';
 import { createDeps } from './create-deps.ts';
 import type { BrokerDeps } from './broker/deps.ts';
 import { startCheckpointer } from './db/checkpointer.ts';
@@ -65,11 +65,14 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
   const log = opts.log ?? createLogger(config.logLevel);
   const print = opts.print ?? (() => {});
 
-  const policies = new PolicyStore();
-  const loaded = policies.reload(config.policiesDir);
-  if (!loaded.ok) {
-    throw new StartupError(`policy files in ${config.policiesDir} are invalid:\n  ${formatProblems(loaded.problems).join('\n  ')}`);
+  let loaded;
+  try {
+    loaded = PolicyStore.load(config.policiesDir);
+  } catch (err) {
+    if (err instanceof InvalidPolicyFiles) throw new StartupError(err.message);
+    throw err;
   }
+  const { policies } = loaded;
   if (loaded.warnings.length > 0) log.warn({ warnings: formatProblems(loaded.warnings) }, 'policy warnings');
 
   let devVault: Awaited<ReturnType<typeof startDevVault>> | undefined;
@@ -167,11 +170,8 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
     ...(devAgentToken ? { devAgentToken } : {}),
     ...(workers ? { workers } : {}),
     reloadPolicies() {
-      const r = policies.reload(config.policiesDir);
       workers?.reloadPolicies();
-      if (r.ok) log.info({ dir: config.policiesDir, warnings: formatProblems(r.warnings) }, 'policies reloaded');
-      else log.error({ problems: formatProblems(r.problems) }, 'policy reload failed; the previous policy stays in force');
-      return r.ok;
+      return policies.reloadAndLog(config.policiesDir, log);
     },
     async stop() {
       await workers?.stop();

@@ -1,5 +1,5 @@
 import { loadConfig, type Config } from '../config/config.ts';
-import { PolicyStore, formatProblems } from '../broker/policy/index.ts';
+import { InvalidPolicyFiles, PolicyStore } from '../broker/policy/index.ts';
 import { createStorageDeps, type StorageDeps } from '../create-deps.ts';
 import { openDatabase, type Db } from '../db/open.ts';
 import { createIdGenerator } from '../lib/ids.ts';
@@ -7,7 +7,14 @@ import { createLogger } from '../lib/logger.ts';
 import { createOutboxSink } from '../webhooks/outbox.ts';
 import type { CliIo } from './io.ts';
 
-export type CliContext = { config: Config; db: Db; deps: StorageDeps; close(): void } & Pick<StorageDeps, 'agents' | 'repo' | 'audit'>;
+export type CliContext = {
+  config: Config;
+  db: Db;
+  deps: StorageDeps;
+  /** With `decisions`: the policy in force, loaded once for the outbox and for re-checking grants. */
+  policies?: PolicyStore;
+  close(): void;
+} & Pick<StorageDeps, 'agents' | 'repo' | 'audit'>;
 
 /**
  * The database-side parts an offline CLI command needs, from the service's
@@ -17,15 +24,19 @@ export type CliContext = { config: Config; db: Db; deps: StorageDeps; close(): v
  * needs the policy (it names each agent's webhook target), so a broken
  * policy directory refuses the command rather than lose the event.
  */
+export function openCliContext(io: CliIo, opts: { decisions: true }): CliContext & { policies: PolicyStore };
+export function openCliContext(io: CliIo, opts?: { decisions?: boolean }): CliContext;
 export function openCliContext(io: CliIo, opts: { decisions?: boolean } = {}): CliContext {
   const config = loadConfig(io.env);
   let events;
+  let policies: PolicyStore | undefined;
   let db: Db | undefined;
   if (opts.decisions) {
-    const policies = new PolicyStore();
-    const loaded = policies.reload(config.policiesDir);
-    if (!loaded.ok) {
-      throw new Error(`the policy files in ${config.policiesDir} are invalid, so the decision's webhook could not be addressed; fix them first:\n  ${formatProblems(loaded.problems).join('\n  ')}`);
+    try {
+      ({ policies } = PolicyStore.load(config.policiesDir));
+    } catch (err) {
+      if (!(err instanceof InvalidPolicyFiles)) throw err;
+      throw new Error(`the policy files in ${config.policiesDir} are invalid, so the decision's webhook could not be addressed; fix them first:\n  ${err.problems.join('\n  ')}`);
     }
     db = openDatabase(config.dbPath);
     events = createOutboxSink({ db, config, policies, ids: createIdGenerator(), log: createLogger('warn', process.stderr) });
@@ -33,5 +44,5 @@ export function openCliContext(io: CliIo, opts: { decisions?: boolean } = {}): C
   db ??= openDatabase(config.dbPath);
   const deps = createStorageDeps({ config, db, ...(events ? { events } : {}) });
   const opened = db;
-  return { config, db, deps, agents: deps.agents, repo: deps.repo, audit: deps.audit, close: () => opened.close() };
+  return { config, db, deps, ...(policies ? { policies } : {}), agents: deps.agents, repo: deps.repo, audit: deps.audit, close: () => opened.close() };
 }

@@ -12,7 +12,7 @@
  * and the answers to /metrics and Telegram webhook calls.
  */
 import cluster from 'node:cluster';
-import { PolicyStore, formatProblems } from '../broker/policy/index.ts';
+import { PolicyStore } from '../broker/policy/index.ts';
 import { loadConfig } from '../config/config.ts';
 import { createDeps } from '../create-deps.ts';
 import { openDatabase } from '../db/open.ts';
@@ -56,9 +56,8 @@ export async function startHttpWorker(env: Record<string, string | undefined>): 
   // connection acknowledgements); unheard, it would crash the worker mid-request.
   cluster.worker?.on('error', (err) => log.warn({ err }, 'IPC with the primary failed'));
 
-  const policies = new PolicyStore();
-  const loaded = policies.reload(config.policiesDir);
-  if (!loaded.ok) throw new WorkerStartupError(`policy files in ${config.policiesDir} are invalid:\n  ${formatProblems(loaded.problems).join('\n  ')}`);
+  // Invalid files throw InvalidPolicyFiles, whose message the serve command prints. The primary logs the warnings.
+  const { policies } = PolicyStore.load(config.policiesDir);
 
   const clock = systemClock;
   const vault = vaultClientFromConfig(config.vault, { log });
@@ -114,11 +113,8 @@ export async function startHttpWorker(env: Record<string, string | undefined>): 
 
   process.on('message', (m: unknown) => {
     if (!isIpcMessage(m) || rpc.receive(m)) return;
-    if (m.t === 'jit:reload-policies') {
-      const r = policies.reload(config.policiesDir);
-      if (r.ok) log.info({ dir: config.policiesDir }, 'policies reloaded');
-      else log.error({ problems: formatProblems(r.problems) }, 'policy reload failed; the previous policy stays in force');
-    } else if (m.t === 'jit:shutdown') {
+    if (m.t === 'jit:reload-policies') policies.reloadAndLog(config.policiesDir, log);
+    else if (m.t === 'jit:shutdown') {
       void stop();
     }
   });

@@ -21,4 +21,4 @@ export { compilePolicy, evaluateGate, evaluateVault } from './evaluate.ts';
 export { validateRefName, validateRepoName, validateVaultPath, checkPattern } from './syntax.ts';
 export { PatternSet, sessionAllowed, simpleGlobMatch, vaultGlobMatch } from './glob.ts';
 export { DEFAULT_MAX_TTL_SECONDS, MAX_TTL_LIMIT_SECONDS, policyFileSchema } from './schema.ts';
-export { PolicyStore, type ReloadResult } from './policy-store.ts';
+export { InvalidPolicyFiles, PolicyStore, type ReloadResult } from './policy-store.ts';

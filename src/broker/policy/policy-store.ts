@@ -1,9 +1,22 @@
-import { loadPolicyDir } from './load.ts';
+import type { Logger } from '../../lib/logger.ts';
+import { formatProblems, loadPolicyDir } from './load.ts';
 import type { PolicyProblem, PolicySet } from './types.ts';
 
 export type ReloadResult =
   | { ok: true; warnings: PolicyProblem[] }
   | { ok: false; problems: PolicyProblem[] };
+
+/** Policy files that cannot be loaded at all: the message lists every problem. */
+export class InvalidPolicyFiles extends Error {
+  constructor(
+    readonly dir: string,
+    /** One line per problem (formatProblems). */
+    readonly problems: string[],
+  ) {
+    super(`policy files in ${dir} are invalid:\n  ${problems.join('\n  ')}`);
+    this.name = 'InvalidPolicyFiles';
+  }
+}
 
 /**
  * Holds the policy in force. A reload that finds any problem leaves the
@@ -15,6 +28,22 @@ export class PolicyStore {
 
   constructor(initial?: PolicySet) {
     this.#policy = initial;
+  }
+
+  /** A store holding the policy in `dir`, with its warnings; throws {@link InvalidPolicyFiles} if the files are invalid. */
+  static load(dir: string): { policies: PolicyStore; warnings: PolicyProblem[] } {
+    const policies = new PolicyStore();
+    const loaded = policies.reload(dir);
+    if (!loaded.ok) throw new InvalidPolicyFiles(dir, formatProblems(loaded.problems));
+    return { policies, warnings: loaded.warnings };
+  }
+
+  /** A reload asked for while running (SIGHUP), its outcome logged; false if the previous policy stays in force. */
+  reloadAndLog(dir: string, log: Pick<Logger, 'info' | 'error'>): boolean {
+    const r = this.reload(dir);
+    if (r.ok) log.info({ dir, warnings: formatProblems(r.warnings) }, 'policies reloaded');
+    else log.error({ problems: formatProblems(r.problems) }, 'policy reload failed; the previous policy stays in force');
+    return r.ok;
   }
 
   /**

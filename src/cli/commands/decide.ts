@@ -1,6 +1,5 @@
 import { decideRequest, type DecideOutcome } from '../../broker/decide.ts';
 import { describeDifference, grantDifference, requestedGrant, type Grant, type Narrowing } from '../../broker/narrowing.ts';
-import { PolicyStore, formatProblems } from '../../broker/policy/index.ts';
 import { formatDuration, parseDurationSeconds } from '../../lib/duration.ts';
 import { isId } from '../../lib/ids.ts';
 import { openCliContext } from '../context.ts';
@@ -48,10 +47,7 @@ export function decideCommand(decision: 'approve' | 'deny') {
     const ctx = openCliContext(io, { decisions: true });
     try {
       // The policy in force re-checks the grant at approval (narrowed or not), as the service does.
-      const policies = new PolicyStore();
-      const loaded = policies.reload(ctx.config.policiesDir);
-      if (!loaded.ok) throw new Error(`the policy files in ${ctx.config.policiesDir} are invalid:\n  ${formatProblems(loaded.problems).join('\n  ')}`);
-      const result = decideRequest({ ...ctx.deps, policies }, id, { approver: LOCAL_APPROVER, decision, reason, narrowing });
+      const result = decideRequest({ ...ctx.deps, policies: ctx.policies }, id, { approver: LOCAL_APPROVER, decision, reason, narrowing });
       return report(result, id, io);
     } finally {
       ctx.close();

@@ -1,5 +1,5 @@
 import cluster from 'node:cluster';
-import { startHttpWorker, WorkerStartupError } from '../../cluster/worker.ts';
+import { startHttpWorker } from '../../cluster/worker.ts';
 import { StartupError, startBroker } from '../../main.ts';
 import type { CliIo } from '../io.ts';
 import { UsageError, parseCommandArgs } from '../main.ts';
@@ -40,7 +40,7 @@ async function serveAsWorker(io: CliIo): Promise<number> {
   try {
     worker = await startHttpWorker(io.env);
   } catch (err) {
-    io.err(`jit serve (HTTP worker): ${err instanceof WorkerStartupError ? err.message : String(err)}`);
+    io.err(`jit serve (HTTP worker): ${err instanceof Error ? err.message : String(err)}`);
     return 1;
   }
   // Signals go to the primary, which stops the workers first; one sent to a worker alone stops it too.
