@@ -1,4 +1,3 @@
-import type { Server } from 'node:http';
 import { ConfigError, loadConfig, type Config } from './config/config.ts';
 import { createApprovalBot, type ApprovalBot, type ApprovalBotOptions } from './telegram/index.ts';
 import { startLifecycle } from './broker/lifecycle.ts';
@@ -129,8 +128,18 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
 
   const lifecycle = startLifecycle(deps, opts.sweepIntervalMs, () => void telegram?.kick());
   dispatcher.start();
+  /** Everything but the HTTP side, in the reverse order of starting it. */
+  const stopServices = async () => {
+    await lifecycle.stop();
+    await telegram?.stop();
+    await dispatcher.stop();
+    vault.stop();
+    await checkpointer.stop();
+    db.close();
+    await devVault?.close();
+  };
   // One process serves HTTP itself; with JIT_HTTP_WORKERS > 1 it forks that many workers on the port instead.
-  let server: Server | undefined;
+  let server: Awaited<ReturnType<typeof listen>> | undefined;
   let workers: HttpWorkers | undefined;
   let url: string;
   if (config.httpWorkers > 1) {
@@ -145,17 +154,13 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
         metrics,
       });
     } catch (err) {
-      await lifecycle.stop();
-      await dispatcher.stop();
-      vault.stop();
-      await checkpointer.stop();
-      db.close();
-      await devVault?.close();
+      await stopServices();
       throw new StartupError((err as Error).message);
     }
     url = workers.url;
   } else {
-    ({ server, url } = await listen(createApp(deps, { telegram }), config.host, config.port));
+    server = await listen(createApp(deps, { telegram }), config.host, config.port);
+    url = server.url;
   }
   log.info({ url, dev_mode: !!devVault, policies: config.policiesDir, db: config.dbPath, telegram: telegram?.mode ?? 'disabled' }, 'jit-broker listening');
   await telegram?.start();
@@ -175,20 +180,8 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
     },
     async stop() {
       await workers?.stop();
-      if (server) {
-        const s = server;
-        await new Promise<void>((resolve) => {
-          s.close(() => resolve());
-          s.closeAllConnections?.();
-        });
-      }
-      await lifecycle.stop();
-      await telegram?.stop();
-      await dispatcher.stop();
-      vault.stop();
-      await checkpointer.stop();
-      db.close();
-      await devVault?.close();
+      await server?.close();
+      await stopServices();
     },
   };
 }

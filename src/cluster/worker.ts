@@ -94,17 +94,14 @@ export async function startHttpWorker(env: Record<string, string | undefined>): 
     });
   }
 
-  const { server, url } = await listen(createApp(deps, { telegram }), config.host, config.port);
+  const { url, close } = await listen(createApp(deps, { telegram }), config.host, config.port);
 
   let markStopped!: () => void;
   const stopped = new Promise<void>((r) => (markStopped = r));
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections?.();
-      });
+      await close();
       rpc.failAll('the worker is stopping');
       vault.stop();
       db.close();
