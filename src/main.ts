@@ -14,7 +14,7 @@ import { createLogger, type Logger } from './lib/logger.ts';
 import { randomToken } from './lib/secrets.ts';
 import { startDevVault } from './vault/dev/index.ts';
 import { createVaultClient } from './vault/node-vault-client.ts';
-import { vaultClientFromConfig } from './vault/from-config.ts';
+import { startVaultClient, vaultClientFromConfig } from './vault/from-config.ts';
 import type { VaultClient } from './vault/types.ts';
 import { systemClock } from './lib/clock.ts';
 import { createIdGenerator } from './lib/ids.ts';
@@ -84,11 +84,7 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
     vault = createVaultClient({ endpoint: devVault.url, token: devVault.rootToken }, { log, ...(opts.clock ? { clock: opts.clock } : {}) });
     print(`DEVELOPMENT MODE: in-memory development Vault at ${devVault.url} (not for production; set VAULT_ADDR to use a real Vault)`);
   }
-  try {
-    await vault.start();
-  } catch (err) {
-    log.error({ err }, 'could not authenticate to Vault at start; requests will get 503 until it is reachable');
-  }
+  await startVaultClient(vault, log);
 
   const clock = opts.clock ?? systemClock;
   let keys;

@@ -23,7 +23,7 @@ import { createIdGenerator } from '../lib/ids.ts';
 import { createLogger } from '../lib/logger.ts';
 import { createMetrics } from '../metrics/index.ts';
 import type { ApprovalBotStatus } from '../telegram/index.ts';
-import { vaultClientFromConfig } from '../vault/from-config.ts';
+import { startVaultClient, vaultClientFromConfig } from '../vault/from-config.ts';
 import { createKeyRing } from '../webhooks/keys.ts';
 import { createOutboxSink } from '../webhooks/outbox.ts';
 import { createRpc, isIpcMessage, type ForwardedAnswer, type ForwardedUpdate, type IpcMessage } from './ipc.ts';
@@ -61,11 +61,7 @@ export async function startHttpWorker(env: Record<string, string | undefined>): 
 
   const clock = systemClock;
   const vault = vaultClientFromConfig(config.vault, { log });
-  try {
-    await vault.start();
-  } catch (err) {
-    log.error({ err }, 'could not authenticate to Vault at start; requests will get 503 until it is reachable');
-  }
+  await startVaultClient(vault, log);
   const keys = createKeyRing({ config, clock, log });
   // The primary's checkpointer keeps the WAL short; commits here never checkpoint inline.
   const db = openDatabase(config.dbPath, { checkpoint: 'background' });

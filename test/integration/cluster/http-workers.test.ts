@@ -1,21 +1,19 @@
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { request as httpRequest, Agent } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import NodeVault from 'node-vault';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDevVault } from '../../../src/vault/dev/index.ts';
 import type { Jwks } from '../../../src/webhooks/keys.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../../fakes/webhook-receiver.ts';
-import { runJit, startJitServe } from '../../helpers/cli.ts';
+import { until } from '../../helpers/chaos-process.ts';
+import { CLUSTER_ROOT_TOKEN, startClusterBroker, type ClusterBroker } from '../../helpers/cluster.ts';
 
 /**
  * `jit serve` with JIT_HTTP_WORKERS=2: a primary and two HTTP worker
  * processes on one database, against a development Vault in this process
  * and a webhook receiver that verifies every signature.
  */
-const ROOT = 'hvs.cluster-test-root-token-0123456789';
 const policy = (tier1: boolean, receiverUrl: string) => `
 agents:
   moltbot:
@@ -39,11 +37,10 @@ rules:
     max_ttl: 30m
 `;
 
-let dir: string;
 let env: Record<string, string>;
-let vault: Awaited<ReturnType<typeof startDevVault>>;
+let vault: ClusterBroker['vault'];
 let receiver: WebhookReceiver;
-let serve: Awaited<ReturnType<typeof startJitServe>>;
+let serve: ClusterBroker['serve'];
 let token: string;
 let jwks: Jwks = { keys: [] };
 
@@ -78,43 +75,19 @@ const tier1 = { resource: 'vault', tier: 1, reason: 'read the registry login', v
 /** Request log lines name the worker that served them. */
 const servingWorkers = () => new Set([...serve.output().matchAll(/"http_worker":(\d+)[^\n]*"msg":"request"/g)].map((m) => m[1]));
 
-async function until<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
+let cluster: ClusterBroker;
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'jit-cluster-'));
-  vault = await startDevVault({ host: '127.0.0.1', port: 0, rootToken: ROOT });
-  await NodeVault({ endpoint: vault.url, token: ROOT }).write('homelab/data/docker/registry', { data: { password: 'from-vault' } });
   receiver = await startWebhookReceiver({ jwks: () => jwks });
-  mkdirSync(join(dir, 'policies'));
-  writeFileSync(join(dir, 'policies', 'p.yaml'), policy(true, receiver.url));
-  env = {
-    JIT_DB: join(dir, 'jit.db'),
-    JIT_POLICIES: join(dir, 'policies'),
-    JIT_PORT: '0',
-    VAULT_ADDR: vault.url,
-    VAULT_TOKEN: ROOT,
-    JIT_HTTP_WORKERS: '2',
-    LOG_LEVEL: 'info',
-  };
-  const added = await runJit(['agent', 'add', 'moltbot'], env);
-  token = added.stdout.trim().split('\n').at(-1)!;
-  serve = await startJitServe(env);
+  cluster = await startClusterBroker({ policy: policy(true, receiver.url) });
+  ({ env, vault, serve, token } = cluster);
+  await NodeVault({ endpoint: vault.url, token: CLUSTER_ROOT_TOKEN }).write('homelab/data/docker/registry', { data: { password: 'from-vault' } });
   jwks = (await (await fetch(`${serve.url}/.well-known/jwks.json`)).json()) as Jwks;
 }, 60_000);
 
 afterAll(async () => {
-  await serve?.stop();
+  await cluster?.close();
   await receiver?.close();
-  await vault?.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 describe('JIT_HTTP_WORKERS=2', () => {
@@ -168,20 +141,20 @@ describe('JIT_HTTP_WORKERS=2', () => {
   it('reloads the policy in every worker on SIGHUP', async () => {
     writeFileSync(join(env.JIT_POLICIES!, 'p.yaml'), policy(false, receiver.url));
     serve.child.kill('SIGHUP');
-    await until('both workers to reload', () => (serve.output().match(/"http_worker":\d+[^\n]*"msg":"policies reloaded"/g)?.length ?? 0) >= 2);
+    await until(() => (serve.output().match(/"http_worker":\d+[^\n]*"msg":"policies reloaded"/g)?.length ?? 0) >= 2, 15_000, 'both workers to reload', 50);
     const answers = await Promise.all(Array.from({ length: 8 }, () => call('POST', '/jit/request', tier1)));
     // Tier 1 is now tier 2 everywhere: pending, not issued.
     expect(answers.map((a) => a.status)).toEqual(Array(8).fill(202));
     writeFileSync(join(env.JIT_POLICIES!, 'p.yaml'), policy(true, receiver.url));
     serve.child.kill('SIGHUP');
-    await until('both workers to reload again', () => (serve.output().match(/"http_worker":\d+[^\n]*"msg":"policies reloaded"/g)?.length ?? 0) >= 4);
+    await until(() => (serve.output().match(/"http_worker":\d+[^\n]*"msg":"policies reloaded"/g)?.length ?? 0) >= 4, 15_000, 'both workers to reload again', 50);
   });
 
   it('replaces a worker that dies and keeps serving', async () => {
     const pids = [...new Set([...serve.output().matchAll(/"http_worker":(\d+)[^\n]*"msg":"HTTP worker listening"/g)].map((m) => Number(m[1])))];
     expect(pids).toHaveLength(2);
     process.kill(pids[0]!, 'SIGKILL');
-    await until('a new worker', () => /"msg":"HTTP worker exited; starting another"/.test(serve.output()) && [...serve.output().matchAll(/"msg":"HTTP worker listening"/g)].length >= 3);
+    await until(() => /"msg":"HTTP worker exited; starting another"/.test(serve.output()) && [...serve.output().matchAll(/"msg":"HTTP worker listening"/g)].length >= 3, 15_000, 'a new worker', 50);
     const answers = await Promise.all(Array.from({ length: 10 }, () => call('POST', '/jit/request', tier1)));
     expect(answers.map((a) => a.status)).toEqual(Array(10).fill(201));
   });

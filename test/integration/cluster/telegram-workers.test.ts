@@ -1,19 +1,14 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callbackData } from '../../../src/telegram/index.ts';
-import { startDevVault } from '../../../src/vault/dev/index.ts';
 import { startTelegramEmulator, type TelegramEmulator } from '../../fakes/telegram-emulator/index.ts';
 import { freePort } from '../../helpers/chaos-process.ts';
-import { runJit, startJitServe } from '../../helpers/cli.ts';
+import { startClusterBroker, type ClusterBroker } from '../../helpers/cluster.ts';
 
 /**
  * Telegram in webhook mode with JIT_HTTP_WORKERS=2: the bot lives in the
  * primary, Telegram's updates arrive at whichever worker accepts the
  * connection, which hands them to the primary's bot over IPC.
  */
-const ROOT = 'hvs.cluster-telegram-root-token-0123';
 const CHAT = -100555;
 const ALICE = 111;
 const BOT_TOKEN = '7000000003:AAH-cluster-token_abcdefghijklmnopqrstu';
@@ -32,43 +27,32 @@ rules:
     max_ttl: 30m
 `;
 
-let dir: string;
-let vault: Awaited<ReturnType<typeof startDevVault>>;
 let tg: TelegramEmulator;
-let serve: Awaited<ReturnType<typeof startJitServe>>;
+let cluster: ClusterBroker;
+let serve: ClusterBroker['serve'];
 let token: string;
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'jit-cluster-tg-'));
-  vault = await startDevVault({ host: '127.0.0.1', port: 0, rootToken: ROOT });
   tg = await startTelegramEmulator({ token: BOT_TOKEN, chats: [{ id: CHAT, type: 'supergroup', title: 'approvals' }] });
-  mkdirSync(join(dir, 'policies'));
-  writeFileSync(join(dir, 'policies', 'p.yaml'), POLICY);
   const port = await freePort();
-  const env = {
-    JIT_DB: join(dir, 'jit.db'),
-    JIT_POLICIES: join(dir, 'policies'),
-    JIT_PORT: String(port),
-    JIT_PUBLIC_URL: `http://127.0.0.1:${port}`,
-    VAULT_ADDR: vault.url,
-    VAULT_TOKEN: ROOT,
-    JIT_HTTP_WORKERS: '2',
-    TELEGRAM_BOT_TOKEN: BOT_TOKEN,
-    TELEGRAM_CHAT_ID: String(CHAT),
-    TELEGRAM_APPROVERS: String(ALICE),
-    TELEGRAM_API_ROOT: tg.url,
-    TELEGRAM_WEBHOOK_SECRET: SECRET,
-    LOG_LEVEL: 'info',
-  };
-  token = (await runJit(['agent', 'add', 'moltbot'], env)).stdout.trim().split('\n').at(-1)!;
-  serve = await startJitServe(env);
+  cluster = await startClusterBroker({
+    policy: POLICY,
+    env: {
+      JIT_PORT: String(port),
+      JIT_PUBLIC_URL: `http://127.0.0.1:${port}`,
+      TELEGRAM_BOT_TOKEN: BOT_TOKEN,
+      TELEGRAM_CHAT_ID: String(CHAT),
+      TELEGRAM_APPROVERS: String(ALICE),
+      TELEGRAM_API_ROOT: tg.url,
+      TELEGRAM_WEBHOOK_SECRET: SECRET,
+    },
+  });
+  ({ serve, token } = cluster);
 }, 60_000);
 
 afterAll(async () => {
-  await serve?.stop();
+  await cluster?.close();
   await tg?.close();
-  await vault?.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 const post = (path: string, body: unknown, headers: Record<string, string>) =>

@@ -1,10 +1,6 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDevVault } from '../../../src/vault/dev/index.ts';
-import { startJitServe } from '../../helpers/cli.ts';
+import { startClusterBroker, type ClusterBroker } from '../../helpers/cluster.ts';
 
 /**
  * `jit serve` with JIT_HTTP_WORKERS=2: the primary answers a worker's call
@@ -13,7 +9,6 @@ import { startJitServe } from '../../helpers/cli.ts';
  * channel as an 'error' event on the Worker; with no listener that is an
  * uncaught exception that took the whole broker down.
  */
-const ROOT = 'hvs.cluster-gone-test-root-token-0123';
 const POLICY = `
 agents:
   moltbot:
@@ -28,9 +23,7 @@ rules:
     max_ttl: 1h
 `;
 
-let dir: string;
-let vault: Awaited<ReturnType<typeof startDevVault>>;
-let serve: Awaited<ReturnType<typeof startJitServe>>;
+let serve: ClusterBroker['serve'];
 const stopped = new Set<number>();
 
 /** A GET on a connection of its own; resolves with the status, or 0 when the connection failed. */
@@ -47,20 +40,10 @@ function get(path: string, timeoutMs = 30_000): Promise<number> {
   });
 }
 
+let cluster: ClusterBroker;
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'jit-cluster-gone-'));
-  vault = await startDevVault({ host: '127.0.0.1', port: 0, rootToken: ROOT });
-  mkdirSync(join(dir, 'policies'));
-  writeFileSync(join(dir, 'policies', 'p.yaml'), POLICY);
-  serve = await startJitServe({
-    JIT_DB: join(dir, 'jit.db'),
-    JIT_POLICIES: join(dir, 'policies'),
-    JIT_PORT: '0',
-    VAULT_ADDR: vault.url,
-    VAULT_TOKEN: ROOT,
-    JIT_HTTP_WORKERS: '2',
-    LOG_LEVEL: 'info',
-  });
+  cluster = await startClusterBroker({ policy: POLICY });
+  serve = cluster.serve;
 }, 60_000);
 
 afterAll(async () => {
@@ -71,9 +54,7 @@ afterAll(async () => {
       /* gone */
     }
   }
-  await serve?.stop();
-  await vault?.close();
-  rmSync(dir, { recursive: true, force: true });
+  await cluster?.close();
 });
 
 describe('JIT_HTTP_WORKERS=2: a worker that goes away mid-call', () => {
