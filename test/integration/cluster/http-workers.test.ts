@@ -100,6 +100,10 @@ describe('JIT_HTTP_WORKERS=2', () => {
     const secret = await NodeVault({ endpoint: vault.url, token: answers[7]!.body.credential.token }).read('homelab/data/docker/registry');
     expect(secret.data.data.password).toBe('from-vault');
     expect(servingWorkers().size).toBe(2);
+    // No secret in any process's log: the agent's token, the issued Vault tokens, the Vault token the workers were given.
+    const logs = serve.output();
+    for (const secretValue of [token, CLUSTER_ROOT_TOKEN, ...answers.map((a) => a.body.credential.token as string)]) expect(logs).not.toContain(secretValue);
+    expect(logs).toMatch(/"msg":"request"/); // the logs were read, and they do log requests
 
     const db = new Database(env.JIT_DB!, { readonly: true });
     try {
