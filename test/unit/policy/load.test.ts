@@ -197,7 +197,7 @@ rules:
     const result = loadPolicyDir(dir);
     if (!result.ok) throw new Error(formatProblems(result.problems).join('\n'));
     expect(result.policy.agents.get('dev')!.sessions).toEqual(['hook:jit:dev*', 'hook:jit:dev:*', 'hook:jit/dev/*', 'exact:key']);
-    expect(result.warnings.map(({ rule, field, message }) => ({ at: `${rule}: ${field}`, message }))).toEqual([
+    expect(result.warnings!.map(({ rule, field, message }) => ({ at: `${rule}: ${field}`, message }))).toEqual([
       {
         at: 'agents.dev: sessions[0]',
         message: 'session pattern "hook:jit:dev*" has a "*" that does not follow ":" or "/", so it also matches "hook:jit:dev…" keys that are not this agent\'s, such as "hook:jit:devx:main"; end the part before "*" with ":" (e.g. "hook:jit:dev:*")',
