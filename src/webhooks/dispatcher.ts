@@ -242,7 +242,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
   /** After the commit: metrics and logs. */
   function report(p: Settled, changed: boolean): Outcome {
     const { row, outcome } = p;
-    const fields = { event_id: row.id, request_id: row.request_id, type: row.type, target: row.target, url: redactUrl(row.url), attempt: row.attempts, status: p.status };
+    const fields = { event_id: row.id, request_id: row.request_id, type: row.type, target: row.target, url: redactUrl(resolveTargetUrl(row, config).url ?? null), attempt: row.attempts, status: p.status };
     if (!changed) {
       log.warn(fields, 'webhook outcome not recorded: the lease expired and another dispatcher took the event over');
       return 'lost';
