@@ -51,7 +51,7 @@ export async function webhooksCommand(args: string[], io: CliIo): Promise<number
       io.out(['ID', 'STATE', 'TYPE', 'REQUEST', 'TARGET', 'ATTEMPTS', 'LAST_STATUS', 'WHEN', 'URL', 'LAST_ERROR'].join('\t'));
       for (const r of rows) {
         io.out(
-          [r.id, r.state, r.type, r.request_id, r.target, r.attempts, r.last_status ?? '-', when(r), redactUrl(r.url), r.last_error ?? '-'].join('\t'),
+          [r.id, r.state, r.type, r.request_id, r.target, r.attempts, r.last_status ?? '-', when(r), r.url_source === 'config' && r.target === 'openclaw' ? 'OPENCLAW_HOOKS_URL' : redactUrl(r.url), r.last_error ?? '-'].join('\t'),
         );
       }
       return 0;

@@ -68,6 +68,7 @@ describe('jit webhooks', () => {
     const row = w.record('moltbot');
     await w.dispatcher().drainOnce();
     expect(w.row(row.id)).toMatchObject({ state: 'dead', url: null });
+    expect((await run(webhooksCommand, ['list'])).out).toContain(`\tOPENCLAW_HOOKS_URL\tOPENCLAW_HOOKS_URL is not set in the service's environment`);
 
     // The service runs without it: setting it in the shell changes nothing.
     recordServiceSettings(w.db, w.config, w.clock.now());
