@@ -1,4 +1,5 @@
 import { ConfigError, loadConfig, type Config } from './config/config.ts';
+import { recordServiceSettings } from './config/service-settings.ts';
 import { createApprovalBot, type ApprovalBot, type ApprovalBotOptions } from './telegram/index.ts';
 import { startLifecycle } from './broker/lifecycle.ts';
 import { InvalidPolicyFiles, PolicyStore, formatProblems } from './broker/policy/index.ts';
@@ -51,6 +52,9 @@ export interface StartOptions {
   print?: (line: string) => void;
 }
 
+/** The dev agent's session key: policies/homelab.yaml's `default_session` for it, inside its `hook:jit:dev:*`. */
+export const DEV_SESSION_KEY = 'hook:jit:dev:main';
+
 /** The demo secret dev mode seeds so the README walkthrough has something to read. */
 export const DEV_SEED = { path: 'homelab/data/docker/registry', data: { username: 'demo', password: 'dev-only-not-a-secret' } };
 
@@ -95,11 +99,13 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
     throw err;
   }
   const db = openDatabase(config.dbPath, { checkpoint: 'background' });
+  // Operator commands (jit approve/deny) decide with these, not with their shell's (SPEC §10).
+  recordServiceSettings(db, config, clock.now());
   const checkpointer = startCheckpointer({ dbPath: config.dbPath, log });
   const ids = createIdGenerator(() => clock.now());
   const metrics = createMetrics({ db });
   const dispatcher = createDispatcher({ db, clock, log, keyRing: keys, config, onOutcome: (outcome, target) => metrics.webhookDelivery(outcome, target) });
-  const events = createOutboxSink({ db, config, policies, ids, log, notify: () => dispatcher.notify() });
+  const events = createOutboxSink({ db, policies, ids, log, notify: () => dispatcher.notify() });
   const deps = createDeps({ config, db, vault, policies, log, clock, ids, events, keys, metrics });
   let telegram: ApprovalBot | undefined;
   if (config.telegram) {
@@ -115,7 +121,7 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
 
   let devAgentToken: string | undefined;
   if (devVault && !deps.agents.get('dev')) {
-    devAgentToken = deps.agents.add('dev', 'hook:jit:dev').token;
+    devAgentToken = deps.agents.add('dev', DEV_SESSION_KEY).token;
     print('Created agent "dev". Its token (shown once):');
     print(devAgentToken);
   } else if (devVault) {

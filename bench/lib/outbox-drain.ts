@@ -43,7 +43,7 @@ export async function benchOutboxDrain(o: { events: number; receiverUrl: string;
       files: [],
     };
     const config = { publicUrl: 'http://127.0.0.1:8787', openclaw: undefined };
-    const sink = createOutboxSink({ db, config, policies: { current: () => policy }, ids, log });
+    const sink = createOutboxSink({ db, policies: { current: () => policy }, ids, log });
     const insertRequest = db.prepare(`INSERT INTO requests (id, agent_id, agent_name, resource, tier, required_tier, status, reason, scope,
       ttl_seconds, session_key, rules, created_at, updated_at, decided_by, decided_at)
       VALUES (@id, @agent_id, @agent_name, @resource, @tier, @required_tier, @status, @reason, @scope, @ttl_seconds, @session_key, @rules,
@@ -81,7 +81,7 @@ export async function benchOutboxDrain(o: { events: number; receiverUrl: string;
     const keyRing = createKeyRing({ config: { dbPath, signingKey: undefined }, log });
     // The dispatcher as the broker runs it (its defaults), but polling more often so the start is not a poll interval late.
     const concurrency = o.concurrency ?? DEFAULT_CONCURRENCY;
-    const dispatcher = createDispatcher({ db, clock: systemClock, log, keyRing, config: { openclaw: undefined }, concurrency, pollIntervalMs: 20 });
+    const dispatcher = createDispatcher({ db, clock: systemClock, log, keyRing, config, concurrency, pollIntervalMs: 20 });
     const deadline = Date.now() + (o.timeoutMs ?? 60_000);
     const started = performance.now();
     const cpu = process.cpuUsage();

@@ -1,6 +1,7 @@
 import { loadConfig, type Config } from '../config/config.ts';
 import { InvalidPolicyFiles, PolicyStore } from '../broker/policy/index.ts';
 import { createStorageDeps, type StorageDeps } from '../create-deps.ts';
+import { readServiceSettings, withServiceSettings } from '../config/service-settings.ts';
 import { openDatabase, type Db } from '../db/open.ts';
 import { createIdGenerator } from '../lib/ids.ts';
 import { createLogger } from '../lib/logger.ts';
@@ -18,31 +19,53 @@ export type CliContext = {
 
 /**
  * The database-side parts an offline CLI command needs, from the service's
- * own environment. With `decisions`, decisions made here (jit approve/deny)
- * write their webhook event to the outbox in the same transaction, exactly
- * as the service does; the running service's dispatcher delivers it. That
- * needs the policy (it names each agent's webhook target), so a broken
- * policy directory refuses the command rather than lose the event.
+ * own environment.
+ *
+ * With `decisions`, the command decides (jit approve/deny, revocations) and
+ * must have the service's effects, not the shell's (SPEC §10): the settings
+ * the running service recorded at start (claim window, quorum, approval
+ * timeout, public URL, policy directory; src/config/service-settings.ts)
+ * replace the shell's, with a warning for each variable the shell sets to
+ * something else. If no service ever recorded them on this database, the
+ * shell's environment is used, with a warning saying so. The decision's
+ * webhook event goes to the outbox in the same transaction, as facts; the
+ * running service's dispatcher resolves its target and token and renders it
+ * with the service's configuration. Addressing the event needs the policy
+ * (it names each agent's webhook target), so a broken policy directory
+ * refuses the command rather than lose the event.
  */
 export function openCliContext(io: CliIo, opts: { decisions: true }): CliContext & { policies: PolicyStore };
 export function openCliContext(io: CliIo, opts?: { decisions?: boolean }): CliContext;
 export function openCliContext(io: CliIo, opts: { decisions?: boolean } = {}): CliContext {
-  const config = loadConfig(io.env);
+  let config = loadConfig(io.env);
+  const db = openDatabase(config.dbPath);
   let events;
   let policies: PolicyStore | undefined;
-  let db: Db | undefined;
-  if (opts.decisions) {
-    try {
-      ({ policies } = PolicyStore.load(config.policiesDir));
-    } catch (err) {
-      if (!(err instanceof InvalidPolicyFiles)) throw err;
-      throw new Error(`the policy files in ${config.policiesDir} are invalid, so the decision's webhook could not be addressed; fix them first:\n  ${err.problems.join('\n  ')}`);
+  try {
+    if (opts.decisions) {
+      const recorded = readServiceSettings(db);
+      if (recorded) {
+        const merged = withServiceSettings(config, io.env, recorded.settings);
+        config = merged.config;
+        for (const line of merged.differences) io.err(`warning: ${line}`);
+      } else {
+        io.err(
+          `warning: no jit serve has recorded its settings in ${config.dbPath} (not started since the upgrade?); ` +
+            `this decision uses this shell's JIT_CLAIM_WINDOW, JIT_TIER3_QUORUM and JIT_POLICIES, which may differ from the service's`,
+        );
+      }
+      try {
+        ({ policies } = PolicyStore.load(config.policiesDir));
+      } catch (err) {
+        if (!(err instanceof InvalidPolicyFiles)) throw err;
+        throw new Error(`the policy files in ${config.policiesDir} are invalid, so the decision's webhook could not be addressed; fix them first:\n  ${err.problems.join('\n  ')}`);
+      }
+      events = createOutboxSink({ db, policies, ids: createIdGenerator(), log: createLogger('warn', process.stderr) });
     }
-    db = openDatabase(config.dbPath);
-    events = createOutboxSink({ db, config, policies, ids: createIdGenerator(), log: createLogger('warn', process.stderr) });
+  } catch (err) {
+    db.close();
+    throw err;
   }
-  db ??= openDatabase(config.dbPath);
   const deps = createStorageDeps({ config, db, ...(events ? { events } : {}) });
-  const opened = db;
-  return { config, db, deps, ...(policies ? { policies } : {}), agents: deps.agents, repo: deps.repo, audit: deps.audit, close: () => opened.close() };
+  return { config, db, deps, ...(policies ? { policies } : {}), agents: deps.agents, repo: deps.repo, audit: deps.audit, close: () => db.close() };
 }

@@ -70,7 +70,7 @@ export async function startHttpWorker(env: Record<string, string | undefined>): 
   const ownMetrics = createMetrics({});
   const rpc = createRpc(sendCall, { 'metrics-json': () => ownMetrics.registry.getMetricsAsJSON() });
   const metrics = { ...ownMetrics, render: async () => (await rpc.call('metrics')) as string };
-  const events = createOutboxSink({ db, config, policies, ids, log, notify: () => send({ t: 'jit:outbox' }) });
+  const events = createOutboxSink({ db, policies, ids, log, notify: () => send({ t: 'jit:outbox' }) });
   const deps = createDeps({ config, db, vault, policies, log, clock, ids, events, keys, metrics });
 
   let telegram: AppTelegram | undefined;

@@ -55,7 +55,13 @@ const EnvSchema = z.object({
   TELEGRAM_APPROVERS: optionalText,
   TELEGRAM_API_ROOT: httpUrl.default('https://api.telegram.org'),
   TELEGRAM_WEBHOOK_SECRET: optionalText,
-  OPENCLAW_HOOKS_URL: httpUrl.optional(),
+  // The token goes in a header (OPENCLAW_HOOKS_TOKEN), never in the URL, which is shown in listings and logs.
+  OPENCLAW_HOOKS_URL: httpUrl
+    .refine((v) => {
+      const u = new URL(v);
+      return !u.username && !u.password && !u.search;
+    }, 'must not carry user:password or a query string; put the token in OPENCLAW_HOOKS_TOKEN')
+    .optional(),
   OPENCLAW_HOOKS_TOKEN: optionalText,
   JIT_SIGNING_KEY: optionalText,
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

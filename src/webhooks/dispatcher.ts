@@ -5,7 +5,8 @@ import type { Clock } from '../lib/clock.ts';
 import { scrubSecrets, type Logger } from '../lib/logger.ts';
 import { randomToken } from '../lib/secrets.ts';
 import type { KeyRing } from './keys.ts';
-import { createOutboxStore, redactUrl, type OutboxRow } from './outbox.ts';
+import { createOutboxStore, mayCarryHooksToken, redactUrl, resolveTargetUrl, type OutboxRow } from './outbox.ts';
+import { renderEventBody, type EventFacts } from './payloads.ts';
 import { DEFAULT_RETRY_SCHEDULE_MS, nextAttemptDelay, parseRetryAfter } from './retry.ts';
 import { signWebhook } from './sign.ts';
 import { createHttpTransport, type Transport, type TransportResponse } from './transport.ts';
@@ -17,13 +18,16 @@ import { createHttpTransport, type Transport, type TransportResponse } from './t
  */
 export const OPENCLAW_CONFIG_ERRORS: ReadonlySet<number> = new Set([400, 401, 403, 404, 405, 410, 413]);
 
-function openClawHint(status: number, hasToken: boolean): string {
+function openClawHint(status: number, token: 'sent' | 'unset' | 'other_origin'): string {
   switch (status) {
     case 400:
       return 'OpenClaw rejected the payload: set hooks.allowRequestSessionKey to true, make hooks.allowedSessionKeyPrefixes cover the session key, and check agent_id names an existing agent';
     case 401:
     case 403:
-      return hasToken ? 'OpenClaw rejected the token: OPENCLAW_HOOKS_TOKEN must equal hooks.token' : 'OPENCLAW_HOOKS_TOKEN is not set; set it to hooks.token';
+      if (token === 'other_origin') {
+        return "no token was sent: this policy webhook URL's origin differs from OPENCLAW_HOOKS_URL, and OPENCLAW_HOOKS_TOKEN goes only to that origin; point the agent's webhook at the configured OpenClaw (or leave `webhook: openclaw`)";
+      }
+      return token === 'sent' ? 'OpenClaw rejected the token: OPENCLAW_HOOKS_TOKEN must equal hooks.token' : 'OPENCLAW_HOOKS_TOKEN is not set; set it to hooks.token';
     case 404:
     case 405:
       return 'no OpenClaw hooks endpoint there: check OPENCLAW_HOOKS_URL (e.g. http://127.0.0.1:18789/hooks) and hooks.enabled / hooks.path';
@@ -58,7 +62,8 @@ export interface DispatcherDeps {
   clock: Clock;
   log: Logger;
   keyRing: Pick<KeyRing, 'current'>;
-  config: Pick<Config, 'openclaw'>;
+  /** The service's own: the OpenClaw URL and token, and JIT_PUBLIC_URL for the claim call, are applied at delivery. */
+  config: Pick<Config, 'openclaw' | 'publicUrl'>;
   /** How attempts are sent (default: node:http/https with keep-alive, see createHttpTransport). */
   transport?: Transport;
   /** Counts delivery outcomes (the broker's Prometheus metrics), once each is committed. */
@@ -237,7 +242,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
   /** After the commit: metrics and logs. */
   function report(p: Settled, changed: boolean): Outcome {
     const { row, outcome } = p;
-    const fields = { event_id: row.id, request_id: row.request_id, type: row.type, target: row.target, url: redactUrl(row.url), attempt: row.attempts, status: p.status };
+    const fields = { event_id: row.id, request_id: row.request_id, type: row.type, target: row.target, url: redactUrl(resolveTargetUrl(row, config).url ?? null), attempt: row.attempts, status: p.status };
     if (!changed) {
       log.warn(fields, 'webhook outcome not recorded: the lease expired and another dispatcher took the event over');
       return 'lost';
@@ -245,6 +250,8 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     deps.onOutcome?.(outcome, row.target);
     if (outcome === 'delivered') log.info(fields, 'decision webhook delivered');
     else if (outcome === 'retried') log.warn({ ...fields, error: p.error, next_attempt_at: new Date(p.nextAttemptAt!).toISOString() }, 'decision webhook failed; will retry');
+    // Not configured is a warning: dev mode runs without OpenClaw on purpose, and the dead row keeps the event.
+    else if (p.reason === 'not_configured') log.warn({ ...fields, error: p.error }, `decision webhook not sent: ${p.error}`);
     else log.error({ ...fields, error: p.error }, `decision webhook DEAD (${p.reason}): ${p.error} — fix the cause, then run "jit webhooks retry ${row.id}"`);
     return outcome;
   }
@@ -364,20 +371,36 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
   }
 
   async function attempt(row: OutboxRow): Promise<Settled | 'released'> {
-    if (!row.url) return { row, outcome: 'dead', status: null, error: 'no URL configured for this event', reason: 'not_configured' };
+    // Target, token and body are the service's, decided now: whoever wrote the row (the service, or
+    // `jit approve` in a shell with other settings) wrote only the event's facts.
+    const target = resolveTargetUrl(row, config);
+    if (target.url === undefined) return { row, outcome: 'dead', status: null, error: target.problem, reason: 'not_configured' };
+    const url = target.url;
+    let body: string;
+    try {
+      body = row.body_format === 'facts' ? renderEventBody(JSON.parse(row.body) as EventFacts, row.target, config.publicUrl) : row.body;
+    } catch (err) {
+      return { row, outcome: 'dead', status: null, error: `the stored event does not render: ${clean((err as Error).message)}`, reason: 'bad_event' };
+    }
     let headers: Record<string, string>;
     try {
       headers = {
         'content-type': 'application/json',
         'user-agent': 'jit-broker',
-        ...signWebhook(keyRing.current(), { id: row.id, timestamp: Math.floor(clock.now() / 1000), body: row.body }),
+        ...signWebhook(keyRing.current(), { id: row.id, timestamp: Math.floor(clock.now() / 1000), body }),
       };
     } catch (err) {
       log.error({ err, event_id: row.id }, 'could not sign decision webhook');
       return failed(row, null, `signing failed: ${clean((err as Error).message)}`, 'signing');
     }
+    let token: 'sent' | 'unset' | 'other_origin' = 'unset';
     if (row.target === 'openclaw') {
-      if (hooksToken) headers.authorization = `Bearer ${hooksToken}`;
+      if (mayCarryHooksToken(url, config)) {
+        headers.authorization = `Bearer ${hooksToken}`;
+        token = 'sent';
+      } else if (hooksToken) {
+        token = 'other_origin';
+      }
       // OpenClaw replays an admitted run for a repeated key instead of starting a second one.
       headers['idempotency-key'] = row.id;
     }
@@ -397,7 +420,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     if (stopping) onStop(new Error('dispatcher stopping'));
     let res: TransportResponse;
     try {
-      res = await untilAborted(transport({ url: row.url, method: 'POST', headers, body: row.body, signal: controller.signal }), controller.signal);
+      res = await untilAborted(transport({ url, method: 'POST', headers, body, signal: controller.signal }), controller.signal);
     } catch (err) {
       if (abortedBy === 'stop') {
         store.release(row.id, row.lease_owner!, clock.now());
@@ -415,7 +438,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     if (status >= 200 && status < 300) return { row, outcome: 'delivered', status, reason: 'ok' };
     const error = `HTTP ${status}${res.body ? `: ${clean(res.body)}` : ''}`;
     if (row.target === 'openclaw' && OPENCLAW_CONFIG_ERRORS.has(status)) {
-      return { row, outcome: 'dead', status, error: `${error} — ${openClawHint(status, !!hooksToken)}`, reason: 'configuration' };
+      return { row, outcome: 'dead', status, error: `${error} — ${openClawHint(status, token)}`, reason: 'configuration' };
     }
     if (status === 410) return { row, outcome: 'dead', status, error: `${error} — the receiver says the endpoint is gone`, reason: 'gone' };
     return failed(row, status, error, `http_${status}`, parseRetryAfter(res.headers.get('retry-after'), clock.now()));

@@ -6,7 +6,7 @@ import type { Config } from '../config/config.ts';
 import type { Db } from '../db/open.ts';
 import type { IdGenerator } from '../lib/ids.ts';
 import type { Logger } from '../lib/logger.ts';
-import { buildDecisionEvent, buildOpenClawBody, type DecisionEventName } from './payloads.ts';
+import { buildEventFacts, type DecisionEventName } from './payloads.ts';
 
 export type OutboxState = 'pending' | 'delivering' | 'delivered' | 'dead';
 export type TargetKind = 'openclaw' | 'standard';
@@ -19,6 +19,8 @@ export interface OutboxRow {
   url: string | null;
   url_source: 'config' | 'policy';
   session_key: string | null;
+  /** 'facts' (EventFacts JSON, rendered at delivery) or 'rendered' (rows of earlier versions: the exact bytes to send). */
+  body_format: 'facts' | 'rendered';
   body: string;
   state: OutboxState;
   attempts: number;
@@ -32,7 +34,7 @@ export interface OutboxRow {
   delivered_at: number | null;
 }
 
-export type NewOutboxRow = Pick<OutboxRow, 'id' | 'request_id' | 'type' | 'target' | 'url' | 'url_source' | 'session_key' | 'body' | 'state' | 'next_attempt_at' | 'last_error' | 'created_at'>;
+export type NewOutboxRow = Pick<OutboxRow, 'id' | 'request_id' | 'type' | 'target' | 'url' | 'url_source' | 'session_key' | 'body_format' | 'body' | 'state' | 'next_attempt_at' | 'last_error' | 'created_at'>;
 
 /** What a claim may take: rows due by `dueBy` or whose lease ran out by `now`, leased to `owner` until `leaseUntil`. */
 export interface ClaimParams {
@@ -49,9 +51,9 @@ export interface ClaimParams {
  */
 export function createOutboxStore(db: Db) {
   const s = {
-    insert: db.prepare(`INSERT INTO webhook_outbox (id, request_id, type, target, url, url_source, session_key, body, state, attempts,
+    insert: db.prepare(`INSERT INTO webhook_outbox (id, request_id, type, target, url, url_source, session_key, body_format, body, state, attempts,
       next_attempt_at, last_error, created_at, updated_at)
-      VALUES (@id, @request_id, @type, @target, @url, @url_source, @session_key, @body, @state, 0, @next_attempt_at, @last_error, @created_at, @created_at)
+      VALUES (@id, @request_id, @type, @target, @url, @url_source, @session_key, @body_format, @body, @state, 0, @next_attempt_at, @last_error, @created_at, @created_at)
       ON CONFLICT (request_id, type) DO NOTHING`),
     // Each lookup names its partial index (INDEXED BY): left to itself SQLite
     // took the (state, created_at) index and sorted every pending row on each
@@ -81,7 +83,7 @@ export function createOutboxStore(db: Db) {
       WHERE id = @id AND state = 'delivering' AND lease_owner = @owner`),
     release: db.prepare(`UPDATE webhook_outbox SET state = 'pending', next_attempt_at = @now, lease_owner = NULL, lease_expires_at = NULL, updated_at = @now
       WHERE id = @id AND state = 'delivering' AND lease_owner = @owner`),
-    requeue: db.prepare(`UPDATE webhook_outbox SET state = 'pending', attempts = 0, next_attempt_at = @now, url = COALESCE(@url, url),
+    requeue: db.prepare(`UPDATE webhook_outbox SET state = 'pending', attempts = 0, next_attempt_at = @now,
       last_error = NULL, last_status = NULL, updated_at = @now
       WHERE id = @id AND state = 'dead'`),
     get: db.prepare('SELECT * FROM webhook_outbox WHERE id = ?'),
@@ -155,9 +157,9 @@ export function createOutboxStore(db: Db) {
     release(id: string, owner: string, now: number): boolean {
       return s.release.run({ id, owner, now }).changes === 1;
     },
-    /** Re-queues a dead row: pending, attempts reset, due now; `url` replaces the stored URL when given. */
-    requeue(id: string, now: number, url?: string): boolean {
-      return s.requeue.run({ id, now, url: url ?? null }).changes === 1;
+    /** Re-queues a dead row: pending, attempts reset, due now. */
+    requeue(id: string, now: number): boolean {
+      return s.requeue.run({ id, now }).changes === 1;
     },
     get(id: string): OutboxRow | undefined {
       return s.get.get(id) as OutboxRow | undefined;
@@ -192,30 +194,49 @@ export function redactUrl(url: string | null): string {
   }
 }
 
+/** `{base}/agent`, unless `base` already ends in `/agent`. */
+function openClawAgentUrl(base: string): string {
+  return /\/agent\/?$/.test(new URL(base).pathname) ? base : `${base.replace(/\/+$/, '')}/agent`;
+}
+
 /**
- * Where an agent's decisions go: the OpenClaw hooks endpoint (policy URL or
- * OPENCLAW_HOOKS_URL, plus `/agent`) or the policy's standard URL. Only
- * operator configuration is consulted, never request input, so no agent can
- * make the broker call a URL of its choosing.
+ * Where an event is sent, decided when it is sent, by the service. An
+ * OpenClaw event without a URL of its own in policy (`url_source` 'config')
+ * goes to the service's OPENCLAW_HOOKS_URL plus `/agent`, whoever wrote the
+ * row and whatever URL an earlier version stored in it; any other event goes
+ * to the URL taken from the policy when the decision was made. Only operator
+ * configuration is ever consulted, never request input, so no agent can make
+ * the broker call a URL of its choosing.
  */
 export function resolveTargetUrl(
-  target: WebhookTarget,
+  row: Pick<OutboxRow, 'target' | 'url' | 'url_source'>,
   config: Pick<Config, 'openclaw'>,
-): { url: string | null; source: 'config' | 'policy'; problem?: string } {
-  if (target.kind === 'standard') return { url: target.url, source: 'policy' };
-  const agentUrl = (base: string) => (/\/agent\/?$/.test(new URL(base).pathname) ? base : `${base.replace(/\/+$/, '')}/agent`);
-  if (target.url) return { url: agentUrl(target.url), source: 'policy' };
-  if (config.openclaw) return { url: agentUrl(config.openclaw.hooksUrl), source: 'config' };
-  return {
-    url: null,
-    source: 'config',
-    problem: 'OPENCLAW_HOOKS_URL is not set, so this OpenClaw event cannot be sent; set it and run "jit webhooks retry <id>"',
-  };
+): { url: string; problem?: undefined } | { url?: undefined; problem: string } {
+  if (row.target === 'openclaw' && row.url_source === 'config') {
+    if (config.openclaw) return { url: openClawAgentUrl(config.openclaw.hooksUrl) };
+    return { problem: "OPENCLAW_HOOKS_URL is not set in the service's environment, so this OpenClaw event cannot be sent; set it, restart jit serve, then run \"jit webhooks retry <id>\"" };
+  }
+  if (row.url) return { url: row.url };
+  return { problem: 'no URL recorded for this event' };
+}
+
+/**
+ * Whether the OpenClaw hooks token may go to `url`: only when it is the
+ * configured OpenClaw's origin (scheme, host and port). A per-agent webhook
+ * URL in a policy file pointing elsewhere never gets it, so a policy entry
+ * (or a typo in one) cannot hand the gateway's token to another server.
+ */
+export function mayCarryHooksToken(url: string, config: Pick<Config, 'openclaw'>): boolean {
+  if (!config.openclaw?.hooksToken) return false;
+  try {
+    return new URL(url).origin === new URL(config.openclaw.hooksUrl).origin;
+  } catch {
+    return false;
+  }
 }
 
 export interface OutboxSinkDeps {
   db: Db;
-  config: Pick<Config, 'publicUrl' | 'openclaw'>;
   /** The policy store (only `current()` is used): the agent's `webhook` decides the target. */
   policies: { current(): PolicySet };
   ids: IdGenerator;
@@ -229,11 +250,15 @@ export interface OutboxSinkDeps {
  * broker's deciding transaction on the same connection, so the event is
  * committed with the decision or not at all.
  *
- * An agent without a `webhook` in policy gets no row. An OpenClaw target
- * with no OPENCLAW_HOOKS_URL gets a row that is dead from the start, with
- * the reason, so the operator sees it in `jit webhooks list --dead` and can
- * retry it once the URL is set; the decision itself is never blocked by a
- * webhook problem.
+ * The row holds the event's facts and the policy's target; it needs no
+ * configuration, so the service and an operator command in any shell write
+ * the same row. The service's dispatcher resolves OPENCLAW_HOOKS_URL, adds
+ * the token and renders the body with JIT_PUBLIC_URL when it sends.
+ *
+ * An agent without a `webhook` in policy gets no row. A policy URL carrying
+ * user:password gets a row that is dead from the start (fetch refuses such
+ * URLs, and the outbox must not hold the password), with the reason; the
+ * decision itself is never blocked by a webhook problem.
  */
 export function createOutboxSink(deps: OutboxSinkDeps): DecisionSink {
   const store = createOutboxStore(deps.db);
@@ -252,16 +277,13 @@ export function createOutboxSink(deps: OutboxSinkDeps): DecisionSink {
       if (!target) return;
 
       const id = deps.ids.next('evt');
-      const event = buildDecisionEvent({ id, request, type, at, publicUrl: deps.config.publicUrl });
-      const credentialIssued = (hasCredential.get(request.id) as number) > 0;
-      const body = target.kind === 'openclaw' ? buildOpenClawBody(event, target, { credentialIssued }) : event;
-      const resolved = resolveTargetUrl(target, deps.config);
-      let url = resolved.url;
-      let problem = resolved.problem;
-      if (url) {
+      const facts = buildEventFacts({ id, request, type, at, target, credentialIssued: (hasCredential.get(request.id) as number) > 0 });
+      let url: string | null = null;
+      let problem: string | undefined;
+      if (target.kind === 'standard' || target.url) {
+        url = target.kind === 'standard' ? target.url : openClawAgentUrl(target.url!);
         const u = new URL(url);
         if (u.username || u.password) {
-          // fetch refuses such URLs, and the outbox must not hold the password.
           u.username = '';
           u.password = '';
           url = u.toString();
@@ -272,12 +294,13 @@ export function createOutboxSink(deps: OutboxSinkDeps): DecisionSink {
       const inserted = store.insert({
         id,
         request_id: request.id,
-        type: event.type,
+        type: facts.event.type,
         target: target.kind,
         url,
-        url_source: resolved.source,
+        url_source: url === null ? 'config' : 'policy',
         session_key: request.session_key,
-        body: JSON.stringify(body),
+        body_format: 'facts',
+        body: JSON.stringify(facts),
         state: problem ? 'dead' : 'pending',
         next_attempt_at: at,
         last_error: problem ?? null,
@@ -285,9 +308,8 @@ export function createOutboxSink(deps: OutboxSinkDeps): DecisionSink {
       });
       if (!inserted) return;
       if (problem) {
-        audit.append({ event: 'webhook.dead', actor: 'broker', requestId: request.id, data: { event_id: id, type: event.type, target: target.kind, reason: 'not_configured', attempts: 0 } }, at);
-        // A warning, not an error: dev mode runs without OpenClaw on purpose, and the dead row keeps the event.
-        deps.log.warn({ event_id: id, request_id: request.id, type: event.type }, `decision webhook not sent: ${problem}`);
+        audit.append({ event: 'webhook.dead', actor: 'broker', requestId: request.id, data: { event_id: id, type: facts.event.type, target: target.kind, reason: 'not_configured', attempts: 0 } }, at);
+        deps.log.warn({ event_id: id, request_id: request.id, type: facts.event.type }, `decision webhook not sent: ${problem}`);
         return;
       }
       deps.notify?.();

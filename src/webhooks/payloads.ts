@@ -49,16 +49,33 @@ export interface OpenClawAgentBody {
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
-export function buildDecisionEvent(input: {
+/**
+ * What an outbox row holds (`body_format = 'facts'`): the event as decided,
+ * with nothing that depends on where or how it is sent. The claim call's URL
+ * (JIT_PUBLIC_URL), the OpenClaw message, the target URL and the token are
+ * added by the dispatcher at delivery, with the service's configuration, so
+ * a decision written by `jit approve` from any shell is sent exactly as one
+ * made in the service (SPEC §10).
+ */
+export interface EventFacts {
+  event: Omit<DecisionEvent, 'claim'> & { claim?: { method: 'POST'; expires_at: string | null } };
+  /** Whether a credential was issued for the request when the event happened (the wording of revoked/expired). */
+  credential_issued: boolean;
+  /** The agent's policy entry at decision time: OpenClaw `agentId` / `sessionMode`. */
+  openclaw?: { agentId?: string; sessionMode?: string };
+}
+
+export function buildEventFacts(input: {
   id: string;
   request: RequestRow;
   type: DecisionEventType;
   at: number;
-  publicUrl: string;
-}): DecisionEvent {
-  const { request: r } = input;
+  target: WebhookTarget;
+  credentialIssued: boolean;
+}): EventFacts {
+  const { request: r, target } = input;
   const granted = grantOf(r);
-  return {
+  const event: EventFacts['event'] = {
     type: `jit.request.${input.type}`,
     id: input.id,
     request_id: r.id,
@@ -75,11 +92,23 @@ export function buildDecisionEvent(input: {
     decided_by: r.decided_by,
     decided_at: iso(r.decided_at),
     reason: r.decision_reason,
-    ...(input.type === 'approved'
-      ? { claim: { method: 'POST' as const, url: claimUrl(input.publicUrl, r.id), expires_at: iso(r.claim_expires_at) } }
-      : {}),
+    ...(input.type === 'approved' ? { claim: { method: 'POST' as const, expires_at: iso(r.claim_expires_at) } } : {}),
     occurred_at: new Date(input.at).toISOString(),
   };
+  const openclaw = target.kind === 'openclaw' ? { ...(target.agentId ? { agentId: target.agentId } : {}), ...(target.sessionMode ? { sessionMode: target.sessionMode } : {}) } : {};
+  return { event, credential_issued: input.credentialIssued, ...(Object.keys(openclaw).length > 0 ? { openclaw } : {}) };
+}
+
+/** The event with its claim call addressed at `publicUrl` (`claim` keeps its place: the key order is the documented one). */
+export function decisionEvent(facts: EventFacts, publicUrl: string): DecisionEvent {
+  const { claim, ...rest } = facts.event;
+  return claim ? { ...facts.event, claim: { method: claim.method, url: claimUrl(publicUrl, rest.request_id), expires_at: claim.expires_at } } : rest;
+}
+
+/** The exact body sent for stored facts: the generic event, or the OpenClaw `/hooks/agent` call. */
+export function renderEventBody(facts: EventFacts, target: 'openclaw' | 'standard', publicUrl: string): string {
+  const event = decisionEvent(facts, publicUrl);
+  return JSON.stringify(target === 'openclaw' ? buildOpenClawBody(event, facts.openclaw ?? {}, { credentialIssued: facts.credential_issued }) : event);
 }
 
 export function claimUrl(publicUrl: string, requestId: string): string {
@@ -151,7 +180,7 @@ function narrowingText(event: DecisionEvent): string {
   return text.length > MAX_REASON ? `${text.slice(0, MAX_REASON)}…` : text;
 }
 
-export function buildOpenClawBody(event: DecisionEvent, target: Extract<WebhookTarget, { kind: 'openclaw' }>, opts: { credentialIssued: boolean }): OpenClawAgentBody {
+export function buildOpenClawBody(event: DecisionEvent, target: { agentId?: string; sessionMode?: string }, opts: { credentialIssued: boolean }): OpenClawAgentBody {
   return {
     message: openClawMessage(event, opts),
     name: 'JIT broker',

@@ -62,7 +62,7 @@ export function loadPolicyDir(dir: string): LoadResult {
     names.map((n) => join(dir, n)),
     parsed,
   );
-  warnings.push(...unknownAgentWarnings(parsed, policy));
+  warnings.push(...unknownAgentWarnings(parsed, policy), ...sessionPatternWarnings(parsed));
   if (policy.rules.length === 0) {
     warnings.push({ file: dir, message: 'no rules: every request will be rejected' });
   }
@@ -325,6 +325,37 @@ function webhookTarget(a: NonNullable<PolicyFile['agents']>[string]): WebhookTar
   if (a.agent_id !== undefined) t.agentId = a.agent_id;
   if (a.session_mode !== undefined) t.sessionMode = a.session_mode;
   return t;
+}
+
+/**
+ * Characters after which a `*` in a `sessions` pattern is safe: ":" and "/".
+ * Neither can appear in an agent name (letters, digits, ".", "_", "-"), so a
+ * pattern like `hook:jit:dev:*` cannot reach into another agent's keys, while
+ * `hook:jit:dev*` also matches `hook:jit:devops:…` (and `hook:jit:dev-*`
+ * matches `hook:jit:dev-ops:…`).
+ */
+export const SESSION_SEPARATORS = ':/';
+
+/**
+ * A `sessions` pattern whose `*` does not follow a separator lets the agent
+ * target sessions that merely share a prefix with its own, another agent's
+ * included. Valid (operators' own patterns keep working), but worth a warning.
+ */
+function sessionPatternWarnings(parsed: ParsedFile[]): PolicyProblem[] {
+  const out: PolicyProblem[] = [];
+  for (const p of parsed) {
+    for (const [name, agent] of Object.entries(p.data?.agents ?? {})) {
+      agent.sessions.forEach((pattern, i) => {
+        const star = [...pattern].findIndex((c, j) => c === '*' && (j === 0 || !SESSION_SEPARATORS.includes(pattern[j - 1]!)));
+        if (star === -1) return;
+        const fixed = pattern.slice(0, star);
+        const example = star === 0 ? 'any session key at all' : `"${fixed}…" keys that are not this agent's, such as "${fixed}x:main"`;
+        const better = star === 0 ? 'name the prefix, e.g. "hook:jit:NAME:*"' : `end the part before "*" with ":" (e.g. "${fixed.replace(/[-_.]+$/, '')}:*")`;
+        out.push(problemAt(p, ['agents', name, 'sessions', i], `session pattern "${pattern}" has a "*" that does not follow ":" or "/", so it also matches ${example}; ${better}`));
+      });
+    }
+  }
+  return out;
 }
 
 /** A rule naming an agent (not a glob) that no file defines is probably a typo. */

@@ -1,5 +1,6 @@
 import { systemClock } from '../../lib/clock.ts';
-import { createOutboxStore, redactUrl, resolveTargetUrl, type OutboxRow } from '../../webhooks/outbox.ts';
+import { readServiceSettings } from '../../config/service-settings.ts';
+import { createOutboxStore, redactUrl, type OutboxRow } from '../../webhooks/outbox.ts';
 import { openCliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
 import { UsageError, parseCommandArgs } from '../main.ts';
@@ -50,31 +51,30 @@ export async function webhooksCommand(args: string[], io: CliIo): Promise<number
       io.out(['ID', 'STATE', 'TYPE', 'REQUEST', 'TARGET', 'ATTEMPTS', 'LAST_STATUS', 'WHEN', 'URL', 'LAST_ERROR'].join('\t'));
       for (const r of rows) {
         io.out(
-          [r.id, r.state, r.type, r.request_id, r.target, r.attempts, r.last_status ?? '-', when(r), redactUrl(r.url), r.last_error ?? '-'].join('\t'),
+          [r.id, r.state, r.type, r.request_id, r.target, r.attempts, r.last_status ?? '-', when(r), r.url_source === 'config' && r.target === 'openclaw' ? 'OPENCLAW_HOOKS_URL' : redactUrl(r.url), r.last_error ?? '-'].join('\t'),
         );
       }
       return 0;
     }
 
+    // The service's dispatcher resolves OPENCLAW_HOOKS_URL when it sends, so what matters is the
+    // service's setting (recorded at its start), not this shell's.
+    const serviceHasOpenClaw = readServiceSettings(ctx.db)?.settings.openclaw_configured;
     /** Re-queues one dead event; the reason on failure. */
     const requeue = (row: OutboxRow): { ok: true; line: string } | { ok: false; why: string } => {
       if (row.state !== 'dead') return { ok: false, why: `event ${row.id} is ${row.state}, not dead; only dead events are re-queued` };
-      // An event aimed at OPENCLAW_HOOKS_URL follows the current setting, so fixing the
-      // variable and retrying is enough; a URL from a policy file is kept as recorded.
-      let url: string | undefined;
-      if (row.target === 'openclaw' && row.url_source === 'config') {
-        const resolved = resolveTargetUrl({ kind: 'openclaw' }, ctx.config);
-        if (!resolved.url) return { ok: false, why: `event ${row.id} goes to OpenClaw but OPENCLAW_HOOKS_URL is not set; set it first` };
-        url = resolved.url;
+      const toConfigured = row.target === 'openclaw' && row.url_source === 'config';
+      if (toConfigured && serviceHasOpenClaw === false) {
+        return { ok: false, why: `event ${row.id} goes to OpenClaw but the service has no OPENCLAW_HOOKS_URL; set it in the service's environment and restart jit serve first` };
       }
       const now = systemClock.now();
       const requeued = ctx.db.transaction(() => {
-        if (!store.requeue(row.id, now, url)) return false;
+        if (!store.requeue(row.id, now)) return false;
         ctx.audit.append({ event: 'webhook.requeued', actor: 'local-cli', requestId: row.request_id, data: { event_id: row.id, type: row.type, previous_attempts: row.attempts } }, now);
         return true;
       })();
       if (!requeued) return { ok: false, why: `event ${row.id} changed meanwhile; not re-queued` };
-      return { ok: true, line: `Re-queued ${row.id} (${row.type}, request ${row.request_id}) to ${redactUrl(url ?? row.url)}` };
+      return { ok: true, line: `Re-queued ${row.id} (${row.type}, request ${row.request_id}) to ${toConfigured ? "the service's OPENCLAW_HOOKS_URL" : redactUrl(row.url)}` };
     };
 
     if (!values['all-dead']) {

@@ -58,6 +58,17 @@ describe('jit policy check', () => {
     expect(res.stdout).toContain('OK');
   });
 
+  it('warns, and exits 0, on a sessions pattern whose "*" does not follow a separator', async () => {
+    const loose = join(dir, 'loose-policies');
+    mkdirSync(loose);
+    writeFileSync(join(loose, 'team.yaml'), 'agents:\n  dev:\n    sessions: ["hook:jit:dev*"]\nrules:\n  - {name: r, agents: [dev], resource: vault, paths: ["x"], capabilities: [read], tier: 1}\n');
+    const res = await runJit(['policy', 'check', loose], env);
+    expect(res.code).toBe(0);
+    expect(res.stderr).toContain('warning: ');
+    expect(res.stderr).toContain('agents.dev: sessions[0]: session pattern "hook:jit:dev*"');
+    expect(res.stderr).toContain('(e.g. "hook:jit:dev:*")');
+  });
+
   it('reports file, rule and field for each error and exits 1', async () => {
     const bad = join(dir, 'bad-policies');
     mkdirSync(bad);

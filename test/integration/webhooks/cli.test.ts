@@ -7,7 +7,9 @@ import { webhooksCommand } from '../../../src/cli/commands/webhooks.ts';
 import { UsageError } from '../../../src/cli/main.ts';
 import { createKeyRing, KEY_FILE_RECHECK_MS } from '../../../src/webhooks/keys.ts';
 import { DEFAULT_RETRY_SCHEDULE_MS } from '../../../src/webhooks/retry.ts';
-import { databaseBytes, makeWorld, type World } from './setup.ts';
+import { loadConfig } from '../../../src/config/config.ts';
+import { recordServiceSettings } from '../../../src/config/service-settings.ts';
+import { HOOKS_TOKEN, databaseBytes, makeWorld, type World } from './setup.ts';
 
 let w: World;
 beforeEach(async () => {
@@ -60,19 +62,29 @@ describe('jit webhooks', () => {
     expect(new Set(w.openclaw.requests.map((r) => r.headers['webhook-id']))).toEqual(new Set([dead.id]));
   });
 
-  it('retry follows a corrected OPENCLAW_HOOKS_URL for events aimed at the configured URL', async () => {
+  it('retry goes by the service\'s OPENCLAW_HOOKS_URL (as it recorded at start), not the shell\'s', async () => {
     await w.close();
     w = await makeWorld({ OPENCLAW_HOOKS_URL: undefined });
     const row = w.record('moltbot');
+    await w.dispatcher().drainOnce();
     expect(w.row(row.id)).toMatchObject({ state: 'dead', url: null });
+    expect((await run(webhooksCommand, ['list'])).out).toContain(`\tOPENCLAW_HOOKS_URL\tOPENCLAW_HOOKS_URL is not set in the service's environment`);
 
-    const refused = await run(webhooksCommand, ['retry', row.id]);
+    // The service runs without it: setting it in the shell changes nothing.
+    recordServiceSettings(w.db, w.config, w.clock.now());
+    const refused = await run(webhooksCommand, ['retry', row.id], { ...w.env, OPENCLAW_HOOKS_URL: `${w.openclaw.url}/hooks` });
     expect(refused.code).toBe(1);
-    expect(refused.err).toMatch(/OPENCLAW_HOOKS_URL is not set/);
+    expect(refused.err).toMatch(/the service has no OPENCLAW_HOOKS_URL/);
 
-    const fixed = await run(webhooksCommand, ['retry', row.id], { ...w.env, OPENCLAW_HOOKS_URL: `${w.openclaw.url}/hooks`, OPENCLAW_HOOKS_TOKEN: 'hook-token-5f2c9a7e1d3b4c6a8e0f' });
-    expect(fixed.code).toBe(0);
-    expect(w.row(row.id)).toMatchObject({ state: 'pending', url: `${w.openclaw.url}/hooks/agent` });
+    // The service restarted with it: a shell without it re-queues, and that service's dispatcher sends it there.
+    const fixed = loadConfig({ ...w.env, OPENCLAW_HOOKS_URL: `${w.openclaw.url}/hooks`, OPENCLAW_HOOKS_TOKEN: HOOKS_TOKEN });
+    recordServiceSettings(w.db, fixed, w.clock.now());
+    const ok = await run(webhooksCommand, ['retry', row.id]);
+    expect(ok.code).toBe(0);
+    expect(ok.out).toContain("to the service's OPENCLAW_HOOKS_URL");
+    w.db.prepare('UPDATE webhook_outbox SET next_attempt_at = ? WHERE id = ?').run(w.clock.now(), row.id);
+    expect(await w.dispatcher({ config: fixed }).drainOnce()).toEqual({ delivered: 1, retried: 0, dead: 0 });
+    expect(w.openclaw.requests.map((r) => [r.path, r.headers['webhook-id']])).toEqual([['/hooks/agent', row.id]]);
   });
 
   it('retry --all-dead re-queues every dead event; retry refuses unknown and non-dead events', async () => {

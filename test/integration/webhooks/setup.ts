@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DecisionEventType } from '../../../src/broker/events.ts';
+import type { WebhookTarget } from '../../../src/broker/policy/types.ts';
 import type { RequestRow } from '../../../src/broker/repository.ts';
 import { loadConfig, type Config } from '../../../src/config/config.ts';
 import { openDatabase, type Db } from '../../../src/db/open.ts';
@@ -30,7 +31,7 @@ export interface World {
   env: Record<string, string>;
   config: Config;
   logs: ReturnType<typeof captureLogger>;
-  record(agent: 'moltbot' | 'ci' | 'slow', type?: DecisionEventType, over?: Partial<RequestRow>): OutboxRow;
+  record(agent: string, type?: DecisionEventType, over?: Partial<RequestRow>): OutboxRow;
   row(id: string): OutboxRow;
   dispatcher(over?: Partial<DispatcherDeps>): ReturnType<typeof createDispatcher>;
   audit(event?: string): { event: string; request_id: string; data: Record<string, unknown> }[];
@@ -39,7 +40,11 @@ export interface World {
 }
 
 /** A temp database file, a key ring beside it, two real receivers on loopback, and a manual clock. */
-export async function makeWorld(envOver: Record<string, string | undefined> = {}): Promise<World> {
+export async function makeWorld(
+  envOver: Record<string, string | undefined> = {},
+  /** More agents and their webhook targets, beside moltbot, ci and slow; may name the receivers. */
+  moreAgents: (rx: { openclaw: WebhookReceiver; standard: WebhookReceiver; slow: WebhookReceiver }) => Record<string, WebhookTarget> = () => ({}),
+): Promise<World> {
   const dir = mkdtempSync(join(tmpdir(), 'jit-webhooks-'));
   const dbPath = join(dir, 'jit.db');
   const clock = new ManualClock(Date.UTC(2026, 0, 1, 12));
@@ -66,8 +71,9 @@ export async function makeWorld(envOver: Record<string, string | undefined> = {}
     moltbot: { kind: 'openclaw' },
     ci: { kind: 'standard', url: `${standard.url}/events` },
     slow: { kind: 'standard', url: `${slow.url}/events` },
+    ...moreAgents({ openclaw, standard, slow }),
   });
-  const sink = createOutboxSink({ db, config, policies, ids: createIdGenerator(now), log: logs.log });
+  const sink = createOutboxSink({ db, policies, ids: createIdGenerator(now), log: logs.log });
   const store = createOutboxStore(db);
   const dispatchers: ReturnType<typeof createDispatcher>[] = [];
 

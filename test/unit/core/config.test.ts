@@ -51,6 +51,8 @@ describe('loadConfig', () => {
     [{ TELEGRAM_BOT_TOKEN: 'x', TELEGRAM_CHAT_ID: '1' }, 'TELEGRAM_APPROVERS'],
     [{ TELEGRAM_BOT_TOKEN: 'x', TELEGRAM_CHAT_ID: '1', TELEGRAM_APPROVERS: 'alice' }, 'TELEGRAM_APPROVERS'],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
+    [{ OPENCLAW_HOOKS_URL: 'http://openclaw:s3cret@127.0.0.1:18789/hooks' }, 'OPENCLAW_HOOKS_URL'],
+    [{ OPENCLAW_HOOKS_URL: 'http://127.0.0.1:18789/hooks?token=s3cret' }, 'OPENCLAW_HOOKS_URL'],
   ])('names the bad variable: %o', (env, variable) => {
     let error: unknown;
     try {

@@ -11,8 +11,8 @@ afterAll(removePolicyDirs);
 const AGENTS = `
 agents:
   moltbot:
-    sessions: ["hook:jit:moltbot*"]
-    default_session: "hook:jit:moltbot"
+    sessions: ["hook:jit:moltbot:*"]
+    default_session: "hook:jit:moltbot:main"
     webhook: openclaw
 `;
 
@@ -56,8 +56,8 @@ describe('the shipped policies/homelab.yaml', () => {
     const p = result.policy;
     expect([...p.agents.keys()]).toEqual(['dev', 'moltbot']);
     expect(p.agents.get('dev')).toMatchObject({
-      sessions: ['hook:jit:dev*'],
-      defaultSession: 'hook:jit:dev',
+      sessions: ['hook:jit:dev:*'],
+      defaultSession: 'hook:jit:dev:main',
       webhook: { kind: 'openclaw' },
     });
     const read = (path: string) => evaluateVault(p, 'dev', [{ path, capabilities: ['read'] }]);
@@ -181,6 +181,34 @@ deny:
         field: 'agents[1]',
         message: `agent "moltbto" is not defined in any policy file's agents section`,
         line: 8,
+      },
+    ]);
+  });
+
+  it('warns (valid all the same) about a sessions pattern whose "*" does not follow ":" or "/", naming the fix', () => {
+    const dir = policyDir({
+      'a.yaml': `agents:
+  dev: {sessions: ["hook:jit:dev*", "hook:jit:dev:*", "hook:jit/dev/*", "exact:key"], default_session: "hook:jit:dev"}
+  ops: {sessions: ["hook:jit:ops-*", "*"]}
+rules:
+  - {name: r, agents: [dev, ops], resource: vault, paths: ["x"], capabilities: [read], tier: 1}
+`,
+    });
+    const result = loadPolicyDir(dir);
+    if (!result.ok) throw new Error(formatProblems(result.problems).join('\n'));
+    expect(result.policy.agents.get('dev')!.sessions).toEqual(['hook:jit:dev*', 'hook:jit:dev:*', 'hook:jit/dev/*', 'exact:key']);
+    expect(result.warnings!.map(({ rule, field, message }) => ({ at: `${rule}: ${field}`, message }))).toEqual([
+      {
+        at: 'agents.dev: sessions[0]',
+        message: 'session pattern "hook:jit:dev*" has a "*" that does not follow ":" or "/", so it also matches "hook:jit:dev…" keys that are not this agent\'s, such as "hook:jit:devx:main"; end the part before "*" with ":" (e.g. "hook:jit:dev:*")',
+      },
+      {
+        at: 'agents.ops: sessions[0]',
+        message: 'session pattern "hook:jit:ops-*" has a "*" that does not follow ":" or "/", so it also matches "hook:jit:ops-…" keys that are not this agent\'s, such as "hook:jit:ops-x:main"; end the part before "*" with ":" (e.g. "hook:jit:ops:*")',
+      },
+      {
+        at: 'agents.ops: sessions[1]',
+        message: 'session pattern "*" has a "*" that does not follow ":" or "/", so it also matches any session key at all; name the prefix, e.g. "hook:jit:NAME:*"',
       },
     ]);
   });

@@ -9,7 +9,7 @@ afterAll(removePolicyDirs);
 
 const policyWithTtl = (ttl: string) => `
 agents:
-  moltbot: {sessions: ["hook:jit:moltbot*"]}
+  moltbot: {sessions: ["hook:jit:moltbot:*"]}
 rules:
   - {name: read, agents: [moltbot], resource: vault, paths: ["kv/data/*"], capabilities: [read], tier: 1, max_ttl: ${ttl}}
 `;

@@ -16,7 +16,7 @@ function event(url: string | null, due = T0): string {
   const request = insertRequest(db);
   store.insert({
     id, request_id: request.id, type: 'jit.request.approved', target: 'standard', url, url_source: 'policy', session_key: null,
-    body: '{}', state: 'pending', next_attempt_at: due, last_error: null, created_at: due,
+    body_format: 'rendered', body: '{}', state: 'pending', next_attempt_at: due, last_error: null, created_at: due,
   });
   return id;
 }

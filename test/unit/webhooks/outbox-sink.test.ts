@@ -5,7 +5,8 @@ import { createStorageDeps } from '../../../src/create-deps.ts';
 import { openDatabase, type Db } from '../../../src/db/open.ts';
 import { ManualClock } from '../../../src/lib/clock.ts';
 import { createIdGenerator } from '../../../src/lib/ids.ts';
-import { createOutboxSink, createOutboxStore, type OutboxRow } from '../../../src/webhooks/outbox.ts';
+import { createOutboxSink, createOutboxStore, resolveTargetUrl, type OutboxRow } from '../../../src/webhooks/outbox.ts';
+import { renderEventBody, type EventFacts } from '../../../src/webhooks/payloads.ts';
 import { HOOKS_TOKEN, captureLogger, insertRequest, policiesWith, testConfig } from './helpers.ts';
 
 const OPENCLAW_ENV = { OPENCLAW_HOOKS_URL: 'http://127.0.0.1:18789/hooks', OPENCLAW_HOOKS_TOKEN: HOOKS_TOKEN };
@@ -22,10 +23,15 @@ let clock: ManualClock;
 let logs: ReturnType<typeof captureLogger>;
 let notified: number;
 
-function sink(env: Record<string, string> = OPENCLAW_ENV) {
-  return createOutboxSink({ db, config: testConfig(env), policies: POLICIES, ids: createIdGenerator(() => clock.now()), log: logs.log, notify: () => notified++ });
+function sink() {
+  return createOutboxSink({ db, policies: POLICIES, ids: createIdGenerator(() => clock.now()), log: logs.log, notify: () => notified++ });
 }
 const rows = () => db.prepare('SELECT * FROM webhook_outbox ORDER BY created_at, id').all() as OutboxRow[];
+/** What the dispatcher of a service configured with `env` sends for a row: its URL and body. */
+function sent(row: OutboxRow, env: Record<string, string> = OPENCLAW_ENV) {
+  const config = testConfig(env);
+  return { url: resolveTargetUrl(row, config).url, body: JSON.parse(renderEventBody(JSON.parse(row.body) as EventFacts, row.target, config.publicUrl)) };
+}
 
 beforeEach(() => {
   db = openDatabase(':memory:');
@@ -35,7 +41,7 @@ beforeEach(() => {
 });
 
 describe('outbox sink: OpenClaw target', () => {
-  it('writes a pending row for POST {OPENCLAW_HOOKS_URL}/agent with the SPEC body', () => {
+  it('writes a pending row of facts, sent to {OPENCLAW_HOOKS_URL}/agent with the SPEC body', () => {
     const r = insertRequest(db);
     db.transaction(() => sink().record(r, 'approved', clock.now()))();
     const [row] = rows();
@@ -43,15 +49,17 @@ describe('outbox sink: OpenClaw target', () => {
       request_id: r.id,
       type: 'jit.request.approved',
       target: 'openclaw',
-      url: 'http://127.0.0.1:18789/hooks/agent',
+      url: null,
       url_source: 'config',
+      body_format: 'facts',
       session_key: 'hook:jit:moltbot',
       state: 'pending',
       attempts: 0,
       next_attempt_at: clock.now(),
     });
     expect(row!.id).toMatch(/^evt_[0-9a-z]{26}$/);
-    const body = JSON.parse(row!.body);
+    expect(sent(row!).url).toBe('http://127.0.0.1:18789/hooks/agent');
+    const { body } = sent(row!);
     expect(Object.keys(body).sort()).toEqual(['deliver', 'message', 'name', 'sessionKey', 'wakeMode']);
     expect(body).toMatchObject({ name: 'JIT broker', sessionKey: 'hook:jit:moltbot', wakeMode: 'now', deliver: false });
     expect(notified).toBe(1);
@@ -60,7 +68,7 @@ describe('outbox sink: OpenClaw target', () => {
   it('states request id, outcome, grant, deadline and the exact claim call (token as a placeholder) for approvals', () => {
     const r = insertRequest(db);
     db.transaction(() => sink().record(r, 'approved', clock.now()))();
-    const { message } = JSON.parse(rows()[0]!.body) as { message: string };
+    const { message } = sent(rows()[0]!).body as { message: string };
     expect(message).toContain(r.id);
     expect(message).toContain('APPROVED by telegram:1234');
     expect(message).toContain('homelab/data/docker/registry [read, update]');
@@ -77,7 +85,7 @@ describe('outbox sink: OpenClaw target', () => {
   ] as const)('describes %s outcomes without a claim call', (type, over, pattern) => {
     const r = insertRequest(db, over);
     db.transaction(() => sink().record(r, type, clock.now()))();
-    const { message } = JSON.parse(rows()[0]!.body) as { message: string };
+    const { message } = sent(rows()[0]!).body as { message: string };
     expect(message).toMatch(pattern);
     expect(message).not.toContain('/claim');
   });
@@ -91,19 +99,21 @@ describe('outbox sink: OpenClaw target', () => {
     })();
     const tuned = rows().find((r) => r.request_id === a.id);
     const own = rows().find((r) => r.request_id === b.id);
-    expect(JSON.parse(tuned!.body)).toMatchObject({ agentId: 'main', sessionMode: 'persistent' });
+    expect(sent(tuned!).body).toMatchObject({ agentId: 'main', sessionMode: 'persistent' });
     expect(own).toMatchObject({ url: 'http://10.0.0.5:18789/hooks/agent', url_source: 'policy' });
+    expect(sent(own!).url).toBe('http://10.0.0.5:18789/hooks/agent');
   });
 
-  it('without OPENCLAW_HOOKS_URL records a dead row with the reason, audits it, warns, and does not block the decision', () => {
+  it('needs no configuration: the row is the same whatever the writer\'s environment; the sender\'s decides URL and public URL', () => {
     const r = insertRequest(db);
-    db.transaction(() => sink({}).record(r, 'approved', clock.now()))();
+    db.transaction(() => sink().record(r, 'approved', clock.now()))();
     const [row] = rows();
-    expect(row).toMatchObject({ state: 'dead', url: null, last_error: expect.stringMatching(/OPENCLAW_HOOKS_URL is not set.*jit webhooks retry/) });
-    const audit = db.prepare(`SELECT * FROM audit_log WHERE event = 'webhook.dead'`).all() as { data: string }[];
-    expect(JSON.parse(audit[0]!.data)).toMatchObject({ event_id: row!.id, reason: 'not_configured' });
-    expect(logs.text()).toMatch(/"level":40.*decision webhook not sent: OPENCLAW_HOOKS_URL is not set/);
-    expect(notified).toBe(0);
+    expect(row).toMatchObject({ state: 'pending', url: null, last_error: null });
+    expect(notified).toBe(1);
+    const elsewhere = sent(row!, { OPENCLAW_HOOKS_URL: 'http://10.1.2.3:18789/hooks', JIT_PUBLIC_URL: 'https://broker.internal' });
+    expect(elsewhere.url).toBe('http://10.1.2.3:18789/hooks/agent');
+    expect(elsewhere.body.message).toContain(`https://broker.internal/jit/requests/${r.id}/claim`);
+    expect(resolveTargetUrl(row!, testConfig({})).problem).toMatch(/OPENCLAW_HOOKS_URL is not set in the service's environment/);
   });
 });
 
@@ -113,7 +123,7 @@ describe('outbox sink: standard target and routing', () => {
     db.transaction(() => sink().record(r, 'approved', clock.now()))();
     const [row] = rows();
     expect(row).toMatchObject({ target: 'standard', url: 'https://ci.example.net/jit-events', url_source: 'policy' });
-    expect(JSON.parse(row!.body)).toEqual({
+    expect(sent(row!).body).toEqual({
       type: 'jit.request.approved',
       id: row!.id,
       request_id: r.id,
@@ -139,7 +149,7 @@ describe('outbox sink: standard target and routing', () => {
   it('gate requests carry repo and refs as scope', () => {
     const r = insertRequest(db, { agent_name: 'ci', resource: 'gate', status: 'denied', scope: JSON.stringify({ repo: 'homelab/infra', refs: ['refs/heads/agent/x'] }) });
     db.transaction(() => sink().record(r, 'denied', clock.now()))();
-    const body = JSON.parse(rows()[0]!.body);
+    const { body } = sent(rows()[0]!);
     expect(body.scope).toEqual({ repo: 'homelab/infra', refs: ['refs/heads/agent/x'] });
     expect(body.claim).toBeUndefined();
   });
@@ -163,7 +173,7 @@ describe('outbox sink: standard target and routing', () => {
 
   it('strips credentials from a webhook URL and dead-letters the event instead of storing them', () => {
     const policies = policiesWith({ ci: { kind: 'standard', url: 'https://user:s3cretpw@ci.example.net/hook' } });
-    const s = createOutboxSink({ db, config: testConfig(), policies, ids: createIdGenerator(), log: logs.log });
+    const s = createOutboxSink({ db, policies, ids: createIdGenerator(), log: logs.log });
     db.transaction(() => s.record(insertRequest(db, { agent_name: 'ci' }), 'denied', clock.now()))();
     const [row] = rows();
     expect(row!.state).toBe('dead');
@@ -187,7 +197,7 @@ describe('outbox sink: transactions', () => {
   it('is written by the real decide verb together with the decision', () => {
     const config = testConfig(OPENCLAW_ENV);
     const ids = createIdGenerator(() => clock.now());
-    const events = createOutboxSink({ db, config, policies: POLICIES, ids, log: logs.log });
+    const events = createOutboxSink({ db, policies: POLICIES, ids, log: logs.log });
     const deps = createStorageDeps({ config, db, clock, ids, events });
     const r = insertRequest(db, { status: 'pending', decided_by: null, decided_at: null, claim_expires_at: null, approval_expires_at: clock.now() + 60_000 });
     const out = decideRequest(deps, r.id, { approver: 'local-cli', decision: 'approve' });

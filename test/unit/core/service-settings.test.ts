@@ -1,0 +1,96 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { openCliContext } from '../../../src/cli/context.ts';
+import type { CliIo } from '../../../src/cli/io.ts';
+import { loadConfig } from '../../../src/config/config.ts';
+import { readServiceSettings, recordServiceSettings } from '../../../src/config/service-settings.ts';
+import { openDatabase } from '../../../src/db/open.ts';
+
+let dbPath: string;
+beforeEach(() => {
+  dbPath = join(mkdtempSync(join(tmpdir(), 'jit-settings-unit-')), 'jit.db');
+});
+afterEach(() => rmSync(dirname(dbPath), { recursive: true, force: true }));
+
+function io(env: Record<string, string>) {
+  const err: string[] = [];
+  const value: CliIo = { env, out: () => {}, err: (l) => err.push(l) };
+  return { io: value, err };
+}
+
+const SERVICE_ENV = {
+  JIT_CLAIM_WINDOW: '45m',
+  JIT_APPROVAL_TIMEOUT: '20m',
+  JIT_TIER3_QUORUM: '3',
+  JIT_PUBLIC_URL: 'https://jit.example.net',
+  JIT_POLICIES: 'policies',
+  OPENCLAW_HOOKS_URL: 'http://127.0.0.1:18789/hooks',
+  OPENCLAW_HOOKS_TOKEN: 'hook-token-never-recorded-91b2',
+};
+
+function recordService(env: Record<string, string> = SERVICE_ENV) {
+  const db = openDatabase(dbPath);
+  recordServiceSettings(db, loadConfig({ JIT_DB: dbPath, ...env }), 1_000, 4242);
+  return db;
+}
+
+describe('service settings', () => {
+  it('are recorded without secrets, and the last start wins', () => {
+    const db = recordService();
+    expect(readServiceSettings(db)).toEqual({
+      settings: {
+        claim_window_seconds: 2700,
+        approval_timeout_seconds: 1200,
+        tier3_quorum: 3,
+        public_url: 'https://jit.example.net',
+        policies_dir: resolve('policies'),
+        openclaw_configured: true,
+      },
+      recordedAt: 1_000,
+      pid: 4242,
+    });
+    expect(JSON.stringify(db.prepare('SELECT * FROM service_settings').all())).not.toContain('hook-token-never-recorded');
+    recordServiceSettings(db, loadConfig({ JIT_DB: dbPath }), 2_000, 4243);
+    expect(readServiceSettings(db)).toMatchObject({ settings: { claim_window_seconds: 600, openclaw_configured: false }, recordedAt: 2_000 });
+    db.close();
+  });
+
+  it('replace the shell\'s in a deciding CLI context; each differing variable the shell sets is named', () => {
+    recordService().close();
+    const quiet = io({ JIT_DB: dbPath });
+    const ctx = openCliContext(quiet.io, { decisions: true });
+    expect(ctx.config).toMatchObject({ claimWindowSeconds: 2700, approvalTimeoutSeconds: 1200, tier3Quorum: 3, publicUrl: 'https://jit.example.net', policiesDir: resolve('policies') });
+    expect(Object.isFrozen(ctx.config)).toBe(true);
+    ctx.close();
+    expect(quiet.err).toEqual([]);
+
+    const loud = io({ JIT_DB: dbPath, JIT_CLAIM_WINDOW: '5m', JIT_TIER3_QUORUM: '3', JIT_PUBLIC_URL: 'http://127.0.0.1:8787' });
+    const ctx2 = openCliContext(loud.io, { decisions: true });
+    expect(ctx2.config.claimWindowSeconds).toBe(2700);
+    ctx2.close();
+    expect(loud.err).toEqual([
+      "warning: JIT_CLAIM_WINDOW in this shell (300) differs from the service's (2700); the service's is used",
+      "warning: JIT_PUBLIC_URL in this shell (http://127.0.0.1:8787) differs from the service's (https://jit.example.net); the service's is used",
+    ]);
+  });
+
+  it('when no service recorded any, the shell\'s are used with a warning saying so', () => {
+    const { io: cli, err } = io({ JIT_DB: dbPath, JIT_CLAIM_WINDOW: '5m' });
+    const ctx = openCliContext(cli, { decisions: true });
+    expect(ctx.config.claimWindowSeconds).toBe(300);
+    ctx.close();
+    expect(err).toHaveLength(1);
+    expect(err[0]).toMatch(/^warning: no jit serve has recorded its settings in .*this decision uses this shell's JIT_CLAIM_WINDOW/);
+  });
+
+  it('commands that do not decide neither read them nor warn', () => {
+    recordService().close();
+    const { io: cli, err } = io({ JIT_DB: dbPath, JIT_CLAIM_WINDOW: '5m' });
+    const ctx = openCliContext(cli);
+    expect(ctx.config.claimWindowSeconds).toBe(300);
+    ctx.close();
+    expect(err).toEqual([]);
+  });
+});
