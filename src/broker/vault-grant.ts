@@ -38,12 +38,16 @@ export function parseGrantPolicyName(name: string): { hash: string; generation: 
  * so equal grants render, and hash, equally.
  */
 export function renderVaultPolicy(scope: VaultScope): string {
-  const paths: Record<string, { capabilities: string[] }> = {};
+  // A Map, then own properties: a path such as `__proto__` or `constructor`
+  // is a key like any other (assigning `paths['__proto__']` on a plain
+  // object would set its prototype and drop the grant from the text).
+  const paths = new Map<string, Set<string>>();
   for (const { path, capabilities } of scope.vault_paths) {
-    const caps = new Set([...(paths[path]?.capabilities ?? []), ...capabilities]);
-    paths[path] = { capabilities: [...caps].sort() };
+    let caps = paths.get(path);
+    if (!caps) paths.set(path, (caps = new Set()));
+    for (const c of capabilities) caps.add(c);
   }
-  return canonicalJson({ path: paths });
+  return canonicalJson({ path: Object.fromEntries([...paths].map(([path, caps]) => [path, { capabilities: [...caps].sort() }])) });
 }
 
 /** The policy text of a Vault grant and the hash that names it. */

@@ -106,7 +106,7 @@ export function matchCasePaths({ kv, ns }: AclCaseScope, c: MatchCase): { patter
 export function matchAclCases(scope: AclCaseScope, c: MatchCase): AclCase[] {
   const { pattern, path } = matchCasePaths(scope, c);
   const existing = c.keys.map((k) => `${scope.kv}/data/${scope.ns}/${k}`);
-  const base = { policies: [rule(pattern, 'read', 'list')], action: c.op, existing, expect: c.matches ? 'allowed' : 'denied' } as const;
+  const base: Omit<AclCase, 'name' | 'path'> = { policies: [rule(pattern, 'read', 'list')], action: c.op, existing, expect: c.matches ? 'allowed' : 'denied' };
   const out: AclCase[] = [{ ...base, name: `match: ${c.name}`, path }];
   if (c.op === 'list') out.push({ ...base, name: `match: ${c.name} (LIST with trailing "/")`, path: `${path}/` });
   return out;
