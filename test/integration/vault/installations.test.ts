@@ -56,7 +56,8 @@ async function canRead(token: string): Promise<boolean> {
   }
 }
 
-const leftover = (policy: string) => ({ policy: `{"path":{"homelab/data/docker/registry":{"capabilities":["read"]}}}`, name: policy });
+/** The text of a leftover policy: enough to grant something. */
+const LEFTOVER = '{"path":{"homelab/data/docker/registry":{"capabilities":["read"]}}}';
 
 beforeEach(async () => {
   a = await startHarness();
@@ -74,7 +75,7 @@ describe('two installations sharing one Vault', () => {
     // A crash leftover of A: a policy under A's own prefix that no row of A's database holds.
     const strayOfA = fromA.policy.replace(/cred_[0-9a-z]+$/, 'cred_00000000000000000000000000');
     expect(strayOfA).not.toBe(fromA.policy);
-    await a.root.write(`sys/policies/acl/${strayOfA}`, { policy: leftover(strayOfA).policy });
+    await a.root.write(`sys/policies/acl/${strayOfA}`, { policy: LEFTOVER });
 
     await startSecondInstallation();
     expect(await a.policyExists(fromA.policy)).toBe(true);
@@ -106,7 +107,7 @@ describe('two installations sharing one Vault', () => {
     )();
     // And one no database here knows: another installation's, on an older version.
     const legacyUnknown = 'jit-req_cred_0000000000000000000000000b';
-    for (const name of [legacyOfA, legacyUnknown]) await a.root.write(`sys/policies/acl/${name}`, { policy: leftover(name).policy });
+    for (const name of [legacyOfA, legacyUnknown]) await a.root.write(`sys/policies/acl/${name}`, { policy: LEFTOVER });
 
     await startSecondInstallation();
     expect(await a.policyExists(legacyOfA)).toBe(true);
