@@ -198,7 +198,7 @@ export async function reconcile(deps: BrokerDeps, startedBefore: number = deps.c
   let strayPolicies = 0;
   for (const name of inVault) {
     if (owned.has(name)) continue;
-    const ours = name.startsWith(repo.policyPrefix) || (name.startsWith(LEGACY_POLICY_PREFIX) && repo.namesVaultPolicy(name));
+    const ours = name.startsWith(repo.policyPrefix) || (name.startsWith(LEGACY_POLICY_PREFIX) && repo.namesLegacyVaultPolicy(name));
     if (!ours) continue;
     if (!db.transaction(() => repo.releaseVaultPolicy(name, null, clock.now()))()) continue;
     await vault.deletePolicy(name);

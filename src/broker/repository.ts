@@ -113,7 +113,8 @@ export function createRepository(db: Db) {
     grantWritten: db.prepare(`UPDATE grant_policies SET written = 1, updated_at = ? WHERE grant_hash = ? AND generation = ?`),
     retireGrant: db.prepare(`UPDATE grant_policies SET generation = generation + 1, written = 0, updated_at = ? WHERE grant_hash = ? AND generation = ?`),
     policyHolders: db.prepare(`SELECT COUNT(*) FROM credentials WHERE vault_policy = ? AND state IN ('minting', 'live', 'ending') AND id != ?`),
-    namesPolicy: db.prepare(`SELECT 1 FROM credentials WHERE vault_policy = ? LIMIT 1`),
+    // The term repeats the partial index's WHERE verbatim, so the index serves it.
+    namesLegacyPolicy: db.prepare(`SELECT 1 FROM credentials WHERE vault_policy = ? AND substr(vault_policy, 1, 8) = 'jit-req_' LIMIT 1`),
   };
   const installationId = db.prepare(`SELECT value FROM settings WHERE key = 'installation_id'`).pluck().get() as string | undefined;
   if (installationId === undefined) throw new Error('the database has no installation id (migration 0011 not applied)');
@@ -226,11 +227,12 @@ export function createRepository(db: Db) {
     },
     /**
      * Whether any credential row, in any state, names the Vault policy
-     * `name`: then this installation wrote it (how reconciliation tells its
-     * own policies of the old shared `jit-req_` prefix from another's).
+     * `name` of the old shared `jit-req_` prefix: then this installation
+     * wrote it (how reconciliation tells its own such policies from
+     * another's). False for every other name.
      */
-    namesVaultPolicy(name: string): boolean {
-      return s.namesPolicy.get(name) !== undefined;
+    namesLegacyVaultPolicy(name: string): boolean {
+      return s.namesLegacyPolicy.get(name) !== undefined;
     },
     /** Names of ephemeral Vault policies the broker still owns. */
     ownedPolicyNames(): Set<string> {

@@ -11,4 +11,6 @@ UPDATE grant_policies SET written = 0;
 
 -- Reconciliation asks whether this database ever named a policy of the old
 -- shared `jit-req_` prefix (only those it deletes), one lookup per policy.
-CREATE INDEX credentials_vault_policy ON credentials (vault_policy) WHERE vault_policy IS NOT NULL;
+-- Only rows from before this migration have such names, so the index stays
+-- as it is; the policy-holder count keeps its own index.
+CREATE INDEX credentials_legacy_policy ON credentials (vault_policy) WHERE substr(vault_policy, 1, 8) = 'jit-req_';
