@@ -1,7 +1,7 @@
 import type { BrokerDeps } from './deps.ts';
 import { STALE_MINT_MS, endCredential } from './mint-credential.ts';
 import type { CredentialRow } from './repository.ts';
-import { EPHEMERAL_POLICY_PREFIX } from './vault-grant.ts';
+import { LEGACY_POLICY_PREFIX } from './vault-grant.ts';
 
 export interface SweepSummary {
   /** Interrupted issues settled: `minting` rows abandoned and tier-1 requests failed (see {@link settleInterruptedIssues}). */
@@ -161,10 +161,14 @@ export interface ReconcileSummary extends SweepSummary {
  *   without it, up to now) are settled by {@link settleInterruptedIssues}:
  *   `minting` rows abandoned, their policies deleted, tier-1 requests
  *   failed.
- * - Ephemeral policies in Vault that no credential row owns are deleted.
- *   The list is read from Vault before the rows are read, and each stray
- *   is released in a transaction first, so a policy a credential picked up
- *   meanwhile is never deleted under it.
+ * - Ephemeral policies of this installation in Vault that no credential
+ *   row owns are deleted: those under its own prefix
+ *   (`jit-<installation id>-`), and those of the old shared `jit-req_`
+ *   prefix that a row of this database names. Any other policy, such as
+ *   another installation's sharing the Vault, is left alone. The list is
+ *   read from Vault before the rows are read, and each stray is released in
+ *   a transaction first, so a policy a credential picked up meanwhile is
+ *   never deleted under it.
  * - Live credentials whose token Vault no longer knows are ended.
  */
 export async function reconcile(deps: BrokerDeps, startedBefore: number = deps.clock.now() + 1): Promise<ReconcileSummary> {
@@ -193,7 +197,9 @@ export async function reconcile(deps: BrokerDeps, startedBefore: number = deps.c
   const owned = repo.ownedPolicyNames();
   let strayPolicies = 0;
   for (const name of inVault) {
-    if (!name.startsWith(EPHEMERAL_POLICY_PREFIX) || owned.has(name)) continue;
+    if (owned.has(name)) continue;
+    const ours = name.startsWith(repo.policyPrefix) || (name.startsWith(LEGACY_POLICY_PREFIX) && repo.namesLegacyVaultPolicy(name));
+    if (!ours) continue;
     if (!db.transaction(() => repo.releaseVaultPolicy(name, null, clock.now()))()) continue;
     await vault.deletePolicy(name);
     db.transaction(() => audit.append({ event: 'vault.stray_policy_deleted', actor: 'broker', data: { policy: name } }, clock.now()))();

@@ -80,7 +80,7 @@ export function reserveVaultCredential(deps: Pick<BrokerDeps, 'repo' | 'ids' | '
   // token keeps the grant while another credential holds the policy.
   const policy = deps.config.shareGrantPolicies
     ? repo.acquireGrantPolicy(grant.hash, now)
-    : { name: credentialPolicyName(credentialId), written: false };
+    : { name: credentialPolicyName(repo.policyPrefix, credentialId), written: false };
   repo.insertCredential({
     id: credentialId,
     request_id: request.id,

@@ -1,6 +1,6 @@
 import type { Db } from '../db/open.ts';
 import type { Tier } from './policy/types.ts';
-import { grantPolicyName, parseGrantPolicyName } from './vault-grant.ts';
+import { grantPolicyName, installationPolicyPrefix, parseGrantPolicyName } from './vault-grant.ts';
 
 export type RequestStatus = 'pending' | 'approved' | 'issued' | 'denied' | 'timed_out' | 'expired' | 'revoked' | 'failed';
 export type CredentialState = 'minting' | 'live' | 'ending' | 'ended' | 'abandoned' | 'failed';
@@ -113,7 +113,12 @@ export function createRepository(db: Db) {
     grantWritten: db.prepare(`UPDATE grant_policies SET written = 1, updated_at = ? WHERE grant_hash = ? AND generation = ?`),
     retireGrant: db.prepare(`UPDATE grant_policies SET generation = generation + 1, written = 0, updated_at = ? WHERE grant_hash = ? AND generation = ?`),
     policyHolders: db.prepare(`SELECT COUNT(*) FROM credentials WHERE vault_policy = ? AND state IN ('minting', 'live', 'ending') AND id != ?`),
+    // The term repeats the partial index's WHERE verbatim, so the index serves it.
+    namesLegacyPolicy: db.prepare(`SELECT 1 FROM credentials WHERE vault_policy = ? AND substr(vault_policy, 1, 8) = 'jit-req_' LIMIT 1`),
   };
+  const installationId = db.prepare(`SELECT value FROM settings WHERE key = 'installation_id'`).pluck().get() as string | undefined;
+  if (installationId === undefined) throw new Error('the database has no installation id (migration 0011 not applied)');
+  const policyPrefix = installationPolicyPrefix(installationId);
 
   function retireGrant(name: string, now: number): void {
     const g = parseGrantPolicyName(name);
@@ -121,6 +126,8 @@ export function createRepository(db: Db) {
   }
 
   return {
+    /** `jit-<installation id>-`: the prefix of every ephemeral Vault policy this installation writes (vault-grant.ts). */
+    policyPrefix,
     insertRequest(row: RequestRow): void {
       s.insertRequest.run(row);
     },
@@ -218,6 +225,15 @@ export function createRepository(db: Db) {
     recordLateAccessor(id: string, accessor: string): boolean {
       return s.lateAccessor.run(accessor, id).changes === 1;
     },
+    /**
+     * Whether any credential row, in any state, names the Vault policy
+     * `name` of the old shared `jit-req_` prefix: then this installation
+     * wrote it (how reconciliation tells its own such policies from
+     * another's). False for every other name.
+     */
+    namesLegacyVaultPolicy(name: string): boolean {
+      return s.namesLegacyPolicy.get(name) !== undefined;
+    },
     /** Names of ephemeral Vault policies the broker still owns. */
     ownedPolicyNames(): Set<string> {
       return new Set(s.knownPolicies.pluck().all() as string[]);
@@ -246,7 +262,7 @@ export function createRepository(db: Db) {
     acquireGrantPolicy(hash: string, now: number): { name: string; generation: number; written: boolean } {
       type Grant = { generation: number; written: number; updated_at: number };
       const row = ((s.getGrant.get(hash) as Grant | undefined) ?? (s.newGrant.get(hash, now) as Grant | undefined) ?? s.getGrant.get(hash)) as Grant;
-      return { name: grantPolicyName(hash, row.generation), generation: row.generation, written: row.written === 1 && now - row.updated_at < GRANT_POLICY_REFRESH_MS };
+      return { name: grantPolicyName(policyPrefix, hash, row.generation), generation: row.generation, written: row.written === 1 && now - row.updated_at < GRANT_POLICY_REFRESH_MS };
     },
     /** Records that a grant policy was just written to Vault (no-op if its generation was retired meanwhile). */
     markGrantPolicyWritten(name: string, now: number): void {

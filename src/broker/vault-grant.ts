@@ -3,27 +3,43 @@ import { canonicalJson } from '../lib/canonical-json.ts';
 import type { VaultScope } from './repository.ts';
 
 /**
- * Every ephemeral policy the broker writes starts with this prefix: the
- * shared grant policies below, and the per-request `jit-<request id>`
- * policies of older versions (which rows written before the upgrade still
- * name, and which are cleaned up exactly as before). Startup reconciliation
- * recognises all of them by it, and nothing else.
+ * The prefix every ephemeral policy of one installation starts with:
+ * `jit-<installation id>-`, the id being 16 random hex digits made with the
+ * database (migration 0011) and shared by every broker using it. Start-up
+ * reconciliation deletes strays under this prefix only, so installations
+ * sharing one Vault never touch each other's policies. Still under `jit-`,
+ * which the operator's broker policy covers (docs/vault.md).
  */
-export const EPHEMERAL_POLICY_PREFIX = 'jit-req_';
+export function installationPolicyPrefix(installationId: string): string {
+  if (!INSTALLATION_ID.test(installationId)) throw new Error(`installation id must be 16 lowercase hex digits, got ${JSON.stringify(installationId)}`);
+  return `jit-${installationId}-`;
+}
 
-const GRANT_POLICY = /^jit-req_grant-([0-9a-f]{64})-([1-9][0-9]{0,15})$/;
+const INSTALLATION_ID = /^[0-9a-f]{16}$/;
 
-/** Name of the policy of one credential (the default: no sharing). Starts with the prefix reconciliation knows. */
-export function credentialPolicyName(credentialId: string): string {
-  return `${EPHEMERAL_POLICY_PREFIX}${credentialId}`;
+/**
+ * The prefix of versions before installation prefixes, shared by every
+ * installation: the per-credential `jit-req_cred_…`, the shared
+ * `jit-req_grant-…` and the per-request `jit-req_<ulid>` policies. Rows
+ * written then still name them and are cleaned up by that name;
+ * reconciliation deletes one only when this database names it (hex digits
+ * never spell `req_`, so no installation prefix starts with it).
+ */
+export const LEGACY_POLICY_PREFIX = 'jit-req_';
+
+const GRANT_POLICY = /^jit-(?:req_|[0-9a-f]{16}-)grant-([0-9a-f]{64})-([1-9][0-9]{0,15})$/;
+
+/** Name of the policy of one credential (the default: no sharing), under the installation's prefix. */
+export function credentialPolicyName(prefix: string, credentialId: string): string {
+  return `${prefix}${credentialId}`;
 }
 
 /** Name of generation `generation` of the shared policy for the grant whose content hashes to `hash`. */
-export function grantPolicyName(hash: string, generation: number): string {
-  return `${EPHEMERAL_POLICY_PREFIX}grant-${hash}-${generation}`;
+export function grantPolicyName(prefix: string, hash: string, generation: number): string {
+  return `${prefix}grant-${hash}-${generation}`;
 }
 
-/** The grant hash and generation of a shared grant policy name, or undefined for any other name. */
+/** The grant hash and generation of a shared grant policy name (either prefix), or undefined for any other name. */
 export function parseGrantPolicyName(name: string): { hash: string; generation: number } | undefined {
   const m = GRANT_POLICY.exec(name);
   return m ? { hash: m[1]!, generation: Number(m[2]) } : undefined;
@@ -38,12 +54,16 @@ export function parseGrantPolicyName(name: string): { hash: string; generation: 
  * so equal grants render, and hash, equally.
  */
 export function renderVaultPolicy(scope: VaultScope): string {
-  const paths: Record<string, { capabilities: string[] }> = {};
+  // A Map, then own properties: a path such as `__proto__` or `constructor`
+  // is a key like any other (assigning `paths['__proto__']` on a plain
+  // object would set its prototype and drop the grant from the text).
+  const paths = new Map<string, Set<string>>();
   for (const { path, capabilities } of scope.vault_paths) {
-    const caps = new Set([...(paths[path]?.capabilities ?? []), ...capabilities]);
-    paths[path] = { capabilities: [...caps].sort() };
+    let caps = paths.get(path);
+    if (!caps) paths.set(path, (caps = new Set()));
+    for (const c of capabilities) caps.add(c);
   }
-  return canonicalJson({ path: paths });
+  return canonicalJson({ path: Object.fromEntries([...paths].map(([path, caps]) => [path, { capabilities: [...caps].sort() }])) });
 }
 
 /** The policy text of a Vault grant and the hash that names it. */

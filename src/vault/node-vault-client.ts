@@ -38,9 +38,7 @@ function stringArray(v: unknown): string[] {
 
 function stringMap(v: unknown): Record<string, string> | null {
   if (!v || typeof v !== 'object') return null;
-  const out: Record<string, string> = {};
-  for (const [k, val] of Object.entries(v)) if (typeof val === 'string') out[k] = val;
-  return out;
+  return Object.fromEntries(Object.entries(v).filter((e): e is [string, string] => typeof e[1] === 'string'));
 }
 
 function num(v: unknown): number {

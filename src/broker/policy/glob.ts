@@ -3,8 +3,12 @@ import type { AgentPolicy } from './types.ts';
 /**
  * Vault ACL glob match of a path, repo or ref against one pattern: exact
  * match, a trailing `*` makes the pattern a prefix (matching within and
- * across segments), a `+` segment matches exactly one non-empty segment.
- * The pattern is assumed valid (see `checkPattern`).
+ * across segments), a `+` segment matches exactly one segment. As in
+ * Vault's `acl.go`, that segment may be empty: `team/+` matches `team/`,
+ * which is how a LIST of `team` is checked, so a `deny` of `team/+` also
+ * denies listing the names it protects. Requested values never have empty
+ * segments; only that LIST check meets one. The pattern is assumed valid
+ * (see `checkPattern`).
  */
 export function vaultGlobMatch(pattern: string, value: string): boolean {
   if (!pattern.includes('+')) {
@@ -19,11 +23,7 @@ export function vaultGlobMatch(pattern: string, value: string): boolean {
       return i < v.length && v[i]!.startsWith(seg.slice(0, -1));
     }
     if (i >= v.length) return false;
-    if (seg === '+') {
-      if (v[i] === '') return false;
-    } else if (seg !== v[i]) {
-      return false;
-    }
+    if (seg !== '+' && seg !== v[i]) return false;
   }
   return p.length === v.length;
 }
@@ -156,6 +156,7 @@ function walk<T>(n: TrieNode<T>, segs: string[], i: number, visit: (v: T) => boo
   }
   const child = n.children.get(seg);
   if (child && walk(child, segs, i + 1, visit)) return true;
-  if (n.plus && seg !== '' && walk(n.plus, segs, i + 1, visit)) return true;
+  // `+` matches any one segment, the empty one too (Vault's acl.go: `team/+` matches `team/`).
+  if (n.plus && walk(n.plus, segs, i + 1, visit)) return true;
   return false;
 }

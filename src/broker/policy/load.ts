@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { LineCounter, isMap, isScalar, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { compilePolicy } from './evaluate.ts';
-import { RULE_NAME_PATTERN, describeValue, policyFileSchema, type PolicyFile } from './schema.ts';
+import { AGENT_NAME_MESSAGE, AGENT_NAME_PATTERN, RULE_NAME_PATTERN, describeValue, policyFileSchema, type PolicyFile } from './schema.ts';
 import type {
   AgentPolicy,
   Capability,
@@ -148,14 +148,29 @@ function parseFile(file: string, problems: PolicyProblem[], warnings: PolicyProb
 
   const result = policyFileSchema.safeParse(raw, { reportInput: true });
   const parsed: ParsedFile = { file, raw, doc, lines };
-  if (result.success) {
+  const found = result.success ? [] : result.error.issues.flatMap((issue) => issueToProblems(issue, parsed));
+  found.push(...droppedAgentKeys(parsed, result.success ? result.data : undefined, result.success ? [] : result.error.issues));
+  if (found.length === 0) {
     parsed.data = result.data;
   } else {
-    const found = result.error.issues.flatMap((issue) => issueToProblems(issue, parsed));
     found.sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
     problems.push(...found);
   }
   return parsed;
+}
+
+/**
+ * Agent keys of the file that zod left out without an issue: its `record()`
+ * skips a `__proto__` key (assigning it would set the prototype), so such an
+ * agent would vanish silently. Reported like any other invalid agent name.
+ */
+function droppedAgentKeys(p: ParsedFile, data: PolicyFile | undefined, issues: readonly z.core.$ZodIssue[]): PolicyProblem[] {
+  const agents = valueAt(p.raw, ['agents']);
+  if (!agents || typeof agents !== 'object' || Array.isArray(agents)) return [];
+  const reported = new Set(issues.filter((i) => i.path[0] === 'agents' && i.path.length > 1).map((i) => String(i.path[1])));
+  return Object.keys(agents)
+    .filter((key) => !reported.has(key) && !(data?.agents && Object.hasOwn(data.agents, key)) && (data !== undefined || !AGENT_NAME_PATTERN.test(key)))
+    .map((key) => problemAt(p, ['agents', key], AGENT_NAME_MESSAGE, true));
 }
 
 /** Turns one zod issue into problems (an unknown-keys issue becomes one per key). */

@@ -233,11 +233,11 @@ export const denySchema = strict(
   message: 'a deny entry needs paths, repos or refs',
 });
 
+/** Why a key of `agents` is not an agent name. */
+export const AGENT_NAME_MESSAGE = 'agent names use letters, digits, ".", "_" and "-" (at most 64 characters, starting with a letter or digit)';
+
 /** A key of `agents`. */
-export const agentNameSchema = z.string().regex(
-  AGENT_NAME_PATTERN,
-  'agent names use letters, digits, ".", "_" and "-" (at most 64 characters, starting with a letter or digit)',
-);
+export const agentNameSchema = z.string().regex(AGENT_NAME_PATTERN, AGENT_NAME_MESSAGE);
 
 /** The whole of one policy file. */
 export const policyFileSchema = strict(

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { setOwn } from '../../lib/own-property.ts';
 
 /**
  * An error answered with Vault's error envelope `{"errors":[…]}`. An empty
@@ -64,7 +65,7 @@ export function envelope(resp: LogicalResponse, mountType: string): Record<strin
     mount_type: mountType,
   };
   if (resp.dataAtTopLevel && resp.data) {
-    for (const [k, v] of Object.entries(resp.data)) if (!(k in body)) body[k] = v;
+    for (const [k, v] of Object.entries(resp.data)) if (!Object.hasOwn(body, k)) setOwn(body, k, v);
   }
   return body;
 }

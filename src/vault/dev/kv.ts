@@ -1,5 +1,6 @@
 import type { Clock } from '../../lib/clock.ts';
 import { rfc3339 } from './duration.ts';
+import { setOwn } from '../../lib/own-property.ts';
 
 interface KvVersion {
   data: Record<string, unknown> | null;
@@ -241,7 +242,7 @@ function mergePatch(target: unknown, patch: unknown): unknown {
     target && typeof target === 'object' && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
   for (const [k, v] of Object.entries(patch)) {
     if (v === null) delete out[k];
-    else out[k] = mergePatch(out[k], v);
+    else setOwn(out, k, mergePatch(Object.hasOwn(out, k) ? out[k] : undefined, v));
   }
   return out;
 }

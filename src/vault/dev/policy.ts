@@ -101,7 +101,7 @@ function parsePathRule(key: string, body: HclValue): PathRule {
   }
 
   if (legacy !== undefined) {
-    const mapped = LEGACY_POLICIES[legacy];
+    const mapped = Object.hasOwn(LEGACY_POLICIES, legacy) ? LEGACY_POLICIES[legacy] : undefined;
     if (!mapped) throw new PolicyParseError(`${where}invalid policy ${JSON.stringify(legacy)}`);
     caps = caps.concat(mapped);
   }
@@ -112,7 +112,8 @@ function parsePathRule(key: string, body: HclValue): PathRule {
       bits = Cap.deny;
       break;
     }
-    if (!(c in Cap)) throw new PolicyParseError(`${where}invalid capability ${JSON.stringify(c)}`);
+    // Own keys only: `"constructor"` or `"toString"` are not capabilities.
+    if (!Object.hasOwn(Cap, c)) throw new PolicyParseError(`${where}invalid capability ${JSON.stringify(c)}`);
     bits |= Cap[c as CapabilityName];
   }
   return { path, isPrefix, hasSegmentWildcards, caps: bits };

@@ -41,8 +41,8 @@ it('cleans up what a crash between policy write and token record left behind', a
   const lostToken: string = lost.auth.client_token;
   expect((await h.vaultAs(lostToken).read('homelab/data/docker/registry')).data.data.username).toBe('demo');
 
-  // And a stray ephemeral policy no row knows about.
-  await h.root.write('sys/policies/acl/jit-req_00000000000000000000000000', { policy: '{"path":{"homelab/data/x":{"capabilities":["read"]}}}' });
+  // And a stray ephemeral policy of this installation no row knows about.
+  await h.root.write(`sys/policies/acl/${deps.repo.policyPrefix}cred_00000000000000000000000000`, { policy: '{"path":{"homelab/data/x":{"capabilities":["read"]}}}' });
 
   const summary = await reconcile(deps);
   expect(summary.interruptedMints).toBe(1);

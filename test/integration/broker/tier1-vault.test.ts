@@ -26,7 +26,7 @@ const readRegistry = {
 function grantPolicy(credential: { policies: string[] }): string {
   const own = credential.policies.filter((p) => p !== 'default');
   expect(own).toHaveLength(1);
-  expect(own[0]).toMatch(/^jit-req_cred_[0-9a-z]{26}$/);
+  expect(own[0]).toMatch(/^jit-[0-9a-f]{16}-cred_[0-9a-z]{26}$/);
   return own[0]!;
 }
 
@@ -238,7 +238,7 @@ describe('Vault failures', () => {
     expect(res.status).toBe(503);
     const [row] = h.broker.deps.repo.listRequests({});
     const policy = h.broker.deps.repo.getCredential(row!.id)?.vault_policy;
-    expect(policy).toMatch(/^jit-req_cred_/);
+    expect(policy).toMatch(/^jit-[0-9a-f]{16}-cred_/);
     expect(await h.jitPolicies()).toEqual([policy]);
     h.proxy.setFault(undefined);
     expect((await sweep(h.broker.deps)).policiesCleaned).toBe(1);

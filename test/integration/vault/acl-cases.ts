@@ -32,8 +32,92 @@ function rule(path: string, ...caps: string[]): string {
   return `path "${path}" {\n  capabilities = [${caps.map((c) => `"${c}"`).join(', ')}]\n}\n`;
 }
 
+/**
+ * One pattern, one operation, one path: whether the pattern reaches the
+ * operation. The broker's matcher (its rule coverage and its `deny` list)
+ * and Vault's ACL must give the same answer for every case; the cases run
+ * as ordinary ACL cases against the development Vault (and a real one in
+ * the live suite) and, in `broker-matcher.test.ts`, through the broker's
+ * evaluation too, so a disagreement between any two fails.
+ *
+ * `pattern` and `path` are relative to the KV v2 run namespace: under
+ * `<kv>/data/<ns>/` for reads, `<kv>/metadata/<ns>/` for lists (where KV v2
+ * serves them). `keys` are the secrets that exist (so an allowed read or
+ * list answers 200, never 404). A list case also runs in Vault with the
+ * path's trailing `/` (Vault lists `a` as `a/`; the broker never accepts a
+ * trailing `/` and is asked for `a`).
+ */
+export interface MatchCase {
+  name: string;
+  pattern: string;
+  op: 'read' | 'list';
+  path: string;
+  keys: string[];
+  matches: boolean;
+}
+
+/** The shared matcher cases (`+`, `*`, trailing slashes, lists of parent folders). */
+export const MATCH_CASES: readonly MatchCase[] = [
+  // `+` as the last segment, and the folder above it (Vault matches `+` against the empty segment of `team/`).
+  { name: '"team/+" covers a LIST of its parent "team"', pattern: 'team/+', op: 'list', path: 'team', keys: ['team/a'], matches: true },
+  { name: '"team/+" covers reading one name below', pattern: 'team/+', op: 'read', path: 'team/a', keys: ['team/a'], matches: true },
+  { name: '"team/+" does not cover reading "team" itself', pattern: 'team/+', op: 'read', path: 'team', keys: ['team'], matches: false },
+  { name: '"team/+" does not cover reading two levels down', pattern: 'team/+', op: 'read', path: 'team/a/b', keys: ['team/a/b'], matches: false },
+  { name: '"team/+" covers a LIST of "team/a" (checked as "team/a" first)', pattern: 'team/+', op: 'list', path: 'team/a', keys: ['team/a/b'], matches: true },
+  { name: '"team/+" does not cover a LIST of "team/a/b"', pattern: 'team/+', op: 'list', path: 'team/a/b', keys: ['team/a/b/c'], matches: false },
+  { name: '"team/+" does not cover a LIST of the grandparent', pattern: 'x/team/+', op: 'list', path: 'x', keys: ['x/team/a'], matches: false },
+  // `+` in the middle.
+  { name: '"team/+/db" covers reading "team/a/db"', pattern: 'team/+/db', op: 'read', path: 'team/a/db', keys: ['team/a/db'], matches: true },
+  { name: '"team/+/db" does not cover a LIST of "team/a"', pattern: 'team/+/db', op: 'list', path: 'team/a', keys: ['team/a/db'], matches: false },
+  { name: '"team/+/db" does not cover a LIST of "team"', pattern: 'team/+/db', op: 'list', path: 'team', keys: ['team/a/db'], matches: false },
+  { name: '"team/+/db" does not cover reading "team/a/b/db"', pattern: 'team/+/db', op: 'read', path: 'team/a/b/db', keys: ['team/a/b/db'], matches: false },
+  // Two `+` in a row: the last one meets the empty segment of a LIST.
+  { name: '"team/+/+" covers a LIST of "team/a"', pattern: 'team/+/+', op: 'list', path: 'team/a', keys: ['team/a/b'], matches: true },
+  { name: '"team/+/+" does not cover a LIST of "team"', pattern: 'team/+/+', op: 'list', path: 'team', keys: ['team/a/b'], matches: false },
+  // `*` after `+`.
+  { name: '"team/+/*" covers a LIST of "team/a"', pattern: 'team/+/*', op: 'list', path: 'team/a', keys: ['team/a/b'], matches: true },
+  { name: '"team/+/*" does not cover a LIST of "team"', pattern: 'team/+/*', op: 'list', path: 'team', keys: ['team/a/b'], matches: false },
+  { name: '"team/+/*" does not cover reading "team/a"', pattern: 'team/+/*', op: 'read', path: 'team/a', keys: ['team/a'], matches: false },
+  { name: '"team/+/*" covers reading deeper paths', pattern: 'team/+/*', op: 'read', path: 'team/a/b/c', keys: ['team/a/b/c'], matches: true },
+  { name: '"team/+/d*" covers reading "team/a/db/x" (prefix of the last segment, then anything)', pattern: 'team/+/d*', op: 'read', path: 'team/a/db/x', keys: ['team/a/db/x'], matches: true },
+  { name: '"team/+/d*" does not cover a LIST of "team/a" (empty last segment)', pattern: 'team/+/d*', op: 'list', path: 'team/a', keys: ['team/a/db'], matches: false },
+  // `*` alone, and the folder itself.
+  { name: '"team/*" covers a LIST of its folder "team"', pattern: 'team/*', op: 'list', path: 'team', keys: ['team/a'], matches: true },
+  { name: '"team/*" does not cover reading "team"', pattern: 'team/*', op: 'read', path: 'team', keys: ['team'], matches: false },
+  { name: '"team*" covers reading "teamx"', pattern: 'team*', op: 'read', path: 'teamx', keys: ['teamx'], matches: true },
+  { name: '"team*" covers a LIST of "team"', pattern: 'team*', op: 'list', path: 'team', keys: ['team/a'], matches: true },
+  { name: '"team/a*" does not cover a LIST of "team"', pattern: 'team/a*', op: 'list', path: 'team', keys: ['team/a'], matches: false },
+  // Exact patterns and lists.
+  { name: 'exact "team" covers a LIST of "team"', pattern: 'team', op: 'list', path: 'team', keys: ['team/a'], matches: true },
+  { name: 'exact "team" does not cover a LIST of "team/a"', pattern: 'team', op: 'list', path: 'team/a', keys: ['team/a/b'], matches: false },
+  { name: 'exact "team/a" does not cover a LIST of its parent', pattern: 'team/a', op: 'list', path: 'team', keys: ['team/a'], matches: false },
+  // `+` standing for the first segment below the namespace.
+  { name: '"+/db" covers reading "x/db"', pattern: '+/db', op: 'read', path: 'x/db', keys: ['x/db'], matches: true },
+  { name: '"+" covers a LIST of the namespace root folder "x"', pattern: '+', op: 'list', path: 'x', keys: ['x/a'], matches: true },
+];
+
+/** The Vault paths of a match case: its pattern and path under the KV v2 prefix its operation uses. */
+export function matchCasePaths({ kv, ns }: AclCaseScope, c: MatchCase): { pattern: string; path: string } {
+  const base = `${kv}/${c.op === 'read' ? 'data' : 'metadata'}/${ns}/`;
+  return { pattern: base + c.pattern, path: base + c.path };
+}
+
+/** The ACL cases of one match case: a policy granting read and list on its pattern, then its operation (lists also with a trailing `/`). */
+export function matchAclCases(scope: AclCaseScope, c: MatchCase): AclCase[] {
+  const { pattern, path } = matchCasePaths(scope, c);
+  const existing = c.keys.map((k) => `${scope.kv}/data/${scope.ns}/${k}`);
+  const base: Omit<AclCase, 'name' | 'path'> = { policies: [rule(pattern, 'read', 'list')], action: c.op, existing, expect: c.matches ? 'allowed' : 'denied' };
+  const out: AclCase[] = [{ ...base, name: `match: ${c.name}`, path }];
+  if (c.op === 'list') out.push({ ...base, name: `match: ${c.name} (LIST with trailing "/")`, path: `${path}/` });
+  return out;
+}
+
 /** Builds the case table for a KV v2 mount and run namespace. */
-export function aclCases({ kv, ns }: AclCaseScope): AclCase[] {
+export function aclCases(scope: AclCaseScope): AclCase[] {
+  return [...baseCases(scope), ...MATCH_CASES.flatMap((c) => matchAclCases(scope, c))];
+}
+
+function baseCases({ kv, ns }: AclCaseScope): AclCase[] {
   const d = (p: string) => `${kv}/data/${ns}/${p}`;
   const m = (p: string) => `${kv}/metadata/${ns}/${p}`;
   const policyPath = `sys/policies/acl/${ns}-target`;

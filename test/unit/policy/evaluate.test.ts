@@ -445,6 +445,30 @@ describe('evaluateGate', () => {
   });
 });
 
+describe('deny entries ending in "/+"', () => {
+  const policy = (): PolicySet => ({
+    agents: new Map(),
+    files: ['x.yaml'],
+    deny: [{ file: 'x.yaml', paths: ['kv/metadata/team/+', 'kv/metadata/deep/+/+'], repos: [], refs: [] }],
+    rules: [{ name: 'all', file: 'x.yaml', agents: ['a'], resource: 'vault', paths: ['*'], capabilities: ['read', 'list'], tier: 1, maxTtlSeconds: 60 }],
+  });
+
+  it.each([
+    ['kv/metadata/team', 'list', 'DENIED_BY_POLICY'],
+    ['kv/metadata/team/a', 'list', 'DENIED_BY_POLICY'],
+    ['kv/metadata/team/a', 'read', 'DENIED_BY_POLICY'],
+    ['kv/metadata/team', 'read', undefined],
+    ['kv/metadata/team/a/b', 'list', undefined],
+    ['kv/metadata', 'list', undefined],
+    ['kv/metadata/deep/a', 'list', 'DENIED_BY_POLICY'],
+    ['kv/metadata/deep', 'list', undefined],
+  ])('%s %s → %s', (path, cap, code) => {
+    const d = evaluateVault(policy(), 'a', [pair(path, cap)]);
+    if (code) expect(d).toMatchObject({ ok: false, code });
+    else expect(d.ok).toBe(true);
+  });
+});
+
 describe('policies built by hand', () => {
   it('are indexed lazily and evaluated the same way', () => {
     const hand: PolicySet = {

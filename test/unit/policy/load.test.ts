@@ -674,6 +674,20 @@ describe('checks across files', () => {
   });
 });
 
+describe('keys named like prototype properties', () => {
+  it.each(['constructor', 'prototype', 'toString'])('an agent named %j is an agent like any other', (name) => {
+    const policy = policyFrom(`agents:\n  ${name}:\n    sessions: ["hook:x"]\n`);
+    expect([...policy.agents.keys()]).toEqual([name]);
+  });
+
+  it('refuses an agent named "__proto__" instead of dropping it', () => {
+    const { problems } = problemsOf({ 'a.yaml': 'agents:\n  __proto__:\n    sessions: ["hook:x"]\n  ok:\n    sessions: ["hook:y"]\n' });
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatchObject({ rule: 'agents.__proto__', line: 2 });
+    expect(problems[0]!.message).toMatch(/agent names use letters/);
+  });
+});
+
 describe('formatProblems', () => {
   it('gives one line per problem', () => {
     expect(

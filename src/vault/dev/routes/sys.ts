@@ -1,3 +1,4 @@
+import { setOwn } from '../../../lib/own-property.ts';
 import { VaultHttpError, badRequest } from '../envelope.ts';
 import { PolicyParseError } from '../policy.ts';
 import { stringField, stringListField } from '../router.ts';
@@ -103,9 +104,9 @@ export const sysRoutes: Route[] = [
       update: (req) => {
         const paths = stringListField(req.data, 'paths') ?? stringListField(req.data, 'path') ?? [];
         if (paths.length === 0) throw badRequest('missing paths');
-        const data: Record<string, unknown> = {};
-        for (const p of paths) data[p] = req.acl!.capabilities(p);
-        if (paths.length === 1) data['capabilities'] = data[paths[0]!];
+        // Own properties, so a path named `__proto__` is answered like any other.
+        const data: Record<string, unknown> = Object.fromEntries(paths.map((p) => [p, req.acl!.capabilities(p)]));
+        if (paths.length === 1) setOwn(data, 'capabilities', data[paths[0]!]);
         return { data, dataAtTopLevel: true };
       },
     },

@@ -44,13 +44,14 @@ function metaField(data: Record<string, unknown>): Record<string, string> | null
   const v = data['meta'];
   if (v === undefined || v === null) return null;
   if (typeof v !== 'object' || Array.isArray(v)) throw badRequest("Error decoding request: 'meta' expected a map");
-  const out: Record<string, string> = {};
-  for (const [k, val] of Object.entries(v)) {
-    if (typeof val === 'string') out[k] = val;
-    else if (typeof val === 'number' || typeof val === 'boolean') out[k] = String(val);
-    else throw badRequest(`Error decoding request: 'meta[${k}]' expected type 'string'`);
-  }
-  return out;
+  // Own properties: a key named `__proto__` is kept like any other.
+  return Object.fromEntries(
+    Object.entries(v).map(([k, val]) => {
+      if (typeof val === 'string') return [k, val];
+      if (typeof val === 'number' || typeof val === 'boolean') return [k, String(val)];
+      throw badRequest(`Error decoding request: 'meta[${k}]' expected type 'string'`);
+    }),
+  );
 }
 
 function displayName(raw: string | undefined): string {
