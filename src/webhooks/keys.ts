@@ -218,8 +218,10 @@ export function createKeyRing(deps: {
   /** How often the key file is checked for changes made by another process (default {@link KEY_FILE_RECHECK_MS}). */
   recheckMs?: number;
   /**
-   * Inspect only (`jit keys list`): never writes the key file and never
-   * generates a key, so looking cannot change what the service signs with.
+   * Opening changes nothing (`jit keys list`, `jit keys revoke`): never
+   * writes the key file and never generates a key at load, so a CLI run
+   * without the service's JIT_SIGNING_KEY cannot replace its key. `rotate()`
+   * is refused; `revoke()` writes exactly the revocation.
    */
   readOnly?: boolean;
 }): KeyRing {
@@ -488,7 +490,6 @@ export function createKeyRing(deps: {
         }));
     },
     revoke(kid: string): RevokeResult {
-      if (deps.readOnly) throw new KeyRingError('key ring opened read-only');
       if (path) {
         const onDisk = readFile();
         if (onDisk) file = onDisk;
@@ -504,7 +505,7 @@ export function createKeyRing(deps: {
       if (rotated) {
         // The current key: the service must keep signing (webhooks, gate credentials), so a
         // new key takes its place in the same write; never a moment with the revoked key current or none.
-        if (envSeed) {
+        if (entry.source === 'env') {
           throw new KeyRingError(`key ${kid} is the current key and comes from JIT_SIGNING_KEY; set JIT_SIGNING_KEY to a new key and restart the service, then revoke ${kid}`);
         }
         f = retireCurrent(f);

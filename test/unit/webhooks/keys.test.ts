@@ -216,7 +216,23 @@ describe('key ring: revocation', () => {
     // Once the environment moves on, the old environment key can be revoked, and setting it again is refused.
     createKeyRing({ config: cfg(), clock }).revoke(envKid);
     expect(() => createKeyRing({ config: { ...cfg(), signingKey: Buffer.from(seed).toString('base64') }, clock })).toThrow(/revoked/);
-    expect(() => createKeyRing({ config: cfg(), clock, readOnly: true }).revoke(envKid)).toThrow(/read-only/);
+  });
+
+  it('a read-only ring (the CLI) revokes without replacing a current key it cannot hold', () => {
+    const seed = new Uint8Array(32).fill(5);
+    const envKid = keyId(ed.getPublicKey(seed));
+    createKeyRing({ config: { ...cfg(), signingKey: Buffer.from(seed).toString('base64') }, clock });
+    const before = readFileSync(keyFile(), 'utf8');
+    // Opened without the service's JIT_SIGNING_KEY: nothing is generated or written at load,
+    // and the service's current key cannot be revoked from here (it would have no key to sign with).
+    const cli = createKeyRing({ config: cfg(), clock, readOnly: true });
+    expect(readFileSync(keyFile(), 'utf8')).toBe(before);
+    expect(() => cli.revoke(envKid)).toThrow(/JIT_SIGNING_KEY/);
+    expect(readFileSync(keyFile(), 'utf8')).toBe(before);
+    const generated = createKeyRing({ config: cfg(), clock }).current().kid; // the environment moved on
+    const result = createKeyRing({ config: cfg(), clock, readOnly: true }).revoke(generated);
+    expect(result).toMatchObject({ revoked: generated, rotated: true });
+    expect(createKeyRing({ config: cfg(), clock }).isRevoked(generated)).toBe(true);
   });
 });
 
