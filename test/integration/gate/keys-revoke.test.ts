@@ -59,7 +59,7 @@ async function api(method: string, path: string, body?: unknown) {
     headers: { authorization: `Bearer ${agentToken}`, 'content-type': 'application/json' },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
-  return { status: res.status, body: await res.json() };
+  return { status: res.status, body: (await res.json()) as any };
 }
 
 const jwks = async (): Promise<Jwks> => (await api('GET', '/.well-known/jwks.json')).body;
