@@ -68,7 +68,7 @@ export async function gateCommand(args: string[], io: CliIo): Promise<number> {
   try {
     verdict = await verifyOnline(baseUrl, { credential, repo, ref }, windowSeconds ? cachePath : undefined);
   } catch (err) {
-    const unreachable = `broker unreachable at ${baseUrl} (${(err as Error).message})`;
+    const unreachable = `broker unreachable at ${baseUrl} (${describeFetchError(err)})`;
     if (!windowSeconds) {
       io.err(`invalid: ${unreachable}; refusing, since offline verification is off (set JIT_GATE_OFFLINE_WINDOW, e.g. 15m, to allow it against a recently cached JWKS)`);
       return 1;
@@ -89,6 +89,14 @@ export async function gateCommand(args: string[], io: CliIo): Promise<number> {
   }
   io.out(`valid: agent ${verdict.agent}, request ${verdict.request_id}, expires ${verdict.expires_at}`);
   return 0;
+}
+
+/** "ECONNREFUSED", "timed out", "it answered 503": fetch's own message is only "fetch failed". */
+function describeFetchError(err: unknown): string {
+  const e = err as Error & { cause?: { code?: unknown; message?: unknown } };
+  if (e.name === 'TimeoutError') return `no answer within ${BROKER_TIMEOUT_MS / 1000} s`;
+  if (typeof e.cause?.code === 'string') return e.cause.code;
+  return typeof e.cause?.message === 'string' ? e.cause.message : e.message;
 }
 
 /** JIT_GATE_OFFLINE_WINDOW: unset, empty or 0 = off (fail closed); else a duration of at most a day. */

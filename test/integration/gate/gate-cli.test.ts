@@ -4,12 +4,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { signGateJwt } from '../../../src/broker/gate-jwt.ts';
 import { runJit } from '../../helpers/cli.ts';
+import { closedPortUrl } from './closed-port.ts';
 import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
 
 let h: Harness;
 let dir: string;
 let token: string;
+/** A loopback port nothing listens on (bound, then closed): connecting is refused. */
+let DOWN: string;
 beforeAll(async () => {
+  DOWN = await closedPortUrl();
   h = await startHarness();
   token = h.addAgent('moltbot');
   dir = mkdtempSync(join(tmpdir(), 'jit-gate-cli-'));
@@ -25,7 +29,6 @@ async function issue(ref = 'refs/heads/agent/a') {
   return { id: res.body.id as string, jwt: res.body.credential.credential as string };
 }
 
-const DOWN = 'http://127.0.0.1:9';
 const verifyArgs = (jwt: string, ref: string, repo = 'homelab/app') => ['gate', 'verify', '--credential', jwt, '--repo', repo, '--ref', ref];
 
 it('verifies online; fails closed when the broker is unreachable and no offline window is set', async () => {
@@ -36,7 +39,7 @@ it('verifies online; fails closed when the broker is unreachable and no offline 
   expect(online.stdout).toContain(`request ${id}`);
   const down = await runJit(verifyArgs(jwt, 'refs/heads/agent/a'), { ...env, JIT_URL: DOWN });
   expect(down.code).toBe(1);
-  expect(down.stderr).toMatch(/invalid: broker unreachable at http:\/\/127\.0\.0\.1:9 .*JIT_GATE_OFFLINE_WINDOW/s);
+  expect(down.stderr).toMatch(/invalid: broker unreachable at http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\).*JIT_GATE_OFFLINE_WINDOW/s);
 });
 
 it('inside an explicit offline window, verifies against the JWKS it cached online', async () => {

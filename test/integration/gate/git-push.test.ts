@@ -4,6 +4,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JIT_BIN } from '../../helpers/cli.ts';
+import { closedPortUrl } from './closed-port.ts';
 import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
 
 /**
@@ -142,7 +143,7 @@ describe('git push through the pre-receive hook', () => {
     // (the expiry test above moved it two hours on).
     h.clock.set(Date.now());
     const { jwt } = await credentialFor('refs/heads/agent/fix-6');
-    setConfig('jit.url', 'http://127.0.0.1:9');
+    setConfig('jit.url', await closedPortUrl());
     try {
       const down = await push('refs/heads/agent/fix-6', jwt);
       expect(down.ok).toBe(false);
@@ -153,7 +154,7 @@ describe('git push through the pre-receive hook', () => {
       setConfig('jit.url', h.broker.url);
       const { jwt: other } = await credentialFor('refs/heads/agent/fix-7');
       expect((await push('refs/heads/agent/fix-7', other)).ok).toBe(true);
-      setConfig('jit.url', 'http://127.0.0.1:9');
+      setConfig('jit.url', await closedPortUrl());
       const offline = await push('refs/heads/agent/fix-6', jwt);
       expect(offline.stderr).toMatch(/verified offline .*revocation and the stored grant could not be checked/);
       expect(offline.ok).toBe(true);
