@@ -38,8 +38,9 @@ const ProblemSchema = z.object({ detail: z.string() });
  * closed, unless the operator set JIT_GATE_OFFLINE_WINDOW: then a JWKS
  * cached from the broker at most that long ago verifies the signature,
  * expiry, repo and ref, with a warning that revocation and the stored grant
- * could not be checked. Only fetch and the JWT checks are loaded here (no
- * HTTP server, database, Vault or Telegram code), so a hook stays quick.
+ * could not be checked. This module imports only fetch and the JWT checks
+ * (gate-jwt.ts: no HTTP server, database, Vault or Telegram code), so a
+ * lazily loaded CLI keeps a hook quick.
  */
 export async function gateCommand(args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parseCommandArgs(args, { credential: { type: 'string' }, repo: { type: 'string' }, ref: { type: 'string' } }, USAGE);
