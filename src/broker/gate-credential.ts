@@ -1,10 +1,12 @@
-import { createPublicKey, randomBytes, verify as verifySignature, type KeyObject } from 'node:crypto';
-import type { Jwks, KeyRing } from '../webhooks/keys.ts';
+import { randomBytes } from 'node:crypto';
+import { safeEqual } from '../lib/secrets.ts';
 import type { BrokerDeps } from './deps.ts';
 import { BrokerError } from './errors.ts';
+import { GATE_ISSUER, signGateJwt, verifyGateJwt, type GateClaims, type GateVerdict } from './gate-jwt.ts';
 import { grantToMint } from './narrowing.ts';
-import { vaultGlobMatch } from './policy/index.ts';
-import type { GateScope, RequestRow } from './repository.ts';
+import type { CredentialRow, GateScope, RequestRow } from './repository.ts';
+
+export { GATE_CLOCK_SKEW_SECONDS, GATE_ISSUER, signGateJwt, verifyGateJwt, type GateClaims, type GateVerdict } from './gate-jwt.ts';
 
 export interface GatePushCredential {
   type: 'gate_push';
@@ -13,32 +15,6 @@ export interface GatePushCredential {
   repo: string;
   refs: string[];
   expires_at: string;
-}
-
-export interface GateClaims {
-  iss: string;
-  sub: string;
-  repo: string;
-  refs: string[];
-  iat: number;
-  exp: number;
-  jti: string;
-  request_id: string;
-}
-
-export const GATE_ISSUER = 'jit-broker';
-/** Clock skew tolerated between the broker and the git gate. */
-export const GATE_CLOCK_SKEW_SECONDS = 30;
-
-const b64url = (data: Uint8Array | string) => Buffer.from(data).toString('base64url');
-
-/** Signs the claims as a compact JWS (EdDSA, Ed25519) with the key ring's current key and its `kid`. */
-export function signGateJwt(keys: Pick<KeyRing, 'current'>, claims: GateClaims): string {
-  const signer = keys.current();
-  const header = b64url(JSON.stringify({ alg: 'EdDSA', typ: 'JWT', kid: signer.kid }));
-  const payload = b64url(JSON.stringify(claims));
-  const signature = signer.sign(new TextEncoder().encode(`${header}.${payload}`));
-  return `${header}.${payload}.${b64url(signature)}`;
 }
 
 /**
@@ -76,66 +52,36 @@ export function mintGateCredential(deps: BrokerDeps, request: RequestRow): { ok:
   return { ok: true, credential: { type: 'gate_push', credential: jwt, jti, repo: scope.repo, refs: scope.refs, expires_at: new Date(exp * 1000).toISOString() } };
 }
 
-export type GateVerdict =
-  | { valid: true; agent: string; request_id: string; expires_at: string; jti: string }
-  | { valid: false; reason: string };
-
-/** Parsed public keys by JWK `x`: parsing one costs more than a tenth of a verification, and there are only a few keys. */
-const keyObjects = new Map<string, KeyObject>();
-
-function publicKeyObject(x: string): KeyObject {
-  let key = keyObjects.get(x);
-  if (!key) {
-    key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' });
-    if (keyObjects.size >= 64) keyObjects.clear();
-    keyObjects.set(x, key);
-  }
-  return key;
+/** Which signed claims differ from what the database holds for this credential; empty when they all match. */
+function grantMismatch(claims: GateClaims, request: RequestRow, cred: CredentialRow): string[] {
+  const granted = grantToMint(request);
+  const differs: string[] = [];
+  if (claims.sub !== request.agent_name) differs.push('agent');
+  if (granted.resource !== 'gate' || claims.repo !== granted.repo) differs.push('repo');
+  if (granted.resource !== 'gate' || claims.refs.length !== granted.refs.length || claims.refs.some((r, i) => r !== granted.refs[i])) differs.push('refs');
+  if (claims.exp * 1000 !== cred.expires_at) differs.push('expiry');
+  if (cred.issued_at === null || claims.iat !== Math.floor(cred.issued_at / 1000)) differs.push('issue time');
+  return differs;
 }
 
 /**
- * Checks a gate credential for a push of `ref` to `repo`: shape, algorithm,
- * a known `kid`, the Ed25519 signature, issuer, expiry (with a little clock
- * skew), and that repo and ref are among those granted. Revocation is the
- * caller's part (it needs the database); this function works offline from
- * a JWKS alone, which is what the CLI does when the broker is unreachable.
+ * `POST /gate/verify`: the JWKS checks ({@link verifyGateJwt}), then the
+ * database's. A valid signature is not enough: the signed repo, refs,
+ * agent and expiry must be exactly what was granted for this jti (the
+ * request's granted scope, after any narrowing, and the credential row's
+ * expiry), so a token signed outside the broker's issuing path (a leaked
+ * or misused signing key, a bug) grants nothing the approver did not
+ * approve. Then the credential must still be live.
  */
-export function verifyGateJwt(jwks: Jwks, token: string, repo: string, ref: string, nowMs: number): GateVerdict & { claims?: GateClaims } {
-  const parts = token.split('.');
-  if (parts.length !== 3 || parts.some((p) => !/^[A-Za-z0-9_-]+$/.test(p))) return { valid: false, reason: 'malformed credential (not a compact JWT)' };
-  const [h, p, s] = parts as [string, string, string];
-  let header: { alg?: unknown; kid?: unknown; crit?: unknown };
-  let claims: Partial<GateClaims>;
-  try {
-    header = JSON.parse(Buffer.from(h, 'base64url').toString('utf8'));
-    claims = JSON.parse(Buffer.from(p, 'base64url').toString('utf8'));
-  } catch {
-    return { valid: false, reason: 'malformed credential (bad JSON)' };
-  }
-  if (header.alg !== 'EdDSA') return { valid: false, reason: `unsupported algorithm ${JSON.stringify(header.alg)}` };
-  if (header.crit !== undefined) return { valid: false, reason: 'unsupported critical header' };
-  const jwk = jwks.keys.find((k) => k.kid === header.kid);
-  if (!jwk) return { valid: false, reason: 'signed by an unknown key (kid not in the JWKS)' };
-  const ok = verifySignature(null, Buffer.from(`${h}.${p}`), publicKeyObject(jwk.x), Buffer.from(s, 'base64url'));
-  if (!ok) return { valid: false, reason: 'bad signature' };
-  if (claims.iss !== GATE_ISSUER) return { valid: false, reason: 'wrong issuer' };
-  if (typeof claims.exp !== 'number' || typeof claims.iat !== 'number' || typeof claims.sub !== 'string' || typeof claims.repo !== 'string' || !Array.isArray(claims.refs) || typeof claims.jti !== 'string' || typeof claims.request_id !== 'string') {
-    return { valid: false, reason: 'credential is missing required claims' };
-  }
-  const now = Math.floor(nowMs / 1000);
-  if (claims.exp + GATE_CLOCK_SKEW_SECONDS <= now) return { valid: false, reason: `expired at ${new Date(claims.exp * 1000).toISOString()}` };
-  if (claims.iat - GATE_CLOCK_SKEW_SECONDS > now) return { valid: false, reason: 'issued in the future' };
-  if (!vaultGlobMatch(claims.repo, repo)) return { valid: false, reason: `credential is for repo ${claims.repo}, not ${repo}` };
-  if (!claims.refs.some((r) => typeof r === 'string' && vaultGlobMatch(r, ref))) return { valid: false, reason: `ref ${ref} is not among the granted refs (${claims.refs.join(', ')})` };
-  return { valid: true, agent: claims.sub, request_id: claims.request_id, expires_at: new Date(claims.exp * 1000).toISOString(), jti: claims.jti, claims: claims as GateClaims };
-}
-
-/** `POST /gate/verify`: the offline checks plus revocation against the database. */
 export function verifyGateCredential(deps: Pick<BrokerDeps, 'keys' | 'repo' | 'clock'>, input: { credential: string; repo: string; ref: string }): GateVerdict {
-  const verdict = verifyGateJwt(deps.keys.jwks(), input.credential, input.repo, input.ref, deps.clock.now());
+  const verdict = verifyGateJwt(deps.keys.jwks(), input.credential, input.repo, input.ref, deps.clock.now(), (kid) => deps.keys.isRevoked(kid));
   if (!verdict.valid) return verdict;
   const cred = deps.repo.getCredential(verdict.request_id);
-  if (!cred || cred.jti !== verdict.jti) return { valid: false, reason: 'unknown credential' };
+  if (!cred || cred.type !== 'gate_push' || cred.jti === null || !safeEqual(cred.jti, verdict.jti)) return { valid: false, reason: 'unknown credential' };
+  const request = deps.repo.getRequest(cred.request_id);
+  if (!request || request.resource !== 'gate') return { valid: false, reason: 'unknown credential' };
+  const differs = grantMismatch(verdict.claims!, request, cred);
+  if (differs.length > 0) return { valid: false, reason: `credential does not match the grant (${differs.join(', ')})` };
   if (cred.state !== 'live') return { valid: false, reason: cred.end_reason === 'expired' ? 'expired' : 'revoked' };
   return { valid: true, agent: verdict.agent, request_id: verdict.request_id, expires_at: verdict.expires_at, jti: verdict.jti };
 }

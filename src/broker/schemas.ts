@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseDurationSeconds } from '../lib/duration.ts';
+import { isPrintableAsciiWord } from '../lib/inert-text.ts';
 import { ERROR_CODES, type ErrorCode } from './errors.ts';
 import { FORBIDDEN_CAPABILITIES, GRANTABLE_CAPABILITIES } from './policy/types.ts';
 
@@ -110,8 +111,8 @@ export function describeZodError(error: z.ZodError): string {
 export const GateVerifyBody = z
   .strictObject({
     credential: z.string().min(1).max(8192).meta({ description: 'The compact JWT from a gate_push credential.' }),
-    repo: z.string().min(1).max(256),
-    ref: z.string().min(1).max(256),
+    repo: z.string().min(1).max(256).refine(isPrintableAsciiWord, 'must be printable ASCII without spaces'),
+    ref: z.string().min(1).max(256).refine(isPrintableAsciiWord, 'must be printable ASCII without spaces'),
   })
   .meta({ description: 'May this credential push this ref to this repository now?' });
 export type GateVerifyBody = z.infer<typeof GateVerifyBody>;

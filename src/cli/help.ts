@@ -121,25 +121,34 @@ file, rule and field. Warnings do not fail the check.
 Exit codes
   0 valid; 1 invalid (the problems on stderr); 2 wrong use.`,
 
-  gate: `Usage: jit gate verify --credential C --repo R --ref REF
+  gate: `Usage: jit gate verify --credential C|- --repo R --ref REF
 
 For a git pre-receive hook: may credential C push REF to repository R now?
-Asks the broker (POST /gate/verify, which also checks revocation) and caches
-its JWKS. When the broker is unreachable it verifies offline against the
-cached JWKS and warns that revocation could not be checked.
+Asks the broker (POST /gate/verify: signature, the stored grant, expiry,
+revocation). When the broker cannot be asked it refuses (fails closed),
+unless JIT_GATE_OFFLINE_WINDOW is set: then it verifies against a JWKS
+cached from the broker at most that long ago and warns that revocation and
+the stored grant could not be checked.
 
 Options
-  --credential C   the gate credential (a JWT) the agent presented
+  --credential C   the gate credential (a JWT) the agent presented; "-" reads
+                   it from stdin (keeps it off the command line)
   --repo R         the repository being pushed to, e.g. homelab/app
   --ref REF        the ref being updated, e.g. refs/heads/agent/fix-12
+                   (repo and ref: printable ASCII without spaces)
 
 Environment
-  JIT_URL          the broker (default http://127.0.0.1:8787)
-  JIT_JWKS_CACHE   the JWKS cache file (default ~/.cache/jit-broker/jwks.json)
+  JIT_URL                  the broker (default http://127.0.0.1:8787)
+  JIT_GATE_OFFLINE_WINDOW  unset or 0: no offline verification (default);
+                           a duration up to 1d (e.g. 15m): how old a cached
+                           JWKS may be when the broker is unreachable
+  JIT_JWKS_CACHE           the JWKS cache file, written only with an offline
+                           window (default ~/.cache/jit-broker/jwks.json);
+                           refused if others can write it
 
 Exit codes
-  0 valid (stdout: agent, request, expiry); 1 invalid (the reason on stderr);
-  2 wrong use.`,
+  0 valid (stdout: agent, request, expiry); 1 invalid or broker unreachable
+  (the reason on stderr); 2 wrong use or a bad setting.`,
 
   webhooks: `Usage: jit webhooks list [--dead] [--limit N]
        jit webhooks retry ID
@@ -166,14 +175,21 @@ Exit codes
 
   keys: `Usage: jit keys list
        jit keys rotate
+       jit keys revoke KID
 
 The Ed25519 signing keys (gate credentials, decision webhook signatures).
 
-  list     key ids, status (current/previous), source, age, and when a
+  list     key ids, status (current/previous/revoked), source, age, and when a
            previous key leaves the JWKS. Never prints a private key.
   rotate   makes a new current key; the old one stays in the JWKS for 7 days.
            A running service uses the new key within about a second. Refused
            when the key comes from JIT_SIGNING_KEY (change that and restart).
+  revoke   for a compromised key: removes KID from the JWKS at once (a running
+           service within about a second), so gate credentials and webhooks
+           it signed stop verifying. Revoking the current key first makes a
+           new key current (refused when it comes from JIT_SIGNING_KEY: set a
+           new one, restart, then revoke). The key stays listed as revoked and
+           is never used or published again.
 
 ${OPERATOR_ENV}
   The key file is signing-keys.json next to JIT_DB.

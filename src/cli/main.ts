@@ -48,7 +48,8 @@ Policy and gate
 Webhooks and signing keys
   webhooks list [--dead] [--limit N]  the decision webhook outbox (dead letters with --dead)
   webhooks retry ID | --all-dead      re-queue dead events after fixing the cause
-  keys list | keys rotate             the Ed25519 signing keys; rotate keeps the old one published 7 days
+  keys list | rotate | revoke KID     the Ed25519 signing keys; rotate keeps the old one published 7 days,
+                                      revoke drops a compromised one from the JWKS at once
 
 Agent side (HTTP only; JIT_URL default http://127.0.0.1:8787, JIT_AGENT_TOKEN)
   request vault --path PATH:CAPS... --tier N --reason TEXT [--ttl D] [--session KEY] [--wait [--claim]]

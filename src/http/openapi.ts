@@ -300,7 +300,7 @@ export function createOpenApiDocument(opts: OpenApiOptions = {}): Json {
         summary: 'Public signing keys',
         description: 'Verifies gate credentials (JWT `kid`) and decision webhook signatures. Previous keys stay listed for 7 days after a rotation.',
         security: [],
-        responses: { '200': jsonResponse('The JWKS', ref('Jwks'), { headers: { 'Cache-Control': { schema: { type: 'string' }, example: 'public, max-age=300' } } }) },
+        responses: { '200': jsonResponse('The JWKS', ref('Jwks'), { headers: { 'Cache-Control': { schema: { type: 'string' }, example: 'public, max-age=60' } } }) },
       },
     },
     '/gate/verify': {

@@ -63,13 +63,32 @@ export interface Signer {
 
 export interface KeyInfo {
   kid: string;
-  status: 'current' | 'previous';
+  /** `revoked`: removed from the JWKS by `jit keys revoke`; kept (public half only) so it is never trusted or used again. */
+  status: 'current' | 'previous' | 'revoked';
   /** `generated`: created by the broker and kept in the key file; `env`: from JIT_SIGNING_KEY. */
   source: 'generated' | 'env';
   createdAt: number;
   retiredAt?: number;
   /** When a previous key leaves the JWKS. */
   dropsAt?: number;
+  revokedAt?: number;
+}
+
+/** What the ring knows of one key id, published or not. */
+export interface KeyLookup {
+  /** The public key (never the private one). */
+  jwk: OkpJwk;
+  status: KeyInfo['status'];
+  revokedAt?: number;
+}
+
+export interface RevokeResult {
+  revoked: string;
+  /** The current key after the revocation. */
+  current: string;
+  /** The revoked key was the current one, so a new key was made current in the same write. */
+  rotated: boolean;
+  alreadyRevoked: boolean;
 }
 
 export interface KeyRing {
@@ -79,6 +98,21 @@ export interface KeyRing {
   /** Makes a new current key; the old one stays published (public part only) for the grace period. */
   rotate(): { kid: string; retiredKid: string };
   list(): KeyInfo[];
+  /**
+   * Revokes a key at once and for good: it leaves the JWKS (so what it
+   * signed stops verifying), is never current again, and its public half
+   * stays in the key file marked revoked. Revoking the current key first
+   * rotates to a new one in the same atomic write.
+   */
+  revoke(kid: string): RevokeResult;
+  isRevoked(kid: string): boolean;
+  /**
+   * A key by id: current, previous (even past its grace period, while the
+   * file still holds it) or revoked. For checking old signatures locally
+   * (audit chain heads); a revoked key's signature proves nothing about
+   * when it was made, so callers must treat it as untrusted.
+   */
+  lookup(kid: string): KeyLookup | undefined;
   /** Where keys are kept: a file path, or `memory` (`:memory:` database, tests). */
   readonly location: string;
 }
@@ -106,9 +140,11 @@ const KeyEntrySchema = z
     source: z.enum(['generated', 'env']),
     created_at: z.iso.datetime(),
     retired_at: z.iso.datetime().optional(),
+    /** Set by `jit keys revoke`: never published, never current again, never pruned. */
+    revoked_at: z.iso.datetime().optional(),
   })
   .strict();
-const KeyFileSchema = z.object({ version: z.literal(1), keys: z.array(KeyEntrySchema).max(100) }).strict();
+const KeyFileSchema = z.object({ version: z.literal(1), keys: z.array(KeyEntrySchema).max(1000) }).strict();
 type KeyEntry = z.infer<typeof KeyEntrySchema>;
 type KeyFile = z.infer<typeof KeyFileSchema>;
 
@@ -165,8 +201,12 @@ interface LiveKey {
  *   rotation): old signatures stay verifiable during the grace period, but
  *   nothing can be signed with it any more.
  * - The file is re-read when it changes (checked at most every
- *   `recheckMs`, by the ring's clock), so `jit keys rotate` run beside a
- *   live service takes effect within a second, without a restart.
+ *   `recheckMs`, by the ring's clock), so `jit keys rotate` and
+ *   `jit keys revoke` run beside a live service take effect within a
+ *   second, without a restart.
+ * - A revoked key stays in the file (public half, `revoked_at`) forever:
+ *   it is what keeps it out of the JWKS and refuses it as JIT_SIGNING_KEY,
+ *   so it can never come back.
  */
 export function createKeyRing(deps: {
   config: Pick<Config, 'dbPath' | 'signingKey'>;
@@ -178,8 +218,10 @@ export function createKeyRing(deps: {
   /** How often the key file is checked for changes made by another process (default {@link KEY_FILE_RECHECK_MS}). */
   recheckMs?: number;
   /**
-   * Inspect only (`jit keys list`): never writes the key file and never
-   * generates a key, so looking cannot change what the service signs with.
+   * Opening changes nothing (`jit keys list`, `jit keys revoke`): never
+   * writes the key file and never generates a key at load, so a CLI run
+   * without the service's JIT_SIGNING_KEY cannot replace its key. `rotate()`
+   * is refused; `revoke()` writes exactly the revocation.
    */
   readOnly?: boolean;
 }): KeyRing {
@@ -231,13 +273,14 @@ export function createKeyRing(deps: {
   }
   function prune(f: KeyFile): KeyFile {
     const now = clock.now();
-    return { version: 1, keys: f.keys.filter((k) => !k.retired_at || ms(k.retired_at) + graceMs > now) };
+    return { version: 1, keys: f.keys.filter((k) => !k.retired_at || k.revoked_at || ms(k.retired_at) + graceMs > now) };
   }
 
   function validate(f: KeyFile, where: string): void {
     const current = f.keys.filter((k) => !k.retired_at);
     if (current.length > 1) throw new KeyRingError(`${where}: more than one current key`);
     for (const k of f.keys) {
+      if (k.revoked_at && !k.retired_at) throw new KeyRingError(`${where}: revoked key ${k.kid} is marked current`);
       const pub = Buffer.from(k.x, 'base64url');
       if (keyId(pub) !== k.kid) throw new KeyRingError(`${where}: key ${k.kid} does not match its public key`);
       if (k.d !== undefined) {
@@ -333,6 +376,10 @@ export function createKeyRing(deps: {
     const current = f.keys.find((k) => !k.retired_at);
     if (envSeed) {
       const envKid = keyId(ed.getPublicKey(envSeed));
+      const revoked = f.keys.find((k) => k.kid === envKid && k.revoked_at);
+      if (revoked) {
+        throw new KeyRingError(`JIT_SIGNING_KEY is key ${envKid}, revoked at ${revoked.revoked_at}; set JIT_SIGNING_KEY to a new key (a revoked key is never used again)`);
+      }
       if (current?.kid !== envKid) {
         f = retireCurrent(f);
         f.keys = f.keys.filter((k) => k.kid !== envKid);
@@ -369,6 +416,10 @@ export function createKeyRing(deps: {
     setLive(f.keys.find((k) => !k.retired_at));
   }
 
+  function statusOf(k: KeyEntry): KeyInfo['status'] {
+    return k.revoked_at ? 'revoked' : k.retired_at ? 'previous' : 'current';
+  }
+
   /** The file's identity on disk, or '' when it does not exist. */
   function diskStamp(): string {
     try {
@@ -402,7 +453,7 @@ export function createKeyRing(deps: {
       refresh();
       const now = clock.now();
       const keys = file.keys
-        .filter((k) => !k.retired_at || ms(k.retired_at) + graceMs > now)
+        .filter((k) => !k.revoked_at && (!k.retired_at || ms(k.retired_at) + graceMs > now))
         .sort((a, b) => Number(!!a.retired_at) - Number(!!b.retired_at));
       return { keys: keys.map((k) => publicJwk(Buffer.from(k.x, 'base64url'))) };
     },
@@ -428,14 +479,58 @@ export function createKeyRing(deps: {
       refresh();
       const now = clock.now();
       return file.keys
-        .filter((k) => !k.retired_at || ms(k.retired_at) + graceMs > now)
+        .filter((k) => !k.retired_at || k.revoked_at || ms(k.retired_at) + graceMs > now)
         .map((k) => ({
           kid: k.kid,
-          status: k.retired_at ? 'previous' : 'current',
+          status: statusOf(k),
           source: k.source,
           createdAt: ms(k.created_at),
-          ...(k.retired_at ? { retiredAt: ms(k.retired_at), dropsAt: ms(k.retired_at) + graceMs } : {}),
+          ...(k.retired_at ? { retiredAt: ms(k.retired_at) } : {}),
+          ...(k.revoked_at ? { revokedAt: ms(k.revoked_at) } : k.retired_at ? { dropsAt: ms(k.retired_at) + graceMs } : {}),
         }));
+    },
+    revoke(kid: string): RevokeResult {
+      if (path) {
+        const onDisk = readFile();
+        if (onDisk) file = onDisk;
+      }
+      const entry = file.keys.find((k) => k.kid === kid);
+      if (!entry) {
+        throw new KeyRingError(`no key ${kid} in ${path ?? 'memory'} (a key that is not listed by "jit keys list" is already out of the JWKS)`);
+      }
+      const currentKid = () => file.keys.find((k) => !k.retired_at)?.kid ?? '-';
+      if (entry.revoked_at) return { revoked: kid, current: currentKid(), rotated: false, alreadyRevoked: true };
+      let f = file;
+      const rotated = !entry.retired_at;
+      if (rotated) {
+        // The current key: the service must keep signing (webhooks, gate credentials), so a
+        // new key takes its place in the same write; never a moment with the revoked key current or none.
+        if (entry.source === 'env') {
+          throw new KeyRingError(`key ${kid} is the current key and comes from JIT_SIGNING_KEY; set JIT_SIGNING_KEY to a new key and restart the service, then revoke ${kid}`);
+        }
+        f = retireCurrent(f);
+        f.keys.unshift(newEntry(ed.utils.randomSecretKey(), 'generated'));
+      }
+      const now = iso(clock.now());
+      f = prune({
+        version: 1,
+        keys: f.keys.map((k) => (k.kid === kid ? { kid: k.kid, x: k.x, source: k.source, created_at: k.created_at, retired_at: k.retired_at ?? now, revoked_at: now } : k)),
+      });
+      if (path) writeFile(f);
+      file = f;
+      setLive(f.keys.find((k) => !k.retired_at));
+      deps.log?.info({ kid, ...(rotated ? { current: live?.kid } : {}) }, 'signing key revoked');
+      return { revoked: kid, current: currentKid(), rotated, alreadyRevoked: false };
+    },
+    isRevoked(kid: string): boolean {
+      refresh();
+      return file.keys.some((k) => k.kid === kid && k.revoked_at !== undefined);
+    },
+    lookup(kid: string): KeyLookup | undefined {
+      refresh();
+      const k = file.keys.find((e) => e.kid === kid);
+      if (!k) return undefined;
+      return { jwk: publicJwk(Buffer.from(k.x, 'base64url')), status: statusOf(k), ...(k.revoked_at ? { revokedAt: ms(k.revoked_at) } : {}) };
     },
   };
 }

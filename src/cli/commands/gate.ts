@@ -1,52 +1,88 @@
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
-import { verifyGateJwt, type GateVerdict } from '../../broker/gate-credential.ts';
+import { verifyGateJwt, type GateVerdict } from '../../broker/gate-jwt.ts';
+import { formatDuration, parseDurationSeconds } from '../../lib/duration.ts';
+import { inertText, isPrintableAsciiWord } from '../../lib/inert-text.ts';
 import type { CliIo } from '../io.ts';
 import { UsageError, parseCommandArgs } from '../main.ts';
 
-const USAGE = 'jit gate verify --credential C --repo R --ref REF   (env: JIT_URL, JIT_JWKS_CACHE)';
+const USAGE = 'jit gate verify --credential C|- --repo R --ref REF   (env: JIT_URL, JIT_GATE_OFFLINE_WINDOW, JIT_JWKS_CACHE)';
+
+/** The longest offline window an operator may set: past a day, a revoked credential or key would be trusted too long. */
+export const MAX_GATE_OFFLINE_WINDOW_SECONDS = 86_400;
+/** How long one call to the broker may take before it counts as unreachable. */
+const BROKER_TIMEOUT_MS = 5_000;
+/** A gate credential is a few hundred bytes; more on stdin is not one. */
+const MAX_CREDENTIAL_BYTES = 8192;
 
 const JwksSchema = z.object({
   keys: z.array(z.object({ kty: z.literal('OKP'), crv: z.literal('Ed25519'), x: z.string(), kid: z.string(), use: z.literal('sig'), alg: z.literal('EdDSA') })),
 });
+/** The cache file: the JWKS and when it was fetched from the broker (the offline window counts from then). */
+const CacheSchema = JwksSchema.extend({ fetched_at: z.iso.datetime() });
 const VerdictSchema = z.union([
   z.object({ valid: z.literal(true), agent: z.string(), request_id: z.string(), expires_at: z.string() }),
   z.object({ valid: z.literal(false), reason: z.string() }),
 ]);
+const ProblemSchema = z.object({ detail: z.string() });
 
 /**
  * For a git pre-receive hook: exit 0 when the credential allows pushing REF
- * to REPO, 1 otherwise (the reason on stderr). Online it asks the broker,
- * which also checks revocation, and refreshes a cached JWKS; when the broker
- * is unreachable it verifies offline against that cache and says that
- * revocation could not be checked.
+ * to REPO, 1 otherwise (the reason on stderr), 2 for wrong use or a bad
+ * setting.
+ *
+ * It asks the broker (`POST /gate/verify`), which checks the signature, the
+ * stored grant and revocation. When the broker cannot be asked it fails
+ * closed, unless the operator set JIT_GATE_OFFLINE_WINDOW: then a JWKS
+ * cached from the broker at most that long ago verifies the signature,
+ * expiry, repo and ref, with a warning that revocation and the stored grant
+ * could not be checked. This module imports only fetch and the JWT checks
+ * (gate-jwt.ts: no HTTP server, database, Vault or Telegram code), so a
+ * lazily loaded CLI keeps a hook quick.
  */
 export async function gateCommand(args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parseCommandArgs(args, { credential: { type: 'string' }, repo: { type: 'string' }, ref: { type: 'string' } }, USAGE);
   if (values.help) return (io.out(`usage: ${USAGE}`), 0);
   if (positionals[0] !== 'verify' || positionals.length > 1) throw new UsageError(`usage: ${USAGE}`);
-  const credential = values.credential as string | undefined;
   const repo = values.repo as string | undefined;
   const ref = values.ref as string | undefined;
-  if (!credential || !repo || !ref) throw new UsageError(`--credential, --repo and --ref are all required\nusage: ${USAGE}`);
+  if (!values.credential || !repo || !ref) throw new UsageError(`--credential, --repo and --ref are all required\nusage: ${USAGE}`);
+  // Same alphabet as POST /gate/verify: git hands the hook what the pusher named, so say no here
+  // (shown inertly) rather than pass control characters on.
+  for (const [name, value] of [['repo', repo], ['ref', ref]] as const) {
+    if (!isPrintableAsciiWord(value)) {
+      io.err(`invalid: --${name} must be printable ASCII without spaces (got "${inertText(value)}")`);
+      return 1;
+    }
+  }
+  // `--credential -`: read it from stdin, so it is not on a command line other users of the host can see.
+  const credential = values.credential === '-' ? readCredentialFromStdin() : (values.credential as string);
 
   const baseUrl = (io.env.JIT_URL ?? 'http://127.0.0.1:8787').replace(/\/+$/, '');
   if (!/^https?:\/\//.test(baseUrl)) throw new UsageError('JIT_URL must be an http(s) URL');
+  const windowSeconds = offlineWindow(io.env.JIT_GATE_OFFLINE_WINDOW);
   const cachePath = io.env.JIT_JWKS_CACHE ?? join(io.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'jit-broker', 'jwks.json');
 
   let verdict: GateVerdict;
   try {
-    verdict = await verifyOnline(baseUrl, cachePath, { credential, repo, ref });
+    verdict = await verifyOnline(baseUrl, { credential, repo, ref }, windowSeconds ? cachePath : undefined);
   } catch (err) {
-    const jwks = readCache(cachePath);
-    if (!jwks) {
-      io.err(`invalid: broker unreachable at ${baseUrl} (${(err as Error).message}) and no cached JWKS at ${cachePath}`);
+    const unreachable = `broker unreachable at ${baseUrl} (${describeFetchError(err)})`;
+    if (!windowSeconds) {
+      io.err(`invalid: ${unreachable}; refusing, since offline verification is off (set JIT_GATE_OFFLINE_WINDOW, e.g. 15m, to allow it against a recently cached JWKS)`);
       return 1;
     }
-    io.err(`warning: broker unreachable at ${baseUrl}; verified offline against the cached JWKS; revocation could not be checked`);
-    verdict = verifyGateJwt(jwks, credential, repo, ref, Date.now());
+    const cache = readCache(cachePath, windowSeconds);
+    if (!cache.ok) {
+      io.err(`invalid: ${unreachable}, and ${cache.why}`);
+      return 1;
+    }
+    verdict = verifyGateJwt(cache.jwks, credential, repo, ref, Date.now());
+    if (verdict.valid) {
+      io.err(`warning: ${unreachable}; verified offline against the JWKS cached ${formatDuration(Math.max(1, cache.ageSeconds))} ago; revocation and the stored grant could not be checked`);
+    }
   }
   if (!verdict.valid) {
     io.err(`invalid: ${verdict.reason}`);
@@ -56,36 +92,112 @@ export async function gateCommand(args: string[], io: CliIo): Promise<number> {
   return 0;
 }
 
-async function verifyOnline(baseUrl: string, cachePath: string, body: { credential: string; repo: string; ref: string }): Promise<GateVerdict> {
-  const signal = AbortSignal.timeout(5000);
-  const jwksRes = await fetch(`${baseUrl}/.well-known/jwks.json`, { signal });
-  if (jwksRes.ok) {
-    const jwks = JwksSchema.safeParse(await jwksRes.json());
-    if (jwks.success) writeCache(cachePath, jwks.data);
-  }
-  const res = await fetch(`${baseUrl}/gate/verify`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal });
-  if (res.status >= 500) throw new Error(`broker answered ${res.status}`);
-  const parsed = VerdictSchema.safeParse(await res.json().catch(() => null));
-  if (!parsed.success) return { valid: false, reason: `broker answered ${res.status} with an unexpected body` };
-  return parsed.data as GateVerdict;
+/** "ECONNREFUSED", "timed out", "it answered 503": fetch's own message is only "fetch failed". */
+function describeFetchError(err: unknown): string {
+  const e = err as Error & { cause?: { code?: unknown; message?: unknown } };
+  if (e.name === 'TimeoutError') return `no answer within ${BROKER_TIMEOUT_MS / 1000} s`;
+  if (typeof e.cause?.code === 'string') return e.cause.code;
+  return typeof e.cause?.message === 'string' ? e.cause.message : e.message;
 }
 
-function readCache(path: string): z.infer<typeof JwksSchema> | undefined {
-  try {
-    const parsed = JwksSchema.safeParse(JSON.parse(readFileSync(path, 'utf8')));
-    return parsed.success ? parsed.data : undefined;
-  } catch {
-    return undefined;
+/** JIT_GATE_OFFLINE_WINDOW: unset, empty or 0 = off (fail closed); else a duration of at most a day. */
+function offlineWindow(value: string | undefined): number | undefined {
+  if (value === undefined || value.trim() === '' || value.trim() === '0') return undefined;
+  const seconds = parseDurationSeconds(value);
+  if (seconds === undefined || seconds > MAX_GATE_OFFLINE_WINDOW_SECONDS) {
+    throw new UsageError(`JIT_GATE_OFFLINE_WINDOW must be a duration of at most ${formatDuration(MAX_GATE_OFFLINE_WINDOW_SECONDS)} (e.g. 15m), or 0 for none`);
   }
+  return seconds;
+}
+
+function readCredentialFromStdin(): string {
+  const buf = Buffer.alloc(MAX_CREDENTIAL_BYTES + 1);
+  let length = 0;
+  for (;;) {
+    let n: number;
+    try {
+      n = readSync(0, buf, length, buf.length - length, null);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EAGAIN') continue;
+      if ((err as NodeJS.ErrnoException).code === 'EOF') break;
+      throw err;
+    }
+    if (n === 0) break;
+    length += n;
+    if (length > MAX_CREDENTIAL_BYTES) throw new UsageError(`--credential -: more than ${MAX_CREDENTIAL_BYTES} bytes on stdin`);
+  }
+  const credential = buf.subarray(0, length).toString('utf8').trim();
+  if (!credential) throw new UsageError('--credential -: nothing on stdin');
+  return credential;
+}
+
+/**
+ * Asks the broker. Throws when it cannot be asked (network, timeout, 5xx);
+ * a 4xx is the broker's answer (invalid, with its detail). With `cachePath`
+ * (an offline window is set) the JWKS is fetched first and cached.
+ */
+async function verifyOnline(baseUrl: string, body: { credential: string; repo: string; ref: string }, cachePath: string | undefined): Promise<GateVerdict> {
+  const signal = AbortSignal.timeout(BROKER_TIMEOUT_MS);
+  if (cachePath) {
+    const jwksRes = await fetch(`${baseUrl}/.well-known/jwks.json`, { signal });
+    if (jwksRes.ok) {
+      const jwks = JwksSchema.safeParse(await jwksRes.json().catch(() => null));
+      if (jwks.success) writeCache(cachePath, jwks.data);
+    }
+  }
+  const res = await fetch(`${baseUrl}/gate/verify`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal });
+  if (res.status >= 500) throw new Error(`it answered ${res.status}`);
+  const json: unknown = await res.json().catch(() => null);
+  const parsed = VerdictSchema.safeParse(json);
+  if (parsed.success) return parsed.data as GateVerdict;
+  const problem = ProblemSchema.safeParse(json);
+  return { valid: false, reason: `broker answered ${res.status}${problem.success ? `: ${inertText(problem.data.detail)}` : ' with an unexpected body'}` };
+}
+
+type CacheRead = { ok: true; jwks: z.infer<typeof JwksSchema>; ageSeconds: number } | { ok: false; why: string };
+
+/**
+ * The cached JWKS, if it is fit to verify with: ours alone to write (anyone
+ * who can write it could add a key of their own) and fetched within the
+ * offline window.
+ */
+function readCache(path: string, windowSeconds: number): CacheRead {
+  let text: string;
+  try {
+    const fd = openSync(path, 'r');
+    try {
+      const st = fstatSync(fd);
+      if ((st.mode & 0o022) !== 0 || (typeof process.getuid === 'function' && st.uid !== process.getuid())) {
+        return { ok: false, why: `the cached JWKS at ${path} is writable by others or not owned by this user; not trusted` };
+      }
+      text = readFileSync(fd, 'utf8');
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return { ok: false, why: `no cached JWKS at ${path}` };
+  }
+  let parsed;
+  try {
+    parsed = CacheSchema.safeParse(JSON.parse(text));
+  } catch {
+    parsed = undefined;
+  }
+  if (!parsed?.success) return { ok: false, why: `the cached JWKS at ${path} is unreadable (or from an older jit without a fetch time)` };
+  const ageSeconds = Math.floor((Date.now() - Date.parse(parsed.data.fetched_at)) / 1000);
+  if (ageSeconds > windowSeconds || ageSeconds < -60) {
+    return { ok: false, why: `the cached JWKS at ${path} was fetched at ${parsed.data.fetched_at}, older than the offline window (${formatDuration(windowSeconds)})` };
+  }
+  return { ok: true, jwks: { keys: parsed.data.keys }, ageSeconds };
 }
 
 function writeCache(path: string, jwks: z.infer<typeof JwksSchema>): void {
   try {
-    mkdirSync(dirname(path), { recursive: true });
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     const tmp = `${path}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify(jwks));
+    writeFileSync(tmp, JSON.stringify({ ...jwks, fetched_at: new Date().toISOString() }), { mode: 0o600 });
     renameSync(tmp, path);
   } catch {
-    // A read-only cache only costs the offline fallback.
+    // A read-only cache only costs the offline window.
   }
 }

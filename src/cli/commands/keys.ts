@@ -1,11 +1,11 @@
 import { systemClock } from '../../lib/clock.ts';
 import { formatDuration } from '../../lib/duration.ts';
-import { createKeyRing, DEFAULT_KEY_GRACE_SECONDS } from '../../webhooks/keys.ts';
+import { createKeyRing, DEFAULT_KEY_GRACE_SECONDS, KeyRingError } from '../../webhooks/keys.ts';
 import { openCliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
 import { UsageError, parseCommandArgs } from '../main.ts';
 
-const USAGE = 'jit keys list | jit keys rotate';
+const USAGE = 'jit keys list | jit keys rotate | jit keys revoke KID';
 
 /** Approximate age for people: "3d 4h", "2h 5m", "7m", "12s". */
 function age(ms: number): string {
@@ -21,14 +21,19 @@ function age(ms: number): string {
  * key ids and ages, never private keys. `rotate` makes a new current key;
  * the old one stays in the JWKS for the grace period. A running service
  * uses the new key within about a second (it re-checks the key file at most
- * once a second).
+ * once a second). `revoke KID` is for a compromised key: it leaves the JWKS
+ * at once, so what it signed (gate credentials, webhooks) stops verifying;
+ * when KID is the current key a new one is made current in the same write,
+ * so the service never signs with it again and never stands without a key.
  */
 export async function keysCommand(args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parseCommandArgs(args, {}, USAGE);
   if (values.help) return (io.out(`usage: ${USAGE}`), 0);
-  const [sub, ...extra] = positionals;
-  if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"\nusage: ${USAGE}`);
-  if (sub !== 'list' && sub !== 'rotate') throw new UsageError(`${sub ? `unknown subcommand "${sub}"` : 'missing subcommand'}\nusage: ${USAGE}`);
+  const [sub, ...rest] = positionals;
+  const kid = sub === 'revoke' ? rest.shift() : undefined;
+  if (sub === 'revoke' && !kid) throw new UsageError(`jit keys revoke needs the KID to revoke (see "jit keys list")\nusage: ${USAGE}`);
+  if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"\nusage: ${USAGE}`);
+  if (sub !== 'list' && sub !== 'rotate' && sub !== 'revoke') throw new UsageError(`${sub ? `unknown subcommand "${sub}"` : 'missing subcommand'}\nusage: ${USAGE}`);
 
   const ctx = openCliContext(io);
   try {
@@ -38,7 +43,7 @@ export async function keysCommand(args: string[], io: CliIo): Promise<number> {
       return 1;
     }
     const log = { warn: (_: object, msg: string) => io.err(`jit keys: ${msg}`), info: () => {} };
-    const ring = createKeyRing({ config: ctx.config, clock: systemClock, log, readOnly: sub === 'list' });
+    const ring = createKeyRing({ config: ctx.config, clock: systemClock, log, readOnly: sub !== 'rotate' });
     const now = systemClock.now();
     if (sub === 'list') {
       const keys = ring.list();
@@ -48,14 +53,34 @@ export async function keysCommand(args: string[], io: CliIo): Promise<number> {
       }
       io.out(['KID', 'STATUS', 'SOURCE', 'CREATED', 'AGE', 'LEAVES_JWKS'].join('\t'));
       for (const k of keys) {
-        io.out([k.kid, k.status, k.source, new Date(k.createdAt).toISOString(), age(now - k.createdAt), k.dropsAt ? new Date(k.dropsAt).toISOString() : '-'].join('\t'));
+        const leaves = k.revokedAt ? `revoked ${new Date(k.revokedAt).toISOString()}` : k.dropsAt ? new Date(k.dropsAt).toISOString() : '-';
+        io.out([k.kid, k.status, k.source, new Date(k.createdAt).toISOString(), age(now - k.createdAt), leaves].join('\t'));
       }
       io.out(`keys kept in: ${ring.location}`);
       return 0;
     }
-    const { kid, retiredKid } = ring.rotate();
-    ctx.audit.append({ event: 'key.rotated', actor: 'local-cli', data: { kid, retired_kid: retiredKid } }, now);
-    io.out(`New signing key ${kid} is current; ${retiredKid} stays in the JWKS for ${formatDuration(DEFAULT_KEY_GRACE_SECONDS)} so receivers can still verify what it signed.`);
+    if (sub === 'revoke') {
+      let result;
+      try {
+        result = ring.revoke(kid!);
+      } catch (err) {
+        if (!(err instanceof KeyRingError)) throw err;
+        io.err(`jit keys: ${err.message}`);
+        return 1;
+      }
+      if (result.alreadyRevoked) {
+        io.out(`Key ${kid} was already revoked; nothing changed.`);
+        return 0;
+      }
+      ctx.audit.append({ event: 'key.revoked', actor: 'local-cli', data: { kid, ...(result.rotated ? { new_kid: result.current } : {}) } }, now);
+      if (result.rotated) io.out(`New signing key ${result.current} is current (${kid} was the current key).`);
+      io.out(`Key ${kid} is revoked: it is out of the JWKS, and gate credentials and webhooks it signed no longer verify.`);
+      io.out('A running service stops trusting it within about a second.');
+      return 0;
+    }
+    const { kid: newKid, retiredKid } = ring.rotate();
+    ctx.audit.append({ event: 'key.rotated', actor: 'local-cli', data: { kid: newKid, retired_kid: retiredKid } }, now);
+    io.out(`New signing key ${newKid} is current; ${retiredKid} stays in the JWKS for ${formatDuration(DEFAULT_KEY_GRACE_SECONDS)} so receivers can still verify what it signed.`);
     io.out('A running service uses the new key within about a second.');
     return 0;
   } finally {

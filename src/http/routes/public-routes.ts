@@ -39,7 +39,8 @@ export function publicRoutes(deps: BrokerDeps, telegram?: AppTelegram) {
   });
 
   app.get('/.well-known/jwks.json', (c) => {
-    c.header('Cache-Control', 'public, max-age=300');
+    // Short: after `jit keys revoke` a cached copy would keep trusting the key for this long.
+    c.header('Cache-Control', 'public, max-age=60');
     return c.json(deps.keys.jwks());
   });
 

@@ -110,6 +110,75 @@ describe('gate credentials', () => {
     expect(uncovered.body.code).toBe('NOT_COVERED');
   });
 
+  it('refuses a validly signed credential whose claims differ from the stored grant', async () => {
+    // The broker's own key signs these (as a stolen or misused signing key would): the
+    // signature is fine, but repo, refs, expiry or agent are not what the database granted.
+    const issued = await issue(['refs/heads/agent/fix-1']);
+    const claims = JSON.parse(Buffer.from(issued.credential.credential.split('.')[1], 'base64url').toString());
+    const forged: [string, Record<string, unknown>, string][] = [
+      ['wider refs', { refs: ['refs/heads/agent/fix-1', 'refs/heads/main'] }, 'refs/heads/main'],
+      ['wildcard ref', { refs: ['refs/heads/*'] }, 'refs/heads/main'],
+      ['later expiry', { exp: claims.exp + 86_400 }, 'refs/heads/agent/fix-1'],
+      ['other repo', { repo: 'homelab/*' }, 'refs/heads/agent/fix-1'],
+      ['other agent', { sub: 'other' }, 'refs/heads/agent/fix-1'],
+    ];
+    for (const [name, change, ref] of forged) {
+      const jwt = signGateJwt(h.broker.deps.keys, { ...claims, ...change });
+      const res = await verify(jwt, ref);
+      expect(res.body, name).toEqual({ valid: false, reason: expect.stringMatching(/does not match the grant/) });
+    }
+    // The genuine credential still verifies.
+    expect((await verify(issued.credential.credential, 'refs/heads/agent/fix-1')).body.valid).toBe(true);
+  });
+
+  it('compares with the narrowed grant, not with what was asked', async () => {
+    const pending = await h.call('POST', '/jit/request', { token, body: gate(['refs/heads/release/a', 'refs/heads/release/b'], 2) });
+    expect(pending.status).toBe(202);
+    decideRequest(h.broker.deps, pending.body.id, { approver: 'local-cli', decision: 'approve', narrowing: { dropRefs: ['refs/heads/release/b'], ttlSeconds: 600 } });
+    const claim = await h.call('POST', `/jit/requests/${pending.body.id}/claim`, { token });
+    expect(claim.status).toBe(201);
+    const jwt = claim.body.credential.credential as string;
+    expect((await verify(jwt, 'refs/heads/release/a')).body.valid).toBe(true);
+    const claims = JSON.parse(Buffer.from(jwt.split('.')[1]!, 'base64url').toString());
+    const asked = signGateJwt(h.broker.deps.keys, { ...claims, refs: ['refs/heads/release/a', 'refs/heads/release/b'], exp: claims.iat + 1800 });
+    expect((await verify(asked, 'refs/heads/release/b')).body).toEqual({ valid: false, reason: expect.stringMatching(/does not match the grant/) });
+  });
+
+  it('accepts only the canonical base64url encoding of a signature', async () => {
+    const { credential } = (await issue()).credential;
+    const [h64, p64, s64] = credential.split('.') as [string, string, string];
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    // 64 bytes take 86 characters; the last one carries 4 unused bits. Flipping one decodes to the same bytes.
+    const last = alphabet.indexOf(s64.at(-1)!);
+    const flipped = `${s64.slice(0, -1)}${alphabet[last ^ 1]}`;
+    expect(Buffer.from(flipped, 'base64url').equals(Buffer.from(s64, 'base64url'))).toBe(true);
+    const variants: [string, string][] = [
+      ['trailing bits set', `${h64}.${p64}.${flipped}`],
+      ['padding', `${h64}.${p64}.${s64}==`],
+      ['standard base64 alphabet', `${h64}.${p64}.${Buffer.from(s64, 'base64url').toString('base64').replace(/=+$/, '')}`],
+    ];
+    for (const [name, jwt] of variants) {
+      if (jwt === credential) continue; // the standard alphabet can coincide with base64url
+      const res = await verify(jwt, 'refs/heads/agent/fix-1');
+      expect(res.status, name).toBe(200);
+      expect(res.body, name).toEqual({ valid: false, reason: expect.stringMatching(/malformed|not canonical/) });
+    }
+    expect((await verify(credential, 'refs/heads/agent/fix-1')).body.valid).toBe(true);
+  });
+
+  it.each([
+    ['a control character in the ref', 'homelab/app', 'refs/heads/agent/fix-1\u0007'],
+    ['a newline in the ref', 'homelab/app', 'refs/heads/agent/fix-1\nrefs/heads/main'],
+    ['non-ASCII in the ref', 'homelab/app', 'refs/heads/agent/f\u00efx-1'],
+    ['a space in the ref', 'homelab/app', 'refs/heads/agent/fix 1'],
+    ['a bidi override in the repo', 'homelab/\u202eppa', 'refs/heads/agent/fix-1'],
+  ])('answers 400 to a verify body with %s', async (_name, repo, ref) => {
+    const { credential } = (await issue()).credential;
+    const res = await h.call('POST', '/gate/verify', { body: { credential, repo, ref } });
+    expect(res.status).toBe(400);
+    expect(res.body.detail).toMatch(/printable ASCII/);
+  });
+
   it('rejects malformed verify bodies with 400', async () => {
     const res = await h.call('POST', '/gate/verify', { body: { credential: 'x', repo: 'homelab/app' } });
     expect(res.status).toBe(400);

@@ -165,6 +165,77 @@ describe('key ring: rotation', () => {
   });
 });
 
+describe('key ring: revocation', () => {
+  it('revoking a previous key drops it from the JWKS at once and for good, keeping its public half locally', () => {
+    const ring = createKeyRing({ config: cfg(), clock });
+    const old = ring.current();
+    const signed = signWebhook(old, { id: 'evt_1', timestamp: Math.floor(clock.now() / 1000), body: '{}' });
+    const { kid } = ring.rotate();
+    expect(ring.revoke(old.kid)).toEqual({ revoked: old.kid, current: kid, rotated: false, alreadyRevoked: false });
+    expect(ring.jwks().keys.map((k) => k.kid)).toEqual([kid]);
+    expect(verifyWebhook(signed, '{}', ring.jwks(), { now: clock.now() }).ok).toBe(false);
+    expect(ring.isRevoked(old.kid)).toBe(true);
+    expect(ring.isRevoked(kid)).toBe(false);
+    // Listed as revoked, and its public key stays available (not published) for checking old signatures.
+    expect(ring.list().find((k) => k.kid === old.kid)).toMatchObject({ status: 'revoked', revokedAt: clock.now() });
+    expect(ring.lookup(old.kid)).toEqual({ jwk: old.publicJwk, status: 'revoked', revokedAt: clock.now() });
+    // Long after the grace period it is still known as revoked, on disk and after a reload.
+    clock.advance(30 * DAY);
+    const again = createKeyRing({ config: cfg(), clock });
+    expect(again.isRevoked(old.kid)).toBe(true);
+    expect(again.jwks().keys.map((k) => k.kid)).toEqual([kid]);
+    expect(again.list().map((k) => [k.kid, k.status])).toEqual([[kid, 'current'], [old.kid, 'revoked']]);
+    // Revoking again changes nothing.
+    expect(again.revoke(old.kid)).toMatchObject({ revoked: old.kid, alreadyRevoked: true });
+  });
+
+  it('revoking the current key first rotates to a new key in the same write, so signing never stops', () => {
+    const service = createKeyRing({ config: cfg(), clock });
+    const compromised = service.current().kid;
+    const cli = createKeyRing({ config: cfg(), clock });
+    const result = cli.revoke(compromised);
+    expect(result).toMatchObject({ revoked: compromised, rotated: true, alreadyRevoked: false });
+    expect(result.current).not.toBe(compromised);
+    const onDisk = JSON.parse(readFileSync(keyFile(), 'utf8')).keys as { kid: string; d?: string; revoked_at?: string }[];
+    expect(onDisk.find((k) => k.kid === compromised)).toMatchObject({ revoked_at: expect.any(String) });
+    expect(onDisk.find((k) => k.kid === compromised)?.d).toBeUndefined();
+    // The running service follows within the re-check interval: it signs (webhooks, gate credentials) with the new key.
+    clock.advance(KEY_FILE_RECHECK_MS);
+    expect(service.current().kid).toBe(result.current);
+    expect(service.jwks().keys.map((k) => k.kid)).toEqual([result.current]);
+  });
+
+  it('refuses an unknown kid and never brings a revoked key back', () => {
+    const ring = createKeyRing({ config: cfg(), clock });
+    expect(() => ring.revoke('no-such-kid')).toThrow(/no key no-such-kid/);
+    const seed = new Uint8Array(32).fill(9);
+    const envKid = keyId(ed.getPublicKey(seed));
+    const withEnv = createKeyRing({ config: { ...cfg(), signingKey: Buffer.from(seed).toString('base64') }, clock });
+    // The current key comes from JIT_SIGNING_KEY: the ring cannot replace it, so it refuses.
+    expect(() => withEnv.revoke(envKid)).toThrow(/JIT_SIGNING_KEY/);
+    // Once the environment moves on, the old environment key can be revoked, and setting it again is refused.
+    createKeyRing({ config: cfg(), clock }).revoke(envKid);
+    expect(() => createKeyRing({ config: { ...cfg(), signingKey: Buffer.from(seed).toString('base64') }, clock })).toThrow(/revoked/);
+  });
+
+  it('a read-only ring (the CLI) revokes without replacing a current key it cannot hold', () => {
+    const seed = new Uint8Array(32).fill(5);
+    const envKid = keyId(ed.getPublicKey(seed));
+    createKeyRing({ config: { ...cfg(), signingKey: Buffer.from(seed).toString('base64') }, clock });
+    const before = readFileSync(keyFile(), 'utf8');
+    // Opened without the service's JIT_SIGNING_KEY: nothing is generated or written at load,
+    // and the service's current key cannot be revoked from here (it would have no key to sign with).
+    const cli = createKeyRing({ config: cfg(), clock, readOnly: true });
+    expect(readFileSync(keyFile(), 'utf8')).toBe(before);
+    expect(() => cli.revoke(envKid)).toThrow(/JIT_SIGNING_KEY/);
+    expect(readFileSync(keyFile(), 'utf8')).toBe(before);
+    const generated = createKeyRing({ config: cfg(), clock }).current().kid; // the environment moved on
+    const result = createKeyRing({ config: cfg(), clock, readOnly: true }).revoke(generated);
+    expect(result).toMatchObject({ revoked: generated, rotated: true });
+    expect(createKeyRing({ config: cfg(), clock }).isRevoked(generated)).toBe(true);
+  });
+});
+
 describe('key ring: JIT_SIGNING_KEY', () => {
   const seed = new Uint8Array(32).fill(7);
   const b64 = Buffer.from(seed).toString('base64');
