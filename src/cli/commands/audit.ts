@@ -1,5 +1,6 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { auditEntries, verifyAuditChain } from '../../broker/audit.ts';
+import { KeyRingError, createKeyRing, type Jwks } from '../../webhooks/keys.ts';
 import { openCliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
 import { UsageError, parseCommandArgs } from '../main.ts';
@@ -16,13 +17,27 @@ export async function auditCommand(args: string[], io: CliIo): Promise<number> {
   const ctx = openCliContext(io);
   try {
     if (sub === 'verify') {
-      const verdict = verifyAuditChain(ctx.db, (n) => io.err(`… ${n} entries verified`));
-      if (verdict.ok) {
-        io.out(`audit log intact: ${verdict.entries} entries`);
-        return 0;
+      // Signed heads are checked against the public keys the ring holds (current, and previous within their grace period).
+      let jwks: Jwks = { keys: [] };
+      try {
+        jwks = createKeyRing({ config: ctx.config, readOnly: true }).jwks();
+      } catch (err) {
+        if (!(err instanceof KeyRingError)) throw err;
+        io.err(`note: signed heads cannot be checked: ${err.message}`);
       }
-      io.err(`audit log TAMPERED at entry ${verdict.seq}: ${verdict.problem}`);
-      return 1;
+      const verdict = verifyAuditChain(ctx.db, { jwks, onProgress: (n) => io.err(`… ${n} entries verified`) });
+      const { heads } = verdict;
+      if (heads.unchecked > 0) {
+        io.err(`note: ${heads.unchecked} signed head(s) not checked: key(s) ${heads.unknownKids.join(', ')} not in the key ring (revoked, retired past the grace period, or this is another host's database)`);
+      }
+      if (!verdict.ok) {
+        io.err(`audit log TAMPERED at entry ${verdict.seq}: ${verdict.problem}`);
+        return 1;
+      }
+      io.out(`audit log intact: ${verdict.entries} entries`);
+      const newest = heads.newest;
+      io.out(newest ? `newest signed head: entry ${newest.seq}, signed ${new Date(newest.at).toISOString()} with key ${newest.kid} (${heads.checked} signed heads checked)` : 'no signed head checked: removal of entries from the end cannot be detected');
+      return 0;
     }
     // JSON Lines, one entry per line, to a file or stdout.
     const output = values.output as string | undefined;

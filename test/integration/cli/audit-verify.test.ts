@@ -1,0 +1,74 @@
+import Database from 'better-sqlite3';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KEY_FILE_NAME } from '../../../src/webhooks/keys.ts';
+import { startHarness } from '../../helpers/broker-harness.ts';
+import { runJit } from '../../helpers/cli.ts';
+
+/**
+ * A broker runs, writes some audit entries and stops (which signs the chain
+ * head); then `jit audit verify`, as a child process, checks copies of its
+ * database, some tampered with by plain SQL as an attacker with the file would.
+ */
+let root: string;
+let lastSeq: number;
+beforeAll(async () => {
+  const h = await startHarness();
+  try {
+    const token = h.addAgent('moltbot');
+    const body = { resource: 'vault', tier: 1, reason: 'r', vault_paths: [{ path: 'homelab/data/docker/registry', capabilities: ['read'] }] };
+    for (let i = 0; i < 3; i++) expect((await h.call('POST', '/jit/request', { token, body })).status).toBe(201);
+  } finally {
+    await h.broker.stop();
+    await h.proxy.close();
+    await h.devVault.close();
+  }
+  root = mkdtempSync(join(tmpdir(), 'jit-audit-verify-'));
+  for (const name of ['intact', 'truncated', 'forged']) {
+    mkdirSync(join(root, name));
+    copyFileSync(join(h.dir, 'jit.db'), join(root, name, 'jit.db'));
+    copyFileSync(join(h.dir, KEY_FILE_NAME), join(root, name, KEY_FILE_NAME));
+  }
+  rmSync(h.dir, { recursive: true, force: true });
+  const db = new Database(join(root, 'intact', 'jit.db'), { readonly: true });
+  lastSeq = db.prepare('SELECT MAX(seq) FROM audit_log').pluck().get() as number;
+  const signed = db.prepare('SELECT MAX(seq) FROM audit_heads').pluck().get() as number;
+  db.close();
+  // The shutdown signed the last entry.
+  expect(signed).toBe(lastSeq);
+});
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+const env = (name: string) => ({ JIT_DB: join(root, name, 'jit.db'), JIT_POLICIES: join(import.meta.dirname, '..', '..', '..', 'policies') });
+
+function tamper(name: string, sql: string) {
+  const db = new Database(join(root, name, 'jit.db'));
+  db.exec(sql);
+  db.close();
+}
+
+describe('jit audit verify with signed heads', () => {
+  it('exits 0 on an intact chain and says which signed head it checked', async () => {
+    const res = await runJit(['audit', 'verify'], env('intact'));
+    expect(res.stderr).toBe('');
+    expect(res.code).toBe(0);
+    expect(res.stdout).toContain(`audit log intact: ${lastSeq} entries`);
+    expect(res.stdout).toMatch(new RegExp(`newest signed head: entry ${lastSeq}, `));
+  });
+
+  it('exits 1 naming the signed head when entries were deleted from the end', async () => {
+    tamper('truncated', `DROP TRIGGER audit_log_no_delete; DELETE FROM audit_log WHERE seq > ${lastSeq - 2}`);
+    const res = await runJit(['audit', 'verify'], env('truncated'));
+    expect(res.code).toBe(1);
+    expect(res.stderr).toContain(`audit log TAMPERED at entry ${lastSeq - 1}: entries missing after entry ${lastSeq - 2} (signed head seq ${lastSeq}, `);
+  });
+
+  it('exits 1 on a forged head signature', async () => {
+    tamper('forged', `DROP TRIGGER audit_heads_no_update; UPDATE audit_heads SET signature = '${Buffer.alloc(64, 7).toString('base64url')}'`);
+    const res = await runJit(['audit', 'verify'], env('forged'));
+    expect(res.code).toBe(1);
+    expect(res.stderr).toMatch(/signed head for entry \d+ .*invalid signature/);
+  });
+});
