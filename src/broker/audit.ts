@@ -81,8 +81,11 @@ export function createAuditLog(db: Db) {
     return row.seq;
   }
 
-  /** Writes the window's suppressed-count entry (if anything was suppressed); returns whether it wrote one. */
-  function closeWindow(w: CoalesceWindow, end: number): boolean {
+  /**
+   * Writes the window's suppressed-count entry (if anything was suppressed)
+   * at `now`, naming the window's `end`; returns whether it wrote one.
+   */
+  function closeWindow(w: CoalesceWindow, end: number, now: number): boolean {
     windows.delete(w.event);
     const repeats = [...w.repeats.values()].filter((r) => r.count > 0);
     const suppressed = repeats.reduce((n, r) => n + r.count, 0) + w.overCap;
@@ -100,7 +103,7 @@ export function createAuditLog(db: Db) {
           ...(w.overCap > 0 ? { over_cap: { count: w.overCap, distinct: w.overCapKeys.size, ...(w.overCapKeys.size >= AUDIT_TRACKED_KEYS ? { distinct_is_lower_bound: true } : {}) } } : {}),
         },
       },
-      end,
+      now,
     );
     return true;
   }
@@ -109,8 +112,8 @@ export function createAuditLog(db: Db) {
     let written = 0;
     db.transaction(() => {
       for (const w of [...windows.values()]) {
-        if (opts.all) written += Number(closeWindow(w, Math.min(now, w.start + AUDIT_WINDOW_MS)));
-        else if (now >= w.start + AUDIT_WINDOW_MS) written += Number(closeWindow(w, w.start + AUDIT_WINDOW_MS));
+        const end = w.start + AUDIT_WINDOW_MS;
+        if (opts.all || now >= end) written += Number(closeWindow(w, Math.min(now, end), now));
       }
     })();
     return written;
