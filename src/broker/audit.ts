@@ -86,10 +86,9 @@ export function createAuditLog(db: Db) {
    * at `now`, naming the window's `end`; returns whether it wrote one.
    */
   function closeWindow(w: CoalesceWindow, end: number, now: number): boolean {
-    windows.delete(w.event);
     const repeats = [...w.repeats.values()].filter((r) => r.count > 0);
     const suppressed = repeats.reduce((n, r) => n + r.count, 0) + w.overCap;
-    if (suppressed === 0) return false;
+    if (suppressed === 0) return windows.delete(w.event) && false;
     append(
       {
         event: 'audit.suppressed',
@@ -105,18 +104,27 @@ export function createAuditLog(db: Db) {
       },
       now,
     );
+    windows.delete(w.event); // only once written: a failed write keeps the counts for the next try
+    return true;
+  }
+
+  /** Counts `key` into the window if it repeats a full entry or the window's cap is reached; false when it is to be written in full. */
+  function counted(w: CoalesceWindow, key: string): boolean {
+    const seen = w.repeats.get(key);
+    if (seen) {
+      seen.count++;
+      return true;
+    }
+    if (w.repeats.size < AUDIT_FULL_PER_WINDOW) return false;
+    w.overCap++;
+    if (w.overCapKeys.size < AUDIT_TRACKED_KEYS) w.overCapKeys.add(key);
     return true;
   }
 
   function closeWindows(now: number, opts: { all?: boolean } = {}): number {
-    let written = 0;
-    db.transaction(() => {
-      for (const w of [...windows.values()]) {
-        const end = w.start + AUDIT_WINDOW_MS;
-        if (opts.all || now >= end) written += Number(closeWindow(w, Math.min(now, end), now));
-      }
-    })();
-    return written;
+    const over = [...windows.values()].filter((w) => opts.all || now >= w.start + AUDIT_WINDOW_MS);
+    if (over.length === 0) return 0;
+    return db.transaction(() => over.reduce((n, w) => n + Number(closeWindow(w, Math.min(now, w.start + AUDIT_WINDOW_MS), now)), 0))();
   }
 
   return {
@@ -133,6 +141,9 @@ export function createAuditLog(db: Db) {
      * entry. Returns whether the entry was written in full.
      */
     appendCoalesced(key: string, entry: AuditEntry, at: number): boolean {
+      // A repeat inside an open window is counted in memory: no transaction, no write lock.
+      const open = windows.get(entry.event);
+      if (open && at < open.start + AUDIT_WINDOW_MS && counted(open, key)) return false;
       return db.transaction(() => {
         closeWindows(at);
         let w = windows.get(entry.event);
@@ -140,18 +151,9 @@ export function createAuditLog(db: Db) {
           w = { event: entry.event, start: at, repeats: new Map(), overCap: 0, overCapKeys: new Set() };
           windows.set(entry.event, w);
         }
-        const seen = w.repeats.get(key);
-        if (seen) {
-          seen.count++;
-          return false;
-        }
-        if (w.repeats.size < AUDIT_FULL_PER_WINDOW) {
-          w.repeats.set(key, { seq: append(entry, at), actor: entry.actor, count: 0 });
-          return true;
-        }
-        w.overCap++;
-        if (w.overCapKeys.size < AUDIT_TRACKED_KEYS) w.overCapKeys.add(key);
-        return false;
+        if (counted(w, key)) return false;
+        w.repeats.set(key, { seq: append(entry, at), actor: entry.actor, count: 0 });
+        return true;
       })();
     },
     /** Closes the coalescing windows that are over (all of them with `all`, at shutdown); returns the entries written. */

@@ -22,6 +22,9 @@ beforeAll(async () => {
     const token = h.addAgent('moltbot');
     const body = { resource: 'vault', tier: 1, reason: 'r', vault_paths: [{ path: 'homelab/data/docker/registry', capabilities: ['read'] }] };
     for (let i = 0; i < 3; i++) expect((await h.call('POST', '/jit/request', { token, body })).status).toBe(201);
+    // Five refusals: one audited in full, four counted in a window the stop must close.
+    const denied = { ...body, vault_paths: [{ path: 'sys/policies/acl/root', capabilities: ['read'] }] };
+    for (let i = 0; i < 5; i++) expect((await h.call('POST', '/jit/request', { token, body: denied })).status).toBe(403);
   } finally {
     await h.broker.stop();
     await h.proxy.close();
@@ -56,6 +59,14 @@ function tamper(name: string, sql: string) {
 }
 
 describe('jit audit verify with signed heads', () => {
+  it('the broker’s stop wrote the open window’s count, then signed the head over it', () => {
+    const db = new Database(join(root, 'intact', 'jit.db'), { readonly: true });
+    const last = db.prepare('SELECT event, data FROM audit_log WHERE seq = ?').get(lastSeq) as { event: string; data: string };
+    db.close();
+    expect(last.event).toBe('audit.suppressed');
+    expect(JSON.parse(last.data)).toMatchObject({ event: 'request.rejected', suppressed: 4 });
+  });
+
   it('exits 0 on an intact chain and says which signed head it checked', async () => {
     const res = await runJit(['audit', 'verify'], env('intact'));
     expect(res.stderr).toBe('');
