@@ -125,7 +125,7 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
 
   const lifecycle = startLifecycle(deps, opts.sweepIntervalMs, () => void telegram?.kick());
   dispatcher.start();
-  const auditUpkeep = startAuditUpkeep(deps, { signHeads: true });
+  const auditUpkeep = startAuditUpkeep(deps, { primary: true });
   /** Everything but the HTTP side, in the reverse order of starting it. */
   const stopServices = async () => {
     await lifecycle.stop();

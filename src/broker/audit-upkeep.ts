@@ -12,28 +12,28 @@ export const AUDIT_WINDOW_CHECK_MS = 10_000;
 
 /**
  * The audit log's timers in one process: writes the suppressed-count
- * entries of coalescing windows that closed, prunes the refusal records the
- * rate limit no longer needs, and, with `signHeads` (the primary process only),
- * signs the chain head every {@link AUDIT_HEAD_INTERVAL_MS} when it moved
- * or the signing key changed. `stop()` closes every open window and signs
- * the head one last time: call it after everything else that writes audit
- * entries has stopped and before the database is closed.
+ * entries of this process's coalescing windows that closed; and in the
+ * `primary` process only (one per database), prunes the refusal records
+ * the rate limit no longer needs and signs the chain head every
+ * {@link AUDIT_HEAD_INTERVAL_MS} when it moved or the signing key changed.
+ * `stop()` closes every open window and (primary) signs the head one last
+ * time: call it after everything else that writes audit entries has
+ * stopped and before the database is closed.
  */
-export function startAuditUpkeep(deps: { db: Db; audit: AuditLog; repo: Repository; clock: Clock; log: Logger; keys: KeyRing }, opts: { signHeads: boolean }): { stop(): void } {
+export function startAuditUpkeep(deps: { db: Db; audit: AuditLog; repo: Repository; clock: Clock; log: Logger; keys: KeyRing }, opts: { primary: boolean }): { stop(): void } {
   const { db, audit, repo, clock, log } = deps;
-  const keys = opts.signHeads ? deps.keys : undefined;
   const closeWindows = (all: boolean) => {
     try {
       audit.closeWindows(clock.now(), { all });
-      repo.pruneRefusals(clock.now() - AUDIT_WINDOW_MS);
+      if (opts.primary) repo.pruneRefusals(clock.now() - AUDIT_WINDOW_MS);
     } catch (err) {
       log.warn({ err }, 'could not write the audit log’s suppressed counts; will retry');
     }
   };
   const signHead = () => {
-    if (!keys) return;
+    if (!opts.primary) return;
     try {
-      const head = signAuditHead(db, keys.current(), clock.now());
+      const head = signAuditHead(db, deps.keys.current(), clock.now());
       // The log line is a copy of the head outside the database (shipped logs survive a rewritten file).
       if (head) log.info({ audit_head: head }, 'audit chain head signed');
     } catch (err) {

@@ -93,7 +93,7 @@ export async function startHttpWorker(env: Record<string, string | undefined>): 
 
   const { url, close } = await listen(createApp(deps, { telegram }), config.host, config.port);
   // This process's coalesced audit counts; the primary signs the chain head.
-  const auditUpkeep = startAuditUpkeep(deps, { signHeads: false });
+  const auditUpkeep = startAuditUpkeep(deps, { primary: false });
 
   let markStopped!: () => void;
   const stopped = new Promise<void>((r) => (markStopped = r));
