@@ -1,6 +1,7 @@
 import { ConfigError, loadConfig, type Config } from './config/config.ts';
 import { recordServiceSettings } from './config/service-settings.ts';
 import { createApprovalBot, type ApprovalBot, type ApprovalBotOptions } from './telegram/index.ts';
+import { startAuditUpkeep } from './broker/audit-upkeep.ts';
 import { startLifecycle } from './broker/lifecycle.ts';
 import { InvalidPolicyFiles, PolicyStore, formatProblems } from './broker/policy/index.ts';
 import { createDeps } from './create-deps.ts';
@@ -130,11 +131,13 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
 
   const lifecycle = startLifecycle(deps, opts.sweepIntervalMs, () => void telegram?.kick());
   dispatcher.start();
+  const auditUpkeep = startAuditUpkeep(deps, { primary: true });
   /** Everything but the HTTP side, in the reverse order of starting it. */
   const stopServices = async () => {
     await lifecycle.stop();
     await telegram?.stop();
     await dispatcher.stop();
+    auditUpkeep.stop(); // after the last audit writer: suppressed counts, then the signed head
     vault.stop();
     await checkpointer.stop();
     db.close();

@@ -105,7 +105,14 @@ export function createRepository(db: Db) {
     knownPolicies: db.prepare(`SELECT vault_policy FROM credentials WHERE vault_policy IS NOT NULL AND state IN ('minting', 'live', 'ending', 'abandoned')`),
     countPending: db.prepare(`SELECT COUNT(*) FROM requests WHERE agent_id = ? AND status = 'pending'`),
     // Walks at most `n` index entries however busy the agent is.
-    nthNewest: db.prepare(`SELECT created_at FROM requests WHERE agent_id = ? AND created_at > ? ORDER BY created_at DESC LIMIT 1 OFFSET ?`),
+    // Requests created and policy refusals both count toward the per-agent rate limit.
+    nthNewest: db.prepare(`SELECT at FROM (
+        SELECT created_at AS at FROM requests WHERE agent_id = @agent AND created_at > @since
+        UNION ALL SELECT at FROM agent_refusals WHERE agent_id = @agent AND at > @since)
+      ORDER BY at DESC LIMIT 1 OFFSET @offset`),
+    refusalPruneAgent: db.prepare(`DELETE FROM agent_refusals WHERE agent_id = ? AND at <= ?`),
+    refusalInsert: db.prepare(`INSERT INTO agent_refusals (agent_id, at) VALUES (?, ?)`),
+    refusalPrune: db.prepare(`DELETE FROM agent_refusals WHERE at <= ?`),
     // No write at all when the grant is known: a repeated grant dirties no page here.
     newGrant: db.prepare(`INSERT INTO grant_policies (grant_hash, generation, written, updated_at) VALUES (?, 1, 0, ?) ON CONFLICT (grant_hash) DO NOTHING
       RETURNING generation, written, updated_at`),
@@ -242,13 +249,23 @@ export function createRepository(db: Db) {
       return s.countPending.pluck().get(agentId) as number;
     },
     /**
-     * Creation time of the agent's `n`-th newest request created after
+     * Time of the agent's `n`-th newest request or policy refusal after
      * `since`, or undefined when it has fewer: the per-minute rate limit is
      * reached exactly when this exists, and lifts once it leaves the window.
-     * Reads at most `n` index entries, however many requests there are.
+     * Reads at most about 2`n` index entries: neither requests nor refusals
+     * are recorded once the agent is at its limit.
      */
     nthNewestSince(agentId: string, since: number, n: number): number | undefined {
-      return s.nthNewest.pluck().get(agentId, since, n - 1) as number | undefined;
+      return s.nthNewest.pluck().get({ agent: agentId, since, offset: n - 1 }) as number | undefined;
+    },
+    /** Records a policy refusal for the rate limit, dropping this agent's records at or before `expired`. */
+    recordRefusal(agentId: string, at: number, expired: number): void {
+      s.refusalPruneAgent.run(agentId, expired);
+      s.refusalInsert.run(agentId, at);
+    },
+    /** Drops every refusal record at or before `expired` (agents that went quiet or were removed). */
+    pruneRefusals(expired: number): void {
+      s.refusalPrune.run(expired);
     },
     /**
      * Takes the shared Vault policy of a grant for a new credential: its

@@ -53,6 +53,7 @@ async function handleRequest(deps: BrokerDeps, agent: Agent, body: CredentialReq
   const agentPolicy = policy.agents.get(agent.name);
   const sessionKey = body.session_key ?? agent.sessionKey ?? agentPolicy?.defaultSession ?? null;
   if (body.session_key !== undefined && !(agentPolicy && sessionAllowed(agentPolicy, body.session_key))) {
+    refuse(deps, agent, 'SESSION_NOT_ALLOWED', { session_key: body.session_key, resource: body.resource, tier: body.tier });
     throw new BrokerError('SESSION_NOT_ALLOWED', `session_key "${body.session_key}" does not match the sessions policy allows agent "${agent.name}"`);
   }
 
@@ -63,12 +64,7 @@ async function handleRequest(deps: BrokerDeps, agent: Agent, body: CredentialReq
 
   const now = clock.now();
   if (!decision.ok) {
-    db.transaction(() => {
-      audit.append(
-        { event: 'request.rejected', actor: `agent:${agent.name}`, data: { agent: agent.name, code: decision.code, pair: decision.pair, resource: body.resource, tier: body.tier } },
-        now,
-      );
-    })();
+    refuse(deps, agent, decision.code, { pair: decision.pair, resource: body.resource, tier: body.tier });
     throw new BrokerError(decision.code, decision.message, { fields: { pair: decision.pair } });
   }
 
@@ -185,13 +181,35 @@ function replayIdempotent(deps: BrokerDeps, agent: Agent, key: string, bodyHash:
   return { status: 200, body: requestView(deps, existing), replayed: true };
 }
 
-/** Per-agent limits; runs inside the transaction that inserts the request. */
+/** The per-agent rate limit's sliding window (`JIT_RATE_PER_MINUTE`). */
+const RATE_WINDOW_MS = 60_000;
+
+/**
+ * A policy refusal (403) counts toward the agent's per-minute limit, so an
+ * agent cannot probe the policy faster than it may ask: once at the limit it
+ * gets 429 (thrown here) instead, and nothing is written. Under the limit the
+ * refusal is recorded for the limit and audited, coalesced: the first per
+ * (code, what was refused) in a window in full, repeats counted
+ * (`AuditLog.appendCoalesced`). One transaction, so the limit holds across
+ * processes.
+ */
+function refuse(deps: BrokerDeps, agent: Agent, code: string, data: Record<string, unknown>): void {
+  const now = deps.clock.now();
+  deps.db.transaction(() => {
+    checkRateLimits(deps, agent, now, false);
+    deps.repo.recordRefusal(agent.id, now, now - RATE_WINDOW_MS);
+    const what = canonicalJson({ code, pair: data['pair'] ?? null, session_key: data['session_key'] ?? null });
+    deps.audit.appendCoalesced(`${agent.id}\n${what}`, { event: 'request.rejected', actor: `agent:${agent.name}`, data: { agent: agent.name, code, ...data } }, now);
+  })();
+}
+
+/** Per-agent limits; runs inside the transaction that inserts the request (or records a refusal). */
 function checkRateLimits(deps: BrokerDeps, agent: Agent, now: number, willBePending: boolean): void {
   const { repo, config } = deps;
-  const limitedSince = repo.nthNewestSince(agent.id, now - 60_000, config.ratePerMinute);
+  const limitedSince = repo.nthNewestSince(agent.id, now - RATE_WINDOW_MS, config.ratePerMinute);
   if (limitedSince !== undefined) {
-    const retryAfter = Math.max(1, Math.ceil((limitedSince + 60_000 - now) / 1000));
-    throw new BrokerError('RATE_LIMITED', `agent "${agent.name}" made ${config.ratePerMinute} requests in the last minute (limit ${config.ratePerMinute})`, {
+    const retryAfter = Math.max(1, Math.ceil((limitedSince + RATE_WINDOW_MS - now) / 1000));
+    throw new BrokerError('RATE_LIMITED', `agent "${agent.name}" made ${config.ratePerMinute} requests in the last minute, refused ones included (limit ${config.ratePerMinute})`, {
       retryAfterSeconds: retryAfter,
     });
   }

@@ -14,6 +14,7 @@
 import cluster from 'node:cluster';
 import { PolicyStore } from '../broker/policy/index.ts';
 import { loadConfig } from '../config/config.ts';
+import { startAuditUpkeep } from '../broker/audit-upkeep.ts';
 import { createDeps } from '../create-deps.ts';
 import { openDatabase } from '../db/open.ts';
 import { createApp, type AppTelegram } from '../http/app.ts';
@@ -91,6 +92,8 @@ export async function startHttpWorker(env: Record<string, string | undefined>): 
   }
 
   const { url, close } = await listen(createApp(deps, { telegram }), config.host, config.port);
+  // This process's coalesced audit counts; the primary signs the chain head.
+  const auditUpkeep = startAuditUpkeep(deps, { primary: false });
 
   let markStopped!: () => void;
   const stopped = new Promise<void>((r) => (markStopped = r));
@@ -100,6 +103,7 @@ export async function startHttpWorker(env: Record<string, string | undefined>): 
       await close();
       rpc.failAll('the worker is stopping');
       vault.stop();
+      auditUpkeep.stop();
       db.close();
       markStopped();
     })());

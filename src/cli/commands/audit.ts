@@ -1,13 +1,16 @@
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { z } from 'zod';
+import type { Config } from '../../config/config.ts';
 import { auditEntries, verifyAuditChain } from '../../broker/audit.ts';
+import { KeyRingError, createKeyRing, type Jwks } from '../../webhooks/keys.ts';
 import { openCliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
 import { UsageError, parseCommandArgs } from '../main.ts';
 
-const USAGE = 'jit audit verify | jit audit export [--output FILE] [--since SEQ]';
+const USAGE = 'jit audit verify [--jwks FILE] | jit audit export [--output FILE] [--since SEQ]';
 
 export async function auditCommand(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseCommandArgs(args, { output: { type: 'string', short: 'o' }, since: { type: 'string' } }, USAGE);
+  const { values, positionals } = parseCommandArgs(args, { output: { type: 'string', short: 'o' }, since: { type: 'string' }, jwks: { type: 'string' } }, USAGE);
   if (values.help) return (io.out(`usage: ${USAGE}`), 0);
   const [sub, ...extra] = positionals;
   if ((sub !== 'verify' && sub !== 'export') || extra.length > 0) throw new UsageError(`usage: ${USAGE}`);
@@ -16,13 +19,24 @@ export async function auditCommand(args: string[], io: CliIo): Promise<number> {
   const ctx = openCliContext(io);
   try {
     if (sub === 'verify') {
-      const verdict = verifyAuditChain(ctx.db, (n) => io.err(`… ${n} entries verified`));
-      if (verdict.ok) {
-        io.out(`audit log intact: ${verdict.entries} entries`);
-        return 0;
+      const jwks = headKeys(ctx.config, values.jwks as string | undefined, io);
+      const verdict = verifyAuditChain(ctx.db, { jwks, onProgress: (n) => io.err(`… ${n} entries verified`) });
+      const { heads } = verdict;
+      if (heads.unchecked > 0) {
+        io.err(`note: ${heads.unchecked} signed head(s) not checked: key(s) ${heads.unknownKids.join(', ')} not in the key ring (revoked, retired past the grace period, or this is another host's database)`);
       }
-      io.err(`audit log TAMPERED at entry ${verdict.seq}: ${verdict.problem}`);
-      return 1;
+      if (!verdict.ok) {
+        io.err(`audit log TAMPERED at entry ${verdict.seq}: ${verdict.problem}`);
+        return 1;
+      }
+      io.out(`audit log intact: ${verdict.entries} entries`);
+      const newest = heads.newest;
+      io.out(
+        newest
+          ? `newest signed head: entry ${newest.seq}, signed ${new Date(newest.at).toISOString()} with key ${newest.kid} (${heads.checked} signed heads checked; ${verdict.entries - newest.seq} newer entries not signed yet)`
+          : 'no signed head checked: removal of entries from the end cannot be detected',
+      );
+      return 0;
     }
     // JSON Lines, one entry per line, to a file or stdout.
     const output = values.output as string | undefined;
@@ -42,5 +56,42 @@ export async function auditCommand(args: string[], io: CliIo): Promise<number> {
     return 0;
   } finally {
     ctx.close();
+  }
+}
+
+/** Public keys only, as served at `/.well-known/jwks.json`. */
+const JwksFile = z
+  .object({
+    keys: z.array(
+      z
+        .object({ kty: z.literal('OKP'), crv: z.literal('Ed25519'), x: z.string().regex(/^[A-Za-z0-9_-]{43}$/), kid: z.string().min(1), use: z.literal('sig').optional(), alg: z.literal('EdDSA').optional() })
+        .strict(),
+    ),
+  })
+  .strict();
+
+/**
+ * The public keys signed audit heads are checked against: a JWKS file the
+ * operator kept elsewhere (`--jwks`, so a rewritten key file on this host
+ * cannot vouch for a rewritten chain), or else the key ring next to the
+ * database (the current key and previous keys within their grace period).
+ */
+function headKeys(config: Config, file: string | undefined, io: CliIo): Jwks {
+  if (file !== undefined) {
+    let parsed: z.infer<typeof JwksFile>;
+    try {
+      parsed = JwksFile.parse(JSON.parse(readFileSync(file, 'utf8')));
+    } catch (err) {
+      const why = err instanceof z.ZodError ? `${err.issues[0]!.path.join('.') || '(root)'}: ${err.issues[0]!.message}` : (err as Error).message;
+      throw new UsageError(`--jwks ${file}: not a JWKS of Ed25519 public keys (${why})`);
+    }
+    return { keys: parsed.keys.map((k) => ({ ...k, use: 'sig' as const, alg: 'EdDSA' as const })) };
+  }
+  try {
+    return createKeyRing({ config, readOnly: true }).jwks();
+  } catch (err) {
+    if (!(err instanceof KeyRingError)) throw err;
+    io.err(`note: signed heads cannot be checked: ${err.message}`);
+    return { keys: [] };
   }
 }

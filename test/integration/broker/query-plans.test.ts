@@ -32,6 +32,8 @@ beforeAll(async () => {
     const read = { resource: 'vault', tier: 1, reason: 'r', vault_paths: [{ path: 'homelab/data/docker/registry', capabilities: ['read'] }] };
     const call = (method: string, path: string, o: Parameters<Harness['call']>[2] = {}) => h.call(method, path, { token, ...o });
     expect((await call('POST', '/jit/request', { body: read })).status).toBe(201);
+    // A policy refusal: recorded for the rate limit and audited.
+    expect((await call('POST', '/jit/request', { body: { ...read, vault_paths: [{ path: 'sys/policies/acl/x', capabilities: ['read'] }] } })).status).toBe(403);
     const issued = await call('POST', '/jit/request', { body: read });
     expect(issued.status).toBe(201);
     expect((await call('POST', '/jit/request', { body: read, headers: { 'idempotency-key': 'k1' } })).status).toBe(201);

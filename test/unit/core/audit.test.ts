@@ -1,6 +1,7 @@
 import { beforeEach, describe, expect, it } from 'vitest';
-import { createAuditLog, verifyAuditChain } from '../../../src/broker/audit.ts';
+import { AUDIT_FULL_PER_WINDOW, AUDIT_WINDOW_MS, createAuditLog, signAuditHead, verifyAuditChain } from '../../../src/broker/audit.ts';
 import { openDatabase, type Db } from '../../../src/db/open.ts';
+import { createKeyRing } from '../../../src/webhooks/keys.ts';
 
 let db: Db;
 beforeEach(() => {
@@ -17,7 +18,7 @@ function tamper(sql: string) {
 
 describe('audit hash chain', () => {
   it('verifies an intact chain', () => {
-    expect(verifyAuditChain(db)).toEqual({ ok: true, entries: 5 });
+    expect(verifyAuditChain(db)).toMatchObject({ ok: true, entries: 5 });
   });
 
   it('refuses updates and deletes through SQL', () => {
@@ -38,5 +39,109 @@ describe('audit hash chain', () => {
       expect(verdict.seq).toBe(seq);
       expect(verdict.problem).toMatch(problem);
     }
+  });
+});
+
+describe('signed chain heads', () => {
+  const ring = () => createKeyRing({ config: { dbPath: ':memory:', signingKey: undefined } });
+
+  it('an intact chain with a signed head verifies, and the head is reported', () => {
+    const keys = ring();
+    const head = signAuditHead(db, keys.current(), 2000);
+    expect(head).toMatchObject({ seq: 5, kid: keys.current().kid });
+    const verdict = verifyAuditChain(db, { jwks: keys.jwks() });
+    expect(verdict).toMatchObject({ ok: true, entries: 5, heads: { checked: 1, unchecked: 0, newest: { seq: 5 } } });
+  });
+
+  it('signs again only when the chain moved (or the key changed)', () => {
+    const keys = ring();
+    expect(signAuditHead(db, keys.current(), 2000)).toBeDefined();
+    expect(signAuditHead(db, keys.current(), 3000)).toBeUndefined();
+    createAuditLog(db).append({ event: 'x', actor: 'y' }, 3000);
+    expect(signAuditHead(db, keys.current(), 4000)).toMatchObject({ seq: 6 });
+    keys.rotate();
+    expect(signAuditHead(db, keys.current(), 5000)).toMatchObject({ seq: 6, kid: keys.current().kid });
+  });
+
+  it('finds entries removed from the end after a signed head, naming the signed seq', () => {
+    const keys = ring();
+    signAuditHead(db, keys.current(), 2000);
+    tamper('DELETE FROM audit_log WHERE seq >= 4');
+    expect(verifyAuditChain(db).ok).toBe(true); // the chain alone cannot tell
+    const verdict = verifyAuditChain(db, { jwks: keys.jwks() });
+    expect(verdict).toMatchObject({ ok: false, seq: 4 });
+    if (!verdict.ok) expect(verdict.problem).toMatch(/entries missing after entry 3 \(signed head seq 5, .*the log ends at entry 3/);
+  });
+
+  it('finds a chain rewritten under a signed head', () => {
+    const keys = ring();
+    signAuditHead(db, keys.current(), 2000);
+    tamper('DELETE FROM audit_log WHERE seq = 5');
+    createAuditLog(db).append({ event: 'request.created', actor: 'agent:a', data: { n: 'forged' } }, 1004);
+    const verdict = verifyAuditChain(db, { jwks: keys.jwks() });
+    expect(verdict).toMatchObject({ ok: false, seq: 5 });
+    if (!verdict.ok) expect(verdict.problem).toMatch(/does not match the signed head/);
+  });
+
+  it('rejects a forged head signature', () => {
+    const keys = ring();
+    signAuditHead(db, keys.current(), 2000);
+    db.exec("DROP TRIGGER audit_heads_no_update; UPDATE audit_heads SET hash = 'f' || substr(hash, 2)");
+    const verdict = verifyAuditChain(db, { jwks: keys.jwks() });
+    expect(verdict.ok).toBe(false);
+    if (!verdict.ok) expect(verdict.problem).toMatch(/signed head for entry 5 .*invalid signature/);
+  });
+
+  it('cannot be fooled by a head signed with a key the ring does not know: reported unchecked, not trusted', () => {
+    const keys = ring();
+    const stranger = ring();
+    signAuditHead(db, stranger.current(), 2000);
+    tamper('DELETE FROM audit_log WHERE seq >= 4');
+    const verdict = verifyAuditChain(db, { jwks: keys.jwks() });
+    expect(verdict).toMatchObject({ ok: true, entries: 3, heads: { checked: 0, unchecked: 1, unknownKids: [stranger.current().kid] } });
+  });
+});
+
+describe('coalesced entries', () => {
+  const W = AUDIT_WINDOW_MS;
+  const events = (event: string) => db.prepare('SELECT seq, actor, data FROM audit_log WHERE event = ? ORDER BY seq').all(event) as { seq: number; actor: string; data: string }[];
+
+  it('writes the first of each key in full and counts repeats into one entry when the window closes', () => {
+    const audit = createAuditLog(db);
+    for (let i = 0; i < 10; i++) audit.appendCoalesced('k1', { event: 'request.rejected', actor: 'agent:a', data: { i } }, 10_000 + i);
+    audit.appendCoalesced('k2', { event: 'request.rejected', actor: 'agent:b', data: {} }, 10_010);
+    expect(events('request.rejected')).toHaveLength(2);
+    expect(audit.closeWindows(10_000 + W - 1)).toBe(0);
+    expect(audit.closeWindows(10_000 + W)).toBe(1);
+    const [summary] = events('audit.suppressed');
+    const first = events('request.rejected')[0]!;
+    expect(JSON.parse(summary!.data)).toEqual({
+      event: 'request.rejected',
+      from: new Date(10_000).toISOString(),
+      to: new Date(10_000 + W).toISOString(),
+      suppressed: 9,
+      repeats: [{ seq: first.seq, actor: 'agent:a', count: 9 }],
+    });
+    // A new window audits the first again.
+    audit.appendCoalesced('k1', { event: 'request.rejected', actor: 'agent:a', data: {} }, 10_000 + W + 5);
+    expect(events('request.rejected')).toHaveLength(3);
+    expect(verifyAuditChain(db).ok).toBe(true);
+  });
+
+  it('closes every window at shutdown, so no count is lost on stop', () => {
+    const audit = createAuditLog(db);
+    audit.appendCoalesced('k', { event: 'auth.failed', actor: 'address:x', data: {} }, 1);
+    audit.appendCoalesced('k', { event: 'auth.failed', actor: 'address:x', data: {} }, 2);
+    expect(audit.closeWindows(3, { all: true })).toBe(1);
+    expect(JSON.parse(events('audit.suppressed')[0]!.data)).toMatchObject({ event: 'auth.failed', suppressed: 1, to: new Date(3).toISOString() });
+    expect(audit.closeWindows(4, { all: true })).toBe(0);
+  });
+
+  it('caps full entries per window across keys; the rest are counted', () => {
+    const audit = createAuditLog(db);
+    for (let i = 0; i < AUDIT_FULL_PER_WINDOW + 50; i++) audit.appendCoalesced(`addr${i}`, { event: 'auth.failed', actor: `address:${i}`, data: {} }, 100);
+    expect(events('auth.failed')).toHaveLength(AUDIT_FULL_PER_WINDOW);
+    audit.closeWindows(100 + W);
+    expect(JSON.parse(events('audit.suppressed')[0]!.data)).toMatchObject({ suppressed: 50, repeats: [], over_cap: { count: 50, distinct: 50 } });
   });
 });

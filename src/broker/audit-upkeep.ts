@@ -1,0 +1,55 @@
+import type { Db } from '../db/open.ts';
+import type { Clock } from '../lib/clock.ts';
+import type { Logger } from '../lib/logger.ts';
+import type { KeyRing } from '../webhooks/keys.ts';
+import { AUDIT_WINDOW_MS, signAuditHead, type AuditLog } from './audit.ts';
+import type { Repository } from './repository.ts';
+
+/** How often the chain head is signed while it moves (and at every shutdown). */
+export const AUDIT_HEAD_INTERVAL_MS = 60_000;
+/** How often closed coalescing windows are written out and old refusal records pruned. */
+export const AUDIT_WINDOW_CHECK_MS = 10_000;
+
+/**
+ * The audit log's timers in one process: writes the suppressed-count
+ * entries of this process's coalescing windows that closed; and in the
+ * `primary` process only (one per database), prunes the refusal records
+ * the rate limit no longer needs and signs the chain head every
+ * {@link AUDIT_HEAD_INTERVAL_MS} when it moved or the signing key changed.
+ * `stop()` closes every open window and (primary) signs the head one last
+ * time: call it after everything else that writes audit entries has
+ * stopped and before the database is closed.
+ */
+export function startAuditUpkeep(deps: { db: Db; audit: AuditLog; repo: Repository; clock: Clock; log: Logger; keys: KeyRing }, opts: { primary: boolean }): { stop(): void } {
+  const { db, audit, repo, clock, log } = deps;
+  const closeWindows = (all: boolean) => {
+    try {
+      audit.closeWindows(clock.now(), { all });
+      if (opts.primary) repo.pruneRefusals(clock.now() - AUDIT_WINDOW_MS);
+    } catch (err) {
+      log.warn({ err }, 'could not write the audit log’s suppressed counts; will retry');
+    }
+  };
+  const signHead = () => {
+    if (!opts.primary) return;
+    try {
+      const head = signAuditHead(db, deps.keys.current(), clock.now());
+      // The log line is a copy of the head outside the database (shipped logs survive a rewritten file).
+      if (head) log.info({ audit_head: head }, 'audit chain head signed');
+    } catch (err) {
+      log.warn({ err }, 'could not sign the audit chain head; will retry');
+    }
+  };
+  const windowTimer = setInterval(() => closeWindows(false), AUDIT_WINDOW_CHECK_MS);
+  const headTimer = setInterval(signHead, AUDIT_HEAD_INTERVAL_MS);
+  windowTimer.unref();
+  headTimer.unref();
+  return {
+    stop() {
+      clearInterval(windowTimer);
+      clearInterval(headTimer);
+      closeWindows(true);
+      signHead();
+    },
+  };
+}
