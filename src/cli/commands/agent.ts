@@ -2,7 +2,7 @@ import { removeAgentRevoking } from '../../broker/revoke.ts';
 import { openCliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
 import { UsageError, parseCommandArgs } from '../main.ts';
-import { CLI_ACTOR, describeSummary, finishRevocations } from './revocation.ts';
+import { CLI_ACTOR, describeSummary, finishRevocations, openRevocationContext } from './revocation.ts';
 
 const USAGE = 'jit agent add NAME [--session KEY] | jit agent list | jit agent remove NAME';
 
@@ -13,7 +13,7 @@ const USAGE = 'jit agent add NAME [--session KEY] | jit agent list | jit agent r
  * with its webhook; then the credentials are ended outside the database.
  */
 async function removeAgent(name: string, io: CliIo): Promise<number> {
-  const ctx = openCliContext(io, { decisions: true });
+  const ctx = openRevocationContext(io);
   try {
     const records = removeAgentRevoking(ctx.deps, name, CLI_ACTOR);
     if (!records) {

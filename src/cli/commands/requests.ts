@@ -11,7 +11,7 @@ import { createOutboxStore, redactUrl, type OutboxRow } from '../../webhooks/out
 import { openCliContext, type CliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
 import { UsageError, parseCommandArgs } from '../main.ts';
-import { CLI_ACTOR, describeSummary, finishRevocations } from './revocation.ts';
+import { CLI_ACTOR, describeSummary, finishRevocations, openRevocationContext } from './revocation.ts';
 
 const USAGE = [
   'jit requests [--status S] [--agent NAME] [--limit N] [--json]',
@@ -82,8 +82,8 @@ export async function requestsCommand(args: string[], io: CliIo): Promise<number
   });
 }
 
-async function withContext(io: CliIo, decisions: boolean, run: (ctx: CliContext) => number | Promise<number>): Promise<number> {
-  const ctx = decisions ? openCliContext(io, { decisions: true }) : openCliContext(io);
+async function withContext(io: CliIo, revoking: boolean, run: (ctx: CliContext) => number | Promise<number>): Promise<number> {
+  const ctx = revoking ? openRevocationContext(io) : openCliContext(io);
   try {
     return await run(ctx);
   } finally {

@@ -2,13 +2,30 @@ import { SWEEP_INTERVAL_MS } from '../../broker/lifecycle.ts';
 import { finishRevocation, type RevocationRecord } from '../../broker/revoke.ts';
 import { vaultClientFromConfig } from '../../vault/from-config.ts';
 import type { VaultClient } from '../../vault/types.ts';
-import type { CliContext } from '../context.ts';
+import { UnaddressableWebhooks, openCliContext, type CliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
 
 /** The operator's identity for revocations from the shell, the same as for decisions (SPEC §3, §11). */
 export const CLI_ACTOR = 'local-cli';
 
 const SWEEP_SECONDS = Math.ceil(SWEEP_INTERVAL_MS / 1000);
+
+/**
+ * The context for revoking: like `jit approve`'s, the revoked events go to
+ * the webhook outbox in the revoking transaction. Unlike an approval, a
+ * revocation is not refused when the policy files are broken (their agents'
+ * entries address the webhooks): stopping access must not wait for a policy
+ * fix. It then goes ahead without webhooks and says so on stderr.
+ */
+export function openRevocationContext(io: CliIo): CliContext {
+  try {
+    return openCliContext(io, { decisions: true });
+  } catch (err) {
+    if (!(err instanceof UnaddressableWebhooks)) throw err;
+    io.err(`jit: warning: the policy files in ${err.policiesDir} are invalid, so the agents' "revoked" webhooks cannot be addressed; revoking anyway, without webhooks (the audit log records every revocation). Problems:\n  ${err.problems.join('\n  ')}`);
+    return openCliContext(io);
+  }
+}
 
 export interface RevocationSummary {
   credentials: number;

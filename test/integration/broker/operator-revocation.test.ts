@@ -1,14 +1,18 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { runCli } from '../../../src/cli/main.ts';
 import { requestCredential } from '../../../src/broker/request-credential.ts';
 import { removeAgentRevoking } from '../../../src/broker/revoke.ts';
 import { CredentialRequestBody } from '../../../src/broker/schemas.ts';
 import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
 
 /**
- * `jit agent remove` (removeAgentRevoking): the agent row and every open
- * request of the agent end in one transaction, and a request the agent was
- * sending at that instant, authenticated before the removal, cannot be
- * inserted after it.
+ * Revocations by the operator, below the CLI: `jit agent remove`
+ * (removeAgentRevoking) ends the agent row and every open request of the
+ * agent in one transaction, and a request the agent was sending at that
+ * instant, authenticated before the removal, cannot be inserted after it.
+ * A revocation is never refused because the policy files are broken.
  */
 let h: Harness;
 beforeEach(async () => {
@@ -55,5 +59,32 @@ describe('removing an agent', () => {
       { request_id: pending.body.id, actor: 'local-cli' },
     ]);
     expect(removeAgentRevoking(h.broker.deps, 'moltbot', 'local-cli')).toBeNull();
+  });
+});
+
+describe('revoking with broken policy files', () => {
+  it('goes ahead without webhooks and says so (jit approve, by contrast, refuses)', async () => {
+    const token = h.addAgent('moltbot');
+    const issued = await h.call('POST', '/jit/request', { token, body: TIER1 });
+    const pending = await h.call('POST', '/jit/request', { token, body: TIER2 });
+    writeFileSync(join(h.policiesDir, 'zz-broken.yaml'), 'rules: [oops\n');
+    const run = async (...args: string[]) => {
+      const out: string[] = [];
+      const err: string[] = [];
+      const code = await runCli(args, { env: { JIT_DB: join(h.dir, 'jit.db'), JIT_POLICIES: h.policiesDir }, out: (l) => out.push(l), err: (l) => err.push(l) });
+      return { code, out: out.join('\n'), err: err.join('\n') };
+    };
+    const approve = await run('approve', pending.body.id);
+    expect(approve.code).toBe(1);
+    expect(approve.err).toContain('fix them first');
+
+    const revoke = await run('requests', 'revoke', '--all');
+    expect(revoke.code, revoke.err).toBe(0);
+    expect(revoke.err).toContain('revoking anyway, without webhooks');
+    expect(revoke.err).toContain('zz-broken.yaml');
+    expect(h.broker.deps.repo.getRequest(issued.body.id)!.status).toBe('revoked');
+    expect(h.broker.deps.repo.getRequest(pending.body.id)!.status).toBe('revoked');
+    const events = h.broker.deps.db.prepare(`SELECT COUNT(*) FROM webhook_outbox WHERE type = 'jit.request.revoked'`).pluck().get();
+    expect(events).toBe(0);
   });
 });
