@@ -359,6 +359,11 @@ describe('dev mode: the operator acts from the shell', () => {
     const second = await b.jit('approve', ask.body.id);
     expect(second.code).toBe(1);
     expect(second.stderr).toContain('local-cli counts as one approver however often jit approve runs');
+    // With Telegram configured (the service's environment), the other votes are sent there.
+    const telegramEnv = { ...b.env, TELEGRAM_BOT_TOKEN: '123456:operator-test-bot-token', TELEGRAM_CHAT_ID: '-100123', TELEGRAM_APPROVERS: '111,222' };
+    const withTelegram = await runJit(['approve', ask.body.id], telegramEnv, 60_000);
+    expect(withTelegram.code).toBe(1);
+    expect(withTelegram.stderr).toContain('The remaining 1 vote must come from the approvers in Telegram (TELEGRAM_APPROVERS, in chat -100123).');
     expect((await b.api(b.devToken, 'GET', `/jit/requests/${ask.body.id}`)).body.status).toBe('pending');
   });
 });
