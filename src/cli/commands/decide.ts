@@ -20,6 +20,8 @@ const APPROVE_USAGE = [
   '  --drop-path PATH        do not grant PATH at all (Vault requests)',
   '  --drop-ref REF          do not grant REF (gate requests)',
   'Each option may be repeated. See docs/narrowing.md.',
+  'At tier 3 this is one vote of the quorum: local-cli counts as one approver however often it',
+  'approves; the other votes come from other approvers (Telegram, when configured).',
 ].join('\n');
 const DENY_USAGE = 'jit deny ID [--reason TEXT]';
 
