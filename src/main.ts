@@ -169,7 +169,10 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
   }
   log.info({ url, dev_mode: !!devVault, policies: config.policiesDir, db: config.dbPath, telegram: telegram?.mode ?? 'disabled' }, 'jit-broker listening');
   await telegram?.start();
-  if (devVault && !telegram) print('Approver: no Telegram bot configured; approve tier-2/3 requests with `npx jit approve ID`.');
+  if (devVault && !telegram) {
+    print('Approver: no Telegram bot configured; approve tier-2 requests with `npx jit approve ID`.');
+    print(`Tier 3 needs ${config.tier3Quorum} distinct approvers: \`npx jit approve ID\` counts as one, so configure Telegram for the others.`);
+  }
 
   return {
     url,

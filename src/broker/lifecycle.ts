@@ -208,8 +208,15 @@ export async function reconcile(deps: BrokerDeps, startedBefore: number = deps.c
   return { ...summary, interruptedMints: interruptedMints + summary.interruptedMints, strayPolicies, vanishedTokens };
 }
 
+/**
+ * How often the service sweeps by default. Bounds how long a revocation
+ * recorded by another process (`jit requests revoke` without a Vault client,
+ * see revoke.ts) waits for its token to be revoked in Vault.
+ */
+export const SWEEP_INTERVAL_MS = 5_000;
+
 /** Runs reconciliation until it succeeds, then `sweep` every `intervalMs`. */
-export function startLifecycle(deps: BrokerDeps, intervalMs = 5_000, onChange: () => void = () => {}): { stop(): Promise<void>; reconciled: Promise<void> } {
+export function startLifecycle(deps: BrokerDeps, intervalMs = SWEEP_INTERVAL_MS, onChange: () => void = () => {}): { stop(): Promise<void>; reconciled: Promise<void> } {
   let stopped = false;
   let running: Promise<unknown> = Promise.resolve();
   let timer: NodeJS.Timeout | undefined;

@@ -1,4 +1,5 @@
 import type { BrokerDeps } from './deps.ts';
+import type { VaultClient } from '../vault/types.ts';
 import { BrokerError } from './errors.ts';
 import { grantToMint } from './narrowing.ts';
 import type { RequestRow, VaultScope } from './repository.ts';
@@ -307,11 +308,13 @@ export async function abandonMint(deps: BrokerDeps, credentialId: string, policy
  * transaction, so of two credentials ending at once exactly one deletes.
  */
 export async function endCredential(
-  deps: BrokerDeps,
+  deps: Pick<BrokerDeps, 'repo' | 'clock' | 'db'> & { vault?: VaultClient | undefined },
   cred: { id: string; accessor: string | null; vault_policy: string | null; request_id: string },
 ): Promise<void> {
-  const { vault, repo, clock, db } = deps;
-  if (cred.accessor) await vault.revokeAccessor(cred.accessor);
+  const { repo, clock, db } = deps;
+  // A gate credential (neither accessor nor policy) needs no Vault client: its row is all there is.
+  const vault = () => deps.vault ?? failNoVault(cred.request_id);
+  if (cred.accessor) await vault().revokeAccessor(cred.accessor);
   const policy = cred.vault_policy;
   const deleteNow =
     policy !== null &&
@@ -322,8 +325,12 @@ export async function endCredential(
       return false;
     })();
   if (policy !== null && !deleteNow) return;
-  if (deleteNow) await vault.deletePolicy(policy);
+  if (deleteNow) await vault().deletePolicy(policy);
   db.transaction(() => {
     repo.moveCredential(cred.id, 'ending', 'ended', clock.now());
   })();
+}
+
+function failNoVault(requestId: string): never {
+  throw new Error(`the credential of request ${requestId} is a Vault token; ending it needs a Vault client`);
 }

@@ -57,6 +57,16 @@ export interface CredentialRow {
   reserved_at: number;
 }
 
+export interface VoteRow {
+  approver: string;
+  decision: 'approve' | 'deny';
+  reason: string | null;
+  at: number;
+  /** What an approve vote approved (JSON like `scope`); NULL on deny votes and votes from before narrowing. */
+  grant_scope: string | null;
+  grant_ttl_seconds: number | null;
+}
+
 /** A shared grant policy is written to Vault again when its last write is older than this. */
 export const GRANT_POLICY_REFRESH_MS = 60_000;
 
@@ -119,6 +129,11 @@ export function createRepository(db: Db) {
     getGrant: db.prepare(`SELECT generation, written, updated_at FROM grant_policies WHERE grant_hash = ?`),
     grantWritten: db.prepare(`UPDATE grant_policies SET written = 1, updated_at = ? WHERE grant_hash = ? AND generation = ?`),
     retireGrant: db.prepare(`UPDATE grant_policies SET generation = generation + 1, written = 0, updated_at = ? WHERE grant_hash = ? AND generation = ?`),
+    openRequests: db.prepare(`SELECT * FROM requests WHERE status IN ('issued', 'approved', 'pending')
+      AND (@agent_id IS NULL OR agent_id = @agent_id) AND (@agent_name IS NULL OR agent_name = @agent_name) ORDER BY created_at`),
+    votesOf: db.prepare(`SELECT approver, decision, reason, at, grant_scope, grant_ttl_seconds FROM votes WHERE request_id = ? ORDER BY at, approver`),
+    credentialsInUse: db.prepare(`SELECT c.* FROM credentials c JOIN requests r ON r.id = c.request_id
+      WHERE c.state IN ('live', 'ending') AND (@agent_name IS NULL OR r.agent_name = @agent_name) ORDER BY c.expires_at, c.id`),
     policyHolders: db.prepare(`SELECT COUNT(*) FROM credentials WHERE vault_policy = ? AND state IN ('minting', 'live', 'ending') AND id != ?`),
     // The term repeats the partial index's WHERE verbatim, so the index serves it.
     namesLegacyPolicy: db.prepare(`SELECT 1 FROM credentials WHERE vault_policy = ? AND substr(vault_policy, 1, 8) = 'jit-req_' LIMIT 1`),
@@ -308,13 +323,34 @@ export function createRepository(db: Db) {
       retireGrant(name, now);
       return true;
     },
-    listRequests(filter: { status?: RequestStatus; agentId?: string; limit?: number }): RequestRow[] {
+    listRequests(filter: { status?: RequestStatus; agentId?: string; agentName?: string; limit?: number }): RequestRow[] {
       const where: string[] = [];
       const args: unknown[] = [];
       if (filter.status) (where.push('status = ?'), args.push(filter.status));
       if (filter.agentId) (where.push('agent_id = ?'), args.push(filter.agentId));
+      if (filter.agentName) (where.push('agent_name = ?'), args.push(filter.agentName));
       const sql = `SELECT * FROM requests ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC LIMIT ?`;
       return db.prepare(sql).all(...args, filter.limit ?? 100) as RequestRow[];
+    },
+    /**
+     * Every request that holds or may still become a credential (issued,
+     * approved, pending), oldest first, of one agent (by id, or by name,
+     * which also covers an earlier agent of that name) or of all: what the
+     * kill switch ends. Through the index on (status, created_at).
+     */
+    openRequests(filter: { agentId?: string; agentName?: string } = {}): RequestRow[] {
+      return s.openRequests.all({ agent_id: filter.agentId ?? null, agent_name: filter.agentName ?? null }) as RequestRow[];
+    },
+    /** The votes cast on a request, in order. */
+    votesOf(requestId: string): VoteRow[] {
+      return s.votesOf.all(requestId) as VoteRow[];
+    },
+    /**
+     * Credentials that still work or are being revoked (live, ending),
+     * soonest expiry first; of one agent (by name) or of all.
+     */
+    credentialsInUse(filter: { agentName?: string } = {}): CredentialRow[] {
+      return s.credentialsInUse.all({ agent_name: filter.agentName ?? null }) as CredentialRow[];
     },
   };
 }

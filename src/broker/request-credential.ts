@@ -102,6 +102,8 @@ async function handleRequest(deps: BrokerDeps, agent: Agent, body: CredentialReq
   let reservation: VaultReservation | undefined;
   try {
     db.transaction(() => {
+      // Removed since it authenticated: `jit agent remove` ends the agent's requests in one transaction, so none may follow it.
+      if (deps.agents.get(agent.name)?.id !== agent.id) throw new BrokerError('UNAUTHORIZED', `agent "${agent.name}" has been removed`);
       checkRateLimits(deps, agent, now, effectiveTier > 1);
       repo.insertRequest(row);
       const actor = `agent:${agent.name}`;

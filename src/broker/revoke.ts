@@ -1,11 +1,108 @@
+import type { StorageDeps } from '../create-deps.ts';
+import type { VaultClient } from '../vault/types.ts';
 import type { BrokerDeps } from './deps.ts';
 import { BrokerError } from './errors.ts';
 import { endCredential } from './mint-credential.ts';
-import type { RequestRow, RequestStatus } from './repository.ts';
+import type { CredentialRow, RequestRow, RequestStatus } from './repository.ts';
 import { vaultUnavailable } from './vault-errors.ts';
 import { requestView } from './view.ts';
 
 const CANCELLABLE: RequestStatus[] = ['pending', 'approved'];
+
+/** One request's revocation as committed: what it was, and the credential whose clean-up is still to do. */
+export interface RevocationRecord {
+  requestId: string;
+  agent: string;
+  was: RequestStatus;
+  /** Set when the request was issued: its credential, now `ending` (a Vault token still to revoke in Vault). */
+  credential?: CredentialRow;
+}
+
+type Recorded = RevocationRecord | { already: true } | { refused: RequestStatus | 'raced' | 'gone' };
+
+/**
+ * The database half of ending a request, inside the caller's transaction:
+ * the status change (conditional), its `request.revoked` audit entry and
+ * its `revoked` decision event (the webhook outbox) together. An issued
+ * request's live credential becomes `ending`: from this commit on a gate
+ * credential is refused by /gate/verify, and a Vault token is revoked by
+ * whoever calls {@link finishRevocation} next (this process, or the
+ * service's sweep, which ends every `ending` row).
+ */
+function recordRevocation(deps: StorageDeps, id: string, actor: string, reason: string | undefined, now: number): Recorded {
+  const { repo, audit, events } = deps;
+  const current = repo.getRequest(id);
+  if (!current) return { refused: 'gone' };
+  if (current.status === 'issued') {
+    const cred = repo.getCredential(id);
+    if (!repo.transition(id, 'issued', 'revoked', now, { decisionReason: reason })) return { refused: 'raced' };
+    const ending = cred && cred.state === 'live' && repo.moveCredential(cred.id, 'live', 'ending', now, 'revoked');
+    audit.append({ event: 'request.revoked', actor, requestId: id, data: { credential_id: cred?.id, accessor: cred?.accessor, jti: cred?.jti ?? undefined, reason } }, now);
+    events.record(repo.getRequest(id)!, 'revoked', now);
+    return { requestId: id, agent: current.agent_name, was: 'issued', ...(ending ? { credential: { ...cred, state: 'ending' as const } } : {}) };
+  }
+  if (CANCELLABLE.includes(current.status)) {
+    if (!repo.transition(id, current.status, 'revoked', now, { decisionReason: reason })) return { refused: 'raced' };
+    audit.append({ event: 'request.revoked', actor, requestId: id, data: { was: current.status, reason } }, now);
+    events.record(repo.getRequest(id)!, 'revoked', now);
+    return { requestId: id, agent: current.agent_name, was: current.status };
+  }
+  if (current.status === 'revoked') return { already: true };
+  return { refused: current.status };
+}
+
+/**
+ * Commits the revocation of one request (see {@link recordRevocation}) in
+ * its own transaction. Returns null when it was already revoked (not an
+ * error); throws CONFLICT when its status has nothing to revoke.
+ */
+export function commitRevocation(deps: StorageDeps, id: string, actor: string, reason?: string): RevocationRecord | null {
+  const recorded = deps.db.transaction(() => recordRevocation(deps, id, actor, reason, deps.clock.now()))();
+  if ('already' in recorded) return null;
+  if ('refused' in recorded) {
+    if (recorded.refused === 'gone') throw new BrokerError('NOT_FOUND', `request ${id} not found`);
+    if (recorded.refused === 'raced') throw new BrokerError('CONFLICT', `request ${id} changed while being revoked; try again`);
+    throw new BrokerError('CONFLICT', `request ${id} is ${recorded.refused}; there is nothing to revoke`);
+  }
+  return recorded;
+}
+
+/**
+ * The kill switch: ends every open request (issued, approved or pending) of
+ * one agent, or of all, in ONE transaction, each with its own audit entry
+ * and decision event. Run it inside a larger transaction (agent removal) to
+ * make the two one step. Pending requests are ended too: each is one
+ * approval away from a credential. The Vault side of each returned
+ * credential is left to {@link finishRevocation}.
+ */
+export function commitRevocations(deps: StorageDeps, filter: { agentId?: string; agentName?: string }, actor: string, reason?: string): RevocationRecord[] {
+  return deps.db.transaction(() => {
+    const now = deps.clock.now();
+    const out: RevocationRecord[] = [];
+    for (const row of deps.repo.openRequests(filter)) {
+      const r = recordRevocation(deps, row.id, actor, reason, now);
+      if ('requestId' in r) out.push(r);
+    }
+    return out;
+  })();
+}
+
+export type FinishDeps = Pick<BrokerDeps, 'repo' | 'clock' | 'db'> & { vault?: VaultClient | undefined };
+
+/**
+ * The outside half of a committed revocation. A gate credential has nothing
+ * outside the database: its row is marked ended. A Vault token is revoked
+ * by accessor and its ephemeral policy deleted — when this process has a
+ * Vault client. Without one (the CLI in dev mode, whose development Vault
+ * lives inside `jit serve`) it returns `deferred`: the row stays `ending`
+ * and the service's next sweep ends it (lifecycle.ts). Throws if Vault
+ * failed; the row stays `ending` and the sweep retries.
+ */
+export async function finishRevocation(deps: FinishDeps, cred: CredentialRow): Promise<'ended' | 'deferred'> {
+  if (cred.type === 'vault_token' && !deps.vault) return 'deferred';
+  await endCredential(deps, cred);
+  return 'ended';
+}
 
 /**
  * Ends a request now. A live credential is revoked in Vault (token by
@@ -16,42 +113,35 @@ const CANCELLABLE: RequestStatus[] = ['pending', 'approved'];
  * Revoking an already revoked request is not an error.
  */
 export async function revokeRequest(deps: BrokerDeps, row: RequestRow, actor: string, reason?: string): Promise<Record<string, unknown>> {
-  const { repo, audit, clock, db, log, events } = deps;
-  const now = clock.now();
-
-  const outcome = db.transaction(() => {
-    const current = repo.getRequest(row.id)!;
-    if (current.status === 'issued') {
-      const cred = repo.getCredential(row.id);
-      if (!repo.transition(row.id, 'issued', 'revoked', now, { decisionReason: reason })) return 'raced' as const;
-      if (cred && cred.state === 'live') repo.moveCredential(cred.id, 'live', 'ending', now, 'revoked');
-      audit.append({ event: 'request.revoked', actor, requestId: row.id, data: { credential_id: cred?.id, accessor: cred?.accessor, reason } }, now);
-      events.record(repo.getRequest(row.id)!, 'revoked', now);
-      return 'revoked' as const;
-    }
-    if (CANCELLABLE.includes(current.status)) {
-      if (!repo.transition(row.id, current.status, 'revoked', now, { decisionReason: reason })) return 'raced' as const;
-      audit.append({ event: 'request.revoked', actor, requestId: row.id, data: { was: current.status, reason } }, now);
-      events.record(repo.getRequest(row.id)!, 'revoked', now);
-      return 'revoked' as const;
-    }
-    if (current.status === 'revoked') return 'already' as const;
-    return current.status;
-  })();
-
-  if (outcome === 'raced') throw new BrokerError('CONFLICT', `request ${row.id} changed while being revoked; try again`);
-  if (outcome !== 'revoked' && outcome !== 'already') {
-    throw new BrokerError('CONFLICT', `request ${row.id} is ${outcome}; there is nothing to revoke`);
-  }
-
+  const { repo, log } = deps;
+  commitRevocation(deps, row.id, actor, reason);
+  // Also after an earlier revocation whose Vault clean-up failed: try again now.
   const cred = repo.getCredential(row.id);
   if (cred?.state === 'ending') {
     try {
-      await endCredential(deps, cred);
+      await finishRevocation(deps, cred);
     } catch (err) {
       log.warn({ err, request_id: row.id }, 'revocation recorded but Vault cleanup failed; the reaper will retry');
       throw vaultUnavailable(err, 'revoke the token in Vault (the revocation is recorded and will be retried)');
     }
   }
   return requestView(deps, repo.getRequest(row.id)!);
+}
+
+/**
+ * Removes an agent and ends everything it held or may still get, in one
+ * transaction: its token stops working, and every open request of that
+ * agent name (issued, approved, pending; an earlier agent of the same name
+ * included) is revoked with its audit entry and decision event. A request
+ * the agent was making at that moment either committed before (and is
+ * revoked here) or is refused because the agent is gone
+ * (request-credential.ts checks in its own transaction). Returns null when
+ * there is no such agent; the Vault side of the returned credentials is
+ * left to {@link finishRevocation}.
+ */
+export function removeAgentRevoking(deps: StorageDeps, name: string, actor: string): RevocationRecord[] | null {
+  return deps.db.transaction(() => {
+    if (!deps.agents.remove(name)) return null;
+    return commitRevocations(deps, { agentName: name }, actor, `agent "${name}" was removed by the operator`);
+  })();
 }

@@ -58,7 +58,7 @@ export function openCliContext(io: CliIo, opts: { decisions?: boolean } = {}): C
         ({ policies } = PolicyStore.load(config.policiesDir));
       } catch (err) {
         if (!(err instanceof InvalidPolicyFiles)) throw err;
-        throw new Error(`the policy files in ${config.policiesDir} are invalid, so the decision's webhook could not be addressed; fix them first:\n  ${err.problems.join('\n  ')}`);
+        throw new UnaddressableWebhooks(config.policiesDir, err.problems);
       }
       events = createOutboxSink({ db, policies, ids: createIdGenerator(), log: createLogger('warn', process.stderr) });
     }
@@ -68,4 +68,14 @@ export function openCliContext(io: CliIo, opts: { decisions?: boolean } = {}): C
   }
   const deps = createStorageDeps({ config, db, ...(events ? { events } : {}) });
   return { config, db, deps, ...(policies ? { policies } : {}), agents: deps.agents, repo: deps.repo, audit: deps.audit, close: () => db.close() };
+}
+
+/** The policy files are invalid, so decision webhooks (addressed by the agents' policy entries) cannot be written. */
+export class UnaddressableWebhooks extends Error {
+  constructor(
+    readonly policiesDir: string,
+    readonly problems: readonly string[],
+  ) {
+    super(`the policy files in ${policiesDir} are invalid, so the decision's webhook could not be addressed; fix them first:\n  ${problems.join('\n  ')}`);
+  }
 }

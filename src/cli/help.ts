@@ -57,7 +57,10 @@ Exit codes
   add      registers an agent and prints its bearer token. The token is the
            last line of stdout and is shown only this once.
   list     lists agents: name, session key, created at (never tokens)
-  remove   removes an agent; its token stops working at once
+  remove   removes an agent; its token stops working at once, its live
+           credentials are revoked and its pending and approved requests
+           ended (each audited as local-cli, each with its webhook); prints
+           what it ended
 
 Options
   --session KEY   (add) the session key its decision webhooks go to when a
@@ -67,15 +70,52 @@ ${OPERATOR_ENV}
 
 ${OPERATOR_EXIT}`,
 
-  requests: `Usage: jit requests [--status S] [--limit N]
+  requests: `Usage: jit requests [--status S] [--agent NAME] [--limit N] [--json]
+       jit requests show ID [--json]
+       jit requests revoke ID [--reason TEXT]
+       jit requests revoke --all [--agent NAME] [--reason TEXT]
 
-Lists requests, newest first: id, status, agent, tier (asked->required),
-resource, created at, scope.
+  (list)   requests, newest first: ID, STATUS, AGENT, TIER (asked->required),
+           CREATED, TTL, REASON (shortened, inert) and SCOPE (what is granted;
+           "(narrowed)" when an approver granted less than asked)
+  show     the whole request as an approver sees it: agent, session, tiers,
+           reason, every asked pair, the granted scope and TTL, votes,
+           decision, credential (accessor or jti, expiry), webhook deliveries
+  revoke   ends a live credential (Vault token revoked and its policy
+           deleted, or gate credential revoked) or a pending or approved
+           request, as approver "local-cli", audited, with its webhook.
+           --all is the kill switch: every live credential and every pending
+           and approved request (of one agent with --agent).
+           Without VAULT_ADDR (dev mode) the running service revokes the
+           token in its development Vault at its next sweep (about 5 s).
 
 Options
-  --status S   only this status: pending, approved, issued, denied,
-               timed_out, expired, revoked, failed
-  --limit N    at most N rows (default 50, 1-10000)
+  --status S      (list) only this status: pending, approved, issued, denied,
+                  timed_out, expired, revoked, failed
+  --agent NAME    (list, revoke --all) only this agent's requests
+  --limit N       (list) at most N rows (default 50, 1-10000)
+  --json          (list, show) JSON: one document per line for the list, one
+                  document for show; never a secret
+  --reason TEXT   (revoke) why (1-2000 characters); recorded and sent to the agent
+  --all           (revoke) every open request instead of one ID
+
+${OPERATOR_ENV}
+
+Exit codes
+  0 done (revoking an already revoked request is not an error); 1 not found,
+  nothing to revoke, or Vault failed (the revocation is recorded and the
+  service retries); 2 wrong use or bad configuration.`,
+
+  credentials: `Usage: jit credentials [--agent NAME] [--json]
+
+Lists the credentials that still work, soonest expiry first: request, agent,
+type, state (live, or revoking while the service finishes the Vault side),
+accessor or jti, expiry and granted scope. Never a secret: the broker keeps
+none.
+
+Options
+  --agent NAME   only this agent's credentials
+  --json         one JSON document per line
 
 ${OPERATOR_ENV}
 

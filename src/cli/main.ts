@@ -4,6 +4,7 @@ import { BrokerError } from '../broker/errors.ts';
 import { agentCommand } from './commands/agent.ts';
 import { auditCommand } from './commands/audit.ts';
 import { claimCommand, revokeCommand, statusCommand } from './commands/client-ops.ts';
+import { credentialsCommand } from './commands/credentials.ts';
 import { mcpCommand } from './commands/client-mcp.ts';
 import { requestCommand } from './commands/client-request.ts';
 import { decideCommand } from './commands/decide.ts';
@@ -27,10 +28,16 @@ Service
 Agents
   agent add NAME [--session KEY]      register an agent; prints its token once (last line)
   agent list                          list agents
-  agent remove NAME                   remove an agent; its token stops working
+  agent remove NAME                   remove an agent; its token stops working, and its
+                                      credentials and open requests are revoked
 
 Requests and approvals
-  requests [--status S] [--limit N]   list requests (newest first)
+  requests [--status S] [--agent NAME] [--limit N] [--json]
+                                      list requests (newest first)
+  requests show ID [--json]           the whole request: asked, granted, votes, credential, webhooks
+  requests revoke ID | --all [--agent NAME] [--reason TEXT]
+                                      end a credential or request now; --all is the kill switch
+  credentials [--agent NAME] [--json] live credentials (accessor or jti, scope, expiry; never a secret)
   approve ID [--reason TEXT] [--ttl D] [--drop-capability CAP]... [--drop-path P]... [--drop-ref R]...
                                       approve a pending request as approver "local-cli",
                                       optionally granting less than asked
@@ -71,6 +78,7 @@ const COMMANDS: Record<string, Command> = {
   'dev-vault': devVaultCommand,
   agent: agentCommand,
   requests: requestsCommand,
+  credentials: credentialsCommand,
   approve: decideCommand('approve'),
   deny: decideCommand('deny'),
   audit: auditCommand,

@@ -87,6 +87,7 @@ export function createOutboxStore(db: Db) {
       last_error = NULL, last_status = NULL, updated_at = @now
       WHERE id = @id AND state = 'dead'`),
     get: db.prepare('SELECT * FROM webhook_outbox WHERE id = ?'),
+    forRequest: db.prepare('SELECT * FROM webhook_outbox WHERE request_id = ? ORDER BY created_at, id'),
     pending: db.prepare(`SELECT COUNT(*) FROM webhook_outbox WHERE state IN ('pending', 'delivering')`),
     byState: db.prepare('SELECT state, COUNT(*) AS n FROM webhook_outbox GROUP BY state'),
   };
@@ -168,6 +169,10 @@ export function createOutboxStore(db: Db) {
       const sql = `SELECT * FROM webhook_outbox ${filter.state ? 'WHERE state = ?' : ''} ORDER BY created_at DESC, id DESC LIMIT ?`;
       const args: unknown[] = filter.state ? [filter.state] : [];
       return db.prepare(sql).all(...args, filter.limit ?? 50) as OutboxRow[];
+    },
+    /** A request's events, oldest first (`jit requests show`). */
+    forRequest(requestId: string): OutboxRow[] {
+      return s.forRequest.all(requestId) as OutboxRow[];
     },
     /** Rows not yet settled (pending or being delivered): `outbox_pending` in /healthz. */
     pendingCount(): number {

@@ -1,0 +1,56 @@
+import { AGENT_NAME } from '../../broker/agents.ts';
+import { grantJson, grantToMint } from '../../broker/narrowing.ts';
+import { inertText } from '../../lib/inert-text.ts';
+import { openCliContext } from '../context.ts';
+import type { CliIo } from '../io.ts';
+import { UsageError, parseCommandArgs } from '../main.ts';
+import { scopeWords } from './requests.ts';
+
+const USAGE = 'jit credentials [--agent NAME] [--json]';
+
+/**
+ * `jit credentials`: the credentials that still work (and those being
+ * revoked, whose Vault clean-up the service has yet to finish): request,
+ * agent, type, accessor or jti, expiry and the granted scope. Only
+ * identifiers: the broker never has a secret to show.
+ */
+export async function credentialsCommand(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseCommandArgs(args, { agent: { type: 'string' }, json: { type: 'boolean' } }, USAGE);
+  if (values.help) return (io.out(`usage: ${USAGE}`), 0);
+  if (positionals.length > 0) throw new UsageError(`unexpected argument "${inertText(positionals[0]!)}"\nusage: ${USAGE}`);
+  const agent = values.agent as string | undefined;
+  if (agent !== undefined && !AGENT_NAME.test(agent)) throw new UsageError(`--agent "${inertText(agent)}" is not an agent name`);
+  const ctx = openCliContext(io);
+  try {
+    const rows = ctx.repo.credentialsInUse(agent ? { agentName: agent } : {}).map((c) => ({ c, r: ctx.repo.getRequest(c.request_id)! }));
+    if (values.json) {
+      for (const { c, r } of rows) {
+        io.out(
+          JSON.stringify({
+            request_id: c.request_id,
+            agent: r.agent_name,
+            type: c.type,
+            state: c.state === 'ending' ? 'revoking' : 'live',
+            ...(c.accessor ? { accessor: c.accessor } : {}),
+            ...(c.jti ? { jti: c.jti } : {}),
+            expires_at: new Date(c.expires_at).toISOString(),
+            scope: grantJson(grantToMint(r)),
+          }),
+        );
+      }
+      return 0;
+    }
+    if (rows.length === 0) {
+      io.out(`No live credentials${agent ? ` of agent ${agent}` : ''}.`);
+      return 0;
+    }
+    io.out(['REQUEST', 'AGENT', 'TYPE', 'STATE', 'ACCESSOR/JTI', 'EXPIRES', 'SCOPE'].join('\t'));
+    for (const { c, r } of rows) {
+      const state = c.state === 'ending' ? 'revoking' : 'live';
+      io.out([c.request_id, r.agent_name, c.type, state, c.accessor ?? c.jti ?? '-', new Date(c.expires_at).toISOString(), scopeWords(grantToMint(r))].join('\t'));
+    }
+    return 0;
+  } finally {
+    ctx.close();
+  }
+}
