@@ -42,12 +42,12 @@ const Reason = z
 /**
  * Limits of what one request may ask for (SPEC §11). The approval message
  * shows every pair in full, never "… and N more", and must fit Telegram's
- * 4096 characters: 32 paths (or refs) of 1536 characters together, with
+ * 4096 characters: 32 paths (or refs) of 1280 characters together, with
  * their capabilities, leave room for the fixed fields and the reason in
  * the worst case (src/telegram/render.ts; test/unit/telegram/render.test.ts
  * renders that worst case). More is refused at submission, not cut.
  */
-export const REQUEST_LIMITS = { items: 32, itemsCharacters: 1536 } as const;
+export const REQUEST_LIMITS = { items: 32, itemsCharacters: 1280 } as const;
 
 /** The alphabet of session keys, refs and Idempotency-Keys (isPrintableAsciiWord), for the OpenAPI document. */
 const PRINTABLE_ASCII_WORD = { pattern: '^[\\x21-\\x7e]+$' };

@@ -118,7 +118,7 @@ describe('request limits (SPEC §11): what an approver is shown cannot be forged
   it.each([
     ['33 paths', { ...valid, vault_paths: paths(33) }, /^vault_paths: a request has at most 32 paths/],
     ['33 refs', { ...gate, refs: refs(33) }, /^refs: a request has at most 32 refs/],
-    ['paths longer than 1536 characters together', { ...valid, vault_paths: paths(20, 60) }, /^vault_paths: the paths of a request are at most 1536 characters together \(these have 1,?[0-9]{3}\)/],
+    ['paths longer than 1280 characters together', { ...valid, vault_paths: paths(20, 60) }, /^vault_paths: the paths of a request are at most 1280 characters together \(these have 1660\)/],
     ['a ref that is not printable ASCII (a Cyrillic і)', { ...gate, refs: ['refs/heads/agent/fіx'] }, /^refs\[0\]: a ref must be printable ASCII/],
     ['a capability named twice', { ...valid, vault_paths: [{ path: 'homelab/data/docker/a', capabilities: ['read', 'read'] }] }, /capabilities: a capability is named twice/],
   ])('400 naming the limit for %s', async (_what, body, detail) => {
@@ -129,7 +129,7 @@ describe('request limits (SPEC §11): what an approver is shown cannot be forged
   });
 
   it('accepts 32 paths and 32 refs (the limit itself)', async () => {
-    expect((await h.call('POST', '/jit/request', { token, body: { ...valid, vault_paths: paths(32, 20) } })).status).toBe(201);
+    expect((await h.call('POST', '/jit/request', { token, body: { ...valid, vault_paths: paths(32, 16) } })).status).toBe(201);
     expect((await h.call('POST', '/jit/request', { token, body: { ...gate, refs: refs(32) } })).status).toBe(201);
   });
 
