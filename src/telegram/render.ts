@@ -148,9 +148,13 @@ export function renderApproval(view: ApprovalView): RenderedApproval {
     if (over(knobs) <= 0) break;
     knobs = step(knobs);
   }
-  const html = compose(view, knobs);
-
   const pending = request.status === 'pending';
+  const status = { status: request.status, final: FINAL_STATUSES.includes(request.status) };
+  if (over(knobs) > 0) {
+    // Only a request stored before the limits can get here. Its pairs are not cut: it is not shown, and not approvable here.
+    return { html: tooLargeToShow(view, knobs), keyboard: pending ? [[{ text: '❌ Deny', callback_data: callbackData('deny', request.id) }]] : [], ...status };
+  }
+  const html = compose(view, knobs);
   const grants = grantsOf(view);
   return {
     html,
@@ -165,9 +169,27 @@ export function renderApproval(view: ApprovalView): RenderedApproval {
             ],
             [{ text: '✂️ Narrow…', callback_data: openPanelData(request.id) }],
           ],
-    status: request.status,
-    final: FINAL_STATUSES.includes(request.status),
+    ...status,
   };
+}
+
+/**
+ * A request larger than REQUEST_LIMITS allows (stored before the limits
+ * existed) cannot be shown whole in one message. Rather than show part of
+ * it, the message says so and offers only Deny; it is reviewed with
+ * `jit requests show` and approved with `jit approve`.
+ */
+function tooLargeToShow(view: ApprovalView, k: Knobs): string {
+  const r = view.request;
+  const items = scopeItems(r);
+  const outcome = outcomeLines(view, { ...k, outcomeReasonMax: 0 });
+  return [
+    ...(outcome.length ? [outcome[0]!, ''] : []),
+    `🔐 <b>${r.status === 'pending' ? 'Approval needed' : 'Request'} — tier ${r.required_tier}</b>`,
+    `<b>Request:</b> <code>${r.id}</code>`,
+    `<b>Agent:</b> <code>${shownText(r.agent_name)}</code>`,
+    `⚠️ This request names ${items.lines.length} ${r.resource === 'gate' ? 'refs' : 'paths'}, more than one message can show in full (it was made before the request limits). Review it with <code>jit requests show ${r.id}</code> and decide with <code>jit approve</code> or <code>jit deny</code>; it cannot be approved here.`,
+  ].join('\n');
 }
 
 interface Grants {
