@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { REQUEST_LIMITS } from '../../../src/broker/schemas.ts';
 import type { ApprovalBot } from '../../../src/telegram/index.ts';
 import type { TgMessage } from '../../fakes/telegram-emulator/index.ts';
-import { ALICE, CHAT_ID, buttonsOf, startTelegramEnv, waitAnswers, type TelegramTestEnv } from './helpers.ts';
+import { ALICE, CHAT_ID, auditEntries, buttonData, buttonsOf, startTelegramEnv, tapAndAnswer, type TelegramTestEnv } from './helpers.ts';
 
 /**
  * What an approver sees is what gets granted (issue 17, SPEC §10): over the
@@ -11,36 +11,15 @@ import { ALICE, CHAT_ID, buttonsOf, startTelegramEnv, waitAnswers, type Telegram
  */
 let t: TelegramTestEnv;
 let bot: ApprovalBot;
-let answered = 0;
 beforeEach(async () => {
   t = await startTelegramEnv();
   bot = await t.bot();
-  answered = 0;
 });
-afterEach(async () => {
-  await t.close();
-});
+afterEach(() => t.close());
 
-const audit = (event: string) =>
-  (t.deps.db.prepare('SELECT actor, request_id, data FROM audit_log WHERE event = ? ORDER BY seq').all(event) as { actor: string; request_id: string; data: string }[]).map((r) => ({
-    ...r,
-    data: JSON.parse(r.data) as Record<string, unknown>,
-  }));
-
-/** Taps a button under a message, waits for the bot's answer and for the chat to be brought up to date. */
-async function tap(user: number, messageId: number, data: string, force = false) {
-  t.emu.tap(user, messageId, data, { force });
-  answered++;
-  const answer = (await waitAnswers(t.emu, answered))[answered - 1]!;
-  await bot.kick();
-  return answer;
-}
-
-const button = (m: TgMessage, label: string) => {
-  const b = (m.reply_markup?.inline_keyboard.flat() ?? []).find((x) => x.text.includes(label));
-  if (!b?.callback_data) throw new Error(`no button "${label}" in ${JSON.stringify(m.reply_markup?.inline_keyboard.flat().map((x) => x.text))}`);
-  return b.callback_data;
-};
+const audit = (event: string) => auditEntries(t.deps, event);
+const tap = (user: number, messageId: number, data: string, force = false) => tapAndAnswer(t, bot, user, messageId, data, { force });
+const button = buttonData;
 
 /** Which parts of a message Telegram shows as `type` (blockquote, bold, strikethrough). */
 const spans = (m: TgMessage, type: string) => (m.entities ?? []).filter((e) => e.type === type).map((e) => [e.offset, e.offset + e.length] as const);
@@ -171,11 +150,7 @@ describe('Approve / Deny count only under the request\'s own message', () => {
     const other = 4242;
     t.emu.addChat({ id: other, type: 'private', first_name: 'Alice' });
     for (let i = 0; i < msgA.message_id; i++) t.emu.sendText(ALICE, `hello ${i}`, { chatId: other });
-    const answer = await (async () => {
-      t.emu.tap(ALICE, msgA.message_id, `a:${a}`, { chatId: other, force: true });
-      answered++;
-      return (await waitAnswers(t.emu, answered))[answered - 1]!;
-    })();
+    const answer = await tapAndAnswer(t, bot, ALICE, msgA.message_id, `a:${a}`, { chatId: other, force: true });
     expect(answer.text).toMatch(/does not belong to this message/);
     expect(t.deps.repo.getRequest(a)!.status).toBe('pending');
     expect(audit('callback.refused')[0]).toMatchObject({ request_id: a, data: { reason: 'button not under its request’s message' } });
