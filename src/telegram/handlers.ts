@@ -13,7 +13,7 @@ import type { Logger } from '../lib/logger.ts';
 import { describeTelegramError } from './errors.ts';
 import { cut, escapeHtml, humanDuration } from './html.ts';
 import { OPEN_PANEL_DATA, PANEL_DATA, applyPanelAction, draftToNarrowing, parsePanelData } from './narrowing-panel.ts';
-import { approverLabel, parseCallbackData } from './render.ts';
+import { approverLabel, parseCallbackData, shownLine } from './render.ts';
 import type { NarrowingDraft, TelegramStore } from './store.ts';
 
 export type TelegramConfig = NonNullable<Config['telegram']>;
@@ -351,7 +351,7 @@ export function registerHandlers(bot: Bot, env: HandlerEnv): void {
     if (rows.length === 0) return reply(ctx, 'No pending requests.');
     const shown = rows.slice(0, 20).map((r) => {
       const timeout = r.approval_expires_at === null ? '' : r.approval_expires_at > now ? `, times out in ${humanDuration(r.approval_expires_at - now)}` : ', past its deadline';
-      return `• <code>${r.id}</code> — <b>${escapeHtml(r.agent_name)}</b>, tier ${r.required_tier}, ${humanDuration(now - r.created_at)} old${timeout}\n  ${escapeHtml(cut(r.reason, 120))}${r.reason.length > 120 ? '…' : ''}`;
+      return `• <code>${r.id}</code> — <b>${escapeHtml(r.agent_name)}</b>, tier ${r.required_tier}, ${humanDuration(now - r.created_at)} old${timeout}\n  ${shownLine(cut(r.reason, 120))}${r.reason.length > 120 ? '…' : ''}`;
     });
     const more = rows.length > 20 ? `\n… and ${rows.length - 20} more (see <code>jit requests --status pending</code>)` : '';
     await reply(ctx, `⏳ <b>Pending requests (${rows.length})</b>\n${shown.join('\n')}${more}`);

@@ -106,6 +106,9 @@ const MIN_REASON = 200;
  */
 export const shownText = (text: string) => escapeHtml(inertText(text));
 
+/** shownText on one line (⏎ for its newlines), so it cannot draw lines of its own in a list. */
+export const shownLine = (text: string) => shownText(text).replaceAll('\n', ' ⏎ ');
+
 /**
  * The approval message of a request: the outcome (who, when, why) above
  * the full original request, or the request with Approve / Deny while it
@@ -444,8 +447,8 @@ function who(identity: string | null, view: ApprovalView, k: Knobs): string {
 function outcomeLines(view: ApprovalView, k: Knobs): string[] {
   const r = view.request;
   const at = (ms: number | null) => (ms === null ? 'an unknown time' : formatTime(ms));
-  // On one line (⏎ for its newlines), so a decision or revocation reason cannot draw lines of its own.
-  const why = (text: string | null) => (text && k.outcomeReasonMax > 0 ? [`<i>Why:</i> ${shownText(ellipsize(text, k.outcomeReasonMax).replaceAll('\n', ' ⏎ '))}`] : []);
+  // On one line, so a decision or revocation reason cannot draw lines of its own.
+  const why = (text: string | null) => (text && k.outcomeReasonMax > 0 ? [`<i>Why:</i> ${shownLine(ellipsize(text, k.outcomeReasonMax))}`] : []);
   const approvedLine = () => `✅ <b>APPROVED</b> by ${who(r.decided_by, view, k)} at ${at(r.decided_at)}`;
   switch (r.status) {
     case 'pending':
