@@ -24,6 +24,7 @@ describe('panel callback data', () => {
     { kind: 'capability', drop: false, capability: 'create' },
     { kind: 'path', drop: true, index: 7 },
     { kind: 'ref', drop: false, index: 999 },
+    { kind: 'page', page: 99 },
     { kind: 'approve', version: 999_999_999 },
     { kind: 'close' },
   ];
@@ -34,7 +35,7 @@ describe('panel callback data', () => {
     expect(parsePanelData(data)).toEqual({ draftId: 'abcdefgh23', action });
   });
 
-  it.each(['', 'g:', 'g:abcdefgh23', 'g:abcdefgh23:t:0', 'g:abcdefgh23:t:-5', 'g:ABCDEFGH23:x', 'g:abcdefgh2:x', 'g:abcdefgh23:*c:read', 'g:abcdefgh23:-c:READ', 'g:abcdefgh23:ok:0', 'g:abcdefgh23:x\n', 'g:abcdefgh23:-p:1234'])(
+  it.each(['', 'g:', 'g:abcdefgh23', 'g:abcdefgh23:t:0', 'g:abcdefgh23:t:-5', 'g:ABCDEFGH23:x', 'g:abcdefgh2:x', 'g:abcdefgh23:*c:read', 'g:abcdefgh23:-c:READ', 'g:abcdefgh23:ok:0', 'g:abcdefgh23:x\n', 'g:abcdefgh23:-p:1234', 'g:abcdefgh23:pg:100', 'g:abcdefgh23:pg:-1'])(
     'rejects %j',
     (data) => expect(parsePanelData(data)).toBeUndefined(),
   );
