@@ -29,12 +29,60 @@ const Tier = z.union([z.literal(1), z.literal(2), z.literal(3)], { error: 'tier 
 const TierAsked = Tier.meta({
   description: 'Tier asked for: 1 issued at once if policy allows, 2 one approver, 3 a quorum of approvers. Policy may raise it, never lower it.',
 });
-const Reason = z.string().trim().min(1, 'reason is required').max(2000).meta({ description: 'Why the agent needs it; shown to the approver.' });
+const Reason = z
+  .string()
+  .trim()
+  .min(1, 'reason is required')
+  .max(2000)
+  .meta({
+    description:
+      'Why the agent needs it; shown to the approver. Any text, newlines included; control, bidi and invisible characters are shown as visible escapes (\\u{202E}), apart from the request\'s own fields.',
+  });
+
+/**
+ * Limits of what one request may ask for (SPEC §11). The approval message
+ * shows every pair in full, never "… and N more", and must fit Telegram's
+ * 4096 characters: 32 paths (or refs) of 1280 characters together, with
+ * their capabilities, leave room for the fixed fields and the reason in
+ * the worst case (src/telegram/render.ts; test/unit/telegram/render.test.ts
+ * renders that worst case). More is refused at submission, not cut.
+ */
+export const REQUEST_LIMITS = { items: 32, itemsCharacters: 1280 } as const;
+
+/** The alphabet of session keys, refs and Idempotency-Keys (isPrintableAsciiWord), for the OpenAPI document. */
+const PRINTABLE_ASCII_WORD = { pattern: '^[\\x21-\\x7e]+$' };
+
+/**
+ * Security: a session key is shown to the approver beside the request's
+ * own fields; a newline, bidi override or invisible character in it could
+ * forge or hide them. It is printable ASCII without spaces, or a 400.
+ */
 const SessionKey = z
   .string()
   .min(1)
   .max(200)
-  .meta({ description: "Session the decision webhook goes to; must match the agent's `sessions` patterns in policy (403 otherwise). Default: the agent's default session." });
+  .refine(isPrintableAsciiWord, 'session_key must be printable ASCII without spaces or control characters')
+  .meta({
+    ...PRINTABLE_ASCII_WORD,
+    description: "Session the decision webhook goes to; must match the agent's `sessions` patterns in policy (403 otherwise). Printable ASCII without spaces. Default: the agent's default session.",
+  });
+
+/** The items of one request: at most REQUEST_LIMITS.items, of at most REQUEST_LIMITS.itemsCharacters together. */
+function limitedList<T extends z.ZodType>(item: T, what: 'paths' | 'refs', length: (v: z.output<T>) => number) {
+  return z
+    .array(item)
+    .min(1, what === 'paths' ? 'vault_paths must name at least one path' : 'refs must name at least one ref')
+    .max(REQUEST_LIMITS.items, `a request has at most ${REQUEST_LIMITS.items} ${what}; split it into several requests`)
+    .superRefine((items, ctx) => {
+      const total = items.reduce((n, v) => n + length(v), 0);
+      if (total > REQUEST_LIMITS.itemsCharacters) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `the ${what} of a request are at most ${REQUEST_LIMITS.itemsCharacters} characters together (these have ${total}), so the approver sees every one; split it into several requests`,
+        });
+      }
+    });
+}
 
 // Capabilities outside the known set are a malformed request (400); the
 // never-issued ones (sudo, deny, root) pass here so policy can refuse them
@@ -51,15 +99,19 @@ export const VaultRequestBody = z
     resource: z.literal('vault'),
     tier: TierAsked,
     reason: Reason,
-    vault_paths: z
-      .array(
+    vault_paths: limitedList(
         z.strictObject({
           path: z.string().min(1).max(512).meta({ description: 'Exact Vault ACL path, e.g. homelab/data/docker/registry: no leading /, no .., no empty segments, no * or +.' }),
-          capabilities: z.array(Capability).min(1).max(16),
+          capabilities: z
+            .array(Capability)
+            .min(1)
+            .max(KNOWN_CAPABILITIES.length)
+            .refine((caps) => new Set(caps).size === caps.length, 'a capability is named twice'),
         }),
+        'paths',
+        (p) => p.path.length,
       )
-      .min(1, 'vault_paths must name at least one path')
-      .max(64),
+      .meta({ description: `At most ${REQUEST_LIMITS.items} paths, of at most ${REQUEST_LIMITS.itemsCharacters} characters together (400 otherwise).` }),
     ttl: Ttl.optional(),
     session_key: SessionKey.optional(),
   })
@@ -71,11 +123,13 @@ export const GateRequestBody = z
     tier: TierAsked,
     reason: Reason,
     repo: z.string().min(1).max(256).meta({ description: 'Repository the git gate serves, e.g. homelab/app.' }),
-    refs: z
-      .array(z.string().min(1).max(256))
-      .min(1)
-      .max(64)
-      .meta({ description: 'Exact refs to push, e.g. refs/heads/agent/fix-12 (no wildcards).' }),
+    refs: limitedList(
+      z.string().min(1).max(256).refine(isPrintableAsciiWord, 'a ref must be printable ASCII without spaces').meta(PRINTABLE_ASCII_WORD),
+      'refs',
+      (r) => r.length,
+    ).meta({
+      description: `Exact refs to push, e.g. refs/heads/agent/fix-12 (no wildcards). At most ${REQUEST_LIMITS.items} refs, of at most ${REQUEST_LIMITS.itemsCharacters} characters together (400 otherwise).`,
+    }),
     ttl: Ttl.optional(),
     session_key: SessionKey.optional(),
   })
@@ -93,8 +147,8 @@ export const IdempotencyKey = z
   .string()
   .min(1)
   .max(200)
-  .regex(/^[\x21-\x7e]+$/, 'Idempotency-Key must be printable ASCII without spaces')
-  .meta({ description: 'The same key from the same agent returns the first answer and creates nothing new; reused with another body: 409.' });
+  .refine(isPrintableAsciiWord, 'Idempotency-Key must be printable ASCII without spaces')
+  .meta({ ...PRINTABLE_ASCII_WORD, description: 'The same key from the same agent returns the first answer and creates nothing new; reused with another body: 409.' });
 
 /** One line per zod issue: `vault_paths[0].capabilities[1]: capability must be …`. */
 export function describeZodError(error: z.ZodError): string {

@@ -13,7 +13,7 @@ import type { Logger } from '../lib/logger.ts';
 import { describeTelegramError } from './errors.ts';
 import { cut, escapeHtml, humanDuration } from './html.ts';
 import { OPEN_PANEL_DATA, PANEL_DATA, applyPanelAction, draftToNarrowing, parsePanelData } from './narrowing-panel.ts';
-import { approverLabel, parseCallbackData } from './render.ts';
+import { approverLabel, parseCallbackData, shownLine } from './render.ts';
 import type { NarrowingDraft, TelegramStore } from './store.ts';
 
 export type TelegramConfig = NonNullable<Config['telegram']>;
@@ -136,15 +136,28 @@ export function registerHandlers(bot: Bot, env: HandlerEnv): void {
   /**
    * Security: a button acts only on the request of the message it is under.
    * Callback data is chosen by the client, so `a:<request B>` sent from
-   * request A's message (or a panel id of B) is refused, whatever it names.
+   * request A's message (or a panel id of B) is refused, whatever it names;
+   * so is any button naming a request whose message the broker never posted
+   * (there is no message it could belong to). Returns why it is refused, or
+   * undefined when the tap is under the request's own message.
    */
-  const underItsMessage = (ctx: Context, requestId: string, strict: boolean): boolean => {
+  const notUnderItsMessage = (ctx: Context, requestId: string): string | undefined => {
     const m = ctx.callbackQuery?.message;
     const row = store.get(requestId);
-    if (!m || !row || row.message_id === null) return !strict;
+    if (!row || row.message_id === null) return 'no approval message of this request was posted';
+    if (!m) return 'button not under a message';
     // TELEGRAM_CHAT_ID may be a numeric id or an @username.
     const sameChat = /^-?\d+$/.test(row.chat_id) ? String(m.chat.id) === row.chat_id : 'username' in m.chat && `@${m.chat.username}`.toLowerCase() === row.chat_id.toLowerCase();
-    return sameChat && m.message_id === row.message_id;
+    return sameChat && m.message_id === row.message_id ? undefined : 'button not under its request’s message';
+  };
+
+  /** Refuses (answer and audit) a tap that is not under its request's message; true when refused. */
+  const refusedOffMessage = async (ctx: Context, user: User, requestId: string, what = ''): Promise<boolean> => {
+    const why = notUnderItsMessage(ctx, requestId);
+    if (!why) return false;
+    auditRefusal(user, `${what}${why}`, ctx.callbackQuery?.data ?? '', requestId);
+    await answer(ctx, 'Refused: this button does not belong to this message. Nothing changed; this attempt has been recorded.', true);
+    return true;
   };
 
   /** For buttons that do not decide: the request must still be pending (the answer says what it is otherwise). */
@@ -176,11 +189,7 @@ export function registerHandlers(bot: Bot, env: HandlerEnv): void {
       await answer(ctx, 'You are not an approver for this broker. This attempt has been recorded.', true);
       return;
     }
-    if (!underItsMessage(ctx, tap.requestId, false)) {
-      auditRefusal(user, 'button not under its request’s message', ctx.callbackQuery.data, tap.requestId);
-      await answer(ctx, 'Refused: this button does not belong to this message. Nothing changed; this attempt has been recorded.', true);
-      return;
-    }
+    if (await refusedOffMessage(ctx, user, tap.requestId)) return;
     const identity = telegramIdentity(user.id);
     store.rememberName(identity, displayName(user), clock.now());
     let result: DecideOutcome;
@@ -207,11 +216,7 @@ export function registerHandlers(bot: Bot, env: HandlerEnv): void {
       await answer(ctx, 'You are not an approver for this broker. This attempt has been recorded.', true);
       return;
     }
-    if (!underItsMessage(ctx, requestId, true)) {
-      auditRefusal(user, 'button not under its request’s message', ctx.callbackQuery.data, requestId);
-      await answer(ctx, 'Refused: this button does not belong to this message. Nothing changed; this attempt has been recorded.', true);
-      return;
-    }
+    if (await refusedOffMessage(ctx, user, requestId)) return;
     const request = await pendingOrAnswer(ctx, requestId);
     if (!request) return;
     const identity = telegramIdentity(user.id);
@@ -237,11 +242,7 @@ export function registerHandlers(bot: Bot, env: HandlerEnv): void {
       env.kick();
       return;
     }
-    if (!underItsMessage(ctx, draft.requestId, true)) {
-      auditRefusal(user, 'narrowing button not under its request’s message', data, draft.requestId);
-      await answer(ctx, 'Refused: this button does not belong to this message. Nothing changed; this attempt has been recorded.', true);
-      return;
-    }
+    if (await refusedOffMessage(ctx, user, draft.requestId, 'narrowing: ')) return;
     const identity = telegramIdentity(user.id);
     store.rememberName(identity, displayName(user), clock.now());
     const request = await pendingOrAnswer(ctx, draft.requestId);
@@ -350,7 +351,7 @@ export function registerHandlers(bot: Bot, env: HandlerEnv): void {
     if (rows.length === 0) return reply(ctx, 'No pending requests.');
     const shown = rows.slice(0, 20).map((r) => {
       const timeout = r.approval_expires_at === null ? '' : r.approval_expires_at > now ? `, times out in ${humanDuration(r.approval_expires_at - now)}` : ', past its deadline';
-      return `• <code>${r.id}</code> — <b>${escapeHtml(r.agent_name)}</b>, tier ${r.required_tier}, ${humanDuration(now - r.created_at)} old${timeout}\n  ${escapeHtml(cut(r.reason, 120))}${r.reason.length > 120 ? '…' : ''}`;
+      return `• <code>${r.id}</code> — <b>${escapeHtml(r.agent_name)}</b>, tier ${r.required_tier}, ${humanDuration(now - r.created_at)} old${timeout}\n  ${shownLine(cut(r.reason, 120))}${r.reason.length > 120 ? '…' : ''}`;
     });
     const more = rows.length > 20 ? `\n… and ${rows.length - 20} more (see <code>jit requests --status pending</code>)` : '';
     await reply(ctx, `⏳ <b>Pending requests (${rows.length})</b>\n${shown.join('\n')}${more}`);

@@ -20,6 +20,8 @@ export interface DraftNarrowing {
   dropCapabilities: string[];
   dropPaths: string[];
   dropRefs: string[];
+  /** Which page of drop/keep buttons the panel shows (0 = the first ITEM_BUTTONS_PER_PAGE items); display only, not part of the grant. */
+  page?: number | undefined;
 }
 
 export const EMPTY_DRAFT: DraftNarrowing = { dropCapabilities: [], dropPaths: [], dropRefs: [] };
@@ -27,8 +29,15 @@ export const EMPTY_DRAFT: DraftNarrowing = { dropCapabilities: [], dropPaths: []
 /** Shorter TTLs the panel offers besides the grant's own TTL (5 min, 15 min, 1 h). */
 export const TTL_CHOICES_SECONDS = [300, 900, 3600] as const;
 
-/** Paths (or refs) that get a drop/keep button; beyond this, narrow with `jit approve --drop-path`. */
-export const MAX_ITEM_BUTTONS = 8;
+/**
+ * Drop/keep buttons per page of the panel. A request has up to 32 paths
+ * (or refs, REQUEST_LIMITS in src/broker/schemas.ts); the panel pages
+ * through them with ◀ / ▶ so every one of them can be dropped.
+ */
+export const ITEM_BUTTONS_PER_PAGE = 8;
+
+/** Pages of drop/keep buttons for `items` items. */
+export const pageCount = (items: number) => Math.max(1, Math.ceil(items / ITEM_BUTTONS_PER_PAGE));
 
 const DRAFT_ID = /^[a-z2-7]{10}$/;
 
@@ -37,14 +46,15 @@ export type PanelAction =
   | { kind: 'capability'; drop: boolean; capability: string }
   | { kind: 'path'; drop: boolean; index: number }
   | { kind: 'ref'; drop: boolean; index: number }
+  | { kind: 'page'; page: number }
   | { kind: 'approve'; version: number }
   | { kind: 'close' };
 
 /**
  * Callback data of panel buttons: `g:<panel id>:<action>` with action
  * `t:<seconds>`, `-c:<capability>` / `+c:<capability>`, `-p:<index>` /
- * `+p:<index>`, `-r:<index>` / `+r:<index>`, `ok:<version>` or `x`; at most
- * 25 bytes. The open button is `n:<request id>` (34 bytes).
+ * `+p:<index>`, `-r:<index>` / `+r:<index>`, `pg:<page>`, `ok:<version>` or
+ * `x`; at most 25 bytes. The open button is `n:<request id>` (34 bytes).
  */
 export function panelData(draftId: string, action: PanelAction): string {
   switch (action.kind) {
@@ -56,6 +66,8 @@ export function panelData(draftId: string, action: PanelAction): string {
       return `g:${draftId}:${action.drop ? '-' : '+'}p:${action.index}`;
     case 'ref':
       return `g:${draftId}:${action.drop ? '-' : '+'}r:${action.index}`;
+    case 'page':
+      return `g:${draftId}:pg:${action.page}`;
     case 'approve':
       return `g:${draftId}:ok:${action.version}`;
     case 'close':
@@ -63,7 +75,7 @@ export function panelData(draftId: string, action: PanelAction): string {
   }
 }
 
-export const PANEL_DATA = /^g:([a-z2-7]{10}):(t:[1-9]\d{0,8}|[+-]c:[a-z]{1,10}|[+-][pr]:\d{1,3}|ok:[1-9]\d{0,8}|x)$/;
+export const PANEL_DATA = /^g:([a-z2-7]{10}):(t:[1-9]\d{0,8}|[+-]c:[a-z]{1,10}|[+-][pr]:\d{1,3}|pg:\d{1,2}|ok:[1-9]\d{0,8}|x)$/;
 
 export function parsePanelData(data: string): { draftId: string; action: PanelAction } | undefined {
   const m = PANEL_DATA.exec(data);
@@ -74,6 +86,7 @@ export function parsePanelData(data: string): { draftId: string; action: PanelAc
   const [head, value] = op.split(':') as [string, string];
   if (head === 't') return { draftId, action: { kind: 'ttl', seconds: Number(value) } };
   if (head === 'ok') return { draftId, action: { kind: 'approve', version: Number(value) } };
+  if (head === 'pg') return { draftId, action: { kind: 'page', page: Number(value) } };
   const drop = head[0] === '-';
   if (head[1] === 'c') return { draftId, action: { kind: 'capability', drop, capability: value } };
   return { draftId, action: { kind: head[1] === 'p' ? 'path' : 'ref', drop, index: Number(value) } };
@@ -169,6 +182,13 @@ export function applyPanelAction(draft: DraftNarrowing, action: PanelAction, req
       if (!inCeiling) return { ok: false, forged: false, answer: `${label} was dropped by an earlier approval; it cannot be added back.` };
       if (!dropped) return next(draft, false, `${label} is granted`);
       return next({ ...draft, [key]: draft[key].filter((x) => x !== item) }, true, `Kept ${label}`);
+    }
+    case 'page': {
+      const items = requested.resource === 'vault' ? requested.vault_paths.length : requested.refs.length;
+      if (action.page >= pageCount(items)) return forged(`there is no page ${action.page + 1} of buttons for this request`);
+      const first = action.page * ITEM_BUTTONS_PER_PAGE + 1;
+      const answer = `${requested.resource === 'vault' ? 'Paths' : 'Refs'} ${first}–${Math.min(items, first + ITEM_BUTTONS_PER_PAGE - 1)} of ${items}`;
+      return next({ ...draft, page: action.page }, (draft.page ?? 0) !== action.page, answer);
     }
     case 'approve':
     case 'close':

@@ -1,8 +1,9 @@
 import { formatDuration } from '../lib/duration.ts';
+import { inertText } from '../lib/inert-text.ts';
 import { ceilingOf, describeDifference, grantDifference, grantOf, requestedGrant, sameGrant, type Grant } from '../broker/narrowing.ts';
 import type { GateScope, RequestRow, RequestStatus, VaultScope } from '../broker/repository.ts';
-import { TELEGRAM_TEXT_LIMIT, ellipsize, escapeHtml, formatTime, visibleLength } from './html.ts';
-import { MAX_ITEM_BUTTONS, buttonLabel, draftGrant, openPanelData, panelData, ttlChoices, type DraftNarrowing } from './narrowing-panel.ts';
+import { TELEGRAM_TEXT_LIMIT, cut, ellipsize, escapeHtml, formatTime, visibleLength } from './html.ts';
+import { ITEM_BUTTONS_PER_PAGE, buttonLabel, draftGrant, openPanelData, pageCount, panelData, ttlChoices, type DraftNarrowing } from './narrowing-panel.ts';
 
 /** One approver's vote, as stored by decideRequest. */
 export interface VoteView {
@@ -81,56 +82,82 @@ export function approverLabel(identity: string, names?: ReadonlyMap<string, stri
 }
 
 interface Knobs {
-  /** Characters of the agent's reason shown. */
+  /** Characters of the agent's reason shown (after inertText); 0 = a pointer to `jit requests show` instead. */
   reasonMax: number;
-  /** Paths (or refs) listed before "… and N more". */
-  itemsShown: number;
   /** Characters of the decision / revocation reason shown. */
   outcomeReasonMax: number;
+  /**
+   * How a narrowed grant is shown: `list` repeats its items below the
+   * request; `marks` strikes out (✂️) what it leaves out in the request's
+   * own list, so a large request is not listed twice.
+   */
+  grantForm: 'list' | 'marks';
+  /** Policy rule names and voter names listed (false: counts only). */
+  names: boolean;
 }
 
+/** Shown from the reason however long the message: enough to read what the agent says. */
 const MIN_REASON = 200;
+
+/**
+ * Text someone else wrote (the agent's reason and session key, an
+ * approver's reason, a path), ready for HTML: control, bidi and invisible
+ * characters become visible escapes (inertText), then HTML is escaped.
+ */
+export const shownText = (text: string) => escapeHtml(inertText(text));
+
+/** shownText on one line (⏎ for its newlines), so it cannot draw lines of its own in a list. */
+export const shownLine = (text: string) => shownText(text).replaceAll('\n', ' ⏎ ');
 
 /**
  * The approval message of a request: the outcome (who, when, why) above
  * the full original request, or the request with Approve / Deny while it
- * is pending. Everything is HTML-escaped.
+ * is pending. Everything is HTML-escaped and agent-written text is inert.
  *
- * When the text would exceed Telegram's 4096 characters it is shortened in
- * this order: the outcome reason, then the agent's reason (down to 200
- * characters), then the path list ("… and N more"), then the reason
- * entirely. The request id, agent, tier, timeout and the number of paths
- * are never dropped.
+ * Security (SPEC §10): every requested pair is always listed; nothing is
+ * ever replaced by "… and N more". The agent's reason sits in its own
+ * quoted block under a heading that says who wrote it, after the
+ * request's fields, so no reason can pass for them.
+ *
+ * To fit Telegram's 4096 characters the message gives up, in this order:
+ * the length of the outcome reason, the second listing of a narrowed grant
+ * (struck-out marks in the request's list instead), the agent's reason
+ * (down to 200 characters), the names of policy rules and voters, and
+ * finally the reasons (a pointer to `jit requests show`). The request
+ * limits (REQUEST_LIMITS in src/broker/schemas.ts) keep the largest
+ * possible request within 4096 characters with all of that given up
+ * (test/unit/telegram/render.test.ts renders that worst case).
  */
 export function renderApproval(view: ApprovalView): RenderedApproval {
   const { request } = view;
-  const items = scopeItems(request);
-  let knobs: Knobs = { reasonMax: request.reason.length, itemsShown: items.lines.length, outcomeReasonMax: 2000 };
-  let html = compose(view, knobs);
-
-  let over = visibleLength(html) - TELEGRAM_TEXT_LIMIT;
-  if (over > 0) {
-    knobs = { ...knobs, outcomeReasonMax: 300 };
-    html = compose(view, knobs);
-    over = visibleLength(html) - TELEGRAM_TEXT_LIMIT;
+  const reasonLength = inertText(request.reason).length;
+  const steps: ((k: Knobs) => Knobs)[] = [
+    (k) => ({ ...k, outcomeReasonMax: 300 }),
+    (k) => ({ ...k, grantForm: 'marks' }),
+    (k) => {
+      // The note about the shortening takes room too: settle in a few rounds.
+      let next = k;
+      for (let i = 0, o = over(k); i < 3 && o > 0 && next.reasonMax > MIN_REASON; i++, o = over(next)) {
+        next = { ...next, reasonMax: Math.max(MIN_REASON, Math.min(next.reasonMax, reasonLength) - o - (next.reasonMax < reasonLength ? 0 : 100)) };
+      }
+      return next;
+    },
+    (k) => ({ ...k, names: false }),
+    (k) => ({ ...k, reasonMax: 0, outcomeReasonMax: 0 }),
+  ];
+  const over = (k: Knobs) => visibleLength(compose(view, k)) - TELEGRAM_TEXT_LIMIT;
+  let knobs: Knobs = { reasonMax: reasonLength, outcomeReasonMax: 2000, grantForm: 'list', names: true };
+  for (const step of steps) {
+    if (over(knobs) <= 0) break;
+    knobs = step(knobs);
   }
-  if (over > 0 && request.reason.length > MIN_REASON) {
-    // ellipsize's note adds up to ~30 characters; take them off too.
-    knobs = { ...knobs, reasonMax: Math.max(MIN_REASON, request.reason.length - over - 40) };
-    html = compose(view, knobs);
-    over = visibleLength(html) - TELEGRAM_TEXT_LIMIT;
-  }
-  while (over > 0 && knobs.itemsShown > 0) {
-    knobs = { ...knobs, itemsShown: knobs.itemsShown - 1 };
-    html = compose(view, knobs);
-    over = visibleLength(html) - TELEGRAM_TEXT_LIMIT;
-  }
-  if (over > 0) {
-    knobs = { ...knobs, reasonMax: 0, outcomeReasonMax: 0 };
-    html = compose(view, knobs);
-  }
-
   const pending = request.status === 'pending';
+  const status = { status: request.status, final: FINAL_STATUSES.includes(request.status) };
+  if (over(knobs) > 0) {
+    // Only a request stored before the limits can get here. Its pairs are not cut: it is not shown, and not approvable here.
+    return { html: tooLargeToShow(view, knobs), keyboard: pending ? [[{ text: '❌ Deny', callback_data: callbackData('deny', request.id) }]] : [], ...status };
+  }
+  const html = compose(view, knobs);
   const grants = grantsOf(view);
   return {
     html,
@@ -145,9 +172,27 @@ export function renderApproval(view: ApprovalView): RenderedApproval {
             ],
             [{ text: '✂️ Narrow…', callback_data: openPanelData(request.id) }],
           ],
-    status: request.status,
-    final: FINAL_STATUSES.includes(request.status),
+    ...status,
   };
+}
+
+/**
+ * A request larger than REQUEST_LIMITS allows (stored before the limits
+ * existed) cannot be shown whole in one message. Rather than show part of
+ * it, the message says so and offers only Deny; it is reviewed with
+ * `jit requests show` and approved with `jit approve`.
+ */
+function tooLargeToShow(view: ApprovalView, k: Knobs): string {
+  const r = view.request;
+  const items = scopeItems(r);
+  const outcome = outcomeLines(view, { ...k, outcomeReasonMax: 0 });
+  return [
+    ...(outcome.length ? [outcome[0]!, ''] : []),
+    `🔐 <b>${r.status === 'pending' ? 'Approval needed' : 'Request'} — tier ${r.required_tier}</b>`,
+    `<b>Request:</b> <code>${r.id}</code>`,
+    `<b>Agent:</b> <code>${shownText(r.agent_name)}</code>`,
+    `⚠️ This request names ${items.lines.length} ${r.resource === 'gate' ? 'refs' : 'paths'}, more than one message can show in full (it was made before the request limits). Review it with <code>jit requests show ${r.id}</code> and decide with <code>jit approve</code> or <code>jit deny</code>; it cannot be approved here.`,
+  ].join('\n');
 }
 
 interface Grants {
@@ -209,11 +254,21 @@ function panelKeyboard(view: ApprovalView, draft: DraftView, g: Grants): InlineB
   const kind = requested.resource === 'vault' ? ('path' as const) : ('ref' as const);
   // With one item left in the ceiling there is nothing to choose: dropping it would leave nothing.
   if (items.filter(inCeiling).length > 1) {
+    const pages = pageCount(items.length);
+    const page = Math.min(draft.narrowing.page ?? 0, pages - 1);
+    const first = page * ITEM_BUTTONS_PER_PAGE;
     items.forEach((item, index) => {
-      if (index >= MAX_ITEM_BUTTONS || !inCeiling(item)) return;
+      if (index < first || index >= first + ITEM_BUTTONS_PER_PAGE || !inCeiling(item)) return;
       const drop = !dropped.includes(item);
       rows.push([{ text: `${drop ? '✂️ drop' : '↩️ keep'} ${buttonLabel(item)}`, callback_data: panelData(draft.id, { kind, drop, index }) }]);
     });
+    if (pages > 1) {
+      const range = (p: number) => `${p * ITEM_BUTTONS_PER_PAGE + 1}–${Math.min(items.length, (p + 1) * ITEM_BUTTONS_PER_PAGE)}`;
+      const nav: InlineButton[] = [];
+      if (page > 0) nav.push({ text: `◀ ${kind}s ${range(page - 1)}`, callback_data: panelData(draft.id, { kind: 'page', page: page - 1 }) });
+      if (page < pages - 1) nav.push({ text: `${kind}s ${range(page + 1)} ▶`, callback_data: panelData(draft.id, { kind: 'page', page: page + 1 }) });
+      rows.push(nav);
+    }
   }
   rows.push([
     { text: '✅ Approve as shown', callback_data: panelData(draft.id, { kind: 'approve', version: draft.version }) },
@@ -223,18 +278,37 @@ function panelKeyboard(view: ApprovalView, draft: DraftView, g: Grants): InlineB
   return rows;
 }
 
-/** A grant as message lines: its items, its TTL (with the asked one when shorter), and what was left out. */
+/**
+ * A grant as message lines: its items (or, in the `marks` form, a pointer
+ * to the struck-out marks in the request's list), its TTL (with the asked
+ * one when shorter), and what was left out.
+ */
 function grantLines(requested: Grant, grant: Grant, k: Knobs): string[] {
-  const items =
-    grant.resource === 'vault'
-      ? grant.vault_paths.map((p) => `• <code>${escapeHtml(p.path)}</code>: ${escapeHtml(p.capabilities.join(', '))}`)
-      : grant.refs.map((r) => `• <code>${escapeHtml(grant.repo)}</code> <code>${escapeHtml(r)}</code>`);
-  const lines = items.slice(0, k.itemsShown);
-  if (items.length > k.itemsShown) lines.push(`… and ${items.length - k.itemsShown} more`);
+  const lines: string[] = [];
+  if (k.grantForm === 'list') {
+    lines.push(
+      ...(grant.resource === 'vault'
+        ? grant.vault_paths.map((p) => `• <code>${shownText(p.path)}</code>: ${escapeHtml(p.capabilities.join(', '))}`)
+        : grant.refs.map((r) => `• <code>${shownText(grant.repo)}</code> <code>${shownText(r)}</code>`)),
+    );
+  } else {
+    const what = grant.resource === 'vault' ? 'paths' : 'refs';
+    const n = grant.resource === 'vault' ? grant.vault_paths.length : grant.refs.length;
+    const of = requested.resource === 'vault' ? requested.vault_paths.length : requested.refs.length;
+    lines.push(`• the request's ${what} without what is struck out ✂️ in its list (${n} of ${of} ${what})`);
+  }
   lines.push(`<b>TTL:</b> ${formatDuration(grant.ttl_seconds)}${grant.ttl_seconds < requested.ttl_seconds ? ` (asked ${formatDuration(requested.ttl_seconds)})` : ''}`);
   const left = describeDifference(grantDifference(requested, grant));
-  if (left) lines.push(`<b>Not granted:</b> ${escapeHtml(ellipsize(left, Math.max(100, Math.min(600, k.reasonMax))))}`);
+  if (left && k.grantForm === 'list') lines.push(`<b>Not granted:</b> ${shownText(left)}`);
   return lines;
+}
+
+/** The grant the message shows beside the request, when it is less than asked (what the panel, an earlier vote or the decision narrowed it to). */
+function narrowedGrant(view: ApprovalView): Grant | undefined {
+  const g = grantsOf(view);
+  if (!g) return undefined;
+  const shown = view.request.status === 'pending' ? (view.draft ? g.draft : g.ceiling) : g.granted;
+  return shown && !sameGrant(shown, g.requested) ? shown : undefined;
 }
 
 /** After approval: what was granted, below the outcome. */
@@ -250,7 +324,7 @@ function pendingGrantLines(view: ApprovalView, k: Knobs): string[] {
   const g = grantsOf(view);
   if (!g || view.request.status !== 'pending') return [];
   if (view.draft) {
-    const head = `✂️ <b>Narrowing</b> — last change by ${who(view.draft.updatedBy, view)}`;
+    const head = `✂️ <b>Narrowing</b> — last change by ${who(view.draft.updatedBy, view, k)}`;
     if (!g.draft) return ['', head, '⚠️ As chosen, nothing would be granted: keep something, or tap ❌ Deny.'];
     return ['', head, '<b>✅ Approve as shown</b> grants exactly:', ...grantLines(g.requested, g.draft, k)];
   }
@@ -258,25 +332,47 @@ function pendingGrantLines(view: ApprovalView, k: Knobs): string[] {
   return [];
 }
 
-function scopeItems(request: RequestRow): { label: string; lines: string[] } {
+/**
+ * The request's list: one line per requested path (or ref), every one of
+ * them. With `mark`, what that grant leaves out is struck out and the line
+ * ends in ✂️.
+ */
+function scopeItems(request: RequestRow, mark?: Grant): { label: string; lines: string[] } {
   let scope: Partial<VaultScope & GateScope>;
   try {
     scope = JSON.parse(request.scope) as Partial<VaultScope & GateScope>;
   } catch {
     scope = {};
   }
+  const strike = (html: string, struck: boolean) => (struck ? `<s>${html}</s>` : html);
   if (request.resource === 'gate') {
     const refs = scope.refs ?? [];
+    const kept = (r: string) => !mark || (mark.resource === 'gate' && mark.refs.includes(r));
     return {
-      label: `<b>Repository:</b> <code>${escapeHtml(scope.repo ?? '?')}</code>\n<b>Refs (${refs.length}):</b>`,
-      lines: refs.map((r) => `• <code>${escapeHtml(r)}</code>`),
+      label: `<b>Repository:</b> <code>${shownText(scope.repo ?? '?')}</code>\n<b>Refs (${refs.length}):</b>`,
+      lines: refs.map((r) => `• ${strike(`<code>${shownText(r)}</code>`, !kept(r))}${kept(r) ? '' : ' ✂️'}`),
     };
   }
   const paths = scope.vault_paths ?? [];
   return {
     label: `<b>Vault paths (${paths.length}):</b>`,
-    lines: paths.map((p) => `• <code>${escapeHtml(p.path)}</code>: ${escapeHtml(p.capabilities.join(', '))}`),
+    lines: paths.map((p) => {
+      const granted = !mark ? p.capabilities : mark.resource === 'vault' ? (mark.vault_paths.find((g) => g.path === p.path)?.capabilities ?? []) : [];
+      if (granted.length === 0) return `• <s><code>${shownText(p.path)}</code>: ${escapeHtml(p.capabilities.join(', '))}</s> ✂️`;
+      const caps = p.capabilities.map((c) => strike(escapeHtml(c), !granted.includes(c))).join(', ');
+      return `• <code>${shownText(p.path)}</code>: ${caps}${p.capabilities.every((c) => granted.includes(c)) ? '' : ' ✂️'}`;
+    }),
   };
+}
+
+/** The agent's reason, quoted under a heading that says who wrote it. */
+function reasonLines(r: RequestRow, k: Knobs): string[] {
+  const reason = inertText(r.reason);
+  const head = '💬 <b>Reason</b> <i>(written by the agent, quoted as sent)</i>:';
+  if (k.reasonMax <= 0) return [head, `(${reason.length} characters, too long to show here; see <code>jit requests show ${r.id}</code>)`];
+  if (reason.length <= k.reasonMax) return [head, `<blockquote>${escapeHtml(reason)}</blockquote>`];
+  const note = ` (reason shortened: ${reason.length} characters in all; see <code>jit requests show ${r.id}</code>)`;
+  return [head, `<blockquote>${escapeHtml(cut(reason, k.reasonMax))}…</blockquote>${note}`];
 }
 
 function compose(view: ApprovalView, k: Knobs): string {
@@ -289,34 +385,33 @@ function compose(view: ApprovalView, k: Knobs): string {
   const quorumText = r.required_tier === 3 ? `, ${view.quorum} distinct approvers` : '';
   lines.push(r.status === 'pending' ? `🔐 <b>Approval needed — tier ${r.required_tier}${quorumText}</b>` : `🔐 <b>Request — tier ${r.required_tier}${quorumText}</b>`);
   lines.push(`<b>Request:</b> <code>${r.id}</code>`);
-  lines.push(`<b>Agent:</b> <code>${escapeHtml(r.agent_name)}</code>`);
-  lines.push(`<b>Session:</b> ${r.session_key ? `<code>${escapeHtml(r.session_key)}</code>` : '(none)'}`);
+  lines.push(`<b>Agent:</b> <code>${shownText(r.agent_name)}</code>`);
+  lines.push(`<b>Session:</b> ${r.session_key ? `<code>${shownText(r.session_key)}</code>` : '(none)'}`);
   lines.push(`<b>Tier:</b> ${tierText}`);
-  if (k.reasonMax > 0) lines.push(`<b>Reason:</b> ${escapeHtml(ellipsize(r.reason, k.reasonMax))}`);
-  else lines.push(`<b>Reason:</b> (${r.reason.length} characters, too long to show; see <code>jit requests</code>)`);
 
-  const items = scopeItems(r);
-  lines.push(items.label);
-  lines.push(...items.lines.slice(0, k.itemsShown));
-  const hidden = items.lines.length - k.itemsShown;
-  if (hidden > 0) lines.push(`… and ${hidden} more`);
+  const items = scopeItems(r, k.grantForm === 'marks' ? narrowedGrant(view) : undefined);
+  lines.push(items.label, ...items.lines);
 
   lines.push(`<b>TTL:</b> ${formatDuration(r.ttl_seconds)}`);
   const rules = parseRules(r.rules);
   if (rules.length > 0) {
-    const shown = rules.slice(0, 8).map(escapeHtml).join(', ');
-    lines.push(`<b>Policy rules:</b> ${shown}${rules.length > 8 ? ` and ${rules.length - 8} more` : ''}`);
+    const named = `${rules.slice(0, 8).map(shownText).join(', ')}${rules.length > 8 ? ` and ${rules.length - 8} more` : ''}`;
+    const counted = `${rules.length} (see <code>jit requests show</code>)`;
+    lines.push(`<b>Policy rules:</b> ${k.names || visibleLength(named) <= visibleLength(counted) ? named : counted}`);
   }
   lines.push(`<b>Requested:</b> ${formatTime(r.created_at)}`);
   if (r.approval_expires_at !== null) {
     lines.push(`<b>Times out:</b> ${formatTime(r.approval_expires_at)} (${formatDuration(Math.max(1, Math.round((r.approval_expires_at - r.created_at) / 1000)))} after the request)`);
   }
-  lines.push(...pendingGrantLines(view, k));
-  if (r.required_tier === 3 || view.votes.length > 1) lines.push(votesLine(view));
+  // The agent's own words come after every field of the request, quoted, so they cannot pass for one.
+  lines.push('', ...reasonLines(r, k));
+  const grant = pendingGrantLines(view, k);
+  if (grant.length > 0) lines.push(...grant);
+  if (r.required_tier === 3 || view.votes.length > 1) lines.push('', votesLine(view, k));
   return lines.join('\n');
 }
 
-function votesLine(view: ApprovalView): string {
+function votesLine(view: ApprovalView, k: Knobs): string {
   const approvals = view.votes.filter((v) => v.decision === 'approve');
   const narrowedVote = (v: VoteView) => {
     if (v.decision !== 'approve' || !v.grant_scope || v.grant_ttl_seconds == null) return false;
@@ -327,7 +422,7 @@ function votesLine(view: ApprovalView): string {
       return false;
     }
   };
-  const list = view.votes.map((v) => `${v.decision === 'approve' ? '✅' : '❌'} ${escapeHtml(approverLabel(v.approver, view.names))}${narrowedVote(v) ? ' ✂️' : ''}`);
+  const list = view.votes.map((v) => `${v.decision === 'approve' ? '✅' : '❌'}${k.names ? ` ${shownText(approverLabel(v.approver, view.names))}` : ''}${narrowedVote(v) ? ' ✂️' : ''}`);
   return `<b>Votes:</b> ${approvals.length} of ${view.quorum} approvals${list.length ? ` — ${list.join(', ')}` : ''}`;
 }
 
@@ -340,19 +435,21 @@ function parseRules(json: string): string[] {
   }
 }
 
-function who(identity: string | null, view: ApprovalView): string {
+/** Approvers by name and identity; by identity alone when the message is short of room. */
+function who(identity: string | null, view: ApprovalView, k: Knobs): string {
   if (!identity) return 'unknown';
   return identity
     .split(', ')
-    .map((id) => `<b>${escapeHtml(approverLabel(id, view.names))}</b>`)
+    .map((id) => `<b>${shownText(k.names ? approverLabel(id, view.names) : id)}</b>`)
     .join(', ');
 }
 
 function outcomeLines(view: ApprovalView, k: Knobs): string[] {
   const r = view.request;
   const at = (ms: number | null) => (ms === null ? 'an unknown time' : formatTime(ms));
-  const why = (text: string | null) => (text && k.outcomeReasonMax > 0 ? [`<i>Why:</i> ${escapeHtml(ellipsize(text, k.outcomeReasonMax))}`] : []);
-  const approvedLine = () => `✅ <b>APPROVED</b> by ${who(r.decided_by, view)} at ${at(r.decided_at)}`;
+  // On one line, so a decision or revocation reason cannot draw lines of its own.
+  const why = (text: string | null) => (text && k.outcomeReasonMax > 0 ? [`<i>Why:</i> ${shownLine(ellipsize(text, k.outcomeReasonMax))}`] : []);
+  const approvedLine = () => `✅ <b>APPROVED</b> by ${who(r.decided_by, view, k)} at ${at(r.decided_at)}`;
   switch (r.status) {
     case 'pending':
       return [];
@@ -363,7 +460,7 @@ function outcomeLines(view: ApprovalView, k: Knobs): string[] {
       return [approvedLine(), ...why(r.decision_reason), `🔑 <b>ISSUED</b>${c?.issued_at ? ` at ${formatTime(c.issued_at)}` : ''}${c ? `, expires ${formatTime(c.expires_at)}` : ''}.`, ...grantedLines(view, k)];
     }
     case 'denied':
-      return [`❌ <b>DENIED</b> by ${who(r.decided_by, view)} at ${at(r.decided_at)}`, ...why(r.decision_reason)];
+      return [`❌ <b>DENIED</b> by ${who(r.decided_by, view, k)} at ${at(r.decided_at)}`, ...why(r.decision_reason)];
     case 'timed_out':
       return [`⌛ <b>TIMED OUT</b> at ${at(r.decided_at ?? r.updated_at)}: no decision before the approval deadline.`];
     case 'expired': {
@@ -373,7 +470,7 @@ function outcomeLines(view: ApprovalView, k: Knobs): string[] {
     }
     case 'revoked': {
       const lines = r.decided_by && r.decided_by !== 'policy' && r.decided_at ? [approvedLine()] : [];
-      const by = view.revokedBy ? ` by ${who(view.revokedBy.actor, view)}` : '';
+      const by = view.revokedBy ? ` by ${who(view.revokedBy.actor, view, k)}` : '';
       return [...lines, `🚫 <b>REVOKED</b>${by} at ${formatTime(view.revokedBy?.at ?? r.updated_at)}`, ...why(r.decision_reason), ...(lines.length ? grantedLines(view, k) : [])];
     }
     case 'failed':

@@ -129,6 +129,25 @@ describe('fuzzing every endpoint', () => {
     expect(await send('POST', '/jit/request', { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, JSON.stringify({ ...validVault, vault_paths: sixtyFive }))).toBe(400);
   });
 
+  it('refuses every session key holding a space, control, bidi or invisible character (400), whatever surrounds it', async () => {
+    const unsafe = fc.oneof(
+      fc.constantFrom(' ', '\n', '\r', '\t', '\u0000', '\u007f', '\u0085', '\u00a0', '\u200b', '\u200d', '\u2028', '\u202e', '\u2066', '\ufeff', '\u3000'),
+      fc.integer({ min: 0, max: 0x1f }).map((c) => String.fromCharCode(c)),
+      fc.integer({ min: 0x80, max: 0xffff }).filter((c) => c < 0xd800 || c > 0xdfff).map((c) => String.fromCharCode(c)),
+    );
+    const printable = fc.string({ unit: fc.integer({ min: 0x21, max: 0x7e }).map((c) => String.fromCharCode(c)), maxLength: 40 });
+    await fc.assert(
+      fc.asyncProperty(printable, unsafe, printable, async (before, bad, after) => {
+        const body = JSON.stringify({ ...validVault, tier: 2, session_key: `hook:jit:moltbot${before}${bad}${after}` });
+        const res = await app.request('http://127.0.0.1/jit/request', { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body });
+        const problem = (await res.json()) as { detail: string };
+        expect(res.status).toBe(400);
+        expect(problem.detail).toMatch(/^session_key: session_key must be printable ASCII/);
+      }),
+      { numRuns: 500, seed: 20261207 },
+    );
+  });
+
   it('gives guessed tokens nothing: 1,000 random tokens with the right shape', async () => {
     const hex = fc.string({ unit: fc.constantFrom(...'0123456789abcdef'), minLength: 16, maxLength: 16 });
     const b64url = fc.string({ unit: fc.constantFrom(...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'), minLength: 43, maxLength: 43 });

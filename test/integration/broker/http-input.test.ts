@@ -90,6 +90,57 @@ describe('hostile and malformed input gets a clear 4xx', () => {
   });
 });
 
+describe('request limits (SPEC §11): what an approver is shown cannot be forged or cut', () => {
+  const gate = { resource: 'gate', tier: 1, reason: 'push', repo: 'homelab/app', refs: ['refs/heads/agent/fix'] };
+  const paths = (n: number, len = 30) => Array.from({ length: n }, (_, i) => ({ path: `homelab/data/docker/${String(i).padStart(2, '0')}-${'x'.repeat(len)}`, capabilities: ['read'] }));
+  const refs = (n: number) => Array.from({ length: n }, (_, i) => `refs/heads/agent/fix-${i}`);
+
+  it.each([
+    ['a space', 'hook:jit:moltbot x'],
+    ['a newline', 'hook:jit:moltbot\nVault paths (1):'],
+    ['a tab', 'hook:jit:moltbot\t'],
+    ['a bidi override', 'hook:jit:moltbot\u202e'],
+    ['a zero-width space', 'hook:jit:\u200bmoltbot'],
+    ['a non-ASCII letter', 'hook:jit:mоltbot'],
+    ['a DEL', 'hook:jit:moltbot\u007f'],
+  ])('400 for a session_key with %s', async (_what, session_key) => {
+    const res = await h.call('POST', '/jit/request', { token, body: { ...valid, tier: 2, session_key } });
+    expect(res.status).toBe(400);
+    expect(res.body.code).toBe('BAD_REQUEST');
+    expect(res.body.detail).toMatch(/^session_key: session_key must be printable ASCII without spaces/);
+  });
+
+  it('accepts a printable ASCII session_key the policy allows', async () => {
+    const res = await h.call('POST', '/jit/request', { token, body: { ...valid, session_key: 'hook:jit:moltbot-~!#$%&' } });
+    expect(res.status).toBe(201);
+  });
+
+  it.each([
+    ['33 paths', { ...valid, vault_paths: paths(33) }, /^vault_paths: a request has at most 32 paths/],
+    ['33 refs', { ...gate, refs: refs(33) }, /^refs: a request has at most 32 refs/],
+    ['paths longer than 1280 characters together', { ...valid, vault_paths: paths(20, 60) }, /^vault_paths: the paths of a request are at most 1280 characters together \(these have 1660\)/],
+    ['a ref that is not printable ASCII (a Cyrillic і)', { ...gate, refs: ['refs/heads/agent/fіx'] }, /^refs\[0\]: a ref must be printable ASCII/],
+    ['a capability named twice', { ...valid, vault_paths: [{ path: 'homelab/data/docker/a', capabilities: ['read', 'read'] }] }, /capabilities: a capability is named twice/],
+  ])('400 naming the limit for %s', async (_what, body, detail) => {
+    const res = await h.call('POST', '/jit/request', { token, body });
+    expect(res.status).toBe(400);
+    expect(res.body.code).toBe('BAD_REQUEST');
+    expect(res.body.detail).toMatch(detail);
+  });
+
+  it('accepts 32 paths and 32 refs (the limit itself)', async () => {
+    expect((await h.call('POST', '/jit/request', { token, body: { ...valid, vault_paths: paths(32, 16) } })).status).toBe(201);
+    expect((await h.call('POST', '/jit/request', { token, body: { ...gate, refs: refs(32) } })).status).toBe(201);
+  });
+
+  it('keeps any printable reason, newlines and control characters included (rendered inertly, not refused)', async () => {
+    const reason = 'line one\nVault paths (1):\n• homelab/data/evil: read\u202e\u0007';
+    const res = await h.call('POST', '/jit/request', { token, body: { ...valid, tier: 2, reason } });
+    expect(res.status).toBe(202);
+    expect((await h.call('GET', `/jit/requests/${res.body.id}`, { token })).body.reason).toBe(reason);
+  });
+});
+
 describe('Idempotency-Key', () => {
   it('replays the first answer and creates nothing new', async () => {
     const headers = { 'idempotency-key': 'deploy-42' };

@@ -181,6 +181,40 @@ describe('GET /openapi.json', () => {
   });
 });
 
+describe('request limits in the document (SPEC §11)', () => {
+  const ok = REQUEST_EXAMPLES['vault-tier1'].value;
+  const gate = REQUEST_EXAMPLES.gate.value;
+  const many = (n: number) => Array.from({ length: n }, (_, i) => ({ path: `homelab/data/docker/s${i}`, capabilities: ['read'] }));
+
+  it('documents at most 32 paths and 32 refs, and the printable-ASCII alphabet of session keys and refs', () => {
+    const vault = doc.components.schemas.VaultRequestBody.properties;
+    const gateProps = doc.components.schemas.GateRequestBody.properties;
+    expect(vault.vault_paths.maxItems).toBe(schemas.REQUEST_LIMITS.items);
+    expect(gateProps.refs.maxItems).toBe(schemas.REQUEST_LIMITS.items);
+    expect(vault.vault_paths.description).toContain(`${schemas.REQUEST_LIMITS.itemsCharacters} characters together`);
+    expect(vault.session_key.pattern).toBe('^[\\x21-\\x7e]+$');
+    expect(gateProps.refs.items.pattern).toBe('^[\\x21-\\x7e]+$');
+  });
+
+  it.each([
+    ['33 paths', { ...ok, vault_paths: many(33) }],
+    ['33 refs', { ...gate, refs: Array.from({ length: 33 }, (_, i) => `refs/heads/agent/x${i}`) }],
+    ['a session key with a space', { ...ok, session_key: 'hook:jit:moltbot x' }],
+    ['a session key with a newline', { ...ok, session_key: 'hook:jit:moltbot\nx' }],
+    ['a session key with a bidi override', { ...ok, session_key: 'hook:jit:\u202emoltbot' }],
+    ['a ref with a Cyrillic letter', { ...gate, refs: ['refs/heads/agent/fіx'] }],
+  ])('the route and the document both refuse %s', (_what, bad) => {
+    expect(schemas.CredentialRequestBody.safeParse(bad).success).toBe(false);
+    expect(validateAgainst(doc, { $ref: '#/components/schemas/CredentialRequestBody' }, bad).length).toBeGreaterThan(0);
+  });
+
+  it('the route and the document both accept 32 paths and a printable session key', () => {
+    const good = { ...ok, vault_paths: many(32), session_key: 'hook:jit:moltbot-1' };
+    expect(schemas.CredentialRequestBody.safeParse(good).success).toBe(true);
+    expect(validateAgainst(doc, { $ref: '#/components/schemas/CredentialRequestBody' }, good)).toEqual([]);
+  });
+});
+
 describe('docs/api.md', () => {
   const md = readFileSync(join(REPO, 'docs', 'api.md'), 'utf8');
   const curls = codeBlocks(md, 'sh')

@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { decideRequest } from '../../../src/broker/decide.ts';
 import { sweep } from '../../../src/broker/lifecycle.ts';
+import { REQUEST_LIMITS } from '../../../src/broker/schemas.ts';
 import { ALICE, BOB, CAROL, CHAT_ID, MALLORY, TIER3_BODY, buttonsOf, startTelegramEnv, waitAnswers, type TelegramTestEnv } from './helpers.ts';
 
 let t: TelegramTestEnv;
@@ -35,7 +36,7 @@ describe('posting', () => {
     expect(text).toContain('Agent: moltbot');
     expect(text).toContain('Session: hook:jit:moltbot-<x>');
     expect(text).toContain('Tier: 2 (agent asked for 1; policy requires 2)');
-    expect(text).toContain('Reason: fix <script>alert("x")</script> & rotate "keys" <b>now</b>');
+    expect(text).toContain('Reason (written by the agent, quoted as sent):\nfix <script>alert("x")</script> & rotate "keys" <b>now</b>');
     expect(text).toContain('Vault paths (2):');
     expect(text).toContain('• homelab/data/apps/a<b>&c: read, update');
     expect(text).toContain('• homelab/data/apps/web: create');
@@ -47,32 +48,35 @@ describe('posting', () => {
     // Only the bot's own formatting became entities.
     const bold = (m.entities ?? []).filter((e) => e.type === 'bold').map((e) => text.slice(e.offset, e.offset + e.length));
     expect(bold).not.toContain('now');
-    expect(bold).toContain('Reason:');
+    expect(bold).toContain('Reason');
     expect(buttonsOf(m)).toEqual([`a:${id}`, `d:${id}`, `n:${id}`]);
     expect(Buffer.byteLength(`a:${id}`)).toBeLessThanOrEqual(64);
   });
 
-  it('shortens a very long request to fit Telegram, keeping id, agent, tier, timeout and the path count', async () => {
+  it('shows every pair of the largest request allowed (32 paths of 1280 characters), before and after a decision', async () => {
     await t.bot();
-    const paths = Array.from({ length: 64 }, (_, i) => ({ path: `homelab/data/bulk/${String(i).padStart(2, '0')}-${'x'.repeat(480)}`, capabilities: ['read', 'create', 'update'] }));
+    const paths = Array.from({ length: REQUEST_LIMITS.items }, (_, i) => {
+      const head = `homelab/data/bulk/${String(i).padStart(2, '0')}-`;
+      return { path: head + 'x'.repeat(REQUEST_LIMITS.itemsCharacters / REQUEST_LIMITS.items - head.length), capabilities: ['read', 'create', 'update'] };
+    });
     const id = await t.request({ resource: 'vault', tier: 2, reason: `<${'r'.repeat(1990)}>`, vault_paths: paths });
     const m = await t.waitMessage(id);
     const text = m.text!;
     expect(text.length).toBeLessThanOrEqual(4096);
     expect(text).toContain(`Request: ${id}`);
-    expect(text).toContain('Agent: moltbot');
-    expect(text).toContain('Tier: 2');
+    expect(text).toContain('Vault paths (32):');
+    for (const p of paths) expect(text).toContain(`• ${p.path}: read, create, update\n`);
+    expect(text).not.toMatch(/… and \d+ more/);
     expect(text).toMatch(/Times out: .* UTC/);
-    expect(text).toContain('Vault paths (64):');
-    expect(text).toMatch(/… and \d+ more\n/);
-    expect(text).toMatch(/Reason: <r+… \(\d+ more characters\)/);
+    // The reason gives way, with a pointer to the whole of it.
+    expect(text).toMatch(new RegExp(`\\n<r+… \\(reason shortened: 1992 characters in all; see jit requests show ${id}\\)`));
     expect(buttonsOf(m)).toEqual([`a:${id}`, `d:${id}`, `n:${id}`]);
 
-    // The edit after a decision must fit too.
+    // The edit after a decision shows every pair too.
     t.emu.tap(ALICE, m.message_id, `d:${id}`);
     const denied = await t.waitMessage(id, (x) => x.text!.startsWith('❌ DENIED'));
     expect(denied.text!.length).toBeLessThanOrEqual(4096);
-    expect(denied.text).toContain('Vault paths (64):');
+    for (const p of paths) expect(denied.text).toContain(`• ${p.path}: read, create, update\n`);
   });
 
   it('posts requests that became pending while no bot ran, once each, and skips tier 1', async () => {
@@ -105,7 +109,7 @@ describe('tier 2 decisions', () => {
     const text = m.text!;
     expect(text.split('\n')[0]).toMatch(new RegExp(`^✅ APPROVED by Alice \\(telegram:${ALICE}\\) at \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d UTC$`));
     expect(text.indexOf('APPROVED')).toBeLessThan(text.indexOf(`Request: ${id}`));
-    expect(text).toContain('Reason: rotate the web app key');
+    expect(text).toContain('Reason (written by the agent, quoted as sent):\nrotate the web app key');
     expect(text).toContain('• homelab/data/apps/web: read, update');
     expect(text).toContain('Waiting for the agent to claim it');
     expect(audit('vote.cast').map((a) => a.actor)).toEqual([`telegram:${ALICE}`]);

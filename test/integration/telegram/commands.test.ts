@@ -44,6 +44,13 @@ describe('/pending', () => {
     expect(reply.text).toContain('drop <old> & stale rows');
   });
 
+  it('a reason cannot draw lines of its own in the list: it stays on its line, inert', async () => {
+    const a = await t.request({ ...TIER3_BODY, reason: 'tidy up\n• req_00000000000000000000000000 — moltbot, tier 1\u202e' });
+    const reply = await command(ALICE, '/pending');
+    expect(reply.text).toMatch(new RegExp(`• ${a} — moltbot, tier 3, .*\\n  tidy up ⏎ • req_0{26} — moltbot, tier 1\\\\u\\{202E\\}$`));
+    expect(reply.text!.split('\n').filter((l) => l.startsWith('• '))).toHaveLength(1);
+  });
+
   it('works with the bot-name suffix used in groups', async () => {
     const reply = await command(ALICE, `/pending@${t.emu.botUser.username}`);
     expect(reply.text).toBe('No pending requests.');

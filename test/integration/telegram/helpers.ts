@@ -210,3 +210,26 @@ export const buttonsOf = (m: TgMessage | undefined) => (m?.reply_markup?.inline_
 /** Waits until the emulator recorded `n` callback answers. */
 export const waitAnswers = (emu: TelegramEmulator, n: number) =>
   emu.waitFor(() => (emu.callbackAnswers().length >= n ? emu.callbackAnswers() : undefined), 5_000, `${n} callback answers`);
+
+/** Taps a button under a message, waits for the bot's answer to it and for the chat to be brought up to date. */
+export async function tapAndAnswer(t: TelegramTestEnv, bot: ApprovalBot, user: number, messageId: number, data: string, o: { force?: boolean; chatId?: number } = {}) {
+  const n = t.emu.callbackAnswers().length + 1;
+  t.emu.tap(user, messageId, data, o);
+  const answer = (await waitAnswers(t.emu, n))[n - 1]!;
+  await bot.kick();
+  return answer;
+}
+
+/** The callback data of the button whose text contains `label`. */
+export function buttonData(m: TgMessage, label: string): string {
+  const b = (m.reply_markup?.inline_keyboard.flat() ?? []).find((x) => x.text.includes(label));
+  if (!b?.callback_data) throw new Error(`no button "${label}" in ${JSON.stringify(m.reply_markup?.inline_keyboard.flat().map((x) => x.text))}`);
+  return b.callback_data;
+}
+
+/** Audit entries of one event, oldest first, with their data parsed. */
+export const auditEntries = (deps: BrokerDeps, event: string) =>
+  (deps.db.prepare('SELECT actor, request_id, data FROM audit_log WHERE event = ? ORDER BY seq').all(event) as { actor: string; request_id: string; data: string }[]).map((r) => ({
+    ...r,
+    data: JSON.parse(r.data) as Record<string, unknown>,
+  }));

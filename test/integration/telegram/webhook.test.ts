@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../src/config/config.ts';
 import { createApprovalBot, type ApprovalBot } from '../../../src/telegram/index.ts';
-import { ALICE, BOT_TOKEN, buttonsOf, startTelegramEnv, waitAnswers, type TelegramTestEnv } from './helpers.ts';
+import { ALICE, BOT_TOKEN, CHAT_ID, buttonsOf, startTelegramEnv, waitAnswers, type TelegramTestEnv } from './helpers.ts';
 
 const SECRET = 'wh_secret-0123456789abcdefABCDEF';
 
@@ -40,13 +40,15 @@ afterEach(async () => {
   expect(t.logs()).not.toContain(BOT_TOKEN);
 });
 
-const forgedTap = (requestId: string) => ({
+/** A callback query posted straight to the webhook; with `messageId`, as if tapped under that message of the approval chat. */
+const forgedTap = (requestId: string, messageId?: number) => ({
   update_id: 424242,
   callback_query: {
     id: '1',
     from: { id: ALICE, is_bot: false, first_name: 'Alice' },
     chat_instance: '1',
     data: `a:${requestId}`,
+    ...(messageId === undefined ? {} : { message: { message_id: messageId, date: 0, chat: { id: CHAT_ID, type: 'supergroup', title: 'Homelab approvals' } } }),
   },
 });
 
@@ -93,8 +95,10 @@ describe('webhook mode', () => {
     expect((await post({ hello: 1 }, h)).status).toBe(400);
 
     const id = await t.request();
-    expect((await post(forgedTap(id), h)).status).toBe(200);
-    expect((await post(forgedTap(id), h)).status).toBe(200);
+    await bot.kick();
+    const m = await t.waitMessage(id);
+    expect((await post(forgedTap(id, m.message_id), h)).status).toBe(200);
+    expect((await post(forgedTap(id, m.message_id), h)).status).toBe(200);
     expect(t.deps.repo.getRequest(id)!.status).toBe('approved');
     // The emulator never issued query id "1", so answering it fails; the decision stands regardless.
     expect(t.emu.calls('answerCallbackQuery')).toHaveLength(1);

@@ -1,3 +1,4 @@
+import { REQUEST_LIMITS } from '../../../src/broker/schemas.ts';
 import { describe, expect, it } from 'vitest';
 import type { Grant } from '../../../src/broker/narrowing.ts';
 import type { RequestRow } from '../../../src/broker/repository.ts';
@@ -23,6 +24,7 @@ describe('panel callback data', () => {
     { kind: 'capability', drop: false, capability: 'create' },
     { kind: 'path', drop: true, index: 7 },
     { kind: 'ref', drop: false, index: 999 },
+    { kind: 'page', page: 99 },
     { kind: 'approve', version: 999_999_999 },
     { kind: 'close' },
   ];
@@ -33,7 +35,7 @@ describe('panel callback data', () => {
     expect(parsePanelData(data)).toEqual({ draftId: 'abcdefgh23', action });
   });
 
-  it.each(['', 'g:', 'g:abcdefgh23', 'g:abcdefgh23:t:0', 'g:abcdefgh23:t:-5', 'g:ABCDEFGH23:x', 'g:abcdefgh2:x', 'g:abcdefgh23:*c:read', 'g:abcdefgh23:-c:READ', 'g:abcdefgh23:ok:0', 'g:abcdefgh23:x\n', 'g:abcdefgh23:-p:1234'])(
+  it.each(['', 'g:', 'g:abcdefgh23', 'g:abcdefgh23:t:0', 'g:abcdefgh23:t:-5', 'g:ABCDEFGH23:x', 'g:abcdefgh2:x', 'g:abcdefgh23:*c:read', 'g:abcdefgh23:-c:READ', 'g:abcdefgh23:ok:0', 'g:abcdefgh23:x\n', 'g:abcdefgh23:-p:1234', 'g:abcdefgh23:pg:100', 'g:abcdefgh23:pg:-1'])(
     'rejects %j',
     (data) => expect(parsePanelData(data)).toBeUndefined(),
   );
@@ -133,13 +135,24 @@ describe('rendering', () => {
     expect(shown(renderApproval(view(approved)).html)).toContain('Granted: everything asked, TTL 30m.');
   });
 
-  it('stays within 4096 characters with the panel open on a huge request', () => {
-    const paths = Array.from({ length: 60 }, (_, i) => ({ path: `homelab/data/${i}/${'p'.repeat(300)}`, capabilities: ['read', 'update'] }));
+  it('stays within 4096 characters with the panel open on the largest request allowed, every pair shown', () => {
+    const paths = Array.from({ length: REQUEST_LIMITS.items }, (_, i) => ({ path: `homelab/data/${String(i).padStart(2, '0')}/${'p'.repeat(REQUEST_LIMITS.itemsCharacters / REQUEST_LIMITS.items - 17)}`, capabilities: ['read', 'update'] }));
     const r = renderApproval(view({ reason: 'r'.repeat(2000), scope: JSON.stringify({ vault_paths: paths }) }, { draft: { id: 'abcdefgh23', version: 1, narrowing: { ...EMPTY_DRAFT, dropCapabilities: ['update'] }, updatedBy: 'telegram:1' } }));
     const text = shown(r.html);
     expect(text.length).toBeLessThanOrEqual(4096);
-    expect(text).toContain('Vault paths (60):');
+    expect(text).toContain('Vault paths (32):');
+    for (const p of paths) expect(text).toContain(`• ${p.path}: read, update`);
     expect(text).toContain('✂️ Narrowing');
     expect(r.keyboard.flat().length).toBeLessThanOrEqual(100);
+  });
+
+  it('a request stored before the limits, too large for one message, is not shown in part: it says so and offers only Deny', () => {
+    const paths = Array.from({ length: 60 }, (_, i) => ({ path: `homelab/data/${i}/${'p'.repeat(300)}`, capabilities: ['read', 'update'] }));
+    const r = renderApproval(view({ reason: 'r'.repeat(2000), scope: JSON.stringify({ vault_paths: paths }) }));
+    const text = shown(r.html);
+    expect(text.length).toBeLessThanOrEqual(4096);
+    expect(text).toContain('This request names 60 paths, more than one message can show in full');
+    expect(text).not.toContain('homelab/data/0/');
+    expect(r.keyboard).toEqual([[{ text: '❌ Deny', callback_data: expect.stringMatching(/^d:req_/) }]]);
   });
 });

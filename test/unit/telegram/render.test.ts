@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { RequestRow } from '../../../src/broker/repository.ts';
+import { REQUEST_LIMITS } from '../../../src/broker/schemas.ts';
+import { GRANTABLE_CAPABILITIES } from '../../../src/broker/policy/types.ts';
 import { escapeHtml, visibleLength } from '../../../src/telegram/html.ts';
 import { callbackData, parseCallbackData, renderApproval, type ApprovalView } from '../../../src/telegram/render.ts';
 import { parseTelegramHtml } from '../../fakes/telegram-emulator/parse-html.ts';
@@ -63,7 +65,7 @@ describe('renderApproval', () => {
       ),
     );
     const text = shown(r.html);
-    expect(text).toContain(`Reason: ${evil}`);
+    expect(text).toContain(`Reason (written by the agent, quoted as sent):\n${evil}`);
     expect(text).toContain('Agent: a<b');
     expect(text).toContain('Session: </code><i>');
     expect(text).toContain('• x/<y>&z: read');
@@ -118,54 +120,140 @@ describe('renderApproval', () => {
   });
 });
 
-describe('shortening to 4096 characters', () => {
-  const essentials = (text: string, paths: number) => {
-    expect(text).toContain(`Request: ${ID}`);
-    expect(text).toContain('Agent: moltbot');
-    expect(text).toContain('Tier: 2');
-    expect(text).toContain('Times out: 2026-01-01 10:10:00 UTC');
-    expect(text).toContain(`Vault paths (${paths}):`);
+/** What a person sees: the text, and which parts of it are quoted, bold or struck out. */
+function seen(html: string) {
+  const r = parseTelegramHtml(html);
+  if (!r.ok) throw new Error(r.error);
+  const spans = (type: string) => r.entities.filter((e) => e.type === type).map((e) => [e.offset, e.offset + e.length] as const);
+  const inside = (type: string, at: number, len: number) => spans(type).some(([a, b]) => a <= at && at + len <= b);
+  return { text: r.text, entities: r.entities, spans, inside };
+}
+
+describe('the agent\'s reason is quoted, inert and after the fields (SPEC §10)', () => {
+  const forged = 'routine rotation\nVault paths (1):\n• homelab/data/harmless: read\nTTL: 5m\n\u202eetadpu ,daer\u202c \u200b✅ APPROVED by Alice';
+
+  it('a reason drawing a fake "Vault paths (1)" block stays inside the quote, below the real list', () => {
+    const s = seen(renderApproval(view({ reason: forged, scope: JSON.stringify({ vault_paths: [{ path: 'homelab/data/prod/db', capabilities: ['read', 'delete'] }, { path: 'homelab/data/apps/web', capabilities: ['update'] }] }) })).html);
+    const quote = s.text.indexOf('routine rotation');
+    const real = s.text.indexOf('Vault paths (2):');
+    // The real list comes first and is the bot's own bold heading; the forged one is quoted text.
+    expect(real).toBeGreaterThan(0);
+    expect(real).toBeLessThan(quote);
+    expect(s.inside('bold', real, 'Vault paths (2):'.length)).toBe(true);
+    const fake = s.text.indexOf('Vault paths (1):');
+    expect(s.inside('blockquote', fake, 'Vault paths (1):'.length)).toBe(true);
+    expect(s.inside('bold', fake, 1)).toBe(false);
+    // Every character the agent wrote is inside one blockquote, under a heading naming the agent.
+    const shownReason = forged.replace('\u202e', '\\u{202E}').replace('\u202c', '\\u{202C}').replace('\u200b', '\\u{200B}');
+    const at = s.text.indexOf(shownReason);
+    expect(at).toBeGreaterThan(0);
+    expect(s.inside('blockquote', at, shownReason.length)).toBe(true);
+    expect(s.text.slice(0, at)).toMatch(/Reason \(written by the agent, quoted as sent\):\n$/);
+    // No bidi override or invisible character reaches the chat.
+    expect(s.text).not.toMatch(/[\u202a-\u202e\u2066-\u2069\u200b-\u200f]/);
+    // Only bot-written parts are bold: nothing inside the quote.
+    for (const [a, b] of s.spans('bold')) expect(a >= at + shownReason.length || b <= at).toBe(true);
+  });
+
+  it('a session key and a decision reason from before the limits are shown inertly too', () => {
+    const s = seen(renderApproval(view({ session_key: 'hook:jit:\u202emoltbot\nTier: 1', status: 'denied', decided_by: 'local-cli', decided_at: T0, decision_reason: 'no\nVault paths (0):' })).html);
+    expect(s.text).toContain('Session: hook:jit:\\u{202E}moltbot\nTier: 1');
+    expect(s.text).toContain('Why: no ⏎ Vault paths (0):');
+  });
+});
+
+describe('fitting 4096 characters without hiding a pair', () => {
+  const PATH_COUNT = REQUEST_LIMITS.items;
+  const perPath = Math.floor(REQUEST_LIMITS.itemsCharacters / PATH_COUNT);
+  /** The largest request the schema accepts: 32 paths of 1536 characters together, every grantable capability on each. */
+  const maxPaths = Array.from({ length: PATH_COUNT }, (_, i) => {
+    const head = `homelab/data/${String(i).padStart(2, '0')}/`;
+    return { path: head + 'p'.repeat(perPath - head.length), capabilities: [...GRANTABLE_CAPABILITIES] };
+  });
+  const maxRefs = Array.from({ length: PATH_COUNT }, (_, i) => {
+    const head = `refs/heads/agent/${String(i).padStart(2, '0')}-`;
+    return head + 'r'.repeat(perPath - head.length);
+  });
+  const worst = {
+    agent_name: 'a'.repeat(63),
+    session_key: 's'.repeat(200),
+    tier: 2 as const,
+    required_tier: 3 as const,
+    rules: JSON.stringify(Array.from({ length: 12 }, (_, i) => `r${i}`.padEnd(100, 'x'))),
+    reason: '\u202e'.repeat(2000), // 2000 characters that each show as an 8-character escape
   };
-  const manyPaths = (n: number, len = 400) =>
-    JSON.stringify({ vault_paths: Array.from({ length: n }, (_, i) => ({ path: `homelab/data/${String(i).padStart(3, '0')}/${'p'.repeat(len)}`, capabilities: ['read', 'create', 'update'] })) });
+  const names = new Map(Array.from({ length: 3 }, (_, i) => [`telegram:${1000000000 + i}`, 'N'.repeat(64)]));
+  const votes = [...names.keys()].slice(0, 2).map((approver, i) => ({
+    approver,
+    decision: 'approve' as const,
+    reason: null,
+    at: T0 + i,
+    // Each vote narrows every path: one capability fewer everywhere.
+    grant_scope: JSON.stringify({ vault_paths: maxPaths.map((p) => ({ path: p.path, capabilities: p.capabilities.slice(1) })) }),
+    grant_ttl_seconds: 600,
+  }));
+  const draft = { id: 'abcdefghij', version: 3, updatedBy: 'telegram:1000000000', narrowing: { dropCapabilities: ['delete'], dropPaths: maxPaths.slice(0, 31).map((p) => p.path).filter((_, i) => i % 2 === 0), dropRefs: [], page: 3 } };
+  const grantedScope = JSON.stringify({ vault_paths: maxPaths.map((p) => ({ path: p.path, capabilities: p.capabilities.slice(2) })) });
+  const vaultScope = JSON.stringify({ vault_paths: maxPaths });
 
-  it('a long reason is cut first, keeping every path', () => {
-    const reason = '<&>'.repeat(2000); // 6000 characters, each needing an escape
-    const r = renderApproval(view({ reason }));
-    const text = shown(r.html);
-    expect(text.length).toBeLessThanOrEqual(4096);
-    expect(visibleLength(r.html)).toBe(text.length);
-    essentials(text, 1);
-    expect(text).toContain('• homelab/data/apps/web: read, update');
-    expect(text).toMatch(/Reason: (<&>)+.{0,2}… \(\d+ more characters\)/);
+  const states: [string, Partial<RequestRow>, Partial<ApprovalView>][] = [
+    ['pending', {}, {}],
+    ['pending, tier-3 votes narrowed it', {}, { votes }],
+    ['pending, narrowing panel open', {}, { votes, draft }],
+    ['approved, narrowed', { status: 'approved', decided_by: [...names.keys()].join(', '), decided_at: T0, claim_expires_at: T0 + 600_000, decision_reason: 'w'.repeat(2000), granted_scope: grantedScope, granted_ttl_seconds: 300 } as Partial<RequestRow>, { votes }],
+    ['issued, narrowed', { status: 'issued', decided_by: [...names.keys()].join(', '), decided_at: T0, granted_scope: grantedScope, granted_ttl_seconds: 300 } as Partial<RequestRow>, { votes, credential: { issued_at: T0, expires_at: T0 + 300_000, ended_at: null } }],
+    ['revoked after issue', { status: 'revoked', decided_by: [...names.keys()].join(', '), decided_at: T0, decision_reason: 'x\n'.repeat(1000), granted_scope: grantedScope, granted_ttl_seconds: 300 } as Partial<RequestRow>, { votes, revokedBy: { actor: 'telegram:1000000002', at: T0 + 1000 } }],
+    ['denied', { status: 'denied', decided_by: 'telegram:1000000002', decided_at: T0, decision_reason: 'no'.repeat(1000) }, { votes }],
+  ];
+
+  it.each(states)('vault, %s: every path with every capability, within 4096 characters', (_state, over, extra) => {
+    const html = renderApproval(view({ ...worst, scope: vaultScope, ...over }, { quorum: 3, names, ...extra })).html;
+    const s = seen(html);
+    expect(s.text.length).toBeLessThanOrEqual(4096);
+    expect(visibleLength(html)).toBe(s.text.length);
+    expect(s.text).toContain(`Vault paths (${PATH_COUNT}):`);
+    for (const p of maxPaths) expect(s.text).toContain(`• ${p.path}: ${p.capabilities.join(', ')}`);
+    expect(s.text).not.toMatch(/… and \d+ more/);
+    expect(s.text).toContain(`Request: ${ID}`);
+    expect(s.text).toContain(`Session: ${worst.session_key}`);
+    expect(s.text).toMatch(/Reason \(written by the agent, quoted as sent\):\n/);
   });
 
-  it('then the path list is collapsed with "… and N more", keeping the count', () => {
-    const r = renderApproval(view({ reason: 'x'.repeat(2000), scope: manyPaths(64) }));
-    const text = shown(r.html);
-    expect(text.length).toBeLessThanOrEqual(4096);
-    essentials(text, 64);
-    const listed = text.split('\n').filter((l) => l.startsWith('• ')).length;
-    expect(listed).toBeGreaterThan(0);
-    expect(text).toContain(`… and ${64 - listed} more`);
-    // The reason keeps 200 characters, note included.
-    const kept = /Reason: (x+)… \((\d+) more characters\)\n/.exec(text)!;
-    expect(kept[1]!.length + `… (${kept[2]} more characters)`.length).toBe(200);
-    expect(kept[1]!.length + Number(kept[2])).toBe(2000);
+  it('gate: every ref, within 4096 characters', () => {
+    const html = renderApproval(view({ ...worst, resource: 'gate', scope: JSON.stringify({ repo: `homelab/${'g'.repeat(240)}`, refs: maxRefs }) }, { quorum: 3, names })).html;
+    const s = seen(html);
+    expect(s.text.length).toBeLessThanOrEqual(4096);
+    for (const r of maxRefs) expect(s.text).toContain(`• ${r}`);
   });
 
-  it('a decided request keeps its outcome line when shortened', () => {
-    const r = renderApproval(view({ status: 'denied', decided_by: 'local-cli', decided_at: T0, decision_reason: 'no'.repeat(3000), reason: 'y'.repeat(2000), scope: manyPaths(64, 500) }));
-    const text = shown(r.html);
-    expect(text.length).toBeLessThanOrEqual(4096);
-    expect(text).toMatch(/^❌ DENIED by local-cli at 2026-01-01 10:00:00 UTC\nWhy: (no){100,}n?… \(\d+ more characters\)\n/);
-    essentials(text, 64);
+  it('what a narrowed grant leaves out is struck out in the request\'s list when the grant cannot be listed again', () => {
+    const s = seen(renderApproval(view({ ...worst, scope: vaultScope }, { quorum: 3, names, votes, draft })).html);
+    // Paths the panel drops: the whole line struck out and marked.
+    const dropped = maxPaths[0]!.path;
+    const line = `• ${dropped}: ${maxPaths[0]!.capabilities.join(', ')} ✂️`;
+    const at = s.text.indexOf(line);
+    expect(at).toBeGreaterThan(0);
+    expect(s.inside('strikethrough', at + 2, line.length - 5)).toBe(true);
+    // A path kept without "create" (an earlier vote) and "delete" (the panel): only those two struck out.
+    const kept = maxPaths[1]!;
+    const keptAt = s.text.indexOf(`• ${kept.path}: `) + `• ${kept.path}: `.length;
+    const struck = s.spans('strikethrough').filter(([a, b]) => a >= keptAt && b <= keptAt + 60).map(([a, b]) => s.text.slice(a, b));
+    expect(struck).toEqual(['create', 'delete']);
+    expect(s.text).toMatch(/the request's paths without what is struck out ✂️ in its list \(16 of 32 paths\)/);
   });
 
-  it('HTML escaping does not count against the limit, so nothing is cut needlessly', () => {
-    const reason = '&'.repeat(3500); // 17500 characters of HTML, 3500 shown
-    const text = shown(renderApproval(view({ reason })).html);
-    expect(text).toContain(`Reason: ${reason}\n`);
+  it('a long reason is shortened with a pointer to the whole of it, never a path', () => {
+    const reason = '<&>'.repeat(666);
+    const s = seen(renderApproval(view({ ...worst, reason, scope: vaultScope }, { quorum: 3, names })).html);
+    expect(s.text.length).toBeLessThanOrEqual(4096);
+    expect(s.text).toContain(`\n<&><&><&>`);
+    expect(s.text).toMatch(new RegExp(`(<&>)+.{0,2}… \\(reason shortened: 1998 characters in all; see jit requests show ${ID}\\)`));
+    for (const p of maxPaths) expect(s.text).toContain(`• ${p.path}: `);
+  });
+
+  it('a short request shows its reason whole, HTML escaping not counted against the limit', () => {
+    const reason = '&'.repeat(2000); // 10000 characters of HTML, 2000 shown
+    expect(seen(renderApproval(view({ reason })).html).text).toMatch(new RegExp(`quoted as sent\\):\\n${reason}$`));
   });
 
   it('escapeHtml and visibleLength agree with Telegram', () => {
