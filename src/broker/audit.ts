@@ -62,11 +62,19 @@ export function createAuditLog(db: Db) {
   const insert = db.prepare(
     'INSERT INTO audit_log (seq, at, event, actor, request_id, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
   );
+  const hashAt = db.prepare('SELECT hash FROM audit_log WHERE seq = ?').pluck();
   /** Open coalescing windows, one per kind of entry (this process's memory). */
   const windows = new Map<string, CoalesceWindow>();
+  /**
+   * Changes to `windows` made by writes not yet known to be committed: a
+   * coalesced entry may be written inside a caller's transaction (refuse()
+   * in request-credential.ts), which can still roll back after this module
+   * returns. Each change names the row it wrote and how to undo it; see
+   * {@link settle}.
+   */
+  const tentative: { seq: number; hash: string; undo(): void }[] = [];
 
-  /** Returns the new entry's seq. */
-  function append(entry: AuditEntry, at: number): number {
+  function write(entry: AuditEntry, at: number): { seq: number; hash: string } {
     const prev = last.get() as { seq: number; hash: string } | undefined;
     const row = {
       seq: (prev?.seq ?? 0) + 1,
@@ -77,8 +85,65 @@ export function createAuditLog(db: Db) {
       data: canonicalJson(entry.data ?? {}),
     };
     const prevHash = prev?.hash ?? GENESIS_HASH;
-    insert.run(row.seq, row.at, row.event, row.actor, row.request_id, row.data, prevHash, entryHash(prevHash, row));
-    return row.seq;
+    const hash = entryHash(prevHash, row);
+    insert.run(row.seq, row.at, row.event, row.actor, row.request_id, row.data, prevHash, hash);
+    return { seq: row.seq, hash };
+  }
+
+  /** Returns the new entry's seq. */
+  function append(entry: AuditEntry, at: number): number {
+    return write(entry, at).seq;
+  }
+
+  /**
+   * Makes memory agree with the database again. Outside any transaction,
+   * every row a tentative change wrote is either committed (it is there,
+   * with its hash) or was rolled back (it is not, or another entry took its
+   * seq): then the change is undone, so the process never counts repeats
+   * of a full entry that does not exist, nor loses the counts of a window
+   * whose summary was rolled back.
+   */
+  function settle(): void {
+    if (tentative.length === 0 || db.inTransaction) return;
+    const gone = tentative.filter((t) => hashAt.get(t.seq) !== t.hash);
+    tentative.length = 0;
+    for (const t of gone.reverse()) t.undo();
+  }
+
+  /**
+   * Runs `fn`, which may change `windows` (recording each change in
+   * `tentative`), in a transaction: on an error its changes are undone at
+   * once; committed on its own, they are final; inside a caller's
+   * transaction they stay tentative until {@link settle} sees the outcome.
+   */
+  function inTransaction<T>(fn: () => T): T {
+    settle();
+    const mark = tentative.length;
+    try {
+      const result = db.transaction(fn)();
+      if (!db.inTransaction) tentative.length = mark;
+      return result;
+    } catch (err) {
+      for (const t of tentative.splice(mark).reverse()) t.undo();
+      throw err;
+    }
+  }
+
+  /** Puts back a window whose summary was rolled back, adding its counts to one opened since. */
+  function restoreWindow(old: CoalesceWindow): void {
+    const current = windows.get(old.event);
+    if (!current) {
+      windows.set(old.event, old);
+      return;
+    }
+    current.start = Math.min(current.start, old.start);
+    for (const [key, r] of old.repeats) {
+      const seen = current.repeats.get(key);
+      if (seen) seen.count += r.count;
+      else current.repeats.set(key, r);
+    }
+    current.overCap += old.overCap;
+    for (const key of old.overCapKeys) if (current.overCapKeys.size < AUDIT_TRACKED_KEYS) current.overCapKeys.add(key);
   }
 
   /**
@@ -89,7 +154,7 @@ export function createAuditLog(db: Db) {
     const repeats = [...w.repeats.values()].filter((r) => r.count > 0);
     const suppressed = repeats.reduce((n, r) => n + r.count, 0) + w.overCap;
     if (suppressed === 0) return windows.delete(w.event) && false;
-    append(
+    const written = write(
       {
         event: 'audit.suppressed',
         actor: 'broker',
@@ -105,6 +170,7 @@ export function createAuditLog(db: Db) {
       now,
     );
     windows.delete(w.event); // only once written: a failed write keeps the counts for the next try
+    tentative.push({ ...written, undo: () => restoreWindow(w) });
     return true;
   }
 
@@ -121,10 +187,17 @@ export function createAuditLog(db: Db) {
     return true;
   }
 
+  /** Inside a transaction: closes the windows that are over (all with `all`); returns the entries written. */
+  function closeOver(now: number, all: boolean): number {
+    const over = [...windows.values()].filter((w) => all || now >= w.start + AUDIT_WINDOW_MS);
+    return over.reduce((n, w) => n + Number(closeWindow(w, Math.min(now, w.start + AUDIT_WINDOW_MS), now)), 0);
+  }
+
   function closeWindows(now: number, opts: { all?: boolean } = {}): number {
-    const over = [...windows.values()].filter((w) => opts.all || now >= w.start + AUDIT_WINDOW_MS);
-    if (over.length === 0) return 0;
-    return db.transaction(() => over.reduce((n, w) => n + Number(closeWindow(w, Math.min(now, w.start + AUDIT_WINDOW_MS), now)), 0))();
+    settle();
+    const all = opts.all ?? false;
+    if (![...windows.values()].some((w) => all || now >= w.start + AUDIT_WINDOW_MS)) return 0;
+    return inTransaction(() => closeOver(now, all));
   }
 
   return {
@@ -138,23 +211,35 @@ export function createAuditLog(db: Db) {
      * (`closeWindows`: the next entry after it, the broker's upkeep timer,
      * and at shutdown with `all`). The counts live in this process's memory
      * until then: a crash loses at most one window's counts, never a first
-     * entry. Returns whether the entry was written in full.
+     * entry. What memory remembers follows the database: if the caller's
+     * transaction rolls back, so do the full entry and the closed window it
+     * wrote (see `settle`). Returns whether the entry was written in full.
      */
     appendCoalesced(key: string, entry: AuditEntry, at: number): boolean {
+      settle();
       // A repeat inside an open window is counted in memory: no transaction, no write lock.
       const open = windows.get(entry.event);
       if (open && at < open.start + AUDIT_WINDOW_MS && counted(open, key)) return false;
-      return db.transaction(() => {
-        closeWindows(at);
+      return inTransaction(() => {
+        closeOver(at, false);
         let w = windows.get(entry.event);
         if (!w) {
           w = { event: entry.event, start: at, repeats: new Map(), overCap: 0, overCapKeys: new Set() };
           windows.set(entry.event, w);
         }
         if (counted(w, key)) return false;
-        w.repeats.set(key, { seq: append(entry, at), actor: entry.actor, count: 0 });
+        const written = write(entry, at);
+        const window = w;
+        window.repeats.set(key, { seq: written.seq, actor: entry.actor, count: 0 });
+        tentative.push({
+          ...written,
+          undo: () => {
+            window.repeats.delete(key);
+            if (window.repeats.size === 0 && window.overCap === 0 && windows.get(window.event) === window) windows.delete(window.event);
+          },
+        });
         return true;
-      })();
+      });
     },
     /** Closes the coalescing windows that are over (all of them with `all`, at shutdown); returns the entries written. */
     closeWindows,

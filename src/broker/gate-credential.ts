@@ -33,6 +33,8 @@ export function mintGateCredential(deps: BrokerDeps, request: RequestRow): { ok:
   const exp = iat + granted.ttl_seconds;
   const jti = `gate_${randomBytes(16).toString('hex')}`;
   const jwt = signGateJwt(deps.keys, { iss: GATE_ISSUER, sub: request.agent_name, repo: scope.repo, refs: scope.refs, iat, exp, jti, request_id: request.id });
+  // The kid it was signed with, from its own header (the key ring may have moved on since): `jit keys revoke` finds it by this.
+  const kid = (JSON.parse(Buffer.from(jwt.slice(0, jwt.indexOf('.')), 'base64url').toString()) as { kid: string }).kid;
   const credentialId = ids.next('cred');
   try {
     db.transaction(() => {
@@ -40,7 +42,7 @@ export function mintGateCredential(deps: BrokerDeps, request: RequestRow): { ok:
       if (current?.status !== 'approved') throw new BrokerError('CONFLICT', `request ${request.id} is ${current?.status ?? 'gone'}, not approved`);
       repo.insertCredential({ id: credentialId, request_id: request.id, type: 'gate_push', state: 'live', vault_policy: null, accessor: null, jti, issued_at: now, expires_at: exp * 1000 });
       if (!repo.transition(request.id, 'approved', 'issued', now)) throw new BrokerError('CONFLICT', `request ${request.id} changed while being issued`);
-      audit.append({ event: 'credential.issued', actor: 'broker', requestId: request.id, data: { credential_id: credentialId, jti, kid: deps.keys.current().kid, repo: scope.repo, refs: scope.refs, expires_at: exp * 1000 } }, now);
+      audit.append({ event: 'credential.issued', actor: 'broker', requestId: request.id, data: { credential_id: credentialId, jti, kid, repo: scope.repo, refs: scope.refs, expires_at: exp * 1000 } }, now);
     })();
   } catch (err) {
     if (err instanceof BrokerError) return { ok: false, error: err };

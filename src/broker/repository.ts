@@ -134,6 +134,9 @@ export function createRepository(db: Db) {
     votesOf: db.prepare(`SELECT approver, decision, reason, at, grant_scope, grant_ttl_seconds FROM votes WHERE request_id = ? ORDER BY at, approver`),
     credentialsInUse: db.prepare(`SELECT c.* FROM credentials c JOIN requests r ON r.id = c.request_id
       WHERE c.state IN ('live', 'ending') AND (@agent_name IS NULL OR r.agent_name = @agent_name) ORDER BY c.expires_at, c.id`),
+    // The kid is in the credential's issue entry (gate-credential.ts): the credential itself is never stored.
+    liveGateCredentialsSignedBy: db.prepare(`SELECT c.* FROM credentials c JOIN audit_log a ON a.request_id = c.request_id AND a.event = 'credential.issued'
+      WHERE c.state = 'live' AND c.type = 'gate_push' AND json_extract(a.data, '$.credential_id') = c.id AND json_extract(a.data, '$.kid') = ? ORDER BY c.expires_at, c.id`),
     policyHolders: db.prepare(`SELECT COUNT(*) FROM credentials WHERE vault_policy = ? AND state IN ('minting', 'live', 'ending') AND id != ?`),
     // The term repeats the partial index's WHERE verbatim, so the index serves it.
     namesLegacyPolicy: db.prepare(`SELECT 1 FROM credentials WHERE vault_policy = ? AND substr(vault_policy, 1, 8) = 'jit-req_' LIMIT 1`),
@@ -351,6 +354,10 @@ export function createRepository(db: Db) {
      */
     credentialsInUse(filter: { agentName?: string } = {}): CredentialRow[] {
       return s.credentialsInUse.all({ agent_name: filter.agentName ?? null }) as CredentialRow[];
+    },
+    /** Live gate credentials signed with key `kid` (as their issue audit entry records), soonest expiry first: what revoking that key ends. */
+    liveGateCredentialsSignedBy(kid: string): CredentialRow[] {
+      return s.liveGateCredentialsSignedBy.all(kid) as CredentialRow[];
     },
   };
 }

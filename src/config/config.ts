@@ -29,12 +29,23 @@ const httpUrl = z
   }, 'must be an http(s) URL')
   .transform((v) => v.replace(/\/+$/, ''));
 
+/**
+ * An http(s) URL that may be shown and stored (listings, logs, the
+ * service_settings row the CLI reads): no user:password, query string or
+ * fragment, where a secret could ride along.
+ */
+const shownHttpUrl = (hint: string) =>
+  httpUrl.refine((v) => {
+    const u = new URL(v);
+    return !u.username && !u.password && !u.search && !u.hash;
+  }, `must not carry user:password, a query string or a fragment; ${hint}`);
+
 const port = z.coerce.number().int().min(0).max(65535);
 
 const EnvSchema = z.object({
   JIT_HOST: z.string().min(1).default('127.0.0.1'),
   JIT_PORT: port.default(8787),
-  JIT_PUBLIC_URL: httpUrl.optional(),
+  JIT_PUBLIC_URL: shownHttpUrl('it is the base of the URLs the broker hands to agents and is recorded for the CLI').optional(),
   JIT_DB: z.string().min(1).default('./data/jit.db'),
   JIT_POLICIES: z.string().min(1).default('./policies'),
   JIT_APPROVAL_TIMEOUT: duration.default(600),
@@ -56,12 +67,7 @@ const EnvSchema = z.object({
   TELEGRAM_API_ROOT: httpUrl.default('https://api.telegram.org'),
   TELEGRAM_WEBHOOK_SECRET: optionalText,
   // The token goes in a header (OPENCLAW_HOOKS_TOKEN), never in the URL, which is shown in listings and logs.
-  OPENCLAW_HOOKS_URL: httpUrl
-    .refine((v) => {
-      const u = new URL(v);
-      return !u.username && !u.password && !u.search;
-    }, 'must not carry user:password or a query string; put the token in OPENCLAW_HOOKS_TOKEN')
-    .optional(),
+  OPENCLAW_HOOKS_URL: shownHttpUrl('put the token in OPENCLAW_HOOKS_TOKEN').optional(),
   OPENCLAW_HOOKS_TOKEN: optionalText,
   JIT_SIGNING_KEY: optionalText,
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -13,8 +13,9 @@ import type { Logger } from '../lib/logger.ts';
 import { describeTelegramError } from './errors.ts';
 import { cut, escapeHtml, humanDuration } from './html.ts';
 import { OPEN_PANEL_DATA, PANEL_DATA, applyPanelAction, draftToNarrowing, parsePanelData } from './narrowing-panel.ts';
-import { approverLabel, parseCallbackData, shownLine } from './render.ts';
+import { approverLabel, parseCallbackData, renderApproval, shownLine } from './render.ts';
 import type { NarrowingDraft, TelegramStore } from './store.ts';
+import { approvalView } from './sync.ts';
 
 export type TelegramConfig = NonNullable<Config['telegram']>;
 
@@ -160,6 +161,23 @@ export function registerHandlers(bot: Bot, env: HandlerEnv): void {
     return true;
   };
 
+  /**
+   * Security (SPEC §10: an approver approves what was shown): a pending
+   * request too large to show whole in one message (stored before the
+   * request limits) has a message offering only Deny, but button data is
+   * the client's, and an older message of it may still carry Approve. So
+   * approving it, or opening its narrowing panel, is refused here, on the
+   * same rendering the message gets, and audited; it is decided with
+   * `jit approve` after `jit requests show`. True when refused.
+   */
+  const refusedTooLarge = async (ctx: Context, user: User, requestId: string): Promise<boolean> => {
+    const request = deps.repo.getRequest(requestId);
+    if (request?.status !== 'pending' || renderApproval(approvalView(deps, store, request, store.names())).shownWhole) return false;
+    auditRefusal(user, 'request too large to show whole in one message', ctx.callbackQuery?.data ?? '', requestId);
+    await answer(ctx, 'Not approved: this request is too large to show whole in one message, so it cannot be approved here. Use jit requests show and jit approve. This attempt has been recorded.', true);
+    return true;
+  };
+
   /** For buttons that do not decide: the request must still be pending (the answer says what it is otherwise). */
   const pendingOrAnswer = async (ctx: Context, requestId: string): Promise<RequestRow | undefined> => {
     const request = deps.repo.getRequest(requestId);
@@ -190,6 +208,7 @@ export function registerHandlers(bot: Bot, env: HandlerEnv): void {
       return;
     }
     if (await refusedOffMessage(ctx, user, tap.requestId)) return;
+    if (tap.decision === 'approve' && (await refusedTooLarge(ctx, user, tap.requestId))) return;
     const identity = telegramIdentity(user.id);
     store.rememberName(identity, displayName(user), clock.now());
     let result: DecideOutcome;
@@ -217,6 +236,7 @@ export function registerHandlers(bot: Bot, env: HandlerEnv): void {
       return;
     }
     if (await refusedOffMessage(ctx, user, requestId)) return;
+    if (await refusedTooLarge(ctx, user, requestId)) return;
     const request = await pendingOrAnswer(ctx, requestId);
     if (!request) return;
     const identity = telegramIdentity(user.id);
@@ -260,6 +280,11 @@ export function registerHandlers(bot: Bot, env: HandlerEnv): void {
     }
 
     if (action.kind === 'approve') {
+      if (await refusedTooLarge(ctx, user, draft.requestId)) {
+        store.closeDraft(draft.id);
+        env.kick();
+        return;
+      }
       const result = approveDraft(draft, action.version, identity);
       if (result.kind === 'stale') {
         await answer(ctx, 'The narrowing changed since your screen was drawn; nothing was approved. Check the message and tap again.', true);

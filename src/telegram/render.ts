@@ -52,6 +52,12 @@ export interface RenderedApproval {
   status: RequestStatus;
   /** No later state can change this message (denied, timed out, expired, revoked, failed). */
   final: boolean;
+  /**
+   * False when the request is too large to show whole in one message: the
+   * message says so and offers only Deny, and the handlers refuse to
+   * approve it from Telegram whatever button data arrives.
+   */
+  shownWhole: boolean;
 }
 
 export const FINAL_STATUSES: readonly RequestStatus[] = ['denied', 'timed_out', 'expired', 'revoked', 'failed'];
@@ -155,7 +161,7 @@ export function renderApproval(view: ApprovalView): RenderedApproval {
   const status = { status: request.status, final: FINAL_STATUSES.includes(request.status) };
   if (over(knobs) > 0) {
     // Only a request stored before the limits can get here. Its pairs are not cut: it is not shown, and not approvable here.
-    return { html: tooLargeToShow(view, knobs), keyboard: pending ? [[{ text: '❌ Deny', callback_data: callbackData('deny', request.id) }]] : [], ...status };
+    return { html: tooLargeToShow(view, knobs), keyboard: pending ? [[{ text: '❌ Deny', callback_data: callbackData('deny', request.id) }]] : [], ...status, shownWhole: false };
   }
   const html = compose(view, knobs);
   const grants = grantsOf(view);
@@ -173,6 +179,7 @@ export function renderApproval(view: ApprovalView): RenderedApproval {
             [{ text: '✂️ Narrow…', callback_data: openPanelData(request.id) }],
           ],
     ...status,
+    shownWhole: true,
   };
 }
 

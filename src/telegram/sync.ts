@@ -39,6 +39,22 @@ class StopPass extends Error {
 
 const hashOf = (r: RenderedApproval) => createHash('sha256').update(r.html).update('\0').update(JSON.stringify(r.keyboard)).digest('hex');
 
+/** Everything the approval message of `request` shows, from the database: what the sync loop renders, and what the handlers check taps against. */
+export function approvalView(deps: BrokerDeps, store: TelegramStore, request: RequestRow, names: ReadonlyMap<string, string>): ApprovalView {
+  const needsCredential = request.status === 'issued' || request.status === 'expired' || request.status === 'revoked';
+  const cred = needsCredential ? deps.repo.getCredential(request.id) : undefined;
+  const draft = request.status === 'pending' ? store.draftFor(request.id) : undefined;
+  return {
+    request,
+    votes: store.votes(request.id),
+    quorum: request.required_tier === 3 ? deps.config.tier3Quorum : 1,
+    names,
+    revokedBy: request.status === 'revoked' ? store.revokedBy(request.id) : undefined,
+    credential: cred ? { issued_at: cred.issued_at, expires_at: cred.expires_at, ended_at: cred.ended_at } : undefined,
+    draft: draft ? { id: draft.id, version: draft.version, narrowing: draft.narrowing, updatedBy: draft.updatedBy } : undefined,
+  };
+}
+
 /**
  * One sync pass makes the chat match the database: a message for every
  * pending tier-2/3 request that has none, and an edit for every message
@@ -52,20 +68,7 @@ export function createSync(o: SyncOptions) {
   const { deps, store, api, chatId, log, clock } = o;
   let consecutiveFailures = 0;
 
-  function viewOf(request: RequestRow, names: ReadonlyMap<string, string>): ApprovalView {
-    const needsCredential = request.status === 'issued' || request.status === 'expired' || request.status === 'revoked';
-    const cred = needsCredential ? deps.repo.getCredential(request.id) : undefined;
-    const draft = request.status === 'pending' ? store.draftFor(request.id) : undefined;
-    return {
-      request,
-      votes: store.votes(request.id),
-      quorum: request.required_tier === 3 ? deps.config.tier3Quorum : 1,
-      names,
-      revokedBy: request.status === 'revoked' ? store.revokedBy(request.id) : undefined,
-      credential: cred ? { issued_at: cred.issued_at, expires_at: cred.expires_at, ended_at: cred.ended_at } : undefined,
-      draft: draft ? { id: draft.id, version: draft.version, narrowing: draft.narrowing, updatedBy: draft.updatedBy } : undefined,
-    };
-  }
+  const viewOf = (request: RequestRow, names: ReadonlyMap<string, string>) => approvalView(deps, store, request, names);
 
   /** Decides what a failed call means for this pass: skip the item, or stop and pause. */
   function failed(err: unknown, what: string, requestId: string): 'skip' | never {

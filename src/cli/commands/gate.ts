@@ -84,11 +84,13 @@ export async function gateCommand(args: string[], io: CliIo): Promise<number> {
       io.err(`warning: ${unreachable}; verified offline against the JWKS cached ${formatDuration(Math.max(1, cache.ageSeconds))} ago; revocation and the stored grant could not be checked`);
     }
   }
+  // Offline, a reason can quote the pusher's token (its header's "alg"), and JSON does not escape
+  // bidi overrides or C1 controls: everything printed from a verdict is made inert.
   if (!verdict.valid) {
-    io.err(`invalid: ${verdict.reason}`);
+    io.err(`invalid: ${inertText(verdict.reason)}`);
     return 1;
   }
-  io.out(`valid: agent ${verdict.agent}, request ${verdict.request_id}, expires ${verdict.expires_at}`);
+  io.out(`valid: agent ${inertText(verdict.agent)}, request ${inertText(verdict.request_id)}, expires ${inertText(verdict.expires_at)}`);
   return 0;
 }
 

@@ -1,9 +1,12 @@
+import { BrokerError } from '../../broker/errors.ts';
+import { commitRevocation, type RevocationRecord } from '../../broker/revoke.ts';
 import { systemClock } from '../../lib/clock.ts';
 import { formatDuration } from '../../lib/duration.ts';
 import { createKeyRing, DEFAULT_KEY_GRACE_SECONDS, KeyRingError } from '../../webhooks/keys.ts';
-import { openCliContext } from '../context.ts';
+import { openCliContext, type CliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
 import { UsageError, parseCommandArgs } from '../main.ts';
+import { CLI_ACTOR, finishRevocations, openRevocationContext } from './revocation.ts';
 
 const USAGE = 'jit keys list | jit keys rotate | jit keys revoke KID';
 
@@ -25,6 +28,11 @@ function age(ms: number): string {
  * at once, so what it signed (gate credentials, webhooks) stops verifying;
  * when KID is the current key a new one is made current in the same write,
  * so the service never signs with it again and never stands without a key.
+ * It also revokes every live gate credential KID signed (found by its issue
+ * audit entry), through the broker's revoke verb as `local-cli`: audited,
+ * "revoked" webhook queued, so `jit credentials` no longer lists what
+ * /gate/verify already refuses. Run again, it ends any such credential a
+ * failed earlier run left live.
  */
 export async function keysCommand(args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parseCommandArgs(args, {}, USAGE);
@@ -35,7 +43,8 @@ export async function keysCommand(args: string[], io: CliIo): Promise<number> {
   if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"\nusage: ${USAGE}`);
   if (sub !== 'list' && sub !== 'rotate' && sub !== 'revoke') throw new UsageError(`${sub ? `unknown subcommand "${sub}"` : 'missing subcommand'}\nusage: ${USAGE}`);
 
-  const ctx = openCliContext(io);
+  // Revoking writes "revoked" webhooks: the context the other revocation commands use.
+  const ctx = sub === 'revoke' ? openRevocationContext(io) : openCliContext(io);
   try {
     if (sub === 'rotate' && ctx.config.signingKey) {
       // Checked before the key ring is opened, so a refused rotate changes nothing on disk.
@@ -68,14 +77,23 @@ export async function keysCommand(args: string[], io: CliIo): Promise<number> {
         io.err(`jit keys: ${err.message}`);
         return 1;
       }
+      const records = ctx.db.transaction(() => {
+        if (!result.alreadyRevoked) ctx.audit.append({ event: 'key.revoked', actor: CLI_ACTOR, data: { kid, ...(result.rotated ? { new_kid: result.current } : {}) } }, now);
+        return revokeSignedBy(ctx, kid!);
+      })();
       if (result.alreadyRevoked) {
-        io.out(`Key ${kid} was already revoked; nothing changed.`);
-        return 0;
+        if (records.length === 0) {
+          io.out(`Key ${kid} was already revoked; nothing changed.`);
+          return 0;
+        }
+        io.out(`Key ${kid} was already revoked; ending the gate credentials it signed that were still live.`);
+      } else {
+        if (result.rotated) io.out(`New signing key ${result.current} is current (${kid} was the current key).`);
+        io.out(`Key ${kid} is revoked: it is out of the JWKS, and gate credentials and webhooks it signed no longer verify.`);
+        io.out('A running service stops trusting it within about a second.');
       }
-      ctx.audit.append({ event: 'key.revoked', actor: 'local-cli', data: { kid, ...(result.rotated ? { new_kid: result.current } : {}) } }, now);
-      if (result.rotated) io.out(`New signing key ${result.current} is current (${kid} was the current key).`);
-      io.out(`Key ${kid} is revoked: it is out of the JWKS, and gate credentials and webhooks it signed no longer verify.`);
-      io.out('A running service stops trusting it within about a second.');
+      await finishRevocations(ctx, records, io);
+      io.out(`Ended ${records.length} live gate credential${records.length === 1 ? '' : 's'} signed with ${kid}.`);
       return 0;
     }
     const { kid: newKid, retiredKid } = ring.rotate();
@@ -86,4 +104,23 @@ export async function keysCommand(args: string[], io: CliIo): Promise<number> {
   } finally {
     ctx.close();
   }
+}
+
+/**
+ * Inside the caller's transaction: revokes the request of every live gate
+ * credential signed with `kid` (the database half of the broker's revoke
+ * verb: status, audit entry, "revoked" webhook event). A request that
+ * changed meanwhile (revoked or expired by someone else) is skipped.
+ */
+function revokeSignedBy(ctx: CliContext, kid: string): RevocationRecord[] {
+  const out: RevocationRecord[] = [];
+  for (const cred of ctx.repo.liveGateCredentialsSignedBy(kid)) {
+    try {
+      const record = commitRevocation(ctx.deps, cred.request_id, CLI_ACTOR, `signing key ${kid} was revoked`);
+      if (record) out.push(record);
+    } catch (err) {
+      if (!(err instanceof BrokerError)) throw err;
+    }
+  }
+  return out;
 }

@@ -87,6 +87,16 @@ describe('refuses offline', () => {
     expect(res.stderr).toContain('writable by others');
   });
 
+  it('a pusher\'s token whose header names a bidi-override "algorithm": the reason is printed inertly', async () => {
+    const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+    // JSON.stringify leaves U+202E and the C1 control U+009B (CSI) as they are.
+    const forged = `${b64({ alg: '\u202eAdDE\u009b2J', typ: 'JWT' })}.${b64({ sub: 'x' })}.${Buffer.alloc(64).toString('base64url')}`;
+    const res = await runJit(verifyArgs(forged, 'refs/heads/agent/a'), down(await cacheFetched('forged-alg.json', 0)));
+    expect(res.code).toBe(1);
+    expect(res.stderr).toContain('invalid: unsupported algorithm "\\u{202E}AdDE\\u{009B}2J"');
+    expect(res.stderr).not.toMatch(/[\u0080-\u009f\u202a-\u202e\u2066-\u2069]/);
+  });
+
   it('without a cache, and with a window over a day (exit 2)', async () => {
     const { jwt } = await issue();
     const noCache = await runJit(verifyArgs(jwt, 'refs/heads/agent/a'), down(join(dir, 'none.json')));

@@ -92,12 +92,20 @@ describe('jit keys revoke', () => {
     const oldWebhook = await webhookAfterRevoking((await issue('refs/heads/agent/w1')).id);
     expect(verifyWebhook(oldWebhook.headers, oldWebhook.body, before, { now: Date.now() })).toMatchObject({ ok: true, kid: compromised });
 
+    const webhooksBefore = receiver.requests.length;
     const revoked = await runJit(['keys', 'revoke', compromised], { JIT_DB: env.JIT_DB!, JIT_POLICIES: env.JIT_POLICIES! });
     expect(revoked.stderr).toBe('');
     expect(revoked.code).toBe(0);
     const newKid = /New signing key (\S+) is current/.exec(revoked.stdout)?.[1];
     expect(newKid).toBeDefined();
     expect(revoked.stdout).toContain(`Key ${compromised} is revoked`);
+    // The live gate credential it signed is revoked with it (the one revoked earlier is not touched again):
+    // the request shows revoked, and its agent gets the "revoked" webhook.
+    expect(revoked.stdout).toContain(`Revoked ${live.id} (was issued, agent dev): gate credential`);
+    expect(revoked.stdout).toContain(`Ended 1 live gate credential signed with ${compromised}.`);
+    expect((await api('GET', `/jit/requests/${live.id}`)).body.status).toBe('revoked');
+    const [liveRevoked] = (await receiver.waitForRequests(webhooksBefore + 1, 60_000)).slice(webhooksBefore);
+    expect(JSON.parse(liveRevoked!.body)).toMatchObject({ type: 'jit.request.revoked', request_id: live.id });
 
     // The service re-reads the key file at most once a second: poll the JWKS it serves.
     const after = await until(async () => {

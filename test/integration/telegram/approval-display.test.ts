@@ -118,6 +118,37 @@ describe('every pair, and every path can be dropped', () => {
   });
 });
 
+describe('a request too large to show whole cannot be approved in Telegram', () => {
+  it('Approve and Narrow taps under its Deny-only message are refused and audited; Deny still works', async () => {
+    const id = await t.request();
+    const posted = await t.waitMessage(id);
+    // A request stored before the request limits: 60 paths of 300 characters cannot fit one message.
+    const paths = Array.from({ length: 60 }, (_, i) => ({ path: `homelab/data/${i}/${'p'.repeat(300)}`, capabilities: ['read', 'update'] }));
+    t.deps.db.prepare('UPDATE requests SET scope = ? WHERE id = ?').run(JSON.stringify({ vault_paths: paths }), id);
+    await bot.kick();
+    const shown = await t.waitMessage(id, (m) => buttonsOf(m).length === 1, 'the Deny-only message');
+    expect(shown.text).toContain('it cannot be approved here');
+    expect(buttonsOf(shown)).toEqual([`d:${id}`]);
+
+    // The old message's Approve (or a forged one) and the narrowing panel reach the server all the same.
+    for (const data of [`a:${id}`, `n:${id}`]) {
+      const answer = await tap(ALICE, posted.message_id, data, true);
+      expect(answer.show_alert, data).toBe(true);
+      expect(answer.text, data).toMatch(/^Not approved: this request is too large to show whole in one message/);
+    }
+    expect(t.deps.repo.getRequest(id)!.status).toBe('pending');
+    expect(t.deps.db.prepare('SELECT COUNT(*) FROM votes').pluck().get()).toBe(0);
+    expect(t.deps.db.prepare('SELECT COUNT(*) FROM telegram_narrowing').pluck().get()).toBe(0);
+    expect(audit('callback.refused').map((r) => [r.actor, r.request_id, r.data.reason, r.data.data])).toEqual([
+      [`telegram:${ALICE}`, id, 'request too large to show whole in one message', `a:${id}`],
+      [`telegram:${ALICE}`, id, 'request too large to show whole in one message', `n:${id}`],
+    ]);
+
+    expect((await tap(ALICE, posted.message_id, `d:${id}`)).text).toBe('Denied');
+    expect(t.deps.repo.getRequest(id)!.status).toBe('denied');
+  });
+});
+
 describe('Approve / Deny count only under the request\'s own message', () => {
   it('a forged tap naming a request whose message was never posted is refused and audited; nothing changes', async () => {
     const a = await t.request();

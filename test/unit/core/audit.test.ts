@@ -137,6 +137,45 @@ describe('coalesced entries', () => {
     expect(audit.closeWindows(4, { all: true })).toBe(0);
   });
 
+  /** Runs `fn` inside a transaction of the caller's (as refuse() does) that then rolls back. */
+  const rolledBack = (fn: () => void) => expect(() => db.transaction(() => (fn(), (() => { throw new Error('outer rollback'); })()))()).toThrow('outer rollback');
+
+  it('a full entry whose outer transaction rolled back is not remembered: the next one is written in full', () => {
+    const audit = createAuditLog(db);
+    rolledBack(() => expect(audit.appendCoalesced('k', { event: 'request.rejected', actor: 'agent:a', data: { n: 1 } }, 10_000)).toBe(true));
+    expect(events('request.rejected')).toHaveLength(0);
+    // Not counted as a repeat of an entry that does not exist.
+    expect(audit.appendCoalesced('k', { event: 'request.rejected', actor: 'agent:a', data: { n: 2 } }, 10_001)).toBe(true);
+    expect(events('request.rejected').map((e) => JSON.parse(e.data))).toEqual([{ n: 2 }]);
+    audit.appendCoalesced('k', { event: 'request.rejected', actor: 'agent:a', data: { n: 3 } }, 10_002);
+    audit.closeWindows(10_003, { all: true });
+    const first = events('request.rejected')[0]!;
+    expect(JSON.parse(events('audit.suppressed')[0]!.data)).toMatchObject({ suppressed: 1, repeats: [{ seq: first.seq, count: 1 }] });
+    expect(verifyAuditChain(db).ok).toBe(true);
+  });
+
+  it('a window whose summary was rolled back keeps its counts for the next close', () => {
+    const audit = createAuditLog(db);
+    for (let i = 0; i < 3; i++) audit.appendCoalesced('k', { event: 'request.rejected', actor: 'agent:a', data: {} }, 10_000 + i);
+    // The next refusal, after the window, closes it (writing the summary) inside a transaction that rolls back.
+    rolledBack(() => audit.appendCoalesced('k2', { event: 'request.rejected', actor: 'agent:b', data: {} }, 10_000 + W + 1));
+    expect(events('audit.suppressed')).toHaveLength(0);
+    expect(audit.closeWindows(10_000 + W + 2, { all: true })).toBe(1);
+    expect(JSON.parse(events('audit.suppressed')[0]!.data)).toMatchObject({ event: 'request.rejected', suppressed: 2, repeats: [{ actor: 'agent:a', count: 2 }] });
+    // And the rolled-back full entry of k2 is not remembered either.
+    expect(audit.appendCoalesced('k2', { event: 'request.rejected', actor: 'agent:b', data: {} }, 10_000 + W + 3)).toBe(true);
+    expect(events('request.rejected').map((e) => e.actor)).toEqual(['agent:a', 'agent:b']);
+    expect(verifyAuditChain(db).ok).toBe(true);
+  });
+
+  it('an error inside its own transaction undoes its memory too', () => {
+    const audit = createAuditLog(db);
+    db.exec("CREATE TEMP TRIGGER fail_once BEFORE INSERT ON audit_log WHEN NEW.event = 'request.rejected' AND json_extract(NEW.data, '$.fail') = 1 BEGIN SELECT RAISE(ABORT, 'disk full'); END");
+    expect(() => audit.appendCoalesced('k', { event: 'request.rejected', actor: 'agent:a', data: { fail: 1 } }, 10_000)).toThrow('disk full');
+    expect(audit.appendCoalesced('k', { event: 'request.rejected', actor: 'agent:a', data: { fail: 0 } }, 10_001)).toBe(true);
+    expect(events('request.rejected')).toHaveLength(1);
+  });
+
   it('caps full entries per window across keys; the rest are counted', () => {
     const audit = createAuditLog(db);
     for (let i = 0; i < AUDIT_FULL_PER_WINDOW + 50; i++) audit.appendCoalesced(`addr${i}`, { event: 'auth.failed', actor: `address:${i}`, data: {} }, 100);

@@ -53,6 +53,10 @@ describe('loadConfig', () => {
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
     [{ OPENCLAW_HOOKS_URL: 'http://openclaw:s3cret@127.0.0.1:18789/hooks' }, 'OPENCLAW_HOOKS_URL'],
     [{ OPENCLAW_HOOKS_URL: 'http://127.0.0.1:18789/hooks?token=s3cret' }, 'OPENCLAW_HOOKS_URL'],
+    // Recorded in service_settings and shown by the CLI: no secret may ride in it.
+    [{ JIT_PUBLIC_URL: 'https://jit:s3cret@jit.example.org' }, 'JIT_PUBLIC_URL'],
+    [{ JIT_PUBLIC_URL: 'https://jit.example.org/?token=s3cret' }, 'JIT_PUBLIC_URL'],
+    [{ JIT_PUBLIC_URL: 'https://jit.example.org/#s3cret' }, 'JIT_PUBLIC_URL'],
   ])('names the bad variable: %o', (env, variable) => {
     let error: unknown;
     try {
@@ -64,6 +68,7 @@ describe('loadConfig', () => {
     expect((error as ConfigError).variable).toBe(variable);
     expect((error as ConfigError).message.startsWith(`${variable}: `)).toBe(true);
     expect((error as ConfigError).message).not.toContain('\n');
+    expect((error as ConfigError).message).not.toContain('s3cret');
   });
 
   it('never echoes a secret value in its error', () => {
