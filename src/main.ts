@@ -62,6 +62,11 @@ export const DEV_SEED = { path: 'homelab/data/docker/registry', data: { username
  */
 export async function startBroker(env: Record<string, string | undefined>, opts: StartOptions = {}): Promise<RunningBroker> {
   const config = loadConfig(env);
+  // Dev mode is a convenience for trying the broker; reached by accident in production it would issue
+  // credentials from an in-memory Vault nobody else trusts, and print a fresh agent token to the journal.
+  if (!config.vault && config.production) {
+    throw new ConfigError('VAULT_ADDR', 'not set, and NODE_ENV=production: dev mode never starts in production; set VAULT_ADDR and the broker\'s Vault credentials (unset NODE_ENV to try dev mode)');
+  }
   const started = new StartedParts();
   try {
     return await startParts(env, config, opts, started);
