@@ -5,7 +5,7 @@ import { InvalidPolicyFiles, PolicyStore, formatProblems } from './broker/policy
 import { createDeps } from './create-deps.ts';
 import type { BrokerDeps } from './broker/deps.ts';
 import { startCheckpointer } from './db/checkpointer.ts';
-import { openDatabase } from './db/open.ts';
+import { looseDatabaseModes, openDatabase } from './db/open.ts';
 import { createApp } from './http/app.ts';
 import { ListenError, listen, toListenError } from './http/listen.ts';
 import { WorkersStartupError, startHttpWorkers, type HttpWorkers } from './cluster/primary.ts';
@@ -120,6 +120,8 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
   }
   const db = openDatabase(config.dbPath, { checkpoint: 'background' });
   started.add(() => db.close());
+  const loose = looseDatabaseModes(config.dbPath);
+  if (loose.length > 0) log.warn({ loose }, 'other local users can read or write the database: chmod 700 its directory and 600 its files (docs/security.md)');
   const checkpointer = startCheckpointer({ dbPath: config.dbPath, log });
   started.add(() => checkpointer.stop());
   const ids = createIdGenerator(() => clock.now());
