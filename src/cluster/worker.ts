@@ -112,8 +112,8 @@ async function startWorkerParts(config: WorkerConfig, send: (m: IpcMessage) => v
 
   let markStopped!: () => void;
   const stopped = new Promise<void>((r) => (markStopped = r));
-  let stopping: Promise<void> | undefined;
-  const stop = () => (stopping ??= started.stopAll().finally(markStopped));
+  // stopAll runs once, however often it is asked.
+  const stop = () => started.stopAll().finally(markStopped);
 
   process.on('message', (m: unknown) => {
     if (!isIpcMessage(m) || rpc.receive(m)) return;
