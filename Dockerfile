@@ -3,7 +3,10 @@
 # kept simple and reviewed by hand. See docs/operations.md.
 #
 #   docker build -t jit-broker .
-#   docker run --rm -p 127.0.0.1:8787:8787 jit-broker        # dev mode, to try it
+#   docker run --rm -e NODE_ENV=development -p 127.0.0.1:8787:8787 jit-broker   # dev mode, to try it
+#
+# The image sets NODE_ENV=production: without VAULT_ADDR `jit serve` exits 2
+# naming VAULT_ADDR rather than start dev mode (override NODE_ENV to try it).
 #
 # Production: mount policies at /etc/jit-broker/policies, keep
 # /var/lib/jit-broker on a volume, and pass the configuration as

@@ -7,13 +7,14 @@ import { InvalidPolicyFiles, PolicyStore, formatProblems } from './broker/policy
 import { createDeps } from './create-deps.ts';
 import type { BrokerDeps } from './broker/deps.ts';
 import { startCheckpointer } from './db/checkpointer.ts';
-import { openDatabase } from './db/open.ts';
+import { looseDatabaseModes, openDatabase } from './db/open.ts';
 import { createApp } from './http/app.ts';
-import { listen } from './http/listen.ts';
-import { startHttpWorkers, type HttpWorkers } from './cluster/primary.ts';
+import { ListenError, listen, toListenError } from './http/listen.ts';
+import { WorkersStartupError, startHttpWorkers, type HttpWorkers } from './cluster/primary.ts';
 import type { Clock } from './lib/clock.ts';
 import { createLogger, type Logger } from './lib/logger.ts';
 import { randomToken } from './lib/secrets.ts';
+import { StartedParts } from './lib/started-parts.ts';
 import { startDevVault } from './vault/dev/index.ts';
 import { createVaultClient } from './vault/node-vault-client.ts';
 import { startVaultClient, vaultClientFromConfig } from './vault/from-config.ts';
@@ -66,6 +67,23 @@ export const DEV_SEED = { path: 'homelab/data/docker/registry', data: { username
  */
 export async function startBroker(env: Record<string, string | undefined>, opts: StartOptions = {}): Promise<RunningBroker> {
   const config = loadConfig(env);
+  // Dev mode is a convenience for trying the broker; reached by accident in production it would issue
+  // credentials from an in-memory Vault nobody else trusts, and print a fresh agent token to the journal.
+  if (!config.vault && config.production) {
+    throw new ConfigError('VAULT_ADDR', 'not set, and NODE_ENV=production: dev mode never starts in production; set VAULT_ADDR and the broker\'s Vault credentials (unset NODE_ENV to try dev mode)');
+  }
+  const started = new StartedParts();
+  try {
+    return await startParts(env, config, opts, started);
+  } catch (err) {
+    // A start that fails half-way releases every port, timer and file it took, so the process can exit.
+    await started.stopAll();
+    throw err;
+  }
+}
+
+/** startBroker after the configuration: each part is added to `started` as soon as it runs. */
+async function startParts(env: Record<string, string | undefined>, config: Config, opts: StartOptions, started: StartedParts): Promise<RunningBroker> {
   const log = opts.log ?? createLogger(config.logLevel);
   const print = opts.print ?? (() => {});
 
@@ -84,11 +102,17 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
   if (config.vault) {
     vault = vaultClientFromConfig(config.vault, { log, ...(opts.clock ? { clock: opts.clock } : {}) });
   } else {
-    devVault = await startDevVault({ host: '127.0.0.1', port: config.devVaultPort, rootToken: `hvs.dev-${randomToken(12)}`, ...(opts.clock ? { clock: opts.clock } : {}) });
+    const host = '127.0.0.1';
+    const dev = await startDevVault({ host, port: config.devVaultPort, rootToken: `hvs.dev-${randomToken(12)}`, ...(opts.clock ? { clock: opts.clock } : {}) }).catch((err: unknown) => {
+      throw toStartupError(toListenError(err, host, config.devVaultPort, { what: 'the development Vault', hint: 'set JIT_DEV_VAULT_PORT' }));
+    });
+    started.add(() => dev.close());
+    devVault = dev;
     await seedDevVault(devVault.url, devVault.rootToken);
     vault = createVaultClient({ endpoint: devVault.url, token: devVault.rootToken }, { log, ...(opts.clock ? { clock: opts.clock } : {}) });
     print(`DEVELOPMENT MODE: in-memory development Vault at ${devVault.url} (not for production; set VAULT_ADDR to use a real Vault)`);
   }
+  started.add(() => vault.stop());
   await startVaultClient(vault, log);
 
   const clock = opts.clock ?? systemClock;
@@ -100,56 +124,43 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
     throw err;
   }
   const db = openDatabase(config.dbPath, { checkpoint: 'background' });
-  // Operator commands (jit approve/deny) decide with these, not with their shell's (SPEC §10).
-  recordServiceSettings(db, config, clock.now());
+  started.add(() => db.close());
+  const loose = looseDatabaseModes(config.dbPath);
+  if (loose.length > 0) log.warn({ loose }, 'other local users can read or write the database: chmod 700 its directory and 600 its files (docs/security.md)');
   const checkpointer = startCheckpointer({ dbPath: config.dbPath, log });
+  started.add(() => checkpointer.stop());
   const ids = createIdGenerator(() => clock.now());
   const metrics = createMetrics({ db });
   const dispatcher = createDispatcher({ db, clock, log, keyRing: keys, config, onOutcome: (outcome, target) => metrics.webhookDelivery(outcome, target) });
   const events = createOutboxSink({ db, policies, ids, log, notify: () => dispatcher.notify() });
   const deps = createDeps({ config, db, vault, policies, log, clock, ids, events, keys, metrics });
+  // Stopped after every audit writer (LIFO): the suppressed counts, then the signed chain head.
+  const auditUpkeep = startAuditUpkeep(deps, { primary: true });
+  started.add(() => auditUpkeep.stop());
+  started.add(() => dispatcher.stop());
   let telegram: ApprovalBot | undefined;
   if (config.telegram) {
+    let bot: ApprovalBot;
     try {
-      telegram = createApprovalBot({ deps, ...opts.telegram });
+      bot = createApprovalBot({ deps, ...opts.telegram });
     } catch (err) {
-      await checkpointer.stop();
-      db.close();
       if (err instanceof ConfigError) throw err;
       throw new StartupError(`telegram: ${(err as Error).message}`);
     }
-  }
-
-  let devAgentToken: string | undefined;
-  if (devVault && !deps.agents.get('dev')) {
-    devAgentToken = deps.agents.add('dev', DEV_SESSION_KEY).token;
-    print('Created agent "dev". Its token (shown once):');
-    print(devAgentToken);
-  } else if (devVault) {
-    print('Agent "dev" exists; its token was shown on first start (jit agent remove dev && jit agent add dev for a new one).');
+    started.add(() => bot.stop());
+    telegram = bot;
   }
 
   const lifecycle = startLifecycle(deps, opts.sweepIntervalMs, () => void telegram?.kick());
+  started.add(() => lifecycle.stop());
   dispatcher.start();
-  const auditUpkeep = startAuditUpkeep(deps, { primary: true });
-  /** Everything but the HTTP side, in the reverse order of starting it. */
-  const stopServices = async () => {
-    await lifecycle.stop();
-    await telegram?.stop();
-    await dispatcher.stop();
-    auditUpkeep.stop(); // after the last audit writer: suppressed counts, then the signed head
-    vault.stop();
-    await checkpointer.stop();
-    db.close();
-    await devVault?.close();
-  };
   // One process serves HTTP itself; with JIT_HTTP_WORKERS > 1 it forks that many workers on the port instead.
-  let server: Awaited<ReturnType<typeof listen>> | undefined;
+  // Stopped first: no request arrives while the parts behind it stop.
   let workers: HttpWorkers | undefined;
   let url: string;
-  if (config.httpWorkers > 1) {
-    try {
-      workers = await startHttpWorkers({
+  try {
+    if (config.httpWorkers > 1) {
+      const forked = await startHttpWorkers({
         count: config.httpWorkers,
         env,
         ...(devVault ? { extraEnv: { VAULT_ADDR: devVault.url, VAULT_TOKEN: devVault.rootToken } } : {}),
@@ -158,15 +169,30 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
         telegram,
         metrics,
       });
-    } catch (err) {
-      await stopServices();
-      throw new StartupError((err as Error).message);
+      started.add(() => forked.stop());
+      workers = forked;
+      url = forked.url;
+    } else {
+      const server = await listen(createApp(deps, { telegram }), config.host, config.port);
+      started.add(() => server.close());
+      url = server.url;
     }
-    url = workers.url;
-  } else {
-    server = await listen(createApp(deps, { telegram }), config.host, config.port);
-    url = server.url;
+  } catch (err) {
+    throw toStartupError(err);
   }
+
+  // Only a broker that serves creates agent "dev": its token is shown once, and a start that fails must not spend it.
+  let devAgentToken: string | undefined;
+  if (devVault && !deps.agents.get('dev')) {
+    devAgentToken = deps.agents.add('dev', DEV_SESSION_KEY).token;
+    print('Created agent "dev". Its token (shown once):');
+    print(devAgentToken);
+  } else if (devVault) {
+    print('Agent "dev" exists; its token was shown on first start (jit agent remove dev && jit agent add dev for a new one).');
+  }
+  // Operator commands (jit approve/deny/revoke) decide with these, not with their shell's (SPEC §10); recorded
+  // only once this broker serves, so a second `jit serve` that fails to start never replaces a live service's.
+  recordServiceSettings(db, config, clock.now());
   log.info({ url, dev_mode: !!devVault, policies: config.policiesDir, db: config.dbPath, telegram: telegram?.mode ?? 'disabled' }, 'jit-broker listening');
   await telegram?.start();
   if (devVault && !telegram) {
@@ -186,15 +212,17 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
       workers?.reloadPolicies();
       return policies.reloadAndLog(config.policiesDir, log);
     },
-    async stop() {
-      await workers?.stop();
-      await server?.close();
-      await stopServices();
-    },
+    stop: () => started.stopAll(),
   };
 }
 
+/** A start that cannot go on: `jit serve` prints the message as one line and exits 1. */
 export class StartupError extends Error {}
+
+/** A failure the operator can act on (an address in use, a worker that could not start) as a StartupError; anything else as it is. */
+function toStartupError(err: unknown): unknown {
+  return err instanceof ListenError || err instanceof WorkersStartupError ? new StartupError(err.message) : err;
+}
 
 async function seedDevVault(url: string, rootToken: string): Promise<void> {
   const res = await fetch(`${url}/v1/${DEV_SEED.path}`, {

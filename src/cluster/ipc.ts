@@ -14,7 +14,9 @@ export type WorkerNotice =
   /** An outbox row was committed: wake the dispatcher. */
   | { t: 'jit:outbox' }
   /** A request became pending or was decided: run the Telegram sync now. */
-  | { t: 'jit:kick' };
+  | { t: 'jit:kick' }
+  /** This worker could not start (its last word before it exits): why, as one line. */
+  | { t: 'jit:startup-failed'; message: string };
 
 /** What the primary tells a worker without waiting. */
 export type PrimaryNotice =

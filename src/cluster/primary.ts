@@ -45,6 +45,10 @@ interface Slot {
   worker: Worker;
   rpc: ReturnType<typeof createRpc>;
   startedAt: number;
+  /** Its server is listening (it takes connections and hears 'jit:shutdown'). */
+  listening: boolean;
+  /** Why it could not start, in its own words ('jit:startup-failed'). */
+  startupError?: string;
 }
 
 export async function startHttpWorkers(o: HttpWorkersOptions): Promise<HttpWorkers> {
@@ -56,8 +60,10 @@ export async function startHttpWorkers(o: HttpWorkersOptions): Promise<HttpWorke
 
   const slots = new Set<Slot>();
   let stopping = false;
+  /** Set once the first start succeeded: from then on a worker that exits is replaced. */
+  let serving = false;
   let restartDelayMs = 1_000;
-  let restartTimer: NodeJS.Timeout | undefined;
+  const restartTimers = new Set<NodeJS.Timeout>();
 
   const aggregatedMetrics = async (): Promise<string> => {
     const parts = await Promise.allSettled([o.metrics.snapshot(), ...[...slots].map((s) => s.rpc.call('metrics-json'))]);
@@ -81,9 +87,11 @@ export async function startHttpWorkers(o: HttpWorkersOptions): Promise<HttpWorke
     const slot: Slot = {
       worker,
       startedAt: Date.now(),
+      listening: false,
       rpc: createRpc(send, { metrics: aggregatedMetrics, 'telegram-update': telegramUpdate }),
     };
     slots.add(slot);
+    worker.once('listening', () => (slot.listening = true));
     // node:cluster reports a failed send (the worker's channel closed meanwhile)
     // as an 'error' event on the Worker: unheard, it would crash the primary.
     worker.on('error', (err) => o.log.warn({ err, pid: worker.process.pid }, 'IPC with an HTTP worker failed'));
@@ -91,17 +99,21 @@ export async function startHttpWorkers(o: HttpWorkersOptions): Promise<HttpWorke
       if (!isIpcMessage(m) || slot.rpc.receive(m)) return;
       if (m.t === 'jit:outbox') o.dispatcher.notify();
       else if (m.t === 'jit:kick') void o.telegram?.kick();
+      else if (m.t === 'jit:startup-failed') slot.startupError = m.message;
     });
     worker.once('exit', (code, signal) => {
       slots.delete(slot);
       slot.rpc.failAll('the HTTP worker exited');
-      if (stopping) return;
+      // During the first start a worker that exits fails the start (below) rather than being replaced.
+      if (stopping || !serving) return;
       // A worker that ran a while gets a quick replacement; one that keeps dying, slower ones.
       if (Date.now() - slot.startedAt > 60_000) restartDelayMs = 1_000;
       o.log.error({ pid: worker.process.pid, code, signal, restart_in_ms: restartDelayMs }, 'HTTP worker exited; starting another');
-      restartTimer = setTimeout(() => {
+      const restartTimer = setTimeout(() => {
+        restartTimers.delete(restartTimer);
         if (!stopping) fork();
       }, restartDelayMs);
+      restartTimers.add(restartTimer);
       restartDelayMs = Math.min(restartDelayMs * 2, 30_000);
     });
     return slot;
@@ -109,7 +121,8 @@ export async function startHttpWorkers(o: HttpWorkersOptions): Promise<HttpWorke
 
   const stopAll = async () => {
     stopping = true;
-    if (restartTimer) clearTimeout(restartTimer);
+    for (const t of restartTimers) clearTimeout(t);
+    restartTimers.clear();
     clearInterval(statusTimer);
     await Promise.all(
       [...slots].map(
@@ -121,7 +134,8 @@ export async function startHttpWorkers(o: HttpWorkersOptions): Promise<HttpWorke
               clearTimeout(kill);
               resolve();
             });
-            if (s.worker.isConnected()) s.worker.send({ t: 'jit:shutdown' } satisfies IpcMessage);
+            // A worker still starting has nothing to finish, and would not hear 'jit:shutdown' yet.
+            if (s.listening && s.worker.isConnected()) s.worker.send({ t: 'jit:shutdown' } satisfies IpcMessage);
             else s.worker.process.kill('SIGTERM');
           }),
       ),
@@ -151,7 +165,12 @@ export async function startHttpWorkers(o: HttpWorkersOptions): Promise<HttpWorke
         if (++listening === o.count) done();
       };
       const onExit = (w: Worker, code: number | null) => {
-        if (first.some((s) => s.worker === w)) done(new WorkersStartupError(`an HTTP worker exited during startup (code ${code}); its error is above`));
+        const slot = first.find((s) => s.worker === w);
+        if (!slot) return;
+        // Its 'jit:startup-failed' is read before the channel's end, which may come after the exit.
+        const fail = () => done(new WorkersStartupError(slot.startupError ?? `an HTTP worker exited during startup (code ${code}); its error is above`));
+        if (w.isConnected()) w.once('disconnect', fail);
+        else fail();
       };
       const done = (err?: Error) => {
         clearTimeout(timer);
@@ -167,6 +186,7 @@ export async function startHttpWorkers(o: HttpWorkersOptions): Promise<HttpWorke
     await stopAll();
     throw err;
   }
+  serving = true;
   o.log.info({ url, workers: first.map((s) => s.worker.process.pid) }, 'HTTP workers listening');
 
   return {

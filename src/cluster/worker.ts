@@ -12,14 +12,15 @@
  * and the answers to /metrics and Telegram webhook calls.
  */
 import cluster from 'node:cluster';
-import { PolicyStore } from '../broker/policy/index.ts';
-import { loadConfig } from '../config/config.ts';
 import { startAuditUpkeep } from '../broker/audit-upkeep.ts';
+import { PolicyStore } from '../broker/policy/index.ts';
+import { loadConfig, type Config } from '../config/config.ts';
 import { createDeps } from '../create-deps.ts';
 import { openDatabase } from '../db/open.ts';
 import { createApp, type AppTelegram } from '../http/app.ts';
 import { listen } from '../http/listen.ts';
 import { systemClock } from '../lib/clock.ts';
+import { StartedParts } from '../lib/started-parts.ts';
 import { createIdGenerator } from '../lib/ids.ts';
 import { createLogger } from '../lib/logger.ts';
 import { createMetrics } from '../metrics/index.ts';
@@ -52,6 +53,19 @@ export async function startHttpWorker(env: Record<string, string | undefined>): 
   };
   const config = loadConfig(env);
   if (!config.vault) throw new WorkerStartupError('an HTTP worker needs VAULT_ADDR (the primary passes it)');
+  const started = new StartedParts();
+  try {
+    return await startWorkerParts(config as WorkerConfig, send, sendCall, started);
+  } catch (err) {
+    // What started is stopped again: the worker exits instead of holding a Vault client and the database.
+    await started.stopAll();
+    throw err;
+  }
+}
+
+type WorkerConfig = Config & { vault: NonNullable<Config['vault']> };
+
+async function startWorkerParts(config: WorkerConfig, send: (m: IpcMessage) => void, sendCall: (m: IpcMessage) => void, started: StartedParts): Promise<HttpWorker> {
   const log = createLogger(config.logLevel).child({ http_worker: process.pid });
   // node:cluster reports a failed IPC write here (the worker's own sends and its
   // connection acknowledgements); unheard, it would crash the worker mid-request.
@@ -62,14 +76,17 @@ export async function startHttpWorker(env: Record<string, string | undefined>): 
 
   const clock = systemClock;
   const vault = vaultClientFromConfig(config.vault, { log });
+  started.add(() => vault.stop());
   await startVaultClient(vault, log);
   const keys = createKeyRing({ config, clock, log });
   // The primary's checkpointer keeps the WAL short; commits here never checkpoint inline.
   const db = openDatabase(config.dbPath, { checkpoint: 'background' });
+  started.add(() => db.close());
   const ids = createIdGenerator(() => clock.now());
   // No database: the figures read from tables (outbox depth, approvals) come from the primary once.
   const ownMetrics = createMetrics({});
   const rpc = createRpc(sendCall, { 'metrics-json': () => ownMetrics.registry.getMetricsAsJSON() });
+  started.add(() => rpc.failAll('the worker is stopping'));
   const metrics = { ...ownMetrics, render: async () => (await rpc.call('metrics')) as string };
   const events = createOutboxSink({ db, policies, ids, log, notify: () => send({ t: 'jit:outbox' }) });
   const deps = createDeps({ config, db, vault, policies, log, clock, ids, events, keys, metrics });
@@ -91,22 +108,16 @@ export async function startHttpWorker(env: Record<string, string | undefined>): 
     });
   }
 
-  const { url, close } = await listen(createApp(deps, { telegram }), config.host, config.port);
-  // This process's coalesced audit counts; the primary signs the chain head.
+  // This process's coalesced audit counts (the primary signs the chain head); stopped after the HTTP side.
   const auditUpkeep = startAuditUpkeep(deps, { primary: false });
+  started.add(() => auditUpkeep.stop());
+  const { url, close } = await listen(createApp(deps, { telegram }), config.host, config.port);
+  started.add(close);
 
   let markStopped!: () => void;
   const stopped = new Promise<void>((r) => (markStopped = r));
-  let stopping: Promise<void> | undefined;
-  const stop = () =>
-    (stopping ??= (async () => {
-      await close();
-      rpc.failAll('the worker is stopping');
-      vault.stop();
-      auditUpkeep.stop();
-      db.close();
-      markStopped();
-    })());
+  // stopAll runs once, however often it is asked.
+  const stop = () => started.stopAll().finally(markStopped);
 
   process.on('message', (m: unknown) => {
     if (!isIpcMessage(m) || rpc.receive(m)) return;
@@ -122,4 +133,19 @@ export async function startHttpWorker(env: Record<string, string | undefined>): 
   });
   log.info({ url }, 'HTTP worker listening');
   return { url, stopped, stop };
+}
+
+/**
+ * Tells the primary why this worker could not start, so that `jit serve`
+ * reports it as its one line; resolves false when the primary cannot hear
+ * it (then the caller prints it). The channel is closed afterwards: nothing
+ * else keeps the worker's process alive.
+ */
+export async function reportStartupFailure(message: string): Promise<boolean> {
+  const told = await new Promise<boolean>((resolve) => {
+    if (!process.connected || !process.send) return resolve(false);
+    process.send({ t: 'jit:startup-failed', message } satisfies IpcMessage, undefined, {}, (err) => resolve(!err));
+  });
+  if (process.connected) process.disconnect();
+  return told;
 }

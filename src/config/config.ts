@@ -71,6 +71,7 @@ const EnvSchema = z.object({
   OPENCLAW_HOOKS_TOKEN: optionalText,
   JIT_SIGNING_KEY: optionalText,
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  NODE_ENV: optionalText,
 });
 
 export type VaultAuth =
@@ -102,6 +103,8 @@ export interface Config {
   openclaw: { hooksUrl: string; hooksToken?: string } | undefined;
   signingKey?: string;
   logLevel: z.infer<typeof EnvSchema>['LOG_LEVEL'];
+  /** NODE_ENV=production (the systemd unit and the container image set it): dev mode refuses to start. */
+  production: boolean;
 }
 
 export class ConfigError extends Error {
@@ -177,6 +180,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       : undefined,
     ...(e.JIT_SIGNING_KEY ? { signingKey: e.JIT_SIGNING_KEY } : {}),
     logLevel: e.LOG_LEVEL,
+    production: e.NODE_ENV?.toLowerCase() === 'production',
   };
   return deepFreeze(config);
 }

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -25,10 +25,11 @@ export const BACKGROUND_AUTOCHECKPOINT_PAGES = 10_000;
 /**
  * Opens (creating if needed) the SQLite database in WAL mode and applies
  * pending numbered migrations, each in its own transaction. `:memory:` works
- * for tests.
+ * for tests. A database it creates is private to the broker's user: see
+ * {@link createPrivately}.
  */
 export function openDatabase(path: string, opts: OpenOptions = {}): Db {
-  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  if (isFile(path)) createPrivately(path);
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
@@ -41,6 +42,52 @@ export function openDatabase(path: string, opts: OpenOptions = {}): Db {
   immediateByDefault(db);
   migrate(db);
   return db;
+}
+
+/** `:memory:` and `''` (a temporary database) have no file. */
+function isFile(path: string): boolean {
+  return path !== ':memory:' && path !== '';
+}
+
+/**
+ * Creates the database's directory 0700 (and any missing parent) and the
+ * database file 0600 if they do not exist, before SQLite would create the
+ * file 0644 (less the umask). SQLite gives the -wal and -shm files the mode
+ * of the database file, so they are 0600 too. The file holds token hashes,
+ * the audit log and every request's reason: no other local user reads it.
+ *
+ * What exists is never changed: a directory may be shared (`.`, a home
+ * directory), and the operator may have chosen its modes. The service warns
+ * about loose ones instead ({@link looseDatabaseModes}).
+ */
+function createPrivately(path: string): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  try {
+    // 'wx': O_CREAT | O_EXCL, so an existing file is neither opened for writing nor altered.
+    closeSync(openSync(path, 'wx', 0o600));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+}
+
+/**
+ * The database's directory and files (database, -wal, -shm) that other local
+ * users may read or write, each as "PATH is MODE". The service logs them as
+ * a warning at start; docs/security.md explains the fix.
+ */
+export function looseDatabaseModes(path: string): string[] {
+  if (!isFile(path)) return [];
+  const loose: string[] = [];
+  for (const p of [dirname(path), path, `${path}-wal`, `${path}-shm`]) {
+    let mode: number;
+    try {
+      mode = statSync(p).mode & 0o777;
+    } catch {
+      continue; // -wal and -shm exist only while a connection is open
+    }
+    if (mode & 0o077) loose.push(`${p} is ${mode.toString(8).padStart(4, '0')}`);
+  }
+  return loose;
 }
 
 /** How long a transaction waits for another connection's write lock before SQLITE_BUSY. */

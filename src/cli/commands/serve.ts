@@ -1,5 +1,5 @@
 import cluster from 'node:cluster';
-import { startHttpWorker } from '../../cluster/worker.ts';
+import { reportStartupFailure, startHttpWorker } from '../../cluster/worker.ts';
 import { StartupError, startBroker } from '../../main.ts';
 import type { CliIo } from '../io.ts';
 import { UsageError, parseCommandArgs } from '../main.ts';
@@ -22,16 +22,19 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
     }
     throw err;
   }
-  io.out(`jit-broker listening on ${broker.url}`);
   const running = broker;
   process.on('SIGHUP', () => running.reloadPolicies());
-  return new Promise<number>((resolve) => {
+  const exitCode = new Promise<number>((resolve) => {
     const shutdown = () => {
       running.stop().then(() => resolve(0), () => resolve(1));
     };
     process.once('SIGINT', shutdown);
     process.once('SIGTERM', shutdown);
   });
+  // Announced only once the handlers are in place: whoever waits for this line may signal at once
+  // (a supervisor, a test), and a SIGTERM before them would kill the broker without stopping it.
+  io.out(`jit-broker listening on ${broker.url}`);
+  return exitCode;
 }
 
 /** An HTTP worker forked by a primary started with JIT_HTTP_WORKERS > 1 (src/cluster/worker.ts). */
@@ -40,7 +43,9 @@ async function serveAsWorker(io: CliIo): Promise<number> {
   try {
     worker = await startHttpWorker(io.env);
   } catch (err) {
-    io.err(`jit serve (HTTP worker): ${err instanceof Error ? err.message : String(err)}`);
+    // The primary prints it as `jit serve`'s one line; printed here only if the primary is gone.
+    const message = err instanceof Error ? err.message : String(err);
+    if (!(await reportStartupFailure(message))) io.err(`jit serve (HTTP worker): ${message}`);
     return 1;
   }
   // Signals go to the primary, which stops the workers first; one sent to a worker alone stops it too.

@@ -6,7 +6,7 @@ import { decideRequest } from '../../../src/broker/decide.ts';
 import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
 import { JIT_BIN, runJit } from '../../helpers/cli.ts';
 import { closedPort } from '../../unit/client/scripted-server.ts';
-import { parseExports, pendingWithReason, tokenIsDead } from './helpers.ts';
+import { parseExports, pendingWithReason, statusAnswered, tokenIsDead } from './helpers.ts';
 
 let h: Harness;
 let token: string;
@@ -105,8 +105,13 @@ describe('jit request / status / claim / revoke against a running broker', () =>
       eval "$(jit claim "$JIT_REQUEST_ID" --format env)"
       echo "$JIT_REQUEST_ID $VAULT_TOKEN"`);
 
-    const [approveId, denyId, scriptId] = (await Promise.all(['wait for approval', 'wait for denial', 'script rotation'].map((r) => pendingWithReason(h, r)))) as [string, string, string];
-    await new Promise((r) => setTimeout(r, 300));
+    const [approveId, denyId, scriptId] = await Promise.all([
+      pendingWithReason(h, 'wait for approval', approvedRun),
+      pendingWithReason(h, 'wait for denial', deniedRun),
+      pendingWithReason(h, 'script rotation', scriptRun),
+    ]);
+    // "still pending after N s" (asserted below) needs one poll before the decision, however slowly that process runs.
+    await statusAnswered(h, approveId);
     decideRequest(h.broker.deps, approveId, { approver: 'local-cli', decision: 'approve' });
     decideRequest(h.broker.deps, denyId, { approver: 'local-cli', decision: 'deny', reason: 'not today' });
     decideRequest(h.broker.deps, scriptId, { approver: 'local-cli', decision: 'approve' });

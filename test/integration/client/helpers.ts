@@ -12,15 +12,34 @@ export function parseExports(stdout: string): Record<string, string> {
   return vars;
 }
 
-/** Waits until a pending request with this reason exists (created by a child process) and returns its id. */
-export async function pendingWithReason(h: Harness, reason: string, timeoutMs = 10_000): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
+/**
+ * Waits until a pending request with this reason exists and returns its id.
+ * `creator` is the child process that creates it: however long that process
+ * takes to start (seconds on a loaded machine), the wait ends only when the
+ * request appears or the process has ended without it, never on a clock.
+ */
+export async function pendingWithReason(h: Harness, reason: string, creator: Promise<{ code: number | null; stdout: string; stderr: string }>): Promise<string> {
+  let ended: { code: number | null; stderr: string } | undefined;
+  void creator.then(
+    (r) => (ended = r),
+    (err: Error) => (ended = { code: null, stderr: err.message }),
+  );
   for (;;) {
     const row = h.broker.deps.repo.listRequests({ status: 'pending', limit: 50 }).find((r) => r.reason === reason);
     if (row) return row.id;
-    if (Date.now() > deadline) throw new Error(`no pending request with reason "${reason}"`);
+    if (ended) throw new Error(`no pending request with reason "${reason}": its process ended (exit ${ended.code}):\n${ended.stderr}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * Waits until the broker has answered a GET of request `id` (its summary line
+ * is logged once the answer is computed): a `jit request --wait` then sees
+ * the request pending at least once, whenever the approver decides after.
+ */
+export async function statusAnswered(h: Harness, id: string): Promise<void> {
+  const line = `"method":"GET","path":"/jit/requests/${id}"`;
+  while (!h.logs().includes(line)) await new Promise((r) => setTimeout(r, 50));
 }
 
 /** Resolves when a Vault token no longer works (the dev Vault answers 403 for a revoked token). */

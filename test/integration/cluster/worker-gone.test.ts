@@ -1,5 +1,6 @@
 import { Agent, request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { until } from '../../helpers/chaos-process.ts';
 import { startClusterBroker, type ClusterBroker } from '../../helpers/cluster.ts';
 
 /**
@@ -59,7 +60,9 @@ afterAll(async () => {
 
 describe('JIT_HTTP_WORKERS=2: a worker that goes away mid-call', () => {
   it('does not take the primary down when it answers a call from a worker that has exited', async () => {
-    const workers = JSON.parse(/"workers":(\[[\d,]+\])/.exec(serve.output())![1]!) as number[];
+    // Logged before "listening on" is printed, but pino writes asynchronously: on a busy machine the line comes later.
+    const listed = await until(() => /"workers":(\[[\d,]+\])/.exec(serve.output()) ?? undefined, 30_000, 'the primary to log its workers', 50);
+    const workers = JSON.parse(listed[1]!) as number[];
     expect(workers).toHaveLength(2);
     const [caller, slow] = workers as [number, number];
 
