@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config/config.ts';
+import { readServiceSettings } from '../../../src/config/service-settings.ts';
 import { createStorageDeps } from '../../../src/create-deps.ts';
 import { openDatabase } from '../../../src/db/open.ts';
 import { startDevVault } from '../../../src/vault/dev/index.ts';
@@ -98,6 +99,8 @@ describe.each([
     const db = openDatabase(env.JIT_DB!);
     try {
       expect(createStorageDeps({ config: loadConfig(env), db }).agents.get('dev')).toBeUndefined();
+      // Nor does it record its settings: a failed second `jit serve` must not replace a live service's for the CLI.
+      expect(readServiceSettings(db)).toBeUndefined();
     } finally {
       db.close();
     }
