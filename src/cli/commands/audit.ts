@@ -10,7 +10,8 @@ export async function auditCommand(args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parseCommandArgs(args, { output: { type: 'string', short: 'o' }, since: { type: 'string' } }, USAGE);
   if (values.help) return (io.out(`usage: ${USAGE}`), 0);
   const [sub, ...extra] = positionals;
-  if ((sub !== 'verify' && sub !== 'export') || extra.length > 0) throw new UsageError(`usage: ${USAGE}`);
+  if (sub !== 'verify' && sub !== 'export') throw new UsageError(`${sub ? `unknown subcommand "${sub}"` : 'missing subcommand'}\nusage: ${USAGE}`);
+  if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"\nusage: ${USAGE}`);
   const since = values.since === undefined ? 0 : Number(values.since);
   if (!Number.isInteger(since) || since < 0) throw new UsageError('--since must be an audit sequence number (0 or more)');
   const ctx = openCliContext(io);
@@ -24,15 +25,17 @@ export async function auditCommand(args: string[], io: CliIo): Promise<number> {
       io.err(`audit log TAMPERED at entry ${verdict.seq}: ${verdict.problem}`);
       return 1;
     }
-    // JSON Lines, one entry per line, to a file or stdout.
+    // JSON Lines, one entry per line, to a file or stdout. On stdout, io.out
+    // throws OutputClosed once the reader is gone (`| head`), which ends the
+    // export there instead of reading the rest of the log for nobody.
     const output = values.output as string | undefined;
     const fd = output ? openSync(output, 'w', 0o600) : undefined;
     let n = 0;
     try {
       for (const entry of auditEntries(ctx.db, since)) {
-        const line = `${JSON.stringify(entry)}\n`;
-        if (fd === undefined) process.stdout.write(line);
-        else writeSync(fd, line);
+        const line = JSON.stringify(entry);
+        if (fd === undefined) io.out(line);
+        else writeSync(fd, `${line}\n`);
         if (++n % 100_000 === 0) io.err(`… ${n} entries exported`);
       }
     } finally {
