@@ -10,8 +10,7 @@ export async function auditCommand(args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parseCommandArgs(args, { output: { type: 'string', short: 'o' }, since: { type: 'string' } }, USAGE);
   if (values.help) return (io.out(`usage: ${USAGE}`), 0);
   const [sub, ...extra] = positionals;
-  if (sub !== 'verify' && sub !== 'export') throw new UsageError(`${sub ? `unknown subcommand "${sub}"` : 'missing subcommand'}\nusage: ${USAGE}`);
-  if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"\nusage: ${USAGE}`);
+  if ((sub !== 'verify' && sub !== 'export') || extra.length > 0) throw new UsageError(`usage: ${USAGE}`);
   const since = values.since === undefined ? 0 : Number(values.since);
   if (!Number.isInteger(since) || since < 0) throw new UsageError('--since must be an audit sequence number (0 or more)');
   const ctx = openCliContext(io);
