@@ -3,7 +3,8 @@ import type { Jwks, KeyRing } from '../webhooks/keys.ts';
 import type { BrokerDeps } from './deps.ts';
 import { BrokerError } from './errors.ts';
 import { grantToMint } from './narrowing.ts';
-import { vaultGlobMatch } from './policy/index.ts';
+// Not the policy barrel (index.ts): `jit gate verify` loads this module and need not load the YAML policy loader.
+import { vaultGlobMatch } from './policy/glob.ts';
 import type { GateScope, RequestRow } from './repository.ts';
 
 export interface GatePushCredential {
