@@ -86,7 +86,7 @@ const GLOBAL_OPTIONS = ['--help', '--version'];
 /** Runs one CLI invocation and returns its exit code. */
 export async function runCli(argv: string[], io: CliIo = getProcessIo()): Promise<number> {
   const [first, ...afterFirst] = argv;
-  if (first === '--help' || first === '-h' || (first === 'help' && afterFirst.length === 0)) {
+  if (first === '--help' || first === '-h' || (first === 'help' && (afterFirst.length === 0 || afterFirst[0]!.startsWith('-')))) {
     io.out(USAGE);
     return 0;
   }

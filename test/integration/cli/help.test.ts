@@ -35,6 +35,7 @@ describe('jit --help', () => {
     for (const name of COMMAND_NAMES) expect(res.stdout, name).toMatch(new RegExp(`^  ${name}\\b`, 'm'));
     expect(await jit(['help'])).toEqual(res);
     expect(await jit(['-h'])).toEqual(res);
+    expect(await jit(['help', '--version'])).toEqual(res);
   });
 
   it('no command at all is wrong use: one line pointing at --help, exit 2', async () => {
