@@ -12,7 +12,7 @@
 # /var/lib/jit-broker on a volume, and pass the configuration as
 # environment (deploy/docker-compose.yml does all three).
 
-# ---- build: install production dependencies (better-sqlite3 is native) ----
+# ---- build: compile the TypeScript, then keep production dependencies only ----
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 # Toolchain only for a from-source build of better-sqlite3 when no prebuilt
@@ -21,10 +21,18 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
-# tsx is a runtime dependency: the TypeScript sources run through its loader.
-RUN npm ci --omit=dev && npm cache clean --force
+# Every dependency (the compiler is a development one). --ignore-scripts
+# skips our own `prepare` (the build), which needs the sources copied below,
+# so this layer stays cached until the lockfile changes; better-sqlite3's
+# native install step is then run on its own.
+RUN npm ci --ignore-scripts && npm rebuild better-sqlite3
+COPY tsconfig.json tsconfig.build.json ./
+COPY scripts ./scripts
 COPY bin ./bin
 COPY src ./src
+# src/ -> dist/ (JavaScript, migrations, the checkpoint worker), then drop
+# the development dependencies (typescript, tsx, vitest, ...).
+RUN npm run build && npm prune --omit=dev && npm cache clean --force
 COPY policies ./policies
 
 # ---- runtime ----
@@ -41,9 +49,10 @@ RUN groupadd --system --gid 10001 jit \
  && chown jit:jit /var/lib/jit-broker \
  && chmod 0700 /var/lib/jit-broker
 # Code and dependencies stay owned by root: the service cannot modify them.
+# The compiled JavaScript only: no sources, no compiler, no tsx.
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/bin ./bin
-COPY --from=build /app/src ./src
+COPY --from=build /app/dist ./dist
 COPY package.json ./
 # The shipped example policies; mount your own over this directory.
 COPY --from=build /app/policies /etc/jit-broker/policies

@@ -15,7 +15,9 @@
  *   4. outbox drain rate to a receiver process on loopback (webhooks module);
  *   5. policy evaluation with 10, 1,000 and 10,000 rules (in process);
  *   6. tier-1 issuance with 10,000 (and, with --full, 1,000,000)
- *      historical requests in the database.
+ *      historical requests in the database;
+ *   7. CLI start: wall time of `jit --help` and `jit gate verify` (what the
+ *      git gate's pre-receive hook runs on every push), spawn to exit.
  *
  * Every load runs against fresh processes, warms up for 2 s on its own
  * connections, then measures for --seconds; throughput, p50/p99 latency and
@@ -23,25 +25,28 @@
  *
  * Options: --full (adds the 1M-row history and a 20,000-event outbox),
  * --seconds N (measured seconds per load, default 5), --only
- * issue,latency,read,outbox,policy,history, --json FILE (raw figures).
+ * issue,latency,read,outbox,policy,history,cli, --json FILE (raw figures),
+ * --cli-baseline DIR (the CLI rows also for another checkout's bin/jit.mjs,
+ * e.g. a worktree of an older commit with its own node_modules).
  * Every loop is bounded in count and time; all children and temp dirs are
  * removed at the end, on error and on Ctrl-C. Only 127.0.0.1 is contacted.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { AutocannonRequest } from 'autocannon';
+import { assertBuilt, CLI_BUDGET_MS, timeSpawns, type CliStartRow } from './lib/cli-start.ts';
 import { runLoad, type LoadResult } from './lib/load.ts';
 import { benchOutboxDrain, type DrainResult } from './lib/outbox-drain.ts';
 import { benchPolicyEval, type PolicyEvalResult } from './lib/policy-eval.ts';
-import { addAgent, addMoreAgents, killAll, REPO, startBrokerProcess, startDevVaultProcess, startProcess, type Child } from './lib/processes.ts';
+import { addAgent, addMoreAgents, JIT_BIN, killAll, REPO, startBrokerProcess, startDevVaultProcess, startProcess, type Child } from './lib/processes.ts';
 import { seedHistory } from './lib/seed-history.ts';
 import { fmt } from './lib/stats.ts';
 import { BENCH_PATH, nodeVaultLoad, policyAndTokenRequests, tokenOnlyRequests, writePolicy } from './lib/vault-work.ts';
 
-const SECTIONS = ['issue', 'latency', 'read', 'outbox', 'policy', 'history'] as const;
+const SECTIONS = ['issue', 'latency', 'read', 'outbox', 'policy', 'history', 'cli'] as const;
 type Section = (typeof SECTIONS)[number];
 const CONCURRENCIES = [1, 4, 16, 32, 64];
 /** JIT_HTTP_WORKERS for the multi-process rows: one per core here. */
@@ -56,11 +61,12 @@ const { values: args } = parseArgs({
     seconds: { type: 'string', default: '5' },
     only: { type: 'string' },
     json: { type: 'string' },
+    'cli-baseline': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (args.help) {
-  process.stdout.write('usage: npm run bench -- [--full] [--seconds N] [--only issue,latency,read,outbox,policy,history] [--json FILE]\n');
+  process.stdout.write('usage: npm run bench -- [--full] [--seconds N] [--only issue,latency,read,outbox,policy,history,cli] [--json FILE] [--cli-baseline DIR]\n');
   process.exit(0);
 }
 const SECONDS = Number(args.seconds);
@@ -89,6 +95,7 @@ const log = (line: string) => process.stderr.write(`${line}\n`);
 
 interface Stack {
   vault: Child & { url: string; rootToken: string };
+  dbPath: string;
   broker: Child & { url: string };
   /** Token of agent `bench`. */
   token: string;
@@ -135,6 +142,7 @@ async function startStack(name: string, seedRows = 0, env: Record<string, string
     const broker = await startBrokerProcess({ vaultUrl: vault.url, rootToken: vault.rootToken, dbPath, policiesDir: POLICIES_DIR, env });
     return {
       vault,
+      dbPath,
       broker,
       token,
       tokens,
@@ -200,6 +208,7 @@ interface Report {
   outbox?: DrainResult[];
   policy?: PolicyEvalResult[];
   history?: { rows: number; seedSeconds: number; load: LoadResult }[];
+  cli?: CliStartRow[];
 }
 
 function checkLoad(what: string, r: LoadResult): LoadResult {
@@ -354,6 +363,44 @@ async function sectionHistory(report: Report): Promise<void> {
   report.history = out;
 }
 
+/** Sequential calls per CLI row. */
+const CLI_CALLS = 20;
+
+async function sectionCli(report: Report): Promise<void> {
+  log(`CLI start: wall time of a jit call, spawn to exit (${CLI_CALLS} sequential calls each)`);
+  assertBuilt();
+  const s = await startStack('cli');
+  try {
+    const gate = await call(`${s.broker.url}/jit/request`, {
+      method: 'POST',
+      token: s.token,
+      body: JSON.stringify({ resource: 'gate', tier: 1, reason: 'benchmark', repo: 'bench/app', refs: ['refs/heads/agent/bench'], ttl: '30m' }),
+    });
+    const dir = mkdtempSync(join(tmp, 'cli-'));
+    // The hook's environment: the broker's URL, a JWKS cache, and the broker's own settings (JIT_DB, JIT_POLICIES).
+    const env = { JIT_URL: s.broker.url, JIT_JWKS_CACHE: join(dir, 'jwks.json'), JIT_DB: s.dbPath, JIT_POLICIES: POLICIES_DIR, HOME: dir };
+    const verify = [JIT_BIN, 'gate', 'verify', '--credential', gate.credential.credential as string, '--repo', 'bench/app', '--ref', 'refs/heads/agent/bench'];
+    const rows = [
+      timeSpawns('node alone (the floor)', ['-e', '0'], {}, CLI_CALLS),
+      timeSpawns('jit --version', [JIT_BIN, '--version'], env, CLI_CALLS),
+      timeSpawns('jit --help', [JIT_BIN, '--help'], env, CLI_CALLS),
+      timeSpawns('jit gate verify (valid credential, broker online)', verify, env, CLI_CALLS),
+    ];
+    const baseline = args['cli-baseline'];
+    if (baseline) {
+      const bin = join(resolve(baseline), 'bin', 'jit.mjs');
+      rows.push(
+        timeSpawns(`baseline ${baseline}: jit --help`, [bin, '--help'], env, CLI_CALLS),
+        timeSpawns(`baseline ${baseline}: jit gate verify`, [bin, ...verify.slice(1)], env, CLI_CALLS),
+      );
+    }
+    for (const r of rows) log(`  ${r.what}: p50 ${fmt(r.p50)} ms, p90 ${fmt(r.p90)} ms, max ${fmt(r.max)} ms, CPU ${fmt(r.cpuMsPerCall)} ms per call (load ${fmt(r.load, 2)})`);
+    report.cli = rows;
+  } finally {
+    await s.stop();
+  }
+}
+
 function cpuModel(): string {
   try {
     return /model name\s*:\s*(.+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? cpus()[0]?.model ?? 'unknown';
@@ -439,6 +486,15 @@ function render(r: Report): string {
     for (const h of r.history) out.push(`| ${fmt(h.rows, 0)} | ${fmt(h.seedSeconds, 1)} | ${fmt(h.load.opsPerSecond)} | ${ms(h.load.p50)} | ${ms(h.load.p99)} | ${fmt(h.load.cpuMsPerOp.broker ?? NaN, 2)} |`);
     out.push('');
   }
+  if (r.cli) {
+    out.push(`## CLI start (spawn to exit, ${CLI_CALLS} sequential calls after 2 warm-up calls; budget ${CLI_BUDGET_MS} ms)`, '');
+    out.push('| call | command | min ms | p50 ms | p90 ms | max ms | p90 under budget | CPU ms per call | load average |', '|---|---|---:|---:|---:|---:|---|---:|---:|');
+    for (const c of r.cli) {
+      const budget = c.command.startsWith('node ') ? '' : c.p90 < CLI_BUDGET_MS ? 'yes' : '**no**';
+      out.push(`| ${c.what} | \`${c.command}\` | ${fmt(c.min, 0)} | ${fmt(c.p50, 0)} | ${fmt(c.p90, 0)} | ${fmt(c.max, 0)} | ${budget} | ${fmt(c.cpuMsPerCall, 0)} | ${fmt(c.load, 2)} |`);
+    }
+    out.push('');
+  }
   return out.join('\n');
 }
 
@@ -455,6 +511,7 @@ async function main(): Promise<void> {
     },
   };
   if (want('policy')) sectionPolicy(report);
+  if (want('cli')) await sectionCli(report);
   if (want('issue')) await sectionIssue(report);
   if (want('latency')) await sectionLatency(report);
   if (want('read')) await sectionRead(report);

@@ -10,7 +10,8 @@
  */
 import { formatDuration } from '../lib/duration.ts';
 import type { ErrorCode } from './errors.ts';
-import { evaluateGate, evaluateVault } from './policy/index.ts';
+// Not the policy barrel (index.ts): `jit gate verify` loads this module and need not load the YAML policy loader.
+import { evaluateGate, evaluateVault } from './policy/evaluate.ts';
 import type { PolicySet } from './policy/types.ts';
 import type { GateScope, RequestRow, VaultScope } from './repository.ts';
 

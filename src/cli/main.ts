@@ -1,22 +1,7 @@
 import { parseArgs } from 'node:util';
-import { ConfigError } from '../config/config.ts';
-import { BrokerError } from '../broker/errors.ts';
-import { agentCommand } from './commands/agent.ts';
-import { auditCommand } from './commands/audit.ts';
-import { claimCommand, revokeCommand, statusCommand } from './commands/client-ops.ts';
-import { credentialsCommand } from './commands/credentials.ts';
-import { mcpCommand } from './commands/client-mcp.ts';
-import { requestCommand } from './commands/client-request.ts';
-import { decideCommand } from './commands/decide.ts';
-import { devVaultCommand } from './commands/dev-vault.ts';
-import { gateCommand } from './commands/gate.ts';
-import { keysCommand } from './commands/keys.ts';
-import { webhooksCommand } from './commands/webhooks.ts';
-import { policyCommand } from './commands/policy.ts';
-import { requestsCommand } from './commands/requests.ts';
-import { serveCommand } from './commands/serve.ts';
+import { packageVersion } from '../lib/package-version.ts';
 import { COMMAND_HELP } from './help.ts';
-import type { CliIo } from './io.ts';
+import { EXIT_OUTPUT_CLOSED, OutputClosed, getProcessIo, type CliIo } from './io.ts';
 
 const USAGE = `Usage: jit <command> [options]
 
@@ -69,56 +54,64 @@ Agent side (HTTP only; JIT_URL default http://127.0.0.1:8787, JIT_AGENT_TOKEN)
 
 Operator commands read the service's environment (JIT_DB, JIT_POLICIES, ...).
 Exit codes: 0 done, 1 failed, 2 wrong use or bad configuration (agent side: 3 broker unreachable).
-Run "jit <command> --help" (or "jit help <command>") for a command's options; docs/cli.md has them all.`;
+Run "jit <command> --help" (or "jit help <command>") for a command's options; docs/cli.md has them all.
+"jit --version" (or -V) prints the version.`;
 
 export type Command = (args: string[], io: CliIo) => Promise<number>;
 
-const COMMANDS: Record<string, Command> = {
-  serve: serveCommand,
-  'dev-vault': devVaultCommand,
-  agent: agentCommand,
-  requests: requestsCommand,
-  credentials: credentialsCommand,
-  approve: decideCommand('approve'),
-  deny: decideCommand('deny'),
-  audit: auditCommand,
-  policy: policyCommand,
-  gate: gateCommand,
-  webhooks: webhooksCommand,
-  keys: keysCommand,
-  request: requestCommand,
-  status: statusCommand,
-  claim: claimCommand,
-  revoke: revokeCommand,
-  mcp: mcpCommand,
+/**
+ * Every command, loaded when it runs: `jit --help` or `jit gate verify` (a
+ * git pre-receive hook, once per pushed ref) must not pay for loading the
+ * HTTP server, Telegram, Vault and metrics modules the other commands use.
+ * Keep it that way: no static import of a command here.
+ */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  serve: async () => (await import('./commands/serve.ts')).serveCommand,
+  'dev-vault': async () => (await import('./commands/dev-vault.ts')).devVaultCommand,
+  agent: async () => (await import('./commands/agent.ts')).agentCommand,
+  requests: async () => (await import('./commands/requests.ts')).requestsCommand,
+  credentials: async () => (await import('./commands/credentials.ts')).credentialsCommand,
+  approve: async () => (await import('./commands/decide.ts')).decideCommand('approve'),
+  deny: async () => (await import('./commands/decide.ts')).decideCommand('deny'),
+  audit: async () => (await import('./commands/audit.ts')).auditCommand,
+  policy: async () => (await import('./commands/policy.ts')).policyCommand,
+  gate: async () => (await import('./commands/gate.ts')).gateCommand,
+  webhooks: async () => (await import('./commands/webhooks.ts')).webhooksCommand,
+  keys: async () => (await import('./commands/keys.ts')).keysCommand,
+  request: async () => (await import('./commands/client-request.ts')).requestCommand,
+  status: async () => (await import('./commands/client-ops.ts')).statusCommand,
+  claim: async () => (await import('./commands/client-ops.ts')).claimCommand,
+  revoke: async () => (await import('./commands/client-ops.ts')).revokeCommand,
+  mcp: async () => (await import('./commands/client-mcp.ts')).mcpCommand,
 };
 
 /** Every command name, for help and tests. */
 export const COMMAND_NAMES = Object.keys(COMMANDS);
 
-const defaultIo: CliIo = {
-  env: process.env,
-  out: (line) => process.stdout.write(`${line}\n`),
-  err: (line) => process.stderr.write(`${line}\n`),
-};
+/** Options of jit itself (before a command), offered as suggestions too. */
+const GLOBAL_OPTIONS = ['--help', '--version'];
 
 /** Runs one CLI invocation and returns its exit code. */
-export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<number> {
+export async function runCli(argv: string[], io: CliIo = getProcessIo()): Promise<number> {
   const [first, ...afterFirst] = argv;
-  if (first === '--help' || first === '-h' || (first === 'help' && afterFirst.length === 0)) {
+  if (first === '--help' || first === '-h' || (first === 'help' && (afterFirst.length === 0 || afterFirst[0]!.startsWith('-')))) {
     io.out(USAGE);
     return 0;
   }
+  if (first === '--version' || first === '-V') {
+    io.out(packageVersion());
+    return 0;
+  }
   if (!first) {
-    io.err(`jit: which command?\n\n${USAGE}`);
+    io.err('jit: missing command (usage: jit <command> [options]; "jit --help" lists the commands)');
     return 2;
   }
   // `jit help X` is `jit X --help`.
   const [name, ...rest] = first === 'help' ? [afterFirst[0]!, '--help'] : [first, ...afterFirst];
-  const command = COMMANDS[name];
-  if (!command) {
-    const guess = closestCommand(name);
-    io.err(`jit: unknown command "${name}"${guess ? `; did you mean "jit ${guess}"?` : ''}\nCommands: ${Object.keys(COMMANDS).join(', ')}. Run "jit --help" for usage.`);
+  const load = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (!load) {
+    const guess = closestName(name, name.startsWith('-') ? GLOBAL_OPTIONS : COMMAND_NAMES);
+    io.err(`jit: unknown ${name.startsWith('-') ? 'option' : 'command'} "${name}"; ${guess ? `did you mean "${guess}"?` : '"jit --help" lists the commands'}`);
     return 2;
   }
   if (wantsHelp(rest) && COMMAND_HELP[name]) {
@@ -126,20 +119,18 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
     return 0;
   }
   try {
-    return await command(rest, io);
+    return await (await load())(rest, io);
   } catch (err) {
+    if (err instanceof OutputClosed) return EXIT_OUTPUT_CLOSED;
+    if (err instanceof UsageError) {
+      io.err(usageErrorLine(name, err));
+      return 2;
+    }
+    // Loaded here, not at start: only a command that loaded the configuration can have thrown its error.
+    const { ConfigError } = await import('../config/config.ts');
     if (err instanceof ConfigError) {
       io.err(`jit: configuration error: ${err.message}`);
       return 2;
-    }
-    if (err instanceof UsageError) {
-      io.err(`jit ${name}: ${err.message}`);
-      io.err(`Run "jit ${name} --help" for usage.`);
-      return 2;
-    }
-    if (err instanceof BrokerError) {
-      io.err(`jit ${name}: ${err.message}`);
-      return 1;
     }
     io.err(`jit ${name}: ${(err as Error).message}`);
     return 1;
@@ -147,6 +138,17 @@ export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<num
 }
 
 export class UsageError extends Error {}
+
+/**
+ * Wrong use in one line: the problem and where the usage is. Commands put
+ * "usage: …" lines under the problem; those stay out unless there is no
+ * other text (then the usage line is the message).
+ */
+function usageErrorLine(name: string, err: UsageError): string {
+  const lines = err.message.split('\n').map((l) => l.trim()).filter(Boolean);
+  const problems = lines.filter((l) => !/^usage:/i.test(l));
+  return `jit ${name}: ${(problems.length > 0 ? problems : lines).join('; ')} (see "jit ${name} --help")`;
+}
 
 /** `--help` or `-h` among the arguments (before a `--`). */
 function wantsHelp(args: string[]): boolean {
@@ -157,11 +159,11 @@ function wantsHelp(args: string[]): boolean {
   return false;
 }
 
-/** The command a typo most likely meant (edit distance at most 2), if any. */
-function closestCommand(name: string): string | undefined {
+/** The name a typo most likely meant (edit distance at most 2), if any. */
+function closestName(typo: string, names: string[]): string | undefined {
   let best: { name: string; d: number } | undefined;
-  for (const c of Object.keys(COMMANDS)) {
-    const d = editDistance(name.toLowerCase(), c);
+  for (const c of names) {
+    const d = editDistance(typo.toLowerCase(), c);
     if (d <= 2 && (!best || d < best.d)) best = { name: c, d };
   }
   return best?.name;
@@ -189,6 +191,16 @@ export function parseCommandArgs(
       positionals: string[];
     };
   } catch (err) {
-    throw new UsageError(`${(err as Error).message}\nusage: ${usage}`);
+    throw new UsageError(`${parseArgsProblem(err as Error & { code?: string })}\nusage: ${usage}`);
   }
+}
+
+/** node:util parseArgs errors, short: its unknown-option message is three sentences long. */
+function parseArgsProblem(err: Error & { code?: string }): string {
+  const option = /--[A-Za-z][\w-]*/.exec(err.message)?.[0] ?? /'(-[A-Za-z])\b/.exec(err.message)?.[1];
+  if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && option) return `unknown option "${option}"`;
+  if (err.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && option) {
+    return /argument missing/.test(err.message) ? `${option} needs a value` : `${option} takes no value`;
+  }
+  return err.message;
 }

@@ -1,7 +1,7 @@
 // The checkpointer's worker thread (started by checkpointer.ts). Plain
-// JavaScript on purpose: the broker runs TypeScript through tsx's loader,
-// which is registered on the main thread only, and this file needs nothing
-// but better-sqlite3.
+// JavaScript on purpose: the build copies it to dist/ as it is, and in a
+// checkout running the sources through tsx (bin/jit.mjs) the loader is
+// registered on the main thread only; it needs nothing but better-sqlite3.
 //
 // Every `intervalMs` it runs PASSIVE checkpoints (see tick) on its own
 // connection to the broker's database, so the WAL's pages are copied into

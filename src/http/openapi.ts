@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { ERROR_CODES, type ErrorCode } from '../broker/errors.ts';
 import {
@@ -17,6 +16,7 @@ import {
   TelegramUpdate,
   VaultRequestBody,
 } from '../broker/schemas.ts';
+import { packageVersion } from '../lib/package-version.ts';
 import { problemBody } from './problem.ts';
 
 /**
@@ -171,14 +171,6 @@ export const REQUEST_EXAMPLES = {
     value: { resource: 'gate', tier: 2, reason: 'push the fix for issue 12', repo: 'homelab/app', refs: ['refs/heads/agent/fix-12'], ttl: '30m' },
   },
 } as const;
-
-function packageVersion(): string {
-  try {
-    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string }).version ?? '0.0.0';
-  } catch {
-    return '0.0.0';
-  }
-}
 
 export interface OpenApiOptions {
   /** The broker's public base URL (`JIT_PUBLIC_URL`), listed as the server. */

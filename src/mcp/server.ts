@@ -1,21 +1,13 @@
-import { readFileSync } from 'node:fs';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import type { JitClient } from '../client/jit-client.ts';
+import { packageVersion } from '../lib/package-version.ts';
 import { registerJitTools } from './tools.ts';
 
 const INSTRUCTIONS = `Tools of the JIT credential broker. You hold no standing write credentials: when a task needs one, \
 request it with request_vault_credential or request_gate_credential, naming exactly the paths/refs and capabilities needed, \
 the lowest tier that fits and an honest reason. Tier 1 may be issued at once; tier 2/3 wait for human approval (a decision \
 webhook arrives in your session, or use request_status), then claim_credential. Revoke credentials when done.`;
-
-function packageVersion(): string {
-  try {
-    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string }).version ?? '0.0.0';
-  } catch {
-    return '0.0.0';
-  }
-}
 
 /** An MCP server exposing the broker's agent endpoints as tools, through `client`. */
 export function createJitMcpServer(client: JitClient, log: (line: string) => void = () => {}): McpServer {

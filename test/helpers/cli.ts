@@ -4,10 +4,16 @@ import { join } from 'node:path';
 export const JIT_BIN = join(import.meta.dirname, '..', '..', 'bin', 'jit.mjs');
 const REPO = join(import.meta.dirname, '..', '..');
 
+/** Another installation's `bin/jit.mjs` and working directory (default: this checkout's). */
+export interface JitLocation {
+  bin?: string;
+  cwd?: string;
+}
+
 /** Runs `jit ARGS` as a child process, as an operator would; resolves with its exit code and output. */
-export function runJit(args: string[], env: Record<string, string>, timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runJit(args: string[], env: Record<string, string>, timeoutMs = 20_000, at: JitLocation = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [JIT_BIN, ...args], { cwd: REPO, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [at.bin ?? JIT_BIN, ...args], { cwd: at.cwd ?? REPO, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -24,8 +30,8 @@ export function runJit(args: string[], env: Record<string, string>, timeoutMs = 
 }
 
 /** Starts `jit serve` and waits until it prints that it is listening. */
-export async function startJitServe(env: Record<string, string>): Promise<{ child: ChildProcess; url: string; output: () => string; stop(): Promise<number | null> }> {
-  const child = spawn(process.execPath, [JIT_BIN, 'serve'], { cwd: REPO, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startJitServe(env: Record<string, string>, at: JitLocation = {}): Promise<{ child: ChildProcess; url: string; output: () => string; stop(): Promise<number | null> }> {
+  const child = spawn(process.execPath, [at.bin ?? JIT_BIN, 'serve'], { cwd: at.cwd ?? REPO, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));

@@ -38,15 +38,17 @@ export async function auditCommand(args: string[], io: CliIo): Promise<number> {
       );
       return 0;
     }
-    // JSON Lines, one entry per line, to a file or stdout.
+    // JSON Lines, one entry per line, to a file or stdout. On stdout, io.out
+    // throws OutputClosed once the reader is gone (`| head`), which ends the
+    // export there instead of reading the rest of the log for nobody.
     const output = values.output as string | undefined;
     const fd = output ? openSync(output, 'w', 0o600) : undefined;
     let n = 0;
     try {
       for (const entry of auditEntries(ctx.db, since)) {
-        const line = `${JSON.stringify(entry)}\n`;
-        if (fd === undefined) process.stdout.write(line);
-        else writeSync(fd, line);
+        const line = JSON.stringify(entry);
+        if (fd === undefined) io.out(line);
+        else writeSync(fd, `${line}\n`);
         if (++n % 100_000 === 0) io.err(`… ${n} entries exported`);
       }
     } finally {

@@ -1,10 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createAuditLog } from '../../../src/broker/audit.ts';
 import type { CliIo } from '../../../src/cli/io.ts';
 import { COMMAND_NAMES, runCli } from '../../../src/cli/main.ts';
-import { runJit } from '../../helpers/cli.ts';
+import { openDatabase } from '../../../src/db/open.ts';
+import { JIT_BIN, runJit } from '../../helpers/cli.ts';
+
+const REPO = join(import.meta.dirname, '..', '..', '..');
 
 let dir: string;
 let env: Record<string, string>;
@@ -30,19 +35,45 @@ describe('jit --help', () => {
     for (const name of COMMAND_NAMES) expect(res.stdout, name).toMatch(new RegExp(`^  ${name}\\b`, 'm'));
     expect(await jit(['help'])).toEqual(res);
     expect(await jit(['-h'])).toEqual(res);
+    expect(await jit(['help', '--version'])).toEqual(res);
   });
 
-  it('no command at all is wrong use: usage on stderr, exit 2', async () => {
+  it('no command at all is wrong use: one line pointing at --help, exit 2', async () => {
     const res = await jit([]);
     expect(res.code).toBe(2);
     expect(res.stdout).toBe('');
-    expect(res.stderr).toContain('Usage: jit');
+    expect(res.stderr).toBe('jit: missing command (usage: jit <command> [options]; "jit --help" lists the commands)');
   });
 
-  it('suggests the command a typo meant', async () => {
-    const res = await jit(['aprove', 'req_x']);
-    expect(res.code).toBe(2);
-    expect(res.stderr).toContain('did you mean "jit approve"');
+  it.each([
+    ['reqests', 'requests'],
+    ['aprove', 'approve'],
+    ['Keys', 'keys'],
+  ])('an unknown command %s gets one line with the suggestion %s, exit 2', async (typo, meant) => {
+    const res = await jit([typo, 'req_x']);
+    expect(res).toEqual({ code: 2, stdout: '', stderr: `jit: unknown command "${typo}"; did you mean "${meant}"?` });
+  });
+
+  it('an unknown option of jit itself gets the same, exit 2', async () => {
+    expect(await jit(['--verison'])).toEqual({ code: 2, stdout: '', stderr: 'jit: unknown option "--verison"; did you mean "--version"?' });
+  });
+
+  it('an unknown command with nothing close gets one line pointing at --help, exit 2', async () => {
+    const res = await jit(['frobnicate']);
+    expect(res).toEqual({ code: 2, stdout: '', stderr: 'jit: unknown command "frobnicate"; "jit --help" lists the commands' });
+  });
+});
+
+describe('jit --version', () => {
+  const version = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
+
+  it.each(['--version', '-V'])('jit %s prints the package version and nothing else', async (flag) => {
+    expect(version).toMatch(/^\d+\.\d+\.\d+/);
+    expect(await jit([flag])).toEqual({ code: 0, stdout: version, stderr: '' });
+  });
+
+  it('as a process, through bin/jit.mjs', async () => {
+    expect(await runJit(['--version'], env)).toEqual({ code: 0, stdout: `${version}\n`, stderr: '' });
   });
 });
 
@@ -96,6 +127,8 @@ describe('wrong use gets a clear error, a pointer to --help and exit 2', () => {
     ['claim', 'nope'],
     ['revoke', 'req_x', 'req_y'],
     ['mcp', 'extra'],
+    ['requests', '--bogus'],
+    ['audit', 'verify', '--limit', '3'],
   ])('jit %s', async (...args) => {
     const res = await jit(args);
     expect(res.code, res.stderr).toBe(2);
@@ -103,6 +136,12 @@ describe('wrong use gets a clear error, a pointer to --help and exit 2', () => {
     const name = args[0]!;
     expect(res.stderr).toMatch(new RegExp(`^jit ${name}: \\S`));
     expect(res.stderr).toContain(`"jit ${name} --help"`);
+    expect(res.stderr.split('\n'), 'one line, not the whole help').toHaveLength(1);
+  });
+
+  it('an unknown option is named in one short line', async () => {
+    const res = await jit(['requests', '--bogus']);
+    expect(res).toEqual({ code: 2, stdout: '', stderr: 'jit requests: unknown option "--bogus" (see "jit requests --help")' });
   });
 });
 
@@ -114,6 +153,32 @@ describe('as a process', () => {
     const wrong = await runJit(['agent', 'add'], env);
     expect(wrong.code).toBe(2);
     expect(wrong.stderr).toContain('agent add needs a NAME');
+  });
+});
+
+describe('output closed early (jit audit export | head -1)', () => {
+  it('stops quietly at the first write after the reader is gone: exit 141, no EPIPE, no stack', async () => {
+    // ~1.3 MB of JSON Lines: far more than a pipe buffers, so the export is
+    // still writing when the reader goes away.
+    const db = openDatabase(env.JIT_DB!);
+    try {
+      const audit = createAuditLog(db);
+      db.transaction(() => {
+        for (let i = 0; i < 5000; i++) audit.append({ event: 'request.created', actor: 'agent:epipe', requestId: `req_${i}`, data: { n: i, pad: 'x'.repeat(160) } }, 1_000 + i);
+      })();
+    } finally {
+      db.close();
+    }
+    const child = spawn(process.execPath, [JIT_BIN, 'audit', 'export'], { cwd: REPO, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const first = await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString())));
+    // What `head -1` does once it has its line: close the read end.
+    child.stdout.destroy();
+    const code = await new Promise<number | null>((resolve) => child.once('close', (c) => resolve(c)));
+    expect(first).toMatch(/^\{"seq":1,/);
+    expect(stderr).toBe('');
+    expect(code).toBe(141);
   });
 });
 
