@@ -105,7 +105,7 @@ export async function startBroker(env: Record<string, string | undefined>, opts:
   const checkpointer = startCheckpointer({ dbPath: config.dbPath, log });
   const ids = createIdGenerator(() => clock.now());
   const metrics = createMetrics({ db });
-  const dispatcher = createDispatcher({ db, clock, log, keyRing: keys, config, onOutcome: (outcome, target) => metrics.webhookDelivery(outcome, target) });
+  const dispatcher = createDispatcher({ db, clock, log, keyRing: keys, config, policies, onOutcome: (outcome, target) => metrics.webhookDelivery(outcome, target) });
   const events = createOutboxSink({ db, policies, ids, log, notify: () => dispatcher.notify() });
   const deps = createDeps({ config, db, vault, policies, log, clock, ids, events, keys, metrics });
   let telegram: ApprovalBot | undefined;
