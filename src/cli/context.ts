@@ -38,7 +38,9 @@ export type CliContext = {
  * running service's dispatcher resolves its target and token and renders it
  * with the service's configuration. Addressing the event needs the policy
  * (it names each agent's webhook target), so a broken policy directory
- * refuses the command rather than lose the event.
+ * refuses the command rather than lose the event, unless the caller takes
+ * `invalidPolicies` (revocations): the events are then written unaddressed
+ * and the service addresses them from the policy it has loaded.
  */
 export function openCliContext(io: CliIo, opts: { decisions: true; invalidPolicies?: undefined }): CliContext & { policies: PolicyStore };
 export function openCliContext(io: CliIo, opts?: CliContextOptions): CliContext;
