@@ -131,7 +131,7 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
   started.add(() => checkpointer.stop());
   const ids = createIdGenerator(() => clock.now());
   const metrics = createMetrics({ db });
-  const dispatcher = createDispatcher({ db, clock, log, keyRing: keys, config, onOutcome: (outcome, target) => metrics.webhookDelivery(outcome, target) });
+  const dispatcher = createDispatcher({ db, clock, log, keyRing: keys, config, policies, onOutcome: (outcome, target) => metrics.webhookDelivery(outcome, target) });
   const events = createOutboxSink({ db, policies, ids, log, notify: () => dispatcher.notify() });
   const deps = createDeps({ config, db, vault, policies, log, clock, ids, events, keys, metrics });
   // Stopped after every audit writer (LIFO): the suppressed counts, then the signed chain head.

@@ -102,8 +102,7 @@ async function handleRequest(deps: BrokerDeps, agent: Agent, body: CredentialReq
   let reservation: VaultReservation | undefined;
   try {
     db.transaction(() => {
-      // Removed since it authenticated: `jit agent remove` ends the agent's requests in one transaction, so none may follow it.
-      if (deps.agents.get(agent.name)?.id !== agent.id) throw new BrokerError('UNAUTHORIZED', `agent "${agent.name}" has been removed`);
+      assertNotRemoved(deps, agent);
       checkRateLimits(deps, agent, now, effectiveTier > 1);
       repo.insertRequest(row);
       const actor = `agent:${agent.name}`;
@@ -198,11 +197,22 @@ const RATE_WINDOW_MS = 60_000;
 function refuse(deps: BrokerDeps, agent: Agent, code: string, data: Record<string, unknown>): void {
   const now = deps.clock.now();
   deps.db.transaction(() => {
+    assertNotRemoved(deps, agent);
     checkRateLimits(deps, agent, now, false);
     deps.repo.recordRefusal(agent.id, now, now - RATE_WINDOW_MS);
     const what = canonicalJson({ code, pair: data['pair'] ?? null, session_key: data['session_key'] ?? null });
     deps.audit.appendCoalesced(`${agent.id}\n${what}`, { event: 'request.rejected', actor: `agent:${agent.name}`, data: { agent: agent.name, code, ...data } }, now);
   })();
+}
+
+/**
+ * Inside the transaction that writes for `agent`: it may have been removed
+ * since it authenticated. `jit agent remove` ends the agent's requests in
+ * one transaction, so nothing may follow it (no request, no refusal, no
+ * audit entry): the agent gets 401, as its next call would.
+ */
+function assertNotRemoved(deps: BrokerDeps, agent: Agent): void {
+  if (deps.agents.get(agent.name)?.id !== agent.id) throw new BrokerError('UNAUTHORIZED', `agent "${agent.name}" has been removed`);
 }
 
 /** Per-agent limits; runs inside the transaction that inserts the request (or records a refusal). */

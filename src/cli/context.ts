@@ -1,7 +1,7 @@
 import { loadConfig, type Config } from '../config/config.ts';
 import { InvalidPolicyFiles, PolicyStore } from '../broker/policy/index.ts';
 import { createStorageDeps, type StorageDeps } from '../create-deps.ts';
-import { readServiceSettings, withServiceSettings } from '../config/service-settings.ts';
+import { readServiceSettings, settingsOf, withServiceSettings, type ServiceSettings } from '../config/service-settings.ts';
 import { openDatabase, type Db } from '../db/open.ts';
 import { createIdGenerator } from '../lib/ids.ts';
 import { createLogger } from '../lib/logger.ts';
@@ -14,6 +14,12 @@ export type CliContext = {
   deps: StorageDeps;
   /** With `decisions`: the policy in force, loaded once for the outbox and for re-checking grants. */
   policies?: PolicyStore;
+  /**
+   * The running service's settings as it recorded them (its quorum, whether
+   * it runs the development Vault, its Telegram chat), for what a command
+   * says about the service; this shell's own when no service recorded any.
+   */
+  settings: ServiceSettings;
   close(): void;
 } & Pick<StorageDeps, 'agents' | 'repo' | 'audit'>;
 
@@ -32,18 +38,22 @@ export type CliContext = {
  * running service's dispatcher resolves its target and token and renders it
  * with the service's configuration. Addressing the event needs the policy
  * (it names each agent's webhook target), so a broken policy directory
- * refuses the command rather than lose the event.
+ * refuses the command rather than lose the event, unless the caller takes
+ * `invalidPolicies` (revocations): the events are then written unaddressed
+ * and the service addresses them from the policy it has loaded.
  */
-export function openCliContext(io: CliIo, opts: { decisions: true }): CliContext & { policies: PolicyStore };
-export function openCliContext(io: CliIo, opts?: { decisions?: boolean }): CliContext;
-export function openCliContext(io: CliIo, opts: { decisions?: boolean } = {}): CliContext {
+export function openCliContext(io: CliIo, opts: { decisions: true; invalidPolicies?: undefined }): CliContext & { policies: PolicyStore };
+export function openCliContext(io: CliIo, opts?: CliContextOptions): CliContext;
+export function openCliContext(io: CliIo, opts: CliContextOptions = {}): CliContext {
   let config = loadConfig(io.env);
   const db = openDatabase(config.dbPath);
   let events;
   let policies: PolicyStore | undefined;
+  let settings: ServiceSettings;
   try {
     if (opts.decisions) {
       const recorded = readServiceSettings(db);
+      settings = recorded?.settings ?? settingsOf(config);
       if (recorded) {
         const merged = withServiceSettings(config, io.env, recorded.settings);
         config = merged.config;
@@ -58,16 +68,43 @@ export function openCliContext(io: CliIo, opts: { decisions?: boolean } = {}): C
         ({ policies } = PolicyStore.load(config.policiesDir));
       } catch (err) {
         if (!(err instanceof InvalidPolicyFiles)) throw err;
-        throw new UnaddressableWebhooks(config.policiesDir, err.problems);
+        const problem = new UnaddressableWebhooks(config.policiesDir, err.problems);
+        if (!opts.invalidPolicies) throw problem;
+        // Events are written unaddressed; the service's dispatcher addresses them from its own policy.
+        opts.invalidPolicies(problem);
       }
       events = createOutboxSink({ db, policies, ids: createIdGenerator(), log: createLogger('warn', process.stderr) });
+    } else {
+      settings = recordedOrShell(db, config);
     }
   } catch (err) {
     db.close();
     throw err;
   }
   const deps = createStorageDeps({ config, db, ...(events ? { events } : {}) });
-  return { config, db, deps, ...(policies ? { policies } : {}), agents: deps.agents, repo: deps.repo, audit: deps.audit, close: () => db.close() };
+  return { config, db, deps, ...(policies ? { policies } : {}), settings, agents: deps.agents, repo: deps.repo, audit: deps.audit, close: () => db.close() };
+}
+
+/** For a command that only shows: the service's recorded settings, or this shell's when none (or none readable) are recorded. */
+function recordedOrShell(db: Db, config: Config): ServiceSettings {
+  try {
+    return readServiceSettings(db)?.settings ?? settingsOf(config);
+  } catch {
+    return settingsOf(config);
+  }
+}
+
+export interface CliContextOptions {
+  /** The command decides: the service's settings, the policy, the webhook outbox (see openCliContext). */
+  decisions?: boolean;
+  /**
+   * With `decisions`: go ahead when the policy files are invalid (a
+   * revocation must not wait for a policy fix), after calling this. The
+   * decision events are then written without a target, and the running
+   * service's dispatcher looks up each agent's webhook in the policy it has
+   * loaded. Without it, invalid policy files refuse the command.
+   */
+  invalidPolicies?: (problem: UnaddressableWebhooks) => void;
 }
 
 /** The policy files are invalid, so decision webhooks (addressed by the agents' policy entries) cannot be written. */

@@ -26,6 +26,16 @@ export const ServiceSettings = z
     policies_dir: z.string().min(1),
     /** Whether OPENCLAW_HOOKS_URL is set in the service (the URL itself is the dispatcher's business). */
     openclaw_configured: z.boolean(),
+    /**
+     * Whether the service runs the development Vault inside its own process
+     * (no VAULT_ADDR): its tokens exist only while `jit serve` runs. Otherwise
+     * a real Vault, at `vault_addr` (scheme, host, port and path only).
+     */
+    dev_vault: z.boolean(),
+    vault_addr: z.string().min(1).nullable(),
+    /** Whether the service has a Telegram approver bot (TELEGRAM_BOT_TOKEN), and its chat (an id, not a secret). */
+    telegram_configured: z.boolean(),
+    telegram_chat_id: z.string().min(1).nullable(),
   })
   .strict();
 export type ServiceSettings = z.infer<typeof ServiceSettings>;
@@ -45,7 +55,17 @@ export function settingsOf(config: Config): ServiceSettings {
     public_url: config.publicUrl,
     policies_dir: resolve(config.policiesDir),
     openclaw_configured: config.openclaw !== undefined,
+    dev_vault: config.vault === undefined,
+    vault_addr: config.vault ? withoutCredentials(config.vault.addr) : null,
+    telegram_configured: config.telegram !== undefined,
+    telegram_chat_id: config.telegram?.chatId ?? null,
   };
+}
+
+/** A URL without user:password, query or fragment: what may be recorded and shown. */
+function withoutCredentials(url: string): string {
+  const u = new URL(url);
+  return `${u.protocol}//${u.host}${u.pathname === '/' ? '' : u.pathname}`;
 }
 
 /** Records the service's settings (one row; the last service to start wins). Called by `jit serve` at start. */
@@ -72,7 +92,7 @@ export function readServiceSettings(db: Db): RecordedSettings | undefined {
 }
 
 /** Environment variable of each recorded setting, for messages. */
-const VARIABLE: Record<Exclude<keyof ServiceSettings, 'openclaw_configured'>, string> = {
+const VARIABLE: Record<Exclude<keyof ServiceSettings, 'openclaw_configured' | 'dev_vault' | 'vault_addr' | 'telegram_configured' | 'telegram_chat_id'>, string> = {
   claim_window_seconds: 'JIT_CLAIM_WINDOW',
   approval_timeout_seconds: 'JIT_APPROVAL_TIMEOUT',
   tier3_quorum: 'JIT_TIER3_QUORUM',

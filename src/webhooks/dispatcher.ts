@@ -1,4 +1,5 @@
 import { createAuditLog } from '../broker/audit.ts';
+import type { PolicySet } from '../broker/policy/types.ts';
 import type { Config } from '../config/config.ts';
 import type { Db } from '../db/open.ts';
 import type { Clock } from '../lib/clock.ts';
@@ -64,6 +65,13 @@ export interface DispatcherDeps {
   keyRing: Pick<KeyRing, 'current'>;
   /** The service's own: the OpenClaw URL and token, and JIT_PUBLIC_URL for the claim call, are applied at delivery. */
   config: Pick<Config, 'openclaw' | 'publicUrl'>;
+  /**
+   * The service's loaded policy: events written without one (`unresolved`,
+   * by a CLI revocation while the policy files were invalid) are addressed
+   * from the agent's `webhook` in it before they are claimed. Without it
+   * such events wait.
+   */
+  policies?: { current(): PolicySet };
   /** How attempts are sent (default: node:http/https with keep-alive, see createHttpTransport). */
   transport?: Transport;
   /** Counts delivery outcomes (the broker's Prometheus metrics), once each is committed. */
@@ -309,6 +317,21 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     }
   }
 
+  /** Addresses events written without a policy from the service's own (inside the claim's transaction). */
+  function addressUnresolved(now: number): void {
+    if (!deps.policies) return;
+    let policy: PolicySet;
+    try {
+      policy = deps.policies.current();
+    } catch {
+      return; // no policy loaded yet: they wait
+    }
+    const done = store.addressUnresolved(policy, now);
+    if (done.addressed.length > 0) log.info({ event_ids: done.addressed }, "decision webhooks written without a policy addressed from the service's");
+    if (done.dropped.length > 0) log.info({ event_ids: done.dropped }, "decision webhooks written without a policy dropped: the agent has no webhook in the service's policy");
+    if (done.dead.length > 0) log.warn({ event_ids: done.dead }, 'decision webhooks not sent: the webhook URL contains user:password credentials');
+  }
+
   /**
    * Leases up to `limit` due rows, no more per URL than its free share of
    * the slots. The same transaction commits the outcomes waiting (one
@@ -324,6 +347,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     try {
       rows = db.transaction(() => {
         changed = writeAll(batch, now);
+        addressUnresolved(now);
         return store.claimBatch(params);
       })();
     } catch (err) {
@@ -374,7 +398,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     // Target, token and body are the service's, decided now: whoever wrote the row (the service, or
     // `jit approve` in a shell with other settings) wrote only the event's facts.
     const target = resolveTargetUrl(row, config);
-    if (target.url === undefined) return { row, outcome: 'dead', status: null, error: target.problem, reason: 'not_configured' };
+    if (target.url === undefined || row.target === 'unresolved') return { row, outcome: 'dead', status: null, error: target.problem ?? 'no target', reason: 'not_configured' };
     const url = target.url;
     let body: string;
     try {

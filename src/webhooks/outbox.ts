@@ -1,4 +1,4 @@
-import { createAuditLog } from '../broker/audit.ts';
+import { createAuditLog, type AuditLog } from '../broker/audit.ts';
 import type { DecisionEventType, DecisionSink } from '../broker/events.ts';
 import type { PolicySet, WebhookTarget } from '../broker/policy/types.ts';
 import type { RequestRow } from '../broker/repository.ts';
@@ -6,16 +6,18 @@ import type { Config } from '../config/config.ts';
 import type { Db } from '../db/open.ts';
 import type { IdGenerator } from '../lib/ids.ts';
 import type { Logger } from '../lib/logger.ts';
-import { buildEventFacts, type DecisionEventName } from './payloads.ts';
+import { buildEventFacts, withTargetFacts, type DecisionEventName, type EventFacts } from './payloads.ts';
 
 export type OutboxState = 'pending' | 'delivering' | 'delivered' | 'dead';
 export type TargetKind = 'openclaw' | 'standard';
+/** 'unresolved': written without the policy (invalid files); the service's dispatcher addresses it from its own ({@link OutboxStore.addressUnresolved}). */
+export type RowTarget = TargetKind | 'unresolved';
 
 export interface OutboxRow {
   id: string;
   request_id: string;
   type: DecisionEventName;
-  target: TargetKind;
+  target: RowTarget;
   url: string | null;
   url_source: 'config' | 'policy';
   session_key: string | null;
@@ -65,8 +67,15 @@ export function createOutboxStore(db: Db) {
       WHERE state = 'pending' AND url > @after ORDER BY url LIMIT 1`).pluck(),
     dueFor: db.prepare(`SELECT id, url, next_attempt_at AS due FROM webhook_outbox INDEXED BY webhook_outbox_target_due
       WHERE state = 'pending' AND url = @url AND next_attempt_at <= @due_by ORDER BY next_attempt_at LIMIT @limit`),
+    // Unresolved rows wait until they are addressed (addressUnresolved).
     dueWithoutUrl: db.prepare(`SELECT id, url, next_attempt_at AS due FROM webhook_outbox INDEXED BY webhook_outbox_target_due
-      WHERE state = 'pending' AND url IS NULL AND next_attempt_at <= @due_by ORDER BY next_attempt_at LIMIT @limit`),
+      WHERE state = 'pending' AND url IS NULL AND target != 'unresolved' AND next_attempt_at <= @due_by ORDER BY next_attempt_at LIMIT @limit`),
+    unresolved: db.prepare(`SELECT * FROM webhook_outbox INDEXED BY webhook_outbox_unresolved
+      WHERE target = 'unresolved' ORDER BY created_at LIMIT @limit`),
+    address: db.prepare(`UPDATE webhook_outbox SET target = @target, url = @url, url_source = @url_source, body = @body,
+      state = @state, last_error = @last_error, updated_at = @now
+      WHERE id = @id AND target = 'unresolved' AND state = 'pending'`),
+    dropUnresolved: db.prepare(`DELETE FROM webhook_outbox WHERE id = ? AND target = 'unresolved' AND state = 'pending'`),
     // Leases one candidate, re-checking that it is claimable (it is: the claim's transaction holds the write lock).
     lease: db.prepare(`UPDATE webhook_outbox
       SET state = 'delivering', attempts = attempts + 1, lease_owner = @owner, lease_expires_at = @lease_until, updated_at = @now
@@ -135,7 +144,47 @@ export function createOutboxStore(db: Db) {
     })();
   }
 
+  /**
+   * Addresses up to `limit` rows written without a policy from the agent's
+   * `webhook` in `policy` (the service's, loaded): as if written with it.
+   * A row whose agent has no webhook is deleted (it would not have been
+   * written); one whose URL carries user:password is dead, audited. Runs
+   * inside the caller's transaction (the dispatcher's claim), before rows
+   * are leased. Returns what it did, for the log.
+   */
+  function addressUnresolved(policy: PolicySet, now: number, limit = 100): { addressed: string[]; dropped: string[]; dead: string[] } {
+    let audit: AuditLog | undefined;
+    const done = { addressed: [] as string[], dropped: [] as string[], dead: [] as string[] };
+    for (const row of s.unresolved.all({ limit }) as OutboxRow[]) {
+      if (row.state !== 'pending') continue;
+      const facts = JSON.parse(row.body) as EventFacts;
+      const target = policy.agents.get(facts.event.agent)?.webhook;
+      if (!target) {
+        if (s.dropUnresolved.run(row.id).changes === 1) done.dropped.push(row.id);
+        continue;
+      }
+      const a = addressOf(target);
+      const changed = s.address.run({
+        id: row.id,
+        target: target.kind,
+        url: a.url,
+        url_source: a.url === null ? 'config' : 'policy',
+        body: JSON.stringify(withTargetFacts(facts, target)),
+        state: a.problem ? 'dead' : 'pending',
+        last_error: a.problem ?? null,
+        now,
+      }).changes;
+      if (changed !== 1) continue;
+      if (a.problem) {
+        deadOnArrival((audit ??= createAuditLog(db)), { id: row.id, requestId: row.request_id, type: row.type, target: target.kind }, now);
+        done.dead.push(row.id);
+      } else done.addressed.push(row.id);
+    }
+    return done;
+  }
+
   return {
+    addressUnresolved,
     /** Inserts an event; false when this request already has an event of this type. */
     insert(row: NewOutboxRow): boolean {
       return s.insert.run(row).changes === 1;
@@ -199,6 +248,17 @@ export function redactUrl(url: string | null): string {
   }
 }
 
+/**
+ * Where a row is sent, for listings (`jit webhooks list`, `jit requests
+ * show`): what {@link resolveTargetUrl} will use, named without secrets. An
+ * OpenClaw row the service addresses goes to the service's
+ * OPENCLAW_HOOKS_URL, whatever URL an earlier version stored in it.
+ */
+export function targetUrlLabel(row: Pick<OutboxRow, 'target' | 'url' | 'url_source'>): string {
+  if (row.target === 'unresolved') return "(the agent's webhook in the service's policy, looked up when sent)";
+  return row.target === 'openclaw' && row.url_source === 'config' ? 'OPENCLAW_HOOKS_URL' : redactUrl(row.url);
+}
+
 /** `{base}/agent`, unless `base` already ends in `/agent`. */
 function openClawAgentUrl(base: string): string {
   return /\/agent\/?$/.test(new URL(base).pathname) ? base : `${base.replace(/\/+$/, '')}/agent`;
@@ -217,6 +277,7 @@ export function resolveTargetUrl(
   row: Pick<OutboxRow, 'target' | 'url' | 'url_source'>,
   config: Pick<Config, 'openclaw'>,
 ): { url: string; problem?: undefined } | { url?: undefined; problem: string } {
+  if (row.target === 'unresolved') return { problem: "the agent's webhook target was not looked up in the service's policy" };
   if (row.target === 'openclaw' && row.url_source === 'config') {
     if (config.openclaw) return { url: openClawAgentUrl(config.openclaw.hooksUrl) };
     return { problem: "OPENCLAW_HOOKS_URL is not set in the service's environment, so this OpenClaw event cannot be sent; set it, restart jit serve, then run \"jit webhooks retry <id>\"" };
@@ -242,8 +303,13 @@ export function mayCarryHooksToken(url: string, config: Pick<Config, 'openclaw'>
 
 export interface OutboxSinkDeps {
   db: Db;
-  /** The policy store (only `current()` is used): the agent's `webhook` decides the target. */
-  policies: { current(): PolicySet };
+  /**
+   * The policy store (only `current()` is used): the agent's `webhook`
+   * decides the target. Undefined when the policy files are invalid (a CLI
+   * revocation goes ahead anyway): every event is then written `unresolved`
+   * and the service's dispatcher addresses it from its own policy.
+   */
+  policies: { current(): PolicySet } | undefined;
   ids: IdGenerator;
   log: Logger;
   /** Called after a deliverable row is written; the dispatcher's `notify`. */
@@ -272,6 +338,14 @@ export function createOutboxSink(deps: OutboxSinkDeps): DecisionSink {
 
   return {
     record(request: RequestRow, type: DecisionEventType, at: number): void {
+      const credentialIssued = (hasCredential.get(request.id) as number) > 0;
+      if (!deps.policies) {
+        const id = deps.ids.next('evt');
+        const facts = buildEventFacts({ id, request, type, at, target: undefined, credentialIssued });
+        const row = { id, request_id: request.id, type: facts.event.type, target: 'unresolved' as const, url: null, url_source: 'config' as const, session_key: request.session_key };
+        if (store.insert({ ...row, body_format: 'facts', body: JSON.stringify(facts), state: 'pending', next_attempt_at: at, last_error: null, created_at: at })) deps.notify?.();
+        return;
+      }
       let target: WebhookTarget | undefined;
       try {
         target = deps.policies.current().agents.get(request.agent_name)?.webhook;
@@ -282,20 +356,8 @@ export function createOutboxSink(deps: OutboxSinkDeps): DecisionSink {
       if (!target) return;
 
       const id = deps.ids.next('evt');
-      const facts = buildEventFacts({ id, request, type, at, target, credentialIssued: (hasCredential.get(request.id) as number) > 0 });
-      let url: string | null = null;
-      let problem: string | undefined;
-      if (target.kind === 'standard' || target.url) {
-        url = target.kind === 'standard' ? target.url : openClawAgentUrl(target.url!);
-        const u = new URL(url);
-        if (u.username || u.password) {
-          u.username = '';
-          u.password = '';
-          url = u.toString();
-          problem = 'webhook URL contains user:password credentials; put them nowhere in the URL (use OPENCLAW_HOOKS_TOKEN for OpenClaw)';
-        }
-      }
-
+      const facts = buildEventFacts({ id, request, type, at, target, credentialIssued });
+      const { url, problem } = addressOf(target);
       const inserted = store.insert({
         id,
         request_id: request.id,
@@ -313,11 +375,33 @@ export function createOutboxSink(deps: OutboxSinkDeps): DecisionSink {
       });
       if (!inserted) return;
       if (problem) {
-        audit.append({ event: 'webhook.dead', actor: 'broker', requestId: request.id, data: { event_id: id, type: facts.event.type, target: target.kind, reason: 'not_configured', attempts: 0 } }, at);
+        deadOnArrival(audit, { id, requestId: request.id, type: facts.event.type, target: target.kind }, at);
         deps.log.warn({ event_id: id, request_id: request.id, type: facts.event.type }, `decision webhook not sent: ${problem}`);
         return;
       }
       deps.notify?.();
     },
   };
+}
+
+/**
+ * Where an event for the agent's `target` goes: the policy's URL (OpenClaw's
+ * with `/agent`), or null for OpenClaw without one (the service's
+ * OPENCLAW_HOOKS_URL, resolved when sent). A URL carrying user:password is
+ * stored without them and the event is dead from the start, with the reason
+ * (fetch refuses such URLs, and the outbox must not hold the password).
+ */
+function addressOf(target: WebhookTarget): { url: string | null; problem?: string } {
+  if (target.kind === 'openclaw' && !target.url) return { url: null };
+  const url = target.kind === 'standard' ? target.url : openClawAgentUrl(target.url!);
+  const u = new URL(url);
+  if (!u.username && !u.password) return { url };
+  u.username = '';
+  u.password = '';
+  return { url: u.toString(), problem: 'webhook URL contains user:password credentials; put them nowhere in the URL (use OPENCLAW_HOOKS_TOKEN for OpenClaw)' };
+}
+
+/** The audit entry of an event that is dead when written (its target cannot be sent to). */
+function deadOnArrival(audit: Pick<AuditLog, 'append'>, e: { id: string; requestId: string; type: DecisionEventName; target: TargetKind }, at: number): void {
+  audit.append({ event: 'webhook.dead', actor: 'broker', requestId: e.requestId, data: { event_id: e.id, type: e.type, target: e.target, reason: 'not_configured', attempts: 0 } }, at);
 }

@@ -70,7 +70,8 @@ export function buildEventFacts(input: {
   request: RequestRow;
   type: DecisionEventType;
   at: number;
-  target: WebhookTarget;
+  /** The agent's webhook entry; undefined when it cannot be known yet (an `unresolved` outbox row, {@link withTargetFacts} adds it). */
+  target: WebhookTarget | undefined;
   credentialIssued: boolean;
 }): EventFacts {
   const { request: r, target } = input;
@@ -95,8 +96,15 @@ export function buildEventFacts(input: {
     ...(input.type === 'approved' ? { claim: { method: 'POST' as const, expires_at: iso(r.claim_expires_at) } } : {}),
     occurred_at: new Date(input.at).toISOString(),
   };
+  const facts: EventFacts = { event, credential_issued: input.credentialIssued };
+  return target ? withTargetFacts(facts, target) : facts;
+}
+
+/** `facts` with what the agent's webhook entry adds: OpenClaw's `agentId` / `sessionMode`. */
+export function withTargetFacts(facts: EventFacts, target: WebhookTarget): EventFacts {
+  const { openclaw: _, ...rest } = facts;
   const openclaw = target.kind === 'openclaw' ? { ...(target.agentId ? { agentId: target.agentId } : {}), ...(target.sessionMode ? { sessionMode: target.sessionMode } : {}) } : {};
-  return { event, credential_issued: input.credentialIssued, ...(Object.keys(openclaw).length > 0 ? { openclaw } : {}) };
+  return { ...rest, ...(Object.keys(openclaw).length > 0 ? { openclaw } : {}) };
 }
 
 /** The event with its claim call addressed at `publicUrl` (`claim` keeps its place: the key order is the documented one). */

@@ -1,6 +1,6 @@
 import { decideRequest, type DecideOutcome } from '../../broker/decide.ts';
 import type { RequestRow } from '../../broker/repository.ts';
-import type { Config } from '../../config/config.ts';
+import type { ServiceSettings } from '../../config/service-settings.ts';
 import { describeDifference, grantDifference, requestedGrant, type Grant, type Narrowing } from '../../broker/narrowing.ts';
 import { formatDuration, parseDurationSeconds } from '../../lib/duration.ts';
 import { isId } from '../../lib/ids.ts';
@@ -52,7 +52,7 @@ export function decideCommand(decision: 'approve' | 'deny') {
     try {
       // The policy in force re-checks the grant at approval (narrowed or not), as the service does.
       const result = decideRequest({ ...ctx.deps, policies: ctx.policies }, id, { approver: LOCAL_APPROVER, decision, reason, narrowing });
-      return report(result, id, io, ctx.config);
+      return report(result, id, io, ctx.settings);
     } finally {
       ctx.close();
     }
@@ -88,19 +88,21 @@ function granted(result: { request: Parameters<typeof requestedGrant>[0]; grant:
 /**
  * Why a tier-3 request is not decided by `jit approve` alone, and where the
  * other votes can come from: the quorum counts distinct approvers, and this
- * shell is one of them (`local-cli`) however often it approves.
+ * shell is one of them (`local-cli`) however often it approves. Whether
+ * Telegram approvers exist is the running service's setting (recorded at
+ * its start), not this shell's.
  */
-function quorumHelp(config: Config, request: RequestRow, approvals: number, needed: number): string {
+function quorumHelp(service: ServiceSettings, request: RequestRow, approvals: number, needed: number): string {
   const left = needed - approvals;
   const head = `Tier 3 needs ${needed} distinct approvers; local-cli counts as one approver however often jit approve runs.`;
-  if (config.telegram) {
-    return `${head} The remaining ${left} vote${left === 1 ? '' : 's'} must come from the approvers in Telegram (TELEGRAM_APPROVERS, in chat ${config.telegram.chatId}).`;
+  if (service.telegram_configured) {
+    return `${head} The remaining ${left} vote${left === 1 ? '' : 's'} must come from the approvers in Telegram (TELEGRAM_APPROVERS, in chat ${service.telegram_chat_id}).`;
   }
   const deadline = request.approval_expires_at === null ? '' : ` at ${new Date(request.approval_expires_at).toISOString()}`;
-  return `${head} Telegram is not configured (TELEGRAM_BOT_TOKEN is unset), so no other approver can vote: the request times out${deadline} unless it is denied (jit deny ${request.id}).`;
+  return `${head} Telegram is not configured in the service (its TELEGRAM_BOT_TOKEN is unset), so no other approver can vote: the request times out${deadline} unless it is denied (jit deny ${request.id}).`;
 }
 
-function report(result: DecideOutcome, id: string, io: CliIo, config: Config): number {
+function report(result: DecideOutcome, id: string, io: CliIo, service: ServiceSettings): number {
   switch (result.outcome) {
     case 'approved':
       io.out(`Request ${id} approved. The agent can claim its credential until ${new Date(result.request.claim_expires_at!).toISOString()}.`);
@@ -112,11 +114,11 @@ function report(result: DecideOutcome, id: string, io: CliIo, config: Config): n
     case 'vote_recorded':
       io.out(`Approval recorded for ${id}: ${result.approvals} of ${result.needed} distinct approvers (tier 3).`);
       io.out(granted(result).replace(/^Granted/, 'The grant so far'));
-      io.out(quorumHelp(config, result.request, result.approvals, result.needed));
+      io.out(quorumHelp(service, result.request, result.approvals, result.needed));
       return 0;
     case 'already_voted':
       io.err(`You (local-cli) already voted on ${id}: ${result.approvals} of ${result.needed} approvals so far.`);
-      if (result.request.required_tier === 3) io.err(quorumHelp(config, result.request, result.approvals, result.needed));
+      if (result.request.required_tier === 3) io.err(quorumHelp(service, result.request, result.approvals, result.needed));
       return 1;
     case 'already_decided':
       io.err(`Request ${id} is already ${result.status}${result.decidedBy ? ` (by ${result.decidedBy})` : ''}; nothing changed.`);

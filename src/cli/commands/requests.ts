@@ -2,12 +2,12 @@ import { AGENT_NAME } from '../../broker/agents.ts';
 import { BrokerError } from '../../broker/errors.ts';
 import { describeDifference, grantDifference, grantOf, requestedGrant, sameGrant, type Grant } from '../../broker/narrowing.ts';
 import type { RequestRow, RequestStatus } from '../../broker/repository.ts';
-import { commitRevocation, commitRevocations } from '../../broker/revoke.ts';
+import { commitRevocation, commitRevocations, type RevocationRecord } from '../../broker/revoke.ts';
 import { requestView } from '../../broker/view.ts';
 import { formatDuration } from '../../lib/duration.ts';
 import { isId } from '../../lib/ids.ts';
 import { inertText } from '../../lib/inert-text.ts';
-import { createOutboxStore, redactUrl, type OutboxRow } from '../../webhooks/outbox.ts';
+import { createOutboxStore, targetUrlLabel, type OutboxRow } from '../../webhooks/outbox.ts';
 import { openCliContext, type CliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
 import { UsageError, parseCommandArgs } from '../main.ts';
@@ -171,7 +171,7 @@ function showRequest(ctx: CliContext, id: string, json: boolean, io: CliIo): num
     for (const v of votes) lines.push(`    ${inertText(v.approver)}  ${v.decision}  ${iso(v.at)}${v.reason ? `  ${oneLine(v.reason, 200)}` : ''}`);
   }
   if (row.required_tier === 3 && row.status === 'pending') {
-    lines.push(field('Quorum', `${votes.filter((v) => v.decision === 'approve').length} of ${ctx.config.tier3Quorum} distinct approvers`));
+    lines.push(field('Quorum', `${votes.filter((v) => v.decision === 'approve').length} of ${ctx.settings.tier3_quorum} distinct approvers`));
   }
   lines.push(field('Decision', decisionText(row)));
   if (row.status === 'revoked') lines.push(field('Revoked', `at ${iso(row.updated_at)}${row.decision_reason ? `; reason: ${oneLine(row.decision_reason, 200)}` : ''}`));
@@ -187,7 +187,7 @@ function showRequest(ctx: CliContext, id: string, json: boolean, io: CliIo): num
     lines.push('Webhook deliveries:');
     for (const d of deliveries) {
       const when = d.state === 'delivered' ? iso(d.delivered_at) : d.state === 'pending' ? `next ${iso(d.next_attempt_at)}` : iso(d.updated_at);
-      lines.push(`    ${d.id}  ${d.type}  ${d.state} ${when}  attempts ${d.attempts}${d.last_status !== null ? `  last HTTP ${d.last_status}` : ''}  ${d.target} ${redactUrl(d.url)}${d.last_error ? `  ${oneLine(d.last_error, 200)}` : ''}`);
+      lines.push(`    ${d.id}  ${d.type}  ${d.state} ${when}  attempts ${d.attempts}${d.last_status !== null ? `  last HTTP ${d.last_status}` : ''}  ${d.target} ${targetUrlLabel(d)}${d.last_error ? `  ${oneLine(d.last_error, 200)}` : ''}`);
     }
   }
   for (const l of lines) io.out(l);
@@ -207,7 +207,7 @@ function deliveryJson(d: OutboxRow): Record<string, unknown> {
     type: d.type,
     state: d.state,
     target: d.target,
-    url: redactUrl(d.url),
+    url: targetUrlLabel(d),
     attempts: d.attempts,
     last_status: d.last_status,
     last_error: d.last_error,
@@ -218,13 +218,24 @@ function deliveryJson(d: OutboxRow): Record<string, unknown> {
 }
 
 async function revokeOne(ctx: CliContext, id: string, reason: string | undefined, io: CliIo): Promise<number> {
-  const record = commitRevocation(ctx.deps, id, CLI_ACTOR, reason ?? 'revoked by the operator (jit requests revoke)');
+  const record = commitRevocation(ctx.deps, id, CLI_ACTOR, reason ?? 'revoked by the operator (jit requests revoke)') ?? unfinishedRevocation(ctx, id);
   if (!record) {
     io.out(`Request ${id} was already revoked; nothing changed.`);
     return 0;
   }
   const summary = await finishRevocations(ctx, [record], io);
   return summary.vaultFailed > 0 ? 1 : 0;
+}
+
+/**
+ * An already revoked request whose Vault token is still to be revoked (an
+ * earlier attempt failed in Vault): running the command again tries again,
+ * as POST /jit/requests/:id/revoke does.
+ */
+function unfinishedRevocation(ctx: CliContext, id: string): RevocationRecord | null {
+  const cred = ctx.repo.getCredential(id);
+  if (cred?.state !== 'ending') return null;
+  return { requestId: id, agent: ctx.repo.getRequest(id)!.agent_name, was: 'revoked', credential: cred };
 }
 
 async function revokeAll(ctx: CliContext, agent: string | undefined, reason: string | undefined, io: CliIo): Promise<number> {

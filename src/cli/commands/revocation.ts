@@ -1,8 +1,9 @@
 import { SWEEP_INTERVAL_MS } from '../../broker/lifecycle.ts';
+import type { CredentialRow } from '../../broker/repository.ts';
 import { finishRevocation, type RevocationRecord } from '../../broker/revoke.ts';
 import { vaultClientFromConfig } from '../../vault/from-config.ts';
 import type { VaultClient } from '../../vault/types.ts';
-import { UnaddressableWebhooks, openCliContext, type CliContext } from '../context.ts';
+import { openCliContext, type CliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
 
 /** The operator's identity for revocations from the shell, the same as for decisions (SPEC §3, §11). */
@@ -15,16 +16,18 @@ const SWEEP_SECONDS = Math.ceil(SWEEP_INTERVAL_MS / 1000);
  * the webhook outbox in the revoking transaction. Unlike an approval, a
  * revocation is not refused when the policy files are broken (their agents'
  * entries address the webhooks): stopping access must not wait for a policy
- * fix. It then goes ahead without webhooks and says so on stderr.
+ * fix. The events are then written without a target, which the running
+ * service's dispatcher looks up in the policy it has loaded; stderr says so.
  */
 export function openRevocationContext(io: CliIo): CliContext {
-  try {
-    return openCliContext(io, { decisions: true });
-  } catch (err) {
-    if (!(err instanceof UnaddressableWebhooks)) throw err;
-    io.err(`jit: warning: the policy files in ${err.policiesDir} are invalid, so the agents' "revoked" webhooks cannot be addressed; revoking anyway, without webhooks (the audit log records every revocation). Problems:\n  ${err.problems.join('\n  ')}`);
-    return openCliContext(io);
-  }
+  return openCliContext(io, {
+    decisions: true,
+    invalidPolicies: (err) =>
+      io.err(
+        `jit: warning: the policy files in ${err.policiesDir} are invalid; revoking anyway. The "revoked" webhooks are written without a target: ` +
+          `the running jit serve sends each to the agent's webhook in the policy it has loaded. Problems:\n  ${err.problems.join('\n  ')}`,
+      ),
+  });
 }
 
 export interface RevocationSummary {
@@ -44,10 +47,17 @@ export interface RevocationSummary {
  * - a Vault token is revoked and its policy deleted here when this process
  *   can reach Vault (VAULT_ADDR and the broker's Vault login in its
  *   environment, as the service has);
- * - in dev mode the development Vault lives inside `jit serve` and no other
- *   process can reach it: the row stays `ending` and the service's sweep
- *   revokes the token within one sweep interval;
- * - if Vault fails, the same: the sweep retries until it succeeds.
+ * - otherwise the row stays `ending` and the service's sweep revokes the
+ *   token. Which Vault holds it is the service's setting (recorded at its
+ *   start), not this shell's: in dev mode the development Vault lives
+ *   inside `jit serve`, out of any other process's reach; a real Vault's
+ *   token stays valid until the sweep runs (never, while the service is
+ *   down), and the line says so;
+ * - if Vault fails or refuses this command's login, the same, and it counts
+ *   as a Vault failure (the command exits 1).
+ *
+ * A request already revoked whose credential is still `ending` (an earlier
+ * Vault failure) comes here too: its revocation in Vault is tried again.
  */
 export async function finishRevocations(ctx: CliContext, records: RevocationRecord[], io: CliIo): Promise<RevocationSummary> {
   const summary: RevocationSummary = { credentials: 0, pending: 0, approved: 0, vaultFailed: 0 };
@@ -55,13 +65,13 @@ export async function finishRevocations(ctx: CliContext, records: RevocationReco
   const vault = needsVault ? await connectVault(ctx, io) : undefined;
   try {
     for (const r of records) {
-      const head = `Revoked ${r.requestId} (was ${r.was}, agent ${r.agent})`;
+      const head = r.was === 'revoked' ? `Request ${r.requestId} (agent ${r.agent}) was already revoked` : `Revoked ${r.requestId} (was ${r.was}, agent ${r.agent})`;
       if (r.was === 'pending' || r.was === 'approved') {
         summary[r.was]++;
         io.out(`${head}: it can no longer be ${r.was === 'pending' ? 'approved' : 'claimed'}.`);
         continue;
       }
-      summary.credentials++;
+      if (r.was !== 'revoked') summary.credentials++;
       const cred = r.credential;
       if (!cred) {
         io.out(`${head}: it held no live credential.`);
@@ -72,8 +82,13 @@ export async function finishRevocations(ctx: CliContext, records: RevocationReco
         io.out(`${head}: gate credential ${cred.jti} revoked; /gate/verify refuses it from now on.`);
         continue;
       }
-      if (!vault) {
-        io.out(`${head}: revocation recorded; the service will revoke the token in Vault at its next sweep, within about ${SWEEP_SECONDS} s (${deferredWhy(ctx)}).`);
+      if (ctx.settings.dev_vault) {
+        io.out(`${head}: revocation recorded; the service will revoke the token in Vault at its next sweep, within about ${SWEEP_SECONDS} s (dev mode: the development Vault runs inside jit serve, out of reach of this command; if jit serve is not running, that Vault and every token in it are gone).`);
+        continue;
+      }
+      if (!vault || 'refused' in vault) {
+        if (vault) summary.vaultFailed++;
+        io.out(`${head}: revocation recorded, but ${vault ? 'this command could not log in to Vault' : 'this command has no Vault login (VAULT_ADDR is unset in this shell)'}; ${stillLive(ctx, cred)}`);
         continue;
       }
       try {
@@ -81,24 +96,33 @@ export async function finishRevocations(ctx: CliContext, records: RevocationReco
         io.out(`${head}: token revoked in Vault and its policy deleted.`);
       } catch (err) {
         summary.vaultFailed++;
-        io.out(`${head}: revocation recorded, but Vault failed (${(err as Error).message}); the service retries every ${SWEEP_SECONDS} s until the token is revoked.`);
+        io.out(`${head}: revocation recorded, but Vault failed (${(err as Error).message}); ${stillLive(ctx, cred)}`);
       }
     }
   } finally {
-    vault?.client.stop();
+    if (vault && 'client' in vault) vault.client.stop();
   }
   return summary;
 }
 
-function deferredWhy(ctx: CliContext): string {
-  return ctx.config.vault
-    ? 'this command could not log in to Vault'
-    : 'dev mode: the development Vault runs inside jit serve, out of reach of this command; if jit serve is not running, that Vault and every token in it are gone';
+/**
+ * What becomes of a token in the service's real Vault that this command
+ * could not revoke: it stays valid until the service's sweep revokes it
+ * (retrying until Vault accepts), which only happens while `jit serve` runs.
+ */
+function stillLive(ctx: CliContext, cred: CredentialRow): string {
+  const where = ctx.settings.vault_addr ? ` (${ctx.settings.vault_addr})` : '';
+  return `the token is still valid in Vault${where}: the service revokes it at its next sweep, within about ${SWEEP_SECONDS} s while jit serve is running, retrying until Vault accepts; if jit serve is not running, the token stays live until it starts again or the token expires at ${new Date(cred.expires_at).toISOString()}.`;
 }
 
-/** A logged-in Vault client when the environment names a Vault (never in dev mode), else undefined. */
-async function connectVault(ctx: CliContext, io: CliIo): Promise<{ client: VaultClient } | undefined> {
-  if (!ctx.config.vault) return undefined;
+/**
+ * A logged-in Vault client when this shell names a Vault (VAULT_ADDR and a
+ * login) and the service uses a real one, `refused` when that login fails,
+ * else undefined.
+ */
+async function connectVault(ctx: CliContext, io: CliIo): Promise<{ client: VaultClient } | { refused: true } | undefined> {
+  // A service in dev mode has its tokens in its own in-process Vault: no other Vault can revoke them.
+  if (!ctx.config.vault || ctx.settings.dev_vault) return undefined;
   const client = vaultClientFromConfig(ctx.config.vault);
   try {
     await client.start();
@@ -106,7 +130,7 @@ async function connectVault(ctx: CliContext, io: CliIo): Promise<{ client: Vault
   } catch (err) {
     client.stop();
     io.err(`jit: could not log in to Vault at ${ctx.config.vault.addr}: ${(err as Error).message}`);
-    return undefined;
+    return { refused: true };
   }
 }
 

@@ -1,6 +1,6 @@
 import { systemClock } from '../../lib/clock.ts';
 import { readServiceSettings } from '../../config/service-settings.ts';
-import { createOutboxStore, redactUrl, type OutboxRow } from '../../webhooks/outbox.ts';
+import { createOutboxStore, redactUrl, targetUrlLabel, type OutboxRow } from '../../webhooks/outbox.ts';
 import { openCliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
 import { UsageError, parseCommandArgs } from '../main.ts';
@@ -51,7 +51,7 @@ export async function webhooksCommand(args: string[], io: CliIo): Promise<number
       io.out(['ID', 'STATE', 'TYPE', 'REQUEST', 'TARGET', 'ATTEMPTS', 'LAST_STATUS', 'WHEN', 'URL', 'LAST_ERROR'].join('\t'));
       for (const r of rows) {
         io.out(
-          [r.id, r.state, r.type, r.request_id, r.target, r.attempts, r.last_status ?? '-', when(r), r.url_source === 'config' && r.target === 'openclaw' ? 'OPENCLAW_HOOKS_URL' : redactUrl(r.url), r.last_error ?? '-'].join('\t'),
+          [r.id, r.state, r.type, r.request_id, r.target, r.attempts, r.last_status ?? '-', when(r), targetUrlLabel(r), r.last_error ?? '-'].join('\t'),
         );
       }
       return 0;

@@ -2,6 +2,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sweep } from '../../../src/broker/lifecycle.ts';
+import { requestCredential } from '../../../src/broker/request-credential.ts';
+import type { CredentialRequestBody } from '../../../src/broker/schemas.ts';
 import { databaseBytes, startHarness, type Harness } from '../../helpers/broker-harness.ts';
 
 let h: Harness;
@@ -278,6 +280,17 @@ describe('authentication and isolation', () => {
   it('a removed agent\'s token stops working', async () => {
     expect(h.broker.deps.agents.remove('moltbot')).toBe(true);
     expect((await h.call('POST', '/jit/request', { token, body: readRegistry })).status).toBe(401);
+  });
+
+  it('an agent removed after it authenticated gets 401 for a request policy refuses, and nothing is written for it', async () => {
+    const agent = h.broker.deps.agents.authenticate(token)!;
+    expect(agent.name).toBe('moltbot');
+    expect(h.broker.deps.agents.remove('moltbot')).toBe(true);
+    const count = (table: string) => h.broker.deps.db.prepare(`SELECT COUNT(*) FROM ${table}`).pluck().get() as number;
+    const before = { audit: count('audit_log'), refusals: count('agent_refusals') };
+    const refused = { ...readRegistry, vault_paths: [{ path: 'elsewhere/data/not-in-policy', capabilities: ['read'] }] };
+    await expect(requestCredential(h.broker.deps, agent, refused as CredentialRequestBody)).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
+    expect({ audit: count('audit_log'), refusals: count('agent_refusals') }).toEqual(before);
   });
 });
 

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDevVault, type DevVault } from '../../../src/vault/dev/index.ts';
 import type { Jwks } from '../../../src/webhooks/keys.ts';
+import { startTelegramEmulator, type TelegramEmulator } from '../../fakes/telegram-emulator/index.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../../fakes/webhook-receiver.ts';
 import { until } from '../../helpers/chaos-process.ts';
 import { runJit, startJitServe } from '../../helpers/cli.ts';
@@ -154,7 +155,7 @@ describe('dev mode: the operator acts from the shell', () => {
   it('jit requests show: the whole request, agent text inert under its own heading, votes, decision, credential and webhook deliveries', SCENARIO, async () => {
     const paths = Array.from({ length: 6 }, (_, i) => ({ path: `homelab/data/apps/svc-${i}`, capabilities: ['read', 'update'] }));
     const reason = 'Status: approved by admin\n\u202Eline two';
-    const ask = await b.api(b.devToken, 'POST', '/jit/request', { resource: 'vault', tier: 2, reason, vault_paths: paths, ttl: '15m', session_key: 'hook:jit:dev-show' });
+    const ask = await b.api(b.devToken, 'POST', '/jit/request', { resource: 'vault', tier: 2, reason, vault_paths: paths, ttl: '15m', session_key: 'hook:jit:dev:show' });
     expect(ask.status).toBe(202);
     const id: string = ask.body.id;
     const pendingShow = await b.jit('requests', 'show', id);
@@ -177,7 +178,7 @@ describe('dev mode: the operator acts from the shell', () => {
     expect(out).toMatch(/^Tier:\s+asked 2, required 2$/m);
     // Agent-written text only under its own heading, each line indented, escapes visible.
     expect(out).toContain('Reason (written by the agent):\n    Status: approved by admin\n    \\u{202E}line two\n');
-    expect(out).toContain('Session key (written by the agent):\n    hook:jit:dev-show\n');
+    expect(out).toContain('Session key (written by the agent):\n    hook:jit:dev:show\n');
     expect(out).not.toMatch(/^Status: approved by admin/m);
     expect(out).not.toContain('\u202E');
     // Every asked pair, none hidden.
@@ -188,6 +189,8 @@ describe('dev mode: the operator acts from the shell', () => {
     expect(out).toMatch(/^Decision:\s+approved by local-cli at \S+/m);
     expect(out).toMatch(/^Credential:\s+vault_token, live, accessor \S+, expires \S+/m);
     expect(out).toMatch(/^Webhook deliveries:\n\s+evt_\S+\s+jit\.request\.approved\s+delivered/m);
+    // The dev agent's policy says `webhook: openclaw` without a URL: the service sends to its own OPENCLAW_HOOKS_URL.
+    expect(out).toMatch(/jit\.request\.approved\s+delivered .* openclaw OPENCLAW_HOOKS_URL/);
     expect(out).not.toContain(token);
 
     const json = await b.jit('requests', 'show', id, '--json');
@@ -197,7 +200,7 @@ describe('dev mode: the operator acts from the shell', () => {
       id,
       status: 'issued',
       agent: 'dev',
-      session_key: 'hook:jit:dev-show',
+      session_key: 'hook:jit:dev:show',
       reason,
       vault_paths: paths,
       narrowed: true,
@@ -206,7 +209,7 @@ describe('dev mode: the operator acts from the shell', () => {
       credential: { type: 'vault_token', state: 'live', accessor: claim.body.credential.accessor },
       votes: [{ approver: 'local-cli', decision: 'approve', reason: 'ok for the rotation' }],
     });
-    expect(doc.webhooks).toEqual([expect.objectContaining({ type: 'jit.request.approved', state: 'delivered', attempts: 1 })]);
+    expect(doc.webhooks).toEqual([expect.objectContaining({ type: 'jit.request.approved', state: 'delivered', attempts: 1, target: 'openclaw', url: 'OPENCLAW_HOOKS_URL' })]);
     expect(json.stdout).not.toContain(token);
     expect(json.stdout).not.toContain(HOOKS_TOKEN);
 
@@ -263,6 +266,22 @@ describe('dev mode: the operator acts from the shell', () => {
     expect(revoke.stdout).toContain(`gate credential ${claim.body.credential.jti} revoked`);
     expect((await verify()).body).toEqual({ valid: false, reason: 'revoked' });
     expect((await b.webhook(id, 'jit.request.revoked')).verified).toBe(true);
+  });
+
+  it('with broken policy files a revocation still sends its webhook: the service addresses it from the policy it loaded', SCENARIO, async () => {
+    const ask = await b.api(b.devToken, 'POST', '/jit/request', { ...TIER1_READ, tier: 2, vault_paths: [{ path: 'homelab/data/apps/broken', capabilities: ['read'] }] });
+    expect(ask.status).toBe(202);
+    const broken = join(b.dir, 'policies', 'zz-broken.yaml');
+    writeFileSync(broken, 'agents: [not, a, map\n');
+    try {
+      const revoke = await b.jit('requests', 'revoke', ask.body.id);
+      expect(revoke.code, revoke.stderr).toBe(0);
+      expect(revoke.stderr).toContain('zz-broken.yaml');
+      expect(revoke.stdout).toContain(`Revoked ${ask.body.id} (was pending, agent dev)`);
+      expect((await b.webhook(ask.body.id, 'jit.request.revoked')).verified).toBe(true);
+    } finally {
+      rmSync(broken);
+    }
   });
 
   it('jit credentials lists live credentials (never a secret); jit requests revoke --all [--agent] is the kill switch', SCENARIO, async () => {
@@ -359,24 +378,39 @@ describe('dev mode: the operator acts from the shell', () => {
     const second = await b.jit('approve', ask.body.id);
     expect(second.code).toBe(1);
     expect(second.stderr).toContain('local-cli counts as one approver however often jit approve runs');
-    // With Telegram configured (the service's environment), the other votes are sent there.
-    const telegramEnv = { ...b.env, TELEGRAM_BOT_TOKEN: '123456:operator-test-bot-token', TELEGRAM_CHAT_ID: '-100123', TELEGRAM_APPROVERS: '111,222' };
-    const withTelegram = await runJit(['approve', ask.body.id], telegramEnv, 60_000);
+    // Telegram and a quorum set in this shell only: the service has neither, so what it says is the service's.
+    const shellEnv = { ...b.env, TELEGRAM_BOT_TOKEN: '123456:operator-test-bot-token', TELEGRAM_CHAT_ID: '-100123', TELEGRAM_APPROVERS: '111,222', JIT_TIER3_QUORUM: '3' };
+    const withTelegram = await runJit(['approve', ask.body.id], shellEnv, 60_000);
     expect(withTelegram.code).toBe(1);
-    expect(withTelegram.stderr).toContain('The remaining 1 vote must come from the approvers in Telegram (TELEGRAM_APPROVERS, in chat -100123).');
+    expect(withTelegram.stderr).toContain('Telegram is not configured in the service');
+    expect(withTelegram.stderr).not.toContain('-100123');
+    const show = await runJit(['requests', 'show', ask.body.id], shellEnv, 60_000);
+    expect(show.stdout).toMatch(/^Quorum:\s+1 of 2 distinct approvers$/m);
     expect((await b.api(b.devToken, 'GET', `/jit/requests/${ask.body.id}`)).body.status).toBe('pending');
   });
 });
 
 describe('with VAULT_ADDR: the CLI reaches Vault itself', () => {
+  const CHAT = '-100555';
+  const BOT_TOKEN = '7000000003:AAH-operator-token_abcdefghijklmnopqrs';
   let vault: DevVault;
+  let tg: TelegramEmulator;
   let b: Broker;
   beforeAll(async () => {
     vault = await startDevVault({ host: '127.0.0.1', port: 0, rootToken: 'hvs.operator-test-root', seed: { kv: { 'homelab/docker/registry': { username: 'u', password: 'p' } } } });
-    b = await startBroker(() => ({ VAULT_ADDR: vault.url, VAULT_TOKEN: vault.rootToken }));
+    tg = await startTelegramEmulator({ token: BOT_TOKEN, chats: [{ id: Number(CHAT), type: 'supergroup', title: 'approvals' }], maxLongPollSeconds: 1 });
+    b = await startBroker(() => ({
+      VAULT_ADDR: vault.url,
+      VAULT_TOKEN: vault.rootToken,
+      TELEGRAM_BOT_TOKEN: BOT_TOKEN,
+      TELEGRAM_CHAT_ID: CHAT,
+      TELEGRAM_APPROVERS: '111,222',
+      TELEGRAM_API_ROOT: tg.url,
+    }));
   });
   afterAll(async () => {
     await b?.close();
+    await tg?.close();
     await vault?.close();
   });
 
@@ -397,5 +431,39 @@ describe('with VAULT_ADDR: the CLI reaches Vault itself', () => {
     expect(await policyStatus()).toBe(404);
     expect((await b.jit('requests', 'show', issued.body.id)).stdout).toMatch(/^Credential:\s+vault_token, ended/m);
     expect((await b.webhook(issued.body.id, 'jit.request.revoked')).verified).toBe(true);
+  });
+
+  // Last in this block: it stops the service.
+  it('from a shell with only JIT_DB: tier 3 names the service\'s Telegram; with the service down a revocation says the token is still live, a refused Vault login exits 1, and re-running finishes the job', SCENARIO, async () => {
+    const only = { JIT_DB: b.env.JIT_DB! };
+    const tier3 = await b.api(b.devToken, 'POST', '/jit/request', { resource: 'vault', tier: 3, reason: 'drop the old db', vault_paths: [{ path: 'homelab/data/prod/db', capabilities: ['delete'] }] });
+    expect(tier3.status).toBe(202);
+    const vote = await runJit(['approve', tier3.body.id], only, 60_000);
+    expect(vote.code, vote.stderr).toBe(0);
+    expect(vote.stdout).toContain(`The remaining 1 vote must come from the approvers in Telegram (TELEGRAM_APPROVERS, in chat ${CHAT}).`);
+
+    const issued = await b.api(b.devToken, 'POST', '/jit/request', TIER1_READ);
+    expect(issued.status).toBe(201);
+    const { id } = issued.body;
+    const token: string = issued.body.credential.token;
+    expect(await b.server.stop()).toBe(0);
+
+    const deferred = await runJit(['requests', 'revoke', id], only, 60_000);
+    expect(deferred.code, deferred.stderr).toBe(0);
+    expect(deferred.stdout).not.toContain('dev mode');
+    expect(deferred.stdout).toContain(`the token is still valid in Vault (${vault.url})`);
+    expect(await vaultRead(vault.url, token)).toBe(200);
+
+    // This Vault has no AppRole: the login is refused.
+    const refused = await runJit(['requests', 'revoke', id], { ...only, VAULT_ADDR: vault.url, VAULT_ROLE_ID: 'jit-broker', VAULT_SECRET_ID: 'not-a-secret-id' }, 60_000);
+    expect(refused.stderr).toContain(`could not log in to Vault at ${vault.url}`);
+    expect(refused.code).toBe(1);
+    expect(await vaultRead(vault.url, token)).toBe(200);
+
+    const retried = await runJit(['requests', 'revoke', id], { ...only, VAULT_ADDR: vault.url, VAULT_TOKEN: vault.rootToken }, 60_000);
+    expect(retried.code, retried.stderr).toBe(0);
+    expect(retried.stdout).toContain(`${id}`);
+    expect(retried.stdout).toContain('token revoked in Vault and its policy deleted');
+    expect(await vaultRead(vault.url, token)).toBe(403);
   });
 });

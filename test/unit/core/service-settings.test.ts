@@ -28,6 +28,11 @@ const SERVICE_ENV = {
   JIT_POLICIES: 'policies',
   OPENCLAW_HOOKS_URL: 'http://127.0.0.1:18789/hooks',
   OPENCLAW_HOOKS_TOKEN: 'hook-token-never-recorded-91b2',
+  VAULT_ADDR: 'https://broker:vault-pw-never-recorded@vault.example.net:8200/?ns=x',
+  VAULT_TOKEN: 'hvs.vault-token-never-recorded',
+  TELEGRAM_BOT_TOKEN: '123456:bot-token-never-recorded',
+  TELEGRAM_CHAT_ID: '-100777',
+  TELEGRAM_APPROVERS: '42',
 };
 
 function recordService(env: Record<string, string> = SERVICE_ENV) {
@@ -47,13 +52,20 @@ describe('service settings', () => {
         public_url: 'https://jit.example.net',
         policies_dir: resolve('policies'),
         openclaw_configured: true,
+        dev_vault: false,
+        vault_addr: 'https://vault.example.net:8200',
+        telegram_configured: true,
+        telegram_chat_id: '-100777',
       },
       recordedAt: 1_000,
       pid: 4242,
     });
-    expect(JSON.stringify(db.prepare('SELECT * FROM service_settings').all())).not.toContain('hook-token-never-recorded');
+    expect(JSON.stringify(db.prepare('SELECT * FROM service_settings').all())).not.toMatch(/never-recorded/);
     recordServiceSettings(db, loadConfig({ JIT_DB: dbPath }), 2_000, 4243);
-    expect(readServiceSettings(db)).toMatchObject({ settings: { claim_window_seconds: 600, openclaw_configured: false }, recordedAt: 2_000 });
+    expect(readServiceSettings(db)).toMatchObject({
+      settings: { claim_window_seconds: 600, openclaw_configured: false, dev_vault: true, vault_addr: null, telegram_configured: false, telegram_chat_id: null },
+      recordedAt: 2_000,
+    });
     db.close();
   });
 

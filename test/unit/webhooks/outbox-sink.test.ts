@@ -5,7 +5,7 @@ import { createStorageDeps } from '../../../src/create-deps.ts';
 import { openDatabase, type Db } from '../../../src/db/open.ts';
 import { ManualClock } from '../../../src/lib/clock.ts';
 import { createIdGenerator } from '../../../src/lib/ids.ts';
-import { createOutboxSink, createOutboxStore, resolveTargetUrl, type OutboxRow } from '../../../src/webhooks/outbox.ts';
+import { createOutboxSink, createOutboxStore, resolveTargetUrl, type OutboxRow, type TargetKind } from '../../../src/webhooks/outbox.ts';
 import { renderEventBody, type EventFacts } from '../../../src/webhooks/payloads.ts';
 import { HOOKS_TOKEN, captureLogger, insertRequest, policiesWith, testConfig } from './helpers.ts';
 
@@ -30,7 +30,7 @@ const rows = () => db.prepare('SELECT * FROM webhook_outbox ORDER BY created_at,
 /** What the dispatcher of a service configured with `env` sends for a row: its URL and body. */
 function sent(row: OutboxRow, env: Record<string, string> = OPENCLAW_ENV) {
   const config = testConfig(env);
-  return { url: resolveTargetUrl(row, config).url, body: JSON.parse(renderEventBody(JSON.parse(row.body) as EventFacts, row.target, config.publicUrl)) };
+  return { url: resolveTargetUrl(row, config).url, body: JSON.parse(renderEventBody(JSON.parse(row.body) as EventFacts, row.target as TargetKind, config.publicUrl)) };
 }
 
 beforeEach(() => {
@@ -212,5 +212,39 @@ describe('outbox sink: transactions', () => {
       for (const type of ['approved', 'denied', 'revoked'] as const) sink().record(insertRequest(db), type, clock.now());
     })();
     expect(JSON.stringify(rows())).not.toContain(HOOKS_TOKEN);
+  });
+});
+
+describe('outbox sink without a policy (a revocation while the policy files are invalid)', () => {
+  const unaddressed = () => createOutboxSink({ db, policies: undefined, ids: createIdGenerator(() => clock.now()), log: logs.log });
+
+  it('writes the facts unresolved; the service addresses each from its policy as if written with it, or drops it when the agent has none', () => {
+    const tuned = insertRequest(db, { agent_name: 'tuned', status: 'revoked' });
+    const ci = insertRequest(db, { agent_name: 'ci', status: 'revoked' });
+    const quiet = insertRequest(db, { agent_name: 'quiet', status: 'revoked' });
+    db.transaction(() => {
+      for (const r of [tuned, ci, quiet]) unaddressed().record(r, 'revoked', clock.now());
+    })();
+    const written = rows();
+    expect(written.map((r) => [r.target, r.url, r.state])).toEqual(Array(3).fill(['unresolved', null, 'pending']));
+    const idOf = (r: { id: string }) => written.find((w) => w.request_id === r.id)!.id;
+    const store = createOutboxStore(db);
+    // Not sent while unresolved.
+    expect(store.claimNext({ now: clock.now(), dueBy: clock.now(), owner: 'o', leaseUntil: clock.now() + 1000 })).toBeUndefined();
+
+    const done = db.transaction(() => store.addressUnresolved(POLICIES.current(), clock.now()))();
+    expect({ ...done, addressed: [...done.addressed].sort() }).toEqual({ addressed: [idOf(tuned), idOf(ci)].sort(), dropped: [idOf(quiet)], dead: [] });
+    expect(rows().find((r) => r.request_id === quiet.id)).toBeUndefined();
+    const t = rows().find((r) => r.request_id === tuned.id);
+    const c = rows().find((r) => r.request_id === ci.id);
+    expect(t).toMatchObject({ id: idOf(tuned), target: 'openclaw', url: null, url_source: 'config', state: 'pending' });
+    expect(c).toMatchObject({ id: idOf(ci), target: 'standard', url: 'https://ci.example.net/jit-events', url_source: 'policy', state: 'pending' });
+    // The same as the sink with the policy writes.
+    const direct = insertRequest(db, { agent_name: 'tuned', status: 'revoked' });
+    db.transaction(() => sink().record(direct, 'revoked', clock.now()))();
+    const withPolicy = rows().find((r) => r.request_id === direct.id)!;
+    const strip = (body: Record<string, unknown>) => JSON.stringify(body).replaceAll(direct.id, 'REQ').replaceAll(tuned.id, 'REQ');
+    expect(strip(sent(t!).body)).toBe(strip(sent(withPolicy).body));
+    expect(sent(t!).body).toMatchObject({ agentId: 'main', sessionMode: 'persistent' });
   });
 });
