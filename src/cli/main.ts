@@ -146,8 +146,10 @@ export class UsageError extends Error {}
  */
 function usageErrorLine(name: string, err: UsageError): string {
   const lines = err.message.split('\n').map((l) => l.trim()).filter(Boolean);
-  const problems = lines.filter((l) => !/^usage:/i.test(l));
-  return `jit ${name}: ${(problems.length > 0 ? problems : lines).join('; ')} (see "jit ${name} --help")`;
+  // A usage block may run over several lines (a command with subcommands): everything from "usage:" on is usage.
+  const usageAt = lines.findIndex((l) => /^usage:/i.test(l));
+  const problems = usageAt === -1 ? lines : lines.slice(0, usageAt);
+  return `jit ${name}: ${(problems.length > 0 ? problems : lines.slice(0, 1)).join('; ')} (see "jit ${name} --help")`;
 }
 
 /** `--help` or `-h` among the arguments (before a `--`). */

@@ -87,7 +87,9 @@ describe('bin/jit.mjs from dist/, as installed without development dependencies'
     expect(add.code, add.stderr).toBe(0);
     expect(add.stdout.trim().split('\n').at(-1)).toMatch(/^jit_/);
     const verify = await runJit(['audit', 'verify'], env, 20_000, opts);
-    expect(verify).toMatchObject({ code: 0, stdout: 'audit log intact: 1 entries\n' });
+    expect(verify.code, verify.stderr).toBe(0);
+    // No service has run on this database, so no chain head is signed yet: verify says what it could not check.
+    expect(verify.stdout).toBe('audit log intact: 1 entries\nno signed head checked: removal of entries from the end cannot be detected\n');
   });
 
   it('jit serve starts (dev mode, checkpoint worker thread) and stops on SIGTERM', async () => {

@@ -181,7 +181,7 @@ describe('errors come back as clear messages and exit codes', () => {
     const started = Date.now();
     const limited = await runJit(READ_REGISTRY, env);
     expect(limited.code).toBe(1);
-    expect(limited.stderr).toMatch(/^jit request: Too many requests: agent "moltbot" made 4 requests in the last minute \(limit 4\) \(429 RATE_LIMITED\); retry after \d+ s$/m);
+    expect(limited.stderr).toMatch(/^jit request: Too many requests: agent "moltbot" made 4 requests in the last minute, refused ones included \(limit 4\) \(429 RATE_LIMITED\); retry after \d+ s$/m);
     expect(Date.now() - started).toBeLessThan(10_000);
   });
 

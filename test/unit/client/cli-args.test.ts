@@ -69,7 +69,7 @@ describe('agent-side CLI usage errors (exit 2, before any HTTP)', () => {
     [['request', 'gate', '--ref', 'refs/heads/x', '--tier', '1', '--reason', 'r'], /--repo is required/],
     [['request', 'vault', '--path', 'a:read', '--tier', '1', '--reason', 'r', '--wait-timeout', '1m'], /--wait-timeout needs --wait/],
     [['request', 'vault', '--path', 'a:read', '--tier', '1', '--reason', 'r', '--format', 'xml'], /--format must be one of env, json/],
-    [['request', 'vault', '--bogus'], /Unknown option '--bogus'/],
+    [['request', 'vault', '--bogus'], /unknown option "--bogus"/],
     [['status'], /missing request ID/],
     [['status', 'nope'], /not a request id/],
     [['claim', 'req_0000000000aaaaaaaaaaaaaaaa', '--format', 'yaml'], /--format must be one of env, json/],
