@@ -63,7 +63,7 @@ describe('removing an agent', () => {
 });
 
 describe('revoking with broken policy files', () => {
-  it('goes ahead without webhooks and says so (jit approve, by contrast, refuses)', async () => {
+  it('goes ahead, its webhooks left for the service to address, and says so (jit approve, by contrast, refuses)', async () => {
     const token = h.addAgent('moltbot');
     const issued = await h.call('POST', '/jit/request', { token, body: TIER1 });
     const pending = await h.call('POST', '/jit/request', { token, body: TIER2 });
@@ -80,11 +80,14 @@ describe('revoking with broken policy files', () => {
 
     const revoke = await run('requests', 'revoke', '--all');
     expect(revoke.code, revoke.err).toBe(0);
-    expect(revoke.err).toContain('revoking anyway, without webhooks');
+    expect(revoke.err).toContain('revoking anyway');
+    expect(revoke.err).toContain('written without a target');
     expect(revoke.err).toContain('zz-broken.yaml');
     expect(h.broker.deps.repo.getRequest(issued.body.id)!.status).toBe('revoked');
     expect(h.broker.deps.repo.getRequest(pending.body.id)!.status).toBe('revoked');
-    const events = h.broker.deps.db.prepare(`SELECT COUNT(*) FROM webhook_outbox WHERE type = 'jit.request.revoked'`).pluck().get();
-    expect(events).toBe(0);
+    // Nothing lost: one "revoked" event per request, unresolved or already addressed by the service from its own policy.
+    const events = h.broker.deps.db.prepare(`SELECT request_id, target FROM webhook_outbox WHERE type = 'jit.request.revoked'`).all() as { request_id: string; target: string }[];
+    expect(events.map((e) => e.request_id).sort()).toEqual([issued.body.id, pending.body.id].sort());
+    for (const e of events) expect(['unresolved', 'openclaw']).toContain(e.target);
   });
 });

@@ -58,6 +58,9 @@ afterAll(async () => {
   await h.close();
 });
 
+/** Partial indexes whose every entry is a row the scanning statement reads: scanning them costs what they hold, and that is the answer. */
+const PARTIAL_INDEX_SCANS = ['webhook_outbox_unresolved'];
+
 it('runs every hot-path statement through an index', () => {
   const { db } = h.broker.deps;
   const plans: string[] = [];
@@ -69,7 +72,8 @@ it('runs every hot-path statement through an index', () => {
     // A full SCAN of a table or index is what must not happen; scanning a
     // constant row or a subquery's (bounded) result is fine, and so is a
     // temp b-tree sorting the rows an index search found.
-    for (const s of steps) if (/^SCAN (?!CONSTANT ROW|\()/.test(s.detail)) scans.push(`${s.detail}  <=  ${source.replace(/\s+/g, ' ')}`);
+    // A partial index that holds only the rows the statement wants (outbox rows awaiting an address) may be scanned.
+    for (const s of steps) if (/^SCAN (?!CONSTANT ROW|\()/.test(s.detail) && !PARTIAL_INDEX_SCANS.some((i) => s.detail.endsWith(`USING INDEX ${i}`))) scans.push(`${s.detail}  <=  ${source.replace(/\s+/g, ' ')}`);
   }
   expect(plans.length).toBeGreaterThan(20);
   expect(scans, plans.join('\n')).toEqual([]);
