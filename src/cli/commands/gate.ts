@@ -68,7 +68,7 @@ export async function gateCommand(args: string[], io: CliIo): Promise<number> {
   try {
     verdict = await verifyOnline(baseUrl, { credential, repo, ref }, windowSeconds ? cachePath : undefined);
   } catch (err) {
-    const unreachable = `broker unreachable at ${baseUrl} (${describeFetchError(err)})`;
+    const unreachable = `broker unreachable at ${baseUrl} (${describeRequestError(err)})`;
     if (!windowSeconds) {
       io.err(`invalid: ${unreachable}; refusing, since offline verification is off (set JIT_GATE_OFFLINE_WINDOW, e.g. 15m, to allow it against a recently cached JWKS)`);
       return 1;
@@ -94,7 +94,7 @@ export async function gateCommand(args: string[], io: CliIo): Promise<number> {
 }
 
 /** "ECONNREFUSED", "no answer within 5 s", "it answered 503". */
-function describeFetchError(err: unknown): string {
+function describeRequestError(err: unknown): string {
   const e = err as Error & { code?: unknown };
   if (e.name === 'TimeoutError') return `no answer within ${BROKER_TIMEOUT_MS / 1000} s`;
   return typeof e.code === 'string' ? e.code : e.message;

@@ -143,3 +143,11 @@ it('offline, trusts no cache whose fetch time is not a UTC date-time of a real d
     expect(res.stderr, String(fetchedAt)).toMatch(/the cached JWKS at .* is unreadable/);
   }
 });
+
+it('gives up on a broker that accepts the request but never answers (5 s), and fails closed', async () => {
+  handler = () => {}; // holds the request open
+  const res = await verify();
+  expect(res.code).toBe(1);
+  expect(res.stderr).toMatch(/^invalid: broker unreachable at http:\/\/127\.0\.0\.1:\d+ \(no answer within 5 s\); refusing/);
+  expect(seen).toEqual(['POST /gate/verify']);
+});
