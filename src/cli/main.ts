@@ -1,5 +1,5 @@
-import { parseArgs } from 'node:util';
 import { packageVersion } from '../lib/package-version.ts';
+import { UsageError } from './args.ts';
 import { COMMAND_HELP } from './help.ts';
 import { EXIT_OUTPUT_CLOSED, OutputClosed, getProcessIo, type CliIo } from './io.ts';
 
@@ -56,6 +56,9 @@ Operator commands read the service's environment (JIT_DB, JIT_POLICIES, ...).
 Exit codes: 0 done, 1 failed, 2 wrong use or bad configuration (agent side: 3 broker unreachable).
 Run "jit <command> --help" (or "jit help <command>") for a command's options; docs/cli.md has them all.
 "jit --version" (or -V) prints the version.`;
+
+// Also exported from here for the tests and commands that import them from main.ts.
+export { UsageError, parseCommandArgs } from './args.ts';
 
 export type Command = (args: string[], io: CliIo) => Promise<number>;
 
@@ -137,8 +140,6 @@ export async function runCli(argv: string[], io: CliIo = getProcessIo()): Promis
   }
 }
 
-export class UsageError extends Error {}
-
 /**
  * Wrong use in one line: the problem and where the usage is. Commands put
  * "usage: …" lines under the problem; those stay out unless there is no
@@ -179,30 +180,4 @@ function editDistance(a: string, b: string): number {
     prev = cur;
   }
   return prev[b.length]!;
-}
-
-/** parseArgs with usage errors turned into UsageError. */
-export function parseCommandArgs(
-  args: string[],
-  options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>,
-  usage: string,
-): { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] } {
-  try {
-    return parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true }) as {
-      values: Record<string, string | boolean | string[] | undefined>;
-      positionals: string[];
-    };
-  } catch (err) {
-    throw new UsageError(`${parseArgsProblem(err as Error & { code?: string })}\nusage: ${usage}`);
-  }
-}
-
-/** node:util parseArgs errors, short: its unknown-option message is three sentences long. */
-function parseArgsProblem(err: Error & { code?: string }): string {
-  const option = /--[A-Za-z][\w-]*/.exec(err.message)?.[0] ?? /'(-[A-Za-z])\b/.exec(err.message)?.[1];
-  if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && option) return `unknown option "${option}"`;
-  if (err.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && option) {
-    return /argument missing/.test(err.message) ? `${option} needs a value` : `${option} takes no value`;
-  }
-  return err.message;
 }

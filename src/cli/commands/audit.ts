@@ -5,7 +5,7 @@ import { auditEntries, verifyAuditChain } from '../../broker/audit.ts';
 import { KeyRingError, createKeyRing, type Jwks } from '../../webhooks/keys.ts';
 import { openCliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
-import { UsageError, parseCommandArgs } from '../main.ts';
+import { UsageError, parseCommandArgs } from '../args.ts';
 
 const USAGE = 'jit audit verify [--jwks FILE] | jit audit export [--output FILE] [--since SEQ]';
 

@@ -4,7 +4,7 @@ import type { JitClient } from '../../client/jit-client.ts';
 import type { Credential, IssuedResult } from '../../client/types.ts';
 import { isId } from '../../lib/ids.ts';
 import type { CliIo } from '../io.ts';
-import { UsageError } from '../main.ts';
+import { UsageError } from '../args.ts';
 
 /** Exit codes of the agent-side commands. */
 export const EXIT = { ok: 0, apiError: 1, usage: 2, unreachable: 3 } as const;

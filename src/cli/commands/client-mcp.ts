@@ -1,6 +1,6 @@
 import { ClientConfigError, jitClientFromEnv } from '../../client/env.ts';
 import type { CliIo } from '../io.ts';
-import { UsageError, parseCommandArgs } from '../main.ts';
+import { UsageError, parseCommandArgs } from '../args.ts';
 import { EXIT } from './client-common.ts';
 
 const USAGE = 'jit mcp   (an MCP server on stdio; reads JIT_URL and JIT_AGENT_TOKEN)';

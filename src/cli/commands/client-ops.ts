@@ -1,5 +1,5 @@
 import type { CliIo } from '../io.ts';
-import { parseCommandArgs } from '../main.ts';
+import { parseCommandArgs } from '../args.ts';
 import { describeRequest } from '../../client/describe.ts';
 import { EXIT, formatArg, printIssued, requestIdArg, withClient } from './client-common.ts';
 

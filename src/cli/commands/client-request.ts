@@ -3,7 +3,7 @@ import type { JitClient } from '../../client/jit-client.ts';
 import type { CredentialRequestInput, IssuedResult, RequestResult, RequestView } from '../../client/types.ts';
 import { parseDurationSeconds } from '../../lib/duration.ts';
 import type { CliIo } from '../io.ts';
-import { UsageError, parseCommandArgs } from '../main.ts';
+import { UsageError, parseCommandArgs } from '../args.ts';
 import { describeScope } from '../../client/describe.ts';
 import { EXIT, envLines, formatArg, printIssued, withClient } from './client-common.ts';
 

@@ -3,7 +3,7 @@ import { grantJson, grantToMint } from '../../broker/narrowing.ts';
 import { inertText } from '../../lib/inert-text.ts';
 import { openCliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
-import { UsageError, parseCommandArgs } from '../main.ts';
+import { UsageError, parseCommandArgs } from '../args.ts';
 import { scopeWords } from './requests.ts';
 
 const USAGE = 'jit credentials [--agent NAME] [--json]';

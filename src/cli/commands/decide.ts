@@ -6,7 +6,7 @@ import { formatDuration, parseDurationSeconds } from '../../lib/duration.ts';
 import { isId } from '../../lib/ids.ts';
 import { openCliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
-import { UsageError, parseCommandArgs } from '../main.ts';
+import { UsageError, parseCommandArgs } from '../args.ts';
 
 /** The approver identity of the local CLI (SPEC §3). */
 export const LOCAL_APPROVER = 'local-cli';

@@ -1,12 +1,13 @@
 import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { z } from 'zod';
-import { verifyGateJwt, type GateVerdict } from '../../broker/gate-jwt.ts';
+import { verifyGateJwt } from '../../broker/gate-jwt.ts';
 import { formatDuration, parseDurationSeconds } from '../../lib/duration.ts';
 import { inertText, isPrintableAsciiWord } from '../../lib/inert-text.ts';
+import type { Jwks, OkpJwk } from '../../webhooks/keys.ts';
+import { UsageError, parseCommandArgs } from '../args.ts';
+import { requestJson } from '../http-json.ts';
 import type { CliIo } from '../io.ts';
-import { UsageError, parseCommandArgs } from '../main.ts';
 
 const USAGE = 'jit gate verify --credential C|- --repo R --ref REF   (env: JIT_URL, JIT_GATE_OFFLINE_WINDOW, JIT_JWKS_CACHE)';
 
@@ -16,17 +17,11 @@ export const MAX_GATE_OFFLINE_WINDOW_SECONDS = 86_400;
 const BROKER_TIMEOUT_MS = 5_000;
 /** A gate credential is a few hundred bytes; more on stdin is not one. */
 const MAX_CREDENTIAL_BYTES = 8192;
+/** The most of a broker answer read: a verdict or a JWKS is a few hundred bytes. */
+const MAX_ANSWER_BYTES = 1 << 20;
 
-const JwksSchema = z.object({
-  keys: z.array(z.object({ kty: z.literal('OKP'), crv: z.literal('Ed25519'), x: z.string(), kid: z.string(), use: z.literal('sig'), alg: z.literal('EdDSA') })),
-});
-/** The cache file: the JWKS and when it was fetched from the broker (the offline window counts from then). */
-const CacheSchema = JwksSchema.extend({ fetched_at: z.iso.datetime() });
-const VerdictSchema = z.union([
-  z.object({ valid: z.literal(true), agent: z.string(), request_id: z.string(), expires_at: z.string() }),
-  z.object({ valid: z.literal(false), reason: z.string() }),
-]);
-const ProblemSchema = z.object({ detail: z.string() });
+/** What the command prints of a verdict (the broker's answer carries the `jti` too). */
+type Verdict = { valid: true; agent: string; request_id: string; expires_at: string } | { valid: false; reason: string };
 
 /**
  * For a git pre-receive hook: exit 0 when the credential allows pushing REF
@@ -38,9 +33,13 @@ const ProblemSchema = z.object({ detail: z.string() });
  * closed, unless the operator set JIT_GATE_OFFLINE_WINDOW: then a JWKS
  * cached from the broker at most that long ago verifies the signature,
  * expiry, repo and ref, with a warning that revocation and the stored grant
- * could not be checked. This module imports only fetch and the JWT checks
- * (gate-jwt.ts: no HTTP server, database, Vault or Telegram code), so a
- * lazily loaded CLI keeps a hook quick.
+ * could not be checked.
+ *
+ * A hook runs it on every push, so it loads no package: node:http (not
+ * fetch, whose undici is compiled on first use), the JWT checks (gate-jwt.ts:
+ * no HTTP server, database, Vault or Telegram code) and, instead of zod,
+ * the explicit checks of the broker's answers and the cache below.
+ * test/integration/gate/gate-module-graph.test.ts keeps it that way.
  */
 export async function gateCommand(args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parseCommandArgs(args, { credential: { type: 'string' }, repo: { type: 'string' }, ref: { type: 'string' } }, USAGE);
@@ -65,11 +64,11 @@ export async function gateCommand(args: string[], io: CliIo): Promise<number> {
   const windowSeconds = offlineWindow(io.env.JIT_GATE_OFFLINE_WINDOW);
   const cachePath = io.env.JIT_JWKS_CACHE ?? join(io.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'jit-broker', 'jwks.json');
 
-  let verdict: GateVerdict;
+  let verdict: Verdict;
   try {
     verdict = await verifyOnline(baseUrl, { credential, repo, ref }, windowSeconds ? cachePath : undefined);
   } catch (err) {
-    const unreachable = `broker unreachable at ${baseUrl} (${describeFetchError(err)})`;
+    const unreachable = `broker unreachable at ${baseUrl} (${describeRequestError(err)})`;
     if (!windowSeconds) {
       io.err(`invalid: ${unreachable}; refusing, since offline verification is off (set JIT_GATE_OFFLINE_WINDOW, e.g. 15m, to allow it against a recently cached JWKS)`);
       return 1;
@@ -94,12 +93,11 @@ export async function gateCommand(args: string[], io: CliIo): Promise<number> {
   return 0;
 }
 
-/** "ECONNREFUSED", "timed out", "it answered 503": fetch's own message is only "fetch failed". */
-function describeFetchError(err: unknown): string {
-  const e = err as Error & { cause?: { code?: unknown; message?: unknown } };
+/** "ECONNREFUSED", "no answer within 5 s", "it answered 503". */
+function describeRequestError(err: unknown): string {
+  const e = err as Error & { code?: unknown };
   if (e.name === 'TimeoutError') return `no answer within ${BROKER_TIMEOUT_MS / 1000} s`;
-  if (typeof e.cause?.code === 'string') return e.cause.code;
-  return typeof e.cause?.message === 'string' ? e.cause.message : e.message;
+  return typeof e.code === 'string' ? e.code : e.message;
 }
 
 /** JIT_GATE_OFFLINE_WINDOW: unset, empty or 0 = off (fail closed); else a duration of at most a day. */
@@ -138,25 +136,78 @@ function readCredentialFromStdin(): string {
  * a 4xx is the broker's answer (invalid, with its detail). With `cachePath`
  * (an offline window is set) the JWKS is fetched first and cached.
  */
-async function verifyOnline(baseUrl: string, body: { credential: string; repo: string; ref: string }, cachePath: string | undefined): Promise<GateVerdict> {
+async function verifyOnline(baseUrl: string, body: { credential: string; repo: string; ref: string }, cachePath: string | undefined): Promise<Verdict> {
   const signal = AbortSignal.timeout(BROKER_TIMEOUT_MS);
   if (cachePath) {
-    const jwksRes = await fetch(`${baseUrl}/.well-known/jwks.json`, { signal });
-    if (jwksRes.ok) {
-      const jwks = JwksSchema.safeParse(await jwksRes.json().catch(() => null));
-      if (jwks.success) writeCache(cachePath, jwks.data);
+    const jwksRes = await requestJson(`${baseUrl}/.well-known/jwks.json`, { method: 'GET', signal, maxBytes: MAX_ANSWER_BYTES });
+    if (jwksRes.status >= 200 && jwksRes.status < 300) {
+      const jwks = parseJwks(jwksRes.json);
+      if (jwks) writeCache(cachePath, jwks);
     }
   }
-  const res = await fetch(`${baseUrl}/gate/verify`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal });
+  const res = await requestJson(`${baseUrl}/gate/verify`, { method: 'POST', body: JSON.stringify(body), signal, maxBytes: MAX_ANSWER_BYTES });
   if (res.status >= 500) throw new Error(`it answered ${res.status}`);
-  const json: unknown = await res.json().catch(() => null);
-  const parsed = VerdictSchema.safeParse(json);
-  if (parsed.success) return parsed.data as GateVerdict;
-  const problem = ProblemSchema.safeParse(json);
-  return { valid: false, reason: `broker answered ${res.status}${problem.success ? `: ${inertText(problem.data.detail)}` : ' with an unexpected body'}` };
+  const verdict = parseVerdict(res.json);
+  if (verdict) return verdict;
+  if (res.status >= 300 && res.status < 400) {
+    return { valid: false, reason: `broker answered ${res.status}, a redirect, which jit does not follow (set JIT_URL to the broker's own address)` };
+  }
+  const detail = isRecord(res.json) && typeof res.json.detail === 'string' ? res.json.detail : undefined;
+  return { valid: false, reason: `broker answered ${res.status}${detail !== undefined ? `: ${inertText(detail)}` : ' with an unexpected body'}` };
 }
 
-type CacheRead = { ok: true; jwks: z.infer<typeof JwksSchema>; ageSeconds: number } | { ok: false; why: string };
+/*
+ * The broker's answers and the cache file, checked field by field (what zod
+ * did here before, without its load time). As before, fields not named are
+ * ignored and left out of the result; a named field of the wrong type or
+ * value rejects the whole.
+ */
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** `{valid: true, agent, request_id, expires_at}` or `{valid: false, reason}`, all strings. */
+function parseVerdict(json: unknown): Verdict | undefined {
+  if (!isRecord(json)) return undefined;
+  const { valid, agent, request_id, expires_at, reason } = json;
+  if (valid === true && typeof agent === 'string' && typeof request_id === 'string' && typeof expires_at === 'string') {
+    return { valid, agent, request_id, expires_at };
+  }
+  if (valid === false && typeof reason === 'string') return { valid, reason };
+  return undefined;
+}
+
+/** `{keys: [...]}`, every key an Ed25519 signing key (`kty` OKP, `crv` Ed25519, `use` sig, `alg` EdDSA, string `x` and `kid`). */
+function parseJwks(json: unknown): Jwks | undefined {
+  if (!isRecord(json) || !Array.isArray(json.keys)) return undefined;
+  const keys: OkpJwk[] = [];
+  for (const k of json.keys as unknown[]) {
+    if (!isRecord(k) || k.kty !== 'OKP' || k.crv !== 'Ed25519' || k.use !== 'sig' || k.alg !== 'EdDSA' || typeof k.x !== 'string' || typeof k.kid !== 'string') return undefined;
+    keys.push({ kty: k.kty, crv: k.crv, x: k.x, kid: k.kid, use: k.use, alg: k.alg });
+  }
+  return { keys };
+}
+
+/** The cache file: the JWKS and when it was fetched from the broker (the offline window counts from then). */
+function parseCache(json: unknown): (Jwks & { fetched_at: string }) | undefined {
+  const jwks = parseJwks(json);
+  if (!jwks || !isRecord(json) || !isIsoUtcDateTime(json.fetched_at)) return undefined;
+  return { ...jwks, fetched_at: json.fetched_at };
+}
+
+/**
+ * An ISO 8601 UTC date-time as toISOString writes it, seconds required,
+ * fractions optional (`2026-12-07T02:14:13.123Z`), of a day that exists.
+ */
+function isIsoUtcDateTime(value: unknown): value is string {
+  if (typeof value !== 'string' || !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z$/.test(value)) return false;
+  const ms = Date.parse(value);
+  // Date.parse accepts 24:00 and rolls over some impossible days; the round trip does not.
+  return !Number.isNaN(ms) && new Date(ms).toISOString().slice(0, 19) === value.slice(0, 19);
+}
+
+type CacheRead = { ok: true; jwks: Jwks; ageSeconds: number } | { ok: false; why: string };
 
 /**
  * The cached JWKS, if it is fit to verify with: ours alone to write (anyone
@@ -181,19 +232,19 @@ function readCache(path: string, windowSeconds: number): CacheRead {
   }
   let parsed;
   try {
-    parsed = CacheSchema.safeParse(JSON.parse(text));
+    parsed = parseCache(JSON.parse(text));
   } catch {
     parsed = undefined;
   }
-  if (!parsed?.success) return { ok: false, why: `the cached JWKS at ${path} is unreadable (or from an older jit without a fetch time)` };
-  const ageSeconds = Math.floor((Date.now() - Date.parse(parsed.data.fetched_at)) / 1000);
+  if (!parsed) return { ok: false, why: `the cached JWKS at ${path} is unreadable (or from an older jit without a fetch time)` };
+  const ageSeconds = Math.floor((Date.now() - Date.parse(parsed.fetched_at)) / 1000);
   if (ageSeconds > windowSeconds || ageSeconds < -60) {
-    return { ok: false, why: `the cached JWKS at ${path} was fetched at ${parsed.data.fetched_at}, older than the offline window (${formatDuration(windowSeconds)})` };
+    return { ok: false, why: `the cached JWKS at ${path} was fetched at ${parsed.fetched_at}, older than the offline window (${formatDuration(windowSeconds)})` };
   }
-  return { ok: true, jwks: { keys: parsed.data.keys }, ageSeconds };
+  return { ok: true, jwks: { keys: parsed.keys }, ageSeconds };
 }
 
-function writeCache(path: string, jwks: z.infer<typeof JwksSchema>): void {
+function writeCache(path: string, jwks: Jwks): void {
   try {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     const tmp = `${path}.${process.pid}.tmp`;

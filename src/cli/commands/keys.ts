@@ -5,7 +5,7 @@ import { formatDuration } from '../../lib/duration.ts';
 import { createKeyRing, DEFAULT_KEY_GRACE_SECONDS, KeyRingError } from '../../webhooks/keys.ts';
 import { openCliContext, type CliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
-import { UsageError, parseCommandArgs } from '../main.ts';
+import { UsageError, parseCommandArgs } from '../args.ts';
 import { CLI_ACTOR, finishRevocations, openRevocationContext } from './revocation.ts';
 
 const USAGE = 'jit keys list | jit keys rotate | jit keys revoke KID';

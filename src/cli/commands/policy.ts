@@ -1,6 +1,6 @@
 import { describePolicy, formatProblems, loadPolicyDir } from '../../broker/policy/index.ts';
 import type { CliIo } from '../io.ts';
-import { UsageError, parseCommandArgs } from '../main.ts';
+import { UsageError, parseCommandArgs } from '../args.ts';
 
 const USAGE = 'jit policy check [DIR]';
 

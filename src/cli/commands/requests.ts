@@ -10,7 +10,7 @@ import { inertText } from '../../lib/inert-text.ts';
 import { createOutboxStore, targetUrlLabel, type OutboxRow } from '../../webhooks/outbox.ts';
 import { openCliContext, type CliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
-import { UsageError, parseCommandArgs } from '../main.ts';
+import { UsageError, parseCommandArgs } from '../args.ts';
 import { CLI_ACTOR, describeSummary, finishRevocations, openRevocationContext } from './revocation.ts';
 
 const USAGE = [

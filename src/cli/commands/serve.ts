@@ -2,7 +2,7 @@ import cluster from 'node:cluster';
 import { reportStartupFailure, startHttpWorker } from '../../cluster/worker.ts';
 import { StartupError, startBroker } from '../../main.ts';
 import type { CliIo } from '../io.ts';
-import { UsageError, parseCommandArgs } from '../main.ts';
+import { UsageError, parseCommandArgs } from '../args.ts';
 
 const USAGE = 'jit serve';
 

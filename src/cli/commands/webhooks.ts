@@ -3,7 +3,7 @@ import { readServiceSettings } from '../../config/service-settings.ts';
 import { createOutboxStore, redactUrl, targetUrlLabel, type OutboxRow } from '../../webhooks/outbox.ts';
 import { openCliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
-import { UsageError, parseCommandArgs } from '../main.ts';
+import { UsageError, parseCommandArgs } from '../args.ts';
 
 const USAGE = 'jit webhooks list [--dead] [--limit N] | jit webhooks retry ID | jit webhooks retry --all-dead';
 
