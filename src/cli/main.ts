@@ -57,9 +57,6 @@ Exit codes: 0 done, 1 failed, 2 wrong use or bad configuration (agent side: 3 br
 Run "jit <command> --help" (or "jit help <command>") for a command's options; docs/cli.md has them all.
 "jit --version" (or -V) prints the version.`;
 
-// Also exported from here for the tests and commands that import them from main.ts.
-export { UsageError, parseCommandArgs } from './args.ts';
-
 export type Command = (args: string[], io: CliIo) => Promise<number>;
 
 /**

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { requestBody, vaultPaths } from '../../../src/cli/commands/client-request.ts';
 import { shellQuote } from '../../../src/cli/commands/client-common.ts';
-import { runCli, UsageError } from '../../../src/cli/main.ts';
+import { UsageError } from '../../../src/cli/args.ts';
+import { runCli } from '../../../src/cli/main.ts';
 
 /** Runs the CLI in-process: no broker is needed for anything that fails before the first HTTP call. */
 async function jit(args: string[], env: Record<string, string> = { JIT_AGENT_TOKEN: 'jit_x_y', JIT_URL: 'http://127.0.0.1:9' }) {
