@@ -111,7 +111,11 @@ export interface ChaosWorld {
   startTimesMs: number[];
   /** Every output of every broker process so far (each prefixed by its pid). */
   outputs(): string;
-  /** Telegram message id showing a request, if the bot posted one (the first, if it posted twice). */
+  /**
+   * Telegram message id showing a request, if the bot posted one: the latest, if it posted twice (a
+   * restart between the post and its record re-posts it). Taps count only under the message the
+   * broker recorded, which is the latest post.
+   */
   messageFor(requestId: string): number | undefined;
   /** Request id → how many bot messages show it. */
   postsPerRequest(): Map<string, number>;
@@ -239,7 +243,7 @@ export async function startChaosWorld(o: { approvalTimeout?: string } = {}): Pro
     outputs: () => allOutput + (current ? `--- pid ${current.pid} (running) ---\n${current.output()}` : ''),
     messageFor(requestId) {
       refreshIndex();
-      return index.get(requestId)?.[0];
+      return index.get(requestId)?.at(-1);
     },
     postsPerRequest() {
       indexedAt = 0;
