@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startJitServe } from '../../helpers/cli.ts';
+import { until } from '../../helpers/chaos-process.ts';
+import { endsWithTest, startJitServe } from '../../helpers/cli.ts';
 import { codeBlocks, markdownSection, missingFragment, shellSnippets } from './doc-snippets.ts';
 
 /**
@@ -44,14 +45,16 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** Runs `command` with /bin/sh until it exits (however slow `npx` is to start); the shell and what it started are killed when the test ends. */
 function sh(command: string, vars: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(
-      '/bin/sh',
-      ['-c', command],
-      { cwd: REPO, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? dir, ...vars }, timeout: 30_000 },
-      (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }),
-    );
+    const child = spawn('/bin/sh', ['-c', command], { cwd: REPO, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? dir, ...vars }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    endsWithTest(child, true);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.once('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
   });
 }
 
@@ -153,8 +156,7 @@ describe('README walkthrough, run as written', () => {
   it('keeps the old policy on SIGHUP with a bad file', async () => {
     writeFileSync(join(dir, 'policies', 'zz-bad.yaml'), 'rules: [oops\n');
     server.child.kill('SIGHUP');
-    await new Promise((r) => setTimeout(r, 500));
-    expect(server.output()).toContain('policy reload failed');
+    await until(() => server.output().includes('policy reload failed'), undefined, 'the reload to fail');
     const res = await api('POST', '/jit/request', {
       resource: 'vault',
       tier: 1,
@@ -165,16 +167,19 @@ describe('README walkthrough, run as written', () => {
   });
 
   it('never prints an issued Vault token or the agent secret in its log', async () => {
+    const SUMMARY = '"path":"/jit/request","status":201';
+    const logged = () => server.output().split(SUMMARY).length - 1;
+    const before = logged();
     const res = await api('POST', '/jit/request', {
       resource: 'vault',
       tier: 1,
       reason: 'log check',
       vault_paths: [{ path: 'homelab/data/docker/registry', capabilities: ['read'] }],
     });
-    await new Promise((r) => setTimeout(r, 100));
-    const out = server.output();
     expect(res.status).toBe(201);
-    expect(out).toContain('"path":"/jit/request","status":201');
+    // pino writes asynchronously: wait for this request's summary line (logged once it is answered), then read the log.
+    await until(() => logged() > before, undefined, 'the request to be logged');
+    const out = server.output();
     expect(out).not.toContain(res.body.credential.token);
     // The token is printed exactly once, on purpose, under its banner.
     expect(out.split(agentToken).length - 1).toBe(1);

@@ -7,7 +7,7 @@ import { createAuditLog } from '../../../src/broker/audit.ts';
 import type { CliIo } from '../../../src/cli/io.ts';
 import { COMMAND_NAMES, runCli } from '../../../src/cli/main.ts';
 import { openDatabase } from '../../../src/db/open.ts';
-import { JIT_BIN, runJit } from '../../helpers/cli.ts';
+import { endsWithTest, JIT_BIN, runJit } from '../../helpers/cli.ts';
 
 const REPO = join(import.meta.dirname, '..', '..', '..');
 
@@ -170,6 +170,7 @@ describe('output closed early (jit audit export | head -1)', () => {
       db.close();
     }
     const child = spawn(process.execPath, [JIT_BIN, 'audit', 'export'], { cwd: REPO, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    endsWithTest(child);
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
     const first = await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString())));

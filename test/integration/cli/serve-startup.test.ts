@@ -10,7 +10,7 @@ import { createStorageDeps } from '../../../src/create-deps.ts';
 import { openDatabase } from '../../../src/db/open.ts';
 import { startDevVault } from '../../../src/vault/dev/index.ts';
 import { until } from '../../helpers/chaos-process.ts';
-import { JIT_BIN, runJit, startJitServe } from '../../helpers/cli.ts';
+import { endsWithTest, JIT_BIN, runJit, startJitServe } from '../../helpers/cli.ts';
 
 /**
  * How `jit serve` starts and fails to start, as systemd and Docker see it:
@@ -56,18 +56,13 @@ function canBind(port: number): Promise<boolean> {
  */
 function serveToExit(env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, [JIT_BIN, 'serve'], { cwd: REPO, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  onTestEnd(() => void child.kill('SIGKILL'));
+  endsWithTest(child);
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d) => (stdout += d));
   child.stderr.on('data', (d) => (stderr += d));
   return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
 }
-const cleanups: Array<() => void> = [];
-const onTestEnd = (f: () => void) => cleanups.push(f);
-afterEach(() => {
-  for (const f of cleanups.splice(0)) f();
-});
 
 let n = 0;
 /** A fresh database path and the example policies; dev mode unless `env` says otherwise. */

@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { decideRequest } from '../../../src/broker/decide.ts';
 import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
-import { JIT_BIN, runJit } from '../../helpers/cli.ts';
+import { endsWithTest, JIT_BIN, runJit } from '../../helpers/cli.ts';
 import { closedPort } from '../../unit/client/scripted-server.ts';
 import { parseExports, pendingWithReason, statusAnswered, tokenIsDead } from './helpers.ts';
 
@@ -29,7 +29,8 @@ afterAll(async () => {
 /** Runs a POSIX shell script with the agent's environment. */
 function runShell(script: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn('sh', ['-c', script], { env: { PATH: process.env.PATH ?? '', ...env } });
+    const child = spawn('sh', ['-c', script], { env: { PATH: process.env.PATH ?? '', ...env }, detached: true });
+    endsWithTest(child, true);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callbackData } from '../../../src/telegram/index.ts';
 import { startTelegramEmulator, type TelegramEmulator } from '../../fakes/telegram-emulator/index.ts';
-import { freePort } from '../../helpers/chaos-process.ts';
+import { freePort, until } from '../../helpers/chaos-process.ts';
 import { startClusterBroker, type ClusterBroker } from '../../helpers/cluster.ts';
 
 /**
@@ -67,16 +67,15 @@ describe('JIT_HTTP_WORKERS=2 with Telegram in webhook mode', () => {
   });
 
   it('posts a pending request and applies the approver\'s tap delivered through a worker', async () => {
-    await tg.waitFor(() => tg.webhookInfo().url === `${serve.url}/telegram/webhook`, 10_000, 'webhook registered by the primary');
+    await until(() => tg.webhookInfo().url === `${serve.url}/telegram/webhook`, undefined, 'webhook registered by the primary', 50);
     const res = await post('/jit/request', { resource: 'vault', tier: 2, reason: 'rotate the web key', vault_paths: [{ path: 'homelab/data/apps/web', capabilities: ['update'] }] }, { authorization: `Bearer ${token}` });
     expect(res.status).toBe(202);
     const id = ((await res.json()) as { id: string }).id;
-    const posted = await tg.waitFor(() => tg.botMessages(CHAT).find((m) => m.text?.includes(id)), 10_000, 'approval message');
+    const posted = await until(() => tg.botMessages(CHAT).find((m) => m.text?.includes(id)), undefined, 'approval message', 50);
 
     tg.tap(ALICE, posted.message_id, callbackData('approve', id));
     const status = async () => ((await (await fetch(`${serve.url}/jit/requests/${id}`, { headers: { authorization: `Bearer ${token}`, connection: 'close' } })).json()) as { status: string }).status;
-    for (let i = 0; i < 100 && (await status()) !== 'approved'; i++) await new Promise((r) => setTimeout(r, 100));
-    expect(await status()).toBe('approved');
-    await tg.waitFor(() => tg.botMessages(CHAT).find((m) => m.message_id === posted.message_id && tg.buttons(m).length === 0), 10_000, 'edited message');
+    await until(async () => (await status()) === 'approved', undefined, 'the request approved', 100);
+    await until(() => tg.botMessages(CHAT).find((m) => m.message_id === posted.message_id && tg.buttons(m).length === 0), undefined, 'edited message', 50);
   });
 });
