@@ -141,14 +141,29 @@ export function registerHandlers(bot: Bot, env: HandlerEnv): void {
    * so is any button naming a request whose message the broker never posted
    * (there is no message it could belong to). Returns why it is refused, or
    * undefined when the tap is under the request's own message.
+   *
+   * One gap is closed here: a post that reached Telegram but whose record
+   * never committed (the broker died in between; the re-post waits for the
+   * post lease). Such a message is the request's own if Telegram, not the
+   * client, shows this very button on it: the message in a callback query
+   * comes from Telegram with its keyboard, only the data is the client's. It
+   * is then recorded as the request's message (adopted) and the tap counts.
    */
   const notUnderItsMessage = (ctx: Context, requestId: string): string | undefined => {
     const m = ctx.callbackQuery?.message;
     const row = store.get(requestId);
-    if (!row || row.message_id === null) return 'no approval message of this request was posted';
+    if (!row) return 'no approval message of this request was posted';
     if (!m) return 'button not under a message';
     // TELEGRAM_CHAT_ID may be a numeric id or an @username.
     const sameChat = /^-?\d+$/.test(row.chat_id) ? String(m.chat.id) === row.chat_id : 'username' in m.chat && `@${m.chat.username}`.toLowerCase() === row.chat_id.toLowerCase();
+    if (row.message_id === null) {
+      const data = ctx.callbackQuery?.data;
+      const shown = 'reply_markup' in m && (m.reply_markup?.inline_keyboard.flat() ?? []).some((b) => 'callback_data' in b && b.callback_data === data);
+      if (!sameChat || !shown || !store.adopt(requestId, row.chat_id, m.message_id, clock.now())) return 'no approval message of this request was posted';
+      log.warn({ request_id: requestId, message_id: m.message_id }, 'telegram: adopted an approval message whose post was never recorded (the broker stopped mid-post)');
+      env.kick();
+      return undefined;
+    }
     return sameChat && m.message_id === row.message_id ? undefined : 'button not under its request’s message';
   };
 

@@ -63,6 +63,8 @@ export function createTelegramStore(db: Db) {
       settled = @settled, posted_at = @now, edited_at = @now, claim_token = NULL
       WHERE request_id = @id AND claim_token = @token AND message_id IS NULL`),
     release: db.prepare(`DELETE FROM telegram_messages WHERE request_id = ? AND claim_token = ? AND message_id IS NULL`),
+    adopt: db.prepare(`UPDATE telegram_messages SET message_id = @message_id, rendered_hash = NULL, settled = 0, posted_at = @now, edited_at = @now,
+      claim_token = NULL WHERE request_id = @id AND chat_id = @chat AND message_id IS NULL`),
     unsettled: db.prepare(`SELECT * FROM telegram_messages WHERE settled = 0 AND message_id IS NOT NULL ORDER BY posted_at LIMIT ?`),
     rendered: db.prepare(`UPDATE telegram_messages SET rendered_status = @status, rendered_hash = @hash, settled = @settled, edited_at = @now
       WHERE request_id = @id AND rendered_hash IS @previous`),
@@ -105,6 +107,15 @@ export function createTelegramStore(db: Db) {
     },
     release(requestId: string, token: string): void {
       s.release.run(requestId, token);
+    },
+    /**
+     * Records a message that was posted but whose post was never recorded (the
+     * poster died between Telegram's answer and its commit), found when an
+     * approver taps it. It is re-rendered at the next pass. False if a message
+     * is already recorded (or the claim is for another chat).
+     */
+    adopt(requestId: string, chatId: string, messageId: number, now: number): boolean {
+      return s.adopt.run({ id: requestId, chat: chatId, message_id: messageId, now }).changes === 1;
     },
     /** Messages whose request may still change. */
     unsettled(limit = 200): TelegramMessageRow[] {

@@ -384,11 +384,12 @@ export class ChaosClient {
     };
     let status = await settled(20_000);
     if (status === 'pending') {
-      // A tap under a post that a restart then re-posted is refused (it counts only under the request's own,
-      // recorded message): the approvers tap again under the latest post, or decide from the CLI without one.
+      // Still pending: taps that were lost with a killed broker, or a request not posted yet because a broker
+      // died holding its post claim (re-posted once the 60 s post lease lapses; one CLI vote cannot finish a
+      // tier-3 quorum). The approvers tap again under the latest post, waiting for it, or decide from the CLI.
       this.stats.decisionFallbacks++;
       for (const step of op.steps) {
-        const message = step.how === 'tap' ? this.world.messageFor(id) : undefined;
+        const message = step.how === 'tap' ? await this.waitMessage(id, 75_000) : undefined;
         if (message === undefined) await this.cliDecide(op, step.verdict, id);
         else this.world.tg.tap(step.user!, message, callbackData(step.verdict, id), { force: true });
       }

@@ -174,6 +174,31 @@ describe('Approve / Deny count only under the request\'s own message', () => {
     ]);
   });
 
+  it('a post that reached Telegram but was never recorded (the broker stopped mid-post) counts when tapped, and is adopted; a forged tap for it is still refused', async () => {
+    const a = await t.request();
+    const b = await t.request();
+    const msgA = await t.waitMessage(a);
+    const msgB = await t.waitMessage(b);
+    // What a broker killed between Telegram's answer and its commit leaves: a claim and no message id.
+    const lose = t.deps.db.prepare(`UPDATE telegram_messages SET message_id = NULL, claim_token = 'lost', claimed_at = ? WHERE request_id = ?`);
+    lose.run(Date.now(), a);
+    lose.run(Date.now(), b);
+
+    // A forged tap naming B under A's message: Telegram shows no such button there.
+    const forged = await tap(ALICE, msgA.message_id, `a:${b}`, true);
+    expect(forged.text).toMatch(/does not belong to this message/);
+    expect(t.deps.repo.getRequest(b)!.status).toBe('pending');
+    expect(t.deps.db.prepare('SELECT message_id FROM telegram_messages WHERE request_id = ?').pluck().get(b)).toBeNull();
+
+    // The real button under A's own message: approved, and the message is A's again.
+    const real = await tap(ALICE, msgA.message_id, `a:${a}`);
+    expect(real.text).not.toMatch(/Refused/);
+    expect(t.deps.repo.getRequest(a)!.status).toBe('approved');
+    expect(t.deps.db.prepare('SELECT message_id FROM telegram_messages WHERE request_id = ?').pluck().get(a)).toBe(msgA.message_id);
+    expect(audit('callback.refused').map((r) => [r.request_id, r.data.reason])).toEqual([[b, 'no approval message of this request was posted']]);
+    expect(msgB.message_id).not.toBe(msgA.message_id);
+  });
+
   it('a forged tap from the right message id in another chat is refused', async () => {
     const a = await t.request();
     const msgA = await t.waitMessage(a);
