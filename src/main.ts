@@ -126,7 +126,7 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
   const db = openDatabase(config.dbPath, { checkpoint: 'background' });
   started.add(() => db.close());
   const loose = looseDatabaseModes(config.dbPath);
-  if (loose.length > 0) log.warn({ loose }, 'other local users can read or write the database: chmod 700 its directory and 600 its files (docs/security.md)');
+  if (loose.length > 0) log.warn({ loose }, 'other local users can read or write the database: chmod 700 its directory and 600 its files, or move JIT_DB to a private directory (docs/security.md)');
   const checkpointer = startCheckpointer({ dbPath: config.dbPath, log });
   started.add(() => checkpointer.stop());
   const ids = createIdGenerator(() => clock.now());
