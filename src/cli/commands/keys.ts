@@ -35,6 +35,8 @@ function age(ms: number): string {
  * failed earlier run left live.
  */
 export async function keysCommand(args: string[], io: CliIo): Promise<number> {
+  // A kid is base64url, so one in 64 begins with "-": right after `revoke` it is the KID, not an option.
+  if (args[0] === 'revoke' && args[1]?.startsWith('-') && !['-h', '--help', '--'].includes(args[1])) args = ['revoke', '--', ...args.slice(1)];
   const { values, positionals } = parseCommandArgs(args, {}, USAGE);
   if (values.help) return (io.out(`usage: ${USAGE}`), 0);
   const [sub, ...rest] = positionals;

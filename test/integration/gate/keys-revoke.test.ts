@@ -148,4 +148,11 @@ describe('jit keys revoke', () => {
     expect(res.code).toBe(1);
     expect(res.stderr).toContain('no key AAAAAAAAAAAAAAAA');
   });
+
+  it('takes a kid that begins with "-" (base64url: one kid in 64) as the KID, not as an option', async () => {
+    for (const args of [['keys', 'revoke', '-eAAAAAAAAAAAAAA'], ['keys', 'revoke', '--', '-eAAAAAAAAAAAAAA']]) {
+      const res = await runJit(args, { JIT_DB: env.JIT_DB! });
+      expect([res.code, res.stderr.trim()], args.join(' ')).toEqual([1, expect.stringContaining('no key -eAAAAAAAAAAAAAA')]);
+    }
+  });
 });
