@@ -184,16 +184,15 @@ describe('concurrency and crash safety', () => {
     w.slow.script({ hang: true });
     const stuck = w.record('slow');
     const healthy = w.record('ci');
-    const d = w.dispatcher({ timeoutMs: 1_000, pollIntervalMs: 20, concurrency: 4 });
-    const started = Date.now();
+    const d = w.dispatcher({ timeoutMs: 3_000, pollIntervalMs: 20, concurrency: 4 });
     d.start();
-    await until(() => w.row(healthy.id).state === 'delivered', 900);
-    expect(Date.now() - started).toBeLessThan(900);
+    await until(() => w.row(healthy.id).state === 'delivered');
+    // Delivered while the hung attempt still waits for its answer: not queued behind it (an order, not a clock).
     expect(w.slow.requests).toHaveLength(1);
     expect(w.row(stuck.id).state).toBe('delivering');
     // The hung attempt times out on its own and is scheduled for a retry.
-    await until(() => w.row(stuck.id).state === 'pending', 3_000);
-    expect(w.row(stuck.id)).toMatchObject({ attempts: 1, last_status: null, last_error: 'no response within 1000 ms' });
+    await until(() => w.row(stuck.id).state === 'pending');
+    expect(w.row(stuck.id)).toMatchObject({ attempts: 1, last_status: null, last_error: 'no response within 3000 ms' });
     await d.stop();
   });
 

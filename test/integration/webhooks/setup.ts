@@ -12,6 +12,7 @@ import { createDispatcher, type DispatcherDeps } from '../../../src/webhooks/dis
 import { createKeyRing, type KeyRing } from '../../../src/webhooks/keys.ts';
 import { createOutboxSink, createOutboxStore, type OutboxRow } from '../../../src/webhooks/outbox.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../../fakes/webhook-receiver.ts';
+import { until as untilEvent } from '../../helpers/chaos-process.ts';
 import { HOOKS_TOKEN, captureLogger, insertRequest, policiesWith } from '../../unit/webhooks/helpers.ts';
 
 export { HOOKS_TOKEN };
@@ -136,10 +137,11 @@ export function databaseBytes(dbPath: string): string {
     .join('');
 }
 
-export async function until(check: () => boolean, timeoutMs = 3_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
+/**
+ * Polls every 10 ms until `check` holds, with no deadline of its own (the
+ * test's timeout is the bound, so a slow machine is waited for); the
+ * timeout argument callers pass is ignored, as in test/helpers.
+ */
+export async function until(check: () => boolean, _timeoutMs?: number): Promise<void> {
+  await untilEvent(() => check() || undefined, undefined, 'the condition', 10);
 }
