@@ -38,6 +38,8 @@ export const ITEM_BUTTONS_PER_PAGE = 8;
 
 /** Pages of drop/keep buttons for `items` items. */
 export const pageCount = (items: number) => Math.max(1, Math.ceil(items / ITEM_BUTTONS_PER_PAGE));
+/** The items a page of buttons shows, 1-based: `9–16`. */
+export const pageRange = (page: number, items: number) => `${page * ITEM_BUTTONS_PER_PAGE + 1}–${Math.min(items, (page + 1) * ITEM_BUTTONS_PER_PAGE)}`;
 
 const DRAFT_ID = /^[a-z2-7]{10}$/;
 
@@ -186,8 +188,7 @@ export function applyPanelAction(draft: DraftNarrowing, action: PanelAction, req
     case 'page': {
       const items = requested.resource === 'vault' ? requested.vault_paths.length : requested.refs.length;
       if (action.page >= pageCount(items)) return forged(`there is no page ${action.page + 1} of buttons for this request`);
-      const first = action.page * ITEM_BUTTONS_PER_PAGE + 1;
-      const answer = `${requested.resource === 'vault' ? 'Paths' : 'Refs'} ${first}–${Math.min(items, first + ITEM_BUTTONS_PER_PAGE - 1)} of ${items}`;
+      const answer = `${requested.resource === 'vault' ? 'Paths' : 'Refs'} ${pageRange(action.page, items)} of ${items}`;
       return next({ ...draft, page: action.page }, (draft.page ?? 0) !== action.page, answer);
     }
     case 'approve':

@@ -3,7 +3,7 @@ import { inertText } from '../lib/inert-text.ts';
 import { ceilingOf, describeDifference, grantDifference, grantOf, requestedGrant, sameGrant, type Grant } from '../broker/narrowing.ts';
 import type { GateScope, RequestRow, RequestStatus, VaultScope } from '../broker/repository.ts';
 import { TELEGRAM_TEXT_LIMIT, cut, ellipsize, escapeHtml, formatTime, visibleLength } from './html.ts';
-import { ITEM_BUTTONS_PER_PAGE, buttonLabel, draftGrant, openPanelData, pageCount, panelData, ttlChoices, type DraftNarrowing } from './narrowing-panel.ts';
+import { ITEM_BUTTONS_PER_PAGE, buttonLabel, draftGrant, openPanelData, pageCount, pageRange, panelData, ttlChoices, type DraftNarrowing } from './narrowing-panel.ts';
 
 /** One approver's vote, as stored by decideRequest. */
 export interface VoteView {
@@ -151,7 +151,18 @@ export function renderApproval(view: ApprovalView): RenderedApproval {
     (k) => ({ ...k, names: false }),
     (k) => ({ ...k, reasonMax: 0, outcomeReasonMax: 0 }),
   ];
-  const over = (k: Knobs) => visibleLength(compose(view, k)) - TELEGRAM_TEXT_LIMIT;
+  // Each setting of the knobs is composed once, however often the steps below ask how far over it is.
+  const composed = new Map<string, { html: string; over: number }>();
+  const measure = (k: Knobs) => {
+    const key = `${k.reasonMax}|${k.outcomeReasonMax}|${k.grantForm}|${k.names}`;
+    let m = composed.get(key);
+    if (!m) {
+      const html = compose(view, k);
+      composed.set(key, (m = { html, over: visibleLength(html) - TELEGRAM_TEXT_LIMIT }));
+    }
+    return m;
+  };
+  const over = (k: Knobs) => measure(k).over;
   let knobs: Knobs = { reasonMax: reasonLength, outcomeReasonMax: 2000, grantForm: 'list', names: true };
   for (const step of steps) {
     if (over(knobs) <= 0) break;
@@ -163,7 +174,7 @@ export function renderApproval(view: ApprovalView): RenderedApproval {
     // Only a request stored before the limits can get here. Its pairs are not cut: it is not shown, and not approvable here.
     return { html: tooLargeToShow(view, knobs), keyboard: pending ? [[{ text: '❌ Deny', callback_data: callbackData('deny', request.id) }]] : [], ...status, shownWhole: false };
   }
-  const html = compose(view, knobs);
+  const { html } = measure(knobs);
   const grants = grantsOf(view);
   return {
     html,
@@ -270,7 +281,7 @@ function panelKeyboard(view: ApprovalView, draft: DraftView, g: Grants): InlineB
       rows.push([{ text: `${drop ? '✂️ drop' : '↩️ keep'} ${buttonLabel(item)}`, callback_data: panelData(draft.id, { kind, drop, index }) }]);
     });
     if (pages > 1) {
-      const range = (p: number) => `${p * ITEM_BUTTONS_PER_PAGE + 1}–${Math.min(items.length, (p + 1) * ITEM_BUTTONS_PER_PAGE)}`;
+      const range = (p: number) => pageRange(p, items.length);
       const nav: InlineButton[] = [];
       if (page > 0) nav.push({ text: `◀ ${kind}s ${range(page - 1)}`, callback_data: panelData(draft.id, { kind: 'page', page: page - 1 }) });
       if (page < pages - 1) nav.push({ text: `${kind}s ${range(page + 1)} ▶`, callback_data: panelData(draft.id, { kind: 'page', page: page + 1 }) });
