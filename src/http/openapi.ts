@@ -33,6 +33,9 @@ import { problemBody } from './problem.ts';
 
 type Json = Record<string, unknown>;
 
+/** How long a cache may keep the JWKS: a revoked key leaves HTTP caches within a minute (served by public-routes.ts). */
+export const JWKS_CACHE_CONTROL = 'public, max-age=60';
+
 const COMPONENT = (id: string) => `#/components/schemas/${id}`;
 const ref = (id: string) => ({ $ref: COMPONENT(id) });
 
@@ -292,7 +295,7 @@ export function createOpenApiDocument(opts: OpenApiOptions = {}): Json {
         summary: 'Public signing keys',
         description: 'Verifies gate credentials (JWT `kid`) and decision webhook signatures. Previous keys stay listed for 7 days after a rotation.',
         security: [],
-        responses: { '200': jsonResponse('The JWKS', ref('Jwks'), { headers: { 'Cache-Control': { schema: { type: 'string' }, example: 'public, max-age=60' } } }) },
+        responses: { '200': jsonResponse('The JWKS', ref('Jwks'), { headers: { 'Cache-Control': { schema: { type: 'string' }, example: JWKS_CACHE_CONTROL } } }) },
       },
     },
     '/gate/verify': {

@@ -4,6 +4,7 @@ import { BrokerError } from '../../broker/errors.ts';
 import { verifyGateCredential } from '../../broker/gate-credential.ts';
 import { GateVerifyBody, describeZodError } from '../../broker/schemas.ts';
 import { readJson, type AppEnv, type AppTelegram } from '../app.ts';
+import { JWKS_CACHE_CONTROL } from '../openapi.ts';
 import { createOutboxStore } from '../../webhooks/outbox.ts';
 
 /** Unauthenticated endpoints. */
@@ -40,7 +41,7 @@ export function publicRoutes(deps: BrokerDeps, telegram?: AppTelegram) {
 
   app.get('/.well-known/jwks.json', (c) => {
     // Short: after `jit keys revoke` a cached copy would keep trusting the key for this long.
-    c.header('Cache-Control', 'public, max-age=60');
+    c.header('Cache-Control', JWKS_CACHE_CONTROL);
     return c.json(deps.keys.jwks());
   });
 
