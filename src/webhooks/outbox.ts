@@ -338,31 +338,26 @@ export function createOutboxSink(deps: OutboxSinkDeps): DecisionSink {
 
   return {
     record(request: RequestRow, type: DecisionEventType, at: number): void {
-      const credentialIssued = (hasCredential.get(request.id) as number) > 0;
-      if (!deps.policies) {
-        const id = deps.ids.next('evt');
-        const facts = buildEventFacts({ id, request, type, at, target: undefined, credentialIssued });
-        const row = { id, request_id: request.id, type: facts.event.type, target: 'unresolved' as const, url: null, url_source: 'config' as const, session_key: request.session_key };
-        if (store.insert({ ...row, body_format: 'facts', body: JSON.stringify(facts), state: 'pending', next_attempt_at: at, last_error: null, created_at: at })) deps.notify?.();
-        return;
-      }
       let target: WebhookTarget | undefined;
-      try {
-        target = deps.policies.current().agents.get(request.agent_name)?.webhook;
-      } catch (err) {
-        deps.log.error({ err, request_id: request.id, event: type }, 'no policy loaded: decision webhook not recorded');
-        return;
+      if (deps.policies) {
+        try {
+          target = deps.policies.current().agents.get(request.agent_name)?.webhook;
+        } catch (err) {
+          deps.log.error({ err, request_id: request.id, event: type }, 'no policy loaded: decision webhook not recorded');
+          return;
+        }
+        if (!target) return;
       }
-      if (!target) return;
 
+      const credentialIssued = (hasCredential.get(request.id) as number) > 0;
       const id = deps.ids.next('evt');
       const facts = buildEventFacts({ id, request, type, at, target, credentialIssued });
-      const { url, problem } = addressOf(target);
+      const { url, problem }: { url: string | null; problem?: string } = target ? addressOf(target) : { url: null };
       const inserted = store.insert({
         id,
         request_id: request.id,
         type: facts.event.type,
-        target: target.kind,
+        target: target?.kind ?? 'unresolved',
         url,
         url_source: url === null ? 'config' : 'policy',
         session_key: request.session_key,
@@ -375,7 +370,7 @@ export function createOutboxSink(deps: OutboxSinkDeps): DecisionSink {
       });
       if (!inserted) return;
       if (problem) {
-        deadOnArrival(audit, { id, requestId: request.id, type: facts.event.type, target: target.kind }, at);
+        deadOnArrival(audit, { id, requestId: request.id, type: facts.event.type, target: target!.kind }, at);
         deps.log.warn({ event_id: id, request_id: request.id, type: facts.event.type }, `decision webhook not sent: ${problem}`);
         return;
       }
