@@ -287,17 +287,18 @@ export function resolveTargetUrl(
 }
 
 /**
- * Whether the OpenClaw hooks token may go to `url`: only when it is the
- * configured OpenClaw's origin (scheme, host and port). A per-agent webhook
- * URL in a policy file pointing elsewhere never gets it, so a policy entry
- * (or a typo in one) cannot hand the gateway's token to another server.
+ * The only origin (scheme, host and port) the OpenClaw hooks token may go
+ * to: the configured OpenClaw's; undefined when there is no token (or the
+ * URL does not parse), so it goes nowhere. A per-agent webhook URL in a
+ * policy file pointing elsewhere never gets it, so a policy entry (or a
+ * typo in one) cannot hand the gateway's token to another server.
  */
-export function mayCarryHooksToken(url: string, config: Pick<Config, 'openclaw'>): boolean {
-  if (!config.openclaw?.hooksToken) return false;
+export function hooksTokenOrigin(config: Pick<Config, 'openclaw'>): string | undefined {
+  if (!config.openclaw?.hooksToken) return undefined;
   try {
-    return new URL(url).origin === new URL(config.openclaw.hooksUrl).origin;
+    return new URL(config.openclaw.hooksUrl).origin;
   } catch {
-    return false;
+    return undefined;
   }
 }
 
