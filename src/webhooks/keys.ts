@@ -472,13 +472,13 @@ export function createKeyRing(deps: {
     list(): KeyInfo[] {
       refresh();
       return prune(file).keys.map((k) => ({
-          kid: k.kid,
-          status: statusOf(k),
-          source: k.source,
-          createdAt: ms(k.created_at),
-          ...(k.retired_at ? { retiredAt: ms(k.retired_at) } : {}),
-          ...(k.revoked_at ? { revokedAt: ms(k.revoked_at) } : k.retired_at ? { dropsAt: ms(k.retired_at) + graceMs } : {}),
-        }));
+        kid: k.kid,
+        status: statusOf(k),
+        source: k.source,
+        createdAt: ms(k.created_at),
+        ...(k.retired_at ? { retiredAt: ms(k.retired_at) } : {}),
+        ...(k.revoked_at ? { revokedAt: ms(k.revoked_at) } : k.retired_at ? { dropsAt: ms(k.retired_at) + graceMs } : {}),
+      }));
     },
     revoke(kid: string): RevokeResult {
       rereadFile();
