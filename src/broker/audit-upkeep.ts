@@ -2,8 +2,9 @@ import type { Db } from '../db/open.ts';
 import type { Clock } from '../lib/clock.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { KeyRing } from '../webhooks/keys.ts';
-import { AUDIT_WINDOW_MS, signAuditHead, type AuditLog } from './audit.ts';
+import { signAuditHead, type AuditLog } from './audit.ts';
 import type { Repository } from './repository.ts';
+import { RATE_WINDOW_MS } from './request-credential.ts';
 
 /** How often the chain head is signed while it moves (and at every shutdown). */
 export const AUDIT_HEAD_INTERVAL_MS = 60_000;
@@ -25,7 +26,7 @@ export function startAuditUpkeep(deps: { db: Db; audit: AuditLog; repo: Reposito
   const closeWindows = (all: boolean) => {
     try {
       audit.closeWindows(clock.now(), { all });
-      if (opts.primary) repo.pruneRefusals(clock.now() - AUDIT_WINDOW_MS);
+      if (opts.primary) repo.pruneRefusals(clock.now() - RATE_WINDOW_MS);
     } catch (err) {
       log.warn({ err }, 'could not write the audit log’s suppressed counts; will retry');
     }

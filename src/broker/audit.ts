@@ -1,6 +1,7 @@
-import { createHash, createPublicKey, verify as verifySignature, type KeyObject } from 'node:crypto';
+import { createHash, verify as verifySignature, type KeyObject } from 'node:crypto';
 import type { Db } from '../db/open.ts';
 import { canonicalJson } from '../lib/canonical-json.ts';
+import { publicKeyObject } from '../lib/ed25519-key.ts';
 import type { Jwks, Signer } from '../webhooks/keys.ts';
 
 export const GENESIS_HASH = '0'.repeat(64);
@@ -318,7 +319,7 @@ export function verifyAuditChain(db: Db, opts: { onProgress?: (entries: number) 
   let forged: AuditHead | undefined;
   let disagreeing: AuditHead | undefined;
   if (opts.jwks) {
-    const keys = new Map<string, KeyObject>(opts.jwks.keys.map((k) => [k.kid, createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: k.x }, format: 'jwk' })]));
+    const keys = new Map<string, KeyObject>(opts.jwks.keys.map((k) => [k.kid, publicKeyObject(k.x)]));
     const unknown = new Set<string>();
     for (const head of db.prepare('SELECT seq, hash, at, kid, signature FROM audit_heads ORDER BY id').iterate() as Iterable<AuditHead>) {
       const key = keys.get(head.kid);

@@ -6,8 +6,6 @@ import { GATE_ISSUER, signGateJwt, verifyGateJwt, type GateClaims, type GateVerd
 import { grantToMint } from './narrowing.ts';
 import type { CredentialRow, GateScope, RequestRow } from './repository.ts';
 
-export { GATE_CLOCK_SKEW_SECONDS, GATE_ISSUER, signGateJwt, verifyGateJwt, type GateClaims, type GateVerdict } from './gate-jwt.ts';
-
 export interface GatePushCredential {
   type: 'gate_push';
   credential: string;
@@ -32,9 +30,10 @@ export function mintGateCredential(deps: BrokerDeps, request: RequestRow): { ok:
   const iat = Math.floor(now / 1000);
   const exp = iat + granted.ttl_seconds;
   const jti = `gate_${randomBytes(16).toString('hex')}`;
-  const jwt = signGateJwt(deps.keys, { iss: GATE_ISSUER, sub: request.agent_name, repo: scope.repo, refs: scope.refs, iat, exp, jti, request_id: request.id });
-  // The kid it was signed with, from its own header (the key ring may have moved on since): `jit keys revoke` finds it by this.
-  const kid = (JSON.parse(Buffer.from(jwt.slice(0, jwt.indexOf('.')), 'base64url').toString()) as { kid: string }).kid;
+  // One key for the JWT and the audit entry's kid (the key ring may move on meanwhile): `jit keys revoke` finds the credential by this kid.
+  const signer = deps.keys.current();
+  const kid = signer.kid;
+  const jwt = signGateJwt({ current: () => signer }, { iss: GATE_ISSUER, sub: request.agent_name, repo: scope.repo, refs: scope.refs, iat, exp, jti, request_id: request.id });
   const credentialId = ids.next('cred');
   try {
     db.transaction(() => {

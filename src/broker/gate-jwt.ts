@@ -1,4 +1,5 @@
-import { createPublicKey, verify as verifySignature, type KeyObject } from 'node:crypto';
+import { verify as verifySignature } from 'node:crypto';
+import { publicKeyObject } from '../lib/ed25519-key.ts';
 import type { Jwks, KeyRing } from '../webhooks/keys.ts';
 import { vaultGlobMatch } from './policy/glob.ts';
 
@@ -37,19 +38,6 @@ export function signGateJwt(keys: Pick<KeyRing, 'current'>, claims: GateClaims):
   const payload = b64url(JSON.stringify(claims));
   const signature = signer.sign(new TextEncoder().encode(`${header}.${payload}`));
   return `${header}.${payload}.${b64url(signature)}`;
-}
-
-/** Parsed public keys by JWK `x`: parsing one costs more than a tenth of a verification, and there are only a few keys. */
-const keyObjects = new Map<string, KeyObject>();
-
-function publicKeyObject(x: string): KeyObject {
-  let key = keyObjects.get(x);
-  if (!key) {
-    key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' });
-    if (keyObjects.size >= 64) keyObjects.clear();
-    keyObjects.set(x, key);
-  }
-  return key;
 }
 
 /**

@@ -120,7 +120,6 @@ export function createRepository(db: Db) {
         SELECT created_at AS at FROM requests WHERE agent_id = @agent AND created_at > @since
         UNION ALL SELECT at FROM agent_refusals WHERE agent_id = @agent AND at > @since)
       ORDER BY at DESC LIMIT 1 OFFSET @offset`),
-    refusalPruneAgent: db.prepare(`DELETE FROM agent_refusals WHERE agent_id = ? AND at <= ?`),
     refusalInsert: db.prepare(`INSERT INTO agent_refusals (agent_id, at) VALUES (?, ?)`),
     refusalPrune: db.prepare(`DELETE FROM agent_refusals WHERE at <= ?`),
     // No write at all when the grant is known: a repeated grant dirties no page here.
@@ -276,9 +275,8 @@ export function createRepository(db: Db) {
     nthNewestSince(agentId: string, since: number, n: number): number | undefined {
       return s.nthNewest.pluck().get({ agent: agentId, since, offset: n - 1 }) as number | undefined;
     },
-    /** Records a policy refusal for the rate limit, dropping this agent's records at or before `expired`. */
-    recordRefusal(agentId: string, at: number, expired: number): void {
-      s.refusalPruneAgent.run(agentId, expired);
+    /** Records a policy refusal for the rate limit (the audit upkeep timer prunes old ones: {@link pruneRefusals}). */
+    recordRefusal(agentId: string, at: number): void {
       s.refusalInsert.run(agentId, at);
     },
     /** Drops every refusal record at or before `expired` (agents that went quiet or were removed). */

@@ -183,7 +183,7 @@ function replayIdempotent(deps: BrokerDeps, agent: Agent, key: string, bodyHash:
 }
 
 /** The per-agent rate limit's sliding window (`JIT_RATE_PER_MINUTE`). */
-const RATE_WINDOW_MS = 60_000;
+export const RATE_WINDOW_MS = 60_000;
 
 /**
  * A policy refusal (403) counts toward the agent's per-minute limit, so an
@@ -199,7 +199,7 @@ function refuse(deps: BrokerDeps, agent: Agent, code: string, data: Record<strin
   deps.db.transaction(() => {
     assertNotRemoved(deps, agent);
     checkRateLimits(deps, agent, now, false);
-    deps.repo.recordRefusal(agent.id, now, now - RATE_WINDOW_MS);
+    deps.repo.recordRefusal(agent.id, now);
     const what = canonicalJson({ code, pair: data['pair'] ?? null, session_key: data['session_key'] ?? null });
     deps.audit.appendCoalesced(`${agent.id}\n${what}`, { event: 'request.rejected', actor: `agent:${agent.name}`, data: { agent: agent.name, code, ...data } }, now);
   })();

@@ -6,7 +6,7 @@ import type { Clock } from '../lib/clock.ts';
 import { scrubSecrets, type Logger } from '../lib/logger.ts';
 import { randomToken } from '../lib/secrets.ts';
 import type { KeyRing } from './keys.ts';
-import { createOutboxStore, mayCarryHooksToken, redactUrl, resolveTargetUrl, type OutboxRow } from './outbox.ts';
+import { createOutboxStore, hooksTokenOrigin, redactUrl, resolveTargetUrl, type OutboxRow } from './outbox.ts';
 import { renderEventBody, type EventFacts } from './payloads.ts';
 import { DEFAULT_RETRY_SCHEDULE_MS, nextAttemptDelay, parseRetryAfter } from './retry.ts';
 import { signWebhook } from './sign.ts';
@@ -110,6 +110,8 @@ type Outcome = 'delivered' | 'retried' | 'dead' | 'released' | 'lost';
 /** What one attempt came to, waiting to be committed. */
 interface Settled {
   row: OutboxRow;
+  /** Where it was sent (null: no target), as resolved for the attempt. */
+  url: string | null;
   outcome: 'delivered' | 'retried' | 'dead';
   status: number | null;
   error?: string;
@@ -162,6 +164,16 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
   const schedule = deps.schedule ?? DEFAULT_RETRY_SCHEDULE_MS;
   const instance = randomToken(6);
   const hooksToken = config.openclaw?.hooksToken;
+  const hooksOrigin = hooksTokenOrigin(config);
+  /** Whether the OpenClaw hooks token may go to `url`: see {@link hooksTokenOrigin}. */
+  const mayCarryHooksToken = (url: string): boolean => {
+    if (hooksOrigin === undefined) return false;
+    try {
+      return new URL(url).origin === hooksOrigin;
+    } catch {
+      return false;
+    }
+  };
 
   if (config.openclaw && !hooksToken) {
     log.warn('OPENCLAW_HOOKS_URL is set but OPENCLAW_HOOKS_TOKEN is not; OpenClaw will answer 401 and events will be dead-lettered');
@@ -250,7 +262,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
   /** After the commit: metrics and logs. */
   function report(p: Settled, changed: boolean): Outcome {
     const { row, outcome } = p;
-    const fields = { event_id: row.id, request_id: row.request_id, type: row.type, target: row.target, url: redactUrl(resolveTargetUrl(row, config).url ?? null), attempt: row.attempts, status: p.status };
+    const fields = { event_id: row.id, request_id: row.request_id, type: row.type, target: row.target, url: redactUrl(p.url), attempt: row.attempts, status: p.status };
     if (!changed) {
       log.warn(fields, 'webhook outcome not recorded: the lease expired and another dispatcher took the event over');
       return 'lost';
@@ -386,25 +398,25 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
 
   // ---- One attempt ----
 
-  function failed(row: OutboxRow, status: number | null, error: string, reason: string, retryAfterMs?: number): Settled {
+  function failed(row: OutboxRow, url: string, status: number | null, error: string, reason: string, retryAfterMs?: number): Settled {
     const delay = nextAttemptDelay({ attempt: row.attempts, schedule, ...(deps.jitter !== undefined ? { jitter: deps.jitter } : {}), ...(deps.random ? { random: deps.random } : {}), retryAfterMs });
     if (delay === undefined) {
-      return { row, outcome: 'dead', status, error: `gave up after ${row.attempts} attempts; last: ${error}`, reason: 'exhausted' };
+      return { row, url, outcome: 'dead', status, error: `gave up after ${row.attempts} attempts; last: ${error}`, reason: 'exhausted' };
     }
-    return { row, outcome: 'retried', status, error, reason, nextAttemptAt: clock.now() + delay };
+    return { row, url, outcome: 'retried', status, error, reason, nextAttemptAt: clock.now() + delay };
   }
 
   async function attempt(row: OutboxRow): Promise<Settled | 'released'> {
     // Target, token and body are the service's, decided now: whoever wrote the row (the service, or
     // `jit approve` in a shell with other settings) wrote only the event's facts.
     const target = resolveTargetUrl(row, config);
-    if (target.url === undefined || row.target === 'unresolved') return { row, outcome: 'dead', status: null, error: target.problem ?? 'no target', reason: 'not_configured' };
+    if (target.url === undefined || row.target === 'unresolved') return { row, url: null, outcome: 'dead', status: null, error: target.problem ?? 'no target', reason: 'not_configured' };
     const url = target.url;
     let body: string;
     try {
       body = row.body_format === 'facts' ? renderEventBody(JSON.parse(row.body) as EventFacts, row.target, config.publicUrl) : row.body;
     } catch (err) {
-      return { row, outcome: 'dead', status: null, error: `the stored event does not render: ${clean((err as Error).message)}`, reason: 'bad_event' };
+      return { row, url, outcome: 'dead', status: null, error: `the stored event does not render: ${clean((err as Error).message)}`, reason: 'bad_event' };
     }
     let headers: Record<string, string>;
     try {
@@ -415,11 +427,11 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       };
     } catch (err) {
       log.error({ err, event_id: row.id }, 'could not sign decision webhook');
-      return failed(row, null, `signing failed: ${clean((err as Error).message)}`, 'signing');
+      return failed(row, url, null, `signing failed: ${clean((err as Error).message)}`, 'signing');
     }
     let token: 'sent' | 'unset' | 'other_origin' = 'unset';
     if (row.target === 'openclaw') {
-      if (mayCarryHooksToken(url, config)) {
+      if (mayCarryHooksToken(url)) {
         headers.authorization = `Bearer ${hooksToken}`;
         token = 'sent';
       } else if (hooksToken) {
@@ -450,22 +462,22 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
         store.release(row.id, row.lease_owner!, clock.now());
         return 'released';
       }
-      if (abortedBy === 'timeout') return failed(row, null, `no response within ${timeoutMs} ms`, 'timeout');
+      if (abortedBy === 'timeout') return failed(row, url, null, `no response within ${timeoutMs} ms`, 'timeout');
       const cause = (err as Error & { cause?: Error }).cause;
-      return failed(row, null, `network error: ${clean(cause?.message ?? (err as Error).message)}`, 'network');
+      return failed(row, url, null, `network error: ${clean(cause?.message ?? (err as Error).message)}`, 'network');
     } finally {
       clearTimeout(timer);
       inFlightAborts.delete(onStop);
     }
 
     const status = res.status;
-    if (status >= 200 && status < 300) return { row, outcome: 'delivered', status, reason: 'ok' };
+    if (status >= 200 && status < 300) return { row, url, outcome: 'delivered', status, reason: 'ok' };
     const error = `HTTP ${status}${res.body ? `: ${clean(res.body)}` : ''}`;
     if (row.target === 'openclaw' && OPENCLAW_CONFIG_ERRORS.has(status)) {
-      return { row, outcome: 'dead', status, error: `${error} — ${openClawHint(status, token)}`, reason: 'configuration' };
+      return { row, url, outcome: 'dead', status, error: `${error} — ${openClawHint(status, token)}`, reason: 'configuration' };
     }
-    if (status === 410) return { row, outcome: 'dead', status, error: `${error} — the receiver says the endpoint is gone`, reason: 'gone' };
-    return failed(row, status, error, `http_${status}`, parseRetryAfter(res.headers.get('retry-after'), clock.now()));
+    if (status === 410) return { row, url, outcome: 'dead', status, error: `${error} — the receiver says the endpoint is gone`, reason: 'gone' };
+    return failed(row, url, status, error, `http_${status}`, parseRetryAfter(res.headers.get('retry-after'), clock.now()));
   }
 
   // ---- Running ----

@@ -74,14 +74,6 @@ export interface KeyInfo {
   revokedAt?: number;
 }
 
-/** What the ring knows of one key id, published or not. */
-export interface KeyLookup {
-  /** The public key (never the private one). */
-  jwk: OkpJwk;
-  status: KeyInfo['status'];
-  revokedAt?: number;
-}
-
 export interface RevokeResult {
   revoked: string;
   /** The current key after the revocation. */
@@ -106,13 +98,6 @@ export interface KeyRing {
    */
   revoke(kid: string): RevokeResult;
   isRevoked(kid: string): boolean;
-  /**
-   * A key by id: current, previous (even past its grace period, while the
-   * file still holds it) or revoked. For checking old signatures locally
-   * (audit chain heads); a revoked key's signature proves nothing about
-   * when it was made, so callers must treat it as untrusted.
-   */
-  lookup(kid: string): KeyLookup | undefined;
   /** Where keys are kept: a file path, or `memory` (`:memory:` database, tests). */
   readonly location: string;
 }
@@ -271,6 +256,12 @@ export function createKeyRing(deps: {
       keys: f.keys.map((k) => (k.retired_at ? k : { kid: k.kid, x: k.x, source: k.source, created_at: k.created_at, retired_at: iso(now) })),
     };
   }
+  /** Retires the current entry and puts a newly generated key first, as the current one. */
+  function withNewCurrent(f: KeyFile): KeyFile {
+    const next = retireCurrent(f);
+    next.keys.unshift(newEntry(ed.utils.randomSecretKey(), 'generated'));
+    return next;
+  }
   function prune(f: KeyFile): KeyFile {
     const now = clock.now();
     return { version: 1, keys: f.keys.filter((k) => !k.retired_at || k.revoked_at || ms(k.retired_at) + graceMs > now) };
@@ -420,6 +411,13 @@ export function createKeyRing(deps: {
     return k.revoked_at ? 'revoked' : k.retired_at ? 'previous' : 'current';
   }
 
+  /** Before a write: takes the key file as it is on disk now (another process may have changed it). */
+  function rereadFile(): void {
+    if (!path) return;
+    const onDisk = readFile();
+    if (onDisk) file = onDisk;
+  }
+
   /** The file's identity on disk, or '' when it does not exist. */
   function diskStamp(): string {
     try {
@@ -462,13 +460,9 @@ export function createKeyRing(deps: {
       if (envSeed) {
         throw new KeyRingError('the signing key comes from JIT_SIGNING_KEY; to rotate, set JIT_SIGNING_KEY to a new key and restart (the old key stays published for the grace period)');
       }
-      if (path) {
-        const onDisk = readFile();
-        if (onDisk) file = onDisk;
-      }
+      rereadFile();
       const retiredKid = file.keys.find((k) => !k.retired_at)?.kid ?? '-';
-      const f = prune(retireCurrent(file));
-      f.keys.unshift(newEntry(ed.utils.randomSecretKey(), 'generated'));
+      const f = prune(withNewCurrent(file));
       if (path) writeFile(f);
       file = f;
       setLive(f.keys[0]!);
@@ -477,23 +471,17 @@ export function createKeyRing(deps: {
     },
     list(): KeyInfo[] {
       refresh();
-      const now = clock.now();
-      return file.keys
-        .filter((k) => !k.retired_at || k.revoked_at || ms(k.retired_at) + graceMs > now)
-        .map((k) => ({
-          kid: k.kid,
-          status: statusOf(k),
-          source: k.source,
-          createdAt: ms(k.created_at),
-          ...(k.retired_at ? { retiredAt: ms(k.retired_at) } : {}),
-          ...(k.revoked_at ? { revokedAt: ms(k.revoked_at) } : k.retired_at ? { dropsAt: ms(k.retired_at) + graceMs } : {}),
-        }));
+      return prune(file).keys.map((k) => ({
+        kid: k.kid,
+        status: statusOf(k),
+        source: k.source,
+        createdAt: ms(k.created_at),
+        ...(k.retired_at ? { retiredAt: ms(k.retired_at) } : {}),
+        ...(k.revoked_at ? { revokedAt: ms(k.revoked_at) } : k.retired_at ? { dropsAt: ms(k.retired_at) + graceMs } : {}),
+      }));
     },
     revoke(kid: string): RevokeResult {
-      if (path) {
-        const onDisk = readFile();
-        if (onDisk) file = onDisk;
-      }
+      rereadFile();
       const entry = file.keys.find((k) => k.kid === kid);
       if (!entry) {
         throw new KeyRingError(`no key ${kid} in ${path ?? 'memory'} (a key that is not listed by "jit keys list" is already out of the JWKS)`);
@@ -508,8 +496,7 @@ export function createKeyRing(deps: {
         if (entry.source === 'env') {
           throw new KeyRingError(`key ${kid} is the current key and comes from JIT_SIGNING_KEY; set JIT_SIGNING_KEY to a new key and restart the service, then revoke ${kid}`);
         }
-        f = retireCurrent(f);
-        f.keys.unshift(newEntry(ed.utils.randomSecretKey(), 'generated'));
+        f = withNewCurrent(f);
       }
       const now = iso(clock.now());
       f = prune({
@@ -525,12 +512,6 @@ export function createKeyRing(deps: {
     isRevoked(kid: string): boolean {
       refresh();
       return file.keys.some((k) => k.kid === kid && k.revoked_at !== undefined);
-    },
-    lookup(kid: string): KeyLookup | undefined {
-      refresh();
-      const k = file.keys.find((e) => e.kid === kid);
-      if (!k) return undefined;
-      return { jwk: publicJwk(Buffer.from(k.x, 'base64url')), status: statusOf(k), ...(k.revoked_at ? { revokedAt: ms(k.revoked_at) } : {}) };
     },
   };
 }

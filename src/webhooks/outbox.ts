@@ -287,17 +287,18 @@ export function resolveTargetUrl(
 }
 
 /**
- * Whether the OpenClaw hooks token may go to `url`: only when it is the
- * configured OpenClaw's origin (scheme, host and port). A per-agent webhook
- * URL in a policy file pointing elsewhere never gets it, so a policy entry
- * (or a typo in one) cannot hand the gateway's token to another server.
+ * The only origin (scheme, host and port) the OpenClaw hooks token may go
+ * to: the configured OpenClaw's; undefined when there is no token (or the
+ * URL does not parse), so it goes nowhere. A per-agent webhook URL in a
+ * policy file pointing elsewhere never gets it, so a policy entry (or a
+ * typo in one) cannot hand the gateway's token to another server.
  */
-export function mayCarryHooksToken(url: string, config: Pick<Config, 'openclaw'>): boolean {
-  if (!config.openclaw?.hooksToken) return false;
+export function hooksTokenOrigin(config: Pick<Config, 'openclaw'>): string | undefined {
+  if (!config.openclaw?.hooksToken) return undefined;
   try {
-    return new URL(url).origin === new URL(config.openclaw.hooksUrl).origin;
+    return new URL(config.openclaw.hooksUrl).origin;
   } catch {
-    return false;
+    return undefined;
   }
 }
 
@@ -338,31 +339,26 @@ export function createOutboxSink(deps: OutboxSinkDeps): DecisionSink {
 
   return {
     record(request: RequestRow, type: DecisionEventType, at: number): void {
-      const credentialIssued = (hasCredential.get(request.id) as number) > 0;
-      if (!deps.policies) {
-        const id = deps.ids.next('evt');
-        const facts = buildEventFacts({ id, request, type, at, target: undefined, credentialIssued });
-        const row = { id, request_id: request.id, type: facts.event.type, target: 'unresolved' as const, url: null, url_source: 'config' as const, session_key: request.session_key };
-        if (store.insert({ ...row, body_format: 'facts', body: JSON.stringify(facts), state: 'pending', next_attempt_at: at, last_error: null, created_at: at })) deps.notify?.();
-        return;
-      }
       let target: WebhookTarget | undefined;
-      try {
-        target = deps.policies.current().agents.get(request.agent_name)?.webhook;
-      } catch (err) {
-        deps.log.error({ err, request_id: request.id, event: type }, 'no policy loaded: decision webhook not recorded');
-        return;
+      if (deps.policies) {
+        try {
+          target = deps.policies.current().agents.get(request.agent_name)?.webhook;
+        } catch (err) {
+          deps.log.error({ err, request_id: request.id, event: type }, 'no policy loaded: decision webhook not recorded');
+          return;
+        }
+        if (!target) return;
       }
-      if (!target) return;
 
+      const credentialIssued = (hasCredential.get(request.id) as number) > 0;
       const id = deps.ids.next('evt');
       const facts = buildEventFacts({ id, request, type, at, target, credentialIssued });
-      const { url, problem } = addressOf(target);
+      const { url, problem }: { url: string | null; problem?: string } = target ? addressOf(target) : { url: null };
       const inserted = store.insert({
         id,
         request_id: request.id,
         type: facts.event.type,
-        target: target.kind,
+        target: target?.kind ?? 'unresolved',
         url,
         url_source: url === null ? 'config' : 'policy',
         session_key: request.session_key,
@@ -375,7 +371,7 @@ export function createOutboxSink(deps: OutboxSinkDeps): DecisionSink {
       });
       if (!inserted) return;
       if (problem) {
-        deadOnArrival(audit, { id, requestId: request.id, type: facts.event.type, target: target.kind }, at);
+        deadOnArrival(audit, { id, requestId: request.id, type: facts.event.type, target: target!.kind }, at);
         deps.log.warn({ event_id: id, request_id: request.id, type: facts.event.type }, `decision webhook not sent: ${problem}`);
         return;
       }

@@ -1,4 +1,5 @@
-import { createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { publicKeyObject } from '../lib/ed25519-key.ts';
 import type { Jwks, OkpJwk } from './keys.ts';
 
 /** Anything that signs raw bytes with Ed25519 (the key ring's current key). */
@@ -59,7 +60,7 @@ function importKeys(jwks: Jwks | { keys: unknown[] }): { kid: string; key: KeyOb
     if (!k || k.kty !== 'OKP' || k.crv !== 'Ed25519' || typeof k.x !== 'string') continue;
     if (k.use !== undefined && k.use !== 'sig') continue;
     try {
-      out.push({ kid: k.kid ?? '', key: createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: k.x }, format: 'jwk' }) });
+      out.push({ kid: k.kid ?? '', key: publicKeyObject(k.x) });
     } catch {
       /* malformed key: skip it */
     }

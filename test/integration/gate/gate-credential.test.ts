@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import { createHmac } from 'node:crypto';
 import { decideRequest } from '../../../src/broker/decide.ts';
-import { signGateJwt } from '../../../src/broker/gate-credential.ts';
+import { signGateJwt } from '../../../src/broker/gate-jwt.ts';
 import { createKeyRing } from '../../../src/webhooks/keys.ts';
 import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
 

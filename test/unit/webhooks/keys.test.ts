@@ -178,7 +178,11 @@ describe('key ring: revocation', () => {
     expect(ring.isRevoked(kid)).toBe(false);
     // Listed as revoked, and its public key stays available (not published) for checking old signatures.
     expect(ring.list().find((k) => k.kid === old.kid)).toMatchObject({ status: 'revoked', revokedAt: clock.now() });
-    expect(ring.lookup(old.kid)).toEqual({ jwk: old.publicJwk, status: 'revoked', revokedAt: clock.now() });
+    expect(ring.list().find((k) => k.kid === old.kid)).toEqual({ kid: old.kid, status: 'revoked', source: 'generated', createdAt: expect.any(Number), retiredAt: expect.any(Number), revokedAt: clock.now() });
+    expect(ring.jwks().keys.map((k) => k.kid)).not.toContain(old.kid);
+    const kept = (JSON.parse(readFileSync(keyFile(), 'utf8')).keys as { kid: string; x: string; d?: string }[]).find((k) => k.kid === old.kid);
+    expect(kept).toMatchObject({ x: old.publicJwk.x });
+    expect(kept).not.toHaveProperty('d');
     // Long after the grace period it is still known as revoked, on disk and after a reload.
     clock.advance(30 * DAY);
     const again = createKeyRing({ config: cfg(), clock });
