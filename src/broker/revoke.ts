@@ -1,5 +1,4 @@
 import type { StorageDeps } from '../create-deps.ts';
-import type { VaultClient } from '../vault/types.ts';
 import type { BrokerDeps } from './deps.ts';
 import { BrokerError } from './errors.ts';
 import { endCredential } from './mint-credential.ts';
@@ -26,8 +25,8 @@ type Recorded = RevocationRecord | { already: true } | { refused: RequestStatus 
  * its `revoked` decision event (the webhook outbox) together. An issued
  * request's live credential becomes `ending`: from this commit on a gate
  * credential is refused by /gate/verify, and a Vault token is revoked by
- * whoever calls {@link finishRevocation} next (this process, or the
- * service's sweep, which ends every `ending` row).
+ * whoever calls endCredential (mint-credential.ts) next (this process, or
+ * the service's sweep, which ends every `ending` row).
  */
 function recordRevocation(deps: StorageDeps, id: string, actor: string, reason: string | undefined, now: number): Recorded {
   const { repo, audit, events } = deps;
@@ -73,7 +72,7 @@ export function commitRevocation(deps: StorageDeps, id: string, actor: string, r
  * and decision event. Run it inside a larger transaction (agent removal) to
  * make the two one step. Pending requests are ended too: each is one
  * approval away from a credential. The Vault side of each returned
- * credential is left to {@link finishRevocation}.
+ * credential is left to endCredential (mint-credential.ts).
  */
 export function commitRevocations(deps: StorageDeps, filter: { agentId?: string; agentName?: string }, actor: string, reason?: string): RevocationRecord[] {
   return deps.db.transaction(() => {
@@ -85,23 +84,6 @@ export function commitRevocations(deps: StorageDeps, filter: { agentId?: string;
     }
     return out;
   })();
-}
-
-export type FinishDeps = Pick<BrokerDeps, 'repo' | 'clock' | 'db'> & { vault?: VaultClient | undefined };
-
-/**
- * The outside half of a committed revocation. A gate credential has nothing
- * outside the database: its row is marked ended. A Vault token is revoked
- * by accessor and its ephemeral policy deleted — when this process has a
- * Vault client. Without one (the CLI in dev mode, whose development Vault
- * lives inside `jit serve`) it returns `deferred`: the row stays `ending`
- * and the service's next sweep ends it (lifecycle.ts). Throws if Vault
- * failed; the row stays `ending` and the sweep retries.
- */
-export async function finishRevocation(deps: FinishDeps, cred: CredentialRow): Promise<'ended' | 'deferred'> {
-  if (cred.type === 'vault_token' && !deps.vault) return 'deferred';
-  await endCredential(deps, cred);
-  return 'ended';
 }
 
 /**
@@ -119,7 +101,7 @@ export async function revokeRequest(deps: BrokerDeps, row: RequestRow, actor: st
   const cred = repo.getCredential(row.id);
   if (cred?.state === 'ending') {
     try {
-      await finishRevocation(deps, cred);
+      await endCredential(deps, cred);
     } catch (err) {
       log.warn({ err, request_id: row.id }, 'revocation recorded but Vault cleanup failed; the reaper will retry');
       throw vaultUnavailable(err, 'revoke the token in Vault (the revocation is recorded and will be retried)');
@@ -137,7 +119,7 @@ export async function revokeRequest(deps: BrokerDeps, row: RequestRow, actor: st
  * revoked here) or is refused because the agent is gone
  * (request-credential.ts checks in its own transaction). Returns null when
  * there is no such agent; the Vault side of the returned credentials is
- * left to {@link finishRevocation}.
+ * left to endCredential (mint-credential.ts).
  */
 export function removeAgentRevoking(deps: StorageDeps, name: string, actor: string): RevocationRecord[] | null {
   return deps.db.transaction(() => {

@@ -1,6 +1,7 @@
 import { SWEEP_INTERVAL_MS } from '../../broker/lifecycle.ts';
 import type { CredentialRow } from '../../broker/repository.ts';
-import { finishRevocation, type RevocationRecord } from '../../broker/revoke.ts';
+import { endCredential } from '../../broker/mint-credential.ts';
+import type { RevocationRecord } from '../../broker/revoke.ts';
 import { vaultClientFromConfig } from '../../vault/from-config.ts';
 import type { VaultClient } from '../../vault/types.ts';
 import { openCliContext, type CliContext } from '../context.ts';
@@ -78,7 +79,7 @@ export async function finishRevocations(ctx: CliContext, records: RevocationReco
         continue;
       }
       if (cred.type === 'gate_push') {
-        await finishRevocation(ctx.deps, cred);
+        await endCredential(ctx.deps, cred);
         io.out(`${head}: gate credential ${cred.jti} revoked; /gate/verify refuses it from now on.`);
         continue;
       }
@@ -92,7 +93,7 @@ export async function finishRevocations(ctx: CliContext, records: RevocationReco
         continue;
       }
       try {
-        await finishRevocation({ ...ctx.deps, vault: vault.client }, cred);
+        await endCredential({ ...ctx.deps, vault: vault.client }, cred);
         io.out(`${head}: token revoked in Vault and its policy deleted.`);
       } catch (err) {
         summary.vaultFailed++;
