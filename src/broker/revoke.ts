@@ -74,7 +74,7 @@ export function commitRevocation(deps: StorageDeps, id: string, actor: string, r
  * approval away from a credential. The Vault side of each returned
  * credential is left to endCredential (mint-credential.ts).
  */
-export function commitRevocations(deps: StorageDeps, filter: { agentId?: string; agentName?: string }, actor: string, reason?: string): RevocationRecord[] {
+export function commitRevocations(deps: StorageDeps, filter: { agentName?: string }, actor: string, reason?: string): RevocationRecord[] {
   return deps.db.transaction(() => {
     const now = deps.clock.now();
     const out: RevocationRecord[] = [];
