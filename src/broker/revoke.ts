@@ -74,12 +74,18 @@ export function commitRevocation(deps: StorageDeps, id: string, actor: string, r
  * approval away from a credential. The Vault side of each returned
  * credential is left to endCredential (mint-credential.ts).
  */
-export function commitRevocations(deps: StorageDeps, filter: { agentName?: string }, actor: string, reason?: string): RevocationRecord[] {
+export function commitRevocations(
+  deps: StorageDeps,
+  filter: { agentName?: string } | { requestIds: string[] },
+  actor: string,
+  reason?: string,
+): RevocationRecord[] {
   return deps.db.transaction(() => {
     const now = deps.clock.now();
     const out: RevocationRecord[] = [];
-    for (const row of deps.repo.openRequests(filter)) {
-      const r = recordRevocation(deps, row.id, actor, reason, now);
+    const ids = 'requestIds' in filter ? filter.requestIds : deps.repo.openRequests(filter).map((row) => row.id);
+    for (const id of ids) {
+      const r = recordRevocation(deps, id, actor, reason, now);
       if ('requestId' in r) out.push(r);
     }
     return out;

@@ -1,5 +1,4 @@
-import { BrokerError } from '../../broker/errors.ts';
-import { commitRevocation, type RevocationRecord } from '../../broker/revoke.ts';
+import { commitRevocations } from '../../broker/revoke.ts';
 import { systemClock } from '../../lib/clock.ts';
 import { formatDuration } from '../../lib/duration.ts';
 import { createKeyRing, DEFAULT_KEY_GRACE_SECONDS, KeyRingError } from '../../webhooks/keys.ts';
@@ -81,7 +80,9 @@ export async function keysCommand(args: string[], io: CliIo): Promise<number> {
       }
       const records = ctx.db.transaction(() => {
         if (!result.alreadyRevoked) ctx.audit.append({ event: 'key.revoked', actor: CLI_ACTOR, data: { kid, ...(result.rotated ? { new_kid: result.current } : {}) } }, now);
-        return revokeSignedBy(ctx, kid!);
+        // The request of every live gate credential kid signed; one that changed meanwhile (revoked or expired by someone else) is skipped.
+        const requestIds = ctx.repo.liveGateCredentialsSignedBy(kid!).map((cred) => cred.request_id);
+        return commitRevocations(ctx.deps, { requestIds }, CLI_ACTOR, `signing key ${kid} was revoked`);
       })();
       if (result.alreadyRevoked) {
         if (records.length === 0) {
@@ -106,23 +107,4 @@ export async function keysCommand(args: string[], io: CliIo): Promise<number> {
   } finally {
     ctx.close();
   }
-}
-
-/**
- * Inside the caller's transaction: revokes the request of every live gate
- * credential signed with `kid` (the database half of the broker's revoke
- * verb: status, audit entry, "revoked" webhook event). A request that
- * changed meanwhile (revoked or expired by someone else) is skipped.
- */
-function revokeSignedBy(ctx: CliContext, kid: string): RevocationRecord[] {
-  const out: RevocationRecord[] = [];
-  for (const cred of ctx.repo.liveGateCredentialsSignedBy(kid)) {
-    try {
-      const record = commitRevocation(ctx.deps, cred.request_id, CLI_ACTOR, `signing key ${kid} was revoked`);
-      if (record) out.push(record);
-    } catch (err) {
-      if (!(err instanceof BrokerError)) throw err;
-    }
-  }
-  return out;
 }
