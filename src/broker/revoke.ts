@@ -13,7 +13,11 @@ export interface RevocationRecord {
   requestId: string;
   agent: string;
   was: RequestStatus;
-  /** Set when the request was issued: its credential, now `ending` (a Vault token still to revoke in Vault). */
+  /**
+   * Set when the request was issued: its credential, now `ending` (a Vault
+   * token still to revoke in Vault). Also set, with `was: 'revoked'`, when
+   * the request was already revoked but its credential is still `ending`.
+   */
   credential?: CredentialRow;
 }
 
@@ -46,14 +50,22 @@ function recordRevocation(deps: StorageDeps, id: string, actor: string, reason: 
     events.record(repo.getRequest(id)!, 'revoked', now);
     return { requestId: id, agent: current.agent_name, was: current.status };
   }
-  if (current.status === 'revoked') return { already: true };
+  if (current.status === 'revoked') {
+    // An earlier revocation whose Vault clean-up failed: its credential is still `ending`, for the caller to try again.
+    const cred = repo.getCredential(id);
+    if (cred?.state === 'ending') return { requestId: id, agent: current.agent_name, was: 'revoked', credential: cred };
+    return { already: true };
+  }
   return { refused: current.status };
 }
 
 /**
  * Commits the revocation of one request (see {@link recordRevocation}) in
  * its own transaction. Returns null when it was already revoked (not an
- * error); throws CONFLICT when its status has nothing to revoke.
+ * error) and nothing is left to end; an already revoked request whose
+ * credential is still `ending` (an earlier Vault failure) comes back with
+ * `was: 'revoked'` and that credential. Throws CONFLICT when its status has
+ * nothing to revoke.
  */
 export function commitRevocation(deps: StorageDeps, id: string, actor: string, reason?: string): RevocationRecord | null {
   const recorded = deps.db.transaction(() => recordRevocation(deps, id, actor, reason, deps.clock.now()))();
@@ -71,7 +83,10 @@ export function commitRevocation(deps: StorageDeps, id: string, actor: string, r
  * one agent, or of all, in ONE transaction, each with its own audit entry
  * and decision event. Run it inside a larger transaction (agent removal) to
  * make the two one step. Pending requests are ended too: each is one
- * approval away from a credential. The Vault side of each returned
+ * approval away from a credential. With `requestIds`, ends those requests
+ * instead, in that order; one gone or with nothing to revoke (expired,
+ * say) is skipped, as is one already revoked unless its credential is still
+ * `ending`. The Vault side of each returned
  * credential is left to endCredential (mint-credential.ts).
  */
 export function commitRevocations(

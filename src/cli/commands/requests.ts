@@ -2,7 +2,7 @@ import { AGENT_NAME } from '../../broker/agents.ts';
 import { BrokerError } from '../../broker/errors.ts';
 import { describeDifference, grantDifference, grantOf, requestedGrant, sameGrant, type Grant } from '../../broker/narrowing.ts';
 import type { RequestRow, RequestStatus } from '../../broker/repository.ts';
-import { commitRevocation, commitRevocations, type RevocationRecord } from '../../broker/revoke.ts';
+import { commitRevocation, commitRevocations } from '../../broker/revoke.ts';
 import { requestView } from '../../broker/view.ts';
 import { formatDuration } from '../../lib/duration.ts';
 import { isId } from '../../lib/ids.ts';
@@ -218,24 +218,15 @@ function deliveryJson(d: OutboxRow): Record<string, unknown> {
 }
 
 async function revokeOne(ctx: CliContext, id: string, reason: string | undefined, io: CliIo): Promise<number> {
-  const record = commitRevocation(ctx.deps, id, CLI_ACTOR, reason ?? 'revoked by the operator (jit requests revoke)') ?? unfinishedRevocation(ctx, id);
+  // An already revoked request whose Vault token is still to be revoked (an earlier attempt failed in Vault)
+  // comes back as a record too: running the command again tries again, as POST /jit/requests/:id/revoke does.
+  const record = commitRevocation(ctx.deps, id, CLI_ACTOR, reason ?? 'revoked by the operator (jit requests revoke)');
   if (!record) {
     io.out(`Request ${id} was already revoked; nothing changed.`);
     return 0;
   }
   const summary = await finishRevocations(ctx, [record], io);
   return summary.vaultFailed > 0 ? 1 : 0;
-}
-
-/**
- * An already revoked request whose Vault token is still to be revoked (an
- * earlier attempt failed in Vault): running the command again tries again,
- * as POST /jit/requests/:id/revoke does.
- */
-function unfinishedRevocation(ctx: CliContext, id: string): RevocationRecord | null {
-  const cred = ctx.repo.getCredential(id);
-  if (cred?.state !== 'ending') return null;
-  return { requestId: id, agent: ctx.repo.getRequest(id)!.agent_name, was: 'revoked', credential: cred };
 }
 
 async function revokeAll(ctx: CliContext, agent: string | undefined, reason: string | undefined, io: CliIo): Promise<number> {
