@@ -22,7 +22,7 @@ export async function credentialsCommand(args: string[], io: CliIo): Promise<num
   if (agent !== undefined && !AGENT_NAME.test(agent)) throw new UsageError(`--agent "${inertText(agent)}" is not an agent name`);
   const ctx = openCliContext(io);
   try {
-    const rows = ctx.repo.credentialsInUse(agent ? { agentName: agent } : {}).map((c) => ({ c, r: ctx.repo.getRequest(c.request_id)! }));
+    const rows = ctx.repo.credentialsInUse(agent ? { agentName: agent } : {}).map(({ credential, request }) => ({ c: credential, r: request }));
     if (values.json) {
       for (const { c, r } of rows) {
         io.out(
