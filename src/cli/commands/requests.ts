@@ -1,6 +1,6 @@
 import { AGENT_NAME } from '../../broker/agents.ts';
 import { BrokerError } from '../../broker/errors.ts';
-import { describeDifference, grantDifference, grantOf, requestedGrant, sameGrant, type Grant } from '../../broker/narrowing.ts';
+import { describeDifference, grantDifference, grantOf, grantToMint, requestedGrant, sameGrant, type Grant } from '../../broker/narrowing.ts';
 import type { RequestRow, RequestStatus } from '../../broker/repository.ts';
 import { commitRevocation, commitRevocations } from '../../broker/revoke.ts';
 import { requestView } from '../../broker/view.ts';
@@ -93,9 +93,8 @@ async function withContext(io: CliIo, revoking: boolean, run: (ctx: CliContext) 
 
 /** What the request grants (or, before approval, asks): the granted scope when narrowed. */
 function effectiveGrant(r: RequestRow): { shown: Grant; narrowed: boolean } {
-  const asked = requestedGrant(r);
-  const granted = grantOf(r);
-  return granted && !sameGrant(granted, asked) ? { shown: granted, narrowed: true } : { shown: granted ?? asked, narrowed: false };
+  const shown = grantToMint(r);
+  return { shown, narrowed: !sameGrant(shown, requestedGrant(r)) };
 }
 
 /** `path[read,update] path2[read]` or `repo ref1 ref2`, inert (the agent wrote these too). */
