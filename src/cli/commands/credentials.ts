@@ -1,5 +1,6 @@
 import { AGENT_NAME } from '../../broker/agents.ts';
 import { grantJson, grantToMint } from '../../broker/narrowing.ts';
+import { credentialState } from '../../broker/view.ts';
 import { inertText } from '../../lib/inert-text.ts';
 import { openCliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
@@ -30,7 +31,7 @@ export async function credentialsCommand(args: string[], io: CliIo): Promise<num
             request_id: c.request_id,
             agent: r.agent_name,
             type: c.type,
-            state: c.state === 'ending' ? 'revoking' : 'live',
+            state: credentialState(c),
             ...(c.accessor ? { accessor: c.accessor } : {}),
             ...(c.jti ? { jti: c.jti } : {}),
             expires_at: new Date(c.expires_at).toISOString(),
@@ -46,8 +47,7 @@ export async function credentialsCommand(args: string[], io: CliIo): Promise<num
     }
     io.out(['REQUEST', 'AGENT', 'TYPE', 'STATE', 'ACCESSOR/JTI', 'EXPIRES', 'SCOPE'].join('\t'));
     for (const { c, r } of rows) {
-      const state = c.state === 'ending' ? 'revoking' : 'live';
-      io.out([c.request_id, r.agent_name, c.type, state, c.accessor ?? c.jti ?? '-', new Date(c.expires_at).toISOString(), scopeWords(grantToMint(r))].join('\t'));
+      io.out([c.request_id, r.agent_name, c.type, credentialState(c), c.accessor ?? c.jti ?? '-', new Date(c.expires_at).toISOString(), scopeWords(grantToMint(r))].join('\t'));
     }
     return 0;
   } finally {

@@ -3,7 +3,7 @@ import { BrokerError } from '../../broker/errors.ts';
 import { describeDifference, grantDifference, grantOf, grantToMint, requestedGrant, sameGrant, type Grant } from '../../broker/narrowing.ts';
 import type { RequestRow, RequestStatus } from '../../broker/repository.ts';
 import { commitRevocation, commitRevocations } from '../../broker/revoke.ts';
-import { requestView } from '../../broker/view.ts';
+import { credentialState, requestView } from '../../broker/view.ts';
 import { formatDuration } from '../../lib/duration.ts';
 import { isId } from '../../lib/ids.ts';
 import { inertText } from '../../lib/inert-text.ts';
@@ -175,9 +175,10 @@ function showRequest(ctx: CliContext, id: string, json: boolean, io: CliIo): num
   lines.push(field('Decision', decisionText(row)));
   if (row.status === 'revoked') lines.push(field('Revoked', `at ${iso(row.updated_at)}${row.decision_reason ? `; reason: ${oneLine(row.decision_reason, 200)}` : ''}`));
   if (row.failure) lines.push(field('Failure', oneLine(row.failure, 200)));
-  if (!cred || cred.state === 'failed' || cred.state === 'abandoned') lines.push(field('Credential', 'none'));
+  const credState = credentialState(cred);
+  if (!cred || credState === 'none') lines.push(field('Credential', 'none'));
   else {
-    const state = cred.state === 'ending' ? 'revoking (Vault clean-up pending)' : cred.state === 'minting' ? 'issuing' : cred.state;
+    const state = credState === 'revoking' ? 'revoking (Vault clean-up pending)' : credState;
     const handle = cred.accessor ? `accessor ${cred.accessor}` : cred.jti ? `jti ${cred.jti}` : 'no accessor yet';
     lines.push(field('Credential', `${cred.type}, ${state}, ${handle}, expires ${iso(cred.expires_at)}${cred.ended_at ? `, ended ${iso(cred.ended_at)} (${cred.end_reason ?? '-'})` : ''}`));
   }
