@@ -1,8 +1,9 @@
 import { removeAgentRevoking } from '../../broker/revoke.ts';
 import { openCliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
+import { CLI_ACTOR } from '../operator.ts';
 import { UsageError, parseCommandArgs } from '../args.ts';
-import { CLI_ACTOR, describeSummary, finishRevocations, openRevocationContext } from './revocation.ts';
+import { describeSummary, finishRevocations, openRevocationContext } from './revocation.ts';
 
 const USAGE = 'jit agent add NAME [--session KEY] | jit agent list | jit agent remove NAME';
 

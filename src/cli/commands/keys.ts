@@ -4,8 +4,9 @@ import { formatDuration } from '../../lib/duration.ts';
 import { createKeyRing, DEFAULT_KEY_GRACE_SECONDS, KeyRingError } from '../../webhooks/keys.ts';
 import { openCliContext, type CliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
+import { CLI_ACTOR } from '../operator.ts';
 import { UsageError, parseCommandArgs } from '../args.ts';
-import { CLI_ACTOR, finishRevocations, openRevocationContext } from './revocation.ts';
+import { finishRevocations, openRevocationContext } from './revocation.ts';
 
 const USAGE = 'jit keys list | jit keys rotate | jit keys revoke KID';
 
@@ -100,7 +101,7 @@ export async function keysCommand(args: string[], io: CliIo): Promise<number> {
       return 0;
     }
     const { kid: newKid, retiredKid } = ring.rotate();
-    ctx.audit.append({ event: 'key.rotated', actor: 'local-cli', data: { kid: newKid, retired_kid: retiredKid } }, now);
+    ctx.audit.append({ event: 'key.rotated', actor: CLI_ACTOR, data: { kid: newKid, retired_kid: retiredKid } }, now);
     io.out(`New signing key ${newKid} is current; ${retiredKid} stays in the JWKS for ${formatDuration(DEFAULT_KEY_GRACE_SECONDS)} so receivers can still verify what it signed.`);
     io.out('A running service uses the new key within about a second.');
     return 0;

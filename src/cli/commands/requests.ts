@@ -10,8 +10,9 @@ import { inertText } from '../../lib/inert-text.ts';
 import { createOutboxStore, targetUrlLabel, type OutboxRow } from '../../webhooks/outbox.ts';
 import { openCliContext, type CliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
+import { CLI_ACTOR } from '../operator.ts';
 import { UsageError, parseCommandArgs } from '../args.ts';
-import { CLI_ACTOR, describeSummary, finishRevocations, openRevocationContext } from './revocation.ts';
+import { describeSummary, finishRevocations, openRevocationContext } from './revocation.ts';
 
 const USAGE = [
   'jit requests [--status S] [--agent NAME] [--limit N] [--json]',

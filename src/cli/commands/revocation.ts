@@ -7,9 +7,6 @@ import type { VaultClient } from '../../vault/types.ts';
 import { openCliContext, type CliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
 
-/** The operator's identity for revocations from the shell, the same as for decisions (SPEC §3, §11). */
-export const CLI_ACTOR = 'local-cli';
-
 const SWEEP_SECONDS = Math.ceil(SWEEP_INTERVAL_MS / 1000);
 
 /**

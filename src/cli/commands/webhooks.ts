@@ -3,6 +3,7 @@ import { readServiceSettings } from '../../config/service-settings.ts';
 import { createOutboxStore, redactUrl, targetUrlLabel, type OutboxRow } from '../../webhooks/outbox.ts';
 import { openCliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
+import { CLI_ACTOR } from '../operator.ts';
 import { UsageError, parseCommandArgs } from '../args.ts';
 
 const USAGE = 'jit webhooks list [--dead] [--limit N] | jit webhooks retry ID | jit webhooks retry --all-dead';
@@ -70,7 +71,7 @@ export async function webhooksCommand(args: string[], io: CliIo): Promise<number
       const now = systemClock.now();
       const requeued = ctx.db.transaction(() => {
         if (!store.requeue(row.id, now)) return false;
-        ctx.audit.append({ event: 'webhook.requeued', actor: 'local-cli', requestId: row.request_id, data: { event_id: row.id, type: row.type, previous_attempts: row.attempts } }, now);
+        ctx.audit.append({ event: 'webhook.requeued', actor: CLI_ACTOR, requestId: row.request_id, data: { event_id: row.id, type: row.type, previous_attempts: row.attempts } }, now);
         return true;
       })();
       if (!requeued) return { ok: false, why: `event ${row.id} changed meanwhile; not re-queued` };
