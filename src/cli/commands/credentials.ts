@@ -1,11 +1,10 @@
-import { AGENT_NAME } from '../../broker/agents.ts';
 import { grantJson, grantToMint } from '../../broker/narrowing.ts';
 import { credentialState } from '../../broker/view.ts';
 import { inertText } from '../../lib/inert-text.ts';
 import { openCliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
 import { UsageError, parseCommandArgs } from '../args.ts';
-import { scopeWords } from './requests.ts';
+import { agentOption, scopeWords } from './requests.ts';
 
 const USAGE = 'jit credentials [--agent NAME] [--json]';
 
@@ -19,8 +18,7 @@ export async function credentialsCommand(args: string[], io: CliIo): Promise<num
   const { values, positionals } = parseCommandArgs(args, { agent: { type: 'string' }, json: { type: 'boolean' } }, USAGE);
   if (values.help) return (io.out(`usage: ${USAGE}`), 0);
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${inertText(positionals[0]!)}"\nusage: ${USAGE}`);
-  const agent = values.agent as string | undefined;
-  if (agent !== undefined && !AGENT_NAME.test(agent)) throw new UsageError(`--agent "${inertText(agent)}" is not an agent name`);
+  const agent = agentOption(values.agent as string | undefined);
   const ctx = openCliContext(io);
   try {
     const rows = ctx.repo.credentialsInUse(agent ? { agentName: agent } : {}).map(({ credential, request }) => ({ c: credential, r: request }));

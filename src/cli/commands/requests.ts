@@ -9,10 +9,11 @@ import { isId } from '../../lib/ids.ts';
 import { inertText } from '../../lib/inert-text.ts';
 import { createOutboxStore, targetUrlLabel, type OutboxRow } from '../../webhooks/outbox.ts';
 import { openCliContext, type CliContext } from '../context.ts';
+import { iso } from '../format.ts';
 import type { CliIo } from '../io.ts';
 import { CLI_ACTOR } from '../operator.ts';
 import { UsageError, parseCommandArgs } from '../args.ts';
-import { describeSummary, finishRevocations, openRevocationContext } from './revocation.ts';
+import { finishRevocations, finishRevocationsSummarized, openRevocationContext } from './revocation.ts';
 
 const USAGE = [
   'jit requests [--status S] [--agent NAME] [--limit N] [--json]',
@@ -21,7 +22,6 @@ const USAGE = [
   '       jit requests revoke --all [--agent NAME] [--reason TEXT]',
 ].join('\n');
 const STATUSES: RequestStatus[] = ['pending', 'approved', 'issued', 'denied', 'timed_out', 'expired', 'revoked', 'failed'];
-const iso = (ms: number | null) => (ms === null ? '-' : new Date(ms).toISOString());
 
 /** `jit requests`: list, show one whole, revoke one or all (SPEC §11). */
 export async function requestsCommand(args: string[], io: CliIo): Promise<number> {
@@ -32,8 +32,7 @@ export async function requestsCommand(args: string[], io: CliIo): Promise<number
   );
   if (values.help) return (io.out(`usage: ${USAGE}`), 0);
   const [sub, id, ...extra] = positionals;
-  const agent = values.agent as string | undefined;
-  if (agent !== undefined && !AGENT_NAME.test(agent)) throw new UsageError(`--agent "${inertText(agent)}" is not an agent name`);
+  const agent = agentOption(values.agent as string | undefined);
   const only = (allowed: string[], what: string) => {
     for (const k of ['status', 'agent', 'limit', 'json', 'reason', 'all']) {
       if (values[k] !== undefined && !allowed.includes(k)) throw new UsageError(`--${k} does not go with ${what}\nusage: ${USAGE}`);
@@ -96,6 +95,12 @@ async function withContext(io: CliIo, revoking: boolean, run: (ctx: CliContext) 
 function effectiveGrant(r: RequestRow): { shown: Grant; narrowed: boolean } {
   const shown = grantToMint(r);
   return { shown, narrowed: !sameGrant(shown, requestedGrant(r)) };
+}
+
+/** The value of `--agent`, refused (UsageError) when it is not an agent name. */
+export function agentOption(agent: string | undefined): string | undefined {
+  if (agent !== undefined && !AGENT_NAME.test(agent)) throw new UsageError(`--agent "${inertText(agent)}" is not an agent name`);
+  return agent;
 }
 
 /** `path[read,update] path2[read]` or `repo ref1 ref2`, inert (the agent wrote these too). */
@@ -236,7 +241,5 @@ async function revokeAll(ctx: CliContext, agent: string | undefined, reason: str
     io.out(`Nothing to revoke: no live credential and no pending or approved request${agent ? ` of agent ${agent}` : ''}.`);
     return 0;
   }
-  const summary = await finishRevocations(ctx, records, io);
-  io.out(describeSummary(summary));
-  return summary.vaultFailed > 0 ? 1 : 0;
+  return finishRevocationsSummarized(ctx, records, io);
 }

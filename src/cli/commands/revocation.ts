@@ -132,6 +132,16 @@ async function connectVault(ctx: CliContext, io: CliIo): Promise<{ client: Vault
   }
 }
 
+/**
+ * {@link finishRevocations}, then its summary line ({@link describeSummary});
+ * returns the command's exit code: 1 when Vault failed for a token, else 0.
+ */
+export async function finishRevocationsSummarized(ctx: CliContext, records: RevocationRecord[], io: CliIo): Promise<number> {
+  const summary = await finishRevocations(ctx, records, io);
+  io.out(describeSummary(summary));
+  return summary.vaultFailed > 0 ? 1 : 0;
+}
+
 /** `Ended 1 live credential, 1 pending and 1 approved request.` */
 export function describeSummary(s: RevocationSummary): string {
   const n = (k: number, one: string, many: string) => `${k} ${k === 1 ? one : many}`;

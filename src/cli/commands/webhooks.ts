@@ -2,6 +2,7 @@ import { systemClock } from '../../lib/clock.ts';
 import { readServiceSettings } from '../../config/service-settings.ts';
 import { createOutboxStore, redactUrl, targetUrlLabel, type OutboxRow } from '../../webhooks/outbox.ts';
 import { openCliContext } from '../context.ts';
+import { iso } from '../format.ts';
 import type { CliIo } from '../io.ts';
 import { CLI_ACTOR } from '../operator.ts';
 import { UsageError, parseCommandArgs } from '../args.ts';
@@ -12,7 +13,6 @@ const USAGE = 'jit webhooks list [--dead] [--limit N] | jit webhooks retry ID | 
 const RETRY_LIST_MAX = 20;
 const RETRY_PROGRESS_EVERY = 1000;
 
-const iso = (ms: number | null) => (ms === null ? '-' : new Date(ms).toISOString());
 
 function when(r: OutboxRow): string {
   if (r.state === 'delivered') return `delivered ${iso(r.delivered_at)}`;
