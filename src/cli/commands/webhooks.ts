@@ -1,5 +1,4 @@
 import { systemClock } from '../../lib/clock.ts';
-import { readServiceSettings } from '../../config/service-settings.ts';
 import { createOutboxStore, redactUrl, targetUrlLabel, type OutboxRow } from '../../webhooks/outbox.ts';
 import { openCliContext } from '../context.ts';
 import { iso } from '../format.ts';
@@ -60,7 +59,7 @@ export async function webhooksCommand(args: string[], io: CliIo): Promise<number
 
     // The service's dispatcher resolves OPENCLAW_HOOKS_URL when it sends, so what matters is the
     // service's setting (recorded at its start), not this shell's.
-    const serviceHasOpenClaw = readServiceSettings(ctx.db)?.settings.openclaw_configured;
+    const serviceHasOpenClaw = ctx.recordedSettings()?.settings.openclaw_configured;
     /** Re-queues one dead event; the reason on failure. */
     const requeue = (row: OutboxRow): { ok: true; line: string } | { ok: false; why: string } => {
       if (row.state !== 'dead') return { ok: false, why: `event ${row.id} is ${row.state}, not dead; only dead events are re-queued` };
