@@ -33,14 +33,15 @@ try {
 
 rmSync(BUILD_STAMP, { force: true });
 compile();
-const missing = sourceFiles().filter((f) => f.endsWith('.ts') && !exists(join(DIST, f.replace(/\.ts$/, '.js'))));
+const sources = sourceFiles();
+const missing = sources.filter((f) => f.endsWith('.ts') && !exists(join(DIST, f.replace(/\.ts$/, '.js'))));
 if (missing.length > 0) {
   // Outputs deleted behind the incremental build's back: compile everything again.
   log(`${missing.length} compiled files missing (e.g. dist/${missing[0].replace(/\.ts$/, '.js')}); full rebuild`);
   rmSync(TS_BUILD_INFO, { force: true });
   compile();
 }
-const copied = syncAssets();
+const copied = syncAssets(sources);
 writeFileSync(BUILD_STAMP, `built from src/ at ${started.toISOString()}\n`);
 utimesSync(BUILD_STAMP, started, started);
 log(`dist/ up to date (${copied} asset${copied === 1 ? '' : 's'} copied, ${Date.now() - started.getTime()} ms)`);
@@ -67,13 +68,13 @@ function exists(path) {
 }
 
 /**
- * Copies each non-TypeScript file of src/ that differs from its dist/ copy,
+ * Copies each non-TypeScript file of src/ (`files`, relative to it) that differs from its dist/ copy,
  * and deletes what dist/ holds without a source (a migration removed from
  * src/ must not be applied from dist/). Unchanged files are not rewritten:
  * a `jit` started by a test running beside the build reads them whole.
  */
-function syncAssets() {
-  const sources = new Set(sourceFiles());
+function syncAssets(files) {
+  const sources = new Set(files);
   let copied = 0;
   for (const file of sources) {
     if (file.endsWith('.ts')) continue;

@@ -129,10 +129,13 @@ export function createRepository(db: Db) {
     grantWritten: db.prepare(`UPDATE grant_policies SET written = 1, updated_at = ? WHERE grant_hash = ? AND generation = ?`),
     retireGrant: db.prepare(`UPDATE grant_policies SET generation = generation + 1, written = 0, updated_at = ? WHERE grant_hash = ? AND generation = ?`),
     openRequests: db.prepare(`SELECT * FROM requests WHERE status IN ('issued', 'approved', 'pending')
-      AND (@agent_id IS NULL OR agent_id = @agent_id) AND (@agent_name IS NULL OR agent_name = @agent_name) ORDER BY created_at`),
+      AND (@agent_name IS NULL OR agent_name = @agent_name) ORDER BY created_at`),
     votesOf: db.prepare(`SELECT approver, decision, reason, at, grant_scope, grant_ttl_seconds FROM votes WHERE request_id = ? ORDER BY at, approver`),
-    credentialsInUse: db.prepare(`SELECT c.* FROM credentials c JOIN requests r ON r.id = c.request_id
-      WHERE c.state IN ('live', 'ending') AND (@agent_name IS NULL OR r.agent_name = @agent_name) ORDER BY c.expires_at, c.id`),
+    // Expanded: each row is { credentials: CredentialRow, requests: RequestRow } (the columns namespaced by table).
+    credentialsInUse: db
+      .prepare(`SELECT c.*, r.* FROM credentials c JOIN requests r ON r.id = c.request_id
+      WHERE c.state IN ('live', 'ending') AND (@agent_name IS NULL OR r.agent_name = @agent_name) ORDER BY c.expires_at, c.id`)
+      .expand(true),
     // The kid is in the credential's issue entry (gate-credential.ts): the credential itself is never stored.
     liveGateCredentialsSignedBy: db.prepare(`SELECT c.* FROM credentials c JOIN audit_log a ON a.request_id = c.request_id AND a.event = 'credential.issued'
       WHERE c.state = 'live' AND c.type = 'gate_push' AND json_extract(a.data, '$.credential_id') = c.id AND json_extract(a.data, '$.kid') = ? ORDER BY c.expires_at, c.id`),
@@ -335,23 +338,24 @@ export function createRepository(db: Db) {
     },
     /**
      * Every request that holds or may still become a credential (issued,
-     * approved, pending), oldest first, of one agent (by id, or by name,
-     * which also covers an earlier agent of that name) or of all: what the
+     * approved, pending), oldest first, of one agent (by name, which also
+     * covers an earlier agent of that name) or of all: what the
      * kill switch ends. Through the index on (status, created_at).
      */
-    openRequests(filter: { agentId?: string; agentName?: string } = {}): RequestRow[] {
-      return s.openRequests.all({ agent_id: filter.agentId ?? null, agent_name: filter.agentName ?? null }) as RequestRow[];
+    openRequests(filter: { agentName?: string } = {}): RequestRow[] {
+      return s.openRequests.all({ agent_name: filter.agentName ?? null }) as RequestRow[];
     },
     /** The votes cast on a request, in order. */
     votesOf(requestId: string): VoteRow[] {
       return s.votesOf.all(requestId) as VoteRow[];
     },
     /**
-     * Credentials that still work or are being revoked (live, ending),
-     * soonest expiry first; of one agent (by name) or of all.
+     * Credentials that still work or are being revoked (live, ending), each
+     * with its request, soonest expiry first; of one agent (by name) or of all.
      */
-    credentialsInUse(filter: { agentName?: string } = {}): CredentialRow[] {
-      return s.credentialsInUse.all({ agent_name: filter.agentName ?? null }) as CredentialRow[];
+    credentialsInUse(filter: { agentName?: string } = {}): { credential: CredentialRow; request: RequestRow }[] {
+      const rows = s.credentialsInUse.all({ agent_name: filter.agentName ?? null }) as { credentials: CredentialRow; requests: RequestRow }[];
+      return rows.map((row) => ({ credential: row.credentials, request: row.requests }));
     },
     /** Live gate credentials signed with key `kid` (as their issue audit entry records), soonest expiry first: what revoking that key ends. */
     liveGateCredentialsSignedBy(kid: string): CredentialRow[] {

@@ -1,5 +1,4 @@
 import type { StorageDeps } from '../create-deps.ts';
-import type { VaultClient } from '../vault/types.ts';
 import type { BrokerDeps } from './deps.ts';
 import { BrokerError } from './errors.ts';
 import { endCredential } from './mint-credential.ts';
@@ -14,7 +13,11 @@ export interface RevocationRecord {
   requestId: string;
   agent: string;
   was: RequestStatus;
-  /** Set when the request was issued: its credential, now `ending` (a Vault token still to revoke in Vault). */
+  /**
+   * Set when the request was issued: its credential, now `ending` (a Vault
+   * token still to revoke in Vault). Also set, with `was: 'revoked'`, when
+   * the request was already revoked but its credential is still `ending`.
+   */
   credential?: CredentialRow;
 }
 
@@ -26,8 +29,8 @@ type Recorded = RevocationRecord | { already: true } | { refused: RequestStatus 
  * its `revoked` decision event (the webhook outbox) together. An issued
  * request's live credential becomes `ending`: from this commit on a gate
  * credential is refused by /gate/verify, and a Vault token is revoked by
- * whoever calls {@link finishRevocation} next (this process, or the
- * service's sweep, which ends every `ending` row).
+ * whoever calls endCredential (mint-credential.ts) next (this process, or
+ * the service's sweep, which ends every `ending` row).
  */
 function recordRevocation(deps: StorageDeps, id: string, actor: string, reason: string | undefined, now: number): Recorded {
   const { repo, audit, events } = deps;
@@ -47,14 +50,22 @@ function recordRevocation(deps: StorageDeps, id: string, actor: string, reason: 
     events.record(repo.getRequest(id)!, 'revoked', now);
     return { requestId: id, agent: current.agent_name, was: current.status };
   }
-  if (current.status === 'revoked') return { already: true };
+  if (current.status === 'revoked') {
+    // An earlier revocation whose Vault clean-up failed: its credential is still `ending`, for the caller to try again.
+    const cred = repo.getCredential(id);
+    if (cred?.state === 'ending') return { requestId: id, agent: current.agent_name, was: 'revoked', credential: cred };
+    return { already: true };
+  }
   return { refused: current.status };
 }
 
 /**
  * Commits the revocation of one request (see {@link recordRevocation}) in
  * its own transaction. Returns null when it was already revoked (not an
- * error); throws CONFLICT when its status has nothing to revoke.
+ * error) and nothing is left to end; an already revoked request whose
+ * credential is still `ending` (an earlier Vault failure) comes back with
+ * `was: 'revoked'` and that credential. Throws CONFLICT when its status has
+ * nothing to revoke.
  */
 export function commitRevocation(deps: StorageDeps, id: string, actor: string, reason?: string): RevocationRecord | null {
   const recorded = deps.db.transaction(() => recordRevocation(deps, id, actor, reason, deps.clock.now()))();
@@ -72,36 +83,28 @@ export function commitRevocation(deps: StorageDeps, id: string, actor: string, r
  * one agent, or of all, in ONE transaction, each with its own audit entry
  * and decision event. Run it inside a larger transaction (agent removal) to
  * make the two one step. Pending requests are ended too: each is one
- * approval away from a credential. The Vault side of each returned
- * credential is left to {@link finishRevocation}.
+ * approval away from a credential. With `requestIds`, ends those requests
+ * instead, in that order; one gone or with nothing to revoke (expired,
+ * say) is skipped, as is one already revoked unless its credential is still
+ * `ending`. The Vault side of each returned
+ * credential is left to endCredential (mint-credential.ts).
  */
-export function commitRevocations(deps: StorageDeps, filter: { agentId?: string; agentName?: string }, actor: string, reason?: string): RevocationRecord[] {
+export function commitRevocations(
+  deps: StorageDeps,
+  filter: { agentName?: string } | { requestIds: string[] },
+  actor: string,
+  reason?: string,
+): RevocationRecord[] {
   return deps.db.transaction(() => {
     const now = deps.clock.now();
     const out: RevocationRecord[] = [];
-    for (const row of deps.repo.openRequests(filter)) {
-      const r = recordRevocation(deps, row.id, actor, reason, now);
+    const ids = 'requestIds' in filter ? filter.requestIds : deps.repo.openRequests(filter).map((row) => row.id);
+    for (const id of ids) {
+      const r = recordRevocation(deps, id, actor, reason, now);
       if ('requestId' in r) out.push(r);
     }
     return out;
   })();
-}
-
-export type FinishDeps = Pick<BrokerDeps, 'repo' | 'clock' | 'db'> & { vault?: VaultClient | undefined };
-
-/**
- * The outside half of a committed revocation. A gate credential has nothing
- * outside the database: its row is marked ended. A Vault token is revoked
- * by accessor and its ephemeral policy deleted — when this process has a
- * Vault client. Without one (the CLI in dev mode, whose development Vault
- * lives inside `jit serve`) it returns `deferred`: the row stays `ending`
- * and the service's next sweep ends it (lifecycle.ts). Throws if Vault
- * failed; the row stays `ending` and the sweep retries.
- */
-export async function finishRevocation(deps: FinishDeps, cred: CredentialRow): Promise<'ended' | 'deferred'> {
-  if (cred.type === 'vault_token' && !deps.vault) return 'deferred';
-  await endCredential(deps, cred);
-  return 'ended';
 }
 
 /**
@@ -119,7 +122,7 @@ export async function revokeRequest(deps: BrokerDeps, row: RequestRow, actor: st
   const cred = repo.getCredential(row.id);
   if (cred?.state === 'ending') {
     try {
-      await finishRevocation(deps, cred);
+      await endCredential(deps, cred);
     } catch (err) {
       log.warn({ err, request_id: row.id }, 'revocation recorded but Vault cleanup failed; the reaper will retry');
       throw vaultUnavailable(err, 'revoke the token in Vault (the revocation is recorded and will be retried)');
@@ -137,7 +140,7 @@ export async function revokeRequest(deps: BrokerDeps, row: RequestRow, actor: st
  * revoked here) or is refused because the agent is gone
  * (request-credential.ts checks in its own transaction). Returns null when
  * there is no such agent; the Vault side of the returned credentials is
- * left to {@link finishRevocation}.
+ * left to endCredential (mint-credential.ts).
  */
 export function removeAgentRevoking(deps: StorageDeps, name: string, actor: string): RevocationRecord[] | null {
   return deps.db.transaction(() => {

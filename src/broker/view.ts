@@ -1,8 +1,18 @@
 import type { BrokerDeps } from './deps.ts';
 import { grantJson, grantOf, requestedGrant, sameGrant } from './narrowing.ts';
-import type { RequestRow } from './repository.ts';
+import type { CredentialRow, RequestRow } from './repository.ts';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/**
+ * A credential's state as shown to people and in the API: `none` when there
+ * is none (or its issue failed or was abandoned), `issuing`, `live`,
+ * `revoking` (its Vault clean-up still to do) or `ended`.
+ */
+export function credentialState(cred: Pick<CredentialRow, 'state'> | undefined): 'none' | 'issuing' | 'live' | 'revoking' | 'ended' {
+  if (!cred || cred.state === 'failed' || cred.state === 'abandoned') return 'none';
+  return cred.state === 'minting' ? 'issuing' : cred.state === 'live' ? 'live' : cred.state === 'ending' ? 'revoking' : 'ended';
+}
 
 /**
  * What an agent (or operator) may see of a request: status, tiers, scope,
@@ -16,6 +26,7 @@ const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOStrin
 export function requestView(deps: Pick<BrokerDeps, 'repo'>, row: RequestRow): Record<string, unknown> {
   const cred = deps.repo.getCredential(row.id);
   const granted = grantOf(row);
+  const credState = credentialState(cred);
   return {
     id: row.id,
     status: row.status,
@@ -35,12 +46,12 @@ export function requestView(deps: Pick<BrokerDeps, 'repo'>, row: RequestRow): Re
     claim_expires_at: iso(row.claim_expires_at),
     decision: row.decided_by ? { approver: row.decided_by, decided_at: iso(row.decided_at), reason: row.decision_reason } : null,
     credential:
-      cred && cred.state !== 'failed' && cred.state !== 'abandoned'
+      cred && credState !== 'none'
         ? {
             type: cred.type,
             ...(cred.accessor ? { accessor: cred.accessor } : {}),
             ...(cred.jti ? { jti: cred.jti } : {}),
-            state: cred.state === 'minting' ? 'issuing' : cred.state === 'live' ? 'live' : cred.state === 'ending' ? 'revoking' : 'ended',
+            state: credState,
             issued_at: iso(cred.issued_at),
             expires_at: iso(cred.expires_at),
             ended_at: iso(cred.ended_at),

@@ -1,7 +1,7 @@
 import { loadConfig, type Config } from '../config/config.ts';
 import { InvalidPolicyFiles, PolicyStore } from '../broker/policy/index.ts';
 import { createStorageDeps, type StorageDeps } from '../create-deps.ts';
-import { readServiceSettings, settingsOf, withServiceSettings, type ServiceSettings } from '../config/service-settings.ts';
+import { readServiceSettings, settingsOf, withServiceSettings, type RecordedSettings, type ServiceSettings } from '../config/service-settings.ts';
 import { openDatabase, type Db } from '../db/open.ts';
 import { createIdGenerator } from '../lib/ids.ts';
 import { createLogger } from '../lib/logger.ts';
@@ -17,9 +17,17 @@ export type CliContext = {
   /**
    * The running service's settings as it recorded them (its quorum, whether
    * it runs the development Vault, its Telegram chat), for what a command
-   * says about the service; this shell's own when no service recorded any.
+   * says about the service; this shell's own when no service recorded any
+   * (or, for a command that only shows, none readable). Read on first use,
+   * except for a deciding command, which reads them at open.
    */
-  settings: ServiceSettings;
+  readonly settings: ServiceSettings;
+  /**
+   * The settings as the running service recorded them (undefined when none
+   * are), without the shell's fallback; throws when they do not parse. Read
+   * on first use.
+   */
+  recordedSettings(): RecordedSettings | undefined;
   close(): void;
 } & Pick<StorageDeps, 'agents' | 'repo' | 'audit'>;
 
@@ -49,10 +57,12 @@ export function openCliContext(io: CliIo, opts: CliContextOptions = {}): CliCont
   const db = openDatabase(config.dbPath);
   let events;
   let policies: PolicyStore | undefined;
-  let settings: ServiceSettings;
+  let settings: ServiceSettings | undefined;
+  let recordedOnce: { value: RecordedSettings | undefined } | undefined;
+  const recordedSettings = (): RecordedSettings | undefined => (recordedOnce ??= { value: readServiceSettings(db) }).value;
   try {
     if (opts.decisions) {
-      const recorded = readServiceSettings(db);
+      const recorded = recordedSettings();
       settings = recorded?.settings ?? settingsOf(config);
       if (recorded) {
         const merged = withServiceSettings(config, io.env, recorded.settings);
@@ -74,24 +84,35 @@ export function openCliContext(io: CliIo, opts: CliContextOptions = {}): CliCont
         opts.invalidPolicies(problem);
       }
       events = createOutboxSink({ db, policies, ids: createIdGenerator(), log: createLogger('warn', process.stderr) });
-    } else {
-      settings = recordedOrShell(db, config);
     }
   } catch (err) {
     db.close();
     throw err;
   }
   const deps = createStorageDeps({ config, db, ...(events ? { events } : {}) });
-  return { config, db, deps, ...(policies ? { policies } : {}), settings, agents: deps.agents, repo: deps.repo, audit: deps.audit, close: () => db.close() };
-}
-
-/** For a command that only shows: the service's recorded settings, or this shell's when none (or none readable) are recorded. */
-function recordedOrShell(db: Db, config: Config): ServiceSettings {
-  try {
-    return readServiceSettings(db)?.settings ?? settingsOf(config);
-  } catch {
-    return settingsOf(config);
-  }
+  const shownConfig = config;
+  return {
+    config,
+    db,
+    deps,
+    ...(policies ? { policies } : {}),
+    // For a command that only shows: the service's recorded settings, or this shell's when none (or none readable) are recorded.
+    get settings(): ServiceSettings {
+      if (settings === undefined) {
+        try {
+          settings = recordedSettings()?.settings ?? settingsOf(shownConfig);
+        } catch {
+          settings = settingsOf(shownConfig);
+        }
+      }
+      return settings;
+    },
+    recordedSettings,
+    agents: deps.agents,
+    repo: deps.repo,
+    audit: deps.audit,
+    close: () => db.close(),
+  };
 }
 
 export interface CliContextOptions {

@@ -28,12 +28,6 @@ export function inertText(text: string): string {
   return text.replace(UNSAFE, (ch) => (ch === '\n' ? ch : escapeCodePoint(ch)));
 }
 
-/** Whether the text contains a character that inertText would escape (a newline counts when `allowNewlines` is false). */
-export function hasUnsafeCharacters(text: string, opts: { allowNewlines?: boolean } = {}): boolean {
-  for (const m of text.matchAll(UNSAFE)) if (!(opts.allowNewlines && m[0] === '\n')) return true;
-  return false;
-}
-
 /** Printable ASCII without spaces (0x21–0x7E), the alphabet of session keys and refs. */
 export function isPrintableAsciiWord(text: string): boolean {
   return /^[\x21-\x7e]+$/.test(text);

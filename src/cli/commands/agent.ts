@@ -1,8 +1,9 @@
 import { removeAgentRevoking } from '../../broker/revoke.ts';
 import { openCliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
+import { CLI_ACTOR } from '../operator.ts';
 import { UsageError, parseCommandArgs } from '../args.ts';
-import { CLI_ACTOR, describeSummary, finishRevocations, openRevocationContext } from './revocation.ts';
+import { finishRevocationsSummarized, openRevocationContext } from './revocation.ts';
 
 const USAGE = 'jit agent add NAME [--session KEY] | jit agent list | jit agent remove NAME';
 
@@ -25,9 +26,7 @@ async function removeAgent(name: string, io: CliIo): Promise<number> {
       io.out('It held no live credential and had no pending or approved request.');
       return 0;
     }
-    const summary = await finishRevocations(ctx, records, io);
-    io.out(describeSummary(summary));
-    return summary.vaultFailed > 0 ? 1 : 0;
+    return await finishRevocationsSummarized(ctx, records, io);
   } finally {
     ctx.close();
   }

@@ -1,10 +1,10 @@
-import { AGENT_NAME } from '../../broker/agents.ts';
 import { grantJson, grantToMint } from '../../broker/narrowing.ts';
+import { credentialState } from '../../broker/view.ts';
 import { inertText } from '../../lib/inert-text.ts';
 import { openCliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
 import { UsageError, parseCommandArgs } from '../args.ts';
-import { scopeWords } from './requests.ts';
+import { agentOption, scopeWords } from './requests.ts';
 
 const USAGE = 'jit credentials [--agent NAME] [--json]';
 
@@ -18,11 +18,10 @@ export async function credentialsCommand(args: string[], io: CliIo): Promise<num
   const { values, positionals } = parseCommandArgs(args, { agent: { type: 'string' }, json: { type: 'boolean' } }, USAGE);
   if (values.help) return (io.out(`usage: ${USAGE}`), 0);
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${inertText(positionals[0]!)}"\nusage: ${USAGE}`);
-  const agent = values.agent as string | undefined;
-  if (agent !== undefined && !AGENT_NAME.test(agent)) throw new UsageError(`--agent "${inertText(agent)}" is not an agent name`);
+  const agent = agentOption(values.agent as string | undefined);
   const ctx = openCliContext(io);
   try {
-    const rows = ctx.repo.credentialsInUse(agent ? { agentName: agent } : {}).map((c) => ({ c, r: ctx.repo.getRequest(c.request_id)! }));
+    const rows = ctx.repo.credentialsInUse(agent ? { agentName: agent } : {}).map(({ credential, request }) => ({ c: credential, r: request }));
     if (values.json) {
       for (const { c, r } of rows) {
         io.out(
@@ -30,7 +29,7 @@ export async function credentialsCommand(args: string[], io: CliIo): Promise<num
             request_id: c.request_id,
             agent: r.agent_name,
             type: c.type,
-            state: c.state === 'ending' ? 'revoking' : 'live',
+            state: credentialState(c),
             ...(c.accessor ? { accessor: c.accessor } : {}),
             ...(c.jti ? { jti: c.jti } : {}),
             expires_at: new Date(c.expires_at).toISOString(),
@@ -46,8 +45,7 @@ export async function credentialsCommand(args: string[], io: CliIo): Promise<num
     }
     io.out(['REQUEST', 'AGENT', 'TYPE', 'STATE', 'ACCESSOR/JTI', 'EXPIRES', 'SCOPE'].join('\t'));
     for (const { c, r } of rows) {
-      const state = c.state === 'ending' ? 'revoking' : 'live';
-      io.out([c.request_id, r.agent_name, c.type, state, c.accessor ?? c.jti ?? '-', new Date(c.expires_at).toISOString(), scopeWords(grantToMint(r))].join('\t'));
+      io.out([c.request_id, r.agent_name, c.type, credentialState(c), c.accessor ?? c.jti ?? '-', new Date(c.expires_at).toISOString(), scopeWords(grantToMint(r))].join('\t'));
     }
     return 0;
   } finally {

@@ -6,10 +6,8 @@ import { formatDuration, parseDurationSeconds } from '../../lib/duration.ts';
 import { isId } from '../../lib/ids.ts';
 import { openCliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
+import { CLI_ACTOR } from '../operator.ts';
 import { UsageError, parseCommandArgs } from '../args.ts';
-
-/** The approver identity of the local CLI (SPEC §3). */
-export const LOCAL_APPROVER = 'local-cli';
 
 const APPROVE_USAGE = [
   'jit approve ID [--reason TEXT] [--ttl D] [--drop-capability CAP]... [--drop-path PATH]... [--drop-ref REF]...',
@@ -51,7 +49,7 @@ export function decideCommand(decision: 'approve' | 'deny') {
     const ctx = openCliContext(io, { decisions: true });
     try {
       // The policy in force re-checks the grant at approval (narrowed or not), as the service does.
-      const result = decideRequest({ ...ctx.deps, policies: ctx.policies }, id, { approver: LOCAL_APPROVER, decision, reason, narrowing });
+      const result = decideRequest({ ...ctx.deps, policies: ctx.policies }, id, { approver: CLI_ACTOR, decision, reason, narrowing });
       return report(result, id, io, ctx.settings);
     } finally {
       ctx.close();

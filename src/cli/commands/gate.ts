@@ -12,7 +12,7 @@ import type { CliIo } from '../io.ts';
 const USAGE = 'jit gate verify --credential C|- --repo R --ref REF   (env: JIT_URL, JIT_GATE_OFFLINE_WINDOW, JIT_JWKS_CACHE)';
 
 /** The longest offline window an operator may set: past a day, a revoked credential or key would be trusted too long. */
-export const MAX_GATE_OFFLINE_WINDOW_SECONDS = 86_400;
+const MAX_GATE_OFFLINE_WINDOW_SECONDS = 86_400;
 /** How long one call to the broker may take before it counts as unreachable. */
 const BROKER_TIMEOUT_MS = 5_000;
 /** A gate credential is a few hundred bytes; more on stdin is not one. */

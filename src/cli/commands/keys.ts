@@ -1,12 +1,12 @@
-import { BrokerError } from '../../broker/errors.ts';
-import { commitRevocation, type RevocationRecord } from '../../broker/revoke.ts';
+import { commitRevocations } from '../../broker/revoke.ts';
 import { systemClock } from '../../lib/clock.ts';
 import { formatDuration } from '../../lib/duration.ts';
 import { createKeyRing, DEFAULT_KEY_GRACE_SECONDS, KeyRingError } from '../../webhooks/keys.ts';
-import { openCliContext, type CliContext } from '../context.ts';
+import { openCliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
+import { CLI_ACTOR } from '../operator.ts';
 import { UsageError, parseCommandArgs } from '../args.ts';
-import { CLI_ACTOR, finishRevocations, openRevocationContext } from './revocation.ts';
+import { finishRevocations, openRevocationContext } from './revocation.ts';
 
 const USAGE = 'jit keys list | jit keys rotate | jit keys revoke KID';
 
@@ -81,7 +81,9 @@ export async function keysCommand(args: string[], io: CliIo): Promise<number> {
       }
       const records = ctx.db.transaction(() => {
         if (!result.alreadyRevoked) ctx.audit.append({ event: 'key.revoked', actor: CLI_ACTOR, data: { kid, ...(result.rotated ? { new_kid: result.current } : {}) } }, now);
-        return revokeSignedBy(ctx, kid!);
+        // The request of every live gate credential kid signed; one that changed meanwhile (revoked or expired by someone else) is skipped.
+        const requestIds = ctx.repo.liveGateCredentialsSignedBy(kid!).map((cred) => cred.request_id);
+        return commitRevocations(ctx.deps, { requestIds }, CLI_ACTOR, `signing key ${kid} was revoked`);
       })();
       if (result.alreadyRevoked) {
         if (records.length === 0) {
@@ -99,30 +101,11 @@ export async function keysCommand(args: string[], io: CliIo): Promise<number> {
       return 0;
     }
     const { kid: newKid, retiredKid } = ring.rotate();
-    ctx.audit.append({ event: 'key.rotated', actor: 'local-cli', data: { kid: newKid, retired_kid: retiredKid } }, now);
+    ctx.audit.append({ event: 'key.rotated', actor: CLI_ACTOR, data: { kid: newKid, retired_kid: retiredKid } }, now);
     io.out(`New signing key ${newKid} is current; ${retiredKid} stays in the JWKS for ${formatDuration(DEFAULT_KEY_GRACE_SECONDS)} so receivers can still verify what it signed.`);
     io.out('A running service uses the new key within about a second.');
     return 0;
   } finally {
     ctx.close();
   }
-}
-
-/**
- * Inside the caller's transaction: revokes the request of every live gate
- * credential signed with `kid` (the database half of the broker's revoke
- * verb: status, audit entry, "revoked" webhook event). A request that
- * changed meanwhile (revoked or expired by someone else) is skipped.
- */
-function revokeSignedBy(ctx: CliContext, kid: string): RevocationRecord[] {
-  const out: RevocationRecord[] = [];
-  for (const cred of ctx.repo.liveGateCredentialsSignedBy(kid)) {
-    try {
-      const record = commitRevocation(ctx.deps, cred.request_id, CLI_ACTOR, `signing key ${kid} was revoked`);
-      if (record) out.push(record);
-    } catch (err) {
-      if (!(err instanceof BrokerError)) throw err;
-    }
-  }
-  return out;
 }

@@ -1,17 +1,19 @@
 import { AGENT_NAME } from '../../broker/agents.ts';
 import { BrokerError } from '../../broker/errors.ts';
-import { describeDifference, grantDifference, grantOf, requestedGrant, sameGrant, type Grant } from '../../broker/narrowing.ts';
+import { describeDifference, grantDifference, grantOf, grantToMint, requestedGrant, sameGrant, type Grant } from '../../broker/narrowing.ts';
 import type { RequestRow, RequestStatus } from '../../broker/repository.ts';
-import { commitRevocation, commitRevocations, type RevocationRecord } from '../../broker/revoke.ts';
-import { requestView } from '../../broker/view.ts';
+import { commitRevocation, commitRevocations } from '../../broker/revoke.ts';
+import { credentialState, requestView } from '../../broker/view.ts';
 import { formatDuration } from '../../lib/duration.ts';
 import { isId } from '../../lib/ids.ts';
 import { inertText } from '../../lib/inert-text.ts';
 import { createOutboxStore, targetUrlLabel, type OutboxRow } from '../../webhooks/outbox.ts';
 import { openCliContext, type CliContext } from '../context.ts';
+import { iso } from '../format.ts';
 import type { CliIo } from '../io.ts';
+import { CLI_ACTOR } from '../operator.ts';
 import { UsageError, parseCommandArgs } from '../args.ts';
-import { CLI_ACTOR, describeSummary, finishRevocations, openRevocationContext } from './revocation.ts';
+import { finishRevocations, finishRevocationsSummarized, openRevocationContext } from './revocation.ts';
 
 const USAGE = [
   'jit requests [--status S] [--agent NAME] [--limit N] [--json]',
@@ -20,7 +22,6 @@ const USAGE = [
   '       jit requests revoke --all [--agent NAME] [--reason TEXT]',
 ].join('\n');
 const STATUSES: RequestStatus[] = ['pending', 'approved', 'issued', 'denied', 'timed_out', 'expired', 'revoked', 'failed'];
-const iso = (ms: number | null) => (ms === null ? '-' : new Date(ms).toISOString());
 
 /** `jit requests`: list, show one whole, revoke one or all (SPEC §11). */
 export async function requestsCommand(args: string[], io: CliIo): Promise<number> {
@@ -31,8 +32,7 @@ export async function requestsCommand(args: string[], io: CliIo): Promise<number
   );
   if (values.help) return (io.out(`usage: ${USAGE}`), 0);
   const [sub, id, ...extra] = positionals;
-  const agent = values.agent as string | undefined;
-  if (agent !== undefined && !AGENT_NAME.test(agent)) throw new UsageError(`--agent "${inertText(agent)}" is not an agent name`);
+  const agent = agentOption(values.agent as string | undefined);
   const only = (allowed: string[], what: string) => {
     for (const k of ['status', 'agent', 'limit', 'json', 'reason', 'all']) {
       if (values[k] !== undefined && !allowed.includes(k)) throw new UsageError(`--${k} does not go with ${what}\nusage: ${USAGE}`);
@@ -93,9 +93,14 @@ async function withContext(io: CliIo, revoking: boolean, run: (ctx: CliContext) 
 
 /** What the request grants (or, before approval, asks): the granted scope when narrowed. */
 function effectiveGrant(r: RequestRow): { shown: Grant; narrowed: boolean } {
-  const asked = requestedGrant(r);
-  const granted = grantOf(r);
-  return granted && !sameGrant(granted, asked) ? { shown: granted, narrowed: true } : { shown: granted ?? asked, narrowed: false };
+  const shown = grantToMint(r);
+  return { shown, narrowed: !sameGrant(shown, requestedGrant(r)) };
+}
+
+/** The value of `--agent`, refused (UsageError) when it is not an agent name. */
+export function agentOption(agent: string | undefined): string | undefined {
+  if (agent !== undefined && !AGENT_NAME.test(agent)) throw new UsageError(`--agent "${inertText(agent)}" is not an agent name`);
+  return agent;
 }
 
 /** `path[read,update] path2[read]` or `repo ref1 ref2`, inert (the agent wrote these too). */
@@ -176,9 +181,10 @@ function showRequest(ctx: CliContext, id: string, json: boolean, io: CliIo): num
   lines.push(field('Decision', decisionText(row)));
   if (row.status === 'revoked') lines.push(field('Revoked', `at ${iso(row.updated_at)}${row.decision_reason ? `; reason: ${oneLine(row.decision_reason, 200)}` : ''}`));
   if (row.failure) lines.push(field('Failure', oneLine(row.failure, 200)));
-  if (!cred || cred.state === 'failed' || cred.state === 'abandoned') lines.push(field('Credential', 'none'));
+  const credState = credentialState(cred);
+  if (!cred || credState === 'none') lines.push(field('Credential', 'none'));
   else {
-    const state = cred.state === 'ending' ? 'revoking (Vault clean-up pending)' : cred.state === 'minting' ? 'issuing' : cred.state;
+    const state = credState === 'revoking' ? 'revoking (Vault clean-up pending)' : credState;
     const handle = cred.accessor ? `accessor ${cred.accessor}` : cred.jti ? `jti ${cred.jti}` : 'no accessor yet';
     lines.push(field('Credential', `${cred.type}, ${state}, ${handle}, expires ${iso(cred.expires_at)}${cred.ended_at ? `, ended ${iso(cred.ended_at)} (${cred.end_reason ?? '-'})` : ''}`));
   }
@@ -218,7 +224,9 @@ function deliveryJson(d: OutboxRow): Record<string, unknown> {
 }
 
 async function revokeOne(ctx: CliContext, id: string, reason: string | undefined, io: CliIo): Promise<number> {
-  const record = commitRevocation(ctx.deps, id, CLI_ACTOR, reason ?? 'revoked by the operator (jit requests revoke)') ?? unfinishedRevocation(ctx, id);
+  // An already revoked request whose Vault token is still to be revoked (an earlier attempt failed in Vault)
+  // comes back as a record too: running the command again tries again, as POST /jit/requests/:id/revoke does.
+  const record = commitRevocation(ctx.deps, id, CLI_ACTOR, reason ?? 'revoked by the operator (jit requests revoke)');
   if (!record) {
     io.out(`Request ${id} was already revoked; nothing changed.`);
     return 0;
@@ -227,24 +235,11 @@ async function revokeOne(ctx: CliContext, id: string, reason: string | undefined
   return summary.vaultFailed > 0 ? 1 : 0;
 }
 
-/**
- * An already revoked request whose Vault token is still to be revoked (an
- * earlier attempt failed in Vault): running the command again tries again,
- * as POST /jit/requests/:id/revoke does.
- */
-function unfinishedRevocation(ctx: CliContext, id: string): RevocationRecord | null {
-  const cred = ctx.repo.getCredential(id);
-  if (cred?.state !== 'ending') return null;
-  return { requestId: id, agent: ctx.repo.getRequest(id)!.agent_name, was: 'revoked', credential: cred };
-}
-
 async function revokeAll(ctx: CliContext, agent: string | undefined, reason: string | undefined, io: CliIo): Promise<number> {
   const records = commitRevocations(ctx.deps, agent ? { agentName: agent } : {}, CLI_ACTOR, reason ?? `kill switch: jit requests revoke --all${agent ? ` --agent ${agent}` : ''}`);
   if (records.length === 0) {
     io.out(`Nothing to revoke: no live credential and no pending or approved request${agent ? ` of agent ${agent}` : ''}.`);
     return 0;
   }
-  const summary = await finishRevocations(ctx, records, io);
-  io.out(describeSummary(summary));
-  return summary.vaultFailed > 0 ? 1 : 0;
+  return finishRevocationsSummarized(ctx, records, io);
 }

@@ -1,13 +1,11 @@
 import { SWEEP_INTERVAL_MS } from '../../broker/lifecycle.ts';
 import type { CredentialRow } from '../../broker/repository.ts';
-import { finishRevocation, type RevocationRecord } from '../../broker/revoke.ts';
+import { endCredential } from '../../broker/mint-credential.ts';
+import type { RevocationRecord } from '../../broker/revoke.ts';
 import { vaultClientFromConfig } from '../../vault/from-config.ts';
 import type { VaultClient } from '../../vault/types.ts';
 import { openCliContext, type CliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
-
-/** The operator's identity for revocations from the shell, the same as for decisions (SPEC §3, §11). */
-export const CLI_ACTOR = 'local-cli';
 
 const SWEEP_SECONDS = Math.ceil(SWEEP_INTERVAL_MS / 1000);
 
@@ -78,7 +76,7 @@ export async function finishRevocations(ctx: CliContext, records: RevocationReco
         continue;
       }
       if (cred.type === 'gate_push') {
-        await finishRevocation(ctx.deps, cred);
+        await endCredential(ctx.deps, cred);
         io.out(`${head}: gate credential ${cred.jti} revoked; /gate/verify refuses it from now on.`);
         continue;
       }
@@ -92,7 +90,7 @@ export async function finishRevocations(ctx: CliContext, records: RevocationReco
         continue;
       }
       try {
-        await finishRevocation({ ...ctx.deps, vault: vault.client }, cred);
+        await endCredential({ ...ctx.deps, vault: vault.client }, cred);
         io.out(`${head}: token revoked in Vault and its policy deleted.`);
       } catch (err) {
         summary.vaultFailed++;
@@ -132,6 +130,16 @@ async function connectVault(ctx: CliContext, io: CliIo): Promise<{ client: Vault
     io.err(`jit: could not log in to Vault at ${ctx.config.vault.addr}: ${(err as Error).message}`);
     return { refused: true };
   }
+}
+
+/**
+ * {@link finishRevocations}, then its summary line ({@link describeSummary});
+ * returns the command's exit code: 1 when Vault failed for a token, else 0.
+ */
+export async function finishRevocationsSummarized(ctx: CliContext, records: RevocationRecord[], io: CliIo): Promise<number> {
+  const summary = await finishRevocations(ctx, records, io);
+  io.out(describeSummary(summary));
+  return summary.vaultFailed > 0 ? 1 : 0;
 }
 
 /** `Ended 1 live credential, 1 pending and 1 approved request.` */

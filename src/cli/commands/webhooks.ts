@@ -1,8 +1,9 @@
 import { systemClock } from '../../lib/clock.ts';
-import { readServiceSettings } from '../../config/service-settings.ts';
 import { createOutboxStore, redactUrl, targetUrlLabel, type OutboxRow } from '../../webhooks/outbox.ts';
 import { openCliContext } from '../context.ts';
+import { iso } from '../format.ts';
 import type { CliIo } from '../io.ts';
+import { CLI_ACTOR } from '../operator.ts';
 import { UsageError, parseCommandArgs } from '../args.ts';
 
 const USAGE = 'jit webhooks list [--dead] [--limit N] | jit webhooks retry ID | jit webhooks retry --all-dead';
@@ -11,7 +12,6 @@ const USAGE = 'jit webhooks list [--dead] [--limit N] | jit webhooks retry ID | 
 const RETRY_LIST_MAX = 20;
 const RETRY_PROGRESS_EVERY = 1000;
 
-const iso = (ms: number | null) => (ms === null ? '-' : new Date(ms).toISOString());
 
 function when(r: OutboxRow): string {
   if (r.state === 'delivered') return `delivered ${iso(r.delivered_at)}`;
@@ -59,7 +59,7 @@ export async function webhooksCommand(args: string[], io: CliIo): Promise<number
 
     // The service's dispatcher resolves OPENCLAW_HOOKS_URL when it sends, so what matters is the
     // service's setting (recorded at its start), not this shell's.
-    const serviceHasOpenClaw = readServiceSettings(ctx.db)?.settings.openclaw_configured;
+    const serviceHasOpenClaw = ctx.recordedSettings()?.settings.openclaw_configured;
     /** Re-queues one dead event; the reason on failure. */
     const requeue = (row: OutboxRow): { ok: true; line: string } | { ok: false; why: string } => {
       if (row.state !== 'dead') return { ok: false, why: `event ${row.id} is ${row.state}, not dead; only dead events are re-queued` };
@@ -70,7 +70,7 @@ export async function webhooksCommand(args: string[], io: CliIo): Promise<number
       const now = systemClock.now();
       const requeued = ctx.db.transaction(() => {
         if (!store.requeue(row.id, now)) return false;
-        ctx.audit.append({ event: 'webhook.requeued', actor: 'local-cli', requestId: row.request_id, data: { event_id: row.id, type: row.type, previous_attempts: row.attempts } }, now);
+        ctx.audit.append({ event: 'webhook.requeued', actor: CLI_ACTOR, requestId: row.request_id, data: { event_id: row.id, type: row.type, previous_attempts: row.attempts } }, now);
         return true;
       })();
       if (!requeued) return { ok: false, why: `event ${row.id} changed meanwhile; not re-queued` };
