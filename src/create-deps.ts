@@ -5,7 +5,7 @@ import type { BrokerDeps } from './broker/deps.ts';
 import { noDecisionSink, type DecisionSink } from './broker/events.ts';
 import type { PolicyStore } from './broker/policy/index.ts';
 import { createRepository } from './broker/repository.ts';
-import type { Db } from './db/open.ts';
+import type { Db } from './storage/sqlite/open.ts';
 import { systemClock, type Clock } from './lib/clock.ts';
 import { createIdGenerator, type IdGenerator } from './lib/ids.ts';
 import type { Logger } from './lib/logger.ts';

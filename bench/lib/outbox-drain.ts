@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PolicySet } from '../../src/broker/policy/types.ts';
 import type { RequestRow } from '../../src/broker/repository.ts';
-import { openDatabase } from '../../src/db/open.ts';
+import { openDatabase } from '../../src/storage/sqlite/open.ts';
 import { systemClock } from '../../src/lib/clock.ts';
 import { createIdGenerator } from '../../src/lib/ids.ts';
 import { createLogger } from '../../src/lib/logger.ts';

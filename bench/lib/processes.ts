@@ -153,7 +153,7 @@ export async function addAgent(dbPath: string, policiesDir: string, name: string
  */
 export async function addMoreAgents(dbPath: string, first: string, count: number, repo = REPO): Promise<string[]> {
   // The checkout whose broker will use the database creates them (its own migrations).
-  const { openDatabase } = (await import(join(repo, 'src/db/open.ts'))) as typeof import('../../src/db/open.ts');
+  const { openDatabase } = (await import(join(repo, 'src/storage/sqlite/open.ts'))) as typeof import('../../src/storage/sqlite/open.ts');
   const { createStorageDeps } = (await import(join(repo, 'src/create-deps.ts'))) as typeof import('../../src/create-deps.ts');
   const { loadConfig } = (await import(join(repo, 'src/config/config.ts'))) as typeof import('../../src/config/config.ts');
   const db = openDatabase(dbPath);

@@ -8,7 +8,7 @@
  * broker starts.
  */
 import { createAuditLog } from '../../src/broker/audit.ts';
-import { openDatabase } from '../../src/db/open.ts';
+import { openDatabase } from '../../src/storage/sqlite/open.ts';
 import { createIdGenerator } from '../../src/lib/ids.ts';
 import { BENCH_PATH } from './vault-work.ts';
 

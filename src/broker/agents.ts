@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Db } from '../db/open.ts';
+import type { Db } from '../storage/sqlite/open.ts';
 import type { Clock } from '../lib/clock.ts';
 import type { IdGenerator } from '../lib/ids.ts';
 import { hashSecret, randomToken, safeEqual } from '../lib/secrets.ts';

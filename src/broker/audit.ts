@@ -1,5 +1,5 @@
 import { createHash, verify as verifySignature, type KeyObject } from 'node:crypto';
-import type { Db } from '../db/open.ts';
+import type { Db } from '../storage/sqlite/open.ts';
 import { canonicalJson } from '../lib/canonical-json.ts';
 import { publicKeyObject } from '../lib/ed25519-key.ts';
 import type { Jwks, Signer } from '../webhooks/keys.ts';

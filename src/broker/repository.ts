@@ -1,4 +1,4 @@
-import type { Db } from '../db/open.ts';
+import type { Db } from '../storage/sqlite/open.ts';
 import type { Tier } from './policy/types.ts';
 import { grantPolicyName, installationPolicyPrefix, parseGrantPolicyName } from './vault-grant.ts';
 

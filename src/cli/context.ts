@@ -2,7 +2,7 @@ import { loadConfig, type Config } from '../config/config.ts';
 import { InvalidPolicyFiles, PolicyStore } from '../broker/policy/index.ts';
 import { createStorageDeps, type StorageDeps } from '../create-deps.ts';
 import { readServiceSettings, settingsOf, withServiceSettings, type RecordedSettings, type ServiceSettings } from '../config/service-settings.ts';
-import { openDatabase, type Db } from '../db/open.ts';
+import { openDatabase, type Db } from '../storage/sqlite/open.ts';
 import { createIdGenerator } from '../lib/ids.ts';
 import { createLogger } from '../lib/logger.ts';
 import { createOutboxSink } from '../webhooks/outbox.ts';

@@ -16,7 +16,7 @@ import { startAuditUpkeep } from '../broker/audit-upkeep.ts';
 import { PolicyStore } from '../broker/policy/index.ts';
 import { loadConfig, type Config } from '../config/config.ts';
 import { createDeps } from '../create-deps.ts';
-import { openDatabase } from '../db/open.ts';
+import { openDatabase } from '../storage/sqlite/open.ts';
 import { createApp, type AppTelegram } from '../http/app.ts';
 import { listen } from '../http/listen.ts';
 import { systemClock } from '../lib/clock.ts';

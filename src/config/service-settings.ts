@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import type { Db } from '../db/open.ts';
+import type { Db } from '../storage/sqlite/open.ts';
 import type { Config } from './config.ts';
 
 /**

@@ -17,7 +17,7 @@
  *   command line), are read from the `votes` table on each scrape.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client';
-import type { Db } from '../db/open.ts';
+import type { Db } from '../storage/sqlite/open.ts';
 
 export type RequestResource = 'vault' | 'gate';
 export type WebhookOutcome = 'delivered' | 'retried' | 'dead';

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Db } from '../db/open.ts';
+import type { Db } from '../storage/sqlite/open.ts';
 import type { RequestRow, RequestStatus } from '../broker/repository.ts';
 import { EMPTY_DRAFT, type DraftNarrowing } from './narrowing-panel.ts';
 import type { VoteView } from './render.ts';

@@ -1,7 +1,7 @@
 import { createAuditLog } from '../broker/audit.ts';
 import type { PolicySet } from '../broker/policy/types.ts';
 import type { Config } from '../config/config.ts';
-import type { Db } from '../db/open.ts';
+import type { Db } from '../storage/sqlite/open.ts';
 import type { Clock } from '../lib/clock.ts';
 import { scrubSecrets, type Logger } from '../lib/logger.ts';
 import { randomToken } from '../lib/secrets.ts';

@@ -3,7 +3,7 @@ import type { DecisionEventType, DecisionSink } from '../broker/events.ts';
 import type { PolicySet, WebhookTarget } from '../broker/policy/types.ts';
 import type { RequestRow } from '../broker/repository.ts';
 import type { Config } from '../config/config.ts';
-import type { Db } from '../db/open.ts';
+import type { Db } from '../storage/sqlite/open.ts';
 import type { IdGenerator } from '../lib/ids.ts';
 import type { Logger } from '../lib/logger.ts';
 import { buildEventFacts, withTargetFacts, type DecisionEventName, type EventFacts } from './payloads.ts';

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createAuditLog } from '../../../src/broker/audit.ts';
 import type { CliIo } from '../../../src/cli/io.ts';
 import { COMMAND_NAMES, runCli } from '../../../src/cli/main.ts';
-import { openDatabase } from '../../../src/db/open.ts';
+import { openDatabase } from '../../../src/storage/sqlite/open.ts';
 import { endsWithTest, JIT_BIN, runJit } from '../../helpers/cli.ts';
 
 const REPO = join(import.meta.dirname, '..', '..', '..');

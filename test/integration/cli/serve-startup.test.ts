@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config/config.ts';
 import { readServiceSettings } from '../../../src/config/service-settings.ts';
 import { createStorageDeps } from '../../../src/create-deps.ts';
-import { openDatabase } from '../../../src/db/open.ts';
+import { openDatabase } from '../../../src/storage/sqlite/open.ts';
 import { startDevVault } from '../../../src/vault/dev/index.ts';
 import { until } from '../../helpers/chaos-process.ts';
 import { endsWithTest, JIT_BIN, runJit, startJitServe } from '../../helpers/cli.ts';

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { decideRequest } from '../../../src/broker/decide.ts';
 import { loadConfig } from '../../../src/config/config.ts';
 import { createStorageDeps } from '../../../src/create-deps.ts';
-import { openDatabase } from '../../../src/db/open.ts';
+import { openDatabase } from '../../../src/storage/sqlite/open.ts';
 import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
 
 /** The value of one sample of `name` whose labels include `labels`; undefined when absent. */

@@ -9,7 +9,7 @@ import { requestCredential } from '../../../src/broker/request-credential.ts';
 import { CredentialRequestBody } from '../../../src/broker/schemas.ts';
 import { loadConfig, type Config } from '../../../src/config/config.ts';
 import { createDeps } from '../../../src/create-deps.ts';
-import { openDatabase, type Db } from '../../../src/db/open.ts';
+import { openDatabase, type Db } from '../../../src/storage/sqlite/open.ts';
 import { ManualClock } from '../../../src/lib/clock.ts';
 import { createLogger } from '../../../src/lib/logger.ts';
 import { createApprovalBot, type ApprovalBot, type ApprovalBotOptions } from '../../../src/telegram/index.ts';

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { verifyAuditChain } from '../../../src/broker/audit.ts';
-import { openDatabase, type Db } from '../../../src/db/open.ts';
+import { openDatabase, type Db } from '../../../src/storage/sqlite/open.ts';
 import { createDispatcher } from '../../../src/webhooks/dispatcher.ts';
 import { createHttpTransport, type Transport } from '../../../src/webhooks/transport.ts';
 import { makeWorld, until, type World } from './setup.ts';

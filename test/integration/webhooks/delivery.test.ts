@@ -3,7 +3,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { verifyAuditChain } from '../../../src/broker/audit.ts';
-import { openDatabase } from '../../../src/db/open.ts';
+import { openDatabase } from '../../../src/storage/sqlite/open.ts';
 import { createDispatcher } from '../../../src/webhooks/dispatcher.ts';
 import { createOutboxStore } from '../../../src/webhooks/outbox.ts';
 import { DEFAULT_RETRY_SCHEDULE_MS } from '../../../src/webhooks/retry.ts';

@@ -5,7 +5,7 @@ import type { DecisionEventType } from '../../../src/broker/events.ts';
 import type { WebhookTarget } from '../../../src/broker/policy/types.ts';
 import type { RequestRow } from '../../../src/broker/repository.ts';
 import { loadConfig, type Config } from '../../../src/config/config.ts';
-import { openDatabase, type Db } from '../../../src/db/open.ts';
+import { openDatabase, type Db } from '../../../src/storage/sqlite/open.ts';
 import { ManualClock } from '../../../src/lib/clock.ts';
 import { createIdGenerator } from '../../../src/lib/ids.ts';
 import { createDispatcher, type DispatcherDeps } from '../../../src/webhooks/dispatcher.ts';

@@ -1,7 +1,7 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createAgentStore } from '../../../src/broker/agents.ts';
 import { createAuditLog } from '../../../src/broker/audit.ts';
-import { openDatabase, type Db } from '../../../src/db/open.ts';
+import { openDatabase, type Db } from '../../../src/storage/sqlite/open.ts';
 import { ManualClock } from '../../../src/lib/clock.ts';
 import { createIdGenerator } from '../../../src/lib/ids.ts';
 

@@ -6,7 +6,7 @@ import { openCliContext } from '../../../src/cli/context.ts';
 import type { CliIo } from '../../../src/cli/io.ts';
 import { loadConfig } from '../../../src/config/config.ts';
 import { readServiceSettings, recordServiceSettings } from '../../../src/config/service-settings.ts';
-import { openDatabase } from '../../../src/db/open.ts';
+import { openDatabase } from '../../../src/storage/sqlite/open.ts';
 
 let dbPath: string;
 beforeEach(() => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createRepository } from '../../../src/broker/repository.ts';
-import { migrate, openDatabase } from '../../../src/db/open.ts';
+import { migrate, openDatabase } from '../../../src/storage/sqlite/open.ts';
 
 const idOf = (db: ReturnType<typeof openDatabase>) => db.prepare(`SELECT value FROM settings WHERE key = 'installation_id'`).pluck().get() as string;
 

@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import type { RequestRow } from '../../../src/broker/repository.ts';
-import { openDatabase } from '../../../src/db/open.ts';
+import { openDatabase } from '../../../src/storage/sqlite/open.ts';
 import { createMetrics, instrumentVault, metricsDecisionSink } from '../../../src/metrics/index.ts';
 import { VaultError } from '../../../src/vault/errors.ts';
 import type { VaultClient } from '../../../src/vault/types.ts';

@@ -2,7 +2,7 @@ import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { decideRequest, type DecideDeps } from '../../../src/broker/decide.ts';
 import { PolicyStore } from '../../../src/broker/policy/index.ts';
 import { createStorageDeps } from '../../../src/create-deps.ts';
-import { openDatabase, type Db } from '../../../src/db/open.ts';
+import { openDatabase, type Db } from '../../../src/storage/sqlite/open.ts';
 import { ManualClock } from '../../../src/lib/clock.ts';
 import { policyFrom, removePolicyDirs } from '../policy/helpers.ts';
 import { insertRequest, testConfig } from '../webhooks/helpers.ts';

@@ -3,7 +3,7 @@ import { PolicyStore } from '../../../src/broker/policy/policy-store.ts';
 import type { AgentPolicy, WebhookTarget } from '../../../src/broker/policy/types.ts';
 import { createRepository, type RequestRow } from '../../../src/broker/repository.ts';
 import { loadConfig, type Config } from '../../../src/config/config.ts';
-import type { Db } from '../../../src/db/open.ts';
+import type { Db } from '../../../src/storage/sqlite/open.ts';
 import { createLogger, type Logger } from '../../../src/lib/logger.ts';
 
 export const HOOKS_TOKEN = 'hook-token-5f2c9a7e1d3b4c6a8e0f';

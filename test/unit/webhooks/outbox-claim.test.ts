@@ -1,5 +1,5 @@
 import { beforeEach, describe, expect, it } from 'vitest';
-import { openDatabase, type Db } from '../../../src/db/open.ts';
+import { openDatabase, type Db } from '../../../src/storage/sqlite/open.ts';
 import { createOutboxStore, type OutboxStore } from '../../../src/webhooks/outbox.ts';
 import { insertRequest } from './helpers.ts';
 

@@ -2,7 +2,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { decideRequest } from '../../../src/broker/decide.ts';
 import { createRepository } from '../../../src/broker/repository.ts';
 import { createStorageDeps } from '../../../src/create-deps.ts';
-import { openDatabase, type Db } from '../../../src/db/open.ts';
+import { openDatabase, type Db } from '../../../src/storage/sqlite/open.ts';
 import { ManualClock } from '../../../src/lib/clock.ts';
 import { createIdGenerator } from '../../../src/lib/ids.ts';
 import { createOutboxSink, createOutboxStore, resolveTargetUrl, type OutboxRow, type TargetKind } from '../../../src/webhooks/outbox.ts';
