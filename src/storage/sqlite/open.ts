@@ -175,6 +175,14 @@ function immediateByDefault(db: Db): void {
     }
   };
 
+  controls.set(db, {
+    begin: acquire,
+    commit: () => commit.run(),
+    rollback: () => {
+      if (db.inTransaction) rollback.run();
+    },
+  });
+
   db.transaction = ((fn: (...a: unknown[]) => unknown) => {
     const immediate = function (this: unknown, ...args: unknown[]) {
       return run(fn, this, args);
@@ -187,6 +195,23 @@ function immediateByDefault(db: Db): void {
       database: db,
     });
   }) as unknown as Db['transaction'];
+}
+
+/** BEGIN IMMEDIATE (with the retry above), COMMIT and ROLLBACK of a connection opened here: what the asynchronous transaction uses. */
+export interface TransactionControl {
+  begin(): void;
+  commit(): void;
+  /** No-op when no transaction is open (SQLite ended it on an error). */
+  rollback(): void;
+}
+
+const controls = new WeakMap<Db, TransactionControl>();
+
+/** The transaction statements of a connection opened with {@link openDatabase}. */
+export function transactionControl(db: Db): TransactionControl {
+  const c = controls.get(db);
+  if (!c) throw new Error('transactionControl: the connection was not opened with openDatabase');
+  return c;
 }
 
 const pauseCell = new Int32Array(new SharedArrayBuffer(4));

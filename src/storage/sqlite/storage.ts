@@ -1,0 +1,211 @@
+import { StorageBusyError, StorageUniqueError, TransactionEndedError } from '../errors.ts';
+import { FifoLock } from '../lock.ts';
+import type { Repositories, Storage, Transaction } from '../storage.ts';
+import { sqliteAgents } from './agents.ts';
+import { sqliteAudit } from './audit.ts';
+import { sqliteCredentials, sqliteGrantPolicies } from './credentials.ts';
+import { BUSY_TIMEOUT_MS, openDatabase, transactionControl, type Db, type OpenOptions } from './open.ts';
+import { sqliteOutbox } from './outbox.ts';
+import { sqliteIdempotency, sqliteRateLimits, sqliteRequests } from './requests.ts';
+import { sqliteSettings } from './settings.ts';
+import type { Sync } from './sync.ts';
+import { sqliteTelegram } from './telegram.ts';
+import { sqliteVotes } from './votes.ts';
+
+/**
+ * SQLite's errors as the storage interface's: busy or locked (another
+ * connection held the write lock past the wait) and uniqueness refusals.
+ * Anything else is returned as it is.
+ */
+export function storageError(err: unknown): unknown {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string' || !code.startsWith('SQLITE_')) return err;
+  if (/^SQLITE_(BUSY|LOCKED)/.test(code)) return new StorageBusyError('the database is busy (another writer holds it)', { cause: err });
+  if (code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY') return new StorageUniqueError('a uniqueness rule refused the write', { cause: err });
+  return err;
+}
+
+type SyncRepositories = { [K in keyof Repositories]: Sync<Repositories[K]> };
+type Runner = <R>(f: () => R) => Promise<R>;
+
+/** The asynchronous face of a synchronous repository: each method runs through `run`. */
+function asyncView<T>(impl: Sync<T>, run: Runner): T {
+  const view: Record<string, unknown> = {};
+  for (const [key, f] of Object.entries(impl as Record<string, unknown>)) {
+    view[key] = typeof f === 'function' ? (...args: unknown[]) => run(() => (f as (...a: unknown[]) => unknown)(...args)) : f;
+  }
+  return view as T;
+}
+
+const REPOSITORIES = ['requests', 'idempotency', 'rateLimits', 'credentials', 'grantPolicies', 'votes', 'agents', 'audit', 'outbox', 'telegram', 'settings'] as const;
+
+/** One transaction's repositories, built on first use (a verb touches a few), refusing calls once it ended. */
+class SqliteTransaction implements Transaction {
+  #open = true;
+  readonly #views = new Map<keyof Repositories, unknown>();
+  readonly commitHooks: (() => void)[] = [];
+  readonly rollbackHooks: (() => void)[] = [];
+  readonly #run: Runner = (f) => {
+    if (!this.#open) return Promise.reject(new TransactionEndedError());
+    try {
+      return Promise.resolve(f());
+    } catch (err) {
+      return Promise.reject(storageError(err));
+    }
+  };
+
+  constructor(private readonly sync: SyncRepositories) {}
+
+  #view<K extends keyof Repositories>(key: K): Repositories[K] {
+    let v = this.#views.get(key) as Repositories[K] | undefined;
+    if (!v) this.#views.set(key, (v = asyncView<Repositories[K]>(this.sync[key], this.#run)));
+    return v;
+  }
+
+  get requests() { return this.#view('requests'); }
+  get idempotency() { return this.#view('idempotency'); }
+  get rateLimits() { return this.#view('rateLimits'); }
+  get credentials() { return this.#view('credentials'); }
+  get grantPolicies() { return this.#view('grantPolicies'); }
+  get votes() { return this.#view('votes'); }
+  get agents() { return this.#view('agents'); }
+  get audit() { return this.#view('audit'); }
+  get outbox() { return this.#view('outbox'); }
+  get telegram() { return this.#view('telegram'); }
+  get settings() { return this.#view('settings'); }
+
+  afterCommit(fn: () => void): void {
+    if (!this.#open) throw new TransactionEndedError();
+    this.commitHooks.push(fn);
+  }
+
+  afterRollback(fn: () => void): void {
+    if (!this.#open) throw new TransactionEndedError();
+    this.rollbackHooks.push(fn);
+  }
+
+  end(): void {
+    this.#open = false;
+  }
+}
+
+/** Runs every hook, then throws the first error any of them threw. */
+function runHooks(hooks: (() => void)[]): void {
+  let first: { err: unknown } | undefined;
+  for (const hook of hooks) {
+    try {
+      hook();
+    } catch (err) {
+      first ??= { err };
+    }
+  }
+  if (first) throw first.err;
+}
+
+const handles = new WeakMap<Storage, Db>();
+
+/**
+ * The SQLite engine over one better-sqlite3 connection (WAL, migrated:
+ * see open.ts). Each repository's statements are prepared once, here.
+ *
+ * One connection per process, so one transaction at a time: a FIFO lock
+ * (lock.ts) is taken around BEGIN IMMEDIATE … COMMIT, and a call outside a
+ * transaction made while one is open waits for it too (on the same
+ * connection it would otherwise read the open transaction's uncommitted
+ * writes, or commit them half-way). When the lock is free nothing queues:
+ * the statement runs at once. Across processes (HTTP workers, the CLI),
+ * BEGIN IMMEDIATE serialises writers as before.
+ */
+export function createSqliteStorage(db: Db): Storage {
+  const control = transactionControl(db);
+  const lock = new FifoLock(BUSY_TIMEOUT_MS);
+  const sync: SyncRepositories = {
+    requests: sqliteRequests(db),
+    idempotency: sqliteIdempotency(db),
+    rateLimits: sqliteRateLimits(db),
+    credentials: sqliteCredentials(db),
+    grantPolicies: sqliteGrantPolicies(db),
+    votes: sqliteVotes(db),
+    agents: sqliteAgents(db),
+    audit: sqliteAudit(db),
+    outbox: sqliteOutbox(db),
+    telegram: sqliteTelegram(db),
+    settings: sqliteSettings(db),
+  };
+  const select1 = db.prepare('SELECT 1');
+
+  const runNow = <R>(f: () => R): Promise<R> => {
+    try {
+      return Promise.resolve(f());
+    } catch (err) {
+      return Promise.reject(storageError(err));
+    }
+  };
+  /** Outside a transaction: at once when no transaction is open, else after it (and any queued before). */
+  const direct: Runner = (f) => {
+    if (!lock.held) return runNow(f);
+    return lock.acquire().then(() => {
+      try {
+        return f();
+      } catch (err) {
+        throw storageError(err);
+      } finally {
+        lock.release();
+      }
+    });
+  };
+
+  const storage = {
+    engine: 'sqlite',
+    async transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T> {
+      if (!lock.tryAcquire()) await lock.acquire();
+      try {
+        try {
+          control.begin();
+        } catch (err) {
+          throw storageError(err);
+        }
+        const tx = new SqliteTransaction(sync);
+        let result: T;
+        try {
+          result = await fn(tx);
+          control.commit();
+        } catch (err) {
+          tx.end();
+          control.rollback();
+          runHooks(tx.rollbackHooks);
+          throw storageError(err);
+        }
+        tx.end();
+        runHooks(tx.commitHooks);
+        return result;
+      } finally {
+        lock.release();
+      }
+    },
+    ping: () => direct(() => void select1.get()),
+    async close() {
+      if (!lock.tryAcquire()) await lock.acquire();
+      db.close();
+    },
+  } as Storage;
+  for (const key of REPOSITORIES) Object.defineProperty(storage, key, { value: asyncView(sync[key] as never, direct), enumerable: true });
+  handles.set(storage, db);
+  return storage;
+}
+
+/** Opens (creating and migrating) the database at `path` and returns its storage. */
+export function openSqliteStorage(path: string, opts: OpenOptions = {}): Storage {
+  return createSqliteStorage(openDatabase(path, opts));
+}
+
+/**
+ * The better-sqlite3 connection behind a SQLite storage. FOR TESTS ONLY
+ * (seeding and inspecting tables with SQL) and the SQLite engine itself:
+ * nothing in src/ outside src/storage/ may use it.
+ */
+export function sqliteDatabase(storage: Storage): Db {
+  const db = handles.get(storage);
+  if (!db) throw new Error(`sqliteDatabase: not a SQLite storage (engine ${storage.engine})`);
+  return db;
+}
