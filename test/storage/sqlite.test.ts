@@ -1,0 +1,84 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, vi } from 'vitest';
+import { StorageBusyError, StorageUniqueError } from '../../src/storage/errors.ts';
+import { FifoLock } from '../../src/storage/lock.ts';
+import { openSqliteStorage, sqliteDatabase } from '../../src/storage/sqlite/index.ts';
+import { storageError } from '../../src/storage/sqlite/storage.ts';
+import { describeStorageConformance } from './conformance.ts';
+
+describeStorageConformance('SQLite, a temporary file', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'jit-storage-'));
+  const storage = openSqliteStorage(join(dir, 'jit.db'));
+  return {
+    storage,
+    async dispose() {
+      await storage.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+});
+
+describeStorageConformance('SQLite, :memory:', async () => {
+  const storage = openSqliteStorage(':memory:');
+  return { storage, dispose: () => storage.close() };
+});
+
+describe('SQLite engine specifics', () => {
+  it('prepares its statements once per connection, never per call', async () => {
+    const storage = openSqliteStorage(':memory:');
+    const db = sqliteDatabase(storage);
+    const round = async () => {
+      await storage.transaction(async (tx) => {
+        await tx.requests.get('req_a');
+        await tx.requests.list({ status: 'pending' });
+        await tx.votes.has('req_a', 'alice');
+        await tx.votes.countApprovals('req_a');
+        await tx.outbox.claim({ now: 1, dueBy: 1, owner: 'w', leaseUntil: 2, limit: 5 });
+        await tx.audit.last();
+      });
+      await storage.requests.get('req_a');
+      await storage.ping();
+    };
+    await round();
+    const prepare = vi.spyOn(db, 'prepare');
+    await round();
+    await round();
+    expect(prepare).not.toHaveBeenCalled();
+    await storage.close();
+  });
+
+  it('translates busy and uniqueness errors into the interface\'s types and leaves others alone', () => {
+    const sqlite = (code: string) => Object.assign(new Error('x'), { code });
+    expect(storageError(sqlite('SQLITE_BUSY'))).toBeInstanceOf(StorageBusyError);
+    expect(storageError(sqlite('SQLITE_BUSY_SNAPSHOT'))).toBeInstanceOf(StorageBusyError);
+    expect(storageError(sqlite('SQLITE_LOCKED'))).toBeInstanceOf(StorageBusyError);
+    expect(storageError(sqlite('SQLITE_CONSTRAINT_UNIQUE'))).toBeInstanceOf(StorageUniqueError);
+    const other = sqlite('SQLITE_CONSTRAINT_CHECK');
+    expect(storageError(other)).toBe(other);
+    const plain = new Error('plain');
+    expect(storageError(plain)).toBe(plain);
+  });
+});
+
+describe('FifoLock', () => {
+  it('hands the lock over in arrival order, and a waiter past its wait gets StorageBusyError', async () => {
+    const lock = new FifoLock(50);
+    expect(lock.tryAcquire()).toBe(true);
+    expect(lock.tryAcquire()).toBe(false);
+    const order: number[] = [];
+    const waiters = [1, 2, 3].map((n) => lock.acquire().then(() => order.push(n)));
+    lock.release();
+    await waiters[0];
+    lock.release();
+    await waiters[1];
+    lock.release();
+    await waiters[2];
+    expect(order).toEqual([1, 2, 3]);
+    const late = lock.acquire();
+    await expect(late).rejects.toBeInstanceOf(StorageBusyError);
+    lock.release();
+    expect(lock.held).toBe(false);
+  });
+});
