@@ -2,6 +2,7 @@ import type { BrokerDeps } from './deps.ts';
 import { BrokerError } from './errors.ts';
 import { issueCredential } from './issue-credential.ts';
 import type { RequestRow } from './repository.ts';
+import type { IssuedResponse } from '../wire/schemas.ts';
 
 /**
  * `POST /jit/requests/:id/claim`: mints the credential of an approved
@@ -9,7 +10,7 @@ import type { RequestRow } from './repository.ts';
  * Vault down: 503 and the request stays approved, so the agent can retry
  * within the window.
  */
-export async function claimCredential(deps: BrokerDeps, row: RequestRow): Promise<Record<string, unknown>> {
+export async function claimCredential(deps: BrokerDeps, row: RequestRow): Promise<IssuedResponse> {
   const { repo, clock, audit, db, events } = deps;
   const now = clock.now();
   const current = repo.getRequest(row.id)!;

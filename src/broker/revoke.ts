@@ -4,6 +4,7 @@ import { BrokerError } from './errors.ts';
 import { endCredential } from './mint-credential.ts';
 import type { CredentialRow, RequestRow, RequestStatus } from './repository.ts';
 import { vaultUnavailable } from './vault-errors.ts';
+import type { RequestView } from '../wire/schemas.ts';
 import { requestView } from './view.ts';
 
 const CANCELLABLE: RequestStatus[] = ['pending', 'approved'];
@@ -115,7 +116,7 @@ export function commitRevocations(
  * is down the credential stays `ending` and the reaper finishes the job.
  * Revoking an already revoked request is not an error.
  */
-export async function revokeRequest(deps: BrokerDeps, row: RequestRow, actor: string, reason?: string): Promise<Record<string, unknown>> {
+export async function revokeRequest(deps: BrokerDeps, row: RequestRow, actor: string, reason?: string): Promise<RequestView> {
   const { repo, log } = deps;
   commitRevocation(deps, row.id, actor, reason);
   // Also after an earlier revocation whose Vault clean-up failed: try again now.

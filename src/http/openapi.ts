@@ -15,7 +15,7 @@ import {
   RequestView,
   TelegramUpdate,
   VaultRequestBody,
-} from '../broker/schemas.ts';
+} from '../wire/schemas.ts';
 import { packageVersion } from '../lib/package-version.ts';
 import { problemBody } from './problem.ts';
 
@@ -24,7 +24,7 @@ import { problemBody } from './problem.ts';
  *
  * Every body schema is generated from the zod schemas the routes validate
  * with (request bodies in zod's `input` view, so `ttl: "15m"` is allowed)
- * and the response schemas beside them in src/broker/schemas.ts (`output`
+ * and the response schemas beside them in src/wire/schemas.ts (`output`
  * view). Problem responses are generated from the ERROR_CODES registry and
  * rendered by the same `problemBody` the server uses. Only the list of
  * operations is written here; test/integration/openapi checks it against

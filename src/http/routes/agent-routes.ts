@@ -4,7 +4,7 @@ import type { BrokerDeps } from '../../broker/deps.ts';
 import { BrokerError, notFound } from '../../broker/errors.ts';
 import { requestCredential } from '../../broker/request-credential.ts';
 import { revokeRequest } from '../../broker/revoke.ts';
-import { CredentialRequestBody, IdempotencyKey, describeZodError } from '../../broker/schemas.ts';
+import { CredentialRequestBody, IdempotencyKey, describeZodError } from '../../wire/schemas.ts';
 import { requestView } from '../../broker/view.ts';
 import { isId } from '../../lib/ids.ts';
 import { getConnInfo } from '@hono/node-server/conninfo';

@@ -2,7 +2,7 @@ import { Hono } from 'hono';
 import type { BrokerDeps } from '../../broker/deps.ts';
 import { BrokerError } from '../../broker/errors.ts';
 import { verifyGateCredential } from '../../broker/gate-credential.ts';
-import { GateVerifyBody, describeZodError } from '../../broker/schemas.ts';
+import { GateVerifyBody, describeZodError } from '../../wire/schemas.ts';
 import { readJson, type AppEnv, type AppTelegram } from '../app.ts';
 import { JWKS_CACHE_CONTROL } from '../openapi.ts';
 import { createOutboxStore } from '../../webhooks/outbox.ts';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { decideRequest } from '../../../src/broker/decide.ts';
 import { ERROR_CODES } from '../../../src/broker/errors.ts';
-import * as schemas from '../../../src/broker/schemas.ts';
+import * as schemas from '../../../src/wire/schemas.ts';
 import { createApp } from '../../../src/http/app.ts';
 import { COMPONENT_SCHEMAS, REQUEST_EXAMPLES, createOpenApiDocument, problemType } from '../../../src/http/openapi.ts';
 import type { GatePushCredential as MintedGateCredential } from '../../../src/broker/gate-credential.ts';
@@ -147,7 +147,7 @@ describe('GET /openapi.json', () => {
   });
 
   it('generates the bodies from the zod schemas the routes validate with', () => {
-    // The components are generated from these very objects (the routes import them from src/broker/schemas.ts).
+    // The components are generated from these very objects (the routes import them from src/wire/schemas.ts).
     expect(COMPONENT_SCHEMAS.CredentialRequestBody).toBe(schemas.CredentialRequestBody);
     expect(COMPONENT_SCHEMAS.GateVerifyBody).toBe(schemas.GateVerifyBody);
     expect(doc.paths['/jit/request'].post.requestBody.content['application/json'].schema).toEqual({ $ref: '#/components/schemas/CredentialRequestBody' });
