@@ -1,4 +1,5 @@
-import { Hono, type Context } from 'hono';
+import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { Agent } from '../broker/agents.ts';
 import type { BrokerDeps } from '../broker/deps.ts';
@@ -6,12 +7,14 @@ import { BrokerError } from '../broker/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import { pooledRandomBytes } from '../lib/random-pool.ts';
 import { declaredBodyLimit, MAX_BODY_BYTES, payloadTooLarge, readBodyText } from './body.ts';
+import { contractRouter, problemResponses, route } from './contract.ts';
 import { problemResponse } from './problem.ts';
 import { agentRoutes } from './routes/agent-routes.ts';
 import { metricsRoutes } from './routes/metrics-route.ts';
 import { openApiRoutes } from './routes/openapi-route.ts';
 import { publicRoutes } from './routes/public-routes.ts';
 import { TELEGRAM_WEBHOOK_PATH, type ApprovalBot } from '../telegram/index.ts';
+import { TelegramUpdate } from '../wire/schemas.ts';
 
 /** What the HTTP API needs of the approval bot (in an HTTP worker, a proxy to the primary's bot). */
 export type AppTelegram = Pick<ApprovalBot, 'kick' | 'handleWebhook' | 'status'>;
@@ -26,8 +29,8 @@ export interface AppOptions {
   telegram?: AppTelegram | undefined;
 }
 
-export function createApp(deps: BrokerDeps, opts: AppOptions = {}): Hono<AppEnv> {
-  const app = new Hono<AppEnv>();
+export function createApp(deps: BrokerDeps, opts: AppOptions = {}): OpenAPIHono<AppEnv> {
+  const app = contractRouter();
 
   app.use('*', async (c, next) => {
     const requestId = `http_${pooledRandomBytes(8).toString('hex')}`;
@@ -66,12 +69,32 @@ export function createApp(deps: BrokerDeps, opts: AppOptions = {}): Hono<AppEnv>
   );
 
   app.route('/', publicRoutes(deps, opts.telegram));
-  app.route('/', openApiRoutes(deps));
   app.route('/jit', agentRoutes(deps, () => void opts.telegram?.kick()));
-  app.post(TELEGRAM_WEBHOOK_PATH, (c) => {
-    if (!opts.telegram) throw new BrokerError('NOT_FOUND', 'Telegram is not configured on this broker');
-    return opts.telegram.handleWebhook(c.req.raw);
-  });
+  route(
+    app,
+    createRoute({
+      method: 'post',
+      path: TELEGRAM_WEBHOOK_PATH,
+      operationId: 'telegramWebhook',
+      tags: ['telegram'],
+      summary: 'Telegram updates (webhook mode)',
+      description:
+        'Called by Telegram when TELEGRAM_WEBHOOK_SECRET is set (the broker registers the webhook at start). The header X-Telegram-Bot-Api-Secret-Token must equal the secret (401 otherwise). Without Telegram or in polling mode: 404.',
+      security: [{ telegramSecretToken: [] }],
+      request: { body: { required: true, content: { 'application/json': { schema: TelegramUpdate } } } },
+      responses: {
+        200: { description: 'Accepted (also for an update already handled)', headers: { 'X-Request-Id': { $ref: '#/components/headers/X-Request-Id' } } },
+        ...problemResponses(['BAD_REQUEST', 'UNAUTHORIZED', 'NOT_FOUND', 'PAYLOAD_TOO_LARGE', 'UNAVAILABLE', 'INTERNAL']),
+      },
+    }),
+    // grammY reads the update from the Fetch API request itself (webhookCallback), so the body is not read here.
+    (c) => {
+      if (!opts.telegram) throw new BrokerError('NOT_FOUND', 'Telegram is not configured on this broker');
+      return opts.telegram.handleWebhook(c.req.raw);
+    },
+    { readBody: false },
+  );
+  openApiRoutes(app, deps.config.publicUrl);
 
   app.notFound((c) => problemResponse(c, new BrokerError('NOT_FOUND', `no route for ${c.req.method} ${c.req.path}`)));
   app.onError((err, c) => {
