@@ -4,9 +4,8 @@ import { BrokerError } from './errors.ts';
 import { endCredential } from './mint-credential.ts';
 import type { CredentialRow, RequestRow, RequestStatus } from './repository.ts';
 import { vaultUnavailable } from './vault-errors.ts';
+import { revoke } from './request-machine.ts';
 import { requestView } from './view.ts';
-
-const CANCELLABLE: RequestStatus[] = ['pending', 'approved'];
 
 /** One request's revocation as committed: what it was, and the credential whose clean-up is still to do. */
 export interface RevocationRecord {
@@ -33,21 +32,18 @@ type Recorded = RevocationRecord | { already: true } | { refused: RequestStatus 
  * the service's sweep, which ends every `ending` row).
  */
 function recordRevocation(deps: StorageDeps, id: string, actor: string, reason: string | undefined, now: number): Recorded {
-  const { repo, audit, events } = deps;
+  const { repo } = deps;
   const current = repo.getRequest(id);
   if (!current) return { refused: 'gone' };
   if (current.status === 'issued') {
     const cred = repo.getCredential(id);
-    if (!repo.transition(id, 'issued', 'revoked', now, { decisionReason: reason })) return { refused: 'raced' };
+    const data = { credential_id: cred?.id, accessor: cred?.accessor, jti: cred?.jti ?? undefined, reason };
+    if (!revoke(deps, id, 'issued', now, { actor, reason, data })) return { refused: 'raced' };
     const ending = cred && cred.state === 'live' && repo.moveCredential(cred.id, 'live', 'ending', now, 'revoked');
-    audit.append({ event: 'request.revoked', actor, requestId: id, data: { credential_id: cred?.id, accessor: cred?.accessor, jti: cred?.jti ?? undefined, reason } }, now);
-    events.record(repo.getRequest(id)!, 'revoked', now);
     return { requestId: id, agent: current.agent_name, was: 'issued', ...(ending ? { credential: { ...cred, state: 'ending' as const } } : {}) };
   }
-  if (CANCELLABLE.includes(current.status)) {
-    if (!repo.transition(id, current.status, 'revoked', now, { decisionReason: reason })) return { refused: 'raced' };
-    audit.append({ event: 'request.revoked', actor, requestId: id, data: { was: current.status, reason } }, now);
-    events.record(repo.getRequest(id)!, 'revoked', now);
+  if (current.status === 'pending' || current.status === 'approved') {
+    if (!revoke(deps, id, current.status, now, { actor, reason, data: { was: current.status, reason } })) return { refused: 'raced' };
     return { requestId: id, agent: current.agent_name, was: current.status };
   }
   if (current.status === 'revoked') {
