@@ -1,8 +1,9 @@
 import type { BrokerDeps } from './deps.ts';
 import { BrokerError } from './errors.ts';
-import { issueCredential } from './issue-credential.ts';
+import { issueCredential } from './credential-issue.ts';
 import type { RequestRow } from './repository.ts';
 import { expireUnclaimed } from './request-machine.ts';
+import { issuedBody } from './view.ts';
 
 /**
  * `POST /jit/requests/:id/claim`: mints the credential of an approved
@@ -34,13 +35,5 @@ export async function claimCredential(deps: BrokerDeps, row: RequestRow): Promis
   }
   const minted = await issueCredential(deps, current);
   if (!minted.ok) throw minted.error;
-  return {
-    id: current.id,
-    status: 'issued',
-    tier: current.tier,
-    required_tier: current.required_tier,
-    resource: current.resource,
-    expires_at: minted.credential.expires_at,
-    credential: minted.credential,
-  };
+  return issuedBody(current, minted.credential);
 }

@@ -1,5 +1,6 @@
 import type { BrokerDeps } from './deps.ts';
-import { STALE_MINT_MS, endCredential } from './mint-credential.ts';
+import { endCredential } from './credential-end.ts';
+import { STALE_MINT_MS } from './credential-issue.ts';
 import type { CredentialRow } from './repository.ts';
 import { expireIssued, expireUnclaimed, failUnissued, timeOut } from './request-machine.ts';
 import { LEGACY_POLICY_PREFIX } from './vault-grant.ts';
@@ -70,7 +71,7 @@ async function deleteAbandonedPolicy(deps: BrokerDeps, c: CredentialRow): Promis
   const policy = c.vault_policy;
   const deleteNow = policy !== null && deps.db.transaction(() => deps.repo.releaseVaultPolicy(policy, c.id, deps.clock.now()))();
   try {
-    // Known only when Vault minted the token after the row was abandoned and revoking it failed then (mint-credential.ts).
+    // Known only when Vault minted the token after the row was abandoned and revoking it failed then (credential-issue.ts).
     if (c.accessor) await deps.vault.revokeAccessor(c.accessor);
     if (deleteNow) await deps.vault.deletePolicy(policy);
   } catch (err) {

@@ -1,7 +1,7 @@
 import type { StorageDeps } from '../create-deps.ts';
 import type { BrokerDeps } from './deps.ts';
 import { BrokerError } from './errors.ts';
-import { endCredential } from './mint-credential.ts';
+import { endCredential } from './credential-end.ts';
 import type { CredentialRow, RequestRow, RequestStatus } from './repository.ts';
 import { vaultUnavailable } from './vault-errors.ts';
 import { revoke } from './request-machine.ts';
@@ -28,7 +28,7 @@ type Recorded = RevocationRecord | { already: true } | { refused: RequestStatus 
  * its `revoked` decision event (the webhook outbox) together. An issued
  * request's live credential becomes `ending`: from this commit on a gate
  * credential is refused by /gate/verify, and a Vault token is revoked by
- * whoever calls endCredential (mint-credential.ts) next (this process, or
+ * whoever calls endCredential (credential-end.ts) next (this process, or
  * the service's sweep, which ends every `ending` row).
  */
 function recordRevocation(deps: StorageDeps, id: string, actor: string, reason: string | undefined, now: number): Recorded {
@@ -83,7 +83,7 @@ export function commitRevocation(deps: StorageDeps, id: string, actor: string, r
  * instead, in that order; one gone or with nothing to revoke (expired,
  * say) is skipped, as is one already revoked unless its credential is still
  * `ending`. The Vault side of each returned
- * credential is left to endCredential (mint-credential.ts).
+ * credential is left to endCredential (credential-end.ts).
  */
 export function commitRevocations(
   deps: StorageDeps,
@@ -136,7 +136,7 @@ export async function revokeRequest(deps: BrokerDeps, row: RequestRow, actor: st
  * revoked here) or is refused because the agent is gone
  * (request-credential.ts checks in its own transaction). Returns null when
  * there is no such agent; the Vault side of the returned credentials is
- * left to endCredential (mint-credential.ts).
+ * left to endCredential (credential-end.ts).
  */
 export function removeAgentRevoking(deps: StorageDeps, name: string, actor: string): RevocationRecord[] | null {
   return deps.db.transaction(() => {
