@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { createAuditLog } from '../broker/audit.ts';
 import type { PolicySet } from '../broker/policy/types.ts';
 import type { Config } from '../config/config.ts';
@@ -147,7 +148,13 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
 
   let running = false;
   /** Aborted by stop(): attempts in flight are cut short and their rows released. */
-  let stopper = new AbortController();
+  const newStopper = (): AbortController => {
+    const c = new AbortController();
+    // Each attempt in flight listens on it (and stops listening when it ends): at most one per slot.
+    setMaxListeners(concurrency, c.signal);
+    return c;
+  };
+  let stopper = newStopper();
   let pump: Promise<void> | undefined;
   /** Each attempt in flight; settles when its slot is free again. */
   const attempts = new Set<Promise<void>>();
@@ -213,7 +220,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
 
   /** Attempts launched from now on run to completion (after a stop()). */
   function resume(): void {
-    if (stopper.signal.aborted) stopper = new AbortController();
+    if (stopper.signal.aborted) stopper = newStopper();
   }
 
   return {
