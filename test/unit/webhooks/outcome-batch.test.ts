@@ -5,26 +5,16 @@ import { ManualClock } from '../../../src/lib/clock.ts';
 import type { Settled } from '../../../src/webhooks/attempt.ts';
 import { createOutcomeBatch, type OutcomeBatchDeps } from '../../../src/webhooks/outcome-batch.ts';
 import { createOutboxStore, type OutboxRow, type OutboxStore } from '../../../src/webhooks/outbox.ts';
-import { captureLogger, insertRequest } from './helpers.ts';
+import { captureLogger, insertLeased } from './helpers.ts';
 
 const T0 = Date.UTC(2026, 0, 1);
 const URL_A = 'http://a.example/events';
 let db: Db;
 let store: OutboxStore;
 let clock: ManualClock;
-let n = 0;
 
-/** `count` events, leased by one claim (state `delivering`), as the dispatcher holds them while sending. */
-function leased(count: number): OutboxRow[] {
-  for (let i = 0; i < count; i++) {
-    const request = insertRequest(db);
-    store.insert({
-      id: `evt_${String(++n).padStart(4, '0')}`, request_id: request.id, type: 'jit.request.approved', target: 'standard', url: URL_A, url_source: 'policy',
-      session_key: null, body_format: 'rendered', body: '{}', state: 'pending', next_attempt_at: T0, last_error: null, created_at: T0,
-    });
-  }
-  return store.claimBatch({ now: T0, dueBy: T0, owner: `owner-${n}`, leaseUntil: T0 + 60_000, limit: count });
-}
+/** `count` events, leased (state `delivering`), as the dispatcher holds them while sending. */
+const leased = (count: number): OutboxRow[] => insertLeased(db, store, count, URL_A, T0);
 
 const delivered = (row: OutboxRow): Settled => ({ row, url: URL_A, outcome: 'delivered', status: 204, reason: 'ok' });
 const retried = (row: OutboxRow): Settled => ({ row, url: URL_A, outcome: 'retried', status: 503, error: 'HTTP 503', reason: 'http_503', nextAttemptAt: T0 + 5_000 });
