@@ -70,7 +70,7 @@ export function insertRequest(db: Db, over: Partial<RequestRow> = {}): RequestRo
 
 let events = 0;
 /** A pending standard event for `url`, due at `due`; returns its id. */
-export function insertEvent(db: Db, store: OutboxStore, url: string, due: number): string {
+export function insertEvent(db: Db, store: OutboxStore, url: string | null, due: number): string {
   const id = `evt_${String(++events).padStart(4, '0')}`;
   const request = insertRequest(db);
   store.insert({
