@@ -1,5 +1,6 @@
 import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import { packageVersion } from '../../lib/package-version.ts';
+import { DecisionEvent, OpenClawAgentBody } from '../../wire/events.ts';
 import type { AppEnv } from '../app.ts';
 import { MAX_BODY_BYTES } from '../body.ts';
 import { plainResponse, route } from '../contract.ts';
@@ -12,6 +13,7 @@ import { plainResponse, route } from '../contract.ts';
  */
 export function openApiRoutes(app: OpenAPIHono<AppEnv>, serverUrl: string | undefined): void {
   registerSharedComponents(app);
+  registerDecisionEvents(app);
   let body: string | undefined;
   route(
     app,
@@ -60,7 +62,35 @@ export function openApiDocument(app: OpenAPIHono<AppEnv>, serverUrl: string | un
       { name: 'public', description: 'Public keys and this document' },
       { name: 'operations', description: 'Health and metrics for monitoring' },
       { name: 'telegram', description: 'Telegram Bot API webhook' },
+      { name: 'decision events', description: "What the broker sends to an agent's webhook target when its request is decided (docs/jit-webhook-design.md)" },
     ],
+  });
+}
+
+/** The decision events the broker sends (OpenAPI 3.1 `webhooks`): the receiver answers any 2xx, else the event is retried. */
+function registerDecisionEvents(app: OpenAPIHono<AppEnv>): void {
+  const delivered = { 200: { description: 'Delivered: any 2xx within the timeout. Other answers are retried on a schedule, or are final (docs/jit-webhook-design.md §6).' } };
+  app.openAPIRegistry.registerWebhook({
+    method: 'post',
+    path: 'decisionEvent',
+    operationId: 'decisionEvent',
+    tags: ['decision events'],
+    summary: 'A decision, to a standard target',
+    description:
+      'Signed per Standard Webhooks: webhook-id (the event id, identical on every attempt; receivers deduplicate on it), webhook-timestamp, webhook-signature (Ed25519, keys at /.well-known/jwks.json).',
+    request: { body: { required: true, content: { 'application/json': { schema: DecisionEvent } } } },
+    responses: delivered,
+  });
+  app.openAPIRegistry.registerWebhook({
+    method: 'post',
+    path: 'openClawAgent',
+    operationId: 'openClawAgent',
+    tags: ['decision events'],
+    summary: 'A decision, to an OpenClaw target (POST /hooks/agent)',
+    description:
+      'Signed like the standard event; also `Authorization: Bearer $OPENCLAW_HOOKS_TOKEN` (only to the origin of OPENCLAW_HOOKS_URL) and `Idempotency-Key` (the webhook-id).',
+    request: { body: { required: true, content: { 'application/json': { schema: OpenClawAgentBody } } } },
+    responses: delivered,
   });
 }
 

@@ -170,6 +170,12 @@ describe('GET /openapi.json', () => {
     expect(bodySchema.properties.vault_paths.items.properties.capabilities.items.enum).toEqual(expect.arrayContaining(['read', 'update', 'sudo']));
   });
 
+  it('documents the decision events the broker sends as OpenAPI webhooks, from the wire schemas', () => {
+    expect(doc.webhooks.decisionEvent.post.requestBody.content['application/json'].schema).toEqual({ $ref: '#/components/schemas/DecisionEvent' });
+    expect(doc.webhooks.openClawAgent.post.requestBody.content['application/json'].schema).toEqual({ $ref: '#/components/schemas/OpenClawAgentBody' });
+    expect(doc.components.schemas.DecisionEvent.properties.type.enum).toEqual(['jit.request.approved', 'jit.request.denied', 'jit.request.timed_out', 'jit.request.revoked', 'jit.request.expired']);
+  });
+
   it('response schemas have the types the broker builds them with (checked by tsc in npm test)', () => {
     expectTypeOf<schemas.VaultTokenCredential>().toEqualTypeOf<MintedVaultCredential>();
     expectTypeOf<schemas.GatePushCredential>().toEqualTypeOf<MintedGateCredential>();
