@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { RequestStatus } from './schemas.ts';
+import { PathCapabilities, RequestStatus } from './schemas.ts';
 
 /**
  * The decision events the broker pushes to an agent's session (SPEC §8),
@@ -14,7 +14,7 @@ export type DecisionEventType = (typeof DECISION_EVENTS)[number];
 export type DecisionEventName = `jit.request.${DecisionEventType}`;
 
 const Timestamp = z.iso.datetime();
-const VaultScope = z.object({ vault_paths: z.array(z.object({ path: z.string(), capabilities: z.array(z.string()) })) });
+const VaultScope = z.object({ vault_paths: z.array(PathCapabilities) });
 const GateScope = z.object({ repo: z.string(), refs: z.array(z.string()) });
 const Scope = z.union([VaultScope, GateScope]);
 export type EventScope = z.infer<typeof Scope>;

@@ -253,6 +253,9 @@ export const PendingResponse = z
   .meta({ id: 'PendingResponse', description: 'Held for approval; the decision arrives as a webhook, then claim.' });
 export type PendingResponse = z.infer<typeof PendingResponse>;
 
+/** One Vault path and its capabilities, as the broker shows a scope (requests, grants, decision events). */
+export const PathCapabilities = z.object({ path: z.string(), capabilities: z.array(z.string()) });
+
 /** GET /jit/requests/{id}, POST …/revoke, and a replayed Idempotency-Key. Never a secret. */
 export const RequestView = z
   .object({
@@ -263,13 +266,13 @@ export const RequestView = z
     tier: Tier,
     required_tier: Tier,
     reason: z.string(),
-    vault_paths: z.array(z.object({ path: z.string(), capabilities: z.array(z.string()) })).optional().meta({ description: 'vault requests' }),
+    vault_paths: z.array(PathCapabilities).optional().meta({ description: 'vault requests' }),
     repo: z.string().optional().meta({ description: 'gate requests' }),
     refs: z.array(z.string()).optional().meta({ description: 'gate requests' }),
     ttl_seconds: z.number().int().meta({ description: 'TTL asked for, after policy clamping' }),
     granted: z
       .object({
-        vault_paths: z.array(z.object({ path: z.string(), capabilities: z.array(z.string()) })).optional(),
+        vault_paths: z.array(PathCapabilities).optional(),
         repo: z.string().optional(),
         refs: z.array(z.string()).optional(),
         ttl_seconds: z.number().int(),
