@@ -2,6 +2,9 @@ import { ConfigError, type Config } from '../config/config.ts';
 
 export type TelegramConfig = NonNullable<Config['telegram']>;
 
+/** The path the broker serves Telegram webhook updates on (SPEC §6); the composition root mounts it. */
+export const TELEGRAM_WEBHOOK_PATH = '/telegram/webhook';
+
 /** Telegram's rule for `secret_token` (setWebhook). */
 const SECRET_SHAPE = /^[A-Za-z0-9_-]{1,256}$/;
 
