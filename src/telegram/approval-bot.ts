@@ -4,7 +4,7 @@ import type { BrokerDeps } from '../broker/deps.ts';
 import type { Clock } from '../lib/clock.ts';
 import type { Logger } from '../lib/logger.ts';
 import { TELEGRAM_WEBHOOK_PATH, validateTelegramConfig, type TelegramConfig } from './config.ts';
-import { boundedRetry, callTimeout, describeTelegramError, type RetryOptions } from './errors.ts';
+import { boundedRetry, callTimeout, describeTelegramError, sleep, type RetryOptions } from './errors.ts';
 import { registerHandlers } from './handlers.ts';
 import { pollForever, type BotLifetime } from './polling.ts';
 import { createTelegramStore } from './store.ts';
@@ -115,17 +115,7 @@ export function createApprovalBot(options: ApprovalBotOptions): ApprovalBot {
   const abort = new AbortController();
   const lifetime: BotLifetime = {
     stopped: () => stopped,
-    sleep: (ms) =>
-      new Promise<void>((resolve) => {
-        if (abort.signal.aborted) return resolve();
-        const done = () => {
-          clearTimeout(t);
-          abort.signal.removeEventListener('abort', done);
-          resolve();
-        };
-        const t = setTimeout(done, ms);
-        abort.signal.addEventListener('abort', done, { once: true });
-      }),
+    sleep: (ms) => sleep(ms, abort.signal),
   };
   const signal = () => abort.signal as unknown as Parameters<typeof bot.api.getMe>[0];
   let markReady!: () => void;
