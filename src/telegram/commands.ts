@@ -20,7 +20,7 @@ const HELP = [
 
 /** /start, /help, /whoami for anyone; /pending, /revoke, /revokeall for approvers (every revocation through the broker's verbs). */
 export function commands(env: HandlerEnv, kit: HandlerKit): Composer<Context> {
-  const { deps, store, log, clock } = env;
+  const { deps, log, clock } = env;
   const { reply } = kit;
   const isApprover = approverTest(env);
   const composer = new Composer<Context>();
