@@ -2,8 +2,6 @@ import type { Context } from 'hono';
 import type { BrokerError } from '../broker/errors.ts';
 import { problemBody } from '../wire/error-codes.ts';
 
-export { problemBody };
-
 export function problemResponse(c: Context, err: BrokerError): Response {
   const headers: Record<string, string> = { 'content-type': 'application/problem+json' };
   if (err.extra.retryAfterSeconds !== undefined) headers['retry-after'] = String(err.extra.retryAfterSeconds);

@@ -30,7 +30,10 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
-/** The problem+json body for an error code (RFC 9457). */
+/**
+ * The problem+json body for an error code (RFC 9457): the one rendering of
+ * an error, for the HTTP API and for the Telegram webhook endpoint alike.
+ */
 export function problemBody(code: ErrorCode, detail: string, extra: Record<string, unknown> = {}) {
   const { status, title } = ERROR_CODES[code];
   return {
