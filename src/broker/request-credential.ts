@@ -3,18 +3,18 @@ import { canonicalJson } from '../lib/canonical-json.ts';
 import type { Agent } from './agents.ts';
 import type { BrokerDeps } from './deps.ts';
 import { BrokerError } from './errors.ts';
-import { issueCredential } from './issue-credential.ts';
-import { completeVaultCredential, reserveVaultCredential, type VaultReservation } from './mint-credential.ts';
+import { issueCredential, reserveVaultCredential, type VaultReservation } from './credential-issue.ts';
 import { evaluateGate, evaluateVault, sessionAllowed } from './policy/index.ts';
 import type { Decision, Tier } from './policy/types.ts';
 import type { RequestRow } from './repository.ts';
-import type { CredentialRequestBody } from './schemas.ts';
-import { requestView } from './view.ts';
+import type { CredentialRequestBody, IssuedResponse, PendingResponse, RequestView } from '../wire/schemas.ts';
+import { failUnissued } from './request-machine.ts';
+import { issuedBody, requestView } from './view.ts';
 
 export type RequestOutcome =
-  | { status: 201; body: Record<string, unknown> }
-  | { status: 202; body: Record<string, unknown> }
-  | { status: 200; body: Record<string, unknown>; replayed: true };
+  | { status: 201; body: IssuedResponse }
+  | { status: 202; body: PendingResponse }
+  | { status: 200; body: RequestView; replayed: true };
 
 /**
  * `POST /jit/request`: checks policy, then either issues at once (tier 1),
@@ -34,7 +34,7 @@ export async function requestCredential(
     deps.metrics.requestOutcome(body.resource, body.tier, err instanceof BrokerError ? err.code.toLowerCase() : 'error');
     throw err;
   }
-  const tier = typeof outcome.body['required_tier'] === 'number' ? outcome.body['required_tier'] : body.tier;
+  const tier = outcome.body.required_tier;
   deps.metrics.requestOutcome(body.resource, tier, outcome.status === 201 ? 'issued' : outcome.status === 202 ? 'pending' : 'replayed');
   return outcome;
 }
@@ -133,30 +133,15 @@ async function handleRequest(deps: BrokerDeps, agent: Agent, body: CredentialReq
     return { status: 202, body: pendingBody(row) };
   }
 
-  const minted = reservation ? await completeVaultCredential(deps, row, reservation) : await issueCredential(deps, row);
+  const minted = await issueCredential(deps, row, reservation);
   if (!minted.ok) {
-    db.transaction(() => {
-      if (repo.failUnissued(row.id, clock.now(), minted.error.message)) {
-        audit.append({ event: 'request.failed', actor: 'broker', requestId: row.id, data: { code: minted.error.code } }, clock.now());
-      }
-    })();
+    db.transaction(() => failUnissued(deps, row.id, clock.now(), minted.error.message, { event: 'request.failed', data: { code: minted.error.code } }))();
     throw minted.error;
   }
-  return {
-    status: 201,
-    body: {
-      id: row.id,
-      status: 'issued',
-      tier: row.tier,
-      required_tier: row.required_tier,
-      resource: row.resource,
-      expires_at: minted.credential.expires_at,
-      credential: minted.credential,
-    },
-  };
+  return { status: 201, body: issuedBody(row, minted.credential) };
 }
 
-function pendingBody(row: RequestRow): Record<string, unknown> {
+function pendingBody(row: RequestRow): PendingResponse {
   return {
     id: row.id,
     status: 'pending',

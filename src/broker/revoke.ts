@@ -1,12 +1,12 @@
 import type { StorageDeps } from '../create-deps.ts';
 import type { BrokerDeps } from './deps.ts';
 import { BrokerError } from './errors.ts';
-import { endCredential } from './mint-credential.ts';
+import { endCredential } from './credential-end.ts';
 import type { CredentialRow, RequestRow, RequestStatus } from './repository.ts';
 import { vaultUnavailable } from './vault-errors.ts';
+import type { RequestView } from '../wire/schemas.ts';
+import { revoke } from './request-machine.ts';
 import { requestView } from './view.ts';
-
-const CANCELLABLE: RequestStatus[] = ['pending', 'approved'];
 
 /** One request's revocation as committed: what it was, and the credential whose clean-up is still to do. */
 export interface RevocationRecord {
@@ -29,25 +29,22 @@ type Recorded = RevocationRecord | { already: true } | { refused: RequestStatus 
  * its `revoked` decision event (the webhook outbox) together. An issued
  * request's live credential becomes `ending`: from this commit on a gate
  * credential is refused by /gate/verify, and a Vault token is revoked by
- * whoever calls endCredential (mint-credential.ts) next (this process, or
+ * whoever calls endCredential (credential-end.ts) next (this process, or
  * the service's sweep, which ends every `ending` row).
  */
 function recordRevocation(deps: StorageDeps, id: string, actor: string, reason: string | undefined, now: number): Recorded {
-  const { repo, audit, events } = deps;
+  const { repo } = deps;
   const current = repo.getRequest(id);
   if (!current) return { refused: 'gone' };
   if (current.status === 'issued') {
     const cred = repo.getCredential(id);
-    if (!repo.transition(id, 'issued', 'revoked', now, { decisionReason: reason })) return { refused: 'raced' };
+    const data = { credential_id: cred?.id, accessor: cred?.accessor, jti: cred?.jti ?? undefined, reason };
+    if (!revoke(deps, id, 'issued', now, { actor, reason, data })) return { refused: 'raced' };
     const ending = cred && cred.state === 'live' && repo.moveCredential(cred.id, 'live', 'ending', now, 'revoked');
-    audit.append({ event: 'request.revoked', actor, requestId: id, data: { credential_id: cred?.id, accessor: cred?.accessor, jti: cred?.jti ?? undefined, reason } }, now);
-    events.record(repo.getRequest(id)!, 'revoked', now);
     return { requestId: id, agent: current.agent_name, was: 'issued', ...(ending ? { credential: { ...cred, state: 'ending' as const } } : {}) };
   }
-  if (CANCELLABLE.includes(current.status)) {
-    if (!repo.transition(id, current.status, 'revoked', now, { decisionReason: reason })) return { refused: 'raced' };
-    audit.append({ event: 'request.revoked', actor, requestId: id, data: { was: current.status, reason } }, now);
-    events.record(repo.getRequest(id)!, 'revoked', now);
+  if (current.status === 'pending' || current.status === 'approved') {
+    if (!revoke(deps, id, current.status, now, { actor, reason, data: { was: current.status, reason } })) return { refused: 'raced' };
     return { requestId: id, agent: current.agent_name, was: current.status };
   }
   if (current.status === 'revoked') {
@@ -87,7 +84,7 @@ export function commitRevocation(deps: StorageDeps, id: string, actor: string, r
  * instead, in that order; one gone or with nothing to revoke (expired,
  * say) is skipped, as is one already revoked unless its credential is still
  * `ending`. The Vault side of each returned
- * credential is left to endCredential (mint-credential.ts).
+ * credential is left to endCredential (credential-end.ts).
  */
 export function commitRevocations(
   deps: StorageDeps,
@@ -115,20 +112,71 @@ export function commitRevocations(
  * is down the credential stays `ending` and the reaper finishes the job.
  * Revoking an already revoked request is not an error.
  */
-export async function revokeRequest(deps: BrokerDeps, row: RequestRow, actor: string, reason?: string): Promise<Record<string, unknown>> {
-  const { repo, log } = deps;
+export async function revokeRequest(deps: BrokerDeps, row: RequestRow, actor: string, reason?: string): Promise<RequestView> {
   commitRevocation(deps, row.id, actor, reason);
-  // Also after an earlier revocation whose Vault clean-up failed: try again now.
-  const cred = repo.getCredential(row.id);
-  if (cred?.state === 'ending') {
+  await finishRevocation(deps, row.id);
+  return requestView(deps, deps.repo.getRequest(row.id)!);
+}
+
+/**
+ * The Vault half of a committed revocation: ends the request's credential
+ * if it is `ending` (also after an earlier revocation whose Vault clean-up
+ * failed: it is tried again now). Throws VAULT_UNAVAILABLE when Vault could
+ * not be reached; the revocation stays recorded and the sweep retries.
+ */
+async function finishRevocation(deps: BrokerDeps, requestId: string): Promise<void> {
+  const cred = deps.repo.getCredential(requestId);
+  if (cred?.state !== 'ending') return;
+  try {
+    await endCredential(deps, cred);
+  } catch (err) {
+    deps.log.warn({ err, request_id: requestId }, 'revocation recorded but Vault cleanup failed; the reaper will retry');
+    throw vaultUnavailable(err, 'revoke the token in Vault (the revocation is recorded and will be retried)');
+  }
+}
+
+/**
+ * What {@link revokeAllLive} did to one request it found open:
+ * - `revoked`: ended (its credential revoked in Vault, or it was approved and is cancelled);
+ * - `vault_pending`: recorded as revoked, but Vault could not be reached (the sweep retries);
+ * - `raced`: its status changed between the listing and its own transaction (run it again);
+ * - `skipped`: nothing left to revoke by then (it expired or went meanwhile).
+ */
+export interface RevokeAllOutcome {
+  request: RequestRow;
+  result: 'revoked' | 'vault_pending' | 'raced' | 'skipped';
+}
+
+/**
+ * Revoke-all as approvers use it (Telegram's /revokeall): every issued
+ * request's credential is revoked and every approved request not yet
+ * claimed is cancelled (each is one claim away from a live credential),
+ * one request at a time, each in its own transaction, then its Vault half.
+ * Pending requests are left for the approvers to deny.
+ *
+ * Not the CLI's `jit requests revoke --all`: that kill switch also ends
+ * pending requests and commits every revocation in ONE transaction
+ * ({@link commitRevocations}, all or nothing), then reports each Vault
+ * clean-up itself (the CLI may not reach the service's Vault).
+ */
+export async function revokeAllLive(deps: BrokerDeps, actor: string, reason: string): Promise<RevokeAllOutcome[]> {
+  const open = [...deps.repo.listRequests({ status: 'issued', limit: 100_000 }), ...deps.repo.listRequests({ status: 'approved', limit: 100_000 })];
+  const out: RevokeAllOutcome[] = [];
+  for (const request of open) {
+    const recorded = deps.db.transaction(() => recordRevocation(deps, request.id, actor, reason, deps.clock.now()))();
+    if ('refused' in recorded) {
+      out.push({ request, result: recorded.refused === 'raced' ? 'raced' : 'skipped' });
+      continue;
+    }
     try {
-      await endCredential(deps, cred);
+      await finishRevocation(deps, request.id);
+      out.push({ request, result: 'revoked' });
     } catch (err) {
-      log.warn({ err, request_id: row.id }, 'revocation recorded but Vault cleanup failed; the reaper will retry');
-      throw vaultUnavailable(err, 'revoke the token in Vault (the revocation is recorded and will be retried)');
+      if (!(err instanceof BrokerError && err.code === 'VAULT_UNAVAILABLE')) throw err;
+      out.push({ request, result: 'vault_pending' });
     }
   }
-  return requestView(deps, repo.getRequest(row.id)!);
+  return out;
 }
 
 /**
@@ -140,7 +188,7 @@ export async function revokeRequest(deps: BrokerDeps, row: RequestRow, actor: st
  * revoked here) or is refused because the agent is gone
  * (request-credential.ts checks in its own transaction). Returns null when
  * there is no such agent; the Vault side of the returned credentials is
- * left to endCredential (mint-credential.ts).
+ * left to endCredential (credential-end.ts).
  */
 export function removeAgentRevoking(deps: StorageDeps, name: string, actor: string): RevocationRecord[] | null {
   return deps.db.transaction(() => {

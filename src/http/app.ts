@@ -1,4 +1,5 @@
-import { Hono, type Context } from 'hono';
+import type { OpenAPIHono, RouteConfig } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { Agent } from '../broker/agents.ts';
 import type { BrokerDeps } from '../broker/deps.ts';
@@ -6,15 +7,33 @@ import { BrokerError } from '../broker/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import { pooledRandomBytes } from '../lib/random-pool.ts';
 import { declaredBodyLimit, MAX_BODY_BYTES, payloadTooLarge, readBodyText } from './body.ts';
+import { contractRouter, route } from './contract.ts';
 import { problemResponse } from './problem.ts';
 import { agentRoutes } from './routes/agent-routes.ts';
 import { metricsRoutes } from './routes/metrics-route.ts';
 import { openApiRoutes } from './routes/openapi-route.ts';
 import { publicRoutes } from './routes/public-routes.ts';
-import { TELEGRAM_WEBHOOK_PATH, type ApprovalBot } from '../telegram/index.ts';
 
-/** What the HTTP API needs of the approval bot (in an HTTP worker, a proxy to the primary's bot). */
-export type AppTelegram = Pick<ApprovalBot, 'kick' | 'handleWebhook' | 'status'>;
+/**
+ * What the HTTP API needs of the approval bot (in an HTTP worker, a proxy to
+ * the primary's bot): a nudge after a change, and its state for /healthz.
+ */
+export interface AppTelegram {
+  kick(): unknown;
+  status(): { ready: boolean; lastError: unknown };
+}
+
+/**
+ * A POST route the composition root mounts (the Telegram webhook): a Fetch
+ * API handler, under the body limit, and its contract for GET /openapi.json
+ * (createRoute's fields but the method and path; its body is documented, not
+ * read: the handler reads it).
+ */
+export interface MountedRoute {
+  path: string;
+  handler(request: Request): Response | Promise<Response>;
+  contract: Omit<RouteConfig, 'method' | 'path'>;
+}
 
 export type AppEnv = { Variables: { requestId: string; log: Logger; agent: Agent } };
 
@@ -22,12 +41,14 @@ export { MAX_BODY_BYTES } from './body.ts';
 
 /** The HTTP API. Handlers validate and call broker verbs; none writes SQL. */
 export interface AppOptions {
-  /** The approval bot, if Telegram is configured: webhook updates go to it, changes kick its sync. */
+  /** The approval bot, if Telegram is configured: changes kick its sync, /healthz reports it. */
   telegram?: AppTelegram | undefined;
+  /** POST routes served as they are (main.ts mounts the Telegram webhook here). */
+  routes?: MountedRoute[];
 }
 
-export function createApp(deps: BrokerDeps, opts: AppOptions = {}): Hono<AppEnv> {
-  const app = new Hono<AppEnv>();
+export function createApp(deps: BrokerDeps, opts: AppOptions = {}): OpenAPIHono<AppEnv> {
+  const app = contractRouter();
 
   app.use('*', async (c, next) => {
     const requestId = `http_${pooledRandomBytes(8).toString('hex')}`;
@@ -59,19 +80,18 @@ export function createApp(deps: BrokerDeps, opts: AppOptions = {}): Hono<AppEnv>
   app.route('/', metricsRoutes(deps));
 
   app.use('*', declaredBodyLimit);
-  // The Telegram webhook hands grammY the Fetch API request itself, so its body is limited there.
-  app.use(
-    TELEGRAM_WEBHOOK_PATH,
-    bodyLimit({ maxSize: MAX_BODY_BYTES, onError: (c) => problemResponse(c, payloadTooLarge()) }),
-  );
+  // A mounted route gets the Fetch API request itself, so its body is limited here.
+  for (const route of opts.routes ?? []) {
+    app.use(route.path, bodyLimit({ maxSize: MAX_BODY_BYTES, onError: (c) => problemResponse(c, payloadTooLarge()) }));
+  }
 
   app.route('/', publicRoutes(deps, opts.telegram));
-  app.route('/', openApiRoutes(deps));
   app.route('/jit', agentRoutes(deps, () => void opts.telegram?.kick()));
-  app.post(TELEGRAM_WEBHOOK_PATH, (c) => {
-    if (!opts.telegram) throw new BrokerError('NOT_FOUND', 'Telegram is not configured on this broker');
-    return opts.telegram.handleWebhook(c.req.raw);
-  });
+  for (const mounted of opts.routes ?? []) {
+    // The handler gets the Fetch API request itself (grammY's webhookCallback reads the Telegram update), so the body is not read here.
+    route(app, { ...mounted.contract, method: 'post', path: mounted.path }, (c) => mounted.handler(c.req.raw), { readBody: false });
+  }
+  openApiRoutes(app, deps.config.publicUrl);
 
   app.notFound((c) => problemResponse(c, new BrokerError('NOT_FOUND', `no route for ${c.req.method} ${c.req.path}`)));
   app.onError((err, c) => {
