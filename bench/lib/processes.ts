@@ -160,7 +160,7 @@ export async function addMoreAgents(dbPath: string, first: string, count: number
   try {
     const deps = createStorageDeps({ config: loadConfig({ JIT_DB: dbPath }), db });
     const tokens = [first];
-    for (let i = 2; i <= count; i++) tokens.push(deps.agents.add(`bench-${i}`).token);
+    for (let i = 2; i <= count; i++) tokens.push((await deps.agents.add(`bench-${i}`)).token);
     return tokens;
   } finally {
     db.close();

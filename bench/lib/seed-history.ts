@@ -40,7 +40,7 @@ export function seedHistory(dbPath: string, rows: number): number {
 
     for (let done = 0; done < rows; ) {
       const n = Math.min(BATCH, rows - done);
-      db.transaction(() => {
+      db.transaction(async () => {
         for (let i = 0; i < n; i++) {
           t = start + Math.floor(((done + i) / rows) * span);
           const status = STATUSES[(done + i) % STATUSES.length]!;
@@ -52,7 +52,7 @@ export function seedHistory(dbPath: string, rows: number): number {
           if (tier === 1) {
             insertCredential.run(ids.next('cred'), id, `jit-${id}`, `acc${(done + i).toString(36).padStart(20, '0')}`, t, t + 600_000, t + 600_000);
           }
-          audit.append({ event: 'request.created', actor: `agent:${agent.name}`, requestId: id, data: { agent: agent.name, tier, status } }, t);
+          await audit.append({ event: 'request.created', actor: `agent:${agent.name}`, requestId: id, data: { agent: agent.name, tier, status } }, t);
         }
       })();
       done += n;

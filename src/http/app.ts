@@ -38,6 +38,7 @@ export interface MountedRoute {
 export type AppEnv = { Variables: { requestId: string; log: Logger; agent: Agent } };
 
 export { MAX_BODY_BYTES } from './body.ts';
+import { StorageBusyError } from '../storage/errors.ts';
 
 /** The HTTP API. Handlers validate and call broker verbs; none writes SQL. */
 export interface AppOptions {
@@ -96,7 +97,7 @@ export function createApp(deps: BrokerDeps, opts: AppOptions = {}): OpenAPIHono<
   app.notFound((c) => problemResponse(c, new BrokerError('NOT_FOUND', `no route for ${c.req.method} ${c.req.path}`)));
   app.onError((err, c) => {
     if (err instanceof BrokerError) return problemResponse(c, err);
-    if (/^SQLITE_(BUSY|LOCKED)/.test((err as { code?: string }).code ?? '')) {
+    if (err instanceof StorageBusyError) {
       // Another process held the database longer than busy_timeout: nothing was changed, try again.
       c.get('log')?.warn({ err }, 'database busy');
       return problemResponse(c, new BrokerError('UNAVAILABLE', 'the database is busy (another process holds its write lock); nothing was changed, retry shortly', { retryAfterSeconds: 1 }));

@@ -31,7 +31,7 @@ describe('fault: Telegram down and back', () => {
       env: { TELEGRAM_BOT_TOKEN: BOT_TOKEN, TELEGRAM_CHAT_ID: String(CHAT), TELEGRAM_APPROVERS: String(ALICE), TELEGRAM_API_ROOT: tg.url },
       start: { telegram: { syncIntervalMs: 200, pollTimeoutSeconds: 1, callTimeoutSeconds: 2, errorBackoffMs: 100, restartDelayMs: 100, retry: { maxAttempts: 2, maxRetryAfterSeconds: 0, baseDelayMs: 50 } } },
     });
-    token = h.addAgent('moltbot');
+    token = await h.addAgent('moltbot');
     await h.broker.telegram!.ready;
   });
   afterAll(async () => {

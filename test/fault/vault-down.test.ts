@@ -29,17 +29,17 @@ describe('fault: Vault down and back', () => {
   let token: string;
   const jitPolicies = () => h.devVault.policyNames().filter((p) => p.startsWith('jit-'));
   const livePolicies = () =>
-    (h.broker.deps.db.prepare(`SELECT vault_policy FROM credentials WHERE state = 'live' AND vault_policy IS NOT NULL ORDER BY vault_policy`).pluck().all() as string[]);
+    (h.db.prepare(`SELECT vault_policy FROM credentials WHERE state = 'live' AND vault_policy IS NOT NULL ORDER BY vault_policy`).pluck().all() as string[]);
   const approvedTier2 = async () => {
     const res = await h.call('POST', '/jit/request', { token, body: tier2 });
     expect(res.status).toBe(202);
-    decideRequest(h.broker.deps, res.body.id, { approver: 'local-cli', decision: 'approve' });
+    await decideRequest(h.broker.deps, res.body.id, { approver: 'local-cli', decision: 'approve' });
     return res.body.id as string;
   };
 
   beforeAll(async () => {
     h = await startHarness();
-    token = h.addAgent('moltbot');
+    token = await h.addAgent('moltbot');
   });
   afterAll(async () => {
     h.proxy.setFault(undefined);
@@ -83,7 +83,7 @@ describe('fault: Vault down and back', () => {
     f.line(`Vault down: GET own request 200, tier-2 request 202, claim 503 (request stays approved), revoke 503 (recorded as revoked), /healthz 503 vault=${health.body.vault}`);
     f.line(`Vault down: ${h.proxy.seen.length - seenBefore} calls reached the proxy and were dropped`);
     // Nothing half-issued: no row is left minting, and a failed tier-1 request frees its key (the failure is not replayed).
-    const db = h.broker.deps.db;
+    const db = h.db;
     expect(db.prepare(`SELECT COUNT(*) FROM credentials WHERE state = 'minting'`).pluck().get()).toBe(0);
     expect(db.prepare(`SELECT COUNT(*) FROM requests WHERE status = 'failed'`).pluck().get()).toBe(n + 1);
 
@@ -110,7 +110,7 @@ describe('fault: Vault down and back', () => {
     expect(health2.status).toBe(200);
     const after = await h.call('POST', '/jit/request', { token, body: tier1, headers: { 'Idempotency-Key': 'down-0' } });
     expect(after.status).toBe(201); // the key of a failed attempt was freed: the retry is a fresh issue
-    const read = await h.vaultAs(after.body.credential.token).read('homelab/data/docker/registry');
+    const read = (await h.vaultAs(after.body.credential.token)).read('homelab/data/docker/registry');
     expect(read.data.data.username).toBe('demo');
     const s = await sweep(h.broker.deps);
     f.line(`Vault back: tier-1 201 and its token reads; one sweep settled ${s.policiesCleaned} abandoned rows, ended ${s.credentialsEnded} revoked credential(s), vault errors ${s.vaultErrors}`);
@@ -202,7 +202,7 @@ describe('fault: Vault acts but its answer is lost', () => {
       { JIT_HOST: '127.0.0.1', JIT_PORT: '0', JIT_DB: join(dir, 'jit.db'), JIT_POLICIES: join(dir, 'policies'), VAULT_ADDR: proxy.url, VAULT_TOKEN: ROOT_TOKEN, LOG_LEVEL: 'silent' },
       { sweepIntervalMs: 3_600_000 },
     );
-    token = broker.deps.agents.add('moltbot').token;
+    token = (await broker.deps.agents.add('moltbot')).token;
   });
   afterAll(async () => {
     await broker?.stop();

@@ -62,6 +62,19 @@ describe('SQLite engine specifics', () => {
   });
 });
 
+describe('SQLite engine: nesting check (JIT_STORAGE_NESTING_CHECK=1, set by vitest.config.ts)', () => {
+  it('refuses, at once, a call on the storage or a second transaction from inside a transaction callback', async () => {
+    expect(process.env['JIT_STORAGE_NESTING_CHECK']).toBe('1');
+    const storage = openSqliteStorage(':memory:');
+    await expect(storage.transaction(() => storage.requests.get('req_a'))).rejects.toThrow(/inside a transaction callback/);
+    await expect(storage.transaction(() => storage.transaction(async () => 1))).rejects.toThrow(/not reentrant/);
+    // Outside any callback, both work.
+    expect(await storage.requests.get('req_a')).toBeUndefined();
+    expect(await storage.transaction(async (tx) => tx.requests.get('req_a'))).toBeUndefined();
+    await storage.close();
+  });
+});
+
 describe('FifoLock', () => {
   it('hands the lock over in arrival order, and a waiter past its wait gets StorageBusyError', async () => {
     const lock = new FifoLock(50);

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { StorageBusyError, StorageUniqueError, TransactionEndedError } from '../errors.ts';
 import { FifoLock } from '../lock.ts';
 import type { Repositories, Storage, Transaction } from '../storage.ts';
@@ -87,6 +88,10 @@ class SqliteTransaction implements Transaction {
   end(): void {
     this.#open = false;
   }
+
+  get open(): boolean {
+    return this.#open;
+  }
 }
 
 /** Runs every hook, then throws the first error any of them threw. */
@@ -103,6 +108,20 @@ function runHooks(hooks: (() => void)[]): void {
 }
 
 const handles = new WeakMap<Storage, Db>();
+
+/**
+ * A development check (JIT_STORAGE_NESTING_CHECK=1; the test suite sets it):
+ * a call on the storage itself, or a second `transaction`, made from inside
+ * a transaction callback would wait for that very transaction and fail
+ * with StorageBusyError after the lock wait. With the check on, it throws
+ * at once, naming the mistake. Off by default: it costs an async context
+ * per transaction.
+ */
+const nesting = process.env['JIT_STORAGE_NESTING_CHECK'] === '1' ? new AsyncLocalStorage<SqliteTransaction>() : undefined;
+
+function assertNotInTransaction(what: string): void {
+  if (nesting?.getStore()?.open) throw new Error(`${what} inside a transaction callback: use the callback's tx (storage transactions are not reentrant)`);
+}
 
 /**
  * The SQLite engine over one better-sqlite3 connection (WAL, migrated:
@@ -143,6 +162,7 @@ export function createSqliteStorage(db: Db): Storage {
   };
   /** Outside a transaction: at once when no transaction is open, else after it (and any queued before). */
   const direct: Runner = (f) => {
+    if (nesting) assertNotInTransaction('a storage call outside the transaction');
     if (!lock.held) return runNow(f);
     return lock.acquire().then(() => {
       try {
@@ -158,6 +178,7 @@ export function createSqliteStorage(db: Db): Storage {
   const storage = {
     engine: 'sqlite',
     async transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T> {
+      if (nesting) assertNotInTransaction('storage.transaction');
       if (!lock.tryAcquire()) await lock.acquire();
       try {
         try {
@@ -168,7 +189,7 @@ export function createSqliteStorage(db: Db): Storage {
         const tx = new SqliteTransaction(sync);
         let result: T;
         try {
-          result = await fn(tx);
+          result = await (nesting ? nesting.run(tx, () => fn(tx)) : fn(tx));
           control.commit();
         } catch (err) {
           tx.end();

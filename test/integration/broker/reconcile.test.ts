@@ -6,7 +6,7 @@ let h: Harness;
 let token: string;
 beforeEach(async () => {
   h = await startHarness();
-  token = h.addAgent('moltbot');
+  token = await h.addAgent('moltbot');
 });
 afterEach(async () => {
   await h.close();
@@ -27,9 +27,9 @@ it('cleans up what a crash between policy write and token record left behind', a
   const live = await h.call('POST', '/jit/request', { token, body });
   const now = h.clock.now();
   const requestId = deps.ids.next('req');
-  deps.db.transaction(() => {
+  deps.db.transaction(async () => {
     deps.repo.insertRequest({
-      id: requestId, agent_id: deps.agents.get('moltbot')!.id, agent_name: 'moltbot', resource: 'vault', tier: 1, required_tier: 1,
+      id: requestId, agent_id: (await deps.agents.get('moltbot'))!.id, agent_name: 'moltbot', resource: 'vault', tier: 1, required_tier: 1,
       status: 'approved', reason: 'r', scope: JSON.stringify({ vault_paths: body.vault_paths }), ttl_seconds: 3600, session_key: null,
       rules: '["docker-read"]', idempotency_key: null, body_hash: null, created_at: now, updated_at: now, approval_expires_at: null,
       claim_expires_at: null, decided_by: 'policy', decided_at: now, decision_reason: null, failure: null,
@@ -39,7 +39,7 @@ it('cleans up what a crash between policy write and token record left behind', a
   await h.root.write(`sys/policies/acl/jit-${requestId}`, { policy: JSON.stringify({ path: { 'homelab/data/docker/registry': { capabilities: ['read'] } } }) });
   const lost = await h.root.write('auth/token/create-orphan', { policies: [`jit-${requestId}`], ttl: '3600s', renewable: false });
   const lostToken: string = lost.auth.client_token;
-  expect((await h.vaultAs(lostToken).read('homelab/data/docker/registry')).data.data.username).toBe('demo');
+  expect(((await h.vaultAs(lostToken)).read('homelab/data/docker/registry')).data.data.username).toBe('demo');
 
   // And a stray ephemeral policy of this installation no row knows about.
   await h.root.write(`sys/policies/acl/${deps.repo.policyPrefix}cred_00000000000000000000000000`, { policy: '{"path":{"homelab/data/x":{"capabilities":["read"]}}}' });
@@ -51,7 +51,7 @@ it('cleans up what a crash between policy write and token record left behind', a
 
   // The lost token can no longer read anything; the live one still can.
   await expect(h.vaultAs(lostToken).read('homelab/data/docker/registry')).rejects.toMatchObject({ response: { statusCode: 403 } });
-  expect((await h.vaultAs(live.body.credential.token).read('homelab/data/docker/registry')).data.data.username).toBe('demo');
+  expect(((await h.vaultAs(live.body.credential.token)).read('homelab/data/docker/registry')).data.data.username).toBe('demo');
   expect(await h.jitPolicies()).toEqual(live.body.credential.policies.filter((p: string) => p !== 'default'));
   expect(deps.repo.getRequest(requestId)?.status).toBe('failed');
 });

@@ -13,7 +13,7 @@ let h: Harness;
 let token: string;
 beforeEach(async () => {
   h = await startHarness({ env: { JIT_SHARE_GRANT_POLICIES: 'true' } });
-  token = h.addAgent('moltbot');
+  token = await h.addAgent('moltbot');
 });
 afterEach(async () => {
   await h.close();
@@ -128,7 +128,7 @@ describe('failures and restarts', () => {
     const body = { resource: 'vault', tier: 2, reason: 'rotate', vault_paths: [{ path: 'homelab/data/apps/web', capabilities: ['read', 'update'] }] };
     const pending = await h.call('POST', '/jit/request', { token, body });
     const { decideRequest } = await import('../../../src/broker/decide.ts');
-    decideRequest(h.broker.deps, pending.body.id, { approver: 'local-cli', decision: 'approve' });
+    await decideRequest(h.broker.deps, pending.body.id, { approver: 'local-cli', decision: 'approve' });
     // The claim fails after its policy was written, and Vault stays down for the clean-up.
     let written = false;
     h.proxy.setFault((method, path) => {
@@ -145,7 +145,7 @@ describe('failures and restarts', () => {
     const summary = await sweep(h.broker.deps);
     expect(summary.policiesCleaned).toBe(1);
     expect(jitPolicies()).toEqual([policyOf(claim.body.credential)]);
-    await h.vaultAs(claim.body.credential.token).write('homelab/data/apps/web', { data: { key: 'rotated' } });
+    (await h.vaultAs(claim.body.credential.token)).write('homelab/data/apps/web', { data: { key: 'rotated' } });
   });
 
   it('reconcile retires the policy of an interrupted mint; the live credentials sharing it keep working', async () => {
@@ -155,9 +155,9 @@ describe('failures and restarts', () => {
     // A crash mid-issue of the same grant: a `minting` row holding the policy, and a token bound to it the broker never recorded.
     const now = h.clock.now();
     const requestId = deps.ids.next('req');
-    deps.db.transaction(() => {
+    deps.db.transaction(async () => {
       deps.repo.insertRequest({
-        id: requestId, agent_id: deps.agents.get('moltbot')!.id, agent_name: 'moltbot', resource: 'vault', tier: 1, required_tier: 1,
+        id: requestId, agent_id: (await deps.agents.get('moltbot'))!.id, agent_name: 'moltbot', resource: 'vault', tier: 1, required_tier: 1,
         status: 'approved', reason: 'r', scope: JSON.stringify({ vault_paths: registry.vault_paths }), ttl_seconds: 3600, session_key: null,
         rules: '["docker-read"]', idempotency_key: null, body_hash: null, created_at: now, updated_at: now, approval_expires_at: null,
         claim_expires_at: null, decided_by: 'policy', decided_at: now, decision_reason: null, failure: null,
@@ -183,7 +183,7 @@ describe('failures and restarts', () => {
     const first = await issue();
     const policy = policyOf(first.credential);
     // The row is gone (say, a database restored from an older backup) but the policy is still in Vault.
-    h.broker.deps.db.prepare(`UPDATE credentials SET state = 'ended' WHERE vault_policy = ?`).run(policy);
+    h.db.prepare(`UPDATE credentials SET state = 'ended' WHERE vault_policy = ?`).run(policy);
     const summary = await reconcile(h.broker.deps);
     expect(summary.strayPolicies).toBe(1);
     expect(jitPolicies()).toEqual([]);

@@ -19,7 +19,7 @@ let h: Harness;
 let token: string;
 beforeEach(async () => {
   h = await startHarness();
-  token = h.addAgent('moltbot');
+  token = await h.addAgent('moltbot');
   await h.call('GET', '/healthz'); // startup reconciliation done
 });
 afterEach(async () => {
@@ -32,14 +32,14 @@ const tier1 = { resource: 'vault', tier: 1, reason: 'r', vault_paths: registry }
 const tier2 = { resource: 'vault', tier: 2, reason: 'rotate', vault_paths: [{ path: 'homelab/data/apps/web', capabilities: ['read', 'update'] }] };
 
 const credentialOf = (requestId: string) =>
-  h.broker.deps.db.prepare('SELECT * FROM credentials WHERE request_id = ? ORDER BY rowid').all(requestId) as CredentialRow[];
+  h.db.prepare('SELECT * FROM credentials WHERE request_id = ? ORDER BY rowid').all(requestId) as CredentialRow[];
 const auditOf = (requestId: string) =>
-  h.broker.deps.db.prepare('SELECT event FROM audit_log WHERE request_id = ? ORDER BY seq').pluck().all(requestId) as string[];
+  h.db.prepare('SELECT event FROM audit_log WHERE request_id = ? ORDER BY seq').pluck().all(requestId) as string[];
 const count = (events: string[], event: string) => events.filter((e) => e === event).length;
-const agentId = () => h.broker.deps.agents.get('moltbot')!.id;
+const agentId = () => (await h.broker.deps.agents.get('moltbot'))!.id;
 const canRead = async (t: string) => {
   try {
-    await h.vaultAs(t).read('homelab/data/docker/registry');
+    (await h.vaultAs(t)).read('homelab/data/docker/registry');
     return true;
   } catch (err) {
     if ((err as { response?: { statusCode?: number } }).response?.statusCode === 403) return false;
@@ -59,9 +59,9 @@ function insertTier1(opts: { key: string; reserve: boolean; resource?: 'vault' |
     ttl_seconds: 3600, session_key: null, rules: '["docker-read"]', idempotency_key: opts.key, body_hash: 'h'.repeat(64), created_at: now,
     updated_at: now, approval_expires_at: null, claim_expires_at: null, decided_by: 'policy', decided_at: now, decision_reason: 'tier 1', failure: null,
   };
-  return deps.db.transaction(() => {
+  return deps.db.transaction(async () => {
     deps.repo.insertRequest(row);
-    return { row, reservation: opts.reserve ? reserveVaultCredential(deps, row) : undefined };
+    return { row, reservation: opts.reserve ? await reserveVaultCredential(deps, row) : undefined };
   })();
 }
 
@@ -254,9 +254,9 @@ describe('the sweep settles interrupted issues once they are older than STALE_MI
     const { deps } = h.broker;
     const created = await h.call('POST', '/jit/request', { token, body: tier2 });
     expect(created.status).toBe(202);
-    decideRequest(deps, created.body.id, { approver: 'local-cli', decision: 'approve' });
+    await decideRequest(deps, created.body.id, { approver: 'local-cli', decision: 'approve' });
     // The claiming process reserved the credential and died.
-    deps.db.transaction(() => reserveVaultCredential(deps, deps.repo.getRequest(created.body.id)!))();
+    deps.db.transaction(() => await reserveVaultCredential(deps, deps.repo.getRequest(created.body.id)!))();
     h.clock.advance(STALE_MINT_MS + 1);
     expect((await sweep(deps)).interruptedMints).toBe(1);
     expect(deps.repo.getRequest(created.body.id)?.status).toBe('approved');

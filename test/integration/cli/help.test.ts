@@ -163,8 +163,8 @@ describe('output closed early (jit audit export | head -1)', () => {
     const db = openDatabase(env.JIT_DB!);
     try {
       const audit = createAuditLog(db);
-      db.transaction(() => {
-        for (let i = 0; i < 5000; i++) audit.append({ event: 'request.created', actor: 'agent:epipe', requestId: `req_${i}`, data: { n: i, pad: 'x'.repeat(160) } }, 1_000 + i);
+      db.transaction(async () => {
+        for (let i = 0; i < 5000; i++) await audit.append({ event: 'request.created', actor: 'agent:epipe', requestId: `req_${i}`, data: { n: i, pad: 'x'.repeat(160) } }, 1_000 + i);
       })();
     } finally {
       db.close();

@@ -95,7 +95,7 @@ describe.each([
     try {
       expect(createStorageDeps({ config: loadConfig(env), db }).agents.get('dev')).toBeUndefined();
       // Nor does it record its settings: a failed second `jit serve` must not replace a live service's for the CLI.
-      expect(readServiceSettings(db)).toBeUndefined();
+      expect(await readServiceSettings(db)).toBeUndefined();
     } finally {
       db.close();
     }

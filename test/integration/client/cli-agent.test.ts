@@ -14,7 +14,7 @@ let env: Record<string, string>;
 let neverDb: string;
 beforeAll(async () => {
   h = await startHarness({ env: { JIT_RATE_PER_MINUTE: '4' } });
-  token = h.addAgent('moltbot');
+  token = await h.addAgent('moltbot');
   // The agent side talks HTTP only: a JIT_DB it would create on opening must never appear.
   neverDb = join(h.dir, 'agent-side-must-not-open', 'jit.db');
   env = { JIT_URL: h.broker.url, JIT_AGENT_TOKEN: token, JIT_DB: neverDb };
@@ -49,7 +49,7 @@ describe('jit request / status / claim / revoke against a running broker', () =>
     expect(vars).toMatchObject({ JIT_REQUEST_STATUS: 'issued', VAULT_TOKEN: expect.stringMatching(/^hvs\./), JIT_REQUEST_ID: expect.stringMatching(/^req_/) });
     expect(res.stderr).toContain('Issued');
     expect(res.stderr).not.toContain(vars.VAULT_TOKEN);
-    const read = await h.vaultAs(vars.VAULT_TOKEN!).read('homelab/data/docker/registry');
+    const read = (await h.vaultAs(vars.VAULT_TOKEN!)).read('homelab/data/docker/registry');
     expect(read.data.data.password).toBe('pw-registry');
 
     const revoked = await runJit(['revoke', vars.JIT_REQUEST_ID!], env);
@@ -69,7 +69,7 @@ describe('jit request / status / claim / revoke against a running broker', () =>
     expect(res.stderr).toMatch(/pending \(tier 2; you asked for tier 1, policy requires 2\)/);
     expect(res.stderr).toContain(`jit claim ${id}`);
 
-    expect(decideRequest(h.broker.deps, id!, { approver: 'local-cli', decision: 'approve', reason: 'ok' }).outcome).toBe('approved');
+    expect((await decideRequest(h.broker.deps, id!, { approver: 'local-cli', decision: 'approve', reason: 'ok' })).outcome).toBe('approved');
     const status2 = await runJit(['status', id!], env);
     expect(status2.code).toBe(0);
     expect(status2.stdout).toMatch(/approved\s+vault\s+tier 1 \(required 2\)/);
@@ -80,7 +80,7 @@ describe('jit request / status / claim / revoke against a running broker', () =>
     expect(claim.code, claim.stderr).toBe(0);
     const vars = parseExports(claim.stdout);
     expect(claim.stderr).not.toContain(vars.VAULT_TOKEN);
-    await h.vaultAs(vars.VAULT_TOKEN!).write('homelab/data/apps/web', { data: { key: 'rotated-by-cli' } });
+    (await h.vaultAs(vars.VAULT_TOKEN!)).write('homelab/data/apps/web', { data: { key: 'rotated-by-cli' } });
     expect((await h.root.read('homelab/data/apps/web')).data.data.key).toBe('rotated-by-cli');
 
     const [again, revoked] = await Promise.all([runJit(['claim', id!, '--format', 'json'], env), runJit(['revoke', id!, '--format', 'json'], env)]);
@@ -113,9 +113,9 @@ describe('jit request / status / claim / revoke against a running broker', () =>
     ]);
     // "still pending after N s" (asserted below) needs one poll before the decision, however slowly that process runs.
     await statusAnswered(h, approveId);
-    decideRequest(h.broker.deps, approveId, { approver: 'local-cli', decision: 'approve' });
-    decideRequest(h.broker.deps, denyId, { approver: 'local-cli', decision: 'deny', reason: 'not today' });
-    decideRequest(h.broker.deps, scriptId, { approver: 'local-cli', decision: 'approve' });
+    await decideRequest(h.broker.deps, approveId, { approver: 'local-cli', decision: 'approve' });
+    await decideRequest(h.broker.deps, denyId, { approver: 'local-cli', decision: 'deny', reason: 'not today' });
+    await decideRequest(h.broker.deps, scriptId, { approver: 'local-cli', decision: 'approve' });
 
     const approved = await approvedRun;
     expect(approved.code, approved.stderr).toBe(0);
@@ -123,7 +123,7 @@ describe('jit request / status / claim / revoke against a running broker', () =>
     expect(approved.stderr).toContain('approved by local-cli; claimed');
     const vars = parseExports(approved.stdout);
     expect(vars).toMatchObject({ JIT_REQUEST_ID: approveId, JIT_REQUEST_STATUS: 'issued' });
-    await h.vaultAs(vars.VAULT_TOKEN!).write('homelab/data/apps/web', { data: { key: 'rotated-after-wait' } });
+    (await h.vaultAs(vars.VAULT_TOKEN!)).write('homelab/data/apps/web', { data: { key: 'rotated-after-wait' } });
 
     const denied = await deniedRun;
     expect(denied.code).toBe(1);
@@ -138,7 +138,7 @@ describe('jit request / status / claim / revoke against a running broker', () =>
     expect(script.code, script.stderr).toBe(0);
     const [seenId, vaultToken] = script.stdout.trim().split(' ');
     expect(seenId).toBe(scriptId);
-    await h.vaultAs(vaultToken!).write('homelab/data/apps/web', { data: { key: 'rotated-by-script' } });
+    (await h.vaultAs(vaultToken!)).write('homelab/data/apps/web', { data: { key: 'rotated-by-script' } });
     expect((await h.call('POST', `/jit/requests/${scriptId}/revoke`, { token })).status).toBe(200);
     expect(await tokenIsDead(h, vaultToken!, 'homelab/data/apps/web')).toBe(true);
   });

@@ -49,7 +49,7 @@ let token: string;
 let mcp: McpSession;
 beforeAll(async () => {
   h = await startHarness({ env: { JIT_RATE_PER_MINUTE: '4' } });
-  token = h.addAgent('moltbot');
+  token = await h.addAgent('moltbot');
   mcp = await startMcp({ JIT_URL: h.broker.url, JIT_AGENT_TOKEN: token });
 });
 beforeEach(() => {
@@ -84,7 +84,7 @@ describe('jit mcp over stdio', () => {
     expect(res.isError, text(res)).toBeFalsy();
     expect(text(res)).toMatch(/^Issued at once req_\w+ \(tier 1\): Vault token hvs\./);
     const { id, credential } = res.structuredContent;
-    expect((await h.vaultAs(credential.token).read('homelab/data/docker/registry')).data.data.username).toBe('demo');
+    expect(((await h.vaultAs(credential.token)).read('homelab/data/docker/registry')).data.data.username).toBe('demo');
 
     const revoked = await mcp.call('revoke_credential', { request_id: id });
     expect(revoked.isError).toBeFalsy();
@@ -103,7 +103,7 @@ describe('jit mcp over stdio', () => {
     const id = res.structuredContent.id as string;
     expect(text(res)).toContain(`call claim_credential with request_id "${id}"`);
 
-    decideRequest(h.broker.deps, id, { approver: 'local-cli', decision: 'approve' });
+    await decideRequest(h.broker.deps, id, { approver: 'local-cli', decision: 'approve' });
     const status = await mcp.call('request_status', { request_id: id });
     expect(status.structuredContent).toMatchObject({ id, status: 'approved', decision: { approver: 'local-cli' } });
     expect(text(status)).toContain('Approved: call claim_credential');
@@ -111,7 +111,7 @@ describe('jit mcp over stdio', () => {
     const claimed = await mcp.call('claim_credential', { request_id: id });
     expect(claimed.isError, text(claimed)).toBeFalsy();
     const vaultToken = claimed.structuredContent.credential.token as string;
-    await h.vaultAs(vaultToken).write('homelab/data/apps/web', { data: { key: 'rotated-by-mcp' } });
+    (await h.vaultAs(vaultToken)).write('homelab/data/apps/web', { data: { key: 'rotated-by-mcp' } });
     expect((await h.root.read('homelab/data/apps/web')).data.data.key).toBe('rotated-by-mcp');
 
     const again = await mcp.call('claim_credential', { request_id: id });

@@ -21,7 +21,7 @@ let h: Harness;
 let token: string;
 beforeEach(async () => {
   h = await startHarness();
-  token = h.addAgent('moltbot');
+  token = await h.addAgent('moltbot');
 });
 afterEach(async () => {
   await h.close();
@@ -60,7 +60,7 @@ describe('GET /metrics', () => {
     const db = openDatabase(join(h.dir, 'jit.db'));
     try {
       const cli = createStorageDeps({ config: loadConfig({ JIT_DB: join(h.dir, 'jit.db') }), db, clock: h.clock });
-      expect(decideRequest(cli, pending.body.id, { approver: 'local-cli', decision: 'approve' }).outcome).toBe('approved');
+      expect((await decideRequest(cli, pending.body.id, { approver: 'local-cli', decision: 'approve' })).outcome).toBe('approved');
     } finally {
       db.close();
     }

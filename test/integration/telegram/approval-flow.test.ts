@@ -82,7 +82,7 @@ describe('posting', () => {
   it('posts requests that became pending while no bot ran, once each, and skips tier 1', async () => {
     const a = await t.request();
     const b = await t.request(TIER3_BODY);
-    const tier1 = await t.request({ resource: 'vault', tier: 1, reason: 'read', vault_paths: [{ path: 'homelab/data/docker/x', capabilities: ['read'] }] }).catch(() => undefined);
+    const tier1 = (await t.request({ resource: 'vault', tier: 1, reason: 'read', vault_paths: [{ path: 'homelab/data/docker/x', capabilities: ['read'] }] })).catch(() => undefined);
     const bot = await t.bot();
     await t.waitMessage(a);
     await t.waitMessage(b);
@@ -167,7 +167,7 @@ describe('tier 2 decisions', () => {
     const bot = await t.bot();
     const id = await t.request();
     await t.waitMessage(id);
-    decideRequest(t.deps, id, { approver: 'local-cli', decision: 'approve' });
+    await decideRequest(t.deps, id, { approver: 'local-cli', decision: 'approve' });
     await bot.kick();
     const m = t.messageFor(id)!;
     expect(m.text).toMatch(/^✅ APPROVED by local-cli at /);

@@ -27,7 +27,7 @@ async function command(userId: number, text: string, chatId = CHAT_ID): Promise<
 async function issued(o: { posted?: boolean } = {}): Promise<{ id: string; accessor: string }> {
   const id = await t.request();
   if (o.posted) await t.waitMessage(id);
-  decideRequest(t.deps, id, { approver: 'local-cli', decision: 'approve' });
+  await decideRequest(t.deps, id, { approver: 'local-cli', decision: 'approve' });
   const claimed = await claimCredential(t.deps, t.deps.repo.getRequest(id)!);
   return { id, accessor: (claimed.credential as { accessor: string }).accessor };
 }
@@ -89,7 +89,7 @@ describe('/revoke and /revokeall', () => {
     expect((await command(ALICE, '/revoke <b>x</b>')).text).toBe('<b>x</b> is not a request id (they look like req_…).');
     expect((await command(ALICE, '/revoke req_00000000000000000000000000')).text).toBe('No request req_00000000000000000000000000.');
     const id = await t.request();
-    decideRequest(t.deps, id, { approver: 'local-cli', decision: 'deny' });
+    await decideRequest(t.deps, id, { approver: 'local-cli', decision: 'deny' });
     expect((await command(ALICE, `/revoke ${id}`)).text).toMatch(/^Could not revoke: request .* is denied; there is nothing to revoke$/);
   });
 
@@ -105,7 +105,7 @@ describe('/revoke and /revokeall', () => {
     const one = await issued();
     const two = await issued();
     const approved = await t.request();
-    decideRequest(t.deps, approved, { approver: 'local-cli', decision: 'approve' });
+    await decideRequest(t.deps, approved, { approver: 'local-cli', decision: 'approve' });
     const pending = await t.request();
 
     const reply = await command(ALICE, '/revokeall');

@@ -157,7 +157,7 @@ export async function startTelegramEnv(o: { env?: Record<string, string>; emulat
     return createDeps({ config, db, vault, policies, log, clock });
   };
   const deps = makeDeps();
-  const { agent } = deps.agents.add('moltbot');
+  const { agent } = await deps.agents.add('moltbot');
   const bots: ApprovalBot[] = [];
 
   const messageFor = (requestId: string) => emu.botMessages(CHAT_ID).find((m) => m.text?.includes(requestId));

@@ -52,7 +52,7 @@ describe('Telegram failures defer, never lose', () => {
     expect(t.emu.calls('sendMessage').map((c) => c.status)).toEqual([0, 500, 200]);
 
     t.emu.failNext('editMessageText', { kind: 'drop' });
-    decideRequest(t.deps, id, { approver: 'local-cli', decision: 'deny', reason: 'not now' });
+    await decideRequest(t.deps, id, { approver: 'local-cli', decision: 'deny', reason: 'not now' });
     await bot.kick();
     expect(t.messageFor(id)!.text).toBe(m.text);
     const edited = await t.waitMessage(id, (x) => x.text!.startsWith('❌ DENIED'));
@@ -103,7 +103,7 @@ describe('Telegram failures defer, never lose', () => {
     const m = await t.waitMessage(id);
     // Delete it as a chat admin would.
     await fetch(`${t.emu.url}/bot${BOT_TOKEN}/deleteMessage`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ chat_id: CHAT_ID, message_id: m.message_id }) });
-    decideRequest(t.deps, id, { approver: 'local-cli', decision: 'approve' });
+    await decideRequest(t.deps, id, { approver: 'local-cli', decision: 'approve' });
     await bot.kick();
     await bot.kick();
     expect(t.emu.calls('editMessageText').map((c) => c.description)).toEqual(['Bad Request: message to edit not found']);
@@ -118,7 +118,7 @@ describe('restarts and several bots on one database', () => {
     const posted = await t.waitMessage(id);
     await first.stop();
 
-    decideRequest(t.deps, id, { approver: 'local-cli', decision: 'approve' });
+    await decideRequest(t.deps, id, { approver: 'local-cli', decision: 'approve' });
     const later = await t.request();
     const second = await t.bot({ deps: t.secondDeps() });
     await second.kick();

@@ -67,7 +67,7 @@ describe('batched claims and outcomes', () => {
     const audited = w.audit('webhook.delivered').map((a) => a.data.event_id as string);
     expect(audited.sort()).toEqual([...ids].sort());
     expect(counted).toHaveLength(40);
-    expect(verifyAuditChain(w.db).ok).toBe(true);
+    expect((await verifyAuditChain(w.db)).ok).toBe(true);
   });
 
   it('stop() in the middle of a busy run: every row ends delivered (audited once) or due again, none left leased', async () => {
@@ -89,7 +89,7 @@ describe('batched claims and outcomes', () => {
     expect(w.audit('webhook.delivered').map((a) => a.data.event_id).sort()).toEqual([...ids].sort());
     const sent = new Set([...w.openclaw.requests, ...w.standard.requests].map((r) => String(r.headers['webhook-id'])));
     expect([...sent].sort()).toEqual([...ids].sort());
-    expect(verifyAuditChain(w.db).ok).toBe(true);
+    expect((await verifyAuditChain(w.db)).ok).toBe(true);
   });
 
   it('an outcome lost before its batch commit (the process died): the event is sent again after its lease, with the same webhook-id', async () => {
