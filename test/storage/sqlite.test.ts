@@ -62,6 +62,46 @@ describe('SQLite engine specifics', () => {
   });
 });
 
+describe('SQLite engine: two connections to one file (two processes)', () => {
+  it('wait for each other without stopping the event loop: their transactions serialise and one move wins', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'jit-storage-'));
+    const a = openSqliteStorage(join(dir, 'jit.db'));
+    const b = openSqliteStorage(join(dir, 'jit.db'));
+    try {
+      await a.requests.insert({ id: 'req_a', agent_id: 'agt', agent_name: 'n', resource: 'vault', tier: 2, required_tier: 2, status: 'pending', reason: 'r', scope: '{}', ttl_seconds: 60, session_key: null, rules: '[]', idempotency_key: null, body_hash: null, created_at: 1, updated_at: 1, approval_expires_at: null, claim_expires_at: null, decided_by: null, decided_at: null, decision_reason: null, failure: null });
+      let ticks = 0;
+      const ticker = setInterval(() => ticks++, 1);
+      // Each transaction yields between its statements, so the other connection's BEGIN finds the lock taken.
+      const results = await Promise.all(
+        [a, b, a, b].map((s, i) =>
+          s.transaction(async (tx) => {
+            const r = await tx.requests.get('req_a');
+            await new Promise((resolve) => setTimeout(resolve, 5)); // test only: hold the write lock a while
+            return r?.status === 'pending' && (await tx.requests.move('req_a', 'pending', i % 2 ? 'denied' : 'approved', 2));
+          }),
+        ),
+      );
+      clearInterval(ticker);
+      expect(results.filter(Boolean)).toHaveLength(1);
+      expect(['approved', 'denied']).toContain((await b.requests.get('req_a'))?.status);
+      expect(ticks).toBeGreaterThan(0);
+      // A write outside a transaction waits for the other connection's transaction too.
+      await Promise.all([
+        a.transaction(async (tx) => {
+          await tx.rateLimits.recordRefusal('agt', 5);
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }),
+        b.rateLimits.recordRefusal('agt', 6),
+      ]);
+      expect(await a.rateLimits.nthNewestSince('agt', 0, 2)).toBe(5);
+    } finally {
+      await a.close();
+      await b.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('SQLite engine: nesting check (JIT_STORAGE_NESTING_CHECK=1, set by vitest.config.ts)', () => {
   it('refuses, at once, a call on the storage or a second transaction from inside a transaction callback', async () => {
     expect(process.env['JIT_STORAGE_NESTING_CHECK']).toBe('1');

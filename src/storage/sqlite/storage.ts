@@ -5,7 +5,7 @@ import type { Repositories, Storage, Transaction } from '../storage.ts';
 import { sqliteAgents } from './agents.ts';
 import { sqliteAudit } from './audit.ts';
 import { sqliteCredentials, sqliteGrantPolicies } from './credentials.ts';
-import { BUSY_TIMEOUT_MS, openDatabase, transactionControl, type Db, type OpenOptions } from './open.ts';
+import { BUSY_TIMEOUT_MS, isBusy, openDatabase, transactionControl, type Db, type OpenOptions } from './open.ts';
 import { sqliteOutbox } from './outbox.ts';
 import { sqliteIdempotency, sqliteRateLimits, sqliteRequests } from './requests.ts';
 import { sqliteSettings } from './settings.ts';
@@ -110,6 +110,20 @@ function runHooks(hooks: (() => void)[]): void {
 const handles = new WeakMap<Storage, Db>();
 
 /**
+ * The wait between two tries at another connection's write lock: the next
+ * turn of the event loop at first (a broker transaction holds the lock for
+ * about 0.1 ms), then 1 ms, doubling to 16 ms. Other work of this process
+ * goes on meanwhile.
+ */
+function pause(attempt: number): Promise<void> {
+  return new Promise((resolve) => (attempt < 8 ? setImmediate(resolve) : setTimeout(resolve, Math.min(2 ** (attempt - 8), 16))));
+}
+
+function busyFor(ms: number): StorageBusyError {
+  return new StorageBusyError(`the database stayed busy for ${ms} ms (another process holds its write lock)`);
+}
+
+/**
  * A development check (JIT_STORAGE_NESTING_CHECK=1; the test suite sets it):
  * a call on the storage itself, or a second `transaction`, made from inside
  * a transaction callback would wait for that very transaction and fail
@@ -137,6 +151,8 @@ function assertNotInTransaction(what: string): void {
  */
 export function createSqliteStorage(db: Db): Storage {
   const control = transactionControl(db);
+  // Waiting for another connection's lock is done here, asynchronously (see pause).
+  control.neverWait();
   const lock = new FifoLock(BUSY_TIMEOUT_MS);
   const sync: SyncRepositories = {
     requests: sqliteRequests(db),
@@ -153,11 +169,33 @@ export function createSqliteStorage(db: Db): Storage {
   };
   const select1 = db.prepare('SELECT 1');
 
-  const runNow = <R>(f: () => R): Promise<R> => {
+  /**
+   * Runs a call outside any transaction. A write another connection's lock
+   * kept out (SQLITE_BUSY: nothing was written) is tried again after a
+   * pause, until BUSY_TIMEOUT_MS has passed.
+   */
+  const runNow = <R>(f: () => R, since?: number): Promise<R> => {
     try {
       return Promise.resolve(f());
     } catch (err) {
-      return Promise.reject(storageError(err));
+      if (!isBusy(err) || db.inTransaction) return Promise.reject(storageError(err));
+      return retryBusy(f, since ?? performance.now());
+    }
+  };
+  const retryBusy = async <R>(f: () => R, since: number): Promise<R> => {
+    for (let attempt = 0; ; attempt++) {
+      if (performance.now() - since > BUSY_TIMEOUT_MS) throw busyFor(BUSY_TIMEOUT_MS);
+      await pause(attempt);
+      // Through the lock again: a transaction of this process may have begun meanwhile.
+      if (lock.held) await lock.acquire();
+      else lock.tryAcquire();
+      try {
+        return f();
+      } catch (err) {
+        if (!isBusy(err)) throw storageError(err);
+      } finally {
+        lock.release();
+      }
     }
   };
   /** Outside a transaction: at once when no transaction is open, else after it (and any queued before). */
@@ -166,9 +204,7 @@ export function createSqliteStorage(db: Db): Storage {
     if (!lock.held) return runNow(f);
     return lock.acquire().then(() => {
       try {
-        return f();
-      } catch (err) {
-        throw storageError(err);
+        return runNow(f);
       } finally {
         lock.release();
       }
@@ -181,10 +217,11 @@ export function createSqliteStorage(db: Db): Storage {
       if (nesting) assertNotInTransaction('storage.transaction');
       if (!lock.tryAcquire()) await lock.acquire();
       try {
-        try {
-          control.begin();
-        } catch (err) {
-          throw storageError(err);
+        // BEGIN IMMEDIATE: the write lock first (nearly every transaction reads, then writes: open.ts).
+        const since = performance.now();
+        for (let attempt = 0; !control.tryBegin(); attempt++) {
+          if (performance.now() - since > BUSY_TIMEOUT_MS) throw busyFor(BUSY_TIMEOUT_MS);
+          await pause(attempt);
         }
         const tx = new SqliteTransaction(sync);
         let result: T;
