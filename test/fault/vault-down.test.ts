@@ -73,10 +73,10 @@ describe('fault: Vault down and back', () => {
     expect(pending.status).toBe(202);
     const claim = await h.call('POST', `/jit/requests/${approved}/claim`, { token });
     expect(claim.status).toBe(503);
-    expect(h.broker.deps.repo.getRequest(approved)?.status).toBe('approved');
+    expect((await h.broker.deps.storage.requests.get(approved))?.status).toBe('approved');
     const revoke = await h.call('POST', `/jit/requests/${before.body.id}/revoke`, { token });
     expect(revoke.status).toBe(503); // recorded, Vault clean-up deferred to the sweep
-    expect(h.broker.deps.repo.getRequest(before.body.id)?.status).toBe('revoked');
+    expect((await h.broker.deps.storage.requests.get(before.body.id))?.status).toBe('revoked');
     const health = await h.call('GET', '/healthz');
     expect(health.status).toBe(503);
     expect(health.body.vault).toBe('unreachable');
@@ -110,7 +110,7 @@ describe('fault: Vault down and back', () => {
     expect(health2.status).toBe(200);
     const after = await h.call('POST', '/jit/request', { token, body: tier1, headers: { 'Idempotency-Key': 'down-0' } });
     expect(after.status).toBe(201); // the key of a failed attempt was freed: the retry is a fresh issue
-    const read = (await h.vaultAs(after.body.credential.token)).read('homelab/data/docker/registry');
+    const read = await h.vaultAs(after.body.credential.token).read('homelab/data/docker/registry');
     expect(read.data.data.username).toBe('demo');
     const s = await sweep(h.broker.deps);
     f.line(`Vault back: tier-1 201 and its token reads; one sweep settled ${s.policiesCleaned} abandoned rows, ended ${s.credentialsEnded} revoked credential(s), vault errors ${s.vaultErrors}`);
@@ -156,10 +156,10 @@ describe('fault: Vault down and back', () => {
       );
     expect(await canWrite()).toBe(true);
     await sweep(h.broker.deps);
-    const policy = h.broker.deps.repo.getCredential(id)?.vault_policy ?? '';
+    const policy = (await h.broker.deps.storage.credentials.forRequest(id))?.vault_policy ?? '';
     const policyLeft = h.devVault.policyNames().includes(policy);
     const works = await canWrite();
-    f.line(`claim failed mid-issue (row abandoned, its policy left in Vault), re-claim 201, then one sweep: live policy still in Vault=${policyLeft}, token still writes=${works}, DB state=${h.broker.deps.repo.getCredential(id)?.state}`);
+    f.line(`claim failed mid-issue (row abandoned, its policy left in Vault), re-claim 201, then one sweep: live policy still in Vault=${policyLeft}, token still writes=${works}, DB state=${(await h.broker.deps.storage.credentials.forRequest(id))?.state}`);
     f.print();
     expect(policyLeft).toBe(true);
     expect(works).toBe(true);

@@ -108,9 +108,9 @@ describe('tier 3 quorum', () => {
     const { deps } = h.broker;
     expect(await decideRequest(deps, id, { approver: 'telegram:1', decision: 'approve' })).toMatchObject({ outcome: 'vote_recorded', approvals: 1, needed: 2 });
     expect(await decideRequest(deps, id, { approver: 'telegram:1', decision: 'approve' })).toMatchObject({ outcome: 'already_voted', approvals: 1 });
-    expect(deps.repo.getRequest(id)?.status).toBe('pending');
+    expect((await deps.storage.requests.get(id))?.status).toBe('pending');
     expect((await decideRequest(deps, id, { approver: 'telegram:2', decision: 'approve' })).outcome).toBe('approved');
-    expect(deps.repo.getRequest(id)?.decided_by).toBe('telegram:1, telegram:2');
+    expect((await deps.storage.requests.get(id))?.decided_by).toBe('telegram:1, telegram:2');
   });
 
   it('any deny ends it', async () => {

@@ -41,7 +41,7 @@ describe('policy write and token create in parallel', () => {
       vault.writePolicy = writePolicy;
     }
     expect(res.status).toBe(201);
-    const secret = (await h.vaultAs(res.body.credential.token)).read('homelab/data/docker/registry');
+    const secret = await h.vaultAs(res.body.credential.token).read('homelab/data/docker/registry');
     expect(secret.data).toBeDefined();
     expect(h.proxy.seen.filter((s) => s.path.includes('create-orphan'))).toHaveLength(1);
     expect(h.logs()).not.toMatch(/succeeded with warnings/);

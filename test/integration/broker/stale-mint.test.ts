@@ -4,6 +4,7 @@ import { sweep } from '../../../src/broker/lifecycle.ts';
 import { STALE_MINT_MS, reserveVaultCredential } from '../../../src/broker/credential-issue.ts';
 import type { CredentialRow, RequestRow } from '../../../src/broker/repository.ts';
 import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
+import { sqliteDatabase } from '../../../src/storage/sqlite/index.ts';
 
 /*
  * Several broker processes share one database; one of them can die mid-issue
@@ -39,7 +40,7 @@ const count = (events: string[], event: string) => events.filter((e) => e === ev
 const agentId = () => (await h.broker.deps.agents.get('moltbot'))!.id;
 const canRead = async (t: string) => {
   try {
-    (await h.vaultAs(t)).read('homelab/data/docker/registry');
+    await h.vaultAs(t).read('homelab/data/docker/registry');
     return true;
   } catch (err) {
     if ((err as { response?: { statusCode?: number } }).response?.statusCode === 403) return false;
@@ -59,8 +60,8 @@ function insertTier1(opts: { key: string; reserve: boolean; resource?: 'vault' |
     ttl_seconds: 3600, session_key: null, rules: '["docker-read"]', idempotency_key: opts.key, body_hash: 'h'.repeat(64), created_at: now,
     updated_at: now, approval_expires_at: null, claim_expires_at: null, decided_by: 'policy', decided_at: now, decision_reason: 'tier 1', failure: null,
   };
-  return deps.db.transaction(async () => {
-    deps.repo.insertRequest(row);
+  return sqliteDatabase(deps.storage).transaction(async () => {
+    await deps.storage.requests.insert(row);
     return { row, reservation: opts.reserve ? await reserveVaultCredential(deps, row) : undefined };
   })();
 }
@@ -106,7 +107,7 @@ describe('the sweep settles interrupted issues once they are older than STALE_MI
     expect((await sweep(deps)).interruptedMints).toBe(0);
     expect(credentialOf(row.id).map((c) => c.state)).toEqual(['minting']);
     expect(await h.policyExists(reservation!.policyName)).toBe(true);
-    expect(deps.repo.getRequest(row.id)?.status).toBe('approved');
+    expect((await deps.storage.requests.get(row.id))?.status).toBe('approved');
 
     h.clock.advance(1);
     const summary = await sweep(deps);
@@ -118,10 +119,10 @@ describe('the sweep settles interrupted issues once they are older than STALE_MI
     expect(await h.policyExists(reservation!.policyName)).toBe(false);
     expect(await h.jitPolicies()).toEqual([]);
     expect(await canRead(lostToken)).toBe(false);
-    const failed = deps.repo.getRequest(row.id)!;
+    const failed = (await deps.storage.requests.get(row.id))!;
     expect(failed).toMatchObject({ status: 'failed', idempotency_key: null });
     expect(failed.failure).toMatch(/interrupted/);
-    expect(deps.repo.findByIdempotencyKey(agentId(), 'dead-1')).toBeUndefined();
+    expect(await deps.storage.idempotency.find(agentId(), 'dead-1')).toBeUndefined();
     const events = auditOf(row.id);
     expect(count(events, 'credential.interrupted')).toBe(1);
     expect(count(events, 'credential.abandoned')).toBe(1);
@@ -144,11 +145,11 @@ describe('the sweep settles interrupted issues once they are older than STALE_MI
     const { row } = insertTier1({ key: 'dead-2', reserve: false, resource: 'gate' });
     h.clock.advance(STALE_MINT_MS);
     expect((await sweep(deps)).interruptedMints).toBe(0);
-    expect(deps.repo.getRequest(row.id)?.status).toBe('approved');
+    expect((await deps.storage.requests.get(row.id))?.status).toBe('approved');
 
     h.clock.advance(1);
     expect((await sweep(deps)).interruptedMints).toBe(1);
-    expect(deps.repo.getRequest(row.id)).toMatchObject({ status: 'failed', idempotency_key: null });
+    expect(await deps.storage.requests.get(row.id)).toMatchObject({ status: 'failed', idempotency_key: null });
     expect(auditOf(row.id).filter((e) => e.endsWith('.interrupted'))).toEqual(['request.interrupted']);
     expect((await sweep(deps)).interruptedMints).toBe(0);
     expect(count(auditOf(row.id), 'request.interrupted')).toBe(1);
@@ -159,7 +160,7 @@ describe('the sweep settles interrupted issues once they are older than STALE_MI
     const held = hold('createOrphanToken');
     const pending = h.call('POST', '/jit/request', { token, body: tier1, headers: { 'idempotency-key': 'young' } });
     await held.reached;
-    const [row] = deps.db.prepare(`SELECT * FROM credentials WHERE state = 'minting'`).all() as CredentialRow[];
+    const [row] = sqliteDatabase(deps.storage).prepare(`SELECT * FROM credentials WHERE state = 'minting'`).all() as CredentialRow[];
     expect(row).toBeDefined();
     // The policy write goes out alongside the held token create.
     for (let i = 0; i < 100 && !(await h.policyExists(row!.vault_policy!)); i++) await new Promise((r) => setTimeout(r, 20));
@@ -171,7 +172,7 @@ describe('the sweep settles interrupted issues once they are older than STALE_MI
     expect(summary.policiesCleaned).toBe(0);
     expect(credentialOf(row!.request_id).map((c) => c.state)).toEqual(['minting']);
     expect(await h.policyExists(row!.vault_policy!)).toBe(true);
-    expect(deps.repo.getRequest(row!.request_id)?.status).toBe('approved');
+    expect((await deps.storage.requests.get(row!.request_id))?.status).toBe('approved');
 
     held.release();
     const res = await pending;
@@ -188,14 +189,14 @@ describe('the sweep settles interrupted issues once they are older than STALE_MI
       const held = hold(method);
       const pending = h.call('POST', '/jit/request', { token, body: tier1, headers: { 'idempotency-key': 'late' } });
       await held.reached;
-      const [row] = deps.db.prepare(`SELECT * FROM credentials WHERE state = 'minting'`).all() as CredentialRow[];
+      const [row] = sqliteDatabase(deps.storage).prepare(`SELECT * FROM credentials WHERE state = 'minting'`).all() as CredentialRow[];
       const requestId = row!.request_id;
 
       h.clock.advance(STALE_MINT_MS + 1);
       const summary = await sweep(deps);
       expect(summary.interruptedMints).toBe(1);
       expect(summary.policiesCleaned).toBe(1);
-      expect(deps.repo.getRequest(requestId)).toMatchObject({ status: 'failed', idempotency_key: null });
+      expect(await deps.storage.requests.get(requestId)).toMatchObject({ status: 'failed', idempotency_key: null });
       expect(await h.jitPolicies()).toEqual([]);
 
       // The hung process wakes up: its policy write (if held there) and token create go through.
@@ -210,7 +211,7 @@ describe('the sweep settles interrupted issues once they are older than STALE_MI
       expect(creds).toHaveLength(1);
       expect(creds[0]).toMatchObject({ state: 'failed', issued_at: null });
       expect(creds[0]!.accessor).toBeTruthy(); // the late token is known, by accessor only
-      expect(deps.repo.getRequest(requestId)?.status).toBe('failed');
+      expect((await deps.storage.requests.get(requestId))?.status).toBe('failed');
       expect(h.devVault.listTokens().some((t) => t.accessor === creds[0]!.accessor)).toBe(false);
       expect(tokensOf(requestId)).toEqual([]);
       expect(await h.jitPolicies()).toEqual([]); // a policy the late write put back is deleted again
@@ -231,7 +232,7 @@ describe('the sweep settles interrupted issues once they are older than STALE_MI
     const held = hold('createOrphanToken');
     const pending = h.call('POST', '/jit/request', { token, body: tier1 });
     await held.reached;
-    const [row] = deps.db.prepare(`SELECT * FROM credentials WHERE state = 'minting'`).all() as CredentialRow[];
+    const [row] = sqliteDatabase(deps.storage).prepare(`SELECT * FROM credentials WHERE state = 'minting'`).all() as CredentialRow[];
     h.clock.advance(STALE_MINT_MS + 1);
     expect((await sweep(deps)).interruptedMints).toBe(1);
 
@@ -256,10 +257,10 @@ describe('the sweep settles interrupted issues once they are older than STALE_MI
     expect(created.status).toBe(202);
     await decideRequest(deps, created.body.id, { approver: 'local-cli', decision: 'approve' });
     // The claiming process reserved the credential and died.
-    deps.db.transaction(() => await reserveVaultCredential(deps, deps.repo.getRequest(created.body.id)!))();
+    sqliteDatabase(deps.storage).transaction(() => await reserveVaultCredential(deps, await deps.storage.requests.get(created.body.id)!))();
     h.clock.advance(STALE_MINT_MS + 1);
     expect((await sweep(deps)).interruptedMints).toBe(1);
-    expect(deps.repo.getRequest(created.body.id)?.status).toBe('approved');
+    expect((await deps.storage.requests.get(created.body.id))?.status).toBe('approved');
     const claim = await h.call('POST', `/jit/requests/${created.body.id}/claim`, { token });
     expect(claim.status).toBe(201);
     expect(credentialOf(created.body.id).map((c) => c.state)).toEqual(['failed', 'live']);

@@ -64,7 +64,7 @@ describe('tier 1 issuance', () => {
       body: { ...readRegistry, vault_paths: [{ path: 'homelab/metadata/docker', capabilities: ['list'] }] },
     });
     expect(res.status).toBe(201);
-    const listed = (await h.vaultAs(res.body.credential.token)).read('homelab/metadata/docker?list=true');
+    const listed = await h.vaultAs(res.body.credential.token).read('homelab/metadata/docker?list=true');
     expect(listed.data.keys).toEqual(['registry']);
     await expect(h.vaultAs(res.body.credential.token).read('homelab/metadata/docker/registry')).rejects.toMatchObject({ response: { statusCode: 403 } });
   });
@@ -140,7 +140,7 @@ describe('policy decisions', () => {
     expect(res.body.detail).toContain(path);
     const list = await h.call('GET', '/healthz');
     expect(list.status).toBe(200);
-    expect(h.broker.deps.repo.listRequests({})).toHaveLength(0);
+    expect(await h.broker.deps.storage.requests.list({})).toHaveLength(0);
   });
 
   it('rejects a session key outside the agent\'s patterns', async () => {
@@ -213,7 +213,7 @@ describe('Vault failures', () => {
     h.proxy.setFault(undefined);
     const { data } = await h.root.read('sys/policies/acl?list=true');
     expect(data.keys.filter((k: string) => k.startsWith('jit-'))).toEqual([]);
-    const [row] = h.broker.deps.repo.listRequests({});
+    const [row] = await h.broker.deps.storage.requests.list({});
     expect(row?.status).toBe('failed');
     const health = await h.call('GET', '/healthz');
     expect(health.status).toBe(200);
@@ -238,8 +238,8 @@ describe('Vault failures', () => {
     });
     const res = await h.call('POST', '/jit/request', { token, body: readRegistry });
     expect(res.status).toBe(503);
-    const [row] = h.broker.deps.repo.listRequests({});
-    const policy = h.broker.deps.repo.getCredential(row!.id)?.vault_policy;
+    const [row] = await h.broker.deps.storage.requests.list({});
+    const policy = (await h.broker.deps.storage.credentials.forRequest(row!.id))?.vault_policy;
     expect(policy).toMatch(/^jit-[0-9a-f]{16}-cred_/);
     expect(await h.jitPolicies()).toEqual([policy]);
     h.proxy.setFault(undefined);
@@ -283,7 +283,7 @@ describe('authentication and isolation', () => {
   });
 
   it('an agent removed after it authenticated gets 401 for a request policy refuses, and nothing is written for it', async () => {
-    const agent = await h.broker.deps.agents.authenticate(token)!;
+    const agent = (await h.broker.deps.agents.authenticate(token))!;
     expect(agent.name).toBe('moltbot');
     expect(await h.broker.deps.agents.remove('moltbot')).toBe(true);
     const count = (table: string) => h.db.prepare(`SELECT COUNT(*) FROM ${table}`).pluck().get() as number;

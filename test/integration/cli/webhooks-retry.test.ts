@@ -24,7 +24,7 @@ async function retryAll(env: Record<string, string | undefined>) {
 describe('jit webhooks retry --all-dead', () => {
   it('re-queues a large batch with a start line, a summary, and no line per event', async () => {
     const ids = Array.from({ length: 25 }, () => w.record('moltbot').id);
-    (await w.dispatcher({ batchSize: 1000 })).drainOnce();
+    await w.dispatcher({ batchSize: 1000 }).drainOnce();
     expect(ids.every((id) => w.row(id).state === 'dead')).toBe(true);
     const fixed = { ...w.env, OPENCLAW_HOOKS_URL: `${w.openclaw.url}/hooks`, OPENCLAW_HOOKS_TOKEN: HOOKS_TOKEN };
     await recordServiceSettings(w.db, loadConfig(fixed), w.clock.now());
@@ -40,7 +40,7 @@ describe('jit webhooks retry --all-dead', () => {
 
   it('counts the events it could not re-queue and exits 1', async () => {
     for (let i = 0; i < 3; i++) w.record('moltbot');
-    (await w.dispatcher()).drainOnce();
+    await w.dispatcher().drainOnce();
     await recordServiceSettings(w.db, w.config, w.clock.now()); // the service still has no OPENCLAW_HOOKS_URL
     const res = await retryAll({ ...w.env, OPENCLAW_HOOKS_URL: `${w.openclaw.url}/hooks` });
     expect(res.code).toBe(1);

@@ -49,7 +49,7 @@ describe('jit request / status / claim / revoke against a running broker', () =>
     expect(vars).toMatchObject({ JIT_REQUEST_STATUS: 'issued', VAULT_TOKEN: expect.stringMatching(/^hvs\./), JIT_REQUEST_ID: expect.stringMatching(/^req_/) });
     expect(res.stderr).toContain('Issued');
     expect(res.stderr).not.toContain(vars.VAULT_TOKEN);
-    const read = (await h.vaultAs(vars.VAULT_TOKEN!)).read('homelab/data/docker/registry');
+    const read = await h.vaultAs(vars.VAULT_TOKEN!).read('homelab/data/docker/registry');
     expect(read.data.data.password).toBe('pw-registry');
 
     const revoked = await runJit(['revoke', vars.JIT_REQUEST_ID!], env);
@@ -80,7 +80,7 @@ describe('jit request / status / claim / revoke against a running broker', () =>
     expect(claim.code, claim.stderr).toBe(0);
     const vars = parseExports(claim.stdout);
     expect(claim.stderr).not.toContain(vars.VAULT_TOKEN);
-    (await h.vaultAs(vars.VAULT_TOKEN!)).write('homelab/data/apps/web', { data: { key: 'rotated-by-cli' } });
+    await h.vaultAs(vars.VAULT_TOKEN!).write('homelab/data/apps/web', { data: { key: 'rotated-by-cli' } });
     expect((await h.root.read('homelab/data/apps/web')).data.data.key).toBe('rotated-by-cli');
 
     const [again, revoked] = await Promise.all([runJit(['claim', id!, '--format', 'json'], env), runJit(['revoke', id!, '--format', 'json'], env)]);
@@ -123,7 +123,7 @@ describe('jit request / status / claim / revoke against a running broker', () =>
     expect(approved.stderr).toContain('approved by local-cli; claimed');
     const vars = parseExports(approved.stdout);
     expect(vars).toMatchObject({ JIT_REQUEST_ID: approveId, JIT_REQUEST_STATUS: 'issued' });
-    (await h.vaultAs(vars.VAULT_TOKEN!)).write('homelab/data/apps/web', { data: { key: 'rotated-after-wait' } });
+    await h.vaultAs(vars.VAULT_TOKEN!).write('homelab/data/apps/web', { data: { key: 'rotated-after-wait' } });
 
     const denied = await deniedRun;
     expect(denied.code).toBe(1);
@@ -138,7 +138,7 @@ describe('jit request / status / claim / revoke against a running broker', () =>
     expect(script.code, script.stderr).toBe(0);
     const [seenId, vaultToken] = script.stdout.trim().split(' ');
     expect(seenId).toBe(scriptId);
-    (await h.vaultAs(vaultToken!)).write('homelab/data/apps/web', { data: { key: 'rotated-by-script' } });
+    await h.vaultAs(vaultToken!).write('homelab/data/apps/web', { data: { key: 'rotated-by-script' } });
     expect((await h.call('POST', `/jit/requests/${scriptId}/revoke`, { token })).status).toBe(200);
     expect(await tokenIsDead(h, vaultToken!, 'homelab/data/apps/web')).toBe(true);
   });

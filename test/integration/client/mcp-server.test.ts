@@ -84,7 +84,7 @@ describe('jit mcp over stdio', () => {
     expect(res.isError, text(res)).toBeFalsy();
     expect(text(res)).toMatch(/^Issued at once req_\w+ \(tier 1\): Vault token hvs\./);
     const { id, credential } = res.structuredContent;
-    expect(((await h.vaultAs(credential.token)).read('homelab/data/docker/registry')).data.data.username).toBe('demo');
+    expect((await h.vaultAs(credential.token).read('homelab/data/docker/registry')).data.data.username).toBe('demo');
 
     const revoked = await mcp.call('revoke_credential', { request_id: id });
     expect(revoked.isError).toBeFalsy();
@@ -111,7 +111,7 @@ describe('jit mcp over stdio', () => {
     const claimed = await mcp.call('claim_credential', { request_id: id });
     expect(claimed.isError, text(claimed)).toBeFalsy();
     const vaultToken = claimed.structuredContent.credential.token as string;
-    (await h.vaultAs(vaultToken)).write('homelab/data/apps/web', { data: { key: 'rotated-by-mcp' } });
+    await h.vaultAs(vaultToken).write('homelab/data/apps/web', { data: { key: 'rotated-by-mcp' } });
     expect((await h.root.read('homelab/data/apps/web')).data.data.key).toBe('rotated-by-mcp');
 
     const again = await mcp.call('claim_credential', { request_id: id });

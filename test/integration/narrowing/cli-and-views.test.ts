@@ -134,7 +134,7 @@ describe('jit approve with narrowing', () => {
     expect(res.code).toBe(1);
     expect(res.err).toMatch(message);
     expect(res.err).toContain('It is still pending.');
-    expect(h.broker.deps.repo.getRequest(id)!.status).toBe('pending');
+    expect((await h.broker.deps.storage.requests.get(id))!.status).toBe('pending');
     const refused = h.db.prepare(`SELECT actor FROM audit_log WHERE request_id = ? AND event = 'approval.refused'`).pluck().all(id);
     expect(refused).toEqual(['local-cli']);
   });
@@ -178,7 +178,7 @@ describe('the policy in force re-checks every approval', () => {
     const cli = await jit('approve', id);
     expect(cli.code).toBe(1);
     expect(cli.err).toMatch(/denied by policy/);
-    expect(h.broker.deps.repo.getRequest(id)!.status).toBe('pending');
+    expect((await h.broker.deps.storage.requests.get(id))!.status).toBe('pending');
 
     // Narrowing that keeps the denied pair is still refused: a narrowed grant is subject to deny.
     const stillDenied = await jit('approve', id, '--ttl', '5m', '--drop-capability', 'update');
@@ -186,7 +186,7 @@ describe('the policy in force re-checks every approval', () => {
     expect(stillDenied.err).toMatch(/denied by policy/);
     const narrowed = await jit('approve', id, '--drop-path', DB);
     expect(narrowed.code, narrowed.err).toBe(0);
-    expect(h.broker.deps.repo.getRequest(id)!.status).toBe('approved');
+    expect((await h.broker.deps.storage.requests.get(id))!.status).toBe('approved');
   });
 
   it('a tier raised after the request refuses approval at the old tier; a smaller max_ttl shortens the grant', async () => {

@@ -49,15 +49,15 @@ describe('Telegram approval through the running broker', () => {
 
     tg.tap(MALLORY, posted.message_id, callbackData('approve', id));
     await tg.waitFor(() => tg.callbackAnswers().length >= 1, 5_000, 'refusal');
-    expect(h.broker.deps.repo.getRequest(id)?.status).toBe('pending');
+    expect((await h.broker.deps.storage.requests.get(id))?.status).toBe('pending');
 
     tg.tap(ALICE, posted.message_id, callbackData('approve', id));
     tg.tap(BOB, posted.message_id, callbackData('approve', id), { force: true });
-    await tg.waitFor(() => h.broker.deps.repo.getRequest(id)?.status === 'approved', 5_000, 'approval');
+    await tg.waitFor(async () => (await h.broker.deps.storage.requests.get(id))?.status === 'approved', 5_000, 'approval');
     const edited = await tg.waitFor(() => tg.botMessages(CHAT).find((m) => m.message_id === posted.message_id && tg.buttons(m).length === 0), 5_000, 'edited message');
     expect(edited.text).toMatch(/approved/i);
     expect(edited.text).toContain('homelab/data/apps/web');
-    expect(h.broker.deps.repo.getRequest(id)?.decided_by).toBe(`telegram:${ALICE}`);
+    expect((await h.broker.deps.storage.requests.get(id))?.decided_by).toBe(`telegram:${ALICE}`);
 
     const claim = await h.call('POST', `/jit/requests/${id}/claim`, { token });
     expect(claim.status).toBe(201);
@@ -78,7 +78,7 @@ describe('Telegram approval through the running broker', () => {
       tg.tap(user, posted.message_id, callbackData(i % 5 === 4 ? 'deny' : 'approve', id), { force: true });
     }
     await tg.waitFor(() => tg.callbackAnswers().length >= 20, 10_000, '20 callback answers');
-    const decided = h.broker.deps.repo.getRequest(id)!;
+    const decided = (await h.broker.deps.storage.requests.get(id))!;
     expect(['approved', 'denied']).toContain(decided.status);
     const decisions = h.db.prepare(`SELECT COUNT(*) FROM audit_log WHERE request_id = ? AND event IN ('request.approved', 'request.denied')`).pluck().get(id);
     expect(decisions).toBe(1);

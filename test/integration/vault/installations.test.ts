@@ -8,6 +8,7 @@ import { createLogger } from '../../../src/lib/logger.ts';
 import { startBroker, type RunningBroker } from '../../../src/main.ts';
 import { ROOT_TOKEN, startHarness, type Harness } from '../../helpers/broker-harness.ts';
 import { until } from '../../helpers/chaos-process.ts';
+import { sqliteDatabase } from '../../../src/storage/sqlite/index.ts';
 
 /**
  * Two installations (two databases, say production and staging) sharing one
@@ -49,7 +50,7 @@ async function issue(url: string, token: string): Promise<{ policy: string; toke
 
 async function canRead(token: string): Promise<boolean> {
   try {
-    return ((await a.vaultAs(token)).read('homelab/data/docker/registry')).data.data.username === 'demo';
+    return (await a.vaultAs(token).read('homelab/data/docker/registry')).data.data.username === 'demo';
   } catch (err) {
     if ((err as { response?: { statusCode?: number } }).response?.statusCode === 403) return false;
     throw err;
@@ -99,11 +100,11 @@ describe('two installations sharing one Vault', () => {
   it('policies of the old shared prefix are deleted only by the installation whose database names them', async () => {
     const fromA = await issue(a.broker.url, await a.addAgent('moltbot'));
     const { deps } = a.broker;
-    const request = deps.repo.listRequests({ limit: 1 })[0]!;
+    const request = (await deps.storage.requests.list({ limit: 1 }))[0]!;
     // Left by an older version of A: a `jit-req_…` policy a finished credential row of A's database names.
     const legacyOfA = 'jit-req_cred_0000000000000000000000000a';
-    deps.db.transaction(() =>
-      deps.repo.insertCredential({ id: 'cred_0000000000000000000000000a', request_id: request.id, type: 'vault_token', state: 'failed', vault_policy: legacyOfA, accessor: null, jti: null, issued_at: null, expires_at: a.clock.now(), reserved_at: a.clock.now() }),
+    sqliteDatabase(deps.storage).transaction(() =>
+      await deps.storage.credentials.insert({ id: 'cred_0000000000000000000000000a', request_id: request.id, type: 'vault_token', state: 'failed', vault_policy: legacyOfA, accessor: null, jti: null, issued_at: null, expires_at: a.clock.now(), reserved_at: a.clock.now() }),
     )();
     // And one no database here knows: another installation's, on an older version.
     const legacyUnknown = 'jit-req_cred_0000000000000000000000000b';

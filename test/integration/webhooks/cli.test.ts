@@ -66,7 +66,7 @@ describe('jit webhooks', () => {
     await w.close();
     w = await makeWorld({ OPENCLAW_HOOKS_URL: undefined });
     const row = w.record('moltbot');
-    (await w.dispatcher()).drainOnce();
+    await w.dispatcher().drainOnce();
     expect(w.row(row.id)).toMatchObject({ state: 'dead', url: null });
     expect((await run(webhooksCommand, ['list'])).out).toContain(`\tOPENCLAW_HOOKS_URL\tOPENCLAW_HOOKS_URL is not set in the service's environment`);
 
@@ -83,7 +83,7 @@ describe('jit webhooks', () => {
     expect(ok.code).toBe(0);
     expect(ok.out).toContain("to the service's OPENCLAW_HOOKS_URL");
     w.db.prepare('UPDATE webhook_outbox SET next_attempt_at = ? WHERE id = ?').run(w.clock.now(), row.id);
-    expect((await w.dispatcher({ config: fixed })).drainOnce()).toEqual({ delivered: 1, retried: 0, dead: 0 });
+    expect(await w.dispatcher({ config: fixed }).drainOnce()).toEqual({ delivered: 1, retried: 0, dead: 0 });
     expect(w.openclaw.requests.map((r) => [r.path, r.headers['webhook-id']])).toEqual([['/hooks/agent', row.id]]);
   });
 
@@ -92,7 +92,7 @@ describe('jit webhooks', () => {
     const a = w.record('moltbot');
     const b = w.record('moltbot', 'denied');
     const live = w.record('ci');
-    (await w.dispatcher()).drainOnce();
+    await w.dispatcher().drainOnce();
     expect([w.row(a.id).state, w.row(b.id).state]).toEqual(['dead', 'dead']);
 
     expect((await run(webhooksCommand, ['retry', 'evt_nope'])).code).toBe(1);

@@ -20,7 +20,7 @@ afterEach(async () => {
 describe('delivery to OpenClaw', () => {
   it('POSTs {hooks}/agent with bearer token, Idempotency-Key = webhook-id, and a signature that verifies', async () => {
     const row = w.record('moltbot');
-    expect((await w.dispatcher()).drainOnce()).toEqual({ delivered: 1, retried: 0, dead: 0 });
+    expect(await w.dispatcher().drainOnce()).toEqual({ delivered: 1, retried: 0, dead: 0 });
     const [req] = w.openclaw.requests;
     expect(req).toMatchObject({ method: 'POST', path: '/hooks/agent', answer: 200 });
     expect(req!.headers.authorization).toBe(`Bearer ${HOOKS_TOKEN}`);
@@ -84,7 +84,7 @@ describe('delivery to OpenClaw', () => {
   it('keeps the schedule when Retry-After is shorter', async () => {
     w.openclaw.script({ status: 503, headers: { 'retry-after': '1' } });
     const row = w.record('moltbot');
-    (await w.dispatcher()).drainOnce();
+    await w.dispatcher().drainOnce();
     expect(w.row(row.id).next_attempt_at).toBe(w.clock.now() + 5_000);
   });
 
@@ -97,7 +97,7 @@ describe('delivery to OpenClaw', () => {
   ])('dead-letters an OpenClaw %i at once, with the reason, logged at error level', async (status, body, hint) => {
     w.openclaw.script({ status, body });
     const row = w.record('moltbot');
-    expect((await w.dispatcher()).drainOnce()).toEqual({ delivered: 0, retried: 0, dead: 1 });
+    expect(await w.dispatcher().drainOnce()).toEqual({ delivered: 0, retried: 0, dead: 1 });
     const dead = w.row(row.id);
     expect(dead).toMatchObject({ state: 'dead', attempts: 1, last_status: status });
     expect(dead.last_error).toContain(`HTTP ${status}: ${body}`);
@@ -113,7 +113,7 @@ describe('delivery to OpenClaw', () => {
     await w.close();
     w = await makeWorld({ OPENCLAW_HOOKS_TOKEN: 'not-the-right-token' });
     const row = w.record('moltbot');
-    (await w.dispatcher()).drainOnce();
+    await w.dispatcher().drainOnce();
     expect(w.openclaw.requests[0]!.answer).toBe(401);
     expect(w.row(row.id)).toMatchObject({ state: 'dead', last_status: 401 });
   });
@@ -140,7 +140,7 @@ describe('delivery to OpenClaw', () => {
 describe('delivery to a standard receiver', () => {
   it('sends the generic event, signed; no bearer token or Idempotency-Key', async () => {
     const row = w.record('ci', 'denied', { status: 'denied', decision_reason: 'no' });
-    (await w.dispatcher()).drainOnce();
+    await w.dispatcher().drainOnce();
     const [req] = w.standard.requests;
     expect(req!.path).toBe('/events');
     expect(req!.headers.authorization).toBeUndefined();
@@ -163,7 +163,7 @@ describe('delivery to a standard receiver', () => {
     const elsewhere = await w.extraReceiver();
     w.standard.script({ status: 302, headers: { location: `${elsewhere.url}/steal` } });
     const row = w.record('ci');
-    expect(((await w.dispatcher()).drainOnce()).retried).toBe(1);
+    expect((await w.dispatcher().drainOnce()).retried).toBe(1);
     expect(elsewhere.requests).toHaveLength(0);
     expect(w.row(row.id)).toMatchObject({ state: 'pending', last_status: 302 });
   });
@@ -201,7 +201,7 @@ describe('concurrency and crash safety', () => {
     w.record('slow');
     const healthy = w.record('ci');
     const started = Date.now();
-    expect((await w.dispatcher({ timeoutMs: 600 })).drainOnce()).toEqual({ delivered: 1, retried: 1, dead: 0 });
+    expect(await w.dispatcher({ timeoutMs: 600 }).drainOnce()).toEqual({ delivered: 1, retried: 1, dead: 0 });
     expect(w.standard.requests[0]!.receivedAt - started).toBeLessThan(500);
     expect(w.row(healthy.id).state).toBe('delivered');
   });
@@ -214,7 +214,7 @@ describe('concurrency and crash safety', () => {
     const stuck = w.record('slow');
     const gcs = setInterval(gc, 25);
     try {
-      expect((await w.dispatcher({ timeoutMs: 300 })).drainOnce()).toEqual({ delivered: 0, retried: 1, dead: 0 });
+      expect(await w.dispatcher({ timeoutMs: 300 }).drainOnce()).toEqual({ delivered: 0, retried: 1, dead: 0 });
     } finally {
       clearInterval(gcs);
     }
@@ -288,7 +288,7 @@ describe('concurrency and crash safety', () => {
     expect(Date.now() - t).toBeLessThan(500);
     expect(w.row(stuck.id)).toMatchObject({ state: 'pending', next_attempt_at: w.clock.now(), lease_owner: null });
 
-    expect(((await w.dispatcher()).drainOnce()).delivered).toBe(1);
+    expect((await w.dispatcher().drainOnce()).delivered).toBe(1);
     expect(w.slow.requests.map((r) => r.headers['webhook-id'])).toEqual([stuck.id, stuck.id]);
   });
 });
