@@ -257,7 +257,7 @@ describe('the sweep settles interrupted issues once they are older than STALE_MI
     expect(created.status).toBe(202);
     await decideRequest(deps, created.body.id, { approver: 'local-cli', decision: 'approve' });
     // The claiming process reserved the credential and died.
-    sqliteDatabase(deps.storage).transaction(() => await reserveVaultCredential(deps, await deps.storage.requests.get(created.body.id)!))();
+    sqliteDatabase(deps.storage).transaction(() => await reserveVaultCredential(deps, (await deps.storage.requests.get(created.body.id))!))();
     h.clock.advance(STALE_MINT_MS + 1);
     expect((await sweep(deps)).interruptedMints).toBe(1);
     expect((await deps.storage.requests.get(created.body.id))?.status).toBe('approved');

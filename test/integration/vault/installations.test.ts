@@ -86,7 +86,7 @@ describe('two installations sharing one Vault', () => {
     expect(await a.policyExists(fromA.policy)).toBe(true);
 
     // B's own grants carry another prefix; A's reconciliation leaves them alone and deletes only its own stray.
-    const fromB = await issue(b.url, await b.deps.agents.add('moltbot').token);
+    const fromB = await issue(b.url, (await b.deps.agents.add('moltbot')).token);
     const prefixOf = (name: string) => name.slice(0, name.indexOf('cred_'));
     expect(prefixOf(fromB.policy)).not.toBe(prefixOf(fromA.policy));
     const summary = await reconcile(a.broker.deps);
