@@ -62,7 +62,7 @@ afterAll(async () => {
 const PARTIAL_INDEX_SCANS = ['webhook_outbox_unresolved'];
 
 it('runs every hot-path statement through an index', () => {
-  const { db } = h.broker.deps;
+  const { db } = h;
   const plans: string[] = [];
   const scans: string[] = [];
   for (const { source, args } of recorded.values()) {
@@ -92,7 +92,7 @@ it('reads the rate limit, pending count and policy references from their indexes
 });
 
 it('runs every statement of the periodic sweep through an index (it settles stale mints every pass)', async () => {
-  const { db } = h.broker.deps;
+  const { db } = h;
   const proto = Object.getPrototypeOf(db.prepare('SELECT 1')) as Record<string, (...args: unknown[]) => unknown>;
   const originals = Object.fromEntries(['run', 'get', 'all', 'iterate'].map((m) => [m, proto[m]!]));
   const swept = new Map<string, unknown[]>();

@@ -54,7 +54,7 @@ describe('policy refusals (403)', () => {
     expect(summary).toMatchObject({ event: 'request.rejected', suppressed: 59 });
     expect(summary.repeats).toEqual([{ seq: expect.any(Number), actor: 'agent:moltbot', count: 59 }]);
     expect(rows('request.rejected')).toHaveLength(2);
-    expect((await verifyAuditChain(h.db)).ok).toBe(true);
+    expect((await verifyAuditChain(h.broker.deps.storage)).ok).toBe(true);
   });
 
   it('a malformed body (400) does not count toward the limit', async () => {

@@ -1,7 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { reconcile, sweep } from '../../../src/broker/lifecycle.ts';
 import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
-import { sqliteDatabase } from '../../../src/storage/sqlite/index.ts';
 
 /*
  * Identical grants share one ephemeral Vault policy, named by the hash of
@@ -156,15 +155,16 @@ describe('failures and restarts', () => {
     // A crash mid-issue of the same grant: a `minting` row holding the policy, and a token bound to it the broker never recorded.
     const now = h.clock.now();
     const requestId = deps.ids.next('req');
-    sqliteDatabase(deps.storage).transaction(async () => {
-      await deps.storage.requests.insert({
-        id: requestId, agent_id: (await deps.agents.get('moltbot'))!.id, agent_name: 'moltbot', resource: 'vault', tier: 1, required_tier: 1,
+    const agentId = (await deps.agents.get('moltbot'))!.id;
+  await deps.storage.transaction(async (tx) => {
+      await tx.requests.insert({
+        id: requestId, agent_id: agentId, agent_name: 'moltbot', resource: 'vault', tier: 1, required_tier: 1,
         status: 'approved', reason: 'r', scope: JSON.stringify({ vault_paths: registry.vault_paths }), ttl_seconds: 3600, session_key: null,
         rules: '["docker-read"]', idempotency_key: null, body_hash: null, created_at: now, updated_at: now, approval_expires_at: null,
         claim_expires_at: null, decided_by: 'policy', decided_at: now, decision_reason: null, failure: null,
       });
-      await deps.storage.credentials.insert({ id: deps.ids.next('cred'), request_id: requestId, type: 'vault_token', state: 'minting', vault_policy: policy, accessor: null, jti: null, issued_at: null, expires_at: now + 3_600_000, reserved_at: now });
-    })();
+      await tx.credentials.insert({ id: deps.ids.next('cred'), request_id: requestId, type: 'vault_token', state: 'minting', vault_policy: policy, accessor: null, jti: null, issued_at: null, expires_at: now + 3_600_000, reserved_at: now });
+    });
     const lost = await h.root.write('auth/token/create-orphan', { policies: [policy], ttl: '3600s', renewable: false });
 
     const summary = await reconcile(deps);

@@ -37,7 +37,7 @@ const credentialOf = (requestId: string) =>
 const auditOf = (requestId: string) =>
   h.db.prepare('SELECT event FROM audit_log WHERE request_id = ? ORDER BY seq').pluck().all(requestId) as string[];
 const count = (events: string[], event: string) => events.filter((e) => e === event).length;
-const agentId = () => (await h.broker.deps.agents.get('moltbot'))!.id;
+const agentId = async () => (await h.broker.deps.agents.get('moltbot'))!.id;
 const canRead = async (t: string) => {
   try {
     await h.vaultAs(t).read('homelab/data/docker/registry');
@@ -50,20 +50,21 @@ const canRead = async (t: string) => {
 const tokensOf = (requestId: string) => h.devVault.listTokens().filter((t) => t.meta?.['jit_request_id'] === requestId);
 
 /** A tier-1 request as `POST /jit/request` commits it (approved by policy), optionally with its Vault reservation, in one transaction. */
-function insertTier1(opts: { key: string; reserve: boolean; resource?: 'vault' | 'gate' }) {
+async function insertTier1(opts: { key: string; reserve: boolean; resource?: 'vault' | 'gate' }) {
   const { deps } = h.broker;
   const now = h.clock.now();
+  const agent = await agentId();
   const row: RequestRow = {
-    id: deps.ids.next('req'), agent_id: agentId(), agent_name: 'moltbot', resource: opts.resource ?? 'vault', tier: 1, required_tier: 1,
+    id: deps.ids.next('req'), agent_id: agent, agent_name: 'moltbot', resource: opts.resource ?? 'vault', tier: 1, required_tier: 1,
     status: 'approved', reason: 'r',
     scope: opts.resource === 'gate' ? JSON.stringify({ repo: 'homelab/app', refs: ['refs/heads/agent/x'] }) : JSON.stringify({ vault_paths: registry }),
     ttl_seconds: 3600, session_key: null, rules: '["docker-read"]', idempotency_key: opts.key, body_hash: 'h'.repeat(64), created_at: now,
     updated_at: now, approval_expires_at: null, claim_expires_at: null, decided_by: 'policy', decided_at: now, decision_reason: 'tier 1', failure: null,
   };
-  return sqliteDatabase(deps.storage).transaction(async () => {
-    await deps.storage.requests.insert(row);
-    return { row, reservation: opts.reserve ? await reserveVaultCredential(deps, row) : undefined };
-  })();
+  return deps.storage.transaction(async (tx) => {
+    await tx.requests.insert(row);
+    return { row, reservation: opts.reserve ? await reserveVaultCredential(deps, tx, row) : undefined };
+  });
 }
 
 /** Makes the broker's next `method` call wait until released (a mint hung in Vault). */
@@ -96,7 +97,7 @@ describe('the sweep settles interrupted issues once they are older than STALE_MI
   it('abandons a minting row left by a dead process: policy deleted, tier-1 request failed, key freed, one audit entry', async () => {
     const { deps } = h.broker;
     // A process reserved the credential, wrote the policy, Vault created the token, and the process died.
-    const { row, reservation } = insertTier1({ key: 'dead-1', reserve: true });
+    const { row, reservation } = await insertTier1({ key: 'dead-1', reserve: true });
     await deps.vault.writePolicy(reservation!.policyName, reservation!.policyText);
     const lost = await h.root.write('auth/token/create-orphan', { policies: [reservation!.policyName], ttl: '3600s', renewable: false });
     const lostToken: string = lost.auth.client_token;
@@ -122,7 +123,7 @@ describe('the sweep settles interrupted issues once they are older than STALE_MI
     const failed = (await deps.storage.requests.get(row.id))!;
     expect(failed).toMatchObject({ status: 'failed', idempotency_key: null });
     expect(failed.failure).toMatch(/interrupted/);
-    expect(await deps.storage.idempotency.find(agentId(), 'dead-1')).toBeUndefined();
+    expect(await deps.storage.idempotency.find(await agentId(), 'dead-1')).toBeUndefined();
     const events = auditOf(row.id);
     expect(count(events, 'credential.interrupted')).toBe(1);
     expect(count(events, 'credential.abandoned')).toBe(1);
@@ -142,7 +143,7 @@ describe('the sweep settles interrupted issues once they are older than STALE_MI
   it('fails a tier-1 request approved without a credential row, with the reconcile audit event, once older than the bound', async () => {
     const { deps } = h.broker;
     // The process died between committing the request and beginning its issue.
-    const { row } = insertTier1({ key: 'dead-2', reserve: false, resource: 'gate' });
+    const { row } = await insertTier1({ key: 'dead-2', reserve: false, resource: 'gate' });
     h.clock.advance(STALE_MINT_MS);
     expect((await sweep(deps)).interruptedMints).toBe(0);
     expect((await deps.storage.requests.get(row.id))?.status).toBe('approved');
@@ -257,7 +258,7 @@ describe('the sweep settles interrupted issues once they are older than STALE_MI
     expect(created.status).toBe(202);
     await decideRequest(deps, created.body.id, { approver: 'local-cli', decision: 'approve' });
     // The claiming process reserved the credential and died.
-    sqliteDatabase(deps.storage).transaction(() => await reserveVaultCredential(deps, (await deps.storage.requests.get(created.body.id))!))();
+    await deps.storage.transaction(async (tx) => reserveVaultCredential(deps, tx, (await tx.requests.get(created.body.id))!));
     h.clock.advance(STALE_MINT_MS + 1);
     expect((await sweep(deps)).interruptedMints).toBe(1);
     expect((await deps.storage.requests.get(created.body.id))?.status).toBe('approved');

@@ -8,7 +8,6 @@ import { createLogger } from '../../../src/lib/logger.ts';
 import { startBroker, type RunningBroker } from '../../../src/main.ts';
 import { ROOT_TOKEN, startHarness, type Harness } from '../../helpers/broker-harness.ts';
 import { until } from '../../helpers/chaos-process.ts';
-import { sqliteDatabase } from '../../../src/storage/sqlite/index.ts';
 
 /**
  * Two installations (two databases, say production and staging) sharing one
@@ -103,9 +102,7 @@ describe('two installations sharing one Vault', () => {
     const request = (await deps.storage.requests.list({ limit: 1 }))[0]!;
     // Left by an older version of A: a `jit-req_…` policy a finished credential row of A's database names.
     const legacyOfA = 'jit-req_cred_0000000000000000000000000a';
-    sqliteDatabase(deps.storage).transaction(() =>
-      await deps.storage.credentials.insert({ id: 'cred_0000000000000000000000000a', request_id: request.id, type: 'vault_token', state: 'failed', vault_policy: legacyOfA, accessor: null, jti: null, issued_at: null, expires_at: a.clock.now(), reserved_at: a.clock.now() }),
-    )();
+    await deps.storage.credentials.insert({ id: 'cred_0000000000000000000000000a', request_id: request.id, type: 'vault_token', state: 'failed', vault_policy: legacyOfA, accessor: null, jti: null, issued_at: null, expires_at: a.clock.now(), reserved_at: a.clock.now() });
     // And one no database here knows: another installation's, on an older version.
     const legacyUnknown = 'jit-req_cred_0000000000000000000000000b';
     for (const name of [legacyOfA, legacyUnknown]) await a.root.write(`sys/policies/acl/${name}`, { policy: LEFTOVER });
