@@ -130,13 +130,13 @@ async function startVault(delayMs = 0): Promise<Child & { url: string; rootToken
 async function startStack(name: string, seedRows = 0, env: Record<string, string> = {}, vaultDelayMs = 0): Promise<Stack & { seedSeconds: number }> {
   const dir = mkdtempSync(join(tmp, `${name}-`));
   const dbPath = join(dir, 'jit.db');
-  const [vault, token] = await Promise.all([startVault(vaultDelayMs), await addAgent(dbPath, POLICIES_DIR, 'bench')]);
+  const [vault, token] = await Promise.all([startVault(vaultDelayMs), addAgent(dbPath, POLICIES_DIR, 'bench')]);
   let seedSeconds = 0;
   try {
     const tokens = await addMoreAgents(dbPath, token, MAX_AGENTS);
     if (seedRows > 0) {
       log(`  seeding ${seedRows.toLocaleString('en-US')} historical requests…`);
-      seedSeconds = seedHistory(dbPath, seedRows);
+      seedSeconds = await seedHistory(dbPath, seedRows);
       log(`  seeded in ${seedSeconds.toFixed(1)} s`);
     }
     const broker = await startBrokerProcess({ vaultUrl: vault.url, rootToken: vault.rootToken, dbPath, policiesDir: POLICIES_DIR, env });
