@@ -2,6 +2,7 @@ import { setMaxListeners } from 'node:events';
 import { createAuditLog } from '../broker/audit.ts';
 import type { PolicySet } from '../broker/policy/types.ts';
 import type { Config } from '../config/config.ts';
+import { StorageBusyError } from '../storage/errors.ts';
 import type { Storage } from '../storage/storage.ts';
 import type { Clock } from '../lib/clock.ts';
 import type { Logger } from '../lib/logger.ts';
@@ -209,7 +210,9 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
         try {
           for (const row of await claim(clock.now(), free)) launch(row);
         } catch (err) {
-          log.error({ err }, 'webhook outbox query failed');
+          // Busy: another process held the database past the wait; the next poll tries again.
+          if (err instanceof StorageBusyError) log.warn({ err }, 'webhook outbox busy; will retry');
+          else log.error({ err }, 'webhook outbox query failed');
         }
       }
       if (!running) break;
