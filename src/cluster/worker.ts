@@ -17,7 +17,8 @@ import { PolicyStore } from '../broker/policy/index.ts';
 import { loadConfig, type Config } from '../config/config.ts';
 import { createDeps } from '../create-deps.ts';
 import { openDatabase } from '../db/open.ts';
-import { createApp, type AppTelegram } from '../http/app.ts';
+import { createApp } from '../http/app.ts';
+import type { AppTelegram } from '../http/env.ts';
 import { listen } from '../http/listen.ts';
 import { systemClock } from '../lib/clock.ts';
 import { StartedParts } from '../lib/started-parts.ts';
@@ -26,7 +27,7 @@ import { createLogger } from '../lib/logger.ts';
 import { createMetrics } from '../metrics/index.ts';
 import type { ApprovalBotStatus } from '../telegram/index.ts';
 import { startVaultClient, vaultClientFromConfig } from '../vault/from-config.ts';
-import { createKeyRing } from '../webhooks/keys.ts';
+import { createKeyRing } from '../keys/key-ring.ts';
 import { createOutboxSink } from '../webhooks/outbox.ts';
 import { createRpc, isIpcMessage, type ForwardedAnswer, type ForwardedUpdate, type IpcMessage } from './ipc.ts';
 

@@ -5,7 +5,7 @@ import type { Db } from '../db/open.ts';
 import type { Clock } from '../lib/clock.ts';
 import { scrubSecrets, type Logger } from '../lib/logger.ts';
 import { randomToken } from '../lib/secrets.ts';
-import type { KeyRing } from './keys.ts';
+import type { KeyRing } from '../keys/key-ring.ts';
 import { createOutboxStore, hooksTokenOrigin, redactUrl, resolveTargetUrl, type OutboxRow } from './outbox.ts';
 import { renderEventBody, type EventFacts } from './payloads.ts';
 import { DEFAULT_RETRY_SCHEDULE_MS, nextAttemptDelay, parseRetryAfter } from './retry.ts';

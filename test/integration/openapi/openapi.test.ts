@@ -11,7 +11,7 @@ import type { GatePushCredential as MintedGateCredential } from '../../../src/br
 import type { GateVerdict } from '../../../src/broker/gate-jwt.ts';
 import type { VaultTokenCredential as MintedVaultCredential } from '../../../src/broker/mint-credential.ts';
 import type { RequestStatus as StoredStatus } from '../../../src/broker/repository.ts';
-import type { Jwks as KeyRingJwks } from '../../../src/webhooks/keys.ts';
+import type { Jwks as KeyRingJwks } from '../../../src/keys/key-ring.ts';
 import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
 import { codeBlocks, curlRequest, shellSnippets } from '../cli/doc-snippets.ts';
 import { allRefs, resolveRef, validateAgainst } from './json-schema.ts';
