@@ -8,7 +8,8 @@ import { CredentialRequestBody, IdempotencyKey, describeZodError } from '../../b
 import { requestView } from '../../broker/view.ts';
 import { isId } from '../../lib/ids.ts';
 import { getConnInfo } from '@hono/node-server/conninfo';
-import { readJson, type AppEnv } from '../app.ts';
+import { readJson } from '../body.ts';
+import type { AppEnv } from '../env.ts';
 import { createAuthFailureAuditor } from '../auth-failure-audit.ts';
 
 /** Routes an agent calls with its bearer token. */

@@ -1,7 +1,7 @@
 import { Hono, type Context } from 'hono';
 import { matchedRoutes } from 'hono/route';
 import type { BrokerDeps } from '../../broker/deps.ts';
-import type { AppEnv } from '../app.ts';
+import type { AppEnv } from '../env.ts';
 
 /**
  * `GET /metrics` (Prometheus text format) and the middleware that counts

@@ -1,6 +1,7 @@
 import { Hono } from 'hono';
 import type { BrokerDeps } from '../../broker/deps.ts';
-import { MAX_BODY_BYTES, type AppEnv } from '../app.ts';
+import { MAX_BODY_BYTES } from '../body.ts';
+import type { AppEnv } from '../env.ts';
 import { createOpenApiDocument } from '../openapi.ts';
 
 /** `GET /openapi.json`: the API description, generated from the routes' zod schemas (src/http/openapi.ts). */

@@ -3,7 +3,8 @@ import type { BrokerDeps } from '../../broker/deps.ts';
 import { BrokerError } from '../../broker/errors.ts';
 import { verifyGateCredential } from '../../broker/gate-credential.ts';
 import { GateVerifyBody, describeZodError } from '../../broker/schemas.ts';
-import { readJson, type AppEnv, type AppTelegram } from '../app.ts';
+import { readJson } from '../body.ts';
+import type { AppEnv, AppTelegram } from '../env.ts';
 import { JWKS_CACHE_CONTROL } from '../openapi.ts';
 import { createOutboxStore } from '../../webhooks/outbox.ts';
 
