@@ -11,6 +11,9 @@
 const OTHER_ADAPTERS = 'telegram|webhooks|http|console|mcp';
 const ADAPTERS = `${OTHER_ADAPTERS}|cli`;
 
+/** The composition root's files: every file directly in src/ (main.ts, create-deps.ts, …). */
+const COMPOSITION_FILES = '^src/[^/]+$';
+
 module.exports = {
   forbidden: [
     {
@@ -25,9 +28,10 @@ module.exports = {
       severity: 'error',
       comment:
         'src/broker is the core: adapters (HTTP, Telegram, CLI, webhooks, MCP, console) and the composition root ' +
-        '(create-deps.ts, main.ts, cluster/) call it, never the other way. Pass what the broker needs through BrokerDeps.',
+        '(the files directly in src/: create-deps.ts, main.ts, …; and cluster/) call it, never the other way. ' +
+        'Pass what the broker needs through BrokerDeps; a type both sides need belongs in src/broker.',
       from: { path: '^src/broker/' },
-      to: { path: [`^src/(${ADAPTERS}|cluster)/`, '^src/(create-deps|main)\\.ts$'] },
+      to: { path: [`^src/(${ADAPTERS}|cluster)/`, COMPOSITION_FILES] },
     },
     {
       name: 'adapters-do-not-import-each-other',
@@ -56,7 +60,16 @@ module.exports = {
       severity: 'error',
       comment: 'src/keys (the signing key ring) is used by the broker and the adapters alike, so it imports neither.',
       from: { path: '^src/keys/' },
-      to: { path: [`^src/(${ADAPTERS}|broker|cluster|storage)/`, '^src/(create-deps|main)\\.ts$'] },
+      to: { path: [`^src/(${ADAPTERS}|broker|cluster|storage)/`, COMPOSITION_FILES] },
+    },
+    {
+      name: 'wire-is-zod-only',
+      severity: 'error',
+      comment:
+        'src/wire holds the wire schemas shared by the routes and the agent side: it imports zod, src/lib and itself, ' +
+        'nothing else (no Hono, no broker), so a client can load it alone.',
+      from: { path: '^src/wire/' },
+      to: { dependencyTypesNot: ['core'], pathNot: ['^src/(wire|lib)/', '(^|/)node_modules/zod/'] },
     },
     {
       name: 'better-sqlite3-only-in-storage',

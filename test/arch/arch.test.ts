@@ -42,6 +42,7 @@ describe('architecture self-check', () => {
       { file: 'src/broker/store.ts', line: 2, rule: 'better-sqlite3-only-in-storage', message: 'imports better-sqlite3' },
       { file: 'src/broker/verb.ts', line: 2, rule: 'broker-imports-no-adapter', message: 'imports src/http/route.ts' },
       { file: 'src/broker/verb.ts', line: 3, rule: 'broker-imports-no-adapter', message: 'imports src/create-deps.ts' },
+      { file: 'src/broker/verb.ts', line: 4, rule: 'broker-imports-no-adapter', message: 'imports src/served-app.ts' },
       { file: 'src/cli/command.ts', line: 3, rule: 'cli-imports-no-other-adapter', message: 'imports src/webhooks/dispatcher.ts' },
       { file: 'src/keys/ring.ts', line: 2, rule: 'keys-are-shared-not-an-adapter', message: 'imports src/webhooks/dispatcher.ts' },
       // Closed by a type-only import (two.ts → one.ts): type imports count.
@@ -51,14 +52,15 @@ describe('architecture self-check', () => {
       { file: 'src/broker/store.ts', line: 11, rule: 'sql-only-in-storage', message: 'SQL: "UPDATE requests SET status = ? WHERE id = ?"' },
       { file: 'src/broker/store.ts', line: 13, rule: 'sql-only-in-storage', message: 'SQL: "foreign_keys = ON"' },
       { file: 'src/db/0001_init.sql', line: 1, rule: 'sql-only-in-storage', message: 'an SQL file' },
+      { file: 'src/wire/schemas.ts', line: 2, rule: 'wire-is-zod-only', message: 'imports hono' },
     ]);
     // What to do, once per rule.
     expect(stderr).toMatch(/^sql-only-in-storage: SQL lives only in src\/storage\//m);
     expect(stderr).toMatch(/^no-circular: An import cycle in src\//m);
-    expect(stderr).toMatch(/lint:arch: 12 violation\(s\)/);
+    expect(stderr).toMatch(/lint:arch: 14 violation\(s\)/);
   });
 
-  it('passes a tree that uses only the allowed arrows (SQL in storage, prose naming SQL words, cli → client/outbox/mcp entry, the composition root)', async () => {
+  it('passes a tree that uses only the allowed arrows (SQL in storage, prose naming SQL words, cli → client/outbox/mcp entry, wire → zod and lib, the composition root)', async () => {
     const { code, stdout, stderr } = await lintArch(fixture('clean'));
     expect(stderr).toBe('');
     expect(code).toBe(0);
