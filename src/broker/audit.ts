@@ -3,6 +3,7 @@ import type { Db } from '../db/open.ts';
 import { canonicalJson } from '../lib/canonical-json.ts';
 import { publicKeyObject } from '../lib/ed25519-key.ts';
 import type { Jwks, Signer } from '../keys/key-ring.ts';
+import type { AuditEvent } from './audit-events.ts';
 
 export const GENESIS_HASH = '0'.repeat(64);
 
@@ -19,7 +20,7 @@ export const AUDIT_FULL_PER_WINDOW = 100;
 export const AUDIT_TRACKED_KEYS = 10_000;
 
 export interface AuditEntry {
-  event: string;
+  event: AuditEvent;
   actor: string;
   requestId?: string | undefined;
   /** Identifiers and decisions only; callers never pass secrets here. */

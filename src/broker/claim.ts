@@ -1,7 +1,9 @@
 import type { BrokerDeps } from './deps.ts';
 import { BrokerError } from './errors.ts';
-import { issueCredential } from './issue-credential.ts';
+import { issueCredential } from './credential-issue.ts';
 import type { RequestRow } from './repository.ts';
+import { expireUnclaimed } from './request-machine.ts';
+import { issuedBody } from './view.ts';
 
 /**
  * `POST /jit/requests/:id/claim`: mints the credential of an approved
@@ -10,7 +12,7 @@ import type { RequestRow } from './repository.ts';
  * within the window.
  */
 export async function claimCredential(deps: BrokerDeps, row: RequestRow): Promise<Record<string, unknown>> {
-  const { repo, clock, audit, db, events } = deps;
+  const { repo, clock, db } = deps;
   const now = clock.now();
   const current = repo.getRequest(row.id)!;
   switch (current.status) {
@@ -28,23 +30,10 @@ export async function claimCredential(deps: BrokerDeps, row: RequestRow): Promis
       throw new BrokerError('CONFLICT', `request ${row.id} is ${current.status}; there is nothing to claim`);
   }
   if (current.claim_expires_at !== null && current.claim_expires_at <= now) {
-    db.transaction(() => {
-      if (repo.transition(row.id, 'approved', 'expired', now, { failure: 'not claimed within the claim window' })) {
-        audit.append({ event: 'request.expired', actor: 'broker', requestId: row.id, data: { claim_expires_at: current.claim_expires_at, unclaimed: true } }, now);
-        events.record(repo.getRequest(row.id)!, 'expired', now);
-      }
-    })();
+    db.transaction(() => expireUnclaimed(deps, current, now))();
     throw new BrokerError('GONE', `the claim window of request ${row.id} has passed`);
   }
   const minted = await issueCredential(deps, current);
   if (!minted.ok) throw minted.error;
-  return {
-    id: current.id,
-    status: 'issued',
-    tier: current.tier,
-    required_tier: current.required_tier,
-    resource: current.resource,
-    expires_at: minted.credential.expires_at,
-    credential: minted.credential,
-  };
+  return issuedBody(current, minted.credential);
 }

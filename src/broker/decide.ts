@@ -16,6 +16,7 @@ import {
 } from './narrowing.ts';
 import type { PolicyStore } from './policy/index.ts';
 import type { RequestRow, RequestStatus } from './repository.ts';
+import { approve, deny, timeOut, type DecisionRecord } from './request-machine.ts';
 
 export type DecideOutcome =
   /** `grant` is what was approved; `narrowed` when it is less than the request asked. */
@@ -69,7 +70,7 @@ export type DecideDeps = StorageDeps & { policies?: Pick<PolicyStore, 'current'>
  * and the decision event, and minting reads it from there.
  */
 export function decideRequest(deps: DecideDeps, requestId: string, input: DecisionInput): DecideOutcome {
-  const { db, repo, audit, clock, config, events } = deps;
+  const { db, repo, audit, clock, config } = deps;
   if (input.decision === 'deny' && !isEmptyNarrowing(input.narrowing)) throw new BrokerError('BAD_REQUEST', 'narrowing applies to approvals only');
   if (!isEmptyNarrowing(input.narrowing) && !deps.policies) throw new Error('decideRequest: narrowing needs the policy store (deps.policies)');
   return db.transaction((): DecideOutcome => {
@@ -82,10 +83,8 @@ export function decideRequest(deps: DecideDeps, requestId: string, input: Decisi
     }
     if (request.approval_expires_at !== null && request.approval_expires_at <= now) {
       // The deadline passed before the sweep noticed: time it out now rather than approve late.
-      repo.transition(requestId, 'pending', 'timed_out', now, { decidedBy: 'timeout', decidedAt: now, decisionReason: 'no decision before the approval deadline' });
-      audit.append({ event: 'request.timed_out', actor: 'broker', requestId, data: { late_vote_by: input.approver } }, now);
+      timeOut(deps, requestId, now, { late_vote_by: input.approver });
       const timedOut = repo.getRequest(requestId)!;
-      events.record(timedOut, 'timed_out', now);
       return { outcome: 'already_decided', request: timedOut, status: 'timed_out', decidedBy: 'timeout' };
     }
 
@@ -159,30 +158,21 @@ export function decideRequest(deps: DecideDeps, requestId: string, input: Decisi
         ? (db.prepare(`SELECT approver FROM votes WHERE request_id = ? AND decision = 'approve' ORDER BY at, approver`).pluck().all(requestId) as string[]).join(', ')
         : input.approver;
     if (grant && !repo.setGrant(requestId, JSON.stringify(scopeOf(grant)), grant.ttl_seconds)) throw new Error('pending request changed inside its own transaction');
-    const changed = repo.transition(requestId, 'pending', to, now, {
+    const decision: DecisionRecord = {
       decidedBy: approvers,
-      decidedAt: now,
-      ...(input.reason ? { decisionReason: input.reason } : {}),
-      ...(to === 'approved' ? { claimExpiresAt: now + config.claimWindowSeconds * 1000 } : {}),
-    });
-    if (!changed) throw new Error('pending request changed inside its own transaction');
-    audit.append(
-      {
-        event: `request.${to}`,
-        actor: input.approver,
-        requestId,
-        data: {
-          approvers,
-          reason: input.reason,
-          tier: request.required_tier,
-          ...(grant ? { granted: grantJson(grant), narrowed } : {}),
-          ...(grant && narrowed ? { dropped: differenceJson(grantDifference(requested, grant)) } : {}),
-        },
+      reason: input.reason,
+      actor: input.approver,
+      data: {
+        approvers,
+        reason: input.reason,
+        tier: request.required_tier,
+        ...(grant ? { granted: grantJson(grant), narrowed } : {}),
+        ...(grant && narrowed ? { dropped: differenceJson(grantDifference(requested, grant)) } : {}),
       },
-      now,
-    );
+    };
+    const changed = to === 'approved' ? approve(deps, requestId, now, { ...decision, claimExpiresAt: now + config.claimWindowSeconds * 1000 }) : deny(deps, requestId, now, decision);
+    if (!changed) throw new Error('pending request changed inside its own transaction');
     const decided = repo.getRequest(requestId)!;
-    events.record(decided, to, now);
     return to === 'approved' ? { outcome: 'approved', request: decided, grant: grant!, narrowed } : { outcome: 'denied', request: decided };
   }).immediate();
 }

@@ -1,6 +1,8 @@
 import type { BrokerDeps } from './deps.ts';
-import { STALE_MINT_MS, endCredential } from './mint-credential.ts';
+import { endCredential } from './credential-end.ts';
+import { STALE_MINT_MS } from './credential-issue.ts';
 import type { CredentialRow } from './repository.ts';
+import { expireIssued, expireUnclaimed, failUnissued, timeOut } from './request-machine.ts';
 import { LEGACY_POLICY_PREFIX } from './vault-grant.ts';
 
 export interface SweepSummary {
@@ -26,7 +28,7 @@ const emptySummary = (): SweepSummary => ({ interruptedMints: 0, timedOut: 0, cl
  * reconciliation settles them, and their policies deleted in the same pass.
  */
 export async function sweep(deps: BrokerDeps): Promise<SweepSummary> {
-  const { repo, audit, clock, db, log, events } = deps;
+  const { repo, clock, db, log } = deps;
   const summary = emptySummary();
   const now = clock.now();
 
@@ -35,26 +37,13 @@ export async function sweep(deps: BrokerDeps): Promise<SweepSummary> {
 
   db.transaction(() => {
     for (const r of repo.pendingPastDeadline(now, 500)) {
-      if (repo.transition(r.id, 'pending', 'timed_out', now, { decidedBy: 'timeout', decidedAt: now, decisionReason: 'no decision before the approval deadline' })) {
-        audit.append({ event: 'request.timed_out', actor: 'broker', requestId: r.id, data: { approval_expires_at: r.approval_expires_at } }, now);
-        events.record(repo.getRequest(r.id)!, 'timed_out', now);
-        summary.timedOut++;
-      }
+      if (timeOut(deps, r.id, now, { approval_expires_at: r.approval_expires_at })) summary.timedOut++;
     }
     for (const r of repo.approvedPastClaimWindow(now, 500)) {
-      if (repo.transition(r.id, 'approved', 'expired', now, { failure: 'not claimed within the claim window' })) {
-        audit.append({ event: 'request.expired', actor: 'broker', requestId: r.id, data: { claim_expires_at: r.claim_expires_at, unclaimed: true } }, now);
-        events.record(repo.getRequest(r.id)!, 'expired', now);
-        summary.claimExpired++;
-      }
+      if (expireUnclaimed(deps, r, now)) summary.claimExpired++;
     }
     for (const c of repo.liveCredentialsPastExpiry(now, 500)) {
-      if (repo.moveCredential(c.id, 'live', 'ending', now, 'expired')) {
-        const ended = repo.transition(c.request_id, 'issued', 'expired', now);
-        audit.append({ event: 'credential.expired', actor: 'broker', requestId: c.request_id, data: { credential_id: c.id, accessor: c.accessor } }, now);
-        if (ended) events.record(repo.getRequest(c.request_id)!, 'expired', now);
-        summary.credentialsExpired++;
-      }
+      if (expireIssued(deps, c, now, 'expired')) summary.credentialsExpired++;
     }
   })();
 
@@ -82,7 +71,7 @@ async function deleteAbandonedPolicy(deps: BrokerDeps, c: CredentialRow): Promis
   const policy = c.vault_policy;
   const deleteNow = policy !== null && deps.db.transaction(() => deps.repo.releaseVaultPolicy(policy, c.id, deps.clock.now()))();
   try {
-    // Known only when Vault minted the token after the row was abandoned and revoking it failed then (mint-credential.ts).
+    // Known only when Vault minted the token after the row was abandoned and revoking it failed then (credential-issue.ts).
     if (c.accessor) await deps.vault.revokeAccessor(c.accessor);
     if (deleteNow) await deps.vault.deletePolicy(policy);
   } catch (err) {
@@ -132,17 +121,14 @@ export function settleInterruptedIssues(deps: BrokerDeps, before: number, now: n
       if (!repo.moveCredential(c.id, 'minting', 'abandoned', now, 'broker stopped during issue')) continue;
       if (c.vault_policy) repo.retireGrantPolicy(c.vault_policy, now);
       const req = repo.getRequest(c.request_id);
-      if (req?.status === 'approved' && req.decided_by === 'policy') repo.failUnissued(c.request_id, now, failure);
+      if (req?.status === 'approved' && req.decided_by === 'policy') failUnissued(deps, c.request_id, now, failure, null);
       audit.append({ event: 'credential.interrupted', actor: 'broker', requestId: c.request_id, data: { credential_id: c.id, policy: c.vault_policy, reserved_at: c.reserved_at } }, now);
       settled++;
     }
   })();
   db.transaction(() => {
     for (const r of repo.tier1ApprovedWithoutCredential(before)) {
-      if (repo.failUnissued(r.id, now, failure)) {
-        audit.append({ event: 'request.interrupted', actor: 'broker', requestId: r.id, data: {} }, now);
-        settled++;
-      }
+      if (failUnissued(deps, r.id, now, failure, { event: 'request.interrupted', data: {} })) settled++;
     }
   })();
   return settled;
@@ -182,12 +168,7 @@ export async function reconcile(deps: BrokerDeps, startedBefore: number = deps.c
   for (const c of db.prepare(`SELECT * FROM credentials WHERE state = 'live' AND accessor IS NOT NULL`).all() as CredentialRow[]) {
     if ((await vault.lookupAccessor(c.accessor!)) !== null) continue;
     db.transaction(() => {
-      if (repo.moveCredential(c.id, 'live', 'ending', now, 'token no longer in Vault')) {
-        const ended = repo.transition(c.request_id, 'issued', 'expired', now);
-        audit.append({ event: 'credential.vanished', actor: 'broker', requestId: c.request_id, data: { credential_id: c.id, accessor: c.accessor } }, now);
-        if (ended) deps.events.record(repo.getRequest(c.request_id)!, 'expired', now);
-        vanishedTokens++;
-      }
+      if (expireIssued(deps, c, now, 'vanished')) vanishedTokens++;
     })();
   }
 

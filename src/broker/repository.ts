@@ -169,6 +169,9 @@ export function createRepository(db: Db) {
     tier1ApprovedWithoutCredential(before: number): RequestRow[] {
       return s.tier1Orphans.all(before) as RequestRow[];
     },
+    // The request status writes: `failUnissued` and `transition` are the only
+    // statements that change a request's status, and request-machine.ts is
+    // their only caller (it checks each change against its table).
     /**
      * Fails an approved request whose credential was never issued, and frees
      * its Idempotency-Key: nothing was issued, so the agent's retry with the
@@ -180,10 +183,7 @@ export function createRepository(db: Db) {
       s.releaseKey.run(id);
       return true;
     },
-    findByIdempotencyKey(agentId: string, key: string): RequestRow | undefined {
-      return s.byIdempotency.get(agentId, key) as RequestRow | undefined;
-    },
-    /** Moves a request from one status to another; false if it was no longer in `from`. */
+    /** Moves a request from one status to another; false if it was no longer in `from`. Only request-machine.ts calls it. */
     transition(
       id: string,
       from: RequestStatus,
@@ -204,6 +204,9 @@ export function createRepository(db: Db) {
           claim_expires_at: extra.claimExpiresAt ?? null,
         }).changes === 1
       );
+    },
+    findByIdempotencyKey(agentId: string, key: string): RequestRow | undefined {
+      return s.byIdempotency.get(agentId, key) as RequestRow | undefined;
     },
     /**
      * Inserts a credential row. `reserved_at` (the time of the transaction

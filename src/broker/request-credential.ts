@@ -3,13 +3,13 @@ import { canonicalJson } from '../lib/canonical-json.ts';
 import type { Agent } from './agents.ts';
 import type { BrokerDeps } from './deps.ts';
 import { BrokerError } from './errors.ts';
-import { issueCredential } from './issue-credential.ts';
-import { completeVaultCredential, reserveVaultCredential, type VaultReservation } from './mint-credential.ts';
+import { issueCredential, reserveVaultCredential, type VaultReservation } from './credential-issue.ts';
 import { evaluateGate, evaluateVault, sessionAllowed } from './policy/index.ts';
 import type { Decision, Tier } from './policy/types.ts';
 import type { RequestRow } from './repository.ts';
 import type { CredentialRequestBody } from './schemas.ts';
-import { requestView } from './view.ts';
+import { failUnissued } from './request-machine.ts';
+import { issuedBody, requestView } from './view.ts';
 
 export type RequestOutcome =
   | { status: 201; body: Record<string, unknown> }
@@ -133,27 +133,12 @@ async function handleRequest(deps: BrokerDeps, agent: Agent, body: CredentialReq
     return { status: 202, body: pendingBody(row) };
   }
 
-  const minted = reservation ? await completeVaultCredential(deps, row, reservation) : await issueCredential(deps, row);
+  const minted = await issueCredential(deps, row, reservation);
   if (!minted.ok) {
-    db.transaction(() => {
-      if (repo.failUnissued(row.id, clock.now(), minted.error.message)) {
-        audit.append({ event: 'request.failed', actor: 'broker', requestId: row.id, data: { code: minted.error.code } }, clock.now());
-      }
-    })();
+    db.transaction(() => failUnissued(deps, row.id, clock.now(), minted.error.message, { event: 'request.failed', data: { code: minted.error.code } }))();
     throw minted.error;
   }
-  return {
-    status: 201,
-    body: {
-      id: row.id,
-      status: 'issued',
-      tier: row.tier,
-      required_tier: row.required_tier,
-      resource: row.resource,
-      expires_at: minted.credential.expires_at,
-      credential: minted.credential,
-    },
-  };
+  return { status: 201, body: issuedBody(row, minted.credential) };
 }
 
 function pendingBody(row: RequestRow): Record<string, unknown> {

@@ -1,12 +1,11 @@
 import type { StorageDeps } from '../create-deps.ts';
 import type { BrokerDeps } from './deps.ts';
 import { BrokerError } from './errors.ts';
-import { endCredential } from './mint-credential.ts';
+import { endCredential } from './credential-end.ts';
 import type { CredentialRow, RequestRow, RequestStatus } from './repository.ts';
 import { vaultUnavailable } from './vault-errors.ts';
+import { revoke } from './request-machine.ts';
 import { requestView } from './view.ts';
-
-const CANCELLABLE: RequestStatus[] = ['pending', 'approved'];
 
 /** One request's revocation as committed: what it was, and the credential whose clean-up is still to do. */
 export interface RevocationRecord {
@@ -29,25 +28,22 @@ type Recorded = RevocationRecord | { already: true } | { refused: RequestStatus 
  * its `revoked` decision event (the webhook outbox) together. An issued
  * request's live credential becomes `ending`: from this commit on a gate
  * credential is refused by /gate/verify, and a Vault token is revoked by
- * whoever calls endCredential (mint-credential.ts) next (this process, or
+ * whoever calls endCredential (credential-end.ts) next (this process, or
  * the service's sweep, which ends every `ending` row).
  */
 function recordRevocation(deps: StorageDeps, id: string, actor: string, reason: string | undefined, now: number): Recorded {
-  const { repo, audit, events } = deps;
+  const { repo } = deps;
   const current = repo.getRequest(id);
   if (!current) return { refused: 'gone' };
   if (current.status === 'issued') {
     const cred = repo.getCredential(id);
-    if (!repo.transition(id, 'issued', 'revoked', now, { decisionReason: reason })) return { refused: 'raced' };
+    const data = { credential_id: cred?.id, accessor: cred?.accessor, jti: cred?.jti ?? undefined, reason };
+    if (!revoke(deps, id, 'issued', now, { actor, reason, data })) return { refused: 'raced' };
     const ending = cred && cred.state === 'live' && repo.moveCredential(cred.id, 'live', 'ending', now, 'revoked');
-    audit.append({ event: 'request.revoked', actor, requestId: id, data: { credential_id: cred?.id, accessor: cred?.accessor, jti: cred?.jti ?? undefined, reason } }, now);
-    events.record(repo.getRequest(id)!, 'revoked', now);
     return { requestId: id, agent: current.agent_name, was: 'issued', ...(ending ? { credential: { ...cred, state: 'ending' as const } } : {}) };
   }
-  if (CANCELLABLE.includes(current.status)) {
-    if (!repo.transition(id, current.status, 'revoked', now, { decisionReason: reason })) return { refused: 'raced' };
-    audit.append({ event: 'request.revoked', actor, requestId: id, data: { was: current.status, reason } }, now);
-    events.record(repo.getRequest(id)!, 'revoked', now);
+  if (current.status === 'pending' || current.status === 'approved') {
+    if (!revoke(deps, id, current.status, now, { actor, reason, data: { was: current.status, reason } })) return { refused: 'raced' };
     return { requestId: id, agent: current.agent_name, was: current.status };
   }
   if (current.status === 'revoked') {
@@ -87,7 +83,7 @@ export function commitRevocation(deps: StorageDeps, id: string, actor: string, r
  * instead, in that order; one gone or with nothing to revoke (expired,
  * say) is skipped, as is one already revoked unless its credential is still
  * `ending`. The Vault side of each returned
- * credential is left to endCredential (mint-credential.ts).
+ * credential is left to endCredential (credential-end.ts).
  */
 export function commitRevocations(
   deps: StorageDeps,
@@ -140,7 +136,7 @@ export async function revokeRequest(deps: BrokerDeps, row: RequestRow, actor: st
  * revoked here) or is refused because the agent is gone
  * (request-credential.ts checks in its own transaction). Returns null when
  * there is no such agent; the Vault side of the returned credentials is
- * left to endCredential (mint-credential.ts).
+ * left to endCredential (credential-end.ts).
  */
 export function removeAgentRevoking(deps: StorageDeps, name: string, actor: string): RevocationRecord[] | null {
   return deps.db.transaction(() => {

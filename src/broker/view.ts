@@ -1,3 +1,4 @@
+import type { IssuedCredential } from './credential-issue.ts';
 import type { BrokerDeps } from './deps.ts';
 import { grantJson, grantOf, requestedGrant, sameGrant } from './narrowing.ts';
 import type { CredentialRow, RequestRow } from './repository.ts';
@@ -58,5 +59,22 @@ export function requestView(deps: Pick<BrokerDeps, 'repo'>, row: RequestRow): Re
           }
         : null,
     ...(row.failure ? { failure: row.failure } : {}),
+  };
+}
+
+/**
+ * The 201 body of a request whose credential was just issued (a tier-1
+ * request, or a claim): the only answer that carries the credential itself,
+ * returned once and never stored.
+ */
+export function issuedBody(row: RequestRow, credential: IssuedCredential): Record<string, unknown> {
+  return {
+    id: row.id,
+    status: 'issued',
+    tier: row.tier,
+    required_tier: row.required_tier,
+    resource: row.resource,
+    expires_at: credential.expires_at,
+    credential,
   };
 }

@@ -93,7 +93,7 @@ export function registerHandlers(bot: Bot, env: HandlerEnv): void {
    */
   const isApprover = (user: User | undefined): user is User => user !== undefined && !user.is_bot && approvers.has(String(user.id));
 
-  const refuse = (user: User, event: string, data: Record<string, unknown>, requestId?: string) => {
+  const refuse = (user: User, event: 'vote.refused' | 'command.refused', data: Record<string, unknown>, requestId?: string) => {
     deps.db.transaction(() => {
       deps.audit.append(
         { event, actor: telegramIdentity(user.id), requestId, data: { ...data, via: 'telegram', name: displayName(user), username: user.username } },

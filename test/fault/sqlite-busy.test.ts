@@ -203,7 +203,7 @@ describe('fault: SQLite busy', () => {
    * BUG: transactions that read before they write are opened DEFERRED
    * (better-sqlite3's default `db.transaction(fn)()`), e.g. revokeRequest
    * (src/broker/revoke.ts, the transaction at the top), the credential
-   * reservation in mintVaultCredential (src/broker/mint-credential.ts) and
+   * reservation in issueCredential (src/broker/credential-issue.ts) and
    * the sweep (src/broker/lifecycle.ts). When another process commits
    * between the read and the write (WAL), SQLite answers SQLITE_BUSY at once
    * — the busy handler cannot help a stale snapshot — so the agent gets a

@@ -226,7 +226,7 @@ describe('fault: Vault acts but its answer is lost', () => {
   });
 
   /*
-   * BUG (working tree, shared grant policies: src/broker/mint-credential.ts
+   * BUG (working tree, shared grant policies: src/broker/credential-issue.ts
    * abandonMint / src/broker/repository.ts releaseVaultPolicy, and the same
    * in reconcile for an interrupted `minting` row): a failed or interrupted
    * mint's policy is only retired, not deleted, while another live

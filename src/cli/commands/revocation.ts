@@ -1,6 +1,6 @@
 import { SWEEP_INTERVAL_MS } from '../../broker/lifecycle.ts';
 import type { CredentialRow } from '../../broker/repository.ts';
-import { endCredential } from '../../broker/mint-credential.ts';
+import { endCredential } from '../../broker/credential-end.ts';
 import type { RevocationRecord } from '../../broker/revoke.ts';
 import { vaultClientFromConfig } from '../../vault/from-config.ts';
 import type { VaultClient } from '../../vault/types.ts';

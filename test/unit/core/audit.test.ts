@@ -57,7 +57,7 @@ describe('signed chain heads', () => {
     const keys = ring();
     expect(signAuditHead(db, keys.current(), 2000)).toBeDefined();
     expect(signAuditHead(db, keys.current(), 3000)).toBeUndefined();
-    createAuditLog(db).append({ event: 'x', actor: 'y' }, 3000);
+    createAuditLog(db).append({ event: 'agent.added', actor: 'y' }, 3000);
     expect(signAuditHead(db, keys.current(), 4000)).toMatchObject({ seq: 6 });
     keys.rotate();
     expect(signAuditHead(db, keys.current(), 5000)).toMatchObject({ seq: 6, kid: keys.current().kid });

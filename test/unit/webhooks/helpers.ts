@@ -5,6 +5,7 @@ import { createRepository, type RequestRow } from '../../../src/broker/repositor
 import { loadConfig, type Config } from '../../../src/config/config.ts';
 import type { Db } from '../../../src/db/open.ts';
 import { createLogger, type Logger } from '../../../src/lib/logger.ts';
+import type { OutboxRow, OutboxStore } from '../../../src/webhooks/outbox.ts';
 
 export const HOOKS_TOKEN = 'hook-token-5f2c9a7e1d3b4c6a8e0f';
 
@@ -65,4 +66,22 @@ export function insertRequest(db: Db, over: Partial<RequestRow> = {}): RequestRo
   };
   createRepository(db).insertRequest(row);
   return row;
+}
+
+let events = 0;
+/** A pending standard event for `url`, due at `due`; returns its id. */
+export function insertEvent(db: Db, store: OutboxStore, url: string | null, due: number): string {
+  const id = `evt_${String(++events).padStart(4, '0')}`;
+  const request = insertRequest(db);
+  store.insert({
+    id, request_id: request.id, type: 'jit.request.approved', target: 'standard', url, url_source: 'policy', session_key: null,
+    body_format: 'rendered', body: '{}', state: 'pending', next_attempt_at: due, last_error: null, created_at: due,
+  });
+  return id;
+}
+
+/** `count` events for `url`, leased by one claim at `now` (state `delivering`), as the dispatcher holds them while sending. */
+export function insertLeased(db: Db, store: OutboxStore, count: number, url: string, now: number): OutboxRow[] {
+  for (let i = 0; i < count; i++) insertEvent(db, store, url, now);
+  return store.claimBatch({ now, dueBy: now, owner: `owner-${events}`, leaseUntil: now + 60_000, limit: count });
 }

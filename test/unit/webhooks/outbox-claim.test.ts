@@ -1,7 +1,7 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { openDatabase, type Db } from '../../../src/db/open.ts';
 import { createOutboxStore, type OutboxStore } from '../../../src/webhooks/outbox.ts';
-import { insertRequest } from './helpers.ts';
+import { insertEvent } from './helpers.ts';
 
 const T0 = Date.UTC(2026, 0, 1);
 const A = 'http://a.example/hooks/agent';
@@ -11,15 +11,7 @@ let store: OutboxStore;
 let n = 0;
 
 /** A pending event for `url`, due at `due`. */
-function event(url: string | null, due = T0): string {
-  const id = `evt_${String(++n).padStart(4, '0')}`;
-  const request = insertRequest(db);
-  store.insert({
-    id, request_id: request.id, type: 'jit.request.approved', target: 'standard', url, url_source: 'policy', session_key: null,
-    body_format: 'rendered', body: '{}', state: 'pending', next_attempt_at: due, last_error: null, created_at: due,
-  });
-  return id;
-}
+const event = (url: string | null, due = T0): string => insertEvent(db, store, url, due);
 const claim = (limit: number, room?: (url: string) => number, now = T0 + 1000) =>
   store.claimBatch({ now, dueBy: now, owner: `o${++n}`, leaseUntil: now + 60_000, limit, ...(room ? { room } : {}) });
 

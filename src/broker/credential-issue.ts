@@ -1,10 +1,19 @@
+import { randomBytes } from 'node:crypto';
+import { endCredential } from './credential-end.ts';
 import type { BrokerDeps } from './deps.ts';
-import type { VaultClient } from '../vault/types.ts';
 import { BrokerError } from './errors.ts';
+import { GATE_ISSUER, signGateJwt } from './gate-jwt.ts';
 import { grantToMint } from './narrowing.ts';
-import type { RequestRow, VaultScope } from './repository.ts';
+import type { GateScope, RequestRow, VaultScope } from './repository.ts';
+import { markIssued } from './request-machine.ts';
 import { credentialPolicyName, renderGrant } from './vault-grant.ts';
 import { VAULT_RETRY_AFTER_SECONDS, vaultUnavailable } from './vault-errors.ts';
+
+/**
+ * Issuing a credential: the one path from an `approved` request to a Vault
+ * token or a gate push credential ({@link issueCredential}). Ending one is
+ * credential-end.ts; the crash-safety order is in docs/reliability.md.
+ */
 
 /**
  * How long a mint can possibly run, with a wide margin: a `minting` row
@@ -26,7 +35,7 @@ import { VAULT_RETRY_AFTER_SECONDS, vaultUnavailable } from './vault-errors.ts';
  * If `timeoutMs` is ever made configurable, this must grow with it.
  *
  * Should a mint still outlive it, nothing leaks: the row is no longer
- * `minting`, so {@link completeVaultCredential} cannot make it live and
+ * `minting`, so {@link issueCredential} cannot make it live and
  * revokes the token Vault created (see `settleLateMint`).
  */
 export const STALE_MINT_MS = 120_000;
@@ -39,7 +48,17 @@ export interface VaultTokenCredential {
   expires_at: string;
 }
 
-export type MintOutcome = { ok: true; credential: VaultTokenCredential } | { ok: false; error: BrokerError };
+export interface GatePushCredential {
+  type: 'gate_push';
+  credential: string;
+  jti: string;
+  repo: string;
+  refs: string[];
+  expires_at: string;
+}
+
+export type IssuedCredential = VaultTokenCredential | GatePushCredential;
+export type IssueOutcome<C extends IssuedCredential = IssuedCredential> = { ok: true; credential: C } | { ok: false; error: BrokerError };
 
 /** What {@link reserveVaultCredential} wrote: the `minting` row and the policy it holds. */
 export interface VaultReservation {
@@ -98,10 +117,17 @@ export function reserveVaultCredential(deps: Pick<BrokerDeps, 'repo' | 'ids' | '
 }
 
 /**
- * Issues the credential of an `approved` request, at most once.
+ * Issues the credential of an `approved` request, whatever its resource, at
+ * most once. The one issuing path: tier-1 requests (request-credential.ts)
+ * and claims (claim.ts) both come here.
+ *
+ * A Vault token, in three steps:
  *
  * 1. One transaction inserts a `minting` credential row holding the
- *    grant's shared ephemeral policy ({@link reserveVaultCredential}).
+ *    grant's ephemeral policy ({@link reserveVaultCredential}). A caller
+ *    that already committed it in its own transaction (a tier-1 request,
+ *    with the request row) passes it as `reservation`; otherwise it is
+ *    committed here, before Vault is called.
  * 2. Vault: write that policy unless it is already there (a repeated grant
  *    costs one call), then create an orphan, non-renewable token bound to
  *    it whose explicit max TTL is the grant.
@@ -115,21 +141,38 @@ export function reserveVaultCredential(deps: Pick<BrokerDeps, 'repo' | 'ids' | '
  * the row is older than {@link STALE_MINT_MS} (when only one of several
  * processes died). A mint that finishes after that cannot make the row
  * live; its token is revoked.
+ *
+ * A gate push credential: the JWT is signed first (no I/O), then one
+ * transaction inserts the live credential row and marks the request issued.
+ *
+ * Refusals (the request is no longer approved, or already has a
+ * credential) and Vault failures come back as `{ ok: false }`.
  */
-export async function mintVaultCredential(deps: BrokerDeps, request: RequestRow): Promise<MintOutcome> {
-  let reservation: VaultReservation;
-  try {
-    reservation = deps.db.transaction(() => reserveVaultCredential(deps, request))();
-  } catch (err) {
-    const refused = reservationRefused(err, request.id);
-    if (refused) return { ok: false, error: refused };
-    throw err;
+export async function issueCredential(deps: BrokerDeps, request: RequestRow, reservation?: VaultReservation): Promise<IssueOutcome> {
+  if (request.resource === 'gate') {
+    if (reservation) throw new Error(`issueCredential: request ${request.id} is a gate request; there is no Vault reservation to complete`);
+    const started = performance.now();
+    const outcome = issueGateCredential(deps, request);
+    deps.metrics.issuance('gate', (performance.now() - started) / 1000, outcome.ok ? 'issued' : 'failed');
+    return outcome;
   }
-  return completeVaultCredential(deps, request, reservation);
+  let reserved = reservation;
+  if (!reserved) {
+    try {
+      reserved = deps.db.transaction(() => reserveVaultCredential(deps, request))();
+    } catch (err) {
+      const refused = issueRefused(err, request.id);
+      if (refused) return { ok: false, error: refused };
+      throw err;
+    }
+  }
+  const outcome = await completeMint(deps, request, reserved);
+  deps.metrics.issuance('vault', (performance.now() - reserved.startedAt) / 1000, outcome.ok ? 'issued' : 'failed');
+  return outcome;
 }
 
-/** The BrokerError for a reservation that threw because of the request's state, or undefined for anything else. */
-export function reservationRefused(err: unknown, requestId: string): BrokerError | undefined {
+/** The BrokerError for an issue refused because of the request's state (or a credential it already has), or undefined for anything else. */
+function issueRefused(err: unknown, requestId: string): BrokerError | undefined {
   if (err instanceof BrokerError) return err;
   if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
     return new BrokerError('CONFLICT', `the credential of request ${requestId} has already been issued`);
@@ -137,14 +180,44 @@ export function reservationRefused(err: unknown, requestId: string): BrokerError
   return undefined;
 }
 
-/** Steps 2 and 3 of {@link mintVaultCredential}, after the reservation was committed. */
-export async function completeVaultCredential(deps: BrokerDeps, request: RequestRow, reservation: VaultReservation): Promise<MintOutcome> {
-  const outcome = await completeMint(deps, request, reservation);
-  deps.metrics.issuance('vault', (performance.now() - reservation.startedAt) / 1000, outcome.ok ? 'issued' : 'failed');
-  return outcome;
+/**
+ * The gate side of {@link issueCredential}: the JWT is signed first (no
+ * I/O), then one transaction inserts the live credential row (the unique
+ * index refuses a second) and marks the request issued. Only the jti is
+ * stored; the JWT itself is returned once.
+ */
+function issueGateCredential(deps: BrokerDeps, request: RequestRow): IssueOutcome<GatePushCredential> {
+  const { repo, clock, ids, db } = deps;
+  // The granted refs and TTL: less than asked when an approver narrowed the request.
+  const granted = grantToMint(request);
+  const scope: GateScope = granted.resource === 'gate' ? { repo: granted.repo, refs: granted.refs } : { repo: '', refs: [] };
+  const now = clock.now();
+  const iat = Math.floor(now / 1000);
+  const exp = iat + granted.ttl_seconds;
+  const jti = `gate_${randomBytes(16).toString('hex')}`;
+  // One key for the JWT and the audit entry's kid (the key ring may move on meanwhile): `jit keys revoke` finds the credential by this kid.
+  const signer = deps.keys.current();
+  const kid = signer.kid;
+  const jwt = signGateJwt({ current: () => signer }, { iss: GATE_ISSUER, sub: request.agent_name, repo: scope.repo, refs: scope.refs, iat, exp, jti, request_id: request.id });
+  const credentialId = ids.next('cred');
+  try {
+    db.transaction(() => {
+      const current = repo.getRequest(request.id);
+      if (current?.status !== 'approved') throw new BrokerError('CONFLICT', `request ${request.id} is ${current?.status ?? 'gone'}, not approved`);
+      repo.insertCredential({ id: credentialId, request_id: request.id, type: 'gate_push', state: 'live', vault_policy: null, accessor: null, jti, issued_at: now, expires_at: exp * 1000 });
+      if (!markIssued(deps, request.id, now, { credential_id: credentialId, jti, kid, repo: scope.repo, refs: scope.refs, expires_at: exp * 1000 })) {
+        throw new BrokerError('CONFLICT', `request ${request.id} changed while being issued`);
+      }
+    })();
+  } catch (err) {
+    const refused = issueRefused(err, request.id);
+    if (refused) return { ok: false, error: refused };
+    throw err;
+  }
+  return { ok: true, credential: { type: 'gate_push', credential: jwt, jti, repo: scope.repo, refs: scope.refs, expires_at: new Date(exp * 1000).toISOString() } };
 }
 
-async function completeMint(deps: BrokerDeps, request: RequestRow, reservation: VaultReservation): Promise<MintOutcome> {
+async function completeMint(deps: BrokerDeps, request: RequestRow, reservation: VaultReservation): Promise<IssueOutcome<VaultTokenCredential>> {
   const { repo, audit, vault, clock, log, db } = deps;
   const { credentialId, policyName } = reservation;
   // The policy write and the token create go out together: Vault resolves a
@@ -186,19 +259,10 @@ async function completeMint(deps: BrokerDeps, request: RequestRow, reservation: 
       audit.append({ event: 'credential.minted_after_abandon', actor: 'broker', requestId: request.id, data: { credential_id: credentialId, accessor: created.accessor, policy: policyName } }, now);
       return 'abandoned';
     }
-    if (!repo.transition(request.id, 'approved', 'issued', now)) {
+    if (!markIssued(deps, request.id, now, { credential_id: credentialId, accessor: created.accessor, policy: policyName, expires_at: expiresAt, ttl_seconds: created.leaseDurationSeconds })) {
       repo.moveCredential(credentialId, 'live', 'ending', now, 'request changed during issue');
       return false;
     }
-    audit.append(
-      {
-        event: 'credential.issued',
-        actor: 'broker',
-        requestId: request.id,
-        data: { credential_id: credentialId, accessor: created.accessor, policy: policyName, expires_at: expiresAt, ttl_seconds: created.leaseDurationSeconds },
-      },
-      now,
-    );
     return true;
   })();
 
@@ -272,7 +336,7 @@ async function revokeOrRecord(deps: BrokerDeps, credentialId: string, accessor: 
  * the last of them deletes it. Leaves the row `abandoned` for the reaper if
  * Vault is down.
  */
-export async function abandonMint(deps: BrokerDeps, credentialId: string, policyName: string, requestId: string): Promise<void> {
+async function abandonMint(deps: BrokerDeps, credentialId: string, policyName: string, requestId: string): Promise<void> {
   const { repo, vault, clock, audit, db, log } = deps;
   const deleteNow = db.transaction(() => {
     const now = clock.now();
@@ -293,44 +357,4 @@ export async function abandonMint(deps: BrokerDeps, credentialId: string, policy
       audit.append({ event: 'credential.abandoned', actor: 'broker', requestId, data: { credential_id: credentialId, policy: policyName, ...(deleteNow ? {} : { policy_kept_for_other_credentials: true }) } }, clock.now());
     }
   })();
-}
-
-/**
- * Ends a credential: for a Vault token, revokes it by accessor and releases
- * its policy, deleting the policy if no other credential holds it; a gate
- * credential has nothing outside the database (its jti is refused by
- * verification from now on). The row must already be `ending`; it becomes
- * `ended` once Vault confirmed what was needed. Throws if Vault failed (the
- * row stays `ending` and the reaper retries).
- *
- * A row that keeps the policy for others is marked ended in the same
- * transaction that counted them, and one that deletes it retires it in that
- * transaction, so of two credentials ending at once exactly one deletes.
- */
-export async function endCredential(
-  deps: Pick<BrokerDeps, 'repo' | 'clock' | 'db'> & { vault?: VaultClient | undefined },
-  cred: { id: string; accessor: string | null; vault_policy: string | null; request_id: string },
-): Promise<void> {
-  const { repo, clock, db } = deps;
-  // A gate credential (neither accessor nor policy) needs no Vault client: its row is all there is.
-  const vault = () => deps.vault ?? failNoVault(cred.request_id);
-  if (cred.accessor) await vault().revokeAccessor(cred.accessor);
-  const policy = cred.vault_policy;
-  const deleteNow =
-    policy !== null &&
-    db.transaction(() => {
-      const now = clock.now();
-      if (repo.releaseVaultPolicy(policy, cred.id, now)) return true;
-      repo.moveCredential(cred.id, 'ending', 'ended', now);
-      return false;
-    })();
-  if (policy !== null && !deleteNow) return;
-  if (deleteNow) await vault().deletePolicy(policy);
-  db.transaction(() => {
-    repo.moveCredential(cred.id, 'ending', 'ended', clock.now());
-  })();
-}
-
-function failNoVault(requestId: string): never {
-  throw new Error(`the credential of request ${requestId} is a Vault token; ending it needs a Vault client`);
 }

@@ -1,0 +1,42 @@
+import type { VaultClient } from '../vault/types.ts';
+import type { BrokerDeps } from './deps.ts';
+
+/**
+ * Ends a credential: for a Vault token, revokes it by accessor and releases
+ * its policy, deleting the policy if no other credential holds it; a gate
+ * credential has nothing outside the database (its jti is refused by
+ * verification from now on). The row must already be `ending`; it becomes
+ * `ended` once Vault confirmed what was needed. Throws if Vault failed (the
+ * row stays `ending` and the reaper retries).
+ *
+ * A row that keeps the policy for others is marked ended in the same
+ * transaction that counted them, and one that deletes it retires it in that
+ * transaction, so of two credentials ending at once exactly one deletes.
+ */
+export async function endCredential(
+  deps: Pick<BrokerDeps, 'repo' | 'clock' | 'db'> & { vault?: VaultClient | undefined },
+  cred: { id: string; accessor: string | null; vault_policy: string | null; request_id: string },
+): Promise<void> {
+  const { repo, clock, db } = deps;
+  // A gate credential (neither accessor nor policy) needs no Vault client: its row is all there is.
+  const vault = () => deps.vault ?? failNoVault(cred.request_id);
+  if (cred.accessor) await vault().revokeAccessor(cred.accessor);
+  const policy = cred.vault_policy;
+  const deleteNow =
+    policy !== null &&
+    db.transaction(() => {
+      const now = clock.now();
+      if (repo.releaseVaultPolicy(policy, cred.id, now)) return true;
+      repo.moveCredential(cred.id, 'ending', 'ended', now);
+      return false;
+    })();
+  if (policy !== null && !deleteNow) return;
+  if (deleteNow) await vault().deletePolicy(policy);
+  db.transaction(() => {
+    repo.moveCredential(cred.id, 'ending', 'ended', clock.now());
+  })();
+}
+
+function failNoVault(requestId: string): never {
+  throw new Error(`the credential of request ${requestId} is a Vault token; ending it needs a Vault client`);
+}

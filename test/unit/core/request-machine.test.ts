@@ -1,0 +1,155 @@
+import { beforeEach, describe, expect, it } from 'vitest';
+import type { DecisionEventType } from '../../../src/broker/events.ts';
+import type { RequestRow, RequestStatus } from '../../../src/broker/repository.ts';
+import {
+  MOVES,
+  TRANSITIONS,
+  approve,
+  assertMove,
+  deny,
+  expireIssued,
+  expireUnclaimed,
+  failUnissued,
+  markIssued,
+  revoke,
+  timeOut,
+  type MachineTx,
+  type MoveName,
+} from '../../../src/broker/request-machine.ts';
+import { createStorageDeps, type StorageDeps } from '../../../src/create-deps.ts';
+import { openDatabase, type Db } from '../../../src/db/open.ts';
+import { ManualClock } from '../../../src/lib/clock.ts';
+import { insertRequest, testConfig } from '../webhooks/helpers.ts';
+
+const STATUSES = Object.keys(TRANSITIONS) as RequestStatus[];
+const MOVE_NAMES = Object.keys(MOVES) as MoveName[];
+/** Where a request starts: inserted pending, or approved by a tier-1 rule (request-credential.ts). */
+const INITIAL: RequestStatus[] = ['pending', 'approved'];
+
+describe('the request state machine table', () => {
+  it('has every allowed change made by a named move, and no named move outside the table', () => {
+    const allowed = STATUSES.flatMap((from) => TRANSITIONS[from].map((to) => `${from}->${to}`)).sort();
+    const made = [...new Set(MOVE_NAMES.flatMap((m) => MOVES[m].from.map((from) => `${from}->${MOVES[m].to}`)))].sort();
+    expect(made).toEqual(allowed);
+  });
+
+  it('reaches every status from where requests start', () => {
+    const reached = new Set<RequestStatus>(INITIAL);
+    for (let grew = true; grew; ) {
+      grew = false;
+      for (const from of [...reached]) for (const to of TRANSITIONS[from]) if (!reached.has(to)) (reached.add(to), (grew = true));
+    }
+    expect([...reached].sort()).toEqual([...STATUSES].sort());
+  });
+
+  it('accepts each named move from each of its statuses', () => {
+    for (const m of MOVE_NAMES) for (const from of MOVES[m].from) expect(() => assertMove(m, from, MOVES[m].to)).not.toThrow();
+  });
+
+  it('throws on any change a named move does not make (a programming error, not a lost race)', () => {
+    let refused = 0;
+    for (const m of MOVE_NAMES) {
+      for (const from of STATUSES) {
+        for (const to of STATUSES) {
+          const named = MOVES[m] as { from: readonly RequestStatus[]; to: RequestStatus };
+          if (named.from.includes(from) && named.to === to) continue;
+          expect(() => assertMove(m, from, to), `${m}: ${from} -> ${to}`).toThrow(/request state machine/);
+          refused++;
+        }
+      }
+    }
+    expect(refused).toBe(MOVE_NAMES.length * STATUSES.length ** 2 - MOVE_NAMES.reduce((n, m) => n + MOVES[m].from.length, 0));
+  });
+
+  it('leaves the final statuses with no way out', () => {
+    for (const s of ['denied', 'timed_out', 'expired', 'revoked', 'failed'] as const) expect(TRANSITIONS[s]).toEqual([]);
+  });
+});
+
+describe('the named moves, on a database', () => {
+  let db: Db;
+  let deps: StorageDeps;
+  let recorded: { id: string; type: DecisionEventType; status: RequestStatus }[];
+  const clock = new ManualClock(Date.UTC(2026, 0, 1));
+  beforeEach(() => {
+    db = openDatabase(':memory:');
+    recorded = [];
+    deps = createStorageDeps({
+      config: testConfig(),
+      db,
+      clock,
+      events: { record: (request: RequestRow, type: DecisionEventType) => void recorded.push({ id: request.id, type, status: request.status }) },
+    });
+  });
+
+  const statusOf = (id: string) => deps.repo.getRequest(id)!.status;
+  const eventsOf = (id: string) => db.prepare('SELECT event FROM audit_log WHERE request_id = ? ORDER BY seq').pluck().all(id) as string[];
+  const inTx = <T>(fn: () => T): T => db.transaction(fn)();
+
+  /** A request in `from`; an issued one gets a live credential. */
+  function requestIn(from: RequestStatus): string {
+    const row = insertRequest(db, { status: from, idempotency_key: 'k-1', body_hash: 'h' });
+    if (from === 'issued') {
+      const now = clock.now();
+      deps.repo.insertCredential({ id: `cred_${row.id}`, request_id: row.id, type: 'vault_token', state: 'live', vault_policy: null, accessor: 'acc', jti: null, issued_at: now, expires_at: now + 1 });
+    }
+    return row.id;
+  }
+
+  type Case = { move: MoveName; from: RequestStatus; run: (tx: MachineTx, id: string, now: number) => boolean; audit: string; event: DecisionEventType | null };
+  const decision = { decidedBy: 'local-cli', actor: 'local-cli', reason: 'ok', data: { approvers: 'local-cli' } };
+  const cases: Case[] = [
+    { move: 'approve', from: 'pending', run: (tx, id, now) => approve(tx, id, now, { ...decision, claimExpiresAt: now + 60_000 }), audit: 'request.approved', event: 'approved' },
+    { move: 'deny', from: 'pending', run: (tx, id, now) => deny(tx, id, now, decision), audit: 'request.denied', event: 'denied' },
+    { move: 'timeOut', from: 'pending', run: (tx, id, now) => timeOut(tx, id, now, { approval_expires_at: now }), audit: 'request.timed_out', event: 'timed_out' },
+    { move: 'expireUnclaimed', from: 'approved', run: (tx, id, now) => expireUnclaimed(tx, { id, claim_expires_at: now }, now), audit: 'request.expired', event: 'expired' },
+    { move: 'markIssued', from: 'approved', run: (tx, id, now) => markIssued(tx, id, now, { credential_id: 'cred_x' }), audit: 'credential.issued', event: null },
+    {
+      move: 'failUnissued',
+      from: 'approved',
+      run: (tx, id, now) => failUnissued(tx, id, now, 'vault down', { event: 'request.failed', data: { code: 'VAULT_UNAVAILABLE' } }),
+      audit: 'request.failed',
+      event: null,
+    },
+    ...(['pending', 'approved', 'issued'] as const).map(
+      (from): Case => ({ move: 'revoke', from, run: (tx, id, now) => revoke(tx, id, from, now, { actor: 'operator', reason: 'r', data: {} }), audit: 'request.revoked', event: 'revoked' }),
+    ),
+    { move: 'expireIssued', from: 'issued', run: (tx, id, now) => expireIssued(tx, deps.repo.getCredential(id)!, now, 'expired'), audit: 'credential.expired', event: 'expired' },
+  ];
+
+  it('covers every named move from every status it leaves', () => {
+    expect(cases.map((c) => `${c.move}:${c.from}`).sort()).toEqual(MOVE_NAMES.flatMap((m) => MOVES[m].from.map((f) => `${m}:${f}`)).sort());
+  });
+
+  describe.each(cases)('$move from $from', ({ move, from, run, audit, event }) => {
+    it(`moves the request to its table status with its audit entry and decision event, once`, () => {
+      const id = requestIn(from);
+      expect(inTx(() => run(deps, id, clock.now()))).toBe(true);
+      expect(statusOf(id)).toBe(MOVES[move].to);
+      expect(eventsOf(id)).toEqual([audit]);
+      expect(recorded).toEqual(event ? [{ id, type: event, status: MOVES[move].to }] : []);
+      // A second caller loses the race: nothing changes and nothing more is written.
+      expect(inTx(() => run(deps, id, clock.now()))).toBe(false);
+      expect(statusOf(id)).toBe(MOVES[move].to);
+      expect(eventsOf(id)).toEqual([audit]);
+      expect(recorded).toHaveLength(event ? 1 : 0);
+    });
+  });
+
+  it('failUnissued frees the Idempotency-Key of the failed request', () => {
+    const id = requestIn('approved');
+    inTx(() => failUnissued(deps, id, clock.now(), 'vault down', null));
+    expect(deps.repo.getRequest(id)).toMatchObject({ status: 'failed', failure: 'vault down', idempotency_key: null, body_hash: null });
+    expect(eventsOf(id)).toEqual([]);
+  });
+
+  it('expireIssued ends the live credential; on a credential no longer live it changes nothing', () => {
+    const id = requestIn('issued');
+    const cred = deps.repo.getCredential(id)!;
+    expect(inTx(() => expireIssued(deps, cred, clock.now(), 'vanished'))).toBe(true);
+    expect(deps.repo.getCredential(id)).toMatchObject({ state: 'ending', end_reason: 'token no longer in Vault' });
+    expect(eventsOf(id)).toEqual(['credential.vanished']);
+    expect(inTx(() => expireIssued(deps, cred, clock.now(), 'expired'))).toBe(false);
+    expect(eventsOf(id)).toEqual(['credential.vanished']);
+  });
+});
