@@ -8,7 +8,7 @@ import { createDeps } from './create-deps.ts';
 import type { BrokerDeps } from './broker/deps.ts';
 import { startCheckpointer } from './db/checkpointer.ts';
 import { looseDatabaseModes, openDatabase } from './db/open.ts';
-import { createApp } from './http/app.ts';
+import { createServedApp } from './served-app.ts';
 import { ListenError, listen, toListenError } from './http/listen.ts';
 import { WorkersStartupError, startHttpWorkers, type HttpWorkers } from './cluster/primary.ts';
 import type { Clock } from './lib/clock.ts';
@@ -173,7 +173,7 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
       workers = forked;
       url = forked.url;
     } else {
-      const server = await listen(createApp(deps, { telegram }), config.host, config.port);
+      const server = await listen(createServedApp(deps, telegram), config.host, config.port);
       started.add(() => server.close());
       url = server.url;
     }

@@ -47,3 +47,20 @@ export class BrokerError extends Error {
 export const notFound = (what: string) => new BrokerError('NOT_FOUND', `${what} not found`);
 export const conflict = (msg: string) => new BrokerError('CONFLICT', msg);
 export const badRequest = (msg: string) => new BrokerError('BAD_REQUEST', msg);
+
+/**
+ * The problem+json body for an error code (RFC 9457): the one rendering of
+ * an error, for the HTTP API and for the Telegram webhook endpoint alike.
+ */
+export function problemBody(code: ErrorCode, detail: string, extra: Record<string, unknown> = {}) {
+  const { status, title } = ERROR_CODES[code];
+  return {
+    type: `urn:jit-broker:problem:${code.toLowerCase().replaceAll('_', '-')}`,
+    title,
+    status,
+    detail,
+    code,
+    ...extra,
+  };
+}
+

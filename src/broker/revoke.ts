@@ -112,19 +112,70 @@ export function commitRevocations(
  * Revoking an already revoked request is not an error.
  */
 export async function revokeRequest(deps: BrokerDeps, row: RequestRow, actor: string, reason?: string): Promise<Record<string, unknown>> {
-  const { repo, log } = deps;
   commitRevocation(deps, row.id, actor, reason);
-  // Also after an earlier revocation whose Vault clean-up failed: try again now.
-  const cred = repo.getCredential(row.id);
-  if (cred?.state === 'ending') {
+  await finishRevocation(deps, row.id);
+  return requestView(deps, deps.repo.getRequest(row.id)!);
+}
+
+/**
+ * The Vault half of a committed revocation: ends the request's credential
+ * if it is `ending` (also after an earlier revocation whose Vault clean-up
+ * failed: it is tried again now). Throws VAULT_UNAVAILABLE when Vault could
+ * not be reached; the revocation stays recorded and the sweep retries.
+ */
+async function finishRevocation(deps: BrokerDeps, requestId: string): Promise<void> {
+  const cred = deps.repo.getCredential(requestId);
+  if (cred?.state !== 'ending') return;
+  try {
+    await endCredential(deps, cred);
+  } catch (err) {
+    deps.log.warn({ err, request_id: requestId }, 'revocation recorded but Vault cleanup failed; the reaper will retry');
+    throw vaultUnavailable(err, 'revoke the token in Vault (the revocation is recorded and will be retried)');
+  }
+}
+
+/**
+ * What {@link revokeAllLive} did to one request it found open:
+ * - `revoked`: ended (its credential revoked in Vault, or it was approved and is cancelled);
+ * - `vault_pending`: recorded as revoked, but Vault could not be reached (the sweep retries);
+ * - `raced`: its status changed between the listing and its own transaction (run it again);
+ * - `skipped`: nothing left to revoke by then (it expired or went meanwhile).
+ */
+export interface RevokeAllOutcome {
+  request: RequestRow;
+  result: 'revoked' | 'vault_pending' | 'raced' | 'skipped';
+}
+
+/**
+ * Revoke-all as approvers use it (Telegram's /revokeall): every issued
+ * request's credential is revoked and every approved request not yet
+ * claimed is cancelled (each is one claim away from a live credential),
+ * one request at a time, each in its own transaction, then its Vault half.
+ * Pending requests are left for the approvers to deny.
+ *
+ * Not the CLI's `jit requests revoke --all`: that kill switch also ends
+ * pending requests and commits every revocation in ONE transaction
+ * ({@link commitRevocations}, all or nothing), then reports each Vault
+ * clean-up itself (the CLI may not reach the service's Vault).
+ */
+export async function revokeAllLive(deps: BrokerDeps, actor: string, reason: string): Promise<RevokeAllOutcome[]> {
+  const open = [...deps.repo.listRequests({ status: 'issued', limit: 100_000 }), ...deps.repo.listRequests({ status: 'approved', limit: 100_000 })];
+  const out: RevokeAllOutcome[] = [];
+  for (const request of open) {
+    const recorded = deps.db.transaction(() => recordRevocation(deps, request.id, actor, reason, deps.clock.now()))();
+    if ('refused' in recorded) {
+      out.push({ request, result: recorded.refused === 'raced' ? 'raced' : 'skipped' });
+      continue;
+    }
     try {
-      await endCredential(deps, cred);
+      await finishRevocation(deps, request.id);
+      out.push({ request, result: 'revoked' });
     } catch (err) {
-      log.warn({ err, request_id: row.id }, 'revocation recorded but Vault cleanup failed; the reaper will retry');
-      throw vaultUnavailable(err, 'revoke the token in Vault (the revocation is recorded and will be retried)');
+      if (!(err instanceof BrokerError && err.code === 'VAULT_UNAVAILABLE')) throw err;
+      out.push({ request, result: 'vault_pending' });
     }
   }
-  return requestView(deps, repo.getRequest(row.id)!);
+  return out;
 }
 
 /**

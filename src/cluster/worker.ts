@@ -17,9 +17,8 @@ import { PolicyStore } from '../broker/policy/index.ts';
 import { loadConfig, type Config } from '../config/config.ts';
 import { createDeps } from '../create-deps.ts';
 import { openDatabase } from '../db/open.ts';
-import { createApp } from '../http/app.ts';
-import type { AppTelegram } from '../http/env.ts';
 import { listen } from '../http/listen.ts';
+import { createServedApp, type ServedTelegram } from '../served-app.ts';
 import { systemClock } from '../lib/clock.ts';
 import { StartedParts } from '../lib/started-parts.ts';
 import { createIdGenerator } from '../lib/ids.ts';
@@ -92,7 +91,7 @@ async function startWorkerParts(config: WorkerConfig, send: (m: IpcMessage) => v
   const events = createOutboxSink({ db, policies, ids, log, notify: () => send({ t: 'jit:outbox' }) });
   const deps = createDeps({ config, db, vault, policies, log, clock, ids, events, keys, metrics });
 
-  let telegram: AppTelegram | undefined;
+  let telegram: ServedTelegram | undefined;
   if (config.telegram) {
     let status: ApprovalBotStatus = { mode: config.telegram.webhookSecret ? 'webhook' : 'polling', ready: false, lastSyncOkAt: null, lastError: null };
     telegram = {
@@ -112,7 +111,7 @@ async function startWorkerParts(config: WorkerConfig, send: (m: IpcMessage) => v
   // This process's coalesced audit counts (the primary signs the chain head); stopped after the HTTP side.
   const auditUpkeep = startAuditUpkeep(deps, { primary: false });
   started.add(() => auditUpkeep.stop());
-  const { url, close } = await listen(createApp(deps, { telegram }), config.host, config.port);
+  const { url, close } = await listen(createServedApp(deps, telegram), config.host, config.port);
   started.add(close);
 
   let markStopped!: () => void;

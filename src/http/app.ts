@@ -10,12 +10,19 @@ import { agentRoutes } from './routes/agent-routes.ts';
 import { metricsRoutes } from './routes/metrics-route.ts';
 import { openApiRoutes } from './routes/openapi-route.ts';
 import { publicRoutes } from './routes/public-routes.ts';
-import { TELEGRAM_WEBHOOK_PATH } from '../telegram/index.ts';
+
+/** A POST route the composition root mounts (the Telegram webhook): a Fetch API handler, under the body limit. */
+export interface MountedRoute {
+  path: string;
+  handler(request: Request): Response | Promise<Response>;
+}
 
 /** The HTTP API. Handlers validate and call broker verbs; none writes SQL. */
 export interface AppOptions {
-  /** The approval bot, if Telegram is configured: webhook updates go to it, changes kick its sync. */
+  /** The approval bot, if Telegram is configured: changes kick its sync, /healthz reports it. */
   telegram?: AppTelegram | undefined;
+  /** POST routes served as they are (main.ts mounts the Telegram webhook here). */
+  routes?: MountedRoute[];
 }
 
 export function createApp(deps: BrokerDeps, opts: AppOptions = {}): Hono<AppEnv> {
@@ -51,19 +58,15 @@ export function createApp(deps: BrokerDeps, opts: AppOptions = {}): Hono<AppEnv>
   app.route('/', metricsRoutes(deps));
 
   app.use('*', declaredBodyLimit);
-  // The Telegram webhook hands grammY the Fetch API request itself, so its body is limited there.
-  app.use(
-    TELEGRAM_WEBHOOK_PATH,
-    bodyLimit({ maxSize: MAX_BODY_BYTES, onError: (c) => problemResponse(c, payloadTooLarge()) }),
-  );
+  // A mounted route gets the Fetch API request itself, so its body is limited here.
+  for (const route of opts.routes ?? []) {
+    app.use(route.path, bodyLimit({ maxSize: MAX_BODY_BYTES, onError: (c) => problemResponse(c, payloadTooLarge()) }));
+  }
 
   app.route('/', publicRoutes(deps, opts.telegram));
   app.route('/', openApiRoutes(deps));
   app.route('/jit', agentRoutes(deps, () => void opts.telegram?.kick()));
-  app.post(TELEGRAM_WEBHOOK_PATH, (c) => {
-    if (!opts.telegram) throw new BrokerError('NOT_FOUND', 'Telegram is not configured on this broker');
-    return opts.telegram.handleWebhook(c.req.raw);
-  });
+  for (const route of opts.routes ?? []) app.post(route.path, (c) => route.handler(c.req.raw));
 
   app.notFound((c) => problemResponse(c, new BrokerError('NOT_FOUND', `no route for ${c.req.method} ${c.req.path}`)));
   app.onError((err, c) => {

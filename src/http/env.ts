@@ -1,6 +1,5 @@
 import type { Agent } from '../broker/agents.ts';
 import type { Logger } from '../lib/logger.ts';
-import type { ApprovalBot } from '../telegram/index.ts';
 
 /**
  * What the app and its routes share: the Hono environment and the approval
@@ -8,7 +7,13 @@ import type { ApprovalBot } from '../telegram/index.ts';
  * imports them).
  */
 
-/** What the HTTP API needs of the approval bot (in an HTTP worker, a proxy to the primary's bot). */
-export type AppTelegram = Pick<ApprovalBot, 'kick' | 'handleWebhook' | 'status'>;
+/**
+ * What the HTTP API needs of the approval bot (in an HTTP worker, a proxy to
+ * the primary's bot): a nudge after a change, and its state for /healthz.
+ */
+export interface AppTelegram {
+  kick(): unknown;
+  status(): { ready: boolean; lastError: unknown };
+}
 
 export type AppEnv = { Variables: { requestId: string; log: Logger; agent: Agent } };

@@ -1,18 +1,7 @@
 import type { Context } from 'hono';
-import { BrokerError, ERROR_CODES, type ErrorCode } from '../broker/errors.ts';
+import { problemBody, type BrokerError } from '../broker/errors.ts';
 
-/** The problem+json body for an error code (RFC 9457). */
-export function problemBody(code: ErrorCode, detail: string, extra: Record<string, unknown> = {}) {
-  const { status, title } = ERROR_CODES[code];
-  return {
-    type: `urn:jit-broker:problem:${code.toLowerCase().replaceAll('_', '-')}`,
-    title,
-    status,
-    detail,
-    code,
-    ...extra,
-  };
-}
+export { problemBody };
 
 export function problemResponse(c: Context, err: BrokerError): Response {
   const headers: Record<string, string> = { 'content-type': 'application/problem+json' };

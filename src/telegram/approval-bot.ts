@@ -1,28 +1,16 @@
 import { Api, Bot, BotError } from 'grammy';
 import type { ApiClientOptions } from 'grammy';
-import type { Update } from 'grammy/types';
 import type { BrokerDeps } from '../broker/deps.ts';
-import type { ErrorCode } from '../broker/errors.ts';
-import { ConfigError } from '../config/config.ts';
-import { problemBody } from '../http/problem.ts';
 import type { Clock } from '../lib/clock.ts';
 import type { Logger } from '../lib/logger.ts';
-import { safeEqual } from '../lib/secrets.ts';
-import { boundedRetry, callTimeout, classifyTelegramError, describeTelegramError, type RetryOptions } from './errors.ts';
-import { registerHandlers, type TelegramConfig } from './handlers.ts';
+import { TELEGRAM_WEBHOOK_PATH, validateTelegramConfig, type TelegramConfig } from './config.ts';
+import { boundedRetry, callTimeout, describeTelegramError, sleep, type RetryOptions } from './errors.ts';
+import { registerHandlers } from './handlers.ts';
+import { pollForever, type BotLifetime } from './polling.ts';
 import { createTelegramStore } from './store.ts';
-import { createSync, type PassResult } from './sync.ts';
-
-export type { TelegramConfig };
-
-/** The path the broker serves Telegram webhook updates on (SPEC §6). */
-export const TELEGRAM_WEBHOOK_PATH = '/telegram/webhook';
-
-/** Update kinds the bot handles; Telegram drops the rest before sending them. */
-const ALLOWED_UPDATES = ['message', 'callback_query'] as const;
-
-/** Telegram's rule for `secret_token` (setWebhook). */
-const SECRET_SHAPE = /^[A-Za-z0-9_-]{1,256}$/;
+import { createSync } from './sync.ts';
+import { createSyncScheduler } from './sync-scheduler.ts';
+import { createWebhookHandler, registerWebhook } from './webhook.ts';
 
 export interface ApprovalBotOptions {
   deps: BrokerDeps;
@@ -74,19 +62,12 @@ export interface ApprovalBot {
    * pass is done; never rejects.
    */
   kick(): Promise<void>;
-  /** `POST /telegram/webhook`: checks the secret header (401), then hands the update to the bot. */
+  /**
+   * `POST /telegram/webhook` (webhook.ts): checks the secret header (401), then hands the update to the bot.
+   * The composition root mounts it on the HTTP app (main.ts; a worker forwards to the primary over IPC).
+   */
   handleWebhook(request: Request): Promise<Response>;
   status(): ApprovalBotStatus;
-}
-
-/**
- * Checks the Telegram settings the config schema cannot: the webhook secret
- * must be something Telegram accepts, or setWebhook would fail forever.
- */
-export function validateTelegramConfig(config: TelegramConfig): void {
-  if (config.webhookSecret !== undefined && !SECRET_SHAPE.test(config.webhookSecret)) {
-    throw new ConfigError('TELEGRAM_WEBHOOK_SECRET', 'Telegram accepts 1-256 characters of A-Z, a-z, 0-9, "_" and "-"');
-  }
 }
 
 /**
@@ -113,11 +94,9 @@ export function createApprovalBot(options: ApprovalBotOptions): ApprovalBot {
   const publicUrl = (options.publicUrl ?? deps.config.publicUrl).replace(/\/+$/, '');
   const mode: 'polling' | 'webhook' = config.webhookSecret ? 'webhook' : 'polling';
   const token = config.botToken;
-  const syncIntervalMs = options.syncIntervalMs ?? 3_000;
   const pollTimeoutSeconds = options.pollTimeoutSeconds ?? 30;
   const callTimeoutSeconds = options.callTimeoutSeconds ?? 15;
   const restartDelayMs = options.restartDelayMs ?? 5_000;
-  const webhookReplyTimeoutMs = options.webhookReplyTimeoutMs ?? 8_000;
 
   const client: ApiClientOptions = {
     apiRoot: config.apiRoot.replace(/\/+$/, ''),
@@ -133,7 +112,12 @@ export function createApprovalBot(options: ApprovalBotOptions): ApprovalBot {
   const state: ApprovalBotStatus = { mode, ready: false, lastSyncOkAt: null, lastError: null };
   let stopped = false;
   let started = false;
-  const lifetime = new AbortController();
+  const abort = new AbortController();
+  const lifetime: BotLifetime = {
+    stopped: () => stopped,
+    sleep: (ms) => sleep(ms, abort.signal),
+  };
+  const signal = () => abort.signal as unknown as Parameters<typeof bot.api.getMe>[0];
   let markReady!: () => void;
   const ready = new Promise<void>((resolve) => (markReady = resolve));
   const setReady = () => {
@@ -141,8 +125,6 @@ export function createApprovalBot(options: ApprovalBotOptions): ApprovalBot {
     state.ready = true;
     markReady();
   };
-
-  // ---- sync loop ---------------------------------------------------------------
 
   const sync = createSync({
     deps,
@@ -155,61 +137,11 @@ export function createApprovalBot(options: ApprovalBotOptions): ApprovalBot {
     postLeaseMs: options.postLeaseMs ?? 60_000,
     errorBackoffMs: options.errorBackoffMs ?? 1_000,
   });
-  let pauseUntil = 0;
-  let timer: NodeJS.Timeout | undefined;
-  let current: Promise<void> | undefined;
-  let queued: Promise<void> | undefined;
-
-  const schedule = () => {
-    if (stopped) return;
-    if (timer) clearTimeout(timer);
-    const now = Date.now();
-    const wait = pauseUntil > now ? pauseUntil - now + 5 : syncIntervalMs;
-    timer = setTimeout(() => void kick(), wait);
-    timer.unref();
-  };
-
-  async function runPass(): Promise<void> {
-    try {
-      if (stopped || Date.now() < pauseUntil) return;
-      let result: PassResult;
-      try {
-        result = await sync.pass();
-      } catch (err) {
-        // A database error, most likely; the next pass tries again.
-        log.error({ err: describeTelegramError(err, token) }, 'telegram: sync pass failed');
-        return;
-      }
-      if (result.pauseUntil !== undefined) {
-        pauseUntil = result.pauseUntil;
-        if (!state.lastError) log.warn({ telegram: result.error, retry_in_ms: result.pauseUntil - Date.now() }, 'telegram: Bot API unavailable; approval messages are deferred (requests stay pending)');
-        state.lastError = result.error ?? {};
-      } else {
-        if (state.lastError) log.info('telegram: Bot API reachable again');
-        state.lastError = null;
-        state.lastSyncOkAt = Date.now();
-      }
-    } finally {
-      schedule();
-    }
-  }
-
-  function kick(): Promise<void> {
-    if (stopped || !started) return Promise.resolve();
-    if (!current) {
-      current = runPass().finally(() => (current = undefined));
-      return current;
-    }
-    queued ??= current.then(() => {
-      queued = undefined;
-      return kick();
-    });
-    return queued;
-  }
+  const scheduler = createSyncScheduler({ pass: () => sync.pass(), log, token, intervalMs: options.syncIntervalMs ?? 3_000, health: state });
+  const kick = scheduler.kick;
 
   // ---- handlers -------------------------------------------------------------------
 
-  registerHandlers(bot, { deps, config, store, log, clock, token, kick: () => void kick() });
   const onBotError = (err: unknown) => {
     const inner = err instanceof BotError ? err.error : err;
     const updateId = err instanceof BotError ? err.ctx.update.update_id : undefined;
@@ -221,20 +153,12 @@ export function createApprovalBot(options: ApprovalBotOptions): ApprovalBot {
         .catch(() => {});
     }
   };
+  // Inside the boundary a handler's error is logged and answered, and never rejects bot.handleUpdate
+  // (grammY's webhookCallback would leave such a rejection unhandled once it has answered on time).
+  registerHandlers(bot.errorBoundary(onBotError), { deps, config, store, log, clock, token, kick: () => void kick() });
   bot.catch(onBotError);
 
-  const sleep = (ms: number) =>
-    new Promise<void>((resolve) => {
-      if (lifetime.signal.aborted) return resolve();
-      const done = () => {
-        clearTimeout(t);
-        lifetime.signal.removeEventListener('abort', done);
-        resolve();
-      };
-      const t = setTimeout(done, ms);
-      lifetime.signal.addEventListener('abort', done, { once: true });
-    });
-  const signal = () => lifetime.signal as unknown as Parameters<typeof bot.api.getMe>[0];
+  // ---- connecting -----------------------------------------------------------------
 
   async function init(): Promise<void> {
     if (!bot.isInited()) bot.botInfo = await bot.api.getMe(signal());
@@ -259,112 +183,19 @@ export function createApprovalBot(options: ApprovalBotOptions): ApprovalBot {
       log.debug({ telegram: describeTelegramError(err, token) }, 'telegram: could not set the command menu');
     }
   }
+  const connect = async () => {
+    await init();
+    await registerCommandMenu();
+  };
 
-  // ---- long polling ----------------------------------------------------------------
-
-  async function pollForever(): Promise<void> {
-    let lastFailure: string | undefined;
-    while (!stopped) {
-      let delay = restartDelayMs;
-      try {
-        await init();
-        await registerCommandMenu();
-        if (stopped) break;
-        await bot.start({
-          timeout: pollTimeoutSeconds,
-          allowed_updates: [...ALLOWED_UPDATES],
-          drop_pending_updates: false,
-          onStart: setReady,
-        });
-        if (stopped) break;
-        log.warn('telegram: long polling ended unexpectedly; restarting');
-      } catch (err) {
-        if (stopped) break;
-        const f = classifyTelegramError(err);
-        // A rejected token will not fix itself soon: retry slowly.
-        if (f.kind === 'unauthorized') delay = restartDelayMs * 12;
-        const detail = { telegram: describeTelegramError(err, token), retry_in_ms: delay };
-        // Log each kind of failure once at its level, then quietly until it changes.
-        const level = lastFailure === f.kind ? 'debug' : f.kind === 'unauthorized' || f.kind === 'conflict' ? 'error' : 'warn';
-        lastFailure = f.kind;
-        if (f.kind === 'unauthorized') log[level](detail, 'telegram: the Bot API rejected TELEGRAM_BOT_TOKEN; approvals via Telegram are unavailable');
-        else if (f.kind === 'conflict') log[level](detail, 'telegram: another process is polling with this bot token (or set a webhook); only one may');
-        else log[level](detail, 'telegram: long polling failed; restarting');
-        await sleep(delay);
-        continue;
-      }
-      lastFailure = undefined;
-      await sleep(delay);
-    }
-  }
-
-  // ---- webhook -------------------------------------------------------------------------
-
-  const webhookUrl = `${publicUrl}${TELEGRAM_WEBHOOK_PATH}`;
-
-  async function registerWebhook(): Promise<void> {
-    if (!webhookUrl.startsWith('https://')) {
-      log.warn({ url: webhookUrl }, 'telegram: Telegram only delivers webhooks to https URLs; set JIT_PUBLIC_URL to the public https address');
-    }
-    let delay = restartDelayMs;
-    while (!stopped) {
-      try {
-        await init();
-        await registerCommandMenu();
-        await bot.api.setWebhook(
-          webhookUrl,
-          { secret_token: config!.webhookSecret, allowed_updates: [...ALLOWED_UPDATES], drop_pending_updates: false },
-          signal(),
-        );
-        setReady();
-        return;
-      } catch (err) {
-        if (stopped) return;
-        log.error({ telegram: describeTelegramError(err, token), url: webhookUrl, retry_in_ms: delay }, 'telegram: could not register the webhook; will retry');
-      }
-      await sleep(delay);
-      delay = Math.min(delay * 2, Math.max(restartDelayMs, 60_000));
-    }
-  }
-
-  const recentUpdates = new Set<number>();
-  const problem = (code: ErrorCode, detail: string, headers: Record<string, string> = {}) =>
-    new Response(JSON.stringify(problemBody(code, detail)), {
-      status: problemBody(code, detail).status,
-      headers: { 'content-type': 'application/problem+json', ...headers },
-    });
-
-  async function handleWebhook(request: Request): Promise<Response> {
-    const secret = config!.webhookSecret;
-    if (!secret) return problem('NOT_FOUND', 'Telegram webhook mode is not enabled (TELEGRAM_WEBHOOK_SECRET is unset)');
-    // Only Telegram knows the secret (sent with setWebhook); without this check
-    // anyone could post forged updates, e.g. a callback query from an approver's id.
-    const given = request.headers.get('x-telegram-bot-api-secret-token');
-    if (given === null || !safeEqual(given, secret)) {
-      log.warn({ header: given === null ? 'missing' : 'wrong' }, 'telegram: webhook call with a missing or wrong secret token refused');
-      return problem('UNAUTHORIZED', 'missing or wrong X-Telegram-Bot-Api-Secret-Token');
-    }
-    let update: unknown;
-    try {
-      update = await request.json();
-    } catch {
-      return problem('BAD_REQUEST', 'the body is not JSON');
-    }
-    if (typeof update !== 'object' || update === null || !Number.isSafeInteger((update as { update_id?: unknown }).update_id)) {
-      return problem('BAD_REQUEST', 'the body is not a Telegram update');
-    }
-    if (stopped || !bot.isInited()) return problem('UNAVAILABLE', 'the Telegram bot is not running yet', { 'retry-after': '5' });
-    const id = (update as Update).update_id;
-    // Telegram redelivers an update it thinks failed (a slow answer, say); handle each once.
-    if (recentUpdates.has(id)) return new Response(null, { status: 200 });
-    recentUpdates.add(id);
-    if (recentUpdates.size > 2048) recentUpdates.delete(recentUpdates.values().next().value!);
-    const handling = bot.handleUpdate(update as Update).catch(onBotError);
-    let timeout: NodeJS.Timeout | undefined;
-    await Promise.race([handling, new Promise<void>((r) => (timeout = setTimeout(r, webhookReplyTimeoutMs)))]);
-    clearTimeout(timeout);
-    return new Response(null, { status: 200 });
-  }
+  const handleWebhook = createWebhookHandler({
+    bot: mode === 'webhook' ? bot : undefined,
+    secret: config.webhookSecret,
+    log,
+    accepting: () => !stopped && bot.isInited(),
+    replyTimeoutMs: options.webhookReplyTimeoutMs ?? 8_000,
+    onError: onBotError,
+  });
 
   // ---- lifecycle -----------------------------------------------------------------------
 
@@ -376,16 +207,20 @@ export function createApprovalBot(options: ApprovalBotOptions): ApprovalBot {
     async start() {
       if (started || stopped) return;
       started = true;
-      loop = (mode === 'polling' ? pollForever() : registerWebhook()).catch((err: unknown) => {
+      const running =
+        mode === 'polling'
+          ? pollForever({ bot, log, token, lifetime, connect, onStart: setReady, pollTimeoutSeconds, restartDelayMs })
+          : registerWebhook({ bot, log, token, lifetime, connect, onReady: setReady, url: `${publicUrl}${TELEGRAM_WEBHOOK_PATH}`, secret: config.webhookSecret!, signal, restartDelayMs });
+      loop = running.catch((err: unknown) => {
         log.error({ err: describeTelegramError(err, token) }, 'telegram: bot loop crashed');
       });
-      void kick();
+      scheduler.start();
     },
     async stop() {
       if (stopped) return;
       stopped = true;
-      if (timer) clearTimeout(timer);
-      lifetime.abort();
+      abort.abort();
+      const passes = scheduler.stop();
       if (bot.isRunning()) {
         try {
           await bot.stop();
@@ -394,8 +229,7 @@ export function createApprovalBot(options: ApprovalBotOptions): ApprovalBot {
         }
       }
       await loop;
-      await current;
-      await queued;
+      await passes;
     },
     kick,
     handleWebhook,

@@ -31,7 +31,15 @@ export type TelegramFailure =
   /** Anything else the API refused (a 400 that will not fix itself, 403 kicked from the chat, …). */
   | { kind: 'refused'; code: number };
 
-/** What kind of failure a Bot API call ended in, so callers decide: wait, retry later, or give up. */
+/**
+ * What kind of failure a Bot API call ended in, so callers decide: wait,
+ * retry later, or give up. By type (GrammyError: the API said no; anything
+ * else, HttpError included: the network) and by `error_code` and
+ * `parameters.retry_after`. Two kinds are told apart by the description
+ * because the Bot API gives nothing else: "message is not modified" and a
+ * message that is gone are both plain 400s, distinguishable from any other
+ * 400 only by their `description` (Telegram has no sub-codes).
+ */
 export function classifyTelegramError(err: unknown): TelegramFailure {
   if (err instanceof GrammyError) {
     const retryAfter = err.parameters?.retry_after;
@@ -77,7 +85,8 @@ export function describeTelegramError(err: unknown, token?: string): Record<stri
 type GrammySignal = Parameters<Transformer>[3];
 const platformSignal = (s: GrammySignal) => s as unknown as AbortSignal | undefined;
 
-const sleep = (ms: number, signal?: AbortSignal) =>
+/** Sleeps `ms`, or less if `signal` aborts meanwhile; never rejects. */
+export const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
     if (signal?.aborted) return resolve();
     const done = () => {

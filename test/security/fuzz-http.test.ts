@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { createApp } from '../../src/http/app.ts';
+import { createServedApp } from '../../src/served-app.ts';
 import { startHarness, type Harness } from '../helpers/broker-harness.ts';
 
 /**
@@ -10,14 +10,14 @@ import { startHarness, type Harness } from '../helpers/broker-harness.ts';
  * and the broker keeps serving.
  */
 let h: Harness;
-let app: ReturnType<typeof createApp>;
+let app: ReturnType<typeof createServedApp>;
 let token: string;
 let ownId: string;
 const tally = { cases: 0, byStatus: new Map<number, number>() };
 
 beforeAll(async () => {
   h = await startHarness({ env: { JIT_RATE_PER_MINUTE: '100000', JIT_MAX_PENDING: '10000', LOG_LEVEL: 'silent' } });
-  app = createApp(h.broker.deps);
+  app = createServedApp(h.broker.deps);
   token = h.addAgent('moltbot');
   const res = await h.call('POST', '/jit/request', { token, body: { resource: 'vault', tier: 1, reason: 'r', vault_paths: [{ path: 'homelab/data/docker/registry', capabilities: ['read'] }] } });
   ownId = res.body.id;

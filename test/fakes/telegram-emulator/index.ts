@@ -119,6 +119,8 @@ export async function startTelegramEmulator(opts: TelegramEmulatorOptions = {}) 
   const answers: CallbackAnswer[] = [];
   const queries = new Map<string, { query: TgCallbackQuery; createdAt: number; answered: boolean }>();
   const faults = new Map<string, Fault[]>();
+  /** Calls held before they run, per method: each waits for its promise (see holdNext). */
+  const holds = new Map<string, (() => Promise<void>)[]>();
   let queue: QueuedUpdate[] = [];
   let nextUpdateId = 1;
   let nextQueryId = 1;
@@ -572,6 +574,8 @@ export async function startTelegramEmulator(opts: TelegramEmulatorOptions = {}) 
         record(read.error === 'drop' ? 0 : read.error.status);
         return send(res, read.error);
       }
+      const hold = holds.get(methodName)?.shift() ?? holds.get(method)?.shift();
+      if (hold) await hold();
       const fault = takeFault(methodName) ?? takeFault(method);
       if (fault) {
         record(fault === 'drop' ? 0 : fault.status, fault === 'drop' ? 'dropped' : String(fault.body.description));
@@ -686,6 +690,24 @@ export async function startTelegramEmulator(opts: TelegramEmulatorOptions = {}) 
     },
     clearFaults(): void {
       faults.clear();
+    },
+    /**
+     * Holds the next call of `method` (unanswered, the connection open) until
+     * the returned function is called; it then runs as usual. `held()`
+     * resolves once that call has arrived.
+     */
+    holdNext(method: string): { release: () => void; held: Promise<void> } {
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      let arrived!: () => void;
+      const held = new Promise<void>((r) => (arrived = r));
+      const list = holds.get(method) ?? [];
+      list.push(() => {
+        arrived();
+        return gate;
+      });
+      holds.set(method, list);
+      return { release, held };
     },
 
     /** Resolves once `predicate` holds (checked on every state change); rejects after `timeoutMs`. */

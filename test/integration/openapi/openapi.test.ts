@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { decideRequest } from '../../../src/broker/decide.ts';
 import { ERROR_CODES } from '../../../src/broker/errors.ts';
 import * as schemas from '../../../src/broker/schemas.ts';
-import { createApp } from '../../../src/http/app.ts';
+import { createServedApp } from '../../../src/served-app.ts';
 import { COMPONENT_SCHEMAS, REQUEST_EXAMPLES, createOpenApiDocument, problemType } from '../../../src/http/openapi.ts';
 import type { GatePushCredential as MintedGateCredential, VaultTokenCredential as MintedVaultCredential } from '../../../src/broker/credential-issue.ts';
 import type { GateVerdict } from '../../../src/broker/gate-jwt.ts';
@@ -38,7 +38,7 @@ function documentedOperations(d: Json): string[] {
 
 /** `METHOD /path/{param}` for every handler the Hono app registers (middleware excluded). */
 function registeredRoutes(): string[] {
-  const app = createApp(h.broker.deps);
+  const app = createServedApp(h.broker.deps);
   const routes = app.routes.filter((r) => r.method !== 'ALL').map((r) => `${r.method} ${r.path.replace(/:(\w+)/g, '{$1}')}`);
   return [...new Set(routes)].sort();
 }

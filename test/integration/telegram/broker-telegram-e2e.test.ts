@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { MAX_BODY_BYTES } from '../../../src/http/body.ts';
 import { callbackData } from '../../../src/telegram/index.ts';
 import { startTelegramEmulator, type TelegramEmulator } from '../../fakes/telegram-emulator/index.ts';
 import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
@@ -101,5 +102,12 @@ describe('Telegram approval through the running broker', () => {
     const right = await h.call('POST', '/telegram/webhook', { body: { update_id: 3 }, headers: { 'x-telegram-bot-api-secret-token': 'webhook-secret_0123456789' } });
     expect(right.status).toBe(200);
     expect(tg.webhookInfo().url).toBe('http://127.0.0.1:1/telegram/webhook');
+    // The route the composition root mounts is under the API's body limit, with the right secret too.
+    const huge = await h.call('POST', '/telegram/webhook', {
+      body: { update_id: 4, padding: 'x'.repeat(MAX_BODY_BYTES) },
+      headers: { 'x-telegram-bot-api-secret-token': 'webhook-secret_0123456789' },
+    });
+    expect(huge.status).toBe(413);
+    expect(huge.body).toMatchObject({ status: 413, code: 'PAYLOAD_TOO_LARGE' });
   });
 });

@@ -127,6 +127,25 @@ describe('webhook mode', () => {
     await t.emu.waitFor(() => t.deps.repo.getRequest(id)!.status === 'approved' || undefined, 5_000, 'the approval');
   });
 
+  it('answers Telegram within webhookReplyTimeoutMs while the update is still being handled', async () => {
+    const quick = await t.bot({ config: { ...t.config.telegram!, webhookSecret: SECRET }, publicUrl, webhookReplyTimeoutMs: 50, callTimeoutSeconds: 60 });
+    await bot.stop();
+    bot = quick;
+    const id = await t.request();
+    await bot.kick();
+    const m = await t.waitMessage(id);
+    // The handler decides, then answers the tap: that answer is held open by "Telegram" until released
+    // (callTimeoutSeconds keeps the bot from giving up on it meanwhile).
+    const { release, held } = t.emu.holdNext('answerCallbackQuery');
+    const res = await post(forgedTap(id, m.message_id), { 'X-Telegram-Bot-Api-Secret-Token': SECRET });
+    expect(res.status).toBe(200);
+    await held;
+    expect(t.deps.repo.getRequest(id)!.status).toBe('approved');
+    expect(t.emu.calls('answerCallbackQuery')).toHaveLength(0);
+    release();
+    await t.emu.waitFor(() => t.emu.calls('answerCallbackQuery').length === 1 || undefined, 5_000, 'the held answer');
+  });
+
   it('a bot in polling mode refuses webhook calls', async () => {
     const polling = await t.bot({ start: false });
     const res = await polling.handleWebhook(new Request('http://x/telegram/webhook', { method: 'POST', headers: { 'X-Telegram-Bot-Api-Secret-Token': SECRET }, body: '{}' }));
