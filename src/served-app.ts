@@ -1,9 +1,11 @@
-import type { Hono } from 'hono';
+import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { BrokerDeps } from './broker/deps.ts';
 import { BrokerError } from './broker/errors.ts';
-import { createApp } from './http/app.ts';
+import { createApp, type MountedRoute } from './http/app.ts';
 import type { AppEnv, AppTelegram } from './http/env.ts';
+import { plainResponse, problemResponses } from './http/contract.ts';
 import { TELEGRAM_WEBHOOK_PATH } from './telegram/config.ts';
+import { TelegramUpdate } from './wire/schemas.ts';
 
 /** The approval bot as the served app needs it: the primary's bot, or in an HTTP worker its proxy to the primary over IPC. */
 export interface ServedTelegram extends AppTelegram {
@@ -17,7 +19,7 @@ export interface ServedTelegram extends AppTelegram {
  * Telegram folders never import each other. Without Telegram the route
  * answers 404, saying so.
  */
-export function createServedApp(deps: BrokerDeps, telegram?: ServedTelegram): Hono<AppEnv> {
+export function createServedApp(deps: BrokerDeps, telegram?: ServedTelegram): OpenAPIHono<AppEnv> {
   return createApp(deps, {
     telegram,
     routes: [
@@ -27,7 +29,23 @@ export function createServedApp(deps: BrokerDeps, telegram?: ServedTelegram): Ho
           if (!telegram) throw new BrokerError('NOT_FOUND', 'Telegram is not configured on this broker');
           return telegram.handleWebhook(request);
         },
+        contract: TELEGRAM_WEBHOOK_CONTRACT,
       },
     ],
   });
 }
+
+/** `POST /telegram/webhook` in GET /openapi.json. */
+const TELEGRAM_WEBHOOK_CONTRACT: MountedRoute['contract'] = {
+  operationId: 'telegramWebhook',
+  tags: ['telegram'],
+  summary: 'Telegram updates (webhook mode)',
+  description:
+    'Called by Telegram when TELEGRAM_WEBHOOK_SECRET is set (the broker registers the webhook at start). The header X-Telegram-Bot-Api-Secret-Token must equal the secret (401 otherwise). Without Telegram or in polling mode: 404.',
+  security: [{ telegramSecretToken: [] }],
+  request: { body: { required: true, content: { 'application/json': { schema: TelegramUpdate } } } },
+  responses: {
+    200: plainResponse('Accepted (also for an update already handled)'),
+    ...problemResponses(['BAD_REQUEST', 'UNAUTHORIZED', 'NOT_FOUND', 'PAYLOAD_TOO_LARGE', 'UNAVAILABLE', 'INTERNAL']),
+  },
+};

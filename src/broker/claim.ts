@@ -2,6 +2,7 @@ import type { BrokerDeps } from './deps.ts';
 import { BrokerError } from './errors.ts';
 import { issueCredential } from './credential-issue.ts';
 import type { RequestRow } from './repository.ts';
+import type { IssuedResponse } from '../wire/schemas.ts';
 import { expireUnclaimed } from './request-machine.ts';
 import { issuedBody } from './view.ts';
 
@@ -11,7 +12,7 @@ import { issuedBody } from './view.ts';
  * Vault down: 503 and the request stays approved, so the agent can retry
  * within the window.
  */
-export async function claimCredential(deps: BrokerDeps, row: RequestRow): Promise<Record<string, unknown>> {
+export async function claimCredential(deps: BrokerDeps, row: RequestRow): Promise<IssuedResponse> {
   const { repo, clock, db } = deps;
   const now = clock.now();
   const current = repo.getRequest(row.id)!;

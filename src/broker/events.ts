@@ -1,8 +1,8 @@
 import type { RequestRow } from './repository.ts';
 
-/** Decision events pushed to the agent's session (SPEC §8). */
-export const DECISION_EVENTS = ['approved', 'denied', 'timed_out', 'revoked', 'expired'] as const;
-export type DecisionEventType = (typeof DECISION_EVENTS)[number];
+import type { DecisionEventType } from '../wire/events.ts';
+
+export { DECISION_EVENTS, type DecisionEventType } from '../wire/events.ts';
 
 /**
  * Receives every decision inside the transaction that made it, so a durable

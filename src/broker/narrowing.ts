@@ -10,6 +10,7 @@
  */
 import { formatDuration } from '../lib/duration.ts';
 import type { ErrorCode } from './errors.ts';
+import type { RequestView } from '../wire/schemas.ts';
 // Not the policy barrel (index.ts): `jit gate verify` loads this module and need not load the YAML policy loader.
 import { evaluateGate, evaluateVault } from './policy/evaluate.ts';
 import type { PolicySet } from './policy/types.ts';
@@ -112,7 +113,9 @@ export function scopeOf(grant: Grant): VaultScope | GateScope {
 }
 
 /** `{vault_paths|repo+refs, ttl_seconds}`: how a grant appears in the API, webhooks and the audit log. */
-export function grantJson(grant: Grant): Record<string, unknown> {
+export type GrantJson = NonNullable<RequestView['granted']>;
+
+export function grantJson(grant: Grant): GrantJson {
   return { ...scopeOf(grant), ttl_seconds: grant.ttl_seconds };
 }
 

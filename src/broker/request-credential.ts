@@ -7,14 +7,14 @@ import { issueCredential, reserveVaultCredential, type VaultReservation } from '
 import { evaluateGate, evaluateVault, sessionAllowed } from './policy/index.ts';
 import type { Decision, Tier } from './policy/types.ts';
 import type { RequestRow } from './repository.ts';
-import type { CredentialRequestBody } from './schemas.ts';
+import type { CredentialRequestBody, IssuedResponse, PendingResponse, RequestView } from '../wire/schemas.ts';
 import { failUnissued } from './request-machine.ts';
 import { issuedBody, requestView } from './view.ts';
 
 export type RequestOutcome =
-  | { status: 201; body: Record<string, unknown> }
-  | { status: 202; body: Record<string, unknown> }
-  | { status: 200; body: Record<string, unknown>; replayed: true };
+  | { status: 201; body: IssuedResponse }
+  | { status: 202; body: PendingResponse }
+  | { status: 200; body: RequestView; replayed: true };
 
 /**
  * `POST /jit/request`: checks policy, then either issues at once (tier 1),
@@ -34,7 +34,7 @@ export async function requestCredential(
     deps.metrics.requestOutcome(body.resource, body.tier, err instanceof BrokerError ? err.code.toLowerCase() : 'error');
     throw err;
   }
-  const tier = typeof outcome.body['required_tier'] === 'number' ? outcome.body['required_tier'] : body.tier;
+  const tier = outcome.body.required_tier;
   deps.metrics.requestOutcome(body.resource, tier, outcome.status === 201 ? 'issued' : outcome.status === 202 ? 'pending' : 'replayed');
   return outcome;
 }
@@ -141,7 +141,7 @@ async function handleRequest(deps: BrokerDeps, agent: Agent, body: CredentialReq
   return { status: 201, body: issuedBody(row, minted.credential) };
 }
 
-function pendingBody(row: RequestRow): Record<string, unknown> {
+function pendingBody(row: RequestRow): PendingResponse {
   return {
     id: row.id,
     status: 'pending',

@@ -4,6 +4,7 @@ import { BrokerError } from './errors.ts';
 import { endCredential } from './credential-end.ts';
 import type { CredentialRow, RequestRow, RequestStatus } from './repository.ts';
 import { vaultUnavailable } from './vault-errors.ts';
+import type { RequestView } from '../wire/schemas.ts';
 import { revoke } from './request-machine.ts';
 import { requestView } from './view.ts';
 
@@ -111,7 +112,7 @@ export function commitRevocations(
  * is down the credential stays `ending` and the reaper finishes the job.
  * Revoking an already revoked request is not an error.
  */
-export async function revokeRequest(deps: BrokerDeps, row: RequestRow, actor: string, reason?: string): Promise<Record<string, unknown>> {
+export async function revokeRequest(deps: BrokerDeps, row: RequestRow, actor: string, reason?: string): Promise<RequestView> {
   commitRevocation(deps, row.id, actor, reason);
   await finishRevocation(deps, row.id);
   return requestView(deps, deps.repo.getRequest(row.id)!);

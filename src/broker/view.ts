@@ -2,8 +2,13 @@ import type { IssuedCredential } from './credential-issue.ts';
 import type { BrokerDeps } from './deps.ts';
 import { grantJson, grantOf, requestedGrant, sameGrant } from './narrowing.ts';
 import type { CredentialRow, RequestRow } from './repository.ts';
+import type { IssuedResponse, RequestView } from '../wire/schemas.ts';
 
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+function iso(ms: number): string;
+function iso(ms: number | null): string | null;
+function iso(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
+}
 
 /**
  * A credential's state as shown to people and in the API: `none` when there
@@ -24,7 +29,7 @@ export function credentialState(cred: Pick<CredentialRow, 'state'> | undefined):
  * (`{vault_paths | repo, refs, ttl_seconds}`, null until approved) is what
  * the credential is minted with, less than asked when `narrowed`.
  */
-export function requestView(deps: Pick<BrokerDeps, 'repo'>, row: RequestRow): Record<string, unknown> {
+export function requestView(deps: Pick<BrokerDeps, 'repo'>, row: RequestRow): RequestView {
   const cred = deps.repo.getCredential(row.id);
   const granted = grantOf(row);
   const credState = credentialState(cred);
@@ -36,7 +41,7 @@ export function requestView(deps: Pick<BrokerDeps, 'repo'>, row: RequestRow): Re
     tier: row.tier,
     required_tier: row.required_tier,
     reason: row.reason,
-    ...JSON.parse(row.scope),
+    ...(JSON.parse(row.scope) as Pick<RequestView, 'vault_paths' | 'repo' | 'refs'>),
     ttl_seconds: row.ttl_seconds,
     granted: granted ? grantJson(granted) : null,
     narrowed: granted ? !sameGrant(granted, requestedGrant(row)) : false,
@@ -67,7 +72,7 @@ export function requestView(deps: Pick<BrokerDeps, 'repo'>, row: RequestRow): Re
  * request, or a claim): the only answer that carries the credential itself,
  * returned once and never stored.
  */
-export function issuedBody(row: RequestRow, credential: IssuedCredential): Record<string, unknown> {
+export function issuedBody(row: RequestRow, credential: IssuedCredential): IssuedResponse {
   return {
     id: row.id,
     status: 'issued',

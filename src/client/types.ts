@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import type { CredentialRequestBody, GateRequestBody, VaultRequestBody } from '../broker/schemas.ts';
+import type { CredentialRequestBody, GateRequestBody, VaultRequestBody } from '../wire/schemas.ts';
 
 /**
  * The body of `POST /jit/request` as a caller writes it (`ttl` may be
@@ -19,9 +19,9 @@ export type {
   IssuedResponse as IssuedResult,
   PendingResponse as PendingResult,
   RequestView,
-} from '../broker/schemas.ts';
+} from '../wire/schemas.ts';
 export type { Tier } from '../broker/policy/types.ts';
-import type { IssuedResponse as IssuedResult, PendingResponse as PendingResult, RequestView } from '../broker/schemas.ts';
+import type { IssuedResponse as IssuedResult, PendingResponse as PendingResult, RequestView } from '../wire/schemas.ts';
 
 /**
  * 200 from `POST /jit/request` when an `Idempotency-Key` was seen before:

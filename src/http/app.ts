@@ -1,9 +1,10 @@
-import { Hono } from 'hono';
+import type { OpenAPIHono, RouteConfig } from '@hono/zod-openapi';
 import { bodyLimit } from 'hono/body-limit';
 import type { BrokerDeps } from '../broker/deps.ts';
 import { BrokerError } from '../broker/errors.ts';
 import { pooledRandomBytes } from '../lib/random-pool.ts';
 import { declaredBodyLimit, MAX_BODY_BYTES, payloadTooLarge } from './body.ts';
+import { contractRouter, route } from './contract.ts';
 import type { AppEnv, AppTelegram } from './env.ts';
 import { problemResponse } from './problem.ts';
 import { agentRoutes } from './routes/agent-routes.ts';
@@ -11,10 +12,16 @@ import { metricsRoutes } from './routes/metrics-route.ts';
 import { openApiRoutes } from './routes/openapi-route.ts';
 import { publicRoutes } from './routes/public-routes.ts';
 
-/** A POST route the composition root mounts (the Telegram webhook): a Fetch API handler, under the body limit. */
+/**
+ * A POST route the composition root mounts (the Telegram webhook): a Fetch
+ * API handler, under the body limit, and its contract for GET /openapi.json
+ * (createRoute's fields but the method and path; its body is documented, not
+ * read: the handler reads it).
+ */
 export interface MountedRoute {
   path: string;
   handler(request: Request): Response | Promise<Response>;
+  contract: Omit<RouteConfig, 'method' | 'path'>;
 }
 
 /** The HTTP API. Handlers validate and call broker verbs; none writes SQL. */
@@ -25,8 +32,8 @@ export interface AppOptions {
   routes?: MountedRoute[];
 }
 
-export function createApp(deps: BrokerDeps, opts: AppOptions = {}): Hono<AppEnv> {
-  const app = new Hono<AppEnv>();
+export function createApp(deps: BrokerDeps, opts: AppOptions = {}): OpenAPIHono<AppEnv> {
+  const app = contractRouter();
 
   app.use('*', async (c, next) => {
     const requestId = `http_${pooledRandomBytes(8).toString('hex')}`;
@@ -64,9 +71,12 @@ export function createApp(deps: BrokerDeps, opts: AppOptions = {}): Hono<AppEnv>
   }
 
   app.route('/', publicRoutes(deps, opts.telegram));
-  app.route('/', openApiRoutes(deps));
   app.route('/jit', agentRoutes(deps, () => void opts.telegram?.kick()));
-  for (const route of opts.routes ?? []) app.post(route.path, (c) => route.handler(c.req.raw));
+  for (const mounted of opts.routes ?? []) {
+    // The handler gets the Fetch API request itself (grammY's webhookCallback reads the Telegram update), so the body is not read here.
+    route(app, { ...mounted.contract, method: 'post', path: mounted.path }, (c) => mounted.handler(c.req.raw), { readBody: false });
+  }
+  openApiRoutes(app, deps.config.publicUrl);
 
   app.notFound((c) => problemResponse(c, new BrokerError('NOT_FOUND', `no route for ${c.req.method} ${c.req.path}`)));
   app.onError((err, c) => {

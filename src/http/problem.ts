@@ -1,7 +1,6 @@
 import type { Context } from 'hono';
-import { problemBody, type BrokerError } from '../broker/errors.ts';
-
-export { problemBody };
+import type { BrokerError } from '../broker/errors.ts';
+import { problemBody } from '../wire/error-codes.ts';
 
 export function problemResponse(c: Context, err: BrokerError): Response {
   const headers: Record<string, string> = { 'content-type': 'application/problem+json' };

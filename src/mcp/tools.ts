@@ -1,8 +1,8 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
-import { GRANTABLE_CAPABILITIES } from '../broker/policy/types.ts';
-import { GateRequestBody, VaultRequestBody } from '../broker/schemas.ts';
+import { GRANTABLE_CAPABILITIES } from '../wire/capabilities.ts';
+import { GateRequestBody, VaultRequestBody } from '../wire/schemas.ts';
 import { describeRequest } from '../client/describe.ts';
 import { JitApiError, JitUnreachableError } from '../client/errors.ts';
 import type { JitClient } from '../client/jit-client.ts';

@@ -31,7 +31,7 @@ export const TTL_CHOICES_SECONDS = [300, 900, 3600] as const;
 
 /**
  * Drop/keep buttons per page of the panel. A request has up to 32 paths
- * (or refs, REQUEST_LIMITS in src/broker/schemas.ts); the panel pages
+ * (or refs, REQUEST_LIMITS in src/wire/schemas.ts); the panel pages
  * through them with ◀ / ▶ so every one of them can be dropped.
  */
 export const ITEM_BUTTONS_PER_PAGE = 8;

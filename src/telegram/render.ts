@@ -130,7 +130,7 @@ export const shownLine = (text: string) => shownText(text).replaceAll('\n', ' ‚è
  * (struck-out marks in the request's list instead), the agent's reason
  * (down to 200 characters), the names of policy rules and voters, and
  * finally the reasons (a pointer to `jit requests show`). The request
- * limits (REQUEST_LIMITS in src/broker/schemas.ts) keep the largest
+ * limits (REQUEST_LIMITS in src/wire/schemas.ts) keep the largest
  * possible request within 4096 characters with all of that given up
  * (test/unit/telegram/render.test.ts renders that worst case).
  */

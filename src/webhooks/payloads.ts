@@ -1,51 +1,10 @@
-import type { DecisionEventType } from '../broker/events.ts';
 import { describeDifference, grantDifference, grantOf, normalizeGrant, requestedGrant, sameGrant, scopeOf } from '../broker/narrowing.ts';
 import type { WebhookTarget } from '../broker/policy/types.ts';
 import type { RequestRow } from '../broker/repository.ts';
 import { formatDuration } from '../lib/duration.ts';
+import type { DecisionEvent, DecisionEventType, EventScope as Scope, OpenClawAgentBody } from '../wire/events.ts';
 
-export type DecisionEventName = `jit.request.${DecisionEventType}`;
-
-type Scope = { vault_paths: { path: string; capabilities: string[] }[] } | { repo: string; refs: string[] };
-
-/**
- * The generic (Standard Webhooks) event body. Built only from request
- * metadata: there is no field a secret could travel in.
- */
-export interface DecisionEvent {
-  type: DecisionEventName;
-  id: string;
-  request_id: string;
-  agent: string;
-  session_key: string | null;
-  status: RequestRow['status'];
-  resource: RequestRow['resource'];
-  tier: number;
-  required_tier: number;
-  /** What the agent asked for. */
-  scope: Scope;
-  ttl_seconds: number;
-  /** What was approved, next to what was asked; null unless the request was approved. Less than asked when `narrowed`. */
-  granted: (Scope & { ttl_seconds: number }) | null;
-  narrowed: boolean;
-  decided_by: string | null;
-  decided_at: string | null;
-  reason: string | null;
-  /** Approvals only: the call that mints the credential, and its deadline. */
-  claim?: { method: 'POST'; url: string; expires_at: string | null };
-  occurred_at: string;
-}
-
-/** OpenClaw `POST /hooks/agent` body (SPEC §8). */
-export interface OpenClawAgentBody {
-  message: string;
-  name: 'JIT broker';
-  sessionKey?: string;
-  wakeMode: 'now';
-  deliver: false;
-  agentId?: string;
-  sessionMode?: string;
-}
+export type { DecisionEvent, DecisionEventName, OpenClawAgentBody } from '../wire/events.ts';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 

@@ -1,7 +1,6 @@
-/** Capabilities an agent may ask for. `sudo`, `deny` and `root` are never issued. */
-export const GRANTABLE_CAPABILITIES = ['create', 'read', 'update', 'patch', 'delete', 'list'] as const;
-export type Capability = (typeof GRANTABLE_CAPABILITIES)[number];
-export const FORBIDDEN_CAPABILITIES = ['sudo', 'deny', 'root'] as const;
+import type { Capability } from '../../wire/capabilities.ts';
+
+export { FORBIDDEN_CAPABILITIES, GRANTABLE_CAPABILITIES, type Capability } from '../../wire/capabilities.ts';
 
 export type Tier = 1 | 2 | 3;
 

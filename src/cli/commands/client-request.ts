@@ -1,4 +1,4 @@
-import { CredentialRequestBody, describeZodError } from '../../broker/schemas.ts';
+import { CredentialRequestBody, describeZodError } from '../../wire/schemas.ts';
 import type { JitClient } from '../../client/jit-client.ts';
 import type { CredentialRequestInput, IssuedResult, RequestResult, RequestView } from '../../client/types.ts';
 import { parseDurationSeconds } from '../../lib/duration.ts';

@@ -1,21 +1,50 @@
-import { Hono, type Context } from 'hono';
+import { createRoute } from '@hono/zod-openapi';
+import type { Context } from 'hono';
+import { z } from 'zod';
 import { claimCredential } from '../../broker/claim.ts';
 import type { BrokerDeps } from '../../broker/deps.ts';
 import { BrokerError, notFound } from '../../broker/errors.ts';
 import { requestCredential } from '../../broker/request-credential.ts';
 import { revokeRequest } from '../../broker/revoke.ts';
-import { CredentialRequestBody, IdempotencyKey, describeZodError } from '../../broker/schemas.ts';
+import { CredentialRequestBody, IdempotencyKey, IssuedResponse, PendingResponse, RequestView } from '../../wire/schemas.ts';
 import { requestView } from '../../broker/view.ts';
 import { isId } from '../../lib/ids.ts';
 import { getConnInfo } from '@hono/node-server/conninfo';
-import { readJson } from '../body.ts';
 import type { AppEnv } from '../env.ts';
 import { createAuthFailureAuditor } from '../auth-failure-audit.ts';
+import { AGENT_ERRORS, BEARER, BODY_ERRORS, contractRouter, jsonResponse, problemResponses, route } from '../contract.ts';
+
+/** The `{id}` of a request route: any string here; one that is not the caller's request id is 404 (ownRequest). */
+const RequestIdParams = z.object({
+  id: z.string().meta({ description: 'The request id from POST /jit/request', pattern: '^req_[0-9a-z]{26}$' }),
+});
+
+/** Example bodies of POST /jit/request; the test suite parses each with CredentialRequestBody. */
+export const REQUEST_EXAMPLES = {
+  'vault-tier1': {
+    summary: 'Tier 1: read a secret (issued at once if policy allows)',
+    value: { resource: 'vault', tier: 1, reason: 'read the registry login for a deploy', vault_paths: [{ path: 'homelab/data/docker/registry', capabilities: ['read'] }] },
+  },
+  'vault-tier2': {
+    summary: 'Tier 2: write, held for approval',
+    value: {
+      resource: 'vault',
+      tier: 2,
+      reason: 'rotate the registry password',
+      vault_paths: [{ path: 'homelab/data/docker/registry', capabilities: ['read', 'update'] }],
+      ttl: '15m',
+    },
+  },
+  gate: {
+    summary: 'Git gate push credential',
+    value: { resource: 'gate', tier: 2, reason: 'push the fix for issue 12', repo: 'homelab/app', refs: ['refs/heads/agent/fix-12'], ttl: '30m' },
+  },
+} as const;
 
 /** Routes an agent calls with its bearer token. */
 /** `onChange` runs after a request is created, claimed or revoked (the Telegram bot re-syncs). */
 export function agentRoutes(deps: BrokerDeps, onChange: () => void = () => {}) {
-  const app = new Hono<AppEnv>();
+  const app = contractRouter();
   const authFailures = createAuthFailureAuditor(deps);
 
   app.use('*', async (c, next) => {
@@ -32,38 +61,119 @@ export function agentRoutes(deps: BrokerDeps, onChange: () => void = () => {}) {
     await next();
   });
 
-  app.post('/request', async (c) => {
-    const parsed = CredentialRequestBody.safeParse(await readJson(c));
-    if (!parsed.success) throw new BrokerError('BAD_REQUEST', describeZodError(parsed.error));
-    const rawKey = c.req.header('idempotency-key');
-    let key: string | undefined;
-    if (rawKey !== undefined) {
-      const k = IdempotencyKey.safeParse(rawKey);
-      if (!k.success) throw new BrokerError('BAD_REQUEST', describeZodError(k.error));
-      key = k.data;
-    }
-    const outcome = await requestCredential(deps, c.get('agent'), parsed.data, key);
-    if ('replayed' in outcome) c.header('Idempotent-Replayed', 'true');
-    else if (outcome.status === 202) onChange();
-    c.header('Cache-Control', 'no-store');
-    return c.json(outcome.body, outcome.status);
-  });
+  route(
+    app,
+    createRoute({
+      method: 'post',
+      path: '/request',
+      operationId: 'requestCredential',
+      tags: ['agent'],
+      summary: 'Ask for a credential',
+      description:
+        'Checks the request against policy. Tier 1 that policy allows at tier 1: issued at once (201). Otherwise held for approval (202, `required_tier` says the tier policy requires); the decision arrives as a signed webhook, then claim. A repeated `Idempotency-Key` returns the first answer: 202 while pending, else 200 with the request as it stands (`Idempotent-Replayed: true`, never the secret).',
+      security: BEARER,
+      request: {
+        headers: z.object({ 'Idempotency-Key': IdempotencyKey.optional() }),
+        body: { required: true, content: { 'application/json': { schema: CredentialRequestBody, examples: REQUEST_EXAMPLES } } },
+      },
+      responses: {
+        200: jsonResponse('Idempotency-Key replay of a request that is no longer pending: its current state, without the secret', RequestView, {
+          'Idempotent-Replayed': { $ref: '#/components/headers/Idempotent-Replayed' },
+        }),
+        201: jsonResponse('Issued at once (tier 1). The secret is in `credential` and is shown only this once.', IssuedResponse),
+        202: jsonResponse('Pending approval (tier 2 or 3)', PendingResponse),
+        ...problemResponses([
+          ...BODY_ERRORS,
+          'INVALID_PATH',
+          'UNAUTHORIZED',
+          'DENIED_BY_POLICY',
+          'NOT_COVERED',
+          'FORBIDDEN_CAPABILITY',
+          'SESSION_NOT_ALLOWED',
+          'IDEMPOTENCY_KEY_REUSED',
+          'RATE_LIMITED',
+          'TOO_MANY_PENDING',
+          'VAULT_UNAVAILABLE',
+        ]),
+      },
+    }),
+    async (c) => {
+      const key = c.req.valid('header')['Idempotency-Key'];
+      const outcome = await requestCredential(deps, c.get('agent'), c.req.valid('json'), key);
+      c.header('Cache-Control', 'no-store');
+      if ('replayed' in outcome) {
+        c.header('Idempotent-Replayed', 'true');
+        return c.json(outcome.body, 200);
+      }
+      if (outcome.status === 202) {
+        onChange();
+        return c.json(outcome.body, 202);
+      }
+      return c.json(outcome.body, 201);
+    },
+  );
 
-  app.get('/requests/:id', (c) => c.json(requestView(deps, ownRequest(deps, c))));
+  route(
+    app,
+    createRoute({
+      method: 'get',
+      path: '/requests/{id}',
+      operationId: 'getRequest',
+      tags: ['agent'],
+      summary: "The agent's own request",
+      description: "Status, tiers, scope, decision (approver, time, reason) and credential metadata (accessor or jti, expiry); never the secret. Another agent's request is 404.",
+      security: BEARER,
+      request: { params: RequestIdParams },
+      responses: { 200: jsonResponse('The request', RequestView), ...problemResponses(AGENT_ERRORS) },
+    }),
+    (c) => c.json(requestView(deps, ownRequest(deps, c)), 200),
+  );
 
-  app.post('/requests/:id/claim', async (c) => {
-    c.header('Cache-Control', 'no-store');
-    const issued = await claimCredential(deps, ownRequest(deps, c));
-    onChange();
-    return c.json(issued, 201);
-  });
+  route(
+    app,
+    createRoute({
+      method: 'post',
+      path: '/requests/{id}/claim',
+      operationId: 'claimCredential',
+      tags: ['agent'],
+      summary: 'Claim an approved credential, once',
+      description: 'Mints the credential of an approved request and returns it once. Already claimed: 409. After JIT_CLAIM_WINDOW: 410. Vault down: 503 and the request stays approved, so retry within the window.',
+      security: BEARER,
+      request: { params: RequestIdParams },
+      responses: {
+        201: jsonResponse('The credential, shown only this once', IssuedResponse),
+        ...problemResponses([...AGENT_ERRORS, 'CONFLICT', 'GONE', 'VAULT_UNAVAILABLE']),
+      },
+    }),
+    async (c) => {
+      c.header('Cache-Control', 'no-store');
+      const issued = await claimCredential(deps, ownRequest(deps, c));
+      onChange();
+      return c.json(issued, 201);
+    },
+  );
 
-  app.post('/requests/:id/revoke', async (c) => {
-    const row = ownRequest(deps, c);
-    const view = await revokeRequest(deps, row, `agent:${c.get('agent').name}`, 'revoked by the agent');
-    onChange();
-    return c.json(view);
-  });
+  route(
+    app,
+    createRoute({
+      method: 'post',
+      path: '/requests/{id}/revoke',
+      operationId: 'revokeRequest',
+      tags: ['agent'],
+      summary: 'End the credential now',
+      description:
+        'A live Vault token is revoked and its ephemeral policy deleted; a gate credential is revoked; a pending or approved request is cancelled. Revoking a revoked request is not an error. If Vault is down the revocation is recorded (503) and finished by the broker later.',
+      security: BEARER,
+      request: { params: RequestIdParams },
+      responses: { 200: jsonResponse('The request, now revoked', RequestView), ...problemResponses([...AGENT_ERRORS, 'CONFLICT', 'VAULT_UNAVAILABLE']) },
+    }),
+    async (c) => {
+      const row = ownRequest(deps, c);
+      const view = await revokeRequest(deps, row, `agent:${c.get('agent').name}`, 'revoked by the agent');
+      onChange();
+      return c.json(view, 200);
+    },
+  );
 
   return app;
 }

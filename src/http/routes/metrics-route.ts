@@ -1,7 +1,9 @@
-import { Hono, type Context } from 'hono';
+import { createRoute } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import { matchedRoutes } from 'hono/route';
+import { z } from 'zod';
 import type { BrokerDeps } from '../../broker/deps.ts';
-import type { AppEnv } from '../env.ts';
+import { contractRouter, plainResponse, route } from '../contract.ts';
 
 /**
  * `GET /metrics` (Prometheus text format) and the middleware that counts
@@ -12,7 +14,7 @@ import type { AppEnv } from '../env.ts';
  * should measure: its middleware only wraps handlers registered after it.
  */
 export function metricsRoutes(deps: Pick<BrokerDeps, 'metrics'>) {
-  const app = new Hono<AppEnv>();
+  const app = contractRouter();
   const { metrics } = deps;
 
   app.use('*', async (c, next) => {
@@ -24,10 +26,22 @@ export function metricsRoutes(deps: Pick<BrokerDeps, 'metrics'>) {
     }
   });
 
-  app.get('/metrics', async (c) => {
-    const text = await metrics.render();
-    return c.body(text, 200, { 'content-type': metrics.contentType, 'cache-control': 'no-store' });
-  });
+  route(
+    app,
+    createRoute({
+      method: 'get',
+      path: '/metrics',
+      operationId: 'metrics',
+      tags: ['operations'],
+      summary: 'Prometheus metrics',
+      security: [],
+      responses: { 200: plainResponse('Prometheus text exposition format', { 'text/plain; version=0.0.4': { schema: z.string() } }) },
+    }),
+    async (c) => {
+      const text = await metrics.render();
+      return c.body(text, 200, { 'content-type': metrics.contentType, 'cache-control': 'no-store' });
+    },
+  );
 
   return app;
 }

@@ -1,19 +1,32 @@
-import { Hono } from 'hono';
+import { createRoute } from '@hono/zod-openapi';
 import type { BrokerDeps } from '../../broker/deps.ts';
-import { BrokerError } from '../../broker/errors.ts';
 import { verifyGateCredential } from '../../broker/gate-credential.ts';
-import { GateVerifyBody, describeZodError } from '../../broker/schemas.ts';
-import { readJson } from '../body.ts';
-import type { AppEnv, AppTelegram } from '../env.ts';
-import { JWKS_CACHE_CONTROL } from '../openapi.ts';
+import { GateVerifyBody, GateVerifyResponse, HealthResponse, Jwks } from '../../wire/schemas.ts';
+import type { AppTelegram } from '../env.ts';
+import { BODY_ERRORS, contractRouter, jsonResponse, problemResponses, route } from '../contract.ts';
 import { createOutboxStore } from '../../webhooks/outbox.ts';
+
+/** How long a cache may keep the JWKS: a revoked key leaves HTTP caches within a minute. */
+export const JWKS_CACHE_CONTROL = 'public, max-age=60';
 
 /** Unauthenticated endpoints. */
 export function publicRoutes(deps: BrokerDeps, telegram?: AppTelegram) {
-  const app = new Hono<AppEnv>();
+  const app = contractRouter();
   const outbox = createOutboxStore(deps.db);
 
-  app.get('/healthz', async (c) => {
+  const health = createRoute({
+    method: 'get',
+    path: '/healthz',
+    operationId: 'health',
+    tags: ['operations'],
+    summary: 'Health',
+    security: [],
+    responses: {
+      200: jsonResponse('Healthy', HealthResponse),
+      503: jsonResponse('The database or Vault is down (status "degraded")', HealthResponse),
+    },
+  });
+  route(app, health, async (c) => {
     let db: 'ok' | 'error' = 'ok';
     try {
       deps.db.prepare('SELECT 1').get();
@@ -34,25 +47,49 @@ export function publicRoutes(deps: BrokerDeps, telegram?: AppTelegram) {
       db = 'error';
     }
     const healthy = db === 'ok' && vault === 'ok';
-    return c.json(
-      { status: healthy ? 'ok' : 'degraded', db, vault, telegram: telegramHealth(telegram), outbox_pending: outboxPending },
-      healthy ? 200 : 503,
-    );
+    const body: HealthResponse = { status: healthy ? 'ok' : 'degraded', db, vault, telegram: telegramHealth(telegram), outbox_pending: outboxPending };
+    return healthy ? c.json(body, 200) : c.json(body, 503);
   });
 
-  app.get('/.well-known/jwks.json', (c) => {
-    // Short: after `jit keys revoke` a cached copy would keep trusting the key for this long.
-    c.header('Cache-Control', JWKS_CACHE_CONTROL);
-    return c.json(deps.keys.jwks());
-  });
+  route(
+    app,
+    createRoute({
+      method: 'get',
+      path: '/.well-known/jwks.json',
+      operationId: 'jwks',
+      tags: ['public'],
+      summary: 'Public signing keys',
+      description: 'Verifies gate credentials (JWT `kid`) and decision webhook signatures. Previous keys stay listed for 7 days after a rotation.',
+      security: [],
+      responses: { 200: jsonResponse('The JWKS', Jwks, { 'Cache-Control': { schema: { type: 'string' }, example: JWKS_CACHE_CONTROL } }) },
+    }),
+    (c) => {
+      // Short: after `jit keys revoke` a cached copy would keep trusting the key for this long.
+      c.header('Cache-Control', JWKS_CACHE_CONTROL);
+      return c.json(deps.keys.jwks(), 200);
+    },
+  );
 
-  app.post('/gate/verify', async (c) => {
-    const parsed = GateVerifyBody.safeParse(await readJson(c));
-    if (!parsed.success) throw new BrokerError('BAD_REQUEST', describeZodError(parsed.error));
-    const verdict = verifyGateCredential(deps, parsed.data);
-    c.get('log').info({ valid: verdict.valid, repo: parsed.data.repo, ref: parsed.data.ref, ...(verdict.valid ? { request_id: verdict.request_id } : { reason: verdict.reason }) }, 'gate verify');
-    return c.json(verdict);
-  });
+  route(
+    app,
+    createRoute({
+      method: 'post',
+      path: '/gate/verify',
+      operationId: 'verifyGateCredential',
+      tags: ['gate'],
+      summary: 'Check a gate push credential',
+      description: 'For the git gate: signature, issuer, expiry, repo and ref against the granted globs, and revocation. An invalid credential is a 200 with `valid: false` and the reason.',
+      security: [],
+      request: { body: { required: true, content: { 'application/json': { schema: GateVerifyBody } } } },
+      responses: { 200: jsonResponse('The verdict', GateVerifyResponse), ...problemResponses(BODY_ERRORS) },
+    }),
+    (c) => {
+      const asked = c.req.valid('json');
+      const verdict = verifyGateCredential(deps, asked);
+      c.get('log').info({ valid: verdict.valid, repo: asked.repo, ref: asked.ref, ...(verdict.valid ? { request_id: verdict.request_id } : { reason: verdict.reason }) }, 'gate verify');
+      return c.json(verdict, 200);
+    },
+  );
 
   return app;
 }

@@ -75,6 +75,28 @@ describe('hostile and malformed input gets a clear 4xx', () => {
     if (status === 413) expect(JSON.parse(answer.body).code).toBe('PAYLOAD_TOO_LARGE');
   });
 
+  it.each([
+    ['no Content-Type', undefined],
+    ['a +json type with a charset', 'application/merge-patch+json; charset=utf-8'],
+    ['an upper-case type', 'Application/JSON'],
+  ])('a JSON body with %s is read as JSON', async (_what, type) => {
+    const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = httpRequest(`${h.broker.url}/jit/request`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, ...(type ? { 'content-type': type } : {}) },
+      });
+      req.on('response', (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode!, body: text }));
+      });
+      req.on('error', reject);
+      req.end(JSON.stringify(valid));
+    });
+    expect(answer.status, answer.body).toBe(201);
+    expect(JSON.parse(answer.body)).toMatchObject({ status: 'issued', resource: 'vault' });
+  });
+
   it('404 problem for unknown routes and malformed ids', async () => {
     expect((await h.call('GET', '/nope')).status).toBe(404);
     const res = await h.call('GET', '/jit/requests/../../etc/passwd', { token });
@@ -166,6 +188,18 @@ describe('Idempotency-Key', () => {
     const again = await h.call('POST', '/jit/request', { token, body: valid, headers });
     expect(again.status).toBe(200);
     expect(again.body.id).toBe(retry.body.id);
+  });
+
+  it('a key that is not printable ASCII is a 400 naming the header, before anything is created', async () => {
+    for (const key of ['deploy 42', 'deploy\u00e9']) {
+      const res = await h.call('POST', '/jit/request', { token, body: valid, headers: { 'idempotency-key': key } });
+      expect(res.status, key).toBe(400);
+      expect(res.headers.get('content-type')).toBe('application/problem+json');
+      expect(res.body).toMatchObject({ code: 'BAD_REQUEST', detail: 'Idempotency-Key must be printable ASCII without spaces' });
+    }
+    // A bad body is reported first, as before the routes declared their contracts.
+    const both = await h.call('POST', '/jit/request', { token, body: { ...valid, tier: 9 }, headers: { 'idempotency-key': 'deploy 42' } });
+    expect(both.body.detail).toMatch(/^tier: /);
   });
 
   it('replays a pending request as 202', async () => {

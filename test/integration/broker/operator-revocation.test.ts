@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { runCli } from '../../../src/cli/main.ts';
 import { requestCredential } from '../../../src/broker/request-credential.ts';
 import { removeAgentRevoking } from '../../../src/broker/revoke.ts';
-import { CredentialRequestBody } from '../../../src/broker/schemas.ts';
+import { CredentialRequestBody } from '../../../src/wire/schemas.ts';
 import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
 
 /**

@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sweep } from '../../../src/broker/lifecycle.ts';
 import { requestCredential } from '../../../src/broker/request-credential.ts';
-import type { CredentialRequestBody } from '../../../src/broker/schemas.ts';
+import type { CredentialRequestBody } from '../../../src/wire/schemas.ts';
 import { databaseBytes, startHarness, type Harness } from '../../helpers/broker-harness.ts';
 
 let h: Harness;

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { REQUEST_LIMITS } from '../../../src/broker/schemas.ts';
+import { REQUEST_LIMITS } from '../../../src/wire/schemas.ts';
 import type { ApprovalBot } from '../../../src/telegram/index.ts';
 import type { TgMessage } from '../../fakes/telegram-emulator/index.ts';
 import { ALICE, CHAT_ID, auditEntries, buttonData, buttonsOf, startTelegramEnv, tapAndAnswer, type TelegramTestEnv } from './helpers.ts';

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { decideRequest } from '../../../src/broker/decide.ts';
 import { sweep } from '../../../src/broker/lifecycle.ts';
-import { REQUEST_LIMITS } from '../../../src/broker/schemas.ts';
+import { REQUEST_LIMITS } from '../../../src/wire/schemas.ts';
 import { ALICE, BOB, CAROL, CHAT_ID, MALLORY, TIER3_BODY, buttonsOf, startTelegramEnv, waitAnswers, type TelegramTestEnv } from './helpers.ts';
 
 let t: TelegramTestEnv;

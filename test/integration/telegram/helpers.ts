@@ -6,7 +6,7 @@ import type { Agent } from '../../../src/broker/agents.ts';
 import type { BrokerDeps } from '../../../src/broker/deps.ts';
 import { PolicyStore } from '../../../src/broker/policy/index.ts';
 import { requestCredential } from '../../../src/broker/request-credential.ts';
-import { CredentialRequestBody } from '../../../src/broker/schemas.ts';
+import { CredentialRequestBody } from '../../../src/wire/schemas.ts';
 import { loadConfig, type Config } from '../../../src/config/config.ts';
 import { createDeps } from '../../../src/create-deps.ts';
 import { openDatabase, type Db } from '../../../src/db/open.ts';

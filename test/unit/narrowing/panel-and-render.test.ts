@@ -1,4 +1,4 @@
-import { REQUEST_LIMITS } from '../../../src/broker/schemas.ts';
+import { REQUEST_LIMITS } from '../../../src/wire/schemas.ts';
 import { describe, expect, it } from 'vitest';
 import type { Grant } from '../../../src/broker/narrowing.ts';
 import type { RequestRow } from '../../../src/broker/repository.ts';

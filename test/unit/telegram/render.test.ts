@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { RequestRow } from '../../../src/broker/repository.ts';
-import { REQUEST_LIMITS } from '../../../src/broker/schemas.ts';
+import { REQUEST_LIMITS } from '../../../src/wire/schemas.ts';
 import { GRANTABLE_CAPABILITIES } from '../../../src/broker/policy/types.ts';
 import { escapeHtml, visibleLength } from '../../../src/telegram/html.ts';
 import { callbackData, parseCallbackData, renderApproval, type ApprovalView } from '../../../src/telegram/render.ts';

@@ -7,6 +7,7 @@ import { ManualClock } from '../../../src/lib/clock.ts';
 import { createIdGenerator } from '../../../src/lib/ids.ts';
 import { createOutboxSink, createOutboxStore, resolveTargetUrl, type OutboxRow, type TargetKind } from '../../../src/webhooks/outbox.ts';
 import { renderEventBody, type EventFacts } from '../../../src/webhooks/payloads.ts';
+import { DecisionEvent, OpenClawAgentBody } from '../../../src/wire/events.ts';
 import { HOOKS_TOKEN, captureLogger, insertRequest, policiesWith, testConfig } from './helpers.ts';
 
 const OPENCLAW_ENV = { OPENCLAW_HOOKS_URL: 'http://127.0.0.1:18789/hooks', OPENCLAW_HOOKS_TOKEN: HOOKS_TOKEN };
@@ -61,6 +62,7 @@ describe('outbox sink: OpenClaw target', () => {
     expect(sent(row!).url).toBe('http://127.0.0.1:18789/hooks/agent');
     const { body } = sent(row!);
     expect(Object.keys(body).sort()).toEqual(['deliver', 'message', 'name', 'sessionKey', 'wakeMode']);
+    expect(OpenClawAgentBody.strict().safeParse(body).error).toBeUndefined();
     expect(body).toMatchObject({ name: 'JIT broker', sessionKey: 'hook:jit:moltbot', wakeMode: 'now', deliver: false });
     expect(notified).toBe(1);
   });
@@ -123,6 +125,8 @@ describe('outbox sink: standard target and routing', () => {
     db.transaction(() => sink().record(r, 'approved', clock.now()))();
     const [row] = rows();
     expect(row).toMatchObject({ target: 'standard', url: 'https://ci.example.net/jit-events', url_source: 'policy' });
+    // The body is what the wire contract (and /openapi.json's webhooks) says, with no field beyond it.
+    expect(DecisionEvent.strict().safeParse(sent(row!).body).error).toBeUndefined();
     expect(sent(row!).body).toEqual({
       type: 'jit.request.approved',
       id: row!.id,

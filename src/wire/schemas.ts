@@ -1,13 +1,22 @@
 import { z } from 'zod';
 import { parseDurationSeconds } from '../lib/duration.ts';
 import { isPrintableAsciiWord } from '../lib/inert-text.ts';
-import { ERROR_CODES, type ErrorCode } from './errors.ts';
-import { FORBIDDEN_CAPABILITIES, GRANTABLE_CAPABILITIES } from './policy/types.ts';
+import { FORBIDDEN_CAPABILITIES, GRANTABLE_CAPABILITIES } from './capabilities.ts';
+import { ERROR_CODES, problemType, type ErrorCode } from './error-codes.ts';
 
 const KNOWN_CAPABILITIES: readonly string[] = [...GRANTABLE_CAPABILITIES, ...FORBIDDEN_CAPABILITIES];
 
-// `.meta({description})` annotations below only document the schemas in
-// GET /openapi.json (src/http/openapi.ts); they do not change validation.
+/**
+ * The wire contract of the HTTP API: request bodies, responses and the
+ * problem+json shape, in zod only (no Hono), shared by the routes
+ * (src/http/routes/, which declare them with @hono/zod-openapi), the
+ * generated GET /openapi.json, the broker's verbs (their return types) and
+ * the agent-side client (src/client/).
+ *
+ * `.meta({description})` annotations only document the schemas in
+ * GET /openapi.json; they do not change validation. `.meta({id})` makes a
+ * schema a named component of the document (`#/components/schemas/<id>`).
+ */
 
 /** Seconds, or "90s" | "15m" | "1h" | "1d". */
 export const Ttl = z
@@ -21,6 +30,8 @@ export const Ttl = z
     return s;
   })
   .meta({
+    // Documented as written (seconds or "15m"), not as the parsed number.
+    type: ['number', 'string'],
     description:
       'Credential lifetime: a positive whole number of seconds (900) or a duration ("90s", "15m", "1h", "1d"). Policy clamps it to the smallest max_ttl of the rules used; omitted = that maximum.',
   });
@@ -115,7 +126,7 @@ export const VaultRequestBody = z
     ttl: Ttl.optional(),
     session_key: SessionKey.optional(),
   })
-  .meta({ description: 'A Vault token for exactly these paths and capabilities.' });
+  .meta({ id: 'VaultRequestBody', description: 'A Vault token for exactly these paths and capabilities.' });
 
 export const GateRequestBody = z
   .strictObject({
@@ -133,13 +144,13 @@ export const GateRequestBody = z
     ttl: Ttl.optional(),
     session_key: SessionKey.optional(),
   })
-  .meta({ description: 'A git gate push credential (EdDSA JWT) for these refs of this repository.' });
+  .meta({ id: 'GateRequestBody', description: 'A git gate push credential (EdDSA JWT) for these refs of this repository.' });
 
 export const CredentialRequestBody = z
   .discriminatedUnion('resource', [VaultRequestBody, GateRequestBody], {
     error: (issue) => (issue.code === 'invalid_union' ? 'resource must be "vault" or "gate"' : undefined),
   })
-  .meta({ description: 'Body of POST /jit/request. Unknown fields are refused (400).' });
+  .meta({ id: 'CredentialRequestBody', description: 'Body of POST /jit/request. Unknown fields are refused (400).' });
 export type CredentialRequestBody = z.infer<typeof CredentialRequestBody>;
 export type VaultRequestBody = z.infer<typeof VaultRequestBody>;
 
@@ -168,14 +179,15 @@ export const GateVerifyBody = z
     repo: z.string().min(1).max(256).refine(isPrintableAsciiWord, 'must be printable ASCII without spaces'),
     ref: z.string().min(1).max(256).refine(isPrintableAsciiWord, 'must be printable ASCII without spaces'),
   })
-  .meta({ description: 'May this credential push this ref to this repository now?' });
+  .meta({ id: 'GateVerifyBody', description: 'May this credential push this ref to this repository now?' });
 export type GateVerifyBody = z.infer<typeof GateVerifyBody>;
 
 // ---- Responses -------------------------------------------------------------
-// The shapes the broker answers with, defined once here for GET /openapi.json.
-// The verbs build them (request-credential.ts, claim.ts, view.ts,
-// gate-credential.ts, the public routes); test/integration/openapi checks
-// real answers against these schemas so the two cannot drift apart.
+// The shapes the broker answers with. The verbs return these types
+// (request-credential.ts, claim.ts, view.ts, revoke.ts, gate-credential.ts)
+// and each route declares them as its responses, so the compiler checks
+// that a route answers what its contract says; test/integration/openapi
+// also checks real answers against the generated document.
 
 const Timestamp = z.iso.datetime().meta({ description: 'ISO 8601 time in UTC' });
 export const RequestId = z.string().regex(/^req_[0-9a-z]{26}$/).meta({ description: 'Request id, req_ + 26 characters' });
@@ -226,7 +238,7 @@ export const IssuedResponse = z
     expires_at: Timestamp,
     credential: IssuedCredential,
   })
-  .meta({ description: 'The credential, issued. It holds the secret and is returned only this once.' });
+  .meta({ id: 'IssuedResponse', description: 'The credential, issued. It holds the secret and is returned only this once.' });
 export type IssuedResponse = z.infer<typeof IssuedResponse>;
 
 /** 202 of POST /jit/request: waiting for approval. */
@@ -238,8 +250,11 @@ export const PendingResponse = z
     required_tier: Tier.meta({ description: 'The tier policy requires (never lower than asked); this is the tier the approvers see.' }),
     approval_expires_at: Timestamp,
   })
-  .meta({ description: 'Held for approval; the decision arrives as a webhook, then claim.' });
+  .meta({ id: 'PendingResponse', description: 'Held for approval; the decision arrives as a webhook, then claim.' });
 export type PendingResponse = z.infer<typeof PendingResponse>;
+
+/** One Vault path and its capabilities, as the broker shows a scope (requests, grants, decision events). */
+export const PathCapabilities = z.object({ path: z.string(), capabilities: z.array(z.string()) });
 
 /** GET /jit/requests/{id}, POST …/revoke, and a replayed Idempotency-Key. Never a secret. */
 export const RequestView = z
@@ -251,13 +266,13 @@ export const RequestView = z
     tier: Tier,
     required_tier: Tier,
     reason: z.string(),
-    vault_paths: z.array(z.object({ path: z.string(), capabilities: z.array(z.string()) })).optional().meta({ description: 'vault requests' }),
+    vault_paths: z.array(PathCapabilities).optional().meta({ description: 'vault requests' }),
     repo: z.string().optional().meta({ description: 'gate requests' }),
     refs: z.array(z.string()).optional().meta({ description: 'gate requests' }),
     ttl_seconds: z.number().int().meta({ description: 'TTL asked for, after policy clamping' }),
     granted: z
       .object({
-        vault_paths: z.array(z.object({ path: z.string(), capabilities: z.array(z.string()) })).optional(),
+        vault_paths: z.array(PathCapabilities).optional(),
         repo: z.string().optional(),
         refs: z.array(z.string()).optional(),
         ttl_seconds: z.number().int(),
@@ -288,7 +303,7 @@ export const RequestView = z
       .meta({ description: 'Credential metadata (accessor or jti, expiry); never the secret' }),
     failure: z.string().optional(),
   })
-  .meta({ description: 'A request as its agent may see it. Never contains a secret.' });
+  .meta({ id: 'RequestView', description: 'A request as its agent may see it. Never contains a secret.' });
 export type RequestView = z.infer<typeof RequestView>;
 
 export const GateVerifyResponse = z
@@ -296,7 +311,7 @@ export const GateVerifyResponse = z
     z.object({ valid: z.literal(true), agent: z.string(), request_id: RequestId, expires_at: Timestamp, jti: z.string() }),
     z.object({ valid: z.literal(false), reason: z.string() }),
   ])
-  .meta({ description: 'Verdict of POST /gate/verify: signature, issuer, expiry, repo/ref globs and revocation.' });
+  .meta({ id: 'GateVerifyResponse', description: 'Verdict of POST /gate/verify: signature, issuer, expiry, repo/ref globs and revocation.' });
 export type GateVerifyResponse = z.infer<typeof GateVerifyResponse>;
 
 export const HealthResponse = z
@@ -307,7 +322,7 @@ export const HealthResponse = z
     telegram: z.enum(['disabled', 'starting', 'ok', 'degraded']),
     outbox_pending: z.number().int().nullable().meta({ description: 'Decision webhooks not yet delivered (pending or being sent)' }),
   })
-  .meta({ description: 'Health; HTTP 503 with status "degraded" when the database or Vault is down.' });
+  .meta({ id: 'HealthResponse', description: 'Health; HTTP 503 with status "degraded" when the database or Vault is down.' });
 export type HealthResponse = z.infer<typeof HealthResponse>;
 
 export const Jwks = z
@@ -316,7 +331,7 @@ export const Jwks = z
       z.object({ kty: z.literal('OKP'), crv: z.literal('Ed25519'), x: z.string(), kid: z.string(), use: z.literal('sig'), alg: z.literal('EdDSA') }),
     ),
   })
-  .meta({ description: 'Current and previous Ed25519 public keys (RFC 8037 OKP JWKs): gate credentials and decision webhook signatures.' });
+  .meta({ id: 'Jwks', description: 'Current and previous Ed25519 public keys (RFC 8037 OKP JWKs): gate credentials and decision webhook signatures.' });
 export type Jwks = z.infer<typeof Jwks>;
 
 const ERROR_CODE_NAMES = Object.keys(ERROR_CODES) as [ErrorCode, ...ErrorCode[]];
@@ -324,18 +339,22 @@ const ERROR_CODE_NAMES = Object.keys(ERROR_CODES) as [ErrorCode, ...ErrorCode[]]
 /** application/problem+json (RFC 9457), every error the broker answers with. */
 export const Problem = z
   .looseObject({
-    type: z.string().meta({ description: 'urn:jit-broker:problem:<code in kebab case>' }),
+    type: z.enum(ERROR_CODE_NAMES.map(problemType) as [string, ...string[]]).meta({ description: 'urn:jit-broker:problem:<code in kebab case>' }),
     title: z.string(),
     status: z.number().int(),
     detail: z.string().meta({ description: 'What went wrong, for a person; never a secret or a stack trace' }),
-    code: z.enum(ERROR_CODE_NAMES).meta({ description: 'Stable machine-readable code' }),
+    code: z.enum(ERROR_CODE_NAMES).meta({
+      description: 'Stable machine-readable code',
+      // Every code of the registry, with its status, title and problem type.
+      oneOf: ERROR_CODE_NAMES.map((c) => ({ const: c, title: ERROR_CODES[c].title, description: `HTTP ${ERROR_CODES[c].status}; type ${problemType(c)}` })),
+    }),
     request_id: z.string().optional().meta({ description: 'Same as the X-Request-Id header; the operator finds the log line by it' }),
     pair: z.string().optional().meta({ description: 'Policy refusals (400 INVALID_PATH, 403): the refused pair, "path:capability" or "repo:ref"' }),
   })
-  .meta({ description: 'An error (RFC 9457 problem details).' });
+  .meta({ id: 'Problem', description: 'An error (RFC 9457 problem details).' });
 export type Problem = z.infer<typeof Problem>;
 
 /** POST /telegram/webhook: a Telegram Update; the bot handles it (grammY), only update_id is checked here. */
 export const TelegramUpdate = z
   .looseObject({ update_id: z.number().int() })
-  .meta({ description: 'A Telegram Bot API Update object (https://core.telegram.org/bots/api#update).' });
+  .meta({ id: 'TelegramUpdate', description: 'A Telegram Bot API Update object (https://core.telegram.org/bots/api#update).' });
