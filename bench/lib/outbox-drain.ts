@@ -14,7 +14,8 @@ import { openDatabase } from '../../src/db/open.ts';
 import { systemClock } from '../../src/lib/clock.ts';
 import { createIdGenerator } from '../../src/lib/ids.ts';
 import { createLogger } from '../../src/lib/logger.ts';
-import { createDispatcher, createKeyRing, createOutboxSink, createOutboxStore, DEFAULT_CONCURRENCY } from '../../src/webhooks/index.ts';
+import { createKeyRing } from '../../src/keys/key-ring.ts';
+import { createDispatcher, createOutboxSink, createOutboxStore, DEFAULT_CONCURRENCY } from '../../src/webhooks/index.ts';
 
 export interface DrainResult {
   events: number;

@@ -2,7 +2,7 @@ import { createHash, verify as verifySignature, type KeyObject } from 'node:cryp
 import type { Db } from '../db/open.ts';
 import { canonicalJson } from '../lib/canonical-json.ts';
 import { publicKeyObject } from '../lib/ed25519-key.ts';
-import type { Jwks, Signer } from '../webhooks/keys.ts';
+import type { Jwks, Signer } from '../keys/key-ring.ts';
 import type { AuditEvent } from './audit-events.ts';
 
 export const GENESIS_HASH = '0'.repeat(64);

@@ -6,7 +6,7 @@ import type { Db } from '../db/open.ts';
 import type { Clock } from '../lib/clock.ts';
 import type { Logger } from '../lib/logger.ts';
 import { createAttempt, RELEASED } from './attempt.ts';
-import type { KeyRing } from './keys.ts';
+import type { KeyRing } from '../keys/key-ring.ts';
 import { createLeases } from './leases.ts';
 import { createOutcomeBatch, type Outcome } from './outcome-batch.ts';
 import { createOutboxStore, type OutboxRow } from './outbox.ts';

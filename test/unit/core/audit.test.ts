@@ -1,7 +1,7 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { AUDIT_FULL_PER_WINDOW, AUDIT_WINDOW_MS, createAuditLog, signAuditHead, verifyAuditChain } from '../../../src/broker/audit.ts';
 import { openDatabase, type Db } from '../../../src/db/open.ts';
-import { createKeyRing } from '../../../src/webhooks/keys.ts';
+import { createKeyRing } from '../../../src/keys/key-ring.ts';
 
 let db: Db;
 beforeEach(() => {
