@@ -10,7 +10,7 @@ import { createIdGenerator, type IdGenerator } from './lib/ids.ts';
 import type { Logger } from './lib/logger.ts';
 import { createMetrics, instrumentVault, metricsDecisionSink, type BrokerMetrics } from './metrics/index.ts';
 import type { VaultClient } from './vault/types.ts';
-import { createKeyRing, type KeyRing } from './webhooks/keys.ts';
+import { createKeyRing, type KeyRing } from './keys/key-ring.ts';
 
 export type { StorageDeps };
 

@@ -22,7 +22,7 @@ import { systemClock } from './lib/clock.ts';
 import { createIdGenerator } from './lib/ids.ts';
 import { createDispatcher, type Dispatcher } from './webhooks/dispatcher.ts';
 import { createMetrics } from './metrics/index.ts';
-import { KeyRingError, createKeyRing } from './webhooks/keys.ts';
+import { KeyRingError, createKeyRing } from './keys/key-ring.ts';
 import { createOutboxSink } from './webhooks/outbox.ts';
 
 export interface RunningBroker {

@@ -1,7 +1,8 @@
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { BrokerDeps } from './broker/deps.ts';
 import { BrokerError } from './broker/errors.ts';
-import { createApp, type AppEnv, type AppTelegram, type MountedRoute } from './http/app.ts';
+import { createApp, type MountedRoute } from './http/app.ts';
+import type { AppEnv, AppTelegram } from './http/env.ts';
 import { plainResponse, problemResponses } from './http/contract.ts';
 import { TELEGRAM_WEBHOOK_PATH } from './telegram/config.ts';
 import { TelegramUpdate } from './wire/schemas.ts';

@@ -14,7 +14,8 @@ import { openSqliteStorage } from '../../src/storage/sqlite/index.ts';
 import { systemClock } from '../../src/lib/clock.ts';
 import { createIdGenerator } from '../../src/lib/ids.ts';
 import { createLogger } from '../../src/lib/logger.ts';
-import { createDispatcher, createKeyRing, createOutboxSink, DEFAULT_CONCURRENCY } from '../../src/webhooks/index.ts';
+import { createKeyRing } from '../../src/keys/key-ring.ts';
+import { createDispatcher, createOutboxSink, DEFAULT_CONCURRENCY } from '../../src/webhooks/index.ts';
 
 export interface DrainResult {
   events: number;

@@ -1,7 +1,7 @@
 import type { Storage } from '../storage/storage.ts';
 import type { Clock } from '../lib/clock.ts';
 import type { Logger } from '../lib/logger.ts';
-import type { KeyRing } from '../webhooks/keys.ts';
+import type { KeyRing } from '../keys/key-ring.ts';
 import { signAuditHead, type AuditLog } from './audit.ts';
 import { RATE_WINDOW_MS } from './request-credential.ts';
 

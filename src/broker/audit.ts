@@ -1,7 +1,7 @@
 import { createHash, verify as verifySignature, type KeyObject } from 'node:crypto';
 import { canonicalJson } from '../lib/canonical-json.ts';
 import { publicKeyObject } from '../lib/ed25519-key.ts';
-import type { Jwks, Signer } from '../webhooks/keys.ts';
+import type { Jwks, Signer } from '../keys/key-ring.ts';
 import type { AuditRow } from '../storage/rows.ts';
 import type { Storage, Transaction } from '../storage/storage.ts';
 import type { AuditEvent } from './audit-events.ts';

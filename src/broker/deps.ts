@@ -5,7 +5,7 @@ import type { IdGenerator } from '../lib/ids.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { BrokerMetrics } from '../metrics/metrics.ts';
 import type { VaultClient } from '../vault/types.ts';
-import type { KeyRing } from '../webhooks/keys.ts';
+import type { KeyRing } from '../keys/key-ring.ts';
 import type { AgentStore } from './agents.ts';
 import type { AuditLog } from './audit.ts';
 import type { DecisionSink } from './events.ts';

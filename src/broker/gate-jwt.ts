@@ -1,6 +1,6 @@
 import { verify as verifySignature } from 'node:crypto';
 import { publicKeyObject } from '../lib/ed25519-key.ts';
-import type { Jwks, KeyRing } from '../webhooks/keys.ts';
+import type { Jwks, KeyRing } from '../keys/key-ring.ts';
 import { vaultGlobMatch } from './policy/glob.ts';
 
 /**

@@ -26,7 +26,7 @@ import { createLogger } from '../lib/logger.ts';
 import { createMetrics } from '../metrics/index.ts';
 import type { ApprovalBotStatus } from '../telegram/index.ts';
 import { startVaultClient, vaultClientFromConfig } from '../vault/from-config.ts';
-import { createKeyRing } from '../webhooks/keys.ts';
+import { createKeyRing } from '../keys/key-ring.ts';
 import { createOutboxSink } from '../webhooks/outbox.ts';
 import { createRpc, isIpcMessage, type ForwardedAnswer, type ForwardedUpdate, type IpcMessage } from './ipc.ts';
 

@@ -1,27 +1,17 @@
 import type { OpenAPIHono, RouteConfig } from '@hono/zod-openapi';
-import type { Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import type { Agent } from '../broker/agents.ts';
 import type { BrokerDeps } from '../broker/deps.ts';
 import { BrokerError } from '../broker/errors.ts';
-import type { Logger } from '../lib/logger.ts';
 import { pooledRandomBytes } from '../lib/random-pool.ts';
-import { declaredBodyLimit, MAX_BODY_BYTES, payloadTooLarge, readBodyText } from './body.ts';
+import { declaredBodyLimit, MAX_BODY_BYTES, payloadTooLarge } from './body.ts';
 import { contractRouter, route } from './contract.ts';
+import type { AppEnv, AppTelegram } from './env.ts';
 import { problemResponse } from './problem.ts';
+import { StorageBusyError } from '../storage/errors.ts';
 import { agentRoutes } from './routes/agent-routes.ts';
 import { metricsRoutes } from './routes/metrics-route.ts';
 import { openApiRoutes } from './routes/openapi-route.ts';
 import { publicRoutes } from './routes/public-routes.ts';
-
-/**
- * What the HTTP API needs of the approval bot (in an HTTP worker, a proxy to
- * the primary's bot): a nudge after a change, and its state for /healthz.
- */
-export interface AppTelegram {
-  kick(): unknown;
-  status(): { ready: boolean; lastError: unknown };
-}
 
 /**
  * A POST route the composition root mounts (the Telegram webhook): a Fetch
@@ -34,11 +24,6 @@ export interface MountedRoute {
   handler(request: Request): Response | Promise<Response>;
   contract: Omit<RouteConfig, 'method' | 'path'>;
 }
-
-export type AppEnv = { Variables: { requestId: string; log: Logger; agent: Agent } };
-
-export { MAX_BODY_BYTES } from './body.ts';
-import { StorageBusyError } from '../storage/errors.ts';
 
 /** The HTTP API. Handlers validate and call broker verbs; none writes SQL. */
 export interface AppOptions {
@@ -106,22 +91,4 @@ export function createApp(deps: BrokerDeps, opts: AppOptions = {}): OpenAPIHono<
     return problemResponse(c, new BrokerError('INTERNAL', 'internal error; the operator can find it in the broker log by X-Request-Id'));
   });
   return app;
-}
-
-/**
- * Reads a JSON body. Only `application/json` (or no content type) is
- * accepted; malformed JSON is a 400 that says so.
- */
-export async function readJson(c: Context): Promise<unknown> {
-  const type = c.req.header('content-type');
-  if (type && !/^application\/(?:[\w.+-]+\+)?json\b/i.test(type.trim())) {
-    throw new BrokerError('UNSUPPORTED_MEDIA_TYPE', `send the body as JSON with Content-Type: application/json (got "${type.slice(0, 80)}")`);
-  }
-  const text = await readBodyText(c);
-  if (text.trim() === '') throw new BrokerError('BAD_REQUEST', 'the request body is empty; send a JSON object');
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new BrokerError('BAD_REQUEST', `the request body is not valid JSON: ${(err as Error).message.slice(0, 200)}`);
-  }
 }

@@ -61,3 +61,21 @@ export async function readBodyText(c: Context): Promise<string> {
     if (incoming.readableEnded) onEnd();
   });
 }
+
+/**
+ * Reads a JSON body. Only `application/json` (or no content type) is
+ * accepted; malformed JSON is a 400 that says so.
+ */
+export async function readJson(c: Context): Promise<unknown> {
+  const type = c.req.header('content-type');
+  if (type && !/^application\/(?:[\w.+-]+\+)?json\b/i.test(type.trim())) {
+    throw new BrokerError('UNSUPPORTED_MEDIA_TYPE', `send the body as JSON with Content-Type: application/json (got "${type.slice(0, 80)}")`);
+  }
+  const text = await readBodyText(c);
+  if (text.trim() === '') throw new BrokerError('BAD_REQUEST', 'the request body is empty; send a JSON object');
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new BrokerError('BAD_REQUEST', `the request body is not valid JSON: ${(err as Error).message.slice(0, 200)}`);
+  }
+}

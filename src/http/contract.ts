@@ -4,7 +4,8 @@ import { z } from 'zod';
 import { BrokerError } from '../broker/errors.ts';
 import { ERROR_CODES, problemBody, type ErrorCode } from '../wire/error-codes.ts';
 import { Problem, describeZodError } from '../wire/schemas.ts';
-import { readJson, type AppEnv } from './app.ts';
+import { readJson } from './body.ts';
+import type { AppEnv } from './env.ts';
 
 /**
  * How a route declares its contract: each route file calls {@link route}

@@ -1,7 +1,7 @@
 import type { Config } from '../config/config.ts';
 import type { Clock } from '../lib/clock.ts';
 import { scrubSecrets, type Logger } from '../lib/logger.ts';
-import type { KeyRing } from './keys.ts';
+import type { KeyRing } from '../keys/key-ring.ts';
 import { hooksTokenOrigin, resolveTargetUrl, type OutboxRow } from './outbox.ts';
 import { renderEventBody, type EventFacts } from './payloads.ts';
 import { nextAttemptDelay, parseRetryAfter } from './retry.ts';

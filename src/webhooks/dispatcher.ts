@@ -7,7 +7,7 @@ import type { Storage } from '../storage/storage.ts';
 import type { Clock } from '../lib/clock.ts';
 import type { Logger } from '../lib/logger.ts';
 import { createAttempt, RELEASED } from './attempt.ts';
-import type { KeyRing } from './keys.ts';
+import type { KeyRing } from '../keys/key-ring.ts';
 import { createLeases } from './leases.ts';
 import { createOutcomeBatch, type Outcome } from './outcome-batch.ts';
 import type { OutboxRow } from './outbox.ts';

@@ -1,6 +1,4 @@
-/** Signed decision webhooks: key ring, Standard Webhooks signing, durable outbox and its dispatcher. */
-export { createKeyRing, parseSigningKey, keyId, publicJwk, KeyRingError, DEFAULT_KEY_GRACE_SECONDS, KEY_FILE_NAME, KEY_FILE_RECHECK_MS } from './keys.ts';
-export type { KeyRing, Signer, Jwks, OkpJwk, KeyInfo } from './keys.ts';
+/** Signed decision webhooks: Standard Webhooks signing, durable outbox and its dispatcher. */
 export { signWebhook, verifyWebhook, signedContent } from './sign.ts';
 export type { VerifyResult, WebhookHeaders } from './sign.ts';
 export { addressUnresolved, createOutboxSink, resolveTargetUrl, redactUrl } from './outbox.ts';

@@ -1,6 +1,6 @@
 import { verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { publicKeyObject } from '../lib/ed25519-key.ts';
-import type { Jwks, OkpJwk } from './keys.ts';
+import type { Jwks, OkpJwk } from '../keys/key-ring.ts';
 
 /** Anything that signs raw bytes with Ed25519 (the key ring's current key). */
 export interface ByteSigner {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDevVault, type DevVault } from '../../src/vault/dev/index.ts';
-import type { Jwks } from '../../src/webhooks/keys.ts';
+import type { Jwks } from '../../src/keys/key-ring.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../fakes/webhook-receiver.ts';
 import { freePort, killAllServe, spawnServe, until, type ServeProcess } from '../helpers/chaos-process.ts';
 import { figureLog } from '../helpers/chaos-report.ts';

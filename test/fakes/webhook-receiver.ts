@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import type { Jwks } from '../../src/webhooks/keys.ts';
+import type { Jwks } from '../../src/keys/key-ring.ts';
 import { verifyWebhook, type VerifyResult } from '../../src/webhooks/sign.ts';
 
 /** What the receiver does with one request; scripted answers are used in order, then the default. */

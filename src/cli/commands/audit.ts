@@ -2,7 +2,7 @@ import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { z } from 'zod';
 import type { Config } from '../../config/config.ts';
 import { auditEntries, verifyAuditChain } from '../../broker/audit.ts';
-import { KeyRingError, createKeyRing, type Jwks } from '../../webhooks/keys.ts';
+import { KeyRingError, createKeyRing, type Jwks } from '../../keys/key-ring.ts';
 import { openCliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
 import { UsageError, parseCommandArgs } from '../args.ts';

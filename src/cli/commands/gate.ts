@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { verifyGateJwt } from '../../broker/gate-jwt.ts';
 import { formatDuration, parseDurationSeconds } from '../../lib/duration.ts';
 import { inertText, isPrintableAsciiWord } from '../../lib/inert-text.ts';
-import type { Jwks, OkpJwk } from '../../webhooks/keys.ts';
+import type { Jwks, OkpJwk } from '../../keys/key-ring.ts';
 import { UsageError, parseCommandArgs } from '../args.ts';
 import { requestJson } from '../http-json.ts';
 import type { CliIo } from '../io.ts';

@@ -1,7 +1,7 @@
 import { commitRevocationsIn } from '../../broker/revoke.ts';
 import { systemClock } from '../../lib/clock.ts';
 import { formatDuration } from '../../lib/duration.ts';
-import { createKeyRing, DEFAULT_KEY_GRACE_SECONDS, KeyRingError } from '../../webhooks/keys.ts';
+import { createKeyRing, DEFAULT_KEY_GRACE_SECONDS, KeyRingError } from '../../keys/key-ring.ts';
 import { openCliContext } from '../context.ts';
 import type { CliIo } from '../io.ts';
 import { CLI_ACTOR } from '../operator.ts';

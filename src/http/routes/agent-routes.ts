@@ -10,7 +10,7 @@ import { CredentialRequestBody, IdempotencyKey, IssuedResponse, PendingResponse,
 import { requestView } from '../../broker/view.ts';
 import { isId } from '../../lib/ids.ts';
 import { getConnInfo } from '@hono/node-server/conninfo';
-import type { AppEnv } from '../app.ts';
+import type { AppEnv } from '../env.ts';
 import { createAuthFailureAuditor } from '../auth-failure-audit.ts';
 import { AGENT_ERRORS, BEARER, BODY_ERRORS, contractRouter, jsonResponse, problemResponses, route } from '../contract.ts';
 

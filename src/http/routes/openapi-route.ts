@@ -1,7 +1,7 @@
 import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import { packageVersion } from '../../lib/package-version.ts';
 import { DecisionEvent, OpenClawAgentBody } from '../../wire/events.ts';
-import type { AppEnv } from '../app.ts';
+import type { AppEnv } from '../env.ts';
 import { MAX_BODY_BYTES } from '../body.ts';
 import { plainResponse, route } from '../contract.ts';
 

@@ -2,7 +2,7 @@ import { createRoute } from '@hono/zod-openapi';
 import type { BrokerDeps } from '../../broker/deps.ts';
 import { verifyGateCredential } from '../../broker/gate-credential.ts';
 import { GateVerifyBody, GateVerifyResponse, HealthResponse, Jwks } from '../../wire/schemas.ts';
-import type { AppTelegram } from '../app.ts';
+import type { AppTelegram } from '../env.ts';
 import { BODY_ERRORS, contractRouter, jsonResponse, problemResponses, route } from '../contract.ts';
 
 /** How long a cache may keep the JWKS: a revoked key leaves HTTP caches within a minute. */

@@ -3,7 +3,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KEY_FILE_NAME, createKeyRing } from '../../../src/webhooks/keys.ts';
+import { KEY_FILE_NAME, createKeyRing } from '../../../src/keys/key-ring.ts';
 import { startHarness } from '../../helpers/broker-harness.ts';
 import { runJit } from '../../helpers/cli.ts';
 

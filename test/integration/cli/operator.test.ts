@@ -3,7 +3,7 @@ import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDevVault, type DevVault } from '../../../src/vault/dev/index.ts';
-import type { Jwks } from '../../../src/webhooks/keys.ts';
+import type { Jwks } from '../../../src/keys/key-ring.ts';
 import { startTelegramEmulator, type TelegramEmulator } from '../../fakes/telegram-emulator/index.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../../fakes/webhook-receiver.ts';
 import { until } from '../../helpers/chaos-process.ts';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../../src/storage/sqlite/open.ts';
-import type { Jwks } from '../../../src/webhooks/keys.ts';
+import type { Jwks } from '../../../src/keys/key-ring.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../../fakes/webhook-receiver.ts';
 import { runJit, startJitServe } from '../../helpers/cli.ts';
 import { until } from '../webhooks/setup.ts';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import NodeVault from 'node-vault';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Jwks } from '../../../src/webhooks/keys.ts';
+import type { Jwks } from '../../../src/keys/key-ring.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../../fakes/webhook-receiver.ts';
 import { until } from '../../helpers/chaos-process.ts';
 import { CLUSTER_ROOT_TOKEN, startClusterBroker, type ClusterBroker } from '../../helpers/cluster.ts';

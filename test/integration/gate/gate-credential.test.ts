@@ -3,7 +3,7 @@ import { createLocalJWKSet, jwtVerify } from 'jose';
 import { createHmac } from 'node:crypto';
 import { decideRequest } from '../../../src/broker/decide.ts';
 import { signGateJwt } from '../../../src/broker/gate-jwt.ts';
-import { createKeyRing } from '../../../src/webhooks/keys.ts';
+import { createKeyRing } from '../../../src/keys/key-ring.ts';
 import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
 
 let h: Harness;

@@ -5,7 +5,7 @@ import type { CliIo } from '../../../src/cli/io.ts';
 import { keysCommand } from '../../../src/cli/commands/keys.ts';
 import { webhooksCommand } from '../../../src/cli/commands/webhooks.ts';
 import { UsageError } from '../../../src/cli/args.ts';
-import { createKeyRing, KEY_FILE_RECHECK_MS } from '../../../src/webhooks/keys.ts';
+import { createKeyRing, KEY_FILE_RECHECK_MS } from '../../../src/keys/key-ring.ts';
 import { DEFAULT_RETRY_SCHEDULE_MS } from '../../../src/webhooks/retry.ts';
 import { loadConfig } from '../../../src/config/config.ts';
 import { recordServiceSettings } from '../../../src/config/service-settings.ts';

@@ -10,7 +10,7 @@ import type { Storage } from '../../../src/storage/storage.ts';
 import { ManualClock } from '../../../src/lib/clock.ts';
 import { createIdGenerator } from '../../../src/lib/ids.ts';
 import { createDispatcher, type DispatcherDeps } from '../../../src/webhooks/dispatcher.ts';
-import { createKeyRing, type KeyRing } from '../../../src/webhooks/keys.ts';
+import { createKeyRing, type KeyRing } from '../../../src/keys/key-ring.ts';
 import { createOutboxSink, type OutboxRow } from '../../../src/webhooks/outbox.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../../fakes/webhook-receiver.ts';
 import { until as untilEvent } from '../../helpers/chaos-process.ts';

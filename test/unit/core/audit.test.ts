@@ -2,7 +2,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { AUDIT_FULL_PER_WINDOW, AUDIT_WINDOW_MS, createAuditLog, signAuditHead, verifyAuditChain, type AuditEntry, type AuditLog } from '../../../src/broker/audit.ts';
 import { openSqliteStorage, sqliteDatabase, type Db } from '../../../src/storage/sqlite/index.ts';
 import type { Storage, Transaction } from '../../../src/storage/storage.ts';
-import { createKeyRing } from '../../../src/webhooks/keys.ts';
+import { createKeyRing } from '../../../src/keys/key-ring.ts';
 
 let storage: Storage;
 let db: Db;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../../src/lib/clock.ts';
 import { createAttempt, RELEASED, type Settled } from '../../../src/webhooks/attempt.ts';
-import { createKeyRing } from '../../../src/webhooks/keys.ts';
+import { createKeyRing } from '../../../src/keys/key-ring.ts';
 import type { OutboxRow } from '../../../src/webhooks/outbox.ts';
 import type { Transport, TransportRequest, TransportResponse } from '../../../src/webhooks/transport.ts';
 import { HOOKS_TOKEN, captureLogger, testConfig } from './helpers.ts';

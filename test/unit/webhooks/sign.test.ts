@@ -1,7 +1,7 @@
 import * as ed from '@noble/ed25519';
 import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { createKeyRing, publicJwk, type Jwks } from '../../../src/webhooks/keys.ts';
+import { createKeyRing, publicJwk, type Jwks } from '../../../src/keys/key-ring.ts';
 import { signWebhook, verifyWebhook, type WebhookHeaders } from '../../../src/webhooks/sign.ts';
 
 const ring = createKeyRing({ config: { dbPath: ':memory:' } });

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../src/config/config.ts';
 import { ManualClock } from '../../../src/lib/clock.ts';
-import { createKeyRing, KEY_FILE_RECHECK_MS, keyId, KeyRingError, parseSigningKey } from '../../../src/webhooks/keys.ts';
+import { createKeyRing, KEY_FILE_RECHECK_MS, keyId, KeyRingError, parseSigningKey } from '../../../src/keys/key-ring.ts';
 import { signWebhook, verifyWebhook } from '../../../src/webhooks/sign.ts';
 
 const DAY = 86_400_000;

@@ -1,40 +1,13 @@
 import * as ed from '@noble/ed25519';
-import { createHash, randomBytes } from 'node:crypto';
-import {
-  chmodSync,
-  closeSync,
-  fsyncSync,
-  linkSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  statSync,
-  unlinkSync,
-  writeSync,
-  type Stats,
-} from 'node:fs';
 import { dirname, join } from 'node:path';
-import { z } from 'zod';
 import { ConfigError, type Config } from '../config/config.ts';
 import { systemClock, type Clock } from '../lib/clock.ts';
+import { KEY_FILE_NAME, KEY_FILE_RECHECK_MS, KeyFileRace, KeyRingError, keyId, openKeyFile, type KeyEntry, type KeyFile, type KeyRingLog } from './key-file.ts';
 
-// @noble/ed25519 v3 ships only async hashing; wire node's SHA-512 so the
-// synchronous sign()/getPublicKey() work (sign() runs inside request paths
-// that must stay synchronous, e.g. JWT minting in a transaction).
-ed.hashes.sha512 = (message) => new Uint8Array(createHash('sha512').update(message).digest());
+export { KEY_FILE_NAME, KEY_FILE_RECHECK_MS, KeyRingError, keyId, type KeyRingLog } from './key-file.ts';
 
 /** Retired public keys stay in the JWKS this long after a rotation. */
 export const DEFAULT_KEY_GRACE_SECONDS = 7 * 24 * 3600;
-
-/**
- * A running ring looks at its key file (one `stat`) at most this often, so a
- * rotation by `jit keys rotate` in another process takes effect within it.
- */
-export const KEY_FILE_RECHECK_MS = 1_000;
-
-/** Name of the key file, placed next to the SQLite database. */
-export const KEY_FILE_NAME = 'signing-keys.json';
 
 /** An Ed25519 public key as a JWK (RFC 8037), as served in `/.well-known/jwks.json`. */
 export interface OkpJwk {
@@ -102,42 +75,6 @@ export interface KeyRing {
   readonly location: string;
 }
 
-/** Minimal logging surface, satisfied by the pino logger. */
-export interface KeyRingLog {
-  warn(obj: object, msg: string): void;
-  info(obj: object, msg: string): void;
-}
-
-export class KeyRingError extends Error {
-  override name = 'KeyRingError';
-}
-
-/** Another process created the key file between our read and our write. */
-class KeyFileRace extends Error {}
-
-const b64url32 = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'must be 32 bytes, base64url');
-const KeyEntrySchema = z
-  .object({
-    kid: z.string().min(8).max(64),
-    x: b64url32,
-    /** The seed; present only on the current key of source `generated`. */
-    d: b64url32.optional(),
-    source: z.enum(['generated', 'env']),
-    created_at: z.iso.datetime(),
-    retired_at: z.iso.datetime().optional(),
-    /** Set by `jit keys revoke`: never published, never current again, never pruned. */
-    revoked_at: z.iso.datetime().optional(),
-  })
-  .strict();
-const KeyFileSchema = z.object({ version: z.literal(1), keys: z.array(KeyEntrySchema).max(1000) }).strict();
-type KeyEntry = z.infer<typeof KeyEntrySchema>;
-type KeyFile = z.infer<typeof KeyFileSchema>;
-
-/** Deterministic key id: base64url of the first 12 bytes of SHA-256 of the raw public key. */
-export function keyId(publicKey: Uint8Array): string {
-  return createHash('sha256').update(publicKey).digest().subarray(0, 12).toString('base64url');
-}
-
 export function publicJwk(publicKey: Uint8Array): OkpJwk {
   return { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(publicKey).toString('base64url'), kid: keyId(publicKey), use: 'sig', alg: 'EdDSA' };
 }
@@ -174,7 +111,9 @@ interface LiveKey {
 }
 
 /**
- * The broker's Ed25519 signing keys.
+ * The broker's Ed25519 signing keys: the current signer, the JWKS, rotation,
+ * revocation and the grace period. The key file itself (reading, atomic
+ * writes, modes, watching for changes) is ./key-file.ts.
  *
  * Security decisions:
  * - Private keys never go into SQLite. A generated key lives in a key file
@@ -214,15 +153,12 @@ export function createKeyRing(deps: {
   const graceMs = (deps.graceSeconds ?? DEFAULT_KEY_GRACE_SECONDS) * 1000;
   const path = deps.keyFile ?? (deps.config.dbPath === ':memory:' ? undefined : join(dirname(deps.config.dbPath), KEY_FILE_NAME));
   const envSeed = deps.config.signingKey ? parseSigningKey(deps.config.signingKey) : undefined;
+  const keyFile = path ? openKeyFile({ path, clock, log: deps.log, optional: envSeed !== undefined, recheckMs: deps.recheckMs }) : undefined;
 
-  const recheckMs = deps.recheckMs ?? KEY_FILE_RECHECK_MS;
   let file: KeyFile = { version: 1, keys: [] };
   let live: LiveKey | undefined;
   /** The Signer of `live`, made once per key. */
   let signer: Signer | undefined;
-  let stamp = '';
-  /** When the key file was last found unchanged (ring clock); -Infinity: check on the next use. */
-  let checkedAt = -Infinity;
 
   const iso = (ms: number) => new Date(ms).toISOString();
   const ms = (s: string) => Date.parse(s);
@@ -267,101 +203,9 @@ export function createKeyRing(deps: {
     return { version: 1, keys: f.keys.filter((k) => !k.retired_at || k.revoked_at || ms(k.retired_at) + graceMs > now) };
   }
 
-  function validate(f: KeyFile, where: string): void {
-    const current = f.keys.filter((k) => !k.retired_at);
-    if (current.length > 1) throw new KeyRingError(`${where}: more than one current key`);
-    for (const k of f.keys) {
-      if (k.revoked_at && !k.retired_at) throw new KeyRingError(`${where}: revoked key ${k.kid} is marked current`);
-      const pub = Buffer.from(k.x, 'base64url');
-      if (keyId(pub) !== k.kid) throw new KeyRingError(`${where}: key ${k.kid} does not match its public key`);
-      if (k.d !== undefined) {
-        if (k.retired_at) throw new KeyRingError(`${where}: retired key ${k.kid} still holds a private key`);
-        if (!Buffer.from(ed.getPublicKey(Buffer.from(k.d, 'base64url'))).equals(pub)) {
-          throw new KeyRingError(`${where}: private key of ${k.kid} does not match its public key`);
-        }
-      } else if (!k.retired_at && k.source === 'generated') {
-        throw new KeyRingError(`${where}: current key ${k.kid} has no private key`);
-      }
-    }
-  }
-
-  function statStamp(st: Stats): string {
-    return `${st.ino}:${st.size}:${st.mtimeMs}`;
-  }
-
-  function readFile(): KeyFile | undefined {
-    if (!path) return undefined;
-    let text: string;
-    let st: Stats;
-    try {
-      st = statSync(path);
-      text = readFileSync(path, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      if (envSeed) return undefined; // the history is optional when the key itself comes from the environment
-      throw new KeyRingError(`cannot read signing key file ${path}: ${(err as Error).message}`);
-    }
-    if ((st.mode & 0o077) !== 0) {
-      chmodSync(path, 0o600);
-      deps.log?.warn({ path, mode: (st.mode & 0o777).toString(8) }, 'signing key file was readable by others; permissions reset to 0600');
-    }
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      throw new KeyRingError(`signing key file ${path} is not valid JSON; restore it from a backup or remove it to generate a new key`);
-    }
-    const result = KeyFileSchema.safeParse(parsed);
-    if (!result.success) {
-      const issue = result.error.issues[0]!;
-      throw new KeyRingError(`signing key file ${path} is invalid at ${issue.path.join('.') || '(root)'}: ${issue.message}`);
-    }
-    validate(result.data, `signing key file ${path}`);
-    stamp = statStamp(statSync(path));
-    return result.data;
-  }
-
-  /** Atomic write: temp file (0600) + fsync + rename; `createOnly` fails with EEXIST instead of replacing. */
-  function writeFile(f: KeyFile, createOnly = false): void {
-    if (!path) return;
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-    const fd = openSync(tmp, 'wx', 0o600);
-    try {
-      writeSync(fd, `${JSON.stringify(f, null, 2)}\n`);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    try {
-      if (createOnly) {
-        linkSync(tmp, path);
-        unlinkSync(tmp);
-      } else {
-        renameSync(tmp, path);
-      }
-    } catch (err) {
-      try {
-        unlinkSync(tmp);
-      } catch {
-        /* already gone */
-      }
-      if (createOnly && (err as NodeJS.ErrnoException).code === 'EEXIST') throw new KeyFileRace();
-      throw err;
-    }
-    try {
-      const dirFd = openSync(dirname(path), 'r');
-      fsyncSync(dirFd);
-      closeSync(dirFd);
-    } catch {
-      /* best effort: not every filesystem allows fsync on a directory */
-    }
-    stamp = statStamp(statSync(path));
-  }
-
   /** Brings `file`/`live` in line with the file on disk and the environment, writing back what changed. */
   function load(): void {
-    const existed = readFile();
+    const existed = keyFile?.read();
     let f = existed ?? { version: 1 as const, keys: [] };
     let changed = false;
     const current = f.keys.find((k) => !k.retired_at);
@@ -389,9 +233,9 @@ export function createKeyRing(deps: {
     const pruned = prune(f);
     if (pruned.keys.length !== f.keys.length) changed = true;
     f = pruned;
-    if (changed && path && !deps.readOnly) {
+    if (changed && keyFile && !deps.readOnly) {
       try {
-        writeFile(f, existed === undefined);
+        keyFile.write(f, existed === undefined);
       } catch (err) {
         if (err instanceof KeyFileRace) {
           // Another process (the service or a CLI) created the file first: use its key.
@@ -400,7 +244,7 @@ export function createKeyRing(deps: {
         if (!envSeed) throw new KeyRingError(`cannot write signing key file ${path}: ${(err as Error).message}`);
         // With JIT_SIGNING_KEY the file only keeps public-key history for the JWKS; losing that is not fatal.
         deps.log?.warn({ path, err: (err as Error).message }, 'could not record the signing key history; previous keys may drop out of the JWKS early');
-        stamp = diskStamp(); // do not retry (and warn) on every signature
+        keyFile.markSeen(); // do not retry (and warn) on every signature
       }
     }
     file = f;
@@ -413,27 +257,13 @@ export function createKeyRing(deps: {
 
   /** Before a write: takes the key file as it is on disk now (another process may have changed it). */
   function rereadFile(): void {
-    if (!path) return;
-    const onDisk = readFile();
+    const onDisk = keyFile?.read();
     if (onDisk) file = onDisk;
   }
 
-  /** The file's identity on disk, or '' when it does not exist. */
-  function diskStamp(): string {
-    try {
-      return statStamp(statSync(path!));
-    } catch {
-      return '';
-    }
-  }
-
-  /** Re-reads the key file if another process changed it; looks (one stat) at most every `recheckMs`. */
+  /** Re-reads the key file if another process changed it (./key-file.ts decides how often to look). */
   function refresh(): void {
-    if (!path) return;
-    const now = clock.now();
-    if (now >= checkedAt && now - checkedAt < recheckMs) return;
-    if (diskStamp() !== stamp) load(); // throws on a bad file: checkedAt stays, so the next use looks again
-    checkedAt = now;
+    keyFile?.whenChanged(load);
   }
 
   load();
@@ -463,7 +293,7 @@ export function createKeyRing(deps: {
       rereadFile();
       const retiredKid = file.keys.find((k) => !k.retired_at)?.kid ?? '-';
       const f = prune(withNewCurrent(file));
-      if (path) writeFile(f);
+      keyFile?.write(f);
       file = f;
       setLive(f.keys[0]!);
       deps.log?.info({ kid: live!.kid, retired: retiredKid }, 'signing key rotated');
@@ -503,7 +333,7 @@ export function createKeyRing(deps: {
         version: 1,
         keys: f.keys.map((k) => (k.kid === kid ? { kid: k.kid, x: k.x, source: k.source, created_at: k.created_at, retired_at: k.retired_at ?? now, revoked_at: now } : k)),
       });
-      if (path) writeFile(f);
+      keyFile?.write(f);
       file = f;
       setLive(f.keys.find((k) => !k.retired_at));
       deps.log?.info({ kid, ...(rotated ? { current: live?.kid } : {}) }, 'signing key revoked');

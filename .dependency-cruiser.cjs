@@ -1,0 +1,87 @@
+/**
+ * The arrows allowed between the folders of src/ (docs/architecture.md, "Allowed arrows").
+ * Checked by `npm run lint:arch` (scripts/lint-arch.mjs) and by test/arch/arch.test.ts in `npm test`.
+ * Paths are relative to the checked root, so the same rules run on test/arch/fixtures/.
+ *
+ * Type-only imports count (tsPreCompilationDeps): a type import is still an arrow a reader must follow,
+ * and a cycle through types is a cycle in the design.
+ */
+
+/** The adapters: each calls the broker, none calls another. console/ is the operator console to come. */
+const OTHER_ADAPTERS = 'telegram|webhooks|http|console|mcp';
+const ADAPTERS = `${OTHER_ADAPTERS}|cli`;
+
+/** The composition root's files: every file directly in src/ (main.ts, create-deps.ts, …). */
+const COMPOSITION_FILES = '^src/[^/]+$';
+
+module.exports = {
+  forbidden: [
+    {
+      name: 'no-circular',
+      severity: 'error',
+      comment: 'An import cycle in src/. Move what both sides share into a small module of its own.',
+      from: { path: '^src/' },
+      to: { circular: true },
+    },
+    {
+      name: 'broker-imports-no-adapter',
+      severity: 'error',
+      comment:
+        'src/broker is the core: adapters (HTTP, Telegram, CLI, webhooks, MCP, console) and the composition root ' +
+        '(the files directly in src/: create-deps.ts, main.ts, …; and cluster/) call it, never the other way. ' +
+        'Pass what the broker needs through BrokerDeps; a type both sides need belongs in src/broker.',
+      from: { path: '^src/broker/' },
+      to: { path: [`^src/(${ADAPTERS}|cluster)/`, COMPOSITION_FILES] },
+    },
+    {
+      name: 'adapters-do-not-import-each-other',
+      severity: 'error',
+      comment:
+        'Adapters call the broker, not each other. Shared pieces go to src/broker (verbs, errors), src/keys, ' +
+        'src/lib, or src/client (the agent-side library that cli/ and mcp/ share); the composition root ' +
+        '(create-deps.ts, main.ts, cluster/) wires adapters together.',
+      from: { path: `^src/(${OTHER_ADAPTERS})/` },
+      to: { path: `^src/(${ADAPTERS})/`, pathNot: '^src/$1/' },
+    },
+    {
+      name: 'cli-imports-no-other-adapter',
+      severity: 'error',
+      comment:
+        'The same rule for src/cli, with two exceptions. The webhook outbox module: `jit webhooks list|retry` and ' +
+        '`jit requests show` are the operator tools over the outbox, and cli/context.ts (the composition root of the ' +
+        'offline deciding commands, as create-deps.ts is of the service) wires the outbox decision sink. And `jit mcp` ' +
+        'starts the MCP server from its entry, mcp/server.ts, as `jit serve` starts the service from main.ts. Nothing ' +
+        'else of webhooks/ or mcp/, and nothing of http/, telegram/ or console/.',
+      from: { path: '^src/cli/' },
+      to: { path: `^src/(${OTHER_ADAPTERS})/`, pathNot: ['^src/webhooks/outbox\\.ts$', '^src/mcp/server\\.ts$'] },
+    },
+    {
+      name: 'keys-are-shared-not-an-adapter',
+      severity: 'error',
+      comment: 'src/keys (the signing key ring) is used by the broker and the adapters alike, so it imports neither.',
+      from: { path: '^src/keys/' },
+      to: { path: [`^src/(${ADAPTERS}|broker|cluster|storage)/`, COMPOSITION_FILES] },
+    },
+    {
+      name: 'wire-is-zod-only',
+      severity: 'error',
+      comment:
+        'src/wire holds the wire schemas shared by the routes and the agent side: it imports zod, src/lib and itself, ' +
+        'nothing else (no Hono, no broker), so a client can load it alone.',
+      from: { path: '^src/wire/' },
+      to: { dependencyTypesNot: ['core'], pathNot: ['^src/(wire|lib)/', '(^|/)node_modules/zod/'] },
+    },
+    {
+      name: 'better-sqlite3-only-in-storage',
+      severity: 'error',
+      comment: 'Only src/storage/ touches the database driver; everything else goes through the storage interface.',
+      from: { path: '^src/', pathNot: '^src/storage/' },
+      to: { path: '(^|/)better-sqlite3(/|$)' },
+    },
+  ],
+  options: {
+    tsPreCompilationDeps: true,
+    doNotFollow: { path: 'node_modules' },
+    moduleSystems: ['es6', 'cjs'],
+  },
+};
