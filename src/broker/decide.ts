@@ -54,7 +54,7 @@ export type DecideDeps = StorageDeps & { policies?: Pick<PolicyStore, 'current'>
 
 /**
  * Applies one approver's decision to a pending request, exactly once. The
- * whole thing is one SQLite transaction with a conditional update, so any
+ * whole thing is one storage transaction with a conditional update, so any
  * number of taps, bots, CLIs or restarts racing on the same request produce
  * one outcome; everyone else is told it was already decided.
  *
@@ -84,112 +84,110 @@ function checkInput(deps: DecideDeps, input: DecisionInput): void {
 export async function decideIn(tx: Transaction, deps: DecideDeps, requestId: string, input: DecisionInput): Promise<DecideOutcome> {
   checkInput(deps, input);
   const { audit, clock, config } = deps;
-  {
-    const now = clock.now();
-    const request = await tx.requests.get(requestId);
-    if (!request) throw new BrokerError('NOT_FOUND', `request ${requestId} not found`);
-    if (request.status !== 'pending') {
-      await audit.append(tx, { event: 'vote.ignored', actor: input.approver, requestId, data: { decision: input.decision, status: request.status } }, now);
-      return { outcome: 'already_decided', request, status: request.status, decidedBy: request.decided_by };
-    }
-    if (request.approval_expires_at !== null && request.approval_expires_at <= now) {
-      // The deadline passed before the sweep noticed: time it out now rather than approve late.
-      await timeOut(deps, tx, requestId, now, { late_vote_by: input.approver });
-      const timedOut = (await tx.requests.get(requestId))!;
-      return { outcome: 'already_decided', request: timedOut, status: 'timed_out', decidedBy: 'timeout' };
-    }
+  const now = clock.now();
+  const request = await tx.requests.get(requestId);
+  if (!request) throw new BrokerError('NOT_FOUND', `request ${requestId} not found`);
+  if (request.status !== 'pending') {
+    await audit.append(tx, { event: 'vote.ignored', actor: input.approver, requestId, data: { decision: input.decision, status: request.status } }, now);
+    return { outcome: 'already_decided', request, status: request.status, decidedBy: request.decided_by };
+  }
+  if (request.approval_expires_at !== null && request.approval_expires_at <= now) {
+    // The deadline passed before the sweep noticed: time it out now rather than approve late.
+    await timeOut(deps, tx, requestId, now, { late_vote_by: input.approver });
+    const timedOut = (await tx.requests.get(requestId))!;
+    return { outcome: 'already_decided', request: timedOut, status: 'timed_out', decidedBy: 'timeout' };
+  }
 
-    const needed = request.required_tier === 3 ? config.tier3Quorum : 1;
-    if (await tx.votes.has(requestId, input.approver)) {
-      await audit.append(tx, { event: 'vote.duplicate', actor: input.approver, requestId, data: { decision: input.decision } }, now);
-      return { outcome: 'already_voted', request, approvals: await tx.votes.countApprovals(requestId), needed };
-    }
+  const needed = request.required_tier === 3 ? config.tier3Quorum : 1;
+  if (await tx.votes.has(requestId, input.approver)) {
+    await audit.append(tx, { event: 'vote.duplicate', actor: input.approver, requestId, data: { decision: input.decision } }, now);
+    return { outcome: 'already_voted', request, approvals: await tx.votes.countApprovals(requestId), needed };
+  }
 
-    let grant: Grant | undefined;
-    let ceiling: Grant | undefined;
-    const requested = requestedGrant(request);
-    if (input.decision === 'approve') {
-      const earlier = await tx.votes.approvals(requestId);
-      ceiling = ceilingOf(requested, earlier);
-      const refuse = async (code: ErrorCode, message: string): Promise<DecideOutcome> => {
-        await audit.append(tx, { event: 'approval.refused', actor: input.approver, requestId, data: { code, message, ...(input.narrowing ? { narrowing: input.narrowing } : {}) } }, now);
-        return { outcome: 'refused', request, code, message };
-      };
-      if (isEmptyNarrowing(input.narrowing)) {
-        grant = ceiling;
-      } else {
-        const narrowed = applyNarrowing(requested, ceiling, input.narrowing!);
-        if (!narrowed.ok) return refuse('BAD_REQUEST', narrowed.message);
-        grant = narrowed.grant;
-      }
-      if (deps.policies) {
-        const checked = checkGrantAgainstPolicy(deps.policies.current(), request, grant);
-        if (!checked.ok) return refuse(checked.code, checked.message);
-        grant = checked.grant;
-      }
+  let grant: Grant | undefined;
+  let ceiling: Grant | undefined;
+  const requested = requestedGrant(request);
+  if (input.decision === 'approve') {
+    const earlier = await tx.votes.approvals(requestId);
+    ceiling = ceilingOf(requested, earlier);
+    const refuse = async (code: ErrorCode, message: string): Promise<DecideOutcome> => {
+      await audit.append(tx, { event: 'approval.refused', actor: input.approver, requestId, data: { code, message, ...(input.narrowing ? { narrowing: input.narrowing } : {}) } }, now);
+      return { outcome: 'refused', request, code, message };
+    };
+    if (isEmptyNarrowing(input.narrowing)) {
+      grant = ceiling;
+    } else {
+      const narrowed = applyNarrowing(requested, ceiling, input.narrowing!);
+      if (!narrowed.ok) return refuse('BAD_REQUEST', narrowed.message);
+      grant = narrowed.grant;
     }
+    if (deps.policies) {
+      const checked = checkGrantAgainstPolicy(deps.policies.current(), request, grant);
+      if (!checked.ok) return refuse(checked.code, checked.message);
+      grant = checked.grant;
+    }
+  }
 
-    const inserted = await tx.votes.insert({
-      request_id: requestId,
-      approver: input.approver,
-      decision: input.decision,
-      reason: input.reason ?? null,
-      at: now,
-      grant_scope: grant ? JSON.stringify(scopeOf(grant)) : null,
-      grant_ttl_seconds: grant?.ttl_seconds ?? null,
-    });
-    if (!inserted) throw new Error('a vote appeared inside its own transaction');
-    const approvals = await tx.votes.countApprovals(requestId);
-    const narrowedNow = grant !== undefined && ceiling !== undefined && !sameGrant(grant, ceiling);
+  const inserted = await tx.votes.insert({
+    request_id: requestId,
+    approver: input.approver,
+    decision: input.decision,
+    reason: input.reason ?? null,
+    at: now,
+    grant_scope: grant ? JSON.stringify(scopeOf(grant)) : null,
+    grant_ttl_seconds: grant?.ttl_seconds ?? null,
+  });
+  if (!inserted) throw new Error('a vote appeared inside its own transaction');
+  const approvals = await tx.votes.countApprovals(requestId);
+  const narrowedNow = grant !== undefined && ceiling !== undefined && !sameGrant(grant, ceiling);
+  await audit.append(
+    tx,
+    {
+      event: 'vote.cast',
+      actor: input.approver,
+      requestId,
+      data: { decision: input.decision, reason: input.reason, tier: request.required_tier, ...(grant && !sameGrant(grant, requested) ? { grant: grantJson(grant) } : {}) },
+    },
+    now,
+  );
+  if (narrowedNow) {
     await audit.append(
       tx,
       {
-        event: 'vote.cast',
+        event: 'grant.narrowed',
         actor: input.approver,
         requestId,
-        data: { decision: input.decision, reason: input.reason, tier: request.required_tier, ...(grant && !sameGrant(grant, requested) ? { grant: grantJson(grant) } : {}) },
+        data: { from: grantJson(ceiling!), to: grantJson(grant!), dropped: differenceJson(grantDifference(ceiling!, grant!)), ...(input.narrowing ? { narrowing: input.narrowing } : {}) },
       },
       now,
     );
-    if (narrowedNow) {
-      await audit.append(
-        tx,
-        {
-          event: 'grant.narrowed',
-          actor: input.approver,
-          requestId,
-          data: { from: grantJson(ceiling!), to: grantJson(grant!), dropped: differenceJson(grantDifference(ceiling!, grant!)), ...(input.narrowing ? { narrowing: input.narrowing } : {}) },
-        },
-        now,
-      );
-    }
-
-    const narrowed = grant !== undefined && !sameGrant(grant, requested);
-    if (input.decision === 'approve' && approvals < needed) {
-      return { outcome: 'vote_recorded', request, approvals, needed, grant: grant!, narrowed };
-    }
-    const to = input.decision === 'approve' ? 'approved' : 'denied';
-    const approvers =
-      to === 'approved'
-        ? (await tx.votes.approvals(requestId)).map((v) => v.approver).join(', ')
-        : input.approver;
-    if (grant && !(await tx.requests.setGrant(requestId, JSON.stringify(scopeOf(grant)), grant.ttl_seconds))) throw new Error('pending request changed inside its own transaction');
-    const decision: DecisionRecord = {
-      decidedBy: approvers,
-      reason: input.reason,
-      actor: input.approver,
-      data: {
-        approvers,
-        reason: input.reason,
-        tier: request.required_tier,
-        ...(grant ? { granted: grantJson(grant), narrowed } : {}),
-        ...(grant && narrowed ? { dropped: differenceJson(grantDifference(requested, grant)) } : {}),
-      },
-    };
-    const changed =
-      to === 'approved' ? await approve(deps, tx, requestId, now, { ...decision, claimExpiresAt: now + config.claimWindowSeconds * 1000 }) : await deny(deps, tx, requestId, now, decision);
-    if (!changed) throw new Error('pending request changed inside its own transaction');
-    const decided = (await tx.requests.get(requestId))!;
-    return to === 'approved' ? { outcome: 'approved', request: decided, grant: grant!, narrowed } : { outcome: 'denied', request: decided };
   }
+
+  const narrowed = grant !== undefined && !sameGrant(grant, requested);
+  if (input.decision === 'approve' && approvals < needed) {
+    return { outcome: 'vote_recorded', request, approvals, needed, grant: grant!, narrowed };
+  }
+  const to = input.decision === 'approve' ? 'approved' : 'denied';
+  const approvers =
+    to === 'approved'
+      ? (await tx.votes.approvals(requestId)).map((v) => v.approver).join(', ')
+      : input.approver;
+  if (grant && !(await tx.requests.setGrant(requestId, JSON.stringify(scopeOf(grant)), grant.ttl_seconds))) throw new Error('pending request changed inside its own transaction');
+  const decision: DecisionRecord = {
+    decidedBy: approvers,
+    reason: input.reason,
+    actor: input.approver,
+    data: {
+      approvers,
+      reason: input.reason,
+      tier: request.required_tier,
+      ...(grant ? { granted: grantJson(grant), narrowed } : {}),
+      ...(grant && narrowed ? { dropped: differenceJson(grantDifference(requested, grant)) } : {}),
+    },
+  };
+  const changed =
+    to === 'approved' ? await approve(deps, tx, requestId, now, { ...decision, claimExpiresAt: now + config.claimWindowSeconds * 1000 }) : await deny(deps, tx, requestId, now, decision);
+  if (!changed) throw new Error('pending request changed inside its own transaction');
+  const decided = (await tx.requests.get(requestId))!;
+  return to === 'approved' ? { outcome: 'approved', request: decided, grant: grant!, narrowed } : { outcome: 'denied', request: decided };
 }
