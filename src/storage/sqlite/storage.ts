@@ -27,62 +27,64 @@ export function storageError(err: unknown): unknown {
 }
 
 type SyncRepositories = { [K in keyof Repositories]: Sync<Repositories[K]> };
-type Runner = <R>(f: () => R) => Promise<R>;
+type Method = (...args: unknown[]) => unknown;
+type Runner = (f: Method, args: unknown[]) => Promise<unknown>;
 
 /** The asynchronous face of a synchronous repository: each method runs through `run`. */
 function asyncView<T>(impl: Sync<T>, run: Runner): T {
   const view: Record<string, unknown> = {};
   for (const [key, f] of Object.entries(impl as Record<string, unknown>)) {
-    view[key] = typeof f === 'function' ? (...args: unknown[]) => run(() => (f as (...a: unknown[]) => unknown)(...args)) : f;
+    view[key] = typeof f === 'function' ? (...args: unknown[]) => run(f as Method, args) : f;
   }
   return view as T;
 }
 
 const REPOSITORIES = ['requests', 'idempotency', 'rateLimits', 'credentials', 'grantPolicies', 'votes', 'agents', 'audit', 'outbox', 'telegram', 'settings'] as const;
 
-/** One transaction's repositories, built on first use (a verb touches a few), refusing calls once it ended. */
+function asyncViews(sync: SyncRepositories, run: Runner): Repositories {
+  return Object.fromEntries(REPOSITORIES.map((key) => [key, asyncView(sync[key] as never, run)])) as unknown as Repositories;
+}
+
+/**
+ * One transaction. Its repositories are the storage's transaction views,
+ * built once (only one transaction of a storage is open at a time: the
+ * lock), while it is open; once it ended, views whose every call rejects
+ * with TransactionEndedError.
+ */
 class SqliteTransaction implements Transaction {
   #open = true;
-  readonly #views = new Map<keyof Repositories, unknown>();
-  readonly commitHooks: (() => void)[] = [];
-  readonly rollbackHooks: (() => void)[] = [];
-  readonly #run: Runner = (f) => {
-    if (!this.#open) return Promise.reject(new TransactionEndedError());
-    try {
-      return Promise.resolve(f());
-    } catch (err) {
-      return Promise.reject(storageError(err));
-    }
-  };
+  commitHooks: (() => void)[] | undefined;
+  rollbackHooks: (() => void)[] | undefined;
 
-  constructor(private readonly sync: SyncRepositories) {}
+  constructor(
+    private readonly views: Repositories,
+    private readonly ended: Repositories,
+  ) {}
 
-  #view<K extends keyof Repositories>(key: K): Repositories[K] {
-    let v = this.#views.get(key) as Repositories[K] | undefined;
-    if (!v) this.#views.set(key, (v = asyncView<Repositories[K]>(this.sync[key], this.#run)));
-    return v;
+  #of(): Repositories {
+    return this.#open ? this.views : this.ended;
   }
 
-  get requests() { return this.#view('requests'); }
-  get idempotency() { return this.#view('idempotency'); }
-  get rateLimits() { return this.#view('rateLimits'); }
-  get credentials() { return this.#view('credentials'); }
-  get grantPolicies() { return this.#view('grantPolicies'); }
-  get votes() { return this.#view('votes'); }
-  get agents() { return this.#view('agents'); }
-  get audit() { return this.#view('audit'); }
-  get outbox() { return this.#view('outbox'); }
-  get telegram() { return this.#view('telegram'); }
-  get settings() { return this.#view('settings'); }
+  get requests() { return this.#of().requests; }
+  get idempotency() { return this.#of().idempotency; }
+  get rateLimits() { return this.#of().rateLimits; }
+  get credentials() { return this.#of().credentials; }
+  get grantPolicies() { return this.#of().grantPolicies; }
+  get votes() { return this.#of().votes; }
+  get agents() { return this.#of().agents; }
+  get audit() { return this.#of().audit; }
+  get outbox() { return this.#of().outbox; }
+  get telegram() { return this.#of().telegram; }
+  get settings() { return this.#of().settings; }
 
   afterCommit(fn: () => void): void {
     if (!this.#open) throw new TransactionEndedError();
-    this.commitHooks.push(fn);
+    (this.commitHooks ??= []).push(fn);
   }
 
   afterRollback(fn: () => void): void {
     if (!this.#open) throw new TransactionEndedError();
-    this.rollbackHooks.push(fn);
+    (this.rollbackHooks ??= []).push(fn);
   }
 
   end(): void {
@@ -95,7 +97,8 @@ class SqliteTransaction implements Transaction {
 }
 
 /** Runs every hook, then throws the first error any of them threw. */
-function runHooks(hooks: (() => void)[]): void {
+function runHooks(hooks: (() => void)[] | undefined): void {
+  if (!hooks) return;
   let first: { err: unknown } | undefined;
   for (const hook of hooks) {
     try {
@@ -174,15 +177,15 @@ export function createSqliteStorage(db: Db): Storage {
    * kept out (SQLITE_BUSY: nothing was written) is tried again after a
    * pause, until BUSY_TIMEOUT_MS has passed.
    */
-  const runNow = <R>(f: () => R, since?: number): Promise<R> => {
+  const runNow = (f: Method, args: unknown[]): Promise<unknown> => {
     try {
-      return Promise.resolve(f());
+      return Promise.resolve(f(...args));
     } catch (err) {
       if (!isBusy(err) || db.inTransaction) return Promise.reject(storageError(err));
-      return retryBusy(f, since ?? performance.now());
+      return retryBusy(f, args, performance.now());
     }
   };
-  const retryBusy = async <R>(f: () => R, since: number): Promise<R> => {
+  const retryBusy = async (f: Method, args: unknown[], since: number): Promise<unknown> => {
     for (let attempt = 0; ; attempt++) {
       if (performance.now() - since > BUSY_TIMEOUT_MS) throw busyFor(BUSY_TIMEOUT_MS);
       await pause(attempt);
@@ -190,7 +193,7 @@ export function createSqliteStorage(db: Db): Storage {
       if (lock.held) await lock.acquire();
       else lock.tryAcquire();
       try {
-        return f();
+        return f(...args);
       } catch (err) {
         if (!isBusy(err)) throw storageError(err);
       } finally {
@@ -199,17 +202,27 @@ export function createSqliteStorage(db: Db): Storage {
     }
   };
   /** Outside a transaction: at once when no transaction is open, else after it (and any queued before). */
-  const direct: Runner = (f) => {
+  const direct: Runner = (f, args) => {
     if (nesting) assertNotInTransaction('a storage call outside the transaction');
-    if (!lock.held) return runNow(f);
+    if (!lock.held) return runNow(f, args);
     return lock.acquire().then(() => {
       try {
-        return runNow(f);
+        return runNow(f, args);
       } finally {
         lock.release();
       }
     });
   };
+  /** Inside the open transaction (the caller holds the lock). */
+  const inTransaction: Runner = (f, args) => {
+    try {
+      return Promise.resolve(f(...args));
+    } catch (err) {
+      return Promise.reject(storageError(err));
+    }
+  };
+  const txViews = asyncViews(sync, inTransaction);
+  const endedViews = asyncViews(sync, () => Promise.reject(new TransactionEndedError()));
 
   const storage = {
     engine: 'sqlite',
@@ -223,7 +236,7 @@ export function createSqliteStorage(db: Db): Storage {
           if (performance.now() - since > BUSY_TIMEOUT_MS) throw busyFor(BUSY_TIMEOUT_MS);
           await pause(attempt);
         }
-        const tx = new SqliteTransaction(sync);
+        const tx = new SqliteTransaction(txViews, endedViews);
         let result: T;
         try {
           result = await (nesting ? nesting.run(tx, () => fn(tx)) : fn(tx));
@@ -241,13 +254,14 @@ export function createSqliteStorage(db: Db): Storage {
         lock.release();
       }
     },
-    ping: () => direct(() => void select1.get()),
+    ping: () => direct(() => void select1.get(), []) as Promise<void>,
     async close() {
       if (!lock.tryAcquire()) await lock.acquire();
       db.close();
     },
   } as Storage;
-  for (const key of REPOSITORIES) Object.defineProperty(storage, key, { value: asyncView(sync[key] as never, direct), enumerable: true });
+  const directViews = asyncViews(sync, direct);
+  for (const key of REPOSITORIES) Object.defineProperty(storage, key, { value: directViews[key], enumerable: true });
   handles.set(storage, db);
   return storage;
 }
