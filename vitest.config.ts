@@ -7,5 +7,7 @@ export default defineConfig({
     testTimeout: 20_000,
     hookTimeout: 20_000,
     pool: 'forks',
+    // Storage calls that would wait for their own transaction fail at once (src/storage/sqlite/storage.ts).
+    env: { JIT_STORAGE_NESTING_CHECK: '1' },
   },
 });

@@ -136,7 +136,7 @@ async function startStack(name: string, seedRows = 0, env: Record<string, string
     const tokens = await addMoreAgents(dbPath, token, MAX_AGENTS);
     if (seedRows > 0) {
       log(`  seeding ${seedRows.toLocaleString('en-US')} historical requests…`);
-      seedSeconds = seedHistory(dbPath, seedRows);
+      seedSeconds = await seedHistory(dbPath, seedRows);
       log(`  seeded in ${seedSeconds.toFixed(1)} s`);
     }
     const broker = await startBrokerProcess({ vaultUrl: vault.url, rootToken: vault.rootToken, dbPath, policiesDir: POLICIES_DIR, env });

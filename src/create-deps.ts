@@ -1,11 +1,10 @@
 import type { Config } from './config/config.ts';
 import { createAgentStore } from './broker/agents.ts';
 import { createAuditLog } from './broker/audit.ts';
-import type { BrokerDeps } from './broker/deps.ts';
+import type { BrokerDeps, StorageDeps } from './broker/deps.ts';
 import { noDecisionSink, type DecisionSink } from './broker/events.ts';
 import type { PolicyStore } from './broker/policy/index.ts';
-import { createRepository } from './broker/repository.ts';
-import type { Db } from './db/open.ts';
+import type { Storage } from './storage/storage.ts';
 import { systemClock, type Clock } from './lib/clock.ts';
 import { createIdGenerator, type IdGenerator } from './lib/ids.ts';
 import type { Logger } from './lib/logger.ts';
@@ -13,23 +12,22 @@ import { createMetrics, instrumentVault, metricsDecisionSink, type BrokerMetrics
 import type { VaultClient } from './vault/types.ts';
 import { createKeyRing, type KeyRing } from './keys/key-ring.ts';
 
-export type StorageDeps = Pick<BrokerDeps, 'config' | 'db' | 'repo' | 'audit' | 'agents' | 'clock' | 'ids' | 'events'>;
+export type { StorageDeps };
 
 /**
  * The database side of the broker: what the service and the offline CLI
  * commands (agent, approve, deny, requests, audit) share, so both write
  * state, audit and outbox the same way.
  */
-export function createStorageDeps(parts: { config: Config; db: Db; clock?: Clock; ids?: IdGenerator; events?: DecisionSink }): StorageDeps {
+export function createStorageDeps(parts: { config: Config; storage: Storage; clock?: Clock; ids?: IdGenerator; events?: DecisionSink }): StorageDeps {
   const clock = parts.clock ?? systemClock;
   const ids = parts.ids ?? createIdGenerator(() => clock.now());
-  const audit = createAuditLog(parts.db);
+  const audit = createAuditLog(parts.storage);
   return {
     config: parts.config,
-    db: parts.db,
-    repo: createRepository(parts.db),
+    storage: parts.storage,
     audit,
-    agents: createAgentStore({ db: parts.db, audit, clock, ids }),
+    agents: createAgentStore({ storage: parts.storage, audit, clock, ids }),
     clock,
     ids,
     events: parts.events ?? noDecisionSink,
@@ -39,7 +37,7 @@ export function createStorageDeps(parts: { config: Config; db: Db; clock?: Clock
 /** Wires the broker's parts together; main.ts and the tests both build deps here. */
 export function createDeps(parts: {
   config: Config;
-  db: Db;
+  storage: Storage;
   vault: VaultClient;
   policies: PolicyStore;
   log: Logger;
@@ -50,7 +48,7 @@ export function createDeps(parts: {
   /** Default: a fresh registry for this broker. Vault calls and recorded decisions are counted into it. */
   metrics?: BrokerMetrics;
 }): BrokerDeps {
-  const metrics = parts.metrics ?? createMetrics({ db: parts.db });
+  const metrics = parts.metrics ?? createMetrics({ storage: parts.storage });
   const storage = createStorageDeps({ ...parts, events: metricsDecisionSink(parts.events ?? noDecisionSink, metrics) });
   return {
     ...storage,

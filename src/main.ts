@@ -6,8 +6,7 @@ import { startLifecycle } from './broker/lifecycle.ts';
 import { InvalidPolicyFiles, PolicyStore, formatProblems } from './broker/policy/index.ts';
 import { createDeps } from './create-deps.ts';
 import type { BrokerDeps } from './broker/deps.ts';
-import { startCheckpointer } from './db/checkpointer.ts';
-import { looseDatabaseModes, openDatabase } from './db/open.ts';
+import { looseDatabaseModes, openSqliteStorage, startCheckpointer } from './storage/sqlite/index.ts';
 import { createServedApp } from './served-app.ts';
 import { ListenError, listen, toListenError } from './http/listen.ts';
 import { WorkersStartupError, startHttpWorkers, type HttpWorkers } from './cluster/primary.ts';
@@ -123,17 +122,17 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
     if (err instanceof KeyRingError) throw new StartupError(`signing keys: ${err.message}`);
     throw err;
   }
-  const db = openDatabase(config.dbPath, { checkpoint: 'background' });
-  started.add(() => db.close());
+  const storage = openSqliteStorage(config.dbPath, { checkpoint: 'background' });
+  started.add(() => storage.close());
   const loose = looseDatabaseModes(config.dbPath);
   if (loose.length > 0) log.warn({ loose }, 'other local users can read or write the database: chmod 700 its directory and 600 its files, or move JIT_DB to a private directory (docs/security.md)');
   const checkpointer = startCheckpointer({ dbPath: config.dbPath, log });
   started.add(() => checkpointer.stop());
   const ids = createIdGenerator(() => clock.now());
-  const metrics = createMetrics({ db });
-  const dispatcher = createDispatcher({ db, clock, log, keyRing: keys, config, policies, onOutcome: (outcome, target) => metrics.webhookDelivery(outcome, target) });
-  const events = createOutboxSink({ db, policies, ids, log, notify: () => dispatcher.notify() });
-  const deps = createDeps({ config, db, vault, policies, log, clock, ids, events, keys, metrics });
+  const metrics = createMetrics({ storage });
+  const dispatcher = createDispatcher({ storage, clock, log, keyRing: keys, config, policies, onOutcome: (outcome, target) => metrics.webhookDelivery(outcome, target) });
+  const events = createOutboxSink({ storage, policies, ids, log, notify: () => dispatcher.notify() });
+  const deps = createDeps({ config, storage, vault, policies, log, clock, ids, events, keys, metrics });
   // Stopped after every audit writer (LIFO): the suppressed counts, then the signed chain head.
   const auditUpkeep = startAuditUpkeep(deps, { primary: true });
   started.add(() => auditUpkeep.stop());
@@ -183,8 +182,8 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
 
   // Only a broker that serves creates agent "dev": its token is shown once, and a start that fails must not spend it.
   let devAgentToken: string | undefined;
-  if (devVault && !deps.agents.get('dev')) {
-    devAgentToken = deps.agents.add('dev', DEV_SESSION_KEY).token;
+  if (devVault && !(await deps.agents.get('dev'))) {
+    devAgentToken = (await deps.agents.add('dev', DEV_SESSION_KEY)).token;
     print('Created agent "dev". Its token (shown once):');
     print(devAgentToken);
   } else if (devVault) {
@@ -192,7 +191,7 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
   }
   // Operator commands (jit approve/deny/revoke) decide with these, not with their shell's (SPEC §10); recorded
   // only once this broker serves, so a second `jit serve` that fails to start never replaces a live service's.
-  recordServiceSettings(db, config, clock.now());
+  await recordServiceSettings(storage, config, clock.now());
   log.info({ url, dev_mode: !!devVault, policies: config.policiesDir, db: config.dbPath, telegram: telegram?.mode ?? 'disabled' }, 'jit-broker listening');
   await telegram?.start();
   if (devVault && !telegram) {

@@ -10,12 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PolicySet } from '../../src/broker/policy/types.ts';
 import type { RequestRow } from '../../src/broker/repository.ts';
-import { openDatabase } from '../../src/db/open.ts';
+import { openSqliteStorage } from '../../src/storage/sqlite/index.ts';
 import { systemClock } from '../../src/lib/clock.ts';
 import { createIdGenerator } from '../../src/lib/ids.ts';
 import { createLogger } from '../../src/lib/logger.ts';
 import { createKeyRing } from '../../src/keys/key-ring.ts';
-import { createDispatcher, createOutboxSink, createOutboxStore, DEFAULT_CONCURRENCY } from '../../src/webhooks/index.ts';
+import { createDispatcher, createOutboxSink, DEFAULT_CONCURRENCY } from '../../src/webhooks/index.ts';
 
 export interface DrainResult {
   events: number;
@@ -33,7 +33,7 @@ export interface DrainResult {
 export async function benchOutboxDrain(o: { events: number; receiverUrl: string; concurrency?: number; timeoutMs?: number }): Promise<DrainResult> {
   const dir = mkdtempSync(join(tmpdir(), 'jit-bench-outbox-'));
   const dbPath = join(dir, 'jit.db');
-  const db = openDatabase(dbPath);
+  const storage = openSqliteStorage(dbPath);
   const log = createLogger('silent');
   try {
     const ids = createIdGenerator();
@@ -44,16 +44,18 @@ export async function benchOutboxDrain(o: { events: number; receiverUrl: string;
       files: [],
     };
     const config = { publicUrl: 'http://127.0.0.1:8787', openclaw: undefined };
-    const sink = createOutboxSink({ db, policies: { current: () => policy }, ids, log });
-    const insertRequest = db.prepare(`INSERT INTO requests (id, agent_id, agent_name, resource, tier, required_tier, status, reason, scope,
-      ttl_seconds, session_key, rules, created_at, updated_at, decided_by, decided_at)
-      VALUES (@id, @agent_id, @agent_name, @resource, @tier, @required_tier, @status, @reason, @scope, @ttl_seconds, @session_key, @rules,
-      @created_at, @updated_at, @decided_by, @decided_at)`);
+    const sink = createOutboxSink({ storage, policies: { current: () => policy }, ids, log });
 
     const recordStart = performance.now();
     for (let i = 0; i < o.events; i++) {
       const now = Date.now();
-      const row = {
+      const row: RequestRow = {
+        idempotency_key: null,
+        body_hash: null,
+        approval_expires_at: null,
+        claim_expires_at: null,
+        decision_reason: 'no',
+        failure: null,
         id: ids.next('req'),
         agent_id: 'agt_bench',
         agent_name: 'bench',
@@ -71,34 +73,34 @@ export async function benchOutboxDrain(o: { events: number; receiverUrl: string;
         decided_by: 'local-cli',
         decided_at: now,
       };
-      db.transaction(() => {
-        insertRequest.run(row);
-        sink.record({ idempotency_key: null, body_hash: null, approval_expires_at: null, claim_expires_at: null, decision_reason: 'no', failure: null, ...row } as RequestRow, 'denied', now);
-      })();
+      await storage.transaction(async (tx) => {
+        await tx.requests.insert(row);
+        await sink.record(tx, row, 'denied', now);
+      });
     }
     const recordSeconds = (performance.now() - recordStart) / 1000;
 
-    const store = createOutboxStore(db);
+    const store = storage.outbox;
     const keyRing = createKeyRing({ config: { dbPath, signingKey: undefined }, log });
     // The dispatcher as the broker runs it (its defaults), but polling more often so the start is not a poll interval late.
     const concurrency = o.concurrency ?? DEFAULT_CONCURRENCY;
-    const dispatcher = createDispatcher({ db, clock: systemClock, log, keyRing, config, concurrency, pollIntervalMs: 20 });
+    const dispatcher = createDispatcher({ storage, clock: systemClock, log, keyRing, config, concurrency, pollIntervalMs: 20 });
     const deadline = Date.now() + (o.timeoutMs ?? 60_000);
     const started = performance.now();
     const cpu = process.cpuUsage();
     dispatcher.start();
     try {
-      while (store.pendingCount() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      while ((await store.pendingCount()) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
     } finally {
       await dispatcher.stop();
     }
     const seconds = (performance.now() - started) / 1000;
     const used = process.cpuUsage(cpu);
-    const delivered = store.countByState().delivered;
+    const delivered = (await store.countByState()).delivered;
     const cpuMsPerEvent = (used.user + used.system) / 1000 / Math.max(1, delivered);
     return { events: o.events, delivered, seconds, eventsPerSecond: delivered / seconds, recordSeconds, cpuMsPerEvent, concurrency };
   } finally {
-    db.close();
+    await storage.close();
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -5,6 +5,7 @@
  * it ends (normally, on an error or on Ctrl-C).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const REPO = join(import.meta.dirname, '..', '..');
@@ -153,13 +154,27 @@ export async function addAgent(dbPath: string, policiesDir: string, name: string
  */
 export async function addMoreAgents(dbPath: string, first: string, count: number, repo = REPO): Promise<string[]> {
   // The checkout whose broker will use the database creates them (its own migrations).
-  const { openDatabase } = (await import(join(repo, 'src/db/open.ts'))) as typeof import('../../src/db/open.ts');
   const { createStorageDeps } = (await import(join(repo, 'src/create-deps.ts'))) as typeof import('../../src/create-deps.ts');
   const { loadConfig } = (await import(join(repo, 'src/config/config.ts'))) as typeof import('../../src/config/config.ts');
+  const config = loadConfig({ JIT_DB: dbPath });
+  const tokens = [first];
+  if (existsSync(join(repo, 'src/storage/sqlite/index.ts'))) {
+    const { openSqliteStorage } = (await import(join(repo, 'src/storage/sqlite/index.ts'))) as typeof import('../../src/storage/sqlite/index.ts');
+    const storage = openSqliteStorage(dbPath);
+    try {
+      const deps = createStorageDeps({ config, storage });
+      for (let i = 2; i <= count; i++) tokens.push((await deps.agents.add(`bench-${i}`)).token);
+    } finally {
+      await storage.close();
+    }
+    return tokens;
+  }
+  // A checkout from before the storage interface (issue 18, for `bench compare`): src/db/ and a synchronous agent store.
+  const { openDatabase } = (await import(join(repo, 'src/db/open.ts'))) as { openDatabase(path: string): { close(): void } };
   const db = openDatabase(dbPath);
   try {
-    const deps = createStorageDeps({ config: loadConfig({ JIT_DB: dbPath }), db });
-    const tokens = [first];
+    const legacy = createStorageDeps as unknown as (p: { config: typeof config; db: unknown }) => { agents: { add(name: string): { token: string } } };
+    const deps = legacy({ config, db });
     for (let i = 2; i <= count; i++) tokens.push(deps.agents.add(`bench-${i}`).token);
     return tokens;
   } finally {

@@ -8,7 +8,7 @@
  * broker starts.
  */
 import { createAuditLog } from '../../src/broker/audit.ts';
-import { openDatabase } from '../../src/db/open.ts';
+import { openSqliteStorage, sqliteDatabase } from '../../src/storage/sqlite/index.ts';
 import { createIdGenerator } from '../../src/lib/ids.ts';
 import { BENCH_PATH } from './vault-work.ts';
 
@@ -16,14 +16,15 @@ const STATUSES = ['expired', 'expired', 'expired', 'revoked', 'denied', 'timed_o
 const BATCH = 50_000;
 
 /** Inserts `rows` historical requests, spread over every agent in the database at `dbPath`; returns the seconds it took. */
-export function seedHistory(dbPath: string, rows: number): number {
+export async function seedHistory(dbPath: string, rows: number): Promise<number> {
   const started = performance.now();
-  const db = openDatabase(dbPath);
+  const storage = openSqliteStorage(dbPath);
+  const db = sqliteDatabase(storage);
   try {
     db.pragma('synchronous = OFF');
     const agents = db.prepare('SELECT id, name FROM agents ORDER BY name').all() as { id: string; name: string }[];
     if (agents.length === 0) throw new Error(`no agents in ${dbPath}`);
-    const audit = createAuditLog(db);
+    const audit = createAuditLog(storage);
     const now = Date.now();
     const span = 30 * 24 * 3600 * 1000;
     const start = now - span - 3600_000;
@@ -40,7 +41,7 @@ export function seedHistory(dbPath: string, rows: number): number {
 
     for (let done = 0; done < rows; ) {
       const n = Math.min(BATCH, rows - done);
-      db.transaction(() => {
+      await storage.transaction(async (tx) => {
         for (let i = 0; i < n; i++) {
           t = start + Math.floor(((done + i) / rows) * span);
           const status = STATUSES[(done + i) % STATUSES.length]!;
@@ -52,14 +53,14 @@ export function seedHistory(dbPath: string, rows: number): number {
           if (tier === 1) {
             insertCredential.run(ids.next('cred'), id, `jit-${id}`, `acc${(done + i).toString(36).padStart(20, '0')}`, t, t + 600_000, t + 600_000);
           }
-          audit.append({ event: 'request.created', actor: `agent:${agent.name}`, requestId: id, data: { agent: agent.name, tier, status } }, t);
+          await audit.append(tx, { event: 'request.created', actor: `agent:${agent.name}`, requestId: id, data: { agent: agent.name, tier, status } }, t);
         }
-      })();
+      });
       done += n;
     }
     db.pragma('wal_checkpoint(TRUNCATE)');
   } finally {
-    db.close();
+    await storage.close();
   }
   return (performance.now() - started) / 1000;
 }

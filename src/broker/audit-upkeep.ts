@@ -1,9 +1,8 @@
-import type { Db } from '../db/open.ts';
+import type { Storage } from '../storage/storage.ts';
 import type { Clock } from '../lib/clock.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { KeyRing } from '../keys/key-ring.ts';
 import { signAuditHead, type AuditLog } from './audit.ts';
-import type { Repository } from './repository.ts';
 import { RATE_WINDOW_MS } from './request-credential.ts';
 
 /** How often the chain head is signed while it moves (and at every shutdown). */
@@ -21,36 +20,36 @@ export const AUDIT_WINDOW_CHECK_MS = 10_000;
  * time: call it after everything else that writes audit entries has
  * stopped and before the database is closed.
  */
-export function startAuditUpkeep(deps: { db: Db; audit: AuditLog; repo: Repository; clock: Clock; log: Logger; keys: KeyRing }, opts: { primary: boolean }): { stop(): void } {
-  const { db, audit, repo, clock, log } = deps;
-  const closeWindows = (all: boolean) => {
+export function startAuditUpkeep(deps: { storage: Storage; audit: AuditLog; clock: Clock; log: Logger; keys: KeyRing }, opts: { primary: boolean }): { stop(): Promise<void> } {
+  const { storage, audit, clock, log } = deps;
+  const closeWindows = async (all: boolean) => {
     try {
-      audit.closeWindows(clock.now(), { all });
-      if (opts.primary) repo.pruneRefusals(clock.now() - RATE_WINDOW_MS);
+      await audit.closeWindows(clock.now(), { all });
+      if (opts.primary) await storage.rateLimits.pruneRefusals(clock.now() - RATE_WINDOW_MS);
     } catch (err) {
       log.warn({ err }, 'could not write the audit log’s suppressed counts; will retry');
     }
   };
-  const signHead = () => {
+  const signHead = async () => {
     if (!opts.primary) return;
     try {
-      const head = signAuditHead(db, deps.keys.current(), clock.now());
+      const head = await signAuditHead(storage, deps.keys.current(), clock.now());
       // The log line is a copy of the head outside the database (shipped logs survive a rewritten file).
       if (head) log.info({ audit_head: head }, 'audit chain head signed');
     } catch (err) {
       log.warn({ err }, 'could not sign the audit chain head; will retry');
     }
   };
-  const windowTimer = setInterval(() => closeWindows(false), AUDIT_WINDOW_CHECK_MS);
-  const headTimer = setInterval(signHead, AUDIT_HEAD_INTERVAL_MS);
+  const windowTimer = setInterval(() => void closeWindows(false), AUDIT_WINDOW_CHECK_MS);
+  const headTimer = setInterval(() => void signHead(), AUDIT_HEAD_INTERVAL_MS);
   windowTimer.unref();
   headTimer.unref();
   return {
-    stop() {
+    async stop() {
       clearInterval(windowTimer);
       clearInterval(headTimer);
-      closeWindows(true);
-      signHead();
+      await closeWindows(true);
+      await signHead();
     },
   };
 }

@@ -1,9 +1,12 @@
 import { createHash, verify as verifySignature, type KeyObject } from 'node:crypto';
-import type { Db } from '../db/open.ts';
 import { canonicalJson } from '../lib/canonical-json.ts';
 import { publicKeyObject } from '../lib/ed25519-key.ts';
 import type { Jwks, Signer } from '../keys/key-ring.ts';
+import type { AuditRow } from '../storage/rows.ts';
+import type { Storage, Transaction } from '../storage/storage.ts';
 import type { AuditEvent } from './audit-events.ts';
+
+export type { AuditRow };
 
 export const GENESIS_HASH = '0'.repeat(64);
 
@@ -27,17 +30,6 @@ export interface AuditEntry {
   data?: Record<string, unknown>;
 }
 
-export interface AuditRow {
-  seq: number;
-  at: number;
-  event: string;
-  actor: string;
-  request_id: string | null;
-  data: string;
-  prev_hash: string;
-  hash: string;
-}
-
 function entryHash(prevHash: string, row: Omit<AuditRow, 'hash' | 'prev_hash'>): string {
   return createHash('sha256')
     .update(prevHash)
@@ -55,29 +47,17 @@ interface CoalesceWindow {
 }
 
 /**
- * Appends to the hash-chained audit log. Call it inside the transaction that
- * makes the state change it records, so both land or neither does.
+ * Appends to the hash-chained audit log. Call `append` with the transaction
+ * that makes the state change it records, so both land or neither does.
+ * The chain (each entry's hash over the previous one) is computed here;
+ * storage keeps the rows.
  */
-export function createAuditLog(db: Db) {
-  // The newest entry by primary key (a lookup, not a scan, whatever the log's length).
-  const last = db.prepare('SELECT seq, hash FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log)');
-  const insert = db.prepare(
-    'INSERT INTO audit_log (seq, at, event, actor, request_id, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-  );
-  const hashAt = db.prepare('SELECT hash FROM audit_log WHERE seq = ?').pluck();
+export function createAuditLog(storage: Storage) {
   /** Open coalescing windows, one per kind of entry (this process's memory). */
   const windows = new Map<string, CoalesceWindow>();
-  /**
-   * Changes to `windows` made by writes not yet known to be committed: a
-   * coalesced entry may be written inside a caller's transaction (refuse()
-   * in request-credential.ts), which can still roll back after this module
-   * returns. Each change names the row it wrote and how to undo it; see
-   * {@link settle}.
-   */
-  const tentative: { seq: number; hash: string; undo(): void }[] = [];
 
-  function write(entry: AuditEntry, at: number): { seq: number; hash: string } {
-    const prev = last.get() as { seq: number; hash: string } | undefined;
+  async function write(tx: Transaction, entry: AuditEntry, at: number): Promise<{ seq: number; hash: string }> {
+    const prev = await tx.audit.last();
     const row = {
       seq: (prev?.seq ?? 0) + 1,
       at,
@@ -88,47 +68,13 @@ export function createAuditLog(db: Db) {
     };
     const prevHash = prev?.hash ?? GENESIS_HASH;
     const hash = entryHash(prevHash, row);
-    insert.run(row.seq, row.at, row.event, row.actor, row.request_id, row.data, prevHash, hash);
+    await tx.audit.insert({ ...row, prev_hash: prevHash, hash });
     return { seq: row.seq, hash };
   }
 
-  /** Returns the new entry's seq. */
-  function append(entry: AuditEntry, at: number): number {
-    return write(entry, at).seq;
-  }
-
-  /**
-   * Makes memory agree with the database again. Outside any transaction,
-   * every row a tentative change wrote is either committed (it is there,
-   * with its hash) or was rolled back (it is not, or another entry took its
-   * seq): then the change is undone, so the process never counts repeats
-   * of a full entry that does not exist, nor loses the counts of a window
-   * whose summary was rolled back.
-   */
-  function settle(): void {
-    if (tentative.length === 0 || db.inTransaction) return;
-    const gone = tentative.filter((t) => hashAt.get(t.seq) !== t.hash);
-    tentative.length = 0;
-    for (const t of gone.reverse()) t.undo();
-  }
-
-  /**
-   * Runs `fn`, which may change `windows` (recording each change in
-   * `tentative`), in a transaction: on an error its changes are undone at
-   * once; committed on its own, they are final; inside a caller's
-   * transaction they stay tentative until {@link settle} sees the outcome.
-   */
-  function inTransaction<T>(fn: () => T): T {
-    settle();
-    const mark = tentative.length;
-    try {
-      const result = db.transaction(fn)();
-      if (!db.inTransaction) tentative.length = mark;
-      return result;
-    } catch (err) {
-      for (const t of tentative.splice(mark).reverse()) t.undo();
-      throw err;
-    }
+  /** Appends `entry` in `tx`; returns the new entry's seq. */
+  async function append(tx: Transaction, entry: AuditEntry, at: number): Promise<number> {
+    return (await write(tx, entry, at)).seq;
   }
 
   /** Puts back a window whose summary was rolled back, adding its counts to one opened since. */
@@ -152,11 +98,12 @@ export function createAuditLog(db: Db) {
    * Writes the window's suppressed-count entry (if anything was suppressed)
    * at `now`, naming the window's `end`; returns whether it wrote one.
    */
-  function closeWindow(w: CoalesceWindow, end: number, now: number): boolean {
+  async function closeWindow(tx: Transaction, w: CoalesceWindow, end: number, now: number): Promise<boolean> {
     const repeats = [...w.repeats.values()].filter((r) => r.count > 0);
     const suppressed = repeats.reduce((n, r) => n + r.count, 0) + w.overCap;
     if (suppressed === 0) return windows.delete(w.event) && false;
-    const written = write(
+    await write(
+      tx,
       {
         event: 'audit.suppressed',
         actor: 'broker',
@@ -172,7 +119,8 @@ export function createAuditLog(db: Db) {
       now,
     );
     windows.delete(w.event); // only once written: a failed write keeps the counts for the next try
-    tentative.push({ ...written, undo: () => restoreWindow(w) });
+    // Memory follows the database: if the transaction rolls back, so does the closing.
+    tx.afterRollback(() => restoreWindow(w));
     return true;
   }
 
@@ -190,16 +138,18 @@ export function createAuditLog(db: Db) {
   }
 
   /** Inside a transaction: closes the windows that are over (all with `all`); returns the entries written. */
-  function closeOver(now: number, all: boolean): number {
-    const over = [...windows.values()].filter((w) => all || now >= w.start + AUDIT_WINDOW_MS);
-    return over.reduce((n, w) => n + Number(closeWindow(w, Math.min(now, w.start + AUDIT_WINDOW_MS), now)), 0);
+  async function closeOver(tx: Transaction, now: number, all: boolean): Promise<number> {
+    let written = 0;
+    for (const w of [...windows.values()].filter((w) => all || now >= w.start + AUDIT_WINDOW_MS)) {
+      if (await closeWindow(tx, w, Math.min(now, w.start + AUDIT_WINDOW_MS), now)) written++;
+    }
+    return written;
   }
 
-  function closeWindows(now: number, opts: { all?: boolean } = {}): number {
-    settle();
+  async function closeWindows(now: number, opts: { all?: boolean } = {}): Promise<number> {
     const all = opts.all ?? false;
     if (![...windows.values()].some((w) => all || now >= w.start + AUDIT_WINDOW_MS)) return 0;
-    return inTransaction(() => closeOver(now, all));
+    return storage.transaction((tx) => closeOver(tx, now, all));
   }
 
   return {
@@ -215,33 +165,32 @@ export function createAuditLog(db: Db) {
      * until then: a crash loses at most one window's counts, never a first
      * entry. What memory remembers follows the database: if the caller's
      * transaction rolls back, so do the full entry and the closed window it
-     * wrote (see `settle`). Returns whether the entry was written in full.
+     * wrote (a rollback hook on the transaction). With `tx` it writes in the
+     * caller's transaction, else in its own. Returns whether the entry was written in full.
      */
-    appendCoalesced(key: string, entry: AuditEntry, at: number): boolean {
-      settle();
+    async appendCoalesced(key: string, entry: AuditEntry, at: number, tx?: Transaction): Promise<boolean> {
       // A repeat inside an open window is counted in memory: no transaction, no write lock.
       const open = windows.get(entry.event);
       if (open && at < open.start + AUDIT_WINDOW_MS && counted(open, key)) return false;
-      return inTransaction(() => {
-        closeOver(at, false);
+      const run = async (t: Transaction): Promise<boolean> => {
+        await closeOver(t, at, false);
         let w = windows.get(entry.event);
         if (!w) {
           w = { event: entry.event, start: at, repeats: new Map(), overCap: 0, overCapKeys: new Set() };
           windows.set(entry.event, w);
         }
         if (counted(w, key)) return false;
-        const written = write(entry, at);
+        const written = await write(t, entry, at);
         const window = w;
         window.repeats.set(key, { seq: written.seq, actor: entry.actor, count: 0 });
-        tentative.push({
-          ...written,
-          undo: () => {
-            window.repeats.delete(key);
-            if (window.repeats.size === 0 && window.overCap === 0 && windows.get(window.event) === window) windows.delete(window.event);
-          },
+        // Undone if the transaction rolls back (the caller's, or this one on an error).
+        t.afterRollback(() => {
+          window.repeats.delete(key);
+          if (window.repeats.size === 0 && window.overCap === 0 && windows.get(window.event) === window) windows.delete(window.event);
         });
         return true;
-      });
+      };
+      return tx ? run(tx) : storage.transaction(run);
     },
     /** Closes the coalescing windows that are over (all of them with `all`, at shutdown); returns the entries written. */
     closeWindows,
@@ -275,17 +224,30 @@ export function auditHeadMessage(head: Pick<AuditHead, 'seq' | 'hash' | 'at'>): 
  * unless the newest head already names that entry with the same key. The
  * broker calls it every minute and at shutdown (src/broker/audit-upkeep.ts).
  */
-export function signAuditHead(db: Db, signer: Pick<Signer, 'kid' | 'sign'>, now: number): AuditHead | undefined {
-  return db.transaction(() => {
-    const newest = db.prepare('SELECT seq, hash FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log)').get() as { seq: number; hash: string } | undefined;
+export async function signAuditHead(storage: Storage, signer: Pick<Signer, 'kid' | 'sign'>, now: number): Promise<AuditHead | undefined> {
+  return storage.transaction(async (tx) => {
+    const newest = await tx.audit.last();
     if (!newest) return undefined;
-    const prev = db.prepare('SELECT seq, hash, kid FROM audit_heads ORDER BY id DESC LIMIT 1').get() as Pick<AuditHead, 'seq' | 'hash' | 'kid'> | undefined;
+    const prev = await tx.audit.lastHead();
     if (prev && prev.seq === newest.seq && prev.hash === newest.hash && prev.kid === signer.kid) return undefined;
     const head = { seq: newest.seq, hash: newest.hash, at: now, kid: signer.kid, signature: '' };
     head.signature = Buffer.from(signer.sign(auditHeadMessage(head))).toString('base64url');
-    db.prepare('INSERT INTO audit_heads (seq, hash, at, kid, signature) VALUES (?, ?, ?, ?, ?)').run(head.seq, head.hash, head.at, head.kid, head.signature);
+    await tx.audit.insertHead(head);
     return head;
-  })();
+  });
+}
+
+/** Rows read per page while walking the log. */
+const AUDIT_PAGE = 1_000;
+
+/** The log's rows after `sinceSeq`, in order, a page at a time. */
+async function* auditRows(storage: Storage, sinceSeq: number): AsyncGenerator<AuditRow> {
+  for (let after = sinceSeq; ; ) {
+    const page = await storage.audit.page(after, AUDIT_PAGE);
+    yield* page;
+    if (page.length < AUDIT_PAGE) return;
+    after = page[page.length - 1]!.seq;
+  }
 }
 
 export interface HeadReport {
@@ -313,7 +275,7 @@ const when = (ms: number) => new Date(ms).toISOString();
  * the ring does not hold (revoked, or retired past its grace period) is
  * counted as unchecked and proves nothing.
  */
-export function verifyAuditChain(db: Db, opts: { onProgress?: (entries: number) => void; jwks?: Jwks } = {}): AuditVerdict {
+export async function verifyAuditChain(storage: Storage, opts: { onProgress?: (entries: number) => void; jwks?: Jwks } = {}): Promise<AuditVerdict> {
   const heads: HeadReport = { checked: 0, unchecked: 0, unknownKids: [] };
   /** Valid heads by the seq they vouch for. */
   const vouched = new Map<number, AuditHead>();
@@ -322,7 +284,7 @@ export function verifyAuditChain(db: Db, opts: { onProgress?: (entries: number) 
   if (opts.jwks) {
     const keys = new Map<string, KeyObject>(opts.jwks.keys.map((k) => [k.kid, publicKeyObject(k.x)]));
     const unknown = new Set<string>();
-    for (const head of db.prepare('SELECT seq, hash, at, kid, signature FROM audit_heads ORDER BY id').iterate() as Iterable<AuditHead>) {
+    for (const head of await storage.audit.heads()) {
       const key = keys.get(head.kid);
       if (!key) {
         heads.unchecked++;
@@ -347,7 +309,7 @@ export function verifyAuditChain(db: Db, opts: { onProgress?: (entries: number) 
   let prevHash = GENESIS_HASH;
   let expectedSeq = 1;
   let entries = 0;
-  for (const row of db.prepare('SELECT * FROM audit_log ORDER BY seq').iterate() as Iterable<AuditRow>) {
+  for await (const row of auditRows(storage, 0)) {
     entries++;
     if (opts.onProgress && entries % 100_000 === 0) opts.onProgress(entries);
     if (row.seq !== expectedSeq) return fail(entries, row.seq, `expected entry ${expectedSeq}, found ${row.seq} (entry removed or reordered)`);
@@ -371,8 +333,8 @@ export function verifyAuditChain(db: Db, opts: { onProgress?: (entries: number) 
 }
 
 /** Audit entries in order as plain objects (`data` parsed), for `jit audit export`. */
-export function* auditEntries(db: Db, sinceSeq = 0): Generator<Record<string, unknown>> {
-  for (const row of db.prepare('SELECT * FROM audit_log WHERE seq > ? ORDER BY seq').iterate(sinceSeq) as Iterable<AuditRow>) {
+export async function* auditEntries(storage: Storage, sinceSeq = 0): AsyncGenerator<Record<string, unknown>> {
+  for await (const row of auditRows(storage, sinceSeq)) {
     yield {
       seq: row.seq,
       at: new Date(row.at).toISOString(),

@@ -13,15 +13,15 @@ import { issuedBody } from './view.ts';
  * within the window.
  */
 export async function claimCredential(deps: BrokerDeps, row: RequestRow): Promise<IssuedResponse> {
-  const { repo, clock, db } = deps;
+  const { storage, clock } = deps;
   const now = clock.now();
-  const current = repo.getRequest(row.id)!;
+  const current = (await storage.requests.get(row.id))!;
   switch (current.status) {
     case 'approved':
       break;
     case 'issued':
     case 'revoked':
-      if (repo.getCredential(row.id)) throw new BrokerError('CONFLICT', `the credential of request ${row.id} was already claimed`);
+      if (await storage.credentials.forRequest(row.id)) throw new BrokerError('CONFLICT', `the credential of request ${row.id} was already claimed`);
       throw new BrokerError('CONFLICT', `request ${row.id} is ${current.status}`);
     case 'expired':
       throw new BrokerError('GONE', `request ${row.id} has expired${current.claim_expires_at ? '; its claim window has passed' : ''}`);
@@ -31,7 +31,7 @@ export async function claimCredential(deps: BrokerDeps, row: RequestRow): Promis
       throw new BrokerError('CONFLICT', `request ${row.id} is ${current.status}; there is nothing to claim`);
   }
   if (current.claim_expires_at !== null && current.claim_expires_at <= now) {
-    db.transaction(() => expireUnclaimed(deps, current, now))();
+    await storage.transaction((tx) => expireUnclaimed(deps, tx, current, now));
     throw new BrokerError('GONE', `the claim window of request ${row.id} has passed`);
   }
   const minted = await issueCredential(deps, current);

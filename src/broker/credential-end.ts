@@ -1,5 +1,6 @@
 import type { VaultClient } from '../vault/types.ts';
 import type { BrokerDeps } from './deps.ts';
+import { releaseVaultPolicy } from './grant-policies.ts';
 
 /**
  * Ends a credential: for a Vault token, revokes it by accessor and releases
@@ -14,27 +15,25 @@ import type { BrokerDeps } from './deps.ts';
  * transaction, so of two credentials ending at once exactly one deletes.
  */
 export async function endCredential(
-  deps: Pick<BrokerDeps, 'repo' | 'clock' | 'db'> & { vault?: VaultClient | undefined },
+  deps: Pick<BrokerDeps, 'storage' | 'clock'> & { vault?: VaultClient | undefined },
   cred: { id: string; accessor: string | null; vault_policy: string | null; request_id: string },
 ): Promise<void> {
-  const { repo, clock, db } = deps;
+  const { storage, clock } = deps;
   // A gate credential (neither accessor nor policy) needs no Vault client: its row is all there is.
   const vault = () => deps.vault ?? failNoVault(cred.request_id);
   if (cred.accessor) await vault().revokeAccessor(cred.accessor);
   const policy = cred.vault_policy;
   const deleteNow =
     policy !== null &&
-    db.transaction(() => {
+    (await storage.transaction(async (tx) => {
       const now = clock.now();
-      if (repo.releaseVaultPolicy(policy, cred.id, now)) return true;
-      repo.moveCredential(cred.id, 'ending', 'ended', now);
+      if (await releaseVaultPolicy(tx, policy, cred.id, now)) return true;
+      await tx.credentials.move(cred.id, 'ending', 'ended', now);
       return false;
-    })();
+    }));
   if (policy !== null && !deleteNow) return;
   if (deleteNow) await vault().deletePolicy(policy);
-  db.transaction(() => {
-    repo.moveCredential(cred.id, 'ending', 'ended', clock.now());
-  })();
+  await storage.credentials.move(cred.id, 'ending', 'ended', clock.now());
 }
 
 function failNoVault(requestId: string): never {

@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { StorageUniqueError } from '../storage/errors.ts';
+import type { Transaction } from '../storage/storage.ts';
 import { endCredential } from './credential-end.ts';
 import type { BrokerDeps } from './deps.ts';
 import { BrokerError } from './errors.ts';
@@ -6,6 +8,7 @@ import { GATE_ISSUER, signGateJwt } from './gate-jwt.ts';
 import { grantToMint } from './narrowing.ts';
 import type { GateScope, RequestRow, VaultScope } from './repository.ts';
 import { markIssued } from './request-machine.ts';
+import { acquireGrantPolicy, markGrantPolicyWritten, policyPrefix, releaseVaultPolicy, retireGrantPolicy } from './grant-policies.ts';
 import { credentialPolicyName, renderGrant } from './vault-grant.ts';
 import { VAULT_RETRY_AFTER_SECONDS, vaultUnavailable } from './vault-errors.ts';
 
@@ -74,19 +77,19 @@ export interface VaultReservation {
 }
 
 /**
- * Step 1 of issuing a Vault credential; call it inside a transaction. Checks
+ * Step 1 of issuing a Vault credential, in the caller's transaction `tx`. Checks
  * that the request is still approved, takes the shared policy of its grant
  * and inserts the `minting` credential row naming it (the row is the
  * policy's reference). A unique index on live rows per request makes a
  * racing second mint fail right here.
  *
  * @throws BrokerError CONFLICT when the request is not approved; the
- *   SQLite unique-constraint error when it already has a credential.
+ *   StorageUniqueError when it already has a credential.
  */
-export function reserveVaultCredential(deps: Pick<BrokerDeps, 'repo' | 'ids' | 'clock' | 'config'>, request: RequestRow): VaultReservation {
-  const { repo, ids, clock } = deps;
+export async function reserveVaultCredential(deps: Pick<BrokerDeps, 'storage' | 'ids' | 'clock' | 'config'>, tx: Transaction, request: RequestRow): Promise<VaultReservation> {
+  const { ids, clock } = deps;
   const now = clock.now();
-  const current = repo.getRequest(request.id);
+  const current = await tx.requests.get(request.id);
   if (current?.status !== 'approved') throw new BrokerError('CONFLICT', `request ${request.id} is ${current?.status ?? 'gone'}, not approved`);
   // What is minted: the granted scope and TTL (the one place to read them); less than asked when an approver narrowed it.
   const granted = grantToMint(current);
@@ -99,9 +102,9 @@ export function reserveVaultCredential(deps: Pick<BrokerDeps, 'repo' | 'ids' | '
   // one policy per identical grant saves a Vault call per issue, but such a
   // token keeps the grant while another credential holds the policy.
   const policy = deps.config.shareGrantPolicies
-    ? repo.acquireGrantPolicy(grant.hash, now)
-    : { name: credentialPolicyName(repo.policyPrefix, credentialId), written: false };
-  repo.insertCredential({
+    ? await acquireGrantPolicy(deps.storage, tx, grant.hash, now)
+    : { name: credentialPolicyName(await policyPrefix(deps.storage, tx), credentialId), written: false };
+  await tx.credentials.insert({
     id: credentialId,
     request_id: request.id,
     type: 'vault_token',
@@ -152,14 +155,14 @@ export async function issueCredential(deps: BrokerDeps, request: RequestRow, res
   if (request.resource === 'gate') {
     if (reservation) throw new Error(`issueCredential: request ${request.id} is a gate request; there is no Vault reservation to complete`);
     const started = performance.now();
-    const outcome = issueGateCredential(deps, request);
+    const outcome = await issueGateCredential(deps, request);
     deps.metrics.issuance('gate', (performance.now() - started) / 1000, outcome.ok ? 'issued' : 'failed');
     return outcome;
   }
   let reserved = reservation;
   if (!reserved) {
     try {
-      reserved = deps.db.transaction(() => reserveVaultCredential(deps, request))();
+      reserved = await deps.storage.transaction((tx) => reserveVaultCredential(deps, tx, request));
     } catch (err) {
       const refused = issueRefused(err, request.id);
       if (refused) return { ok: false, error: refused };
@@ -174,7 +177,7 @@ export async function issueCredential(deps: BrokerDeps, request: RequestRow, res
 /** The BrokerError for an issue refused because of the request's state (or a credential it already has), or undefined for anything else. */
 function issueRefused(err: unknown, requestId: string): BrokerError | undefined {
   if (err instanceof BrokerError) return err;
-  if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
+  if (err instanceof StorageUniqueError) {
     return new BrokerError('CONFLICT', `the credential of request ${requestId} has already been issued`);
   }
   return undefined;
@@ -186,8 +189,8 @@ function issueRefused(err: unknown, requestId: string): BrokerError | undefined 
  * index refuses a second) and marks the request issued. Only the jti is
  * stored; the JWT itself is returned once.
  */
-function issueGateCredential(deps: BrokerDeps, request: RequestRow): IssueOutcome<GatePushCredential> {
-  const { repo, clock, ids, db } = deps;
+async function issueGateCredential(deps: BrokerDeps, request: RequestRow): Promise<IssueOutcome<GatePushCredential>> {
+  const { storage, clock, ids } = deps;
   // The granted refs and TTL: less than asked when an approver narrowed the request.
   const granted = grantToMint(request);
   const scope: GateScope = granted.resource === 'gate' ? { repo: granted.repo, refs: granted.refs } : { repo: '', refs: [] };
@@ -201,14 +204,14 @@ function issueGateCredential(deps: BrokerDeps, request: RequestRow): IssueOutcom
   const jwt = signGateJwt({ current: () => signer }, { iss: GATE_ISSUER, sub: request.agent_name, repo: scope.repo, refs: scope.refs, iat, exp, jti, request_id: request.id });
   const credentialId = ids.next('cred');
   try {
-    db.transaction(() => {
-      const current = repo.getRequest(request.id);
+    await storage.transaction(async (tx) => {
+      const current = await tx.requests.get(request.id);
       if (current?.status !== 'approved') throw new BrokerError('CONFLICT', `request ${request.id} is ${current?.status ?? 'gone'}, not approved`);
-      repo.insertCredential({ id: credentialId, request_id: request.id, type: 'gate_push', state: 'live', vault_policy: null, accessor: null, jti, issued_at: now, expires_at: exp * 1000 });
-      if (!markIssued(deps, request.id, now, { credential_id: credentialId, jti, kid, repo: scope.repo, refs: scope.refs, expires_at: exp * 1000 })) {
+      await tx.credentials.insert({ id: credentialId, request_id: request.id, type: 'gate_push', state: 'live', vault_policy: null, accessor: null, jti, issued_at: now, expires_at: exp * 1000 });
+      if (!(await markIssued(deps, tx, request.id, now, { credential_id: credentialId, jti, kid, repo: scope.repo, refs: scope.refs, expires_at: exp * 1000 }))) {
         throw new BrokerError('CONFLICT', `request ${request.id} changed while being issued`);
       }
-    })();
+    });
   } catch (err) {
     const refused = issueRefused(err, request.id);
     if (refused) return { ok: false, error: refused };
@@ -218,7 +221,7 @@ function issueGateCredential(deps: BrokerDeps, request: RequestRow): IssueOutcom
 }
 
 async function completeMint(deps: BrokerDeps, request: RequestRow, reservation: VaultReservation): Promise<IssueOutcome<VaultTokenCredential>> {
-  const { repo, audit, vault, clock, log, db } = deps;
+  const { storage, audit, vault, clock, log } = deps;
   const { credentialId, policyName } = reservation;
   // The policy write and the token create go out together: Vault resolves a
   // token's policies on every use, so a token created a moment before its
@@ -246,25 +249,25 @@ async function completeMint(deps: BrokerDeps, request: RequestRow, reservation: 
 
   const now = clock.now();
   const expiresAt = now + created.leaseDurationSeconds * 1000;
-  const committed = db.transaction((): boolean | 'abandoned' => {
+  const committed = await storage.transaction(async (tx): Promise<boolean | 'abandoned'> => {
     // Recorded here rather than on its own: one commit per issue, not two.
-    if (!reservation.policyWritten) repo.markGrantPolicyWritten(policyName, now);
-    if (!repo.markCredentialLive(credentialId, created.accessor, now, expiresAt)) {
+    if (!reservation.policyWritten) await markGrantPolicyWritten(tx, policyName, now);
+    if (!(await tx.credentials.markLive(credentialId, created.accessor, now, expiresAt))) {
       // Only the sweep (or a restarting process's reconciliation) moves a
       // `minting` row elsewhere: it took this mint, older than
       // STALE_MINT_MS, for an interrupted one and abandoned it. The row
       // stays dead; the token Vault just created is recorded on it and
       // revoked below.
-      repo.recordLateAccessor(credentialId, created.accessor);
-      audit.append({ event: 'credential.minted_after_abandon', actor: 'broker', requestId: request.id, data: { credential_id: credentialId, accessor: created.accessor, policy: policyName } }, now);
+      await tx.credentials.recordLateAccessor(credentialId, created.accessor);
+      await audit.append(tx, { event: 'credential.minted_after_abandon', actor: 'broker', requestId: request.id, data: { credential_id: credentialId, accessor: created.accessor, policy: policyName } }, now);
       return 'abandoned';
     }
-    if (!markIssued(deps, request.id, now, { credential_id: credentialId, accessor: created.accessor, policy: policyName, expires_at: expiresAt, ttl_seconds: created.leaseDurationSeconds })) {
-      repo.moveCredential(credentialId, 'live', 'ending', now, 'request changed during issue');
+    if (!(await markIssued(deps, tx, request.id, now, { credential_id: credentialId, accessor: created.accessor, policy: policyName, expires_at: expiresAt, ttl_seconds: created.leaseDurationSeconds }))) {
+      await tx.credentials.move(credentialId, 'live', 'ending', now, 'request changed during issue');
       return false;
     }
     return true;
-  })();
+  });
 
   if (committed === 'abandoned') {
     await settleLateMint(deps, { id: credentialId, accessor: created.accessor, vault_policy: policyName, request_id: request.id });
@@ -307,7 +310,7 @@ async function settleLateMint(deps: BrokerDeps, cred: { id: string; accessor: st
     await endCredential(deps, cred);
   } catch (err) {
     deps.log.warn({ err, request_id: cred.request_id, accessor: cred.accessor }, 'could not revoke a token minted after its row was abandoned; the sweep will retry');
-    deps.db.transaction(() => deps.repo.moveCredential(cred.id, 'failed', 'abandoned', deps.clock.now(), 'token minted after abandon'))();
+    await deps.storage.credentials.move(cred.id, 'failed', 'abandoned', deps.clock.now(), 'token minted after abandon');
   }
 }
 
@@ -322,10 +325,10 @@ async function revokeOrRecord(deps: BrokerDeps, credentialId: string, accessor: 
     await deps.vault.revokeAccessor(accessor);
   } catch (err) {
     deps.log.warn({ err, request_id: requestId, accessor }, 'could not revoke the token of a failed issue yet; the sweep will retry');
-    deps.db.transaction(() => {
-      deps.repo.recordLateAccessor(credentialId, accessor);
-      deps.repo.moveCredential(credentialId, 'failed', 'abandoned', deps.clock.now(), 'token of a failed issue not yet revoked');
-    })();
+    await deps.storage.transaction(async (tx) => {
+      await tx.credentials.recordLateAccessor(credentialId, accessor);
+      await tx.credentials.move(credentialId, 'failed', 'abandoned', deps.clock.now(), 'token of a failed issue not yet revoked');
+    });
   }
 }
 
@@ -337,13 +340,13 @@ async function revokeOrRecord(deps: BrokerDeps, credentialId: string, accessor: 
  * Vault is down.
  */
 async function abandonMint(deps: BrokerDeps, credentialId: string, policyName: string, requestId: string): Promise<void> {
-  const { repo, vault, clock, audit, db, log } = deps;
-  const deleteNow = db.transaction(() => {
+  const { storage, vault, clock, audit, log } = deps;
+  const deleteNow = await storage.transaction(async (tx) => {
     const now = clock.now();
-    repo.moveCredential(credentialId, 'minting', 'abandoned', now, 'vault failure during issue');
-    repo.retireGrantPolicy(policyName, now);
-    return repo.releaseVaultPolicy(policyName, credentialId, now);
-  })();
+    await tx.credentials.move(credentialId, 'minting', 'abandoned', now, 'vault failure during issue');
+    await retireGrantPolicy(tx, policyName, now);
+    return releaseVaultPolicy(tx, policyName, credentialId, now);
+  });
   if (deleteNow) {
     try {
       await vault.deletePolicy(policyName);
@@ -352,9 +355,9 @@ async function abandonMint(deps: BrokerDeps, credentialId: string, policyName: s
       return;
     }
   }
-  db.transaction(() => {
-    if (repo.moveCredential(credentialId, 'abandoned', 'failed', clock.now())) {
-      audit.append({ event: 'credential.abandoned', actor: 'broker', requestId, data: { credential_id: credentialId, policy: policyName, ...(deleteNow ? {} : { policy_kept_for_other_credentials: true }) } }, clock.now());
+  await storage.transaction(async (tx) => {
+    if (await tx.credentials.move(credentialId, 'abandoned', 'failed', clock.now())) {
+      await audit.append(tx, { event: 'credential.abandoned', actor: 'broker', requestId, data: { credential_id: credentialId, policy: policyName, ...(deleteNow ? {} : { policy_kept_for_other_credentials: true }) } }, clock.now());
     }
-  })();
+  });
 }

@@ -1,4 +1,5 @@
-import type { StorageDeps } from '../create-deps.ts';
+import type { Transaction } from '../storage/storage.ts';
+import type { StorageDeps } from './deps.ts';
 import { BrokerError, type ErrorCode } from './errors.ts';
 import {
   applyNarrowing,
@@ -53,7 +54,7 @@ export type DecideDeps = StorageDeps & { policies?: Pick<PolicyStore, 'current'>
 
 /**
  * Applies one approver's decision to a pending request, exactly once. The
- * whole thing is one SQLite transaction with a conditional update, so any
+ * whole thing is one storage transaction with a conditional update, so any
  * number of taps, bots, CLIs or restarts racing on the same request produce
  * one outcome; everyone else is told it was already decided.
  *
@@ -69,110 +70,124 @@ export type DecideDeps = StorageDeps & { policies?: Pick<PolicyStore, 'current'>
  * with the audit entries (`vote.cast`, `grant.narrowed`, `request.approved`)
  * and the decision event, and minting reads it from there.
  */
-export function decideRequest(deps: DecideDeps, requestId: string, input: DecisionInput): DecideOutcome {
-  const { db, repo, audit, clock, config } = deps;
+export async function decideRequest(deps: DecideDeps, requestId: string, input: DecisionInput): Promise<DecideOutcome> {
+  checkInput(deps, input);
+  return deps.storage.transaction((tx) => decideIn(tx, deps, requestId, input));
+}
+
+function checkInput(deps: DecideDeps, input: DecisionInput): void {
   if (input.decision === 'deny' && !isEmptyNarrowing(input.narrowing)) throw new BrokerError('BAD_REQUEST', 'narrowing applies to approvals only');
   if (!isEmptyNarrowing(input.narrowing) && !deps.policies) throw new Error('decideRequest: narrowing needs the policy store (deps.policies)');
-  return db.transaction((): DecideOutcome => {
-    const now = clock.now();
-    const request = repo.getRequest(requestId);
-    if (!request) throw new BrokerError('NOT_FOUND', `request ${requestId} not found`);
-    if (request.status !== 'pending') {
-      audit.append({ event: 'vote.ignored', actor: input.approver, requestId, data: { decision: input.decision, status: request.status } }, now);
-      return { outcome: 'already_decided', request, status: request.status, decidedBy: request.decided_by };
-    }
-    if (request.approval_expires_at !== null && request.approval_expires_at <= now) {
-      // The deadline passed before the sweep noticed: time it out now rather than approve late.
-      timeOut(deps, requestId, now, { late_vote_by: input.approver });
-      const timedOut = repo.getRequest(requestId)!;
-      return { outcome: 'already_decided', request: timedOut, status: 'timed_out', decidedBy: 'timeout' };
-    }
+}
 
-    const needed = request.required_tier === 3 ? config.tier3Quorum : 1;
-    const countApprovals = () => db.prepare(`SELECT COUNT(*) FROM votes WHERE request_id = ? AND decision = 'approve'`).pluck().get(requestId) as number;
-    if (db.prepare('SELECT 1 FROM votes WHERE request_id = ? AND approver = ?').get(requestId, input.approver) !== undefined) {
-      audit.append({ event: 'vote.duplicate', actor: input.approver, requestId, data: { decision: input.decision } }, now);
-      return { outcome: 'already_voted', request, approvals: countApprovals(), needed };
-    }
+/** {@link decideRequest} inside the caller's transaction (the Telegram panel's "Approve as shown" checks its panel in the same one). */
+export async function decideIn(tx: Transaction, deps: DecideDeps, requestId: string, input: DecisionInput): Promise<DecideOutcome> {
+  checkInput(deps, input);
+  const { audit, clock, config } = deps;
+  const now = clock.now();
+  const request = await tx.requests.get(requestId);
+  if (!request) throw new BrokerError('NOT_FOUND', `request ${requestId} not found`);
+  if (request.status !== 'pending') {
+    await audit.append(tx, { event: 'vote.ignored', actor: input.approver, requestId, data: { decision: input.decision, status: request.status } }, now);
+    return { outcome: 'already_decided', request, status: request.status, decidedBy: request.decided_by };
+  }
+  if (request.approval_expires_at !== null && request.approval_expires_at <= now) {
+    // The deadline passed before the sweep noticed: time it out now rather than approve late.
+    await timeOut(deps, tx, requestId, now, { late_vote_by: input.approver });
+    const timedOut = (await tx.requests.get(requestId))!;
+    return { outcome: 'already_decided', request: timedOut, status: 'timed_out', decidedBy: 'timeout' };
+  }
 
-    let grant: Grant | undefined;
-    let ceiling: Grant | undefined;
-    const requested = requestedGrant(request);
-    if (input.decision === 'approve') {
-      const earlier = db
-        .prepare(`SELECT grant_scope, grant_ttl_seconds FROM votes WHERE request_id = ? AND decision = 'approve' ORDER BY at, approver`)
-        .all(requestId) as { grant_scope: string | null; grant_ttl_seconds: number | null }[];
-      ceiling = ceilingOf(requested, earlier);
-      const refuse = (code: ErrorCode, message: string): DecideOutcome => {
-        audit.append({ event: 'approval.refused', actor: input.approver, requestId, data: { code, message, ...(input.narrowing ? { narrowing: input.narrowing } : {}) } }, now);
-        return { outcome: 'refused', request, code, message };
-      };
-      if (isEmptyNarrowing(input.narrowing)) {
-        grant = ceiling;
-      } else {
-        const narrowed = applyNarrowing(requested, ceiling, input.narrowing!);
-        if (!narrowed.ok) return refuse('BAD_REQUEST', narrowed.message);
-        grant = narrowed.grant;
-      }
-      if (deps.policies) {
-        const checked = checkGrantAgainstPolicy(deps.policies.current(), request, grant);
-        if (!checked.ok) return refuse(checked.code, checked.message);
-        grant = checked.grant;
-      }
-    }
+  const needed = request.required_tier === 3 ? config.tier3Quorum : 1;
+  if (await tx.votes.has(requestId, input.approver)) {
+    await audit.append(tx, { event: 'vote.duplicate', actor: input.approver, requestId, data: { decision: input.decision } }, now);
+    return { outcome: 'already_voted', request, approvals: await tx.votes.countApprovals(requestId), needed };
+  }
 
-    const inserted = db
-      .prepare('INSERT OR IGNORE INTO votes (request_id, approver, decision, reason, at, grant_scope, grant_ttl_seconds) VALUES (?, ?, ?, ?, ?, ?, ?)')
-      .run(requestId, input.approver, input.decision, input.reason ?? null, now, grant ? JSON.stringify(scopeOf(grant)) : null, grant?.ttl_seconds ?? null).changes === 1;
-    if (!inserted) throw new Error('a vote appeared inside its own transaction');
-    const approvals = countApprovals();
-    const narrowedNow = grant !== undefined && ceiling !== undefined && !sameGrant(grant, ceiling);
-    audit.append(
+  let grant: Grant | undefined;
+  let ceiling: Grant | undefined;
+  const requested = requestedGrant(request);
+  if (input.decision === 'approve') {
+    const earlier = await tx.votes.approvals(requestId);
+    ceiling = ceilingOf(requested, earlier);
+    const refuse = async (code: ErrorCode, message: string): Promise<DecideOutcome> => {
+      await audit.append(tx, { event: 'approval.refused', actor: input.approver, requestId, data: { code, message, ...(input.narrowing ? { narrowing: input.narrowing } : {}) } }, now);
+      return { outcome: 'refused', request, code, message };
+    };
+    if (isEmptyNarrowing(input.narrowing)) {
+      grant = ceiling;
+    } else {
+      const narrowed = applyNarrowing(requested, ceiling, input.narrowing!);
+      if (!narrowed.ok) return refuse('BAD_REQUEST', narrowed.message);
+      grant = narrowed.grant;
+    }
+    if (deps.policies) {
+      const checked = checkGrantAgainstPolicy(deps.policies.current(), request, grant);
+      if (!checked.ok) return refuse(checked.code, checked.message);
+      grant = checked.grant;
+    }
+  }
+
+  const inserted = await tx.votes.insert({
+    request_id: requestId,
+    approver: input.approver,
+    decision: input.decision,
+    reason: input.reason ?? null,
+    at: now,
+    grant_scope: grant ? JSON.stringify(scopeOf(grant)) : null,
+    grant_ttl_seconds: grant?.ttl_seconds ?? null,
+  });
+  if (!inserted) throw new Error('a vote appeared inside its own transaction');
+  const approvals = await tx.votes.countApprovals(requestId);
+  const narrowedNow = grant !== undefined && ceiling !== undefined && !sameGrant(grant, ceiling);
+  await audit.append(
+    tx,
+    {
+      event: 'vote.cast',
+      actor: input.approver,
+      requestId,
+      data: { decision: input.decision, reason: input.reason, tier: request.required_tier, ...(grant && !sameGrant(grant, requested) ? { grant: grantJson(grant) } : {}) },
+    },
+    now,
+  );
+  if (narrowedNow) {
+    await audit.append(
+      tx,
       {
-        event: 'vote.cast',
+        event: 'grant.narrowed',
         actor: input.approver,
         requestId,
-        data: { decision: input.decision, reason: input.reason, tier: request.required_tier, ...(grant && !sameGrant(grant, requested) ? { grant: grantJson(grant) } : {}) },
+        data: { from: grantJson(ceiling!), to: grantJson(grant!), dropped: differenceJson(grantDifference(ceiling!, grant!)), ...(input.narrowing ? { narrowing: input.narrowing } : {}) },
       },
       now,
     );
-    if (narrowedNow) {
-      audit.append(
-        {
-          event: 'grant.narrowed',
-          actor: input.approver,
-          requestId,
-          data: { from: grantJson(ceiling!), to: grantJson(grant!), dropped: differenceJson(grantDifference(ceiling!, grant!)), ...(input.narrowing ? { narrowing: input.narrowing } : {}) },
-        },
-        now,
-      );
-    }
+  }
 
-    const narrowed = grant !== undefined && !sameGrant(grant, requested);
-    if (input.decision === 'approve' && approvals < needed) {
-      return { outcome: 'vote_recorded', request, approvals, needed, grant: grant!, narrowed };
-    }
-    const to = input.decision === 'approve' ? 'approved' : 'denied';
-    const approvers =
-      to === 'approved'
-        ? (db.prepare(`SELECT approver FROM votes WHERE request_id = ? AND decision = 'approve' ORDER BY at, approver`).pluck().all(requestId) as string[]).join(', ')
-        : input.approver;
-    if (grant && !repo.setGrant(requestId, JSON.stringify(scopeOf(grant)), grant.ttl_seconds)) throw new Error('pending request changed inside its own transaction');
-    const decision: DecisionRecord = {
-      decidedBy: approvers,
+  const narrowed = grant !== undefined && !sameGrant(grant, requested);
+  if (input.decision === 'approve' && approvals < needed) {
+    return { outcome: 'vote_recorded', request, approvals, needed, grant: grant!, narrowed };
+  }
+  const to = input.decision === 'approve' ? 'approved' : 'denied';
+  const approvers =
+    to === 'approved'
+      ? (await tx.votes.approvals(requestId)).map((v) => v.approver).join(', ')
+      : input.approver;
+  if (grant && !(await tx.requests.setGrant(requestId, JSON.stringify(scopeOf(grant)), grant.ttl_seconds))) throw new Error('pending request changed inside its own transaction');
+  const decision: DecisionRecord = {
+    decidedBy: approvers,
+    reason: input.reason,
+    actor: input.approver,
+    data: {
+      approvers,
       reason: input.reason,
-      actor: input.approver,
-      data: {
-        approvers,
-        reason: input.reason,
-        tier: request.required_tier,
-        ...(grant ? { granted: grantJson(grant), narrowed } : {}),
-        ...(grant && narrowed ? { dropped: differenceJson(grantDifference(requested, grant)) } : {}),
-      },
-    };
-    const changed = to === 'approved' ? approve(deps, requestId, now, { ...decision, claimExpiresAt: now + config.claimWindowSeconds * 1000 }) : deny(deps, requestId, now, decision);
-    if (!changed) throw new Error('pending request changed inside its own transaction');
-    const decided = repo.getRequest(requestId)!;
-    return to === 'approved' ? { outcome: 'approved', request: decided, grant: grant!, narrowed } : { outcome: 'denied', request: decided };
-  }).immediate();
+      tier: request.required_tier,
+      ...(grant ? { granted: grantJson(grant), narrowed } : {}),
+      ...(grant && narrowed ? { dropped: differenceJson(grantDifference(requested, grant)) } : {}),
+    },
+  };
+  const changed =
+    to === 'approved' ? await approve(deps, tx, requestId, now, { ...decision, claimExpiresAt: now + config.claimWindowSeconds * 1000 }) : await deny(deps, tx, requestId, now, decision);
+  if (!changed) throw new Error('pending request changed inside its own transaction');
+  const decided = (await tx.requests.get(requestId))!;
+  return to === 'approved' ? { outcome: 'approved', request: decided, grant: grant!, narrowed } : { outcome: 'denied', request: decided };
 }

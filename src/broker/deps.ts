@@ -1,5 +1,5 @@
 import type { Config } from '../config/config.ts';
-import type { Db } from '../db/open.ts';
+import type { Storage } from '../storage/storage.ts';
 import type { Clock } from '../lib/clock.ts';
 import type { IdGenerator } from '../lib/ids.ts';
 import type { Logger } from '../lib/logger.ts';
@@ -10,13 +10,12 @@ import type { AgentStore } from './agents.ts';
 import type { AuditLog } from './audit.ts';
 import type { DecisionSink } from './events.ts';
 import type { PolicyStore } from './policy/index.ts';
-import type { Repository } from './repository.ts';
 
 /** Everything the verbs need, built once in main.ts (or a test) and passed down. */
 export interface BrokerDeps {
   config: Config;
-  db: Db;
-  repo: Repository;
+  /** The database, behind the storage interface (src/storage/): every read and write goes through it. */
+  storage: Storage;
   audit: AuditLog;
   agents: AgentStore;
   policies: PolicyStore;
@@ -31,3 +30,10 @@ export interface BrokerDeps {
   /** Prometheus metrics of this broker (its own registry), served at GET /metrics. */
   metrics: BrokerMetrics;
 }
+
+/**
+ * The database side of the broker: what the service and the offline CLI
+ * commands (agent, approve, deny, requests, audit) share, so both write
+ * state, audit and outbox the same way (built by create-deps.ts).
+ */
+export type StorageDeps = Pick<BrokerDeps, 'config' | 'storage' | 'audit' | 'agents' | 'clock' | 'ids' | 'events'>;

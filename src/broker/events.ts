@@ -1,4 +1,5 @@
-import type { RequestRow } from './repository.ts';
+import type { RequestRow } from '../storage/rows.ts';
+import type { Transaction } from '../storage/storage.ts';
 
 import type { DecisionEventType } from '../wire/events.ts';
 
@@ -7,10 +8,10 @@ export { DECISION_EVENTS, type DecisionEventType } from '../wire/events.ts';
 /**
  * Receives every decision inside the transaction that made it, so a durable
  * outbox can write its event atomically with the state change. `record`
- * must be synchronous and use the same database connection.
+ * writes through the transaction it is given (`tx`), and awaits nothing else.
  */
 export interface DecisionSink {
-  record(request: RequestRow, type: DecisionEventType, at: number): void;
+  record(tx: Transaction, request: RequestRow, type: DecisionEventType, at: number): Promise<void>;
 }
 
-export const noDecisionSink: DecisionSink = { record: () => {} };
+export const noDecisionSink: DecisionSink = { record: () => Promise.resolve() };

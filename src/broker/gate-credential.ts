@@ -27,12 +27,12 @@ function grantMismatch(claims: GateClaims, request: RequestRow, cred: Credential
  * or misused signing key, a bug) grants nothing the approver did not
  * approve. Then the credential must still be live.
  */
-export function verifyGateCredential(deps: Pick<BrokerDeps, 'keys' | 'repo' | 'clock'>, input: { credential: string; repo: string; ref: string }): GateVerdict {
+export async function verifyGateCredential(deps: Pick<BrokerDeps, 'keys' | 'storage' | 'clock'>, input: { credential: string; repo: string; ref: string }): Promise<GateVerdict> {
   const verdict = verifyGateJwt(deps.keys.jwks(), input.credential, input.repo, input.ref, deps.clock.now(), (kid) => deps.keys.isRevoked(kid));
   if (!verdict.valid) return verdict;
-  const cred = deps.repo.getCredential(verdict.request_id);
+  const cred = await deps.storage.credentials.forRequest(verdict.request_id);
   if (!cred || cred.type !== 'gate_push' || cred.jti === null || !safeEqual(cred.jti, verdict.jti)) return { valid: false, reason: 'unknown credential' };
-  const request = deps.repo.getRequest(cred.request_id);
+  const request = await deps.storage.requests.get(cred.request_id);
   if (!request || request.resource !== 'gate') return { valid: false, reason: 'unknown credential' };
   const differs = grantMismatch(verdict.claims!, request, cred);
   if (differs.length > 0) return { valid: false, reason: `credential does not match the grant (${differs.join(', ')})` };

@@ -3,6 +3,7 @@ import { endCredential } from './credential-end.ts';
 import { STALE_MINT_MS } from './credential-issue.ts';
 import type { CredentialRow } from './repository.ts';
 import { expireIssued, expireUnclaimed, failUnissued, timeOut } from './request-machine.ts';
+import { policyPrefix, releaseVaultPolicy, retireGrantPolicy } from './grant-policies.ts';
 import { LEGACY_POLICY_PREFIX } from './vault-grant.ts';
 
 export interface SweepSummary {
@@ -28,26 +29,26 @@ const emptySummary = (): SweepSummary => ({ interruptedMints: 0, timedOut: 0, cl
  * reconciliation settles them, and their policies deleted in the same pass.
  */
 export async function sweep(deps: BrokerDeps): Promise<SweepSummary> {
-  const { repo, clock, db, log } = deps;
+  const { storage, clock, log } = deps;
   const summary = emptySummary();
   const now = clock.now();
 
   // No live mint is older than STALE_MINT_MS, so this is safe while other processes mint.
-  summary.interruptedMints = settleInterruptedIssues(deps, now - STALE_MINT_MS, now, STALE_INTERRUPTED);
+  summary.interruptedMints = await settleInterruptedIssues(deps, now - STALE_MINT_MS, now, STALE_INTERRUPTED);
 
-  db.transaction(() => {
-    for (const r of repo.pendingPastDeadline(now, 500)) {
-      if (timeOut(deps, r.id, now, { approval_expires_at: r.approval_expires_at })) summary.timedOut++;
+  await storage.transaction(async (tx) => {
+    for (const r of await tx.requests.pendingPastDeadline(now, 500)) {
+      if (await timeOut(deps, tx, r.id, now, { approval_expires_at: r.approval_expires_at })) summary.timedOut++;
     }
-    for (const r of repo.approvedPastClaimWindow(now, 500)) {
-      if (expireUnclaimed(deps, r, now)) summary.claimExpired++;
+    for (const r of await tx.requests.approvedPastClaimWindow(now, 500)) {
+      if (await expireUnclaimed(deps, tx, r, now)) summary.claimExpired++;
     }
-    for (const c of repo.liveCredentialsPastExpiry(now, 500)) {
-      if (expireIssued(deps, c, now, 'expired')) summary.credentialsExpired++;
+    for (const c of await tx.credentials.livePastExpiry(now, 500)) {
+      if (await expireIssued(deps, tx, c, now, 'expired')) summary.credentialsExpired++;
     }
-  })();
+  });
 
-  for (const c of repo.credentialsInState('ending', 500)) {
+  for (const c of await storage.credentials.inState('ending', 500)) {
     try {
       await endCredential(deps, c);
       summary.credentialsEnded++;
@@ -56,7 +57,7 @@ export async function sweep(deps: BrokerDeps): Promise<SweepSummary> {
       log.warn({ err, request_id: c.request_id }, 'could not end credential in Vault yet; will retry');
     }
   }
-  for (const c of repo.credentialsInState('abandoned', 500)) {
+  for (const c of await storage.credentials.inState('abandoned', 500)) {
     if (await deleteAbandonedPolicy(deps, c)) summary.policiesCleaned++;
     else summary.vaultErrors++;
   }
@@ -69,7 +70,7 @@ export async function sweep(deps: BrokerDeps): Promise<SweepSummary> {
  */
 async function deleteAbandonedPolicy(deps: BrokerDeps, c: CredentialRow): Promise<boolean> {
   const policy = c.vault_policy;
-  const deleteNow = policy !== null && deps.db.transaction(() => deps.repo.releaseVaultPolicy(policy, c.id, deps.clock.now()))();
+  const deleteNow = policy !== null && (await deps.storage.transaction((tx) => releaseVaultPolicy(tx, policy, c.id, deps.clock.now())));
   try {
     // Known only when Vault minted the token after the row was abandoned and revoking it failed then (credential-issue.ts).
     if (c.accessor) await deps.vault.revokeAccessor(c.accessor);
@@ -79,11 +80,11 @@ async function deleteAbandonedPolicy(deps: BrokerDeps, c: CredentialRow): Promis
     return false;
   }
   const now = deps.clock.now();
-  deps.db.transaction(() => {
-    if (deps.repo.moveCredential(c.id, 'abandoned', 'failed', now)) {
-      deps.audit.append({ event: 'credential.abandoned', actor: 'broker', requestId: c.request_id, data: { credential_id: c.id, policy: c.vault_policy, ...(deleteNow || policy === null ? {} : { policy_kept_for_other_credentials: true }) } }, now);
+  await deps.storage.transaction(async (tx) => {
+    if (await tx.credentials.move(c.id, 'abandoned', 'failed', now)) {
+      await deps.audit.append(tx, { event: 'credential.abandoned', actor: 'broker', requestId: c.request_id, data: { credential_id: c.id, policy: c.vault_policy, ...(deleteNow || policy === null ? {} : { policy_kept_for_other_credentials: true }) } }, now);
     }
-  })();
+  });
   return true;
 }
 
@@ -113,24 +114,24 @@ const STALE_INTERRUPTED = 'interrupted: the broker process issuing it stopped; r
  * IMMEDIATE transaction, so several processes doing this at once settle
  * each row once, with one audit entry. Returns how many were settled.
  */
-export function settleInterruptedIssues(deps: BrokerDeps, before: number, now: number, failure: string): number {
-  const { repo, audit, db } = deps;
+export async function settleInterruptedIssues(deps: BrokerDeps, before: number, now: number, failure: string): Promise<number> {
+  const { storage, audit } = deps;
   let settled = 0;
-  db.transaction(() => {
-    for (const c of repo.mintingReservedBefore(before, 10_000)) {
-      if (!repo.moveCredential(c.id, 'minting', 'abandoned', now, 'broker stopped during issue')) continue;
-      if (c.vault_policy) repo.retireGrantPolicy(c.vault_policy, now);
-      const req = repo.getRequest(c.request_id);
-      if (req?.status === 'approved' && req.decided_by === 'policy') failUnissued(deps, c.request_id, now, failure, null);
-      audit.append({ event: 'credential.interrupted', actor: 'broker', requestId: c.request_id, data: { credential_id: c.id, policy: c.vault_policy, reserved_at: c.reserved_at } }, now);
+  await storage.transaction(async (tx) => {
+    for (const c of await tx.credentials.mintingReservedBefore(before, 10_000)) {
+      if (!(await tx.credentials.move(c.id, 'minting', 'abandoned', now, 'broker stopped during issue'))) continue;
+      if (c.vault_policy) await retireGrantPolicy(tx, c.vault_policy, now);
+      const req = await tx.requests.get(c.request_id);
+      if (req?.status === 'approved' && req.decided_by === 'policy') await failUnissued(deps, tx, c.request_id, now, failure, null);
+      await audit.append(tx, { event: 'credential.interrupted', actor: 'broker', requestId: c.request_id, data: { credential_id: c.id, policy: c.vault_policy, reserved_at: c.reserved_at } }, now);
       settled++;
     }
-  })();
-  db.transaction(() => {
-    for (const r of repo.tier1ApprovedWithoutCredential(before)) {
-      if (failUnissued(deps, r.id, now, failure, { event: 'request.interrupted', data: {} })) settled++;
+  });
+  await storage.transaction(async (tx) => {
+    for (const r of await tx.requests.tier1ApprovedWithoutCredential(before)) {
+      if (await failUnissued(deps, tx, r.id, now, failure, { event: 'request.interrupted', data: {} })) settled++;
     }
-  })();
+  });
   return settled;
 }
 
@@ -158,32 +159,33 @@ export interface ReconcileSummary extends SweepSummary {
  * - Live credentials whose token Vault no longer knows are ended.
  */
 export async function reconcile(deps: BrokerDeps, startedBefore: number = deps.clock.now() + 1): Promise<ReconcileSummary> {
-  const { repo, audit, clock, db, vault } = deps;
+  const { storage, audit, clock, vault } = deps;
   const now = clock.now();
   // Only what was under way before this process started: an issue this
   // process begins from now on is left alone.
-  const interruptedMints = settleInterruptedIssues(deps, startedBefore, now, INTERRUPTED);
+  const interruptedMints = await settleInterruptedIssues(deps, startedBefore, now, INTERRUPTED);
 
   let vanishedTokens = 0;
-  for (const c of db.prepare(`SELECT * FROM credentials WHERE state = 'live' AND accessor IS NOT NULL`).all() as CredentialRow[]) {
+  for (const c of await storage.credentials.liveWithAccessor()) {
     if ((await vault.lookupAccessor(c.accessor!)) !== null) continue;
-    db.transaction(() => {
-      if (expireIssued(deps, c, now, 'vanished')) vanishedTokens++;
-    })();
+    await storage.transaction(async (tx) => {
+      if (await expireIssued(deps, tx, c, now, 'vanished')) vanishedTokens++;
+    });
   }
 
   const summary = await sweep(deps);
 
   const inVault = await vault.listPolicies();
-  const owned = repo.ownedPolicyNames();
+  const owned = await storage.credentials.ownedPolicyNames();
+  const prefix = await policyPrefix(storage);
   let strayPolicies = 0;
   for (const name of inVault) {
     if (owned.has(name)) continue;
-    const ours = name.startsWith(repo.policyPrefix) || (name.startsWith(LEGACY_POLICY_PREFIX) && repo.namesLegacyVaultPolicy(name));
+    const ours = name.startsWith(prefix) || (name.startsWith(LEGACY_POLICY_PREFIX) && (await storage.credentials.namesLegacyVaultPolicy(name)));
     if (!ours) continue;
-    if (!db.transaction(() => repo.releaseVaultPolicy(name, null, clock.now()))()) continue;
+    if (!(await storage.transaction((tx) => releaseVaultPolicy(tx, name, null, clock.now())))) continue;
     await vault.deletePolicy(name);
-    db.transaction(() => audit.append({ event: 'vault.stray_policy_deleted', actor: 'broker', data: { policy: name } }, clock.now()))();
+    await storage.transaction((tx) => audit.append(tx, { event: 'vault.stray_policy_deleted', actor: 'broker', data: { policy: name } }, clock.now()));
     strayPolicies++;
   }
   return { ...summary, interruptedMints: interruptedMints + summary.interruptedMints, strayPolicies, vanishedTokens };

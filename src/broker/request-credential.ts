@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import { StorageUniqueError } from '../storage/errors.ts';
+import type { Transaction } from '../storage/storage.ts';
 import { canonicalJson } from '../lib/canonical-json.ts';
 import type { Agent } from './agents.ts';
 import type { BrokerDeps } from './deps.ts';
@@ -40,12 +42,12 @@ export async function requestCredential(
 }
 
 async function handleRequest(deps: BrokerDeps, agent: Agent, body: CredentialRequestBody, idempotencyKey: string | undefined): Promise<RequestOutcome> {
-  const { repo, audit, clock, ids, config, db, policies } = deps;
+  const { storage, audit, clock, ids, config, policies } = deps;
   // Only an idempotent request needs its body fingerprint.
   const bodyHash = idempotencyKey === undefined ? null : createHash('sha256').update(canonicalJson(body)).digest('hex');
 
   if (idempotencyKey !== undefined) {
-    const replay = replayIdempotent(deps, agent, idempotencyKey, bodyHash!);
+    const replay = await replayIdempotent(deps, agent, idempotencyKey, bodyHash!);
     if (replay) return replay;
   }
 
@@ -53,7 +55,7 @@ async function handleRequest(deps: BrokerDeps, agent: Agent, body: CredentialReq
   const agentPolicy = policy.agents.get(agent.name);
   const sessionKey = body.session_key ?? agent.sessionKey ?? agentPolicy?.defaultSession ?? null;
   if (body.session_key !== undefined && !(agentPolicy && sessionAllowed(agentPolicy, body.session_key))) {
-    refuse(deps, agent, 'SESSION_NOT_ALLOWED', { session_key: body.session_key, resource: body.resource, tier: body.tier });
+    await refuse(deps, agent, 'SESSION_NOT_ALLOWED', { session_key: body.session_key, resource: body.resource, tier: body.tier });
     throw new BrokerError('SESSION_NOT_ALLOWED', `session_key "${body.session_key}" does not match the sessions policy allows agent "${agent.name}"`);
   }
 
@@ -64,7 +66,7 @@ async function handleRequest(deps: BrokerDeps, agent: Agent, body: CredentialReq
 
   const now = clock.now();
   if (!decision.ok) {
-    refuse(deps, agent, decision.code, { pair: decision.pair, resource: body.resource, tier: body.tier });
+    await refuse(deps, agent, decision.code, { pair: decision.pair, resource: body.resource, tier: body.tier });
     throw new BrokerError(decision.code, decision.message, { fields: { pair: decision.pair } });
   }
 
@@ -101,12 +103,13 @@ async function handleRequest(deps: BrokerDeps, agent: Agent, body: CredentialReq
   // against another process writing the same database.
   let reservation: VaultReservation | undefined;
   try {
-    db.transaction(() => {
-      assertNotRemoved(deps, agent);
-      checkRateLimits(deps, agent, now, effectiveTier > 1);
-      repo.insertRequest(row);
+    await storage.transaction(async (tx) => {
+      await assertNotRemoved(tx, agent);
+      await checkRateLimits(deps, tx, agent, now, effectiveTier > 1);
+      await tx.requests.insert(row);
       const actor = `agent:${agent.name}`;
-      audit.append(
+      await audit.append(
+        tx,
         {
           event: 'request.created',
           actor,
@@ -116,14 +119,14 @@ async function handleRequest(deps: BrokerDeps, agent: Agent, body: CredentialReq
         now,
       );
       if (row.status === 'approved') {
-        audit.append({ event: 'request.approved', actor: 'policy', requestId: row.id, data: { tier: 1, rules: decision.rules } }, now);
-        if (row.resource === 'vault') reservation = reserveVaultCredential(deps, row);
+        await audit.append(tx, { event: 'request.approved', actor: 'policy', requestId: row.id, data: { tier: 1, rules: decision.rules } }, now);
+        if (row.resource === 'vault') reservation = await reserveVaultCredential(deps, tx, row);
       }
-    }).immediate();
+    });
   } catch (err) {
     // Two requests racing with one idempotency key: the loser replays the winner.
-    if (idempotencyKey !== undefined && (err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
-      const replay = replayIdempotent(deps, agent, idempotencyKey, bodyHash!);
+    if (idempotencyKey !== undefined && err instanceof StorageUniqueError) {
+      const replay = await replayIdempotent(deps, agent, idempotencyKey, bodyHash!);
       if (replay) return replay;
     }
     throw err;
@@ -135,7 +138,7 @@ async function handleRequest(deps: BrokerDeps, agent: Agent, body: CredentialReq
 
   const minted = await issueCredential(deps, row, reservation);
   if (!minted.ok) {
-    db.transaction(() => failUnissued(deps, row.id, clock.now(), minted.error.message, { event: 'request.failed', data: { code: minted.error.code } }))();
+    await storage.transaction((tx) => failUnissued(deps, tx, row.id, clock.now(), minted.error.message, { event: 'request.failed', data: { code: minted.error.code } }));
     throw minted.error;
   }
   return { status: 201, body: issuedBody(row, minted.credential) };
@@ -157,14 +160,14 @@ function pendingBody(row: RequestRow): PendingResponse {
  * request returns its current state (status 200) without the secret; the
  * agent revokes it and asks again if it lost the first answer.
  */
-function replayIdempotent(deps: BrokerDeps, agent: Agent, key: string, bodyHash: string): RequestOutcome | undefined {
-  const existing = deps.repo.findByIdempotencyKey(agent.id, key);
+async function replayIdempotent(deps: BrokerDeps, agent: Agent, key: string, bodyHash: string): Promise<RequestOutcome | undefined> {
+  const existing = await deps.storage.idempotency.find(agent.id, key);
   if (!existing) return undefined;
   if (existing.body_hash !== bodyHash) {
     throw new BrokerError('IDEMPOTENCY_KEY_REUSED', `Idempotency-Key "${key}" was already used for a different request (${existing.id})`);
   }
   if (existing.status === 'pending') return { status: 202, body: pendingBody(existing) };
-  return { status: 200, body: requestView(deps, existing), replayed: true };
+  return { status: 200, body: await requestView(deps, existing), replayed: true };
 }
 
 /** The per-agent rate limit's sliding window (`JIT_RATE_PER_MINUTE`). */
@@ -179,15 +182,15 @@ export const RATE_WINDOW_MS = 60_000;
  * (`AuditLog.appendCoalesced`). One transaction, so the limit holds across
  * processes.
  */
-function refuse(deps: BrokerDeps, agent: Agent, code: string, data: Record<string, unknown>): void {
+async function refuse(deps: BrokerDeps, agent: Agent, code: string, data: Record<string, unknown>): Promise<void> {
   const now = deps.clock.now();
-  deps.db.transaction(() => {
-    assertNotRemoved(deps, agent);
-    checkRateLimits(deps, agent, now, false);
-    deps.repo.recordRefusal(agent.id, now);
+  await deps.storage.transaction(async (tx) => {
+    await assertNotRemoved(tx, agent);
+    await checkRateLimits(deps, tx, agent, now, false);
+    await tx.rateLimits.recordRefusal(agent.id, now);
     const what = canonicalJson({ code, pair: data['pair'] ?? null, session_key: data['session_key'] ?? null });
-    deps.audit.appendCoalesced(`${agent.id}\n${what}`, { event: 'request.rejected', actor: `agent:${agent.name}`, data: { agent: agent.name, code, ...data } }, now);
-  })();
+    await deps.audit.appendCoalesced(`${agent.id}\n${what}`, { event: 'request.rejected', actor: `agent:${agent.name}`, data: { agent: agent.name, code, ...data } }, now, tx);
+  });
 }
 
 /**
@@ -196,21 +199,21 @@ function refuse(deps: BrokerDeps, agent: Agent, code: string, data: Record<strin
  * one transaction, so nothing may follow it (no request, no refusal, no
  * audit entry): the agent gets 401, as its next call would.
  */
-function assertNotRemoved(deps: BrokerDeps, agent: Agent): void {
-  if (deps.agents.get(agent.name)?.id !== agent.id) throw new BrokerError('UNAUTHORIZED', `agent "${agent.name}" has been removed`);
+async function assertNotRemoved(tx: Transaction, agent: Agent): Promise<void> {
+  if ((await tx.agents.byName(agent.name))?.id !== agent.id) throw new BrokerError('UNAUTHORIZED', `agent "${agent.name}" has been removed`);
 }
 
 /** Per-agent limits; runs inside the transaction that inserts the request (or records a refusal). */
-function checkRateLimits(deps: BrokerDeps, agent: Agent, now: number, willBePending: boolean): void {
-  const { repo, config } = deps;
-  const limitedSince = repo.nthNewestSince(agent.id, now - RATE_WINDOW_MS, config.ratePerMinute);
+async function checkRateLimits(deps: BrokerDeps, tx: Transaction, agent: Agent, now: number, willBePending: boolean): Promise<void> {
+  const { config } = deps;
+  const limitedSince = await tx.rateLimits.nthNewestSince(agent.id, now - RATE_WINDOW_MS, config.ratePerMinute);
   if (limitedSince !== undefined) {
     const retryAfter = Math.max(1, Math.ceil((limitedSince + RATE_WINDOW_MS - now) / 1000));
     throw new BrokerError('RATE_LIMITED', `agent "${agent.name}" made ${config.ratePerMinute} requests in the last minute, refused ones included (limit ${config.ratePerMinute})`, {
       retryAfterSeconds: retryAfter,
     });
   }
-  if (willBePending && repo.pendingCount(agent.id) >= config.maxPending) {
+  if (willBePending && (await tx.requests.pendingCount(agent.id)) >= config.maxPending) {
     throw new BrokerError('TOO_MANY_PENDING', `agent "${agent.name}" already has ${config.maxPending} requests awaiting approval`, {
       retryAfterSeconds: 30,
     });

@@ -1,6 +1,8 @@
 import type { AuditLog } from './audit.ts';
 import type { DecisionSink } from './events.ts';
-import type { CredentialRow, Repository, RequestStatus } from './repository.ts';
+import type { StatusMoveFields } from '../storage/rows.ts';
+import type { Transaction } from '../storage/storage.ts';
+import type { CredentialRow, RequestStatus } from './repository.ts';
 
 /**
  * The request state machine: the only code that changes a request's status
@@ -12,9 +14,8 @@ import type { CredentialRow, Repository, RequestStatus } from './repository.ts';
  * in the move's `from` status (a racing caller won).
  */
 
-/** The repositories of the caller's transaction a move writes through. */
+/** What a move writes with, besides the caller's transaction: the audit chain and the decision events. */
 export interface MachineTx {
-  repo: Repository;
   audit: AuditLog;
   events: DecisionSink;
 }
@@ -56,16 +57,16 @@ export function assertMove(move: MoveName, from: RequestStatus, to: RequestStatu
   }
 }
 
-type Extra = Parameters<Repository['transition']>[4];
+type Extra = StatusMoveFields;
 
-function step(tx: MachineTx, move: MoveName, id: string, from: RequestStatus, now: number, extra?: Extra): boolean {
+function step(tx: Transaction, move: MoveName, id: string, from: RequestStatus, now: number, extra?: Extra): Promise<boolean> {
   const to = MOVES[move].to;
   assertMove(move, from, to);
-  return tx.repo.transition(id, from, to, now, extra);
+  return tx.requests.move(id, from, to, now, extra);
 }
 
-function record(tx: MachineTx, id: string, type: 'approved' | 'denied' | 'timed_out' | 'revoked' | 'expired', now: number): void {
-  tx.events.record(tx.repo.getRequest(id)!, type, now);
+async function record(m: MachineTx, tx: Transaction, id: string, type: 'approved' | 'denied' | 'timed_out' | 'revoked' | 'expired', now: number): Promise<void> {
+  await m.events.record(tx, (await tx.requests.get(id))!, type, now);
 }
 
 /** How an approver's decision is recorded on the request and in its audit entry (decide.ts builds both). */
@@ -79,28 +80,28 @@ export interface DecisionRecord {
   data: Record<string, unknown>;
 }
 
-function decide(tx: MachineTx, move: 'approve' | 'deny', id: string, now: number, d: DecisionRecord, claimExpiresAt?: number): boolean {
+async function decide(m: MachineTx, tx: Transaction, move: 'approve' | 'deny', id: string, now: number, d: DecisionRecord, claimExpiresAt?: number): Promise<boolean> {
   const extra: Extra = {
     decidedBy: d.decidedBy,
     decidedAt: now,
     ...(d.reason ? { decisionReason: d.reason } : {}),
     ...(claimExpiresAt !== undefined ? { claimExpiresAt } : {}),
   };
-  if (!step(tx, move, id, 'pending', now, extra)) return false;
+  if (!(await step(tx, move, id, 'pending', now, extra))) return false;
   const to = MOVES[move].to;
-  tx.audit.append({ event: `request.${to}`, actor: d.actor, requestId: id, data: d.data }, now);
-  record(tx, id, to, now);
+  await m.audit.append(tx, { event: `request.${to}`, actor: d.actor, requestId: id, data: d.data }, now);
+  await record(m, tx, id, to, now);
   return true;
 }
 
 /** pending → approved, with the claim window's end: `request.approved`, decision event `approved`. */
-export function approve(tx: MachineTx, id: string, now: number, d: DecisionRecord & { claimExpiresAt: number }): boolean {
-  return decide(tx, 'approve', id, now, d, d.claimExpiresAt);
+export async function approve(m: MachineTx, tx: Transaction, id: string, now: number, d: DecisionRecord & { claimExpiresAt: number }): Promise<boolean> {
+  return decide(m, tx, 'approve', id, now, d, d.claimExpiresAt);
 }
 
 /** pending → denied: `request.denied`, decision event `denied`. */
-export function deny(tx: MachineTx, id: string, now: number, d: DecisionRecord): boolean {
-  return decide(tx, 'deny', id, now, d);
+export async function deny(m: MachineTx, tx: Transaction, id: string, now: number, d: DecisionRecord): Promise<boolean> {
+  return decide(m, tx, 'deny', id, now, d);
 }
 
 /**
@@ -109,59 +110,63 @@ export function deny(tx: MachineTx, id: string, now: number, d: DecisionRecord):
  * noticed it (`{ approval_expires_at }` from the sweep, `{ late_vote_by }`
  * from a late vote), decision event `timed_out`.
  */
-export function timeOut(tx: MachineTx, id: string, now: number, noticed: { approval_expires_at: number | null } | { late_vote_by: string }): boolean {
-  if (!step(tx, 'timeOut', id, 'pending', now, { decidedBy: 'timeout', decidedAt: now, decisionReason: 'no decision before the approval deadline' })) return false;
-  tx.audit.append({ event: 'request.timed_out', actor: 'broker', requestId: id, data: noticed }, now);
-  record(tx, id, 'timed_out', now);
+export async function timeOut(m: MachineTx, tx: Transaction, id: string, now: number, noticed: { approval_expires_at: number | null } | { late_vote_by: string }): Promise<boolean> {
+  if (!(await step(tx, 'timeOut', id, 'pending', now, { decidedBy: 'timeout', decidedAt: now, decisionReason: 'no decision before the approval deadline' }))) return false;
+  await m.audit.append(tx, { event: 'request.timed_out', actor: 'broker', requestId: id, data: noticed }, now);
+  await record(m, tx, id, 'timed_out', now);
   return true;
 }
 
 /** approved → expired (not claimed within the claim window): `request.expired`, decision event `expired`. */
-export function expireUnclaimed(tx: MachineTx, request: { id: string; claim_expires_at: number | null }, now: number): boolean {
-  if (!step(tx, 'expireUnclaimed', request.id, 'approved', now, { failure: 'not claimed within the claim window' })) return false;
-  tx.audit.append({ event: 'request.expired', actor: 'broker', requestId: request.id, data: { claim_expires_at: request.claim_expires_at, unclaimed: true } }, now);
-  record(tx, request.id, 'expired', now);
+export async function expireUnclaimed(m: MachineTx, tx: Transaction, request: { id: string; claim_expires_at: number | null }, now: number): Promise<boolean> {
+  if (!(await step(tx, 'expireUnclaimed', request.id, 'approved', now, { failure: 'not claimed within the claim window' }))) return false;
+  await m.audit.append(tx, { event: 'request.expired', actor: 'broker', requestId: request.id, data: { claim_expires_at: request.claim_expires_at, unclaimed: true } }, now);
+  await record(m, tx, request.id, 'expired', now);
   return true;
 }
 
 /** approved → issued, with the `credential.issued` entry describing the credential (no decision event). */
-export function markIssued(tx: MachineTx, id: string, now: number, credential: Record<string, unknown>): boolean {
-  if (!step(tx, 'markIssued', id, 'approved', now)) return false;
-  tx.audit.append({ event: 'credential.issued', actor: 'broker', requestId: id, data: credential }, now);
+export async function markIssued(m: MachineTx, tx: Transaction, id: string, now: number, credential: Record<string, unknown>): Promise<boolean> {
+  if (!(await step(tx, 'markIssued', id, 'approved', now))) return false;
+  await m.audit.append(tx, { event: 'credential.issued', actor: 'broker', requestId: id, data: credential }, now);
   return true;
 }
 
 /**
  * approved → failed, for a request whose credential was never issued; its
- * Idempotency-Key is freed (repository `failUnissued`). The audit entry
+ * Idempotency-Key is freed in the same step. The audit entry
  * says why: `request.failed` (the issue failed), `request.interrupted` (it
  * never began), or none when the caller records the interrupted credential
  * instead. No decision event.
  */
-export function failUnissued(
-  tx: MachineTx,
+export async function failUnissued(
+  m: MachineTx,
+  tx: Transaction,
   id: string,
   now: number,
   failure: string,
   entry: { event: 'request.failed' | 'request.interrupted'; data: Record<string, unknown> } | null,
-): boolean {
+): Promise<boolean> {
   assertMove('failUnissued', 'approved', MOVES.failUnissued.to);
-  if (!tx.repo.failUnissued(id, now, failure)) return false;
-  if (entry) tx.audit.append({ event: entry.event, actor: 'broker', requestId: id, data: entry.data }, now);
+  if (!(await tx.requests.move(id, 'approved', MOVES.failUnissued.to, now, { failure }))) return false;
+  // Nothing was issued: the agent's retry with the same key gets a fresh attempt rather than this failure.
+  await tx.idempotency.release(id);
+  if (entry) await m.audit.append(tx, { event: entry.event, actor: 'broker', requestId: id, data: entry.data }, now);
   return true;
 }
 
 /** pending, approved or issued → revoked: `request.revoked` with the caller's data, decision event `revoked`. */
-export function revoke(
-  tx: MachineTx,
+export async function revoke(
+  m: MachineTx,
+  tx: Transaction,
   id: string,
   from: 'pending' | 'approved' | 'issued',
   now: number,
   entry: { actor: string; reason: string | undefined; data: Record<string, unknown> },
-): boolean {
-  if (!step(tx, 'revoke', id, from, now, { decisionReason: entry.reason })) return false;
-  tx.audit.append({ event: 'request.revoked', actor: entry.actor, requestId: id, data: entry.data }, now);
-  record(tx, id, 'revoked', now);
+): Promise<boolean> {
+  if (!(await step(tx, 'revoke', id, from, now, { decisionReason: entry.reason }))) return false;
+  await m.audit.append(tx, { event: 'request.revoked', actor: entry.actor, requestId: id, data: entry.data }, now);
+  await record(m, tx, id, 'revoked', now);
   return true;
 }
 
@@ -174,10 +179,10 @@ export function revoke(
  * decision event `expired` when the request did. False when the credential
  * was no longer live.
  */
-export function expireIssued(tx: MachineTx, credential: Pick<CredentialRow, 'id' | 'request_id' | 'accessor'>, now: number, cause: 'expired' | 'vanished'): boolean {
-  if (!tx.repo.moveCredential(credential.id, 'live', 'ending', now, cause === 'expired' ? 'expired' : 'token no longer in Vault')) return false;
-  const ended = step(tx, 'expireIssued', credential.request_id, 'issued', now);
-  tx.audit.append({ event: `credential.${cause}`, actor: 'broker', requestId: credential.request_id, data: { credential_id: credential.id, accessor: credential.accessor } }, now);
-  if (ended) record(tx, credential.request_id, 'expired', now);
+export async function expireIssued(m: MachineTx, tx: Transaction, credential: Pick<CredentialRow, 'id' | 'request_id' | 'accessor'>, now: number, cause: 'expired' | 'vanished'): Promise<boolean> {
+  if (!(await tx.credentials.move(credential.id, 'live', 'ending', now, cause === 'expired' ? 'expired' : 'token no longer in Vault'))) return false;
+  const ended = await step(tx, 'expireIssued', credential.request_id, 'issued', now);
+  await m.audit.append(tx, { event: `credential.${cause}`, actor: 'broker', requestId: credential.request_id, data: { credential_id: credential.id, accessor: credential.accessor } }, now);
+  if (ended) await record(m, tx, credential.request_id, 'expired', now);
   return true;
 }

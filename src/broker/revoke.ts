@@ -1,5 +1,5 @@
-import type { StorageDeps } from '../create-deps.ts';
-import type { BrokerDeps } from './deps.ts';
+import type { Transaction } from '../storage/storage.ts';
+import type { BrokerDeps, StorageDeps } from './deps.ts';
 import { BrokerError } from './errors.ts';
 import { endCredential } from './credential-end.ts';
 import type { CredentialRow, RequestRow, RequestStatus } from './repository.ts';
@@ -32,24 +32,23 @@ type Recorded = RevocationRecord | { already: true } | { refused: RequestStatus 
  * whoever calls endCredential (credential-end.ts) next (this process, or
  * the service's sweep, which ends every `ending` row).
  */
-function recordRevocation(deps: StorageDeps, id: string, actor: string, reason: string | undefined, now: number): Recorded {
-  const { repo } = deps;
-  const current = repo.getRequest(id);
+async function recordRevocation(deps: StorageDeps, tx: Transaction, id: string, actor: string, reason: string | undefined, now: number): Promise<Recorded> {
+  const current = await tx.requests.get(id);
   if (!current) return { refused: 'gone' };
   if (current.status === 'issued') {
-    const cred = repo.getCredential(id);
+    const cred = await tx.credentials.forRequest(id);
     const data = { credential_id: cred?.id, accessor: cred?.accessor, jti: cred?.jti ?? undefined, reason };
-    if (!revoke(deps, id, 'issued', now, { actor, reason, data })) return { refused: 'raced' };
-    const ending = cred && cred.state === 'live' && repo.moveCredential(cred.id, 'live', 'ending', now, 'revoked');
+    if (!(await revoke(deps, tx, id, 'issued', now, { actor, reason, data }))) return { refused: 'raced' };
+    const ending = cred && cred.state === 'live' && (await tx.credentials.move(cred.id, 'live', 'ending', now, 'revoked'));
     return { requestId: id, agent: current.agent_name, was: 'issued', ...(ending ? { credential: { ...cred, state: 'ending' as const } } : {}) };
   }
   if (current.status === 'pending' || current.status === 'approved') {
-    if (!revoke(deps, id, current.status, now, { actor, reason, data: { was: current.status, reason } })) return { refused: 'raced' };
+    if (!(await revoke(deps, tx, id, current.status, now, { actor, reason, data: { was: current.status, reason } }))) return { refused: 'raced' };
     return { requestId: id, agent: current.agent_name, was: current.status };
   }
   if (current.status === 'revoked') {
     // An earlier revocation whose Vault clean-up failed: its credential is still `ending`, for the caller to try again.
-    const cred = repo.getCredential(id);
+    const cred = await tx.credentials.forRequest(id);
     if (cred?.state === 'ending') return { requestId: id, agent: current.agent_name, was: 'revoked', credential: cred };
     return { already: true };
   }
@@ -64,8 +63,8 @@ function recordRevocation(deps: StorageDeps, id: string, actor: string, reason: 
  * `was: 'revoked'` and that credential. Throws CONFLICT when its status has
  * nothing to revoke.
  */
-export function commitRevocation(deps: StorageDeps, id: string, actor: string, reason?: string): RevocationRecord | null {
-  const recorded = deps.db.transaction(() => recordRevocation(deps, id, actor, reason, deps.clock.now()))();
+export async function commitRevocation(deps: StorageDeps, id: string, actor: string, reason?: string): Promise<RevocationRecord | null> {
+  const recorded = await deps.storage.transaction((tx) => recordRevocation(deps, tx, id, actor, reason, deps.clock.now()));
   if ('already' in recorded) return null;
   if ('refused' in recorded) {
     if (recorded.refused === 'gone') throw new BrokerError('NOT_FOUND', `request ${id} not found`);
@@ -78,30 +77,30 @@ export function commitRevocation(deps: StorageDeps, id: string, actor: string, r
 /**
  * The kill switch: ends every open request (issued, approved or pending) of
  * one agent, or of all, in ONE transaction, each with its own audit entry
- * and decision event. Run it inside a larger transaction (agent removal) to
- * make the two one step. Pending requests are ended too: each is one
+ * and decision event. {@link commitRevocationsIn} runs it inside a larger
+ * transaction (agent removal, key revocation) to make the two one step. Pending requests are ended too: each is one
  * approval away from a credential. With `requestIds`, ends those requests
  * instead, in that order; one gone or with nothing to revoke (expired,
  * say) is skipped, as is one already revoked unless its credential is still
  * `ending`. The Vault side of each returned
  * credential is left to endCredential (credential-end.ts).
  */
-export function commitRevocations(
-  deps: StorageDeps,
-  filter: { agentName?: string } | { requestIds: string[] },
-  actor: string,
-  reason?: string,
-): RevocationRecord[] {
-  return deps.db.transaction(() => {
-    const now = deps.clock.now();
-    const out: RevocationRecord[] = [];
-    const ids = 'requestIds' in filter ? filter.requestIds : deps.repo.openRequests(filter).map((row) => row.id);
-    for (const id of ids) {
-      const r = recordRevocation(deps, id, actor, reason, now);
-      if ('requestId' in r) out.push(r);
-    }
-    return out;
-  })();
+export function commitRevocations(deps: StorageDeps, filter: RevocationFilter, actor: string, reason?: string): Promise<RevocationRecord[]> {
+  return deps.storage.transaction((tx) => commitRevocationsIn(tx, deps, filter, actor, reason));
+}
+
+export type RevocationFilter = { agentName?: string } | { requestIds: string[] };
+
+/** {@link commitRevocations} inside the caller's transaction. */
+export async function commitRevocationsIn(tx: Transaction, deps: StorageDeps, filter: RevocationFilter, actor: string, reason?: string): Promise<RevocationRecord[]> {
+  const now = deps.clock.now();
+  const out: RevocationRecord[] = [];
+  const ids = 'requestIds' in filter ? filter.requestIds : (await tx.requests.open(filter)).map((row) => row.id);
+  for (const id of ids) {
+    const r = await recordRevocation(deps, tx, id, actor, reason, now);
+    if ('requestId' in r) out.push(r);
+  }
+  return out;
 }
 
 /**
@@ -113,9 +112,9 @@ export function commitRevocations(
  * Revoking an already revoked request is not an error.
  */
 export async function revokeRequest(deps: BrokerDeps, row: RequestRow, actor: string, reason?: string): Promise<RequestView> {
-  commitRevocation(deps, row.id, actor, reason);
+  await commitRevocation(deps, row.id, actor, reason);
   await finishRevocation(deps, row.id);
-  return requestView(deps, deps.repo.getRequest(row.id)!);
+  return requestView(deps, (await deps.storage.requests.get(row.id))!);
 }
 
 /**
@@ -125,7 +124,7 @@ export async function revokeRequest(deps: BrokerDeps, row: RequestRow, actor: st
  * not be reached; the revocation stays recorded and the sweep retries.
  */
 async function finishRevocation(deps: BrokerDeps, requestId: string): Promise<void> {
-  const cred = deps.repo.getCredential(requestId);
+  const cred = await deps.storage.credentials.forRequest(requestId);
   if (cred?.state !== 'ending') return;
   try {
     await endCredential(deps, cred);
@@ -160,10 +159,10 @@ export interface RevokeAllOutcome {
  * clean-up itself (the CLI may not reach the service's Vault).
  */
 export async function revokeAllLive(deps: BrokerDeps, actor: string, reason: string): Promise<RevokeAllOutcome[]> {
-  const open = [...deps.repo.listRequests({ status: 'issued', limit: 100_000 }), ...deps.repo.listRequests({ status: 'approved', limit: 100_000 })];
+  const open = [...(await deps.storage.requests.list({ status: 'issued', limit: 100_000 })), ...(await deps.storage.requests.list({ status: 'approved', limit: 100_000 }))];
   const out: RevokeAllOutcome[] = [];
   for (const request of open) {
-    const recorded = deps.db.transaction(() => recordRevocation(deps, request.id, actor, reason, deps.clock.now()))();
+    const recorded = await deps.storage.transaction((tx) => recordRevocation(deps, tx, request.id, actor, reason, deps.clock.now()));
     if ('refused' in recorded) {
       out.push({ request, result: recorded.refused === 'raced' ? 'raced' : 'skipped' });
       continue;
@@ -190,9 +189,9 @@ export async function revokeAllLive(deps: BrokerDeps, actor: string, reason: str
  * there is no such agent; the Vault side of the returned credentials is
  * left to endCredential (credential-end.ts).
  */
-export function removeAgentRevoking(deps: StorageDeps, name: string, actor: string): RevocationRecord[] | null {
-  return deps.db.transaction(() => {
-    if (!deps.agents.remove(name)) return null;
-    return commitRevocations(deps, { agentName: name }, actor, `agent "${name}" was removed by the operator`);
-  })();
+export function removeAgentRevoking(deps: StorageDeps, name: string, actor: string): Promise<RevocationRecord[] | null> {
+  return deps.storage.transaction(async (tx) => {
+    if (!(await deps.agents.removeIn(tx, name))) return null;
+    return commitRevocationsIn(tx, deps, { agentName: name }, actor, `agent "${name}" was removed by the operator`);
+  });
 }

@@ -29,8 +29,8 @@ export function credentialState(cred: Pick<CredentialRow, 'state'> | undefined):
  * (`{vault_paths | repo, refs, ttl_seconds}`, null until approved) is what
  * the credential is minted with, less than asked when `narrowed`.
  */
-export function requestView(deps: Pick<BrokerDeps, 'repo'>, row: RequestRow): RequestView {
-  const cred = deps.repo.getCredential(row.id);
+export async function requestView(deps: Pick<BrokerDeps, 'storage'>, row: RequestRow): Promise<RequestView> {
+  const cred = await deps.storage.credentials.forRequest(row.id);
   const granted = grantOf(row);
   const credState = credentialState(cred);
   return {

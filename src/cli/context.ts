@@ -2,7 +2,8 @@ import { loadConfig, type Config } from '../config/config.ts';
 import { InvalidPolicyFiles, PolicyStore } from '../broker/policy/index.ts';
 import { createStorageDeps, type StorageDeps } from '../create-deps.ts';
 import { readServiceSettings, settingsOf, withServiceSettings, type RecordedSettings, type ServiceSettings } from '../config/service-settings.ts';
-import { openDatabase, type Db } from '../db/open.ts';
+import { openSqliteStorage } from '../storage/sqlite/index.ts';
+import type { Storage } from '../storage/storage.ts';
 import { createIdGenerator } from '../lib/ids.ts';
 import { createLogger } from '../lib/logger.ts';
 import { createOutboxSink } from '../webhooks/outbox.ts';
@@ -10,7 +11,7 @@ import type { CliIo } from './io.ts';
 
 export type CliContext = {
   config: Config;
-  db: Db;
+  storage: Storage;
   deps: StorageDeps;
   /** With `decisions`: the policy in force, loaded once for the outbox and for re-checking grants. */
   policies?: PolicyStore;
@@ -21,15 +22,15 @@ export type CliContext = {
    * (or, for a command that only shows, none readable). Read on first use,
    * except for a deciding command, which reads them at open.
    */
-  readonly settings: ServiceSettings;
+  settings(): Promise<ServiceSettings>;
   /**
    * The settings as the running service recorded them (undefined when none
    * are), without the shell's fallback; throws when they do not parse. Read
    * on first use.
    */
-  recordedSettings(): RecordedSettings | undefined;
-  close(): void;
-} & Pick<StorageDeps, 'agents' | 'repo' | 'audit'>;
+  recordedSettings(): Promise<RecordedSettings | undefined>;
+  close(): Promise<void>;
+} & Pick<StorageDeps, 'agents' | 'audit'>;
 
 /**
  * The database-side parts an offline CLI command needs, from the service's
@@ -50,19 +51,19 @@ export type CliContext = {
  * `invalidPolicies` (revocations): the events are then written unaddressed
  * and the service addresses them from the policy it has loaded.
  */
-export function openCliContext(io: CliIo, opts: { decisions: true; invalidPolicies?: undefined }): CliContext & { policies: PolicyStore };
-export function openCliContext(io: CliIo, opts?: CliContextOptions): CliContext;
-export function openCliContext(io: CliIo, opts: CliContextOptions = {}): CliContext {
+export function openCliContext(io: CliIo, opts: { decisions: true; invalidPolicies?: undefined }): Promise<CliContext & { policies: PolicyStore }>;
+export function openCliContext(io: CliIo, opts?: CliContextOptions): Promise<CliContext>;
+export async function openCliContext(io: CliIo, opts: CliContextOptions = {}): Promise<CliContext> {
   let config = loadConfig(io.env);
-  const db = openDatabase(config.dbPath);
+  const storage = openSqliteStorage(config.dbPath);
   let events;
   let policies: PolicyStore | undefined;
   let settings: ServiceSettings | undefined;
-  let recordedOnce: { value: RecordedSettings | undefined } | undefined;
-  const recordedSettings = (): RecordedSettings | undefined => (recordedOnce ??= { value: readServiceSettings(db) }).value;
+  let recordedOnce: Promise<RecordedSettings | undefined> | undefined;
+  const recordedSettings = (): Promise<RecordedSettings | undefined> => (recordedOnce ??= readServiceSettings(storage));
   try {
     if (opts.decisions) {
-      const recorded = recordedSettings();
+      const recorded = await recordedSettings();
       settings = recorded?.settings ?? settingsOf(config);
       if (recorded) {
         const merged = withServiceSettings(config, io.env, recorded.settings);
@@ -83,24 +84,24 @@ export function openCliContext(io: CliIo, opts: CliContextOptions = {}): CliCont
         // Events are written unaddressed; the service's dispatcher addresses them from its own policy.
         opts.invalidPolicies(problem);
       }
-      events = createOutboxSink({ db, policies, ids: createIdGenerator(), log: createLogger('warn', process.stderr) });
+      events = createOutboxSink({ storage, policies, ids: createIdGenerator(), log: createLogger('warn', process.stderr) });
     }
   } catch (err) {
-    db.close();
+    await storage.close();
     throw err;
   }
-  const deps = createStorageDeps({ config, db, ...(events ? { events } : {}) });
+  const deps = createStorageDeps({ config, storage, ...(events ? { events } : {}) });
   const shownConfig = config;
   return {
     config,
-    db,
+    storage,
     deps,
     ...(policies ? { policies } : {}),
     // For a command that only shows: the service's recorded settings, or this shell's when none (or none readable) are recorded.
-    get settings(): ServiceSettings {
+    async settings(): Promise<ServiceSettings> {
       if (settings === undefined) {
         try {
-          settings = recordedSettings()?.settings ?? settingsOf(shownConfig);
+          settings = (await recordedSettings())?.settings ?? settingsOf(shownConfig);
         } catch {
           settings = settingsOf(shownConfig);
         }
@@ -109,9 +110,8 @@ export function openCliContext(io: CliIo, opts: CliContextOptions = {}): CliCont
     },
     recordedSettings,
     agents: deps.agents,
-    repo: deps.repo,
     audit: deps.audit,
-    close: () => db.close(),
+    close: () => storage.close(),
   };
 }
 

@@ -132,6 +132,12 @@ export async function runCli(argv: string[], io: CliIo = getProcessIo()): Promis
       io.err(`jit: configuration error: ${err.message}`);
       return 2;
     }
+    const { StorageBusyError } = await import('../storage/errors.ts');
+    if (err instanceof StorageBusyError) {
+      // Another process (the service) held the database's write lock past the wait: nothing was changed.
+      io.err(`jit ${name}: ${err.message}; nothing was changed, try again`);
+      return 1;
+    }
     io.err(`jit ${name}: ${(err as Error).message}`);
     return 1;
   }

@@ -16,7 +16,7 @@ import { startAuditUpkeep } from '../broker/audit-upkeep.ts';
 import { PolicyStore } from '../broker/policy/index.ts';
 import { loadConfig, type Config } from '../config/config.ts';
 import { createDeps } from '../create-deps.ts';
-import { openDatabase } from '../db/open.ts';
+import { openSqliteStorage } from '../storage/sqlite/index.ts';
 import { listen } from '../http/listen.ts';
 import { createServedApp, type ServedTelegram } from '../served-app.ts';
 import { systemClock } from '../lib/clock.ts';
@@ -80,16 +80,16 @@ async function startWorkerParts(config: WorkerConfig, send: (m: IpcMessage) => v
   await startVaultClient(vault, log);
   const keys = createKeyRing({ config, clock, log });
   // The primary's checkpointer keeps the WAL short; commits here never checkpoint inline.
-  const db = openDatabase(config.dbPath, { checkpoint: 'background' });
-  started.add(() => db.close());
+  const storage = openSqliteStorage(config.dbPath, { checkpoint: 'background' });
+  started.add(() => storage.close());
   const ids = createIdGenerator(() => clock.now());
   // No database: the figures read from tables (outbox depth, approvals) come from the primary once.
   const ownMetrics = createMetrics({});
   const rpc = createRpc(sendCall, { 'metrics-json': () => ownMetrics.registry.getMetricsAsJSON() });
   started.add(() => rpc.failAll('the worker is stopping'));
   const metrics = { ...ownMetrics, render: async () => (await rpc.call('metrics')) as string };
-  const events = createOutboxSink({ db, policies, ids, log, notify: () => send({ t: 'jit:outbox' }) });
-  const deps = createDeps({ config, db, vault, policies, log, clock, ids, events, keys, metrics });
+  const events = createOutboxSink({ storage, policies, ids, log, notify: () => send({ t: 'jit:outbox' }) });
+  const deps = createDeps({ config, storage, vault, policies, log, clock, ids, events, keys, metrics });
 
   let telegram: ServedTelegram | undefined;
   if (config.telegram) {

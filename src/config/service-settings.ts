@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import type { Db } from '../db/open.ts';
+import type { Storage } from '../storage/storage.ts';
 import type { Config } from './config.ts';
 
 /**
@@ -69,13 +69,8 @@ function withoutCredentials(url: string): string {
 }
 
 /** Records the service's settings (one row; the last service to start wins). Called by `jit serve` at start. */
-export function recordServiceSettings(db: Db, config: Config, now: number, pid = process.pid): void {
-  db.prepare(`INSERT INTO service_settings (id, settings, recorded_at, pid) VALUES (1, @settings, @now, @pid)
-    ON CONFLICT (id) DO UPDATE SET settings = excluded.settings, recorded_at = excluded.recorded_at, pid = excluded.pid`).run({
-    settings: JSON.stringify(settingsOf(config)),
-    now,
-    pid,
-  });
+export function recordServiceSettings(storage: Storage, config: Config, now: number, pid = process.pid): Promise<void> {
+  return storage.settings.recordService({ settings: JSON.stringify(settingsOf(config)), recorded_at: now, pid });
 }
 
 /**
@@ -83,8 +78,8 @@ export function recordServiceSettings(db: Db, config: Config, now: number, pid =
  * version has started on this database. Throws on a row that does not parse
  * (written by something else): deciding with guessed settings is worse.
  */
-export function readServiceSettings(db: Db): RecordedSettings | undefined {
-  const row = db.prepare('SELECT settings, recorded_at, pid FROM service_settings WHERE id = 1').get() as { settings: string; recorded_at: number; pid: number } | undefined;
+export async function readServiceSettings(storage: Storage): Promise<RecordedSettings | undefined> {
+  const row = await storage.settings.readService();
   if (!row) return undefined;
   const parsed = ServiceSettings.safeParse(JSON.parse(row.settings));
   if (!parsed.success) throw new Error(`the service settings recorded in the database do not parse (${parsed.error.issues[0]?.message ?? 'invalid'}); restart jit serve to record them again`);

@@ -7,6 +7,7 @@ import { declaredBodyLimit, MAX_BODY_BYTES, payloadTooLarge } from './body.ts';
 import { contractRouter, route } from './contract.ts';
 import type { AppEnv, AppTelegram } from './env.ts';
 import { problemResponse } from './problem.ts';
+import { StorageBusyError } from '../storage/errors.ts';
 import { agentRoutes } from './routes/agent-routes.ts';
 import { metricsRoutes } from './routes/metrics-route.ts';
 import { openApiRoutes } from './routes/openapi-route.ts';
@@ -81,7 +82,7 @@ export function createApp(deps: BrokerDeps, opts: AppOptions = {}): OpenAPIHono<
   app.notFound((c) => problemResponse(c, new BrokerError('NOT_FOUND', `no route for ${c.req.method} ${c.req.path}`)));
   app.onError((err, c) => {
     if (err instanceof BrokerError) return problemResponse(c, err);
-    if (/^SQLITE_(BUSY|LOCKED)/.test((err as { code?: string }).code ?? '')) {
+    if (err instanceof StorageBusyError) {
       // Another process held the database longer than busy_timeout: nothing was changed, try again.
       c.get('log')?.warn({ err }, 'database busy');
       return problemResponse(c, new BrokerError('UNAVAILABLE', 'the database is busy (another process holds its write lock); nothing was changed, retry shortly', { retryAfterSeconds: 1 }));

@@ -12,8 +12,8 @@ import type { Clock } from '../lib/clock.ts';
  */
 export function createAuthFailureAuditor(deps: { audit: AuditLog; clock: Clock }) {
   return {
-    record(address: string, reason: string): void {
-      deps.audit.appendCoalesced(`${address}\n${reason}`, { event: 'auth.failed', actor: `address:${address}`, data: { reason } }, deps.clock.now());
+    async record(address: string, reason: string): Promise<void> {
+      await deps.audit.appendCoalesced(`${address}\n${reason}`, { event: 'auth.failed', actor: `address:${address}`, data: { reason } }, deps.clock.now());
     },
   };
 }

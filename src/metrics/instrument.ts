@@ -53,8 +53,8 @@ export function instrumentVault(vault: VaultClient, metrics: BrokerMetrics): Vau
  */
 export function metricsDecisionSink(inner: DecisionSink, metrics: BrokerMetrics): DecisionSink {
   return {
-    record(request, type, at) {
-      inner.record(request, type, at);
+    async record(tx, request, type, at) {
+      await inner.record(tx, request, type, at);
       if (type !== 'approved' && type !== 'denied') metrics.decision(request.resource, request.required_tier, type);
     },
   };

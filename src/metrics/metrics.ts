@@ -17,7 +17,7 @@
  *   command line), are read from the `votes` table on each scrape.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client';
-import type { Db } from '../db/open.ts';
+import type { Storage } from '../storage/storage.ts';
 
 export type RequestResource = 'vault' | 'gate';
 export type WebhookOutcome = 'delivered' | 'retried' | 'dead';
@@ -56,7 +56,7 @@ export interface BrokerMetrics {
 
 export interface MetricsOptions {
   /** The broker's database: outbox gauges and approval decisions are read from it on scrape. */
-  db?: Db;
+  storage?: Storage;
   /** Node.js process metrics (CPU, memory, event-loop lag, GC) in the same registry; default true. */
   processMetrics?: boolean;
 }
@@ -131,7 +131,7 @@ export function createMetrics(o: MetricsOptions = {}): BrokerMetrics {
     registers,
   });
 
-  let outboxSource: (() => OutboxFigures | Promise<OutboxFigures>) | undefined = o.db ? sqlOutboxSource(o.db) : undefined;
+  let outboxSource: (() => OutboxFigures | Promise<OutboxFigures>) | undefined = o.storage ? storageOutboxSource(o.storage) : undefined;
   /** Read once per render, before the registry is collected; both gauges show this reading. */
   let outbox: OutboxFigures = {};
   const readOutbox = async (): Promise<void> => {
@@ -158,10 +158,10 @@ export function createMetrics(o: MetricsOptions = {}): BrokerMetrics {
     },
   });
 
-  const scanVotes = o.db ? votesScanner(o.db) : undefined;
+  const scanVotes = o.storage ? votesScanner(o.storage) : undefined;
   // Both metrics fed by the votes table are brought up to date before either is rendered.
-  const syncVotes = () => {
-    for (const d of scanVotes?.() ?? []) {
+  const syncVotes = async () => {
+    for (const d of (await scanVotes?.()) ?? []) {
       const labels = { resource: d.resource, tier: String(d.tier), decision: d.decision };
       decisions.inc(labels);
       approvalLatency.observe(labels, Math.max(0, d.seconds));
@@ -172,12 +172,12 @@ export function createMetrics(o: MetricsOptions = {}): BrokerMetrics {
     registry,
     contentType: registry.contentType,
     async render() {
-      syncVotes();
+      await syncVotes();
       await readOutbox();
       return registry.metrics();
     },
     async snapshot() {
-      syncVotes();
+      await syncVotes();
       await readOutbox();
       return registry.getMetricsAsJSON();
     },
@@ -208,15 +208,8 @@ export function createMetrics(o: MetricsOptions = {}): BrokerMetrics {
 }
 
 /** The outbox gauges straight from the table: two index range counts, each as long as what it counts. */
-function sqlOutboxSource(db: Db): () => OutboxFigures {
-  let stmts: { depth: { get(): unknown }; dead: { get(): unknown } } | undefined;
-  return () => {
-    stmts ??= {
-      depth: db.prepare(`SELECT COUNT(*) FROM webhook_outbox WHERE state IN ('pending', 'delivering')`).pluck(),
-      dead: db.prepare(`SELECT COUNT(*) FROM webhook_outbox WHERE state = 'dead'`).pluck(),
-    };
-    return { depth: stmts.depth.get() as number, dead: stmts.dead.get() as number };
-  };
+function storageOutboxSource(storage: Storage): () => Promise<OutboxFigures> {
+  return async () => ({ depth: await storage.outbox.pendingCount(), dead: await storage.outbox.deadCount() });
 }
 
 interface VoteDecision {
@@ -232,21 +225,14 @@ interface VoteDecision {
  * request: the vote whose time is the request's decision time. Votes cast
  * before the broker started are not counted.
  */
-function votesScanner(db: Db): () => VoteDecision[] {
-  const newest = () => db.prepare('SELECT COALESCE(MAX(rowid), 0) FROM votes').pluck().get() as number;
+function votesScanner(storage: Storage): () => Promise<VoteDecision[]> {
+  // Votes cast before the broker started are not counted.
+  const start = storage.votes.newestSeq().catch(() => 0);
   let last: number | undefined;
-  try {
-    last = newest();
-  } catch {
-    // No votes table (yet): start from the first vote seen.
-  }
-  let stmt: { all(...args: unknown[]): unknown[] } | undefined;
-  return () => {
+  return async () => {
     try {
-      last ??= 0;
-      stmt ??= db.prepare(`SELECT v.rowid AS seq, v.decision, v.at, r.resource, r.required_tier AS tier, r.created_at, r.decided_at, r.status
-        FROM votes v JOIN requests r ON r.id = v.request_id WHERE v.rowid > ? ORDER BY v.rowid LIMIT 10000`);
-      const rows = stmt.all(last) as { seq: number; decision: 'approve' | 'deny'; at: number; resource: RequestResource; tier: number; created_at: number; decided_at: number | null; status: string }[];
+      last ??= await start;
+      const rows = await storage.votes.decisionsAfter(last, 10_000);
       const out: VoteDecision[] = [];
       for (const r of rows) {
         last = r.seq;
@@ -255,7 +241,7 @@ function votesScanner(db: Db): () => VoteDecision[] {
       }
       return out;
     } catch {
-      // A database without the votes table (or closed): nothing to report.
+      // A database that is closed: nothing to report.
       return [];
     }
   };

@@ -108,7 +108,7 @@ export function createApprovalBot(options: ApprovalBotOptions): ApprovalBot {
   const syncApi = new Api(token, client);
   syncApi.config.use(callTimeout(callTimeoutSeconds));
 
-  const store = createTelegramStore(deps.db);
+  const store = createTelegramStore(deps.storage);
   const state: ApprovalBotStatus = { mode, ready: false, lastSyncOkAt: null, lastError: null };
   let stopped = false;
   let started = false;

@@ -31,20 +31,21 @@ export function approverTest(env: Pick<HandlerEnv, 'config'>): (user: User | und
  * audited (`refusal(ctx)` says as what) and logged, and the user is told;
  * an approver passes on to the handler.
  */
-export function approversOnly(env: HandlerEnv, kit: HandlerKit, refusal: (ctx: Context) => Refusal): MiddlewareFn<Context> {
+export function approversOnly(env: HandlerEnv, kit: HandlerKit, refusal: (ctx: Context) => Refusal | Promise<Refusal>): MiddlewareFn<Context> {
   const { deps, log, clock } = env;
   const isApprover = approverTest(env);
   return async (ctx, next) => {
     const user = ctx.from;
     if (!user) return;
     if (isApprover(user)) return next();
-    const { event, data, requestId, text } = refusal(ctx);
-    deps.db.transaction(() => {
+    const { event, data, requestId, text } = await refusal(ctx);
+    await deps.storage.transaction((tx) =>
       deps.audit.append(
+        tx,
         { event, actor: telegramIdentity(user.id), requestId, data: { ...data, via: 'telegram', name: displayName(user), username: user.username } },
         clock.now(),
-      );
-    })();
+      ),
+    );
     log.warn({ telegram_user: user.id, event, request_id: requestId }, 'telegram: refused a user who is not in TELEGRAM_APPROVERS');
     if (ctx.callbackQuery) await kit.answer(ctx, text, true);
     else await kit.reply(ctx, text);

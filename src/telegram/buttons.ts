@@ -24,10 +24,10 @@ export function decisionButtons(env: HandlerEnv, kit: HandlerKit): Composer<Cont
       if (await kit.refusedOffMessage(ctx, user, tap.requestId)) return;
       if (tap.decision === 'approve' && (await kit.refusedTooLarge(ctx, user, tap.requestId))) return;
       const identity = telegramIdentity(user.id);
-      kit.rememberName(user);
+      await kit.rememberName(user);
       let result: DecideOutcome;
       try {
-        result = decideRequest(deps, tap.requestId, { approver: identity, decision: tap.decision });
+        result = await decideRequest(deps, tap.requestId, { approver: identity, decision: tap.decision });
       } catch (err) {
         if (err instanceof BrokerError && err.code === 'NOT_FOUND') {
           await kit.answer(ctx, 'Unknown request: it is not in this broker’s database.', true);
@@ -36,7 +36,7 @@ export function decisionButtons(env: HandlerEnv, kit: HandlerKit): Composer<Cont
         throw err;
       }
       log.info({ request_id: tap.requestId, approver: identity, decision: tap.decision, outcome: result.outcome }, 'telegram: decision');
-      await kit.answer(ctx, answerFor(result, store.names()), result.outcome === 'refused');
+      await kit.answer(ctx, answerFor(result, await store.names()), result.outcome === 'refused');
       env.kick();
     },
   );

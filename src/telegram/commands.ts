@@ -39,7 +39,7 @@ export function commands(env: HandlerEnv, kit: HandlerKit): Composer<Context> {
       approversOnly(env, kit, () => ({ event: 'command.refused', data: { command: name }, text: `Only approvers can use /${name}. This attempt has been recorded.` })),
       async (ctx) => {
         const user = ctx.from!;
-        kit.rememberName(user);
+        await kit.rememberName(user);
         await run(ctx, user, typeof ctx.match === 'string' ? ctx.match.trim() : '');
       },
     );
@@ -47,9 +47,7 @@ export function commands(env: HandlerEnv, kit: HandlerKit): Composer<Context> {
 
   approverCommand('pending', async (ctx) => {
     const now = clock.now();
-    const rows = deps.repo
-      .listRequests({ status: 'pending', limit: 1000 })
-      .sort((a, b) => (a.approval_expires_at ?? Infinity) - (b.approval_expires_at ?? Infinity));
+    const rows = (await deps.storage.requests.list({ status: 'pending', limit: 1000 })).sort((a, b) => (a.approval_expires_at ?? Infinity) - (b.approval_expires_at ?? Infinity));
     if (rows.length === 0) return reply(ctx, 'No pending requests.');
     const shown = rows.slice(0, 20).map((r) => {
       const timeout = r.approval_expires_at === null ? '' : r.approval_expires_at > now ? `, times out in ${humanDuration(r.approval_expires_at - now)}` : ', past its deadline';
@@ -63,7 +61,7 @@ export function commands(env: HandlerEnv, kit: HandlerKit): Composer<Context> {
     const [id, ...rest] = args.split(/\s+/).filter(Boolean);
     if (!id) return reply(ctx, 'Usage: /revoke <code>req_…</code> [reason]');
     if (!isId('req', id)) return reply(ctx, `<code>${escapeHtml(cut(id, 64))}</code> is not a request id (they look like <code>req_…</code>).`);
-    const row = deps.repo.getRequest(id);
+    const row = await deps.storage.requests.get(id);
     if (!row) return reply(ctx, `No request <code>${id}</code>.`);
     const reason = cut(rest.join(' '), 500) || `revoked in Telegram by ${displayName(user)}`;
     const text = await revokeOne(row, user, reason);

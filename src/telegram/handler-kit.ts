@@ -3,6 +3,7 @@ import type { User } from 'grammy/types';
 import type { BrokerDeps } from '../broker/deps.ts';
 import { ceilingOf, requestedGrant, type Grant } from '../broker/narrowing.ts';
 import type { RequestRow } from '../broker/repository.ts';
+import type { Transaction } from '../storage/storage.ts';
 import type { Clock } from '../lib/clock.ts';
 import type { Logger } from '../lib/logger.ts';
 import { describeTelegramError } from './errors.ts';
@@ -56,10 +57,10 @@ export function createHandlerKit(env: HandlerEnv) {
     }
   };
 
-  const auditRefusal = (user: User, reason: string, data: string, requestId?: string) => {
-    deps.db.transaction(() => {
-      deps.audit.append({ event: 'callback.refused', actor: telegramIdentity(user.id), requestId, data: { reason, data: cut(data, 64), via: 'telegram' } }, clock.now());
-    })();
+  const auditRefusal = async (user: User, reason: string, data: string, requestId?: string) => {
+    await deps.storage.transaction((tx) =>
+      deps.audit.append(tx, { event: 'callback.refused', actor: telegramIdentity(user.id), requestId, data: { reason, data: cut(data, 64), via: 'telegram' } }, clock.now()),
+    );
     log.warn({ telegram_user: user.id, request_id: requestId, reason }, 'telegram: refused a button tap');
   };
 
@@ -78,9 +79,9 @@ export function createHandlerKit(env: HandlerEnv) {
    * comes from Telegram with its keyboard, only the data is the client's. It
    * is then recorded as the request's message (adopted) and the tap counts.
    */
-  const notUnderItsMessage = (ctx: Context, requestId: string): string | undefined => {
+  const notUnderItsMessage = async (ctx: Context, requestId: string): Promise<string | undefined> => {
     const m = ctx.callbackQuery?.message;
-    const row = store.get(requestId);
+    const row = await store.get(requestId);
     if (!row) return 'no approval message of this request was posted';
     if (!m) return 'button not under a message';
     // TELEGRAM_CHAT_ID may be a numeric id or an @username.
@@ -88,7 +89,7 @@ export function createHandlerKit(env: HandlerEnv) {
     if (row.message_id === null) {
       const data = ctx.callbackQuery?.data;
       const shown = 'reply_markup' in m && (m.reply_markup?.inline_keyboard.flat() ?? []).some((b) => 'callback_data' in b && b.callback_data === data);
-      if (!sameChat || !shown || !store.adopt(requestId, row.chat_id, m.message_id, clock.now())) return 'no approval message of this request was posted';
+      if (!sameChat || !shown || !(await store.adopt(requestId, row.chat_id, m.message_id, clock.now()))) return 'no approval message of this request was posted';
       log.warn({ request_id: requestId, message_id: m.message_id }, 'telegram: adopted an approval message whose post was never recorded (the broker stopped mid-post)');
       env.kick();
       return undefined;
@@ -98,9 +99,9 @@ export function createHandlerKit(env: HandlerEnv) {
 
   /** Refuses (answer and audit) a tap that is not under its request's message; true when refused. */
   const refusedOffMessage = async (ctx: Context, user: User, requestId: string, what = ''): Promise<boolean> => {
-    const why = notUnderItsMessage(ctx, requestId);
+    const why = await notUnderItsMessage(ctx, requestId);
     if (!why) return false;
-    auditRefusal(user, `${what}${why}`, ctx.callbackQuery?.data ?? '', requestId);
+    await auditRefusal(user, `${what}${why}`, ctx.callbackQuery?.data ?? '', requestId);
     await answer(ctx, 'Refused: this button does not belong to this message. Nothing changed; this attempt has been recorded.', true);
     return true;
   };
@@ -115,16 +116,16 @@ export function createHandlerKit(env: HandlerEnv) {
    * `jit approve` after `jit requests show`. True when refused.
    */
   const refusedTooLarge = async (ctx: Context, user: User, requestId: string): Promise<boolean> => {
-    const request = deps.repo.getRequest(requestId);
-    if (request?.status !== 'pending' || renderApproval(approvalView(deps, store, request, store.names())).shownWhole) return false;
-    auditRefusal(user, 'request too large to show whole in one message', ctx.callbackQuery?.data ?? '', requestId);
+    const request = await deps.storage.requests.get(requestId);
+    if (request?.status !== 'pending' || renderApproval(await approvalView(deps, store, request, await store.names())).shownWhole) return false;
+    await auditRefusal(user, 'request too large to show whole in one message', ctx.callbackQuery?.data ?? '', requestId);
     await answer(ctx, 'Not approved: this request is too large to show whole in one message, so it cannot be approved here. Use jit requests show and jit approve. This attempt has been recorded.', true);
     return true;
   };
 
   /** For buttons that do not decide: the request must still be pending (the answer says what it is otherwise). */
   const pendingOrAnswer = async (ctx: Context, requestId: string): Promise<RequestRow | undefined> => {
-    const request = deps.repo.getRequest(requestId);
+    const request = await deps.storage.requests.get(requestId);
     if (!request) {
       await answer(ctx, 'Unknown request: it is not in this broker’s database.', true);
       return undefined;
@@ -137,9 +138,10 @@ export function createHandlerKit(env: HandlerEnv) {
     return request;
   };
 
-  const ceilingFor = (request: RequestRow): { requested: Grant; ceiling: Grant } => {
+  /** In the caller's transaction with `tx`. */
+  const ceilingFor = async (request: RequestRow, tx?: Transaction): Promise<{ requested: Grant; ceiling: Grant }> => {
     const requested = requestedGrant(request);
-    const votes = store.votes(request.id).filter((v) => v.decision === 'approve');
+    const votes = (await store.votes(request.id, tx)).filter((v) => v.decision === 'approve');
     return { requested, ceiling: ceilingOf(requested, votes.map((v) => ({ grant_scope: v.grant_scope ?? null, grant_ttl_seconds: v.grant_ttl_seconds ?? null }))) };
   };
 

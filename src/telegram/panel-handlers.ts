@@ -1,5 +1,5 @@
 import { Composer, type Context } from 'grammy';
-import { decideRequest, type DecideOutcome } from '../broker/decide.ts';
+import { decideIn, type DecideOutcome } from '../broker/decide.ts';
 import { BrokerError } from '../broker/errors.ts';
 import { answerFor } from './answers.ts';
 import { approversOnly, NOT_AN_APPROVER } from './approver-check.ts';
@@ -24,8 +24,8 @@ export function narrowingPanel(env: HandlerEnv, kit: HandlerKit): Composer<Conte
       const request = await kit.pendingOrAnswer(ctx, requestId);
       if (!request) return;
       const identity = telegramIdentity(user.id);
-      kit.rememberName(user);
-      store.openDraft(requestId, identity, clock.now());
+      await kit.rememberName(user);
+      await store.openDraft(requestId, identity, clock.now());
       log.info({ request_id: requestId, approver: identity }, 'telegram: narrowing panel opened');
       await kit.answer(ctx, 'Narrowing: tap ✂️ to drop, ⏱ for a shorter TTL, then ✅ Approve as shown.');
       env.kick();
@@ -34,17 +34,17 @@ export function narrowingPanel(env: HandlerEnv, kit: HandlerKit): Composer<Conte
 
   panel.callbackQuery(
     PANEL_DATA,
-    approversOnly(env, kit, (ctx) => ({
+    approversOnly(env, kit, async (ctx) => ({
       event: 'vote.refused',
       data: { action: 'narrow' },
-      requestId: store.draft(parsePanelData(ctx.callbackQuery!.data!)!.draftId)?.requestId,
+      requestId: (await store.draft(parsePanelData(ctx.callbackQuery!.data!)!.draftId))?.requestId,
       text: NOT_AN_APPROVER,
     })),
     async (ctx) => {
       const data = ctx.callbackQuery.data;
       const tap = parsePanelData(data)!;
       const user = ctx.from;
-      const draft = store.draft(tap.draftId);
+      const draft = await store.draft(tap.draftId);
       if (!draft) {
         await kit.answer(ctx, 'This narrowing panel is closed. Tap ✂️ Narrow… on the request to start again.');
         env.kick();
@@ -52,16 +52,16 @@ export function narrowingPanel(env: HandlerEnv, kit: HandlerKit): Composer<Conte
       }
       if (await kit.refusedOffMessage(ctx, user, draft.requestId, 'narrowing: ')) return;
       const identity = telegramIdentity(user.id);
-      kit.rememberName(user);
+      await kit.rememberName(user);
       const request = await kit.pendingOrAnswer(ctx, draft.requestId);
       if (!request) {
-        store.closeDraft(draft.id);
+        await store.closeDraft(draft.id);
         return;
       }
       const { action } = tap;
 
       if (action.kind === 'close') {
-        store.closeDraft(draft.id);
+        await store.closeDraft(draft.id);
         await kit.answer(ctx, 'Narrowing closed; nothing was approved.');
         env.kick();
         return;
@@ -69,32 +69,32 @@ export function narrowingPanel(env: HandlerEnv, kit: HandlerKit): Composer<Conte
 
       if (action.kind === 'approve') {
         if (await kit.refusedTooLarge(ctx, user, draft.requestId)) {
-          store.closeDraft(draft.id);
+          await store.closeDraft(draft.id);
           env.kick();
           return;
         }
-        const result = approveDraft(draft, action.version, identity);
+        const result = await approveDraft(draft, action.version, identity);
         if (result.kind === 'stale') {
           await kit.answer(ctx, 'The narrowing changed since your screen was drawn; nothing was approved. Check the message and tap again.', true);
         } else {
           log.info({ request_id: draft.requestId, approver: identity, outcome: result.result.outcome, narrowed: 'narrowed' in result.result ? result.result.narrowed : undefined }, 'telegram: decision (narrowing panel)');
-          await kit.answer(ctx, answerFor(result.result, store.names()), result.result.outcome === 'refused');
+          await kit.answer(ctx, answerFor(result.result, await store.names()), result.result.outcome === 'refused');
         }
         env.kick();
         return;
       }
 
-      const outcome = deps.db.transaction(() => {
-        const current = store.draft(draft.id);
+      const outcome = await deps.storage.transaction(async (tx) => {
+        const current = await store.draft(draft.id, tx);
         if (!current) return { ok: false as const, forged: false, answer: 'This narrowing panel is closed.' };
-        const { requested, ceiling } = kit.ceilingFor(request);
+        const { requested, ceiling } = await kit.ceilingFor(request, tx);
         const applied = applyPanelAction(current.narrowing, action, requested, ceiling);
-        if (applied.ok && applied.changed && !store.updateDraft(current.id, current.version, applied.draft, identity, clock.now())) {
+        if (applied.ok && applied.changed && !(await store.updateDraft(current.id, current.version, applied.draft, identity, clock.now(), tx))) {
           return { ok: false as const, forged: false, answer: 'Someone changed the narrowing at the same moment; check the message and tap again.' };
         }
         return applied;
-      }).immediate();
-      if (!outcome.ok && outcome.forged) kit.auditRefusal(user, 'forged narrowing action', data, draft.requestId);
+      });
+      if (!outcome.ok && outcome.forged) await kit.auditRefusal(user, 'forged narrowing action', data, draft.requestId);
       await kit.answer(ctx, outcome.answer, !outcome.ok);
       env.kick();
     },
@@ -107,17 +107,17 @@ export function narrowingPanel(env: HandlerEnv, kit: HandlerKit): Composer<Conte
    * vote counted. So what is approved is exactly what the tapper saw (or
    * less, if a concurrent tier-3 vote narrowed the ceiling meanwhile).
    */
-  function approveDraft(draft: NarrowingDraft, version: number, approver: string): { kind: 'stale' } | { kind: 'decided'; result: DecideOutcome } {
-    return deps.db.transaction(() => {
-      const current = store.draft(draft.id);
+  function approveDraft(draft: NarrowingDraft, version: number, approver: string): Promise<{ kind: 'stale' } | { kind: 'decided'; result: DecideOutcome }> {
+    return deps.storage.transaction(async (tx) => {
+      const current = await store.draft(draft.id, tx);
       if (!current || current.version !== version) return { kind: 'stale' as const };
-      const request = deps.repo.getRequest(current.requestId);
+      const request = await tx.requests.get(current.requestId);
       if (!request) throw new BrokerError('NOT_FOUND', `request ${current.requestId} not found`);
-      const narrowing = request.status === 'pending' ? draftToNarrowing(current.narrowing, kit.ceilingFor(request).ceiling) : undefined;
-      const result = decideRequest(deps, current.requestId, { approver, decision: 'approve', narrowing });
-      if (result.outcome !== 'refused' && result.outcome !== 'already_voted') store.closeDraft(current.id);
+      const narrowing = request.status === 'pending' ? draftToNarrowing(current.narrowing, (await kit.ceilingFor(request, tx)).ceiling) : undefined;
+      const result = await decideIn(tx, deps, current.requestId, { approver, decision: 'approve', narrowing });
+      if (result.outcome !== 'refused' && result.outcome !== 'already_voted') await store.closeDraft(current.id, tx);
       return { kind: 'decided' as const, result };
-    }).immediate();
+    });
   }
 
   return panel;

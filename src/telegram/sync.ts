@@ -40,16 +40,16 @@ class StopPass extends Error {
 const hashOf = (r: RenderedApproval) => createHash('sha256').update(r.html).update('\0').update(JSON.stringify(r.keyboard)).digest('hex');
 
 /** Everything the approval message of `request` shows, from the database: what the sync loop renders, and what the handlers check taps against. */
-export function approvalView(deps: BrokerDeps, store: TelegramStore, request: RequestRow, names: ReadonlyMap<string, string>): ApprovalView {
+export async function approvalView(deps: BrokerDeps, store: TelegramStore, request: RequestRow, names: ReadonlyMap<string, string>): Promise<ApprovalView> {
   const needsCredential = request.status === 'issued' || request.status === 'expired' || request.status === 'revoked';
-  const cred = needsCredential ? deps.repo.getCredential(request.id) : undefined;
-  const draft = request.status === 'pending' ? store.draftFor(request.id) : undefined;
+  const cred = needsCredential ? await deps.storage.credentials.forRequest(request.id) : undefined;
+  const draft = request.status === 'pending' ? await store.draftFor(request.id) : undefined;
   return {
     request,
-    votes: store.votes(request.id),
+    votes: await store.votes(request.id),
     quorum: request.required_tier === 3 ? deps.config.tier3Quorum : 1,
     names,
-    revokedBy: request.status === 'revoked' ? store.revokedBy(request.id) : undefined,
+    revokedBy: request.status === 'revoked' ? await store.revokedBy(request.id) : undefined,
     credential: cred ? { issued_at: cred.issued_at, expires_at: cred.expires_at, ended_at: cred.ended_at } : undefined,
     draft: draft ? { id: draft.id, version: draft.version, narrowing: draft.narrowing, updatedBy: draft.updatedBy } : undefined,
   };
@@ -93,14 +93,14 @@ export function createSync(o: SyncOptions) {
   }
 
   async function editOne(requestId: string, names: ReadonlyMap<string, string>): Promise<boolean> {
-    const row = store.get(requestId);
+    const row = await store.get(requestId);
     if (!row || row.message_id === null || row.settled) return false;
-    const request = deps.repo.getRequest(requestId);
+    const request = await deps.storage.requests.get(requestId);
     if (!request) {
-      store.rendered(requestId, row.rendered_hash, row.rendered_status ?? 'pending', row.rendered_hash ?? '', true, clock.now());
+      await store.rendered(requestId, row.rendered_hash, row.rendered_status ?? 'pending', row.rendered_hash ?? '', true, clock.now());
       return false;
     }
-    const rendered = renderApproval(viewOf(request, names));
+    const rendered = renderApproval(await viewOf(request, names));
     const hash = hashOf(rendered);
     if (hash === row.rendered_hash) return false;
     try {
@@ -116,24 +116,24 @@ export function createSync(o: SyncOptions) {
         // Already showing this (another bot instance got there first).
       } else if (f.kind === 'message_gone') {
         log.warn({ request_id: requestId, message_id: row.message_id }, 'telegram: the approval message was deleted; it will not be updated again');
-        store.rendered(requestId, row.rendered_hash, rendered.status, hash, true, clock.now());
+        await store.rendered(requestId, row.rendered_hash, rendered.status, hash, true, clock.now());
         return false;
       } else if (failed(err, 'edit an approval message', requestId) === 'skip') {
         // A 400 that retrying cannot fix (a rendering bug): record it so the loop does not spin on it.
         log.error({ request_id: requestId, telegram: describeTelegramError(err, o.token) }, 'telegram: could not edit the approval message');
-        store.rendered(requestId, row.rendered_hash, rendered.status, hash, rendered.final, clock.now());
+        await store.rendered(requestId, row.rendered_hash, rendered.status, hash, rendered.final, clock.now());
         return false;
       }
     }
-    store.rendered(requestId, row.rendered_hash, rendered.status, hash, rendered.final, clock.now());
+    await store.rendered(requestId, row.rendered_hash, rendered.status, hash, rendered.final, clock.now());
     log.debug({ request_id: requestId, status: rendered.status }, 'telegram: approval message updated');
     return true;
   }
 
   async function postOne(request: RequestRow, names: ReadonlyMap<string, string>): Promise<boolean> {
-    const claim = store.claim(request.id, chatId, clock.now(), o.postLeaseMs);
+    const claim = await store.claim(request.id, chatId, clock.now(), o.postLeaseMs);
     if (!claim) return false;
-    const rendered = renderApproval(viewOf(request, names));
+    const rendered = renderApproval(await viewOf(request, names));
     let messageId: number;
     try {
       const message = await api.sendMessage(chatId, rendered.html, {
@@ -143,14 +143,14 @@ export function createSync(o: SyncOptions) {
       });
       messageId = message.message_id;
     } catch (err) {
-      store.release(request.id, claim);
+      await store.release(request.id, claim);
       failed(err, 'post an approval request', request.id);
       // Refused outright (chat not found, bad markup): every post would fail the same way, so pause.
       const detail = { request_id: request.id, telegram: describeTelegramError(err, o.token) };
       log.error(detail, 'telegram: the Bot API refused the approval request; check TELEGRAM_CHAT_ID; will retry');
       throw new StopPass(30_000, detail);
     }
-    if (!store.posted(request.id, claim, messageId, rendered.status, hashOf(rendered), rendered.final, clock.now())) {
+    if (!(await store.posted(request.id, claim, messageId, rendered.status, hashOf(rendered), rendered.final, clock.now()))) {
       log.warn({ request_id: request.id, message_id: messageId }, 'telegram: another instance took over this post while it was under way; the request may show twice');
       return false;
     }
@@ -161,14 +161,14 @@ export function createSync(o: SyncOptions) {
   return {
     async pass(): Promise<PassResult> {
       const result: PassResult = { posted: 0, edited: 0 };
-      const names = store.names();
-      store.pruneDrafts();
+      const names = await store.names();
+      await store.pruneDrafts();
       try {
-        for (const row of store.unsettled(500)) {
+        for (const row of await store.unsettled(500)) {
           if (await editOne(row.request_id, names)) result.edited++;
         }
         const posted: string[] = [];
-        for (const request of store.unposted(clock.now(), o.postLeaseMs, 20)) {
+        for (const request of await store.unposted(clock.now(), o.postLeaseMs, 20)) {
           if (await postOne(request, names)) {
             result.posted++;
             posted.push(request.id);

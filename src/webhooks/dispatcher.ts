@@ -2,14 +2,15 @@ import { setMaxListeners } from 'node:events';
 import { createAuditLog } from '../broker/audit.ts';
 import type { PolicySet } from '../broker/policy/types.ts';
 import type { Config } from '../config/config.ts';
-import type { Db } from '../db/open.ts';
+import { StorageBusyError } from '../storage/errors.ts';
+import type { Storage } from '../storage/storage.ts';
 import type { Clock } from '../lib/clock.ts';
 import type { Logger } from '../lib/logger.ts';
 import { createAttempt, RELEASED } from './attempt.ts';
 import type { KeyRing } from '../keys/key-ring.ts';
 import { createLeases } from './leases.ts';
 import { createOutcomeBatch, type Outcome } from './outcome-batch.ts';
-import { createOutboxStore, type OutboxRow } from './outbox.ts';
+import type { OutboxRow } from './outbox.ts';
 import { createReceiverSlots } from './receiver-slots.ts';
 import { DEFAULT_RETRY_SCHEDULE_MS } from './retry.ts';
 import { createHttpTransport, type Transport } from './transport.ts';
@@ -30,11 +31,11 @@ export interface Dispatcher {
   /** Delivers every row due now (up to `batchSize`), `concurrency` at a time, and reports the committed outcomes. */
   drainOnce(): Promise<DrainSummary>;
   /** Rows not yet settled: pending or being delivered. */
-  pendingCount(): number;
+  pendingCount(): Promise<number>;
 }
 
 export interface DispatcherDeps {
-  db: Db;
+  storage: Storage;
   clock: Clock;
   log: Logger;
   keyRing: Pick<KeyRing, 'current'>;
@@ -109,8 +110,8 @@ export const DEFAULT_CONCURRENCY = 32;
  *   in the table, so a restart resumes where it stopped.
  */
 export function createDispatcher(deps: DispatcherDeps): Dispatcher {
-  const { db, clock, log } = deps;
-  const store = createOutboxStore(db);
+  const { storage, clock, log } = deps;
+  const audit = createAuditLog(storage);
   const ownTransport = deps.transport ? undefined : createHttpTransport();
   const concurrency = Math.max(1, deps.concurrency ?? DEFAULT_CONCURRENCY);
   const perTarget = Math.min(concurrency, Math.max(1, deps.perTargetConcurrency ?? Math.ceil(concurrency / 2)));
@@ -130,16 +131,15 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     ...(deps.random ? { random: deps.random } : {}),
   });
   const outcomes = createOutcomeBatch({
-    db,
-    store,
-    audit: createAuditLog(db),
+    storage,
+    audit,
     clock,
     log,
     ...(deps.onOutcome ? { onOutcome: deps.onOutcome } : {}),
     flushIntervalMs: deps.flushIntervalMs ?? 5,
     flushBatch: deps.flushBatch ?? 100,
   });
-  const leases = createLeases({ db, store, clock, log, ...(deps.policies ? { policies: deps.policies } : {}), leaseMs: deps.leaseMs ?? timeoutMs + 45_000, outcomes });
+  const leases = createLeases({ storage, audit, clock, log, ...(deps.policies ? { policies: deps.policies } : {}), leaseMs: deps.leaseMs ?? timeoutMs + 45_000, outcomes });
   const sleepers = new Set<() => void>();
   const wakeAll = (): void => {
     for (const wake of [...sleepers]) wake();
@@ -171,7 +171,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     });
   }
 
-  function claim(dueBy: number, limit: number): OutboxRow[] {
+  function claim(dueBy: number, limit: number): Promise<OutboxRow[]> {
     slots.claiming();
     return leases.claim(dueBy, limit, slots.room);
   }
@@ -182,7 +182,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
     slots.take(url);
     const result = attempt(row, stopper.signal)
       .then((r) => {
-        if (r === RELEASED) leases.release(row);
+        if (r === RELEASED) void leases.release(row).catch((err: unknown) => log.warn({ err, event_id: row.id }, 'could not release a leased webhook event; it is sent again when its lease expires'));
         return r;
       })
       .catch((err: unknown): Outcome => {
@@ -195,7 +195,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       slots.give(url);
       attempts.delete(done);
       // Nothing else in flight to wait for: commit now rather than after flushIntervalMs.
-      if (slots.inFlight() === 0) outcomes.flush();
+      if (slots.inFlight() === 0) void outcomes.flush();
       slots.slotFreed();
     });
     attempts.add(done);
@@ -208,9 +208,11 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       const free = slots.free();
       if (free > 0) {
         try {
-          for (const row of claim(clock.now(), free)) launch(row);
+          for (const row of await claim(clock.now(), free)) launch(row);
         } catch (err) {
-          log.error({ err }, 'webhook outbox query failed');
+          // Busy: another process held the database past the wait; the next poll tries again.
+          if (err instanceof StorageBusyError) log.warn({ err }, 'webhook outbox busy; will retry');
+          else log.error({ err }, 'webhook outbox query failed');
         }
       }
       if (!running) break;
@@ -238,7 +240,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       pump = undefined;
       await Promise.all([...attempts]);
       slots.close();
-      outcomes.flush();
+      await outcomes.flush();
       ownTransport?.close();
     },
     notify: wakeAll,
@@ -250,7 +252,7 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
       let claimed = 0;
       while (claimed < batchSize) {
         const free = slots.free();
-        const rows = free > 0 ? claim(dueBy, Math.min(free, batchSize - claimed)) : [];
+        const rows = free > 0 ? await claim(dueBy, Math.min(free, batchSize - claimed)) : [];
         for (const row of rows) {
           const { done, outcome } = launch(row);
           mine.add(done);
@@ -269,11 +271,11 @@ export function createDispatcher(deps: DispatcherDeps): Dispatcher {
         }
       }
       await Promise.all([...mine]);
-      outcomes.flush();
+      await outcomes.flush();
       const summary: DrainSummary = { delivered: 0, retried: 0, dead: 0 };
       for (const o of await Promise.all(pending)) if (o === 'delivered' || o === 'retried' || o === 'dead') summary[o]++;
       return summary;
     },
-    pendingCount: () => store.pendingCount(),
+    pendingCount: () => storage.outbox.pendingCount(),
   };
 }

@@ -1,8 +1,8 @@
 /** Signed decision webhooks: Standard Webhooks signing, durable outbox and its dispatcher. */
 export { signWebhook, verifyWebhook, signedContent } from './sign.ts';
 export type { VerifyResult, WebhookHeaders } from './sign.ts';
-export { createOutboxSink, createOutboxStore, resolveTargetUrl, redactUrl } from './outbox.ts';
-export type { OutboxRow, OutboxState, OutboxStore } from './outbox.ts';
+export { addressUnresolved, createOutboxSink, resolveTargetUrl, redactUrl } from './outbox.ts';
+export type { OutboxRow, OutboxState } from './outbox.ts';
 export { createDispatcher, DEFAULT_CONCURRENCY } from './dispatcher.ts';
 export { OPENCLAW_CONFIG_ERRORS } from './attempt.ts';
 export { createHttpTransport } from './transport.ts';

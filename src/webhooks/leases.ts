@@ -1,14 +1,16 @@
 import type { PolicySet } from '../broker/policy/types.ts';
-import type { Db } from '../db/open.ts';
+import type { AuditLog } from '../broker/audit.ts';
+import type { Storage, Transaction } from '../storage/storage.ts';
 import type { Clock } from '../lib/clock.ts';
 import type { Logger } from '../lib/logger.ts';
 import { randomToken } from '../lib/secrets.ts';
 import type { OutcomeBatch } from './outcome-batch.ts';
-import type { OutboxRow, OutboxStore } from './outbox.ts';
+import { addressUnresolved as addressRows, type OutboxRow } from './outbox.ts';
 
 export interface LeasesDeps {
-  db: Db;
-  store: Pick<OutboxStore, 'claimBatch' | 'addressUnresolved' | 'release'>;
+  storage: Storage;
+  /** Audits events addressed dead (their URL carries user:password). */
+  audit: Pick<AuditLog, 'append'>;
   clock: Clock;
   log: Logger;
   /** The service's loaded policy, to address events written without one; without it such events wait. */
@@ -26,9 +28,9 @@ export interface Leases {
    * commit instead of two); should it fail, they are committed on their
    * own and the error is thrown.
    */
-  claim(dueBy: number, limit: number, room: (url: string) => number): OutboxRow[];
+  claim(dueBy: number, limit: number, room: (url: string) => number): Promise<OutboxRow[]>;
   /** Gives a leased row back, due again at once (its attempt was cut short by stop()). */
-  release(row: OutboxRow): void;
+  release(row: OutboxRow): Promise<void>;
 }
 
 /**
@@ -39,11 +41,11 @@ export interface Leases {
  * runs out.
  */
 export function createLeases(deps: LeasesDeps): Leases {
-  const { db, store, clock, log } = deps;
+  const { storage, clock, log } = deps;
   const instance = randomToken(6);
 
   /** Addresses events written without a policy from the service's own (inside the claim's transaction). */
-  function addressUnresolved(now: number): void {
+  async function addressUnresolved(tx: Transaction, now: number): Promise<void> {
     if (!deps.policies) return;
     let policy: PolicySet;
     try {
@@ -51,24 +53,24 @@ export function createLeases(deps: LeasesDeps): Leases {
     } catch {
       return; // no policy loaded yet: they wait
     }
-    const done = store.addressUnresolved(policy, now);
+    const done = await addressRows(tx, deps.audit, policy, now);
     if (done.addressed.length > 0) log.info({ event_ids: done.addressed }, "decision webhooks written without a policy addressed from the service's");
     if (done.dropped.length > 0) log.info({ event_ids: done.dropped }, "decision webhooks written without a policy dropped: the agent has no webhook in the service's policy");
     if (done.dead.length > 0) log.warn({ event_ids: done.dead }, 'decision webhooks not sent: the webhook URL contains user:password credentials');
   }
 
   return {
-    claim(dueBy, limit, room) {
+    async claim(dueBy, limit, room) {
       const now = clock.now();
       const params = { now, dueBy, owner: `${instance}:${randomToken(6)}`, leaseUntil: now + deps.leaseMs, limit, room };
       const outcomes = deps.outcomes.take();
       let rows: OutboxRow[];
       try {
-        rows = db.transaction(() => {
-          outcomes.write(now);
-          addressUnresolved(now);
-          return store.claimBatch(params);
-        })();
+        rows = await storage.transaction(async (tx) => {
+          await outcomes.write(tx, now);
+          await addressUnresolved(tx, now);
+          return tx.outbox.claim(params);
+        });
       } catch (err) {
         outcomes.rolledBack();
         throw err;
@@ -76,8 +78,8 @@ export function createLeases(deps: LeasesDeps): Leases {
       outcomes.committed();
       return rows;
     },
-    release(row) {
-      store.release(row.id, row.lease_owner!, clock.now());
+    async release(row) {
+      await storage.outbox.release(row.id, row.lease_owner!, clock.now());
     },
   };
 }

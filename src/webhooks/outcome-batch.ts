@@ -1,16 +1,15 @@
 import type { AuditLog } from '../broker/audit.ts';
-import type { Db } from '../db/open.ts';
+import type { Storage, Transaction } from '../storage/storage.ts';
 import type { Clock } from '../lib/clock.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { Settled } from './attempt.ts';
-import { redactUrl, type OutboxStore } from './outbox.ts';
+import { redactUrl } from './outbox.ts';
 
 /** What became of an attempt once its outcome was committed ('lost': it was not, the row is sent again after its lease). */
 export type Outcome = 'delivered' | 'retried' | 'dead' | 'released' | 'lost';
 
 export interface OutcomeBatchDeps {
-  db: Db;
-  store: Pick<OutboxStore, 'markDelivered' | 'markRetry' | 'markDead'>;
+  storage: Storage;
   audit: Pick<AuditLog, 'append'>;
   clock: Clock;
   log: Logger;
@@ -25,7 +24,7 @@ export interface OutcomeBatchDeps {
 /** Outcomes taken out of the batch to be committed in someone else's transaction (the claim's). */
 export interface TakenOutcomes {
   /** Inside the caller's transaction: writes each outcome (conditional on its lease) and its audit entry. */
-  write(now: number): void;
+  write(tx: Transaction, now: number): Promise<void>;
   /** After the caller's commit: tells each waiter what became of its outcome. */
   committed(): void;
   /** The caller's transaction failed: the outcomes are committed on their own, at once. */
@@ -36,7 +35,7 @@ export interface OutcomeBatch {
   /** Queues an attempt's outcome; settles once it is committed (or known lost). */
   record(settled: Settled): Promise<Outcome>;
   /** Commits every outcome waiting, in one transaction. */
-  flush(): void;
+  flush(): Promise<void>;
   /** Takes every outcome waiting, to commit them in another transaction (one commit instead of two). */
   take(): TakenOutcomes;
 }
@@ -58,7 +57,7 @@ interface Waiting {
  * the commit, never precede it.
  */
 export function createOutcomeBatch(deps: OutcomeBatchDeps): OutcomeBatch {
-  const { db, store, audit, clock, log } = deps;
+  const { storage, audit, clock, log } = deps;
   const flushBatch = Math.max(1, deps.flushBatch);
   const waiting: Waiting[] = [];
   let flushTimer: NodeJS.Timeout | undefined;
@@ -66,23 +65,24 @@ export function createOutcomeBatch(deps: OutcomeBatchDeps): OutcomeBatch {
   function record(settled: Settled): Promise<Outcome> {
     return new Promise((resolve) => {
       waiting.push({ settled, resolve });
-      if (waiting.length >= flushBatch) flush();
-      else flushTimer ??= setTimeout(flush, deps.flushIntervalMs);
+      if (waiting.length >= flushBatch) void flush();
+      else flushTimer ??= setTimeout(() => void flush(), deps.flushIntervalMs);
     });
   }
 
   /** Writes one outcome (conditional on the lease) and its audit entry; false when the lease was lost. */
-  function write(p: Settled, now: number): boolean {
+  async function write(tx: Transaction, p: Settled, now: number): Promise<boolean> {
     const { row, outcome } = p;
     const owner = row.lease_owner!;
     const changed =
       outcome === 'delivered'
-        ? store.markDelivered(row.id, owner, now, p.status!)
+        ? await tx.outbox.markDelivered(row.id, owner, now, p.status!)
         : outcome === 'retried'
-          ? store.markRetry(row.id, owner, now, { status: p.status, error: p.error!, nextAttemptAt: p.nextAttemptAt! })
-          : store.markDead(row.id, owner, now, { status: p.status, error: p.error! });
+          ? await tx.outbox.markRetry(row.id, owner, now, { status: p.status, error: p.error!, nextAttemptAt: p.nextAttemptAt! })
+          : await tx.outbox.markDead(row.id, owner, now, { status: p.status, error: p.error! });
     if (changed) {
-      audit.append(
+      await audit.append(
+        tx,
         {
           event: outcome === 'delivered' ? 'webhook.delivered' : outcome === 'retried' ? 'webhook.retry' : 'webhook.dead',
           actor: 'broker',
@@ -127,8 +127,10 @@ export function createOutcomeBatch(deps: OutcomeBatchDeps): OutcomeBatch {
   }
 
   /** Inside a transaction: writes each outcome; whether each still held its lease. */
-  function writeAll(batch: Waiting[], now: number): boolean[] {
-    return batch.map((w) => write(w.settled, now));
+  async function writeAll(tx: Transaction, batch: Waiting[], now: number): Promise<boolean[]> {
+    const changed: boolean[] = [];
+    for (const w of batch) changed.push(await write(tx, w.settled, now));
+    return changed;
   }
 
   /** After the commit. */
@@ -136,12 +138,12 @@ export function createOutcomeBatch(deps: OutcomeBatchDeps): OutcomeBatch {
     batch.forEach((w, i) => w.resolve(report(w.settled, changed[i]!)));
   }
 
-  function flush(): void {
+  async function flush(): Promise<void> {
     const batch = takeWaiting();
     if (batch.length === 0) return;
     let changed: boolean[];
     try {
-      changed = db.transaction(() => writeAll(batch, clock.now()))();
+      changed = await storage.transaction((tx) => writeAll(tx, batch, clock.now()));
     } catch (err) {
       // Nothing of the batch was written: the rows stay leased, and are sent again when the leases expire.
       log.error({ err, event_ids: batch.map((w) => w.settled.row.id) }, 'could not record webhook outcomes; those events are sent again, with the same webhook-id, when their leases expire');
@@ -155,13 +157,13 @@ export function createOutcomeBatch(deps: OutcomeBatchDeps): OutcomeBatch {
     const batch = takeWaiting();
     let changed: boolean[] = [];
     return {
-      write: (now) => {
-        changed = writeAll(batch, now);
+      write: async (tx, now) => {
+        changed = await writeAll(tx, batch, now);
       },
       committed: () => settle(batch, changed),
       rolledBack: () => {
         waiting.unshift(...batch);
-        flush();
+        void flush();
       },
     };
   }

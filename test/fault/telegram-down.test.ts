@@ -31,7 +31,7 @@ describe('fault: Telegram down and back', () => {
       env: { TELEGRAM_BOT_TOKEN: BOT_TOKEN, TELEGRAM_CHAT_ID: String(CHAT), TELEGRAM_APPROVERS: String(ALICE), TELEGRAM_API_ROOT: tg.url },
       start: { telegram: { syncIntervalMs: 200, pollTimeoutSeconds: 1, callTimeoutSeconds: 2, errorBackoffMs: 100, restartDelayMs: 100, retry: { maxAttempts: 2, maxRetryAfterSeconds: 0, baseDelayMs: 50 } } },
     });
-    token = h.addAgent('moltbot');
+    token = await h.addAgent('moltbot');
     await h.broker.telegram!.ready;
   });
   afterAll(async () => {
@@ -79,7 +79,7 @@ describe('fault: Telegram down and back', () => {
     // Taps work again, and the message shows the outcome.
     const m = messagesFor(ids[0]!)[0]!;
     tg.tap(ALICE, m.message_id, callbackData('approve', ids[0]!));
-    await until(() => h.broker.deps.repo.getRequest(ids[0]!)?.status === 'approved', 10_000, 'approval by tap');
+    await until(async () => (await h.broker.deps.storage.requests.get(ids[0]!))?.status === 'approved', 10_000, 'approval by tap');
     await until(() => tg.buttons(messagesFor(ids[0]!)[0]!).length === 0, 10_000, 'message edited');
     const health2 = await h.call('GET', '/healthz');
     f.line(`back: tap approved ${ids[0]!.slice(0, 12)}…, message edited; /healthz telegram=${health2.body.telegram}`);

@@ -29,17 +29,17 @@ describe('fault: Vault down and back', () => {
   let token: string;
   const jitPolicies = () => h.devVault.policyNames().filter((p) => p.startsWith('jit-'));
   const livePolicies = () =>
-    (h.broker.deps.db.prepare(`SELECT vault_policy FROM credentials WHERE state = 'live' AND vault_policy IS NOT NULL ORDER BY vault_policy`).pluck().all() as string[]);
+    (h.db.prepare(`SELECT vault_policy FROM credentials WHERE state = 'live' AND vault_policy IS NOT NULL ORDER BY vault_policy`).pluck().all() as string[]);
   const approvedTier2 = async () => {
     const res = await h.call('POST', '/jit/request', { token, body: tier2 });
     expect(res.status).toBe(202);
-    decideRequest(h.broker.deps, res.body.id, { approver: 'local-cli', decision: 'approve' });
+    await decideRequest(h.broker.deps, res.body.id, { approver: 'local-cli', decision: 'approve' });
     return res.body.id as string;
   };
 
   beforeAll(async () => {
     h = await startHarness();
-    token = h.addAgent('moltbot');
+    token = await h.addAgent('moltbot');
   });
   afterAll(async () => {
     h.proxy.setFault(undefined);
@@ -73,17 +73,17 @@ describe('fault: Vault down and back', () => {
     expect(pending.status).toBe(202);
     const claim = await h.call('POST', `/jit/requests/${approved}/claim`, { token });
     expect(claim.status).toBe(503);
-    expect(h.broker.deps.repo.getRequest(approved)?.status).toBe('approved');
+    expect((await h.broker.deps.storage.requests.get(approved))?.status).toBe('approved');
     const revoke = await h.call('POST', `/jit/requests/${before.body.id}/revoke`, { token });
     expect(revoke.status).toBe(503); // recorded, Vault clean-up deferred to the sweep
-    expect(h.broker.deps.repo.getRequest(before.body.id)?.status).toBe('revoked');
+    expect((await h.broker.deps.storage.requests.get(before.body.id))?.status).toBe('revoked');
     const health = await h.call('GET', '/healthz');
     expect(health.status).toBe(503);
     expect(health.body.vault).toBe('unreachable');
     f.line(`Vault down: GET own request 200, tier-2 request 202, claim 503 (request stays approved), revoke 503 (recorded as revoked), /healthz 503 vault=${health.body.vault}`);
     f.line(`Vault down: ${h.proxy.seen.length - seenBefore} calls reached the proxy and were dropped`);
     // Nothing half-issued: no row is left minting, and a failed tier-1 request frees its key (the failure is not replayed).
-    const db = h.broker.deps.db;
+    const db = h.db;
     expect(db.prepare(`SELECT COUNT(*) FROM credentials WHERE state = 'minting'`).pluck().get()).toBe(0);
     expect(db.prepare(`SELECT COUNT(*) FROM requests WHERE status = 'failed'`).pluck().get()).toBe(n + 1);
 
@@ -156,10 +156,10 @@ describe('fault: Vault down and back', () => {
       );
     expect(await canWrite()).toBe(true);
     await sweep(h.broker.deps);
-    const policy = h.broker.deps.repo.getCredential(id)?.vault_policy ?? '';
+    const policy = (await h.broker.deps.storage.credentials.forRequest(id))?.vault_policy ?? '';
     const policyLeft = h.devVault.policyNames().includes(policy);
     const works = await canWrite();
-    f.line(`claim failed mid-issue (row abandoned, its policy left in Vault), re-claim 201, then one sweep: live policy still in Vault=${policyLeft}, token still writes=${works}, DB state=${h.broker.deps.repo.getCredential(id)?.state}`);
+    f.line(`claim failed mid-issue (row abandoned, its policy left in Vault), re-claim 201, then one sweep: live policy still in Vault=${policyLeft}, token still writes=${works}, DB state=${(await h.broker.deps.storage.credentials.forRequest(id))?.state}`);
     f.print();
     expect(policyLeft).toBe(true);
     expect(works).toBe(true);
@@ -202,7 +202,7 @@ describe('fault: Vault acts but its answer is lost', () => {
       { JIT_HOST: '127.0.0.1', JIT_PORT: '0', JIT_DB: join(dir, 'jit.db'), JIT_POLICIES: join(dir, 'policies'), VAULT_ADDR: proxy.url, VAULT_TOKEN: ROOT_TOKEN, LOG_LEVEL: 'silent' },
       { sweepIntervalMs: 3_600_000 },
     );
-    token = broker.deps.agents.add('moltbot').token;
+    token = (await broker.deps.agents.add('moltbot')).token;
   });
   afterAll(async () => {
     await broker?.stop();

@@ -35,7 +35,7 @@ describe('fault: webhook receiver down for a long stretch', () => {
   let receiver: WebhookReceiver;
   let proxy: Awaited<ReturnType<typeof startFaultProxy>>;
   let token: string;
-  const rows = (): Row[] => h.broker.deps.db.prepare('SELECT * FROM webhook_outbox ORDER BY created_at, id').all() as Row[];
+  const rows = (): Row[] => h.db.prepare('SELECT * FROM webhook_outbox ORDER BY created_at, id').all() as Row[];
   const settle = () => until(() => rows().every((r) => r.state !== 'delivering'), 10_000, 'no delivery in flight', 20);
   /** Moves the clock to when every pending row is due, delivers, and waits for the outcomes. */
   const nextRound = async () => {
@@ -51,7 +51,7 @@ describe('fault: webhook receiver down for a long stretch', () => {
     proxy = await startFaultProxy(receiver.url);
     harness = await startHarness({ env: { OPENCLAW_HOOKS_URL: `${proxy.url}/hooks`, OPENCLAW_HOOKS_TOKEN: HOOKS } });
     h = harness;
-    token = h.addAgent('moltbot');
+    token = await h.addAgent('moltbot');
   });
   afterAll(async () => {
     await h?.close();
@@ -69,8 +69,8 @@ describe('fault: webhook receiver down for a long stretch', () => {
       const res = await h.call('POST', '/jit/request', { token, body: write(i) });
       ids.push(res.body.id);
     }
-    for (const id of ids.slice(0, 3)) decideRequest(h.broker.deps, id, { approver: 'telegram:111', decision: 'approve' });
-    for (const id of ids.slice(3, 5)) decideRequest(h.broker.deps, id, { approver: 'local-cli', decision: 'deny', reason: 'not now' });
+    for (const id of ids.slice(0, 3)) await decideRequest(h.broker.deps, id, { approver: 'telegram:111', decision: 'approve' });
+    for (const id of ids.slice(3, 5)) await decideRequest(h.broker.deps, id, { approver: 'local-cli', decision: 'deny', reason: 'not now' });
     expect((await h.call('POST', `/jit/requests/${ids[5]}/revoke`, { token })).status).toBe(200);
     await receiver.waitForRequests(6, 10_000);
     await settle();
@@ -110,7 +110,7 @@ describe('fault: webhook receiver down for a long stretch', () => {
       expect(d.body).toBe(firstIds.get(id)!.body); // and the same body
       expect(d.headers['idempotency-key']).toBe(id);
     }
-    const retries = h.broker.deps.db.prepare(`SELECT COUNT(*) FROM audit_log WHERE event = 'webhook.retry'`).pluck().get() as number;
+    const retries = h.db.prepare(`SELECT COUNT(*) FROM audit_log WHERE event = 'webhook.retry'`).pluck().get() as number;
     f.line(`back at +${((h.clock.now() - t0) / 3_600_000).toFixed(2)} h: 6/6 delivered on attempt 8, same webhook-id and body as attempt 1, signatures valid; ${retries} webhook.retry audit entries`);
     f.set('events', 6);
     f.set('attempts_each', 8);
@@ -125,7 +125,7 @@ describe('fault: webhook receiver down for a long stretch', () => {
     const f = figureLog('fault: webhook dead letter and operator retry');
     proxy.setFault(() => 'reset');
     const res = await h.call('POST', '/jit/request', { token, body: write(9) });
-    decideRequest(h.broker.deps, res.body.id, { approver: 'local-cli', decision: 'deny' });
+    await decideRequest(h.broker.deps, res.body.id, { approver: 'local-cli', decision: 'deny' });
     await until(() => rows().some((r) => r.request_id === res.body.id && r.attempts >= 1 && r.state !== 'delivering'), 10_000, 'first attempt');
     const id = rows().find((r) => r.request_id === res.body.id)!.id;
     const started = h.clock.now();

@@ -7,6 +7,7 @@ import { ManualClock } from '../../src/lib/clock.ts';
 import { createLogger } from '../../src/lib/logger.ts';
 import { startBroker, type RunningBroker, type StartOptions } from '../../src/main.ts';
 import { startDevVault } from '../../src/vault/dev/index.ts';
+import { sqliteDatabase, type Db } from '../../src/storage/sqlite/index.ts';
 import { startFaultProxy } from '../fakes/fault-proxy.ts';
 
 export const TEST_POLICY = `
@@ -87,7 +88,9 @@ export interface Harness {
   root: NodeVault.client;
   /** A node-vault client holding `token`, straight to the dev Vault. */
   vaultAs(token: string): NodeVault.client;
-  addAgent(name: string): string;
+  addAgent(name: string): Promise<string>;
+  /** The broker's SQLite connection, for seeding and inspecting tables in tests (src/ never uses it). */
+  db: Db;
   /** The ephemeral `jit-…` policies now in the development Vault. */
   jitPolicies(): Promise<string[]>;
   /** Whether an ACL policy exists in the development Vault. */
@@ -143,7 +146,8 @@ export async function startHarness(opts: { policy?: string; env?: Record<string,
     proxy,
     root,
     vaultAs: (token) => NodeVault({ endpoint: devVault.url, token, noCustomHTTPVerbs: true }),
-    addAgent: (name) => broker.deps.agents.add(name).token,
+    addAgent: async (name) => (await broker.deps.agents.add(name)).token,
+    db: sqliteDatabase(broker.deps.storage),
     async jitPolicies() {
       try {
         const { data } = await root.read('sys/policies/acl?list=true');

@@ -18,7 +18,7 @@ const tally = { cases: 0, byStatus: new Map<number, number>() };
 beforeAll(async () => {
   h = await startHarness({ env: { JIT_RATE_PER_MINUTE: '100000', JIT_MAX_PENDING: '10000', LOG_LEVEL: 'silent' } });
   app = createServedApp(h.broker.deps);
-  token = h.addAgent('moltbot');
+  token = await h.addAgent('moltbot');
   const res = await h.call('POST', '/jit/request', { token, body: { resource: 'vault', tier: 1, reason: 'r', vault_paths: [{ path: 'homelab/data/docker/registry', capabilities: ['read'] }] } });
   ownId = res.body.id;
 });
@@ -160,7 +160,7 @@ describe('fuzzing every endpoint', () => {
     }
     // The real owner still gets in; the auth-failure audit stayed bounded.
     expect(await send('GET', `/jit/requests/${ownId}`, { authorization: `Bearer ${token}` })).toBe(200);
-    const audited = h.broker.deps.db.prepare(`SELECT COUNT(*) FROM audit_log WHERE event = 'auth.failed'`).pluck().get() as number;
+    const audited = h.db.prepare(`SELECT COUNT(*) FROM audit_log WHERE event = 'auth.failed'`).pluck().get() as number;
     expect(audited).toBeLessThanOrEqual(5);
   });
 });

@@ -14,9 +14,9 @@ const USAGE = 'jit agent add NAME [--session KEY] | jit agent list | jit agent r
  * with its webhook; then the credentials are ended outside the database.
  */
 async function removeAgent(name: string, io: CliIo): Promise<number> {
-  const ctx = openRevocationContext(io);
+  const ctx = await openRevocationContext(io);
   try {
-    const records = removeAgentRevoking(ctx.deps, name, CLI_ACTOR);
+    const records = await removeAgentRevoking(ctx.deps, name, CLI_ACTOR);
     if (!records) {
       io.err(`jit agent: no agent named "${name}"`);
       return 1;
@@ -28,7 +28,7 @@ async function removeAgent(name: string, io: CliIo): Promise<number> {
     }
     return await finishRevocationsSummarized(ctx, records, io);
   } finally {
-    ctx.close();
+    await ctx.close();
   }
 }
 
@@ -41,19 +41,19 @@ export async function agentCommand(args: string[], io: CliIo): Promise<number> {
     if (!name) throw new UsageError(`agent remove needs a NAME\nusage: ${USAGE}`);
     return removeAgent(name, io);
   }
-  const ctx = openCliContext(io);
+  const ctx = await openCliContext(io);
   try {
     switch (sub) {
       case 'add': {
         if (!name) throw new UsageError(`agent add needs a NAME\nusage: ${USAGE}`);
-        const { agent, token } = ctx.agents.add(name, values.session as string | undefined);
+        const { agent, token } = await ctx.agents.add(name, values.session as string | undefined);
         io.out(`Agent "${agent.name}" registered${agent.sessionKey ? ` (session ${agent.sessionKey})` : ''}.`);
         io.out('Its bearer token follows. It is shown only this once; store it in the agent\'s secret store.');
         io.out(token);
         return 0;
       }
       case 'list': {
-        const agents = ctx.agents.list();
+        const agents = await ctx.agents.list();
         if (agents.length === 0) io.out('No agents. Register one with: jit agent add NAME');
         for (const a of agents) io.out(`${a.name}\t${a.sessionKey ?? '-'}\t${new Date(a.createdAt).toISOString()}`);
         return 0;
@@ -62,6 +62,6 @@ export async function agentCommand(args: string[], io: CliIo): Promise<number> {
         throw new UsageError(`${sub ? `unknown subcommand "${sub}"` : 'missing subcommand'}\nusage: ${USAGE}`);
     }
   } finally {
-    ctx.close();
+    await ctx.close();
   }
 }

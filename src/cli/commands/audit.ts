@@ -16,11 +16,11 @@ export async function auditCommand(args: string[], io: CliIo): Promise<number> {
   if ((sub !== 'verify' && sub !== 'export') || extra.length > 0) throw new UsageError(`usage: ${USAGE}`);
   const since = values.since === undefined ? 0 : Number(values.since);
   if (!Number.isInteger(since) || since < 0) throw new UsageError('--since must be an audit sequence number (0 or more)');
-  const ctx = openCliContext(io);
+  const ctx = await openCliContext(io);
   try {
     if (sub === 'verify') {
       const jwks = headKeys(ctx.config, values.jwks as string | undefined, io);
-      const verdict = verifyAuditChain(ctx.db, { jwks, onProgress: (n) => io.err(`… ${n} entries verified`) });
+      const verdict = await verifyAuditChain(ctx.storage, { jwks, onProgress: (n) => io.err(`… ${n} entries verified`) });
       const { heads } = verdict;
       if (heads.unchecked > 0) {
         io.err(`note: ${heads.unchecked} signed head(s) not checked: key(s) ${heads.unknownKids.join(', ')} not in the key ring (revoked, retired past the grace period, or this is another host's database)`);
@@ -45,7 +45,7 @@ export async function auditCommand(args: string[], io: CliIo): Promise<number> {
     const fd = output ? openSync(output, 'w', 0o600) : undefined;
     let n = 0;
     try {
-      for (const entry of auditEntries(ctx.db, since)) {
+      for await (const entry of auditEntries(ctx.storage, since)) {
         const line = JSON.stringify(entry);
         if (fd === undefined) io.out(line);
         else writeSync(fd, `${line}\n`);
@@ -57,7 +57,7 @@ export async function auditCommand(args: string[], io: CliIo): Promise<number> {
     if (output) io.err(`exported ${n} audit entries to ${output}`);
     return 0;
   } finally {
-    ctx.close();
+    await ctx.close();
   }
 }
 

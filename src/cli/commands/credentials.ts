@@ -19,9 +19,9 @@ export async function credentialsCommand(args: string[], io: CliIo): Promise<num
   if (values.help) return (io.out(`usage: ${USAGE}`), 0);
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${inertText(positionals[0]!)}"\nusage: ${USAGE}`);
   const agent = agentOption(values.agent as string | undefined);
-  const ctx = openCliContext(io);
+  const ctx = await openCliContext(io);
   try {
-    const rows = ctx.repo.credentialsInUse(agent ? { agentName: agent } : {}).map(({ credential, request }) => ({ c: credential, r: request }));
+    const rows = (await ctx.storage.credentials.inUse(agent ? { agentName: agent } : {})).map(({ credential, request }) => ({ c: credential, r: request }));
     if (values.json) {
       for (const { c, r } of rows) {
         io.out(
@@ -49,6 +49,6 @@ export async function credentialsCommand(args: string[], io: CliIo): Promise<num
     }
     return 0;
   } finally {
-    ctx.close();
+    await ctx.close();
   }
 }

@@ -46,13 +46,13 @@ export function decideCommand(decision: 'approve' | 'deny') {
     if (reason !== undefined && (reason.trim() === '' || reason.length > 2000)) throw new UsageError('--reason must be 1-2000 characters');
     const narrowing = decision === 'approve' ? narrowingFrom(values) : undefined;
 
-    const ctx = openCliContext(io, { decisions: true });
+    const ctx = await openCliContext(io, { decisions: true });
     try {
       // The policy in force re-checks the grant at approval (narrowed or not), as the service does.
       const result = decideRequest({ ...ctx.deps, policies: ctx.policies }, id, { approver: CLI_ACTOR, decision, reason, narrowing });
-      return report(result, id, io, ctx.settings);
+      return report(await result, id, io, await ctx.settings());
     } finally {
-      ctx.close();
+      await ctx.close();
     }
   };
 }

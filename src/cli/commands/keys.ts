@@ -1,4 +1,4 @@
-import { commitRevocations } from '../../broker/revoke.ts';
+import { commitRevocationsIn } from '../../broker/revoke.ts';
 import { systemClock } from '../../lib/clock.ts';
 import { formatDuration } from '../../lib/duration.ts';
 import { createKeyRing, DEFAULT_KEY_GRACE_SECONDS, KeyRingError } from '../../keys/key-ring.ts';
@@ -46,7 +46,7 @@ export async function keysCommand(args: string[], io: CliIo): Promise<number> {
   if (sub !== 'list' && sub !== 'rotate' && sub !== 'revoke') throw new UsageError(`${sub ? `unknown subcommand "${sub}"` : 'missing subcommand'}\nusage: ${USAGE}`);
 
   // Revoking writes "revoked" webhooks: the context the other revocation commands use.
-  const ctx = sub === 'revoke' ? openRevocationContext(io) : openCliContext(io);
+  const ctx = sub === 'revoke' ? await openRevocationContext(io) : await openCliContext(io);
   try {
     if (sub === 'rotate' && ctx.config.signingKey) {
       // Checked before the key ring is opened, so a refused rotate changes nothing on disk.
@@ -79,12 +79,12 @@ export async function keysCommand(args: string[], io: CliIo): Promise<number> {
         io.err(`jit keys: ${err.message}`);
         return 1;
       }
-      const records = ctx.db.transaction(() => {
-        if (!result.alreadyRevoked) ctx.audit.append({ event: 'key.revoked', actor: CLI_ACTOR, data: { kid, ...(result.rotated ? { new_kid: result.current } : {}) } }, now);
+      const records = await ctx.storage.transaction(async (tx) => {
+        if (!result.alreadyRevoked) await ctx.audit.append(tx, { event: 'key.revoked', actor: CLI_ACTOR, data: { kid, ...(result.rotated ? { new_kid: result.current } : {}) } }, now);
         // The request of every live gate credential kid signed; one that changed meanwhile (revoked or expired by someone else) is skipped.
-        const requestIds = ctx.repo.liveGateCredentialsSignedBy(kid!).map((cred) => cred.request_id);
-        return commitRevocations(ctx.deps, { requestIds }, CLI_ACTOR, `signing key ${kid} was revoked`);
-      })();
+        const requestIds = (await tx.credentials.liveGateSignedBy(kid!)).map((cred) => cred.request_id);
+        return commitRevocationsIn(tx, ctx.deps, { requestIds }, CLI_ACTOR, `signing key ${kid} was revoked`);
+      });
       if (result.alreadyRevoked) {
         if (records.length === 0) {
           io.out(`Key ${kid} was already revoked; nothing changed.`);
@@ -101,11 +101,11 @@ export async function keysCommand(args: string[], io: CliIo): Promise<number> {
       return 0;
     }
     const { kid: newKid, retiredKid } = ring.rotate();
-    ctx.audit.append({ event: 'key.rotated', actor: CLI_ACTOR, data: { kid: newKid, retired_kid: retiredKid } }, now);
+    await ctx.storage.transaction((tx) => ctx.audit.append(tx, { event: 'key.rotated', actor: CLI_ACTOR, data: { kid: newKid, retired_kid: retiredKid } }, now));
     io.out(`New signing key ${newKid} is current; ${retiredKid} stays in the JWKS for ${formatDuration(DEFAULT_KEY_GRACE_SECONDS)} so receivers can still verify what it signed.`);
     io.out('A running service uses the new key within about a second.');
     return 0;
   } finally {
-    ctx.close();
+    await ctx.close();
   }
 }

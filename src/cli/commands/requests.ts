@@ -7,7 +7,7 @@ import { credentialState, requestView } from '../../broker/view.ts';
 import { formatDuration } from '../../lib/duration.ts';
 import { isId } from '../../lib/ids.ts';
 import { inertText } from '../../lib/inert-text.ts';
-import { createOutboxStore, targetUrlLabel, type OutboxRow } from '../../webhooks/outbox.ts';
+import { targetUrlLabel, type OutboxRow } from '../../webhooks/outbox.ts';
 import { openCliContext, type CliContext } from '../context.ts';
 import { iso } from '../format.ts';
 import type { CliIo } from '../io.ts';
@@ -62,10 +62,10 @@ export async function requestsCommand(args: string[], io: CliIo): Promise<number
   }
   const limit = values.limit === undefined ? 50 : Number(values.limit);
   if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new UsageError('--limit must be a whole number from 1 to 10000');
-  return withContext(io, false, (ctx) => {
-    const rows = ctx.repo.listRequests({ ...(status ? { status: status as RequestStatus } : {}), ...(agent ? { agentName: agent } : {}), limit });
+  return withContext(io, false, async (ctx) => {
+    const rows = await ctx.storage.requests.list({ ...(status ? { status: status as RequestStatus } : {}), ...(agent ? { agentName: agent } : {}), limit });
     if (values.json) {
-      for (const r of rows) io.out(JSON.stringify(requestView(ctx, r)));
+      for (const r of rows) io.out(JSON.stringify(await requestView(ctx, r)));
       return 0;
     }
     if (rows.length === 0) {
@@ -83,11 +83,11 @@ export async function requestsCommand(args: string[], io: CliIo): Promise<number
 }
 
 async function withContext(io: CliIo, revoking: boolean, run: (ctx: CliContext) => number | Promise<number>): Promise<number> {
-  const ctx = revoking ? openRevocationContext(io) : openCliContext(io);
+  const ctx = revoking ? await openRevocationContext(io) : await openCliContext(io);
   try {
     return await run(ctx);
   } finally {
-    ctx.close();
+    await ctx.close();
   }
 }
 
@@ -124,15 +124,15 @@ function pairLines(g: Grant): string[] {
   return g.resource === 'vault' ? g.vault_paths.map((p) => `    ${inertText(p.path)}  [${p.capabilities.join(', ')}]`) : [`    repo ${inertText(g.repo)}`, ...g.refs.map((r) => `    ${inertText(r)}`)];
 }
 
-function showRequest(ctx: CliContext, id: string, json: boolean, io: CliIo): number {
-  const row = ctx.repo.getRequest(id);
+async function showRequest(ctx: CliContext, id: string, json: boolean, io: CliIo): Promise<number> {
+  const row = await ctx.storage.requests.get(id);
   if (!row) throw new BrokerError('NOT_FOUND', `request ${id} not found`);
-  const votes = ctx.repo.votesOf(id);
-  const deliveries = createOutboxStore(ctx.db).forRequest(id);
+  const votes = await ctx.storage.votes.of(id);
+  const deliveries = await ctx.storage.outbox.forRequest(id);
   if (json) {
     io.out(
       JSON.stringify({
-        ...requestView(ctx, row),
+        ...(await requestView(ctx, row)),
         votes: votes.map((v) => ({
           approver: v.approver,
           decision: v.decision,
@@ -148,7 +148,7 @@ function showRequest(ctx: CliContext, id: string, json: boolean, io: CliIo): num
 
   const asked = requestedGrant(row);
   const granted = grantOf(row);
-  const cred = ctx.repo.getCredential(id);
+  const cred = await ctx.storage.credentials.forRequest(id);
   const field = (name: string, value: string) => `${`${name}:`.padEnd(14)}${value}`;
   const lines = [
     `Request ${row.id}`,
@@ -176,7 +176,7 @@ function showRequest(ctx: CliContext, id: string, json: boolean, io: CliIo): num
     for (const v of votes) lines.push(`    ${inertText(v.approver)}  ${v.decision}  ${iso(v.at)}${v.reason ? `  ${oneLine(v.reason, 200)}` : ''}`);
   }
   if (row.required_tier === 3 && row.status === 'pending') {
-    lines.push(field('Quorum', `${votes.filter((v) => v.decision === 'approve').length} of ${ctx.settings.tier3_quorum} distinct approvers`));
+    lines.push(field('Quorum', `${votes.filter((v) => v.decision === 'approve').length} of ${(await ctx.settings()).tier3_quorum} distinct approvers`));
   }
   lines.push(field('Decision', decisionText(row)));
   if (row.status === 'revoked') lines.push(field('Revoked', `at ${iso(row.updated_at)}${row.decision_reason ? `; reason: ${oneLine(row.decision_reason, 200)}` : ''}`));
@@ -226,7 +226,7 @@ function deliveryJson(d: OutboxRow): Record<string, unknown> {
 async function revokeOne(ctx: CliContext, id: string, reason: string | undefined, io: CliIo): Promise<number> {
   // An already revoked request whose Vault token is still to be revoked (an earlier attempt failed in Vault)
   // comes back as a record too: running the command again tries again, as POST /jit/requests/:id/revoke does.
-  const record = commitRevocation(ctx.deps, id, CLI_ACTOR, reason ?? 'revoked by the operator (jit requests revoke)');
+  const record = await commitRevocation(ctx.deps, id, CLI_ACTOR, reason ?? 'revoked by the operator (jit requests revoke)');
   if (!record) {
     io.out(`Request ${id} was already revoked; nothing changed.`);
     return 0;
@@ -236,7 +236,7 @@ async function revokeOne(ctx: CliContext, id: string, reason: string | undefined
 }
 
 async function revokeAll(ctx: CliContext, agent: string | undefined, reason: string | undefined, io: CliIo): Promise<number> {
-  const records = commitRevocations(ctx.deps, agent ? { agentName: agent } : {}, CLI_ACTOR, reason ?? `kill switch: jit requests revoke --all${agent ? ` --agent ${agent}` : ''}`);
+  const records = await commitRevocations(ctx.deps, agent ? { agentName: agent } : {}, CLI_ACTOR, reason ?? `kill switch: jit requests revoke --all${agent ? ` --agent ${agent}` : ''}`);
   if (records.length === 0) {
     io.out(`Nothing to revoke: no live credential and no pending or approved request${agent ? ` of agent ${agent}` : ''}.`);
     return 0;

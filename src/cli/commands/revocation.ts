@@ -17,7 +17,7 @@ const SWEEP_SECONDS = Math.ceil(SWEEP_INTERVAL_MS / 1000);
  * fix. The events are then written without a target, which the running
  * service's dispatcher looks up in the policy it has loaded; stderr says so.
  */
-export function openRevocationContext(io: CliIo): CliContext {
+export function openRevocationContext(io: CliIo): Promise<CliContext> {
   return openCliContext(io, {
     decisions: true,
     invalidPolicies: (err) =>
@@ -80,13 +80,13 @@ export async function finishRevocations(ctx: CliContext, records: RevocationReco
         io.out(`${head}: gate credential ${cred.jti} revoked; /gate/verify refuses it from now on.`);
         continue;
       }
-      if (ctx.settings.dev_vault) {
+      if ((await ctx.settings()).dev_vault) {
         io.out(`${head}: revocation recorded; the service will revoke the token in Vault at its next sweep, within about ${SWEEP_SECONDS} s (dev mode: the development Vault runs inside jit serve, out of reach of this command; if jit serve is not running, that Vault and every token in it are gone).`);
         continue;
       }
       if (!vault || 'refused' in vault) {
         if (vault) summary.vaultFailed++;
-        io.out(`${head}: revocation recorded, but ${vault ? 'this command could not log in to Vault' : 'this command has no Vault login (VAULT_ADDR is unset in this shell)'}; ${stillLive(ctx, cred)}`);
+        io.out(`${head}: revocation recorded, but ${vault ? 'this command could not log in to Vault' : 'this command has no Vault login (VAULT_ADDR is unset in this shell)'}; ${await stillLive(ctx, cred)}`);
         continue;
       }
       try {
@@ -94,7 +94,7 @@ export async function finishRevocations(ctx: CliContext, records: RevocationReco
         io.out(`${head}: token revoked in Vault and its policy deleted.`);
       } catch (err) {
         summary.vaultFailed++;
-        io.out(`${head}: revocation recorded, but Vault failed (${(err as Error).message}); ${stillLive(ctx, cred)}`);
+        io.out(`${head}: revocation recorded, but Vault failed (${(err as Error).message}); ${await stillLive(ctx, cred)}`);
       }
     }
   } finally {
@@ -108,8 +108,9 @@ export async function finishRevocations(ctx: CliContext, records: RevocationReco
  * could not revoke: it stays valid until the service's sweep revokes it
  * (retrying until Vault accepts), which only happens while `jit serve` runs.
  */
-function stillLive(ctx: CliContext, cred: CredentialRow): string {
-  const where = ctx.settings.vault_addr ? ` (${ctx.settings.vault_addr})` : '';
+async function stillLive(ctx: CliContext, cred: CredentialRow): Promise<string> {
+  const { vault_addr } = await ctx.settings();
+  const where = vault_addr ? ` (${vault_addr})` : '';
   return `the token is still valid in Vault${where}: the service revokes it at its next sweep, within about ${SWEEP_SECONDS} s while jit serve is running, retrying until Vault accepts; if jit serve is not running, the token stays live until it starts again or the token expires at ${new Date(cred.expires_at).toISOString()}.`;
 }
 
@@ -120,7 +121,7 @@ function stillLive(ctx: CliContext, cred: CredentialRow): string {
  */
 async function connectVault(ctx: CliContext, io: CliIo): Promise<{ client: VaultClient } | { refused: true } | undefined> {
   // A service in dev mode has its tokens in its own in-process Vault: no other Vault can revoke them.
-  if (!ctx.config.vault || ctx.settings.dev_vault) return undefined;
+  if (!ctx.config.vault || (await ctx.settings()).dev_vault) return undefined;
   const client = vaultClientFromConfig(ctx.config.vault);
   try {
     await client.start();

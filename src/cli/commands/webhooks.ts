@@ -1,5 +1,5 @@
 import { systemClock } from '../../lib/clock.ts';
-import { createOutboxStore, redactUrl, targetUrlLabel, type OutboxRow } from '../../webhooks/outbox.ts';
+import { redactUrl, targetUrlLabel, type OutboxRow } from '../../webhooks/outbox.ts';
 import { openCliContext } from '../context.ts';
 import { iso } from '../format.ts';
 import type { CliIo } from '../io.ts';
@@ -39,11 +39,11 @@ export async function webhooksCommand(args: string[], io: CliIo): Promise<number
   if (sub === 'list' && (id !== undefined || values['all-dead'])) throw new UsageError(`webhooks list takes only --dead and --limit\nusage: ${USAGE}`);
   if (sub === 'retry' && (values.dead || values.limit !== undefined)) throw new UsageError(`--dead and --limit go with "webhooks list"\nusage: ${USAGE}`);
 
-  const ctx = openCliContext(io);
+  const ctx = await openCliContext(io);
   try {
-    const store = createOutboxStore(ctx.db);
+    const store = ctx.storage.outbox;
     if (sub === 'list') {
-      const rows = store.list({ ...(values.dead ? { state: 'dead' as const } : {}), limit });
+      const rows = await store.list({ ...(values.dead ? { state: 'dead' as const } : {}), limit });
       if (rows.length === 0) {
         io.out(values.dead ? 'No dead webhook events.' : 'No webhook events.');
         return 0;
@@ -59,31 +59,31 @@ export async function webhooksCommand(args: string[], io: CliIo): Promise<number
 
     // The service's dispatcher resolves OPENCLAW_HOOKS_URL when it sends, so what matters is the
     // service's setting (recorded at its start), not this shell's.
-    const serviceHasOpenClaw = ctx.recordedSettings()?.settings.openclaw_configured;
+    const serviceHasOpenClaw = (await ctx.recordedSettings())?.settings.openclaw_configured;
     /** Re-queues one dead event; the reason on failure. */
-    const requeue = (row: OutboxRow): { ok: true; line: string } | { ok: false; why: string } => {
+    const requeue = async (row: OutboxRow): Promise<{ ok: true; line: string } | { ok: false; why: string }> => {
       if (row.state !== 'dead') return { ok: false, why: `event ${row.id} is ${row.state}, not dead; only dead events are re-queued` };
       const toConfigured = row.target === 'openclaw' && row.url_source === 'config';
       if (toConfigured && serviceHasOpenClaw === false) {
         return { ok: false, why: `event ${row.id} goes to OpenClaw but the service has no OPENCLAW_HOOKS_URL; set it in the service's environment and restart jit serve first` };
       }
       const now = systemClock.now();
-      const requeued = ctx.db.transaction(() => {
-        if (!store.requeue(row.id, now)) return false;
-        ctx.audit.append({ event: 'webhook.requeued', actor: CLI_ACTOR, requestId: row.request_id, data: { event_id: row.id, type: row.type, previous_attempts: row.attempts } }, now);
+      const requeued = await ctx.storage.transaction(async (tx) => {
+        if (!(await tx.outbox.requeue(row.id, now))) return false;
+        await ctx.audit.append(tx, { event: 'webhook.requeued', actor: CLI_ACTOR, requestId: row.request_id, data: { event_id: row.id, type: row.type, previous_attempts: row.attempts } }, now);
         return true;
-      })();
+      });
       if (!requeued) return { ok: false, why: `event ${row.id} changed meanwhile; not re-queued` };
       return { ok: true, line: `Re-queued ${row.id} (${row.type}, request ${row.request_id}) to ${toConfigured ? "the service's OPENCLAW_HOOKS_URL" : redactUrl(row.url)}` };
     };
 
     if (!values['all-dead']) {
-      const row = store.get(id!);
+      const row = await store.get(id!);
       if (!row) {
         io.err(`jit webhooks: no webhook event ${id}`);
         return 1;
       }
-      const r = requeue(row);
+      const r = await requeue(row);
       if (!r.ok) {
         io.err(`jit webhooks: ${r.why}`);
         return 1;
@@ -94,8 +94,8 @@ export async function webhooksCommand(args: string[], io: CliIo): Promise<number
 
     // --all-dead: a snapshot of every dead event (events that die again while
     // this runs are not picked up twice), with progress for big batches.
-    const total = store.countByState().dead;
-    const rows = total > 0 ? store.list({ state: 'dead', limit: total }) : [];
+    const total = (await store.countByState()).dead;
+    const rows = total > 0 ? await store.list({ state: 'dead', limit: total }) : [];
     if (rows.length === 0) {
       io.out('No dead webhook events.');
       return 0;
@@ -105,7 +105,7 @@ export async function webhooksCommand(args: string[], io: CliIo): Promise<number
     let done = 0;
     let failures = 0;
     for (const [i, row] of rows.entries()) {
-      const r = requeue(row);
+      const r = await requeue(row);
       if (r.ok) {
         done++;
         if (verbose) io.out(r.line);
@@ -118,6 +118,6 @@ export async function webhooksCommand(args: string[], io: CliIo): Promise<number
     io.out(`Re-queued ${done} of ${rows.length} dead webhook events${failures > 0 ? ` (${failures} not re-queued, see above)` : ''}; the running service sends them at its usual pace.`);
     return failures > 0 ? 1 : 0;
   } finally {
-    ctx.close();
+    await ctx.close();
   }
 }

@@ -50,11 +50,11 @@ export function agentRoutes(deps: BrokerDeps, onChange: () => void = () => {}) {
   app.use('*', async (c, next) => {
     const header = c.req.header('authorization') ?? '';
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    const agent = m ? deps.agents.authenticate(m[1]!) : undefined;
+    const agent = m ? await deps.agents.authenticate(m[1]!) : undefined;
     if (!agent) {
       const reason = header ? 'unknown or malformed token' : 'no bearer token';
       c.get('log').warn({ reason }, 'agent authentication failed');
-      authFailures.record(clientAddress(c), reason);
+      await authFailures.record(clientAddress(c), reason);
       throw new BrokerError('UNAUTHORIZED', header ? 'the bearer token is not valid' : 'send the agent token as Authorization: Bearer <token>');
     }
     c.set('agent', agent);
@@ -126,7 +126,7 @@ export function agentRoutes(deps: BrokerDeps, onChange: () => void = () => {}) {
       request: { params: RequestIdParams },
       responses: { 200: jsonResponse('The request', RequestView), ...problemResponses(AGENT_ERRORS) },
     }),
-    (c) => c.json(requestView(deps, ownRequest(deps, c)), 200),
+    async (c) => c.json(await requestView(deps, await ownRequest(deps, c)), 200),
   );
 
   route(
@@ -147,7 +147,7 @@ export function agentRoutes(deps: BrokerDeps, onChange: () => void = () => {}) {
     }),
     async (c) => {
       c.header('Cache-Control', 'no-store');
-      const issued = await claimCredential(deps, ownRequest(deps, c));
+      const issued = await claimCredential(deps, await ownRequest(deps, c));
       onChange();
       return c.json(issued, 201);
     },
@@ -168,7 +168,7 @@ export function agentRoutes(deps: BrokerDeps, onChange: () => void = () => {}) {
       responses: { 200: jsonResponse('The request, now revoked', RequestView), ...problemResponses([...AGENT_ERRORS, 'CONFLICT', 'VAULT_UNAVAILABLE']) },
     }),
     async (c) => {
-      const row = ownRequest(deps, c);
+      const row = await ownRequest(deps, c);
       const view = await revokeRequest(deps, row, `agent:${c.get('agent').name}`, 'revoked by the agent');
       onChange();
       return c.json(view, 200);
@@ -187,9 +187,9 @@ function clientAddress(c: Context<AppEnv>): string {
 }
 
 /** The caller's own request; another agent's id is indistinguishable from an unknown one (404). */
-function ownRequest(deps: BrokerDeps, c: Context<AppEnv>) {
+async function ownRequest(deps: BrokerDeps, c: Context<AppEnv>) {
   const id = c.req.param('id') ?? '';
-  const row = isId('req', id) ? deps.repo.getRequest(id) : undefined;
+  const row = isId('req', id) ? await deps.storage.requests.get(id) : undefined;
   if (!row || row.agent_id !== c.get('agent').id) throw notFound(`request ${id.slice(0, 64)}`);
   return row;
 }

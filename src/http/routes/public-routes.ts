@@ -4,7 +4,6 @@ import { verifyGateCredential } from '../../broker/gate-credential.ts';
 import { GateVerifyBody, GateVerifyResponse, HealthResponse, Jwks } from '../../wire/schemas.ts';
 import type { AppTelegram } from '../env.ts';
 import { BODY_ERRORS, contractRouter, jsonResponse, problemResponses, route } from '../contract.ts';
-import { createOutboxStore } from '../../webhooks/outbox.ts';
 
 /** How long a cache may keep the JWKS: a revoked key leaves HTTP caches within a minute. */
 export const JWKS_CACHE_CONTROL = 'public, max-age=60';
@@ -12,7 +11,6 @@ export const JWKS_CACHE_CONTROL = 'public, max-age=60';
 /** Unauthenticated endpoints. */
 export function publicRoutes(deps: BrokerDeps, telegram?: AppTelegram) {
   const app = contractRouter();
-  const outbox = createOutboxStore(deps.db);
 
   const health = createRoute({
     method: 'get',
@@ -29,7 +27,7 @@ export function publicRoutes(deps: BrokerDeps, telegram?: AppTelegram) {
   route(app, health, async (c) => {
     let db: 'ok' | 'error' = 'ok';
     try {
-      deps.db.prepare('SELECT 1').get();
+      await deps.storage.ping();
     } catch {
       db = 'error';
     }
@@ -42,7 +40,7 @@ export function publicRoutes(deps: BrokerDeps, telegram?: AppTelegram) {
     }
     let outboxPending: number | null = null;
     try {
-      outboxPending = outbox.pendingCount();
+      outboxPending = await deps.storage.outbox.pendingCount();
     } catch {
       db = 'error';
     }
@@ -83,9 +81,9 @@ export function publicRoutes(deps: BrokerDeps, telegram?: AppTelegram) {
       request: { body: { required: true, content: { 'application/json': { schema: GateVerifyBody } } } },
       responses: { 200: jsonResponse('The verdict', GateVerifyResponse), ...problemResponses(BODY_ERRORS) },
     }),
-    (c) => {
+    async (c) => {
       const asked = c.req.valid('json');
-      const verdict = verifyGateCredential(deps, asked);
+      const verdict = await verifyGateCredential(deps, asked);
       c.get('log').info({ valid: verdict.valid, repo: asked.repo, ref: asked.ref, ...(verdict.valid ? { request_id: verdict.request_id } : { reason: verdict.reason }) }, 'gate verify');
       return c.json(verdict, 200);
     },

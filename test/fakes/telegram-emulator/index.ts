@@ -711,21 +711,29 @@ export async function startTelegramEmulator(opts: TelegramEmulatorOptions = {}) 
     },
 
     /** Resolves once `predicate` holds (checked on every state change); rejects after `timeoutMs`. */
-    waitFor<T>(predicate: () => T | undefined | false, timeoutMs = 5_000, what = 'condition'): Promise<T> {
+    waitFor<T>(predicate: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 5_000, what = 'condition'): Promise<T> {
       return new Promise<T>((resolve, reject) => {
-        const check = () => {
-          let v: T | undefined | false;
-          try {
-            v = predicate();
-          } catch (err) {
-            cleanup();
-            reject(err as Error);
-            return;
-          }
+        const settle = (v: T | undefined | false) => {
           if (v !== undefined && v !== false) {
             cleanup();
             resolve(v);
           }
+        };
+        const fail = (err: unknown) => {
+          cleanup();
+          reject(err as Error);
+        };
+        const check = () => {
+          let v: T | undefined | false | Promise<T | undefined | false>;
+          try {
+            v = predicate();
+          } catch (err) {
+            fail(err);
+            return;
+          }
+          // A predicate may read the database (the storage interface is asynchronous).
+          if (v instanceof Promise) v.then(settle, fail);
+          else settle(v);
         };
         const timer = setTimeout(() => {
           cleanup();

@@ -7,7 +7,7 @@ let h: Harness;
 let token: string;
 beforeEach(async () => {
   h = await startHarness();
-  token = h.addAgent('moltbot');
+  token = await h.addAgent('moltbot');
 });
 afterEach(async () => {
   await h.close();
@@ -31,7 +31,7 @@ describe('tier 2: approve then claim', () => {
     const id = await pending();
     expect((await h.call('POST', `/jit/requests/${id}/claim`, { token })).status).toBe(409);
 
-    const decided = decideRequest(h.broker.deps, id, { approver: 'local-cli', decision: 'approve' });
+    const decided = await decideRequest(h.broker.deps, id, { approver: 'local-cli', decision: 'approve' });
     expect(decided.outcome).toBe('approved');
 
     const claim = await h.call('POST', `/jit/requests/${id}/claim`, { token });
@@ -49,17 +49,17 @@ describe('tier 2: approve then claim', () => {
 
   it('issues exactly one credential when claims race', async () => {
     const id = await pending();
-    decideRequest(h.broker.deps, id, { approver: 'local-cli', decision: 'approve' });
+    await decideRequest(h.broker.deps, id, { approver: 'local-cli', decision: 'approve' });
     const results = await Promise.all(Array.from({ length: 8 }, () => h.call('POST', `/jit/requests/${id}/claim`, { token })));
     expect(results.filter((r) => r.status === 201)).toHaveLength(1);
     expect(results.filter((r) => r.status === 409)).toHaveLength(7);
-    const count = h.broker.deps.db.prepare(`SELECT COUNT(*) FROM credentials WHERE request_id = ? AND state = 'live'`).pluck().get(id);
+    const count = h.db.prepare(`SELECT COUNT(*) FROM credentials WHERE request_id = ? AND state = 'live'`).pluck().get(id);
     expect(count).toBe(1);
   });
 
   it('410 once the claim window has passed', async () => {
     const id = await pending();
-    decideRequest(h.broker.deps, id, { approver: 'local-cli', decision: 'approve' });
+    await decideRequest(h.broker.deps, id, { approver: 'local-cli', decision: 'approve' });
     h.clock.advance(601_000);
     const res = await h.call('POST', `/jit/requests/${id}/claim`, { token });
     expect(res.status).toBe(410);
@@ -68,15 +68,15 @@ describe('tier 2: approve then claim', () => {
 
   it('unclaimed approvals expire in the sweep', async () => {
     const id = await pending();
-    decideRequest(h.broker.deps, id, { approver: 'local-cli', decision: 'approve' });
+    await decideRequest(h.broker.deps, id, { approver: 'local-cli', decision: 'approve' });
     h.clock.advance(601_000);
     expect((await sweep(h.broker.deps)).claimExpired).toBe(1);
   });
 
   it('a denied request cannot be claimed and a second decision changes nothing', async () => {
     const id = await pending();
-    expect(decideRequest(h.broker.deps, id, { approver: 'local-cli', decision: 'deny', reason: 'not now' }).outcome).toBe('denied');
-    const second = decideRequest(h.broker.deps, id, { approver: 'telegram:1', decision: 'approve' });
+    expect((await decideRequest(h.broker.deps, id, { approver: 'local-cli', decision: 'deny', reason: 'not now' })).outcome).toBe('denied');
+    const second = await decideRequest(h.broker.deps, id, { approver: 'telegram:1', decision: 'approve' });
     expect(second).toMatchObject({ outcome: 'already_decided', status: 'denied', decidedBy: 'local-cli' });
     expect((await h.call('POST', `/jit/requests/${id}/claim`, { token })).status).toBe(409);
     const view = await h.call('GET', `/jit/requests/${id}`, { token });
@@ -85,7 +85,7 @@ describe('tier 2: approve then claim', () => {
 
   it('keeps the request approved when Vault is down at claim time', async () => {
     const id = await pending();
-    decideRequest(h.broker.deps, id, { approver: 'local-cli', decision: 'approve' });
+    await decideRequest(h.broker.deps, id, { approver: 'local-cli', decision: 'approve' });
     h.proxy.setFault(() => 'reset');
     const failed = await h.call('POST', `/jit/requests/${id}/claim`, { token });
     expect(failed.status).toBe(503);
@@ -97,7 +97,7 @@ describe('tier 2: approve then claim', () => {
   it('refuses a late approval after the deadline passed', async () => {
     const id = await pending();
     h.clock.advance(600_001);
-    const result = decideRequest(h.broker.deps, id, { approver: 'local-cli', decision: 'approve' });
+    const result = await decideRequest(h.broker.deps, id, { approver: 'local-cli', decision: 'approve' });
     expect(result).toMatchObject({ outcome: 'already_decided', status: 'timed_out' });
   });
 });
@@ -106,18 +106,18 @@ describe('tier 3 quorum', () => {
   it('needs two distinct approvers; the same approver twice does not count', async () => {
     const id = await pending(write(3, 'homelab/data/prod/db'));
     const { deps } = h.broker;
-    expect(decideRequest(deps, id, { approver: 'telegram:1', decision: 'approve' })).toMatchObject({ outcome: 'vote_recorded', approvals: 1, needed: 2 });
-    expect(decideRequest(deps, id, { approver: 'telegram:1', decision: 'approve' })).toMatchObject({ outcome: 'already_voted', approvals: 1 });
-    expect(deps.repo.getRequest(id)?.status).toBe('pending');
-    expect(decideRequest(deps, id, { approver: 'telegram:2', decision: 'approve' }).outcome).toBe('approved');
-    expect(deps.repo.getRequest(id)?.decided_by).toBe('telegram:1, telegram:2');
+    expect(await decideRequest(deps, id, { approver: 'telegram:1', decision: 'approve' })).toMatchObject({ outcome: 'vote_recorded', approvals: 1, needed: 2 });
+    expect(await decideRequest(deps, id, { approver: 'telegram:1', decision: 'approve' })).toMatchObject({ outcome: 'already_voted', approvals: 1 });
+    expect((await deps.storage.requests.get(id))?.status).toBe('pending');
+    expect((await decideRequest(deps, id, { approver: 'telegram:2', decision: 'approve' })).outcome).toBe('approved');
+    expect((await deps.storage.requests.get(id))?.decided_by).toBe('telegram:1, telegram:2');
   });
 
   it('any deny ends it', async () => {
     const id = await pending(write(3, 'homelab/data/prod/db'));
     const { deps } = h.broker;
-    decideRequest(deps, id, { approver: 'telegram:1', decision: 'approve' });
-    expect(decideRequest(deps, id, { approver: 'telegram:2', decision: 'deny' }).outcome).toBe('denied');
-    expect(decideRequest(deps, id, { approver: 'telegram:3', decision: 'approve' }).outcome).toBe('already_decided');
+    await decideRequest(deps, id, { approver: 'telegram:1', decision: 'approve' });
+    expect((await decideRequest(deps, id, { approver: 'telegram:2', decision: 'deny' })).outcome).toBe('denied');
+    expect((await decideRequest(deps, id, { approver: 'telegram:3', decision: 'approve' })).outcome).toBe('already_decided');
   });
 });

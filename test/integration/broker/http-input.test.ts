@@ -6,7 +6,7 @@ let h: Harness;
 let token: string;
 beforeAll(async () => {
   h = await startHarness({ env: { JIT_RATE_PER_MINUTE: '1000' } });
-  token = h.addAgent('moltbot');
+  token = await h.addAgent('moltbot');
 });
 afterAll(async () => {
   await h.close();

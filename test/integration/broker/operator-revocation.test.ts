@@ -27,44 +27,44 @@ const TIER2 = { resource: 'vault', tier: 2, reason: 'write', vault_paths: [{ pat
 
 describe('removing an agent', () => {
   it('refuses a request authenticated just before the removal: nothing is inserted, nothing issued', async () => {
-    const token = h.addAgent('moltbot');
-    const agent = h.broker.deps.agents.authenticate(token)!;
-    expect(removeAgentRevoking(h.broker.deps, 'moltbot', 'local-cli')).toEqual([]);
+    const token = await h.addAgent('moltbot');
+    const agent = (await h.broker.deps.agents.authenticate(token))!;
+    expect(await removeAgentRevoking(h.broker.deps, 'moltbot', 'local-cli')).toEqual([]);
     for (const body of [TIER1, TIER2]) {
       await expect(requestCredential(h.broker.deps, agent, CredentialRequestBody.parse(body))).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
     }
-    expect(h.broker.deps.repo.listRequests({ agentName: 'moltbot' })).toEqual([]);
-    expect(h.broker.deps.repo.credentialsInUse()).toEqual([]);
+    expect(await h.broker.deps.storage.requests.list({ agentName: 'moltbot' })).toEqual([]);
+    expect(await h.broker.deps.storage.credentials.inUse()).toEqual([]);
   });
 
   it('ends every open request of the agent and no other, in the transaction that deletes it', async () => {
-    const token = h.addAgent('moltbot');
-    const other = h.addAgent('other');
+    const token = await h.addAgent('moltbot');
+    const other = await h.addAgent('other');
     const issued = await h.call('POST', '/jit/request', { token, body: TIER1 });
     const pending = await h.call('POST', '/jit/request', { token, body: TIER2 });
     const bystander = await h.call('POST', '/jit/request', { token: other, body: TIER1 });
     expect([issued.status, pending.status, bystander.status]).toEqual([201, 202, 201]);
 
-    const records = removeAgentRevoking(h.broker.deps, 'moltbot', 'local-cli')!;
+    const records = (await removeAgentRevoking(h.broker.deps, 'moltbot', 'local-cli'))!;
     expect(records.map((r) => [r.requestId, r.was])).toEqual([
       [issued.body.id, 'issued'],
       [pending.body.id, 'pending'],
     ]);
     expect(records[0]!.credential).toMatchObject({ state: 'ending', accessor: issued.body.credential.accessor });
-    expect(h.broker.deps.agents.get('moltbot')).toBeUndefined();
-    expect(h.broker.deps.repo.getRequest(bystander.body.id)!.status).toBe('issued');
-    const audit = h.broker.deps.db.prepare(`SELECT request_id, actor FROM audit_log WHERE event = 'request.revoked' ORDER BY seq`).all();
+    expect(await h.broker.deps.agents.get('moltbot')).toBeUndefined();
+    expect((await h.broker.deps.storage.requests.get(bystander.body.id))!.status).toBe('issued');
+    const audit = h.db.prepare(`SELECT request_id, actor FROM audit_log WHERE event = 'request.revoked' ORDER BY seq`).all();
     expect(audit).toEqual([
       { request_id: issued.body.id, actor: 'local-cli' },
       { request_id: pending.body.id, actor: 'local-cli' },
     ]);
-    expect(removeAgentRevoking(h.broker.deps, 'moltbot', 'local-cli')).toBeNull();
+    expect(await removeAgentRevoking(h.broker.deps, 'moltbot', 'local-cli')).toBeNull();
   });
 });
 
 describe('revoking with broken policy files', () => {
   it('goes ahead, its webhooks left for the service to address, and says so (jit approve, by contrast, refuses)', async () => {
-    const token = h.addAgent('moltbot');
+    const token = await h.addAgent('moltbot');
     const issued = await h.call('POST', '/jit/request', { token, body: TIER1 });
     const pending = await h.call('POST', '/jit/request', { token, body: TIER2 });
     writeFileSync(join(h.policiesDir, 'zz-broken.yaml'), 'rules: [oops\n');
@@ -83,10 +83,10 @@ describe('revoking with broken policy files', () => {
     expect(revoke.err).toContain('revoking anyway');
     expect(revoke.err).toContain('written without a target');
     expect(revoke.err).toContain('zz-broken.yaml');
-    expect(h.broker.deps.repo.getRequest(issued.body.id)!.status).toBe('revoked');
-    expect(h.broker.deps.repo.getRequest(pending.body.id)!.status).toBe('revoked');
+    expect((await h.broker.deps.storage.requests.get(issued.body.id))!.status).toBe('revoked');
+    expect((await h.broker.deps.storage.requests.get(pending.body.id))!.status).toBe('revoked');
     // Nothing lost: one "revoked" event per request, unresolved or already addressed by the service from its own policy.
-    const events = h.broker.deps.db.prepare(`SELECT request_id, target FROM webhook_outbox WHERE type = 'jit.request.revoked'`).all() as { request_id: string; target: string }[];
+    const events = h.db.prepare(`SELECT request_id, target FROM webhook_outbox WHERE type = 'jit.request.revoked'`).all() as { request_id: string; target: string }[];
     expect(events.map((e) => e.request_id).sort()).toEqual([issued.body.id, pending.body.id].sort());
     for (const e of events) expect(['unresolved', 'openclaw']).toContain(e.target);
   });

@@ -12,7 +12,7 @@ let h: Harness;
 let token: string;
 beforeEach(async () => {
   h = await startHarness();
-  token = h.addAgent('moltbot');
+  token = await h.addAgent('moltbot');
   await h.call('GET', '/healthz');
 });
 afterEach(async () => {
@@ -22,7 +22,7 @@ afterEach(async () => {
 
 const tier1 = { resource: 'vault', tier: 1, reason: 'r', vault_paths: [{ path: 'homelab/data/docker/registry', capabilities: ['read'] }] };
 const jitTokens = () => h.devVault.listTokens().filter((t) => t.meta?.['jit_request_id'] !== undefined);
-const credentialOf = (requestId: string) => h.broker.deps.db.prepare('SELECT * FROM credentials WHERE request_id = ?').all(requestId) as CredentialRow[];
+const credentialOf = (requestId: string) => h.db.prepare('SELECT * FROM credentials WHERE request_id = ?').all(requestId) as CredentialRow[];
 const policyWrites = (_m: string, path: string) => path.includes('/sys/policies/acl/');
 
 describe('policy write and token create in parallel', () => {
@@ -51,7 +51,7 @@ describe('policy write and token create in parallel', () => {
     h.proxy.setFault((m, path) => (policyWrites(m, path) && m !== 'DELETE' ? { status: 500, body: { errors: ['storage failure'] } } : undefined));
     const res = await h.call('POST', '/jit/request', { token, body: tier1 });
     expect(res.status).toBe(503);
-    const requestId = h.broker.deps.db.prepare(`SELECT id FROM requests ORDER BY created_at DESC LIMIT 1`).pluck().get() as string;
+    const requestId = h.db.prepare(`SELECT id FROM requests ORDER BY created_at DESC LIMIT 1`).pluck().get() as string;
     // The token create reached Vault, and its token is gone again.
     expect(h.proxy.seen.some((s) => s.path.includes('create-orphan'))).toBe(true);
     expect(h.proxy.seen.some((s) => s.path.includes('revoke-accessor'))).toBe(true);
@@ -68,7 +68,7 @@ describe('policy write and token create in parallel', () => {
     });
     const res = await h.call('POST', '/jit/request', { token, body: tier1 });
     expect(res.status).toBe(503);
-    const requestId = h.broker.deps.db.prepare(`SELECT id FROM requests ORDER BY created_at DESC LIMIT 1`).pluck().get() as string;
+    const requestId = h.db.prepare(`SELECT id FROM requests ORDER BY created_at DESC LIMIT 1`).pluck().get() as string;
     expect(jitTokens()).toHaveLength(1);
     const [row] = credentialOf(requestId);
     expect(row).toMatchObject({ state: 'abandoned', accessor: jitTokens()[0]!.accessor });

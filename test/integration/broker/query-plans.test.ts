@@ -18,9 +18,9 @@ const recorded = new Map<string, Recorded>();
 
 beforeAll(async () => {
   h = await startHarness();
-  const token = h.addAgent('moltbot');
+  const token = await h.addAgent('moltbot');
   await h.call('GET', '/healthz'); // let startup reconciliation finish first
-  const proto = Object.getPrototypeOf(h.broker.deps.db.prepare('SELECT 1')) as Record<string, (...args: unknown[]) => unknown>;
+  const proto = Object.getPrototypeOf(h.db.prepare('SELECT 1')) as Record<string, (...args: unknown[]) => unknown>;
   const originals = Object.fromEntries(['run', 'get', 'all', 'iterate'].map((m) => [m, proto[m]!]));
   for (const [name, fn] of Object.entries(originals)) {
     proto[name] = function (this: { source: string }, ...args: unknown[]) {
@@ -40,7 +40,7 @@ beforeAll(async () => {
     expect((await call('POST', '/jit/request', { body: read, headers: { 'idempotency-key': 'k1' } })).status).toBe(200);
     const pending = await call('POST', '/jit/request', { body: { ...read, tier: 2, vault_paths: [{ path: 'homelab/data/apps/web', capabilities: ['update'] }] } });
     expect(pending.status).toBe(202);
-    decideRequest(h.broker.deps, pending.body.id, { approver: 'local-cli', decision: 'approve' });
+    await decideRequest(h.broker.deps, pending.body.id, { approver: 'local-cli', decision: 'approve' });
     expect((await call('POST', `/jit/requests/${pending.body.id}/claim`)).status).toBe(201);
     const gate = await call('POST', '/jit/request', { body: { resource: 'gate', tier: 1, reason: 'r', repo: 'homelab/app', refs: ['refs/heads/agent/x'] } });
     expect(gate.status).toBe(201);
@@ -62,7 +62,7 @@ afterAll(async () => {
 const PARTIAL_INDEX_SCANS = ['webhook_outbox_unresolved'];
 
 it('runs every hot-path statement through an index', () => {
-  const { db } = h.broker.deps;
+  const { db } = h;
   const plans: string[] = [];
   const scans: string[] = [];
   for (const { source, args } of recorded.values()) {
@@ -81,7 +81,7 @@ it('runs every hot-path statement through an index', () => {
 
 it('reads the rate limit, pending count and policy references from their indexes', () => {
   const plan = (sql: string, ...args: unknown[]) =>
-    (h.broker.deps.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...args) as { detail: string }[]).map((s) => s.detail).join(' | ');
+    (h.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...args) as { detail: string }[]).map((s) => s.detail).join(' | ');
   expect(plan(`SELECT created_at FROM requests WHERE agent_id = ? AND created_at > ? ORDER BY created_at DESC LIMIT 1 OFFSET ?`, 'a', 0, 59)).toMatch(
     /SEARCH requests USING COVERING INDEX requests_agent_created \(agent_id=\? AND created_at>\?\)/,
   );
@@ -92,7 +92,7 @@ it('reads the rate limit, pending count and policy references from their indexes
 });
 
 it('runs every statement of the periodic sweep through an index (it settles stale mints every pass)', async () => {
-  const { db } = h.broker.deps;
+  const { db } = h;
   const proto = Object.getPrototypeOf(db.prepare('SELECT 1')) as Record<string, (...args: unknown[]) => unknown>;
   const originals = Object.fromEntries(['run', 'get', 'all', 'iterate'].map((m) => [m, proto[m]!]));
   const swept = new Map<string, unknown[]>();

@@ -17,7 +17,7 @@ const body = (tier: number) => ({
 });
 
 it('limits pending requests per agent with 429 and Retry-After', async () => {
-  const token = h.addAgent('moltbot');
+  const token = await h.addAgent('moltbot');
   expect((await h.call('POST', '/jit/request', { token, body: body(2) })).status).toBe(202);
   expect((await h.call('POST', '/jit/request', { token, body: body(2) })).status).toBe(202);
   const third = await h.call('POST', '/jit/request', { token, body: body(2) });
@@ -29,7 +29,7 @@ it('limits pending requests per agent with 429 and Retry-After', async () => {
 });
 
 it('limits requests per minute per agent', async () => {
-  const token = h.addAgent('other');
+  const token = await h.addAgent('other');
   for (let i = 0; i < 3; i++) expect((await h.call('POST', '/jit/request', { token, body: body(1) })).status).toBe(201);
   const limited = await h.call('POST', '/jit/request', { token, body: body(1) });
   expect(limited.status).toBe(429);

@@ -11,8 +11,8 @@ afterEach(async () => {
   await h.close();
 });
 
-const auditRows = () => h.broker.deps.db.prepare('SELECT COUNT(*) FROM audit_log').pluck().get() as number;
-const rows = (event: string) => h.broker.deps.db.prepare('SELECT data FROM audit_log WHERE event = ? ORDER BY seq').pluck().all(event).map((d) => JSON.parse(d as string));
+const auditRows = () => h.db.prepare('SELECT COUNT(*) FROM audit_log').pluck().get() as number;
+const rows = (event: string) => h.db.prepare('SELECT data FROM audit_log WHERE event = ? ORDER BY seq').pluck().all(event).map((d) => JSON.parse(d as string));
 
 /** `n` requests, `concurrency` at a time, to the broker on 127.0.0.1; the status of each. */
 async function flood(n: number, concurrency: number, send: (i: number) => Promise<number>): Promise<number[]> {
@@ -30,7 +30,7 @@ const denied = { resource: 'vault', tier: 1, reason: 'probe', vault_paths: [{ pa
 
 describe('policy refusals (403)', () => {
   it('count toward the per-agent rate limit and are coalesced in the audit log', async () => {
-    const token = h.addAgent('moltbot');
+    const token = await h.addAgent('moltbot');
     const before = auditRows();
     const started = performance.now();
     const statuses = await flood(600, 20, async () => (await h.call('POST', '/jit/request', { token, body: denied })).status);
@@ -54,17 +54,17 @@ describe('policy refusals (403)', () => {
     expect(summary).toMatchObject({ event: 'request.rejected', suppressed: 59 });
     expect(summary.repeats).toEqual([{ seq: expect.any(Number), actor: 'agent:moltbot', count: 59 }]);
     expect(rows('request.rejected')).toHaveLength(2);
-    expect(verifyAuditChain(h.broker.deps.db).ok).toBe(true);
+    expect((await verifyAuditChain(h.broker.deps.storage)).ok).toBe(true);
   });
 
   it('a malformed body (400) does not count toward the limit', async () => {
-    const token = h.addAgent('moltbot');
+    const token = await h.addAgent('moltbot');
     for (let i = 0; i < 70; i++) expect((await h.call('POST', '/jit/request', { token, body: { resource: 'vault' } })).status).toBe(400);
     expect((await h.call('POST', '/jit/request', { token, body: denied })).status).toBe(403);
   });
 
   it('a session key the policy does not allow is a refusal too: audited and counted', async () => {
-    const token = h.addAgent('moltbot');
+    const token = await h.addAgent('moltbot');
     const body = { ...denied, vault_paths: [{ path: 'homelab/data/docker/registry', capabilities: ['read'] }], session_key: 'hook:jit:elsewhere' };
     for (let i = 0; i < 60; i++) expect((await h.call('POST', '/jit/request', { token, body })).status).toBe(403);
     expect((await h.call('POST', '/jit/request', { token, body })).status).toBe(429);
@@ -72,8 +72,8 @@ describe('policy refusals (403)', () => {
   });
 
   it('another agent is not held back by one agent’s refusals', async () => {
-    const noisy = h.addAgent('moltbot');
-    const quiet = h.addAgent('other');
+    const noisy = await h.addAgent('moltbot');
+    const quiet = await h.addAgent('other');
     await flood(80, 10, async () => (await h.call('POST', '/jit/request', { token: noisy, body: denied })).status);
     const ok = { ...denied, vault_paths: [{ path: 'homelab/data/docker/registry', capabilities: ['read'] }] };
     expect((await h.call('POST', '/jit/request', { token: quiet, body: ok })).status).toBe(201);

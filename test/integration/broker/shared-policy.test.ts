@@ -13,7 +13,7 @@ let h: Harness;
 let token: string;
 beforeEach(async () => {
   h = await startHarness({ env: { JIT_SHARE_GRANT_POLICIES: 'true' } });
-  token = h.addAgent('moltbot');
+  token = await h.addAgent('moltbot');
 });
 afterEach(async () => {
   await h.close();
@@ -128,7 +128,7 @@ describe('failures and restarts', () => {
     const body = { resource: 'vault', tier: 2, reason: 'rotate', vault_paths: [{ path: 'homelab/data/apps/web', capabilities: ['read', 'update'] }] };
     const pending = await h.call('POST', '/jit/request', { token, body });
     const { decideRequest } = await import('../../../src/broker/decide.ts');
-    decideRequest(h.broker.deps, pending.body.id, { approver: 'local-cli', decision: 'approve' });
+    await decideRequest(h.broker.deps, pending.body.id, { approver: 'local-cli', decision: 'approve' });
     // The claim fails after its policy was written, and Vault stays down for the clean-up.
     let written = false;
     h.proxy.setFault((method, path) => {
@@ -155,21 +155,22 @@ describe('failures and restarts', () => {
     // A crash mid-issue of the same grant: a `minting` row holding the policy, and a token bound to it the broker never recorded.
     const now = h.clock.now();
     const requestId = deps.ids.next('req');
-    deps.db.transaction(() => {
-      deps.repo.insertRequest({
-        id: requestId, agent_id: deps.agents.get('moltbot')!.id, agent_name: 'moltbot', resource: 'vault', tier: 1, required_tier: 1,
+    const agentId = (await deps.agents.get('moltbot'))!.id;
+  await deps.storage.transaction(async (tx) => {
+      await tx.requests.insert({
+        id: requestId, agent_id: agentId, agent_name: 'moltbot', resource: 'vault', tier: 1, required_tier: 1,
         status: 'approved', reason: 'r', scope: JSON.stringify({ vault_paths: registry.vault_paths }), ttl_seconds: 3600, session_key: null,
         rules: '["docker-read"]', idempotency_key: null, body_hash: null, created_at: now, updated_at: now, approval_expires_at: null,
         claim_expires_at: null, decided_by: 'policy', decided_at: now, decision_reason: null, failure: null,
       });
-      deps.repo.insertCredential({ id: deps.ids.next('cred'), request_id: requestId, type: 'vault_token', state: 'minting', vault_policy: policy, accessor: null, jti: null, issued_at: null, expires_at: now + 3_600_000, reserved_at: now });
-    })();
+      await tx.credentials.insert({ id: deps.ids.next('cred'), request_id: requestId, type: 'vault_token', state: 'minting', vault_policy: policy, accessor: null, jti: null, issued_at: null, expires_at: now + 3_600_000, reserved_at: now });
+    });
     const lost = await h.root.write('auth/token/create-orphan', { policies: [policy], ttl: '3600s', renewable: false });
 
     const summary = await reconcile(deps);
     expect(summary.interruptedMints).toBe(1);
     expect(summary.strayPolicies).toBe(0);
-    expect(deps.repo.getRequest(requestId)?.status).toBe('failed');
+    expect((await deps.storage.requests.get(requestId))?.status).toBe('failed');
     expect(await canRead(live.credential.token)).toBe(true);
     const next = await issue();
     expect(policyOf(next.credential)).not.toBe(policy);
@@ -183,7 +184,7 @@ describe('failures and restarts', () => {
     const first = await issue();
     const policy = policyOf(first.credential);
     // The row is gone (say, a database restored from an older backup) but the policy is still in Vault.
-    h.broker.deps.db.prepare(`UPDATE credentials SET state = 'ended' WHERE vault_policy = ?`).run(policy);
+    h.db.prepare(`UPDATE credentials SET state = 'ended' WHERE vault_policy = ?`).run(policy);
     const summary = await reconcile(h.broker.deps);
     expect(summary.strayPolicies).toBe(1);
     expect(jitPolicies()).toEqual([]);

@@ -4,6 +4,7 @@ import { sweep } from '../../../src/broker/lifecycle.ts';
 import { STALE_MINT_MS, reserveVaultCredential } from '../../../src/broker/credential-issue.ts';
 import type { CredentialRow, RequestRow } from '../../../src/broker/repository.ts';
 import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
+import { sqliteDatabase } from '../../../src/storage/sqlite/index.ts';
 
 /*
  * Several broker processes share one database; one of them can die mid-issue
@@ -19,7 +20,7 @@ let h: Harness;
 let token: string;
 beforeEach(async () => {
   h = await startHarness();
-  token = h.addAgent('moltbot');
+  token = await h.addAgent('moltbot');
   await h.call('GET', '/healthz'); // startup reconciliation done
 });
 afterEach(async () => {
@@ -32,11 +33,11 @@ const tier1 = { resource: 'vault', tier: 1, reason: 'r', vault_paths: registry }
 const tier2 = { resource: 'vault', tier: 2, reason: 'rotate', vault_paths: [{ path: 'homelab/data/apps/web', capabilities: ['read', 'update'] }] };
 
 const credentialOf = (requestId: string) =>
-  h.broker.deps.db.prepare('SELECT * FROM credentials WHERE request_id = ? ORDER BY rowid').all(requestId) as CredentialRow[];
+  h.db.prepare('SELECT * FROM credentials WHERE request_id = ? ORDER BY rowid').all(requestId) as CredentialRow[];
 const auditOf = (requestId: string) =>
-  h.broker.deps.db.prepare('SELECT event FROM audit_log WHERE request_id = ? ORDER BY seq').pluck().all(requestId) as string[];
+  h.db.prepare('SELECT event FROM audit_log WHERE request_id = ? ORDER BY seq').pluck().all(requestId) as string[];
 const count = (events: string[], event: string) => events.filter((e) => e === event).length;
-const agentId = () => h.broker.deps.agents.get('moltbot')!.id;
+const agentId = async () => (await h.broker.deps.agents.get('moltbot'))!.id;
 const canRead = async (t: string) => {
   try {
     await h.vaultAs(t).read('homelab/data/docker/registry');
@@ -49,20 +50,21 @@ const canRead = async (t: string) => {
 const tokensOf = (requestId: string) => h.devVault.listTokens().filter((t) => t.meta?.['jit_request_id'] === requestId);
 
 /** A tier-1 request as `POST /jit/request` commits it (approved by policy), optionally with its Vault reservation, in one transaction. */
-function insertTier1(opts: { key: string; reserve: boolean; resource?: 'vault' | 'gate' }) {
+async function insertTier1(opts: { key: string; reserve: boolean; resource?: 'vault' | 'gate' }) {
   const { deps } = h.broker;
   const now = h.clock.now();
+  const agent = await agentId();
   const row: RequestRow = {
-    id: deps.ids.next('req'), agent_id: agentId(), agent_name: 'moltbot', resource: opts.resource ?? 'vault', tier: 1, required_tier: 1,
+    id: deps.ids.next('req'), agent_id: agent, agent_name: 'moltbot', resource: opts.resource ?? 'vault', tier: 1, required_tier: 1,
     status: 'approved', reason: 'r',
     scope: opts.resource === 'gate' ? JSON.stringify({ repo: 'homelab/app', refs: ['refs/heads/agent/x'] }) : JSON.stringify({ vault_paths: registry }),
     ttl_seconds: 3600, session_key: null, rules: '["docker-read"]', idempotency_key: opts.key, body_hash: 'h'.repeat(64), created_at: now,
     updated_at: now, approval_expires_at: null, claim_expires_at: null, decided_by: 'policy', decided_at: now, decision_reason: 'tier 1', failure: null,
   };
-  return deps.db.transaction(() => {
-    deps.repo.insertRequest(row);
-    return { row, reservation: opts.reserve ? reserveVaultCredential(deps, row) : undefined };
-  })();
+  return deps.storage.transaction(async (tx) => {
+    await tx.requests.insert(row);
+    return { row, reservation: opts.reserve ? await reserveVaultCredential(deps, tx, row) : undefined };
+  });
 }
 
 /** Makes the broker's next `method` call wait until released (a mint hung in Vault). */
@@ -95,7 +97,7 @@ describe('the sweep settles interrupted issues once they are older than STALE_MI
   it('abandons a minting row left by a dead process: policy deleted, tier-1 request failed, key freed, one audit entry', async () => {
     const { deps } = h.broker;
     // A process reserved the credential, wrote the policy, Vault created the token, and the process died.
-    const { row, reservation } = insertTier1({ key: 'dead-1', reserve: true });
+    const { row, reservation } = await insertTier1({ key: 'dead-1', reserve: true });
     await deps.vault.writePolicy(reservation!.policyName, reservation!.policyText);
     const lost = await h.root.write('auth/token/create-orphan', { policies: [reservation!.policyName], ttl: '3600s', renewable: false });
     const lostToken: string = lost.auth.client_token;
@@ -106,7 +108,7 @@ describe('the sweep settles interrupted issues once they are older than STALE_MI
     expect((await sweep(deps)).interruptedMints).toBe(0);
     expect(credentialOf(row.id).map((c) => c.state)).toEqual(['minting']);
     expect(await h.policyExists(reservation!.policyName)).toBe(true);
-    expect(deps.repo.getRequest(row.id)?.status).toBe('approved');
+    expect((await deps.storage.requests.get(row.id))?.status).toBe('approved');
 
     h.clock.advance(1);
     const summary = await sweep(deps);
@@ -118,10 +120,10 @@ describe('the sweep settles interrupted issues once they are older than STALE_MI
     expect(await h.policyExists(reservation!.policyName)).toBe(false);
     expect(await h.jitPolicies()).toEqual([]);
     expect(await canRead(lostToken)).toBe(false);
-    const failed = deps.repo.getRequest(row.id)!;
+    const failed = (await deps.storage.requests.get(row.id))!;
     expect(failed).toMatchObject({ status: 'failed', idempotency_key: null });
     expect(failed.failure).toMatch(/interrupted/);
-    expect(deps.repo.findByIdempotencyKey(agentId(), 'dead-1')).toBeUndefined();
+    expect(await deps.storage.idempotency.find(await agentId(), 'dead-1')).toBeUndefined();
     const events = auditOf(row.id);
     expect(count(events, 'credential.interrupted')).toBe(1);
     expect(count(events, 'credential.abandoned')).toBe(1);
@@ -141,14 +143,14 @@ describe('the sweep settles interrupted issues once they are older than STALE_MI
   it('fails a tier-1 request approved without a credential row, with the reconcile audit event, once older than the bound', async () => {
     const { deps } = h.broker;
     // The process died between committing the request and beginning its issue.
-    const { row } = insertTier1({ key: 'dead-2', reserve: false, resource: 'gate' });
+    const { row } = await insertTier1({ key: 'dead-2', reserve: false, resource: 'gate' });
     h.clock.advance(STALE_MINT_MS);
     expect((await sweep(deps)).interruptedMints).toBe(0);
-    expect(deps.repo.getRequest(row.id)?.status).toBe('approved');
+    expect((await deps.storage.requests.get(row.id))?.status).toBe('approved');
 
     h.clock.advance(1);
     expect((await sweep(deps)).interruptedMints).toBe(1);
-    expect(deps.repo.getRequest(row.id)).toMatchObject({ status: 'failed', idempotency_key: null });
+    expect(await deps.storage.requests.get(row.id)).toMatchObject({ status: 'failed', idempotency_key: null });
     expect(auditOf(row.id).filter((e) => e.endsWith('.interrupted'))).toEqual(['request.interrupted']);
     expect((await sweep(deps)).interruptedMints).toBe(0);
     expect(count(auditOf(row.id), 'request.interrupted')).toBe(1);
@@ -159,7 +161,7 @@ describe('the sweep settles interrupted issues once they are older than STALE_MI
     const held = hold('createOrphanToken');
     const pending = h.call('POST', '/jit/request', { token, body: tier1, headers: { 'idempotency-key': 'young' } });
     await held.reached;
-    const [row] = deps.db.prepare(`SELECT * FROM credentials WHERE state = 'minting'`).all() as CredentialRow[];
+    const [row] = sqliteDatabase(deps.storage).prepare(`SELECT * FROM credentials WHERE state = 'minting'`).all() as CredentialRow[];
     expect(row).toBeDefined();
     // The policy write goes out alongside the held token create.
     for (let i = 0; i < 100 && !(await h.policyExists(row!.vault_policy!)); i++) await new Promise((r) => setTimeout(r, 20));
@@ -171,7 +173,7 @@ describe('the sweep settles interrupted issues once they are older than STALE_MI
     expect(summary.policiesCleaned).toBe(0);
     expect(credentialOf(row!.request_id).map((c) => c.state)).toEqual(['minting']);
     expect(await h.policyExists(row!.vault_policy!)).toBe(true);
-    expect(deps.repo.getRequest(row!.request_id)?.status).toBe('approved');
+    expect((await deps.storage.requests.get(row!.request_id))?.status).toBe('approved');
 
     held.release();
     const res = await pending;
@@ -188,14 +190,14 @@ describe('the sweep settles interrupted issues once they are older than STALE_MI
       const held = hold(method);
       const pending = h.call('POST', '/jit/request', { token, body: tier1, headers: { 'idempotency-key': 'late' } });
       await held.reached;
-      const [row] = deps.db.prepare(`SELECT * FROM credentials WHERE state = 'minting'`).all() as CredentialRow[];
+      const [row] = sqliteDatabase(deps.storage).prepare(`SELECT * FROM credentials WHERE state = 'minting'`).all() as CredentialRow[];
       const requestId = row!.request_id;
 
       h.clock.advance(STALE_MINT_MS + 1);
       const summary = await sweep(deps);
       expect(summary.interruptedMints).toBe(1);
       expect(summary.policiesCleaned).toBe(1);
-      expect(deps.repo.getRequest(requestId)).toMatchObject({ status: 'failed', idempotency_key: null });
+      expect(await deps.storage.requests.get(requestId)).toMatchObject({ status: 'failed', idempotency_key: null });
       expect(await h.jitPolicies()).toEqual([]);
 
       // The hung process wakes up: its policy write (if held there) and token create go through.
@@ -210,7 +212,7 @@ describe('the sweep settles interrupted issues once they are older than STALE_MI
       expect(creds).toHaveLength(1);
       expect(creds[0]).toMatchObject({ state: 'failed', issued_at: null });
       expect(creds[0]!.accessor).toBeTruthy(); // the late token is known, by accessor only
-      expect(deps.repo.getRequest(requestId)?.status).toBe('failed');
+      expect((await deps.storage.requests.get(requestId))?.status).toBe('failed');
       expect(h.devVault.listTokens().some((t) => t.accessor === creds[0]!.accessor)).toBe(false);
       expect(tokensOf(requestId)).toEqual([]);
       expect(await h.jitPolicies()).toEqual([]); // a policy the late write put back is deleted again
@@ -231,7 +233,7 @@ describe('the sweep settles interrupted issues once they are older than STALE_MI
     const held = hold('createOrphanToken');
     const pending = h.call('POST', '/jit/request', { token, body: tier1 });
     await held.reached;
-    const [row] = deps.db.prepare(`SELECT * FROM credentials WHERE state = 'minting'`).all() as CredentialRow[];
+    const [row] = sqliteDatabase(deps.storage).prepare(`SELECT * FROM credentials WHERE state = 'minting'`).all() as CredentialRow[];
     h.clock.advance(STALE_MINT_MS + 1);
     expect((await sweep(deps)).interruptedMints).toBe(1);
 
@@ -254,12 +256,12 @@ describe('the sweep settles interrupted issues once they are older than STALE_MI
     const { deps } = h.broker;
     const created = await h.call('POST', '/jit/request', { token, body: tier2 });
     expect(created.status).toBe(202);
-    decideRequest(deps, created.body.id, { approver: 'local-cli', decision: 'approve' });
+    await decideRequest(deps, created.body.id, { approver: 'local-cli', decision: 'approve' });
     // The claiming process reserved the credential and died.
-    deps.db.transaction(() => reserveVaultCredential(deps, deps.repo.getRequest(created.body.id)!))();
+    await deps.storage.transaction(async (tx) => reserveVaultCredential(deps, tx, (await tx.requests.get(created.body.id))!));
     h.clock.advance(STALE_MINT_MS + 1);
     expect((await sweep(deps)).interruptedMints).toBe(1);
-    expect(deps.repo.getRequest(created.body.id)?.status).toBe('approved');
+    expect((await deps.storage.requests.get(created.body.id))?.status).toBe('approved');
     const claim = await h.call('POST', `/jit/requests/${created.body.id}/claim`, { token });
     expect(claim.status).toBe(201);
     expect(credentialOf(created.body.id).map((c) => c.state)).toEqual(['failed', 'live']);

@@ -11,7 +11,7 @@ let token: string;
 
 beforeEach(async () => {
   h = await startHarness();
-  token = h.addAgent('moltbot');
+  token = await h.addAgent('moltbot');
 });
 afterEach(async () => {
   await h.close();
@@ -140,7 +140,7 @@ describe('policy decisions', () => {
     expect(res.body.detail).toContain(path);
     const list = await h.call('GET', '/healthz');
     expect(list.status).toBe(200);
-    expect(h.broker.deps.repo.listRequests({})).toHaveLength(0);
+    expect(await h.broker.deps.storage.requests.list({})).toHaveLength(0);
   });
 
   it('rejects a session key outside the agent\'s patterns', async () => {
@@ -213,7 +213,7 @@ describe('Vault failures', () => {
     h.proxy.setFault(undefined);
     const { data } = await h.root.read('sys/policies/acl?list=true');
     expect(data.keys.filter((k: string) => k.startsWith('jit-'))).toEqual([]);
-    const [row] = h.broker.deps.repo.listRequests({});
+    const [row] = await h.broker.deps.storage.requests.list({});
     expect(row?.status).toBe('failed');
     const health = await h.call('GET', '/healthz');
     expect(health.status).toBe(200);
@@ -238,8 +238,8 @@ describe('Vault failures', () => {
     });
     const res = await h.call('POST', '/jit/request', { token, body: readRegistry });
     expect(res.status).toBe(503);
-    const [row] = h.broker.deps.repo.listRequests({});
-    const policy = h.broker.deps.repo.getCredential(row!.id)?.vault_policy;
+    const [row] = await h.broker.deps.storage.requests.list({});
+    const policy = (await h.broker.deps.storage.credentials.forRequest(row!.id))?.vault_policy;
     expect(policy).toMatch(/^jit-[0-9a-f]{16}-cred_/);
     expect(await h.jitPolicies()).toEqual([policy]);
     h.proxy.setFault(undefined);
@@ -267,7 +267,7 @@ describe('authentication and isolation', () => {
   });
 
   it('404 for another agent\'s request id', async () => {
-    const other = h.addAgent('other');
+    const other = await h.addAgent('other');
     const mine = await h.call('POST', '/jit/request', { token, body: readRegistry });
     for (const [method, suffix] of [['GET', ''], ['POST', '/revoke']] as const) {
       const res = await h.call(method, `/jit/requests/${mine.body.id}${suffix}`, { token: other });
@@ -278,15 +278,15 @@ describe('authentication and isolation', () => {
   });
 
   it('a removed agent\'s token stops working', async () => {
-    expect(h.broker.deps.agents.remove('moltbot')).toBe(true);
+    expect(await h.broker.deps.agents.remove('moltbot')).toBe(true);
     expect((await h.call('POST', '/jit/request', { token, body: readRegistry })).status).toBe(401);
   });
 
   it('an agent removed after it authenticated gets 401 for a request policy refuses, and nothing is written for it', async () => {
-    const agent = h.broker.deps.agents.authenticate(token)!;
+    const agent = (await h.broker.deps.agents.authenticate(token))!;
     expect(agent.name).toBe('moltbot');
-    expect(h.broker.deps.agents.remove('moltbot')).toBe(true);
-    const count = (table: string) => h.broker.deps.db.prepare(`SELECT COUNT(*) FROM ${table}`).pluck().get() as number;
+    expect(await h.broker.deps.agents.remove('moltbot')).toBe(true);
+    const count = (table: string) => h.db.prepare(`SELECT COUNT(*) FROM ${table}`).pluck().get() as number;
     const before = { audit: count('audit_log'), refusals: count('agent_refusals') };
     const refused = { ...readRegistry, vault_paths: [{ path: 'elsewhere/data/not-in-policy', capabilities: ['read'] }] };
     await expect(requestCredential(h.broker.deps, agent, refused as CredentialRequestBody)).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
@@ -299,7 +299,7 @@ describe('no secret at rest or in logs', () => {
     const res = await h.call('POST', '/jit/request', { token, body: readRegistry });
     expect(res.status).toBe(201);
     await h.call('POST', `/jit/requests/${res.body.id}/revoke`, { token });
-    h.broker.deps.db.pragma('wal_checkpoint(FULL)');
+    h.db.pragma('wal_checkpoint(FULL)');
     const vaultToken: string = res.body.credential.token;
     const agentSecret = token.split('_').slice(2).join('_');
     const db = databaseBytes(h.dir);

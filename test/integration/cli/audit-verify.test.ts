@@ -19,7 +19,7 @@ beforeAll(async () => {
   const h = await startHarness();
   jwks = h.broker.deps.keys.jwks();
   try {
-    const token = h.addAgent('moltbot');
+    const token = await h.addAgent('moltbot');
     const body = { resource: 'vault', tier: 1, reason: 'r', vault_paths: [{ path: 'homelab/data/docker/registry', capabilities: ['read'] }] };
     for (let i = 0; i < 3; i++) expect((await h.call('POST', '/jit/request', { token, body })).status).toBe(201);
     // Five refusals: one audited in full, four counted in a window the stop must close.

@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { createAuditLog } from '../../../src/broker/audit.ts';
 import type { CliIo } from '../../../src/cli/io.ts';
 import { COMMAND_NAMES, runCli } from '../../../src/cli/main.ts';
-import { openDatabase } from '../../../src/db/open.ts';
 import { endsWithTest, JIT_BIN, runJit } from '../../helpers/cli.ts';
+import { openSqliteStorage } from '../../../src/storage/sqlite/index.ts';
 
 const REPO = join(import.meta.dirname, '..', '..', '..');
 
@@ -160,14 +160,14 @@ describe('output closed early (jit audit export | head -1)', () => {
   it('stops quietly at the first write after the reader is gone: exit 141, no EPIPE, no stack', async () => {
     // ~1.3 MB of JSON Lines: far more than a pipe buffers, so the export is
     // still writing when the reader goes away.
-    const db = openDatabase(env.JIT_DB!);
+    const storage = openSqliteStorage(env.JIT_DB!);
     try {
-      const audit = createAuditLog(db);
-      db.transaction(() => {
-        for (let i = 0; i < 5000; i++) audit.append({ event: 'request.created', actor: 'agent:epipe', requestId: `req_${i}`, data: { n: i, pad: 'x'.repeat(160) } }, 1_000 + i);
-      })();
+      const audit = createAuditLog(storage);
+      await storage.transaction(async (tx) => {
+        for (let i = 0; i < 5000; i++) await audit.append(tx, { event: 'request.created', actor: 'agent:epipe', requestId: `req_${i}`, data: { n: i, pad: 'x'.repeat(160) } }, 1_000 + i);
+      });
     } finally {
-      db.close();
+      await storage.close();
     }
     const child = spawn(process.execPath, [JIT_BIN, 'audit', 'export'], { cwd: REPO, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     endsWithTest(child);

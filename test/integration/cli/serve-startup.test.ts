@@ -7,10 +7,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config/config.ts';
 import { readServiceSettings } from '../../../src/config/service-settings.ts';
 import { createStorageDeps } from '../../../src/create-deps.ts';
-import { openDatabase } from '../../../src/db/open.ts';
 import { startDevVault } from '../../../src/vault/dev/index.ts';
 import { until } from '../../helpers/chaos-process.ts';
 import { endsWithTest, JIT_BIN, runJit, startJitServe } from '../../helpers/cli.ts';
+import { openSqliteStorage } from '../../../src/storage/sqlite/index.ts';
 
 /**
  * How `jit serve` starts and fails to start, as systemd and Docker see it:
@@ -91,13 +91,13 @@ describe.each([
     // A broker that never served hands out no token; a later start still creates agent "dev" and shows it.
     expect(res.stdout).not.toContain('Created agent');
     expect(res.stdout).not.toMatch(/jit_[A-Za-z0-9]+_/);
-    const db = openDatabase(env.JIT_DB!);
+    const storage = openSqliteStorage(env.JIT_DB!);
     try {
-      expect(createStorageDeps({ config: loadConfig(env), db }).agents.get('dev')).toBeUndefined();
+      expect(await createStorageDeps({ config: loadConfig(env), storage }).agents.get('dev')).toBeUndefined();
       // Nor does it record its settings: a failed second `jit serve` must not replace a live service's for the CLI.
-      expect(readServiceSettings(db)).toBeUndefined();
+      expect(await readServiceSettings(storage)).toBeUndefined();
     } finally {
-      db.close();
+      await storage.close();
     }
   }, timeoutFor(workers));
 

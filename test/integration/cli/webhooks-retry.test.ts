@@ -23,25 +23,26 @@ async function retryAll(env: Record<string, string | undefined>) {
 
 describe('jit webhooks retry --all-dead', () => {
   it('re-queues a large batch with a start line, a summary, and no line per event', async () => {
-    const ids = Array.from({ length: 25 }, () => w.record('moltbot').id);
+    const ids: string[] = [];
+    for (let i = 0; i < 25; i++) ids.push((await w.record('moltbot')).id);
     await w.dispatcher({ batchSize: 1000 }).drainOnce();
-    expect(ids.every((id) => w.row(id).state === 'dead')).toBe(true);
+    expect((await Promise.all(ids.map((id) => w.row(id)))).every((row) => row.state === 'dead')).toBe(true);
     const fixed = { ...w.env, OPENCLAW_HOOKS_URL: `${w.openclaw.url}/hooks`, OPENCLAW_HOOKS_TOKEN: HOOKS_TOKEN };
-    recordServiceSettings(w.db, loadConfig(fixed), w.clock.now());
+    await recordServiceSettings(w.storage, loadConfig(fixed), w.clock.now());
     const res = await retryAll(w.env);
     expect(res.code).toBe(0);
     expect(res.err).toEqual(['Re-queueing 25 dead webhook events…']);
     expect(res.out).toEqual([expect.stringMatching(/^Re-queued 25 of 25 dead webhook events; /)]);
-    expect(ids.every((id) => w.row(id).state === 'pending')).toBe(true);
+    expect((await Promise.all(ids.map((id) => w.row(id)))).every((row) => row.state === 'pending')).toBe(true);
     expect(w.audit('webhook.requeued')).toHaveLength(25);
     // Nothing dead is left: a second run says so.
     expect((await retryAll(w.env)).out).toEqual(['No dead webhook events.']);
   });
 
   it('counts the events it could not re-queue and exits 1', async () => {
-    for (let i = 0; i < 3; i++) w.record('moltbot');
+    for (let i = 0; i < 3; i++) await w.record('moltbot');
     await w.dispatcher().drainOnce();
-    recordServiceSettings(w.db, w.config, w.clock.now()); // the service still has no OPENCLAW_HOOKS_URL
+    await recordServiceSettings(w.storage, w.config, w.clock.now()); // the service still has no OPENCLAW_HOOKS_URL
     const res = await retryAll({ ...w.env, OPENCLAW_HOOKS_URL: `${w.openclaw.url}/hooks` });
     expect(res.code).toBe(1);
     expect(res.err.filter((l) => l.includes('the service has no OPENCLAW_HOOKS_URL'))).toHaveLength(3);

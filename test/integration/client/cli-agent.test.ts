@@ -14,7 +14,7 @@ let env: Record<string, string>;
 let neverDb: string;
 beforeAll(async () => {
   h = await startHarness({ env: { JIT_RATE_PER_MINUTE: '4' } });
-  token = h.addAgent('moltbot');
+  token = await h.addAgent('moltbot');
   // The agent side talks HTTP only: a JIT_DB it would create on opening must never appear.
   neverDb = join(h.dir, 'agent-side-must-not-open', 'jit.db');
   env = { JIT_URL: h.broker.url, JIT_AGENT_TOKEN: token, JIT_DB: neverDb };
@@ -69,7 +69,7 @@ describe('jit request / status / claim / revoke against a running broker', () =>
     expect(res.stderr).toMatch(/pending \(tier 2; you asked for tier 1, policy requires 2\)/);
     expect(res.stderr).toContain(`jit claim ${id}`);
 
-    expect(decideRequest(h.broker.deps, id!, { approver: 'local-cli', decision: 'approve', reason: 'ok' }).outcome).toBe('approved');
+    expect((await decideRequest(h.broker.deps, id!, { approver: 'local-cli', decision: 'approve', reason: 'ok' })).outcome).toBe('approved');
     const status2 = await runJit(['status', id!], env);
     expect(status2.code).toBe(0);
     expect(status2.stdout).toMatch(/approved\s+vault\s+tier 1 \(required 2\)/);
@@ -113,9 +113,9 @@ describe('jit request / status / claim / revoke against a running broker', () =>
     ]);
     // "still pending after N s" (asserted below) needs one poll before the decision, however slowly that process runs.
     await statusAnswered(h, approveId);
-    decideRequest(h.broker.deps, approveId, { approver: 'local-cli', decision: 'approve' });
-    decideRequest(h.broker.deps, denyId, { approver: 'local-cli', decision: 'deny', reason: 'not today' });
-    decideRequest(h.broker.deps, scriptId, { approver: 'local-cli', decision: 'approve' });
+    await decideRequest(h.broker.deps, approveId, { approver: 'local-cli', decision: 'approve' });
+    await decideRequest(h.broker.deps, denyId, { approver: 'local-cli', decision: 'deny', reason: 'not today' });
+    await decideRequest(h.broker.deps, scriptId, { approver: 'local-cli', decision: 'approve' });
 
     const approved = await approvedRun;
     expect(approved.code, approved.stderr).toBe(0);

@@ -25,7 +25,7 @@ export async function pendingWithReason(h: Harness, reason: string, creator: Pro
     (err: Error) => (ended = { code: null, stderr: err.message }),
   );
   for (;;) {
-    const row = h.broker.deps.repo.listRequests({ status: 'pending', limit: 50 }).find((r) => r.reason === reason);
+    const row = (await h.broker.deps.storage.requests.list({ status: 'pending', limit: 50 })).find((r) => r.reason === reason);
     if (row) return row.id;
     if (ended) throw new Error(`no pending request with reason "${reason}": its process ended (exit ${ended.code}):\n${ended.stderr}`);
     await new Promise((r) => setTimeout(r, 50));

@@ -49,7 +49,7 @@ let token: string;
 let mcp: McpSession;
 beforeAll(async () => {
   h = await startHarness({ env: { JIT_RATE_PER_MINUTE: '4' } });
-  token = h.addAgent('moltbot');
+  token = await h.addAgent('moltbot');
   mcp = await startMcp({ JIT_URL: h.broker.url, JIT_AGENT_TOKEN: token });
 });
 beforeEach(() => {
@@ -103,7 +103,7 @@ describe('jit mcp over stdio', () => {
     const id = res.structuredContent.id as string;
     expect(text(res)).toContain(`call claim_credential with request_id "${id}"`);
 
-    decideRequest(h.broker.deps, id, { approver: 'local-cli', decision: 'approve' });
+    await decideRequest(h.broker.deps, id, { approver: 'local-cli', decision: 'approve' });
     const status = await mcp.call('request_status', { request_id: id });
     expect(status.structuredContent).toMatchObject({ id, status: 'approved', decision: { approver: 'local-cli' } });
     expect(text(status)).toContain('Approved: call claim_credential');

@@ -15,7 +15,7 @@ let DOWN: string;
 beforeAll(async () => {
   DOWN = await closedPortUrl();
   h = await startHarness();
-  token = h.addAgent('moltbot');
+  token = await h.addAgent('moltbot');
   dir = mkdtempSync(join(tmpdir(), 'jit-gate-cli-'));
 });
 afterAll(async () => {

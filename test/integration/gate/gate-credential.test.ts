@@ -10,7 +10,7 @@ let h: Harness;
 let token: string;
 beforeEach(async () => {
   h = await startHarness();
-  token = h.addAgent('moltbot');
+  token = await h.addAgent('moltbot');
 });
 afterEach(async () => {
   await h.close();
@@ -96,7 +96,7 @@ describe('gate credentials', () => {
   it('goes through approval and claim at tier 2, and honours the gate deny list', async () => {
     const pending = await h.call('POST', '/jit/request', { token, body: gate(['refs/heads/release/2.0']) });
     expect(pending.status).toBe(202);
-    decideRequest(h.broker.deps, pending.body.id, { approver: 'local-cli', decision: 'approve' });
+    await decideRequest(h.broker.deps, pending.body.id, { approver: 'local-cli', decision: 'approve' });
     const claim = await h.call('POST', `/jit/requests/${pending.body.id}/claim`, { token });
     expect(claim.status).toBe(201);
     expect(claim.body.credential.type).toBe('gate_push');
@@ -134,7 +134,7 @@ describe('gate credentials', () => {
   it('compares with the narrowed grant, not with what was asked', async () => {
     const pending = await h.call('POST', '/jit/request', { token, body: gate(['refs/heads/release/a', 'refs/heads/release/b'], 2) });
     expect(pending.status).toBe(202);
-    decideRequest(h.broker.deps, pending.body.id, { approver: 'local-cli', decision: 'approve', narrowing: { dropRefs: ['refs/heads/release/b'], ttlSeconds: 600 } });
+    await decideRequest(h.broker.deps, pending.body.id, { approver: 'local-cli', decision: 'approve', narrowing: { dropRefs: ['refs/heads/release/b'], ttlSeconds: 600 } });
     const claim = await h.call('POST', `/jit/requests/${pending.body.id}/claim`, { token });
     expect(claim.status).toBe(201);
     const jwt = claim.body.credential.credential as string;
@@ -187,7 +187,7 @@ describe('gate credentials', () => {
 
   it('never stores the JWT', async () => {
     const issued = await issue();
-    h.broker.deps.db.pragma('wal_checkpoint(FULL)');
+    h.db.pragma('wal_checkpoint(FULL)');
     const { databaseBytes } = await import('../../helpers/broker-harness.ts');
     const db = databaseBytes(h.dir);
     expect(db).toContain(issued.credential.jti);

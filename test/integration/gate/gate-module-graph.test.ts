@@ -29,7 +29,7 @@ beforeAll(async () => {
   // What the hook runs is dist/ (bin/jit.mjs runs the sources through tsx only when dist/ is stale).
   expect(distState(), 'dist/ is missing or older than src/: run "npm run build" (npm test does)').toBe('fresh');
   h = await startHarness();
-  token = h.addAgent('moltbot');
+  token = await h.addAgent('moltbot');
   dir = mkdtempSync(join(tmpdir(), 'jit-gate-graph-'));
 });
 afterAll(async () => {

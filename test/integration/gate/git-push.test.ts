@@ -23,7 +23,7 @@ const HOOK = join(import.meta.dirname, '..', '..', '..', 'deploy', 'git-gate', '
 
 beforeAll(async () => {
   h = await startHarness();
-  token = h.addAgent('moltbot');
+  token = await h.addAgent('moltbot');
   dir = mkdtempSync(join(tmpdir(), 'jit-git-'));
   bare = join(dir, 'app.git');
   work = join(dir, 'work');

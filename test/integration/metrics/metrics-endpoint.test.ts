@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import { decideRequest } from '../../../src/broker/decide.ts';
 import { loadConfig } from '../../../src/config/config.ts';
 import { createStorageDeps } from '../../../src/create-deps.ts';
-import { openDatabase } from '../../../src/db/open.ts';
 import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
+import { openSqliteStorage } from '../../../src/storage/sqlite/index.ts';
 
 /** The value of one sample of `name` whose labels include `labels`; undefined when absent. */
 function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
@@ -21,7 +21,7 @@ let h: Harness;
 let token: string;
 beforeEach(async () => {
   h = await startHarness();
-  token = h.addAgent('moltbot');
+  token = await h.addAgent('moltbot');
 });
 afterEach(async () => {
   await h.close();
@@ -57,12 +57,12 @@ describe('GET /metrics', () => {
 
     // Approved 90 s later by `jit approve` in another process (its own connection), then claimed and revoked.
     h.clock.advance(90_000);
-    const db = openDatabase(join(h.dir, 'jit.db'));
+    const db = openSqliteStorage(join(h.dir, 'jit.db'));
     try {
-      const cli = createStorageDeps({ config: loadConfig({ JIT_DB: join(h.dir, 'jit.db') }), db, clock: h.clock });
-      expect(decideRequest(cli, pending.body.id, { approver: 'local-cli', decision: 'approve' }).outcome).toBe('approved');
+      const cli = createStorageDeps({ config: loadConfig({ JIT_DB: join(h.dir, 'jit.db') }), storage: db, clock: h.clock });
+      expect((await decideRequest(cli, pending.body.id, { approver: 'local-cli', decision: 'approve' })).outcome).toBe('approved');
     } finally {
-      db.close();
+      await db.close();
     }
     expect((await h.call('POST', `/jit/requests/${pending.body.id}/claim`, { token })).status).toBe(201);
     expect((await h.call('POST', `/jit/requests/${pending.body.id}/revoke`, { token })).status).toBe(200);

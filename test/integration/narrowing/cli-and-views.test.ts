@@ -21,7 +21,7 @@ beforeEach(async () => {
   receiver = await startWebhookReceiver({ jwks: () => harness!.broker.deps.keys.jwks(), now: () => harness!.clock.now(), bearer: HOOKS_TOKEN });
   harness = await startHarness({ env: { OPENCLAW_HOOKS_URL: `${receiver.url}/hooks`, OPENCLAW_HOOKS_TOKEN: HOOKS_TOKEN } });
   h = harness;
-  token = h.addAgent('moltbot');
+  token = await h.addAgent('moltbot');
   await h.root.write('homelab/data/apps/db', { data: { key: 'db-key' } });
 });
 afterEach(async () => {
@@ -92,7 +92,7 @@ describe('jit approve with narrowing', () => {
     const message: string = JSON.parse(hook!.body).message;
     expect(message).toContain(`The approver NARROWED it: granted less than you asked (not granted: update on ${WEB}; path ${DB}; TTL 15m → 5m).`);
     expect(message).toContain(`Granted once claimed, valid for 5m from the claim:\n  - vault ${WEB} [read]\nClaim it`);
-    const outbox = h.broker.deps.db.prepare(`SELECT body FROM webhook_outbox WHERE request_id = ?`).pluck().get(id) as string;
+    const outbox = h.db.prepare(`SELECT body FROM webhook_outbox WHERE request_id = ?`).pluck().get(id) as string;
     expect(outbox).not.toContain(`vault ${DB}`);
 
     const claim = await h.call('POST', `/jit/requests/${id}/claim`, { token });
@@ -107,7 +107,7 @@ describe('jit approve with narrowing', () => {
 
     const issued = await h.call('GET', `/jit/requests/${id}`, { token });
     expect(issued.body).toMatchObject({ status: 'issued', granted: { ttl_seconds: 300 }, narrowed: true });
-    const audit = h.broker.deps.db.prepare(`SELECT data FROM audit_log WHERE request_id = ? AND event = 'request.approved'`).pluck().get(id) as string;
+    const audit = h.db.prepare(`SELECT data FROM audit_log WHERE request_id = ? AND event = 'request.approved'`).pluck().get(id) as string;
     expect(JSON.parse(audit)).toMatchObject({ narrowed: true, dropped: { dropped_paths: [DB], dropped_capabilities: [{ path: WEB, capabilities: ['update'] }], ttl_seconds: { requested: 900, granted: 300 } } });
   });
 
@@ -134,8 +134,8 @@ describe('jit approve with narrowing', () => {
     expect(res.code).toBe(1);
     expect(res.err).toMatch(message);
     expect(res.err).toContain('It is still pending.');
-    expect(h.broker.deps.repo.getRequest(id)!.status).toBe('pending');
-    const refused = h.broker.deps.db.prepare(`SELECT actor FROM audit_log WHERE request_id = ? AND event = 'approval.refused'`).pluck().all(id);
+    expect((await h.broker.deps.storage.requests.get(id))!.status).toBe('pending');
+    const refused = h.db.prepare(`SELECT actor FROM audit_log WHERE request_id = ? AND event = 'approval.refused'`).pluck().all(id);
     expect(refused).toEqual(['local-cli']);
   });
 
@@ -172,13 +172,13 @@ describe('the policy in force re-checks every approval', () => {
     writeFileSync(join(h.policiesDir, 'test.yaml'), TEST_POLICY.replace('deny:\n', `deny:\n  - paths: ["${DB}"]\n`));
     expect(h.broker.deps.policies.reload(h.policiesDir).ok).toBe(true);
 
-    const plain = decideRequest(h.broker.deps, id, { approver: 'telegram:1', decision: 'approve' });
+    const plain = await decideRequest(h.broker.deps, id, { approver: 'telegram:1', decision: 'approve' });
     expect(plain).toMatchObject({ outcome: 'refused', code: 'DENIED_BY_POLICY' });
     expect(plain.outcome === 'refused' && plain.message).toMatch(/no longer allows this grant: "homelab\/data\/apps\/db" is denied by policy/);
     const cli = await jit('approve', id);
     expect(cli.code).toBe(1);
     expect(cli.err).toMatch(/denied by policy/);
-    expect(h.broker.deps.repo.getRequest(id)!.status).toBe('pending');
+    expect((await h.broker.deps.storage.requests.get(id))!.status).toBe('pending');
 
     // Narrowing that keeps the denied pair is still refused: a narrowed grant is subject to deny.
     const stillDenied = await jit('approve', id, '--ttl', '5m', '--drop-capability', 'update');
@@ -186,7 +186,7 @@ describe('the policy in force re-checks every approval', () => {
     expect(stillDenied.err).toMatch(/denied by policy/);
     const narrowed = await jit('approve', id, '--drop-path', DB);
     expect(narrowed.code, narrowed.err).toBe(0);
-    expect(h.broker.deps.repo.getRequest(id)!.status).toBe('approved');
+    expect((await h.broker.deps.storage.requests.get(id))!.status).toBe('approved');
   });
 
   it('a tier raised after the request refuses approval at the old tier; a smaller max_ttl shortens the grant', async () => {
@@ -194,15 +194,15 @@ describe('the policy in force re-checks every approval', () => {
     const shorter = await pending({ ...twoPaths, vault_paths: [{ path: WEB, capabilities: ['read'] }], tier: 2 });
     writeFileSync(join(h.policiesDir, 'test.yaml'), TEST_POLICY.replace('capabilities: [read, create, update]\n    tier: 2', 'capabilities: [read, create, update]\n    tier: 3'));
     expect(h.broker.deps.policies.reload(h.policiesDir).ok).toBe(true);
-    const res = decideRequest(h.broker.deps, raised, { approver: 'telegram:1', decision: 'approve' });
+    const res = await decideRequest(h.broker.deps, raised, { approver: 'telegram:1', decision: 'approve' });
     expect(res).toMatchObject({ outcome: 'refused', code: 'FORBIDDEN' });
     expect(res.outcome === 'refused' && res.message).toMatch(/requires tier 3 for this grant, but the request is decided at tier 2/);
 
     // homelab/data/apps/web: read is now only covered by the tier-3 rule too, so narrowing cannot rescue it either.
-    expect(decideRequest(h.broker.deps, shorter, { approver: 'telegram:1', decision: 'approve', narrowing: { ttlSeconds: 60 } }).outcome).toBe('refused');
+    expect((await decideRequest(h.broker.deps, shorter, { approver: 'telegram:1', decision: 'approve', narrowing: { ttlSeconds: 60 } })).outcome).toBe('refused');
     writeFileSync(join(h.policiesDir, 'test.yaml'), TEST_POLICY.replace('tier: 2\n    max_ttl: 30m', 'tier: 2\n    max_ttl: 10m'));
     expect(h.broker.deps.policies.reload(h.policiesDir).ok).toBe(true);
-    const clamped = decideRequest(h.broker.deps, shorter, { approver: 'telegram:1', decision: 'approve' });
+    const clamped = await decideRequest(h.broker.deps, shorter, { approver: 'telegram:1', decision: 'approve' });
     expect(clamped).toMatchObject({ outcome: 'approved', grant: { ttl_seconds: 600 }, narrowed: true });
   });
 });

@@ -6,6 +6,7 @@ import { claimCredential } from '../../../src/broker/claim.ts';
 import type { ApprovalBot } from '../../../src/telegram/index.ts';
 import type { TgMessage } from '../../fakes/telegram-emulator/index.ts';
 import { ALICE, BOB, CAROL, MALLORY, buttonsOf, startTelegramEnv, waitAnswers, type TelegramTestEnv } from '../telegram/helpers.ts';
+import { sqliteDatabase } from '../../../src/storage/sqlite/index.ts';
 
 /**
  * Approve with narrowing from Telegram, over the Bot API emulator, with the
@@ -39,7 +40,7 @@ const TWO_PATHS = {
 const vaultAs = (token: string) => NodeVault({ endpoint: t.config.vault!.addr, token, noCustomHTTPVerbs: true });
 const root = () => vaultAs((t.config.vault!.auth as { token: string }).token);
 const audit = (event: string) =>
-  (t.deps.db.prepare('SELECT actor, request_id, data FROM audit_log WHERE event = ? ORDER BY seq').all(event) as { actor: string; request_id: string; data: string }[]).map((r) => ({
+  (sqliteDatabase(t.deps.storage).prepare('SELECT actor, request_id, data FROM audit_log WHERE event = ? ORDER BY seq').all(event) as { actor: string; request_id: string; data: string }[]).map((r) => ({
     ...r,
     data: JSON.parse(r.data) as Record<string, unknown>,
   }));
@@ -69,7 +70,7 @@ async function openPanel(id: string, user = ALICE): Promise<TgMessage> {
 }
 
 async function claim(id: string): Promise<{ token: string; accessor: string }> {
-  const body = await claimCredential(t.deps, t.deps.repo.getRequest(id)!);
+  const body = await claimCredential(t.deps, (await t.deps.storage.requests.get(id))!);
   return body.credential as { token: string; accessor: string };
 }
 
@@ -96,7 +97,7 @@ describe('narrowing from Telegram', () => {
 
     const approved = await tap(ALICE, id, button(id, 'Approve as shown'));
     expect(approved.text).toMatch(/^Approved, narrowed\. Not granted: TTL 30m → 5m/);
-    const row = t.deps.repo.getRequest(id)!;
+    const row = (await t.deps.storage.requests.get(id))!;
     expect(row).toMatchObject({ status: 'approved', granted_ttl_seconds: 300, ttl_seconds: 1800 });
 
     const edited = await t.waitMessage(id, (m) => buttonsOf(m).length === 0, 'the approved message');
@@ -123,7 +124,7 @@ describe('narrowing from Telegram', () => {
     // A second tap of the same button (a double tap, a client with the old keyboard) changes nothing.
     expect((await tap(ALICE, id, drop, { force: true })).text).toBe('update is not granted');
     await tap(ALICE, id, button(id, 'Approve as shown'));
-    expect(t.deps.repo.getRequest(id)!.status).toBe('approved');
+    expect((await t.deps.storage.requests.get(id))!.status).toBe('approved');
 
     const { token } = await claim(id);
     const agent = vaultAs(token);
@@ -146,7 +147,7 @@ describe('narrowing from Telegram', () => {
     expect(panel.reply_markup!.inline_keyboard.flat().map((b) => b.text)).toEqual(expect.arrayContaining(['✂️ drop homelab/data/apps/web', '↩️ keep homelab/data/apps/db']));
 
     await tap(BOB, id, button(id, 'Approve as shown'));
-    const row = t.deps.repo.getRequest(id)!;
+    const row = (await t.deps.storage.requests.get(id))!;
     expect(row.decided_by).toBe(`telegram:${BOB}`);
     expect(JSON.parse(row.granted_scope!)).toEqual({ vault_paths: [{ path: WEB, capabilities: ['read', 'update'] }] });
 
@@ -166,7 +167,7 @@ describe('narrowing from Telegram', () => {
     const refused = await tap(ALICE, id, button(id, 'drop update'));
     expect(refused).toMatchObject({ show_alert: true, text: 'That would leave nothing to grant. To refuse the request, tap ❌ Deny.' });
     expect(t.messageFor(id)!.text).toMatch(/grants exactly:\n• homelab\/data\/apps\/web: update\n/);
-    expect(t.deps.repo.getRequest(id)!.status).toBe('pending');
+    expect((await t.deps.storage.requests.get(id))!.status).toBe('pending');
   });
 
   it('refuses forged callback data naming a wider grant, and records it', async () => {
@@ -189,7 +190,7 @@ describe('narrowing from Telegram', () => {
     expect(audit('callback.refused').map((r) => (r.data as { data: string }).data)).toEqual(forged);
     // Nothing changed: approving now grants exactly what was asked.
     await tap(ALICE, id, button(id, 'Approve as shown'));
-    const row = t.deps.repo.getRequest(id)!;
+    const row = (await t.deps.storage.requests.get(id))!;
     expect(row.status).toBe('approved');
     expect(row.granted_ttl_seconds).toBe(1800);
     expect(JSON.parse(row.granted_scope!)).toEqual({ vault_paths: [{ path: WEB, capabilities: ['read', 'update'] }] });
@@ -206,11 +207,11 @@ describe('narrowing from Telegram', () => {
       expect(answer.show_alert, data).toBe(true);
       expect(answer.text, data).toMatch(/does not belong to this message/);
     }
-    expect(t.deps.repo.getRequest(a)!.status).toBe('pending');
-    expect(t.deps.repo.getRequest(b)!.status).toBe('pending');
+    expect((await t.deps.storage.requests.get(a))!.status).toBe('pending');
+    expect((await t.deps.storage.requests.get(b))!.status).toBe('pending');
     expect(t.messageFor(b)!.text).not.toContain('TTL: 5m');
     expect(audit('callback.refused')).toHaveLength(4);
-    expect(t.deps.db.prepare('SELECT COUNT(*) FROM votes').pluck().get()).toBe(0);
+    expect(sqliteDatabase(t.deps.storage).prepare('SELECT COUNT(*) FROM votes').pluck().get()).toBe(0);
   });
 
   it('"Approve as shown" approves only the grant that screen showed: a stale keyboard is refused', async () => {
@@ -222,7 +223,7 @@ describe('narrowing from Telegram', () => {
     await tap(BOB, id, button(id, 'keep homelab/data/apps/db'));
     const stale = await tap(ALICE, id, aliceSees, { force: true });
     expect(stale).toMatchObject({ show_alert: true, text: 'The narrowing changed since your screen was drawn; nothing was approved. Check the message and tap again.' });
-    expect(t.deps.repo.getRequest(id)!.status).toBe('pending');
+    expect((await t.deps.storage.requests.get(id))!.status).toBe('pending');
     expect((await tap(ALICE, id, button(id, 'Approve as shown'))).text).toBe('Approved');
   });
 
@@ -233,7 +234,7 @@ describe('narrowing from Telegram', () => {
     await tap(ALICE, id, button(id, 'Back'));
     expect(buttonsOf(t.messageFor(id))).toEqual([`a:${id}`, `d:${id}`, `n:${id}`]);
     expect((await tap(ALICE, id, old, { force: true })).text).toMatch(/narrowing panel is closed/);
-    expect(t.deps.repo.getRequest(id)!.status).toBe('pending');
+    expect((await t.deps.storage.requests.get(id))!.status).toBe('pending');
   });
 
   it('the policy in force re-checks the grant: a path denied since the request must be narrowed away', async () => {
@@ -246,7 +247,7 @@ describe('narrowing from Telegram', () => {
     const plain = await tap(ALICE, id, `a:${id}`);
     expect(plain.show_alert).toBe(true);
     expect(plain.text).toMatch(/^Not approved: the policy in force no longer allows this grant: "homelab\/data\/apps\/db" is denied by policy/);
-    expect(t.deps.repo.getRequest(id)!.status).toBe('pending');
+    expect((await t.deps.storage.requests.get(id))!.status).toBe('pending');
 
     await openPanel(id);
     await tap(ALICE, id, button(id, 'drop homelab/data/apps/db'));
@@ -283,7 +284,7 @@ describe('tier 3: quorum votes and narrowing', () => {
     await openPanel(id, ALICE);
     await tap(ALICE, id, button(id, 'drop homelab/data/prod/cache'));
     expect((await tap(ALICE, id, button(id, 'Approve as shown'))).text).toBe('Approval recorded: 1 of 2 (tier 3); the grant is narrowed (see the message)');
-    expect(t.deps.repo.getRequest(id)!.status).toBe('pending');
+    expect((await t.deps.storage.requests.get(id))!.status).toBe('pending');
 
     // Everyone now sees what the next approval would grant; the panel is closed.
     const after = t.messageFor(id)!;
@@ -300,7 +301,7 @@ describe('tier 3: quorum votes and narrowing', () => {
     await tap(BOB, id, button(id, '5m'));
     expect((await tap(BOB, id, button(id, 'Approve as shown'))).text).toMatch(/^Approved \(quorum reached, tier 3\), narrowed\. Not granted: path homelab\/data\/prod\/cache; TTL 10m → 5m/);
 
-    const row = t.deps.repo.getRequest(id)!;
+    const row = (await t.deps.storage.requests.get(id))!;
     expect(row.status).toBe('approved');
     expect(row.decided_by).toBe(`telegram:${ALICE}, telegram:${BOB}`);
     expect(JSON.parse(row.granted_scope!)).toEqual({ vault_paths: [{ path: 'homelab/data/prod/db', capabilities: ['delete'] }] });
@@ -316,6 +317,6 @@ describe('tier 3: quorum votes and narrowing', () => {
     await tap(ALICE, id, button(id, 'drop homelab/data/prod/cache'));
     await tap(ALICE, id, button(id, 'Approve as shown'));
     expect((await tap(CAROL, id, `a:${id}`)).text).toBe('Approved (quorum reached, tier 3), narrowed. Not granted: path homelab/data/prod/cache');
-    expect(JSON.parse(t.deps.repo.getRequest(id)!.granted_scope!)).toEqual({ vault_paths: [{ path: 'homelab/data/prod/db', capabilities: ['delete'] }] });
+    expect(JSON.parse((await t.deps.storage.requests.get(id))!.granted_scope!)).toEqual({ vault_paths: [{ path: 'homelab/data/prod/db', capabilities: ['delete'] }] });
   });
 });

@@ -25,7 +25,7 @@ let token: string;
 
 beforeAll(async () => {
   h = await startHarness();
-  token = h.addAgent('moltbot');
+  token = await h.addAgent('moltbot');
   const res = await fetch(`${h.broker.url}/openapi.json`);
   doc = (await res.json()) as Json;
 });
@@ -330,7 +330,7 @@ describe('real answers match the document', () => {
     expect(pending.status).toBe(202);
     conforms('POST', '/jit/request', pending, schemas.PendingResponse);
     conforms('POST', `/jit/requests/${pending.body.id}/claim`, await h.call('POST', `/jit/requests/${pending.body.id}/claim`, { token }));
-    decideRequest(h.broker.deps, pending.body.id, { approver: 'local-cli', decision: 'approve' });
+    await decideRequest(h.broker.deps, pending.body.id, { approver: 'local-cli', decision: 'approve' });
     conforms('GET', `/jit/requests/${pending.body.id}`, await h.call('GET', `/jit/requests/${pending.body.id}`, { token }), schemas.RequestView);
     const claimed = await h.call('POST', `/jit/requests/${pending.body.id}/claim`, { token });
     expect(claimed.status).toBe(201);

@@ -3,6 +3,7 @@ import { REQUEST_LIMITS } from '../../../src/wire/schemas.ts';
 import type { ApprovalBot } from '../../../src/telegram/index.ts';
 import type { TgMessage } from '../../fakes/telegram-emulator/index.ts';
 import { ALICE, CHAT_ID, auditEntries, buttonData, buttonsOf, startTelegramEnv, tapAndAnswer, type TelegramTestEnv } from './helpers.ts';
+import { sqliteDatabase } from '../../../src/storage/sqlite/index.ts';
 
 /**
  * What an approver sees is what gets granted (issue 17, SPEC §10): over the
@@ -95,7 +96,7 @@ describe('every pair, and every path can be dropped', () => {
     expect(within(shown, 'strikethrough', at + 2, last.length)).toBe(true);
 
     expect((await tap(ALICE, posted.message_id, button(shown, 'Approve as shown'))).text).toBe(`Approved, narrowed. Not granted: path ${last}`.slice(0, 200));
-    const row = t.deps.repo.getRequest(id)!;
+    const row = (await t.deps.storage.requests.get(id))!;
     expect(row.status).toBe('approved');
     expect(JSON.parse(row.granted_scope!).vault_paths).toEqual(paths.slice(0, 31));
 
@@ -124,7 +125,7 @@ describe('a request too large to show whole cannot be approved in Telegram', () 
     const posted = await t.waitMessage(id);
     // A request stored before the request limits: 60 paths of 300 characters cannot fit one message.
     const paths = Array.from({ length: 60 }, (_, i) => ({ path: `homelab/data/${i}/${'p'.repeat(300)}`, capabilities: ['read', 'update'] }));
-    t.deps.db.prepare('UPDATE requests SET scope = ? WHERE id = ?').run(JSON.stringify({ vault_paths: paths }), id);
+    sqliteDatabase(t.deps.storage).prepare('UPDATE requests SET scope = ? WHERE id = ?').run(JSON.stringify({ vault_paths: paths }), id);
     await bot.kick();
     const shown = await t.waitMessage(id, (m) => buttonsOf(m).length === 1, 'the Deny-only message');
     expect(shown.text).toContain('it cannot be approved here');
@@ -136,16 +137,16 @@ describe('a request too large to show whole cannot be approved in Telegram', () 
       expect(answer.show_alert, data).toBe(true);
       expect(answer.text, data).toMatch(/^Not approved: this request is too large to show whole in one message/);
     }
-    expect(t.deps.repo.getRequest(id)!.status).toBe('pending');
-    expect(t.deps.db.prepare('SELECT COUNT(*) FROM votes').pluck().get()).toBe(0);
-    expect(t.deps.db.prepare('SELECT COUNT(*) FROM telegram_narrowing').pluck().get()).toBe(0);
+    expect((await t.deps.storage.requests.get(id))!.status).toBe('pending');
+    expect(sqliteDatabase(t.deps.storage).prepare('SELECT COUNT(*) FROM votes').pluck().get()).toBe(0);
+    expect(sqliteDatabase(t.deps.storage).prepare('SELECT COUNT(*) FROM telegram_narrowing').pluck().get()).toBe(0);
     expect(audit('callback.refused').map((r) => [r.actor, r.request_id, r.data.reason, r.data.data])).toEqual([
       [`telegram:${ALICE}`, id, 'request too large to show whole in one message', `a:${id}`],
       [`telegram:${ALICE}`, id, 'request too large to show whole in one message', `n:${id}`],
     ]);
 
     expect((await tap(ALICE, posted.message_id, `d:${id}`)).text).toBe('Denied');
-    expect(t.deps.repo.getRequest(id)!.status).toBe('denied');
+    expect((await t.deps.storage.requests.get(id))!.status).toBe('denied');
   });
 });
 
@@ -164,9 +165,9 @@ describe('Approve / Deny count only under the request\'s own message', () => {
       expect(answer.show_alert, data).toBe(true);
       expect(answer.text, data).toBe('Refused: this button does not belong to this message. Nothing changed; this attempt has been recorded.');
     }
-    expect(t.deps.repo.getRequest(b)!.status).toBe('pending');
-    expect(t.deps.repo.getRequest(a)!.status).toBe('pending');
-    expect(t.deps.db.prepare('SELECT COUNT(*) FROM votes').pluck().get()).toBe(0);
+    expect((await t.deps.storage.requests.get(b))!.status).toBe('pending');
+    expect((await t.deps.storage.requests.get(a))!.status).toBe('pending');
+    expect(sqliteDatabase(t.deps.storage).prepare('SELECT COUNT(*) FROM votes').pluck().get()).toBe(0);
     const refused = audit('callback.refused');
     expect(refused.map((r) => [r.actor, r.request_id, r.data.reason, r.data.data])).toEqual([
       [`telegram:${ALICE}`, b, 'no approval message of this request was posted', `a:${b}`],
@@ -180,21 +181,21 @@ describe('Approve / Deny count only under the request\'s own message', () => {
     const msgA = await t.waitMessage(a);
     const msgB = await t.waitMessage(b);
     // What a broker killed between Telegram's answer and its commit leaves: a claim and no message id.
-    const lose = t.deps.db.prepare(`UPDATE telegram_messages SET message_id = NULL, claim_token = 'lost', claimed_at = ? WHERE request_id = ?`);
+    const lose = sqliteDatabase(t.deps.storage).prepare(`UPDATE telegram_messages SET message_id = NULL, claim_token = 'lost', claimed_at = ? WHERE request_id = ?`);
     lose.run(Date.now(), a);
     lose.run(Date.now(), b);
 
     // A forged tap naming B under A's message: Telegram shows no such button there.
     const forged = await tap(ALICE, msgA.message_id, `a:${b}`, true);
     expect(forged.text).toMatch(/does not belong to this message/);
-    expect(t.deps.repo.getRequest(b)!.status).toBe('pending');
-    expect(t.deps.db.prepare('SELECT message_id FROM telegram_messages WHERE request_id = ?').pluck().get(b)).toBeNull();
+    expect((await t.deps.storage.requests.get(b))!.status).toBe('pending');
+    expect(sqliteDatabase(t.deps.storage).prepare('SELECT message_id FROM telegram_messages WHERE request_id = ?').pluck().get(b)).toBeNull();
 
     // The real button under A's own message: approved, and the message is A's again.
     const real = await tap(ALICE, msgA.message_id, `a:${a}`);
     expect(real.text).not.toMatch(/Refused/);
-    expect(t.deps.repo.getRequest(a)!.status).toBe('approved');
-    expect(t.deps.db.prepare('SELECT message_id FROM telegram_messages WHERE request_id = ?').pluck().get(a)).toBe(msgA.message_id);
+    expect((await t.deps.storage.requests.get(a))!.status).toBe('approved');
+    expect(sqliteDatabase(t.deps.storage).prepare('SELECT message_id FROM telegram_messages WHERE request_id = ?').pluck().get(a)).toBe(msgA.message_id);
     expect(audit('callback.refused').map((r) => [r.request_id, r.data.reason])).toEqual([[b, 'no approval message of this request was posted']]);
     expect(msgB.message_id).not.toBe(msgA.message_id);
   });
@@ -208,7 +209,7 @@ describe('Approve / Deny count only under the request\'s own message', () => {
     for (let i = 0; i < msgA.message_id; i++) t.emu.sendText(ALICE, `hello ${i}`, { chatId: other });
     const answer = await tapAndAnswer(t, bot, ALICE, msgA.message_id, `a:${a}`, { chatId: other, force: true });
     expect(answer.text).toMatch(/does not belong to this message/);
-    expect(t.deps.repo.getRequest(a)!.status).toBe('pending');
+    expect((await t.deps.storage.requests.get(a))!.status).toBe('pending');
     expect(audit('callback.refused')[0]).toMatchObject({ request_id: a, data: { reason: 'button not under its request’s message' } });
     expect(t.emu.messages(CHAT_ID).some((m) => m.message_id === msgA.message_id)).toBe(true);
   });

@@ -3,6 +3,7 @@ import { decideRequest } from '../../../src/broker/decide.ts';
 import { sweep } from '../../../src/broker/lifecycle.ts';
 import { REQUEST_LIMITS } from '../../../src/wire/schemas.ts';
 import { ALICE, BOB, CAROL, CHAT_ID, MALLORY, TIER3_BODY, buttonsOf, startTelegramEnv, waitAnswers, type TelegramTestEnv } from './helpers.ts';
+import { sqliteDatabase } from '../../../src/storage/sqlite/index.ts';
 
 let t: TelegramTestEnv;
 beforeEach(async () => {
@@ -13,7 +14,7 @@ afterEach(async () => {
 });
 
 const audit = (event: string) =>
-  t.deps.db.prepare('SELECT actor, request_id, data FROM audit_log WHERE event = ? ORDER BY seq').all(event) as { actor: string; request_id: string; data: string }[];
+  sqliteDatabase(t.deps.storage).prepare('SELECT actor, request_id, data FROM audit_log WHERE event = ? ORDER BY seq').all(event) as { actor: string; request_id: string; data: string }[];
 
 describe('posting', () => {
   it('posts the whole request, HTML-escaped, with Approve and Deny', async () => {
@@ -42,7 +43,7 @@ describe('posting', () => {
     expect(text).toContain('• homelab/data/apps/web: create');
     expect(text).toContain('TTL: 20m');
     expect(text).toContain('Policy rules: homelab-write');
-    const row = t.deps.repo.getRequest(id)!;
+    const row = (await t.deps.storage.requests.get(id))!;
     expect(text).toContain(`Times out: ${new Date(row.approval_expires_at!).toISOString().slice(0, 19).replace('T', ' ')} UTC (10m after the request)`);
     expect(text).not.toMatch(/&(lt|gt|amp|quot);/);
     // Only the bot's own formatting became entities.
@@ -101,7 +102,7 @@ describe('tier 2 decisions', () => {
     t.emu.tap(ALICE, posted.message_id, `a:${id}`);
     const [answer] = await waitAnswers(t.emu, 1);
     expect(answer).toMatchObject({ from: ALICE, text: 'Approved' });
-    const row = t.deps.repo.getRequest(id)!;
+    const row = (await t.deps.storage.requests.get(id))!;
     expect(row.status).toBe('approved');
     expect(row.decided_by).toBe(`telegram:${ALICE}`);
 
@@ -121,7 +122,7 @@ describe('tier 2 decisions', () => {
     const posted = await t.waitMessage(id);
     t.emu.tap(BOB, posted.message_id, `d:${id}`);
     expect((await waitAnswers(t.emu, 1))[0]!.text).toBe('Denied');
-    expect(t.deps.repo.getRequest(id)!.status).toBe('denied');
+    expect((await t.deps.storage.requests.get(id))!.status).toBe('denied');
     const m = await t.waitMessage(id, (x) => x.text!.startsWith('❌ DENIED'));
     expect(m.text).toContain(`DENIED by Bob (telegram:${BOB})`);
     expect(buttonsOf(m)).toEqual([]);
@@ -135,12 +136,12 @@ describe('tier 2 decisions', () => {
     const [answer] = await waitAnswers(t.emu, 1);
     expect(answer).toMatchObject({ from: MALLORY, show_alert: true });
     expect(answer!.text).toMatch(/not an approver/);
-    expect(t.deps.repo.getRequest(id)!.status).toBe('pending');
+    expect((await t.deps.storage.requests.get(id))!.status).toBe('pending');
     const refused = audit('vote.refused');
     expect(refused).toHaveLength(1);
     expect(refused[0]).toMatchObject({ actor: `telegram:${MALLORY}`, request_id: id });
     expect(JSON.parse(refused[0]!.data)).toMatchObject({ decision: 'approve', username: 'mallory' });
-    expect(t.deps.db.prepare('SELECT COUNT(*) FROM votes').pluck().get()).toBe(0);
+    expect(sqliteDatabase(t.deps.storage).prepare('SELECT COUNT(*) FROM votes').pluck().get()).toBe(0);
     const after = t.messageFor(id)!;
     expect(after.text).toBe(posted.text);
     expect(buttonsOf(after)).toEqual([`a:${id}`, `d:${id}`, `n:${id}`]);
@@ -160,14 +161,14 @@ describe('tier 2 decisions', () => {
     expect(byUser[BOB]).toBe(`Already approved by Alice (telegram:${ALICE})`);
     expect(audit('request.approved')).toHaveLength(1);
     expect(audit('vote.ignored')).toHaveLength(1);
-    expect(t.deps.db.prepare('SELECT COUNT(*) FROM votes WHERE request_id = ?').pluck().get(id)).toBe(1);
+    expect(sqliteDatabase(t.deps.storage).prepare('SELECT COUNT(*) FROM votes WHERE request_id = ?').pluck().get(id)).toBe(1);
   });
 
   it('a decision made elsewhere (jit approve) is shown too', async () => {
     const bot = await t.bot();
     const id = await t.request();
     await t.waitMessage(id);
-    decideRequest(t.deps, id, { approver: 'local-cli', decision: 'approve' });
+    await decideRequest(t.deps, id, { approver: 'local-cli', decision: 'approve' });
     await bot.kick();
     const m = t.messageFor(id)!;
     expect(m.text).toMatch(/^✅ APPROVED by local-cli at /);
@@ -190,11 +191,11 @@ describe('tier 3 quorum', () => {
 
     t.emu.tap(ALICE, posted.message_id, `a:${id}`);
     expect((await waitAnswers(t.emu, 2))[1]!.text).toBe('You already voted (1 of 2 approvals so far)');
-    expect(t.deps.repo.getRequest(id)!.status).toBe('pending');
+    expect((await t.deps.storage.requests.get(id))!.status).toBe('pending');
 
     t.emu.tap(CAROL, posted.message_id, `a:${id}`);
     expect((await waitAnswers(t.emu, 3))[2]!.text).toBe('Approved (quorum reached, tier 3)');
-    expect(t.deps.repo.getRequest(id)!.status).toBe('approved');
+    expect((await t.deps.storage.requests.get(id))!.status).toBe('approved');
     const done = await t.waitMessage(id, (m) => buttonsOf(m).length === 0);
     expect(done.text!.split('\n')[0]).toContain(`APPROVED by Alice (telegram:${ALICE}), Carol (telegram:${CAROL})`);
     expect(done.text).toContain('Votes: 2 of 2 approvals');
@@ -208,7 +209,7 @@ describe('tier 3 quorum', () => {
     await waitAnswers(t.emu, 1);
     t.emu.tap(BOB, posted.message_id, `d:${id}`);
     expect((await waitAnswers(t.emu, 2))[1]!.text).toBe('Denied');
-    expect(t.deps.repo.getRequest(id)!.status).toBe('denied');
+    expect((await t.deps.storage.requests.get(id))!.status).toBe('denied');
     const m = await t.waitMessage(id, (x) => buttonsOf(x).length === 0);
     expect(m.text).toMatch(/^❌ DENIED by Bob/);
     expect(m.text).toContain(`Votes: 1 of 2 approvals — ✅ Alice (telegram:${ALICE}), ❌ Bob (telegram:${BOB})`);
@@ -231,7 +232,7 @@ describe('timeouts', () => {
     // A client still showing the old keyboard.
     t.emu.tap(ALICE, posted.message_id, `a:${id}`, { force: true });
     expect((await waitAnswers(t.emu, 1))[0]!.text).toBe('Too late: the request timed out');
-    expect(t.deps.repo.getRequest(id)!.status).toBe('timed_out');
+    expect((await t.deps.storage.requests.get(id))!.status).toBe('timed_out');
   });
 
   it('a tap after the deadline but before the sweep times the request out instead of approving it', async () => {

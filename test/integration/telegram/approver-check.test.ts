@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ApprovalBot } from '../../../src/telegram/index.ts';
 import type { TgMessage } from '../../fakes/telegram-emulator/index.ts';
 import { ALICE, CHAT_ID, MALLORY, auditEntries, buttonData, buttonsOf, startTelegramEnv, tapAndAnswer, type TelegramTestEnv } from './helpers.ts';
+import { sqliteDatabase } from '../../../src/storage/sqlite/index.ts';
 
 /**
  * The one approver check (src/telegram/approver-check.ts) in one place: a
@@ -58,8 +59,8 @@ describe('the approver check', () => {
     }
 
     // Nothing changed, and every attempt left exactly one entry.
-    expect(t.deps.repo.getRequest(id)!.status).toBe('pending');
-    expect(t.deps.db.prepare('SELECT COUNT(*) FROM votes').pluck().get()).toBe(0);
+    expect((await t.deps.storage.requests.get(id))!.status).toBe('pending');
+    expect(sqliteDatabase(t.deps.storage).prepare('SELECT COUNT(*) FROM votes').pluck().get()).toBe(0);
     expect(auditEntries(t.deps, 'vote.refused')).toHaveLength(4);
     expect(auditEntries(t.deps, 'command.refused')).toHaveLength(3);
 
@@ -67,7 +68,7 @@ describe('the approver check', () => {
     expect((await command(MALLORY, '/whoami')).text).toContain('You are not an approver');
     expect((await command(ALICE, '/pending')).text).toContain('Pending requests (1)');
     expect((await tapAndAnswer(t, bot, ALICE, m.message_id, approveShown)).text).toBe('Approved');
-    expect(t.deps.repo.getRequest(id)!.status).toBe('approved');
+    expect((await t.deps.storage.requests.get(id))!.status).toBe('approved');
     expect(auditEntries(t.deps, 'vote.refused')).toHaveLength(4);
     expect(auditEntries(t.deps, 'command.refused')).toHaveLength(3);
   });

@@ -37,7 +37,7 @@ const write = { resource: 'vault', tier: 2, reason: 'rotate <the> web key & more
 describe('Telegram approval through the running broker', () => {
   it('posts the request, applies an approver\'s tap once, and edits the message', async () => {
     await start();
-    const token = h.addAgent('moltbot');
+    const token = await h.addAgent('moltbot');
     const res = await h.call('POST', '/jit/request', { token, body: write });
     expect(res.status).toBe(202);
     const id: string = res.body.id;
@@ -49,28 +49,28 @@ describe('Telegram approval through the running broker', () => {
 
     tg.tap(MALLORY, posted.message_id, callbackData('approve', id));
     await tg.waitFor(() => tg.callbackAnswers().length >= 1, 5_000, 'refusal');
-    expect(h.broker.deps.repo.getRequest(id)?.status).toBe('pending');
+    expect((await h.broker.deps.storage.requests.get(id))?.status).toBe('pending');
 
     tg.tap(ALICE, posted.message_id, callbackData('approve', id));
     tg.tap(BOB, posted.message_id, callbackData('approve', id), { force: true });
-    await tg.waitFor(() => h.broker.deps.repo.getRequest(id)?.status === 'approved', 5_000, 'approval');
+    await tg.waitFor(async () => (await h.broker.deps.storage.requests.get(id))?.status === 'approved', 5_000, 'approval');
     const edited = await tg.waitFor(() => tg.botMessages(CHAT).find((m) => m.message_id === posted.message_id && tg.buttons(m).length === 0), 5_000, 'edited message');
     expect(edited.text).toMatch(/approved/i);
     expect(edited.text).toContain('homelab/data/apps/web');
-    expect(h.broker.deps.repo.getRequest(id)?.decided_by).toBe(`telegram:${ALICE}`);
+    expect((await h.broker.deps.storage.requests.get(id))?.decided_by).toBe(`telegram:${ALICE}`);
 
     const claim = await h.call('POST', `/jit/requests/${id}/claim`, { token });
     expect(claim.status).toBe(201);
     const health = await h.call('GET', '/healthz');
     expect(health.body.telegram).toBe('ok');
-    const refused = h.broker.deps.db.prepare(`SELECT COUNT(*) FROM audit_log WHERE event = 'vote.refused' AND actor = ?`).pluck().get(`telegram:${MALLORY}`);
+    const refused = h.db.prepare(`SELECT COUNT(*) FROM audit_log WHERE event = 'vote.refused' AND actor = ?`).pluck().get(`telegram:${MALLORY}`);
     expect(refused).toBe(1);
     expect(h.logs()).not.toContain(BOT_TOKEN);
   });
 
   it('20 racing taps give one decision, and 20 racing claims one credential', async () => {
     await start();
-    const token = h.addAgent('moltbot');
+    const token = await h.addAgent('moltbot');
     const id: string = (await h.call('POST', '/jit/request', { token, body: write })).body.id;
     const posted = await tg.waitFor(() => tg.botMessages(CHAT).find((m) => m.text?.includes(id)), 5_000, 'approval message');
     for (let i = 0; i < 20; i++) {
@@ -78,16 +78,16 @@ describe('Telegram approval through the running broker', () => {
       tg.tap(user, posted.message_id, callbackData(i % 5 === 4 ? 'deny' : 'approve', id), { force: true });
     }
     await tg.waitFor(() => tg.callbackAnswers().length >= 20, 10_000, '20 callback answers');
-    const decided = h.broker.deps.repo.getRequest(id)!;
+    const decided = (await h.broker.deps.storage.requests.get(id))!;
     expect(['approved', 'denied']).toContain(decided.status);
-    const decisions = h.broker.deps.db.prepare(`SELECT COUNT(*) FROM audit_log WHERE request_id = ? AND event IN ('request.approved', 'request.denied')`).pluck().get(id);
+    const decisions = h.db.prepare(`SELECT COUNT(*) FROM audit_log WHERE request_id = ? AND event IN ('request.approved', 'request.denied')`).pluck().get(id);
     expect(decisions).toBe(1);
     if (decided.status === 'approved') {
       const claims = await Promise.all(Array.from({ length: 20 }, () => h.call('POST', `/jit/requests/${id}/claim`, { token })));
       expect(claims.filter((c) => c.status === 201)).toHaveLength(1);
       expect(claims.filter((c) => c.status === 409)).toHaveLength(19);
     }
-    const credentials = h.broker.deps.db.prepare(`SELECT COUNT(*) FROM credentials WHERE request_id = ? AND state NOT IN ('failed', 'abandoned')`).pluck().get(id);
+    const credentials = h.db.prepare(`SELECT COUNT(*) FROM credentials WHERE request_id = ? AND state NOT IN ('failed', 'abandoned')`).pluck().get(id);
     expect(credentials).toBe(decided.status === 'approved' ? 1 : 0);
   });
 

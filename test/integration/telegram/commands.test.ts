@@ -3,6 +3,7 @@ import { claimCredential } from '../../../src/broker/claim.ts';
 import { decideRequest } from '../../../src/broker/decide.ts';
 import type { TgMessage } from '../../fakes/telegram-emulator/index.ts';
 import { ALICE, CHAT_ID, MALLORY, TIER3_BODY, buttonsOf, startTelegramEnv, type TelegramTestEnv } from './helpers.ts';
+import { sqliteDatabase } from '../../../src/storage/sqlite/index.ts';
 
 let t: TelegramTestEnv;
 beforeEach(async () => {
@@ -27,8 +28,8 @@ async function command(userId: number, text: string, chatId = CHAT_ID): Promise<
 async function issued(o: { posted?: boolean } = {}): Promise<{ id: string; accessor: string }> {
   const id = await t.request();
   if (o.posted) await t.waitMessage(id);
-  decideRequest(t.deps, id, { approver: 'local-cli', decision: 'approve' });
-  const claimed = await claimCredential(t.deps, t.deps.repo.getRequest(id)!);
+  await decideRequest(t.deps, id, { approver: 'local-cli', decision: 'approve' });
+  const claimed = await claimCredential(t.deps, (await t.deps.storage.requests.get(id))!);
   return { id, accessor: (claimed.credential as { accessor: string }).accessor };
 }
 
@@ -60,7 +61,7 @@ describe('/pending', () => {
     await t.request();
     const reply = await command(MALLORY, '/pending');
     expect(reply.text).toMatch(/Only approvers can use \/pending/);
-    const row = t.deps.db.prepare(`SELECT actor, data FROM audit_log WHERE event = 'command.refused'`).get() as { actor: string; data: string };
+    const row = sqliteDatabase(t.deps.storage).prepare(`SELECT actor, data FROM audit_log WHERE event = 'command.refused'`).get() as { actor: string; data: string };
     expect(row.actor).toBe(`telegram:${MALLORY}`);
     expect(JSON.parse(row.data)).toMatchObject({ command: 'pending' });
   });
@@ -72,7 +73,7 @@ describe('/revoke and /revokeall', () => {
     expect(await t.vault.lookupAccessor(accessor)).not.toBeNull();
     const reply = await command(ALICE, `/revoke ${id} leaked in a log`);
     expect(reply.text).toBe(`🚫 Revoked ${id} (was issued).`);
-    const row = t.deps.repo.getRequest(id)!;
+    const row = (await t.deps.storage.requests.get(id))!;
     expect(row.status).toBe('revoked');
     expect(row.decision_reason).toBe('leaked in a log');
     expect(await t.vault.lookupAccessor(accessor)).toBeNull();
@@ -80,7 +81,7 @@ describe('/revoke and /revokeall', () => {
     expect(m.text).toMatch(new RegExp(`🚫 REVOKED by Alice \\(telegram:${ALICE}\\) at .* UTC\\nWhy: leaked in a log`));
     expect(m.text!.split('\n')[0]).toMatch(/^✅ APPROVED by local-cli/);
     expect(buttonsOf(m)).toEqual([]);
-    const audit = t.deps.db.prepare(`SELECT actor FROM audit_log WHERE event = 'request.revoked'`).pluck().all();
+    const audit = sqliteDatabase(t.deps.storage).prepare(`SELECT actor FROM audit_log WHERE event = 'request.revoked'`).pluck().all();
     expect(audit).toEqual([`telegram:${ALICE}`]);
   });
 
@@ -89,7 +90,7 @@ describe('/revoke and /revokeall', () => {
     expect((await command(ALICE, '/revoke <b>x</b>')).text).toBe('<b>x</b> is not a request id (they look like req_…).');
     expect((await command(ALICE, '/revoke req_00000000000000000000000000')).text).toBe('No request req_00000000000000000000000000.');
     const id = await t.request();
-    decideRequest(t.deps, id, { approver: 'local-cli', decision: 'deny' });
+    await decideRequest(t.deps, id, { approver: 'local-cli', decision: 'deny' });
     expect((await command(ALICE, `/revoke ${id}`)).text).toMatch(/^Could not revoke: request .* is denied; there is nothing to revoke$/);
   });
 
@@ -105,13 +106,13 @@ describe('/revoke and /revokeall', () => {
     const one = await issued();
     const two = await issued();
     const approved = await t.request();
-    decideRequest(t.deps, approved, { approver: 'local-cli', decision: 'approve' });
+    await decideRequest(t.deps, approved, { approver: 'local-cli', decision: 'approve' });
     const pending = await t.request();
 
     const reply = await command(ALICE, '/revokeall');
     expect(reply.text).toBe('🚫 Revoke all: revoked 2 live credentials.\nCancelled 1 approved request not yet claimed.');
-    for (const id of [one.id, two.id, approved]) expect(t.deps.repo.getRequest(id)!.status).toBe('revoked');
-    expect(t.deps.repo.getRequest(pending)!.status).toBe('pending');
+    for (const id of [one.id, two.id, approved]) expect((await t.deps.storage.requests.get(id))!.status).toBe('revoked');
+    expect((await t.deps.storage.requests.get(pending))!.status).toBe('pending');
     expect(await t.vault.lookupAccessor(one.accessor)).toBeNull();
     expect(await t.vault.lookupAccessor(two.accessor)).toBeNull();
 
@@ -121,7 +122,7 @@ describe('/revoke and /revokeall', () => {
   it('/revokeall is refused for a non-approver and revokes nothing', async () => {
     const { id } = await issued();
     expect((await command(MALLORY, '/revokeall')).text).toMatch(/Only approvers can use \/revokeall/);
-    expect(t.deps.repo.getRequest(id)!.status).toBe('issued');
+    expect((await t.deps.storage.requests.get(id))!.status).toBe('issued');
   });
 });
 

@@ -9,7 +9,7 @@ import { requestCredential } from '../../../src/broker/request-credential.ts';
 import { CredentialRequestBody } from '../../../src/wire/schemas.ts';
 import { loadConfig, type Config } from '../../../src/config/config.ts';
 import { createDeps } from '../../../src/create-deps.ts';
-import { openDatabase, type Db } from '../../../src/db/open.ts';
+import type { Storage } from '../../../src/storage/storage.ts';
 import { ManualClock } from '../../../src/lib/clock.ts';
 import { createLogger } from '../../../src/lib/logger.ts';
 import { createApprovalBot, type ApprovalBot, type ApprovalBotOptions } from '../../../src/telegram/index.ts';
@@ -17,6 +17,7 @@ import { startDevVault } from '../../../src/vault/dev/index.ts';
 import { createVaultClient } from '../../../src/vault/node-vault-client.ts';
 import type { VaultClient } from '../../../src/vault/types.ts';
 import { startTelegramEmulator, type TelegramEmulator, type TgMessage } from '../../fakes/telegram-emulator/index.ts';
+import { openSqliteStorage, sqliteDatabase } from '../../../src/storage/sqlite/index.ts';
 
 export const CHAT_ID = -1001234567890;
 export const ALICE = 111;
@@ -150,14 +151,14 @@ export async function startTelegramEnv(o: { env?: Record<string, string>; emulat
   const vault = createVaultClient({ endpoint: devVault.url, token: ROOT_TOKEN }, { clock });
   await vault.start();
 
-  const dbs: Db[] = [];
+  const dbs: Storage[] = [];
   const makeDeps = () => {
-    const db = openDatabase(dbPath);
-    dbs.push(db);
-    return createDeps({ config, db, vault, policies, log, clock });
+    const storage = openSqliteStorage(dbPath);
+    dbs.push(storage);
+    return createDeps({ config, storage, vault, policies, log, clock });
   };
   const deps = makeDeps();
-  const { agent } = deps.agents.add('moltbot');
+  const { agent } = await deps.agents.add('moltbot');
   const bots: ApprovalBot[] = [];
 
   const messageFor = (requestId: string) => emu.botMessages(CHAT_ID).find((m) => m.text?.includes(requestId));
@@ -198,7 +199,7 @@ export async function startTelegramEnv(o: { env?: Record<string, string>; emulat
       await emu.close();
       vault.stop();
       await devVault.close();
-      for (const db of dbs) db.close();
+      for (const storage of dbs) await storage.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -229,7 +230,7 @@ export function buttonData(m: TgMessage, label: string): string {
 
 /** Audit entries of one event, oldest first, with their data parsed. */
 export const auditEntries = (deps: BrokerDeps, event: string) =>
-  (deps.db.prepare('SELECT actor, request_id, data FROM audit_log WHERE event = ? ORDER BY seq').all(event) as { actor: string; request_id: string; data: string }[]).map((r) => ({
+  (sqliteDatabase(deps.storage).prepare('SELECT actor, request_id, data FROM audit_log WHERE event = ? ORDER BY seq').all(event) as { actor: string; request_id: string; data: string }[]).map((r) => ({
     ...r,
     data: JSON.parse(r.data) as Record<string, unknown>,
   }));

@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { decideRequest } from '../../../src/broker/decide.ts';
 import { createApprovalBot, type ApprovalBot } from '../../../src/telegram/index.ts';
 import { ALICE, BOB, BOT_TOKEN, CHAT_ID, FAST, buttonsOf, startTelegramEnv, waitAnswers, type TelegramTestEnv } from './helpers.ts';
+import { sqliteDatabase } from '../../../src/storage/sqlite/index.ts';
 
 let t: TelegramTestEnv;
 beforeEach(async () => {
@@ -26,7 +27,7 @@ describe('Telegram failures defer, never lose', () => {
     const started = Date.now();
     await bot.kick();
     expect(t.messageFor(id)).toBeUndefined();
-    expect(t.deps.repo.getRequest(id)!.status).toBe('pending');
+    expect((await t.deps.storage.requests.get(id))!.status).toBe('pending');
     expect(bot.status().lastError).toMatchObject({ telegram: { method: 'sendMessage', error_code: 429, retry_after: 1 } });
     // Kicks during the pause do not call Telegram.
     await bot.kick();
@@ -52,7 +53,7 @@ describe('Telegram failures defer, never lose', () => {
     expect(t.emu.calls('sendMessage').map((c) => c.status)).toEqual([0, 500, 200]);
 
     t.emu.failNext('editMessageText', { kind: 'drop' });
-    decideRequest(t.deps, id, { approver: 'local-cli', decision: 'deny', reason: 'not now' });
+    await decideRequest(t.deps, id, { approver: 'local-cli', decision: 'deny', reason: 'not now' });
     await bot.kick();
     expect(t.messageFor(id)!.text).toBe(m.text);
     const edited = await t.waitMessage(id, (x) => x.text!.startsWith('❌ DENIED'));
@@ -85,16 +86,16 @@ describe('Telegram failures defer, never lose', () => {
     await t.bot();
     const id = await t.request();
     const m = await t.waitMessage(id);
-    t.deps.db.exec('ALTER TABLE votes RENAME TO votes_away');
+    sqliteDatabase(t.deps.storage).exec('ALTER TABLE votes RENAME TO votes_away');
     t.emu.tap(ALICE, m.message_id, `a:${id}`);
     await t.emu.waitFor(() => /error while handling an update/.test(t.logs()) || undefined, 5_000, 'the handler error');
-    t.deps.db.exec('ALTER TABLE votes_away RENAME TO votes');
+    sqliteDatabase(t.deps.storage).exec('ALTER TABLE votes_away RENAME TO votes');
     t.emu.tap(BOB, m.message_id, `a:${id}`);
     const answers = await waitAnswers(t.emu, 2);
     expect(answers[0]).toMatchObject({ from: ALICE, show_alert: true });
     expect(answers[0]!.text).toMatch(/Something went wrong/);
     expect(answers[1]).toMatchObject({ from: BOB, text: 'Approved' });
-    expect(t.deps.repo.getRequest(id)!.status).toBe('approved');
+    expect((await t.deps.storage.requests.get(id))!.status).toBe('approved');
   });
 
   it('a deleted approval message is given up on, not retried forever', async () => {
@@ -103,7 +104,7 @@ describe('Telegram failures defer, never lose', () => {
     const m = await t.waitMessage(id);
     // Delete it as a chat admin would.
     await fetch(`${t.emu.url}/bot${BOT_TOKEN}/deleteMessage`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ chat_id: CHAT_ID, message_id: m.message_id }) });
-    decideRequest(t.deps, id, { approver: 'local-cli', decision: 'approve' });
+    await decideRequest(t.deps, id, { approver: 'local-cli', decision: 'approve' });
     await bot.kick();
     await bot.kick();
     expect(t.emu.calls('editMessageText').map((c) => c.description)).toEqual(['Bad Request: message to edit not found']);
@@ -118,7 +119,7 @@ describe('restarts and several bots on one database', () => {
     const posted = await t.waitMessage(id);
     await first.stop();
 
-    decideRequest(t.deps, id, { approver: 'local-cli', decision: 'approve' });
+    await decideRequest(t.deps, id, { approver: 'local-cli', decision: 'approve' });
     const later = await t.request();
     const second = await t.bot({ deps: t.secondDeps() });
     await second.kick();
@@ -172,7 +173,7 @@ describe('restarts and several bots on one database', () => {
       const winner = answers.find((a) => a.text === 'Approved')!.from === ALICE ? `Alice (telegram:${ALICE})` : `Bob (telegram:${BOB})`;
       expect(texts).toContain(`Already approved by ${winner}`);
       expect(turn).toBe(2); // one update went to each instance
-      expect(t.deps.db.prepare(`SELECT COUNT(*) FROM audit_log WHERE event = 'request.approved'`).pluck().get()).toBe(1);
+      expect(sqliteDatabase(t.deps.storage).prepare(`SELECT COUNT(*) FROM audit_log WHERE event = 'request.approved'`).pluck().get()).toBe(1);
       await t.waitMessage(id, (x) => buttonsOf(x).length === 0);
     } finally {
       for (const b of bots) await b.stop();

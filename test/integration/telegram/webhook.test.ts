@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../src/config/config.ts';
 import { createApprovalBot, type ApprovalBot } from '../../../src/telegram/index.ts';
 import { ALICE, BOT_TOKEN, CHAT_ID, buttonsOf, startTelegramEnv, waitAnswers, type TelegramTestEnv } from './helpers.ts';
+import { sqliteDatabase } from '../../../src/storage/sqlite/index.ts';
 
 const SECRET = 'wh_secret-0123456789abcdefABCDEF';
 
@@ -68,7 +69,7 @@ describe('webhook mode', () => {
     const m = await t.waitMessage(id);
     t.emu.tap(ALICE, m.message_id, `a:${id}`);
     expect((await waitAnswers(t.emu, 1))[0]!.text).toBe('Approved');
-    expect(t.deps.repo.getRequest(id)!.status).toBe('approved');
+    expect((await t.deps.storage.requests.get(id))!.status).toBe('approved');
     await t.waitMessage(id, (x) => buttonsOf(x).length === 0);
     expect(hits).toBe(1);
     expect(t.emu.calls('getUpdates')).toHaveLength(0);
@@ -85,8 +86,8 @@ describe('webhook mode', () => {
     expect(res.status).toBe(401);
     expect(res.headers.get('content-type')).toBe('application/problem+json');
     expect(await res.json()).toMatchObject({ status: 401, title: 'Unauthorized' });
-    expect(t.deps.repo.getRequest(id)!.status).toBe('pending');
-    expect(t.deps.db.prepare('SELECT COUNT(*) FROM votes').pluck().get()).toBe(0);
+    expect((await t.deps.storage.requests.get(id))!.status).toBe('pending');
+    expect(sqliteDatabase(t.deps.storage).prepare('SELECT COUNT(*) FROM votes').pluck().get()).toBe(0);
   });
 
   it('the right secret with a malformed body gets 400; a redelivered update is handled once', async () => {
@@ -99,10 +100,10 @@ describe('webhook mode', () => {
     const m = await t.waitMessage(id);
     expect((await post(forgedTap(id, m.message_id), h)).status).toBe(200);
     expect((await post(forgedTap(id, m.message_id), h)).status).toBe(200);
-    expect(t.deps.repo.getRequest(id)!.status).toBe('approved');
+    expect((await t.deps.storage.requests.get(id))!.status).toBe('approved');
     // The emulator never issued query id "1", so answering it fails; the decision stands regardless.
     expect(t.emu.calls('answerCallbackQuery')).toHaveLength(1);
-    expect(t.deps.db.prepare(`SELECT COUNT(*) FROM audit_log WHERE event LIKE 'vote.%'`).pluck().get()).toBe(1);
+    expect(sqliteDatabase(t.deps.storage).prepare(`SELECT COUNT(*) FROM audit_log WHERE event LIKE 'vote.%'`).pluck().get()).toBe(1);
   });
 
   it('when Telegram sends the wrong secret, deliveries fail visibly and succeed once it is fixed', async () => {
@@ -118,13 +119,13 @@ describe('webhook mode', () => {
     const info = await t.emu.waitFor(() => (t.emu.webhookInfo().last_error_message ? t.emu.webhookInfo() : undefined), 5_000, 'a webhook error');
     expect(info.last_error_message).toBe('Wrong response from the webhook: 401 Unauthorized');
     expect(info.pending_update_count).toBe(1);
-    expect(t.deps.repo.getRequest(id)!.status).toBe('pending');
+    expect((await t.deps.storage.requests.get(id))!.status).toBe('pending');
 
     // A restarted broker registers its own secret again; the queued tap is then delivered.
     const again = await t.bot({ config: { ...t.config.telegram!, webhookSecret: SECRET }, publicUrl });
     await bot.stop();
     bot = again;
-    await t.emu.waitFor(() => t.deps.repo.getRequest(id)!.status === 'approved' || undefined, 5_000, 'the approval');
+    await t.emu.waitFor(async () => (await t.deps.storage.requests.get(id))!.status === 'approved' || undefined, 5_000, 'the approval');
   });
 
   it('answers Telegram within webhookReplyTimeoutMs while the update is still being handled', async () => {
@@ -140,7 +141,7 @@ describe('webhook mode', () => {
     const res = await post(forgedTap(id, m.message_id), { 'X-Telegram-Bot-Api-Secret-Token': SECRET });
     expect(res.status).toBe(200);
     await held;
-    expect(t.deps.repo.getRequest(id)!.status).toBe('approved');
+    expect((await t.deps.storage.requests.get(id))!.status).toBe('approved');
     expect(t.emu.calls('answerCallbackQuery')).toHaveLength(0);
     release();
     await t.emu.waitFor(() => t.emu.calls('answerCallbackQuery').length === 1 || undefined, 5_000, 'the held answer');

@@ -28,7 +28,7 @@ let h: Harness;
 let token: string;
 beforeEach(async () => {
   h = await startHarness({ policy: POLICY });
-  token = h.addAgent('moltbot');
+  token = await h.addAgent('moltbot');
 });
 afterEach(async () => {
   await h.close();

@@ -71,7 +71,7 @@ afterEach(async () => {
 
 describe('two installations sharing one Vault', () => {
   it("a second installation's start-up reconciliation leaves the first one's live policy, token and strays alone", async () => {
-    const fromA = await issue(a.broker.url, a.addAgent('moltbot'));
+    const fromA = await issue(a.broker.url, await a.addAgent('moltbot'));
     // A crash leftover of A: a policy under A's own prefix that no row of A's database holds.
     const strayOfA = fromA.policy.replace(/cred_[0-9a-z]+$/, 'cred_00000000000000000000000000');
     expect(strayOfA).not.toBe(fromA.policy);
@@ -85,7 +85,7 @@ describe('two installations sharing one Vault', () => {
     expect(await a.policyExists(fromA.policy)).toBe(true);
 
     // B's own grants carry another prefix; A's reconciliation leaves them alone and deletes only its own stray.
-    const fromB = await issue(b.url, b.deps.agents.add('moltbot').token);
+    const fromB = await issue(b.url, (await b.deps.agents.add('moltbot')).token);
     const prefixOf = (name: string) => name.slice(0, name.indexOf('cred_'));
     expect(prefixOf(fromB.policy)).not.toBe(prefixOf(fromA.policy));
     const summary = await reconcile(a.broker.deps);
@@ -97,14 +97,12 @@ describe('two installations sharing one Vault', () => {
   });
 
   it('policies of the old shared prefix are deleted only by the installation whose database names them', async () => {
-    const fromA = await issue(a.broker.url, a.addAgent('moltbot'));
+    const fromA = await issue(a.broker.url, await a.addAgent('moltbot'));
     const { deps } = a.broker;
-    const request = deps.repo.listRequests({ limit: 1 })[0]!;
+    const request = (await deps.storage.requests.list({ limit: 1 }))[0]!;
     // Left by an older version of A: a `jit-req_…` policy a finished credential row of A's database names.
     const legacyOfA = 'jit-req_cred_0000000000000000000000000a';
-    deps.db.transaction(() =>
-      deps.repo.insertCredential({ id: 'cred_0000000000000000000000000a', request_id: request.id, type: 'vault_token', state: 'failed', vault_policy: legacyOfA, accessor: null, jti: null, issued_at: null, expires_at: a.clock.now(), reserved_at: a.clock.now() }),
-    )();
+    await deps.storage.credentials.insert({ id: 'cred_0000000000000000000000000a', request_id: request.id, type: 'vault_token', state: 'failed', vault_policy: legacyOfA, accessor: null, jti: null, issued_at: null, expires_at: a.clock.now(), reserved_at: a.clock.now() });
     // And one no database here knows: another installation's, on an older version.
     const legacyUnknown = 'jit-req_cred_0000000000000000000000000b';
     for (const name of [legacyOfA, legacyUnknown]) await a.root.write(`sys/policies/acl/${name}`, { policy: LEFTOVER });

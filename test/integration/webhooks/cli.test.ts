@@ -30,15 +30,15 @@ async function run(command: typeof keysCommand, args: string[], env: Record<stri
 describe('jit webhooks', () => {
   it('lists events, --dead filters, and retry re-queues a dead event which then delivers', async () => {
     w.openclaw.script(...Array.from({ length: 8 }, () => ({ status: 500 })));
-    const dead = w.record('moltbot');
-    const fine = w.record('ci');
+    const dead = await w.record('moltbot');
+    const fine = await w.record('ci');
     const d = w.dispatcher();
     for (const delay of DEFAULT_RETRY_SCHEDULE_MS) {
       await d.drainOnce();
       w.clock.advance(delay);
     }
     await d.drainOnce();
-    expect(w.row(dead.id).state).toBe('dead');
+    expect((await w.row(dead.id)).state).toBe('dead');
 
     const all = await run(webhooksCommand, ['list']);
     expect(all.code).toBe(0);
@@ -52,33 +52,33 @@ describe('jit webhooks', () => {
     const retry = await run(webhooksCommand, ['retry', dead.id]);
     expect(retry).toMatchObject({ code: 0 });
     expect(retry.out).toContain(`Re-queued ${dead.id}`);
-    expect(w.row(dead.id)).toMatchObject({ state: 'pending', attempts: 0, last_error: null });
+    expect(await w.row(dead.id)).toMatchObject({ state: 'pending', attempts: 0, last_error: null });
     expect(w.audit('webhook.requeued')[0]!.data).toMatchObject({ event_id: dead.id, previous_attempts: 8 });
 
     // The CLI used the wall clock; make the row due for the manual one.
     w.db.prepare('UPDATE webhook_outbox SET next_attempt_at = ? WHERE id = ?').run(w.clock.now(), dead.id);
     expect(await d.drainOnce()).toEqual({ delivered: 1, retried: 0, dead: 0 });
-    expect(w.row(dead.id)).toMatchObject({ state: 'delivered', attempts: 1 });
+    expect(await w.row(dead.id)).toMatchObject({ state: 'delivered', attempts: 1 });
     expect(new Set(w.openclaw.requests.map((r) => r.headers['webhook-id']))).toEqual(new Set([dead.id]));
   });
 
   it('retry goes by the service\'s OPENCLAW_HOOKS_URL (as it recorded at start), not the shell\'s', async () => {
     await w.close();
     w = await makeWorld({ OPENCLAW_HOOKS_URL: undefined });
-    const row = w.record('moltbot');
+    const row = await w.record('moltbot');
     await w.dispatcher().drainOnce();
-    expect(w.row(row.id)).toMatchObject({ state: 'dead', url: null });
+    expect(await w.row(row.id)).toMatchObject({ state: 'dead', url: null });
     expect((await run(webhooksCommand, ['list'])).out).toContain(`\tOPENCLAW_HOOKS_URL\tOPENCLAW_HOOKS_URL is not set in the service's environment`);
 
     // The service runs without it: setting it in the shell changes nothing.
-    recordServiceSettings(w.db, w.config, w.clock.now());
+    await recordServiceSettings(w.storage, w.config, w.clock.now());
     const refused = await run(webhooksCommand, ['retry', row.id], { ...w.env, OPENCLAW_HOOKS_URL: `${w.openclaw.url}/hooks` });
     expect(refused.code).toBe(1);
     expect(refused.err).toMatch(/the service has no OPENCLAW_HOOKS_URL/);
 
     // The service restarted with it: a shell without it re-queues, and that service's dispatcher sends it there.
     const fixed = loadConfig({ ...w.env, OPENCLAW_HOOKS_URL: `${w.openclaw.url}/hooks`, OPENCLAW_HOOKS_TOKEN: HOOKS_TOKEN });
-    recordServiceSettings(w.db, fixed, w.clock.now());
+    await recordServiceSettings(w.storage, fixed, w.clock.now());
     const ok = await run(webhooksCommand, ['retry', row.id]);
     expect(ok.code).toBe(0);
     expect(ok.out).toContain("to the service's OPENCLAW_HOOKS_URL");
@@ -89,11 +89,11 @@ describe('jit webhooks', () => {
 
   it('retry --all-dead re-queues every dead event; retry refuses unknown and non-dead events', async () => {
     w.openclaw.script({ status: 401 }, { status: 400 });
-    const a = w.record('moltbot');
-    const b = w.record('moltbot', 'denied');
-    const live = w.record('ci');
+    const a = await w.record('moltbot');
+    const b = await w.record('moltbot', 'denied');
+    const live = await w.record('ci');
     await w.dispatcher().drainOnce();
-    expect([w.row(a.id).state, w.row(b.id).state]).toEqual(['dead', 'dead']);
+    expect([(await w.row(a.id)).state, (await w.row(b.id)).state]).toEqual(['dead', 'dead']);
 
     expect((await run(webhooksCommand, ['retry', 'evt_nope'])).code).toBe(1);
     const notDead = await run(webhooksCommand, ['retry', live.id]);
@@ -102,7 +102,7 @@ describe('jit webhooks', () => {
 
     const all = await run(webhooksCommand, ['retry', '--all-dead']);
     expect(all.code).toBe(0);
-    expect([w.row(a.id).state, w.row(b.id).state]).toEqual(['pending', 'pending']);
+    expect([(await w.row(a.id)).state, (await w.row(b.id)).state]).toEqual(['pending', 'pending']);
   });
 
   it('rejects bad usage', async () => {

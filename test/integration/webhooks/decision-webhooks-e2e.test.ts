@@ -20,7 +20,7 @@ beforeEach(async () => {
   receiver = await startWebhookReceiver({ jwks: () => harness!.broker.deps.keys.jwks(), now: () => harness!.clock.now(), bearer: HOOKS_TOKEN });
   harness = await startHarness({ env: { OPENCLAW_HOOKS_URL: `${receiver.url}/hooks`, OPENCLAW_HOOKS_TOKEN: HOOKS_TOKEN } });
   h = harness;
-  token = h.addAgent('moltbot');
+  token = await h.addAgent('moltbot');
 });
 afterEach(async () => {
   await h.close();
@@ -38,7 +38,7 @@ async function pendingId(): Promise<string> {
 describe('decision webhooks to OpenClaw', () => {
   it('pushes a signed approval with the exact claim call', async () => {
     const id = await pendingId();
-    decideRequest(h.broker.deps, id, { approver: 'telegram:42', decision: 'approve' });
+    await decideRequest(h.broker.deps, id, { approver: 'telegram:42', decision: 'approve' });
     const [hook] = await receiver.waitForRequests(1);
     expect(hook!.path).toBe('/hooks/agent');
     expect(hook!.answer).toBe(200);
@@ -62,9 +62,9 @@ describe('decision webhooks to OpenClaw', () => {
 
   it('pushes denials, timeouts and revocations', async () => {
     const denied = await pendingId();
-    decideRequest(h.broker.deps, denied, { approver: 'local-cli', decision: 'deny', reason: 'not today' });
+    await decideRequest(h.broker.deps, denied, { approver: 'local-cli', decision: 'deny', reason: 'not today' });
     // Delivered and recorded before the clock jumps ten minutes, past the delivery's lease.
-    const outboxState = (id: string) => h.broker.deps.db.prepare('SELECT state FROM webhook_outbox WHERE request_id = ?').pluck().get(id);
+    const outboxState = (id: string) => h.db.prepare('SELECT state FROM webhook_outbox WHERE request_id = ?').pluck().get(id);
     for (let i = 0; i < 500 && outboxState(denied) !== 'delivered'; i++) await new Promise((r) => setTimeout(r, 10));
     expect(outboxState(denied)).toBe('delivered');
     const timedOut = await pendingId();
@@ -102,7 +102,7 @@ describe('decision webhooks to OpenClaw', () => {
   it('reports the outbox depth in /healthz while the receiver is down', async () => {
     receiver.script({ status: 503 }, { status: 503 });
     const id = await pendingId();
-    decideRequest(h.broker.deps, id, { approver: 'local-cli', decision: 'approve' });
+    await decideRequest(h.broker.deps, id, { approver: 'local-cli', decision: 'approve' });
     await receiver.waitForRequests(1);
     const health = await h.call('GET', '/healthz');
     expect(health.body.outbox_pending).toBe(1);

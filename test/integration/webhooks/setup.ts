@@ -5,12 +5,13 @@ import type { DecisionEventType } from '../../../src/broker/events.ts';
 import type { WebhookTarget } from '../../../src/broker/policy/types.ts';
 import type { RequestRow } from '../../../src/broker/repository.ts';
 import { loadConfig, type Config } from '../../../src/config/config.ts';
-import { openDatabase, type Db } from '../../../src/db/open.ts';
+import { openSqliteStorage, sqliteDatabase, type Db } from '../../../src/storage/sqlite/index.ts';
+import type { Storage } from '../../../src/storage/storage.ts';
 import { ManualClock } from '../../../src/lib/clock.ts';
 import { createIdGenerator } from '../../../src/lib/ids.ts';
 import { createDispatcher, type DispatcherDeps } from '../../../src/webhooks/dispatcher.ts';
 import { createKeyRing, type KeyRing } from '../../../src/keys/key-ring.ts';
-import { createOutboxSink, createOutboxStore, type OutboxRow } from '../../../src/webhooks/outbox.ts';
+import { createOutboxSink, type OutboxRow } from '../../../src/webhooks/outbox.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../../fakes/webhook-receiver.ts';
 import { until as untilEvent } from '../../helpers/chaos-process.ts';
 import { HOOKS_TOKEN, captureLogger, insertRequest, policiesWith } from '../../unit/webhooks/helpers.ts';
@@ -20,6 +21,8 @@ export { HOOKS_TOKEN };
 export interface World {
   dir: string;
   dbPath: string;
+  storage: Storage;
+  /** The storage's SQLite connection, for inspecting tables. */
   db: Db;
   clock: ManualClock;
   keyRing: KeyRing;
@@ -32,8 +35,8 @@ export interface World {
   env: Record<string, string>;
   config: Config;
   logs: ReturnType<typeof captureLogger>;
-  record(agent: string, type?: DecisionEventType, over?: Partial<RequestRow>): OutboxRow;
-  row(id: string): OutboxRow;
+  record(agent: string, type?: DecisionEventType, over?: Partial<RequestRow>): Promise<OutboxRow>;
+  row(id: string): Promise<OutboxRow>;
   dispatcher(over?: Partial<DispatcherDeps>): ReturnType<typeof createDispatcher>;
   audit(event?: string): { event: string; request_id: string; data: Record<string, unknown> }[];
   extraReceiver(): Promise<WebhookReceiver>;
@@ -67,20 +70,21 @@ export async function makeWorld(
     }).filter((e): e is [string, string] => e[1] !== undefined),
   );
   const config = loadConfig(env);
-  const db = openDatabase(dbPath);
+  const storage = openSqliteStorage(dbPath);
+  const db = sqliteDatabase(storage);
   const policies = policiesWith({
     moltbot: { kind: 'openclaw' },
     ci: { kind: 'standard', url: `${standard.url}/events` },
     slow: { kind: 'standard', url: `${slow.url}/events` },
     ...moreAgents({ openclaw, standard, slow }),
   });
-  const sink = createOutboxSink({ db, policies, ids: createIdGenerator(now), log: logs.log });
-  const store = createOutboxStore(db);
+  const sink = createOutboxSink({ storage, policies, ids: createIdGenerator(now), log: logs.log });
   const dispatchers: ReturnType<typeof createDispatcher>[] = [];
 
   const world: World = {
     dir,
     dbPath,
+    storage,
     db,
     clock,
     keyRing,
@@ -90,14 +94,14 @@ export async function makeWorld(
     env,
     config,
     logs,
-    record(agent, type = 'approved', over = {}) {
-      const r = insertRequest(db, { agent_name: agent, session_key: `hook:jit:${agent}`, created_at: clock.now(), ...over });
-      db.transaction(() => sink.record(r, type, clock.now()))();
-      return store.list({ limit: 10_000 }).find((x) => x.request_id === r.id)!;
+    async record(agent, type = 'approved', over = {}) {
+      const r = await insertRequest(storage, { agent_name: agent, session_key: `hook:jit:${agent}`, created_at: clock.now(), ...over });
+      await storage.transaction((tx) => sink.record(tx, r, type, clock.now()));
+      return (await storage.outbox.list({ limit: 10_000 })).find((x) => x.request_id === r.id)!;
     },
-    row: (id) => store.get(id)!,
+    row: async (id) => (await storage.outbox.get(id))!,
     dispatcher(over = {}) {
-      const d = createDispatcher({ db, clock, log: logs.log, keyRing, config, random: () => 0.5, ...over });
+      const d = createDispatcher({ storage, clock, log: logs.log, keyRing, config, random: () => 0.5, ...over });
       dispatchers.push(d);
       return d;
     },
@@ -117,7 +121,7 @@ export async function makeWorld(
     async close() {
       await Promise.all(dispatchers.map((d) => d.stop()));
       await Promise.all([openclaw.close(), standard.close(), ...extra.map((r) => r.close())]);
-      if (db.open) db.close();
+      if (db.open) await storage.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -142,6 +146,6 @@ export function databaseBytes(dbPath: string): string {
  * test's timeout is the bound, so a slow machine is waited for); the
  * timeout argument callers pass is ignored, as in test/helpers.
  */
-export async function until(check: () => boolean, _timeoutMs?: number): Promise<void> {
-  await untilEvent(() => check() || undefined, undefined, 'the condition', 10);
+export async function until(check: () => boolean | Promise<boolean>, _timeoutMs?: number): Promise<void> {
+  await untilEvent(async () => (await check()) || undefined, undefined, 'the condition', 10);
 }

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config/config.ts';
 import { createIdGenerator } from '../../../src/lib/ids.ts';
-import { createOutboxSink, createOutboxStore } from '../../../src/webhooks/outbox.ts';
+import { createOutboxSink } from '../../../src/webhooks/outbox.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../../fakes/webhook-receiver.ts';
 import { insertRequest, policiesWith } from '../../unit/webhooks/helpers.ts';
 import { HOOKS_TOKEN, makeWorld, type World } from './setup.ts';
@@ -27,9 +27,9 @@ describe('the OpenClaw bearer token goes only to the configured OpenClaw origin'
       elsewhere: { kind: 'openclaw', url: `${foreign.url}/hooks` },
       samehost: { kind: 'openclaw', url: `${openclaw.url}/team-hooks` },
     }));
-    const toForeign = w.record('elsewhere');
-    const toSame = w.record('samehost');
-    const toConfig = w.record('moltbot');
+    const toForeign = await w.record('elsewhere');
+    const toSame = await w.record('samehost');
+    const toConfig = await w.record('moltbot');
     expect(await w.dispatcher().drainOnce()).toEqual({ delivered: 3, retried: 0, dead: 0 });
 
     expect(other.requests).toHaveLength(1);
@@ -49,9 +49,9 @@ describe('the OpenClaw bearer token goes only to the configured OpenClaw origin'
     other = await startWebhookReceiver({ jwks: { keys: [] }, bearer: 'their-own-token' });
     const foreign = other;
     w = await makeWorld({}, () => ({ elsewhere: { kind: 'openclaw', url: `${foreign.url}/hooks` } }));
-    const row = w.record('elsewhere');
+    const row = await w.record('elsewhere');
     expect(await w.dispatcher().drainOnce()).toEqual({ delivered: 0, retried: 0, dead: 1 });
-    expect(w.row(row.id).last_error).toMatch(/origin differs from OPENCLAW_HOOKS_URL/);
+    expect((await w.row(row.id)).last_error).toMatch(/origin differs from OPENCLAW_HOOKS_URL/);
   });
 });
 
@@ -61,10 +61,10 @@ describe('rendered by the dispatcher, with the service configuration', () => {
     // The writer's configuration (a shell with nothing set) knows neither the hooks URL nor the public URL.
     const shell = loadConfig({ JIT_DB: w.dbPath });
     expect(shell.openclaw).toBeUndefined();
-    const sink = createOutboxSink({ db: w.db, policies: policiesWith({ moltbot: { kind: 'openclaw' } }), ids: createIdGenerator(), log: w.logs.log });
-    const r = insertRequest(w.db, { created_at: w.clock.now() });
-    w.db.transaction(() => sink.record(r, 'approved', w.clock.now()))();
-    const [row] = createOutboxStore(w.db).list().filter((x) => x.request_id === r.id);
+    const sink = createOutboxSink({ storage: w.storage, policies: policiesWith({ moltbot: { kind: 'openclaw' } }), ids: createIdGenerator(), log: w.logs.log });
+    const r = await insertRequest(w.storage, { created_at: w.clock.now() });
+    await w.storage.transaction((tx) => sink.record(tx, r, 'approved', w.clock.now()));
+    const [row] = (await w.storage.outbox.list()).filter((x) => x.request_id === r.id);
     expect(row!.state).toBe('pending');
     expect(row!.body).not.toContain(HOOKS_TOKEN);
 
@@ -76,24 +76,24 @@ describe('rendered by the dispatcher, with the service configuration', () => {
 
   it('the service without OPENCLAW_HOOKS_URL dead-letters the event at delivery, with a warning naming the variable', async () => {
     w = await makeWorld({ OPENCLAW_HOOKS_URL: undefined });
-    const row = w.record('moltbot');
-    expect(w.row(row.id).state).toBe('pending');
+    const row = await w.record('moltbot');
+    expect((await w.row(row.id)).state).toBe('pending');
     expect(await w.dispatcher().drainOnce()).toEqual({ delivered: 0, retried: 0, dead: 1 });
-    expect(w.row(row.id).last_error).toMatch(/OPENCLAW_HOOKS_URL is not set in the service's environment/);
+    expect((await w.row(row.id)).last_error).toMatch(/OPENCLAW_HOOKS_URL is not set in the service's environment/);
     expect(w.audit('webhook.dead')[0]!.data).toMatchObject({ event_id: row.id, reason: 'not_configured' });
     expect(w.logs.text()).toMatch(/"level":40[^\n]*OPENCLAW_HOOKS_URL is not set/);
   });
 
   it('a row an earlier version wrote (rendered body, URL resolved then) is sent byte for byte, to the configured OpenClaw URL', async () => {
     w = await makeWorld();
-    const r = insertRequest(w.db, { created_at: w.clock.now() });
+    const r = await insertRequest(w.storage, { created_at: w.clock.now() });
     const legacyBody = JSON.stringify({ message: 'rendered by 0.x', name: 'JIT broker', sessionKey: 'hook:jit:moltbot', wakeMode: 'now', deliver: false });
     // The columns the previous version wrote; the ones 0009 added take their defaults.
     w.db
       .prepare(`INSERT INTO webhook_outbox (id, request_id, type, target, url, url_source, session_key, body, state, attempts, next_attempt_at, created_at, updated_at)
         VALUES ('evt_legacy0000000000000000000', ?, 'jit.request.approved', 'openclaw', 'http://127.0.0.1:1/hooks/agent', 'config', 'hook:jit:moltbot', ?, 'pending', 0, ?, ?, ?)`)
       .run(r.id, legacyBody, w.clock.now(), w.clock.now(), w.clock.now());
-    const legacyStandard = insertRequest(w.db, { agent_name: 'ci', created_at: w.clock.now() });
+    const legacyStandard = await insertRequest(w.storage, { agent_name: 'ci', created_at: w.clock.now() });
     const standardBody = JSON.stringify({ type: 'jit.request.denied', id: 'evt_legacy1111111111111111111', request_id: legacyStandard.id });
     w.db
       .prepare(`INSERT INTO webhook_outbox (id, request_id, type, target, url, url_source, session_key, body, state, attempts, next_attempt_at, created_at, updated_at)

@@ -17,7 +17,8 @@ import {
   type MoveName,
 } from '../../../src/broker/request-machine.ts';
 import { createStorageDeps, type StorageDeps } from '../../../src/create-deps.ts';
-import { openDatabase, type Db } from '../../../src/db/open.ts';
+import { openSqliteStorage, sqliteDatabase, type Db } from '../../../src/storage/sqlite/index.ts';
+import type { Storage, Transaction } from '../../../src/storage/storage.ts';
 import { ManualClock } from '../../../src/lib/clock.ts';
 import { insertRequest, testConfig } from '../webhooks/helpers.ts';
 
@@ -67,54 +68,56 @@ describe('the request state machine table', () => {
 });
 
 describe('the named moves, on a database', () => {
+  let storage: Storage;
   let db: Db;
   let deps: StorageDeps;
   let recorded: { id: string; type: DecisionEventType; status: RequestStatus }[];
   const clock = new ManualClock(Date.UTC(2026, 0, 1));
   beforeEach(() => {
-    db = openDatabase(':memory:');
+    storage = openSqliteStorage(':memory:');
+    db = sqliteDatabase(storage);
     recorded = [];
     deps = createStorageDeps({
       config: testConfig(),
-      db,
+      storage,
       clock,
-      events: { record: (request: RequestRow, type: DecisionEventType) => void recorded.push({ id: request.id, type, status: request.status }) },
+      events: { record: async (_tx: Transaction, request: RequestRow, type: DecisionEventType) => void recorded.push({ id: request.id, type, status: request.status }) },
     });
   });
 
-  const statusOf = (id: string) => deps.repo.getRequest(id)!.status;
+  const statusOf = async (id: string) => (await storage.requests.get(id))!.status;
   const eventsOf = (id: string) => db.prepare('SELECT event FROM audit_log WHERE request_id = ? ORDER BY seq').pluck().all(id) as string[];
-  const inTx = <T>(fn: () => T): T => db.transaction(fn)();
+  const inTx = <T>(fn: (tx: Transaction) => Promise<T>): Promise<T> => storage.transaction(fn);
 
   /** A request in `from`; an issued one gets a live credential. */
-  function requestIn(from: RequestStatus): string {
-    const row = insertRequest(db, { status: from, idempotency_key: 'k-1', body_hash: 'h' });
+  async function requestIn(from: RequestStatus): Promise<string> {
+    const row = await insertRequest(storage, { status: from, idempotency_key: 'k-1', body_hash: 'h' });
     if (from === 'issued') {
       const now = clock.now();
-      deps.repo.insertCredential({ id: `cred_${row.id}`, request_id: row.id, type: 'vault_token', state: 'live', vault_policy: null, accessor: 'acc', jti: null, issued_at: now, expires_at: now + 1 });
+      await storage.credentials.insert({ id: `cred_${row.id}`, request_id: row.id, type: 'vault_token', state: 'live', vault_policy: null, accessor: 'acc', jti: null, issued_at: now, expires_at: now + 1 });
     }
     return row.id;
   }
 
-  type Case = { move: MoveName; from: RequestStatus; run: (tx: MachineTx, id: string, now: number) => boolean; audit: string; event: DecisionEventType | null };
+  type Case = { move: MoveName; from: RequestStatus; run: (m: MachineTx, tx: Transaction, id: string, now: number) => Promise<boolean>; audit: string; event: DecisionEventType | null };
   const decision = { decidedBy: 'local-cli', actor: 'local-cli', reason: 'ok', data: { approvers: 'local-cli' } };
   const cases: Case[] = [
-    { move: 'approve', from: 'pending', run: (tx, id, now) => approve(tx, id, now, { ...decision, claimExpiresAt: now + 60_000 }), audit: 'request.approved', event: 'approved' },
-    { move: 'deny', from: 'pending', run: (tx, id, now) => deny(tx, id, now, decision), audit: 'request.denied', event: 'denied' },
-    { move: 'timeOut', from: 'pending', run: (tx, id, now) => timeOut(tx, id, now, { approval_expires_at: now }), audit: 'request.timed_out', event: 'timed_out' },
-    { move: 'expireUnclaimed', from: 'approved', run: (tx, id, now) => expireUnclaimed(tx, { id, claim_expires_at: now }, now), audit: 'request.expired', event: 'expired' },
-    { move: 'markIssued', from: 'approved', run: (tx, id, now) => markIssued(tx, id, now, { credential_id: 'cred_x' }), audit: 'credential.issued', event: null },
+    { move: 'approve', from: 'pending', run: (m, tx, id, now) => approve(m, tx, id, now, { ...decision, claimExpiresAt: now + 60_000 }), audit: 'request.approved', event: 'approved' },
+    { move: 'deny', from: 'pending', run: (m, tx, id, now) => deny(m, tx, id, now, decision), audit: 'request.denied', event: 'denied' },
+    { move: 'timeOut', from: 'pending', run: (m, tx, id, now) => timeOut(m, tx, id, now, { approval_expires_at: now }), audit: 'request.timed_out', event: 'timed_out' },
+    { move: 'expireUnclaimed', from: 'approved', run: (m, tx, id, now) => expireUnclaimed(m, tx, { id, claim_expires_at: now }, now), audit: 'request.expired', event: 'expired' },
+    { move: 'markIssued', from: 'approved', run: (m, tx, id, now) => markIssued(m, tx, id, now, { credential_id: 'cred_x' }), audit: 'credential.issued', event: null },
     {
       move: 'failUnissued',
       from: 'approved',
-      run: (tx, id, now) => failUnissued(tx, id, now, 'vault down', { event: 'request.failed', data: { code: 'VAULT_UNAVAILABLE' } }),
+      run: (m, tx, id, now) => failUnissued(m, tx, id, now, 'vault down', { event: 'request.failed', data: { code: 'VAULT_UNAVAILABLE' } }),
       audit: 'request.failed',
       event: null,
     },
     ...(['pending', 'approved', 'issued'] as const).map(
-      (from): Case => ({ move: 'revoke', from, run: (tx, id, now) => revoke(tx, id, from, now, { actor: 'operator', reason: 'r', data: {} }), audit: 'request.revoked', event: 'revoked' }),
+      (from): Case => ({ move: 'revoke', from, run: (m, tx, id, now) => revoke(m, tx, id, from, now, { actor: 'operator', reason: 'r', data: {} }), audit: 'request.revoked', event: 'revoked' }),
     ),
-    { move: 'expireIssued', from: 'issued', run: (tx, id, now) => expireIssued(tx, deps.repo.getCredential(id)!, now, 'expired'), audit: 'credential.expired', event: 'expired' },
+    { move: 'expireIssued', from: 'issued', run: async (m, tx, id, now) => expireIssued(m, tx, (await tx.credentials.forRequest(id))!, now, 'expired'), audit: 'credential.expired', event: 'expired' },
   ];
 
   it('covers every named move from every status it leaves', () => {
@@ -122,34 +125,34 @@ describe('the named moves, on a database', () => {
   });
 
   describe.each(cases)('$move from $from', ({ move, from, run, audit, event }) => {
-    it(`moves the request to its table status with its audit entry and decision event, once`, () => {
-      const id = requestIn(from);
-      expect(inTx(() => run(deps, id, clock.now()))).toBe(true);
-      expect(statusOf(id)).toBe(MOVES[move].to);
+    it(`moves the request to its table status with its audit entry and decision event, once`, async () => {
+      const id = await requestIn(from);
+      expect(await inTx((tx) => run(deps, tx, id, clock.now()))).toBe(true);
+      expect(await statusOf(id)).toBe(MOVES[move].to);
       expect(eventsOf(id)).toEqual([audit]);
       expect(recorded).toEqual(event ? [{ id, type: event, status: MOVES[move].to }] : []);
       // A second caller loses the race: nothing changes and nothing more is written.
-      expect(inTx(() => run(deps, id, clock.now()))).toBe(false);
-      expect(statusOf(id)).toBe(MOVES[move].to);
+      expect(await inTx((tx) => run(deps, tx, id, clock.now()))).toBe(false);
+      expect(await statusOf(id)).toBe(MOVES[move].to);
       expect(eventsOf(id)).toEqual([audit]);
       expect(recorded).toHaveLength(event ? 1 : 0);
     });
   });
 
-  it('failUnissued frees the Idempotency-Key of the failed request', () => {
-    const id = requestIn('approved');
-    inTx(() => failUnissued(deps, id, clock.now(), 'vault down', null));
-    expect(deps.repo.getRequest(id)).toMatchObject({ status: 'failed', failure: 'vault down', idempotency_key: null, body_hash: null });
+  it('failUnissued frees the Idempotency-Key of the failed request', async () => {
+    const id = await requestIn('approved');
+    await inTx((tx) => failUnissued(deps, tx, id, clock.now(), 'vault down', null));
+    expect(await storage.requests.get(id)).toMatchObject({ status: 'failed', failure: 'vault down', idempotency_key: null, body_hash: null });
     expect(eventsOf(id)).toEqual([]);
   });
 
-  it('expireIssued ends the live credential; on a credential no longer live it changes nothing', () => {
-    const id = requestIn('issued');
-    const cred = deps.repo.getCredential(id)!;
-    expect(inTx(() => expireIssued(deps, cred, clock.now(), 'vanished'))).toBe(true);
-    expect(deps.repo.getCredential(id)).toMatchObject({ state: 'ending', end_reason: 'token no longer in Vault' });
+  it('expireIssued ends the live credential; on a credential no longer live it changes nothing', async () => {
+    const id = await requestIn('issued');
+    const cred = (await storage.credentials.forRequest(id))!;
+    expect(await inTx((tx) => expireIssued(deps, tx, cred, clock.now(), 'vanished'))).toBe(true);
+    expect(await storage.credentials.forRequest(id)).toMatchObject({ state: 'ending', end_reason: 'token no longer in Vault' });
     expect(eventsOf(id)).toEqual(['credential.vanished']);
-    expect(inTx(() => expireIssued(deps, cred, clock.now(), 'expired'))).toBe(false);
+    expect(await inTx((tx) => expireIssued(deps, tx, cred, clock.now(), 'expired'))).toBe(false);
     expect(eventsOf(id)).toEqual(['credential.vanished']);
   });
 });

@@ -6,7 +6,7 @@ import { openCliContext } from '../../../src/cli/context.ts';
 import type { CliIo } from '../../../src/cli/io.ts';
 import { loadConfig } from '../../../src/config/config.ts';
 import { readServiceSettings, recordServiceSettings } from '../../../src/config/service-settings.ts';
-import { openDatabase } from '../../../src/db/open.ts';
+import { openSqliteStorage, sqliteDatabase } from '../../../src/storage/sqlite/index.ts';
 
 let dbPath: string;
 beforeEach(() => {
@@ -35,16 +35,17 @@ const SERVICE_ENV = {
   TELEGRAM_APPROVERS: '42',
 };
 
-function recordService(env: Record<string, string> = SERVICE_ENV) {
-  const db = openDatabase(dbPath);
-  recordServiceSettings(db, loadConfig({ JIT_DB: dbPath, ...env }), 1_000, 4242);
-  return db;
+async function recordService(env: Record<string, string> = SERVICE_ENV) {
+  const storage = openSqliteStorage(dbPath);
+  await recordServiceSettings(storage, loadConfig({ JIT_DB: dbPath, ...env }), 1_000, 4242);
+  return storage;
 }
 
 describe('service settings', () => {
-  it('are recorded without secrets, and the last start wins', () => {
-    const db = recordService();
-    expect(readServiceSettings(db)).toEqual({
+  it('are recorded without secrets, and the last start wins', async () => {
+    const storage = await recordService();
+    const db = sqliteDatabase(storage);
+    expect(await readServiceSettings(storage)).toEqual({
       settings: {
         claim_window_seconds: 2700,
         approval_timeout_seconds: 1200,
@@ -61,25 +62,25 @@ describe('service settings', () => {
       pid: 4242,
     });
     expect(JSON.stringify(db.prepare('SELECT * FROM service_settings').all())).not.toMatch(/never-recorded/);
-    recordServiceSettings(db, loadConfig({ JIT_DB: dbPath }), 2_000, 4243);
-    expect(readServiceSettings(db)).toMatchObject({
+    await recordServiceSettings(storage, loadConfig({ JIT_DB: dbPath }), 2_000, 4243);
+    expect(await readServiceSettings(storage)).toMatchObject({
       settings: { claim_window_seconds: 600, openclaw_configured: false, dev_vault: true, vault_addr: null, telegram_configured: false, telegram_chat_id: null },
       recordedAt: 2_000,
     });
-    db.close();
+    await storage.close();
   });
 
-  it('replace the shell\'s in a deciding CLI context; each differing variable the shell sets is named', () => {
-    recordService().close();
+  it('replace the shell\'s in a deciding CLI context; each differing variable the shell sets is named', async () => {
+    await (await recordService()).close();
     const quiet = io({ JIT_DB: dbPath });
-    const ctx = openCliContext(quiet.io, { decisions: true });
+    const ctx = await openCliContext(quiet.io, { decisions: true });
     expect(ctx.config).toMatchObject({ claimWindowSeconds: 2700, approvalTimeoutSeconds: 1200, tier3Quorum: 3, publicUrl: 'https://jit.example.net', policiesDir: resolve('policies') });
     expect(Object.isFrozen(ctx.config)).toBe(true);
     ctx.close();
     expect(quiet.err).toEqual([]);
 
     const loud = io({ JIT_DB: dbPath, JIT_CLAIM_WINDOW: '5m', JIT_TIER3_QUORUM: '3', JIT_PUBLIC_URL: 'http://127.0.0.1:8787' });
-    const ctx2 = openCliContext(loud.io, { decisions: true });
+    const ctx2 = await openCliContext(loud.io, { decisions: true });
     expect(ctx2.config.claimWindowSeconds).toBe(2700);
     ctx2.close();
     expect(loud.err).toEqual([
@@ -88,19 +89,19 @@ describe('service settings', () => {
     ]);
   });
 
-  it('when no service recorded any, the shell\'s are used with a warning saying so', () => {
+  it('when no service recorded any, the shell\'s are used with a warning saying so', async () => {
     const { io: cli, err } = io({ JIT_DB: dbPath, JIT_CLAIM_WINDOW: '5m' });
-    const ctx = openCliContext(cli, { decisions: true });
+    const ctx = await openCliContext(cli, { decisions: true });
     expect(ctx.config.claimWindowSeconds).toBe(300);
     ctx.close();
     expect(err).toHaveLength(1);
     expect(err[0]).toMatch(/^warning: no jit serve has recorded its settings in .*this decision uses this shell's JIT_CLAIM_WINDOW/);
   });
 
-  it('commands that do not decide neither read them nor warn', () => {
-    recordService().close();
+  it('commands that do not decide neither read them nor warn', async () => {
+    await (await recordService()).close();
     const { io: cli, err } = io({ JIT_DB: dbPath, JIT_CLAIM_WINDOW: '5m' });
-    const ctx = openCliContext(cli);
+    const ctx = await openCliContext(cli);
     expect(ctx.config.claimWindowSeconds).toBe(300);
     ctx.close();
     expect(err).toEqual([]);

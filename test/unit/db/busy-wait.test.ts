@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { openDatabase, type Db } from '../../../src/db/open.ts';
+import { openDatabase, type Db } from '../../../src/storage/sqlite/open.ts';
 
 /** Another connection (a worker thread, as another process would be) holds the write lock for `ms`. */
 function holdWriteLock(path: string, ms: number): Promise<{ locked: Promise<void>; done: Promise<void> }> {

@@ -2,8 +2,8 @@ import { closeSync, mkdtempSync, openSync, readSync, rmSync, statSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { startCheckpointer, type Checkpointer } from '../../../src/db/checkpointer.ts';
-import { BACKGROUND_AUTOCHECKPOINT_PAGES, openDatabase, type Db } from '../../../src/db/open.ts';
+import { startCheckpointer, type Checkpointer } from '../../../src/storage/sqlite/checkpointer.ts';
+import { BACKGROUND_AUTOCHECKPOINT_PAGES, openDatabase, type Db } from '../../../src/storage/sqlite/open.ts';
 
 const CRASH_ONCE_WORKER = new URL('./crash-once-worker.mjs', import.meta.url);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -4,7 +4,7 @@
 // With `always-crash` in the database path every one of them throws.
 import { existsSync, writeFileSync } from 'node:fs';
 import { workerData } from 'node:worker_threads';
-import '../../../src/db/checkpoint-worker.mjs';
+import '../../../src/storage/sqlite/checkpoint-worker.mjs';
 
 const marker = `${workerData.dbPath}.crashed`;
 if (workerData.dbPath.includes('always-crash') || !existsSync(marker)) {

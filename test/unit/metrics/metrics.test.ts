@@ -1,6 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import type { RequestRow } from '../../../src/broker/repository.ts';
-import { openDatabase } from '../../../src/db/open.ts';
+import { openSqliteStorage, sqliteDatabase } from '../../../src/storage/sqlite/index.ts';
+import type { Transaction } from '../../../src/storage/storage.ts';
 import { createMetrics, instrumentVault, metricsDecisionSink } from '../../../src/metrics/index.ts';
 import { VaultError } from '../../../src/vault/errors.ts';
 import type { VaultClient } from '../../../src/vault/types.ts';
@@ -48,7 +49,8 @@ describe('createMetrics', () => {
   });
 
   it('observes each approval or denial once, from the votes of any process, from its start on', async () => {
-    const db = openDatabase(':memory:');
+    const storage = openSqliteStorage(':memory:');
+    const db = sqliteDatabase(storage);
     const insertRequest = (id: string, tier: number, createdAt: number) =>
       db
         .prepare(`INSERT INTO requests (id, agent_id, agent_name, resource, tier, required_tier, status, reason, scope, ttl_seconds, rules, created_at, updated_at)
@@ -60,7 +62,7 @@ describe('createMetrics', () => {
     };
     insertRequest('req_old', 2, 0);
     vote('req_old', 'x', 'approve', 1_000, true); // before the broker started: not counted
-    const m = createMetrics({ db, processMetrics: false });
+    const m = createMetrics({ storage, processMetrics: false });
     insertRequest('req_a', 2, 10_000);
     vote('req_a', 'alice', 'approve', 40_000, true);
     insertRequest('req_b', 3, 10_000);
@@ -119,7 +121,7 @@ describe('metricsDecisionSink', () => {
     const record = vi.fn();
     const sink = metricsDecisionSink({ record }, m);
     const row = { resource: 'gate', required_tier: 2 } as RequestRow;
-    for (const type of ['approved', 'denied', 'timed_out', 'revoked', 'expired', 'timed_out'] as const) sink.record(row, type, 0);
+    for (const type of ['approved', 'denied', 'timed_out', 'revoked', 'expired', 'timed_out'] as const) await sink.record({} as Transaction, row, type, 0);
     expect(record).toHaveBeenCalledTimes(6);
     const text = await m.render();
     expect(sample(text, 'jit_decisions_total', { resource: 'gate', tier: '2', decision: 'timed_out' })).toBe(2);

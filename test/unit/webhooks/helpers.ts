@@ -1,11 +1,11 @@
 import { Writable } from 'node:stream';
 import { PolicyStore } from '../../../src/broker/policy/policy-store.ts';
 import type { AgentPolicy, WebhookTarget } from '../../../src/broker/policy/types.ts';
-import { createRepository, type RequestRow } from '../../../src/broker/repository.ts';
+import type { RequestRow } from '../../../src/broker/repository.ts';
 import { loadConfig, type Config } from '../../../src/config/config.ts';
-import type { Db } from '../../../src/db/open.ts';
+import type { Storage } from '../../../src/storage/storage.ts';
 import { createLogger, type Logger } from '../../../src/lib/logger.ts';
-import type { OutboxRow, OutboxStore } from '../../../src/webhooks/outbox.ts';
+import type { OutboxRow } from '../../../src/webhooks/outbox.ts';
 
 export const HOOKS_TOKEN = 'hook-token-5f2c9a7e1d3b4c6a8e0f';
 
@@ -36,7 +36,7 @@ export function captureLogger(level = 'debug'): { log: Logger; text(): string } 
 
 let seq = 0;
 /** Inserts a request row (as the broker would have) and returns it. */
-export function insertRequest(db: Db, over: Partial<RequestRow> = {}): RequestRow {
+export async function insertRequest(storage: Pick<Storage, 'requests'>, over: Partial<RequestRow> = {}): Promise<RequestRow> {
   seq++;
   const now = over.created_at ?? Date.UTC(2026, 0, 1);
   const row: RequestRow = {
@@ -64,16 +64,16 @@ export function insertRequest(db: Db, over: Partial<RequestRow> = {}): RequestRo
     failure: null,
     ...over,
   };
-  createRepository(db).insertRequest(row);
+  await storage.requests.insert(row);
   return row;
 }
 
 let events = 0;
 /** A pending standard event for `url`, due at `due`; returns its id. */
-export function insertEvent(db: Db, store: OutboxStore, url: string | null, due: number): string {
+export async function insertEvent(storage: Storage, url: string | null, due: number): Promise<string> {
   const id = `evt_${String(++events).padStart(4, '0')}`;
-  const request = insertRequest(db);
-  store.insert({
+  const request = await insertRequest(storage);
+  await storage.outbox.insert({
     id, request_id: request.id, type: 'jit.request.approved', target: 'standard', url, url_source: 'policy', session_key: null,
     body_format: 'rendered', body: '{}', state: 'pending', next_attempt_at: due, last_error: null, created_at: due,
   });
@@ -81,7 +81,7 @@ export function insertEvent(db: Db, store: OutboxStore, url: string | null, due:
 }
 
 /** `count` events for `url`, leased by one claim at `now` (state `delivering`), as the dispatcher holds them while sending. */
-export function insertLeased(db: Db, store: OutboxStore, count: number, url: string, now: number): OutboxRow[] {
-  for (let i = 0; i < count; i++) insertEvent(db, store, url, now);
-  return store.claimBatch({ now, dueBy: now, owner: `owner-${events}`, leaseUntil: now + 60_000, limit: count });
+export async function insertLeased(storage: Storage, count: number, url: string, now: number): Promise<OutboxRow[]> {
+  for (let i = 0; i < count; i++) await insertEvent(storage, url, now);
+  return storage.outbox.claim({ now, dueBy: now, owner: `owner-${events}`, leaseUntil: now + 60_000, limit: count });
 }

@@ -1,11 +1,13 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { decideRequest } from '../../../src/broker/decide.ts';
-import { createRepository } from '../../../src/broker/repository.ts';
 import { createStorageDeps } from '../../../src/create-deps.ts';
-import { openDatabase, type Db } from '../../../src/db/open.ts';
+import { openSqliteStorage, sqliteDatabase, type Db } from '../../../src/storage/sqlite/index.ts';
+import type { Storage } from '../../../src/storage/storage.ts';
+import { addressUnresolved } from '../../../src/webhooks/outbox.ts';
+import { createAuditLog } from '../../../src/broker/audit.ts';
 import { ManualClock } from '../../../src/lib/clock.ts';
 import { createIdGenerator } from '../../../src/lib/ids.ts';
-import { createOutboxSink, createOutboxStore, resolveTargetUrl, type OutboxRow, type TargetKind } from '../../../src/webhooks/outbox.ts';
+import { createOutboxSink, resolveTargetUrl, type OutboxRow, type TargetKind } from '../../../src/webhooks/outbox.ts';
 import { renderEventBody, type EventFacts } from '../../../src/webhooks/payloads.ts';
 import { DecisionEvent, OpenClawAgentBody } from '../../../src/wire/events.ts';
 import { HOOKS_TOKEN, captureLogger, insertRequest, policiesWith, testConfig } from './helpers.ts';
@@ -19,13 +21,14 @@ const POLICIES = policiesWith({
   quiet: undefined,
 });
 
+let storage: Storage;
 let db: Db;
 let clock: ManualClock;
 let logs: ReturnType<typeof captureLogger>;
 let notified: number;
 
 function sink() {
-  return createOutboxSink({ db, policies: POLICIES, ids: createIdGenerator(() => clock.now()), log: logs.log, notify: () => notified++ });
+  return createOutboxSink({ storage, policies: POLICIES, ids: createIdGenerator(() => clock.now()), log: logs.log, notify: () => notified++ });
 }
 const rows = () => db.prepare('SELECT * FROM webhook_outbox ORDER BY created_at, id').all() as OutboxRow[];
 /** What the dispatcher of a service configured with `env` sends for a row: its URL and body. */
@@ -35,16 +38,17 @@ function sent(row: OutboxRow, env: Record<string, string> = OPENCLAW_ENV) {
 }
 
 beforeEach(() => {
-  db = openDatabase(':memory:');
+  storage = openSqliteStorage(':memory:');
+  db = sqliteDatabase(storage);
   clock = new ManualClock();
   logs = captureLogger();
   notified = 0;
 });
 
 describe('outbox sink: OpenClaw target', () => {
-  it('writes a pending row of facts, sent to {OPENCLAW_HOOKS_URL}/agent with the SPEC body', () => {
-    const r = insertRequest(db);
-    db.transaction(() => sink().record(r, 'approved', clock.now()))();
+  it('writes a pending row of facts, sent to {OPENCLAW_HOOKS_URL}/agent with the SPEC body', async () => {
+    const r = await insertRequest(storage);
+    await storage.transaction((tx) => sink().record(tx, r, 'approved', clock.now()));
     const [row] = rows();
     expect(row).toMatchObject({
       request_id: r.id,
@@ -67,9 +71,9 @@ describe('outbox sink: OpenClaw target', () => {
     expect(notified).toBe(1);
   });
 
-  it('states request id, outcome, grant, deadline and the exact claim call (token as a placeholder) for approvals', () => {
-    const r = insertRequest(db);
-    db.transaction(() => sink().record(r, 'approved', clock.now()))();
+  it('states request id, outcome, grant, deadline and the exact claim call (token as a placeholder) for approvals', async () => {
+    const r = await insertRequest(storage);
+    await storage.transaction((tx) => sink().record(tx, r, 'approved', clock.now()));
     const { message } = sent(rows()[0]!).body as { message: string };
     expect(message).toContain(r.id);
     expect(message).toContain('APPROVED by telegram:1234');
@@ -84,21 +88,21 @@ describe('outbox sink: OpenClaw target', () => {
     ['timed_out', { status: 'timed_out', decided_by: 'timeout' }, /TIMED OUT[\s\S]*Nothing was granted/],
     ['revoked', { status: 'revoked' }, /REVOKED[\s\S]*can no longer be claimed/],
     ['expired', { status: 'expired' }, /approval EXPIRED[\s\S]*not claimed in time/],
-  ] as const)('describes %s outcomes without a claim call', (type, over, pattern) => {
-    const r = insertRequest(db, over);
-    db.transaction(() => sink().record(r, type, clock.now()))();
+  ] as const)('describes %s outcomes without a claim call', async (type, over, pattern) => {
+    const r = await insertRequest(storage, over);
+    await storage.transaction((tx) => sink().record(tx, r, type, clock.now()));
     const { message } = sent(rows()[0]!).body as { message: string };
     expect(message).toMatch(pattern);
     expect(message).not.toContain('/claim');
   });
 
-  it('passes agentId and sessionMode from the policy, and uses a policy URL over OPENCLAW_HOOKS_URL', () => {
-    const a = insertRequest(db, { agent_name: 'tuned', session_key: 'hook:jit:tuned' });
-    const b = insertRequest(db, { agent_name: 'own', session_key: 'hook:jit:own' });
-    db.transaction(() => {
-      sink().record(a, 'denied', clock.now());
-      sink().record(b, 'denied', clock.now());
-    })();
+  it('passes agentId and sessionMode from the policy, and uses a policy URL over OPENCLAW_HOOKS_URL', async () => {
+    const a = await insertRequest(storage, { agent_name: 'tuned', session_key: 'hook:jit:tuned' });
+    const b = await insertRequest(storage, { agent_name: 'own', session_key: 'hook:jit:own' });
+    await storage.transaction(async (tx) => {
+      await sink().record(tx, a, 'denied', clock.now());
+      await sink().record(tx, b, 'denied', clock.now());
+    });
     const tuned = rows().find((r) => r.request_id === a.id);
     const own = rows().find((r) => r.request_id === b.id);
     expect(sent(tuned!).body).toMatchObject({ agentId: 'main', sessionMode: 'persistent' });
@@ -106,9 +110,9 @@ describe('outbox sink: OpenClaw target', () => {
     expect(sent(own!).url).toBe('http://10.0.0.5:18789/hooks/agent');
   });
 
-  it('needs no configuration: the row is the same whatever the writer\'s environment; the sender\'s decides URL and public URL', () => {
-    const r = insertRequest(db);
-    db.transaction(() => sink().record(r, 'approved', clock.now()))();
+  it('needs no configuration: the row is the same whatever the writer\'s environment; the sender\'s decides URL and public URL', async () => {
+    const r = await insertRequest(storage);
+    await storage.transaction((tx) => sink().record(tx, r, 'approved', clock.now()));
     const [row] = rows();
     expect(row).toMatchObject({ state: 'pending', url: null, last_error: null });
     expect(notified).toBe(1);
@@ -120,9 +124,9 @@ describe('outbox sink: OpenClaw target', () => {
 });
 
 describe('outbox sink: standard target and routing', () => {
-  it('writes the generic JSON event for a standard target', () => {
-    const r = insertRequest(db, { agent_name: 'ci', session_key: 'hook:jit:ci' });
-    db.transaction(() => sink().record(r, 'approved', clock.now()))();
+  it('writes the generic JSON event for a standard target', async () => {
+    const r = await insertRequest(storage, { agent_name: 'ci', session_key: 'hook:jit:ci' });
+    await storage.transaction((tx) => sink().record(tx, r, 'approved', clock.now()));
     const [row] = rows();
     expect(row).toMatchObject({ target: 'standard', url: 'https://ci.example.net/jit-events', url_source: 'policy' });
     // The body is what the wire contract (and /openapi.json's webhooks) says, with no field beyond it.
@@ -150,35 +154,37 @@ describe('outbox sink: standard target and routing', () => {
     });
   });
 
-  it('gate requests carry repo and refs as scope', () => {
-    const r = insertRequest(db, { agent_name: 'ci', resource: 'gate', status: 'denied', scope: JSON.stringify({ repo: 'homelab/infra', refs: ['refs/heads/agent/x'] }) });
-    db.transaction(() => sink().record(r, 'denied', clock.now()))();
+  it('gate requests carry repo and refs as scope', async () => {
+    const r = await insertRequest(storage, { agent_name: 'ci', resource: 'gate', status: 'denied', scope: JSON.stringify({ repo: 'homelab/infra', refs: ['refs/heads/agent/x'] }) });
+    await storage.transaction((tx) => sink().record(tx, r, 'denied', clock.now()));
     const { body } = sent(rows()[0]!);
     expect(body.scope).toEqual({ repo: 'homelab/infra', refs: ['refs/heads/agent/x'] });
     expect(body.claim).toBeUndefined();
   });
 
-  it('writes no row for an agent without a webhook, or one not in policy', () => {
-    db.transaction(() => {
-      sink().record(insertRequest(db, { agent_name: 'quiet' }), 'approved', clock.now());
-      sink().record(insertRequest(db, { agent_name: 'ghost' }), 'approved', clock.now());
-    })();
+  it('writes no row for an agent without a webhook, or one not in policy', async () => {
+    await storage.transaction(async (tx) => {
+      await sink().record(tx, await insertRequest(tx, { agent_name: 'quiet' }), 'approved', clock.now());
+      await sink().record(tx, await insertRequest(tx, { agent_name: 'ghost' }), 'approved', clock.now());
+    });
     expect(rows()).toEqual([]);
   });
 
-  it('stores one event per request and outcome even if recorded twice', () => {
-    const r = insertRequest(db);
-    db.transaction(() => {
-      sink().record(r, 'approved', clock.now());
-      sink().record(r, 'approved', clock.now());
-    })();
+  it('stores one event per request and outcome even if recorded twice', async () => {
+    const r = await insertRequest(storage);
+    await storage.transaction(async (tx) => {
+      await sink().record(tx, r, 'approved', clock.now());
+      await sink().record(tx, r, 'approved', clock.now());
+    });
     expect(rows()).toHaveLength(1);
   });
 
-  it('strips credentials from a webhook URL and dead-letters the event instead of storing them', () => {
+  it('strips credentials from a webhook URL and dead-letters the event instead of storing them', async () => {
     const policies = policiesWith({ ci: { kind: 'standard', url: 'https://user:s3cretpw@ci.example.net/hook' } });
-    const s = createOutboxSink({ db, policies, ids: createIdGenerator(), log: logs.log });
-    db.transaction(() => s.record(insertRequest(db, { agent_name: 'ci' }), 'denied', clock.now()))();
+    const s = createOutboxSink({ storage, policies, ids: createIdGenerator(), log: logs.log });
+    const r = await insertRequest(storage, { agent_name: 'ci' });
+    await storage.transaction((tx) => s.record(tx, r, 'denied', clock.now()));
+    await storage.transaction((tx) => s.record(tx, r, 'denied', clock.now()));
     const [row] = rows();
     expect(row!.state).toBe('dead');
     expect(JSON.stringify(row)).not.toContain('s3cretpw');
@@ -186,57 +192,56 @@ describe('outbox sink: standard target and routing', () => {
 });
 
 describe('outbox sink: transactions', () => {
-  it('writes in the caller\'s transaction: if it throws after record(), no row exists', () => {
-    const r = insertRequest(db);
-    expect(() =>
-      db.transaction(() => {
-        sink().record(r, 'approved', clock.now());
+  it('writes in the caller\'s transaction: if it throws after record(), no row exists', async () => {
+    const r = await insertRequest(storage);
+    await expect(
+      storage.transaction(async (tx) => {
+        await sink().record(tx, r, 'approved', clock.now());
         expect(rows()).toHaveLength(1);
         throw new Error('later step failed');
-      })(),
-    ).toThrow('later step failed');
+      }),
+    ).rejects.toThrow('later step failed');
     expect(rows()).toEqual([]);
   });
 
-  it('is written by the real decide verb together with the decision', () => {
+  it('is written by the real decide verb together with the decision', async () => {
     const config = testConfig(OPENCLAW_ENV);
     const ids = createIdGenerator(() => clock.now());
-    const events = createOutboxSink({ db, policies: POLICIES, ids, log: logs.log });
-    const deps = createStorageDeps({ config, db, clock, ids, events });
-    const r = insertRequest(db, { status: 'pending', decided_by: null, decided_at: null, claim_expires_at: null, approval_expires_at: clock.now() + 60_000 });
-    const out = decideRequest(deps, r.id, { approver: 'local-cli', decision: 'approve' });
+    const events = createOutboxSink({ storage, policies: POLICIES, ids, log: logs.log });
+    const deps = createStorageDeps({ config, storage, clock, ids, events });
+    const r = await insertRequest(storage, { status: 'pending', decided_by: null, decided_at: null, claim_expires_at: null, approval_expires_at: clock.now() + 60_000 });
+    const out = await decideRequest(deps, r.id, { approver: 'local-cli', decision: 'approve' });
     expect(out.outcome).toBe('approved');
-    const [row] = createOutboxStore(db).list();
+    const [row] = await storage.outbox.list();
     expect(row).toMatchObject({ request_id: r.id, type: 'jit.request.approved', state: 'pending' });
-    expect(createRepository(db).getRequest(r.id)!.status).toBe('approved');
+    expect((await storage.requests.get(r.id))!.status).toBe('approved');
   });
 
-  it('never writes the OpenClaw token into a row', () => {
-    db.transaction(() => {
-      for (const type of ['approved', 'denied', 'revoked'] as const) sink().record(insertRequest(db), type, clock.now());
-    })();
+  it('never writes the OpenClaw token into a row', async () => {
+    await storage.transaction(async (tx) => {
+      for (const type of ['approved', 'denied', 'revoked'] as const) await sink().record(tx, await insertRequest(tx), type, clock.now());
+    });
     expect(JSON.stringify(rows())).not.toContain(HOOKS_TOKEN);
   });
 });
 
 describe('outbox sink without a policy (a revocation while the policy files are invalid)', () => {
-  const unaddressed = () => createOutboxSink({ db, policies: undefined, ids: createIdGenerator(() => clock.now()), log: logs.log });
+  const unaddressed = () => createOutboxSink({ storage, policies: undefined, ids: createIdGenerator(() => clock.now()), log: logs.log });
 
-  it('writes the facts unresolved; the service addresses each from its policy as if written with it, or drops it when the agent has none', () => {
-    const tuned = insertRequest(db, { agent_name: 'tuned', status: 'revoked' });
-    const ci = insertRequest(db, { agent_name: 'ci', status: 'revoked' });
-    const quiet = insertRequest(db, { agent_name: 'quiet', status: 'revoked' });
-    db.transaction(() => {
-      for (const r of [tuned, ci, quiet]) unaddressed().record(r, 'revoked', clock.now());
-    })();
+  it('writes the facts unresolved; the service addresses each from its policy as if written with it, or drops it when the agent has none', async () => {
+    const tuned = await insertRequest(storage, { agent_name: 'tuned', status: 'revoked' });
+    const ci = await insertRequest(storage, { agent_name: 'ci', status: 'revoked' });
+    const quiet = await insertRequest(storage, { agent_name: 'quiet', status: 'revoked' });
+    await storage.transaction(async (tx) => {
+      for (const r of [tuned, ci, quiet]) await unaddressed().record(tx, r, 'revoked', clock.now());
+    });
     const written = rows();
     expect(written.map((r) => [r.target, r.url, r.state])).toEqual(Array(3).fill(['unresolved', null, 'pending']));
     const idOf = (r: { id: string }) => written.find((w) => w.request_id === r.id)!.id;
-    const store = createOutboxStore(db);
     // Not sent while unresolved.
-    expect(store.claimNext({ now: clock.now(), dueBy: clock.now(), owner: 'o', leaseUntil: clock.now() + 1000 })).toBeUndefined();
+    expect((await storage.outbox.claim({ now: clock.now(), dueBy: clock.now(), owner: 'o', leaseUntil: clock.now() + 1000, limit: 1 }))[0]).toBeUndefined();
 
-    const done = db.transaction(() => store.addressUnresolved(POLICIES.current(), clock.now()))();
+    const done = await storage.transaction((tx) => addressUnresolved(tx, createAuditLog(storage), POLICIES.current(), clock.now()));
     expect({ ...done, addressed: [...done.addressed].sort() }).toEqual({ addressed: [idOf(tuned), idOf(ci)].sort(), dropped: [idOf(quiet)], dead: [] });
     expect(rows().find((r) => r.request_id === quiet.id)).toBeUndefined();
     const t = rows().find((r) => r.request_id === tuned.id);
@@ -244,8 +249,8 @@ describe('outbox sink without a policy (a revocation while the policy files are 
     expect(t).toMatchObject({ id: idOf(tuned), target: 'openclaw', url: null, url_source: 'config', state: 'pending' });
     expect(c).toMatchObject({ id: idOf(ci), target: 'standard', url: 'https://ci.example.net/jit-events', url_source: 'policy', state: 'pending' });
     // The same as the sink with the policy writes.
-    const direct = insertRequest(db, { agent_name: 'tuned', status: 'revoked' });
-    db.transaction(() => sink().record(direct, 'revoked', clock.now()))();
+    const direct = await insertRequest(storage, { agent_name: 'tuned', status: 'revoked' });
+    await storage.transaction((tx) => sink().record(tx, direct, 'revoked', clock.now()));
     const withPolicy = rows().find((r) => r.request_id === direct.id)!;
     const strip = (body: Record<string, unknown>) => JSON.stringify(body).replaceAll(direct.id, 'REQ').replaceAll(tuned.id, 'REQ');
     expect(strip(sent(t!).body)).toBe(strip(sent(withPolicy).body));

@@ -111,8 +111,11 @@ export const BUSY_TIMEOUT_MS = 5_000;
  */
 function immediateByDefault(db: Db): void {
   const original = db.transaction.bind(db);
-  const noWait = db.prepare('PRAGMA busy_timeout = 0');
-  const wait = db.prepare(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+  // The busy_timeout statements are prepared on first use, after the migrations: prepared before this
+  // connection first read the schema (a database another connection created), they did not take effect.
+  let noWait: Database.Statement | undefined;
+  let wait: Database.Statement | undefined;
+  let waitMs = BUSY_TIMEOUT_MS;
   const begin = db.prepare('BEGIN IMMEDIATE');
   const commit = db.prepare('COMMIT');
   const rollback = db.prepare('ROLLBACK');
@@ -122,7 +125,7 @@ function immediateByDefault(db: Db): void {
 
   /** BEGIN IMMEDIATE, retried without SQLite's coarse sleeps while another connection writes. */
   const acquire = (): void => {
-    noWait.get();
+    (noWait ??= db.prepare('PRAGMA busy_timeout = 0')).get();
     try {
       const deadline = performance.now() + BUSY_TIMEOUT_MS;
       for (let attempt = 0; ; attempt++) {
@@ -133,12 +136,12 @@ function immediateByDefault(db: Db): void {
           // SQLITE_BUSY and its extended codes (SQLITE_BUSY_RECOVERY: another
           // connection is recovering the WAL), all of which SQLite's own busy
           // handler waits out.
-          if (!/^SQLITE_BUSY/.test((err as { code?: string }).code ?? '') || performance.now() > deadline) throw err;
+          if (!isBusy(err) || performance.now() > deadline) throw err;
           pauseMs(Math.min(0.025 * 2 ** attempt, 1));
         }
       }
     } finally {
-      wait.get();
+      (wait ??= db.prepare(`PRAGMA busy_timeout = ${waitMs}`)).get();
     }
   };
 
@@ -175,6 +178,28 @@ function immediateByDefault(db: Db): void {
     }
   };
 
+  controls.set(db, {
+    begin: acquire,
+    tryBegin: () => {
+      try {
+        begin.run();
+        return true;
+      } catch (err) {
+        if (isBusy(err)) return false;
+        throw err;
+      }
+    },
+    neverWait: () => {
+      waitMs = 0;
+      wait = undefined;
+      db.pragma('busy_timeout = 0');
+    },
+    commit: () => commit.run(),
+    rollback: () => {
+      if (db.inTransaction) rollback.run();
+    },
+  });
+
   db.transaction = ((fn: (...a: unknown[]) => unknown) => {
     const immediate = function (this: unknown, ...args: unknown[]) {
       return run(fn, this, args);
@@ -187,6 +212,36 @@ function immediateByDefault(db: Db): void {
       database: db,
     });
   }) as unknown as Db['transaction'];
+}
+
+/** BEGIN IMMEDIATE (with the retry above), COMMIT and ROLLBACK of a connection opened here: what the asynchronous transaction uses. */
+export interface TransactionControl {
+  begin(): void;
+  /** BEGIN IMMEDIATE once, without waiting: false when another connection holds the write lock. */
+  tryBegin(): boolean;
+  /**
+   * From now on no statement of this connection waits for another's lock
+   * (busy_timeout 0): the asynchronous storage waits for it without
+   * stopping the event loop (storage.ts).
+   */
+  neverWait(): void;
+  commit(): void;
+  /** No-op when no transaction is open (SQLite ended it on an error). */
+  rollback(): void;
+}
+
+const controls = new WeakMap<Db, TransactionControl>();
+
+/** The transaction statements of a connection opened with {@link openDatabase}. */
+export function transactionControl(db: Db): TransactionControl {
+  const c = controls.get(db);
+  if (!c) throw new Error('transactionControl: the connection was not opened with openDatabase');
+  return c;
+}
+
+/** SQLITE_BUSY and its extended codes (SQLITE_BUSY_RECOVERY: another connection is recovering the WAL). */
+export function isBusy(err: unknown): boolean {
+  return /^SQLITE_BUSY/.test((err as { code?: unknown } | null)?.code as string);
 }
 
 const pauseCell = new Int32Array(new SharedArrayBuffer(4));

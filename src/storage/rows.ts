@@ -1,0 +1,213 @@
+/**
+ * The rows the storage interface reads and writes, engine-neutral: what
+ * every engine returns, whatever its own column types. Timestamps are epoch
+ * milliseconds; JSON columns are strings (the broker parses them).
+ */
+
+export type RequestStatus = 'pending' | 'approved' | 'issued' | 'denied' | 'timed_out' | 'expired' | 'revoked' | 'failed';
+export type CredentialState = 'minting' | 'live' | 'ending' | 'ended' | 'abandoned' | 'failed';
+/** Same as the policy's `Tier` (broker/policy/types.ts); storage imports nothing of the broker. */
+export type RequestTier = 1 | 2 | 3;
+
+export interface RequestRow {
+  id: string;
+  agent_id: string;
+  agent_name: string;
+  resource: 'vault' | 'gate';
+  tier: RequestTier;
+  required_tier: RequestTier;
+  status: RequestStatus;
+  reason: string;
+  scope: string;
+  ttl_seconds: number;
+  session_key: string | null;
+  rules: string;
+  idempotency_key: string | null;
+  body_hash: string | null;
+  created_at: number;
+  updated_at: number;
+  approval_expires_at: number | null;
+  claim_expires_at: number | null;
+  decided_by: string | null;
+  decided_at: number | null;
+  decision_reason: string | null;
+  failure: string | null;
+  /** What an approver granted (JSON like `scope`), set at approval; absent/NULL = granted as asked. See broker/narrowing.ts. */
+  granted_scope?: string | null;
+  granted_ttl_seconds?: number | null;
+}
+
+/** What a new request row carries (the grant columns are set later, at approval). */
+export type NewRequestRow = Omit<RequestRow, 'granted_scope' | 'granted_ttl_seconds'>;
+
+/** Columns a status move may set with it; an absent field keeps the column's value. */
+export interface StatusMoveFields {
+  decidedBy?: string;
+  decidedAt?: number;
+  decisionReason?: string;
+  failure?: string;
+  claimExpiresAt?: number;
+}
+
+export interface CredentialRow {
+  id: string;
+  request_id: string;
+  type: 'vault_token' | 'gate_push';
+  state: CredentialState;
+  vault_policy: string | null;
+  accessor: string | null;
+  jti: string | null;
+  issued_at: number | null;
+  expires_at: number;
+  ended_at: number | null;
+  end_reason: string | null;
+  /** When the row was inserted (ms); 0 for rows from before migration 0008. */
+  reserved_at: number;
+}
+
+export type NewCredentialRow = Pick<CredentialRow, 'id' | 'request_id' | 'type' | 'state' | 'vault_policy' | 'accessor' | 'jti' | 'issued_at' | 'expires_at'> &
+  Partial<Pick<CredentialRow, 'reserved_at'>>;
+
+export interface VoteRow {
+  approver: string;
+  decision: 'approve' | 'deny';
+  reason: string | null;
+  at: number;
+  /** What an approve vote approved (JSON like `scope`); NULL on deny votes and votes from before narrowing. */
+  grant_scope: string | null;
+  grant_ttl_seconds: number | null;
+}
+
+export type NewVoteRow = VoteRow & { request_id: string };
+
+/** A vote joined with its request, for the decision-time metrics (`seq` orders votes as cast). */
+export interface VoteDecisionRow {
+  seq: number;
+  decision: 'approve' | 'deny';
+  at: number;
+  resource: 'vault' | 'gate';
+  tier: RequestTier;
+  created_at: number;
+  decided_at: number | null;
+  status: RequestStatus;
+}
+
+export interface AgentRow {
+  id: string;
+  name: string;
+  token_id: string;
+  token_hash: string;
+  session_key: string | null;
+  created_at: number;
+}
+
+export interface AuditRow {
+  seq: number;
+  at: number;
+  event: string;
+  actor: string;
+  request_id: string | null;
+  /** Canonical JSON. */
+  data: string;
+  prev_hash: string;
+  hash: string;
+}
+
+/** A signed audit chain head as stored (broker/audit.ts signs and verifies). */
+export interface AuditHeadRow {
+  seq: number;
+  hash: string;
+  at: number;
+  kid: string;
+  signature: string;
+}
+
+/** The state of a shared grant policy (JIT_SHARE_GRANT_POLICIES). */
+export interface GrantPolicyRow {
+  generation: number;
+  /** The current generation was written to Vault, at `updated_at`. */
+  written: boolean;
+  updated_at: number;
+}
+
+export type OutboxState = 'pending' | 'delivering' | 'delivered' | 'dead';
+export type OutboxTargetKind = 'openclaw' | 'standard';
+/** 'unresolved': written without the policy (invalid files); the service's dispatcher addresses it from its own. */
+export type OutboxRowTarget = OutboxTargetKind | 'unresolved';
+export type OutboxEventType = 'jit.request.approved' | 'jit.request.denied' | 'jit.request.timed_out' | 'jit.request.revoked' | 'jit.request.expired';
+
+export interface OutboxRow {
+  id: string;
+  request_id: string;
+  type: OutboxEventType;
+  target: OutboxRowTarget;
+  url: string | null;
+  url_source: 'config' | 'policy';
+  session_key: string | null;
+  /** 'facts' (EventFacts JSON, rendered at delivery) or 'rendered' (rows of earlier versions: the exact bytes to send). */
+  body_format: 'facts' | 'rendered';
+  body: string;
+  state: OutboxState;
+  attempts: number;
+  next_attempt_at: number;
+  lease_owner: string | null;
+  lease_expires_at: number | null;
+  last_status: number | null;
+  last_error: string | null;
+  created_at: number;
+  updated_at: number;
+  delivered_at: number | null;
+}
+
+export type NewOutboxRow = Pick<
+  OutboxRow,
+  'id' | 'request_id' | 'type' | 'target' | 'url' | 'url_source' | 'session_key' | 'body_format' | 'body' | 'state' | 'next_attempt_at' | 'last_error' | 'created_at'
+>;
+
+/** What a claim may take: rows due by `dueBy` or whose lease ran out by `now`, leased to `owner` until `leaseUntil`. */
+export interface ClaimParams {
+  now: number;
+  dueBy: number;
+  owner: string;
+  leaseUntil: number;
+}
+
+/** How an unresolved outbox row is addressed (webhooks/outbox.ts decides; storage writes it). */
+export interface OutboxAddress {
+  target: OutboxTargetKind;
+  url: string | null;
+  url_source: 'config' | 'policy';
+  body: string;
+  state: 'pending' | 'dead';
+  last_error: string | null;
+}
+
+export interface TelegramMessageRow {
+  request_id: string;
+  chat_id: string;
+  message_id: number | null;
+  claim_token: string | null;
+  claimed_at: number | null;
+  rendered_status: RequestStatus | null;
+  rendered_hash: string | null;
+  settled: 0 | 1;
+  posted_at: number | null;
+  edited_at: number | null;
+}
+
+/** An open narrowing panel as stored (migration 0006); `narrowing` is JSON. */
+export interface NarrowingDraftRow {
+  id: string;
+  request_id: string;
+  narrowing: string;
+  version: number;
+  opened_by: string;
+  updated_by: string;
+}
+
+/** The service's recorded settings (config/service-settings.ts parses `settings`). */
+export interface ServiceSettingsRow {
+  settings: string;
+  recorded_at: number;
+  pid: number;
+}

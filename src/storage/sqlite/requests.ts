@@ -1,0 +1,78 @@
+import type { RequestRow, RequestStatus } from '../rows.ts';
+import type { IdempotencyRepository, RateLimitsRepository, RequestsRepository } from '../storage.ts';
+import type { Db } from './open.ts';
+import { requestStatusStatements } from './request-status.ts';
+import type { Sync } from './sync.ts';
+
+export function sqliteRequests(db: Db): Sync<RequestsRepository> {
+  const status = requestStatusStatements(db);
+  const s = {
+    get: db.prepare('SELECT * FROM requests WHERE id = ?'),
+    setGrant: db.prepare(`UPDATE requests SET granted_scope = ?, granted_ttl_seconds = ? WHERE id = ? AND status = 'pending'`),
+    tier1Orphans: db.prepare(`SELECT * FROM requests r WHERE r.status = 'approved' AND r.decided_by = 'policy' AND r.created_at < ?
+      AND NOT EXISTS (SELECT 1 FROM credentials c WHERE c.request_id = r.id AND c.state IN ('minting', 'live', 'ending'))`),
+    // Both through their partial index (requests_pending_expiry, requests_approved_expiry).
+    pendingExpired: db.prepare(`SELECT * FROM requests WHERE status = 'pending' AND approval_expires_at <= ? ORDER BY approval_expires_at LIMIT ?`),
+    approvedExpired: db.prepare(`SELECT * FROM requests WHERE status = 'approved' AND claim_expires_at <= ? ORDER BY claim_expires_at LIMIT ?`),
+    countPending: db.prepare(`SELECT COUNT(*) FROM requests WHERE agent_id = ? AND status = 'pending'`).pluck(),
+    open: db.prepare(`SELECT * FROM requests WHERE status IN ('issued', 'approved', 'pending')
+      AND (@agent_name IS NULL OR agent_name = @agent_name) ORDER BY created_at`),
+  };
+  /** The list query per filter shape (at most eight), prepared on first use. */
+  const lists = new Map<string, { all(...args: unknown[]): unknown[] }>();
+  return {
+    insert: status.insert,
+    get: (id) => s.get.get(id) as RequestRow | undefined,
+    move: status.move,
+    setGrant: (id, scopeJson, ttlSeconds) => s.setGrant.run(scopeJson, ttlSeconds, id).changes === 1,
+    pendingPastDeadline: (now, limit) => s.pendingExpired.all(now, limit) as RequestRow[],
+    approvedPastClaimWindow: (now, limit) => s.approvedExpired.all(now, limit) as RequestRow[],
+    tier1ApprovedWithoutCredential: (before) => s.tier1Orphans.all(before) as RequestRow[],
+    pendingCount: (agentId) => s.countPending.get(agentId) as number,
+    list(filter: { status?: RequestStatus; agentId?: string; agentName?: string; limit?: number }) {
+      const where: string[] = [];
+      const args: unknown[] = [];
+      if (filter.status) (where.push('status = ?'), args.push(filter.status));
+      if (filter.agentId) (where.push('agent_id = ?'), args.push(filter.agentId));
+      if (filter.agentName) (where.push('agent_name = ?'), args.push(filter.agentName));
+      const sql = `SELECT * FROM requests ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC LIMIT ?`;
+      let stmt = lists.get(sql);
+      if (!stmt) lists.set(sql, (stmt = db.prepare(sql)));
+      return stmt.all(...args, filter.limit ?? 100) as RequestRow[];
+    },
+    open: (filter = {}) => s.open.all({ agent_name: filter.agentName ?? null }) as RequestRow[],
+  };
+}
+
+export function sqliteIdempotency(db: Db): Sync<IdempotencyRepository> {
+  const find = db.prepare('SELECT * FROM requests WHERE agent_id = ? AND idempotency_key = ?');
+  const release = db.prepare('UPDATE requests SET idempotency_key = NULL, body_hash = NULL WHERE id = ?');
+  return {
+    find: (agentId, key) => find.get(agentId, key) as RequestRow | undefined,
+    release(requestId) {
+      release.run(requestId);
+    },
+  };
+}
+
+export function sqliteRateLimits(db: Db): Sync<RateLimitsRepository> {
+  // Walks at most `n` index entries however busy the agent is.
+  // Requests created and policy refusals both count toward the per-agent rate limit.
+  const nthNewest = db
+    .prepare(`SELECT at FROM (
+        SELECT created_at AS at FROM requests WHERE agent_id = @agent AND created_at > @since
+        UNION ALL SELECT at FROM agent_refusals WHERE agent_id = @agent AND at > @since)
+      ORDER BY at DESC LIMIT 1 OFFSET @offset`)
+    .pluck();
+  const insert = db.prepare(`INSERT INTO agent_refusals (agent_id, at) VALUES (?, ?)`);
+  const prune = db.prepare(`DELETE FROM agent_refusals WHERE at <= ?`);
+  return {
+    nthNewestSince: (agentId, since, n) => nthNewest.get({ agent: agentId, since, offset: n - 1 }) as number | undefined,
+    recordRefusal(agentId, at) {
+      insert.run(agentId, at);
+    },
+    pruneRefusals(expired) {
+      prune.run(expired);
+    },
+  };
+}

@@ -1,0 +1,283 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { StorageBusyError, StorageUniqueError, TransactionEndedError } from '../errors.ts';
+import { FifoLock } from '../lock.ts';
+import type { Repositories, Storage, Transaction } from '../storage.ts';
+import { sqliteAgents } from './agents.ts';
+import { sqliteAudit } from './audit.ts';
+import { sqliteCredentials, sqliteGrantPolicies } from './credentials.ts';
+import { BUSY_TIMEOUT_MS, isBusy, openDatabase, transactionControl, type Db, type OpenOptions } from './open.ts';
+import { sqliteOutbox } from './outbox.ts';
+import { sqliteIdempotency, sqliteRateLimits, sqliteRequests } from './requests.ts';
+import { sqliteSettings } from './settings.ts';
+import type { Sync } from './sync.ts';
+import { sqliteTelegram } from './telegram.ts';
+import { sqliteVotes } from './votes.ts';
+
+/**
+ * SQLite's errors as the storage interface's: busy or locked (another
+ * connection held the write lock past the wait) and uniqueness refusals.
+ * Anything else is returned as it is.
+ */
+export function storageError(err: unknown): unknown {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string' || !code.startsWith('SQLITE_')) return err;
+  if (/^SQLITE_(BUSY|LOCKED)/.test(code)) return new StorageBusyError('the database is busy (another writer holds it)', { cause: err });
+  if (code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY') return new StorageUniqueError('a uniqueness rule refused the write', { cause: err });
+  return err;
+}
+
+type SyncRepositories = { [K in keyof Repositories]: Sync<Repositories[K]> };
+type Method = (...args: unknown[]) => unknown;
+type Runner = (f: Method, args: unknown[]) => Promise<unknown>;
+
+/** The asynchronous face of a synchronous repository: each method runs through `run`. */
+function asyncView<T>(impl: Sync<T>, run: Runner): T {
+  const view: Record<string, unknown> = {};
+  for (const [key, f] of Object.entries(impl as Record<string, unknown>)) {
+    view[key] = typeof f === 'function' ? (...args: unknown[]) => run(f as Method, args) : f;
+  }
+  return view as T;
+}
+
+const REPOSITORIES = ['requests', 'idempotency', 'rateLimits', 'credentials', 'grantPolicies', 'votes', 'agents', 'audit', 'outbox', 'telegram', 'settings'] as const;
+
+function asyncViews(sync: SyncRepositories, run: Runner): Repositories {
+  return Object.fromEntries(REPOSITORIES.map((key) => [key, asyncView(sync[key] as never, run)])) as unknown as Repositories;
+}
+
+/**
+ * One transaction. Its repositories are the storage's transaction views,
+ * built once (only one transaction of a storage is open at a time: the
+ * lock), while it is open; once it ended, views whose every call rejects
+ * with TransactionEndedError.
+ */
+class SqliteTransaction implements Transaction {
+  #open = true;
+  commitHooks: (() => void)[] | undefined;
+  rollbackHooks: (() => void)[] | undefined;
+
+  constructor(
+    private readonly views: Repositories,
+    private readonly ended: Repositories,
+  ) {}
+
+  #of(): Repositories {
+    return this.#open ? this.views : this.ended;
+  }
+
+  get requests() { return this.#of().requests; }
+  get idempotency() { return this.#of().idempotency; }
+  get rateLimits() { return this.#of().rateLimits; }
+  get credentials() { return this.#of().credentials; }
+  get grantPolicies() { return this.#of().grantPolicies; }
+  get votes() { return this.#of().votes; }
+  get agents() { return this.#of().agents; }
+  get audit() { return this.#of().audit; }
+  get outbox() { return this.#of().outbox; }
+  get telegram() { return this.#of().telegram; }
+  get settings() { return this.#of().settings; }
+
+  afterCommit(fn: () => void): void {
+    if (!this.#open) throw new TransactionEndedError();
+    (this.commitHooks ??= []).push(fn);
+  }
+
+  afterRollback(fn: () => void): void {
+    if (!this.#open) throw new TransactionEndedError();
+    (this.rollbackHooks ??= []).push(fn);
+  }
+
+  end(): void {
+    this.#open = false;
+  }
+
+  get open(): boolean {
+    return this.#open;
+  }
+}
+
+/** Runs every hook, then throws the first error any of them threw. */
+function runHooks(hooks: (() => void)[] | undefined): void {
+  if (!hooks) return;
+  let first: { err: unknown } | undefined;
+  for (const hook of hooks) {
+    try {
+      hook();
+    } catch (err) {
+      first ??= { err };
+    }
+  }
+  if (first) throw first.err;
+}
+
+const handles = new WeakMap<Storage, Db>();
+
+/**
+ * The wait between two tries at another connection's write lock: the next
+ * turn of the event loop at first (a broker transaction holds the lock for
+ * about 0.1 ms), then 1 ms, doubling to 16 ms. Other work of this process
+ * goes on meanwhile.
+ */
+function pause(attempt: number): Promise<void> {
+  return new Promise((resolve) => (attempt < 8 ? setImmediate(resolve) : setTimeout(resolve, Math.min(2 ** (attempt - 8), 16))));
+}
+
+function busyFor(ms: number): StorageBusyError {
+  return new StorageBusyError(`the database stayed busy for ${ms} ms (another process holds its write lock)`);
+}
+
+/**
+ * A development check (JIT_STORAGE_NESTING_CHECK=1; the test suite sets it):
+ * a call on the storage itself, or a second `transaction`, made from inside
+ * a transaction callback would wait for that very transaction and fail
+ * with StorageBusyError after the lock wait. With the check on, it throws
+ * at once, naming the mistake. Off by default: it costs an async context
+ * per transaction.
+ */
+const nesting = process.env['JIT_STORAGE_NESTING_CHECK'] === '1' ? new AsyncLocalStorage<SqliteTransaction>() : undefined;
+
+function assertNotInTransaction(what: string): void {
+  if (nesting?.getStore()?.open) throw new Error(`${what} inside a transaction callback: use the callback's tx (storage transactions are not reentrant)`);
+}
+
+/**
+ * The SQLite engine over one better-sqlite3 connection (WAL, migrated:
+ * see open.ts). Each repository's statements are prepared once, here.
+ *
+ * One connection per process, so one transaction at a time: a FIFO lock
+ * (lock.ts) is taken around BEGIN IMMEDIATE … COMMIT, and a call outside a
+ * transaction made while one is open waits for it too (on the same
+ * connection it would otherwise read the open transaction's uncommitted
+ * writes, or commit them half-way). When the lock is free nothing queues:
+ * the statement runs at once. Across processes (HTTP workers, the CLI),
+ * BEGIN IMMEDIATE serialises writers as before.
+ */
+export function createSqliteStorage(db: Db): Storage {
+  const control = transactionControl(db);
+  // Waiting for another connection's lock is done here, asynchronously (see pause).
+  control.neverWait();
+  const lock = new FifoLock(BUSY_TIMEOUT_MS);
+  const sync: SyncRepositories = {
+    requests: sqliteRequests(db),
+    idempotency: sqliteIdempotency(db),
+    rateLimits: sqliteRateLimits(db),
+    credentials: sqliteCredentials(db),
+    grantPolicies: sqliteGrantPolicies(db),
+    votes: sqliteVotes(db),
+    agents: sqliteAgents(db),
+    audit: sqliteAudit(db),
+    outbox: sqliteOutbox(db),
+    telegram: sqliteTelegram(db),
+    settings: sqliteSettings(db),
+  };
+  const select1 = db.prepare('SELECT 1');
+
+  /**
+   * Runs a call outside any transaction. A write another connection's lock
+   * kept out (SQLITE_BUSY: nothing was written) is tried again after a
+   * pause, until BUSY_TIMEOUT_MS has passed.
+   */
+  const runNow = (f: Method, args: unknown[]): Promise<unknown> => {
+    try {
+      return Promise.resolve(f(...args));
+    } catch (err) {
+      if (!isBusy(err) || db.inTransaction) return Promise.reject(storageError(err));
+      return retryBusy(f, args, performance.now());
+    }
+  };
+  const retryBusy = async (f: Method, args: unknown[], since: number): Promise<unknown> => {
+    for (let attempt = 0; ; attempt++) {
+      if (performance.now() - since > BUSY_TIMEOUT_MS) throw busyFor(BUSY_TIMEOUT_MS);
+      await pause(attempt);
+      // Through the lock again: a transaction of this process may have begun meanwhile.
+      if (lock.held) await lock.acquire();
+      else lock.tryAcquire();
+      try {
+        return f(...args);
+      } catch (err) {
+        if (!isBusy(err)) throw storageError(err);
+      } finally {
+        lock.release();
+      }
+    }
+  };
+  /** Outside a transaction: at once when no transaction is open, else after it (and any queued before). */
+  const direct: Runner = (f, args) => {
+    if (nesting) assertNotInTransaction('a storage call outside the transaction');
+    if (!lock.held) return runNow(f, args);
+    return lock.acquire().then(() => {
+      try {
+        return runNow(f, args);
+      } finally {
+        lock.release();
+      }
+    });
+  };
+  /** Inside the open transaction (the caller holds the lock). */
+  const inTransaction: Runner = (f, args) => {
+    try {
+      return Promise.resolve(f(...args));
+    } catch (err) {
+      return Promise.reject(storageError(err));
+    }
+  };
+  const txViews = asyncViews(sync, inTransaction);
+  const endedViews = asyncViews(sync, () => Promise.reject(new TransactionEndedError()));
+
+  const storage = {
+    engine: 'sqlite',
+    async transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T> {
+      if (nesting) assertNotInTransaction('storage.transaction');
+      if (!lock.tryAcquire()) await lock.acquire();
+      try {
+        // BEGIN IMMEDIATE: the write lock first (nearly every transaction reads, then writes: open.ts).
+        const since = performance.now();
+        for (let attempt = 0; !control.tryBegin(); attempt++) {
+          if (performance.now() - since > BUSY_TIMEOUT_MS) throw busyFor(BUSY_TIMEOUT_MS);
+          await pause(attempt);
+        }
+        const tx = new SqliteTransaction(txViews, endedViews);
+        let result: T;
+        try {
+          result = await (nesting ? nesting.run(tx, () => fn(tx)) : fn(tx));
+          control.commit();
+        } catch (err) {
+          tx.end();
+          control.rollback();
+          runHooks(tx.rollbackHooks);
+          throw storageError(err);
+        }
+        tx.end();
+        runHooks(tx.commitHooks);
+        return result;
+      } finally {
+        lock.release();
+      }
+    },
+    ping: () => direct(() => void select1.get(), []) as Promise<void>,
+    async close() {
+      if (!lock.tryAcquire()) await lock.acquire();
+      db.close();
+    },
+  } as Storage;
+  const directViews = asyncViews(sync, direct);
+  for (const key of REPOSITORIES) Object.defineProperty(storage, key, { value: directViews[key], enumerable: true });
+  handles.set(storage, db);
+  return storage;
+}
+
+/** Opens (creating and migrating) the database at `path` and returns its storage. */
+export function openSqliteStorage(path: string, opts: OpenOptions = {}): Storage {
+  return createSqliteStorage(openDatabase(path, opts));
+}
+
+/**
+ * The better-sqlite3 connection behind a SQLite storage. FOR TESTS ONLY
+ * (seeding and inspecting tables with SQL) and the SQLite engine itself:
+ * nothing in src/ outside src/storage/ may use it.
+ */
+export function sqliteDatabase(storage: Storage): Db {
+  const db = handles.get(storage);
+  if (!db) throw new Error(`sqliteDatabase: not a SQLite storage (engine ${storage.engine})`);
+  return db;
+}

@@ -1,0 +1,137 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, vi } from 'vitest';
+import { StorageBusyError, StorageUniqueError } from '../../src/storage/errors.ts';
+import { FifoLock } from '../../src/storage/lock.ts';
+import { openSqliteStorage, sqliteDatabase } from '../../src/storage/sqlite/index.ts';
+import { storageError } from '../../src/storage/sqlite/storage.ts';
+import { describeStorageConformance } from './conformance.ts';
+
+describeStorageConformance('SQLite, a temporary file', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'jit-storage-'));
+  const storage = openSqliteStorage(join(dir, 'jit.db'));
+  return {
+    storage,
+    async dispose() {
+      await storage.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+});
+
+describeStorageConformance('SQLite, :memory:', async () => {
+  const storage = openSqliteStorage(':memory:');
+  return { storage, dispose: () => storage.close() };
+});
+
+describe('SQLite engine specifics', () => {
+  it('prepares its statements once per connection, never per call', async () => {
+    const storage = openSqliteStorage(':memory:');
+    const db = sqliteDatabase(storage);
+    const round = async () => {
+      await storage.transaction(async (tx) => {
+        await tx.requests.get('req_a');
+        await tx.requests.list({ status: 'pending' });
+        await tx.votes.has('req_a', 'alice');
+        await tx.votes.countApprovals('req_a');
+        await tx.outbox.claim({ now: 1, dueBy: 1, owner: 'w', leaseUntil: 2, limit: 5 });
+        await tx.audit.last();
+      });
+      await storage.requests.get('req_a');
+      await storage.ping();
+    };
+    await round();
+    const prepare = vi.spyOn(db, 'prepare');
+    await round();
+    await round();
+    expect(prepare).not.toHaveBeenCalled();
+    await storage.close();
+  });
+
+  it('translates busy and uniqueness errors into the interface\'s types and leaves others alone', () => {
+    const sqlite = (code: string) => Object.assign(new Error('x'), { code });
+    expect(storageError(sqlite('SQLITE_BUSY'))).toBeInstanceOf(StorageBusyError);
+    expect(storageError(sqlite('SQLITE_BUSY_SNAPSHOT'))).toBeInstanceOf(StorageBusyError);
+    expect(storageError(sqlite('SQLITE_LOCKED'))).toBeInstanceOf(StorageBusyError);
+    expect(storageError(sqlite('SQLITE_CONSTRAINT_UNIQUE'))).toBeInstanceOf(StorageUniqueError);
+    const other = sqlite('SQLITE_CONSTRAINT_CHECK');
+    expect(storageError(other)).toBe(other);
+    const plain = new Error('plain');
+    expect(storageError(plain)).toBe(plain);
+  });
+});
+
+describe('SQLite engine: two connections to one file (two processes)', () => {
+  it('wait for each other without stopping the event loop: their transactions serialise and one move wins', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'jit-storage-'));
+    const a = openSqliteStorage(join(dir, 'jit.db'));
+    const b = openSqliteStorage(join(dir, 'jit.db'));
+    try {
+      await a.requests.insert({ id: 'req_a', agent_id: 'agt', agent_name: 'n', resource: 'vault', tier: 2, required_tier: 2, status: 'pending', reason: 'r', scope: '{}', ttl_seconds: 60, session_key: null, rules: '[]', idempotency_key: null, body_hash: null, created_at: 1, updated_at: 1, approval_expires_at: null, claim_expires_at: null, decided_by: null, decided_at: null, decision_reason: null, failure: null });
+      let ticks = 0;
+      const ticker = setInterval(() => ticks++, 1);
+      // Each transaction yields between its statements, so the other connection's BEGIN finds the lock taken.
+      const results = await Promise.all(
+        [a, b, a, b].map((s, i) =>
+          s.transaction(async (tx) => {
+            const r = await tx.requests.get('req_a');
+            await new Promise((resolve) => setTimeout(resolve, 5)); // test only: hold the write lock a while
+            return r?.status === 'pending' && (await tx.requests.move('req_a', 'pending', i % 2 ? 'denied' : 'approved', 2));
+          }),
+        ),
+      );
+      clearInterval(ticker);
+      expect(results.filter(Boolean)).toHaveLength(1);
+      expect(['approved', 'denied']).toContain((await b.requests.get('req_a'))?.status);
+      expect(ticks).toBeGreaterThan(0);
+      // A write outside a transaction waits for the other connection's transaction too.
+      await Promise.all([
+        a.transaction(async (tx) => {
+          await tx.rateLimits.recordRefusal('agt', 5);
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }),
+        b.rateLimits.recordRefusal('agt', 6),
+      ]);
+      expect(await a.rateLimits.nthNewestSince('agt', 0, 2)).toBe(5);
+    } finally {
+      await a.close();
+      await b.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('SQLite engine: nesting check (JIT_STORAGE_NESTING_CHECK=1, set by vitest.config.ts)', () => {
+  it('refuses, at once, a call on the storage or a second transaction from inside a transaction callback', async () => {
+    expect(process.env['JIT_STORAGE_NESTING_CHECK']).toBe('1');
+    const storage = openSqliteStorage(':memory:');
+    await expect(storage.transaction(() => storage.requests.get('req_a'))).rejects.toThrow(/inside a transaction callback/);
+    await expect(storage.transaction(() => storage.transaction(async () => 1))).rejects.toThrow(/not reentrant/);
+    // Outside any callback, both work.
+    expect(await storage.requests.get('req_a')).toBeUndefined();
+    expect(await storage.transaction(async (tx) => tx.requests.get('req_a'))).toBeUndefined();
+    await storage.close();
+  });
+});
+
+describe('FifoLock', () => {
+  it('hands the lock over in arrival order, and a waiter past its wait gets StorageBusyError', async () => {
+    const lock = new FifoLock(50);
+    expect(lock.tryAcquire()).toBe(true);
+    expect(lock.tryAcquire()).toBe(false);
+    const order: number[] = [];
+    const waiters = [1, 2, 3].map((n) => lock.acquire().then(() => order.push(n)));
+    lock.release();
+    await waiters[0];
+    lock.release();
+    await waiters[1];
+    lock.release();
+    await waiters[2];
+    expect(order).toEqual([1, 2, 3]);
+    const late = lock.acquire();
+    await expect(late).rejects.toBeInstanceOf(StorageBusyError);
+    lock.release();
+    expect(lock.held).toBe(false);
+  });
+});
