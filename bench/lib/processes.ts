@@ -120,8 +120,12 @@ export async function startBrokerProcess(o: {
   /** Another checkout's `bin/jit.mjs` (bench/compare.ts); default this one. */
   jitBin?: string;
 }): Promise<Child & { url: string }> {
+  // BENCH_CPU_PROF=DIR: the broker writes a V8 CPU profile (.cpuprofile) into DIR when it stops (bench/profile-summary.ts sums it).
+  // Profiles of another checkout (bench/compare.ts's baseline) go to DIR/other, this checkout's to DIR/this.
+  const profDir = process.env['BENCH_CPU_PROF'];
+  const prof = profDir ? ['--cpu-prof', '--cpu-prof-dir', join(profDir, o.jitBin && o.jitBin !== JIT_BIN ? 'other' : 'this')] : [];
   const p = await startProcess(
-    [o.jitBin ?? JIT_BIN, 'serve'],
+    [...prof, o.jitBin ?? JIT_BIN, 'serve'],
     {
       JIT_HOST: '127.0.0.1',
       JIT_PORT: '0',
