@@ -7,7 +7,7 @@
  * - `seam`: through the asynchronous Storage (src/storage/sqlite/storage.ts),
  *   awaiting every call, as the broker does;
  * - `floor`: the same SQLite repositories called synchronously inside one
- *   better-sqlite3 BEGIN IMMEDIATE … COMMIT, no promise anywhere.
+ *   BEGIN IMMEDIATE … COMMIT, no promise anywhere.
  *
  * The difference is what the asynchronous interface costs per issue (CPU µs).
  *
@@ -107,6 +107,14 @@ async function seamIssue(): Promise<void> {
   });
 }
 
+// Plain BEGIN IMMEDIATE / COMMIT statements: the least a synchronous transaction can cost.
+const begin = db.prepare('BEGIN IMMEDIATE');
+const commit = db.prepare('COMMIT');
+const inTransaction = (f: () => void) => {
+  begin.run();
+  f();
+  commit.run();
+};
 const sync = { agents: sqliteAgents(db), rateLimits: sqliteRateLimits(db), requests: sqliteRequests(db), credentials: sqliteCredentials(db), audit: sqliteAudit(db) };
 
 /** The same statements, synchronous, in better-sqlite3 transactions. */
@@ -116,7 +124,7 @@ function floorIssue(): void {
   const now = Date.now();
   const append = (a: Audit, event: string) => a.insert(auditRow(a.last() as { seq: number; hash: string } | undefined, event, id, now));
   sync.agents.byTokenId(agent.token_id);
-  db.transaction(() => {
+  inTransaction(() => {
     sync.agents.byName(agent.name);
     sync.rateLimits.nthNewestSince(agent.id, now + 1, 100) // (an empty window: a lookup whose cost does not grow with the table);
     sync.requests.insert(requestRow(id, now));
@@ -124,12 +132,12 @@ function floorIssue(): void {
     append(sync.audit, 'request.approved');
     sync.requests.get(id);
     sync.credentials.insert(credentialRow(credId, id, now));
-  }).immediate();
-  db.transaction(() => {
+  });
+  inTransaction(() => {
     sync.credentials.markLive(credId, `acc_${n}`, now, now + 600_000);
     sync.requests.move(id, 'approved', 'issued', now);
     append(sync.audit, 'credential.issued');
-  }).immediate();
+  });
 }
 
 async function measure(which: 'seam' | 'floor'): Promise<number> {
