@@ -93,6 +93,8 @@ export interface PolicyProblem {
   message: string;
   /** 1-based line in the file, when known. */
   line?: number;
+  /** `yaml_syntax`: the file is not YAML; the message already names the line and column. */
+  kind?: 'yaml_syntax';
 }
 
 export interface PairDecision {
