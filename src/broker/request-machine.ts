@@ -20,6 +20,14 @@ export interface MachineTx {
   events: DecisionSink;
 }
 
+/**
+ * Whether a pending request's approval deadline has passed at `now`: it may
+ * no longer be approved, and times out (the sweep, or the next vote, moves it).
+ */
+export function isPastApprovalDeadline(request: { approval_expires_at: number | null }, now: number): boolean {
+  return request.approval_expires_at !== null && request.approval_expires_at <= now;
+}
+
 /** Every allowed status change. The final statuses have none. */
 export const TRANSITIONS: { readonly [F in RequestStatus]: readonly RequestStatus[] } = {
   pending: ['approved', 'denied', 'timed_out', 'revoked'],
