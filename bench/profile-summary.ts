@@ -3,10 +3,11 @@
  * writes them with BENCH_CPU_PROF=DIR) by self time: per function and per
  * module (package, or file of this project), top N of each.
  *
- *   node --import tsx bench/profile-summary.ts DIR_OR_FILE… [--top 30] [--per N]
+ *   node --import tsx bench/profile-summary.ts DIR_OR_FILE… [--top 30] [--requests N]
  *
- * `--per N` also prints each entry in ms per N requests' worth is not known
- * here: pass the number of requests served to get µs per request.
+ * A profile does not know how many requests it covers (warm-up and start-up
+ * included): pass `--requests N` to also get µs per request. Idle time is
+ * left out of every figure.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -54,7 +55,7 @@ for (const file of files) {
     const n = nodes.get(prof.samples[i]!)!;
     const us = prof.timeDeltas[i] ?? 0;
     const { functionName, url, lineNumber } = n.callFrame;
-    if (functionName === '(idle)' || functionName === '(program)' && false) continue;
+    if (functionName === '(idle)') continue;
     total += us;
     const mod = moduleOf(url);
     const fn = `${functionName || '(anonymous)'} ${mod}${url ? `:${lineNumber + 1}` : ''}`;
