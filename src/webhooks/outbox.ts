@@ -195,7 +195,8 @@ export function createOutboxSink(deps: OutboxSinkDeps): DecisionSink {
         deps.log.warn({ event_id: id, request_id: request.id, type: facts.event.type }, `decision webhook not sent: ${problem}`);
         return;
       }
-      deps.notify?.();
+      // The dispatcher is woken once the row is committed (it claims from the database): never for a rolled-back one.
+      tx.afterCommit(() => deps.notify?.());
     },
   };
 }
