@@ -38,7 +38,7 @@ function entryHash(prevHash: string, row: Omit<AuditRow, 'hash' | 'prev_hash'>):
 }
 
 interface CoalesceWindow {
-  event: string;
+  event: AuditEvent;
   start: number;
   /** Keys written in full this window: the entry's seq and how often it repeated since. */
   repeats: Map<string, { seq: number; actor: string; count: number }>;
@@ -54,7 +54,7 @@ interface CoalesceWindow {
  */
 export function createAuditLog(storage: Storage) {
   /** Open coalescing windows, one per kind of entry (this process's memory). */
-  const windows = new Map<string, CoalesceWindow>();
+  const windows = new Map<AuditEvent, CoalesceWindow>();
 
   async function write(tx: Transaction, entry: AuditEntry, at: number): Promise<{ seq: number; hash: string }> {
     const prev = await tx.audit.last();

@@ -1,5 +1,6 @@
 import type {
   AgentRow,
+  AuditEvent,
   AuditHeadRow,
   AuditRow,
   ClaimParams,
@@ -172,7 +173,7 @@ export interface AuditRepository {
   /** Entries after `afterSeq`, in order, at most `limit`. */
   page(afterSeq: number, limit: number): Promise<AuditRow[]>;
   /** Actor and time of the request's newest entry of `event`. */
-  latest(requestId: string, event: string): Promise<{ actor: string; at: number } | undefined>;
+  latest(requestId: string, event: AuditEvent): Promise<{ actor: string; at: number } | undefined>;
   lastHead(): Promise<AuditHeadRow | undefined>;
   insertHead(head: AuditHeadRow): Promise<void>;
   /** Every signed head, oldest first. */
