@@ -1,12 +1,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { StorageBusyError, StorageUniqueError } from '../../src/storage/errors.ts';
 import { FifoLock } from '../../src/storage/lock.ts';
 import { openSqliteStorage, sqliteDatabase } from '../../src/storage/sqlite/index.ts';
 import { storageError } from '../../src/storage/sqlite/storage.ts';
-import { describeStorageConformance } from './conformance.ts';
+import type { Storage } from '../../src/storage/storage.ts';
+import { T0, describeStorageConformance, request } from './conformance.ts';
 
 describeStorageConformance('SQLite, a temporary file', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'jit-storage-'));
@@ -59,6 +60,54 @@ describe('SQLite engine specifics', () => {
     expect(storageError(other)).toBe(other);
     const plain = new Error('plain');
     expect(storageError(plain)).toBe(plain);
+  });
+});
+
+/*
+ * One connection per process: one transaction at a time, and a call outside
+ * a transaction waits for the open one. Not part of the conformance suite:
+ * an engine with a connection pool and MVCC (PostgreSQL) runs them side by
+ * side; what every engine owes is the isolation in the Storage doc.
+ */
+describe('SQLite engine: one transaction at a time', () => {
+  let s: Storage;
+  beforeEach(() => {
+    s = openSqliteStorage(':memory:');
+  });
+  afterEach(() => s.close());
+
+  it('makes a call outside the transaction wait until it ends, so it never sees uncommitted writes', async () => {
+    let inserted!: () => void;
+    const wrote = new Promise<void>((r) => (inserted = r));
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const running = s.transaction(async (tx) => {
+      await tx.requests.insert(request('req_a'));
+      inserted();
+      await gate; // test only: a real callback awaits nothing but tx calls
+      await tx.requests.move('req_a', 'pending', 'approved', T0 + 1);
+    });
+    await wrote;
+    const outside = s.requests.get('req_a');
+    release();
+    await running;
+    expect((await outside)?.status).toBe('approved');
+  });
+
+  it('runs transactions one at a time, in arrival order', async () => {
+    await s.grantPolicies.acquire('counter', T0);
+    const order: number[] = [];
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        s.transaction(async (tx) => {
+          const g = await tx.grantPolicies.acquire('counter', T0);
+          await tx.grantPolicies.retire('counter', g.generation, T0);
+          order.push(i);
+        }),
+      ),
+    );
+    expect(order).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    expect((await s.grantPolicies.acquire('counter', T0)).generation).toBe(21);
   });
 });
 
