@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { StorageBusyError, StorageUniqueError } from '../../src/storage/errors.ts';
 import { FifoLock } from '../../src/storage/lock.ts';
-import { openSqliteStorage, sqliteDatabase } from '../../src/storage/sqlite/index.ts';
+import { BUSY_TIMEOUT_MS, openSqliteStorage, sqliteDatabase } from '../../src/storage/sqlite/index.ts';
 import { storageError } from '../../src/storage/sqlite/storage.ts';
 import type { Storage } from '../../src/storage/storage.ts';
 import { T0, describeStorageConformance, request } from './conformance.ts';
@@ -108,6 +108,83 @@ describe('SQLite engine: one transaction at a time', () => {
     );
     expect(order).toEqual(Array.from({ length: 20 }, (_, i) => i));
     expect((await s.grantPolicies.acquire('counter', T0)).generation).toBe(21);
+  });
+});
+
+describe('SQLite engine: hooks and close', () => {
+  it('a commit hook that throws is reported, the other hooks run, and the committed transaction resolves', async () => {
+    const reported: [unknown, string][] = [];
+    const storage = openSqliteStorage(':memory:', { onHookError: (err, after) => reported.push([err, after]) });
+    const bad = new Error('hook failed');
+    const ran: string[] = [];
+    const result = await storage.transaction(async (tx) => {
+      await tx.requests.insert(request('req_a'));
+      tx.afterCommit(() => {
+        throw bad;
+      });
+      tx.afterCommit(() => ran.push('second'));
+      return 'done';
+    });
+    expect(result).toBe('done');
+    expect(ran).toEqual(['second']);
+    expect(reported).toEqual([[bad, 'commit']]);
+    expect((await storage.requests.get('req_a'))?.status).toBe('pending');
+    await storage.close();
+  });
+
+  it('a rollback hook that throws does not hide the callback\'s error', async () => {
+    const reported: [unknown, string][] = [];
+    const storage = openSqliteStorage(':memory:', { onHookError: (err, after) => reported.push([err, after]) });
+    const original = new Error('the real failure');
+    const bad = new Error('hook failed');
+    await expect(
+      storage.transaction(async (tx) => {
+        await tx.requests.insert(request('req_a'));
+        tx.afterRollback(() => {
+          throw bad;
+        });
+        throw original;
+      }),
+    ).rejects.toBe(original);
+    expect(reported).toEqual([[bad, 'rollback']]);
+    expect(await storage.requests.get('req_a')).toBeUndefined();
+    await storage.close();
+  });
+
+  it('close() waits for the open transaction, and closes anyway (rolling it back) when it outlasts the lock wait', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'jit-storage-'));
+    const path = join(dir, 'jit.db');
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const storage = openSqliteStorage(path);
+      let inserted!: () => void;
+      const wrote = new Promise<void>((r) => (inserted = r));
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      const running = storage.transaction(async (tx) => {
+        await tx.requests.insert(request('req_a'));
+        inserted();
+        await gate; // test only: a callback that does not settle
+        await tx.requests.get('req_a');
+      });
+      await wrote;
+      const closed = storage.close();
+      const outcome = closed.then(() => 'closed', (err: unknown) => err);
+      await vi.advanceTimersByTimeAsync(BUSY_TIMEOUT_MS - 1);
+      expect(sqliteDatabase(storage).open).toBe(true);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(await outcome).toBeInstanceOf(StorageBusyError);
+      expect(sqliteDatabase(storage).open).toBe(false);
+      release();
+      await expect(running).rejects.toThrow();
+      await storage.close(); // again: nothing to do
+      const reopened = openSqliteStorage(path);
+      expect(await reopened.requests.get('req_a')).toBeUndefined();
+      await reopened.close();
+    } finally {
+      vi.useRealTimers();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
