@@ -23,6 +23,7 @@ import type {
   VoteDecisionRow,
   VoteRow,
 } from './rows.ts';
+import type { Logger } from '../lib/logger.ts';
 
 /*
  * The storage interface: every statement the broker, Telegram, webhooks,
@@ -322,5 +323,19 @@ export interface Storage extends Repositories {
   transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T>;
   /** Resolves when the database answers a trivial query (/healthz). */
   ping(): Promise<void>;
+  /**
+   * Starts the engine's background upkeep, for the one long-running
+   * process that maintains the database (the service's primary; not its
+   * HTTP workers, not the CLI), and logs what the operator should fix
+   * (SQLite: the WAL checkpointer; database files other local users can
+   * read). Stop it before close().
+   */
+  maintain(log: Logger): StorageMaintenance;
   close(): Promise<void>;
+}
+
+/** A storage engine's running background upkeep (Storage.maintain). */
+export interface StorageMaintenance {
+  /** Idempotent. */
+  stop(): Promise<void>;
 }

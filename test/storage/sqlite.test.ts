@@ -1,8 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { StorageBusyError, StorageUniqueError } from '../../src/storage/errors.ts';
+import { openStorage } from '../../src/storage/index.ts';
+import { BACKGROUND_AUTOCHECKPOINT_PAGES } from '../../src/storage/sqlite/open.ts';
 import { FifoLock } from '../../src/storage/lock.ts';
 import { BUSY_TIMEOUT_MS, openSqliteStorage, sqliteDatabase } from '../../src/storage/sqlite/index.ts';
 import { storageError } from '../../src/storage/sqlite/storage.ts';
@@ -183,6 +185,51 @@ describe('SQLite engine: hooks and close', () => {
       await reopened.close();
     } finally {
       vi.useRealTimers();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('openStorage (the one place the engine is chosen)', () => {
+  it('opens SQLite, checkpointing in the background for the service and its workers, inline for tools', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'jit-storage-'));
+    const config = { dbPath: join(dir, 'jit.db') };
+    try {
+      for (const [role, pages] of [['service', BACKGROUND_AUTOCHECKPOINT_PAGES], ['worker', BACKGROUND_AUTOCHECKPOINT_PAGES], ['tool', 1000], [undefined, 1000]] as const) {
+        const storage = openStorage(config, role ? { role } : {});
+        expect(storage.engine).toBe('sqlite');
+        expect(sqliteDatabase(storage).pragma('wal_autocheckpoint', { simple: true })).toBe(pages);
+        await storage.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reports a throwing hook on the log it was given', async () => {
+    const errors: string[] = [];
+    const storage = openStorage({ dbPath: ':memory:' }, { log: { error: (_obj: unknown, msg?: string) => void errors.push(msg ?? '') } as never });
+    await storage.transaction(async (tx) => tx.afterCommit(() => {
+      throw new Error('hook failed');
+    }));
+    expect(errors).toEqual([expect.stringContaining('commit hook threw')]);
+    await storage.close();
+  });
+
+  it('maintains a file database in the service: warns of loose modes, runs the checkpointer until stopped', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'jit-storage-'));
+    const path = join(dir, 'jit.db');
+    try {
+      const storage = openStorage({ dbPath: path }, { role: 'service' });
+      chmodSync(path, 0o644);
+      const warnings: unknown[] = [];
+      const log = { warn: (obj: unknown) => void warnings.push(obj), error: () => {}, info: () => {} } as never;
+      const maintenance = storage.maintain(log);
+      expect(warnings).toEqual([{ loose: [`${path} is 0644`] }]);
+      await maintenance.stop();
+      await maintenance.stop();
+      await storage.close();
+    } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });

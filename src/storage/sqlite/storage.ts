@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import type { Logger } from '../../lib/logger.ts';
 import { StorageBusyError, StorageUniqueError, TransactionEndedError } from '../errors.ts';
 import { FifoLock } from '../lock.ts';
 import type { Repositories, Storage, Transaction } from '../storage.ts';
@@ -6,6 +7,7 @@ import { sqliteAgents } from './agents.ts';
 import { sqliteAudit } from './audit.ts';
 import { sqliteCredentials, sqliteGrantPolicies } from './credentials.ts';
 import { BUSY_TIMEOUT_MS, isBusy, openDatabase, transactionControl, type Db, type OpenOptions } from './open.ts';
+import { startSqliteMaintenance } from './maintenance.ts';
 import { sqliteOutbox } from './outbox.ts';
 import { sqliteIdempotency, sqliteRateLimits, sqliteRequests } from './requests.ts';
 import { sqliteSettings } from './settings.ts';
@@ -285,6 +287,7 @@ export function createSqliteStorage(db: Db, opts: { onHookError?: HookErrorRepor
       }
     },
     ping: () => direct(() => void select1.get(), []) as Promise<void>,
+    maintain: (log: Logger) => startSqliteMaintenance(db.name, log),
     close: () => (db.open ? (closing ??= closeAfterTransaction()) : Promise.resolve()),
   } as Storage;
   const directViews = asyncViews(sync, direct);
