@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import type { RequestRow } from '../../../src/broker/repository.ts';
+import type { RequestRow } from '../../../src/broker/rows.ts';
 import { openSqliteStorage, sqliteDatabase } from '../../../src/storage/sqlite/index.ts';
 import type { Transaction } from '../../../src/storage/storage.ts';
 import { createMetrics, instrumentVault, metricsDecisionSink } from '../../../src/metrics/index.ts';
