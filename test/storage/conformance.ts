@@ -78,6 +78,24 @@ function auditRow(seq: number, o: Partial<AuditRow> = {}): AuditRow {
 
 const ids = (rows: { id: string }[]) => rows.map((r) => r.id);
 
+/**
+ * A transaction that inserts pending `req_a` (`wrote` resolves then), stays
+ * open until `release()`, then moves it to approved and commits.
+ */
+export function transactionHeldOpen(s: Storage): { wrote: Promise<void>; release: () => void; running: Promise<void> } {
+  let inserted!: () => void;
+  const wrote = new Promise<void>((r) => (inserted = r));
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const running = s.transaction(async (tx) => {
+    await tx.requests.insert(request('req_a'));
+    inserted();
+    await gate; // test only: a real callback awaits nothing but tx calls
+    await tx.requests.move('req_a', 'pending', 'approved', T0 + 1);
+  });
+  return { wrote, release, running };
+}
+
 /** Registers the conformance tests for the storage engine `name`. */
 export function describeStorageConformance(name: string, open: () => Promise<OpenedStorage>): void {
   describe(`storage conformance: ${name}`, () => {
@@ -631,16 +649,7 @@ export function describeStorageConformance(name: string, open: () => Promise<Ope
       });
 
       it('never lets a call outside the transaction see its uncommitted writes', async () => {
-        let inserted!: () => void;
-        const wrote = new Promise<void>((r) => (inserted = r));
-        let release!: () => void;
-        const gate = new Promise<void>((r) => (release = r));
-        const running = s.transaction(async (tx) => {
-          await tx.requests.insert(request('req_a'));
-          inserted();
-          await gate; // test only: a real callback awaits nothing but tx calls
-          await tx.requests.move('req_a', 'pending', 'approved', T0 + 1);
-        });
+        const { wrote, release, running } = transactionHeldOpen(s);
         await wrote;
         // Before the commit (nothing) or after it (approved), never the pending row in between.
         const outside = s.requests.get('req_a').then((r) => r?.status ?? 'absent');

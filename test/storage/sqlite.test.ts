@@ -9,7 +9,7 @@ import { FifoLock } from '../../src/storage/lock.ts';
 import { BUSY_TIMEOUT_MS, openSqliteStorage, sqliteDatabase } from '../../src/storage/sqlite/index.ts';
 import { storageError } from '../../src/storage/sqlite/storage.ts';
 import type { Storage } from '../../src/storage/storage.ts';
-import { T0, describeStorageConformance, request } from './conformance.ts';
+import { T0, describeStorageConformance, request, transactionHeldOpen } from './conformance.ts';
 
 describeStorageConformance('SQLite, a temporary file', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'jit-storage-'));
@@ -79,16 +79,7 @@ describe('SQLite engine: one transaction at a time', () => {
   afterEach(() => s.close());
 
   it('makes a call outside the transaction wait until it ends, so it never sees uncommitted writes', async () => {
-    let inserted!: () => void;
-    const wrote = new Promise<void>((r) => (inserted = r));
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    const running = s.transaction(async (tx) => {
-      await tx.requests.insert(request('req_a'));
-      inserted();
-      await gate; // test only: a real callback awaits nothing but tx calls
-      await tx.requests.move('req_a', 'pending', 'approved', T0 + 1);
-    });
+    const { wrote, release, running } = transactionHeldOpen(s);
     await wrote;
     const outside = s.requests.get('req_a');
     release();
@@ -159,16 +150,7 @@ describe('SQLite engine: hooks and close', () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
     try {
       const storage = openSqliteStorage(path);
-      let inserted!: () => void;
-      const wrote = new Promise<void>((r) => (inserted = r));
-      let release!: () => void;
-      const gate = new Promise<void>((r) => (release = r));
-      const running = storage.transaction(async (tx) => {
-        await tx.requests.insert(request('req_a'));
-        inserted();
-        await gate; // test only: a callback that does not settle
-        await tx.requests.get('req_a');
-      });
+      const { wrote, release, running } = transactionHeldOpen(storage);
       await wrote;
       const closed = storage.close();
       const outcome = closed.then(() => 'closed', (err: unknown) => err);
