@@ -135,7 +135,7 @@ export interface OutboxSinkDeps {
   policies: { current(): PolicySet } | undefined;
   ids: IdGenerator;
   log: Logger;
-  /** Called after a deliverable row is written; the dispatcher's `notify`. */
+  /** Called once a deliverable row is committed (never for a rolled-back one); the dispatcher's `notify`. */
   notify?: () => void;
 }
 
