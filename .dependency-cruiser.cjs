@@ -14,6 +14,13 @@ const ADAPTERS = `${OTHER_ADAPTERS}|cli`;
 /** The composition root's files: every file directly in src/ (main.ts, create-deps.ts, …). */
 const COMPOSITION_FILES = '^src/[^/]+$';
 
+/**
+ * The lower layers: storage, Vault client, configuration, helpers, wire schemas and metrics. They import each other
+ * (config → lib and storage, vault → config and lib, metrics → storage and vault, storage → lib and wire, wire → lib)
+ * and never the broker, an adapter or the composition root. keys/ has its own stricter rule below.
+ */
+const LOWER_LAYERS = 'storage|vault|config|lib|wire|metrics';
+
 module.exports = {
   forbidden: [
     {
@@ -54,6 +61,26 @@ module.exports = {
         'else of webhooks/ or mcp/, and nothing of http/, telegram/ or console/.',
       from: { path: '^src/cli/' },
       to: { path: `^src/(${OTHER_ADAPTERS})/`, pathNot: ['^src/webhooks/outbox\\.ts$', '^src/mcp/server\\.ts$'] },
+    },
+    {
+      name: 'lower-layers-import-nothing-above',
+      severity: 'error',
+      comment:
+        'src/storage, vault, config, lib, wire and metrics sit below the broker: they import each other, never src/broker, ' +
+        'an adapter, cluster/ or the composition root. A type both sides need moves down (the DecisionSink lives in ' +
+        'src/storage/decision-sink.ts); wiring that needs the broker goes to create-deps.ts.',
+      from: { path: `^src/(${LOWER_LAYERS})/` },
+      to: { path: [`^src/(${ADAPTERS}|broker|cluster)/`, COMPOSITION_FILES] },
+    },
+    {
+      name: 'agent-side-imports-only-wire-lib-client',
+      severity: 'error',
+      comment:
+        'src/client (the agent-side library) and src/mcp (the MCP server over it) run beside the agent, not in the broker: ' +
+        'they import src/wire, src/lib, src/client and their own folder, nothing else of src/. A type they share with ' +
+        'the broker belongs in src/wire.',
+      from: { path: '^src/(client|mcp)/' },
+      to: { path: '^src/', pathNot: ['^src/(wire|lib|client)/', '^src/$1/'] },
     },
     {
       name: 'keys-are-shared-not-an-adapter',

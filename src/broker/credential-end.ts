@@ -36,6 +36,28 @@ export async function endCredential(
   await storage.credentials.move(cred.id, 'ending', 'ended', clock.now());
 }
 
+/**
+ * Closes an abandoned credential (an issue that failed after its row was
+ * written) once its Vault policy is settled: `abandoned` → `failed`, with the
+ * `credential.abandoned` audit entry, in one transaction. `policyDeleted`:
+ * the policy was deleted from Vault (false when other credentials still hold
+ * it). Nothing happens when another process closed the row first.
+ */
+export async function failAbandoned(
+  deps: Pick<BrokerDeps, 'storage' | 'clock' | 'audit'>,
+  cred: { id: string; request_id: string; vault_policy: string | null },
+  policyDeleted: boolean,
+): Promise<void> {
+  const policy = cred.vault_policy;
+  await deps.storage.transaction(async (tx) => {
+    const now = deps.clock.now();
+    if (await tx.credentials.move(cred.id, 'abandoned', 'failed', now)) {
+      const data = { credential_id: cred.id, policy, ...(policyDeleted || policy === null ? {} : { policy_kept_for_other_credentials: true }) };
+      await deps.audit.append(tx, { event: 'credential.abandoned', actor: 'broker', requestId: cred.request_id, data }, now);
+    }
+  });
+}
+
 function failNoVault(requestId: string): never {
   throw new Error(`the credential of request ${requestId} is a Vault token; ending it needs a Vault client`);
 }

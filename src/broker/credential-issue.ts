@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { StorageUniqueError } from '../storage/errors.ts';
 import type { Transaction } from '../storage/storage.ts';
-import { endCredential } from './credential-end.ts';
+import { endCredential, failAbandoned } from './credential-end.ts';
 import type { BrokerDeps } from './deps.ts';
 import { BrokerError } from './errors.ts';
 import { GATE_ISSUER, signGateJwt } from './gate-jwt.ts';
@@ -340,7 +340,7 @@ async function revokeOrRecord(deps: BrokerDeps, credentialId: string, accessor: 
  * Vault is down.
  */
 async function abandonMint(deps: BrokerDeps, credentialId: string, policyName: string, requestId: string): Promise<void> {
-  const { storage, vault, clock, audit, log } = deps;
+  const { storage, vault, clock, log } = deps;
   const deleteNow = await storage.transaction(async (tx) => {
     const now = clock.now();
     await tx.credentials.move(credentialId, 'minting', 'abandoned', now, 'vault failure during issue');
@@ -355,9 +355,5 @@ async function abandonMint(deps: BrokerDeps, credentialId: string, policyName: s
       return;
     }
   }
-  await storage.transaction(async (tx) => {
-    if (await tx.credentials.move(credentialId, 'abandoned', 'failed', clock.now())) {
-      await audit.append(tx, { event: 'credential.abandoned', actor: 'broker', requestId, data: { credential_id: credentialId, policy: policyName, ...(deleteNow ? {} : { policy_kept_for_other_credentials: true }) } }, clock.now());
-    }
-  });
+  await failAbandoned(deps, { id: credentialId, request_id: requestId, vault_policy: policyName }, deleteNow);
 }

@@ -17,7 +17,7 @@ import {
 } from './narrowing.ts';
 import type { PolicyStore } from './policy/index.ts';
 import type { RequestRow, RequestStatus } from './rows.ts';
-import { approve, deny, timeOut, type DecisionRecord } from './request-machine.ts';
+import { approve, deny, isPastApprovalDeadline, timeOut, type DecisionRecord } from './request-machine.ts';
 
 export type DecideOutcome =
   /** `grant` is what was approved; `narrowed` when it is less than the request asked. */
@@ -91,7 +91,7 @@ export async function decideIn(tx: Transaction, deps: DecideDeps, requestId: str
     await audit.append(tx, { event: 'vote.ignored', actor: input.approver, requestId, data: { decision: input.decision, status: request.status } }, now);
     return { outcome: 'already_decided', request, status: request.status, decidedBy: request.decided_by };
   }
-  if (request.approval_expires_at !== null && request.approval_expires_at <= now) {
+  if (isPastApprovalDeadline(request, now)) {
     // The deadline passed before the sweep noticed: time it out now rather than approve late.
     await timeOut(deps, tx, requestId, now, { late_vote_by: input.approver });
     const timedOut = (await tx.requests.get(requestId))!;

@@ -1,5 +1,5 @@
 import type { BrokerDeps } from './deps.ts';
-import { endCredential } from './credential-end.ts';
+import { endCredential, failAbandoned } from './credential-end.ts';
 import { STALE_MINT_MS } from './credential-issue.ts';
 import type { CredentialRow } from './rows.ts';
 import { expireIssued, expireUnclaimed, failUnissued, timeOut } from './request-machine.ts';
@@ -79,12 +79,7 @@ async function deleteAbandonedPolicy(deps: BrokerDeps, c: CredentialRow): Promis
     deps.log.warn({ err, request_id: c.request_id }, 'could not delete abandoned policy yet; will retry');
     return false;
   }
-  const now = deps.clock.now();
-  await deps.storage.transaction(async (tx) => {
-    if (await tx.credentials.move(c.id, 'abandoned', 'failed', now)) {
-      await deps.audit.append(tx, { event: 'credential.abandoned', actor: 'broker', requestId: c.request_id, data: { credential_id: c.id, policy: c.vault_policy, ...(deleteNow || policy === null ? {} : { policy_kept_for_other_credentials: true }) } }, now);
-    }
-  });
+  await failAbandoned(deps, c, deleteNow);
   return true;
 }
 

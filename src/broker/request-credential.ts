@@ -10,7 +10,7 @@ import { evaluateGate, evaluateVault, sessionAllowed } from './policy/index.ts';
 import type { Decision, Tier } from './policy/types.ts';
 import type { RequestRow } from './rows.ts';
 import type { CredentialRequestBody, IssuedResponse, PendingResponse, RequestView } from '../wire/schemas.ts';
-import { failUnissued } from './request-machine.ts';
+import { create, failUnissued } from './request-machine.ts';
 import { issuedBody, requestView } from './view.ts';
 
 export type RequestOutcome =
@@ -42,7 +42,7 @@ export async function requestCredential(
 }
 
 async function handleRequest(deps: BrokerDeps, agent: Agent, body: CredentialRequestBody, idempotencyKey: string | undefined): Promise<RequestOutcome> {
-  const { storage, audit, clock, ids, config, policies } = deps;
+  const { storage, clock, ids, config, policies } = deps;
   // Only an idempotent request needs its body fingerprint.
   const bodyHash = idempotencyKey === undefined ? null : createHash('sha256').update(canonicalJson(body)).digest('hex');
 
@@ -106,22 +106,8 @@ async function handleRequest(deps: BrokerDeps, agent: Agent, body: CredentialReq
     await storage.transaction(async (tx) => {
       await assertNotRemoved(tx, agent);
       await checkRateLimits(deps, tx, agent, now, effectiveTier > 1);
-      await tx.requests.insert(row);
-      const actor = `agent:${agent.name}`;
-      await audit.append(
-        tx,
-        {
-          event: 'request.created',
-          actor,
-          requestId: row.id,
-          data: { agent: agent.name, resource: row.resource, tier: row.tier, required_tier: row.required_tier, scope, ttl_seconds: row.ttl_seconds, rules: decision.rules, session_key: sessionKey },
-        },
-        now,
-      );
-      if (row.status === 'approved') {
-        await audit.append(tx, { event: 'request.approved', actor: 'policy', requestId: row.id, data: { tier: 1, rules: decision.rules } }, now);
-        if (row.resource === 'vault') reservation = await reserveVaultCredential(deps, tx, row);
-      }
+      await create(deps, tx, row, { actor: `agent:${agent.name}`, scope, rules: decision.rules });
+      if (row.status === 'approved' && row.resource === 'vault') reservation = await reserveVaultCredential(deps, tx, row);
     });
   } catch (err) {
     // Two requests racing with one idempotency key: the loser replays the winner.

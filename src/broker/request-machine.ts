@@ -2,12 +2,12 @@ import type { AuditLog } from './audit.ts';
 import type { DecisionSink } from './events.ts';
 import type { StatusMoveFields } from '../storage/rows.ts';
 import type { Transaction } from '../storage/storage.ts';
-import type { CredentialRow, RequestStatus } from './rows.ts';
+import type { CredentialRow, RequestRow, RequestStatus } from './rows.ts';
 
 /**
- * The request state machine: the only code that changes a request's status
- * (a new request is inserted `pending`, or `approved` by a tier-1 rule, by
- * request-credential.ts). Each named move is the conditional update, its
+ * The request state machine: the only code that changes a request's status,
+ * and the one that inserts a request ({@link create}: `pending`, or `approved`
+ * by a tier-1 rule). Each named move is the conditional update, its
  * audit entry and its decision event (where one is sent), written in the
  * caller's transaction; it never opens one and never calls the network.
  * A move returns whether it happened: false when the request was no longer
@@ -18,6 +18,14 @@ import type { CredentialRow, RequestStatus } from './rows.ts';
 export interface MachineTx {
   audit: AuditLog;
   events: DecisionSink;
+}
+
+/**
+ * Whether a pending request's approval deadline has passed at `now`: it may
+ * no longer be approved, and times out (the sweep, or the next vote, moves it).
+ */
+export function isPastApprovalDeadline(request: { approval_expires_at: number | null }, now: number): boolean {
+  return request.approval_expires_at !== null && request.approval_expires_at <= now;
 }
 
 /** Every allowed status change. The final statuses have none. */
@@ -67,6 +75,23 @@ function step(tx: Transaction, move: MoveName, id: string, from: RequestStatus, 
 
 async function record(m: MachineTx, tx: Transaction, id: string, type: 'approved' | 'denied' | 'timed_out' | 'revoked' | 'expired', now: number): Promise<void> {
   await m.events.record(tx, (await tx.requests.get(id))!, type, now);
+}
+
+/**
+ * Inserts a new request, `pending` or (tier 1, approved by policy) `approved`,
+ * with its `request.created` entry and, for tier 1, `request.approved` by
+ * `policy` (no decision event: nobody waits on it). `created.scope` and
+ * `created.rules` are the parsed forms of `row.scope` and `row.rules`, as the
+ * audit entry records them.
+ */
+export async function create(m: MachineTx, tx: Transaction, row: RequestRow, created: { actor: string; scope: unknown; rules: string[] }): Promise<void> {
+  const tierOne = row.required_tier === 1;
+  if (row.status !== (tierOne ? 'approved' : 'pending')) throw new Error(`request state machine: a tier-${row.required_tier} request cannot be created ${row.status}`);
+  const now = row.created_at;
+  await tx.requests.insert(row);
+  const data = { agent: row.agent_name, resource: row.resource, tier: row.tier, required_tier: row.required_tier, scope: created.scope, ttl_seconds: row.ttl_seconds, rules: created.rules, session_key: row.session_key };
+  await m.audit.append(tx, { event: 'request.created', actor: created.actor, requestId: row.id, data }, now);
+  if (tierOne) await m.audit.append(tx, { event: 'request.approved', actor: 'policy', requestId: row.id, data: { tier: 1, rules: created.rules } }, now);
 }
 
 /** How an approver's decision is recorded on the request and in its audit entry (decide.ts builds both). */

@@ -28,6 +28,7 @@ function parseArgsProblem(err: Error & { code?: string }): string {
   const option = /--[A-Za-z][\w-]*/.exec(err.message)?.[0] ?? /'(-[A-Za-z])\b/.exec(err.message)?.[1];
   if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && option) return `unknown option "${option}"`;
   if (err.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && option) {
+    // Node's text, not ours: one code covers both cases, and only its message tells them apart.
     return /argument missing/.test(err.message) ? `${option} needs a value` : `${option} takes no value`;
   }
   return err.message;

@@ -1,3 +1,4 @@
+import { JitOptionError } from './errors.ts';
 import { JitClient, type JitClientOptions } from './jit-client.ts';
 
 /** Where the agent side finds the broker when `JIT_URL` is not set. */
@@ -19,7 +20,7 @@ export function jitClientFromEnv(env: Record<string, string | undefined>, overri
   try {
     return new JitClient({ ...overrides, baseUrl, token });
   } catch (err) {
-    const message = (err as Error).message;
-    throw new ClientConfigError(message.startsWith('token') ? `JIT_AGENT_TOKEN: ${message}` : `JIT_URL: ${message.replace(/^baseUrl/, 'the value')}`);
+    if (!(err instanceof JitOptionError)) throw err;
+    throw new ClientConfigError(err.field === 'token' ? `JIT_AGENT_TOKEN: ${err.message}` : `JIT_URL: the value ${err.detail}`);
   }
 }

@@ -21,6 +21,22 @@ export interface Problem {
   [field: string]: unknown;
 }
 
+/**
+ * A bad `JitClient` option. A TypeError (the caller passed a bad value), with
+ * the option it names in `field` and the complaint without the option's name
+ * in `detail`, so a caller can say which setting it came from without parsing
+ * the message.
+ */
+export class JitOptionError extends TypeError {
+  override name = 'JitOptionError';
+  constructor(
+    readonly field: 'token' | 'baseUrl',
+    readonly detail: string,
+  ) {
+    super(`${field} ${detail}`);
+  }
+}
+
 /** Base class of every error the client throws. */
 export class JitError extends Error {
   override name = 'JitError';

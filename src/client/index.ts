@@ -12,6 +12,7 @@ export {
   JitError,
   JitGoneError,
   JitNotFoundError,
+  JitOptionError,
   JitPolicyDeniedError,
   JitRateLimitedError,
   JitUnauthorizedError,

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Clock } from '../lib/clock.ts';
-import { JitApiError, JitRateLimitedError, JitUnavailableError, JitUnreachableError, JitWaitTimeoutError, apiErrorFor, type Problem } from './errors.ts';
+import { JitApiError, JitOptionError, JitRateLimitedError, JitUnavailableError, JitUnreachableError, JitWaitTimeoutError, apiErrorFor, type Problem } from './errors.ts';
 import type { CredentialRequestInput, IssuedResult, PendingResult, ReplayedResult, RequestResult, RequestStatus, RequestView } from './types.ts';
 
 export interface JitClientOptions {
@@ -84,7 +84,7 @@ export class JitClient {
 
   constructor(options: JitClientOptions) {
     this.baseUrl = normalizeBaseUrl(options.baseUrl);
-    if (!options.token || /\s/.test(options.token)) throw new TypeError('token must be a non-empty agent token without spaces');
+    if (!options.token || /\s/.test(options.token)) throw new JitOptionError('token', 'must be a non-empty agent token without spaces');
     this.#token = options.token;
     this.#fetch = options.fetch ?? globalThis.fetch;
     this.#sleep = options.sleep ?? defaultSleep;
@@ -269,11 +269,11 @@ function normalizeBaseUrl(raw: string): string {
   try {
     url = new URL(raw);
   } catch {
-    throw new TypeError(`baseUrl "${raw.slice(0, 200)}" is not a URL (expected e.g. http://127.0.0.1:8787)`);
+    throw new JitOptionError('baseUrl', `"${raw.slice(0, 200)}" is not a URL (expected e.g. http://127.0.0.1:8787)`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new TypeError(`baseUrl must be http:// or https:// (got ${url.protocol})`);
-  if (url.username || url.password) throw new TypeError('baseUrl must not contain credentials; the agent token goes in the token option');
-  if (url.search || url.hash) throw new TypeError('baseUrl must not have a query or fragment');
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new JitOptionError('baseUrl', `must be http:// or https:// (got ${url.protocol})`);
+  if (url.username || url.password) throw new JitOptionError('baseUrl', 'must not contain credentials; the agent token goes in the token option');
+  if (url.search || url.hash) throw new JitOptionError('baseUrl', 'must not have a query or fragment');
   return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
 }
 

@@ -19,8 +19,8 @@ export type {
   IssuedResponse as IssuedResult,
   PendingResponse as PendingResult,
   RequestView,
+  Tier,
 } from '../wire/schemas.ts';
-export type { Tier } from '../broker/policy/types.ts';
 import type { IssuedResponse as IssuedResult, PendingResponse as PendingResult, RequestView } from '../wire/schemas.ts';
 
 /**

@@ -2,6 +2,7 @@ import * as ed from '@noble/ed25519';
 import { dirname, join } from 'node:path';
 import { ConfigError, type Config } from '../config/config.ts';
 import { systemClock, type Clock } from '../lib/clock.ts';
+import { currentEntry, markRevoked, ms, prune, publishedEntries, settleAtLoad, withNewCurrent, type LoadNote } from './key-entries.ts';
 import { KEY_FILE_NAME, KEY_FILE_RECHECK_MS, KeyFileRace, KeyRingError, keyId, openKeyFile, type KeyEntry, type KeyFile, type KeyRingLog } from './key-file.ts';
 
 export { KEY_FILE_NAME, KEY_FILE_RECHECK_MS, KeyRingError, keyId, type KeyRingLog } from './key-file.ts';
@@ -110,10 +111,23 @@ interface LiveKey {
   source: 'generated' | 'env';
 }
 
+function statusOf(k: KeyEntry): KeyInfo['status'] {
+  return k.revoked_at ? 'revoked' : k.retired_at ? 'previous' : 'current';
+}
+
+/** The signing key of the current entry: its seed from the file, or JIT_SIGNING_KEY's for an `env` entry. */
+function liveKeyOf(entry: KeyEntry, envSeed: Uint8Array | undefined): LiveKey {
+  const seed = entry.source === 'env' ? envSeed! : new Uint8Array(Buffer.from(entry.d!, 'base64url'));
+  return { kid: entry.kid, seed, publicKey: new Uint8Array(Buffer.from(entry.x, 'base64url')), source: entry.source };
+}
+
 /**
  * The broker's Ed25519 signing keys: the current signer, the JWKS, rotation,
  * revocation and the grace period. The key file itself (reading, atomic
- * writes, modes, watching for changes) is ./key-file.ts.
+ * writes, modes, watching for changes) is ./key-file.ts; what happens to its
+ * entries (new keys, retirement, pruning, revocation, settling against
+ * JIT_SIGNING_KEY at load) is ./key-entries.ts. This closure holds the state
+ * and does the I/O.
  *
  * Security decisions:
  * - Private keys never go into SQLite. A generated key lives in a key file
@@ -160,82 +174,19 @@ export function createKeyRing(deps: {
   /** The Signer of `live`, made once per key. */
   let signer: Signer | undefined;
 
-  const iso = (ms: number) => new Date(ms).toISOString();
-  const ms = (s: string) => Date.parse(s);
-
   function setLive(entry: KeyEntry | undefined): void {
     signer = undefined;
-    if (!entry) {
-      live = undefined;
-      return;
-    }
-    const seed = entry.source === 'env' ? envSeed! : new Uint8Array(Buffer.from(entry.d!, 'base64url'));
-    live = { kid: entry.kid, seed, publicKey: new Uint8Array(Buffer.from(entry.x, 'base64url')), source: entry.source };
-  }
-
-  function newEntry(seed: Uint8Array, source: 'generated' | 'env'): KeyEntry {
-    const pub = ed.getPublicKey(seed);
-    return {
-      kid: keyId(pub),
-      x: Buffer.from(pub).toString('base64url'),
-      ...(source === 'generated' ? { d: Buffer.from(seed).toString('base64url') } : {}),
-      source,
-      created_at: iso(clock.now()),
-    };
-  }
-
-  /** Retires the current entry (erasing its seed) and drops retired entries past the grace period. */
-  function retireCurrent(f: KeyFile): KeyFile {
-    const now = clock.now();
-    return {
-      version: 1,
-      keys: f.keys.map((k) => (k.retired_at ? k : { kid: k.kid, x: k.x, source: k.source, created_at: k.created_at, retired_at: iso(now) })),
-    };
-  }
-  /** Retires the current entry and puts a newly generated key first, as the current one. */
-  function withNewCurrent(f: KeyFile): KeyFile {
-    const next = retireCurrent(f);
-    next.keys.unshift(newEntry(ed.utils.randomSecretKey(), 'generated'));
-    return next;
-  }
-  function prune(f: KeyFile): KeyFile {
-    const now = clock.now();
-    return { version: 1, keys: f.keys.filter((k) => !k.retired_at || k.revoked_at || ms(k.retired_at) + graceMs > now) };
+    live = entry && liveKeyOf(entry, envSeed);
   }
 
   /** Brings `file`/`live` in line with the file on disk and the environment, writing back what changed. */
   function load(): void {
     const existed = keyFile?.read();
-    let f = existed ?? { version: 1 as const, keys: [] };
-    let changed = false;
-    const current = f.keys.find((k) => !k.retired_at);
-    if (envSeed) {
-      const envKid = keyId(ed.getPublicKey(envSeed));
-      const revoked = f.keys.find((k) => k.kid === envKid && k.revoked_at);
-      if (revoked) {
-        throw new KeyRingError(`JIT_SIGNING_KEY is key ${envKid}, revoked at ${revoked.revoked_at}; set JIT_SIGNING_KEY to a new key (a revoked key is never used again)`);
-      }
-      if (current?.kid !== envKid) {
-        f = retireCurrent(f);
-        f.keys = f.keys.filter((k) => k.kid !== envKid);
-        f.keys.unshift(newEntry(envSeed, 'env'));
-        changed = true;
-        if (current) deps.log?.info({ kid: envKid, retired: current.kid }, 'JIT_SIGNING_KEY is a new signing key; the previous key stays published for the grace period');
-      }
-    } else if ((!current || current.source === 'env') && deps.readOnly) {
-      f = retireCurrent(f);
-    } else if (!current || current.source === 'env') {
-      f = retireCurrent(f);
-      f.keys.unshift(newEntry(ed.utils.randomSecretKey(), 'generated'));
-      changed = true;
-      deps.log?.info({ kid: f.keys[0]!.kid, ...(path ? { path } : {}) }, current ? 'JIT_SIGNING_KEY is no longer set; generated a new signing key' : 'generated a new signing key');
-    }
-    const pruned = prune(f);
-    if (pruned.keys.length !== f.keys.length) changed = true;
-    f = pruned;
-    if (changed && keyFile && !deps.readOnly) {
+    const settled = settleAtLoad(existed ?? { version: 1, keys: [] }, { envSeed, readOnly: deps.readOnly === true, now: clock.now(), graceMs });
+    logLoadNote(settled.note);
+    if (settled.changed && keyFile && !deps.readOnly) {
       try {
-        keyFile.write(f, existed === undefined);
+        keyFile.write(settled.file, existed === undefined);
       } catch (err) {
         if (err instanceof KeyFileRace) {
           // Another process (the service or a CLI) created the file first: use its key.
@@ -247,12 +198,16 @@ export function createKeyRing(deps: {
         keyFile.markSeen(); // do not retry (and warn) on every signature
       }
     }
-    file = f;
-    setLive(f.keys.find((k) => !k.retired_at));
+    file = settled.file;
+    setLive(currentEntry(file));
   }
 
-  function statusOf(k: KeyEntry): KeyInfo['status'] {
-    return k.revoked_at ? 'revoked' : k.retired_at ? 'previous' : 'current';
+  function logLoadNote(note: LoadNote | undefined): void {
+    if (note?.kind === 'env_key_changed') {
+      deps.log?.info({ kid: note.kid, retired: note.retired }, 'JIT_SIGNING_KEY is a new signing key; the previous key stays published for the grace period');
+    } else if (note?.kind === 'generated') {
+      deps.log?.info({ kid: note.kid, ...(path ? { path } : {}) }, note.envUnset ? 'JIT_SIGNING_KEY is no longer set; generated a new signing key' : 'generated a new signing key');
+    }
   }
 
   /** Before a write: takes the key file as it is on disk now (another process may have changed it). */
@@ -279,11 +234,7 @@ export function createKeyRing(deps: {
     },
     jwks(): Jwks {
       refresh();
-      const now = clock.now();
-      const keys = file.keys
-        .filter((k) => !k.revoked_at && (!k.retired_at || ms(k.retired_at) + graceMs > now))
-        .sort((a, b) => Number(!!a.retired_at) - Number(!!b.retired_at));
-      return { keys: keys.map((k) => publicJwk(Buffer.from(k.x, 'base64url'))) };
+      return { keys: publishedEntries(file, clock.now(), graceMs).map((k) => publicJwk(Buffer.from(k.x, 'base64url'))) };
     },
     rotate() {
       if (deps.readOnly) throw new KeyRingError('key ring opened read-only');
@@ -291,8 +242,9 @@ export function createKeyRing(deps: {
         throw new KeyRingError('the signing key comes from JIT_SIGNING_KEY; to rotate, set JIT_SIGNING_KEY to a new key and restart (the old key stays published for the grace period)');
       }
       rereadFile();
-      const retiredKid = file.keys.find((k) => !k.retired_at)?.kid ?? '-';
-      const f = prune(withNewCurrent(file));
+      const retiredKid = currentEntry(file)?.kid ?? '-';
+      const now = clock.now();
+      const f = prune(withNewCurrent(file, now), now, graceMs);
       keyFile?.write(f);
       file = f;
       setLive(f.keys[0]!);
@@ -301,7 +253,7 @@ export function createKeyRing(deps: {
     },
     list(): KeyInfo[] {
       refresh();
-      return prune(file).keys.map((k) => ({
+      return prune(file, clock.now(), graceMs).keys.map((k) => ({
         kid: k.kid,
         status: statusOf(k),
         source: k.source,
@@ -316,7 +268,7 @@ export function createKeyRing(deps: {
       if (!entry) {
         throw new KeyRingError(`no key ${kid} in ${path ?? 'memory'} (a key that is not listed by "jit keys list" is already out of the JWKS)`);
       }
-      const currentKid = () => file.keys.find((k) => !k.retired_at)?.kid ?? '-';
+      const currentKid = () => currentEntry(file)?.kid ?? '-';
       if (entry.revoked_at) return { revoked: kid, current: currentKid(), rotated: false, alreadyRevoked: true };
       let f = file;
       const rotated = !entry.retired_at;
@@ -326,16 +278,13 @@ export function createKeyRing(deps: {
         if (entry.source === 'env') {
           throw new KeyRingError(`key ${kid} is the current key and comes from JIT_SIGNING_KEY; set JIT_SIGNING_KEY to a new key and restart the service, then revoke ${kid}`);
         }
-        f = withNewCurrent(f);
+        f = withNewCurrent(f, clock.now());
       }
-      const now = iso(clock.now());
-      f = prune({
-        version: 1,
-        keys: f.keys.map((k) => (k.kid === kid ? { kid: k.kid, x: k.x, source: k.source, created_at: k.created_at, retired_at: k.retired_at ?? now, revoked_at: now } : k)),
-      });
+      const now = clock.now();
+      f = prune(markRevoked(f, kid, now), now, graceMs);
       keyFile?.write(f);
       file = f;
-      setLive(f.keys.find((k) => !k.retired_at));
+      setLive(currentEntry(f));
       deps.log?.info({ kid, ...(rotated ? { current: live?.kid } : {}) }, 'signing key revoked');
       return { revoked: kid, current: currentKid(), rotated, alreadyRevoked: false };
     },

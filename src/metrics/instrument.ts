@@ -1,4 +1,4 @@
-import type { DecisionSink } from '../broker/events.ts';
+import type { DecisionSink } from '../storage/decision-sink.ts';
 import { VaultError } from '../vault/errors.ts';
 import type { VaultClient } from '../vault/types.ts';
 import type { BrokerMetrics } from './metrics.ts';

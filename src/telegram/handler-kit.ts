@@ -3,6 +3,7 @@ import type { User } from 'grammy/types';
 import type { BrokerDeps } from '../broker/deps.ts';
 import { ceilingOf, requestedGrant, type Grant } from '../broker/narrowing.ts';
 import type { RequestRow } from '../broker/rows.ts';
+import { isPastApprovalDeadline } from '../broker/request-machine.ts';
 import type { Transaction } from '../storage/storage.ts';
 import type { Clock } from '../lib/clock.ts';
 import type { Logger } from '../lib/logger.ts';
@@ -130,7 +131,7 @@ export function createHandlerKit(env: HandlerEnv) {
       await answer(ctx, 'Unknown request: it is not in this broker’s database.', true);
       return undefined;
     }
-    if (request.status !== 'pending' || (request.approval_expires_at !== null && request.approval_expires_at <= clock.now())) {
+    if (request.status !== 'pending' || isPastApprovalDeadline(request, clock.now())) {
       await answer(ctx, request.status === 'pending' ? 'Too late: the request timed out' : `Already decided: the request is ${request.status.replace('_', ' ')}`);
       env.kick();
       return undefined;

@@ -47,6 +47,7 @@ function num(v: unknown): number {
 
 /** Vault's answer to an accessor it does not know (or no longer knows). */
 function isUnknownAccessor(err: VaultError): boolean {
+  // Vault's own text: it answers an unknown accessor with a bare 400 and no error code.
   return err.kind === 'not_found' || (err.kind === 'bad_request' && err.vaultErrors.some((m) => /invalid accessor/i.test(m)));
 }
 
@@ -210,6 +211,7 @@ export function createVaultClient(config: VaultClientConfig, opts: VaultClientOp
       const resp = await withToken('create token', (t) => vault.write('auth/token/create-orphan', body, headers(t)));
       const writing = new Set(req.policiesBeingWritten ?? []);
       warn('create token', resp, (w) => {
+        // Vault's own text: its warnings carry no code.
         const missing = /^Policy "(.+)" does not exist$/.exec(w);
         return missing !== null && writing.has(missing[1]!);
       });

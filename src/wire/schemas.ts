@@ -37,6 +37,8 @@ export const Ttl = z
   });
 
 const Tier = z.union([z.literal(1), z.literal(2), z.literal(3)], { error: 'tier must be 1, 2 or 3' });
+/** 1 issued at once, 2 one approver, 3 a quorum of approvers. */
+export type Tier = z.infer<typeof Tier>;
 const TierAsked = Tier.meta({
   description: 'Tier asked for: 1 issued at once if policy allows, 2 one approver, 3 a quorum of approvers. Policy may raise it, never lower it.',
 });

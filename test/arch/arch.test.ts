@@ -26,7 +26,7 @@ function violations(report: string): Array<{ file: string; line: number; rule: s
 }
 
 describe('architecture self-check', () => {
-  it('src/ follows the allowed arrows: no cycle, no broker → adapter, no adapter → adapter, SQL and better-sqlite3 only in src/storage/', async () => {
+  it('src/ follows the allowed arrows: no cycle, no broker → adapter, no adapter → adapter, no lower layer → broker, agent side → wire/lib/client only, SQL and better-sqlite3 only in src/storage/', async () => {
     const { code, stdout, stderr } = await lintArch();
     // On failure the report names each file and line, and what to do.
     expect(stderr).toBe('');
@@ -39,12 +39,14 @@ describe('architecture self-check', () => {
     expect(code).toBe(1);
     expect(violations(stderr)).toEqual([
       { file: 'src/http/route.ts', line: 2, rule: 'adapters-do-not-import-each-other', message: 'imports src/telegram/bot.ts' },
+      { file: 'src/client/types.ts', line: 2, rule: 'agent-side-imports-only-wire-lib-client', message: 'imports src/broker/verb.ts' },
       { file: 'src/broker/store.ts', line: 2, rule: 'better-sqlite3-only-in-storage', message: 'imports better-sqlite3' },
       { file: 'src/broker/verb.ts', line: 2, rule: 'broker-imports-no-adapter', message: 'imports src/http/route.ts' },
       { file: 'src/broker/verb.ts', line: 3, rule: 'broker-imports-no-adapter', message: 'imports src/create-deps.ts' },
       { file: 'src/broker/verb.ts', line: 4, rule: 'broker-imports-no-adapter', message: 'imports src/served-app.ts' },
       { file: 'src/cli/command.ts', line: 3, rule: 'cli-imports-no-other-adapter', message: 'imports src/webhooks/dispatcher.ts' },
       { file: 'src/keys/ring.ts', line: 2, rule: 'keys-are-shared-not-an-adapter', message: 'imports src/webhooks/dispatcher.ts' },
+      { file: 'src/metrics/instrument.ts', line: 2, rule: 'lower-layers-import-nothing-above', message: 'imports src/broker/verb.ts' },
       // Closed by a type-only import (two.ts → one.ts): type imports count.
       { file: 'src/lib/one.ts', line: 2, rule: 'no-circular', message: 'cycle src/lib/one.ts → src/lib/two.ts → src/lib/one.ts' },
       { file: 'src/broker/store.ts', line: 5, rule: 'sql-only-in-storage', message: 'SQL: "status = ?"' },
@@ -57,10 +59,10 @@ describe('architecture self-check', () => {
     // What to do, once per rule.
     expect(stderr).toMatch(/^sql-only-in-storage: SQL lives only in src\/storage\//m);
     expect(stderr).toMatch(/^no-circular: An import cycle in src\//m);
-    expect(stderr).toMatch(/lint:arch: 14 violation\(s\)/);
+    expect(stderr).toMatch(/lint:arch: 16 violation\(s\)/);
   });
 
-  it('passes a tree that uses only the allowed arrows (SQL in storage, prose naming SQL words, cli → client/outbox/mcp entry, wire → zod and lib, the composition root)', async () => {
+  it('passes a tree that uses only the allowed arrows (SQL in storage, prose naming SQL words, cli → client/outbox/mcp entry, wire → zod and lib, lower layers → each other, mcp → client/wire/lib, the composition root)', async () => {
     const { code, stdout, stderr } = await lintArch(fixture('clean'));
     expect(stderr).toBe('');
     expect(code).toBe(0);

@@ -128,6 +128,7 @@ function parseFile(file: string, problems: PolicyProblem[], warnings: PolicyProb
       const msg = e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
       problems.push({
         file,
+        kind: 'yaml_syntax',
         message: pos ? `YAML syntax error at line ${pos.line}, column ${pos.col}: ${msg}` : `YAML syntax error: ${msg}`,
         ...(pos ? { line: pos.line } : {}),
       });
@@ -410,7 +411,7 @@ export function formatProblems(problems: readonly PolicyProblem[]): string[] {
     if (p.rule !== undefined) out += /^(rules|deny)\[\d+\]$|^agents\./.test(p.rule) ? `${p.rule}: ` : `rule "${p.rule}": `;
     if (p.field) out += `${p.field}: `;
     out += p.message;
-    if (p.line !== undefined && !p.message.startsWith('YAML syntax error at line')) out += ` (line ${p.line})`;
+    if (p.line !== undefined && p.kind !== 'yaml_syntax') out += ` (line ${p.line})`;
     return out;
   });
 }

@@ -1,8 +1,9 @@
 import type { Capability } from '../../wire/capabilities.ts';
+import type { Tier } from '../../wire/schemas.ts';
 
 export { FORBIDDEN_CAPABILITIES, GRANTABLE_CAPABILITIES, type Capability } from '../../wire/capabilities.ts';
-
-export type Tier = 1 | 2 | 3;
+/** The tier type is the wire's (src/wire/schemas.ts), so the agent side need not import the broker for it. */
+export type { Tier } from '../../wire/schemas.ts';
 
 export type WebhookTarget =
   /** `url` set when the policy gives `{url, format: openclaw}`; otherwise `OPENCLAW_HOOKS_URL`. */
@@ -92,6 +93,8 @@ export interface PolicyProblem {
   message: string;
   /** 1-based line in the file, when known. */
   line?: number;
+  /** `yaml_syntax`: the file is not YAML; the message already names the line and column. */
+  kind?: 'yaml_syntax';
 }
 
 export interface PairDecision {

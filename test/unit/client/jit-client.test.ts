@@ -11,7 +11,10 @@ import {
   JitUnauthorizedError,
   JitUnavailableError,
   JitUnreachableError,
+  JitOptionError,
   JitWaitTimeoutError,
+  ClientConfigError,
+  jitClientFromEnv,
   parseRetryAfter,
   type CredentialRequestInput,
   type JitClientOptions,
@@ -238,6 +241,35 @@ describe('unreachable broker', () => {
     const client = new JitClient({ baseUrl: 'http://127.0.0.1:8787/broker/', token: TOKEN });
     expect(client.baseUrl).toBe('http://127.0.0.1:8787/broker');
     expect(JSON.stringify(client)).not.toContain(TOKEN);
+  });
+
+  it('names the bad option in a field, not only in its message; jitClientFromEnv maps it to the variable', () => {
+    const thrown = (options: JitClientOptions) => {
+      try {
+        new JitClient(options);
+      } catch (err) {
+        return err;
+      }
+      throw new Error('no error thrown');
+    };
+    const badToken = thrown({ baseUrl: 'http://127.0.0.1', token: 'a b' });
+    expect(badToken).toBeInstanceOf(JitOptionError);
+    expect(badToken).toBeInstanceOf(TypeError);
+    expect(badToken).toMatchObject({ field: 'token', message: 'token must be a non-empty agent token without spaces' });
+    expect(thrown({ baseUrl: 'ftp://127.0.0.1', token: TOKEN })).toMatchObject({ field: 'baseUrl', detail: 'must be http:// or https:// (got ftp:)' });
+
+    const fromEnv = (env: Record<string, string>) => {
+      try {
+        jitClientFromEnv(env);
+      } catch (err) {
+        expect(err).toBeInstanceOf(ClientConfigError);
+        return (err as Error).message;
+      }
+      throw new Error('no error thrown');
+    };
+    expect(fromEnv({ JIT_AGENT_TOKEN: 'a b' })).toBe('JIT_AGENT_TOKEN: token must be a non-empty agent token without spaces');
+    expect(fromEnv({ JIT_AGENT_TOKEN: TOKEN, JIT_URL: 'not a url' })).toBe('JIT_URL: the value "not a url" is not a URL (expected e.g. http://127.0.0.1:8787)');
+    expect(fromEnv({ JIT_AGENT_TOKEN: TOKEN, JIT_URL: 'https://x/?token=1' })).toBe('JIT_URL: the value must not have a query or fragment');
   });
 });
 

@@ -6,6 +6,7 @@ import {
   TRANSITIONS,
   approve,
   assertMove,
+  create,
   deny,
   expireIssued,
   expireUnclaimed,
@@ -119,6 +120,38 @@ describe('the named moves, on a database', () => {
     ),
     { move: 'expireIssued', from: 'issued', run: async (m, tx, id, now) => expireIssued(m, tx, (await tx.credentials.forRequest(id))!, now, 'expired'), audit: 'credential.expired', event: 'expired' },
   ];
+
+  it('create inserts a request pending (tier 2, 3) or approved by policy (tier 1), with its entries and no decision event', async () => {
+    const auditOf = (id: string) =>
+      (db.prepare('SELECT event, actor, data FROM audit_log WHERE request_id = ? ORDER BY seq').all(id) as { event: string; actor: string; data: string }[]).map((e) => ({ ...e, data: JSON.parse(e.data) as unknown }));
+    const scope = { vault_paths: [{ path: 'homelab/data/docker/registry', capabilities: ['read'] }] };
+    const rules = ['homelab-read'];
+    const row = (id: string, tier: 1 | 2, status: RequestStatus): RequestRow => {
+      const now = clock.now();
+      return {
+        id, agent_id: 'agt_x', agent_name: 'moltbot', resource: 'vault', tier, required_tier: tier, status, reason: 'r', scope: JSON.stringify(scope),
+        ttl_seconds: 900, session_key: 'hook:jit:moltbot', rules: JSON.stringify(rules), idempotency_key: null, body_hash: null, created_at: now, updated_at: now,
+        approval_expires_at: tier === 1 ? null : now + 600_000, claim_expires_at: null, decided_by: tier === 1 ? 'policy' : null, decided_at: tier === 1 ? now : null,
+        decision_reason: null, failure: null,
+      };
+    };
+    const created = (tier: number) =>
+      ({ agent: 'moltbot', resource: 'vault', tier, required_tier: tier, scope, ttl_seconds: 900, rules, session_key: 'hook:jit:moltbot' });
+    await inTx((tx) => create(deps, tx, row('req_1', 1, 'approved'), { actor: 'agent:moltbot', scope, rules }));
+    await inTx((tx) => create(deps, tx, row('req_2', 2, 'pending'), { actor: 'agent:moltbot', scope, rules }));
+    expect(await statusOf('req_1')).toBe('approved');
+    expect(await statusOf('req_2')).toBe('pending');
+    expect(auditOf('req_1')).toEqual([
+      { event: 'request.created', actor: 'agent:moltbot', data: created(1) },
+      { event: 'request.approved', actor: 'policy', data: { tier: 1, rules } },
+    ]);
+    expect(auditOf('req_2')).toEqual([{ event: 'request.created', actor: 'agent:moltbot', data: created(2) }]);
+    expect(recorded).toEqual([]);
+    // A request starts where its tier says, nowhere else: a bug in the caller, so it throws and writes nothing.
+    await expect(inTx((tx) => create(deps, tx, row('req_3', 2, 'approved'), { actor: 'agent:moltbot', scope, rules }))).rejects.toThrow(/tier-2 request cannot be created approved/);
+    await expect(inTx((tx) => create(deps, tx, row('req_4', 1, 'pending'), { actor: 'agent:moltbot', scope, rules }))).rejects.toThrow(/tier-1 request cannot be created pending/);
+    expect(await storage.requests.get('req_3')).toBeUndefined();
+  });
 
   it('covers every named move from every status it leaves', () => {
     expect(cases.map((c) => `${c.move}:${c.from}`).sort()).toEqual(MOVE_NAMES.flatMap((m) => MOVES[m].from.map((f) => `${m}:${f}`)).sort());

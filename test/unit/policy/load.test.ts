@@ -261,6 +261,18 @@ describe('YAML syntax errors', () => {
     expect(problems[0]!.message).not.toContain('\n');
   });
 
+  it('is marked as a syntax problem, and printed with its line once', () => {
+    const { dir, problems } = problemsOf({ 'bad.yaml': 'rules:\n  - name: x\n   tier: 1\n' });
+    expect(problems[0]).toMatchObject({ kind: 'yaml_syntax', line: 3 });
+    const [printed] = formatProblems(problems);
+    expect(printed).toMatch(new RegExp(`^${join(dir, 'bad.yaml').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: YAML syntax error at line 3, column \\d+: \\S`));
+    expect(printed).not.toMatch(/\(line \d+\)$/);
+    // A schema problem has no kind and gets its line appended.
+    expect(formatProblems([{ file: 'f.yaml', message: 'YAML syntax error at line 3 is only a message here', line: 3 }])).toEqual([
+      'f.yaml: YAML syntax error at line 3 is only a message here (line 3)',
+    ]);
+  });
+
   it('an alias to a missing anchor', () => {
     const { dir, problems } = problemsOf({ 'bad.yaml': 'rules: *nothing\n' });
     expect(problems).toHaveLength(1);
@@ -697,7 +709,7 @@ describe('formatProblems', () => {
         { file: 'policies/homelab.yaml', rule: 'agents.moltbot', field: 'webhook.url', message: 'webhook url must be an http(s) URL' },
         { file: 'policies/homelab.yaml', rule: 'deny[0]', message: 'a deny entry needs paths, repos or refs' },
         { file: 'policies/x.yaml', field: 'extra', message: 'unknown field (allowed: agents, rules, deny)' },
-        { file: 'policies/x.yaml', message: 'YAML syntax error at line 3, column 1: Map keys must be unique', line: 3 },
+        { file: 'policies/x.yaml', kind: 'yaml_syntax', message: 'YAML syntax error at line 3, column 1: Map keys must be unique', line: 3 },
         { file: 'policies', message: 'policy directory does not exist' },
       ]),
     ).toEqual([
