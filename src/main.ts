@@ -6,7 +6,7 @@ import { startLifecycle } from './broker/lifecycle.ts';
 import { InvalidPolicyFiles, PolicyStore, formatProblems } from './broker/policy/index.ts';
 import { createDeps } from './create-deps.ts';
 import type { BrokerDeps } from './broker/deps.ts';
-import { looseDatabaseModes, openSqliteStorage, startCheckpointer } from './storage/sqlite/index.ts';
+import { openStorage } from './storage/index.ts';
 import { createServedApp } from './served-app.ts';
 import { ListenError, listen, toListenError } from './http/listen.ts';
 import { WorkersStartupError, startHttpWorkers, type HttpWorkers } from './cluster/primary.ts';
@@ -122,12 +122,10 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
     if (err instanceof KeyRingError) throw new StartupError(`signing keys: ${err.message}`);
     throw err;
   }
-  const storage = openSqliteStorage(config.dbPath, { checkpoint: 'background' });
+  const storage = openStorage(config, { role: 'service', log });
   started.add(() => storage.close());
-  const loose = looseDatabaseModes(config.dbPath);
-  if (loose.length > 0) log.warn({ loose }, 'other local users can read or write the database: chmod 700 its directory and 600 its files, or move JIT_DB to a private directory (docs/security.md)');
-  const checkpointer = startCheckpointer({ dbPath: config.dbPath, log });
-  started.add(() => checkpointer.stop());
+  const maintenance = storage.maintain(log);
+  started.add(() => maintenance.stop());
   const ids = createIdGenerator(() => clock.now());
   const metrics = createMetrics({ storage });
   const dispatcher = createDispatcher({ storage, clock, log, keyRing: keys, config, policies, onOutcome: (outcome, target) => metrics.webhookDelivery(outcome, target) });

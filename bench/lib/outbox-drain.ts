@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PolicySet } from '../../src/broker/policy/types.ts';
-import type { RequestRow } from '../../src/broker/repository.ts';
+import type { RequestRow } from '../../src/broker/rows.ts';
 import { openSqliteStorage } from '../../src/storage/sqlite/index.ts';
 import { systemClock } from '../../src/lib/clock.ts';
 import { createIdGenerator } from '../../src/lib/ids.ts';

@@ -40,16 +40,36 @@ export function startAuditUpkeep(deps: { storage: Storage; audit: AuditLog; cloc
       log.warn({ err }, 'could not sign the audit chain head; will retry');
     }
   };
-  const windowTimer = setInterval(() => void closeWindows(false), AUDIT_WINDOW_CHECK_MS);
-  const headTimer = setInterval(() => void signHead(), AUDIT_HEAD_INTERVAL_MS);
+  const windowTask = oneAtATime(() => closeWindows(false));
+  const headTask = oneAtATime(signHead);
+  const windowTimer = setInterval(windowTask.tick, AUDIT_WINDOW_CHECK_MS);
+  const headTimer = setInterval(headTask.tick, AUDIT_HEAD_INTERVAL_MS);
   windowTimer.unref();
   headTimer.unref();
   return {
     async stop() {
       clearInterval(windowTimer);
       clearInterval(headTimer);
+      await windowTask.idle();
+      await headTask.idle();
       await closeWindows(true);
       await signHead();
     },
+  };
+}
+
+/**
+ * A timer's task that never overlaps itself: a tick while the previous run
+ * is still going (a slow database) is skipped. `idle()` waits for the run
+ * in progress, if any.
+ */
+export function oneAtATime(task: () => Promise<void>): { tick(): void; idle(): Promise<void> } {
+  let running: Promise<void> | undefined;
+  return {
+    tick() {
+      if (running) return;
+      running = task().finally(() => (running = undefined));
+    },
+    idle: () => running ?? Promise.resolve(),
   };
 }

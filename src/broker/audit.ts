@@ -38,7 +38,7 @@ function entryHash(prevHash: string, row: Omit<AuditRow, 'hash' | 'prev_hash'>):
 }
 
 interface CoalesceWindow {
-  event: string;
+  event: AuditEvent;
   start: number;
   /** Keys written in full this window: the entry's seq and how often it repeated since. */
   repeats: Map<string, { seq: number; actor: string; count: number }>;
@@ -54,7 +54,7 @@ interface CoalesceWindow {
  */
 export function createAuditLog(storage: Storage) {
   /** Open coalescing windows, one per kind of entry (this process's memory). */
-  const windows = new Map<string, CoalesceWindow>();
+  const windows = new Map<AuditEvent, CoalesceWindow>();
 
   async function write(tx: Transaction, entry: AuditEntry, at: number): Promise<{ seq: number; hash: string }> {
     const prev = await tx.audit.last();
@@ -80,6 +80,7 @@ export function createAuditLog(storage: Storage) {
   /** Puts back a window whose summary was rolled back, adding its counts to one opened since. */
   function restoreWindow(old: CoalesceWindow): void {
     const current = windows.get(old.event);
+    if (current === old) return;
     if (!current) {
       windows.set(old.event, old);
       return;
@@ -101,24 +102,31 @@ export function createAuditLog(storage: Storage) {
   async function closeWindow(tx: Transaction, w: CoalesceWindow, end: number, now: number): Promise<boolean> {
     const repeats = [...w.repeats.values()].filter((r) => r.count > 0);
     const suppressed = repeats.reduce((n, r) => n + r.count, 0) + w.overCap;
-    if (suppressed === 0) return windows.delete(w.event) && false;
-    await write(
-      tx,
-      {
-        event: 'audit.suppressed',
-        actor: 'broker',
-        data: {
-          event: w.event,
-          from: new Date(w.start).toISOString(),
-          to: new Date(end).toISOString(),
-          suppressed,
-          repeats,
-          ...(w.overCap > 0 ? { over_cap: { count: w.overCap, distinct: w.overCapKeys.size, ...(w.overCapKeys.size >= AUDIT_TRACKED_KEYS ? { distinct_is_lower_bound: true } : {}) } } : {}),
+    // Out of the map before the write: a repeat arriving during it must not count into a window whose
+    // summary is already taken (it opens a new window instead). Put back if the summary is not written.
+    if (windows.get(w.event) === w) windows.delete(w.event);
+    if (suppressed === 0) return false;
+    try {
+      await write(
+        tx,
+        {
+          event: 'audit.suppressed',
+          actor: 'broker',
+          data: {
+            event: w.event,
+            from: new Date(w.start).toISOString(),
+            to: new Date(end).toISOString(),
+            suppressed,
+            repeats,
+            ...(w.overCap > 0 ? { over_cap: { count: w.overCap, distinct: w.overCapKeys.size, ...(w.overCapKeys.size >= AUDIT_TRACKED_KEYS ? { distinct_is_lower_bound: true } : {}) } } : {}),
+          },
         },
-      },
-      now,
-    );
-    windows.delete(w.event); // only once written: a failed write keeps the counts for the next try
+        now,
+      );
+    } catch (err) {
+      restoreWindow(w); // a failed write keeps the counts for the next try
+      throw err;
+    }
     // Memory follows the database: if the transaction rolls back, so does the closing.
     tx.afterRollback(() => restoreWindow(w));
     return true;

@@ -1,7 +1,7 @@
 import type { BrokerDeps } from './deps.ts';
 import { BrokerError } from './errors.ts';
 import { issueCredential } from './credential-issue.ts';
-import type { RequestRow } from './repository.ts';
+import type { RequestRow } from './rows.ts';
 import type { IssuedResponse } from '../wire/schemas.ts';
 import { expireUnclaimed } from './request-machine.ts';
 import { issuedBody } from './view.ts';

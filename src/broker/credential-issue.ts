@@ -6,7 +6,7 @@ import type { BrokerDeps } from './deps.ts';
 import { BrokerError } from './errors.ts';
 import { GATE_ISSUER, signGateJwt } from './gate-jwt.ts';
 import { grantToMint } from './narrowing.ts';
-import type { GateScope, RequestRow, VaultScope } from './repository.ts';
+import type { GateScope, RequestRow, VaultScope } from './rows.ts';
 import { markIssued } from './request-machine.ts';
 import { acquireGrantPolicy, markGrantPolicyWritten, policyPrefix, releaseVaultPolicy, retireGrantPolicy } from './grant-policies.ts';
 import { credentialPolicyName, renderGrant } from './vault-grant.ts';

@@ -16,7 +16,7 @@ import {
   type Narrowing,
 } from './narrowing.ts';
 import type { PolicyStore } from './policy/index.ts';
-import type { RequestRow, RequestStatus } from './repository.ts';
+import type { RequestRow, RequestStatus } from './rows.ts';
 import { approve, deny, isPastApprovalDeadline, timeOut, type DecisionRecord } from './request-machine.ts';
 
 export type DecideOutcome =

@@ -2,7 +2,7 @@ import { safeEqual } from '../lib/secrets.ts';
 import type { BrokerDeps } from './deps.ts';
 import { verifyGateJwt, type GateClaims, type GateVerdict } from './gate-jwt.ts';
 import { grantToMint } from './narrowing.ts';
-import type { CredentialRow, RequestRow } from './repository.ts';
+import type { CredentialRow, RequestRow } from './rows.ts';
 
 // Gate push credentials are issued by credential-issue.ts (issueCredential); this module verifies them.
 

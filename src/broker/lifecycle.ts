@@ -1,7 +1,7 @@
 import type { BrokerDeps } from './deps.ts';
 import { endCredential, failAbandoned } from './credential-end.ts';
 import { STALE_MINT_MS } from './credential-issue.ts';
-import type { CredentialRow } from './repository.ts';
+import type { CredentialRow } from './rows.ts';
 import { expireIssued, expireUnclaimed, failUnissued, timeOut } from './request-machine.ts';
 import { policyPrefix, releaseVaultPolicy, retireGrantPolicy } from './grant-policies.ts';
 import { LEGACY_POLICY_PREFIX } from './vault-grant.ts';

@@ -14,7 +14,7 @@ import type { RequestView } from '../wire/schemas.ts';
 // Not the policy barrel (index.ts): `jit gate verify` loads this module and need not load the YAML policy loader.
 import { evaluateGate, evaluateVault } from './policy/evaluate.ts';
 import type { PolicySet } from './policy/types.ts';
-import type { GateScope, RequestRow, VaultScope } from './repository.ts';
+import type { GateScope, RequestRow, VaultScope } from './rows.ts';
 
 export interface VaultGrant {
   resource: 'vault';

@@ -8,7 +8,7 @@ import { BrokerError } from './errors.ts';
 import { issueCredential, reserveVaultCredential, type VaultReservation } from './credential-issue.ts';
 import { evaluateGate, evaluateVault, sessionAllowed } from './policy/index.ts';
 import type { Decision, Tier } from './policy/types.ts';
-import type { RequestRow } from './repository.ts';
+import type { RequestRow } from './rows.ts';
 import type { CredentialRequestBody, IssuedResponse, PendingResponse, RequestView } from '../wire/schemas.ts';
 import { create, failUnissued } from './request-machine.ts';
 import { issuedBody, requestView } from './view.ts';

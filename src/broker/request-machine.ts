@@ -2,7 +2,7 @@ import type { AuditLog } from './audit.ts';
 import type { DecisionSink } from './events.ts';
 import type { StatusMoveFields } from '../storage/rows.ts';
 import type { Transaction } from '../storage/storage.ts';
-import type { CredentialRow, RequestRow, RequestStatus } from './repository.ts';
+import type { CredentialRow, RequestRow, RequestStatus } from './rows.ts';
 
 /**
  * The request state machine: the only code that changes a request's status,
@@ -172,8 +172,7 @@ export async function failUnissued(
   failure: string,
   entry: { event: 'request.failed' | 'request.interrupted'; data: Record<string, unknown> } | null,
 ): Promise<boolean> {
-  assertMove('failUnissued', 'approved', MOVES.failUnissued.to);
-  if (!(await tx.requests.move(id, 'approved', MOVES.failUnissued.to, now, { failure }))) return false;
+  if (!(await step(tx, 'failUnissued', id, 'approved', now, { failure }))) return false;
   // Nothing was issued: the agent's retry with the same key gets a fresh attempt rather than this failure.
   await tx.idempotency.release(id);
   if (entry) await m.audit.append(tx, { event: entry.event, actor: 'broker', requestId: id, data: entry.data }, now);

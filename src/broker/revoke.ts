@@ -2,7 +2,7 @@ import type { Transaction } from '../storage/storage.ts';
 import type { BrokerDeps, StorageDeps } from './deps.ts';
 import { BrokerError } from './errors.ts';
 import { endCredential } from './credential-end.ts';
-import type { CredentialRow, RequestRow, RequestStatus } from './repository.ts';
+import type { CredentialRow, RequestRow, RequestStatus } from './rows.ts';
 import { vaultUnavailable } from './vault-errors.ts';
 import type { RequestView } from '../wire/schemas.ts';
 import { revoke } from './request-machine.ts';

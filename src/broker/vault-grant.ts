@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { canonicalJson } from '../lib/canonical-json.ts';
-import type { VaultScope } from './repository.ts';
+import type { VaultScope } from './rows.ts';
 
 /**
  * The prefix every ephemeral policy of one installation starts with:

@@ -1,7 +1,7 @@
 import type { IssuedCredential } from './credential-issue.ts';
 import type { BrokerDeps } from './deps.ts';
 import { grantJson, grantOf, requestedGrant, sameGrant } from './narrowing.ts';
-import type { CredentialRow, RequestRow } from './repository.ts';
+import type { CredentialRow, RequestRow } from './rows.ts';
 import type { IssuedResponse, RequestView } from '../wire/schemas.ts';
 
 function iso(ms: number): string;

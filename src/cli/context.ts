@@ -2,7 +2,7 @@ import { loadConfig, type Config } from '../config/config.ts';
 import { InvalidPolicyFiles, PolicyStore } from '../broker/policy/index.ts';
 import { createStorageDeps, type StorageDeps } from '../create-deps.ts';
 import { readServiceSettings, settingsOf, withServiceSettings, type RecordedSettings, type ServiceSettings } from '../config/service-settings.ts';
-import { openSqliteStorage } from '../storage/sqlite/index.ts';
+import { openStorage } from '../storage/index.ts';
 import type { Storage } from '../storage/storage.ts';
 import { createIdGenerator } from '../lib/ids.ts';
 import { createLogger } from '../lib/logger.ts';
@@ -55,7 +55,7 @@ export function openCliContext(io: CliIo, opts: { decisions: true; invalidPolici
 export function openCliContext(io: CliIo, opts?: CliContextOptions): Promise<CliContext>;
 export async function openCliContext(io: CliIo, opts: CliContextOptions = {}): Promise<CliContext> {
   let config = loadConfig(io.env);
-  const storage = openSqliteStorage(config.dbPath);
+  const storage = openStorage(config);
   let events;
   let policies: PolicyStore | undefined;
   let settings: ServiceSettings | undefined;

@@ -4,7 +4,7 @@
  * A worker serves the HTTP API on the shared port with its own database
  * connection, Vault client and metrics; everything with a single owner stays
  * in the primary (lifecycle sweeps and reconciliation, the webhook
- * dispatcher, the Telegram bot, the WAL checkpointer). The database is the
+ * dispatcher, the Telegram bot, the database upkeep: storage.maintain). The database is the
  * only shared state: every decision, mint and outbox row is the same
  * BEGIN IMMEDIATE transaction as in a single process, so several writers
  * keep the same guarantees. What a worker must tell the primary goes over
@@ -16,7 +16,7 @@ import { startAuditUpkeep } from '../broker/audit-upkeep.ts';
 import { PolicyStore } from '../broker/policy/index.ts';
 import { loadConfig, type Config } from '../config/config.ts';
 import { createDeps } from '../create-deps.ts';
-import { openSqliteStorage } from '../storage/sqlite/index.ts';
+import { openStorage } from '../storage/index.ts';
 import { listen } from '../http/listen.ts';
 import { createServedApp, type ServedTelegram } from '../served-app.ts';
 import { systemClock } from '../lib/clock.ts';
@@ -79,8 +79,8 @@ async function startWorkerParts(config: WorkerConfig, send: (m: IpcMessage) => v
   started.add(() => vault.stop());
   await startVaultClient(vault, log);
   const keys = createKeyRing({ config, clock, log });
-  // The primary's checkpointer keeps the WAL short; commits here never checkpoint inline.
-  const storage = openSqliteStorage(config.dbPath, { checkpoint: 'background' });
+  // The primary maintains the database (storage.maintain); a worker only uses it.
+  const storage = openStorage(config, { role: 'worker', log });
   started.add(() => storage.close());
   const ids = createIdGenerator(() => clock.now());
   // No database: the figures read from tables (outbox depth, approvals) come from the primary once.

@@ -229,7 +229,7 @@ function votesScanner(storage: Storage): () => Promise<VoteDecision[]> {
   // Votes cast before the broker started are not counted.
   const start = storage.votes.newestSeq().catch(() => 0);
   let last: number | undefined;
-  return async () => {
+  const scan = async (): Promise<VoteDecision[]> => {
     try {
       last ??= await start;
       const rows = await storage.votes.decisionsAfter(last, 10_000);
@@ -244,5 +244,12 @@ function votesScanner(storage: Storage): () => Promise<VoteDecision[]> {
       // A database that is closed: nothing to report.
       return [];
     }
+  };
+  // One scan at a time: two overlapping scrapes would both read from the same `last` and count each vote twice.
+  let queue: Promise<unknown> = Promise.resolve();
+  return () => {
+    const next = queue.then(scan);
+    queue = next;
+    return next;
   };
 }

@@ -1,5 +1,6 @@
 import type {
   AgentRow,
+  AuditEvent,
   AuditHeadRow,
   AuditRow,
   ClaimParams,
@@ -22,6 +23,7 @@ import type {
   VoteDecisionRow,
   VoteRow,
 } from './rows.ts';
+import type { Logger } from '../lib/logger.ts';
 
 /*
  * The storage interface: every statement the broker, Telegram, webhooks,
@@ -172,7 +174,7 @@ export interface AuditRepository {
   /** Entries after `afterSeq`, in order, at most `limit`. */
   page(afterSeq: number, limit: number): Promise<AuditRow[]>;
   /** Actor and time of the request's newest entry of `event`. */
-  latest(requestId: string, event: string): Promise<{ actor: string; at: number } | undefined>;
+  latest(requestId: string, event: AuditEvent): Promise<{ actor: string; at: number } | undefined>;
   lastHead(): Promise<AuditHeadRow | undefined>;
   insertHead(head: AuditHeadRow): Promise<void>;
   /** Every signed head, oldest first. */
@@ -291,11 +293,24 @@ export interface Transaction extends Repositories {
  *   IMMEDIATE), passes `fn` the repositories bound to the transaction,
  *   commits when `fn`'s promise resolves and rolls back when it rejects
  *   (the error is rethrown). Commit hooks run after COMMIT, rollback hooks
- *   after ROLLBACK, before the next transaction starts.
+ *   after ROLLBACK, before the next transaction starts. A hook that throws
+ *   is reported, never rethrown: a committed transaction always resolves
+ *   (its caller must not retry work that is done), and a rolled-back one
+ *   rejects with the callback's own error.
+ * - ISOLATION. The broker relies on transactions being serializable: each
+ *   runs as if alone, from its first read to its commit. The audit log's
+ *   next seq (read the last, insert it + 1), the rate-limit check (count,
+ *   then record) and every read-then-move depend on it. SQLite gives it
+ *   with a write lock held for the whole transaction (BEGIN IMMEDIATE; one
+ *   transaction at a time per process); another engine must give the same
+ *   (PostgreSQL: SERIALIZABLE, retrying a serialization failure, or an
+ *   equivalent lock), never READ COMMITTED alone. A call outside any
+ *   transaction never sees a transaction's uncommitted writes; whether it
+ *   waits for the transaction (SQLite) or reads around it is the engine's.
  * - The write lock is held for the whole callback. A callback awaits ONLY
  *   calls on its `tx`: never the network (Vault, Telegram, HTTP), never a
  *   timer. Do the remote work before or after, in its own step (see
- *   broker/mint-credential.ts: reserve, call Vault, commit).
+ *   broker/credential-issue.ts: reserve, call Vault, commit).
  * - Not reentrant. Inside a callback use `tx`, never `storage` (its calls
  *   wait for the open transaction, i.e. for themselves, and fail with
  *   StorageBusyError after the lock wait). A function that must compose
@@ -308,5 +323,19 @@ export interface Storage extends Repositories {
   transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T>;
   /** Resolves when the database answers a trivial query (/healthz). */
   ping(): Promise<void>;
+  /**
+   * Starts the engine's background upkeep, for the one long-running
+   * process that maintains the database (the service's primary; not its
+   * HTTP workers, not the CLI), and logs what the operator should fix
+   * (SQLite: the WAL checkpointer; database files other local users can
+   * read). Stop it before close().
+   */
+  maintain(log: Logger): StorageMaintenance;
   close(): Promise<void>;
+}
+
+/** A storage engine's running background upkeep (Storage.maintain). */
+export interface StorageMaintenance {
+  /** Idempotent. */
+  stop(): Promise<void>;
 }

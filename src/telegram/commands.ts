@@ -1,7 +1,7 @@
 import { Composer, type Context } from 'grammy';
 import type { User } from 'grammy/types';
 import { BrokerError } from '../broker/errors.ts';
-import type { RequestRow } from '../broker/repository.ts';
+import type { RequestRow } from '../broker/rows.ts';
 import { revokeAllLive, revokeRequest } from '../broker/revoke.ts';
 import { isId } from '../lib/ids.ts';
 import { approversOnly, approverTest } from './approver-check.ts';

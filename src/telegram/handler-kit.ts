@@ -2,7 +2,7 @@ import type { Context } from 'grammy';
 import type { User } from 'grammy/types';
 import type { BrokerDeps } from '../broker/deps.ts';
 import { ceilingOf, requestedGrant, type Grant } from '../broker/narrowing.ts';
-import type { RequestRow } from '../broker/repository.ts';
+import type { RequestRow } from '../broker/rows.ts';
 import { isPastApprovalDeadline } from '../broker/request-machine.ts';
 import type { Transaction } from '../storage/storage.ts';
 import type { Clock } from '../lib/clock.ts';

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Api } from 'grammy';
 import type { BrokerDeps } from '../broker/deps.ts';
-import type { RequestRow } from '../broker/repository.ts';
+import type { RequestRow } from '../broker/rows.ts';
 import type { Clock } from '../lib/clock.ts';
 import type { Logger } from '../lib/logger.ts';
 import { classifyTelegramError, describeTelegramError } from './errors.ts';

@@ -135,7 +135,7 @@ export interface OutboxSinkDeps {
   policies: { current(): PolicySet } | undefined;
   ids: IdGenerator;
   log: Logger;
-  /** Called after a deliverable row is written; the dispatcher's `notify`. */
+  /** Called once a deliverable row is committed (never for a rolled-back one); the dispatcher's `notify`. */
   notify?: () => void;
 }
 
@@ -195,7 +195,8 @@ export function createOutboxSink(deps: OutboxSinkDeps): DecisionSink {
         deps.log.warn({ event_id: id, request_id: request.id, type: facts.event.type }, `decision webhook not sent: ${problem}`);
         return;
       }
-      deps.notify?.();
+      // The dispatcher is woken once the row is committed (it claims from the database): never for a rolled-back one.
+      tx.afterCommit(() => deps.notify?.());
     },
   };
 }

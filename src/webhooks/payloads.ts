@@ -1,6 +1,6 @@
 import { describeDifference, grantDifference, grantOf, normalizeGrant, requestedGrant, sameGrant, scopeOf } from '../broker/narrowing.ts';
 import type { WebhookTarget } from '../broker/policy/types.ts';
-import type { RequestRow } from '../broker/repository.ts';
+import type { RequestRow } from '../broker/rows.ts';
 import { formatDuration } from '../lib/duration.ts';
 import type { DecisionEvent, DecisionEventType, EventScope as Scope, OpenClawAgentBody } from '../wire/events.ts';
 

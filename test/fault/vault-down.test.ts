@@ -227,7 +227,7 @@ describe('fault: Vault acts but its answer is lost', () => {
 
   /*
    * BUG (working tree, shared grant policies: src/broker/credential-issue.ts
-   * abandonMint / src/broker/repository.ts releaseVaultPolicy, and the same
+   * abandonMint / src/broker/grant-policies.ts releaseVaultPolicy, and the same
    * in reconcile for an interrupted `minting` row): a failed or interrupted
    * mint's policy is only retired, not deleted, while another live
    * credential with the same grant holds it. The token Vault created for

@@ -1,12 +1,15 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { StorageBusyError, StorageUniqueError } from '../../src/storage/errors.ts';
+import { openStorage } from '../../src/storage/index.ts';
+import { BACKGROUND_AUTOCHECKPOINT_PAGES } from '../../src/storage/sqlite/open.ts';
 import { FifoLock } from '../../src/storage/lock.ts';
-import { openSqliteStorage, sqliteDatabase } from '../../src/storage/sqlite/index.ts';
+import { BUSY_TIMEOUT_MS, openSqliteStorage, sqliteDatabase } from '../../src/storage/sqlite/index.ts';
 import { storageError } from '../../src/storage/sqlite/storage.ts';
-import { describeStorageConformance } from './conformance.ts';
+import type { Storage } from '../../src/storage/storage.ts';
+import { T0, describeStorageConformance, request, transactionHeldOpen } from './conformance.ts';
 
 describeStorageConformance('SQLite, a temporary file', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'jit-storage-'));
@@ -59,6 +62,158 @@ describe('SQLite engine specifics', () => {
     expect(storageError(other)).toBe(other);
     const plain = new Error('plain');
     expect(storageError(plain)).toBe(plain);
+  });
+});
+
+/*
+ * One connection per process: one transaction at a time, and a call outside
+ * a transaction waits for the open one. Not part of the conformance suite:
+ * an engine with a connection pool and MVCC (PostgreSQL) runs them side by
+ * side; what every engine owes is the isolation in the Storage doc.
+ */
+describe('SQLite engine: one transaction at a time', () => {
+  let s: Storage;
+  beforeEach(() => {
+    s = openSqliteStorage(':memory:');
+  });
+  afterEach(() => s.close());
+
+  it('makes a call outside the transaction wait until it ends, so it never sees uncommitted writes', async () => {
+    const { wrote, release, running } = transactionHeldOpen(s);
+    await wrote;
+    const outside = s.requests.get('req_a');
+    release();
+    await running;
+    expect((await outside)?.status).toBe('approved');
+  });
+
+  it('runs transactions one at a time, in arrival order', async () => {
+    await s.grantPolicies.acquire('counter', T0);
+    const order: number[] = [];
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        s.transaction(async (tx) => {
+          const g = await tx.grantPolicies.acquire('counter', T0);
+          await tx.grantPolicies.retire('counter', g.generation, T0);
+          order.push(i);
+        }),
+      ),
+    );
+    expect(order).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    expect((await s.grantPolicies.acquire('counter', T0)).generation).toBe(21);
+  });
+});
+
+describe('SQLite engine: hooks and close', () => {
+  it('a commit hook that throws is reported, the other hooks run, and the committed transaction resolves', async () => {
+    const reported: [unknown, string][] = [];
+    const storage = openSqliteStorage(':memory:', { onHookError: (err, after) => reported.push([err, after]) });
+    const bad = new Error('hook failed');
+    const ran: string[] = [];
+    const result = await storage.transaction(async (tx) => {
+      await tx.requests.insert(request('req_a'));
+      tx.afterCommit(() => {
+        throw bad;
+      });
+      tx.afterCommit(() => ran.push('second'));
+      return 'done';
+    });
+    expect(result).toBe('done');
+    expect(ran).toEqual(['second']);
+    expect(reported).toEqual([[bad, 'commit']]);
+    expect((await storage.requests.get('req_a'))?.status).toBe('pending');
+    await storage.close();
+  });
+
+  it('a rollback hook that throws does not hide the callback\'s error', async () => {
+    const reported: [unknown, string][] = [];
+    const storage = openSqliteStorage(':memory:', { onHookError: (err, after) => reported.push([err, after]) });
+    const original = new Error('the real failure');
+    const bad = new Error('hook failed');
+    await expect(
+      storage.transaction(async (tx) => {
+        await tx.requests.insert(request('req_a'));
+        tx.afterRollback(() => {
+          throw bad;
+        });
+        throw original;
+      }),
+    ).rejects.toBe(original);
+    expect(reported).toEqual([[bad, 'rollback']]);
+    expect(await storage.requests.get('req_a')).toBeUndefined();
+    await storage.close();
+  });
+
+  it('close() waits for the open transaction, and closes anyway (rolling it back) when it outlasts the lock wait', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'jit-storage-'));
+    const path = join(dir, 'jit.db');
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const storage = openSqliteStorage(path);
+      const { wrote, release, running } = transactionHeldOpen(storage);
+      await wrote;
+      const closed = storage.close();
+      const outcome = closed.then(() => 'closed', (err: unknown) => err);
+      await vi.advanceTimersByTimeAsync(BUSY_TIMEOUT_MS - 1);
+      expect(sqliteDatabase(storage).open).toBe(true);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(await outcome).toBeInstanceOf(StorageBusyError);
+      expect(sqliteDatabase(storage).open).toBe(false);
+      release();
+      await expect(running).rejects.toThrow();
+      await storage.close(); // again: nothing to do
+      const reopened = openSqliteStorage(path);
+      expect(await reopened.requests.get('req_a')).toBeUndefined();
+      await reopened.close();
+    } finally {
+      vi.useRealTimers();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('openStorage (the one place the engine is chosen)', () => {
+  it('opens SQLite, checkpointing in the background for the service and its workers, inline for tools', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'jit-storage-'));
+    const config = { dbPath: join(dir, 'jit.db') };
+    try {
+      for (const [role, pages] of [['service', BACKGROUND_AUTOCHECKPOINT_PAGES], ['worker', BACKGROUND_AUTOCHECKPOINT_PAGES], ['tool', 1000], [undefined, 1000]] as const) {
+        const storage = openStorage(config, role ? { role } : {});
+        expect(storage.engine).toBe('sqlite');
+        expect(sqliteDatabase(storage).pragma('wal_autocheckpoint', { simple: true })).toBe(pages);
+        await storage.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reports a throwing hook on the log it was given', async () => {
+    const errors: string[] = [];
+    const storage = openStorage({ dbPath: ':memory:' }, { log: { error: (_obj: unknown, msg?: string) => void errors.push(msg ?? '') } as never });
+    await storage.transaction(async (tx) => tx.afterCommit(() => {
+      throw new Error('hook failed');
+    }));
+    expect(errors).toEqual([expect.stringContaining('commit hook threw')]);
+    await storage.close();
+  });
+
+  it('maintains a file database in the service: warns of loose modes, runs the checkpointer until stopped', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'jit-storage-'));
+    const path = join(dir, 'jit.db');
+    try {
+      const storage = openStorage({ dbPath: path }, { role: 'service' });
+      chmodSync(path, 0o644);
+      const warnings: unknown[] = [];
+      const log = { warn: (obj: unknown) => void warnings.push(obj), error: () => {}, info: () => {} } as never;
+      const maintenance = storage.maintain(log);
+      expect(warnings).toEqual([{ loose: [`${path} is 0644`] }]);
+      await maintenance.stop();
+      await maintenance.stop();
+      await storage.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

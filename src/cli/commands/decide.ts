@@ -1,5 +1,5 @@
 import { decideRequest, type DecideOutcome } from '../../broker/decide.ts';
-import type { RequestRow } from '../../broker/repository.ts';
+import type { RequestRow } from '../../broker/rows.ts';
 import type { ServiceSettings } from '../../config/service-settings.ts';
 import { describeDifference, grantDifference, requestedGrant, type Grant, type Narrowing } from '../../broker/narrowing.ts';
 import { formatDuration, parseDurationSeconds } from '../../lib/duration.ts';

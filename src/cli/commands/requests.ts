@@ -1,7 +1,7 @@
 import { AGENT_NAME } from '../../broker/agents.ts';
 import { BrokerError } from '../../broker/errors.ts';
 import { describeDifference, grantDifference, grantOf, grantToMint, requestedGrant, sameGrant, type Grant } from '../../broker/narrowing.ts';
-import type { RequestRow, RequestStatus } from '../../broker/repository.ts';
+import type { RequestRow, RequestStatus } from '../../broker/rows.ts';
 import { commitRevocation, commitRevocations } from '../../broker/revoke.ts';
 import { credentialState, requestView } from '../../broker/view.ts';
 import { formatDuration } from '../../lib/duration.ts';

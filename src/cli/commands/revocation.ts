@@ -1,5 +1,5 @@
 import { SWEEP_INTERVAL_MS } from '../../broker/lifecycle.ts';
-import type { CredentialRow } from '../../broker/repository.ts';
+import type { CredentialRow } from '../../broker/rows.ts';
 import { endCredential } from '../../broker/credential-end.ts';
 import type { RevocationRecord } from '../../broker/revoke.ts';
 import { vaultClientFromConfig } from '../../vault/from-config.ts';

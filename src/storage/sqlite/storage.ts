@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import type { Logger } from '../../lib/logger.ts';
 import { StorageBusyError, StorageUniqueError, TransactionEndedError } from '../errors.ts';
 import { FifoLock } from '../lock.ts';
 import type { Repositories, Storage, Transaction } from '../storage.ts';
@@ -6,6 +7,7 @@ import { sqliteAgents } from './agents.ts';
 import { sqliteAudit } from './audit.ts';
 import { sqliteCredentials, sqliteGrantPolicies } from './credentials.ts';
 import { BUSY_TIMEOUT_MS, isBusy, openDatabase, transactionControl, type Db, type OpenOptions } from './open.ts';
+import { startSqliteMaintenance } from './maintenance.ts';
 import { sqliteOutbox } from './outbox.ts';
 import { sqliteIdempotency, sqliteRateLimits, sqliteRequests } from './requests.ts';
 import { sqliteSettings } from './settings.ts';
@@ -96,18 +98,26 @@ class SqliteTransaction implements Transaction {
   }
 }
 
-/** Runs every hook, then throws the first error any of them threw. */
-function runHooks(hooks: (() => void)[] | undefined): void {
+/** Reports a commit or rollback hook that threw (the transaction's outcome stands). */
+export type HookErrorReporter = (err: unknown, after: 'commit' | 'rollback') => void;
+
+const warnHookError: HookErrorReporter = (err, after) =>
+  process.emitWarning(`a storage ${after} hook threw: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`, 'StorageHookWarning');
+
+/** Runs every hook; one that throws is reported and the others still run. Never throws. */
+function runHooks(hooks: (() => void)[] | undefined, after: 'commit' | 'rollback', report: HookErrorReporter): void {
   if (!hooks) return;
-  let first: { err: unknown } | undefined;
   for (const hook of hooks) {
     try {
       hook();
     } catch (err) {
-      first ??= { err };
+      try {
+        report(err, after);
+      } catch {
+        // A reporter that throws must not turn the transaction's outcome around either.
+      }
     }
   }
-  if (first) throw first.err;
 }
 
 const handles = new WeakMap<Storage, Db>();
@@ -152,7 +162,8 @@ function assertNotInTransaction(what: string): void {
  * the statement runs at once. Across processes (HTTP workers, the CLI),
  * BEGIN IMMEDIATE serialises writers as before.
  */
-export function createSqliteStorage(db: Db): Storage {
+export function createSqliteStorage(db: Db, opts: { onHookError?: HookErrorReporter } = {}): Storage {
+  const reportHook = opts.onHookError ?? warnHookError;
   const control = transactionControl(db);
   // Waiting for another connection's lock is done here, asynchronously (see pause).
   control.neverWait();
@@ -221,6 +232,25 @@ export function createSqliteStorage(db: Db): Storage {
       return Promise.reject(storageError(err));
     }
   };
+  /**
+   * Closes once the open transaction (and those queued) ended. One still
+   * open after the lock wait (a callback that never settles) does not keep
+   * the database open: closing rolls it back (its callback's next call
+   * fails), and close() rejects to say so.
+   */
+  let closing: Promise<void> | undefined;
+  const closeAfterTransaction = async (): Promise<void> => {
+    if (!lock.tryAcquire()) {
+      try {
+        await lock.acquire();
+      } catch (err) {
+        if (!(err instanceof StorageBusyError)) throw err;
+        db.close();
+        throw new StorageBusyError(`closed with a transaction still open after ${BUSY_TIMEOUT_MS} ms (SQLite rolled it back)`, { cause: err });
+      }
+    }
+    db.close();
+  };
   const txViews = asyncViews(sync, inTransaction);
   const endedViews = asyncViews(sync, () => Promise.reject(new TransactionEndedError()));
 
@@ -243,22 +273,22 @@ export function createSqliteStorage(db: Db): Storage {
           control.commit();
         } catch (err) {
           tx.end();
-          control.rollback();
-          runHooks(tx.rollbackHooks);
+          // A connection closed meanwhile (close() after its wait) was rolled back by SQLite.
+          if (db.open) control.rollback();
+          runHooks(tx.rollbackHooks, 'rollback', reportHook);
           throw storageError(err);
         }
         tx.end();
-        runHooks(tx.commitHooks);
+        // Committed: the transaction resolves whatever a hook does (a caller must not retry done work).
+        runHooks(tx.commitHooks, 'commit', reportHook);
         return result;
       } finally {
         lock.release();
       }
     },
     ping: () => direct(() => void select1.get(), []) as Promise<void>,
-    async close() {
-      if (!lock.tryAcquire()) await lock.acquire();
-      db.close();
-    },
+    maintain: (log: Logger) => startSqliteMaintenance(db.name, log),
+    close: () => (db.open ? (closing ??= closeAfterTransaction()) : Promise.resolve()),
   } as Storage;
   const directViews = asyncViews(sync, direct);
   for (const key of REPOSITORIES) Object.defineProperty(storage, key, { value: directViews[key], enumerable: true });
@@ -267,8 +297,8 @@ export function createSqliteStorage(db: Db): Storage {
 }
 
 /** Opens (creating and migrating) the database at `path` and returns its storage. */
-export function openSqliteStorage(path: string, opts: OpenOptions = {}): Storage {
-  return createSqliteStorage(openDatabase(path, opts));
+export function openSqliteStorage(path: string, opts: OpenOptions & { onHookError?: HookErrorReporter } = {}): Storage {
+  return createSqliteStorage(openDatabase(path, opts), opts);
 }
 
 /**

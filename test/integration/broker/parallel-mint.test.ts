@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { sweep } from '../../../src/broker/lifecycle.ts';
-import type { CredentialRow } from '../../../src/broker/repository.ts';
+import type { CredentialRow } from '../../../src/broker/rows.ts';
 import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
 
 /*

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { decideRequest } from '../../../src/broker/decide.ts';
 import { sweep } from '../../../src/broker/lifecycle.ts';
 import { STALE_MINT_MS, reserveVaultCredential } from '../../../src/broker/credential-issue.ts';
-import type { CredentialRow, RequestRow } from '../../../src/broker/repository.ts';
+import type { CredentialRow, RequestRow } from '../../../src/broker/rows.ts';
 import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
 import { sqliteDatabase } from '../../../src/storage/sqlite/index.ts';
 

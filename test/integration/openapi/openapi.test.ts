@@ -9,7 +9,7 @@ import { createServedApp } from '../../../src/served-app.ts';
 import { REQUEST_EXAMPLES } from '../../../src/http/routes/agent-routes.ts';
 import type { GatePushCredential as MintedGateCredential, VaultTokenCredential as MintedVaultCredential } from '../../../src/broker/credential-issue.ts';
 import type { GateVerdict } from '../../../src/broker/gate-jwt.ts';
-import type { RequestStatus as StoredStatus } from '../../../src/broker/repository.ts';
+import type { RequestStatus as StoredStatus } from '../../../src/broker/rows.ts';
 import type { Jwks as KeyRingJwks } from '../../../src/keys/key-ring.ts';
 import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
 import { codeBlocks, curlRequest, shellSnippets } from '../cli/doc-snippets.ts';

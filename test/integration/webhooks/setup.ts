@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DecisionEventType } from '../../../src/broker/events.ts';
 import type { WebhookTarget } from '../../../src/broker/policy/types.ts';
-import type { RequestRow } from '../../../src/broker/repository.ts';
+import type { RequestRow } from '../../../src/broker/rows.ts';
 import { loadConfig, type Config } from '../../../src/config/config.ts';
 import { openSqliteStorage, sqliteDatabase, type Db } from '../../../src/storage/sqlite/index.ts';
 import type { Storage } from '../../../src/storage/storage.ts';

@@ -182,6 +182,22 @@ describe('coalesced entries', () => {
     expect(events('request.rejected')).toHaveLength(1);
   });
 
+  it('a repeat arriving while its window\'s summary is being written is not lost', async () => {
+    const audit = createAuditLog(storage);
+    const entry = { event: 'request.rejected', actor: 'agent:a', data: {} } as const;
+    await audit.appendCoalesced('k', entry, 10_000);
+    await audit.appendCoalesced('k', entry, 10_001);
+    // The close reads the window and starts writing its summary; a repeat (dated inside the window) arrives meanwhile.
+    const closing = audit.closeWindows(10_000 + W);
+    const late = audit.appendCoalesced('k', entry, 10_002);
+    await Promise.all([closing, late]);
+    await audit.closeWindows(10_000 + 2 * W, { all: true });
+    const suppressed = events('audit.suppressed').reduce((n, e) => n + (JSON.parse(e.data) as { suppressed: number }).suppressed, 0);
+    // Three refusals: each either written in full or counted in a summary.
+    expect(events('request.rejected').length + suppressed).toBe(3);
+    expect((await verifyAuditChain(storage)).ok).toBe(true);
+  });
+
   it('caps full entries per window across keys; the rest are counted', async () => {
     const audit = createAuditLog(storage);
     for (let i = 0; i < AUDIT_FULL_PER_WINDOW + 50; i++) await audit.appendCoalesced(`addr${i}`, { event: 'auth.failed', actor: `address:${i}`, data: {} }, 100);

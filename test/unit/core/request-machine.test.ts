@@ -1,6 +1,6 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { DecisionEventType } from '../../../src/broker/events.ts';
-import type { RequestRow, RequestStatus } from '../../../src/broker/repository.ts';
+import type { RequestRow, RequestStatus } from '../../../src/broker/rows.ts';
 import {
   MOVES,
   TRANSITIONS,

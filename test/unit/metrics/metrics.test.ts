@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import type { RequestRow } from '../../../src/broker/repository.ts';
+import type { RequestRow } from '../../../src/broker/rows.ts';
 import { openSqliteStorage, sqliteDatabase } from '../../../src/storage/sqlite/index.ts';
 import type { Transaction } from '../../../src/storage/storage.ts';
 import { createMetrics, instrumentVault, metricsDecisionSink } from '../../../src/metrics/index.ts';
@@ -80,6 +80,23 @@ describe('createMetrics', () => {
     expect(sample(text, 'jit_decisions_total', { tier: '2', decision: 'denied' })).toBe(1);
     expect(sample(text, 'jit_approval_latency_seconds_bucket', { tier: '2', decision: 'denied', le: '5' })).toBe(1);
     db.close();
+  });
+
+  it('counts each vote once when two scrapes overlap', async () => {
+    const storage = openSqliteStorage(':memory:');
+    const db = sqliteDatabase(storage);
+    const m = createMetrics({ storage, processMetrics: false });
+    for (const id of ['req_a', 'req_b']) {
+      db.prepare(`INSERT INTO requests (id, agent_id, agent_name, resource, tier, required_tier, status, reason, scope, ttl_seconds, rules, created_at, updated_at)
+          VALUES (?, 'agt_1', 'a', 'vault', 2, 2, 'pending', 'r', '{}', 60, '[]', 0, 0)`).run(id);
+      db.prepare(`INSERT INTO votes (request_id, approver, decision, at) VALUES (?, 'alice', 'approve', 1000)`).run(id);
+      db.prepare(`UPDATE requests SET status = 'approved', decided_at = 1000 WHERE id = ?`).run(id);
+    }
+    const [a, b] = await Promise.all([m.render(), m.render(), m.snapshot()]);
+    expect(sample(a, 'jit_decisions_total', { tier: '2', decision: 'approved' })).toBeGreaterThan(0);
+    expect(sample(b, 'jit_decisions_total', { tier: '2', decision: 'approved' })).toBe(2);
+    expect(sample(await m.render(), 'jit_decisions_total', { tier: '2', decision: 'approved' })).toBe(2);
+    await storage.close();
   });
 });
 

@@ -14,7 +14,7 @@ import {
   type Grant,
   type Narrowing,
 } from '../../../src/broker/narrowing.ts';
-import type { RequestRow } from '../../../src/broker/repository.ts';
+import type { RequestRow } from '../../../src/broker/rows.ts';
 import { policyFrom, removePolicyDirs } from '../policy/helpers.ts';
 
 afterAll(removePolicyDirs);

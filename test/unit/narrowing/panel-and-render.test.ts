@@ -1,7 +1,7 @@
 import { REQUEST_LIMITS } from '../../../src/wire/schemas.ts';
 import { describe, expect, it } from 'vitest';
 import type { Grant } from '../../../src/broker/narrowing.ts';
-import type { RequestRow } from '../../../src/broker/repository.ts';
+import type { RequestRow } from '../../../src/broker/rows.ts';
 import { EMPTY_DRAFT, applyPanelAction, draftToNarrowing, panelData, parsePanelData, ttlChoices, type PanelAction } from '../../../src/telegram/narrowing-panel.ts';
 import { renderApproval, type ApprovalView } from '../../../src/telegram/render.ts';
 import { parseTelegramHtml } from '../../fakes/telegram-emulator/parse-html.ts';

@@ -2,7 +2,7 @@ import { Api, GrammyError, HttpError } from 'grammy';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { boundedRetry, callTimeout, classifyTelegramError, describeTelegramError, redactToken } from '../../../src/telegram/errors.ts';
 import { answerFor } from '../../../src/telegram/handlers.ts';
-import type { RequestRow } from '../../../src/broker/repository.ts';
+import type { RequestRow } from '../../../src/broker/rows.ts';
 import { startTelegramEmulator, type TelegramEmulator } from '../../fakes/telegram-emulator/index.ts';
 
 const TOKEN = '7000000001:AAerrors-test-token_0123456789abcdefgh';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { RequestRow } from '../../../src/broker/repository.ts';
+import type { RequestRow } from '../../../src/broker/rows.ts';
 import { REQUEST_LIMITS } from '../../../src/wire/schemas.ts';
 import { GRANTABLE_CAPABILITIES } from '../../../src/broker/policy/types.ts';
 import { escapeHtml, visibleLength } from '../../../src/telegram/html.ts';

@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { PolicyStore } from '../../../src/broker/policy/policy-store.ts';
 import type { AgentPolicy, WebhookTarget } from '../../../src/broker/policy/types.ts';
-import type { RequestRow } from '../../../src/broker/repository.ts';
+import type { RequestRow } from '../../../src/broker/rows.ts';
 import { loadConfig, type Config } from '../../../src/config/config.ts';
 import type { Storage } from '../../../src/storage/storage.ts';
 import { createLogger, type Logger } from '../../../src/lib/logger.ts';

@@ -202,6 +202,27 @@ describe('outbox sink: transactions', () => {
       }),
     ).rejects.toThrow('later step failed');
     expect(rows()).toEqual([]);
+    expect(notified).toBe(0);
+  });
+
+  it('wakes the dispatcher only once the row is committed, never for a rolled-back one', async () => {
+    const r = await insertRequest(storage);
+    await expect(
+      storage.transaction(async (tx) => {
+        await sink().record(tx, r, 'approved', clock.now());
+        throw new Error('later step failed');
+      }),
+    ).rejects.toThrow('later step failed');
+    expect(notified).toBe(0);
+
+    // The dispatcher claims from the database: when woken, it must find the row committed.
+    let seenAtWake: number | undefined;
+    const waking = createOutboxSink({ storage, policies: POLICIES, ids: createIdGenerator(() => clock.now()), log: logs.log, notify: () => (seenAtWake = rows().length) });
+    await storage.transaction(async (tx) => {
+      await waking.record(tx, r, 'approved', clock.now());
+      expect(seenAtWake).toBeUndefined();
+    });
+    expect(seenAtWake).toBe(1);
   });
 
   it('is written by the real decide verb together with the decision', async () => {

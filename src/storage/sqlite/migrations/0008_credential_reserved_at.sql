@@ -1,6 +1,6 @@
 -- When a credential row was reserved (inserted), in ms since the epoch.
 -- A `minting` row whose reservation is older than any live mint can take
--- (STALE_MINT_MS, src/broker/mint-credential.ts) was left by a process that
+-- (STALE_MINT_MS, src/broker/credential-issue.ts) was left by a process that
 -- died mid-issue: the periodic sweep abandons it without waiting for a
 -- restart (src/broker/lifecycle.ts). The sweep finds minting rows through
 -- the partial index `credentials_unsettled` (state) and checks this column
