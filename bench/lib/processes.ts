@@ -5,7 +5,7 @@
  * it ends (normally, on an error or on Ctrl-C).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const REPO = join(import.meta.dirname, '..', '..');
@@ -120,8 +120,20 @@ export async function startBrokerProcess(o: {
   /** Another checkout's `bin/jit.mjs` (bench/compare.ts); default this one. */
   jitBin?: string;
 }): Promise<Child & { url: string }> {
+  // BENCH_CPU_PROF=DIR: the broker writes a V8 CPU profile (.cpuprofile) into DIR when it stops (bench/profile-summary.ts sums it).
+  // BENCH_SQL_COUNT=DIR: the broker counts the SQL statements it runs (bench/lib/sql-count.mjs) and writes them per request into DIR.
+  // Either goes to DIR/other for another checkout (bench/compare.ts's baseline), DIR/this for this one.
+  const tree = o.jitBin && o.jitBin !== JIT_BIN ? 'other' : 'this';
+  const profDir = process.env['BENCH_CPU_PROF'];
+  const countDir = process.env['BENCH_SQL_COUNT'];
+  if (profDir) mkdirSync(join(profDir, tree), { recursive: true });
+  if (countDir) mkdirSync(join(countDir, tree), { recursive: true });
+  const prof = [
+    ...(profDir ? ['--cpu-prof', '--cpu-prof-dir', join(profDir, tree)] : []),
+    ...(countDir ? ['--import', join(REPO, 'bench', 'lib', 'sql-count.mjs')] : []),
+  ];
   const p = await startProcess(
-    [o.jitBin ?? JIT_BIN, 'serve'],
+    [...prof, o.jitBin ?? JIT_BIN, 'serve'],
     {
       JIT_HOST: '127.0.0.1',
       JIT_PORT: '0',
@@ -132,6 +144,7 @@ export async function startBrokerProcess(o: {
       JIT_RATE_PER_MINUTE: '100000',
       JIT_MAX_PENDING: '10000',
       LOG_LEVEL: 'warn',
+      ...(countDir ? { BENCH_SQL_COUNT: join(countDir, tree) } : {}),
       ...o.env,
     },
     /jit-broker listening on (http:\/\/127\.0\.0\.1:\d+)/,
