@@ -189,7 +189,11 @@ export function applyPanelAction(draft: DraftNarrowing, action: PanelAction, req
       const items = requested.resource === 'vault' ? requested.vault_paths.length : requested.refs.length;
       if (action.page >= pageCount(items)) return forged(`there is no page ${action.page + 1} of buttons for this request`);
       const answer = `${requested.resource === 'vault' ? 'Paths' : 'Refs'} ${pageRange(action.page, items)} of ${items}`;
-      return next({ ...draft, page: action.page }, (draft.page ?? 0) !== action.page, answer);
+      // Display only: not checked against the ceiling, which another approver's vote may have shrunk to
+      // exactly what this draft drops (then every grant check says "nothing to grant", and the approver
+      // could not page back to keep an item).
+      if ((draft.page ?? 0) === action.page) return { ok: true, draft, changed: false, answer };
+      return { ok: true, draft: { ...draft, page: action.page }, changed: true, answer };
     }
     case 'approve':
     case 'close':

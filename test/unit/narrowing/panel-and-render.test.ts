@@ -75,6 +75,20 @@ describe('applyPanelAction', () => {
     expect(draftToNarrowing({ ...EMPTY_DRAFT, ttlSeconds: 900 }, ceiling)).not.toHaveProperty('ttlSeconds');
     expect(draftToNarrowing({ ...EMPTY_DRAFT, ttlSeconds: 300 }, ceiling)).toHaveProperty('ttlSeconds', 300);
   });
+
+  it('turns a page even when the ceiling has shrunk to exactly what the draft drops (tier 3), so the approver can page back and keep an item', () => {
+    const paths = Array.from({ length: 10 }, (_, i) => `a/p${i}`);
+    const many: Grant = { resource: 'vault', vault_paths: paths.map((path) => ({ path, capabilities: ['read'] })), ttl_seconds: 1800 };
+    // This approver dropped the whole first page, then another approver's narrowed vote kept only that page.
+    const draft = { ...EMPTY_DRAFT, dropPaths: paths.slice(0, 8), page: 1 };
+    const ceiling: Grant = { ...many, vault_paths: many.vault_paths.slice(0, 8) };
+    expect(applyPanelAction(draft, { kind: 'page', page: 0 }, many, ceiling)).toMatchObject({ ok: true, changed: true, draft: { page: 0, dropPaths: paths.slice(0, 8) } });
+    // Keeping an item there is then allowed; dropping the last kept one is still refused.
+    const back = { ...draft, page: 0 };
+    expect(applyPanelAction(back, { kind: 'path', drop: false, index: 0 }, many, ceiling)).toMatchObject({ ok: true, changed: true });
+    expect(applyPanelAction(back, { kind: 'page', page: 0 }, many, ceiling)).toMatchObject({ ok: true, changed: false });
+    expect(applyPanelAction(back, { kind: 'page', page: 2 }, many, ceiling)).toMatchObject({ ok: false, forged: true });
+  });
 });
 
 describe('rendering', () => {
