@@ -21,17 +21,19 @@ export function contractRouter(): OpenAPIHono<AppEnv> {
 }
 
 /**
- * Renders a failed validation as BAD_REQUEST with {@link describeZodError}.
- * A header is validated as one value, so its message carries no path (the
- * header's name is in the message itself: "Idempotency-Key must be …").
+ * Renders a failed validation (path parameters: bodies and headers are
+ * validated by {@link route}'s own middleware) as BAD_REQUEST with
+ * {@link describeZodError}.
  */
-function validationHook(result: { target: string; success: boolean; error?: z.ZodError }): void {
+function validationHook(result: { success: boolean; error?: z.ZodError }): void {
   if (result.success || !result.error) return;
-  const error = result.target === 'header' ? headerError(result.error) : result.error;
-  throw new BrokerError('BAD_REQUEST', describeZodError(error));
+  throw new BrokerError('BAD_REQUEST', describeZodError(result.error));
 }
 
-/** A header's issues without the header's name as their path (the message names it). */
+/**
+ * A header's issues without the header's name as their path: the message
+ * names it already ("Idempotency-Key must be …").
+ */
 function headerError(error: z.ZodError): z.ZodError {
   return new z.ZodError(error.issues.map((i) => ({ ...i, path: i.path.slice(1) })));
 }

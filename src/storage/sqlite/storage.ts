@@ -201,8 +201,7 @@ export function createSqliteStorage(db: Db, opts: { onHookError?: HookErrorRepor
       if (performance.now() - since > BUSY_TIMEOUT_MS) throw busyFor(BUSY_TIMEOUT_MS);
       await pause(attempt);
       // Through the lock again: a transaction of this process may have begun meanwhile.
-      if (lock.held) await lock.acquire();
-      else lock.tryAcquire();
+      if (!lock.tryAcquire()) await lock.acquire();
       try {
         return f(...args);
       } catch (err) {
