@@ -1,4 +1,4 @@
-import type { AuditLog } from './audit.ts';
+import type { AuditEntry, AuditLog } from './audit.ts';
 import type { DecisionSink } from './events.ts';
 import type { StatusMoveFields } from '../storage/rows.ts';
 import type { Transaction } from '../storage/storage.ts';
@@ -78,6 +78,27 @@ async function record(m: MachineTx, tx: Transaction, id: string, type: 'approved
 }
 
 /**
+ * A move that tells the agent: the status change, its audit entry and its
+ * decision event (named after the new status). False, with nothing
+ * written, when the request was no longer in `from`.
+ */
+async function decisiveMove(
+  m: MachineTx,
+  tx: Transaction,
+  move: 'approve' | 'deny' | 'timeOut' | 'expireUnclaimed' | 'revoke',
+  id: string,
+  from: RequestStatus,
+  now: number,
+  extra: Extra,
+  entry: Omit<AuditEntry, 'requestId'>,
+): Promise<boolean> {
+  if (!(await step(tx, move, id, from, now, extra))) return false;
+  await m.audit.append(tx, { ...entry, requestId: id }, now);
+  await record(m, tx, id, MOVES[move].to, now);
+  return true;
+}
+
+/**
  * Inserts a new request, `pending` or (tier 1, approved by policy) `approved`,
  * with its `request.created` entry and, for tier 1, `request.approved` by
  * `policy` (no decision event: nobody waits on it). `created.scope` and
@@ -112,11 +133,7 @@ async function decide(m: MachineTx, tx: Transaction, move: 'approve' | 'deny', i
     ...(d.reason ? { decisionReason: d.reason } : {}),
     ...(claimExpiresAt !== undefined ? { claimExpiresAt } : {}),
   };
-  if (!(await step(tx, move, id, 'pending', now, extra))) return false;
-  const to = MOVES[move].to;
-  await m.audit.append(tx, { event: `request.${to}`, actor: d.actor, requestId: id, data: d.data }, now);
-  await record(m, tx, id, to, now);
-  return true;
+  return decisiveMove(m, tx, move, id, 'pending', now, extra, { event: `request.${MOVES[move].to}`, actor: d.actor, data: d.data });
 }
 
 /** pending → approved, with the claim window's end: `request.approved`, decision event `approved`. */
@@ -136,18 +153,17 @@ export async function deny(m: MachineTx, tx: Transaction, id: string, now: numbe
  * from a late vote), decision event `timed_out`.
  */
 export async function timeOut(m: MachineTx, tx: Transaction, id: string, now: number, noticed: { approval_expires_at: number | null } | { late_vote_by: string }): Promise<boolean> {
-  if (!(await step(tx, 'timeOut', id, 'pending', now, { decidedBy: 'timeout', decidedAt: now, decisionReason: 'no decision before the approval deadline' }))) return false;
-  await m.audit.append(tx, { event: 'request.timed_out', actor: 'broker', requestId: id, data: noticed }, now);
-  await record(m, tx, id, 'timed_out', now);
-  return true;
+  const extra = { decidedBy: 'timeout', decidedAt: now, decisionReason: 'no decision before the approval deadline' };
+  return decisiveMove(m, tx, 'timeOut', id, 'pending', now, extra, { event: 'request.timed_out', actor: 'broker', data: noticed });
 }
 
 /** approved → expired (not claimed within the claim window): `request.expired`, decision event `expired`. */
 export async function expireUnclaimed(m: MachineTx, tx: Transaction, request: { id: string; claim_expires_at: number | null }, now: number): Promise<boolean> {
-  if (!(await step(tx, 'expireUnclaimed', request.id, 'approved', now, { failure: 'not claimed within the claim window' }))) return false;
-  await m.audit.append(tx, { event: 'request.expired', actor: 'broker', requestId: request.id, data: { claim_expires_at: request.claim_expires_at, unclaimed: true } }, now);
-  await record(m, tx, request.id, 'expired', now);
-  return true;
+  return decisiveMove(m, tx, 'expireUnclaimed', request.id, 'approved', now, { failure: 'not claimed within the claim window' }, {
+    event: 'request.expired',
+    actor: 'broker',
+    data: { claim_expires_at: request.claim_expires_at, unclaimed: true },
+  });
 }
 
 /** approved → issued, with the `credential.issued` entry describing the credential (no decision event). */
@@ -188,10 +204,7 @@ export async function revoke(
   now: number,
   entry: { actor: string; reason: string | undefined; data: Record<string, unknown> },
 ): Promise<boolean> {
-  if (!(await step(tx, 'revoke', id, from, now, { decisionReason: entry.reason }))) return false;
-  await m.audit.append(tx, { event: 'request.revoked', actor: entry.actor, requestId: id, data: entry.data }, now);
-  await record(m, tx, id, 'revoked', now);
-  return true;
+  return decisiveMove(m, tx, 'revoke', id, from, now, { decisionReason: entry.reason }, { event: 'request.revoked', actor: entry.actor, data: entry.data });
 }
 
 /**
