@@ -64,7 +64,7 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
       persistent: false,
       createPostgresUser: userInfo().uid === 0,
       onLog: opts.onLog ?? (() => {}),
-      onError: opts.onLog ?? (() => {}),
+      onError: (e: unknown) => opts.onLog?.(String(e)),
       postgresFlags: [
         '-c', 'listen_addresses=127.0.0.1',
         '-c', `unix_socket_directories=${dataDir}`,
