@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from '../../lib/logger.ts';
-import { StorageBusyError, TransactionEndedError } from '../errors.ts';
+import { StorageBusyError, StorageOpenError, TransactionEndedError } from '../errors.ts';
 import { FifoLock } from '../lock.ts';
 import type { Repositories, Storage, Transaction } from '../storage.ts';
 import { ViewTransaction, assertNotInTransaction, endedRepositories, nesting, runCallback, runHooks, warnHookError, type HookErrorReporter } from '../transaction-kit.ts';
@@ -10,7 +10,7 @@ import { pgCredentials, pgGrantPolicies } from './credentials.ts';
 import { run, sql, type Exec, type Query } from './exec.ts';
 import { startPostgresMaintenance } from './maintenance.ts';
 import { pgOutbox } from './outbox.ts';
-import { BEGIN_LOCKED, LOCK_TIMEOUT_MS, createPool, isBroken, migrate, pgStorageError, unavailable } from './pool.ts';
+import { BEGIN_LOCKED, LOCK_TIMEOUT_MS, createPool, isBroken, migrate, pgStorageError, shownDatabaseUrl, unavailable, whyNotOpened } from './pool.ts';
 import { pgIdempotency, pgRateLimits, pgRequests } from './requests.ts';
 import { pgSettings } from './settings.ts';
 import { pgTelegram } from './telegram.ts';
@@ -213,8 +213,8 @@ export function createPostgresStorage(url: string, pool: pg.Pool, opts: Postgres
 /**
  * Opens the database at `url` (postgres:// or postgresql://), applying
  * pending migrations, and returns its storage. Rejects with
- * StorageUnavailableError when the server cannot be reached or refuses the
- * login; the pool is closed then.
+ * StorageOpenError (one line, no password) when the server cannot be
+ * reached, refuses the login or the migrations; the pool is closed then.
  */
 export async function openPostgresStorage(url: string, opts: PostgresStorageOptions & { poolSize?: number } = {}): Promise<Storage> {
   const pool = createPool(url, opts.poolSize === undefined ? {} : { max: opts.poolSize });
@@ -222,7 +222,7 @@ export async function openPostgresStorage(url: string, opts: PostgresStorageOpti
     await migrate(pool);
   } catch (err) {
     await pool.end().catch(() => {});
-    throw err;
+    throw new StorageOpenError('JIT_DATABASE_URL', `cannot open the database at ${shownDatabaseUrl(url)}: ${whyNotOpened(err)}`, { cause: err });
   }
   return createPostgresStorage(url, pool, opts);
 }
