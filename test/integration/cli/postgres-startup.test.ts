@@ -1,9 +1,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openPostgresStorage } from '../../../src/storage/postgres/index.ts';
+import { freePort } from '../../helpers/chaos-process.ts';
 import { runJit, startJitServe } from '../../helpers/cli.ts';
 import { freshPostgresDatabase } from '../../helpers/postgres.ts';
 
@@ -26,16 +26,7 @@ function envWith(databaseUrl: string): Record<string, string> {
 }
 
 /** A loopback port nothing listens on (bound, then closed). */
-function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
+const closedPort = freePort;
 
 const PASSWORD = 'Sup3rSecretPassw0rd';
 
