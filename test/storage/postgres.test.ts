@@ -191,6 +191,28 @@ describe('PostgreSQL engine specifics', () => {
     expect(await s.transaction(async (tx) => tx.requests.get('req_a'))).toBeUndefined();
   });
 
+  it('a process whose every connection stays in use answers StorageBusyError, not unavailable', async () => {
+    const small = await openPostgresStorage(await freshSchema(), { poolSize: 1 });
+    try {
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      let began!: () => void;
+      const inside = new Promise<void>((r) => (began = r));
+      const holder = small.transaction(async (tx) => {
+        await tx.requests.get('req_a');
+        began();
+        await held; // test only: keep the one connection
+      });
+      await inside;
+      await expect(small.requests.get('req_a')).rejects.toBeInstanceOf(StorageBusyError);
+      release();
+      await holder;
+      expect(await small.requests.get('req_a')).toBeUndefined();
+    } finally {
+      await small.close();
+    }
+  }, 20_000);
+
   it('reads epoch-ms bigints and counts as numbers', async () => {
     await s.requests.insert(request('req_a', { approval_expires_at: 2 ** 52 }));
     const row = await s.requests.get('req_a');

@@ -10,7 +10,7 @@ import { pgCredentials, pgGrantPolicies } from './credentials.ts';
 import { run, sql, type Exec, type Query } from './exec.ts';
 import { startPostgresMaintenance } from './maintenance.ts';
 import { pgOutbox } from './outbox.ts';
-import { BEGIN_LOCKED, LOCK_TIMEOUT_MS, createPool, isBroken, migrate, pgStorageError, shownDatabaseUrl, unavailable, whyNotOpened } from './pool.ts';
+import { BEGIN_LOCKED, CONNECT_TIMEOUT_MS, LOCK_TIMEOUT_MS, createPool, isBroken, migrate, pgStorageError, shownDatabaseUrl, unavailable, whyNotOpened } from './pool.ts';
 import { pgIdempotency, pgRateLimits, pgRequests } from './requests.ts';
 import { pgSettings } from './settings.ts';
 import { pgTelegram } from './telegram.ts';
@@ -64,6 +64,10 @@ export function createPostgresStorage(url: string, pool: pg.Pool, opts: Postgres
     try {
       return await pool.connect();
     } catch (err) {
+      // Every connection of the pool in use for the whole wait: this process is busy, the database may be fine.
+      if (pool.totalCount >= (pool.options.max ?? 0) && pgStorageError(err) === err) {
+        throw new StorageBusyError(`every connection of this process stayed in use for ${CONNECT_TIMEOUT_MS} ms`, { cause: err });
+      }
       // No connection to be had: refused, timed out, the server starting or shutting down, the pool ended.
       throw unavailable(err);
     }
