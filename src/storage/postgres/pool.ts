@@ -76,6 +76,8 @@ export function createPool(url: string, opts: { max?: number } = {}): pg.Pool {
     max: opts.max ?? POOL_SIZE,
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
     idleTimeoutMillis: 30_000,
+    // Idle connections never keep the process alive: a CLI command that returns exits at once.
+    allowExitOnIdle: true,
     keepAlive: true,
     application_name: 'jit-broker',
     types,
