@@ -6,7 +6,7 @@ import { startLifecycle } from './broker/lifecycle.ts';
 import { InvalidPolicyFiles, PolicyStore, formatProblems } from './broker/policy/index.ts';
 import { createDeps } from './create-deps.ts';
 import type { BrokerDeps } from './broker/deps.ts';
-import { openStorage } from './storage/index.ts';
+import { describeDatabase, openStorage } from './storage/index.ts';
 import { createServedApp } from './served-app.ts';
 import { ListenError, listen, toListenError } from './http/listen.ts';
 import { WorkersStartupError, startHttpWorkers, type HttpWorkers } from './cluster/primary.ts';
@@ -122,7 +122,7 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
     if (err instanceof KeyRingError) throw new StartupError(`signing keys: ${err.message}`);
     throw err;
   }
-  const storage = openStorage(config, { role: 'service', log });
+  const storage = await openStorage(config, { role: 'service', log });
   started.add(() => storage.close());
   const maintenance = storage.maintain(log);
   started.add(() => maintenance.stop());
@@ -190,7 +190,7 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
   // Operator commands (jit approve/deny/revoke) decide with these, not with their shell's (SPEC §10); recorded
   // only once this broker serves, so a second `jit serve` that fails to start never replaces a live service's.
   await recordServiceSettings(storage, config, clock.now());
-  log.info({ url, dev_mode: !!devVault, policies: config.policiesDir, db: config.dbPath, telegram: telegram?.mode ?? 'disabled' }, 'jit-broker listening');
+  log.info({ url, dev_mode: !!devVault, policies: config.policiesDir, db: describeDatabase(config), telegram: telegram?.mode ?? 'disabled' }, 'jit-broker listening');
   await telegram?.start();
   if (devVault && !telegram) {
     print('Approver: no Telegram bot configured; approve tier-2 requests with `npx jit approve ID`.');

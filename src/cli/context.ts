@@ -2,7 +2,7 @@ import { loadConfig, type Config } from '../config/config.ts';
 import { InvalidPolicyFiles, PolicyStore } from '../broker/policy/index.ts';
 import { createStorageDeps, type StorageDeps } from '../create-deps.ts';
 import { readServiceSettings, settingsOf, withServiceSettings, type RecordedSettings, type ServiceSettings } from '../config/service-settings.ts';
-import { openStorage } from '../storage/index.ts';
+import { describeDatabase, openStorage } from '../storage/index.ts';
 import type { Storage } from '../storage/storage.ts';
 import { createIdGenerator } from '../lib/ids.ts';
 import { createLogger } from '../lib/logger.ts';
@@ -55,7 +55,7 @@ export function openCliContext(io: CliIo, opts: { decisions: true; invalidPolici
 export function openCliContext(io: CliIo, opts?: CliContextOptions): Promise<CliContext>;
 export async function openCliContext(io: CliIo, opts: CliContextOptions = {}): Promise<CliContext> {
   let config = loadConfig(io.env);
-  const storage = openStorage(config);
+  const storage = await openStorage(config);
   let events;
   let policies: PolicyStore | undefined;
   let settings: ServiceSettings | undefined;
@@ -71,7 +71,7 @@ export async function openCliContext(io: CliIo, opts: CliContextOptions = {}): P
         for (const line of merged.differences) io.err(`warning: ${line}`);
       } else {
         io.err(
-          `warning: no jit serve has recorded its settings in ${config.dbPath} (not started since the upgrade?); ` +
+          `warning: no jit serve has recorded its settings in ${describeDatabase(config)} (not started since the upgrade?); ` +
             `this decision uses this shell's JIT_CLAIM_WINDOW, JIT_TIER3_QUORUM and JIT_POLICIES, which may differ from the service's`,
         );
       }

@@ -132,7 +132,16 @@ export async function runCli(argv: string[], io: CliIo = getProcessIo()): Promis
       io.err(`jit: configuration error: ${err.message}`);
       return 2;
     }
-    const { StorageBusyError } = await import('../storage/errors.ts');
+    const { StorageBusyError, StorageOpenError, StorageUnavailableError } = await import('../storage/errors.ts');
+    if (err instanceof StorageOpenError) {
+      // The configured database cannot be opened (JIT_DATABASE_URL): one line naming it, no password.
+      io.err(`jit ${name}: ${err.message}`);
+      return 2;
+    }
+    if (err instanceof StorageUnavailableError) {
+      io.err(`jit ${name}: ${err.message}; try again`);
+      return 1;
+    }
     if (err instanceof StorageBusyError) {
       // Another process (the service) held the database's write lock past the wait: nothing was changed.
       io.err(`jit ${name}: ${err.message}; nothing was changed, try again`);

@@ -80,7 +80,7 @@ async function startWorkerParts(config: WorkerConfig, send: (m: IpcMessage) => v
   await startVaultClient(vault, log);
   const keys = createKeyRing({ config, clock, log });
   // The primary maintains the database (storage.maintain); a worker only uses it.
-  const storage = openStorage(config, { role: 'worker', log });
+  const storage = await openStorage(config, { role: 'worker', log });
   started.add(() => storage.close());
   const ids = createIdGenerator(() => clock.now());
   // No database: the figures read from tables (outbox depth, approvals) come from the primary once.

@@ -42,11 +42,30 @@ const shownHttpUrl = (hint: string) =>
 
 const port = z.coerce.number().int().min(0).max(65535);
 
+/**
+ * A PostgreSQL connection URL (postgres:// or postgresql://, with a host).
+ * The message never repeats the value: it may hold a password.
+ */
+const postgresUrl = z
+  .string()
+  .transform((v) => v.trim())
+  .refine((v) => {
+    if (v === '') return true;
+    try {
+      const u = new URL(v);
+      return (u.protocol === 'postgres:' || u.protocol === 'postgresql:') && (u.hostname !== '' || u.searchParams.has('host'));
+    } catch {
+      return false;
+    }
+  }, 'must be a postgres:// or postgresql:// URL with a host, such as postgres://jit:PASSWORD@db.internal:5432/jit?sslmode=verify-full (the value is not shown: it may hold a password)')
+  .transform((v) => (v === '' ? undefined : v));
+
 const EnvSchema = z.object({
   JIT_HOST: z.string().min(1).default('127.0.0.1'),
   JIT_PORT: port.default(8787),
   JIT_PUBLIC_URL: shownHttpUrl('it is the base of the URLs the broker hands to agents and is recorded for the CLI').optional(),
   JIT_DB: z.string().min(1).default('./data/jit.db'),
+  JIT_DATABASE_URL: postgresUrl.optional(),
   JIT_POLICIES: z.string().min(1).default('./policies'),
   JIT_APPROVAL_TIMEOUT: duration.default(600),
   JIT_CLAIM_WINDOW: duration.default(600),
@@ -83,7 +102,10 @@ export interface Config {
   host: string;
   port: number;
   publicUrl: string;
+  /** The SQLite file (and the directory of signing-keys.json); unused for the database when `databaseUrl` is set. */
   dbPath: string;
+  /** PostgreSQL (JIT_DATABASE_URL) instead of SQLite: a secret (it may hold the password), never logged or shown. */
+  databaseUrl: string | undefined;
   policiesDir: string;
   approvalTimeoutSeconds: number;
   claimWindowSeconds: number;
@@ -164,6 +186,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     port: e.JIT_PORT,
     publicUrl: e.JIT_PUBLIC_URL ?? `http://${e.JIT_HOST.includes(':') ? `[${e.JIT_HOST}]` : e.JIT_HOST}:${e.JIT_PORT}`,
     dbPath: e.JIT_DB,
+    databaseUrl: e.JIT_DATABASE_URL,
     policiesDir: e.JIT_POLICIES,
     approvalTimeoutSeconds: e.JIT_APPROVAL_TIMEOUT,
     claimWindowSeconds: e.JIT_CLAIM_WINDOW,

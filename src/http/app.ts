@@ -7,7 +7,7 @@ import { declaredBodyLimit, MAX_BODY_BYTES, payloadTooLarge } from './body.ts';
 import { contractRouter, route } from './contract.ts';
 import type { AppEnv, AppTelegram } from './env.ts';
 import { problemResponse } from './problem.ts';
-import { StorageBusyError } from '../storage/errors.ts';
+import { StorageBusyError, StorageUnavailableError } from '../storage/errors.ts';
 import { agentRoutes } from './routes/agent-routes.ts';
 import { metricsRoutes } from './routes/metrics-route.ts';
 import { openApiRoutes } from './routes/openapi-route.ts';
@@ -86,6 +86,11 @@ export function createApp(deps: BrokerDeps, opts: AppOptions = {}): OpenAPIHono<
       // Another process held the database longer than busy_timeout: nothing was changed, try again.
       c.get('log')?.warn({ err }, 'database busy');
       return problemResponse(c, new BrokerError('UNAVAILABLE', 'the database is busy (another process holds its write lock); nothing was changed, retry shortly', { retryAfterSeconds: 1 }));
+    }
+    if (err instanceof StorageUnavailableError) {
+      // PostgreSQL unreachable or the connection lost: the broker keeps serving and the next call reconnects.
+      c.get('log')?.warn({ err: { name: err.name, code: (err.cause as { code?: unknown } | undefined)?.code } }, 'database unavailable');
+      return problemResponse(c, new BrokerError('UNAVAILABLE', 'the database is unavailable; retry shortly (another broker, if there is one, may answer)', { retryAfterSeconds: 5 }));
     }
     c.get('log')?.error({ err }, 'unhandled error');
     return problemResponse(c, new BrokerError('INTERNAL', 'internal error; the operator can find it in the broker log by X-Request-Id'));

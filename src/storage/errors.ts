@@ -33,3 +33,15 @@ export class TransactionEndedError extends StorageError {
     super('the transaction this call belongs to has already ended');
   }
 }
+
+/**
+ * The configured database could not be opened at start (unreachable, login
+ * refused, tables not creatable). Its message is one line naming the
+ * variable to fix (`JIT_DATABASE_URL: …`) and never holds a password: the
+ * CLI and `jit serve` print it and exit 2.
+ */
+export class StorageOpenError extends StorageError {
+  constructor(readonly variable: string, detail: string, options?: { cause?: unknown }) {
+    super(`${variable}: ${detail}`, options);
+  }
+}

@@ -1,4 +1,6 @@
 import type { Logger } from '../lib/logger.ts';
+import { openPostgresStorage } from './postgres/index.ts';
+import { shownDatabaseUrl } from './postgres/pool.ts';
 import { openSqliteStorage } from './sqlite/index.ts';
 import type { Storage } from './storage.ts';
 
@@ -6,9 +8,11 @@ export * from './rows.ts';
 export * from './errors.ts';
 export type * from './storage.ts';
 
-/** What opening the database takes from the configuration (config/: JIT_DB). */
+/** What opening the database takes from the configuration (config/: JIT_DATABASE_URL, else JIT_DB). */
 export interface StorageConfig {
   readonly dbPath: string;
+  /** A postgres:// URL: PostgreSQL instead of the SQLite file at `dbPath`. */
+  readonly databaseUrl?: string | undefined;
 }
 
 export interface OpenStorageOptions {
@@ -26,13 +30,23 @@ export interface OpenStorageOptions {
 /**
  * Opens (creating and migrating) the configured database: the one place
  * the broker's processes (main.ts, cluster/worker.ts, cli/context.ts)
- * choose the storage engine. SQLite today.
+ * choose the storage engine. PostgreSQL when JIT_DATABASE_URL is set
+ * (several brokers may share it), else SQLite at JIT_DB. Rejects with
+ * StorageOpenError (one line naming JIT_DATABASE_URL, no password) when
+ * PostgreSQL cannot be opened.
  */
-export function openStorage(config: StorageConfig, opts: OpenStorageOptions = {}): Storage {
+export async function openStorage(config: StorageConfig, opts: OpenStorageOptions = {}): Promise<Storage> {
   const { log } = opts;
+  const onHookError = log ? { onHookError: (err: unknown, after: 'commit' | 'rollback') => log.error({ err }, `a storage ${after} hook threw (the transaction's outcome stands)`) } : {};
+  if (config.databaseUrl) return openPostgresStorage(config.databaseUrl, onHookError);
   return openSqliteStorage(config.dbPath, {
     // A long-running service checkpoints SQLite's WAL off the event loop (the primary's maintenance).
     checkpoint: opts.role === 'service' || opts.role === 'worker' ? 'background' : 'auto',
-    ...(log ? { onHookError: (err: unknown, after: 'commit' | 'rollback') => log.error({ err }, `a storage ${after} hook threw (the transaction's outcome stands)`) } : {}),
+    ...onHookError,
   });
+}
+
+/** Where the configured database is, as it may be shown (logs, warnings): the file, or the URL without user, password or query. */
+export function describeDatabase(config: StorageConfig): string {
+  return config.databaseUrl ? shownDatabaseUrl(config.databaseUrl) : config.dbPath;
 }

@@ -20,6 +20,10 @@ export interface PostgresServer {
   url(name: string): string;
   /** Creates an empty database with a fresh name and answers its URL. */
   createDatabase(prefix?: string): Promise<string>;
+  /** Stops the server (a fast shutdown: sessions end with 57P01), keeping its data and port for {@link restart}. */
+  halt(): Promise<void>;
+  /** Starts a halted server again, on the same port with the same data. */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -61,7 +65,8 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
       port,
       user: USER,
       password,
-      persistent: false,
+      // The data directory is removed by stop() below; kept across halt() and restart().
+      persistent: true,
       createPostgresUser: userInfo().uid === 0,
       onLog: opts.onLog ?? (() => {}),
       onError: (e: unknown) => opts.onLog?.(String(e)),
@@ -98,6 +103,8 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
         }
         return url(name);
       },
+      halt: () => server.stop(),
+      restart: () => server.start(),
       async stop() {
         await server.stop();
         rmSync(dir, { recursive: true, force: true });

@@ -1,9 +1,288 @@
-import { describe, expect, it } from 'vitest';
-import { openPostgresStorage } from '../../src/storage/postgres/index.ts';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { StorageBusyError, StorageUnavailableError, StorageUniqueError } from '../../src/storage/errors.ts';
+import { openStorage } from '../../src/storage/index.ts';
+import { LOCK_TIMEOUT_MS, WRITE_LOCK_KEY, openPostgresStorage, postgresPool } from '../../src/storage/postgres/index.ts';
+import { pgStorageError } from '../../src/storage/postgres/pool.ts';
+import type { Storage } from '../../src/storage/storage.ts';
+import { until } from '../helpers/chaos-process.ts';
 import { freshPostgresDatabase } from '../helpers/postgres.ts';
-import { describeStorageConformance } from './conformance.ts';
+import { startPostgres, type PostgresServer } from '../helpers/postgres-server.ts';
+import { T0, describeStorageConformance, request } from './conformance.ts';
 
-describeStorageConformance('PostgreSQL, a fresh database', async () => {
-  const storage = await openPostgresStorage(await freshPostgresDatabase());
+/*
+ * Each test gets an empty schema of its own in one database of this file
+ * (`search_path` in the URL's options): CREATE DATABASE costs about a
+ * second on a busy machine, a schema nothing. The engine creates its tables
+ * in the first schema of the search path, as an operator's `?options=-c
+ * search_path=jit` would have it.
+ */
+let database: Promise<string> | undefined;
+let schemas = 0;
+async function freshSchema(): Promise<string> {
+  const url = new URL(await (database ??= freshPostgresDatabase()));
+  const name = `t${++schemas}`;
+  const client = new pg.Client({ connectionString: url.href });
+  await client.connect();
+  try {
+    await client.query(`CREATE SCHEMA ${name}`);
+  } finally {
+    await client.end();
+  }
+  url.searchParams.set('options', `-c search_path=${name}`);
+  return url.href;
+}
+
+describeStorageConformance('PostgreSQL, a fresh schema', async () => {
+  const storage = await openPostgresStorage(await freshSchema());
   return { storage, dispose: () => storage.close() };
+});
+
+const outboxRow = (id: string, requestId: string, at: number) => ({
+  id, request_id: requestId, type: 'jit.request.approved' as const, target: 'standard' as const, url: `http://127.0.0.1:1/${id.length % 3}`,
+  url_source: 'policy' as const, session_key: null, body_format: 'facts' as const, body: '{}', state: 'pending' as const, next_attempt_at: at, last_error: null, created_at: at,
+});
+
+/** Two storages on one database: two brokers, each with its own pool. */
+describe('PostgreSQL engine: two brokers on one database', () => {
+  let url: string;
+  let a: Storage;
+  let b: Storage;
+  beforeEach(async () => {
+    url = await freshSchema();
+    // Both open (and migrate) at the same time: the migration runs once, under the lock.
+    [a, b] = await Promise.all([openPostgresStorage(url), openPostgresStorage(url)]);
+  });
+  afterEach(async () => {
+    await Promise.all([a.close(), b.close()]);
+  });
+
+  it('migrate an empty database once when they start together, and share one installation id', async () => {
+    const { rows } = await postgresPool(a).query<{ version: number; n: number }>('SELECT version, COUNT(*) OVER () AS n FROM schema_migrations ORDER BY version');
+    expect(rows.map((r) => r.version)).toEqual([1]);
+    expect(await a.settings.installationId()).toMatch(/^[0-9a-f]{16}$/);
+    expect(await b.settings.installationId()).toBe(await a.settings.installationId());
+    // A third start finds nothing to do and changes nothing.
+    const c = await openPostgresStorage(url);
+    expect(await c.settings.installationId()).toBe(await a.settings.installationId());
+    await c.close();
+  });
+
+  it('of read-then-move transactions racing on both, exactly one wins', async () => {
+    for (let i = 0; i < 10; i++) await a.requests.insert(request(`req_${i}`));
+    const attempt = (s: Storage, id: string, to: 'approved' | 'denied') =>
+      s.transaction(async (tx) => {
+        const r = await tx.requests.get(id);
+        if (r?.status !== 'pending') return false;
+        // Read, then move unconditionally on what was read: right only if no one else moved it in between.
+        await tx.votes.insert({ request_id: id, approver: to, decision: to === 'approved' ? 'approve' : 'deny', reason: null, at: T0, grant_scope: null, grant_ttl_seconds: null });
+        return tx.requests.move(id, 'pending', to, T0 + 1, { decidedBy: to });
+      });
+    for (let i = 0; i < 10; i++) {
+      const results = await Promise.all([attempt(a, `req_${i}`, 'approved'), attempt(b, `req_${i}`, 'denied'), attempt(b, `req_${i}`, 'approved'), attempt(a, `req_${i}`, 'denied')]);
+      expect(results.filter(Boolean)).toHaveLength(1);
+      expect(await a.votes.of(`req_${i}`)).toHaveLength(1);
+    }
+    // And the bare conditional move, outside transactions.
+    await a.requests.insert(request('req_bare'));
+    const moves = await Promise.all([a.requests.move('req_bare', 'pending', 'approved', T0), b.requests.move('req_bare', 'pending', 'denied', T0), b.requests.move('req_bare', 'pending', 'approved', T0)]);
+    expect(moves.filter(Boolean)).toHaveLength(1);
+  });
+
+  it('claim the outbox at the same time without ever leasing one row twice, and without the write lock', async () => {
+    for (let i = 0; i < 60; i++) {
+      await a.requests.insert(request(`req_${i}`));
+      await a.outbox.insert(outboxRow(`evt_${String(i).padStart(2, '0')}`, `req_${i}`, T0 + i));
+    }
+    // A transaction holding the write lock on `a` does not stop claims (they never wait for it).
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let locked!: () => void;
+    const isLocked = new Promise<void>((r) => (locked = r));
+    const holder = a.transaction(async (tx) => {
+      await tx.requests.get('req_0');
+      locked();
+      await held; // test only: hold the write lock while the claims run
+    });
+    await isLocked;
+    const claimAll = async (s: Storage, owner: string) => {
+      const got: string[] = [];
+      for (;;) {
+        const rows = await s.outbox.claim({ now: T0 + 1000, dueBy: T0 + 1000, owner, leaseUntil: T0 + 60_000, limit: 4 });
+        if (rows.length === 0) return got;
+        got.push(...rows.map((r) => r.id));
+      }
+    };
+    const claimed = await Promise.all([claimAll(a, 'a1'), claimAll(b, 'b1'), claimAll(a, 'a2'), claimAll(b, 'b2')]);
+    release();
+    await holder;
+    const all = claimed.flat();
+    expect(all).toHaveLength(60);
+    expect(new Set(all).size).toBe(60);
+    expect((await b.outbox.countByState()).delivering).toBe(60);
+    // Each row's lease is its claimer's, attempted once.
+    const owners = new Map(claimed.flatMap((ids, i) => ids.map((id) => [id, ['a1', 'b1', 'a2', 'b2'][i]!])));
+    for (const id of ['evt_00', 'evt_31', 'evt_59']) expect(await a.outbox.get(id)).toMatchObject({ lease_owner: owners.get(id), attempts: 1 });
+  });
+
+  it('append to the audit chain from both at once and keep one chain (each append reads the last seq under the lock)', async () => {
+    const append = (s: Storage, who: string) =>
+      s.transaction(async (tx) => {
+        const last = await tx.audit.last();
+        const seq = (last?.seq ?? 0) + 1;
+        await tx.audit.insert({ seq, at: T0 + seq, event: 'test.event', actor: who, request_id: null, data: '{}', prev_hash: last?.hash ?? '', hash: `h${seq}` });
+      });
+    await Promise.all(Array.from({ length: 40 }, (_, i) => append(i % 2 ? a : b, i % 2 ? 'a' : 'b')));
+    const rows = await a.audit.page(0, 100);
+    expect(rows.map((r) => r.seq)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+    for (const [i, r] of rows.entries()) expect(r.prev_hash).toBe(i === 0 ? '' : `h${i}`);
+    expect(new Set(rows.map((r) => r.actor))).toEqual(new Set(['a', 'b']));
+  });
+
+  it('refuse the same Idempotency-Key from both with StorageUniqueError, once', async () => {
+    const insert = (s: Storage, id: string) => s.requests.insert(request(id, { idempotency_key: 'k1' }));
+    const outcomes = await Promise.allSettled([insert(a, 'req_a'), insert(b, 'req_b'), insert(a, 'req_c'), insert(b, 'req_d')]);
+    expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(1);
+    for (const o of outcomes) if (o.status === 'rejected') expect(o.reason).toBeInstanceOf(StorageUniqueError);
+  });
+
+  it('a broker that holds the write lock past lock_timeout makes the other\'s write fail with StorageBusyError, nothing written', async () => {
+    const raw = new pg.Client({ connectionString: url });
+    await raw.connect();
+    try {
+      await raw.query(`BEGIN; SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY})`);
+      const started = performance.now();
+      await expect(b.transaction((tx) => tx.requests.insert(request('req_x')))).rejects.toBeInstanceOf(StorageBusyError);
+      expect(performance.now() - started).toBeGreaterThanOrEqual(LOCK_TIMEOUT_MS - 50);
+      // Reads go on meanwhile.
+      expect(await b.requests.get('req_x')).toBeUndefined();
+      await raw.query('ROLLBACK');
+      await b.requests.insert(request('req_x'));
+      expect((await a.requests.get('req_x'))?.status).toBe('pending');
+    } finally {
+      await raw.end();
+    }
+  }, 20_000);
+});
+
+describe('PostgreSQL engine specifics', () => {
+  let s: Storage;
+  beforeEach(async () => {
+    s = await openPostgresStorage(await freshSchema());
+  });
+  afterEach(() => s.close());
+
+  it('never commits a transaction in which a statement failed, even if the callback caught the error', async () => {
+    await s.requests.insert(request('req_a', { idempotency_key: 'k' }));
+    await expect(
+      s.transaction(async (tx) => {
+        await tx.requests.insert(request('req_b'));
+        await tx.requests.insert(request('req_c', { idempotency_key: 'k' })).catch(() => {});
+        return 'carried on';
+      }),
+    ).rejects.toBeInstanceOf(StorageUniqueError);
+    expect(await s.requests.get('req_b')).toBeUndefined();
+  });
+
+  it('refuses, at once, a call on the storage or a second transaction from inside a transaction callback (nesting check)', async () => {
+    expect(process.env['JIT_STORAGE_NESTING_CHECK']).toBe('1');
+    await expect(s.transaction(() => s.requests.get('req_a'))).rejects.toThrow(/inside a transaction callback/);
+    await expect(s.transaction(() => s.transaction(async () => 1))).rejects.toThrow(/not reentrant/);
+    expect(await s.transaction(async (tx) => tx.requests.get('req_a'))).toBeUndefined();
+  });
+
+  it('a process whose every connection stays in use answers StorageBusyError, not unavailable', async () => {
+    const small = await openPostgresStorage(await freshSchema(), { poolSize: 1 });
+    try {
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      let began!: () => void;
+      const inside = new Promise<void>((r) => (began = r));
+      const holder = small.transaction(async (tx) => {
+        await tx.requests.get('req_a');
+        began();
+        await held; // test only: keep the one connection
+      });
+      await inside;
+      await expect(small.requests.get('req_a')).rejects.toBeInstanceOf(StorageBusyError);
+      release();
+      await holder;
+      expect(await small.requests.get('req_a')).toBeUndefined();
+    } finally {
+      await small.close();
+    }
+  }, 20_000);
+
+  it('reads epoch-ms bigints and counts as numbers', async () => {
+    await s.requests.insert(request('req_a', { approval_expires_at: 2 ** 52 }));
+    const row = await s.requests.get('req_a');
+    expect(row?.approval_expires_at).toBe(2 ** 52);
+    expect(typeof row?.created_at).toBe('number');
+    expect(await s.requests.pendingCount('agt_1')).toBe(1);
+  });
+
+  it('keeps the audit log append-only in the database itself', async () => {
+    await s.audit.insert({ seq: 1, at: T0, event: 'e', actor: 'a', request_id: null, data: '{}', prev_hash: '', hash: 'h1' });
+    const pool = postgresPool(s);
+    await expect(pool.query(`UPDATE audit_log SET actor = 'x'`)).rejects.toThrow(/append-only/);
+    await expect(pool.query('DELETE FROM audit_log')).rejects.toThrow(/append-only/);
+    await expect(pool.query('TRUNCATE audit_log')).rejects.toThrow(/append-only/);
+    expect((await s.audit.page(0, 10)).map((r) => r.actor)).toEqual(['a']);
+  });
+
+  it('translates SQLSTATEs and socket errors into the interface\'s types, and leaves others alone', () => {
+    const e = (code: string) => Object.assign(new Error('x'), { code });
+    expect(pgStorageError(e('23505'))).toBeInstanceOf(StorageUniqueError);
+    for (const code of ['55P03', '40P01', '40001']) expect(pgStorageError(e(code))).toBeInstanceOf(StorageBusyError);
+    for (const code of ['57P01', '57P03', '08006', '53300', 'ECONNREFUSED', 'ECONNRESET']) expect(pgStorageError(e(code))).toBeInstanceOf(StorageUnavailableError);
+    const other = e('23503');
+    expect(pgStorageError(other)).toBe(other);
+    const plain = new Error('plain');
+    expect(pgStorageError(plain)).toBe(plain);
+  });
+
+  it('survives its connections being terminated by an administrator: the next calls reconnect', async () => {
+    await s.requests.insert(request('req_a'));
+    // Every pooled connection is idle now; terminating them makes the pool emit 'error', which must not crash the process.
+    const admin = new pg.Client({ connectionString: (postgresPool(s).options as { connectionString: string }).connectionString });
+    await admin.connect();
+    try {
+      const { rows } = await admin.query<{ n: number }>(`SELECT COUNT(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
+        WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name = 'jit-broker'`);
+      expect(rows[0]!.n).toBeGreaterThan(0);
+    } finally {
+      await admin.end();
+    }
+    // The pool drops each connection as its end arrives (the 'error' event of an idle client).
+    await until(() => postgresPool(s).totalCount === 0, undefined, 'the pool to drop its terminated connections', 20);
+    expect((await s.requests.get('req_a'))?.status).toBe('pending');
+    expect(await s.requests.move('req_a', 'pending', 'approved', T0)).toBe(true);
+  });
+});
+
+describe('PostgreSQL engine: the server goes away and comes back', () => {
+  let server: PostgresServer;
+  beforeAll(async () => {
+    server = await startPostgres();
+  }, 60_000);
+  afterAll(() => server?.stop());
+
+  it('answers StorageUnavailableError while it is down (reads, writes, transactions, ping), and works again once it is back', async () => {
+    const storage = await openStorage({ dbPath: 'unused', databaseUrl: await server.createDatabase() });
+    try {
+      await storage.requests.insert(request('req_a'));
+      await server.halt();
+      await expect(storage.requests.get('req_a')).rejects.toBeInstanceOf(StorageUnavailableError);
+      await expect(storage.requests.move('req_a', 'pending', 'approved', T0)).rejects.toBeInstanceOf(StorageUnavailableError);
+      await expect(storage.transaction((tx) => tx.requests.get('req_a'))).rejects.toBeInstanceOf(StorageUnavailableError);
+      await expect(storage.outbox.claim({ now: T0, dueBy: T0, owner: 'w', leaseUntil: T0 + 1, limit: 5 })).rejects.toBeInstanceOf(StorageUnavailableError);
+      await expect(storage.ping()).rejects.toBeInstanceOf(StorageUnavailableError);
+      await server.restart();
+      await storage.ping();
+      expect(await storage.transaction((tx) => tx.requests.move('req_a', 'pending', 'approved', T0))).toBe(true);
+      expect((await storage.requests.get('req_a'))?.status).toBe('approved');
+    } finally {
+      await storage.close();
+    }
+  }, 60_000);
 });

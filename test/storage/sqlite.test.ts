@@ -178,7 +178,7 @@ describe('openStorage (the one place the engine is chosen)', () => {
     const config = { dbPath: join(dir, 'jit.db') };
     try {
       for (const [role, pages] of [['service', BACKGROUND_AUTOCHECKPOINT_PAGES], ['worker', BACKGROUND_AUTOCHECKPOINT_PAGES], ['tool', 1000], [undefined, 1000]] as const) {
-        const storage = openStorage(config, role ? { role } : {});
+        const storage = await openStorage(config, role ? { role } : {});
         expect(storage.engine).toBe('sqlite');
         expect(sqliteDatabase(storage).pragma('wal_autocheckpoint', { simple: true })).toBe(pages);
         await storage.close();
@@ -190,7 +190,7 @@ describe('openStorage (the one place the engine is chosen)', () => {
 
   it('reports a throwing hook on the log it was given', async () => {
     const errors: string[] = [];
-    const storage = openStorage({ dbPath: ':memory:' }, { log: { error: (_obj: unknown, msg?: string) => void errors.push(msg ?? '') } as never });
+    const storage = await openStorage({ dbPath: ':memory:' }, { log: { error: (_obj: unknown, msg?: string) => void errors.push(msg ?? '') } as never });
     await storage.transaction(async (tx) => tx.afterCommit(() => {
       throw new Error('hook failed');
     }));
@@ -202,7 +202,7 @@ describe('openStorage (the one place the engine is chosen)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'jit-storage-'));
     const path = join(dir, 'jit.db');
     try {
-      const storage = openStorage({ dbPath: path }, { role: 'service' });
+      const storage = await openStorage({ dbPath: path }, { role: 'service' });
       chmodSync(path, 0o644);
       const warnings: unknown[] = [];
       const log = { warn: (obj: unknown) => void warnings.push(obj), error: () => {}, info: () => {} } as never;

@@ -1,3 +1,4 @@
+import { claimChoice, type ClaimCandidate } from '../outbox-claim.ts';
 import type { OutboxRow, OutboxState } from '../rows.ts';
 import type { OutboxRepository } from '../storage.ts';
 import { all, changedOne, count, one, sql, type Exec, type Query } from './exec.ts';
@@ -55,40 +56,27 @@ const S = {
   byState: sql('outbox_by_state', 'SELECT state, COUNT(*) AS n FROM webhook_outbox GROUP BY state'),
 };
 
-type Candidate = { id: string; url: string | null; due: number };
 type ClaimInput = Parameters<OutboxRepository['claim']>[0];
 
 /*
  * Due rows are looked up target by target, so a target without room costs
- * nothing, however long its backlog; the oldest due rows win (the same
- * choice as the SQLite engine's claim). Every lookup locks the rows it
- * returns and skips rows locked by another claim: a row is leased by one
- * claim at a time, and claims on several brokers never wait for each other.
+ * nothing, however long its backlog; the oldest due rows win (claimChoice,
+ * the SQLite engine's choice too). Every lookup locks the rows it returns
+ * and skips rows locked by another claim: a row is leased by one claim at a
+ * time, and claims on several brokers never wait for each other.
  */
 async function claim(q: Query, p: ClaimInput): Promise<OutboxRow[]> {
-  const room = p.room ?? (() => p.limit);
-  const left = new Map<string, number>();
-  const roomFor = (url: string | null) => left.get(url ?? '') ?? Math.max(0, Math.min(room(url ?? ''), p.limit));
-  const take = (c: Candidate, into: Candidate[]) => {
-    const r = roomFor(c.url);
-    if (r <= 0) return;
-    left.set(c.url ?? '', r - 1);
-    into.push(c);
-  };
-  // A lease a crashed dispatcher left behind first: that event is the oldest work.
-  const chosen: Candidate[] = [];
-  for (const c of (await q<Candidate>(S.expired, [p.now, p.limit])).rows) take(c, chosen);
-  const due: Candidate[] = [];
-  if (roomFor(null) > 0) for (const c of (await q<Candidate>(S.dueWithoutUrl, [p.dueBy, roomFor(null)])).rows) take(c, due);
+  const choice = claimChoice(p);
+  for (const c of (await q<ClaimCandidate>(S.expired, [p.now, p.limit])).rows) choice.expired(c);
+  if (choice.roomFor(null) > 0) for (const c of (await q<ClaimCandidate>(S.dueWithoutUrl, [p.dueBy, choice.roomFor(null)])).rows) choice.due(c);
   const urls: string[] = [];
   const rooms: number[] = [];
   for (const { url } of (await q<{ url: string }>(S.targets)).rows) {
-    const r = roomFor(url);
+    const r = choice.roomFor(url);
     if (r > 0) (urls.push(url), rooms.push(r));
   }
-  if (urls.length > 0) for (const c of (await q<Candidate>(S.dueFor, [urls, rooms, p.dueBy])).rows) take(c, due);
-  due.sort((a, b) => a.due - b.due);
-  chosen.push(...due.slice(0, p.limit - chosen.length));
+  if (urls.length > 0) for (const c of (await q<ClaimCandidate>(S.dueFor, [urls, rooms, p.dueBy])).rows) choice.due(c);
+  const chosen = choice.chosen();
   if (chosen.length === 0) return [];
   const leased = new Map((await q<OutboxRow>(S.lease, [p.now, p.dueBy, p.owner, p.leaseUntil, chosen.map((c) => c.id)])).rows.map((r) => [r.id, r]));
   return chosen.flatMap((c) => leased.get(c.id) ?? []);

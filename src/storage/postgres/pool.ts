@@ -76,6 +76,8 @@ export function createPool(url: string, opts: { max?: number } = {}): pg.Pool {
     max: opts.max ?? POOL_SIZE,
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
     idleTimeoutMillis: 30_000,
+    // Idle connections never keep the process alive: a CLI command that returns exits at once.
+    allowExitOnIdle: true,
     keepAlive: true,
     application_name: 'jit-broker',
     types,
@@ -115,6 +117,50 @@ export function pgStorageError(err: unknown, client?: pg.ClientBase): unknown {
 
 export function unavailable(err: unknown): StorageUnavailableError {
   return new StorageUnavailableError('the database is unavailable (connection refused or lost)', { cause: err });
+}
+
+/**
+ * The URL as it may be shown (logs, error lines): scheme, host, port and
+ * database; never the user, the password or the query (which may carry a
+ * password too).
+ */
+export function shownDatabaseUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname}`;
+  } catch {
+    return '(an unparsable URL)';
+  }
+}
+
+const CONNECT_FAILURES: Record<string, string> = {
+  ECONNREFUSED: 'connection refused (is PostgreSQL running and listening there?)',
+  ECONNRESET: 'the connection was reset',
+  ETIMEDOUT: 'the connection timed out',
+  EHOSTUNREACH: 'the host is unreachable',
+  ENETUNREACH: 'the network is unreachable',
+  ENOTFOUND: 'the host name does not resolve',
+  EAI_AGAIN: 'the host name could not be resolved (DNS)',
+  '28P01': 'the password was refused',
+  '28000': 'the role may not log in (pg_hba.conf or a role without LOGIN)',
+  '3D000': 'the database does not exist (create it first: docs/operations.md)',
+  '42501': 'the role may not create tables there (grant it CREATE on the database\'s schema: docs/operations.md)',
+  '57P03': 'the server is starting up or shutting down',
+  '53300': 'the server has too many connections',
+};
+
+/**
+ * Why a start could not open the database, in words an operator acts on:
+ * by error code; a server's own message otherwise (it never holds the
+ * password); the error's name for anything else (a timeout).
+ */
+export function whyNotOpened(err: unknown): string {
+  const cause = err instanceof StorageError && err.cause !== undefined ? err.cause : err;
+  const code = (cause as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && CONNECT_FAILURES[code]) return CONNECT_FAILURES[code];
+  if (cause instanceof pg.DatabaseError) return `the server refused: ${cause.message} (SQLSTATE ${cause.code})`;
+  if (cause instanceof AggregateError) return whyNotOpened(cause.errors[0]);
+  return `no answer within ${CONNECT_TIMEOUT_MS / 1000} s, or the connection failed (${cause instanceof Error ? cause.name : 'unknown error'})`;
 }
 
 /** Whether the client's connection failed: it must be destroyed, not returned to the pool. */

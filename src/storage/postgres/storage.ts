@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from '../../lib/logger.ts';
-import { StorageBusyError, TransactionEndedError } from '../errors.ts';
+import { StorageBusyError, StorageOpenError, TransactionEndedError } from '../errors.ts';
 import { FifoLock } from '../lock.ts';
 import type { Repositories, Storage, Transaction } from '../storage.ts';
 import { ViewTransaction, assertNotInTransaction, endedRepositories, nesting, runCallback, runHooks, warnHookError, type HookErrorReporter } from '../transaction-kit.ts';
@@ -10,7 +10,7 @@ import { pgCredentials, pgGrantPolicies } from './credentials.ts';
 import { run, sql, type Exec, type Query } from './exec.ts';
 import { startPostgresMaintenance } from './maintenance.ts';
 import { pgOutbox } from './outbox.ts';
-import { BEGIN_LOCKED, LOCK_TIMEOUT_MS, createPool, isBroken, migrate, pgStorageError, unavailable } from './pool.ts';
+import { BEGIN_LOCKED, CONNECT_TIMEOUT_MS, LOCK_TIMEOUT_MS, createPool, isBroken, migrate, pgStorageError, shownDatabaseUrl, unavailable, whyNotOpened } from './pool.ts';
 import { pgIdempotency, pgRateLimits, pgRequests } from './requests.ts';
 import { pgSettings } from './settings.ts';
 import { pgTelegram } from './telegram.ts';
@@ -64,6 +64,10 @@ export function createPostgresStorage(url: string, pool: pg.Pool, opts: Postgres
     try {
       return await pool.connect();
     } catch (err) {
+      // Every connection of the pool in use for the whole wait: this process is busy, the database may be fine.
+      if (pool.totalCount >= (pool.options.max ?? 0) && pgStorageError(err) === err) {
+        throw new StorageBusyError(`every connection of this process stayed in use for ${CONNECT_TIMEOUT_MS} ms`, { cause: err });
+      }
       // No connection to be had: refused, timed out, the server starting or shutting down, the pool ended.
       throw unavailable(err);
     }
@@ -213,8 +217,8 @@ export function createPostgresStorage(url: string, pool: pg.Pool, opts: Postgres
 /**
  * Opens the database at `url` (postgres:// or postgresql://), applying
  * pending migrations, and returns its storage. Rejects with
- * StorageUnavailableError when the server cannot be reached or refuses the
- * login; the pool is closed then.
+ * StorageOpenError (one line, no password) when the server cannot be
+ * reached, refuses the login or the migrations; the pool is closed then.
  */
 export async function openPostgresStorage(url: string, opts: PostgresStorageOptions & { poolSize?: number } = {}): Promise<Storage> {
   const pool = createPool(url, opts.poolSize === undefined ? {} : { max: opts.poolSize });
@@ -222,7 +226,7 @@ export async function openPostgresStorage(url: string, opts: PostgresStorageOpti
     await migrate(pool);
   } catch (err) {
     await pool.end().catch(() => {});
-    throw err;
+    throw new StorageOpenError('JIT_DATABASE_URL', `cannot open the database at ${shownDatabaseUrl(url)}: ${whyNotOpened(err)}`, { cause: err });
   }
   return createPostgresStorage(url, pool, opts);
 }

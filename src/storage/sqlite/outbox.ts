@@ -1,3 +1,4 @@
+import { claimChoice, type ClaimCandidate } from '../outbox-claim.ts';
 import type { OutboxRow, OutboxState } from '../rows.ts';
 import type { OutboxRepository } from '../storage.ts';
 import type { Db } from './open.ts';
@@ -57,38 +58,24 @@ export function sqliteOutbox(db: Db): Sync<OutboxRepository> {
     byState: db.prepare('SELECT state, COUNT(*) AS n FROM webhook_outbox GROUP BY state'),
   };
 
-  type Candidate = { id: string; url: string | null; due: number };
-
   /*
    * Due rows are looked up target by target, so a target without room costs
-   * one index seek, however long its backlog; the oldest due rows win. The
-   * cost grows with the number of distinct URLs that have pending rows. In a
-   * transaction of its own unless the caller's is open (a savepoint then).
+   * one index seek, however long its backlog; the oldest due rows win
+   * (claimChoice). The cost grows with the number of distinct URLs that have
+   * pending rows. In a transaction of its own unless the caller's is open (a
+   * savepoint then).
    */
   const claim = db.transaction((p: Parameters<Sync<OutboxRepository>['claim']>[0]): OutboxRow[] => {
-    const room = p.room ?? (() => p.limit);
-    const left = new Map<string, number>();
-    const roomFor = (url: string | null) => left.get(url ?? '') ?? Math.max(0, Math.min(room(url ?? ''), p.limit));
-    const take = (c: Candidate, into: Candidate[]) => {
-      const r = roomFor(c.url);
-      if (r <= 0) return;
-      left.set(c.url ?? '', r - 1);
-      into.push(c);
-    };
-    // A lease a crashed dispatcher left behind first: that event is the oldest work.
-    const chosen: Candidate[] = [];
-    for (const c of s.expired.all({ now: p.now, limit: p.limit }) as Candidate[]) take(c, chosen);
-    const due: Candidate[] = [];
+    const choice = claimChoice(p);
+    for (const c of s.expired.all({ now: p.now, limit: p.limit }) as ClaimCandidate[]) choice.expired(c);
     const dueBy = { due_by: p.dueBy };
-    if (roomFor(null) > 0) for (const c of s.dueWithoutUrl.all({ ...dueBy, limit: roomFor(null) }) as Candidate[]) take(c, due);
+    if (choice.roomFor(null) > 0) for (const c of s.dueWithoutUrl.all({ ...dueBy, limit: choice.roomFor(null) }) as ClaimCandidate[]) choice.due(c);
     for (let url = s.nextTarget.get({ after: '' }) as string | undefined; url !== undefined; url = s.nextTarget.get({ after: url }) as string | undefined) {
-      const r = roomFor(url);
-      if (r > 0) for (const c of s.dueFor.all({ ...dueBy, url, limit: r }) as Candidate[]) take(c, due);
+      const r = choice.roomFor(url);
+      if (r > 0) for (const c of s.dueFor.all({ ...dueBy, url, limit: r }) as ClaimCandidate[]) choice.due(c);
     }
-    due.sort((a, b) => a.due - b.due);
-    chosen.push(...due.slice(0, p.limit - chosen.length));
     const lease = { now: p.now, due_by: p.dueBy, owner: p.owner, lease_until: p.leaseUntil };
-    return chosen.flatMap((c) => (s.lease.get({ ...lease, id: c.id }) as OutboxRow | undefined) ?? []);
+    return choice.chosen().flatMap((c) => (s.lease.get({ ...lease, id: c.id }) as OutboxRow | undefined) ?? []);
   });
 
   return {
