@@ -83,6 +83,7 @@ describe('GET /openapi.json', () => {
       [
         'POST /jit/request',
         'GET /jit/requests/{id}',
+        'GET /jit/requests/{id}/events',
         'POST /jit/requests/{id}/claim',
         'POST /jit/requests/{id}/revoke',
         'GET /healthz',
