@@ -1,8 +1,8 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from '../../lib/logger.ts';
 import { StorageBusyError, StorageUniqueError, TransactionEndedError } from '../errors.ts';
 import { FifoLock } from '../lock.ts';
 import type { Repositories, Storage, Transaction } from '../storage.ts';
+import { REPOSITORIES, ViewTransaction, assertNotInTransaction, nesting, runCallback, runHooks, warnHookError, type HookErrorReporter } from '../transaction-kit.ts';
 import { sqliteAgents } from './agents.ts';
 import { sqliteAudit } from './audit.ts';
 import { sqliteCredentials, sqliteGrantPolicies } from './credentials.ts';
@@ -41,83 +41,8 @@ function asyncView<T>(impl: Sync<T>, run: Runner): T {
   return view as T;
 }
 
-const REPOSITORIES = ['requests', 'idempotency', 'rateLimits', 'credentials', 'grantPolicies', 'votes', 'agents', 'audit', 'outbox', 'telegram', 'settings'] as const;
-
 function asyncViews(sync: SyncRepositories, run: Runner): Repositories {
   return Object.fromEntries(REPOSITORIES.map((key) => [key, asyncView(sync[key] as never, run)])) as unknown as Repositories;
-}
-
-/**
- * One transaction. Its repositories are the storage's transaction views,
- * built once (only one transaction of a storage is open at a time: the
- * lock), while it is open; once it ended, views whose every call rejects
- * with TransactionEndedError.
- */
-class SqliteTransaction implements Transaction {
-  #open = true;
-  commitHooks: (() => void)[] | undefined;
-  rollbackHooks: (() => void)[] | undefined;
-
-  constructor(
-    private readonly views: Repositories,
-    private readonly ended: Repositories,
-  ) {}
-
-  #of(): Repositories {
-    return this.#open ? this.views : this.ended;
-  }
-
-  get requests() { return this.#of().requests; }
-  get idempotency() { return this.#of().idempotency; }
-  get rateLimits() { return this.#of().rateLimits; }
-  get credentials() { return this.#of().credentials; }
-  get grantPolicies() { return this.#of().grantPolicies; }
-  get votes() { return this.#of().votes; }
-  get agents() { return this.#of().agents; }
-  get audit() { return this.#of().audit; }
-  get outbox() { return this.#of().outbox; }
-  get telegram() { return this.#of().telegram; }
-  get settings() { return this.#of().settings; }
-
-  afterCommit(fn: () => void): void {
-    if (!this.#open) throw new TransactionEndedError();
-    (this.commitHooks ??= []).push(fn);
-  }
-
-  afterRollback(fn: () => void): void {
-    if (!this.#open) throw new TransactionEndedError();
-    (this.rollbackHooks ??= []).push(fn);
-  }
-
-  end(): void {
-    this.#open = false;
-  }
-
-  get open(): boolean {
-    return this.#open;
-  }
-}
-
-/** Reports a commit or rollback hook that threw (the transaction's outcome stands). */
-export type HookErrorReporter = (err: unknown, after: 'commit' | 'rollback') => void;
-
-const warnHookError: HookErrorReporter = (err, after) =>
-  process.emitWarning(`a storage ${after} hook threw: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`, 'StorageHookWarning');
-
-/** Runs every hook; one that throws is reported and the others still run. Never throws. */
-function runHooks(hooks: (() => void)[] | undefined, after: 'commit' | 'rollback', report: HookErrorReporter): void {
-  if (!hooks) return;
-  for (const hook of hooks) {
-    try {
-      hook();
-    } catch (err) {
-      try {
-        report(err, after);
-      } catch {
-        // A reporter that throws must not turn the transaction's outcome around either.
-      }
-    }
-  }
 }
 
 const handles = new WeakMap<Storage, Db>();
@@ -134,20 +59,6 @@ function pause(attempt: number): Promise<void> {
 
 function busyFor(ms: number): StorageBusyError {
   return new StorageBusyError(`the database stayed busy for ${ms} ms (another process holds its write lock)`);
-}
-
-/**
- * A development check (JIT_STORAGE_NESTING_CHECK=1; the test suite sets it):
- * a call on the storage itself, or a second `transaction`, made from inside
- * a transaction callback would wait for that very transaction and fail
- * with StorageBusyError after the lock wait. With the check on, it throws
- * at once, naming the mistake. Off by default: it costs an async context
- * per transaction.
- */
-const nesting = process.env['JIT_STORAGE_NESTING_CHECK'] === '1' ? new AsyncLocalStorage<SqliteTransaction>() : undefined;
-
-function assertNotInTransaction(what: string): void {
-  if (nesting?.getStore()?.open) throw new Error(`${what} inside a transaction callback: use the callback's tx (storage transactions are not reentrant)`);
 }
 
 /**
@@ -265,10 +176,10 @@ export function createSqliteStorage(db: Db, opts: { onHookError?: HookErrorRepor
           if (performance.now() - since > BUSY_TIMEOUT_MS) throw busyFor(BUSY_TIMEOUT_MS);
           await pause(attempt);
         }
-        const tx = new SqliteTransaction(txViews, endedViews);
+        const tx = new ViewTransaction(txViews, endedViews);
         let result: T;
         try {
-          result = await (nesting ? nesting.run(tx, () => fn(tx)) : fn(tx));
+          result = await runCallback(tx, fn);
           control.commit();
         } catch (err) {
           tx.end();

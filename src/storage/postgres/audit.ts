@@ -1,0 +1,34 @@
+import type { AuditHeadRow, AuditRow } from '../rows.ts';
+import type { AuditRepository } from '../storage.ts';
+import { all, one, sql, type Exec } from './exec.ts';
+
+const HEAD = 'seq, hash, at, kid, signature';
+
+const S = {
+  // The newest entry by primary key (a backward index scan of one row, whatever the log's length).
+  last: sql('audit_last', 'SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1'),
+  insert: sql('audit_insert', 'INSERT INTO audit_log (seq, at, event, actor, request_id, data, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)'),
+  hashAt: sql('audit_hash_at', 'SELECT hash FROM audit_log WHERE seq = $1'),
+  page: sql('audit_page', 'SELECT seq, at, event, actor, request_id, data, prev_hash, hash FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2'),
+  latest: sql('audit_latest', 'SELECT actor, at FROM audit_log WHERE request_id = $1 AND event = $2 ORDER BY seq DESC LIMIT 1'),
+  lastHead: sql('audit_last_head', `SELECT ${HEAD} FROM audit_heads ORDER BY id DESC LIMIT 1`),
+  insertHead: sql('audit_insert_head', 'INSERT INTO audit_heads (seq, hash, at, kid, signature) VALUES ($1, $2, $3, $4, $5)'),
+  heads: sql('audit_heads', `SELECT ${HEAD} FROM audit_heads ORDER BY id`),
+};
+
+export function pgAudit(x: Exec): AuditRepository {
+  return {
+    last: () => one<{ seq: number; hash: string }>(x.read(S.last)),
+    async insert(row) {
+      await x.write(S.insert, [row.seq, row.at, row.event, row.actor, row.request_id, row.data, row.prev_hash, row.hash]);
+    },
+    hashAt: async (seq) => (await one<{ hash: string }>(x.read(S.hashAt, [seq])))?.hash,
+    page: (afterSeq, limit) => all<AuditRow>(x.read(S.page, [afterSeq, limit])),
+    latest: (requestId, event) => one<{ actor: string; at: number }>(x.read(S.latest, [requestId, event])),
+    lastHead: () => one<AuditHeadRow>(x.read(S.lastHead)),
+    async insertHead(head) {
+      await x.write(S.insertHead, [head.seq, head.hash, head.at, head.kid, head.signature]);
+    },
+    heads: () => all<AuditHeadRow>(x.read(S.heads)),
+  };
+}
