@@ -188,8 +188,7 @@ export function createRequestStreams(opts: RequestStreamOptions): RequestStreams
   async function pollOnce(): Promise<boolean> {
     if (cursor === undefined) return false;
     const rows = await storage.audit.page(cursor, PAGE);
-    if (rows.length === 0 || cursor === undefined) return false;
-    cursor = Math.max(cursor, rows.at(-1)!.seq);
+    if (rows.length === 0) return false;
     const entries = new Map<string, AuditRow[]>();
     for (const r of rows) {
       if (r.request_id === null || !byRequest.has(r.request_id)) continue;
@@ -203,6 +202,8 @@ export function createRequestStreams(opts: RequestStreamOptions): RequestStreams
       const events = await eventsOf(list, row);
       for (const sub of byRequest.get(requestId) ?? []) for (const e of events) deliver(sub, e);
     }
+    // Only once handed out: a read that failed above is read again at the next poll (the streams drop what they had, by seq).
+    if (cursor !== undefined) cursor = Math.max(cursor, rows.at(-1)!.seq);
     return rows.length === PAGE;
   }
 
