@@ -108,6 +108,8 @@ export interface RequestStreamOptions {
   pollMs?: number;
   /** Idle interval between heartbeat comments; a stream whose write has not been taken for two of them (at least 10 s) is closed. */
   heartbeatMs?: number;
+  /** How long a write may wait for the connection before its stream is closed (default two heartbeats, at least 10 s). */
+  stallMs?: number;
 }
 
 export const DEFAULT_STREAM_POLL_MS = 200;
@@ -140,7 +142,7 @@ export function createRequestStreams(opts: RequestStreamOptions): RequestStreams
   const pollMs = opts.pollMs ?? DEFAULT_STREAM_POLL_MS;
   const heartbeatMs = opts.heartbeatMs ?? DEFAULT_STREAM_HEARTBEAT_MS;
   // A write the connection has not taken for this long: the reader stalled (its socket buffers are full).
-  const stallMs = Math.max(2 * heartbeatMs, MIN_STALL_MS);
+  const stallMs = opts.stallMs ?? Math.max(2 * heartbeatMs, MIN_STALL_MS);
   const byRequest = new Map<string, Set<Sub>>();
   const perAgent = new Map<string, number>();
   let open = 0;
