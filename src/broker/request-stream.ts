@@ -67,6 +67,8 @@ export function isFinal(status: RequestStatus): boolean {
 export interface StreamSink {
   event(e: RequestStreamEvent): Promise<void>;
   heartbeat(): Promise<void>;
+  /** Cuts the connection at once (a reader that stopped reading: a graceful end would wait behind its unread bytes). */
+  drop?(): void;
 }
 
 /** An open stream, between {@link RequestStreams.open} and its end. */
@@ -154,6 +156,7 @@ export function createRequestStreams(opts: RequestStreamOptions): RequestStreams
   let heartbeatTimer: NodeJS.Timeout | undefined;
   let polling: Promise<void> | undefined;
   let again = false;
+  let failing = false;
 
   function schedulePoll(delayMs: number): void {
     if (closed || open === 0 || pollTimer) return;
@@ -176,8 +179,12 @@ export function createRequestStreams(opts: RequestStreamOptions): RequestStreams
           again = false;
           more = await pollOnce();
         } while ((more || again) && open > 0 && !closed);
+        if (failing) log.info('decision streams: reading the audit log again');
+        failing = false;
       } catch (err) {
-        log.warn({ err }, 'decision streams: reading the audit log failed; retrying at the next poll');
+        // Once per outage, not once per poll.
+        if (!failing) log.warn({ err }, 'decision streams: reading the audit log failed; retrying at every poll');
+        failing = true;
       } finally {
         polling = undefined;
         schedulePoll(pollMs);
@@ -225,7 +232,7 @@ export function createRequestStreams(opts: RequestStreamOptions): RequestStreams
     sub.queue.push(e);
     if (sub.queue.length > MAX_QUEUED) {
       log.warn({ request_id: sub.requestId }, 'decision stream: reader too slow, closing (it resumes with Last-Event-ID)');
-      finish(sub);
+      drop(sub);
       return;
     }
     void pump(sub);
@@ -259,7 +266,7 @@ export function createRequestStreams(opts: RequestStreamOptions): RequestStreams
         if (sub.writingSince !== undefined) {
           if (now - sub.writingSince >= stallMs) {
             log.warn({ request_id: sub.requestId }, 'decision stream: reader stalled, closing (it resumes with Last-Event-ID)');
-            finish(sub);
+            drop(sub);
           }
           continue;
         }
@@ -287,6 +294,16 @@ export function createRequestStreams(opts: RequestStreamOptions): RequestStreams
       heartbeatTimer.unref();
     }
     schedulePoll(pollMs);
+  }
+
+  /** Ends a stream whose reader does not keep up: its connection is cut rather than drained. */
+  function drop(sub: Sub): void {
+    finish(sub);
+    try {
+      sub.sink?.drop?.();
+    } catch (err) {
+      log.debug({ err }, 'decision stream: cutting the connection failed');
+    }
   }
 
   function finish(sub: Sub): void {

@@ -12,6 +12,7 @@ import { requestView } from '../../broker/view.ts';
 import type { RequestStreams } from '../../broker/request-stream.ts';
 import { RequestStreamEventData, STREAM_HEARTBEAT } from '../../wire/events.ts';
 import { isId } from '../../lib/ids.ts';
+import type { HttpBindings } from '@hono/node-server';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import type { AppEnv } from '../env.ts';
 import { createAuthFailureAuditor } from '../auth-failure-audit.ts';
@@ -181,6 +182,7 @@ export function agentRoutes(deps: BrokerDeps, streams: RequestStreams, onChange:
           heartbeat: async () => {
             await sse.write(`${STREAM_HEARTBEAT}\n\n`);
           },
+          drop: () => (c.env as Partial<HttpBindings> | undefined)?.outgoing?.destroy(),
         });
       });
     },

@@ -75,13 +75,16 @@ describe('request streams hub', () => {
     const stream = await hub.open(agent, row, undefined);
     let writes = 0;
     // The connection never takes the first write (a client that stopped reading with full socket buffers).
-    const stalled: StreamSink = { event: () => (writes++, new Promise(() => {})), heartbeat: () => new Promise(() => {}) };
+    let dropped = 0;
+    const stalled: StreamSink = { event: () => (writes++, new Promise(() => {})), heartbeat: () => new Promise(() => {}), drop: () => void dropped++ };
     const ran = stream.run(stalled);
     expect(hub.openCount(agent.id)).toBe(1);
     await approveIt(row.id); // queued behind the stalled write, never written
     await ran; // ends: the stall was noticed by the heartbeat timer
     expect(hub.openCount()).toBe(0);
     expect(writes).toBe(1);
+    // Its connection is cut, not drained behind the unread bytes.
+    expect(dropped).toBe(1);
   });
 
   it('caps open streams per agent and refuses opening after shutdown; shutdown ends every run', async () => {
