@@ -136,6 +136,7 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
   const dispatcher = createDispatcher({ storage, clock, log, keyRing: keys, config, policies, onOutcome: (outcome, target) => metrics.webhookDelivery(outcome, target) });
   const events = createOutboxSink({ storage, policies, ids, log, notify: () => dispatcher.notify() });
   const streams = createRequestStreams({ storage, log, maxPerAgent: config.maxStreams, ...opts.streams });
+  metrics.setStreamSource(() => streams.openCount());
   const deps = createDeps({ config, storage, vault, policies, log, clock, ids, events, keys, metrics, onAuditCommit: () => streams.wake() });
   // Stopped after every audit writer (LIFO): the suppressed counts, then the signed chain head.
   const auditUpkeep = startAuditUpkeep(deps, { primary: true });

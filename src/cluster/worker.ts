@@ -91,6 +91,7 @@ async function startWorkerParts(config: WorkerConfig, send: (m: IpcMessage) => v
   const metrics = { ...ownMetrics, render: async () => (await rpc.call('metrics')) as string };
   const events = createOutboxSink({ storage, policies, ids, log, notify: () => send({ t: 'jit:outbox' }) });
   const streams = createRequestStreams({ storage, log, maxPerAgent: config.maxStreams });
+  metrics.setStreamSource(() => streams.openCount());
   const deps = createDeps({ config, storage, vault, policies, log, clock, ids, events, keys, metrics, onAuditCommit: () => streams.wake() });
 
   let telegram: ServedTelegram | undefined;

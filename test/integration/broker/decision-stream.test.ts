@@ -155,6 +155,8 @@ describe('decision stream', () => {
     const ids = [await pending(5), await pending(6), await pending(7), await pending(8)];
     const open = await Promise.all(ids.slice(0, 3).map((id) => stream(id)));
     for (const s of open) expect(parsed(await s.next()).status).toBe('pending');
+    const metrics = (await h.call('GET', '/metrics')).body as string;
+    expect(metrics).toMatch(/^jit_decision_streams_open 3$/m);
     const refused = await stream(ids[3]!);
     expect(refused.status).toBe(429);
     expect(refused.headers['content-type']).toMatch(/^application\/problem\+json/);
