@@ -171,6 +171,8 @@ export function agentRoutes(deps: BrokerDeps, streams: RequestStreams, onChange:
     }),
     async (c) => {
       const row = await ownRequest(deps, c);
+      // Hono answers HEAD with the GET handler and discards the body: no stream is opened for a body nobody reads.
+      if (c.req.method === 'HEAD') return c.body(null, 200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' });
       const last = c.req.valid('header')['Last-Event-ID'];
       const stream = await streams.open(c.get('agent'), row, last === undefined ? undefined : Number(last));
       // Tells a buffering reverse proxy (nginx) to pass each event on as it is written.

@@ -146,6 +146,12 @@ describe('decision stream', () => {
     expect(bad.status).toBe(401);
     expect({ ...bad.body, request_id: 'X' }).toEqual({ ...elsewhere.body, request_id: 'X' });
 
+    // HEAD opens no stream (Hono runs the GET handler for it and drops the body).
+    await until(() => h.broker.streams.openCount() === 0, undefined, "the earlier tests' streams closed on the server", 10);
+    const head = await fetch(`${h.broker.url}/jit/requests/${id}/events`, { method: 'HEAD', headers: { authorization: `Bearer ${token}` } });
+    expect([head.status, head.headers.get('content-type')]).toEqual([200, 'text/event-stream']);
+    expect(h.broker.streams.openCount()).toBe(0);
+
     const badId = await stream(id, { lastEventId: 'abc' });
     expect(badId.status).toBe(400);
     expect(badId.body.detail).toMatch(/Last-Event-ID/);
