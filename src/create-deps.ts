@@ -19,10 +19,10 @@ export type { StorageDeps };
  * commands (agent, approve, deny, requests, audit) share, so both write
  * state, audit and outbox the same way.
  */
-export function createStorageDeps(parts: { config: Config; storage: Storage; clock?: Clock; ids?: IdGenerator; events?: DecisionSink }): StorageDeps {
+export function createStorageDeps(parts: { config: Config; storage: Storage; clock?: Clock; ids?: IdGenerator; events?: DecisionSink; onAuditCommit?: () => void }): StorageDeps {
   const clock = parts.clock ?? systemClock;
   const ids = parts.ids ?? createIdGenerator(() => clock.now());
-  const audit = createAuditLog(parts.storage);
+  const audit = createAuditLog(parts.storage, parts.onAuditCommit ? { onCommit: parts.onAuditCommit } : {});
   return {
     config: parts.config,
     storage: parts.storage,
@@ -47,6 +47,8 @@ export function createDeps(parts: {
   keys?: KeyRing;
   /** Default: a fresh registry for this broker. Vault calls and recorded decisions are counted into it. */
   metrics?: BrokerMetrics;
+  /** Runs after each commit that wrote an audit entry about a request (wakes the decision streams). */
+  onAuditCommit?: () => void;
 }): BrokerDeps {
   const metrics = parts.metrics ?? createMetrics({ storage: parts.storage });
   const storage = createStorageDeps({ ...parts, events: metricsDecisionSink(parts.events ?? noDecisionSink, metrics) });

@@ -24,6 +24,7 @@ import { createDispatcher, type Dispatcher } from './webhooks/dispatcher.ts';
 import { createMetrics } from './metrics/index.ts';
 import { KeyRingError, createKeyRing } from './keys/key-ring.ts';
 import { createOutboxSink } from './webhooks/outbox.ts';
+import { createRequestStreams, type RequestStreamOptions, type RequestStreams } from './broker/request-stream.ts';
 
 export interface RunningBroker {
   url: string;
@@ -38,6 +39,8 @@ export interface RunningBroker {
   devAgentToken?: string;
   /** With JIT_HTTP_WORKERS > 1: the worker processes serving HTTP. */
   workers?: HttpWorkers;
+  /** This process's decision streams (GET /jit/requests/{id}/events). */
+  streams: RequestStreams;
   reloadPolicies(): boolean;
   stop(): Promise<void>;
 }
@@ -51,6 +54,8 @@ export interface StartOptions {
   telegram?: Partial<Pick<ApprovalBotOptions, 'syncIntervalMs' | 'pollTimeoutSeconds' | 'callTimeoutSeconds' | 'retry' | 'restartDelayMs' | 'errorBackoffMs'>>;
   /** Where dev-mode banners go (the console for `jit serve`). */
   print?: (line: string) => void;
+  /** The decision streams' audit poll and heartbeat intervals (tests make the heartbeat short). */
+  streams?: Pick<RequestStreamOptions, 'pollMs' | 'heartbeatMs'>;
 }
 
 /** The dev agent's session key: policies/homelab.yaml's `default_session` for it, inside its `hook:jit:dev:*`. */
@@ -130,7 +135,9 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
   const metrics = createMetrics({ storage });
   const dispatcher = createDispatcher({ storage, clock, log, keyRing: keys, config, policies, onOutcome: (outcome, target) => metrics.webhookDelivery(outcome, target) });
   const events = createOutboxSink({ storage, policies, ids, log, notify: () => dispatcher.notify() });
-  const deps = createDeps({ config, storage, vault, policies, log, clock, ids, events, keys, metrics });
+  const streams = createRequestStreams({ storage, log, maxPerAgent: config.maxStreams, ...opts.streams });
+  metrics.setStreamSource(() => streams.openCount());
+  const deps = createDeps({ config, storage, vault, policies, log, clock, ids, events, keys, metrics, onAuditCommit: () => streams.wake() });
   // Stopped after every audit writer (LIFO): the suppressed counts, then the signed chain head.
   const auditUpkeep = startAuditUpkeep(deps, { primary: true });
   started.add(() => auditUpkeep.stop());
@@ -170,13 +177,15 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
       workers = forked;
       url = forked.url;
     } else {
-      const server = await listen(createServedApp(deps, telegram), config.host, config.port);
+      const server = await listen(createServedApp(deps, streams, telegram), config.host, config.port);
       started.add(() => server.close());
       url = server.url;
     }
   } catch (err) {
     throw toStartupError(err);
   }
+  // Before the server: open streams end cleanly (the server's close would cut them) and their timers stop.
+  started.add(() => streams.close());
 
   // Only a broker that serves creates agent "dev": its token is shown once, and a start that fails must not spend it.
   let devAgentToken: string | undefined;
@@ -205,6 +214,7 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
     ...(devVault ? { devVault: { url: devVault.url, rootToken: devVault.rootToken } } : {}),
     ...(devAgentToken ? { devAgentToken } : {}),
     ...(workers ? { workers } : {}),
+    streams,
     reloadPolicies() {
       workers?.reloadPolicies();
       return policies.reloadAndLog(config.policiesDir, log);

@@ -1,5 +1,6 @@
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { BrokerDeps } from './broker/deps.ts';
+import type { RequestStreams } from './broker/request-stream.ts';
 import { BrokerError } from './broker/errors.ts';
 import { createApp, type MountedRoute } from './http/app.ts';
 import type { AppEnv, AppTelegram } from './http/env.ts';
@@ -19,9 +20,10 @@ export interface ServedTelegram extends AppTelegram {
  * Telegram folders never import each other. Without Telegram the route
  * answers 404, saying so.
  */
-export function createServedApp(deps: BrokerDeps, telegram?: ServedTelegram): OpenAPIHono<AppEnv> {
+export function createServedApp(deps: BrokerDeps, streams: RequestStreams, telegram?: ServedTelegram): OpenAPIHono<AppEnv> {
   return createApp(deps, {
     telegram,
+    streams,
     routes: [
       {
         path: TELEGRAM_WEBHOOK_PATH,

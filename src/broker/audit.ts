@@ -52,7 +52,8 @@ interface CoalesceWindow {
  * The chain (each entry's hash over the previous one) is computed here;
  * storage keeps the rows.
  */
-export function createAuditLog(storage: Storage) {
+export function createAuditLog(storage: Storage, opts: { onCommit?: () => void } = {}) {
+  const { onCommit } = opts;
   /** Open coalescing windows, one per kind of entry (this process's memory). */
   const windows = new Map<AuditEvent, CoalesceWindow>();
 
@@ -69,6 +70,8 @@ export function createAuditLog(storage: Storage) {
     const prevHash = prev?.hash ?? GENESIS_HASH;
     const hash = entryHash(prevHash, row);
     await tx.audit.insert({ ...row, prev_hash: prevHash, hash });
+    // The decision streams read what is committed; this process's own commits wake them at once.
+    if (onCommit && row.request_id !== null) tx.afterCommit(onCommit);
     return { seq: row.seq, hash };
   }
 

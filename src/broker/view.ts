@@ -31,7 +31,9 @@ export function credentialState(cred: Pick<CredentialRow, 'state'> | undefined):
  */
 export async function requestView(deps: Pick<BrokerDeps, 'storage'>, row: RequestRow): Promise<RequestView> {
   const cred = await deps.storage.credentials.forRequest(row.id);
-  const granted = grantOf(row);
+  const grant = grantOf(row);
+  const granted = grant ? grantJson(grant) : null;
+  const narrowed = grant ? !sameGrant(grant, requestedGrant(row)) : false;
   const credState = credentialState(cred);
   return {
     id: row.id,
@@ -43,14 +45,14 @@ export async function requestView(deps: Pick<BrokerDeps, 'storage'>, row: Reques
     reason: row.reason,
     ...(JSON.parse(row.scope) as Pick<RequestView, 'vault_paths' | 'repo' | 'refs'>),
     ttl_seconds: row.ttl_seconds,
-    granted: granted ? grantJson(granted) : null,
-    narrowed: granted ? !sameGrant(granted, requestedGrant(row)) : false,
+    granted,
+    narrowed,
     session_key: row.session_key,
     rules: JSON.parse(row.rules) as string[],
     created_at: iso(row.created_at),
     approval_expires_at: iso(row.approval_expires_at),
     claim_expires_at: iso(row.claim_expires_at),
-    decision: row.decided_by ? { approver: row.decided_by, decided_at: iso(row.decided_at), reason: row.decision_reason } : null,
+    decision: row.decided_by ? { approver: row.decided_by, decided_at: iso(row.decided_at), reason: row.decision_reason, granted, narrowed } : null,
     credential:
       cred && credState !== 'none'
         ? {

@@ -16,6 +16,7 @@ import { startAuditUpkeep } from '../broker/audit-upkeep.ts';
 import { PolicyStore } from '../broker/policy/index.ts';
 import { loadConfig, type Config } from '../config/config.ts';
 import { createDeps } from '../create-deps.ts';
+import { createRequestStreams } from '../broker/request-stream.ts';
 import { openStorage } from '../storage/index.ts';
 import { listen } from '../http/listen.ts';
 import { createServedApp, type ServedTelegram } from '../served-app.ts';
@@ -89,7 +90,9 @@ async function startWorkerParts(config: WorkerConfig, send: (m: IpcMessage) => v
   started.add(() => rpc.failAll('the worker is stopping'));
   const metrics = { ...ownMetrics, render: async () => (await rpc.call('metrics')) as string };
   const events = createOutboxSink({ storage, policies, ids, log, notify: () => send({ t: 'jit:outbox' }) });
-  const deps = createDeps({ config, storage, vault, policies, log, clock, ids, events, keys, metrics });
+  const streams = createRequestStreams({ storage, log, maxPerAgent: config.maxStreams });
+  metrics.setStreamSource(() => streams.openCount());
+  const deps = createDeps({ config, storage, vault, policies, log, clock, ids, events, keys, metrics, onAuditCommit: () => streams.wake() });
 
   let telegram: ServedTelegram | undefined;
   if (config.telegram) {
@@ -111,8 +114,9 @@ async function startWorkerParts(config: WorkerConfig, send: (m: IpcMessage) => v
   // This process's coalesced audit counts (the primary signs the chain head); stopped after the HTTP side.
   const auditUpkeep = startAuditUpkeep(deps, { primary: false });
   started.add(() => auditUpkeep.stop());
-  const { url, close } = await listen(createServedApp(deps, telegram), config.host, config.port);
+  const { url, close } = await listen(createServedApp(deps, streams, telegram), config.host, config.port);
   started.add(close);
+  started.add(() => streams.close());
 
   let markStopped!: () => void;
   const stopped = new Promise<void>((r) => (markStopped = r));

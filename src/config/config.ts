@@ -72,6 +72,7 @@ const EnvSchema = z.object({
   JIT_TIER3_QUORUM: z.coerce.number().int().min(2).max(10).default(2),
   JIT_RATE_PER_MINUTE: z.coerce.number().int().min(1).max(100_000).default(60),
   JIT_MAX_PENDING: z.coerce.number().int().min(1).max(10_000).default(20),
+  JIT_MAX_STREAMS: z.coerce.number().int().min(1).max(10_000).default(20),
   JIT_DEV_VAULT_PORT: port.default(8200),
   JIT_HTTP_WORKERS: z.coerce.number().int().min(1).max(16).default(1),
   JIT_SHARE_GRANT_POLICIES: z.enum(['true', 'false', '1', '0', '']).default('false').transform((v) => v === 'true' || v === '1'),
@@ -112,6 +113,8 @@ export interface Config {
   tier3Quorum: number;
   ratePerMinute: number;
   maxPending: number;
+  /** Decision streams (GET /jit/requests/{id}/events) one agent may hold open at once, per broker process. */
+  maxStreams: number;
   /** Undefined in dev mode: the development Vault is started in-process. */
   vault: { addr: string; auth: VaultAuth } | undefined;
   devVaultPort: number;
@@ -193,6 +196,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     tier3Quorum: e.JIT_TIER3_QUORUM,
     ratePerMinute: e.JIT_RATE_PER_MINUTE,
     maxPending: e.JIT_MAX_PENDING,
+    maxStreams: e.JIT_MAX_STREAMS,
     vault,
     devVaultPort: e.JIT_DEV_VAULT_PORT,
     shareGrantPolicies: e.JIT_SHARE_GRANT_POLICIES,

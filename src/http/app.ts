@@ -1,6 +1,7 @@
 import type { OpenAPIHono, RouteConfig } from '@hono/zod-openapi';
 import { bodyLimit } from 'hono/body-limit';
 import type { BrokerDeps } from '../broker/deps.ts';
+import type { RequestStreams } from '../broker/request-stream.ts';
 import { BrokerError } from '../broker/errors.ts';
 import { pooledRandomBytes } from '../lib/random-pool.ts';
 import { declaredBodyLimit, MAX_BODY_BYTES, payloadTooLarge } from './body.ts';
@@ -31,9 +32,11 @@ export interface AppOptions {
   telegram?: AppTelegram | undefined;
   /** POST routes served as they are (main.ts mounts the Telegram webhook here). */
   routes?: MountedRoute[];
+  /** The process's decision stream hub (GET /jit/requests/{id}/events); closed by whoever made it. */
+  streams: RequestStreams;
 }
 
-export function createApp(deps: BrokerDeps, opts: AppOptions = {}): OpenAPIHono<AppEnv> {
+export function createApp(deps: BrokerDeps, opts: AppOptions): OpenAPIHono<AppEnv> {
   const app = contractRouter();
 
   app.use('*', async (c, next) => {
@@ -72,7 +75,7 @@ export function createApp(deps: BrokerDeps, opts: AppOptions = {}): OpenAPIHono<
   }
 
   app.route('/', publicRoutes(deps, opts.telegram));
-  app.route('/jit', agentRoutes(deps, () => void opts.telegram?.kick()));
+  app.route('/jit', agentRoutes(deps, opts.streams, () => void opts.telegram?.kick()));
   for (const mounted of opts.routes ?? []) {
     // The handler gets the Fetch API request itself (grammY's webhookCallback reads the Telegram update), so the body is not read here.
     route(app, { ...mounted.contract, method: 'post', path: mounted.path }, (c) => mounted.handler(c.req.raw), { readBody: false });

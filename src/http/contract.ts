@@ -123,6 +123,7 @@ const EXAMPLE_DETAIL: Record<ErrorCode, string> = {
   UNSUPPORTED_MEDIA_TYPE: 'send the body as JSON with Content-Type: application/json (got "text/plain")',
   RATE_LIMITED: 'agent "dev" made 60 requests in the last minute (limit 60)',
   TOO_MANY_PENDING: 'agent "dev" already has 20 requests awaiting approval',
+  TOO_MANY_STREAMS: 'agent "dev" already has 20 decision streams open (limit 20); close one, or read the request with GET /jit/requests/{id}',
   INTERNAL: 'internal error; the operator can find it in the broker log by X-Request-Id',
   NOT_IMPLEMENTED: 'not implemented',
   VAULT_UNAVAILABLE: 'Vault is unavailable (unreachable); could not create the token. Nothing was issued; retry later.',
@@ -137,7 +138,7 @@ const EXAMPLE_PAIR: Partial<Record<ErrorCode, string>> = {
   INVALID_PATH: 'homelab/data/../sys:read',
 };
 
-const RETRY_AFTER_CODES: readonly ErrorCode[] = ['RATE_LIMITED', 'TOO_MANY_PENDING', 'VAULT_UNAVAILABLE', 'UNAVAILABLE'];
+const RETRY_AFTER_CODES: readonly ErrorCode[] = ['RATE_LIMITED', 'TOO_MANY_PENDING', 'TOO_MANY_STREAMS', 'VAULT_UNAVAILABLE', 'UNAVAILABLE'];
 
 /** Errors of every route that reads a JSON body. */
 export const BODY_ERRORS: readonly ErrorCode[] = ['BAD_REQUEST', 'PAYLOAD_TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE', 'INTERNAL'];

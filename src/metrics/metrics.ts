@@ -52,6 +52,8 @@ export interface BrokerMetrics {
   webhookDelivery(outcome: WebhookOutcome, target: string): void;
   /** For the webhooks module: where the outbox gauges come from (called on each scrape). */
   setOutboxSource(source: () => OutboxFigures | Promise<OutboxFigures>): void;
+  /** Where the open decision streams gauge comes from (this process's stream hub; called on each scrape). */
+  setStreamSource(source: () => number): void;
 }
 
 export interface MetricsOptions {
@@ -158,6 +160,16 @@ export function createMetrics(o: MetricsOptions = {}): BrokerMetrics {
     },
   });
 
+  let openStreams: () => number = () => 0;
+  new Gauge({
+    name: 'jit_decision_streams_open',
+    help: 'Decision streams (GET /jit/requests/{id}/events) open on this broker (summed over its HTTP workers)',
+    registers,
+    collect() {
+      this.set(openStreams());
+    },
+  });
+
   const scanVotes = o.storage ? votesScanner(o.storage) : undefined;
   // Both metrics fed by the votes table are brought up to date before either is rendered.
   const syncVotes = async () => {
@@ -200,6 +212,9 @@ export function createMetrics(o: MetricsOptions = {}): BrokerMetrics {
     },
     webhookDelivery(outcome, target) {
       webhookDeliveries.inc({ outcome, target });
+    },
+    setStreamSource(source) {
+      openStreams = source;
     },
     setOutboxSource(source) {
       outboxSource = source;

@@ -173,6 +173,15 @@ export interface AuditRepository {
   hashAt(seq: number): Promise<string | undefined>;
   /** Entries after `afterSeq`, in order, at most `limit`. */
   page(afterSeq: number, limit: number): Promise<AuditRow[]>;
+  /**
+   * The request's entries after `afterSeq`, in order, at most `limit` (an
+   * index on request id and seq: the decision stream's backlog and resume).
+   * The decision stream also relies on the log's order being its commit
+   * order: an entry becomes visible only after every entry of a lower seq
+   * (read the last, insert it + 1, serializable), so a reader that saw seq
+   * N never later finds a new entry below N.
+   */
+  ofRequest(requestId: string, afterSeq: number, limit: number): Promise<AuditRow[]>;
   /** Actor and time of the request's newest entry of `event`. */
   latest(requestId: string, event: AuditEvent): Promise<{ actor: string; at: number } | undefined>;
   lastHead(): Promise<AuditHeadRow | undefined>;

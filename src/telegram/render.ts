@@ -2,6 +2,7 @@ import { formatDuration } from '../lib/duration.ts';
 import { inertText } from '../lib/inert-text.ts';
 import { ceilingOf, describeDifference, grantDifference, grantOf, requestedGrant, sameGrant, type Grant } from '../broker/narrowing.ts';
 import type { GateScope, RequestRow, RequestStatus, VaultScope } from '../broker/rows.ts';
+import { FINAL_STATUSES } from '../wire/schemas.ts';
 import { TELEGRAM_TEXT_LIMIT, cut, ellipsize, escapeHtml, formatTime, visibleLength } from './html.ts';
 import { ITEM_BUTTONS_PER_PAGE, buttonLabel, draftGrant, openPanelData, pageCount, pageRange, panelData, ttlChoices, type DraftNarrowing } from './narrowing-panel.ts';
 
@@ -59,8 +60,6 @@ export interface RenderedApproval {
    */
   shownWhole: boolean;
 }
-
-export const FINAL_STATUSES: readonly RequestStatus[] = ['denied', 'timed_out', 'expired', 'revoked', 'failed'];
 
 const APPROVE = 'a';
 const DENY = 'd';

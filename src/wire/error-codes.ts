@@ -22,6 +22,7 @@ export const ERROR_CODES = {
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type' },
   RATE_LIMITED: { status: 429, title: 'Too many requests' },
   TOO_MANY_PENDING: { status: 429, title: 'Too many pending requests' },
+  TOO_MANY_STREAMS: { status: 429, title: 'Too many open decision streams' },
   INTERNAL: { status: 500, title: 'Internal error' },
   NOT_IMPLEMENTED: { status: 501, title: 'Not implemented' },
   VAULT_UNAVAILABLE: { status: 503, title: 'Vault unavailable' },

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { PathCapabilities, RequestStatus } from './schemas.ts';
+import { PathCapabilities, RequestStatus, RequestView } from './schemas.ts';
 
 /**
  * The decision events the broker pushes to an agent's session (SPEC §8),
@@ -63,3 +63,24 @@ export const OpenClawAgentBody = z
   })
   .meta({ id: 'OpenClawAgentBody', description: 'A decision on a request, sent to an `openclaw` webhook target (OpenClaw POST /hooks/agent).' });
 export type OpenClawAgentBody = z.infer<typeof OpenClawAgentBody>;
+
+/**
+ * The decision stream, GET /jit/requests/{id}/events (SPEC §14): each
+ * event's `data:` is the request's view (the RequestView of GET
+ * /jit/requests/{id}: one shape for a request's state everywhere) with
+ * `status` the status that change moved it to; `decision.granted`,
+ * `decision.narrowed` and `decision.reason` once decided. Its `id:` is
+ * the change's audit seq (a decimal integer): send it back as
+ * `Last-Event-ID` to resume. Lines starting with `:` are heartbeats.
+ */
+export const RequestStreamEventData = RequestView;
+export type RequestStreamEventData = RequestView;
+
+/** One event of the decision stream: its id (`id:`) and its data (`data:`, JSON). */
+export interface RequestStreamEvent {
+  seq: number;
+  data: RequestStreamEventData;
+}
+
+/** The comment line the decision stream sends while idle (SSE comments are ignored by readers). */
+export const STREAM_HEARTBEAT = ': heartbeat';

@@ -203,6 +203,9 @@ export const RequestStatus = z
   });
 export type RequestStatus = z.infer<typeof RequestStatus>;
 
+/** The statuses a request never leaves (no move out of them): a decision stream closes after one. */
+export const FINAL_STATUSES: readonly RequestStatus[] = ['denied', 'timed_out', 'expired', 'revoked', 'failed'];
+
 export const VaultTokenCredential = z
   .object({
     type: z.literal('vault_token'),
@@ -258,6 +261,14 @@ export type PendingResponse = z.infer<typeof PendingResponse>;
 /** One Vault path and its capabilities, as the broker shows a scope (requests, grants, decision events). */
 export const PathCapabilities = z.object({ path: z.string(), capabilities: z.array(z.string()) });
 
+/** What an approval granted (`{vault_paths | repo, refs, ttl_seconds}`): the request's scope, or less when narrowed. */
+const RequestGrant = z.object({
+  vault_paths: z.array(PathCapabilities).optional(),
+  repo: z.string().optional(),
+  refs: z.array(z.string()).optional(),
+  ttl_seconds: z.number().int(),
+});
+
 /** GET /jit/requests/{id}, POST …/revoke, and a replayed Idempotency-Key. Never a secret. */
 export const RequestView = z
   .object({
@@ -272,14 +283,7 @@ export const RequestView = z
     repo: z.string().optional().meta({ description: 'gate requests' }),
     refs: z.array(z.string()).optional().meta({ description: 'gate requests' }),
     ttl_seconds: z.number().int().meta({ description: 'TTL asked for, after policy clamping' }),
-    granted: z
-      .object({
-        vault_paths: z.array(PathCapabilities).optional(),
-        repo: z.string().optional(),
-        refs: z.array(z.string()).optional(),
-        ttl_seconds: z.number().int(),
-      })
-      .nullable()
+    granted: RequestGrant.nullable()
       .meta({ description: 'What the credential is (or will be) minted with; null until approved. Less than asked when an approver narrowed it.' }),
     narrowed: z.boolean().meta({ description: 'true when `granted` is less than the request asked for' }),
     session_key: z.string().nullable(),
@@ -288,9 +292,15 @@ export const RequestView = z
     approval_expires_at: Timestamp.nullable(),
     claim_expires_at: Timestamp.nullable(),
     decision: z
-      .object({ approver: z.string(), decided_at: Timestamp.nullable(), reason: z.string().nullable() })
+      .object({
+        approver: z.string(),
+        decided_at: Timestamp.nullable(),
+        reason: z.string().nullable().meta({ description: 'Why: a denial\'s reason, a timeout\'s, a revocation\'s; null when none was given' }),
+        granted: RequestGrant.nullable().meta({ description: 'As the top-level `granted`: what was approved, null unless approved' }),
+        narrowed: z.boolean().meta({ description: 'As the top-level `narrowed`: true when the approver granted less than asked' }),
+      })
       .nullable()
-      .meta({ description: 'Who decided and when: "policy" for tier 1, "local-cli", "telegram:<user id>", "agent:<name>" for a revoke' }),
+      .meta({ description: 'Who decided, when, why and what was granted: "policy" for tier 1, "local-cli", "telegram:<user id>", "timeout", "agent:<name>" for a revoke; null while undecided' }),
     credential: z
       .object({
         type: z.enum(['vault_token', 'gate_push']),

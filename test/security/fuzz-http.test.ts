@@ -17,7 +17,7 @@ const tally = { cases: 0, byStatus: new Map<number, number>() };
 
 beforeAll(async () => {
   h = await startHarness({ env: { JIT_RATE_PER_MINUTE: '100000', JIT_MAX_PENDING: '10000', LOG_LEVEL: 'silent' } });
-  app = createServedApp(h.broker.deps);
+  app = createServedApp(h.broker.deps, h.broker.streams);
   token = await h.addAgent('moltbot');
   const res = await h.call('POST', '/jit/request', { token, body: { resource: 'vault', tier: 1, reason: 'r', vault_paths: [{ path: 'homelab/data/docker/registry', capabilities: ['read'] }] } });
   ownId = res.body.id;

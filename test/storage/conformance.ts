@@ -403,6 +403,16 @@ export function describeStorageConformance(name: string, open: () => Promise<Ope
         expect(await s.audit.latest('req_b', 'request.revoked')).toBeUndefined();
       });
 
+      it("reads one request's entries after a seq, in order, at most limit", async () => {
+        for (let seq = 1; seq <= 7; seq++) await s.audit.insert(auditRow(seq, { request_id: seq === 4 ? null : seq % 2 ? 'req_a' : 'req_b', event: 'request.revoked', actor: `a${seq}` }));
+        expect((await s.audit.ofRequest('req_a', 0, 10)).map((r) => r.seq)).toEqual([1, 3, 5, 7]);
+        expect((await s.audit.ofRequest('req_a', 3, 10)).map((r) => r.seq)).toEqual([5, 7]);
+        expect((await s.audit.ofRequest('req_a', 0, 2)).map((r) => r.seq)).toEqual([1, 3]);
+        expect(await s.audit.ofRequest('req_b', 2, 10)).toEqual([auditRow(6, { request_id: 'req_b', event: 'request.revoked', actor: 'a6' })]);
+        expect(await s.audit.ofRequest('req_b', 6, 10)).toEqual([]);
+        expect(await s.audit.ofRequest('req_none', 0, 10)).toEqual([]);
+      });
+
       it('refuses a row whose seq is taken', async () => {
         await s.audit.insert(auditRow(1));
         await expect(s.audit.insert(auditRow(1, { hash: 'other' }))).rejects.toThrow();

@@ -1,5 +1,6 @@
 import { createRoute } from '@hono/zod-openapi';
 import type { Context } from 'hono';
+import { streamSSE } from 'hono/streaming';
 import { z } from 'zod';
 import { claimCredential } from '../../broker/claim.ts';
 import type { BrokerDeps } from '../../broker/deps.ts';
@@ -8,11 +9,14 @@ import { requestCredential } from '../../broker/request-credential.ts';
 import { revokeRequest } from '../../broker/revoke.ts';
 import { CredentialRequestBody, IdempotencyKey, IssuedResponse, PendingResponse, RequestView } from '../../wire/schemas.ts';
 import { requestView } from '../../broker/view.ts';
+import type { RequestStreams } from '../../broker/request-stream.ts';
+import { RequestStreamEventData, STREAM_HEARTBEAT } from '../../wire/events.ts';
 import { isId } from '../../lib/ids.ts';
+import type { HttpBindings } from '@hono/node-server';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import type { AppEnv } from '../env.ts';
 import { createAuthFailureAuditor } from '../auth-failure-audit.ts';
-import { AGENT_ERRORS, BEARER, BODY_ERRORS, contractRouter, jsonResponse, problemResponses, route } from '../contract.ts';
+import { AGENT_ERRORS, BEARER, BODY_ERRORS, contractRouter, jsonResponse, plainResponse, problemResponses, route } from '../contract.ts';
 
 /** The `{id}` of a request route: any string here; one that is not the caller's request id is 404 (ownRequest). */
 const RequestIdParams = z.object({
@@ -41,9 +45,12 @@ export const REQUEST_EXAMPLES = {
   },
 } as const;
 
-/** Routes an agent calls with its bearer token. */
-/** `onChange` runs after a request is created, claimed or revoked (the Telegram bot re-syncs). */
-export function agentRoutes(deps: BrokerDeps, onChange: () => void = () => {}) {
+/**
+ * Routes an agent calls with its bearer token. `onChange` runs after a
+ * request is created, claimed or revoked (the Telegram bot re-syncs);
+ * `streams` is the process's decision stream hub.
+ */
+export function agentRoutes(deps: BrokerDeps, streams: RequestStreams, onChange: () => void = () => {}) {
   const app = contractRouter();
   const authFailures = createAuthFailureAuditor(deps);
 
@@ -127,6 +134,60 @@ export function agentRoutes(deps: BrokerDeps, onChange: () => void = () => {}) {
       responses: { 200: jsonResponse('The request', RequestView), ...problemResponses(AGENT_ERRORS) },
     }),
     async (c) => c.json(await requestView(deps, await ownRequest(deps, c)), 200),
+  );
+
+  route(
+    app,
+    createRoute({
+      method: 'get',
+      path: '/requests/{id}/events',
+      operationId: 'requestEvents',
+      tags: ['agent'],
+      summary: "Follow the agent's own request: a decision stream (Server-Sent Events)",
+      description: [
+        "`text/event-stream`. Without `Last-Event-ID` the first event is the request's current state; with it, every change after that id, in order, then the live ones.",
+        'Each event\'s `data:` is the request (the RequestView of GET /jit/requests/{id}) with `status` the status that change made: `approved` (with `decision.granted` and `decision.narrowed`), `denied` (with `decision.reason`), `timed_out`, `issued`, `revoked`, `expired`, `failed`.',
+        "Each event's `id:` is the change's audit sequence number: valid across connections and broker nodes; send it back as `Last-Event-ID` to resume without a gap.",
+        'A `: heartbeat` comment every 15 s while idle. The stream closes after a final state (denied, timed_out, revoked, expired, failed) and on shutdown.',
+        "At most JIT_MAX_STREAMS (default 20) open streams per agent per broker process: 429 TOO_MANY_STREAMS beyond. Another agent's request is 404, as an unknown id.",
+      ].join(' '),
+      security: BEARER,
+      request: {
+        params: RequestIdParams,
+        headers: z.object({
+          'Last-Event-ID': z
+            .string()
+            .regex(/^[0-9]{1,15}$/, 'Last-Event-ID must be the id of an event of this stream (a decimal integer)')
+            .optional()
+            .meta({ description: 'The id of the last event received: the stream resumes after it' }),
+        }),
+      },
+      responses: {
+        200: plainResponse('The event stream: `id:` the audit sequence number, `data:` the request as JSON (RequestView, `status` the change\'s)', {
+          'text/event-stream': { schema: RequestStreamEventData },
+        }),
+        ...problemResponses(['BAD_REQUEST', ...AGENT_ERRORS, 'TOO_MANY_STREAMS', 'UNAVAILABLE']),
+      },
+    }),
+    async (c) => {
+      const row = await ownRequest(deps, c);
+      // Hono answers HEAD with the GET handler and discards the body: no stream is opened for a body nobody reads.
+      if (c.req.method === 'HEAD') return c.body(null, 200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' });
+      const last = c.req.valid('header')['Last-Event-ID'];
+      const stream = await streams.open(c.get('agent'), row, last === undefined ? undefined : Number(last));
+      // Tells a buffering reverse proxy (nginx) to pass each event on as it is written.
+      c.header('X-Accel-Buffering', 'no');
+      return streamSSE(c, async (sse) => {
+        sse.onAbort(() => stream.close());
+        await stream.run({
+          event: (e) => sse.writeSSE({ id: String(e.seq), data: JSON.stringify(e.data) }),
+          heartbeat: async () => {
+            await sse.write(`${STREAM_HEARTBEAT}\n\n`);
+          },
+          drop: () => (c.env as Partial<HttpBindings> | undefined)?.outgoing?.destroy(),
+        });
+      });
+    },
   );
 
   route(

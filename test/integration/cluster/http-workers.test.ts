@@ -7,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Jwks } from '../../../src/keys/key-ring.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../../fakes/webhook-receiver.ts';
 import { until } from '../../helpers/chaos-process.ts';
+import { runJit } from '../../helpers/cli.ts';
+import { openSse } from '../../helpers/sse.ts';
 import { CLUSTER_ROOT_TOKEN, startClusterBroker, type ClusterBroker } from '../../helpers/cluster.ts';
 
 /**
@@ -70,6 +72,7 @@ function call(method: string, path: string, body?: unknown, headers: Record<stri
   });
 }
 
+const write = { resource: 'vault', tier: 2, reason: 'rotate the web key', vault_paths: [{ path: 'homelab/data/apps/web', capabilities: ['read', 'update'] }] };
 const tier1 = { resource: 'vault', tier: 1, reason: 'read the registry login', vault_paths: [{ path: 'homelab/data/docker/registry', capabilities: ['read'] }], ttl: '10m' };
 
 /** Request log lines name the worker that served them. */
@@ -79,7 +82,8 @@ const servingWorkers = () => new Set([...serve.output().matchAll(/"http_worker":
 let cluster: ClusterBroker;
 beforeAll(async () => {
   receiver = await startWebhookReceiver({ jwks: () => jwks });
-  cluster = await startClusterBroker({ policy: policy(true, receiver.url) });
+  // More requests than the default 60 a minute, from one agent.
+  cluster = await startClusterBroker({ policy: policy(true, receiver.url), env: { JIT_RATE_PER_MINUTE: '1000' } });
   ({ env, vault, serve, token } = cluster);
   await NodeVault({ endpoint: vault.url, token: CLUSTER_ROOT_TOKEN }).write('homelab/data/docker/registry', { data: { password: 'from-vault' } });
   jwks = (await (await fetch(`${serve.url}/.well-known/jwks.json`)).json()) as Jwks;
@@ -163,9 +167,23 @@ describe('JIT_HTTP_WORKERS=2', () => {
     expect(answers.map((a) => a.status)).toEqual(Array(10).fill(201));
   });
 
-  it('stops every worker on SIGTERM', async () => {
+  it("a worker's decision stream gets a decision made by `jit approve` in another process", async () => {
+    const id = (await call('POST', '/jit/request', write)).body.id as string;
+    const s = await openSse(`${serve.url}/jit/requests/${id}/events`, { authorization: `Bearer ${token}` });
+    expect(s.status).toBe(200);
+    expect((await s.next()).json.status).toBe('pending');
+    expect((await runJit(['approve', id], env)).code).toBe(0);
+    expect((await s.next()).json).toMatchObject({ id, status: 'approved', decision: { approver: 'local-cli', narrowed: false } });
+    s.close();
+  });
+
+  it('stops every worker on SIGTERM, ending the open decision streams', async () => {
     const pids = [...new Set([...serve.output().matchAll(/"http_worker":(\d+)[^\n]*"msg":"HTTP worker listening"/g)].map((m) => Number(m[1])))];
+    const id = (await call('POST', '/jit/request', write)).body.id as string;
+    const s = await openSse(`${serve.url}/jit/requests/${id}/events`, { authorization: `Bearer ${token}` });
+    await s.next();
     expect(await serve.stop()).toBe(0);
+    await s.ended;
     for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow();
   });
 });

@@ -38,7 +38,7 @@ function documentedOperations(d: Json): string[] {
 
 /** `METHOD /path/{param}` for every handler the Hono app registers (middleware excluded). */
 function registeredRoutes(): string[] {
-  const app = createServedApp(h.broker.deps);
+  const app = createServedApp(h.broker.deps, h.broker.streams);
   const routes = app.routes.filter((r) => r.method !== 'ALL').map((r) => `${r.method} ${r.path.replace(/:(\w+)/g, '{$1}')}`);
   return [...new Set(routes)].sort();
 }
@@ -83,6 +83,7 @@ describe('GET /openapi.json', () => {
       [
         'POST /jit/request',
         'GET /jit/requests/{id}',
+        'GET /jit/requests/{id}/events',
         'POST /jit/requests/{id}/claim',
         'POST /jit/requests/{id}/revoke',
         'GET /healthz',
@@ -154,7 +155,7 @@ describe('GET /openapi.json', () => {
   it('generates the bodies from the zod schemas the routes validate with', () => {
     // The routes declare these very objects (from src/wire/schemas.ts) as their bodies, and the document is generated from the declarations.
     const declaredBody = (path: string) => {
-      const found = createServedApp(h.broker.deps).openAPIRegistry.definitions.find((d) => d.type === 'route' && d.route.path === path);
+      const found = createServedApp(h.broker.deps, h.broker.streams).openAPIRegistry.definitions.find((d) => d.type === 'route' && d.route.path === path);
       return found?.type === 'route' ? (found.route.request?.body?.content['application/json'] as { schema?: unknown } | undefined)?.schema : undefined;
     };
     expect(declaredBody('/jit/request')).toBe(schemas.CredentialRequestBody);

@@ -17,6 +17,7 @@ import {
   type MachineTx,
   type MoveName,
 } from '../../../src/broker/request-machine.ts';
+import { statusChangeOf } from '../../../src/broker/request-stream.ts';
 import { createStorageDeps, type StorageDeps } from '../../../src/create-deps.ts';
 import { openSqliteStorage, sqliteDatabase, type Db } from '../../../src/storage/sqlite/index.ts';
 import type { Storage, Transaction } from '../../../src/storage/storage.ts';
@@ -164,12 +165,27 @@ describe('the named moves, on a database', () => {
       expect(await statusOf(id)).toBe(MOVES[move].to);
       expect(eventsOf(id)).toEqual([audit]);
       expect(recorded).toEqual(event ? [{ id, type: event, status: MOVES[move].to }] : []);
+      // The decision stream reads the move back from its audit entry.
+      expect(statusChangeOf({ event: audit }, (await storage.requests.get(id))!)).toBe(MOVES[move].to);
       // A second caller loses the race: nothing changes and nothing more is written.
       expect(await inTx((tx) => run(deps, tx, id, clock.now()))).toBe(false);
       expect(await statusOf(id)).toBe(MOVES[move].to);
       expect(eventsOf(id)).toEqual([audit]);
       expect(recorded).toHaveLength(event ? 1 : 0);
     });
+  });
+
+  it('the decision stream maps entries that move a request only sometimes by the status the request is in', () => {
+    const failed = { status: 'failed', required_tier: 1 } as const;
+    const approved = { status: 'approved', required_tier: 2 } as const;
+    // settleInterruptedIssues: a tier-1 request failed with its interrupted credential; a tier-2 one stays approved.
+    expect(statusChangeOf({ event: 'credential.interrupted' }, failed)).toBe('failed');
+    expect(statusChangeOf({ event: 'credential.interrupted' }, approved)).toBeUndefined();
+    expect(statusChangeOf({ event: 'credential.expired' }, approved)).toBeUndefined();
+    // A tier-1 request is born approved (its request.approved follows); a tier-2 one pending.
+    expect(statusChangeOf({ event: 'request.created' }, { status: 'issued', required_tier: 1 })).toBeUndefined();
+    expect(statusChangeOf({ event: 'request.created' }, { status: 'issued', required_tier: 2 })).toBe('pending');
+    for (const e of ['vote.cast', 'webhook.delivered', 'grant.narrowed', 'credential.abandoned']) expect(statusChangeOf({ event: e }, approved), e).toBeUndefined();
   });
 
   it('failUnissued frees the Idempotency-Key of the failed request', async () => {
@@ -185,6 +201,7 @@ describe('the named moves, on a database', () => {
     expect(await inTx((tx) => expireIssued(deps, tx, cred, clock.now(), 'vanished'))).toBe(true);
     expect(await storage.credentials.forRequest(id)).toMatchObject({ state: 'ending', end_reason: 'token no longer in Vault' });
     expect(eventsOf(id)).toEqual(['credential.vanished']);
+    expect(statusChangeOf({ event: 'credential.vanished' }, (await storage.requests.get(id))!)).toBe('expired');
     expect(await inTx((tx) => expireIssued(deps, tx, cred, clock.now(), 'expired'))).toBe(false);
     expect(eventsOf(id)).toEqual(['credential.vanished']);
   });
