@@ -10,6 +10,7 @@ const S = {
   insert: sql('audit_insert', 'INSERT INTO audit_log (seq, at, event, actor, request_id, data, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)'),
   hashAt: sql('audit_hash_at', 'SELECT hash FROM audit_log WHERE seq = $1'),
   page: sql('audit_page', 'SELECT seq, at, event, actor, request_id, data, prev_hash, hash FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2'),
+  ofRequest: sql('audit_of_request', 'SELECT seq, at, event, actor, request_id, data, prev_hash, hash FROM audit_log WHERE request_id = $1 AND seq > $2 ORDER BY seq LIMIT $3'),
   latest: sql('audit_latest', 'SELECT actor, at FROM audit_log WHERE request_id = $1 AND event = $2 ORDER BY seq DESC LIMIT 1'),
   lastHead: sql('audit_last_head', `SELECT ${HEAD} FROM audit_heads ORDER BY id DESC LIMIT 1`),
   insertHead: sql('audit_insert_head', 'INSERT INTO audit_heads (seq, hash, at, kid, signature) VALUES ($1, $2, $3, $4, $5)'),
@@ -24,6 +25,7 @@ export function pgAudit(x: Exec): AuditRepository {
     },
     hashAt: async (seq) => (await one<{ hash: string }>(x.read(S.hashAt, [seq])))?.hash,
     page: (afterSeq, limit) => all<AuditRow>(x.read(S.page, [afterSeq, limit])),
+    ofRequest: (requestId, afterSeq, limit) => all<AuditRow>(x.read(S.ofRequest, [requestId, afterSeq, limit])),
     latest: (requestId, event) => one<{ actor: string; at: number }>(x.read(S.latest, [requestId, event])),
     lastHead: () => one<AuditHeadRow>(x.read(S.lastHead)),
     async insertHead(head) {

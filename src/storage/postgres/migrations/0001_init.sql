@@ -87,7 +87,7 @@ CREATE TABLE audit_log (
   hash        TEXT NOT NULL
 );
 
-CREATE INDEX audit_request ON audit_log (request_id) WHERE request_id IS NOT NULL;
+CREATE INDEX audit_request ON audit_log (request_id, seq) WHERE request_id IS NOT NULL;
 
 CREATE FUNCTION jit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
