@@ -55,8 +55,6 @@ import { BENCH_PATH, nodeVaultLoad, policyAndTokenRequests, tokenOnlyRequests, w
 const SECTIONS = ['issue', 'latency', 'read', 'outbox', 'postgres', 'policy', 'history', 'cli'] as const;
 type Section = (typeof SECTIONS)[number];
 const CONCURRENCIES = [1, 4, 16, 32, 64];
-/** JIT_HTTP_WORKERS for the multi-process rows: one per core here. */
-const HTTP_WORKERS = 2;
 /** Uncounted start of every load, on the same connections (see bench/lib/load.ts). */
 const WARMUP_SECONDS = 2;
 const POLICIES_DIR = join(REPO, 'bench', 'policies');
@@ -204,8 +202,6 @@ async function call(url: string, init: RequestInit & { token?: string }): Promis
 interface IssueRow {
   connections: number;
   broker: LoadResult;
-  /** The same load against a broker with JIT_HTTP_WORKERS=2. */
-  workers: LoadResult;
   direct: LoadResult;
 }
 interface Report {
@@ -279,8 +275,7 @@ async function sectionIssue(report: Report): Promise<void> {
   for (const c of CONCURRENCIES) {
     const direct = await directLoad(`direct Vault c=${c}`, c, policyAndTokenRequests);
     const broker = await brokerLoad(`broker c=${c}`, c, sameGrant);
-    const workers = await brokerLoad(`broker, ${HTTP_WORKERS} HTTP workers, c=${c}`, c, sameGrant, { env: { JIT_HTTP_WORKERS: String(HTTP_WORKERS) } });
-    rows.push({ connections: c, broker, workers, direct });
+    rows.push({ connections: c, broker, direct });
   }
   const tokenOnly = await directLoad('direct Vault token only c=16', 16, (root) => tokenOnlyRequests(root, 'bench-shared'), (url, root) => writePolicy(url, root, 'bench-shared'));
   const viaNodeVault = await nodeVaultDirect('direct Vault via node-vault c=16', 16);
@@ -300,8 +295,7 @@ async function sectionLatency(report: Report): Promise<void> {
   for (const c of [1, 16]) {
     const direct = await directLoad(`direct Vault +${VAULT_DELAY_MS} ms c=${c}`, c, policyAndTokenRequests, undefined, VAULT_DELAY_MS);
     const broker = await brokerLoad(`broker, Vault +${VAULT_DELAY_MS} ms, c=${c}`, c, sameGrant, { vaultDelayMs: VAULT_DELAY_MS });
-    const workers = await brokerLoad(`broker, ${HTTP_WORKERS} HTTP workers, Vault +${VAULT_DELAY_MS} ms, c=${c}`, c, sameGrant, { vaultDelayMs: VAULT_DELAY_MS, env: { JIT_HTTP_WORKERS: String(HTTP_WORKERS) } });
-    rows.push({ connections: c, broker, workers, direct });
+    rows.push({ connections: c, broker, direct });
   }
   report.latency = rows;
 }
@@ -521,14 +515,6 @@ function render(r: Report): string {
         `| ${row.connections} | ${fmt(row.broker.opsPerSecond)} | ${ms(row.broker.p50)} | ${ms(row.broker.p99)} | ${fmt(row.direct.opsPerSecond)} | ${ms(row.direct.p50)} | ${ms(row.direct.p99)} | ${fmt(row.direct.opsPerSecond / row.broker.opsPerSecond, 2)}× | ${fmt(row.broker.p50 / row.direct.p50, 2)}× | ${fmt(b.broker ?? NaN, 2)} + ${fmt(b.vault ?? NaN, 2)} = ${fmt(viaBroker, 2)} | ${fmt(direct, 2)} | ${fmt(viaBroker / direct, 2)}× |`,
       );
     }
-    out.push('', `### The same with \`JIT_HTTP_WORKERS=${HTTP_WORKERS}\` (a primary and ${HTTP_WORKERS} HTTP worker processes on one database)`, '');
-    out.push('| concurrency | req/s | p50 ms | p99 ms | p50 ratio (broker/direct) | p99 ratio (broker/direct) | CPU ms per credential: broker processes + its Vault |', '|---:|---:|---:|---:|---:|---:|---:|');
-    for (const row of r.issue.rows) {
-      const w = row.workers;
-      out.push(
-        `| ${row.connections} | ${fmt(w.opsPerSecond)} | ${ms(w.p50)} | ${ms(w.p99)} | ${fmt(w.p50 / row.direct.p50, 2)}× | ${fmt(w.p99 / row.direct.p99, 2)}× | ${fmt(w.cpuMsPerOp.broker ?? NaN, 2)} + ${fmt(w.cpuMsPerOp.vault ?? NaN, 2)} |`,
-      );
-    }
     const t = r.issue.tokenOnly;
     const b16 = r.issue.rows.find((x) => x.connections === 16);
     const cpu = (l: LoadResult) => Object.entries(l.cpuMsPerOp).filter(([k]) => k !== 'client').map(([k, v]) => `${k} ${fmt(v, 2)}`).join(', ');
@@ -548,12 +534,11 @@ function render(r: Report): string {
   if (r.latency) {
     out.push(`## Tier-1 issuance when each Vault call takes ${VAULT_DELAY_MS} ms`, '');
     out.push(`The development Vault answers in microseconds; a real one writes to storage and its audit device first. Here both the direct calls and the broker reach the development Vault through bench/vault-latency-proxy.ts, which holds every call ${VAULT_DELAY_MS} ms. Same two calls per credential as above.`, '');
-    out.push('| concurrency | direct ops/s | direct p50 ms | direct p99 ms | broker req/s | broker p50 ms | broker p99 ms | p50 ratio | p99 ratio | 2 workers req/s | p50 ms | p99 ms | p50 ratio | p99 ratio |', '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    out.push('| concurrency | direct ops/s | direct p50 ms | direct p99 ms | broker req/s | broker p50 ms | broker p99 ms | p50 ratio | p99 ratio |', '|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const row of r.latency) {
       const d = row.direct;
       const b = row.broker;
-      const w = row.workers;
-      out.push(`| ${row.connections} | ${fmt(d.opsPerSecond)} | ${ms(d.p50)} | ${ms(d.p99)} | ${fmt(b.opsPerSecond)} | ${ms(b.p50)} | ${ms(b.p99)} | ${fmt(b.p50 / d.p50, 2)}× | ${fmt(b.p99 / d.p99, 2)}× | ${fmt(w.opsPerSecond)} | ${ms(w.p50)} | ${ms(w.p99)} | ${fmt(w.p50 / d.p50, 2)}× | ${fmt(w.p99 / d.p99, 2)}× |`);
+      out.push(`| ${row.connections} | ${fmt(d.opsPerSecond)} | ${ms(d.p50)} | ${ms(d.p99)} | ${fmt(b.opsPerSecond)} | ${ms(b.p50)} | ${ms(b.p99)} | ${fmt(b.p50 / d.p50, 2)}× | ${fmt(b.p99 / d.p99, 2)}× |`);
     }
     out.push('');
   }

@@ -19,7 +19,7 @@ import { summarize, type Summary } from './stats.ts';
 
 /** CPU time (user + system, ms) a process has used so far, from /proc; NaN where there is no /proc. */
 export function processCpuMs(pid: number): number {
-  // The process and its descendants (a broker with JIT_HTTP_WORKERS > 1 is a primary and its workers).
+  // The process and its descendants.
   const stats = new Map<number, { ppid: number; ms: number }>();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
