@@ -344,6 +344,41 @@ async function sectionOutbox(report: Report): Promise<void> {
 /** BENCH_PG_STATEMENTS=1: count the statements the PostgreSQL server runs per request (its statement log). */
 const pgStatements = process.env['BENCH_PG_STATEMENTS'] ? { n: 0 } : undefined;
 
+/** BENCH_PG_WAITS=1: sample what the database's sessions wait for during each PostgreSQL load. */
+const pgWaits = !!process.env['BENCH_PG_WAITS'];
+
+/** Samples pg_stat_activity of database `db` every 10 ms until stop(), which answers the share of each state/wait event. */
+function sampleWaits(adminUrl: string, db: string): { stop(): Promise<string> } {
+  const counts = new Map<string, number>();
+  let samples = 0;
+  let stopped = false;
+  const client = new pg.Client({ connectionString: adminUrl });
+  const loop = (async () => {
+    await client.connect();
+    while (!stopped) {
+      const { rows } = await client.query<{ state: string | null; wait_event_type: string | null; wait_event: string | null }>(
+        `SELECT state, wait_event_type, wait_event FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'`,
+        [db],
+      );
+      samples++;
+      for (const r of rows) {
+        if (r.state === 'idle') continue;
+        const key = `${r.state}${r.wait_event ? ` ${r.wait_event_type}:${r.wait_event}` : ' (on CPU)'}`;
+        counts.set(key, (counts.get(key) ?? 0) + 1);
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await client.end();
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await loop;
+      return [...counts].sort((a, b) => b[1] - a[1]).slice(0, 8).map(([k, n]) => `${k} ${fmt(n / samples, 2)}`).join('; ') + ` (mean sessions per sample, ${samples} samples)`;
+    },
+  };
+}
+
 /** Connections of the PostgreSQL comparison (split evenly over the brokers). */
 const PG_CONCURRENCY = 16;
 
@@ -384,10 +419,12 @@ async function postgresLoad(server: PostgresServer, what: string, brokers: numbe
     const pgPid = server.pid();
     const cpuOf: Record<string, number> = { vault: vault.child.pid!, ...(pgPid ? { postgres: pgPid } : {}) };
     started.forEach((b, i) => (cpuOf[`broker${i + 1}`] = b.child.pid!));
+    const sampler = pgWaits ? sampleWaits(server.adminUrl, dbName) : undefined;
     const r = await runSplitLoad({ urls: started.map((b) => b.url), connections: PG_CONCURRENCY, seconds, warmupSeconds: WARMUP_SECONDS, requests: sameGrant(token), expect: 201, cpuOf, connectionHeaders: agentHeaders(tokens) });
     // The brokers' CPU summed as one figure, as for a broker with several processes.
     r.cpuMsPerOp.broker = started.reduce((n, _b, i) => n + (r.cpuMsPerOp[`broker${i + 1}`] ?? NaN), 0);
     for (let i = 0; i < brokers; i++) delete r.cpuMsPerOp[`broker${i + 1}`];
+    if (sampler) log(`  what the database's sessions were doing (pg_stat_activity every 10 ms): ${await sampler.stop()}`);
     if (pgStatements) {
       const requests = Number((await sql('SELECT count(*) AS n FROM requests', databaseUrl)).rows[0].n);
       log(`  ${pgStatements.n} statements logged for ${requests} requests: ${fmt(pgStatements.n / requests, 1)} per request (set-up included)`);
