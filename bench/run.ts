@@ -30,6 +30,7 @@
  * Options: --full (adds the 1M-row history and a 20,000-event outbox),
  * --seconds N (measured seconds per load, default 5), --only
  * issue,latency,read,outbox,postgres,policy,history,cli, --json FILE (raw figures),
+ * --pg-rounds N (rounds of the postgres section, interleaved; default 1),
  * --cli-baseline DIR (the CLI rows also for another checkout's bin/jit.mjs,
  * e.g. a worktree of an older commit with its own node_modules).
  * Every loop is bounded in count and time; all children and temp dirs are
@@ -71,7 +72,7 @@ const { values: args } = parseArgs({
   },
 });
 if (args.help) {
-  process.stdout.write('usage: npm run bench -- [--full] [--seconds N] [--only issue,latency,read,outbox,postgres,policy,history,cli] [--json FILE] [--cli-baseline DIR]\n');
+  process.stdout.write('usage: npm run bench -- [--full] [--seconds N] [--only issue,latency,read,outbox,postgres,policy,history,cli] [--json FILE] [--cli-baseline DIR] [--pg-rounds N]\n');
   process.exit(0);
 }
 const SECONDS = Number(args.seconds);
