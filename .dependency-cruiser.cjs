@@ -35,10 +35,10 @@ module.exports = {
       severity: 'error',
       comment:
         'src/broker is the core: adapters (HTTP, Telegram, CLI, webhooks, MCP, console) and the composition root ' +
-        '(the files directly in src/: create-deps.ts, main.ts, …; and cluster/) call it, never the other way. ' +
+        '(the files directly in src/: create-deps.ts, main.ts, …) call it, never the other way. ' +
         'Pass what the broker needs through BrokerDeps; a type both sides need belongs in src/broker.',
       from: { path: '^src/broker/' },
-      to: { path: [`^src/(${ADAPTERS}|cluster)/`, COMPOSITION_FILES] },
+      to: { path: [`^src/(${ADAPTERS})/`, COMPOSITION_FILES] },
     },
     {
       name: 'adapters-do-not-import-each-other',
@@ -46,7 +46,7 @@ module.exports = {
       comment:
         'Adapters call the broker, not each other. Shared pieces go to src/broker (verbs, errors), src/keys, ' +
         'src/lib, or src/client (the agent-side library that cli/ and mcp/ share); the composition root ' +
-        '(create-deps.ts, main.ts, cluster/) wires adapters together.',
+        '(create-deps.ts, main.ts) wires adapters together.',
       from: { path: `^src/(${OTHER_ADAPTERS})/` },
       to: { path: `^src/(${ADAPTERS})/`, pathNot: '^src/$1/' },
     },
@@ -67,10 +67,10 @@ module.exports = {
       severity: 'error',
       comment:
         'src/storage, vault, config, lib, wire and metrics sit below the broker: they import each other, never src/broker, ' +
-        'an adapter, cluster/ or the composition root. A type both sides need moves down (the DecisionSink lives in ' +
+        'an adapter or the composition root. A type both sides need moves down (the DecisionSink lives in ' +
         'src/storage/decision-sink.ts); wiring that needs the broker goes to create-deps.ts.',
       from: { path: `^src/(${LOWER_LAYERS})/` },
-      to: { path: [`^src/(${ADAPTERS}|broker|cluster)/`, COMPOSITION_FILES] },
+      to: { path: [`^src/(${ADAPTERS}|broker)/`, COMPOSITION_FILES] },
     },
     {
       name: 'agent-side-imports-only-wire-lib-client',
@@ -87,7 +87,7 @@ module.exports = {
       severity: 'error',
       comment: 'src/keys (the signing key ring) is used by the broker and the adapters alike, so it imports neither.',
       from: { path: '^src/keys/' },
-      to: { path: [`^src/(${ADAPTERS}|broker|cluster|storage)/`, COMPOSITION_FILES] },
+      to: { path: [`^src/(${ADAPTERS}|broker|storage)/`, COMPOSITION_FILES] },
     },
     {
       name: 'wire-is-zod-only',

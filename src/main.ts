@@ -9,7 +9,6 @@ import type { BrokerDeps } from './broker/deps.ts';
 import { describeDatabase, openStorage } from './storage/index.ts';
 import { createServedApp } from './served-app.ts';
 import { ListenError, listen, toListenError } from './http/listen.ts';
-import { WorkersStartupError, startHttpWorkers, type HttpWorkers } from './cluster/primary.ts';
 import type { Clock } from './lib/clock.ts';
 import { createLogger, type Logger } from './lib/logger.ts';
 import { randomToken } from './lib/secrets.ts';
@@ -37,8 +36,6 @@ export interface RunningBroker {
   devVault?: { url: string; rootToken: string };
   /** In dev mode on first start: the token of agent `dev`. */
   devAgentToken?: string;
-  /** With JIT_HTTP_WORKERS > 1: the worker processes serving HTTP. */
-  workers?: HttpWorkers;
   /** This process's decision streams (GET /jit/requests/{id}/events). */
   streams: RequestStreams;
   reloadPolicies(): boolean;
@@ -158,29 +155,12 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
   const lifecycle = startLifecycle(deps, opts.sweepIntervalMs, () => void telegram?.kick());
   started.add(() => lifecycle.stop());
   dispatcher.start();
-  // One process serves HTTP itself; with JIT_HTTP_WORKERS > 1 it forks that many workers on the port instead.
   // Stopped first: no request arrives while the parts behind it stop.
-  let workers: HttpWorkers | undefined;
   let url: string;
   try {
-    if (config.httpWorkers > 1) {
-      const forked = await startHttpWorkers({
-        count: config.httpWorkers,
-        env,
-        ...(devVault ? { extraEnv: { VAULT_ADDR: devVault.url, VAULT_TOKEN: devVault.rootToken } } : {}),
-        log,
-        dispatcher,
-        telegram,
-        metrics,
-      });
-      started.add(() => forked.stop());
-      workers = forked;
-      url = forked.url;
-    } else {
-      const server = await listen(createServedApp(deps, streams, telegram), config.host, config.port);
-      started.add(() => server.close());
-      url = server.url;
-    }
+    const server = await listen(createServedApp(deps, streams, telegram), config.host, config.port);
+    started.add(() => server.close());
+    url = server.url;
   } catch (err) {
     throw toStartupError(err);
   }
@@ -213,10 +193,8 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
     ...(telegram ? { telegram } : {}),
     ...(devVault ? { devVault: { url: devVault.url, rootToken: devVault.rootToken } } : {}),
     ...(devAgentToken ? { devAgentToken } : {}),
-    ...(workers ? { workers } : {}),
     streams,
     reloadPolicies() {
-      workers?.reloadPolicies();
       return policies.reloadAndLog(config.policiesDir, log);
     },
     stop: () => started.stopAll(),
@@ -226,9 +204,9 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
 /** A start that cannot go on: `jit serve` prints the message as one line and exits 1. */
 export class StartupError extends Error {}
 
-/** A failure the operator can act on (an address in use, a worker that could not start) as a StartupError; anything else as it is. */
+/** A failure the operator can act on (an address in use) as a StartupError; anything else as it is. */
 function toStartupError(err: unknown): unknown {
-  return err instanceof ListenError || err instanceof WorkersStartupError ? new StartupError(err.message) : err;
+  return err instanceof ListenError ? new StartupError(err.message) : err;
 }
 
 async function seedDevVault(url: string, rootToken: string): Promise<void> {

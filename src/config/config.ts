@@ -74,7 +74,12 @@ const EnvSchema = z.object({
   JIT_MAX_PENDING: z.coerce.number().int().min(1).max(10_000).default(20),
   JIT_MAX_STREAMS: z.coerce.number().int().min(1).max(10_000).default(20),
   JIT_DEV_VAULT_PORT: port.default(8200),
-  JIT_HTTP_WORKERS: z.coerce.number().int().min(1).max(16).default(1),
+  // Removed (issue 19): more throughput or availability comes from several brokers on one database. Refused, not
+  // ignored, so that an install relying on it learns at start that it now runs one process.
+  JIT_HTTP_WORKERS: z
+    .string()
+    .refine((v) => v === '', 'no longer supported (HTTP worker processes were removed): unset it, and to scale run several brokers on one database (docs/operations.md, "High availability")')
+    .optional(),
   JIT_SHARE_GRANT_POLICIES: z.enum(['true', 'false', '1', '0', '']).default('false').transform((v) => v === 'true' || v === '1'),
   VAULT_ADDR: z.union([httpUrl, z.literal('').transform(() => undefined)]).optional(),
   VAULT_TOKEN: optionalText,
@@ -120,8 +125,6 @@ export interface Config {
   devVaultPort: number;
   /** One Vault policy per identical grant instead of per credential (faster; see docs/architecture.md). */
   shareGrantPolicies: boolean;
-  /** Processes serving the HTTP API (1: the broker's own process; more: a primary plus this many workers, docs/operations.md). */
-  httpWorkers: number;
   telegram:
     | { botToken: string; chatId: string; approvers: string[]; apiRoot: string; webhookSecret?: string }
     | undefined;
@@ -200,7 +203,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     vault,
     devVaultPort: e.JIT_DEV_VAULT_PORT,
     shareGrantPolicies: e.JIT_SHARE_GRANT_POLICIES,
-    httpWorkers: e.JIT_HTTP_WORKERS,
     telegram,
     openclaw: e.OPENCLAW_HOOKS_URL
       ? { hooksUrl: e.OPENCLAW_HOOKS_URL, ...(e.OPENCLAW_HOOKS_TOKEN ? { hooksToken: e.OPENCLAW_HOOKS_TOKEN } : {}) }
