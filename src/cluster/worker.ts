@@ -27,7 +27,7 @@ import { createLogger } from '../lib/logger.ts';
 import { createMetrics } from '../metrics/index.ts';
 import type { ApprovalBotStatus } from '../telegram/index.ts';
 import { startVaultClient, vaultClientFromConfig } from '../vault/from-config.ts';
-import { createKeyRing } from '../keys/key-ring.ts';
+import { openKeyRing } from '../keys/key-ring-db.ts';
 import { createOutboxSink } from '../webhooks/outbox.ts';
 import { createRpc, isIpcMessage, type ForwardedAnswer, type ForwardedUpdate, type IpcMessage } from './ipc.ts';
 
@@ -79,10 +79,11 @@ async function startWorkerParts(config: WorkerConfig, send: (m: IpcMessage) => v
   const vault = vaultClientFromConfig(config.vault, { log });
   started.add(() => vault.stop());
   await startVaultClient(vault, log);
-  const keys = createKeyRing({ config, clock, log });
   // The primary maintains the database (storage.maintain); a worker only uses it.
   const storage = await openStorage(config, { role: 'worker', log });
   started.add(() => storage.close());
+  const keys = await openKeyRing({ config, store: storage.signingKeys, clock, log });
+  started.add(() => keys.stop());
   const ids = createIdGenerator(() => clock.now());
   // No database: the figures read from tables (outbox depth, approvals) come from the primary once.
   const ownMetrics = createMetrics({});

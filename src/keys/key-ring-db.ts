@@ -134,9 +134,7 @@ export async function openDatabaseKeyRing(deps: {
   const envSeed = deps.config.signingKey ? parseSigningKey(deps.config.signingKey) : undefined;
   const publicOnly = deps.publicOnly === true;
   const readOnly = deps.readOnly === true || publicOnly;
-  if (!publicOnly && !deps.config.keyEncryptionKey) {
-    throw new ConfigError('JIT_KEY_ENCRYPTION_KEY', 'required with JIT_DATABASE_URL: the signing keys are kept in the database sealed under it (or set JIT_KEY_ENCRYPTION_KEY_FILE; make one with `openssl rand -base64 32`, the same on every broker)');
-  }
+  if (!publicOnly) requireKeyEncryptionKey({ databaseUrl: 'set', keyEncryptionKey: deps.config.keyEncryptionKey });
   const kek = publicOnly || !deps.config.keyEncryptionKey ? undefined : kekBytes(deps.config.keyEncryptionKey);
 
   let file: KeyFile = { version: 1, keys: [] };
@@ -277,6 +275,18 @@ export async function openDatabaseKeyRing(deps: {
       timer = undefined;
     },
   };
+}
+
+/**
+ * With JIT_DATABASE_URL the signing keys live in the database, sealed: a
+ * process that signs or changes them needs the key-encryption key.
+ *
+ * @throws ConfigError naming JIT_KEY_ENCRYPTION_KEY when it is not set.
+ */
+export function requireKeyEncryptionKey(config: Pick<Config, 'databaseUrl' | 'keyEncryptionKey'>): void {
+  if (config.databaseUrl && !config.keyEncryptionKey) {
+    throw new ConfigError('JIT_KEY_ENCRYPTION_KEY', 'required with JIT_DATABASE_URL: the signing keys are kept in the database sealed under it (or set JIT_KEY_ENCRYPTION_KEY_FILE; make one with `openssl rand -base64 32`, the same on every broker)');
+  }
 }
 
 /**
