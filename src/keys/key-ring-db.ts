@@ -1,7 +1,8 @@
+import { dirname, join } from 'node:path';
 import { ConfigError, type Config } from '../config/config.ts';
 import { systemClock, type Clock } from '../lib/clock.ts';
 import { currentEntry, ms, revoked, rotated, settleAtLoad, type LoadNote, type RevokeResult } from './key-entries.ts';
-import { KeyRingError, validate, type KeyEntry, type KeyFile, type KeyRingLog } from './key-file.ts';
+import { KEY_FILE_NAME, KeyRingError, openKeyFile, validate, type KeyEntry, type KeyFile, type KeyRingLog } from './key-file.ts';
 import { DEFAULT_KEY_GRACE_SECONDS, createKeyRing, jwksOf, listOf, parseSigningKey, signerOf, type KeyRing, type RotateResult, type Signer } from './key-ring.ts';
 import { UnsealError, kekBytes, open, seal, sealCheck, verifyCheck } from './key-seal.ts';
 
@@ -335,4 +336,19 @@ export async function sealKeyFileInto(store: KeyRingStore, f: KeyFile, keyEncryp
   const written = await store.replace(0, { kek_check: sealCheck(kek), keys: toRows(f, kek) }, now);
   if (written === undefined) throw new KeyRingError('the database already holds a signing key ring; it is not replaced');
   return f.keys.length;
+}
+
+/**
+ * `jit db copy`'s step for the keys: the key file of an SQLite install
+ * (`signing-keys.json` next to `dbPath`, or `keyFile`) sealed into the
+ * empty ring of the target database. Answers how many keys were copied: 0
+ * when there is no key file (the first broker on the target generates one).
+ *
+ * @throws KeyRingError for an unreadable or invalid key file, or a target that already holds a ring.
+ */
+export async function copyKeyFileToDatabase(opts: { dbPath: string; keyFile?: string; store: KeyRingStore; keyEncryptionKey: string; now: number }): Promise<number> {
+  const path = opts.keyFile ?? join(dirname(opts.dbPath), KEY_FILE_NAME);
+  const f = openKeyFile({ path, clock: systemClock, optional: false }).read();
+  if (!f) return 0;
+  return sealKeyFileInto(opts.store, f, opts.keyEncryptionKey, opts.now);
 }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/config/config.ts';
 import { createKeyRing, KeyRingError, type KeyRing } from '../../src/keys/key-ring.ts';
-import { openDatabaseKeyRing, openKeyRing, sealKeyFileInto, type DatabaseKeyRing } from '../../src/keys/key-ring-db.ts';
+import { copyKeyFileToDatabase, openDatabaseKeyRing, openKeyRing, sealKeyFileInto, type DatabaseKeyRing } from '../../src/keys/key-ring-db.ts';
 import { open as unseal } from '../../src/keys/key-seal.ts';
 import { openPostgresStorage, postgresPool } from '../../src/storage/postgres/index.ts';
 import type { Storage } from '../../src/storage/storage.ts';
@@ -206,5 +206,16 @@ describe('sealKeyFileInto: an existing key file into an empty database ring (jit
     expect(dump).not.toContain(Buffer.from(seed, 'base64url').toString('hex'));
 
     await expect(sealKeyFileInto(s.signingKeys!, f, KEK, Date.now())).rejects.toThrow(/already holds a signing key ring/);
+    await expect(copyKeyFileToDatabase({ dbPath: join(dir, 'jit.db'), store: s.signingKeys!, keyEncryptionKey: KEK, now: Date.now() })).rejects.toThrow(/already holds/);
+  });
+
+  it('copyKeyFileToDatabase reads the key file next to the SQLite database; none there copies nothing', async () => {
+    const sub = mkdtempSync(join(dir, 'copy-'));
+    const s = await storageOn(await freshPostgresDatabase('keys'));
+    expect(await copyKeyFileToDatabase({ dbPath: join(sub, 'jit.db'), store: s.signingKeys!, keyEncryptionKey: KEK, now: Date.now() })).toBe(0);
+    expect(await s.signingKeys!.version()).toBe(0);
+    const fileRing = createKeyRing({ config: { dbPath: join(sub, 'jit.db') } });
+    expect(await copyKeyFileToDatabase({ dbPath: join(sub, 'jit.db'), store: s.signingKeys!, keyEncryptionKey: KEK, now: Date.now() })).toBe(1);
+    expect((await ringOn(s)).current().kid).toBe(fileRing.current().kid);
   });
 });
