@@ -102,6 +102,7 @@ const EnvSchema = z.object({
   JIT_SIGNING_KEY: optionalText,
   JIT_KEY_ENCRYPTION_KEY: optionalText,
   JIT_KEY_ENCRYPTION_KEY_FILE: optionalText,
+  JIT_KEY_ENCRYPTION_KEY_PREVIOUS: optionalText,
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   NODE_ENV: optionalText,
 });
@@ -146,6 +147,8 @@ export interface Config {
    * Unused with SQLite (the keys stay in their file).
    */
   keyEncryptionKey?: string;
+  /** JIT_KEY_ENCRYPTION_KEY_PREVIOUS: the KEK being replaced; a ring still sealed under it is re-sealed under the new one at start. */
+  previousKeyEncryptionKey?: string;
   logLevel: z.infer<typeof EnvSchema>['LOG_LEVEL'];
   /** NODE_ENV=production (the systemd unit and the container image set it): dev mode refuses to start. */
   production: boolean;
@@ -204,6 +207,13 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   }
 
   const keyEncryptionKey = readKeyEncryptionKey(e.JIT_KEY_ENCRYPTION_KEY, e.JIT_KEY_ENCRYPTION_KEY_FILE);
+  let previousKeyEncryptionKey: string | undefined;
+  if (e.JIT_KEY_ENCRYPTION_KEY_PREVIOUS !== undefined) {
+    const parsed = KeyEncryptionKeySchema.safeParse(e.JIT_KEY_ENCRYPTION_KEY_PREVIOUS);
+    if (!parsed.success) throw new ConfigError('JIT_KEY_ENCRYPTION_KEY_PREVIOUS', parsed.error.issues[0]!.message);
+    if (!keyEncryptionKey) throw new ConfigError('JIT_KEY_ENCRYPTION_KEY_PREVIOUS', 'set only beside the new JIT_KEY_ENCRYPTION_KEY (or JIT_KEY_ENCRYPTION_KEY_FILE), while replacing it');
+    previousKeyEncryptionKey = parsed.data;
+  }
 
   const config: Config = {
     host: e.JIT_HOST,
@@ -228,6 +238,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       : undefined,
     ...(e.JIT_SIGNING_KEY ? { signingKey: e.JIT_SIGNING_KEY } : {}),
     ...(keyEncryptionKey ? { keyEncryptionKey } : {}),
+    ...(previousKeyEncryptionKey ? { previousKeyEncryptionKey } : {}),
     logLevel: e.LOG_LEVEL,
     production: e.NODE_ENV?.toLowerCase() === 'production',
   };

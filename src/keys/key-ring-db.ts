@@ -117,7 +117,7 @@ function fromRows(ring: StoredKeyRing, kek: Buffer | undefined): KeyFile {
  */
 export async function openDatabaseKeyRing(deps: {
   keys: KeyRingStore;
-  config: Pick<Config, 'signingKey' | 'keyEncryptionKey'>;
+  config: Pick<Config, 'signingKey' | 'keyEncryptionKey' | 'previousKeyEncryptionKey'>;
   clock?: Clock;
   log?: DbKeyRingLog;
   graceSeconds?: number;
@@ -187,8 +187,36 @@ export async function openDatabaseKeyRing(deps: {
     throw new KeyRingError(`the signing key ring in the database kept changing during ${WRITE_ATTEMPTS} attempts to write it; try again`);
   }
 
+  /**
+   * Replacing the KEK (JIT_KEY_ENCRYPTION_KEY_PREVIOUS set): a ring still
+   * sealed under the previous KEK is opened with it and written back sealed
+   * under the new one (compare-and-set, like every write). Done once, by the
+   * first broker started with both; a no-op on a ring already re-sealed.
+   */
+  async function resealUnderNewKek(): Promise<void> {
+    if (!kek || !deps.config.previousKeyEncryptionKey || readOnly) return;
+    const previous = kekBytes(deps.config.previousKeyEncryptionKey);
+    for (let attempt = 0; attempt < WRITE_ATTEMPTS; attempt++) {
+      const ring = await store.read();
+      if (ring.kek_check === null) return;
+      try {
+        verifyCheck(kek, ring.kek_check);
+        return; // already under the new KEK
+      } catch (err) {
+        if (!(err instanceof UnsealError)) throw err;
+      }
+      const f = fromRows(ring, previous); // UnsealError when neither KEK opens it
+      if ((await store.replace(ring.version, { kek_check: sealCheck(kek), keys: toRows(f, kek) }, clock.now())) !== undefined) {
+        deps.log?.info({}, 'signing keys in the database re-sealed under the new key-encryption key; JIT_KEY_ENCRYPTION_KEY_PREVIOUS can be removed once every broker runs with the new key');
+        return;
+      }
+    }
+    throw new KeyRingError(`the signing key ring in the database kept changing during ${WRITE_ATTEMPTS} attempts to re-seal it; try again`);
+  }
+
   /** At open: the ring settled against JIT_SIGNING_KEY (a key generated when there is none), written back unless read-only. */
   async function load(): Promise<void> {
+    await resealUnderNewKek();
     let note: LoadNote | undefined;
     await update((f, now) => {
       const settled = settleAtLoad(f, { envSeed, readOnly, now, graceMs });
@@ -299,7 +327,7 @@ export function requireKeyEncryptionKey(config: Pick<Config, 'databaseUrl' | 'ke
  *   needed) or does not open the ring stored in the database.
  */
 export async function openKeyRing(deps: {
-  config: Pick<Config, 'dbPath' | 'signingKey' | 'keyEncryptionKey'>;
+  config: Pick<Config, 'dbPath' | 'signingKey' | 'keyEncryptionKey' | 'previousKeyEncryptionKey'>;
   /** The storage's `signingKeys` (undefined with SQLite: the key file). */
   store: KeyRingStore | undefined;
   clock?: Clock;

@@ -180,6 +180,32 @@ describe('key ring in PostgreSQL: several brokers', () => {
   });
 });
 
+describe('replacing the key-encryption key (JIT_KEY_ENCRYPTION_KEY_PREVIOUS)', () => {
+  it('the first broker started with the new KEK and the previous one re-seals the ring; then the previous KEK no longer opens it', async () => {
+    const s = await storageOn(await freshPostgresDatabase('keys'));
+    const old = await ringOn(s);
+    const kid = old.current().kid;
+    const NEW = randomBytes(32).toString('base64');
+    const logged: string[] = [];
+    const log = { warn: () => {}, info: (_: object, m: string) => logged.push(m), error: (_: object, m: string) => logged.push(m) };
+    const renewed = await ringOn(s, { config: { keyEncryptionKey: NEW, previousKeyEncryptionKey: KEK }, log });
+    expect(renewed.current().kid).toBe(kid);
+    expect(logged.join('\n')).toMatch(/re-sealed under the new key-encryption key/);
+    // Again with both: already re-sealed, nothing written.
+    const version = await s.signingKeys!.version();
+    await ringOn(s, { config: { keyEncryptionKey: NEW, previousKeyEncryptionKey: KEK } });
+    expect(await s.signingKeys!.version()).toBe(version);
+    expect((await ringOn(s, { config: { keyEncryptionKey: NEW } })).current().kid).toBe(kid);
+    await expect(openKeyRing({ config: { dbPath: ':memory:', keyEncryptionKey: KEK }, store: s.signingKeys, noTimer: true })).rejects.toThrow(/^JIT_KEY_ENCRYPTION_KEY: does not open/);
+    // A broker still running with the old KEK keeps signing with the ring it holds, and cannot write.
+    await old.refresh();
+    expect(old.current().kid).toBe(kid);
+    await expect(old.rotate()).rejects.toThrow(KeyRingError);
+    const seed = (await postgresPool(s).query<{ sealed_seed: string }>('SELECT sealed_seed FROM signing_keys WHERE sealed_seed IS NOT NULL')).rows[0]!.sealed_seed;
+    expect(() => unseal(Buffer.from(NEW, 'base64'), { kind: 'signing-key', kid }, seed)).not.toThrow();
+  });
+});
+
 describe('sealKeyFileInto: an existing key file into an empty database ring (jit db copy)', () => {
   it('seals every entry (current, previous, revoked) so the database ring is the same ring; refuses a database that has one', async () => {
     const keyFile = join(dir, 'signing-keys.json');

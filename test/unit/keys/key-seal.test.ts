@@ -73,4 +73,11 @@ describe('JIT_KEY_ENCRYPTION_KEY and JIT_KEY_ENCRYPTION_KEY_FILE', () => {
     }
     expect(() => loadConfig({ JIT_KEY_ENCRYPTION_KEY: good, JIT_KEY_ENCRYPTION_KEY_FILE: '/x' })).toThrow(/not both/);
   });
+
+  it('JIT_KEY_ENCRYPTION_KEY_PREVIOUS: validated the same way, and only beside a new key', () => {
+    const previous = randomBytes(32).toString('base64');
+    expect(loadConfig({ JIT_KEY_ENCRYPTION_KEY: good, JIT_KEY_ENCRYPTION_KEY_PREVIOUS: previous }).previousKeyEncryptionKey).toBe(previous);
+    expect(() => loadConfig({ JIT_KEY_ENCRYPTION_KEY: good, JIT_KEY_ENCRYPTION_KEY_PREVIOUS: 'short' })).toThrow(/^JIT_KEY_ENCRYPTION_KEY_PREVIOUS: must be base64/);
+    expect(() => loadConfig({ JIT_KEY_ENCRYPTION_KEY_PREVIOUS: previous })).toThrow(/^JIT_KEY_ENCRYPTION_KEY_PREVIOUS: set only beside the new/);
+  });
 });
