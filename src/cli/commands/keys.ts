@@ -24,7 +24,8 @@ function age(ms: number): string {
  * `jit keys`: the Ed25519 signing keys (webhooks, gate credentials). Shows
  * key ids and ages, never private keys. `rotate` makes a new current key;
  * the old one stays in the JWKS for the grace period. A running service
- * uses the new key within about a second (it re-checks the key file at most
+ * uses the new key within about a second (it re-checks the key file, or with
+ * JIT_DATABASE_URL the ring's version in the database, at most
  * once a second). `revoke KID` is for a compromised key: it leaves the JWKS
  * at once, so what it signed (gate credentials, webhooks) stops verifying;
  * when KID is the current key a new one is made current in the same write,
