@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { decodeProtectedHeader } from 'jose';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,7 +16,6 @@ import { freshPostgresDatabase } from '../../helpers/postgres.ts';
  * against JIT_DATABASE_URL. Waits are bounded polls of what the brokers
  * serve, never a fixed sleep.
  */
-const REPO = join(import.meta.dirname, '..', '..', '..');
 const KEK = randomBytes(32).toString('base64');
 let dir: string;
 beforeAll(() => {
@@ -23,10 +23,41 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+/** Agent "dev" may have gate credentials at tier 1 (issued at once, signed with the broker's current key). */
+const POLICY = `agents:
+  dev:
+    sessions: ["hook:jit:dev:*"]
+    default_session: "hook:jit:dev:main"
+rules:
+  - name: gate-now
+    agents: [dev]
+    resource: gate
+    repos: ["homelab/*"]
+    refs: ["refs/heads/agent/*"]
+    tier: 1
+    max_ttl: 1h
+`;
+
 let n = 0;
 function envWith(databaseUrl: string, extra: Record<string, string> = {}): Record<string, string> {
   // Each node its own directory: nothing on disk is shared, as on separate hosts.
-  return { JIT_DATABASE_URL: databaseUrl, JIT_KEY_ENCRYPTION_KEY: KEK, JIT_DB: join(dir, `node-${++n}`, 'jit.db'), JIT_POLICIES: join(REPO, 'policies'), JIT_PORT: '0', JIT_DEV_VAULT_PORT: '0', LOG_LEVEL: 'info', ...extra };
+  const home = join(dir, `node-${++n}`);
+  mkdirSync(join(home, 'policies'), { recursive: true });
+  writeFileSync(join(home, 'policies', 'gate.yaml'), POLICY);
+  return { JIT_DATABASE_URL: databaseUrl, JIT_KEY_ENCRYPTION_KEY: KEK, JIT_DB: join(home, 'jit.db'), JIT_POLICIES: join(home, 'policies'), JIT_PORT: '0', JIT_DEV_VAULT_PORT: '0', LOG_LEVEL: 'info', ...extra };
+}
+
+/** A gate credential issued by the broker at `url`: the kid it was signed with. */
+async function gateCredentialKid(url: string, token: string): Promise<{ kid: string; jwt: string }> {
+  const res = await fetch(`${url}/jit/request`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ resource: 'gate', tier: 1, reason: 'push the fix', repo: 'homelab/app', refs: ['refs/heads/agent/fix'] }),
+  });
+  const body = (await res.json()) as { status: string; credential: { credential: string } };
+  expect(res.status, JSON.stringify(body)).toBe(201);
+  const jwt = body.credential.credential;
+  return { kid: decodeProtectedHeader(jwt).kid!, jwt };
 }
 
 async function jwksKids(url: string): Promise<string[]> {
@@ -84,6 +115,8 @@ describe('two brokers on one PostgreSQL share one key ring', () => {
       const first = await jwksKids(a.url);
       expect(first).toHaveLength(1);
       expect(await jwksKids(b.url)).toEqual(first);
+      const token = /^(jit_\S+)$/m.exec(a.output())![1]!;
+      expect((await gateCredentialKid(b.url, token)).kid).toBe(first[0]);
 
       // jit keys rotate, run by the CLI against the database (a third process, its own directory).
       const rotated = await runJit(['keys', 'rotate'], envWith(url));
@@ -94,6 +127,10 @@ describe('two brokers on one PostgreSQL share one key ring', () => {
       expect(await jwksKids(a.url)).toEqual([newKid, first[0]]);
       expect(await jwksKids(b.url)).toEqual(await jwksKids(a.url));
       console.log(`rotation in force on both brokers within ${Math.max(tookA, tookB)} ms`);
+      // Both sign with it: gate credentials issued by either carry the new kid.
+      const signedB = await gateCredentialKid(b.url, token);
+      expect(signedB.kid).toBe(newKid);
+      expect((await gateCredentialKid(a.url, token)).kid).toBe(newKid);
 
       // jit keys list needs no KEK: public halves only.
       const listEnv = envWith(url);
@@ -110,6 +147,10 @@ describe('two brokers on one PostgreSQL share one key ring', () => {
       await within(10_000, async () => !(await jwksKids(a.url)).includes(newKid) && !(await jwksKids(b.url)).includes(newKid));
       expect((await jwksKids(a.url))[0]).toBe(replacement);
       expect(await jwksKids(b.url)).toEqual(await jwksKids(a.url));
+      expect((await gateCredentialKid(b.url, token)).kid).toBe(replacement);
+      // What the revoked key signed on B is refused by A.
+      const verdict = await fetch(`${a.url}/gate/verify`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ credential: signedB.jwt, repo: 'homelab/app', ref: 'refs/heads/agent/fix' }) });
+      expect(JSON.stringify(await verdict.json())).toContain(`revoked key ${newKid}`);
 
       // A broker with another KEK refuses to start: one line, exit 2.
       const wrong = await runJit(['serve'], envWith(url, { JIT_KEY_ENCRYPTION_KEY: randomBytes(32).toString('base64') }));
