@@ -231,6 +231,7 @@ export async function openDatabaseKeyRing(deps: {
   /** The version moved: the ring as another broker (or the CLI) wrote it, settled in memory only. */
   async function reread(): Promise<void> {
     const ring = await store.read();
+    if (ring.version < version) return; // a write of this broker's landed meanwhile: it is newer
     const settled = settleAtLoad(fromRows(ring, kek), { envSeed, readOnly: true, now: clock.now(), graceMs });
     const before = currentEntry(file)?.kid;
     apply(settled.file, ring.version);
