@@ -9,6 +9,7 @@ import { createKeyRing, KeyRingError, type KeyRing } from '../../src/keys/key-ri
 import { copyKeyFileToDatabase, openDatabaseKeyRing, openKeyRing, sealKeyFileInto, type DatabaseKeyRing } from '../../src/keys/key-ring-db.ts';
 import { open as unseal } from '../../src/keys/key-seal.ts';
 import { openPostgresStorage, postgresPool } from '../../src/storage/postgres/index.ts';
+import { openSqliteStorage } from '../../src/storage/sqlite/index.ts';
 import type { Storage } from '../../src/storage/storage.ts';
 import { freshPostgresDatabase } from '../helpers/postgres.ts';
 
@@ -66,6 +67,28 @@ async function verifies(ring: KeyRing, signer: KeyRing): Promise<string> {
   await compactVerify(`${header}.${payload}.${sig}`, await importJWK(jwk, 'EdDSA'));
   return s.kid;
 }
+
+describe('storage.signingKeys (PostgreSQL): compare-and-set', () => {
+  it('of writers racing from one version exactly one wins; version 0 is "nothing written"; SQLite has none', async () => {
+    const s = await storageOn(await freshPostgresDatabase('keys'));
+    const repo = s.signingKeys!;
+    expect(await repo.version()).toBe(0);
+    expect(await repo.read()).toEqual({ version: 0, kek_check: null, keys: [] });
+    const key = (kid: string) => ({ kid, x: 'x'.repeat(43), sealed_seed: null, source: 'env' as const, created_at: 1, retired_at: null, revoked_at: null });
+    const first = await Promise.all([1, 2, 3].map((i) => repo.replace(0, { kek_check: `c${i}`, keys: [key(`k${i}`)] }, 10)));
+    expect(first.filter((v) => v === 1)).toHaveLength(1);
+    expect(first.filter((v) => v === undefined)).toHaveLength(2);
+    const second = await Promise.all([4, 5, 6].map((i) => repo.replace(1, { kek_check: `c${i}`, keys: [key(`k${i}`), key(`j${i}`)] }, 20)));
+    expect(second.filter((v) => v === 2)).toHaveLength(1);
+    const winner = 4 + second.findIndex((v) => v === 2);
+    expect(await repo.read()).toEqual({ version: 2, kek_check: `c${winner}`, keys: [key(`k${winner}`), key(`j${winner}`)] });
+    expect(await repo.replace(1, { kek_check: 'late', keys: [] }, 30)).toBeUndefined();
+    expect(await repo.version()).toBe(2);
+    const sqlite = openSqliteStorage(':memory:');
+    expect(sqlite.signingKeys).toBeUndefined();
+    await sqlite.close();
+  });
+});
 
 describe('key ring in PostgreSQL: several brokers', () => {
   beforeAll(async () => {
