@@ -408,7 +408,8 @@ async function postgresLoad(server: PostgresServer, what: string, brokers: numbe
   if (o.asyncCommit) await sql(`ALTER DATABASE ${dbName} SET synchronous_commit = off`);
   // BENCH_PG_STATEMENTS=1: the server logs every statement on this database, counted per request at the end.
   if (pgStatements) await sql(`ALTER DATABASE ${dbName} SET log_statement = 'all'`);
-  const pgEnv = { JIT_DATABASE_URL: databaseUrl };
+  // The signing key ring lives in the database, sealed under a key-encryption key every broker shares.
+  const pgEnv = { JIT_DATABASE_URL: databaseUrl, JIT_KEY_ENCRYPTION_KEY: randomBytes(32).toString('base64') };
   const vault = await startVault();
   const started: (Child & { url: string })[] = [];
   try {

@@ -21,7 +21,8 @@ import { systemClock } from './lib/clock.ts';
 import { createIdGenerator } from './lib/ids.ts';
 import { createDispatcher, type Dispatcher } from './webhooks/dispatcher.ts';
 import { createMetrics } from './metrics/index.ts';
-import { KeyRingError, createKeyRing } from './keys/key-ring.ts';
+import { KeyRingError } from './keys/key-ring.ts';
+import { openKeyRing, requireKeyEncryptionKey } from './keys/key-ring-db.ts';
 import { createOutboxSink } from './webhooks/outbox.ts';
 import { createRequestStreams, type RequestStreamOptions, type RequestStreams } from './broker/request-stream.ts';
 
@@ -68,6 +69,7 @@ export const DEV_SEED = { path: 'homelab/data/docker/registry', data: { username
  */
 export async function startBroker(env: Record<string, string | undefined>, opts: StartOptions = {}): Promise<RunningBroker> {
   const config = loadConfig(env);
+  requireKeyEncryptionKey(config);
   // Dev mode is a convenience for trying the broker; reached by accident in production it would issue
   // credentials from an in-memory Vault nobody else trusts, and print a fresh agent token to the journal.
   if (!config.vault && config.production) {
@@ -117,15 +119,18 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
   await startVaultClient(vault, log);
 
   const clock = opts.clock ?? systemClock;
+  const storage = await openStorage(config, { role: 'service', log });
+  started.add(() => storage.close());
   let keys;
   try {
-    keys = createKeyRing({ config, clock, log });
+    // PostgreSQL: the ring shared by every broker on the database (sealed under JIT_KEY_ENCRYPTION_KEY); SQLite: the key file.
+    keys = await openKeyRing({ config, store: storage.signingKeys, clock, log });
   } catch (err) {
     if (err instanceof KeyRingError) throw new StartupError(`signing keys: ${err.message}`);
     throw err;
   }
-  const storage = await openStorage(config, { role: 'service', log });
-  started.add(() => storage.close());
+  const ring = keys;
+  started.add(() => ring.stop());
   const maintenance = storage.maintain(log);
   started.add(() => maintenance.stop());
   const ids = createIdGenerator(() => clock.now());

@@ -232,7 +232,10 @@ The Ed25519 signing keys (gate credentials, decision webhook signatures).
            is never used or published again.
 
 ${OPERATOR_ENV}
-  The key file is signing-keys.json next to JIT_DB.
+  The key file is signing-keys.json next to JIT_DB. With JIT_DATABASE_URL the
+  keys are in the database, sealed: rotate and revoke need
+  JIT_KEY_ENCRYPTION_KEY (or JIT_KEY_ENCRYPTION_KEY_FILE), and every broker
+  follows within about a second.
 
 ${OPERATOR_EXIT}`,
 

@@ -166,6 +166,8 @@ export function createSqliteStorage(db: Db, opts: { onHookError?: HookErrorRepor
 
   const storage = {
     engine: 'sqlite',
+    // The signing keys stay in signing-keys.json next to the database file (src/keys/key-file.ts).
+    signingKeys: undefined,
     async transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T> {
       if (nesting) assertNotInTransaction('storage.transaction');
       if (!lock.tryAcquire()) await lock.acquire();
