@@ -33,7 +33,8 @@ export type DecideOutcome =
    * The approval was not recorded and nothing changed (the request stays
    * pending): the narrowing was invalid (names something not requested,
    * widens, or leaves nothing), or the policy in force no longer allows the
-   * grant. The refusal is in the audit log (`approval.refused`).
+   * grant (audited as `approval.refused`); or (FORBIDDEN, either decision)
+   * the Telegram user is no approver any more (`vote.refused`).
    */
   | { outcome: 'refused'; request: RequestRow; code: ErrorCode; message: string };
 
@@ -109,6 +110,12 @@ export async function decideIn(tx: Transaction, deps: DecideDeps, requestId: str
   // The actor of every entry below is the person; `via` names the channel's identity when it differs.
   const actor = voter.key;
   const via = voter.key !== input.approver ? { via: input.approver } : {};
+  if (!mayDecideInTelegram(deps, input.approver, voter)) {
+    // The Telegram approver check let this user in, then their approver was removed before this transaction.
+    const message = 'you are not an approver for this broker (any more)';
+    await audit.append(tx, { event: 'vote.refused', actor, requestId, data: { decision: input.decision, reason: message, via: 'telegram' } }, now);
+    return { outcome: 'refused', request, code: 'FORBIDDEN', message };
+  }
   if (await alreadyVoted(tx, requestId, voter)) {
     await audit.append(tx, { event: 'vote.duplicate', actor, requestId, data: { decision: input.decision, ...via } }, now);
     return { outcome: 'already_voted', request, approvals: await tx.votes.countApprovals(requestId), needed };
@@ -208,4 +215,16 @@ async function alreadyVoted(tx: Transaction, requestId: string, voter: Voter): P
   if (voter.telegramId === null) return false;
   for (const vote of await tx.votes.of(requestId)) if (await sameVoter(tx, vote.approver, voter)) return true;
   return false;
+}
+
+/**
+ * The Telegram approver check again, inside the deciding transaction: a
+ * `telegram:<id>` identity that is no registered approver's must be in
+ * TELEGRAM_APPROVERS (where a bot is configured), so a removal committed
+ * between the check on the tap and this transaction still takes effect.
+ */
+function mayDecideInTelegram(deps: DecideDeps, identity: string, voter: Voter): boolean {
+  const telegram = deps.config.telegram;
+  if (!telegram || voter.key !== identity || !identity.startsWith('telegram:')) return true;
+  return telegram.approvers.includes(identity.slice('telegram:'.length));
 }

@@ -102,6 +102,20 @@ describe('one vote per person per request, whichever channel', () => {
     expect(votes(id)).toEqual([{ approver: `telegram:${ALICE}`, decision: 'approve' }]);
   });
 
+  it('refuses, inside the decision, a Telegram tap whose approver was removed after the approver check', async () => {
+    await addApprover(t.deps, { name: 'mallory', telegramId: String(MALLORY) });
+    await removeApprover(t.deps, 'mallory');
+    const id = await t.request();
+    // What the button handler would do had the removal landed just after its check.
+    const result = await decideRequest(t.deps, id, { approver: `telegram:${MALLORY}`, decision: 'deny' });
+    expect(result).toMatchObject({ outcome: 'refused', code: 'FORBIDDEN' });
+    expect((await t.deps.storage.requests.get(id))!.status).toBe('pending');
+    expect(votes(id)).toEqual([]);
+    expect(auditEntries(t.deps, 'vote.refused').at(-1)).toMatchObject({ actor: `telegram:${MALLORY}`, request_id: id, data: { decision: 'deny' } });
+    // A TELEGRAM_APPROVERS member is unaffected.
+    expect(await decideRequest(t.deps, id, { approver: `telegram:${CAROL}`, decision: 'deny' })).toMatchObject({ outcome: 'denied' });
+  });
+
   it('refuses a removed approver deciding as themselves (the console path), nothing changed', async () => {
     const { approver } = await addApprover(t.deps, { name: 'dora' });
     await removeApprover(t.deps, 'dora');
