@@ -435,6 +435,10 @@ export function describeStorageConformance(name: string, open: () => Promise<Ope
         expect((await s.approvers.list()).map((a) => a.name)).toEqual(['bo']);
         await s.approvers.insert(approver('apr_3', 'al', '111'));
         expect((await s.approvers.byName('al'))?.id).toBe('apr_3');
+        // Telegram messages name voters by identity, removed approvers too.
+        await s.telegram.rememberName('telegram:111', 'Al Tg', T0);
+        const names = await s.telegram.names();
+        expect([names.get('approver:apr_1'), names.get('approver:apr_2'), names.get('approver:apr_3'), names.get('telegram:111')]).toEqual(['al', 'bo', 'al', 'Al Tg']);
       });
 
       it('rolls a removal back with its transaction: the sessions stay', async () => {
