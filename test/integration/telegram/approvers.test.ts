@@ -46,7 +46,7 @@ describe('a registered approver in Telegram', () => {
     expect(auditEntries(t.deps, 'vote.cast').at(-1)).toMatchObject({ actor: `approver:${approver.id}`, request_id: id, data: { via: `telegram:${MALLORY}` } });
     // The message names the person by their approver name.
     const done = await t.waitMessage(id, (x) => x.text!.startsWith('✅ APPROVED'));
-    expect(done.text!.split('\n')[0]).toContain('mallory');
+    expect(done.text!.split('\n')[0]).toContain('APPROVED by mallory (approver)');
 
     // Removed: the very next tap is refused and audited; nothing changes.
     expect(await removeApprover(t.deps, 'mallory')).toMatchObject({ approver: { id: approver.id }, sessionsEnded: 0, passkeysRemoved: 0 });
