@@ -2,6 +2,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { addApprover, removeApprover } from '../../../src/broker/approvers.ts';
 import { decideRequest } from '../../../src/broker/decide.ts';
 import { BrokerError } from '../../../src/broker/errors.ts';
+import type { CliIo } from '../../../src/cli/io.ts';
+import { runCli } from '../../../src/cli/main.ts';
+import { dirname, join } from 'node:path';
 import type { ApprovalBot } from '../../../src/telegram/index.ts';
 import type { TgMessage } from '../../fakes/telegram-emulator/index.ts';
 import { sqliteDatabase } from '../../../src/storage/sqlite/index.ts';
@@ -90,6 +93,11 @@ describe('one vote per person per request, whichever channel', () => {
     // A second person reaches the quorum.
     expect((await tapAndAnswer(t, bot, CAROL, m.message_id, `a:${id}`)).text).toBe('Approved (quorum reached, tier 3)');
     expect((await t.deps.storage.requests.get(id))!.decided_by).toBe(`approver:${approver.id}, telegram:${CAROL}`);
+    // `jit requests show` names the approver.
+    const out: string[] = [];
+    const io: CliIo = { env: { JIT_DB: t.dbPath, JIT_POLICIES: join(dirname(t.dbPath), 'policies') }, out: (l) => out.push(l), err: () => {} };
+    expect(await runCli(['requests', 'show', id], io)).toBe(0);
+    expect(out.join('\n')).toMatch(new RegExp(`^Votes:\\n\\s+approver:${approver.id} \\(alice\\)\\s+approve\\s.*\\n\\s+telegram:${CAROL}\\s+approve`, 'm'));
   });
 
   it('recognises a vote cast under the Telegram identity before the person was registered', async () => {
