@@ -273,7 +273,8 @@ async function copyIn(db: Db, client: pg.PoolClient, plan: readonly TablePlan[],
     if (targetStrangers.length > 0) {
       throw new CopyRefused(`the target has table(s) the copy does not know: ${targetStrangers.join(', ')}; name each in COPY_PLAN (src/storage/copy.ts)`);
     }
-    const busy = await firstNonEmpty(client, targetTables);
+    const rank = (t: string) => plan.findIndex((p) => p.name === t);
+    const busy = await firstNonEmpty(client, [...targetTables].sort((a, b) => rank(a) - rank(b)));
     if (busy) throw new CopyRefused(`the target database at ${shown} is not empty: table ${busy} has rows. Copy only into a new, empty database`);
 
     const tables: TableCopied[] = [];
