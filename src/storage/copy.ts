@@ -24,7 +24,7 @@ import type { Storage } from './storage.ts';
 export type TablePlan =
   /** In both schemas: every row is copied, in the source's rowid order (the target's identity columns number rows as inserted). */
   | { name: string; kind: 'copy'; targetGenerated?: readonly string[]; replaceMigrationRows?: boolean }
-  /** In the SQLite schema only, or not worth moving: never copied. */
+  /** Never copied: each engine's own (its migration record) or not worth moving (ephemeral: leases). In either schema; on the target it must be empty too. */
   | { name: string; kind: 'skip'; why: string }
   /** In the PostgreSQL schema only: nothing to copy; it must be empty like every other. */
   | { name: string; kind: 'target'; why: string };
@@ -118,7 +118,8 @@ export async function postgresTables(c: pg.ClientBase): Promise<string[]> {
 
 /** Tables of a schema the plan does not name. */
 export function unknownTables(tables: readonly string[], plan: readonly TablePlan[], side: 'source' | 'target'): string[] {
-  const known = new Set(plan.filter((p) => (side === 'source' ? p.kind !== 'target' : p.kind !== 'skip' || p.name === 'schema_migrations')).map((p) => p.name));
+  // A skipped table may be in either schema (each engine's migration record, an ephemeral table); a target table only in PostgreSQL's.
+  const known = new Set(plan.filter((p) => side === 'target' || p.kind !== 'target').map((p) => p.name));
   return tables.filter((t) => !known.has(t));
 }
 

@@ -169,6 +169,28 @@ describe('copySqliteToPostgres', () => {
     const url = await freshSchema();
     await expect(copySqliteToPostgres({ sourcePath: path, targetUrl: url })).rejects.toThrow(/source has table\(s\) the copy does not know: leases\. .*COPY_PLAN/);
     expect(await rowsIn(url, 'agents')).toBe(0);
+
+    // Named as skipped (ephemeral), it is counted and left behind; the rest is copied.
+    const withLeases = new Database(path);
+    withLeases.prepare("INSERT INTO leases (name, owner) VALUES ('telegram-poller', 'node-1')").run();
+    withLeases.close();
+    const plan = [...COPY_PLAN, { name: 'leases', kind: 'skip' as const, why: 'ephemeral: node leases expire within seconds' }];
+    const result = await copySqliteToPostgres({ sourcePath: path, targetUrl: url, plan });
+    expect(result.tables.find((t) => t.table === 'leases')).toMatchObject({ kind: 'skip', source: 1, target: 0 });
+    expect(await rowsIn(url, 'agents')).toBe(1);
+  });
+
+  it('fails loudly on a target table it does not know (a PostgreSQL migration added it), and accepts it named as the target\'s own', async () => {
+    const { path } = await seededSource();
+    const url = await freshSchema();
+    const s = await openPostgresStorage(url);
+    await postgresPool(s).query('CREATE TABLE signing_key_ring (kid TEXT PRIMARY KEY, sealed TEXT NOT NULL)');
+    await s.close();
+    await expect(copySqliteToPostgres({ sourcePath: path, targetUrl: url })).rejects.toThrow(/target has table\(s\) the copy does not know: signing_key_ring/);
+    expect(await rowsIn(url, 'agents')).toBe(0);
+    const plan = [...COPY_PLAN, { name: 'signing_key_ring', kind: 'target' as const, why: 'the key ring, sealed (filled by the keys hook)' }];
+    await copySqliteToPostgres({ sourcePath: path, targetUrl: url, plan });
+    expect(await rowsIn(url, 'requests')).toBe(7);
   });
 
   it('fails loudly on a source column the target lacks', async () => {
