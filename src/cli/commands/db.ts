@@ -5,6 +5,7 @@ import { loadConfig, type Config } from '../../config/config.ts';
 import { KEY_FILE_NAME, KeyRingError, createKeyRing, type Jwks } from '../../keys/key-ring.ts';
 import { CopyRefused, copySqliteToPostgres, countRows, type TableCopied } from '../../storage/copy.ts';
 import { openStorage } from '../../storage/index.ts';
+import type { Storage } from '../../storage/storage.ts';
 import { openPostgresStorage } from '../../storage/postgres/index.ts';
 import { shownDatabaseUrl } from '../../storage/postgres/pool.ts';
 import { UsageError, parseCommandArgs } from '../args.ts';
@@ -75,6 +76,7 @@ async function copy(to: string, io: CliIo): Promise<number> {
   const target = await openPostgresStorage(to);
   let ok: boolean;
   try {
+    await copySigningKeys(config, target, io);
     const counts = await Promise.all(copied.map(async (t) => ({ t, n: await countRows(target, t.table) })));
     const off = counts.filter((c) => c.n !== c.t.source);
     if (off.length > 0) for (const c of off) io.err(`verify: table ${c.t.table}: source ${c.t.source} rows, target ${c.n}`);
@@ -82,7 +84,7 @@ async function copy(to: string, io: CliIo): Promise<number> {
     const jwks = headKeys(config, io);
     const verdict = await verifyAuditChain(target, { jwks, onProgress: (n) => io.err(`… ${n} entries verified`) });
     if (verdict.ok) {
-      io.out(`verify: audit chain intact on the target: ${verdict.entries} entries, ${verdict.heads.checked} signed heads checked${verdict.heads.unchecked ? ` (${verdict.heads.unchecked} signed with keys not in the ring)` : ''}`);
+      io.out(`verify: audit chain intact on the target: ${verdict.entries} entries, ${verdict.heads.checked} signed head${verdict.heads.checked === 1 ? '' : 's'} checked${verdict.heads.unchecked ? ` (${verdict.heads.unchecked} signed with keys not in the ring)` : ''}`);
     } else {
       io.err(`verify: audit chain on the target FAILED at entry ${verdict.seq}: ${verdict.problem}`);
     }
@@ -90,7 +92,6 @@ async function copy(to: string, io: CliIo): Promise<number> {
   } finally {
     await target.close();
   }
-  copySigningKeys(config, io);
   if (!ok) {
     io.err(`jit db: the copy in ${shown} did not verify; do not start brokers on it. Drop and re-create that database before copying again`);
     return 1;
@@ -100,13 +101,17 @@ async function copy(to: string, io: CliIo): Promise<number> {
 }
 
 /**
- * THE hook for the signing keys (the one call site). With SQLite the key
- * ring is signing-keys.json next to JIT_DB; brokers on PostgreSQL keep
- * reading a key file beside their JIT_DB until the ring lives in the
- * database. When it does, seal the file into the target's (empty) ring
- * here.
+ * HOOK (signing keys), called once, right after the rows are committed, with
+ * the target open. With SQLite the key ring is signing-keys.json next to
+ * JIT_DB. Until the ring lives in the database, brokers on PostgreSQL read
+ * a key file beside their own JIT_DB, and this only says so. When the
+ * database ring lands (src/keys, sealed under JIT_KEY_ENCRYPTION_KEY), this
+ * seals the file into the target's empty ring instead, e.g.
+ * `n = await copyKeyFileToDatabase({ dbPath: config.dbPath, store: target.…, keyEncryptionKey: …, now })`
+ * and prints `signing keys: n copied, sealed`; its tables then go in
+ * COPY_PLAN (src/storage/copy.ts) as the target's own.
  */
-function copySigningKeys(config: Config, io: CliIo): void {
+async function copySigningKeys(config: Config, _target: Storage, io: CliIo): Promise<void> {
   const file = join(dirname(config.dbPath), KEY_FILE_NAME);
   io.err(
     `note: signing keys are not copied yet: the key ring stays in ${file}. ` +
@@ -155,9 +160,9 @@ async function runningBroker(config: Config): Promise<number | undefined> {
 
 function tableLine(t: TableCopied): string {
   const name = t.table.padEnd(20);
-  if (t.kind === 'skip') return `${name} skipped (${t.source} rows): ${t.why}`;
+  if (t.kind === 'skip') return `${name} skipped (${t.source} ${t.source === 1 ? 'row' : 'rows'}): ${t.why}`;
   if (t.kind === 'target') return `${name} not in the source: ${t.why}`;
-  return `${name} ${String(t.target).padStart(8)} rows (source ${t.source})`;
+  return `${name} ${String(t.target).padStart(8)} ${t.target === 1 ? 'row' : 'rows'} (source ${t.source})`;
 }
 
 function isPostgresUrl(v: string): boolean {

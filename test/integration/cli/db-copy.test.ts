@@ -174,10 +174,10 @@ describe('jit db copy', () => {
     expect(res.stdout).toMatch(/^credentials\s+4 rows \(source 4\)$/m);
     expect(res.stdout).toMatch(/^webhook_outbox\s+5 rows \(source 5\)$/m);
     expect(res.stdout).toMatch(/^votes\s+5 rows \(source 5\)$/m);
-    expect(res.stdout).toMatch(/^settings\s+1 rows \(source 1\)$/m);
+    expect(res.stdout).toMatch(/^settings\s+1 row \(source 1\)$/m);
     expect(res.stdout).toMatch(/^schema_migrations\s+skipped/m);
     expect(res.stdout).toMatch(/^verify: row counts match the source in all 14 tables$/m);
-    expect(res.stdout).toMatch(/^verify: audit chain intact on the target: \d+ entries, [1-9]\d* signed heads checked$/m);
+    expect(res.stdout).toMatch(/^verify: audit chain intact on the target: \d+ entries, [1-9]\d* signed heads? checked$/m);
     expect(res.stderr).toMatch(/note: signing keys are not copied yet: the key ring stays in .*signing-keys\.json/);
 
     // A second copy into it: refused, naming a table with rows.
