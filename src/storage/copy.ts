@@ -182,6 +182,20 @@ function typedConverter(table: string, col: PgColumn, bad: (v: unknown) => never
   throw new CopyRefused(`${table}.${col.name}: the copy has no conversion to PostgreSQL's ${col.type}; add one in src/storage/copy.ts`);
 }
 
+/** Refuses a target with a table the plan does not name, or with any row (the migrations' own aside). */
+async function refuseUnlessEmpty(c: pg.ClientBase, tables: readonly string[], plan: readonly TablePlan[], shown: string): Promise<void> {
+  const strangers = unknownTables(tables, plan, 'target');
+  if (strangers.length > 0) {
+    throw new CopyRefused(
+      `the target has table(s) the copy does not know: ${strangers.join(', ')}. Another application's database? Copy only into a new, empty database; ` +
+        'if a newer migration of this broker added them, name each in COPY_PLAN (src/storage/copy.ts)',
+    );
+  }
+  const rank = (t: string) => plan.findIndex((p) => p.name === t);
+  const busy = await firstNonEmpty(c, [...tables].sort((a, b) => rank(a) - rank(b)));
+  if (busy) throw new CopyRefused(`the target database at ${shown} is not empty: table ${busy} has rows. Copy only into a new, empty database`);
+}
+
 /** Whether the target holds any row (the migrations' own rows aside): the first table that does. */
 async function firstNonEmpty(c: pg.ClientBase, tables: readonly string[]): Promise<string | undefined> {
   for (const t of tables) {
@@ -227,17 +241,33 @@ export async function copySqliteToPostgres(o: CopyOptions): Promise<CopyResult> 
     throw new CopyRefused(`cannot open the source database ${o.sourcePath} (JIT_DB): ${(err as Error).message}`, 2, { cause: err });
   }
   const pool = createPool(o.targetUrl, { max: 1 });
+  const unopened = (err: unknown) => new CopyRefused(`cannot open the target database at ${shown}: ${whyNotOpened(err)}`, 2, { cause: err });
   try {
+    // Looked at before migrating, so that another application's database (or a used one) is refused untouched.
+    let first: pg.PoolClient;
+    try {
+      first = await pool.connect();
+    } catch (err) {
+      throw unopened(err);
+    }
+    try {
+      await refuseUnlessEmpty(first, await postgresTables(first), plan, shown);
+    } catch (err) {
+      first.release(true);
+      if (err instanceof CopyRefused) throw err;
+      throw unopened(err);
+    }
+    first.release();
     try {
       await migrate(pool);
     } catch (err) {
-      throw new CopyRefused(`cannot open the target database at ${shown}: ${whyNotOpened(err)}`, 2, { cause: err });
+      throw unopened(err);
     }
     let client: pg.PoolClient;
     try {
       client = await pool.connect();
     } catch (err) {
-      throw new CopyRefused(`cannot open the target database at ${shown}: ${whyNotOpened(err)}`, 2, { cause: err });
+      throw unopened(err);
     }
     try {
       return await copyIn(db, client, plan, o, shown, started);
@@ -270,13 +300,8 @@ async function copyIn(db: Db, client: pg.PoolClient, plan: readonly TablePlan[],
       );
     }
     const targetTables = await postgresTables(client);
-    const targetStrangers = unknownTables(targetTables, plan, 'target');
-    if (targetStrangers.length > 0) {
-      throw new CopyRefused(`the target has table(s) the copy does not know: ${targetStrangers.join(', ')}; name each in COPY_PLAN (src/storage/copy.ts)`);
-    }
-    const rank = (t: string) => plan.findIndex((p) => p.name === t);
-    const busy = await firstNonEmpty(client, [...targetTables].sort((a, b) => rank(a) - rank(b)));
-    if (busy) throw new CopyRefused(`the target database at ${shown} is not empty: table ${busy} has rows. Copy only into a new, empty database`);
+    // Again, under the write lock: a broker may have started on the target meanwhile.
+    await refuseUnlessEmpty(client, targetTables, plan, shown);
 
     const tables: TableCopied[] = [];
     for (const p of plan) {

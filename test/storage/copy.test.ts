@@ -154,6 +154,21 @@ describe('copySqliteToPostgres', () => {
     expect(await rowsIn(url, 'agents')).toBe(0);
   });
 
+  it("refuses another application's database without creating a table in it", async () => {
+    const { path } = await seededSource();
+    const url = await freshSchema();
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      await c.query('CREATE TABLE customers (id INTEGER PRIMARY KEY)');
+      await expect(copySqliteToPostgres({ sourcePath: path, targetUrl: url })).rejects.toThrow(/target has table\(s\) the copy does not know: customers\. Another application's database\?/);
+      const tables = await c.query(`SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()`);
+      expect(tables.rows.map((r) => r.table_name)).toEqual(['customers']);
+    } finally {
+      await c.end();
+    }
+  });
+
   it('a copied target is not empty: a second copy is refused', async () => {
     const { path } = await seededSource();
     const url = await freshSchema();
