@@ -1,5 +1,5 @@
 import { existsSync, statSync } from 'node:fs';
-import type pg from 'pg';
+import pg from 'pg';
 import type { Db } from './sqlite/open.ts';
 import { openDatabase } from './sqlite/open.ts';
 import { createPool, migrate, pgStorageError, shownDatabaseUrl, whyNotOpened, WRITE_LOCK_KEY } from './postgres/pool.ts';
@@ -98,6 +98,8 @@ export interface CopyOptions {
   /** The plan (tests only: the default is {@link COPY_PLAN}). */
   plan?: readonly TablePlan[];
 }
+
+const { DatabaseError } = pg;
 
 const IDENT = /^[a-z_][a-z0-9_]*$/;
 const q = (ident: string): string => {
@@ -212,9 +214,12 @@ async function firstNonEmpty(c: pg.ClientBase, tables: readonly string[]): Promi
  * Copies the SQLite database at `sourcePath` into the empty PostgreSQL
  * database at `targetUrl`:
  * 1. the source is opened (and brought to the current schema by its own
- *    migrations); a missing file is refused (exit 2);
- * 2. the target is migrated by the PostgreSQL engine's own migrations; a
- *    target that cannot be reached is refused (exit 2);
+ *    migrations); a missing file is refused (exit 2), a table the plan does
+ *    not name too (exit 1);
+ * 2. the target is looked at: a table the plan does not name (another
+ *    application's database) or any row refuses it untouched (exit 1); one
+ *    that cannot be reached is refused (exit 2); then it is migrated by the
+ *    PostgreSQL engine's own migrations;
  * 3. in ONE target transaction under the engine's write lock (no broker
  *    writes meanwhile) and ONE source read transaction (a consistent
  *    snapshot, whatever a broker still running on the source does): both
@@ -239,6 +244,17 @@ export async function copySqliteToPostgres(o: CopyOptions): Promise<CopyResult> 
     db = openDatabase(o.sourcePath);
   } catch (err) {
     throw new CopyRefused(`cannot open the source database ${o.sourcePath} (JIT_DB): ${(err as Error).message}`, 2, { cause: err });
+  }
+  try {
+    const strangers = unknownTables(sqliteTables(db), plan, 'source');
+    if (strangers.length > 0) {
+      throw new CopyRefused(
+        `the source has table(s) the copy does not know: ${strangers.join(', ')}. A newer migration added them; name each in COPY_PLAN (src/storage/copy.ts) as copied or skipped before copying`,
+      );
+    }
+  } catch (err) {
+    db.close();
+    throw err;
   }
   const pool = createPool(o.targetUrl, { max: 1 });
   const unopened = (err: unknown) => new CopyRefused(`cannot open the target database at ${shown}: ${whyNotOpened(err)}`, 2, { cause: err });
@@ -375,7 +391,13 @@ async function copyTable(db: Db, c: pg.PoolClient, p: Extract<TablePlan, { kind:
     if (inBatch === 0) return;
     const tuples: string[] = [];
     for (let r = 0; r < inBatch; r++) tuples.push(`(${source.map((_, i) => `$${r * source.length + i + 1}`).join(', ')})`);
-    await c.query(head + tuples.join(', '), batch);
+    try {
+      await c.query(head + tuples.join(', '), batch);
+    } catch (err) {
+      // A constraint of the target the source's rows break: say where (the server's message names the constraint, never a password).
+      if (err instanceof DatabaseError) throw new CopyRefused(`table ${table}: PostgreSQL refused rows ${copied + 1}-${copied + inBatch}: ${err.message} (SQLSTATE ${err.code})`, 1, { cause: err });
+      throw err;
+    }
     copied += inBatch;
     batch = [];
     inBatch = 0;
