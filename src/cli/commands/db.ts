@@ -40,8 +40,9 @@ export async function dbCommand(args: string[], io: CliIo): Promise<number> {
       masked.err(`jit db: ${err.message}`);
       return err.exitCode;
     }
-    masked.err(`jit db: ${(err as Error).message}`);
-    return 1;
+    // Anything else goes to jit's own handling (a configuration error is exit 2), its message masked first.
+    if (err instanceof Error) err.message = masked.mask(err.message);
+    throw err;
   }
 }
 
@@ -179,7 +180,7 @@ function isPostgresUrl(v: string): boolean {
  * as written and URL-decoded: a safety net under the messages, which
  * already show the URL without it.
  */
-function masking(url: string, io: CliIo): CliIo {
+function masking(url: string, io: CliIo): CliIo & { mask(line: string): string } {
   const secrets: string[] = [];
   try {
     const u = new URL(url);
@@ -188,7 +189,7 @@ function masking(url: string, io: CliIo): CliIo {
     /* not a URL: nothing to find in it */
   }
   const mask = (line: string) => secrets.reduce((l, s) => l.split(s).join('***'), line);
-  return { env: io.env, out: (l) => io.out(mask(l)), err: (l) => io.err(mask(l)) };
+  return { env: io.env, out: (l) => io.out(mask(l)), err: (l) => io.err(mask(l)), mask };
 }
 
 function safeDecode(s: string): string {
