@@ -7,7 +7,8 @@ import { CopyRefused, copySqliteToPostgres, countRows, type TableCopied } from '
 import { openStorage } from '../../storage/index.ts';
 import type { Storage } from '../../storage/storage.ts';
 import { openPostgresStorage } from '../../storage/postgres/index.ts';
-import { shownDatabaseUrl } from '../../storage/postgres/pool.ts';
+import { shownDatabaseUrl, whyNotOpened } from '../../storage/postgres/pool.ts';
+import { StorageOpenError } from '../../storage/errors.ts';
 import { UsageError, parseCommandArgs } from '../args.ts';
 import type { CliIo } from '../io.ts';
 
@@ -74,7 +75,14 @@ async function copy(to: string, io: CliIo): Promise<number> {
   io.out(`copied ${rows} rows in ${copied.length} tables in ${(result.elapsedMs / 1000).toFixed(1)} s; installation id ${result.installationId ?? '(none)'} kept`);
 
   // Verification on the target, by the broker's own code, through the PostgreSQL engine a broker would use.
-  const target = await openPostgresStorage(to);
+  let target: Storage;
+  try {
+    target = await openPostgresStorage(to);
+  } catch (err) {
+    if (!(err instanceof StorageOpenError)) throw err;
+    io.err(`jit db: copied, but the target could not be opened again to verify it (${whyNotOpened(err)}); verify it with "jit audit verify" and JIT_DATABASE_URL set before starting brokers on it`);
+    return 1;
+  }
   let ok: boolean;
   try {
     await copySigningKeys(config, target, io);
@@ -88,6 +96,7 @@ async function copy(to: string, io: CliIo): Promise<number> {
       io.out(`verify: audit chain intact on the target: ${verdict.entries} entries, ${verdict.heads.checked} signed head${verdict.heads.checked === 1 ? '' : 's'} checked${verdict.heads.unchecked ? ` (${verdict.heads.unchecked} signed with keys not in the ring)` : ''}`);
     } else {
       io.err(`verify: audit chain on the target FAILED at entry ${verdict.seq}: ${verdict.problem}`);
+      io.err(await sourceChain(config, jwks));
     }
     ok = off.length === 0 && verdict.ok;
   } finally {
@@ -99,6 +108,19 @@ async function copy(to: string, io: CliIo): Promise<number> {
   }
   io.out(`done: set JIT_DATABASE_URL to this database and start the brokers (docs/operations.md, "Moving to PostgreSQL")`);
   return 0;
+}
+
+/** Whether the source's own chain verifies: tells a faithful copy of a broken chain from a broken copy. */
+async function sourceChain(config: Config, jwks: Jwks): Promise<string> {
+  const source = await openStorage({ dbPath: config.dbPath });
+  try {
+    const verdict = await verifyAuditChain(source, { jwks });
+    return verdict.ok
+      ? `verify: the source's chain is intact (${verdict.entries} entries): the copy differs from it`
+      : `verify: the source's chain fails too, at entry ${verdict.seq} (${verdict.problem}): the copy is faithful; see "jit audit verify" in docs/security.md`;
+  } finally {
+    await source.close();
+  }
 }
 
 /**

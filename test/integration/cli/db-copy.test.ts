@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -221,5 +222,25 @@ describe('jit db copy', () => {
     }
     const after = await jit(pgEnv, 'audit', 'verify');
     expect(after.code, after.stderr).toBe(0);
+  });
+
+  it('a copy whose audit chain does not verify exits 1 and says whether the source was already broken', SCENARIO, async () => {
+    // The install's database, copied aside and tampered with (an entry's actor rewritten).
+    const tampered = join(dir, 'tampered', 'jit.db');
+    mkdirSync(join(dir, 'tampered'));
+    const original = new Database(env.JIT_DB!, { readonly: true });
+    await original.backup(tampered);
+    original.close();
+    if (existsSync(join(dir, 'data', 'signing-keys.json'))) copyFileSync(join(dir, 'data', 'signing-keys.json'), join(dir, 'tampered', 'signing-keys.json'));
+    const db = new Database(tampered);
+    db.exec("DROP TRIGGER audit_log_no_update; UPDATE audit_log SET actor = 'someone-else' WHERE seq = 3");
+    db.close();
+    const res = await jit({ ...env, JIT_DB: tampered }, 'db', 'copy', '--to', await freshPostgresDatabase('jitdbcopy'));
+    expect(res.code, res.stdout + res.stderr).toBe(1);
+    expect(res.stdout).toMatch(/^verify: row counts match the source/m);
+    expect(res.stderr).toMatch(/^verify: audit chain on the target FAILED at entry 3: hash does not match the entry content/m);
+    expect(res.stderr).toMatch(/^verify: the source's chain fails too, at entry 3 .*the copy is faithful/m);
+    expect(res.stderr).toMatch(/did not verify; do not start brokers on it/);
+    expectNoPassword(res);
   });
 });
