@@ -227,6 +227,46 @@ describe('copySqliteToPostgres', () => {
     expect(await rowsIn(url, 'requests')).toBe(0);
   });
 
+  it('converts by the target column type: 0/1 to boolean, JSON text to jsonb, integers past 2^53 exactly; a value that does not fit stops the copy', async () => {
+    const { path } = await seededSource();
+    const db = new Database(path);
+    db.exec('CREATE TABLE flags (id INTEGER PRIMARY KEY, enabled INTEGER NOT NULL, doc TEXT, big INTEGER) STRICT');
+    db.prepare('INSERT INTO flags (id, enabled, doc, big) VALUES (?, ?, ?, ?)').run(1, 1, '{"a":[1,2]}', 9007199254740993n);
+    db.prepare('INSERT INTO flags (id, enabled, doc, big) VALUES (?, ?, ?, ?)').run(2, 0, null, -5);
+    db.close();
+    const plan = [...COPY_PLAN, { name: 'flags', kind: 'copy' as const }];
+    const withFlags = async () => {
+      const url = await freshSchema();
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      await c.query('CREATE TABLE flags (id BIGINT PRIMARY KEY, enabled BOOLEAN NOT NULL, doc JSONB, big BIGINT)');
+      return { url, c };
+    };
+    const { url, c } = await withFlags();
+    try {
+      // flags is made outside the migrations, on both sides; the plan given here names it, so neither side refuses it.
+      await copySqliteToPostgres({ sourcePath: path, targetUrl: url, plan });
+      const rows = (await c.query('SELECT id::text, enabled, doc, big::text FROM flags ORDER BY id')).rows;
+      expect(rows).toEqual([
+        { id: '1', enabled: true, doc: { a: [1, 2] }, big: '9007199254740993' },
+        { id: '2', enabled: false, doc: null, big: '-5' },
+      ]);
+    } finally {
+      await c.end();
+    }
+
+    const bad = new Database(path);
+    bad.prepare('INSERT INTO flags (id, enabled, doc, big) VALUES (?, ?, ?, ?)').run(3, 2, null, null);
+    bad.close();
+    const second = await withFlags();
+    try {
+      await expect(copySqliteToPostgres({ sourcePath: path, targetUrl: second.url, plan })).rejects.toThrow(/^flags\.enabled: the source holds a value of type number that does not fit PostgreSQL's boolean$/);
+      expect((await second.c.query('SELECT COUNT(*)::int AS n FROM agents')).rows[0].n).toBe(0);
+    } finally {
+      await second.c.end();
+    }
+  });
+
   it('refuses when the source changes during the copy (a broker still writing) and leaves the target empty', async () => {
     const { path } = await seededSource();
     const url = await freshSchema();
