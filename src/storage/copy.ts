@@ -14,7 +14,7 @@ import type { Storage } from './storage.ts';
  * table. A table of either schema that it does not name stops the copy
  * before anything is written (a later migration added it: decide here
  * whether it is copied, skipped or the target's own), and
- * test/storage/copy-plan.test.ts fails on every such table of the current
+ * test/storage/copy.test.ts fails on every such table of the current
  * migrations, so a branch that adds a table cannot merge without saying.
  * Columns are matched by name at run time: a source column without a
  * target column, or a target column the copy cannot fill, stops it too.
