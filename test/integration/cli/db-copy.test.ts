@@ -146,6 +146,10 @@ describe('jit db copy', () => {
     expect(down.code, down.stdout + down.stderr).toBe(2);
     expect(down.stderr.trimEnd().split('\n')).toEqual([`jit db: cannot open the target database at postgres://127.0.0.1:${port}/jit: connection refused (is PostgreSQL running and listening there?)`]);
     expectNoPassword(down);
+    // The safety net: the password masked wherever it would show, even as the database's name.
+    const named = await jit(env, 'db', 'copy', '--to', `postgres://jit:${password}@127.0.0.1:${port}/${password}`);
+    expect(named.code).toBe(2);
+    expect(named.stderr.trimEnd()).toBe(`jit db: cannot open the target database at postgres://127.0.0.1:${port}/***: connection refused (is PostgreSQL running and listening there?)`);
     const noSource = await jit({ ...env, JIT_DB: join(dir, 'nothing', 'jit.db') }, 'db', 'copy', '--to', target);
     expect(noSource.code).toBe(2);
     expect(noSource.stderr).toMatch(/the source database .*nothing\/jit\.db \(JIT_DB\) does not exist/);
