@@ -6,6 +6,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Jwks } from '../../../src/keys/key-ring.ts';
 import { startDevVault, type DevVault } from '../../../src/vault/dev/index.ts';
+import { startTelegramEmulator, type TelegramEmulator } from '../../fakes/telegram-emulator/index.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../../fakes/webhook-receiver.ts';
 import { freePort, until } from '../../helpers/chaos-process.ts';
 import { runJit, startJitServe } from '../../helpers/cli.ts';
@@ -15,20 +16,27 @@ import { freshPostgresDatabase } from '../../helpers/postgres.ts';
  * `jit db copy --to postgres://…` as an operator runs it (child processes):
  * a broker on SQLite does real work (agents, requests of each tier, CLI
  * decisions, Vault tokens from a development Vault over HTTP, a gate
- * credential, decision webhooks to a real receiver, audit entries), is
+ * credential, decision webhooks to a real receiver, a Telegram approval
+ * message and vote on the Telegram emulator, audit entries), is
  * stopped, and its database is copied into a fresh PostgreSQL database on
  * the run's real server. Then a broker started on the copy serves the same
- * data, and the refusals hold: a broker still running, a non-empty target,
+ * data (and takes the tier-3 quorum on from the copied vote and message),
+ * and the refusals hold: a broker still running, a non-empty target,
  * bad and unreachable URLs, JIT_DATABASE_URL set; never the URL's password.
  */
 const REPO = join(import.meta.dirname, '..', '..', '..');
 const ROOT_TOKEN = 'hvs.db-copy-test-root-token-0123456789';
 const HOOKS_TOKEN = 'openclaw-hooks-token-for-db-copy-tests-0123456789';
 const SCENARIO = { timeout: 180_000 };
+const BOT_TOKEN = '7000000009:AAH-db-copy-token_abcdefghijklmnopqrs';
+const CHAT = -1001234567890;
+const ALICE = 111;
+const BOB = 222;
 
 let dir: string;
 let vault: DevVault;
 let receiver: WebhookReceiver;
+let tg: TelegramEmulator;
 let jwks: Jwks = { keys: [] };
 let env: Record<string, string>;
 let target: string;
@@ -66,6 +74,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'jit-db-copy-'));
   vault = await startDevVault({ host: '127.0.0.1', port: 0, rootToken: ROOT_TOKEN });
   receiver = await startWebhookReceiver({ jwks: () => jwks, bearer: HOOKS_TOKEN });
+  tg = await startTelegramEmulator({ token: BOT_TOKEN, chats: [{ id: CHAT, type: 'supergroup', title: 'approvals' }], maxLongPollSeconds: 1 });
   env = {
     JIT_DB: join(dir, 'data', 'jit.db'),
     JIT_POLICIES: join(REPO, 'policies'),
@@ -74,6 +83,10 @@ beforeAll(async () => {
     VAULT_TOKEN: ROOT_TOKEN,
     OPENCLAW_HOOKS_URL: `${receiver.url}/hooks`,
     OPENCLAW_HOOKS_TOKEN: HOOKS_TOKEN,
+    TELEGRAM_BOT_TOKEN: BOT_TOKEN,
+    TELEGRAM_CHAT_ID: String(CHAT),
+    TELEGRAM_APPROVERS: `${ALICE},${BOB}`,
+    TELEGRAM_API_ROOT: tg.url,
     LOG_LEVEL: 'warn',
   };
   target = await freshPostgresDatabase('jitdbcopy');
@@ -98,7 +111,11 @@ beforeAll(async () => {
   ids.revoked = (await api(url, 'POST', '/jit/request', tier2('homelab/data/apps/c'))).body.id;
   ids.tier3 = (await api(url, 'POST', '/jit/request', { resource: 'vault', tier: 3, reason: 'drop prod', vault_paths: [{ path: 'homelab/data/prod/old', capabilities: ['delete'] }] })).body.id;
   ids.gate = (await api(url, 'POST', '/jit/request', { resource: 'gate', tier: 2, reason: 'push a fix', repo: 'homelab/app', refs: ['refs/heads/agent/fix-1'] })).body.id;
-  for (const id of [ids.approved, ids.revoked, ids.gate, ids.tier3]) expect((await jit(env, 'approve', id!)).code).toBe(0);
+  for (const id of [ids.approved, ids.revoked, ids.gate]) expect((await jit(env, 'approve', id!)).code).toBe(0);
+  // Tier 3: one of the two votes, from Alice in Telegram, on the approval message the broker posted.
+  const posted = await until(() => tg.botMessages(CHAT).find((m) => m.text?.includes(ids.tier3!)), 60_000, 'the tier-3 approval message');
+  tg.tap(ALICE, posted.message_id, `a:${ids.tier3}`);
+  await until(() => tg.callbackAnswers().find((a) => a.from === ALICE), 60_000, "Alice's vote answered");
   expect((await jit(env, 'deny', ids.denied!, '--reason', 'not now')).code).toBe(0);
   expect((await api(url, 'POST', `/jit/requests/${ids.approved}/claim`)).status).toBe(201);
   expect((await api(url, 'POST', `/jit/requests/${ids.revoked}/claim`)).status).toBe(201);
@@ -113,6 +130,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await sourceBroker?.stop();
   await receiver?.close();
+  await tg?.close();
   await vault?.close();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -179,6 +197,7 @@ describe('jit db copy', () => {
     expect(res.stdout).toMatch(/^credentials\s+4 rows \(source 4\)$/m);
     expect(res.stdout).toMatch(/^webhook_outbox\s+5 rows \(source 5\)$/m);
     expect(res.stdout).toMatch(/^votes\s+5 rows \(source 5\)$/m);
+    expect(res.stdout).toMatch(/^telegram_messages\s+[1-9]\d* rows? \(source [1-9]\d*\)$/m);
     expect(res.stdout).toMatch(/^settings\s+1 row \(source 1\)$/m);
     expect(res.stdout).toMatch(/^schema_migrations\s+skipped/m);
     expect(res.stdout).toMatch(/^verify: row counts match the source in all 14 tables$/m);
@@ -209,6 +228,13 @@ describe('jit db copy', () => {
       expect(shown.body).toMatchObject({ id: ids.approved, status: 'issued' });
       expect((await api(broker.url, 'GET', `/jit/requests/${ids.denied}`)).body.status).toBe('denied');
       expect((await api(broker.url, 'GET', `/jit/requests/${ids.tier3}`)).body.status).toBe('pending');
+      // Telegram goes on where it was: Bob's vote on the message posted before the move completes the quorum with Alice's copied one; nothing is posted again.
+      const messages = tg.botMessages(CHAT).length;
+      const message = tg.botMessages(CHAT).find((m) => m.text?.includes(ids.tier3!))!;
+      tg.tap(BOB, message.message_id, `a:${ids.tier3}`);
+      await until(async () => (await api(broker.url, 'GET', `/jit/requests/${ids.tier3}`)).body.status === 'approved' || undefined, 60_000, 'tier 3 approved on the copy');
+      await until(() => tg.botMessages(CHAT).find((m) => m.message_id === message.message_id && /APPROVED/.test(m.text ?? '')), 60_000, 'the same message edited');
+      expect(tg.botMessages(CHAT)).toHaveLength(messages);
       const show = await jit(pgEnv, 'requests', 'show', ids.revoked!, '--json');
       expect(JSON.parse(show.stdout)).toMatchObject({ id: ids.revoked, status: 'revoked' });
       const gate = await fetch(`${broker.url}/gate/verify`, {
