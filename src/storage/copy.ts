@@ -95,6 +95,9 @@ export interface CopyOptions {
   batchRows?: number;
   /** Called once per table as it is done. */
   onTable?: (t: TableCopied) => void;
+  /** Called every `progressRows` rows of a long table (default 100,000). */
+  onProgress?: (table: string, rows: number) => void;
+  progressRows?: number;
   /** The plan (tests only: the default is {@link COPY_PLAN}). */
   plan?: readonly TablePlan[];
 }
@@ -336,7 +339,7 @@ async function copyIn(db: Db, client: pg.PoolClient, plan: readonly TablePlan[],
       }
       if (!sourceTables.includes(p.name)) throw new CopyRefused(`the source has no table ${p.name} (COPY_PLAN names it to copy)`);
       if (!targetTables.includes(p.name)) throw new CopyRefused(`the target has no table ${p.name} after its migrations (COPY_PLAN names it to copy)`);
-      const t = await copyTable(db, client, p, o.batchRows ?? 500);
+      const t = await copyTable(db, client, p, o.batchRows ?? 500, o.onProgress && { every: o.progressRows ?? 100_000, report: o.onProgress });
       tables.push(t);
       o.onTable?.(t);
     }
@@ -364,7 +367,7 @@ function countSqlite(db: Db, table: string): number {
   return db.prepare(`SELECT COUNT(*) FROM ${q(table)}`).pluck().get() as number;
 }
 
-async function copyTable(db: Db, c: pg.PoolClient, p: Extract<TablePlan, { kind: 'copy' }>, batchRows: number): Promise<TableCopied> {
+async function copyTable(db: Db, c: pg.PoolClient, p: Extract<TablePlan, { kind: 'copy' }>, batchRows: number, progress?: { every: number; report: (table: string, rows: number) => void }): Promise<TableCopied> {
   const table = p.name;
   const source = (db.prepare(`SELECT name FROM pragma_table_info(?) ORDER BY cid`).pluck().all(table) as string[]);
   const target = await pgColumns(c, table);
@@ -398,6 +401,7 @@ async function copyTable(db: Db, c: pg.PoolClient, p: Extract<TablePlan, { kind:
       if (err instanceof DatabaseError) throw new CopyRefused(`table ${table}: PostgreSQL refused rows ${copied + 1}-${copied + inBatch}: ${err.message} (SQLSTATE ${err.code})`, 1, { cause: err });
       throw err;
     }
+    if (progress && Math.floor((copied + inBatch) / progress.every) > Math.floor(copied / progress.every)) progress.report(table, copied + inBatch);
     copied += inBatch;
     batch = [];
     inBatch = 0;

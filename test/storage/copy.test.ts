@@ -120,8 +120,17 @@ describe('copySqliteToPostgres', () => {
     const { path, installationId } = await seededSource();
     const url = await freshSchema();
     const seen: string[] = [];
-    const result = await copySqliteToPostgres({ sourcePath: path, targetUrl: url, batchRows: 3, onTable: (t) => seen.push(t.table) });
+    const progress: string[] = [];
+    const result = await copySqliteToPostgres({
+      sourcePath: path,
+      targetUrl: url,
+      batchRows: 3,
+      onTable: (t) => seen.push(t.table),
+      progressRows: 4,
+      onProgress: (table, n) => progress.push(`${table} ${n}`),
+    });
     expect(seen).toEqual(COPY_PLAN.map((p) => p.name));
+    expect(progress).toEqual(['requests 6', 'audit_log 6']);
     const byName = Object.fromEntries(result.tables.map((t) => [t.table, t]));
     expect(byName.requests).toMatchObject({ kind: 'copy', source: 7, target: 7 });
     expect(byName.audit_log).toMatchObject({ source: 7, target: 7 });

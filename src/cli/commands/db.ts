@@ -69,7 +69,7 @@ async function copy(to: string, io: CliIo): Promise<number> {
   }
 
   io.out(`copying ${source} to ${shown}`);
-  const result = await copySqliteToPostgres({ sourcePath: source, targetUrl: to, onTable: (t) => io.out(tableLine(t)) });
+  const result = await copySqliteToPostgres({ sourcePath: source, targetUrl: to, onTable: (t) => io.out(tableLine(t)), onProgress: (table, n) => io.err(`… ${table}: ${n} rows copied`) });
   const copied = result.tables.filter((t) => t.kind === 'copy');
   const rows = copied.reduce((n, t) => n + t.target, 0);
   io.out(`copied ${rows} rows in ${copied.length} tables in ${(result.elapsedMs / 1000).toFixed(1)} s; installation id ${result.installationId ?? '(none)'} kept`);
