@@ -239,6 +239,36 @@ ${OPERATOR_ENV}
 
 ${OPERATOR_EXIT}`,
 
+  db: `Usage: jit db copy --to postgres://USER:PASSWORD@HOST:PORT/DB
+
+Moves an install from SQLite to PostgreSQL: copies the SQLite database at
+JIT_DB into an EMPTY PostgreSQL database, then verifies it there.
+
+  1. Stop every broker on JIT_DB (refused while the one that last started
+     on it is still running; refused too if the source changes during the
+     copy, which is read in one consistent snapshot).
+  2. The target is created by the PostgreSQL engine's own migrations; any
+     row in any table (other than what the migrations make) refuses it.
+  3. Every table is copied in dependency order, in batches, in ONE target
+     transaction (nothing is left behind by a failure); sequences are set
+     past the copied values; the installation id is kept, so the Vault
+     policies the install made stay its own.
+  4. Verified on the target: row counts per table, and the audit chain
+     (as "jit audit verify", signed heads checked with the key ring).
+One line per table, then the verification. The URL is never shown with its
+user, password or query. Signing keys are not copied yet (a note says where
+the key ring is; see docs/operations.md, "Moving to PostgreSQL").
+
+Environment
+  JIT_DB names the source; JIT_DATABASE_URL must be unset (with it set, this
+  environment's broker reads PostgreSQL, not JIT_DB). JIT_SIGNING_KEY, if the
+  service uses it, for checking signed audit heads.
+
+Exit codes
+  0 copied and verified; 1 refused (target not empty, a broker running, the
+  source changed, an unknown table) or not verified; 2 wrong use, source
+  missing, or target unreachable (one line).`,
+
   status: `Usage: jit status ID [--format text|json]
 
 Agent side: shows the agent's own request as the broker sees it: status,

@@ -37,6 +37,10 @@ Policy and gate
   gate verify --credential C --repo R --ref REF
                                       check a gate push credential (for a pre-receive hook)
 
+Database
+  db copy --to postgres://…           copy this SQLite database (JIT_DB) into an empty PostgreSQL
+                                      database, then verify row counts and the audit chain there
+
 Webhooks and signing keys
   webhooks list [--dead] [--limit N]  the decision webhook outbox (dead letters with --dead)
   webhooks retry ID | --all-dead      re-queue dead events after fixing the cause
@@ -78,6 +82,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   gate: async () => (await import('./commands/gate.ts')).gateCommand,
   webhooks: async () => (await import('./commands/webhooks.ts')).webhooksCommand,
   keys: async () => (await import('./commands/keys.ts')).keysCommand,
+  db: async () => (await import('./commands/db.ts')).dbCommand,
   request: async () => (await import('./commands/client-request.ts')).requestCommand,
   status: async () => (await import('./commands/client-ops.ts')).statusCommand,
   claim: async () => (await import('./commands/client-ops.ts')).claimCommand,
