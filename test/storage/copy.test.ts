@@ -217,11 +217,11 @@ describe('copySqliteToPostgres', () => {
     const { path } = await seededSource();
     const url = await freshSchema();
     const s = await openPostgresStorage(url);
-    await postgresPool(s).query('CREATE TABLE signing_key_ring (kid TEXT PRIMARY KEY, sealed TEXT NOT NULL)');
+    await postgresPool(s).query('CREATE TABLE later_table (id TEXT PRIMARY KEY, v TEXT NOT NULL)');
     await s.close();
-    await expect(copySqliteToPostgres({ sourcePath: path, targetUrl: url })).rejects.toThrow(/target has table\(s\) the copy does not know: signing_key_ring/);
+    await expect(copySqliteToPostgres({ sourcePath: path, targetUrl: url })).rejects.toThrow(/target has table\(s\) the copy does not know: later_table/);
     expect(await rowsIn(url, 'agents')).toBe(0);
-    const plan = [...COPY_PLAN, { name: 'signing_key_ring', kind: 'target' as const, why: 'the key ring, sealed (filled by the keys hook)' }];
+    const plan = [...COPY_PLAN, { name: 'later_table', kind: 'target' as const, why: 'a PostgreSQL-only table (made by a later migration)' }];
     await copySqliteToPostgres({ sourcePath: path, targetUrl: url, plan });
     expect(await rowsIn(url, 'requests')).toBe(7);
   });

@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { verifyAuditChain } from '../../broker/audit.ts';
 import { loadConfig, type Config } from '../../config/config.ts';
 import { KEY_FILE_NAME, KeyRingError, createKeyRing, type Jwks } from '../../keys/key-ring.ts';
+import { copyKeyFileToDatabase } from '../../keys/key-ring-db.ts';
 import { CopyRefused, copySqliteToPostgres, countRows, type TableCopied } from '../../storage/copy.ts';
 import { openStorage } from '../../storage/index.ts';
 import type { Storage } from '../../storage/storage.ts';
@@ -60,6 +61,13 @@ async function copy(to: string, io: CliIo): Promise<number> {
   const source = config.dbPath;
   if (!existsSync(source) || !statSync(source).isFile()) {
     io.err(`jit db: the source database ${source} (JIT_DB) does not exist`);
+    return 2;
+  }
+  if (!config.keyEncryptionKey) {
+    io.err(
+      'jit db: set JIT_KEY_ENCRYPTION_KEY (or JIT_KEY_ENCRYPTION_KEY_FILE) for the copy: on PostgreSQL the signing keys live in the database, ' +
+        'sealed under that key, and every broker on the new database needs the same one (docs/operations.md, "Signing keys on PostgreSQL")',
+    );
     return 2;
   }
   const running = await runningBroker(config);
@@ -134,12 +142,12 @@ async function sourceChain(config: Config, jwks: Jwks): Promise<string> {
  * and prints `signing keys: n copied, sealed`; its tables then go in
  * COPY_PLAN (src/storage/copy.ts) as the target's own.
  */
-async function copySigningKeys(config: Config, _target: Storage, io: CliIo): Promise<void> {
-  const file = join(dirname(config.dbPath), KEY_FILE_NAME);
-  io.err(
-    `note: signing keys are not copied yet: the key ring stays in ${file}. ` +
-      `Give every broker on the new database that file (beside its JIT_DB), or the same JIT_SIGNING_KEY, so gate credentials, webhook signatures and signed audit heads keep verifying`,
-  );
+/** The key file beside the SQLite database, sealed into the target's (empty) key ring under the KEK. */
+async function copySigningKeys(config: Config, target: Storage, io: CliIo): Promise<void> {
+  const store = target.signingKeys;
+  if (!store || !config.keyEncryptionKey) throw new Error('jit db: the target has no key ring store or no key-encryption key'); // checked before the copy
+  const n = await copyKeyFileToDatabase({ dbPath: config.dbPath, store, keyEncryptionKey: config.keyEncryptionKey, now: Date.now() });
+  io.out(n > 0 ? `signing keys: ${n} sealed into the target's key ring under JIT_KEY_ENCRYPTION_KEY` : 'signing keys: no key file beside the source; the first broker on the target generates the ring');
 }
 
 /** The public keys the copied signed heads are checked with: the source's key ring, read only. */

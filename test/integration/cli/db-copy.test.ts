@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import { randomBytes } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -88,6 +89,8 @@ beforeAll(async () => {
     TELEGRAM_APPROVERS: `${ALICE},${BOB}`,
     TELEGRAM_API_ROOT: tg.url,
     LOG_LEVEL: 'warn',
+    // The copy seals the key file into the target's key ring; the brokers on the copy open it with the same key.
+    JIT_KEY_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
   };
   target = await freshPostgresDatabase('jitdbcopy');
   password = new URL(target).password;
@@ -156,6 +159,11 @@ describe('jit db copy', () => {
     const missing = await jit(env, 'db', 'copy');
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/--to is required/);
+    const { JIT_KEY_ENCRYPTION_KEY: _kek, ...noKek } = env;
+    const kekMissing = await jit(noKek, 'db', 'copy', '--to', target);
+    expect(kekMissing.code).toBe(2);
+    expect(kekMissing.stderr.trimEnd().split('\n')).toHaveLength(1);
+    expect(kekMissing.stderr).toMatch(/^jit db: set JIT_KEY_ENCRYPTION_KEY \(or JIT_KEY_ENCRYPTION_KEY_FILE\) for the copy/);
 
     // Stop the source broker now: every later copy needs it stopped.
     expect(await sourceBroker.stop()).toBe(0);
@@ -202,7 +210,8 @@ describe('jit db copy', () => {
     expect(res.stdout).toMatch(/^schema_migrations\s+skipped/m);
     expect(res.stdout).toMatch(/^verify: row counts match the source in all 14 tables$/m);
     expect(res.stdout).toMatch(/^verify: audit chain intact on the target: \d+ entries, [1-9]\d* signed heads? checked$/m);
-    expect(res.stderr).toMatch(/note: signing keys are not copied yet: the key ring stays in .*signing-keys\.json/);
+    expect(res.stdout).toMatch(/^signing keys: [1-9]\d* sealed into the target's key ring under JIT_KEY_ENCRYPTION_KEY$/m);
+    expect(res.stdout).toMatch(/^signing_keys\s+/m);
 
     // A second copy into it: refused, naming a table with rows.
     const again = await jit(env, 'db', 'copy', '--to', target);
