@@ -4,8 +4,8 @@ import type { Config } from '../../config/config.ts';
 import { auditEntries, verifyAuditChain } from '../../broker/audit.ts';
 import { KeyRingError, createKeyRing, type Jwks } from '../../keys/key-ring.ts';
 import { openCliContext } from '../context.ts';
-import type { CliIo } from '../io.ts';
-import { UsageError, parseCommandArgs } from '../args.ts';
+import type { CliIo } from '../../lib/cli-io.ts';
+import { UsageError, parseCommandArgs } from '../../lib/cli-args.ts';
 
 const USAGE = 'jit audit verify [--jwks FILE] | jit audit export [--output FILE] [--since SEQ]';
 

@@ -3,9 +3,9 @@ import { systemClock } from '../../lib/clock.ts';
 import { formatDuration } from '../../lib/duration.ts';
 import { createKeyRing, DEFAULT_KEY_GRACE_SECONDS, KeyRingError } from '../../keys/key-ring.ts';
 import { openCliContext } from '../context.ts';
-import type { CliIo } from '../io.ts';
+import type { CliIo } from '../../lib/cli-io.ts';
 import { CLI_ACTOR } from '../operator.ts';
-import { UsageError, parseCommandArgs } from '../args.ts';
+import { UsageError, parseCommandArgs } from '../../lib/cli-args.ts';
 import { finishRevocations, openRevocationContext } from './revocation.ts';
 
 const USAGE = 'jit keys list | jit keys rotate | jit keys revoke KID';

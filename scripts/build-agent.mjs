@@ -1,0 +1,97 @@
+// The agent package (packages/agent, @jit-broker/agent): bundles the agent
+// side of src/ into packages/agent/dist with esbuild, so the package needs
+// no unpublished workspace sibling and installs from the registry alone:
+//   dist/cli.js    runAgentCli, the `jit-agent` bin's entry (src/agent/main.ts)
+//   dist/index.js  the TypeScript client's module (src/client/index.ts)
+// plus the chunks both share. The package's own dependencies stay outside
+// the bundle (imports); anything else a bundled file imports from
+// node_modules, or a folder of src/ other than the agent side's, fails the
+// build, so no broker dependency (better-sqlite3, pg, grammy, node-vault,
+// pino, …) can slip in. Only changed files are rewritten (a test may be
+// running the package while this runs). Called by scripts/build.mjs.
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+
+/** The folders of src/ the agent package may contain. */
+export const AGENT_SOURCES = ['agent', 'client', 'mcp', 'wire', 'lib'];
+
+export async function buildAgentPackage(root, log) {
+  const started = Date.now();
+  const pkgDir = join(root, 'packages', 'agent');
+  const outdir = join(pkgDir, 'dist');
+  const pkg = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8'));
+  const allowed = Object.keys(pkg.dependencies ?? {});
+  let esbuild;
+  try {
+    esbuild = await import('esbuild');
+  } catch {
+    log('esbuild is not installed (npm ci --omit=dev?): packages/agent/dist not rebuilt');
+    return;
+  }
+  const src = join(root, 'src');
+  const guard = {
+    name: 'agent-package-guard',
+    setup(build) {
+      build.onResolve({ filter: /^[^./]/ }, (args) => {
+        if (args.path.startsWith('node:')) return { external: true };
+        const name = args.path.startsWith('@') ? args.path.split('/').slice(0, 2).join('/') : args.path.split('/')[0];
+        if (allowed.includes(name)) return { external: true };
+        return { errors: [{ text: `${relative(root, args.importer)} imports "${args.path}", which is not a dependency of ${pkg.name} (${allowed.join(', ')})` }] };
+      });
+      build.onLoad({ filter: /\.ts$/ }, (args) => {
+        const rel = relative(src, args.path).split(/[\\/]/);
+        if (rel[0] === '..' || !AGENT_SOURCES.includes(rel[0])) {
+          return { errors: [{ text: `${relative(root, args.path)} is outside the agent side of src/ (${AGENT_SOURCES.join(', ')})` }] };
+        }
+        // The bundle is the package's: its version is the package's, not the broker's package.json.
+        if (rel.join('/') === 'lib/package-version.ts') {
+          return { contents: `export function packageVersion(): string { return ${JSON.stringify(pkg.version)}; }`, loader: 'ts' };
+        }
+        return undefined;
+      });
+    },
+  };
+  const result = await esbuild.build({
+    absWorkingDir: root,
+    entryPoints: { cli: join(src, 'agent', 'main.ts'), index: join(src, 'client', 'index.ts') },
+    bundle: true,
+    splitting: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    outdir,
+    chunkNames: 'chunks/[name]-[hash]',
+    write: false,
+    logLevel: 'silent',
+    legalComments: 'none',
+    plugins: [guard],
+  }).catch((err) => {
+    log(`packages/agent: ${err.errors?.map((e) => e.text).join('; ') ?? err.message}`);
+    process.exit(1);
+  });
+  const wanted = new Set();
+  let written = 0;
+  for (const file of result.outputFiles) {
+    wanted.add(file.path);
+    let same = false;
+    try {
+      same = readFileSync(file.path).equals(file.contents);
+    } catch {}
+    if (same) continue;
+    mkdirSync(dirname(file.path), { recursive: true });
+    writeFileSync(file.path, file.contents);
+    written++;
+  }
+  for (const path of listFiles(outdir)) if (!wanted.has(path)) rmSync(path);
+  log(`packages/agent/dist up to date (${written} file${written === 1 ? '' : 's'} written, ${Date.now() - started} ms)`);
+}
+
+function listFiles(dir) {
+  let entries;
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return [];
+  }
+  return entries.flatMap((e) => (e.isDirectory() ? listFiles(join(dir, e.name)) : [join(dir, e.name)]));
+}
