@@ -51,3 +51,38 @@ export async function tokenIsDead(h: Harness, token: string, path: string): Prom
     return (err as { response?: { statusCode?: number } }).response?.statusCode === 403;
   }
 }
+
+/** An MCP client connected over stdio to an agent-side MCP server process (`jit mcp` or the package's `jit-agent mcp`). */
+export async function connectMcp(command: string, args: string[], env: Record<string, string>, cwd?: string) {
+  const { Client } = await import('@modelcontextprotocol/sdk/client/index.js');
+  const { StdioClientTransport } = await import('@modelcontextprotocol/sdk/client/stdio.js');
+  const transport = new StdioClientTransport({ command, args, env: { PATH: process.env.PATH ?? '', ...env }, stderr: 'pipe', ...(cwd ? { cwd } : {}) });
+  let stderr = '';
+  transport.stderr?.on('data', (d) => (stderr += d));
+  const client = new Client({ name: 'jit-test', version: '1.0.0' });
+  await client.connect(transport);
+  return {
+    client,
+    stderr: () => stderr,
+    /** A tool call that asks for progress (the SDK sends a progressToken) and records the notifications. */
+    async callWithProgress(name: string, args: Record<string, unknown>) {
+      const progress: { progress: number; message?: string; at: number }[] = [];
+      const result = await client.callTool({ name, arguments: args }, undefined, {
+        onprogress: (p) => void progress.push({ progress: p.progress, ...(p.message !== undefined ? { message: p.message } : {}), at: Date.now() }),
+        resetTimeoutOnProgress: true,
+        timeout: 120_000,
+      });
+      return { result: result as { content: { type: string; text?: string }[]; structuredContent?: any; isError?: boolean }, progress, at: Date.now() };
+    },
+    close: () => client.close(),
+  };
+}
+
+/** Waits until a request with this reason exists (of any status) and returns its id. */
+export async function requestWithReason(h: Harness, reason: string): Promise<string> {
+  for (;;) {
+    const row = (await h.broker.deps.storage.requests.list({ limit: 100 })).find((r) => r.reason === reason);
+    if (row) return row.id;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
