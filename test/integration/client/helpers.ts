@@ -33,13 +33,13 @@ export async function pendingWithReason(h: Harness, reason: string, creator: Pro
 }
 
 /**
- * Waits until the broker has answered a GET of request `id` (its summary line
- * is logged once the answer is computed): a `jit request --wait` then sees
- * the request pending at least once, whenever the approver decides after.
+ * Waits until a decision stream was opened on request `id`: the broker logs
+ * its request line once the stream is registered (before its first byte),
+ * so a `jit … --wait` then gets any decision made after.
  */
-export async function statusAnswered(h: Harness, id: string): Promise<void> {
-  const line = `"method":"GET","path":"/jit/requests/${id}"`;
-  while (!h.logs().includes(line)) await new Promise((r) => setTimeout(r, 50));
+export async function streamOpened(h: Harness, id: string): Promise<void> {
+  const line = `"method":"GET","path":"/jit/requests/${id}/events","status":200`;
+  while (!h.logs().includes(line)) await new Promise((r) => setTimeout(r, 20));
 }
 
 /** Resolves when a Vault token no longer works (the dev Vault answers 403 for a revoked token). */
