@@ -10,7 +10,8 @@
 // pino, …) can slip in. Only changed files are rewritten (a test may be
 // running the package while this runs). Called by scripts/build.mjs.
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /** The folders of src/ the agent package may contain. */
 export const AGENT_SOURCES = ['agent', 'client', 'mcp', 'wire', 'lib'];
@@ -94,4 +95,9 @@ function listFiles(dir) {
     return [];
   }
   return entries.flatMap((e) => (e.isDirectory() ? listFiles(join(dir, e.name)) : [join(dir, e.name)]));
+}
+
+// `node scripts/build-agent.mjs` (the package's prepack): the bundle alone.
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  await buildAgentPackage(resolve(dirname(fileURLToPath(import.meta.url)), '..'), (line) => process.stderr.write(`build-agent: ${line}\n`));
 }

@@ -92,7 +92,7 @@ async function startWaiters(label: string): Promise<Waiters> {
   expect(posted.status).toBe(202);
   const clientWait = client.waitForDecision(posted.body.id).then((view) => ({ view, at: Date.now() }));
   const mcpWait = mcp.callWithProgress('request_vault_credential', { tier: 2, reason: `${label}: the MCP tool call waits`, vault_paths: [{ path: WEB, capabilities: ['read'] }] });
-  const ids = { cli: await requestWithReason(h, `${label}: the CLI waits`), client: posted.body.id as string, mcp: await requestWithReason(h, `${label}: the MCP tool call waits`) };
+  const ids = { cli: await requestWithReason(h, `${label}: the CLI waits`, cli), client: posted.body.id as string, mcp: await requestWithReason(h, `${label}: the MCP tool call waits`, mcpWait) };
   // Readiness: every waiter's stream is open (however slowly the CLI process started).
   while (h.broker.streams.openCount(agentId) < before + 3) await new Promise((r) => setTimeout(r, 20));
   return { ids, cli, client: clientWait, mcp: mcpWait };

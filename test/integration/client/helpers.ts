@@ -78,11 +78,21 @@ export async function connectMcp(command: string, args: string[], env: Record<st
   };
 }
 
-/** Waits until a request with this reason exists (of any status) and returns its id. */
-export async function requestWithReason(h: Harness, reason: string): Promise<string> {
+/**
+ * Waits until a request with this reason exists (of any status) and returns
+ * its id; `creator` (the call or process making it) ending first fails the
+ * wait with what it returned, rather than waiting for the test's timeout.
+ */
+export async function requestWithReason(h: Harness, reason: string, creator?: Promise<unknown>): Promise<string> {
+  let ended: unknown;
+  void creator?.then(
+    (r) => (ended = { ended: r }),
+    (err: unknown) => (ended = { failed: String(err) }),
+  );
   for (;;) {
     const row = (await h.broker.deps.storage.requests.list({ limit: 100 })).find((r) => r.reason === reason);
     if (row) return row.id;
+    if (ended) throw new Error(`no request with reason "${reason}": its creator ended first: ${JSON.stringify(ended).slice(0, 2000)}`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }
