@@ -3,13 +3,17 @@
 // no unpublished workspace sibling and installs from the registry alone:
 //   dist/cli.js    runAgentCli, the `jit-agent` bin's entry (src/agent/main.ts)
 //   dist/index.js  the TypeScript client's module (src/client/index.ts)
-// plus the chunks both share. The package's own dependencies stay outside
+// plus the chunks both share, and dist/types/ (the client's declarations,
+// and those of the wire schemas and lib files it names, by tsc; redone
+// only when one of those folders changed). The package's own dependencies stay outside
 // the bundle (imports); anything else a bundled file imports from
 // node_modules, or a folder of src/ other than the agent side's, fails the
 // build, so no broker dependency (better-sqlite3, pg, grammy, node-vault,
 // pino, …) can slip in. Only changed files are rewritten (a test may be
 // running the package while this runs). Called by scripts/build.mjs.
-import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -83,8 +87,59 @@ export async function buildAgentPackage(root, log) {
     writeFileSync(file.path, file.contents);
     written++;
   }
-  for (const path of listFiles(outdir)) if (!wanted.has(path)) rmSync(path);
-  log(`packages/agent/dist up to date (${written} file${written === 1 ? '' : 's'} written, ${Date.now() - started} ms)`);
+  const typesDir = join(outdir, 'types');
+  for (const path of listFiles(outdir)) if (!wanted.has(path) && !path.startsWith(`${typesDir}/`)) rmSync(path);
+  const types = buildTypes(root, typesDir, log);
+  log(`packages/agent/dist up to date (${written} file${written === 1 ? '' : 's'} written, types ${types}, ${Date.now() - started} ms)`);
+}
+
+/**
+ * dist/types/: `tsc --emitDeclarationOnly` of src/client/index.ts (its
+ * program: client/, the wire/ and lib/ files it imports), relative `.ts`
+ * specifiers turned into `.js` as in the bundle. Skipped while the stamp is
+ * newer than every file of those folders.
+ */
+function buildTypes(root, typesDir, log) {
+  const stamp = join(typesDir, '.stamp');
+  const newest = Math.max(...['client', 'wire', 'lib'].flatMap((d) => listFiles(join(root, 'src', d))).map((f) => statSync(f).mtimeMs));
+  let stampMs = 0;
+  try {
+    stampMs = statSync(stamp).mtimeMs;
+  } catch {}
+  if (stampMs > newest) return 'unchanged';
+  let tsc;
+  try {
+    tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+  } catch {
+    log('typescript is not installed: packages/agent/dist/types not rebuilt');
+    return 'not rebuilt';
+  }
+  rmSync(typesDir, { recursive: true, force: true });
+  // A project and file names cannot be mixed on tsc's command line: a generated config names the entry.
+  const config = join(root, 'packages', 'agent', '.tsconfig.types.json');
+  writeFileSync(
+    config,
+    JSON.stringify({
+      extends: '../../tsconfig.json',
+      compilerOptions: { noEmit: false, declaration: true, emitDeclarationOnly: true, rootDir: '../../src', outDir: './dist/types' },
+      include: [],
+      files: ['../../src/client/index.ts'],
+    }),
+  );
+  const r = spawnSync(process.execPath, [tsc, '-p', config], { stdio: 'inherit' });
+  rmSync(config, { force: true });
+  if (r.status !== 0) {
+    log(`packages/agent: tsc (declarations) failed (exit ${r.status ?? r.signal})`);
+    process.exit(r.status || 1);
+  }
+  for (const file of listFiles(typesDir)) {
+    if (!file.endsWith('.d.ts')) continue;
+    const text = readFileSync(file, 'utf8');
+    const fixed = text.replace(/(from\s+'\.{1,2}\/[^']*)\.ts'/g, "$1.js'");
+    if (fixed !== text) writeFileSync(file, fixed);
+  }
+  writeFileSync(stamp, '');
+  return 'rebuilt';
 }
 
 function listFiles(dir) {

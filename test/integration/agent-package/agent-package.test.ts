@@ -76,6 +76,30 @@ describe('the agent package, packed and installed alone', () => {
     expect(stdout.trim()).toBe('function function');
   });
 
+  it("its types come with it: a TypeScript caller type-checks against the broker's own schemas", async () => {
+    writeFileSync(
+      join(installDir, 'consumer.ts'),
+      [
+        "import { JitClient, type CredentialRequestInput, type RequestView } from '@jit-broker/agent';",
+        "const jit = new JitClient({ baseUrl: 'http://127.0.0.1:1', token: 't' });",
+        "const body: CredentialRequestInput = { resource: 'vault', tier: 2, reason: 'r', vault_paths: [{ path: 'a/data/b', capabilities: ['read'] }] };",
+        'export async function decided(): Promise<string> {',
+        "  const view: RequestView = await jit.waitForDecision('req_x', { timeoutMs: 1, onProgress: (p) => void p.kind });",
+        "  return view.decision?.narrowed ? 'narrowed' : view.status;",
+        '}',
+        '// @ts-expect-error: 7 is not a tier',
+        'export const bad: CredentialRequestInput = { ...body, tier: 7 };',
+        '',
+      ].join('\n'),
+    );
+    const tsc = join(REPO, 'node_modules', 'typescript', 'bin', 'tsc');
+    const args = ['--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', '--typeRoots', join(REPO, 'node_modules', '@types'), '--types', 'node', 'consumer.ts'];
+    const res = await run(process.execPath, [tsc, ...args], { cwd: installDir }).catch((err: { stdout: string }) => ({ stdout: err.stdout, failed: true }));
+    expect(res.stdout).toBe('');
+    expect('failed' in res).toBe(false);
+    // zod's types make this a check of seconds (9 s of tsc's check time here on a loaded machine).
+  }, 180_000);
+
   it('`jit-agent mcp` (MCP SDK client): lists the tools; a tier-2 request waits, with progress, until `jit approve` decides', async () => {
     const token = await h.addAgent('moltbot');
     const mcp = await connectMcp(join(installDir, 'node_modules', '.bin', 'jit-agent'), ['mcp'], { JIT_URL: h.broker.url, JIT_AGENT_TOKEN: token }, installDir);
