@@ -60,7 +60,7 @@ export interface WaitProgress {
 }
 
 export interface WaitOptions extends CallOptions {
-  /** Give up after this long (default 10 min) with a JitWaitTimeoutError. */
+  /** Give up after this long (default 10 min; `Infinity`: never) with a JitWaitTimeoutError. */
   timeoutMs?: number;
   /** Called while the request is still pending: its state, each heartbeat, each reconnect. */
   onProgress?: (progress: WaitProgress) => void;
@@ -208,8 +208,8 @@ export class JitClient {
       }
       failures++;
       if (failures > maxReconnects) {
-        // One GET, not a polling loop: the stream could not be followed.
-        const view = await this.status(id, options);
+        // One GET (not retried, not a polling loop): the stream could not be followed.
+        const view = (await this.#exchange('GET', requestPath(id), undefined, {}, options.signal)).data as RequestView;
         if (view.status !== 'pending') return view;
         throw new JitStreamLostError(id, failures - 1, view, lost);
       }
@@ -237,7 +237,8 @@ export class JitClient {
     const ctl = new AbortController();
     const signal = options.signal ? AbortSignal.any([options.signal, ctl.signal]) : ctl.signal;
     let why: 'connect' | 'idle' | 'deadline' | undefined;
-    const deadline = setTimeout(() => ((why = 'deadline'), ctl.abort()), leftMs);
+    // setTimeout cannot wait longer than 2^31 - 1 ms (it would fire at once): a longer wait is checked again on reconnect.
+    const deadline = Number.isFinite(leftMs) && leftMs < 2 ** 31 ? setTimeout(() => ((why = 'deadline'), ctl.abort()), leftMs) : undefined;
     let idle: NodeJS.Timeout | undefined;
     const quiet = (ms: number, reason: 'connect' | 'idle') => {
       clearTimeout(idle);
