@@ -241,6 +241,9 @@ export function errorText(err: unknown): string {
   if (err instanceof JitUnreachableError) {
     return `The JIT credential broker is unreachable: ${err.message}. Nothing was requested. Tell the operator if it persists; JIT_URL may be wrong.`;
   }
+  if (err instanceof JitStreamLostError) {
+    return `Lost the broker's decision stream for request ${err.requestId} (${err.cause instanceof Error ? err.cause.message : 'reconnects failed'}); it is still pending. Call wait_for_decision again later; do not submit the request again.`;
+  }
   if (err instanceof JitApiError) {
     const head = `${err.title} (HTTP ${err.status} ${err.code}): ${err.detail}`;
     const retry = err.retryAfterSeconds !== undefined ? ` Retry after ${err.retryAfterSeconds} seconds.` : '';
