@@ -7,7 +7,7 @@ import { startTelegramEmulator, type TelegramEmulator } from '../../fakes/telegr
 import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
 import { endsWithTest, JIT_BIN, runJit } from '../../helpers/cli.ts';
 import { startCountingProxy } from '../../helpers/counting-proxy.ts';
-import { connectMcp, requestWithReason } from './helpers.ts';
+import { connectMcp, requestWithReason, streamOpened } from './helpers.ts';
 
 /**
  * Issue 21: a decision reaches every kind of waiting agent through the
@@ -85,16 +85,14 @@ interface Waiters {
 
 /** One request per kind of waiter, all waiting; resolves once the three streams are open on the broker. */
 async function startWaiters(label: string): Promise<Waiters> {
-  const agentId = (await h.broker.deps.storage.agents.list()).find((a) => a.name === 'moltbot')!.id;
-  const before = h.broker.streams.openCount(agentId);
   const cli = cliWaiter(`${label}: the CLI waits`);
   const posted = await h.call('POST', '/jit/request', { token, body: { resource: 'vault', tier: 2, reason: `${label}: the client waits`, vault_paths: [{ path: WEB, capabilities: ['read'] }] } });
   expect(posted.status).toBe(202);
   const clientWait = client.waitForDecision(posted.body.id).then((view) => ({ view, at: Date.now() }));
   const mcpWait = mcp.callWithProgress('request_vault_credential', { tier: 2, reason: `${label}: the MCP tool call waits`, vault_paths: [{ path: WEB, capabilities: ['read'] }] });
   const ids = { cli: await requestWithReason(h, `${label}: the CLI waits`, cli), client: posted.body.id as string, mcp: await requestWithReason(h, `${label}: the MCP tool call waits`, mcpWait) };
-  // Readiness: every waiter's stream is open (however slowly the CLI process started).
-  while (h.broker.streams.openCount(agentId) < before + 3) await new Promise((r) => setTimeout(r, 20));
+  // Readiness: every waiter's stream is open (however slowly the CLI process started): the broker logged each one's start.
+  await Promise.all(Object.values(ids).map((id) => streamOpened(h, id)));
   return { ids, cli, client: clientWait, mcp: mcpWait };
 }
 
