@@ -126,6 +126,11 @@ describe('the agent package, packed and installed alone', () => {
       expect(progress.length).toBeGreaterThan(0);
       expect(progress[0]!.message).toContain(`Request ${id} is pending`);
       expect(h.logs()).not.toContain(`"method":"GET","path":"/jit/requests/${id}",`);
+
+      // The package's CLI over the same stream: decided already, so at once; exit 0 for an approval.
+      const status = await run(join(installDir, 'node_modules', '.bin', 'jit-agent'), ['status', id, '--wait'], { env: { PATH: process.env.PATH ?? '', JIT_URL: h.broker.url, JIT_AGENT_TOKEN: token } });
+      expect(status.stderr).toContain(`Request ${id} approved by local-cli; granted less than asked: homelab/data/apps/web [read]`);
+      expect(status.stdout).toMatch(new RegExp(`^${id}\\s+approved\\s+vault`));
     } finally {
       await mcp.close();
     }
