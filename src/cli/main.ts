@@ -1,7 +1,8 @@
+import { AGENT_COMMANDS, AGENT_USAGE } from '../agent/commands.ts';
 import { packageVersion } from '../lib/package-version.ts';
-import { UsageError } from './args.ts';
+import { UsageError } from '../lib/cli-args.ts';
 import { COMMAND_HELP } from './help.ts';
-import { EXIT_OUTPUT_CLOSED, OutputClosed, getProcessIo, type CliIo } from './io.ts';
+import { EXIT_OUTPUT_CLOSED, OutputClosed, getProcessIo, type CliIo } from '../lib/cli-io.ts';
 
 const USAGE = `Usage: jit <command> [options]
 
@@ -48,13 +49,7 @@ Webhooks and signing keys
                                       revoke drops a compromised one from the JWKS at once
 
 Agent side (HTTP only; JIT_URL default http://127.0.0.1:8787, JIT_AGENT_TOKEN)
-  request vault --path PATH:CAPS... --tier N --reason TEXT [--ttl D] [--session KEY] [--wait [--claim]]
-  request gate --repo R --ref REF... --tier N --reason TEXT [...]
-                                      ask for a credential; "jit request --help" for all options
-  status ID                           the agent's own request (never the secret)
-  claim ID [--format env|json]        claim an approved credential once (stdout only)
-  revoke ID                           end the credential now
-  mcp                                 MCP server on stdio with the same operations as tools
+${AGENT_USAGE}
 
 Operator commands read the service's environment (JIT_DB, JIT_POLICIES, ...).
 Exit codes: 0 done, 1 failed, 2 wrong use or bad configuration (agent side: 3 broker unreachable).
@@ -83,11 +78,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   webhooks: async () => (await import('./commands/webhooks.ts')).webhooksCommand,
   keys: async () => (await import('./commands/keys.ts')).keysCommand,
   db: async () => (await import('./commands/db.ts')).dbCommand,
-  request: async () => (await import('./commands/client-request.ts')).requestCommand,
-  status: async () => (await import('./commands/client-ops.ts')).statusCommand,
-  claim: async () => (await import('./commands/client-ops.ts')).claimCommand,
-  revoke: async () => (await import('./commands/client-ops.ts')).revokeCommand,
-  mcp: async () => (await import('./commands/client-mcp.ts')).mcpCommand,
+  // The agent side lives in src/agent/, shared with the agent package's `jit-agent`.
+  ...AGENT_COMMANDS,
 };
 
 /** Every command name, for help and tests. */

@@ -10,8 +10,8 @@ import type { Storage } from '../../storage/storage.ts';
 import { openPostgresStorage } from '../../storage/postgres/index.ts';
 import { shownDatabaseUrl, whyNotOpened } from '../../storage/postgres/pool.ts';
 import { StorageOpenError } from '../../storage/errors.ts';
-import { UsageError, parseCommandArgs } from '../args.ts';
-import type { CliIo } from '../io.ts';
+import { UsageError, parseCommandArgs } from '../../lib/cli-args.ts';
+import type { CliIo } from '../../lib/cli-io.ts';
 
 const USAGE = 'jit db copy --to postgres://USER:PASSWORD@HOST:PORT/DB';
 
