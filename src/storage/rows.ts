@@ -63,10 +63,21 @@ export interface CredentialRow {
   end_reason: string | null;
   /** When the row was inserted (ms); 0 for rows from before migration 0008. */
   reserved_at: number;
+  /** The node (broker process) that reserved it; null on older rows and rows of processes without a node. */
+  node_id: string | null;
 }
 
 export type NewCredentialRow = Pick<CredentialRow, 'id' | 'request_id' | 'type' | 'state' | 'vault_policy' | 'accessor' | 'jti' | 'issued_at' | 'expires_at'> &
-  Partial<Pick<CredentialRow, 'reserved_at'>>;
+  Partial<Pick<CredentialRow, 'reserved_at' | 'node_id'>>;
+
+/** A named lease (storage LeasesRepository): who holds it, until when (ms). */
+export interface LeaseRow {
+  name: string;
+  holder: string;
+  expires_at: number;
+  /** When the current holder took it (kept while it renews). */
+  acquired_at: number;
+}
 
 export interface VoteRow {
   approver: string;
