@@ -35,6 +35,8 @@ export interface RequestRow {
   /** What an approver granted (JSON like `scope`), set at approval; absent/NULL = granted as asked. See broker/narrowing.ts. */
   granted_scope?: string | null;
   granted_ttl_seconds?: number | null;
+  /** The node (serving broker process) that created it; absent/NULL on older rows and rows the CLI wrote. See broker/node.ts. */
+  node_id?: string | null;
 }
 
 /** What a new request row carries (the grant columns are set later, at approval). */

@@ -18,3 +18,9 @@ CREATE TABLE leases (
 -- gone, or when it is older than the stale-mint bound. NULL on rows from
 -- processes without a node: only the bound applies to them.
 ALTER TABLE credentials ADD COLUMN node_id TEXT;
+
+-- The node that created a request. A tier-1 request approved by policy and
+-- committed without its credential row (a gate credential is signed and
+-- recorded in a second transaction) is settled as interrupted by the same
+-- rule as a `minting` row.
+ALTER TABLE requests ADD COLUMN node_id TEXT;

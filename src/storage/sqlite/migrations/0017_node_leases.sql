@@ -19,3 +19,9 @@ CREATE TABLE leases (
 -- from before this migration and from processes without a node: only the
 -- bound applies to them.
 ALTER TABLE credentials ADD COLUMN node_id TEXT;
+
+-- The node that created a request. A tier-1 request approved by policy and
+-- committed without its credential row (a gate credential is signed and
+-- recorded in a second transaction) is settled as interrupted by the same
+-- rule as a `minting` row.
+ALTER TABLE requests ADD COLUMN node_id TEXT;
