@@ -38,7 +38,7 @@ module.exports = {
         '(the files directly in src/: create-deps.ts, main.ts, …) call it, never the other way. ' +
         'Pass what the broker needs through BrokerDeps; a type both sides need belongs in src/broker.',
       from: { path: '^src/broker/' },
-      to: { path: [`^src/(${ADAPTERS})/`, COMPOSITION_FILES] },
+      to: { path: [`^src/(${ADAPTERS}|agent)/`, COMPOSITION_FILES] },
     },
     {
       name: 'adapters-do-not-import-each-other',
@@ -54,13 +54,13 @@ module.exports = {
       name: 'cli-imports-no-other-adapter',
       severity: 'error',
       comment:
-        'The same rule for src/cli, with two exceptions. The webhook outbox module: `jit webhooks list|retry` and ' +
+        'The same rule for src/cli, with one exception, the webhook outbox module: `jit webhooks list|retry` and ' +
         '`jit requests show` are the operator tools over the outbox, and cli/context.ts (the composition root of the ' +
-        'offline deciding commands, as create-deps.ts is of the service) wires the outbox decision sink. And `jit mcp` ' +
-        'starts the MCP server from its entry, mcp/server.ts, as `jit serve` starts the service from main.ts. Nothing ' +
-        'else of webhooks/ or mcp/, and nothing of http/, telegram/ or console/.',
+        'offline deciding commands, as create-deps.ts is of the service) wires the outbox decision sink. Nothing ' +
+        'else of webhooks/, and nothing of mcp/, http/, telegram/ or console/: the agent-side commands (`jit mcp` ' +
+        'included) are src/agent/, which cli/ delegates to.',
       from: { path: '^src/cli/' },
-      to: { path: `^src/(${OTHER_ADAPTERS})/`, pathNot: ['^src/webhooks/outbox\\.ts$', '^src/mcp/server\\.ts$'] },
+      to: { path: `^src/(${OTHER_ADAPTERS})/`, pathNot: ['^src/webhooks/outbox\\.ts$'] },
     },
     {
       name: 'lower-layers-import-nothing-above',
@@ -70,7 +70,7 @@ module.exports = {
         'an adapter or the composition root. A type both sides need moves down (the DecisionSink lives in ' +
         'src/storage/decision-sink.ts); wiring that needs the broker goes to create-deps.ts.',
       from: { path: `^src/(${LOWER_LAYERS})/` },
-      to: { path: [`^src/(${ADAPTERS}|broker)/`, COMPOSITION_FILES] },
+      to: { path: [`^src/(${ADAPTERS}|broker|agent)/`, COMPOSITION_FILES] },
     },
     {
       name: 'agent-side-imports-only-wire-lib-client',
@@ -83,11 +83,21 @@ module.exports = {
       to: { path: '^src/', pathNot: ['^src/(wire|lib|client)/', '^src/$1/'] },
     },
     {
+      name: 'agent-commands-import-only-the-agent-side',
+      severity: 'error',
+      comment:
+        'src/agent (the agent-side commands, shared by `jit` and the agent package\'s `jit-agent`) is bundled into ' +
+        'packages/agent: it imports src/client, src/mcp, src/wire, src/lib and itself, nothing of the broker, storage ' +
+        'or the other adapters (scripts/build-agent.mjs refuses to bundle anything else).',
+      from: { path: '^src/agent/' },
+      to: { path: '^src/', pathNot: '^src/(agent|client|mcp|wire|lib)/' },
+    },
+    {
       name: 'keys-are-shared-not-an-adapter',
       severity: 'error',
       comment: 'src/keys (the signing key ring) is used by the broker and the adapters alike, so it imports neither.',
       from: { path: '^src/keys/' },
-      to: { path: [`^src/(${ADAPTERS}|broker|storage)/`, COMPOSITION_FILES] },
+      to: { path: [`^src/(${ADAPTERS}|broker|storage|agent)/`, COMPOSITION_FILES] },
     },
     {
       name: 'wire-is-zod-only',

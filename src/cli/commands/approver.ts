@@ -1,9 +1,9 @@
 import { ENROLMENT_TTL_MS, TELEGRAM_USER_ID, addApprover, listApprovers, removeApprover } from '../../broker/approvers.ts';
 import { BrokerError } from '../../broker/errors.ts';
-import { UsageError, parseCommandArgs } from '../args.ts';
+import { UsageError, parseCommandArgs } from '../../lib/cli-args.ts';
 import { openCliContext } from '../context.ts';
 import { iso } from '../format.ts';
-import type { CliIo } from '../io.ts';
+import type { CliIo } from '../../lib/cli-io.ts';
 import { CLI_ACTOR } from '../operator.ts';
 
 const USAGE = 'jit approver add NAME [--telegram-id ID] | jit approver list | jit approver remove NAME';

@@ -5,8 +5,8 @@ import { auditEntries, verifyAuditChain } from '../../broker/audit.ts';
 import { KeyRingError, type Jwks } from '../../keys/key-ring.ts';
 import { openKeyRing, type KeyRingStore } from '../../keys/key-ring-db.ts';
 import { openCliContext } from '../context.ts';
-import type { CliIo } from '../io.ts';
-import { UsageError, parseCommandArgs } from '../args.ts';
+import type { CliIo } from '../../lib/cli-io.ts';
+import { UsageError, parseCommandArgs } from '../../lib/cli-args.ts';
 
 const USAGE = 'jit audit verify [--jwks FILE] | jit audit export [--output FILE] [--since SEQ]';
 

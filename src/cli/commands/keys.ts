@@ -4,9 +4,9 @@ import { formatDuration } from '../../lib/duration.ts';
 import { DEFAULT_KEY_GRACE_SECONDS, KeyRingError } from '../../keys/key-ring.ts';
 import { openKeyRing } from '../../keys/key-ring-db.ts';
 import { openCliContext } from '../context.ts';
-import type { CliIo } from '../io.ts';
+import type { CliIo } from '../../lib/cli-io.ts';
 import { CLI_ACTOR } from '../operator.ts';
-import { UsageError, parseCommandArgs } from '../args.ts';
+import { UsageError, parseCommandArgs } from '../../lib/cli-args.ts';
 import { finishRevocations, openRevocationContext } from './revocation.ts';
 
 const USAGE = 'jit keys list | jit keys rotate | jit keys revoke KID';

@@ -1,6 +1,6 @@
 import { StartupError, startBroker } from '../../main.ts';
-import type { CliIo } from '../io.ts';
-import { UsageError, parseCommandArgs } from '../args.ts';
+import type { CliIo } from '../../lib/cli-io.ts';
+import { UsageError, parseCommandArgs } from '../../lib/cli-args.ts';
 
 const USAGE = 'jit serve';
 

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { consumeEnrolmentIn, enrolmentApprover, ENROLMENT_TTL_MS } from '../../../src/broker/approvers.ts';
-import type { CliIo } from '../../../src/cli/io.ts';
+import type { CliIo } from '../../../src/lib/cli-io.ts';
 import { runCli } from '../../../src/cli/main.ts';
 import { ManualClock } from '../../../src/lib/clock.ts';
 import { hashSecret } from '../../../src/lib/secrets.ts';

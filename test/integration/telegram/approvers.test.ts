@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { addApprover, removeApprover } from '../../../src/broker/approvers.ts';
 import { decideRequest } from '../../../src/broker/decide.ts';
 import { BrokerError } from '../../../src/broker/errors.ts';
-import type { CliIo } from '../../../src/cli/io.ts';
+import type { CliIo } from '../../../src/lib/cli-io.ts';
 import { runCli } from '../../../src/cli/main.ts';
 import { dirname, join } from 'node:path';
 import type { ApprovalBot } from '../../../src/telegram/index.ts';
