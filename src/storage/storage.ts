@@ -114,8 +114,6 @@ export interface CredentialsRepository {
   livePastExpiry(now: number, limit: number): Promise<CredentialRow[]>;
   /** Rows in a state still to settle. */
   inState(state: 'minting' | 'ending' | 'abandoned', limit: number): Promise<CredentialRow[]>;
-  /** `minting` rows reserved before `before`. */
-  mintingReservedBefore(before: number, limit: number): Promise<CredentialRow[]>;
   /** Live credentials with a known accessor (startup reconciliation asks Vault about each). */
   liveWithAccessor(): Promise<CredentialRow[]>;
   /** Records the accessor of a token minted for an abandoned/failed row that names none; false otherwise. */

@@ -281,8 +281,6 @@ export function describeStorageConformance(name: string, open: () => Promise<Ope
         expect(ids(await s.credentials.livePastExpiry(T0 + 20, 1))).toEqual(['cred_later']);
         expect(ids(await s.credentials.inState('minting', 10))).toEqual(['cred_mint']);
         expect(await s.credentials.inState('ending', 10)).toEqual([]);
-        expect(ids(await s.credentials.mintingReservedBefore(T0 + 6, 10))).toEqual(['cred_mint']);
-        expect(await s.credentials.mintingReservedBefore(T0 + 5, 10)).toEqual([]);
         expect(ids(await s.credentials.liveWithAccessor())).toEqual(['cred_ok']);
       });
 
