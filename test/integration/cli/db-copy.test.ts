@@ -208,7 +208,7 @@ describe('jit db copy', () => {
     expect(res.stdout).toMatch(/^telegram_messages\s+[1-9]\d* rows? \(source [1-9]\d*\)$/m);
     expect(res.stdout).toMatch(/^settings\s+1 row \(source 1\)$/m);
     expect(res.stdout).toMatch(/^schema_migrations\s+skipped/m);
-    expect(res.stdout).toMatch(/^verify: row counts match the source in all 14 tables$/m);
+    expect(res.stdout).toMatch(/^verify: row counts match the source in all 18 tables$/m);
     expect(res.stdout).toMatch(/^verify: audit chain intact on the target: \d+ entries, [1-9]\d* signed heads? checked$/m);
     expect(res.stdout).toMatch(/^signing keys: [1-9]\d* sealed into the target's key ring under JIT_KEY_ENCRYPTION_KEY$/m);
     expect(res.stdout).toMatch(/^signing_keys\s+/m);
