@@ -10,7 +10,7 @@ import { openPostgresStorage, postgresPool } from '../../src/storage/postgres/in
 import { openDatabase } from '../../src/storage/sqlite/open.ts';
 import { openSqliteStorage } from '../../src/storage/sqlite/index.ts';
 import type { Storage } from '../../src/storage/storage.ts';
-import { freePort } from '../helpers/chaos-process.ts';
+import { freePort } from '../helpers/net.ts';
 import { postgresSchemas } from '../helpers/postgres.ts';
 import { T0, request } from './conformance.ts';
 
