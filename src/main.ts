@@ -3,6 +3,7 @@ import { recordServiceSettings } from './config/service-settings.ts';
 import { createApprovalBot, type ApprovalBot, type ApprovalBotOptions } from './telegram/index.ts';
 import { startAuditUpkeep } from './broker/audit-upkeep.ts';
 import { startLifecycle } from './broker/lifecycle.ts';
+import { newNodeId, startNodeLease } from './broker/node.ts';
 import { InvalidPolicyFiles, PolicyStore, formatProblems } from './broker/policy/index.ts';
 import { createDeps } from './create-deps.ts';
 import type { BrokerDeps } from './broker/deps.ts';
@@ -131,6 +132,10 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
   }
   const ring = keys;
   started.add(() => ring.stop());
+  // This broker's node id and lease (broker/node.ts): released last, once nothing of this node mints any more.
+  const node = await startNodeLease({ storage, clock, log, id: newNodeId(), ttlMs: config.nodeLeaseSeconds * 1000 });
+  started.add(() => node.stop());
+  log.info({ node_id: node.id, lease_seconds: config.nodeLeaseSeconds }, 'node lease taken');
   const maintenance = storage.maintain(log);
   started.add(() => maintenance.stop());
   const ids = createIdGenerator(() => clock.now());
@@ -139,7 +144,7 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
   const events = createOutboxSink({ storage, policies, ids, log, notify: () => dispatcher.notify() });
   const streams = createRequestStreams({ storage, log, maxPerAgent: config.maxStreams, ...opts.streams });
   metrics.setStreamSource(() => streams.openCount());
-  const deps = createDeps({ config, storage, vault, policies, log, clock, ids, events, keys, metrics, onAuditCommit: () => streams.wake() });
+  const deps = createDeps({ config, storage, vault, policies, log, clock, ids, events, keys, metrics, onAuditCommit: () => streams.wake(), nodeId: node.id });
   // Stopped after every audit writer (LIFO): the suppressed counts, then the signed chain head.
   const auditUpkeep = startAuditUpkeep(deps, { primary: true });
   started.add(() => auditUpkeep.stop());
@@ -184,7 +189,7 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
   // Operator commands (jit approve/deny/revoke) decide with these, not with their shell's (SPEC §10); recorded
   // only once this broker serves, so a second `jit serve` that fails to start never replaces a live service's.
   await recordServiceSettings(storage, config, clock.now());
-  log.info({ url, dev_mode: !!devVault, policies: config.policiesDir, db: describeDatabase(config), telegram: telegram?.mode ?? 'disabled' }, 'jit-broker listening');
+  log.info({ url, node_id: node.id, dev_mode: !!devVault, policies: config.policiesDir, db: describeDatabase(config), telegram: telegram?.mode ?? 'disabled' }, 'jit-broker listening');
   await telegram?.start();
   if (devVault && !telegram) {
     print('Approver: no Telegram bot configured; approve tier-2 requests with `npx jit approve ID`.');

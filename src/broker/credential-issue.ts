@@ -86,7 +86,7 @@ export interface VaultReservation {
  * @throws BrokerError CONFLICT when the request is not approved; the
  *   StorageUniqueError when it already has a credential.
  */
-export async function reserveVaultCredential(deps: Pick<BrokerDeps, 'storage' | 'ids' | 'clock' | 'config'>, tx: Transaction, request: RequestRow): Promise<VaultReservation> {
+export async function reserveVaultCredential(deps: Pick<BrokerDeps, 'storage' | 'ids' | 'clock' | 'config' | 'nodeId'>, tx: Transaction, request: RequestRow): Promise<VaultReservation> {
   const { ids, clock } = deps;
   const now = clock.now();
   const current = await tx.requests.get(request.id);
@@ -115,6 +115,8 @@ export async function reserveVaultCredential(deps: Pick<BrokerDeps, 'storage' | 
     issued_at: null,
     expires_at: now + ttlSeconds * 1000,
     reserved_at: now,
+    // While this node's lease holds, no other broker takes the row for an interrupted mint (lifecycle.ts).
+    node_id: deps.nodeId ?? null,
   });
   return { credentialId, policyName: policy.name, policyText: grant.text, policyWritten: policy.written, ttlSeconds, startedAt: performance.now() };
 }
@@ -139,11 +141,11 @@ export async function reserveVaultCredential(deps: Pick<BrokerDeps, 'storage' | 
  * If Vault fails in step 2 the row is abandoned and the policy retired (and
  * deleted unless other live credentials hold it; the reaper finishes the
  * deletion if Vault is still down), so nothing half-issued outlives the
- * call. A crash between 1 and 3 leaves a `minting` row that is cleaned up
- * the same way: by startup reconciliation, or by the periodic sweep once
- * the row is older than {@link STALE_MINT_MS} (when only one of several
- * processes died). A mint that finishes after that cannot make the row
- * live; its token is revoked.
+ * call. A crash between 1 and 3 leaves a `minting` row (naming this
+ * node, `deps.nodeId`) that is cleaned up the same way, by any broker's
+ * reconciliation or sweep once it is provably dead: its node's lease lapsed,
+ * or it is older than {@link STALE_MINT_MS} (lifecycle.ts). A mint that
+ * finishes after that cannot make the row live; its token is revoked.
  *
  * A gate push credential: the JWT is signed first (no I/O), then one
  * transaction inserts the live credential row and marks the request issued.

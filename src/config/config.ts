@@ -92,6 +92,10 @@ const EnvSchema = z.object({
     .string()
     .refine((v) => v === '', 'no longer supported (HTTP worker processes were removed): unset it, and to scale run several brokers on one database (docs/operations.md, "High availability")')
     .optional(),
+  // A node's lease in the database and the Telegram leader's (docs/architecture.md): renewed every third of it.
+  JIT_NODE_LEASE: duration
+    .refine((s) => s >= 2 && s <= 300, 'must be between 2s and 300s (a live broker renews its lease every third of it; another takes over a dead one\'s work once it lapses)')
+    .default(15),
   JIT_SHARE_GRANT_POLICIES: z.enum(['true', 'false', '1', '0', '']).default('false').transform((v) => v === 'true' || v === '1'),
   VAULT_ADDR: z.union([httpUrl, z.literal('').transform(() => undefined)]).optional(),
   VAULT_TOKEN: optionalText,
@@ -140,6 +144,8 @@ export interface Config {
   devVaultPort: number;
   /** One Vault policy per identical grant instead of per credential (faster; see docs/architecture.md). */
   shareGrantPolicies: boolean;
+  /** Seconds: a serving broker's node lease and the Telegram leader lease (JIT_NODE_LEASE), renewed every third of it. */
+  nodeLeaseSeconds: number;
   telegram:
     | { botToken: string; chatId: string; approvers: string[]; apiRoot: string; webhookSecret?: string }
     | undefined;
@@ -236,6 +242,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     vault,
     devVaultPort: e.JIT_DEV_VAULT_PORT,
     shareGrantPolicies: e.JIT_SHARE_GRANT_POLICIES,
+    nodeLeaseSeconds: e.JIT_NODE_LEASE,
     telegram,
     openclaw: e.OPENCLAW_HOOKS_URL
       ? { hooksUrl: e.OPENCLAW_HOOKS_URL, ...(e.OPENCLAW_HOOKS_TOKEN ? { hooksToken: e.OPENCLAW_HOOKS_TOKEN } : {}) }

@@ -53,6 +53,7 @@ export const COPY_PLAN: readonly TablePlan[] = [
   { name: 'telegram_narrowing', kind: 'copy' },
   { name: 'signing_key_ring', kind: 'target', why: "PostgreSQL's key ring: filled from the key file beside the SQLite database, sealed (jit db copy's key step)" },
   { name: 'signing_keys', kind: 'target', why: "PostgreSQL's key ring: filled from the key file beside the SQLite database, sealed (jit db copy's key step)" },
+  { name: 'leases', kind: 'skip', why: 'ephemeral: node and Telegram leader leases, renewed every few seconds by the brokers that hold them' },
   { name: 'schema_migrations', kind: 'skip', why: "each engine's own migration record; the target's are applied by its migrations" },
 ];
 

@@ -183,19 +183,19 @@ describe('copySqliteToPostgres', () => {
   it('fails loudly on a source table it does not know, before writing anything', async () => {
     const { path } = await seededSource();
     const db = new Database(path);
-    db.exec('CREATE TABLE leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL)');
+    db.exec('CREATE TABLE scratch_cache (name TEXT PRIMARY KEY, owner TEXT NOT NULL)');
     db.close();
     const url = await freshSchema();
-    await expect(copySqliteToPostgres({ sourcePath: path, targetUrl: url })).rejects.toThrow(/source has table\(s\) the copy does not know: leases\. .*COPY_PLAN/);
+    await expect(copySqliteToPostgres({ sourcePath: path, targetUrl: url })).rejects.toThrow(/source has table\(s\) the copy does not know: scratch_cache\. .*COPY_PLAN/);
     expect(await tablesIn(url)).toEqual([]); // refused before the target was even migrated
 
     // Named as skipped (ephemeral), it is counted and left behind; the rest is copied.
-    const withLeases = new Database(path);
-    withLeases.prepare("INSERT INTO leases (name, owner) VALUES ('telegram-poller', 'node-1')").run();
-    withLeases.close();
-    const plan = [...COPY_PLAN, { name: 'leases', kind: 'skip' as const, why: 'ephemeral: node leases expire within seconds' }];
+    const withScratch = new Database(path);
+    withScratch.prepare("INSERT INTO scratch_cache (name, owner) VALUES ('k', 'v')").run();
+    withScratch.close();
+    const plan = [...COPY_PLAN, { name: 'scratch_cache', kind: 'skip' as const, why: 'ephemeral' }];
     const result = await copySqliteToPostgres({ sourcePath: path, targetUrl: url, plan });
-    expect(result.tables.find((t) => t.table === 'leases')).toMatchObject({ kind: 'skip', source: 1, target: 0 });
+    expect(result.tables.find((t) => t.table === 'scratch_cache')).toMatchObject({ kind: 'skip', source: 1, target: 0 });
     expect(await rowsIn(url, 'agents')).toBe(1);
   });
 

@@ -126,6 +126,20 @@ describe('PostgreSQL engine: two brokers on one database', () => {
     expect(new Set(rows.map((r) => r.actor))).toEqual(new Set(['a', 'b']));
   });
 
+  it('race for one lease from both (outside and inside transactions): exactly one holds it, each time it is free', async () => {
+    for (let round = 0; round < 5; round++) {
+      const now = T0 + round * 10_000;
+      const tries = [a, b, a, b].map((s, i) =>
+        i % 2 === 0
+          ? s.leases.acquire('telegram:leader', `n${i}`, now, now + 10_000)
+          : s.transaction((tx) => tx.leases.acquire('telegram:leader', `n${i}`, now, now + 10_000)),
+      );
+      const won = await Promise.all(tries);
+      expect(won.filter(Boolean)).toHaveLength(1);
+      expect((await b.leases.get('telegram:leader'))!.holder).toBe(`n${won.indexOf(true)}`);
+    }
+  });
+
   it('refuse the same Idempotency-Key from both with StorageUniqueError, once', async () => {
     const insert = (s: Storage, id: string) => s.requests.insert(request(id, { idempotency_key: 'k1' }));
     const outcomes = await Promise.allSettled([insert(a, 'req_a'), insert(b, 'req_b'), insert(a, 'req_c'), insert(b, 'req_d')]);

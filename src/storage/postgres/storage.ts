@@ -14,6 +14,7 @@ import { BEGIN_LOCKED, CONNECT_TIMEOUT_MS, LOCK_TIMEOUT_MS, createPool, isBroken
 import { pgIdempotency, pgRateLimits, pgRequests } from './requests.ts';
 import { pgSettings } from './settings.ts';
 import { pgSigningKeys } from './signing-keys.ts';
+import { pgLeases } from './leases.ts';
 import { pgTelegram } from './telegram.ts';
 import { pgVotes } from './votes.ts';
 
@@ -30,6 +31,7 @@ function repositories(x: Exec): Repositories {
     outbox: pgOutbox(x),
     telegram: pgTelegram(x),
     settings: pgSettings(x),
+    leases: pgLeases(x),
   };
 }
 

@@ -5,8 +5,8 @@ import type { Sync } from './sync.ts';
 
 export function sqliteCredentials(db: Db): Sync<CredentialsRepository> {
   const s = {
-    insert: db.prepare(`INSERT INTO credentials (id, request_id, type, state, vault_policy, accessor, jti, issued_at, expires_at, reserved_at)
-      VALUES (@id, @request_id, @type, @state, @vault_policy, @accessor, @jti, @issued_at, @expires_at, @reserved_at)`),
+    insert: db.prepare(`INSERT INTO credentials (id, request_id, type, state, vault_policy, accessor, jti, issued_at, expires_at, reserved_at, node_id)
+      VALUES (@id, @request_id, @type, @state, @vault_policy, @accessor, @jti, @issued_at, @expires_at, @reserved_at, @node_id)`),
     forRequest: db.prepare(`SELECT * FROM credentials WHERE request_id = ? ORDER BY state IN ('abandoned', 'failed'), rowid DESC LIMIT 1`),
     live: db.prepare(`UPDATE credentials SET state = 'live', accessor = @accessor, issued_at = @issued_at, expires_at = @expires_at
       WHERE id = @id AND state = 'minting'`),
@@ -19,7 +19,6 @@ export function sqliteCredentials(db: Db): Sync<CredentialsRepository> {
     // the query repeats its WHERE term verbatim (`state = ?`, even `state = 'minting'`, alone scans the table).
     unsettled: db.prepare(`SELECT * FROM credentials WHERE state IN ('minting', 'ending', 'abandoned') AND state = ? LIMIT ?`),
     // The minting rows are the mints under way, a handful: reserved_at is checked on them, no index of its own.
-    mintingReservedBefore: db.prepare(`SELECT * FROM credentials WHERE state IN ('minting', 'ending', 'abandoned') AND state = 'minting' AND reserved_at < ? LIMIT ?`),
     liveWithAccessor: db.prepare(`SELECT * FROM credentials WHERE state = 'live' AND accessor IS NOT NULL`),
     lateAccessor: db.prepare(`UPDATE credentials SET accessor = ? WHERE id = ? AND state IN ('abandoned', 'failed') AND accessor IS NULL`),
     knownPolicies: db.prepare(`SELECT vault_policy FROM credentials WHERE vault_policy IS NOT NULL AND state IN ('minting', 'live', 'ending', 'abandoned')`).pluck(),
@@ -41,14 +40,13 @@ export function sqliteCredentials(db: Db): Sync<CredentialsRepository> {
       const reservedAt = row.reserved_at ?? row.issued_at;
       // A row with neither (a `minting` one) would be taken by the sweep for an interrupted mint.
       if (reservedAt === null || reservedAt === undefined) throw new Error(`credential ${row.id}: reserved_at is required`);
-      s.insert.run({ ...row, reserved_at: reservedAt });
+      s.insert.run({ ...row, reserved_at: reservedAt, node_id: row.node_id ?? null });
     },
     forRequest: (requestId) => s.forRequest.get(requestId) as CredentialRow | undefined,
     markLive: (id, accessor, issuedAt, expiresAt) => s.live.run({ id, accessor, issued_at: issuedAt, expires_at: expiresAt }).changes === 1,
     move: (id, from, to, now, reason) => s.move.run({ id, from, to, now, reason: reason ?? null }).changes === 1,
     livePastExpiry: (now, limit) => s.liveExpired.all(now, limit) as CredentialRow[],
     inState: (state, limit) => s.unsettled.all(state, limit) as CredentialRow[],
-    mintingReservedBefore: (before, limit) => s.mintingReservedBefore.all(before, limit) as CredentialRow[],
     liveWithAccessor: () => s.liveWithAccessor.all() as CredentialRow[],
     recordLateAccessor: (id, accessor) => s.lateAccessor.run(accessor, id).changes === 1,
     namesLegacyVaultPolicy: (name) => s.namesLegacyPolicy.get(name) !== undefined,
