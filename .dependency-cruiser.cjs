@@ -16,7 +16,7 @@ const COMPOSITION_FILES = '^src/[^/]+$';
 
 /**
  * The lower layers: storage, Vault client, configuration, helpers, wire schemas and metrics. They import each other
- * (config → lib and storage, vault → config and lib, metrics → storage and vault, storage → lib and wire, wire → lib)
+ * (config → lib and storage, vault → config and lib, metrics → storage and vault, storage → lib, wire and the types of keys/key-ring-store.ts, wire → lib)
  * and never the broker, an adapter or the composition root. keys/ has its own stricter rule below.
  */
 const LOWER_LAYERS = 'storage|vault|config|lib|wire|metrics';

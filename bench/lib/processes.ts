@@ -172,9 +172,8 @@ export async function addMoreAgents(dbPath: string, first: string, count: number
   const { loadConfig } = (await import(join(repo, 'src/config/config.ts'))) as typeof import('../../src/config/config.ts');
   const config = loadConfig({ JIT_DB: dbPath, ...(databaseUrl ? { JIT_DATABASE_URL: databaseUrl } : {}) });
   const tokens = [first];
-  if (databaseUrl) {
-    const { openStorage } = await import('../../src/storage/index.ts');
-    const storage = await openStorage(config);
+  /** Adds the agents through the storage interface, then closes it. */
+  const addThrough = async (storage: Parameters<typeof createStorageDeps>[0]['storage']): Promise<string[]> => {
     try {
       const deps = createStorageDeps({ config, storage });
       for (let i = 2; i <= count; i++) tokens.push((await deps.agents.add(`bench-${i}`)).token);
@@ -182,17 +181,14 @@ export async function addMoreAgents(dbPath: string, first: string, count: number
       await storage.close();
     }
     return tokens;
+  };
+  if (databaseUrl) {
+    const { openStorage } = await import('../../src/storage/index.ts');
+    return addThrough(await openStorage(config));
   }
   if (existsSync(join(repo, 'src/storage/sqlite/index.ts'))) {
     const { openSqliteStorage } = (await import(join(repo, 'src/storage/sqlite/index.ts'))) as typeof import('../../src/storage/sqlite/index.ts');
-    const storage = openSqliteStorage(dbPath);
-    try {
-      const deps = createStorageDeps({ config, storage });
-      for (let i = 2; i <= count; i++) tokens.push((await deps.agents.add(`bench-${i}`)).token);
-    } finally {
-      await storage.close();
-    }
-    return tokens;
+    return addThrough(openSqliteStorage(dbPath));
   }
   // A checkout from before the storage interface (issue 18, for `bench compare`): src/db/ and a synchronous agent store.
   const { openDatabase } = (await import(join(repo, 'src/db/open.ts'))) as { openDatabase(path: string): { close(): void } };

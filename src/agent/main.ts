@@ -1,5 +1,4 @@
-import { UsageError } from '../lib/cli-args.ts';
-import { EXIT_OUTPUT_CLOSED, OutputClosed, getProcessIo, type CliIo } from '../lib/cli-io.ts';
+import { commonCommandExit, getProcessIo, type CliIo } from '../lib/cli-io.ts';
 import { packageVersion } from '../lib/package-version.ts';
 import { AGENT_COMMANDS, AGENT_USAGE } from './commands.ts';
 import { AGENT_HELP } from './help.ts';
@@ -42,13 +41,8 @@ export async function runAgentCli(argv: string[], io: CliIo = getProcessIo()): P
   try {
     return await (await load())(rest, io);
   } catch (err) {
-    if (err instanceof OutputClosed) return EXIT_OUTPUT_CLOSED;
-    if (err instanceof UsageError) {
-      const lines = err.message.split('\n').map((l) => l.trim()).filter(Boolean);
-      const problems = lines.filter((l) => !/^usage:/i.test(l));
-      io.err(`jit-agent ${first}: ${(problems.length > 0 ? problems : lines.slice(0, 1)).join('; ')} (see "jit-agent ${first} --help")`);
-      return 2;
-    }
+    const common = commonCommandExit(`jit-agent ${first}`, err, io);
+    if (common !== undefined) return common;
     io.err(`jit-agent ${first}: ${(err as Error).message}`);
     return 1;
   }

@@ -90,7 +90,8 @@ export interface RequestStreams {
    * throws TOO_MANY_STREAMS when the agent has `maxPerAgent` open, else
    * reads the events the stream starts with. `lastEventId`: the client's
    * Last-Event-ID (every change after it first), or undefined (the
-   * request's current state first).
+   * request's current state first; so is an id past the log's end, which
+   * another database handed out).
    */
   open(agent: { id: string; name: string }, request: RequestRow, lastEventId: number | undefined): Promise<RequestStream>;
   /** This process committed an audit entry about a request: read the log now rather than at the next poll. */
@@ -356,6 +357,12 @@ export function createRequestStreams(opts: RequestStreamOptions): RequestStreams
       register(sub);
       try {
         await readCursor();
+        if (lastEventId !== undefined && lastEventId > ((await storage.audit.last())?.seq ?? 0)) {
+          // An id past the log's end came from another database (a restore, an earlier install): nothing after it
+          // will ever come, so the stream would wait forever; it starts at the current state, as without one.
+          lastEventId = undefined;
+          sub.lastSent = 0;
+        }
         const entries = await storage.audit.ofRequest(request.id, lastEventId ?? 0, BACKLOG);
         const row = (await storage.requests.get(request.id)) ?? request;
         const events = await eventsOf(entries, row);

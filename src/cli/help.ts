@@ -6,8 +6,9 @@ import { AGENT_HELP } from '../agent/help.ts';
  */
 
 const OPERATOR_ENV = `Environment
-  The service's own variables: JIT_DB (default ./data/jit.db), JIT_POLICIES
-  (default ./policies), and the rest of the configuration (see docs/cli.md).
+  The service's own variables: JIT_DB (default ./data/jit.db) or
+  JIT_DATABASE_URL (PostgreSQL), JIT_POLICIES (default ./policies), and the
+  rest of the configuration (see docs/cli.md).
   Run it on the broker host, as the broker's user, with the same environment.`;
 
 const OPERATOR_EXIT = `Exit codes
@@ -22,15 +23,20 @@ Without VAULT_ADDR it runs in dev mode: an in-memory development Vault on
 127.0.0.1:JIT_DEV_VAULT_PORT (8200), and agent "dev" is created on first start.
 
 Environment
-  All of the configuration: JIT_HOST, JIT_PORT, JIT_PUBLIC_URL, JIT_DB,
-  JIT_POLICIES, JIT_APPROVAL_TIMEOUT, JIT_CLAIM_WINDOW, JIT_TIER3_QUORUM,
-  JIT_RATE_PER_MINUTE, JIT_MAX_PENDING, VAULT_ADDR, VAULT_ROLE_ID +
-  VAULT_SECRET_ID or VAULT_TOKEN, TELEGRAM_*, OPENCLAW_HOOKS_URL,
-  OPENCLAW_HOOKS_TOKEN, JIT_SIGNING_KEY, LOG_LEVEL (see docs/cli.md).
+  All of the configuration: JIT_HOST, JIT_PORT, JIT_PUBLIC_URL, JIT_DB or
+  JIT_DATABASE_URL (PostgreSQL, with JIT_KEY_ENCRYPTION_KEY or
+  JIT_KEY_ENCRYPTION_KEY_FILE, and JIT_KEY_ENCRYPTION_KEY_PREVIOUS while
+  replacing it), JIT_POLICIES, JIT_APPROVAL_TIMEOUT, JIT_CLAIM_WINDOW,
+  JIT_TIER3_QUORUM, JIT_RATE_PER_MINUTE, JIT_MAX_PENDING, JIT_MAX_STREAMS,
+  JIT_NODE_LEASE, JIT_SHARE_GRANT_POLICIES, JIT_DEV_VAULT_PORT, VAULT_ADDR,
+  VAULT_ROLE_ID + VAULT_SECRET_ID (VAULT_APPROLE_MOUNT) or VAULT_TOKEN,
+  TELEGRAM_*, OPENCLAW_HOOKS_URL, OPENCLAW_HOOKS_TOKEN, JIT_SIGNING_KEY,
+  LOG_LEVEL (see docs/cli.md).
 
 Exit codes
   0 stopped by a signal; 1 could not start (e.g. invalid policy files);
-  2 bad configuration (one line naming the variable).`,
+  2 bad configuration (one line naming the variable), including a
+  JIT_DATABASE_URL that cannot be opened.`,
 
   'dev-vault': `Usage: jit dev-vault [--port 8200] [--root-token root]
 

@@ -1,8 +1,7 @@
 import { AGENT_COMMANDS, AGENT_USAGE } from '../agent/commands.ts';
 import { packageVersion } from '../lib/package-version.ts';
-import { UsageError } from '../lib/cli-args.ts';
 import { COMMAND_HELP } from './help.ts';
-import { EXIT_OUTPUT_CLOSED, OutputClosed, getProcessIo, type CliIo } from '../lib/cli-io.ts';
+import { commonCommandExit, getProcessIo, type CliIo } from '../lib/cli-io.ts';
 
 const USAGE = `Usage: jit <command> [options]
 
@@ -126,11 +125,8 @@ export async function runCli(argv: string[], io: CliIo = getProcessIo()): Promis
   try {
     return await (await load())(rest, io);
   } catch (err) {
-    if (err instanceof OutputClosed) return EXIT_OUTPUT_CLOSED;
-    if (err instanceof UsageError) {
-      io.err(usageErrorLine(name, err));
-      return 2;
-    }
+    const common = commonCommandExit(`jit ${name}`, err, io);
+    if (common !== undefined) return common;
     // Loaded here, not at start: only a command that loaded the configuration can have thrown its error.
     const { ConfigError } = await import('../config/config.ts');
     if (err instanceof ConfigError) {
@@ -155,19 +151,6 @@ export async function runCli(argv: string[], io: CliIo = getProcessIo()): Promis
     io.err(`jit ${name}: ${(err as Error).message}`);
     return 1;
   }
-}
-
-/**
- * Wrong use in one line: the problem and where the usage is. Commands put
- * "usage: …" lines under the problem; those stay out unless there is no
- * other text (then the usage line is the message).
- */
-function usageErrorLine(name: string, err: UsageError): string {
-  const lines = err.message.split('\n').map((l) => l.trim()).filter(Boolean);
-  // A usage block may run over several lines (a command with subcommands): everything from "usage:" on is usage.
-  const usageAt = lines.findIndex((l) => /^usage:/i.test(l));
-  const problems = usageAt === -1 ? lines : lines.slice(0, usageAt);
-  return `jit ${name}: ${(problems.length > 0 ? problems : lines.slice(0, 1)).join('; ')} (see "jit ${name} --help")`;
 }
 
 /** `--help` or `-h` among the arguments (before a `--`). */

@@ -43,22 +43,24 @@ const shownHttpUrl = (hint: string) =>
 
 const port = z.coerce.number().int().min(0).max(65535);
 
+/** Whether `v` is a PostgreSQL connection URL: postgres:// or postgresql://, with a host (or `?host=`, a socket directory). */
+export function isPostgresUrl(v: string): boolean {
+  try {
+    const u = new URL(v);
+    return (u.protocol === 'postgres:' || u.protocol === 'postgresql:') && (u.hostname !== '' || u.searchParams.has('host'));
+  } catch {
+    return false;
+  }
+}
+
 /**
- * A PostgreSQL connection URL (postgres:// or postgresql://, with a host).
- * The message never repeats the value: it may hold a password.
+ * A PostgreSQL connection URL (JIT_DATABASE_URL; empty: unset). The message
+ * never repeats the value: it may hold a password.
  */
 const postgresUrl = z
   .string()
   .transform((v) => v.trim())
-  .refine((v) => {
-    if (v === '') return true;
-    try {
-      const u = new URL(v);
-      return (u.protocol === 'postgres:' || u.protocol === 'postgresql:') && (u.hostname !== '' || u.searchParams.has('host'));
-    } catch {
-      return false;
-    }
-  }, 'must be a postgres:// or postgresql:// URL with a host, such as postgres://jit:PASSWORD@db.internal:5432/jit?sslmode=verify-full (the value is not shown: it may hold a password)')
+  .refine((v) => v === '' || isPostgresUrl(v), 'must be a postgres:// or postgresql:// URL with a host, such as postgres://jit:PASSWORD@db.internal:5432/jit?sslmode=verify-full (the value is not shown: it may hold a password)')
   .transform((v) => (v === '' ? undefined : v));
 
 /**

@@ -4,6 +4,7 @@ import { systemClock, type Clock } from '../lib/clock.ts';
 import { currentEntry, ms, revoked, rotated, settleAtLoad, type LoadNote, type RevokeResult } from './key-entries.ts';
 import { KEY_FILE_NAME, KeyRingError, openKeyFile, validate, type KeyEntry, type KeyFile, type KeyRingLog } from './key-file.ts';
 import { DEFAULT_KEY_GRACE_SECONDS, createKeyRing, jwksOf, listOf, parseSigningKey, signerOf, type KeyRing, type RotateResult, type Signer } from './key-ring.ts';
+import type { KeyRingStore, StoredKey, StoredKeyRing } from './key-ring-store.ts';
 import { UnsealError, kekBytes, open, seal, sealCheck, verifyCheck } from './key-seal.ts';
 
 /** A broker checks the ring's version in the database this often, so a rotation or revocation made elsewhere is in force within about it. */
@@ -24,35 +25,7 @@ export interface DatabaseKeyRing extends KeyRing {
   refresh(): Promise<void>;
 }
 
-/**
- * Where the ring is stored: the storage's `signingKeys` repository
- * (src/storage/storage.ts, SigningKeysRepository, matches it; restated here
- * because src/keys imports no storage module: docs/architecture.md).
- */
-export interface KeyRingStore {
-  /** The ring's version, 0 before the first write. */
-  version(): Promise<number>;
-  read(): Promise<StoredKeyRing>;
-  /** Replaces the ring if its version is still `expected`; the new version, or undefined when it moved. */
-  replace(expected: number, ring: { kek_check: string; keys: StoredKey[] }, now: number): Promise<number | undefined>;
-}
-
-/** A stored key: the seed only sealed (`sealed_seed`), times in epoch ms. */
-export interface StoredKey {
-  kid: string;
-  x: string;
-  sealed_seed: string | null;
-  source: 'generated' | 'env';
-  created_at: number;
-  retired_at: number | null;
-  revoked_at: number | null;
-}
-
-export interface StoredKeyRing {
-  version: number;
-  kek_check: string | null;
-  keys: StoredKey[];
-}
+export type { KeyRingStore, StoredKey, StoredKeyRing } from './key-ring-store.ts';
 
 const iso = (t: number) => new Date(t).toISOString();
 

@@ -7,6 +7,21 @@ import { parseArgs } from 'node:util';
  */
 export class UsageError extends Error {}
 
+/**
+ * Wrong use in one line: the problem and where the usage is, for `command`
+ * as typed ("jit approve", "jit-agent status"). Commands put "usage: …"
+ * lines under the problem; a usage block may run over several lines (a
+ * command with subcommands, or options listed below it), so everything from
+ * "usage:" on stays out, unless there is no other text (then the usage line
+ * is the message).
+ */
+export function usageErrorLine(command: string, err: UsageError): string {
+  const lines = err.message.split('\n').map((l) => l.trim()).filter(Boolean);
+  const usageAt = lines.findIndex((l) => /^usage:/i.test(l));
+  const problems = usageAt === -1 ? lines : lines.slice(0, usageAt);
+  return `${command}: ${(problems.length > 0 ? problems : lines.slice(0, 1)).join('; ')} (see "${command} --help")`;
+}
+
 /** parseArgs with usage errors turned into UsageError. */
 export function parseCommandArgs(
   args: string[],

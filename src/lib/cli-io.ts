@@ -1,3 +1,5 @@
+import { UsageError, usageErrorLine } from './cli-args.ts';
+
 /** What a CLI command may touch: its environment and two output lines. Injected for tests. */
 export interface CliIo {
   env: Record<string, string | undefined>;
@@ -47,4 +49,19 @@ export function getProcessIo(): CliIo {
     err: (line) => void process.stderr.write(`${line}\n`),
   };
   return processIo;
+}
+
+/**
+ * The exit code of a command's error that means the same to every CLI
+ * (`jit`, `jit-agent`): stdout closed by its reader (EXIT_OUTPUT_CLOSED,
+ * quietly) and wrong use (2, one line naming `command` as typed). Undefined
+ * for any other error: the caller says what it means.
+ */
+export function commonCommandExit(command: string, err: unknown, io: CliIo): number | undefined {
+  if (err instanceof OutputClosed) return EXIT_OUTPUT_CLOSED;
+  if (err instanceof UsageError) {
+    io.err(usageErrorLine(command, err));
+    return 2;
+  }
+  return undefined;
 }

@@ -10,6 +10,7 @@ import { startWebhookReceiver, type WebhookReceiver } from '../fakes/webhook-rec
 import { freePort, killAllServe, spawnServe, until, type ServeProcess } from '../helpers/chaos-process.ts';
 import { figureLog } from '../helpers/chaos-report.ts';
 import { runJit } from '../helpers/cli.ts';
+import { HOMELAB_WRITE, onePolicy } from '../helpers/policies.ts';
 
 /**
  * Restart with undelivered events: decisions whose webhooks could not be
@@ -19,21 +20,7 @@ import { runJit } from '../helpers/cli.ts';
  */
 const ROOT = 'hvs.restart-undelivered-root';
 const HOOKS = 'openclaw-hooks-restart-token-0123456789abcd';
-const POLICY = `
-agents:
-  moltbot:
-    sessions: ["hook:jit:moltbot*"]
-    default_session: "hook:jit:moltbot"
-    webhook: openclaw
-rules:
-  - name: homelab-write
-    agents: [moltbot]
-    resource: vault
-    paths: ["homelab/data/*"]
-    capabilities: [read, update]
-    tier: 2
-    max_ttl: 30m
-`;
+const POLICY = onePolicy({ name: 'moltbot', sessions: 'hook:jit:moltbot*', defaultSession: 'hook:jit:moltbot', webhook: 'openclaw' }, [HOMELAB_WRITE]);
 const write = (i: number) => ({ resource: 'vault', tier: 2, reason: `restart test ${i}`, vault_paths: [{ path: `homelab/data/apps/app${i}`, capabilities: ['update'] }] });
 
 interface Row {

@@ -75,6 +75,33 @@ deny:
 
 export const ROOT_TOKEN = 'hvs.test-root-token-abcdefgh';
 
+/**
+ * Makes `broker`'s next Vault `method` call wait until released: a mint
+ * held mid-issue, or hung in Vault. `reached` resolves when the call
+ * arrives; `release()` lets it (and every later call) through to the real
+ * Vault. The call itself is not replaced: it runs, late.
+ */
+export function holdVaultCall(broker: RunningBroker, method: 'writePolicy' | 'createOrphanToken') {
+  const vault = broker.deps.vault as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+  const original = vault[method]!;
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  let entered!: () => void;
+  const reached = new Promise<void>((r) => (entered = r));
+  vault[method] = async (...args: unknown[]) => {
+    entered();
+    await gate;
+    return original(...args);
+  };
+  return {
+    reached,
+    release() {
+      vault[method] = original;
+      release();
+    },
+  };
+}
+
 export interface Harness {
   broker: RunningBroker;
   clock: ManualClock;

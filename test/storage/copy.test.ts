@@ -10,8 +10,8 @@ import { openPostgresStorage, postgresPool } from '../../src/storage/postgres/in
 import { openDatabase } from '../../src/storage/sqlite/open.ts';
 import { openSqliteStorage } from '../../src/storage/sqlite/index.ts';
 import type { Storage } from '../../src/storage/storage.ts';
-import { freePort } from '../helpers/chaos-process.ts';
-import { freshPostgresDatabase } from '../helpers/postgres.ts';
+import { freePort } from '../helpers/net.ts';
+import { postgresSchemas } from '../helpers/postgres.ts';
 import { T0, request } from './conformance.ts';
 
 /*
@@ -20,21 +20,7 @@ import { T0, request } from './conformance.ts';
  * makes a table added by a later migration fail here until COPY_PLAN names it.
  * Each test gets an empty schema of one database (CREATE DATABASE is slow).
  */
-let database: Promise<string> | undefined;
-let schemas = 0;
-async function freshSchema(): Promise<string> {
-  const url = new URL(await (database ??= freshPostgresDatabase('jitcopy')));
-  const name = `c${++schemas}`;
-  const client = new pg.Client({ connectionString: url.href });
-  await client.connect();
-  try {
-    await client.query(`CREATE SCHEMA ${name}`);
-  } finally {
-    await client.end();
-  }
-  url.searchParams.set('options', `-c search_path=${name}`);
-  return url.href;
-}
+const freshSchema = postgresSchemas('jitcopy', 'c');
 
 let dir: string;
 let files = 0;

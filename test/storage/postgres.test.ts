@@ -8,32 +8,15 @@ import { LOCK_TIMEOUT_MS, WRITE_LOCK_KEY, openPostgresStorage, postgresPool } fr
 import { pgStorageError } from '../../src/storage/postgres/pool.ts';
 import type { Storage } from '../../src/storage/storage.ts';
 import { until } from '../helpers/chaos-process.ts';
-import { freshPostgresDatabase } from '../helpers/postgres.ts';
+import { postgresSchemas } from '../helpers/postgres.ts';
 import { startPostgres, type PostgresServer } from '../helpers/postgres-server.ts';
 import { T0, describeStorageConformance, request } from './conformance.ts';
 
 /*
  * Each test gets an empty schema of its own in one database of this file
- * (`search_path` in the URL's options): CREATE DATABASE costs about a
- * second on a busy machine, a schema nothing. The engine creates its tables
- * in the first schema of the search path, as an operator's `?options=-c
- * search_path=jit` would have it.
+ * (test/helpers/postgres.ts, postgresSchemas).
  */
-let database: Promise<string> | undefined;
-let schemas = 0;
-async function freshSchema(): Promise<string> {
-  const url = new URL(await (database ??= freshPostgresDatabase()));
-  const name = `t${++schemas}`;
-  const client = new pg.Client({ connectionString: url.href });
-  await client.connect();
-  try {
-    await client.query(`CREATE SCHEMA ${name}`);
-  } finally {
-    await client.end();
-  }
-  url.searchParams.set('options', `-c search_path=${name}`);
-  return url.href;
-}
+const freshSchema = postgresSchemas('jit', 't');
 
 describeStorageConformance('PostgreSQL, a fresh schema', async () => {
   const storage = await openPostgresStorage(await freshSchema());

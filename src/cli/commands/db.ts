@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { verifyAuditChain } from '../../broker/audit.ts';
-import { loadConfig, type Config } from '../../config/config.ts';
+import { isPostgresUrl, loadConfig, type Config } from '../../config/config.ts';
 import { KEY_FILE_NAME, KeyRingError, createKeyRing, type Jwks } from '../../keys/key-ring.ts';
 import { copyKeyFileToDatabase } from '../../keys/key-ring-db.ts';
 import { CopyRefused, copySqliteToPostgres, countRows, type TableCopied } from '../../storage/copy.ts';
@@ -131,17 +131,6 @@ async function sourceChain(config: Config, jwks: Jwks): Promise<string> {
   }
 }
 
-/**
- * HOOK (signing keys), called once, right after the rows are committed, with
- * the target open. With SQLite the key ring is signing-keys.json next to
- * JIT_DB. Until the ring lives in the database, brokers on PostgreSQL read
- * a key file beside their own JIT_DB, and this only says so. When the
- * database ring lands (src/keys, sealed under JIT_KEY_ENCRYPTION_KEY), this
- * seals the file into the target's empty ring instead, e.g.
- * `n = await copyKeyFileToDatabase({ dbPath: config.dbPath, store: target.…, keyEncryptionKey: …, now })`
- * and prints `signing keys: n copied, sealed`; its tables then go in
- * COPY_PLAN (src/storage/copy.ts) as the target's own.
- */
 /** The key file beside the SQLite database, sealed into the target's (empty) key ring under the KEK. */
 async function copySigningKeys(config: Config, target: Storage, io: CliIo): Promise<void> {
   const store = target.signingKeys;
@@ -194,15 +183,6 @@ function tableLine(t: TableCopied): string {
   if (t.kind === 'skip') return `${name} skipped (${t.source} ${t.source === 1 ? 'row' : 'rows'}): ${t.why}`;
   if (t.kind === 'target') return `${name} not in the source: ${t.why}`;
   return `${name} ${String(t.target).padStart(8)} ${t.target === 1 ? 'row' : 'rows'} (source ${t.source})`;
-}
-
-function isPostgresUrl(v: string): boolean {
-  try {
-    const u = new URL(v);
-    return (u.protocol === 'postgres:' || u.protocol === 'postgresql:') && (u.hostname !== '' || u.searchParams.has('host'));
-  } catch {
-    return false;
-  }
 }
 
 /**

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDevVault, type DevVault } from '../../../src/vault/dev/index.ts';
-import { ROOT_TOKEN, TEST_POLICY } from '../../helpers/broker-harness.ts';
+import { ROOT_TOKEN, TEST_POLICY, holdVaultCall } from '../../helpers/broker-harness.ts';
 import { freePort, killAllServe, sleep, spawnServe, until, type ServeProcess } from '../../helpers/chaos-process.ts';
 import { startChaosProxy, type ChaosProxy } from '../../helpers/chaos-proxy.ts';
 import { figureLog } from '../../helpers/chaos-report.ts';
@@ -96,27 +96,7 @@ describe.each(engines)('several brokers on one database: $name', ({ database }) 
       };
       proxy.setAction((_m, path) => (path.startsWith(CREATE) ? 'hold-request' : 'forward'));
     });
-  /** Makes the in-process broker's next Vault `method` call wait until released (a mint held mid-issue). */
-  const holdVault = (broker: RunningBroker, method: 'createOrphanToken') => {
-    const v = broker.deps.vault as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
-    const original = v[method]!;
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    let entered!: () => void;
-    const reached = new Promise<void>((r) => (entered = r));
-    v[method] = async (...args: unknown[]) => {
-      entered();
-      await gate;
-      return original(...args);
-    };
-    return {
-      reached,
-      release() {
-        v[method] = original;
-        release();
-      },
-    };
-  };
+
   const minting = (nodeId: string) =>
     db.one<{ id: string; request_id: string; vault_policy: string; state: string }>(`SELECT id, request_id, vault_policy, state FROM credentials WHERE node_id = ? AND state = 'minting'`, nodeId);
 
@@ -149,7 +129,7 @@ describe.each(engines)('several brokers on one database: $name', ({ database }) 
     try {
       const nodeA = inProcess.deps.nodeId!;
       expect(nodeA).toMatch(/^node_[0-9a-f]{16}$/);
-      const hold = holdVault(inProcess, 'createOrphanToken');
+      const hold = holdVaultCall(inProcess, 'createOrphanToken');
       const answer = fetch(`${inProcess.url}/jit/request`, {
         method: 'POST',
         headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },

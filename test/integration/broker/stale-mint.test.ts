@@ -3,7 +3,7 @@ import { decideRequest } from '../../../src/broker/decide.ts';
 import { sweep } from '../../../src/broker/lifecycle.ts';
 import { STALE_MINT_MS, reserveVaultCredential } from '../../../src/broker/credential-issue.ts';
 import type { CredentialRow, RequestRow } from '../../../src/broker/rows.ts';
-import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
+import { holdVaultCall, startHarness, type Harness } from '../../helpers/broker-harness.ts';
 import { sqliteDatabase } from '../../../src/storage/sqlite/index.ts';
 
 /*
@@ -68,26 +68,7 @@ async function insertTier1(opts: { key: string; reserve: boolean; resource?: 'va
 }
 
 /** Makes the broker's next `method` call wait until released (a mint hung in Vault). */
-function hold(method: 'writePolicy' | 'createOrphanToken') {
-  const vault = h.broker.deps.vault as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
-  const original = vault[method]!;
-  let release!: () => void;
-  const gate = new Promise<void>((r) => (release = r));
-  let entered!: () => void;
-  const reached = new Promise<void>((r) => (entered = r));
-  vault[method] = async (...args: unknown[]) => {
-    entered();
-    await gate;
-    return original(...args);
-  };
-  return {
-    reached,
-    release() {
-      vault[method] = original;
-      release();
-    },
-  };
-}
+const hold = (method: 'writePolicy' | 'createOrphanToken') => holdVaultCall(h.broker, method);
 
 describe('the sweep settles interrupted issues once they are older than STALE_MINT_MS', () => {
   it('the bound has a wide margin over the worst mint (2 × 6 Vault requests of 5 s, plus a busy_timeout)', () => {

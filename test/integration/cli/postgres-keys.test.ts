@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { open as unseal } from '../../../src/keys/key-seal.ts';
 import { openPostgresStorage, postgresPool } from '../../../src/storage/postgres/index.ts';
 import { runJit, startJitServe } from '../../helpers/cli.ts';
+import { gateAgentBranches, onePolicy } from '../../helpers/policies.ts';
 import { freshPostgresDatabase } from '../../helpers/postgres.ts';
 
 /**
@@ -24,19 +25,7 @@ beforeAll(() => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Agent "dev" may have gate credentials at tier 1 (issued at once, signed with the broker's current key). */
-const POLICY = `agents:
-  dev:
-    sessions: ["hook:jit:dev:*"]
-    default_session: "hook:jit:dev:main"
-rules:
-  - name: gate-now
-    agents: [dev]
-    resource: gate
-    repos: ["homelab/*"]
-    refs: ["refs/heads/agent/*"]
-    tier: 1
-    max_ttl: 1h
-`;
+const POLICY = onePolicy({ name: 'dev', sessions: 'hook:jit:dev:*', defaultSession: 'hook:jit:dev:main' }, [gateAgentBranches('gate-now')]);
 
 let n = 0;
 function envWith(databaseUrl: string, extra: Record<string, string> = {}): Record<string, string> {

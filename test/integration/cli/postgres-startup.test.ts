@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openPostgresStorage } from '../../../src/storage/postgres/index.ts';
-import { freePort } from '../../helpers/chaos-process.ts';
+import { freePort } from '../../helpers/net.ts';
 import { runJit, startJitServe } from '../../helpers/cli.ts';
 import { freshPostgresDatabase } from '../../helpers/postgres.ts';
 

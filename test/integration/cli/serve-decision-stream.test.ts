@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDevVault } from '../../../src/vault/dev/index.ts';
 import { runJit, startJitServe } from '../../helpers/cli.ts';
+import { HOMELAB_WRITE, onePolicy } from '../../helpers/policies.ts';
 import { openSse } from '../../helpers/sse.ts';
 
 /**
@@ -15,20 +16,7 @@ import { openSse } from '../../helpers/sse.ts';
  * workers.) Needs `npm run build`.
  */
 const ROOT_TOKEN = 'hvs.serve-stream-test-root-token-0123456789';
-const POLICY = `
-agents:
-  moltbot:
-    sessions: ["hook:jit:moltbot*"]
-    default_session: "hook:jit:moltbot"
-rules:
-  - name: homelab-write
-    agents: [moltbot]
-    resource: vault
-    paths: ["homelab/data/*"]
-    capabilities: [read, update]
-    tier: 2
-    max_ttl: 30m
-`;
+const POLICY = onePolicy({ name: 'moltbot', sessions: 'hook:jit:moltbot*', defaultSession: 'hook:jit:moltbot' }, [HOMELAB_WRITE]);
 const write = { resource: 'vault', tier: 2, reason: 'rotate the web key', vault_paths: [{ path: 'homelab/data/apps/web', capabilities: ['read', 'update'] }] };
 
 let dir: string;

@@ -1,4 +1,4 @@
-import { freePort } from '../../helpers/chaos-process.ts';
+import { freePort } from '../../helpers/net.ts';
 
 /**
  * The URL of a loopback port nothing listens on (bound on port 0, then

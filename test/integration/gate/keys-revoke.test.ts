@@ -7,6 +7,7 @@ import { verifyWebhook } from '../../../src/webhooks/sign.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../../fakes/webhook-receiver.ts';
 import { until } from '../../helpers/chaos-process.ts';
 import { runJit, startJitServe } from '../../helpers/cli.ts';
+import { gateAgentBranches, onePolicy } from '../../helpers/policies.ts';
 
 /**
  * `jit keys revoke KID` beside a running `jit serve` (separate processes,
@@ -27,20 +28,7 @@ beforeAll(async () => {
   mkdirSync(join(dir, 'policies'));
   writeFileSync(
     join(dir, 'policies', 'test.yaml'),
-    `agents:
-  dev:
-    sessions: ["hook:jit:dev*"]
-    default_session: "hook:jit:dev"
-    webhook: { url: "${receiver.url}/hook", format: standard }
-rules:
-  - name: dev-gate
-    agents: [dev]
-    resource: gate
-    repos: ["homelab/*"]
-    refs: ["refs/heads/agent/*"]
-    tier: 1
-    max_ttl: 1h
-`,
+    onePolicy({ name: 'dev', sessions: 'hook:jit:dev*', defaultSession: 'hook:jit:dev', webhook: `{ url: "${receiver.url}/hook", format: standard }` }, [gateAgentBranches('dev-gate')]),
   );
   env = { JIT_DB: join(dir, 'data', 'jit.db'), JIT_POLICIES: join(dir, 'policies'), JIT_PORT: '0', JIT_DEV_VAULT_PORT: '0' };
   server = await startJitServe(env);

@@ -3,6 +3,7 @@ import { requestBody, vaultPaths } from '../../../src/agent/request.ts';
 import { shellQuote } from '../../../src/agent/common.ts';
 import { UsageError } from '../../../src/lib/cli-args.ts';
 import { runCli } from '../../../src/cli/main.ts';
+import { runAgentCli } from '../../../src/agent/main.ts';
 
 /** Runs the CLI in-process: no broker is needed for anything that fails before the first HTTP call. */
 async function jit(args: string[], env: Record<string, string> = { JIT_AGENT_TOKEN: 'jit_x_y', JIT_URL: 'http://127.0.0.1:9' }) {
@@ -81,6 +82,19 @@ describe('agent-side CLI usage errors (exit 2, before any HTTP)', () => {
     expect(res.code).toBe(2);
     expect(res.err).toMatch(message);
     expect(res.out).toBe('');
+  });
+
+  it('jit-agent says wrong use the same way, in one line: the problem, never the usage block under it', async () => {
+    const agentErr: string[] = [];
+    const io = { env: { JIT_AGENT_TOKEN: 'jit_x_y', JIT_URL: 'http://127.0.0.1:9' }, out: () => {}, err: (l: string) => agentErr.push(l) };
+    for (const args of [['request', 'vault', 'extra'], ['request', 'kv'], ['status', 'req_0000000000aaaaaaaaaaaaaaaa', 'extra']]) {
+      agentErr.length = 0;
+      expect(await runAgentCli(args, io), args.join(' ')).toBe(2);
+      expect(agentErr, args.join(' ')).toHaveLength(1);
+      expect(agentErr[0]).toMatch(new RegExp(`^jit-agent ${args[0]}: .* \\(see "jit-agent ${args[0]} --help"\\)$`));
+      expect(agentErr[0]!.replaceAll('jit-agent ', 'jit ')).toBe((await jit(args)).err);
+      expect(agentErr[0]).not.toMatch(/--path PATH:CAPS|usage:/);
+    }
   });
 
   it('names the missing or bad variable', async () => {

@@ -70,6 +70,21 @@ describe('request streams hub', () => {
     expect(c.events.map((e) => e.data.status)).toEqual(['pending', 'approved']);
   });
 
+  it('takes a Last-Event-ID past the end of the log (from another database) as none: the current state first, then the changes', async () => {
+    const row = await pending();
+    const beyond = ((await storage.audit.last())?.seq ?? 0) + 1_000;
+    const stream = await hub.open(agent, row, beyond);
+    const c = collecting();
+    const ran = stream.run(c.sink);
+    await until(() => c.events.length >= 1);
+    expect(c.events[0]!.data.status).toBe('pending');
+    await approveIt(row.id);
+    await until(() => c.events.length >= 2);
+    stream.close();
+    await ran;
+    expect(c.events.map((e) => e.data.status)).toEqual(['pending', 'approved']);
+  });
+
   it('closes a stream whose reader stops taking writes, and frees its slot', async () => {
     const row = await pending();
     const stream = await hub.open(agent, row, undefined);
