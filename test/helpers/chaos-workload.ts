@@ -284,14 +284,20 @@ export class ChaosClient {
   }
 
   async run(op: Op): Promise<void> {
+    const t0 = Date.now();
     const outcome = await this.runOp(op);
     const tier = op.kind === 'cancel' || op.kind === 'leave' ? 't2' : op.kind.slice(0, 2);
     const k = `${tier} ${outcome}`;
     this.outcomes.set(k, (this.outcomes.get(k) ?? 0) + 1);
+    const d = this.durations.get(op.kind) ?? { n: 0, totalMs: 0, maxMs: 0 };
+    const ms = Date.now() - t0;
+    this.durations.set(op.kind, { n: d.n + 1, totalMs: d.totalMs + ms, maxMs: Math.max(d.maxMs, ms) });
   }
 
   /** Operations by tier and how they ended, e.g. `t2 claimed+revoked` → count. */
   readonly outcomes = new Map<string, number>();
+  /** Operation kind → how many, their total and longest wall time (ms). */
+  readonly durations = new Map<OpKind, { n: number; totalMs: number; maxMs: number }>();
 
   private async runOp(op: Op): Promise<string> {
     this.stats.ops++;
