@@ -49,6 +49,8 @@ export function createDeps(parts: {
   metrics?: BrokerMetrics;
   /** Runs after each commit that wrote an audit entry about a request (wakes the decision streams). */
   onAuditCommit?: () => void;
+  /** The serving broker's node id (broker/node.ts), when it holds a node lease. */
+  nodeId?: string;
 }): BrokerDeps {
   const metrics = parts.metrics ?? createMetrics({ storage: parts.storage });
   const storage = createStorageDeps({ ...parts, events: metricsDecisionSink(parts.events ?? noDecisionSink, metrics) });
@@ -59,5 +61,6 @@ export function createDeps(parts: {
     keys: parts.keys ?? createKeyRing({ config: parts.config, clock: storage.clock, log: parts.log }),
     log: parts.log,
     metrics,
+    ...(parts.nodeId ? { nodeId: parts.nodeId } : {}),
   };
 }

@@ -3,6 +3,7 @@ import { recordServiceSettings } from './config/service-settings.ts';
 import { createApprovalBot, type ApprovalBot, type ApprovalBotOptions } from './telegram/index.ts';
 import { startAuditUpkeep } from './broker/audit-upkeep.ts';
 import { startLifecycle } from './broker/lifecycle.ts';
+import { newNodeId, startNodeLease } from './broker/node.ts';
 import { InvalidPolicyFiles, PolicyStore, formatProblems } from './broker/policy/index.ts';
 import { createDeps } from './create-deps.ts';
 import type { BrokerDeps } from './broker/deps.ts';
@@ -10,6 +11,7 @@ import { describeDatabase, openStorage } from './storage/index.ts';
 import { createServedApp } from './served-app.ts';
 import { ListenError, listen, toListenError } from './http/listen.ts';
 import { WorkersStartupError, startHttpWorkers, type HttpWorkers } from './cluster/primary.ts';
+import { WORKER_NODE_ID_ENV } from './cluster/ipc.ts';
 import type { Clock } from './lib/clock.ts';
 import { createLogger, type Logger } from './lib/logger.ts';
 import { randomToken } from './lib/secrets.ts';
@@ -129,6 +131,10 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
   }
   const storage = await openStorage(config, { role: 'service', log });
   started.add(() => storage.close());
+  // This broker's node id and lease (broker/node.ts): released last, once nothing of this node mints any more.
+  const node = await startNodeLease({ storage, clock, log, id: newNodeId(), ttlMs: config.nodeLeaseSeconds * 1000 });
+  started.add(() => node.stop());
+  log.info({ node_id: node.id, lease_seconds: config.nodeLeaseSeconds }, 'node lease taken');
   const maintenance = storage.maintain(log);
   started.add(() => maintenance.stop());
   const ids = createIdGenerator(() => clock.now());
@@ -137,7 +143,7 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
   const events = createOutboxSink({ storage, policies, ids, log, notify: () => dispatcher.notify() });
   const streams = createRequestStreams({ storage, log, maxPerAgent: config.maxStreams, ...opts.streams });
   metrics.setStreamSource(() => streams.openCount());
-  const deps = createDeps({ config, storage, vault, policies, log, clock, ids, events, keys, metrics, onAuditCommit: () => streams.wake() });
+  const deps = createDeps({ config, storage, vault, policies, log, clock, ids, events, keys, metrics, onAuditCommit: () => streams.wake(), nodeId: node.id });
   // Stopped after every audit writer (LIFO): the suppressed counts, then the signed chain head.
   const auditUpkeep = startAuditUpkeep(deps, { primary: true });
   started.add(() => auditUpkeep.stop());
@@ -167,7 +173,8 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
       const forked = await startHttpWorkers({
         count: config.httpWorkers,
         env,
-        ...(devVault ? { extraEnv: { VAULT_ADDR: devVault.url, VAULT_TOKEN: devVault.rootToken } } : {}),
+        // Workers mint as this node: its lease covers their credential rows.
+        extraEnv: { [WORKER_NODE_ID_ENV]: node.id, ...(devVault ? { VAULT_ADDR: devVault.url, VAULT_TOKEN: devVault.rootToken } : {}) },
         log,
         dispatcher,
         telegram,
@@ -199,7 +206,7 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
   // Operator commands (jit approve/deny/revoke) decide with these, not with their shell's (SPEC §10); recorded
   // only once this broker serves, so a second `jit serve` that fails to start never replaces a live service's.
   await recordServiceSettings(storage, config, clock.now());
-  log.info({ url, dev_mode: !!devVault, policies: config.policiesDir, db: describeDatabase(config), telegram: telegram?.mode ?? 'disabled' }, 'jit-broker listening');
+  log.info({ url, node_id: node.id, dev_mode: !!devVault, policies: config.policiesDir, db: describeDatabase(config), telegram: telegram?.mode ?? 'disabled' }, 'jit-broker listening');
   await telegram?.start();
   if (devVault && !telegram) {
     print('Approver: no Telegram bot configured; approve tier-2 requests with `npx jit approve ID`.');

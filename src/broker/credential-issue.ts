@@ -86,7 +86,7 @@ export interface VaultReservation {
  * @throws BrokerError CONFLICT when the request is not approved; the
  *   StorageUniqueError when it already has a credential.
  */
-export async function reserveVaultCredential(deps: Pick<BrokerDeps, 'storage' | 'ids' | 'clock' | 'config'>, tx: Transaction, request: RequestRow): Promise<VaultReservation> {
+export async function reserveVaultCredential(deps: Pick<BrokerDeps, 'storage' | 'ids' | 'clock' | 'config' | 'nodeId'>, tx: Transaction, request: RequestRow): Promise<VaultReservation> {
   const { ids, clock } = deps;
   const now = clock.now();
   const current = await tx.requests.get(request.id);
@@ -115,6 +115,8 @@ export async function reserveVaultCredential(deps: Pick<BrokerDeps, 'storage' | 
     issued_at: null,
     expires_at: now + ttlSeconds * 1000,
     reserved_at: now,
+    // While this node's lease holds, no other broker takes the row for an interrupted mint (lifecycle.ts).
+    node_id: deps.nodeId ?? null,
   });
   return { credentialId, policyName: policy.name, policyText: grant.text, policyWritten: policy.written, ttlSeconds, startedAt: performance.now() };
 }

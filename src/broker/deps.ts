@@ -29,6 +29,12 @@ export interface BrokerDeps {
   events: DecisionSink;
   /** Prometheus metrics of this broker (its own registry), served at GET /metrics. */
   metrics: BrokerMetrics;
+  /**
+   * This serving broker's node id (node.ts): recorded on the credential rows
+   * it mints, whose lease tells the other brokers it is alive. Unset in
+   * processes that hold no node lease (the CLI; tests that build deps by hand).
+   */
+  nodeId?: string;
 }
 
 /**

@@ -5,6 +5,8 @@ import type { CredentialRow } from './rows.ts';
 import { expireIssued, expireUnclaimed, failUnissued, timeOut } from './request-machine.ts';
 import { policyPrefix, releaseVaultPolicy, retireGrantPolicy } from './grant-policies.ts';
 import { LEGACY_POLICY_PREFIX } from './vault-grant.ts';
+import { nodeAlive } from './node.ts';
+import type { Transaction } from '../storage/storage.ts';
 
 export interface SweepSummary {
   /** Interrupted issues settled: `minting` rows abandoned and tier-1 requests failed (see {@link settleInterruptedIssues}). */
@@ -24,8 +26,8 @@ const emptySummary = (): SweepSummary => ({ interruptedMints: 0, timedOut: 0, cl
  * restart resumes them: pending requests past their approval deadline time
  * out, approved ones past the claim window expire, live credentials past
  * their expiry are revoked, and any Vault clean-up that failed earlier is
- * retried. Issues interrupted more than {@link STALE_MINT_MS} ago (a broker
- * process died mid-issue while others keep running) are settled as startup
+ * retried. Issues interrupted by a broker process that died (its node lease
+ * lapsed, or older than {@link STALE_MINT_MS}) are settled, as startup
  * reconciliation settles them, and their policies deleted in the same pass.
  */
 export async function sweep(deps: BrokerDeps): Promise<SweepSummary> {
@@ -33,8 +35,8 @@ export async function sweep(deps: BrokerDeps): Promise<SweepSummary> {
   const summary = emptySummary();
   const now = clock.now();
 
-  // No live mint is older than STALE_MINT_MS, so this is safe while other processes mint.
-  summary.interruptedMints = await settleInterruptedIssues(deps, now - STALE_MINT_MS, now, STALE_INTERRUPTED);
+  // Only provably dead mints: safe while other processes mint.
+  summary.interruptedMints = await settleInterruptedIssues(deps, now);
 
   await storage.transaction(async (tx) => {
     for (const r of await tx.requests.pendingPastDeadline(now, 500)) {
@@ -83,14 +85,39 @@ async function deleteAbandonedPolicy(deps: BrokerDeps, c: CredentialRow): Promis
   return true;
 }
 
-const INTERRUPTED = 'interrupted by a broker restart; request again';
-const STALE_INTERRUPTED = 'interrupted: the broker process issuing it stopped; request again';
+const INTERRUPTED = 'interrupted: the broker process issuing it stopped; request again';
 
 /**
- * Settles issues that were interrupted (their process died) and that no
- * live process can still be running:
+ * Whether an issue begun at `at` by node `node_id` is provably dead at
+ * `now`, so that settling it cannot cut a live issue short (see
+ * {@link settleInterruptedIssues}):
+ * - it began more than {@link STALE_MINT_MS} ago (no live mint runs that
+ *   long), or
+ * - it records a node other than this one whose lease (`node:<id>`) has
+ *   expired or is gone (node.ts): that broker process is dead.
+ * An issue of this very node is alive while this code runs; one without a
+ * node (written by an older version, or by a process holding no lease)
+ * waits for the bound. `alive` caches lease reads within one pass.
+ */
+async function issueIsDead(deps: BrokerDeps, tx: Transaction, issue: { at: number; node_id: string | null | undefined }, now: number, alive: Map<string, boolean>): Promise<boolean> {
+  if (issue.at < now - STALE_MINT_MS) return true;
+  const node = issue.node_id;
+  if (!node || node === deps.nodeId) return false;
+  let known = alive.get(node);
+  if (known === undefined) {
+    known = await nodeAlive(tx, node, now);
+    alive.set(node, known);
+  }
+  return !known;
+}
+
+/**
+ * Settles issues that were interrupted (their broker process died) and
+ * that no live process can still be running. Several brokers may share the
+ * database: an issue another live node has under way is left alone.
  *
- * - A `minting` row reserved before `before` means a broker died
+ * - A `minting` row that is provably dead ({@link issueIsDead}: its node's
+ *   lease lapsed, or older than {@link STALE_MINT_MS}) means a broker died
  *   between writing the policy and recording the token. Its accessor is
  *   unknown, so the token cannot be revoked by name. The row is abandoned
  *   and its policy retired at once (no new credential is bound to it); the
@@ -100,30 +127,35 @@ const STALE_INTERRUPTED = 'interrupted: the broker process issuing it stopped; r
  *   A tier-1 request's agent never got its answer: the request is failed
  *   and its Idempotency-Key freed. An approved tier-2/3 request stays
  *   approved so the agent can claim again.
- * - A tier-1 request committed as approved before `before` whose
- *   issue never began (or whose failed mint was never recorded as a
- *   failure): failed the same way.
+ * - A tier-1 request committed as approved whose issue never began (or
+ *   whose failed mint was never recorded as a failure), provably dead by
+ *   the same rule (the request records the node that created it): failed
+ *   the same way.
  *
- * Startup reconciliation passes the process's start (everything an earlier
- * process left); the sweep passes `now - STALE_MINT_MS`. Every change is conditional, in an
- * IMMEDIATE transaction, so several processes doing this at once settle
- * each row once, with one audit entry. Returns how many were settled.
+ * Startup reconciliation and every sweep run the same rule. Every change is
+ * conditional, in one transaction, so several processes doing this at once
+ * settle each row once, with one audit entry. Returns how many were settled.
  */
-export async function settleInterruptedIssues(deps: BrokerDeps, before: number, now: number, failure: string): Promise<number> {
+export async function settleInterruptedIssues(deps: BrokerDeps, now: number, failure: string = INTERRUPTED): Promise<number> {
   const { storage, audit } = deps;
   let settled = 0;
   await storage.transaction(async (tx) => {
-    for (const c of await tx.credentials.mintingReservedBefore(before, 10_000)) {
+    const alive = new Map<string, boolean>();
+    for (const c of await tx.credentials.inState('minting', 10_000)) {
+      if (!(await issueIsDead(deps, tx, { at: c.reserved_at, node_id: c.node_id }, now, alive))) continue;
       if (!(await tx.credentials.move(c.id, 'minting', 'abandoned', now, 'broker stopped during issue'))) continue;
       if (c.vault_policy) await retireGrantPolicy(tx, c.vault_policy, now);
       const req = await tx.requests.get(c.request_id);
       if (req?.status === 'approved' && req.decided_by === 'policy') await failUnissued(deps, tx, c.request_id, now, failure, null);
-      await audit.append(tx, { event: 'credential.interrupted', actor: 'broker', requestId: c.request_id, data: { credential_id: c.id, policy: c.vault_policy, reserved_at: c.reserved_at } }, now);
+      await audit.append(tx, { event: 'credential.interrupted', actor: 'broker', requestId: c.request_id, data: { credential_id: c.id, policy: c.vault_policy, reserved_at: c.reserved_at, node_id: c.node_id } }, now);
       settled++;
     }
   });
   await storage.transaction(async (tx) => {
-    for (const r of await tx.requests.tier1ApprovedWithoutCredential(before)) {
+    const alive = new Map<string, boolean>();
+    // Those under way are a handful: the rows of issues being signed or recorded right now, and the dead ones.
+    for (const r of await tx.requests.tier1ApprovedWithoutCredential(now + 1)) {
+      if (!(await issueIsDead(deps, tx, { at: r.created_at, node_id: r.node_id }, now, alive))) continue;
       if (await failUnissued(deps, tx, r.id, now, failure, { event: 'request.interrupted', data: {} })) settled++;
     }
   });
@@ -137,28 +169,32 @@ export interface ReconcileSummary extends SweepSummary {
 
 /**
  * Startup reconciliation, run before the broker serves (and retried until it
- * succeeds if Vault is down at start).
+ * succeeds if Vault is down at start). Other brokers may be serving on the
+ * same database and Vault: nothing here assumes this is the only one.
  *
- * - Issues begun before `startedBefore` (this process's start; called
- *   without it, up to now) are settled by {@link settleInterruptedIssues}:
- *   `minting` rows abandoned, their policies deleted, tier-1 requests
- *   failed.
+ * - Interrupted issues that are provably dead are settled by
+ *   {@link settleInterruptedIssues} (the sweep's rule: a mint of a node
+ *   whose lease lapsed, or older than STALE_MINT_MS); another live node's
+ *   issue under way is left alone. A broker restarting after a crash finds
+ *   its previous self's mints once that node's lease lapses (JIT_NODE_LEASE;
+ *   the next sweep settles them).
  * - Ephemeral policies of this installation in Vault that no credential
- *   row owns are deleted: those under its own prefix
- *   (`jit-<installation id>-`), and those of the old shared `jit-req_`
- *   prefix that a row of this database names. Any other policy, such as
- *   another installation's sharing the Vault, is left alone. The list is
- *   read from Vault before the rows are read, and each stray is released in
- *   a transaction first, so a policy a credential picked up meanwhile is
- *   never deleted under it.
+ *   row of the shared database owns are deleted: those under its own
+ *   prefix (`jit-<installation id>-`), and those of the old shared
+ *   `jit-req_` prefix that a row of this database names. Any other policy,
+ *   such as another installation's sharing the Vault, is left alone. The
+ *   list is read from Vault before the rows are read; every broker commits
+ *   a credential row before it writes the row's policy to Vault, so a policy
+ *   in the list that another node is minting with already has its row. Each
+ *   stray is released in a transaction first (no row holds it, and a shared
+ *   grant policy is retired so no new row picks it up), so a policy a
+ *   credential took meanwhile is never deleted under it.
  * - Live credentials whose token Vault no longer knows are ended.
  */
-export async function reconcile(deps: BrokerDeps, startedBefore: number = deps.clock.now() + 1): Promise<ReconcileSummary> {
+export async function reconcile(deps: BrokerDeps): Promise<ReconcileSummary> {
   const { storage, audit, clock, vault } = deps;
   const now = clock.now();
-  // Only what was under way before this process started: an issue this
-  // process begins from now on is left alone.
-  const interruptedMints = await settleInterruptedIssues(deps, startedBefore, now, INTERRUPTED);
+  const interruptedMints = await settleInterruptedIssues(deps, now);
 
   let vanishedTokens = 0;
   for (const c of await storage.credentials.liveWithAccessor()) {
@@ -198,7 +234,6 @@ export function startLifecycle(deps: BrokerDeps, intervalMs = SWEEP_INTERVAL_MS,
   let stopped = false;
   let running: Promise<unknown> = Promise.resolve();
   let timer: NodeJS.Timeout | undefined;
-  const startedAt = deps.clock.now();
   let markReconciled!: () => void;
   const reconciled = new Promise<void>((r) => (markReconciled = r));
   let done = false;
@@ -206,7 +241,7 @@ export function startLifecycle(deps: BrokerDeps, intervalMs = SWEEP_INTERVAL_MS,
   const tick = async () => {
     try {
       if (!done) {
-        const s = await reconcile(deps, startedAt);
+        const s = await reconcile(deps);
         done = true;
         markReconciled();
         deps.log.info({ reconcile: s }, 'startup reconciliation done');

@@ -95,6 +95,8 @@ async function handleRequest(deps: BrokerDeps, agent: Agent, body: CredentialReq
     decided_at: effectiveTier === 1 ? now : null,
     decision_reason: effectiveTier === 1 ? `tier 1 by rule ${decision.rules.join(', ')}` : null,
     failure: null,
+    // A tier-1 request not yet issued is settled as interrupted only once this node is provably dead (lifecycle.ts).
+    node_id: deps.nodeId ?? null,
   };
 
   // One transaction: the rate limits, the request, its audit entries and,

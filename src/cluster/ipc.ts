@@ -130,3 +130,6 @@ export interface ForwardedAnswer {
   headers: Record<string, string>;
   body: string;
 }
+
+/** The primary's node id (broker/node.ts), passed to its HTTP workers: they mint as that node, under its lease. */
+export const WORKER_NODE_ID_ENV = 'JIT_WORKER_NODE_ID';

@@ -29,7 +29,7 @@ import type { ApprovalBotStatus } from '../telegram/index.ts';
 import { startVaultClient, vaultClientFromConfig } from '../vault/from-config.ts';
 import { createKeyRing } from '../keys/key-ring.ts';
 import { createOutboxSink } from '../webhooks/outbox.ts';
-import { createRpc, isIpcMessage, type ForwardedAnswer, type ForwardedUpdate, type IpcMessage } from './ipc.ts';
+import { WORKER_NODE_ID_ENV, createRpc, isIpcMessage, type ForwardedAnswer, type ForwardedUpdate, type IpcMessage } from './ipc.ts';
 
 export interface HttpWorker {
   url: string;
@@ -56,7 +56,7 @@ export async function startHttpWorker(env: Record<string, string | undefined>): 
   if (!config.vault) throw new WorkerStartupError('an HTTP worker needs VAULT_ADDR (the primary passes it)');
   const started = new StartedParts();
   try {
-    return await startWorkerParts(config as WorkerConfig, send, sendCall, started);
+    return await startWorkerParts(config as WorkerConfig, env[WORKER_NODE_ID_ENV], send, sendCall, started);
   } catch (err) {
     // What started is stopped again: the worker exits instead of holding a Vault client and the database.
     await started.stopAll();
@@ -66,7 +66,7 @@ export async function startHttpWorker(env: Record<string, string | undefined>): 
 
 type WorkerConfig = Config & { vault: NonNullable<Config['vault']> };
 
-async function startWorkerParts(config: WorkerConfig, send: (m: IpcMessage) => void, sendCall: (m: IpcMessage) => void, started: StartedParts): Promise<HttpWorker> {
+async function startWorkerParts(config: WorkerConfig, nodeId: string | undefined, send: (m: IpcMessage) => void, sendCall: (m: IpcMessage) => void, started: StartedParts): Promise<HttpWorker> {
   const log = createLogger(config.logLevel).child({ http_worker: process.pid });
   // node:cluster reports a failed IPC write here (the worker's own sends and its
   // connection acknowledgements); unheard, it would crash the worker mid-request.
@@ -92,7 +92,7 @@ async function startWorkerParts(config: WorkerConfig, send: (m: IpcMessage) => v
   const events = createOutboxSink({ storage, policies, ids, log, notify: () => send({ t: 'jit:outbox' }) });
   const streams = createRequestStreams({ storage, log, maxPerAgent: config.maxStreams });
   metrics.setStreamSource(() => streams.openCount());
-  const deps = createDeps({ config, storage, vault, policies, log, clock, ids, events, keys, metrics, onAuditCommit: () => streams.wake() });
+  const deps = createDeps({ config, storage, vault, policies, log, clock, ids, events, keys, metrics, onAuditCommit: () => streams.wake(), ...(nodeId ? { nodeId } : {}) });
 
   let telegram: ServedTelegram | undefined;
   if (config.telegram) {

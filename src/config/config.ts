@@ -75,6 +75,10 @@ const EnvSchema = z.object({
   JIT_MAX_STREAMS: z.coerce.number().int().min(1).max(10_000).default(20),
   JIT_DEV_VAULT_PORT: port.default(8200),
   JIT_HTTP_WORKERS: z.coerce.number().int().min(1).max(16).default(1),
+  // A node's lease in the database and the Telegram leader's (docs/architecture.md): renewed every third of it.
+  JIT_NODE_LEASE: duration
+    .refine((s) => s >= 2 && s <= 300, 'must be between 2s and 300s (a live broker renews its lease every third of it; another takes over a dead one\'s work once it lapses)')
+    .default(15),
   JIT_SHARE_GRANT_POLICIES: z.enum(['true', 'false', '1', '0', '']).default('false').transform((v) => v === 'true' || v === '1'),
   VAULT_ADDR: z.union([httpUrl, z.literal('').transform(() => undefined)]).optional(),
   VAULT_TOKEN: optionalText,
@@ -120,6 +124,8 @@ export interface Config {
   devVaultPort: number;
   /** One Vault policy per identical grant instead of per credential (faster; see docs/architecture.md). */
   shareGrantPolicies: boolean;
+  /** Seconds: a serving broker's node lease and the Telegram leader lease (JIT_NODE_LEASE), renewed every third of it. */
+  nodeLeaseSeconds: number;
   /** Processes serving the HTTP API (1: the broker's own process; more: a primary plus this many workers, docs/operations.md). */
   httpWorkers: number;
   telegram:
@@ -201,6 +207,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     devVaultPort: e.JIT_DEV_VAULT_PORT,
     shareGrantPolicies: e.JIT_SHARE_GRANT_POLICIES,
     httpWorkers: e.JIT_HTTP_WORKERS,
+    nodeLeaseSeconds: e.JIT_NODE_LEASE,
     telegram,
     openclaw: e.OPENCLAW_HOOKS_URL
       ? { hooksUrl: e.OPENCLAW_HOOKS_URL, ...(e.OPENCLAW_HOOKS_TOKEN ? { hooksToken: e.OPENCLAW_HOOKS_TOKEN } : {}) }

@@ -35,6 +35,8 @@ export interface RequestRow {
   /** What an approver granted (JSON like `scope`), set at approval; absent/NULL = granted as asked. See broker/narrowing.ts. */
   granted_scope?: string | null;
   granted_ttl_seconds?: number | null;
+  /** The node (serving broker process) that created it; absent/NULL on older rows and rows the CLI wrote. See broker/node.ts. */
+  node_id?: string | null;
 }
 
 /** What a new request row carries (the grant columns are set later, at approval). */
@@ -63,10 +65,21 @@ export interface CredentialRow {
   end_reason: string | null;
   /** When the row was inserted (ms); 0 for rows from before migration 0008. */
   reserved_at: number;
+  /** The node (broker process) that reserved it; null on older rows and rows of processes without a node. */
+  node_id: string | null;
 }
 
 export type NewCredentialRow = Pick<CredentialRow, 'id' | 'request_id' | 'type' | 'state' | 'vault_policy' | 'accessor' | 'jti' | 'issued_at' | 'expires_at'> &
-  Partial<Pick<CredentialRow, 'reserved_at'>>;
+  Partial<Pick<CredentialRow, 'reserved_at' | 'node_id'>>;
+
+/** A named lease (storage LeasesRepository): who holds it, until when (ms). */
+export interface LeaseRow {
+  name: string;
+  holder: string;
+  expires_at: number;
+  /** When the current holder took it (kept while it renews). */
+  acquired_at: number;
+}
 
 export interface VoteRow {
   approver: string;

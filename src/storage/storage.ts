@@ -7,6 +7,7 @@ import type {
   CredentialRow,
   CredentialState,
   GrantPolicyRow,
+  LeaseRow,
   NarrowingDraftRow,
   NewCredentialRow,
   NewOutboxRow,
@@ -257,6 +258,27 @@ export interface TelegramRepository {
   names(): Promise<Map<string, string>>;
 }
 
+/**
+ * Named, expiring leases shared by every process on the database: a
+ * broker's node lease (`node:<id>`), the Telegram leader (`telegram:leader`).
+ * Times are the callers' clocks (ms); brokers sharing a database keep their
+ * clocks in step (NTP).
+ */
+export interface LeasesRepository {
+  /**
+   * Takes lease `name` for `holder` until `expiresAt`, or renews it: only
+   * when nobody holds it, `holder` already does, or it expired at or before
+   * `now`. One conditional statement: of callers racing for a free or
+   * expired lease exactly one gets `true`. `acquired_at` is `now` when the
+   * holder changes, kept when it renews.
+   */
+  acquire(name: string, holder: string, now: number, expiresAt: number): Promise<boolean>;
+  /** Drops the lease if `holder` holds it; false otherwise. */
+  release(name: string, holder: string): Promise<boolean>;
+  /** The lease row, expired or not. */
+  get(name: string): Promise<LeaseRow | undefined>;
+}
+
 /** Installation-wide values. */
 export interface SettingsRepository {
   /** Made with the database; names this installation's Vault policies. */
@@ -278,6 +300,7 @@ export interface Repositories {
   readonly outbox: OutboxRepository;
   readonly telegram: TelegramRepository;
   readonly settings: SettingsRepository;
+  readonly leases: LeasesRepository;
 }
 
 /**

@@ -8,7 +8,7 @@ import type { Repositories, Transaction } from './storage.ts';
  * and rollback hooks), running the hooks, and the development nesting check.
  */
 
-export const REPOSITORIES = ['requests', 'idempotency', 'rateLimits', 'credentials', 'grantPolicies', 'votes', 'agents', 'audit', 'outbox', 'telegram', 'settings'] as const;
+export const REPOSITORIES = ['requests', 'idempotency', 'rateLimits', 'credentials', 'grantPolicies', 'votes', 'agents', 'audit', 'outbox', 'telegram', 'settings', 'leases'] as const;
 
 /**
  * One transaction: `views` while it is open, `ended` (every call rejects
@@ -39,6 +39,7 @@ export class ViewTransaction implements Transaction {
   get outbox() { return this.#of().outbox; }
   get telegram() { return this.#of().telegram; }
   get settings() { return this.#of().settings; }
+  get leases() { return this.#of().leases; }
 
   afterCommit(fn: () => void): void {
     if (!this.#open) throw new TransactionEndedError();

@@ -66,7 +66,7 @@ describe('fault: SIGKILL at exact points of an issue', () => {
     proxy.setAction(undefined);
     proxy.onHeld = proxy.onLost = undefined;
     await start();
-    // Reconciliation runs at start: wait until no credential row is left mid-issue.
+    // Reconciliation runs at start, and the sweep once the killed node's lease lapsed: wait until no credential row is left mid-issue.
     await until(() => q<{ n: number }>(`SELECT COUNT(*) AS n FROM credentials WHERE state IN ('minting', 'abandoned')`).n === 0, 15_000, 'reconciliation');
   };
   const reads = (secret: string, path: string) => fetch(`${vault.url}/v1/${path}`, { headers: { 'X-Vault-Token': secret } }).then((r) => r.status === 200);
@@ -93,7 +93,9 @@ describe('fault: SIGKILL at exact points of an issue', () => {
       await fetch(`${vault.url}/v1/homelab/data/docker/${k}`, { method: 'POST', headers: { 'X-Vault-Token': ROOT_TOKEN }, body: JSON.stringify({ data: { k } }) });
     }
     proxy = await startChaosProxy(vault.url);
-    env = { JIT_HOST: '127.0.0.1', JIT_PORT: String(await freePort()), JIT_DB: dbPath, JIT_POLICIES: join(dir, 'policies'), VAULT_ADDR: proxy.url, VAULT_TOKEN: ROOT_TOKEN, LOG_LEVEL: 'warn' };
+    env = { JIT_HOST: '127.0.0.1', JIT_PORT: String(await freePort()), JIT_DB: dbPath, JIT_POLICIES: join(dir, 'policies'), VAULT_ADDR: proxy.url, VAULT_TOKEN: ROOT_TOKEN, LOG_LEVEL: 'warn',
+      // The killed broker's node lease lapses this soon: the restarted one (a new node) then settles its mints.
+      JIT_NODE_LEASE: '2s' };
     token = (await runJit(['agent', 'add', 'moltbot'], env)).stdout.trim().split('\n').at(-1)!;
     await start();
   }, 60_000);
@@ -223,7 +225,8 @@ describe('fault: SIGKILL at exact points of an issue', () => {
     w.prepare(`UPDATE requests SET status = 'approved', tier = 1, required_tier = 1, decided_by = 'policy', decided_at = created_at, approval_expires_at = NULL WHERE id = ?`).run(id);
     w.close();
     await restart();
-    await new Promise((r) => setTimeout(r, 2_500)); // reconciliation (and the sweep it runs) done
+    // Settled once the killed node's lease lapsed (reconciliation, or the sweep after it).
+    await until(() => q<{ status: string }>('SELECT status FROM requests WHERE id = ?', id).status !== 'approved', 30_000, 'the interrupted tier-1 request to be settled');
     const replay = await call('POST', '/jit/request', body, { 'Idempotency-Key': 'crash-e' });
     const status = q<{ status: string }>('SELECT status FROM requests WHERE id = ?', id).status;
     f.line(`after restart and reconciliation (which sweeps): request ${status}; replay of its key → ${replay.status} ${replay.body.status}`);

@@ -236,6 +236,14 @@ export function describeStorageConformance(name: string, open: () => Promise<Ope
         expect((await s.credentials.forRequest('req_a'))!.reserved_at).toBe(T0 + 7);
       });
 
+      it('records the node that reserved a row (null when none was given)', async () => {
+        await s.credentials.insert(credential('cred_a', 'req_a', { state: 'minting', issued_at: null, reserved_at: T0, node_id: 'node_1' }));
+        await s.credentials.insert(credential('cred_b', 'req_b'));
+        expect((await s.credentials.forRequest('req_a'))!.node_id).toBe('node_1');
+        expect((await s.credentials.inState('minting', 10)).map((c) => c.node_id)).toEqual(['node_1']);
+        expect((await s.credentials.forRequest('req_b'))!.node_id).toBeNull();
+      });
+
       it('holds at most one credential per request that is neither abandoned nor failed', async () => {
         await s.credentials.insert(credential('cred_1', 'req_a', { state: 'minting', reserved_at: T0 }));
         await expect(s.credentials.insert(credential('cred_2', 'req_a', { state: 'minting', reserved_at: T0 }))).rejects.toBeInstanceOf(StorageUniqueError);
@@ -583,6 +591,61 @@ export function describeStorageConformance(name: string, open: () => Promise<Ope
         await s.telegram.rememberName('telegram:2', 'Bob', T0);
         await s.telegram.rememberName('telegram:1', 'Alicia', T0 + 1);
         expect(await s.telegram.names()).toEqual(new Map([['telegram:1', 'Alicia'], ['telegram:2', 'Bob']]));
+      });
+    });
+
+    describe('leases', () => {
+      it('takes a free lease, renews it for its holder, refuses another holder until it expires, then hands it over', async () => {
+        expect(await s.leases.get('node:a')).toBeUndefined();
+        expect(await s.leases.acquire('node:a', 'a', T0, T0 + 15_000)).toBe(true);
+        expect(await s.leases.get('node:a')).toEqual({ name: 'node:a', holder: 'a', expires_at: T0 + 15_000, acquired_at: T0 });
+        // Renewed by its holder: later expiry, same acquisition time.
+        expect(await s.leases.acquire('node:a', 'a', T0 + 5_000, T0 + 20_000)).toBe(true);
+        expect(await s.leases.get('node:a')).toEqual({ name: 'node:a', holder: 'a', expires_at: T0 + 20_000, acquired_at: T0 });
+        // Another holder while it holds: refused, nothing changed.
+        expect(await s.leases.acquire('node:a', 'b', T0 + 19_999, T0 + 40_000)).toBe(false);
+        expect((await s.leases.get('node:a'))!.holder).toBe('a');
+        // Expired (at its expiry time exactly): another holder takes it.
+        expect(await s.leases.acquire('node:a', 'b', T0 + 20_000, T0 + 35_000)).toBe(true);
+        expect(await s.leases.get('node:a')).toEqual({ name: 'node:a', holder: 'b', expires_at: T0 + 35_000, acquired_at: T0 + 20_000 });
+        // Leases are independent by name.
+        expect(await s.leases.acquire('telegram:leader', 'a', T0 + 20_000, T0 + 30_000)).toBe(true);
+      });
+
+      it('releases only for its holder; a released lease is free at once', async () => {
+        await s.leases.acquire('telegram:leader', 'a', T0, T0 + 15_000);
+        expect(await s.leases.release('telegram:leader', 'b')).toBe(false);
+        expect((await s.leases.get('telegram:leader'))!.holder).toBe('a');
+        expect(await s.leases.release('telegram:leader', 'a')).toBe(true);
+        expect(await s.leases.get('telegram:leader')).toBeUndefined();
+        expect(await s.leases.release('telegram:leader', 'a')).toBe(false);
+        expect(await s.leases.acquire('telegram:leader', 'b', T0 + 1, T0 + 15_000)).toBe(true);
+      });
+
+      it('of callers racing for a free or an expired lease, exactly one holds it', async () => {
+        const holders = ['a', 'b', 'c', 'd', 'e', 'f'];
+        const first = await Promise.all(holders.map((h) => s.leases.acquire('telegram:leader', h, T0, T0 + 10_000)));
+        expect(first.filter(Boolean)).toHaveLength(1);
+        const winner = holders[first.indexOf(true)];
+        expect((await s.leases.get('telegram:leader'))!.holder).toBe(winner);
+        const second = await Promise.all(holders.map((h) => s.leases.acquire('telegram:leader', h, T0 + 10_000, T0 + 20_000)));
+        expect(second.filter(Boolean)).toHaveLength(1);
+        expect((await s.leases.get('telegram:leader'))!.holder).toBe(holders[second.indexOf(true)]);
+      });
+
+      it('reads and writes leases inside a transaction like any repository', async () => {
+        await s.transaction(async (tx) => {
+          expect(await tx.leases.acquire('node:a', 'a', T0, T0 + 1_000)).toBe(true);
+          expect(await tx.leases.acquire('node:a', 'b', T0, T0 + 1_000)).toBe(false);
+          expect((await tx.leases.get('node:a'))!.holder).toBe('a');
+        });
+        await expect(
+          s.transaction(async (tx) => {
+            await tx.leases.release('node:a', 'a');
+            throw new Error('roll back');
+          }),
+        ).rejects.toThrow('roll back');
+        expect((await s.leases.get('node:a'))!.holder).toBe('a');
       });
     });
 

@@ -59,7 +59,7 @@ describe('PostgreSQL engine: two brokers on one database', () => {
 
   it('migrate an empty database once when they start together, and share one installation id', async () => {
     const { rows } = await postgresPool(a).query<{ version: number; n: number }>('SELECT version, COUNT(*) OVER () AS n FROM schema_migrations ORDER BY version');
-    expect(rows.map((r) => r.version)).toEqual([1]);
+    expect(rows.map((r) => r.version)).toEqual([1, 2]);
     expect(await a.settings.installationId()).toMatch(/^[0-9a-f]{16}$/);
     expect(await b.settings.installationId()).toBe(await a.settings.installationId());
     // A third start finds nothing to do and changes nothing.
@@ -137,6 +137,20 @@ describe('PostgreSQL engine: two brokers on one database', () => {
     expect(rows.map((r) => r.seq)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
     for (const [i, r] of rows.entries()) expect(r.prev_hash).toBe(i === 0 ? '' : `h${i}`);
     expect(new Set(rows.map((r) => r.actor))).toEqual(new Set(['a', 'b']));
+  });
+
+  it('race for one lease from both (outside and inside transactions): exactly one holds it, each time it is free', async () => {
+    for (let round = 0; round < 5; round++) {
+      const now = T0 + round * 10_000;
+      const tries = [a, b, a, b].map((s, i) =>
+        i % 2 === 0
+          ? s.leases.acquire('telegram:leader', `n${i}`, now, now + 10_000)
+          : s.transaction((tx) => tx.leases.acquire('telegram:leader', `n${i}`, now, now + 10_000)),
+      );
+      const won = await Promise.all(tries);
+      expect(won.filter(Boolean)).toHaveLength(1);
+      expect((await b.leases.get('telegram:leader'))!.holder).toBe(`n${won.indexOf(true)}`);
+    }
   });
 
   it('refuse the same Idempotency-Key from both with StorageUniqueError, once', async () => {

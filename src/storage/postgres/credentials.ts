@@ -3,12 +3,12 @@ import type { CredentialsRepository, GrantPoliciesRepository } from '../storage.
 import { all, changedOne, count, one, sql, type Exec } from './exec.ts';
 
 /** The columns a credential row is read with (not `seq`, which only orders them). */
-const ROW = 'id, request_id, type, state, vault_policy, accessor, jti, issued_at, expires_at, ended_at, end_reason, reserved_at';
+const ROW = 'id, request_id, type, state, vault_policy, accessor, jti, issued_at, expires_at, ended_at, end_reason, reserved_at, node_id';
 const ROW_C = ROW.split(', ').map((c) => `c.${c}`).join(', ');
 
 const S = {
-  insert: sql('credentials_insert', `INSERT INTO credentials (id, request_id, type, state, vault_policy, accessor, jti, issued_at, expires_at, reserved_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`),
+  insert: sql('credentials_insert', `INSERT INTO credentials (id, request_id, type, state, vault_policy, accessor, jti, issued_at, expires_at, reserved_at, node_id)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`),
   forRequest: sql('credentials_for_request', `SELECT ${ROW} FROM credentials WHERE request_id = $1 ORDER BY state IN ('abandoned', 'failed'), seq DESC LIMIT 1`),
   live: sql('credentials_live', `UPDATE credentials SET state = 'live', accessor = $2, issued_at = $3, expires_at = $4 WHERE id = $1 AND state = 'minting'`),
   move: sql('credentials_move', `UPDATE credentials SET state = $3,
@@ -47,7 +47,7 @@ export function pgCredentials(x: Exec): CredentialsRepository {
       const reservedAt = row.reserved_at ?? row.issued_at;
       // A row with neither (a `minting` one) would be taken by the sweep for an interrupted mint.
       if (reservedAt === null || reservedAt === undefined) throw new Error(`credential ${row.id}: reserved_at is required`);
-      await x.write(S.insert, [row.id, row.request_id, row.type, row.state, row.vault_policy, row.accessor, row.jti, row.issued_at, row.expires_at, reservedAt]);
+      await x.write(S.insert, [row.id, row.request_id, row.type, row.state, row.vault_policy, row.accessor, row.jti, row.issued_at, row.expires_at, reservedAt, row.node_id ?? null]);
     },
     forRequest: (requestId) => one<CredentialRow>(x.read(S.forRequest, [requestId])),
     markLive: (id, accessor, issuedAt, expiresAt) => changedOne(x.write(S.live, [id, accessor, issuedAt, expiresAt])),

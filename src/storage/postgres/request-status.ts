@@ -10,7 +10,7 @@ import { changedOne, sql, type Exec } from './exec.ts';
  * status update.
  */
 const COLUMNS = ['id', 'agent_id', 'agent_name', 'resource', 'tier', 'required_tier', 'status', 'reason', 'scope', 'ttl_seconds', 'session_key', 'rules',
-  'idempotency_key', 'body_hash', 'created_at', 'updated_at', 'approval_expires_at', 'claim_expires_at', 'decided_by', 'decided_at', 'decision_reason', 'failure'] as const;
+  'idempotency_key', 'body_hash', 'created_at', 'updated_at', 'approval_expires_at', 'claim_expires_at', 'decided_by', 'decided_at', 'decision_reason', 'failure', 'node_id'] as const;
 
 const INSERT = sql('requests_insert', `INSERT INTO requests (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})`);
 const MOVE = sql('requests_move', `UPDATE requests SET status = $3, updated_at = $4,
@@ -22,7 +22,7 @@ const MOVE = sql('requests_move', `UPDATE requests SET status = $3, updated_at =
 export function requestStatusStatements(x: Exec) {
   return {
     async insert(row: NewRequestRow): Promise<void> {
-      await x.write(INSERT, COLUMNS.map((c) => row[c]));
+      await x.write(INSERT, COLUMNS.map((c) => row[c] ?? null));
     },
     /** Moves request `id` from `from` to `to`; false if it was no longer in `from`. */
     move(id: string, from: RequestStatus, to: RequestStatus, now: number, fields: StatusMoveFields = {}): Promise<boolean> {

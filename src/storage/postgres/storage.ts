@@ -13,6 +13,7 @@ import { pgOutbox } from './outbox.ts';
 import { BEGIN_LOCKED, CONNECT_TIMEOUT_MS, LOCK_TIMEOUT_MS, createPool, isBroken, migrate, pgStorageError, shownDatabaseUrl, unavailable, whyNotOpened } from './pool.ts';
 import { pgIdempotency, pgRateLimits, pgRequests } from './requests.ts';
 import { pgSettings } from './settings.ts';
+import { pgLeases } from './leases.ts';
 import { pgTelegram } from './telegram.ts';
 import { pgVotes } from './votes.ts';
 
@@ -29,6 +30,7 @@ function repositories(x: Exec): Repositories {
     outbox: pgOutbox(x),
     telegram: pgTelegram(x),
     settings: pgSettings(x),
+    leases: pgLeases(x),
   };
 }
 

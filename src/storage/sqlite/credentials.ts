@@ -5,8 +5,8 @@ import type { Sync } from './sync.ts';
 
 export function sqliteCredentials(db: Db): Sync<CredentialsRepository> {
   const s = {
-    insert: db.prepare(`INSERT INTO credentials (id, request_id, type, state, vault_policy, accessor, jti, issued_at, expires_at, reserved_at)
-      VALUES (@id, @request_id, @type, @state, @vault_policy, @accessor, @jti, @issued_at, @expires_at, @reserved_at)`),
+    insert: db.prepare(`INSERT INTO credentials (id, request_id, type, state, vault_policy, accessor, jti, issued_at, expires_at, reserved_at, node_id)
+      VALUES (@id, @request_id, @type, @state, @vault_policy, @accessor, @jti, @issued_at, @expires_at, @reserved_at, @node_id)`),
     forRequest: db.prepare(`SELECT * FROM credentials WHERE request_id = ? ORDER BY state IN ('abandoned', 'failed'), rowid DESC LIMIT 1`),
     live: db.prepare(`UPDATE credentials SET state = 'live', accessor = @accessor, issued_at = @issued_at, expires_at = @expires_at
       WHERE id = @id AND state = 'minting'`),
@@ -41,7 +41,7 @@ export function sqliteCredentials(db: Db): Sync<CredentialsRepository> {
       const reservedAt = row.reserved_at ?? row.issued_at;
       // A row with neither (a `minting` one) would be taken by the sweep for an interrupted mint.
       if (reservedAt === null || reservedAt === undefined) throw new Error(`credential ${row.id}: reserved_at is required`);
-      s.insert.run({ ...row, reserved_at: reservedAt });
+      s.insert.run({ ...row, reserved_at: reservedAt, node_id: row.node_id ?? null });
     },
     forRequest: (requestId) => s.forRequest.get(requestId) as CredentialRow | undefined,
     markLive: (id, accessor, issuedAt, expiresAt) => s.live.run({ id, accessor, issued_at: issuedAt, expires_at: expiresAt }).changes === 1,

@@ -13,10 +13,10 @@ import type { Db } from './open.ts';
 export function requestStatusStatements(db: Db) {
   const insert = db.prepare(`INSERT INTO requests (id, agent_id, agent_name, resource, tier, required_tier, status, reason, scope,
       ttl_seconds, session_key, rules, idempotency_key, body_hash, created_at, updated_at, approval_expires_at, claim_expires_at,
-      decided_by, decided_at, decision_reason, failure)
+      decided_by, decided_at, decision_reason, failure, node_id)
       VALUES (@id, @agent_id, @agent_name, @resource, @tier, @required_tier, @status, @reason, @scope, @ttl_seconds, @session_key,
       @rules, @idempotency_key, @body_hash, @created_at, @updated_at, @approval_expires_at, @claim_expires_at, @decided_by,
-      @decided_at, @decision_reason, @failure)`);
+      @decided_at, @decision_reason, @failure, @node_id)`);
   const move = db.prepare(`UPDATE requests SET status = @to, updated_at = @now,
       decided_by = COALESCE(@decided_by, decided_by), decided_at = COALESCE(@decided_at, decided_at),
       decision_reason = COALESCE(@decision_reason, decision_reason), failure = COALESCE(@failure, failure),
@@ -24,7 +24,7 @@ export function requestStatusStatements(db: Db) {
       WHERE id = @id AND status = @from`);
   return {
     insert(row: NewRequestRow): void {
-      insert.run(row);
+      insert.run({ ...row, node_id: row.node_id ?? null });
     },
     /** Moves request `id` from `from` to `to`; false if it was no longer in `from`. */
     move(id: string, from: RequestStatus, to: RequestStatus, now: number, fields: StatusMoveFields = {}): boolean {

@@ -11,6 +11,7 @@ import { startSqliteMaintenance } from './maintenance.ts';
 import { sqliteOutbox } from './outbox.ts';
 import { sqliteIdempotency, sqliteRateLimits, sqliteRequests } from './requests.ts';
 import { sqliteSettings } from './settings.ts';
+import { sqliteLeases } from './leases.ts';
 import type { Sync } from './sync.ts';
 import { sqliteTelegram } from './telegram.ts';
 import { sqliteVotes } from './votes.ts';
@@ -91,6 +92,7 @@ export function createSqliteStorage(db: Db, opts: { onHookError?: HookErrorRepor
     outbox: sqliteOutbox(db),
     telegram: sqliteTelegram(db),
     settings: sqliteSettings(db),
+    leases: sqliteLeases(db),
   };
   const select1 = db.prepare('SELECT 1');
 

@@ -36,7 +36,7 @@ it('cleans up what a crash between policy write and token record left behind', a
       rules: '["docker-read"]', idempotency_key: null, body_hash: null, created_at: now, updated_at: now, approval_expires_at: null,
       claim_expires_at: null, decided_by: 'policy', decided_at: now, decision_reason: null, failure: null,
     });
-    await tx.credentials.insert({ id: deps.ids.next('cred'), request_id: requestId, type: 'vault_token', state: 'minting', vault_policy: `jit-${requestId}`, accessor: null, jti: null, issued_at: null, expires_at: now + 3_600_000, reserved_at: now });
+    await tx.credentials.insert({ id: deps.ids.next('cred'), request_id: requestId, type: 'vault_token', state: 'minting', vault_policy: `jit-${requestId}`, accessor: null, jti: null, issued_at: null, expires_at: now + 3_600_000, reserved_at: now, node_id: 'node_dead' });
   });
   await h.root.write(`sys/policies/acl/jit-${requestId}`, { policy: JSON.stringify({ path: { 'homelab/data/docker/registry': { capabilities: ['read'] } } }) });
   const lost = await h.root.write('auth/token/create-orphan', { policies: [`jit-${requestId}`], ttl: '3600s', renewable: false });
