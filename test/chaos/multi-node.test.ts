@@ -52,6 +52,16 @@ async function waitFor<T>(what: string, boundMs: number, check: () => Promise<T 
   }
 }
 
+/** `p`, or a failure naming `what` once `boundMs` passed (the timer does not keep the process alive). */
+function bounded<T>(p: Promise<T>, boundMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`gave up after ${Math.round(boundMs / 1000)} s waiting for ${what}`)), boundMs);
+    timer.unref();
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 describe(`chaos: ${NODES} brokers on one PostgreSQL, a random one SIGKILLed every 2–4 s, ${SIZE.ops} requests`, () => {
   let world: ChaosWorld | undefined;
 
@@ -59,7 +69,7 @@ describe(`chaos: ${NODES} brokers on one PostgreSQL, a random one SIGKILLed ever
     const databaseUrl = await freshPostgresDatabase('chaos');
     world = await startChaosWorld({ databaseUrl, nodes: NODES, env: LEASES });
     // Started together: the migrations run once, under the advisory lock.
-    await world.startAll();
+    await bounded(world.startAll(), 90_000, `${NODES} nodes to start`);
   }, 120_000);
 
   afterAll(async () => {
@@ -124,7 +134,7 @@ describe(`chaos: ${NODES} brokers on one PostgreSQL, a random one SIGKILLed ever
               await sleep(pause);
               const down = Date.now();
               try {
-                await victim.start();
+                await bounded(victim.start(), 60_000, `node ${victim.index} to restart`);
                 kill.downMs = Date.now() - down + pause;
               } catch (err) {
                 restartFailures.push(`node ${victim.index}: ${(err as Error).message.slice(0, 300)}`);
@@ -133,13 +143,14 @@ describe(`chaos: ${NODES} brokers on one PostgreSQL, a random one SIGKILLed ever
           );
         }
       })();
-      await Promise.all(Array.from({ length: SIZE.lanes }, lane));
+      // The workload's own bound: the test's timeout less room for settling and counting.
+      await bounded(Promise.all(Array.from({ length: SIZE.lanes }, lane)), (FULL ? 900_000 : 240_000) - 100_000, `the workload (${next} of ${ops.length} operations started)`);
       lanesDone = true;
       await killer;
       await Promise.all(restarts);
       const workloadMs = Date.now() - t0;
       // Every node serving again (a failed restart is retried once here, and reported).
-      await w.startAll();
+      await bounded(w.startAll(), 60_000, 'every node to be up after the workload');
       f.line(`workload done in ${(workloadMs / 1000).toFixed(1)} s; ${kills.length} SIGKILLs (${NODES} nodes: ${w.nodes.map((n) => kills.filter((k) => k.node === n.index).length).join('/')}); node start times ${w.startTimesMs.join(', ')} ms; kills with an event being delivered (any node) ${midDelivery}`);
 
       // Settle: every node up and healthy, no credential unsettled (a killed node's mint is settled once its
@@ -200,7 +211,7 @@ describe(`chaos: ${NODES} brokers on one PostgreSQL, a random one SIGKILLed ever
       const redeliveries = deliveries.length - idsPerEvent.size;
       const clientDuplicates = [...client.received].filter(([, s]) => s.size > 1).map(([id]) => id);
 
-      const audit = await w.cli(['audit', 'verify']);
+      const audit = await bounded(w.cli(['audit', 'verify']), 60_000, '`jit audit verify`');
       const posts = w.postsPerRequest();
       const doublePosts = [...posts.values()].filter((n) => n > 1).length;
       const output = w.outputs();
@@ -256,7 +267,7 @@ describe(`chaos: ${NODES} brokers on one PostgreSQL, a random one SIGKILLed ever
       f.set('workload_s', (workloadMs / 1000).toFixed(1));
       f.print();
 
-      const stopped = await w.stopAll();
+      const stopped = await bounded(w.stopAll(), 60_000, 'every node to stop (SIGTERM)');
       expect.soft(stopped, 'every node stops gracefully after the run').toEqual(w.nodes.map(() => 0));
       expect.soft(stats.ops).toBe(SIZE.ops);
       expect.soft(stats.ops).toBeGreaterThanOrEqual(FULL ? 500 : Math.min(500, SIZE.ops));
