@@ -53,10 +53,10 @@ async function waitFor<T>(what: string, boundMs: number, check: () => Promise<T 
 }
 
 /** `p`, or a failure naming `what` once `boundMs` passed (the timer does not keep the process alive). */
-function bounded<T>(p: Promise<T>, boundMs: number, what: string): Promise<T> {
+function bounded<T>(p: Promise<T>, boundMs: number, what: string | (() => string)): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`gave up after ${Math.round(boundMs / 1000)} s waiting for ${what}`)), boundMs);
+    timer = setTimeout(() => reject(new Error(`gave up after ${Math.round(boundMs / 1000)} s waiting for ${typeof what === 'string' ? what : what()}`)), boundMs);
     timer.unref();
   });
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
@@ -144,7 +144,7 @@ describe(`chaos: ${NODES} brokers on one PostgreSQL, a random one SIGKILLed ever
         }
       })();
       // The workload's own bound: the test's timeout less room for settling and counting.
-      await bounded(Promise.all(Array.from({ length: SIZE.lanes }, lane)), (FULL ? 900_000 : 240_000) - 100_000, `the workload (${next} of ${ops.length} operations started)`);
+      await bounded(Promise.all(Array.from({ length: SIZE.lanes }, lane)), (FULL ? 900_000 : 240_000) - 100_000, () => `the workload (${next} of ${ops.length} operations started)`);
       lanesDone = true;
       await killer;
       await Promise.all(restarts);
