@@ -148,9 +148,13 @@ describe(`chaos: ${NODES} brokers on one PostgreSQL, a random one SIGKILLed ever
         ? setInterval(() => process.stdout.write(`multi-node chaos: ${((Date.now() - t0) / 1000).toFixed(0)} s, ${stats.ops} operations started, ${kills.length} kills, nodes up ${w.nodes.filter((n) => n.isUp()).length}\n`), 10_000)
         : undefined;
       // The workload's own bound: the test's timeout less room for settling and counting.
-      await bounded(Promise.all(Array.from({ length: SIZE.lanes }, lane)), (FULL ? 900_000 : 240_000) - 100_000, () => `the workload (${next} of ${ops.length} operations started)`);
-      lanesDone = true;
-      clearInterval(progress);
+      try {
+        await bounded(Promise.all(Array.from({ length: SIZE.lanes }, lane)), (FULL ? 900_000 : 240_000) - 100_000, () => `the workload (${next} of ${ops.length} operations started)`);
+      } finally {
+        // Stops the killer too, even when the workload failed.
+        lanesDone = true;
+        clearInterval(progress);
+      }
       await killer;
       await Promise.all(restarts);
       const workloadMs = Date.now() - t0;
