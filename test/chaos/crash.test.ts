@@ -166,7 +166,7 @@ describe(`chaos: SIGKILL the broker ${SIZE.kills} times under ${SIZE.ops} reques
       const duplicates = census.dbDuplicateCredentials.length + census.vaultDuplicateTokens.length + clientDuplicates.length + duplicateEvents.length;
       const orphans = census.orphanTokens.length + census.orphanPolicies.length;
       const knownBug = census.sharedPolicyOrphans.length;
-      f.line(`client: ${JSON.stringify({ ...stats, serverErrors: stats.serverErrors.length, unexpected: stats.unexpected.length })}`);
+      f.line(`client: ${JSON.stringify({ ...stats, serverErrors: stats.serverErrors.length, oddAnswers: stats.oddAnswers.length, unexpected: stats.unexpected.length })}`);
       for (const [k, n] of causes) f.line(`500 answers: ${n}× ${k}${k.includes('database is locked') ? ' (known bug: SQLITE_BUSY on a read-then-write transaction while another process writes; see test/fault/sqlite-busy.test.ts)' : ''}`);
       f.line(`requests by status: ${JSON.stringify(census.byStatus)}`);
       f.line(`vault: ${census.vaultTokens} tokens, ${census.jitPolicies} jit- policies, ${census.liveVaultCredentials} live vault credentials, ${census.liveGateCredentials} live gate credentials`);
