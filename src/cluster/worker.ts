@@ -96,7 +96,7 @@ async function startWorkerParts(config: WorkerConfig, nodeId: string | undefined
 
   let telegram: ServedTelegram | undefined;
   if (config.telegram) {
-    let status: ApprovalBotStatus = { mode: config.telegram.webhookSecret ? 'webhook' : 'polling', ready: false, lastSyncOkAt: null, lastError: null };
+    let status: ApprovalBotStatus = { mode: config.telegram.webhookSecret ? 'webhook' : 'polling', ready: false, leader: false, lastSyncOkAt: null, lastError: null };
     telegram = {
       kick: async () => send({ t: 'jit:kick' }),
       status: () => status,

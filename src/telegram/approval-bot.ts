@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { Api, Bot, BotError } from 'grammy';
 import type { ApiClientOptions } from 'grammy';
 import type { BrokerDeps } from '../broker/deps.ts';
@@ -7,6 +8,7 @@ import { TELEGRAM_WEBHOOK_PATH, validateTelegramConfig, type TelegramConfig } fr
 import { boundedRetry, callTimeout, describeTelegramError, sleep, type RetryOptions } from './errors.ts';
 import { registerHandlers } from './handlers.ts';
 import { pollForever, type BotLifetime } from './polling.ts';
+import { createLeadership } from './leader.ts';
 import { createTelegramStore } from './store.ts';
 import { createSync } from './sync.ts';
 import { createSyncScheduler } from './sync-scheduler.ts';
@@ -36,12 +38,16 @@ export interface ApprovalBotOptions {
   postLeaseMs?: number;
   /** The webhook answers Telegram after this long even if the update is still being handled (default 8000 ms). */
   webhookReplyTimeoutMs?: number;
+  /** TTL of the `telegram:leader` lease (default JIT_NODE_LEASE); renewed every third of it. */
+  leaderLeaseMs?: number;
 }
 
 export interface ApprovalBotStatus {
   mode: 'polling' | 'webhook';
-  /** getMe succeeded and polling runs / the webhook is registered. */
+  /** getMe succeeded and polling runs (or this broker stands by while another polls) / the webhook is registered. */
   ready: boolean;
+  /** This broker holds `telegram:leader`: it polls (polling mode) and runs the sync passes (both modes). */
+  leader: boolean;
   /** Epoch ms of the last sync pass that reached Telegram without error. */
   lastSyncOkAt: number | null;
   /** Set while Telegram is failing: log-safe detail of the last failure. */
@@ -80,6 +86,13 @@ export interface ApprovalBot {
  * `${publicUrl}/telegram/webhook` with that secret and the broker's HTTP
  * server must route that path to `handleWebhook`.
  *
+ * Several brokers on one database: only the one holding the lease
+ * `telegram:leader` (leader.ts) polls and runs the sync passes (posting
+ * and editing the approval messages); the others stand by and take over
+ * when its lease lapses. In webhook mode every broker handles the updates
+ * it receives. A kick on a broker that is not the leader does nothing: the
+ * leader's next pass (every `syncIntervalMs`) picks the change up.
+ *
  * Nothing here can crash the broker: handler errors go to `bot.catch`,
  * polling restarts after failures, sync failures pause and retry, and no
  * promise is left to reject unhandled.
@@ -109,7 +122,7 @@ export function createApprovalBot(options: ApprovalBotOptions): ApprovalBot {
   syncApi.config.use(callTimeout(callTimeoutSeconds));
 
   const store = createTelegramStore(deps.storage);
-  const state: ApprovalBotStatus = { mode, ready: false, lastSyncOkAt: null, lastError: null };
+  const state: ApprovalBotStatus = { mode, ready: false, leader: false, lastSyncOkAt: null, lastError: null };
   let stopped = false;
   let started = false;
   const abort = new AbortController();
@@ -121,7 +134,10 @@ export function createApprovalBot(options: ApprovalBotOptions): ApprovalBot {
   let markReady!: () => void;
   const ready = new Promise<void>((resolve) => (markReady = resolve));
   const setReady = () => {
-    if (!state.ready) log.info({ mode, bot: bot.botInfo.username }, mode === 'polling' ? 'telegram: long polling started' : 'telegram: webhook registered');
+    if (!state.ready || (mode === 'polling' && leadership.isLeader())) {
+      const what = mode === 'webhook' ? 'telegram: webhook registered' : leadership.isLeader() ? 'telegram: long polling started' : 'telegram: connected; standing by (another broker is the leader and polls)';
+      log.info({ mode, bot: bot.botInfo.username }, what);
+    }
     state.ready = true;
     markReady();
   };
@@ -137,8 +153,82 @@ export function createApprovalBot(options: ApprovalBotOptions): ApprovalBot {
     postLeaseMs: options.postLeaseMs ?? 60_000,
     errorBackoffMs: options.errorBackoffMs ?? 1_000,
   });
-  const scheduler = createSyncScheduler({ pass: () => sync.pass(), log, token, intervalMs: options.syncIntervalMs ?? 3_000, health: state });
-  const kick = scheduler.kick;
+  // Only the leader posts and edits: one message per request, edited once per change, whatever broker decided.
+  const scheduler = createSyncScheduler({
+    pass: () => (leadership.isLeader() ? sync.pass() : Promise.resolve({ posted: 0, edited: 0 })),
+    log,
+    token,
+    intervalMs: options.syncIntervalMs ?? 3_000,
+    health: state,
+  });
+  const kick = (): Promise<void> => (leadership.isLeader() ? scheduler.kick() : Promise.resolve());
+
+  // ---- leadership (several brokers on one database) ------------------------------
+
+  /** The polling loop of the current leadership term. */
+  let term: { abort: AbortController; loop: Promise<void> } | undefined;
+  const startPolling = () => {
+    if (term || stopped || mode !== 'polling') return;
+    const ended = new AbortController();
+    const signal = AbortSignal.any([abort.signal, ended.signal]);
+    const termLifetime: BotLifetime = { stopped: () => stopped || ended.signal.aborted, sleep: (ms) => sleep(ms, signal) };
+    const loop = pollForever({ bot, log, token, lifetime: termLifetime, connect, onStart: setReady, pollTimeoutSeconds, restartDelayMs }).catch((err: unknown) => {
+      log.error({ err: describeTelegramError(err, token) }, 'telegram: bot loop crashed');
+    });
+    term = { abort: ended, loop };
+  };
+  /** Ends the term's polling; resolves once getUpdates is no longer called. */
+  const stopPolling = async () => {
+    const t = term;
+    if (!t) return;
+    term = undefined;
+    t.abort.abort();
+    let done = false;
+    void t.loop.finally(() => (done = true));
+    while (!done) {
+      if (bot.isRunning()) {
+        try {
+          await bot.stop();
+        } catch (err) {
+          log.debug({ telegram: describeTelegramError(err, token) }, 'telegram: could not confirm the last update while stopping');
+        }
+      }
+      await Promise.race([t.loop, sleep(50)]);
+    }
+  };
+  /** A broker that is not the leader (polling mode): connected (getMe) and ready to take over. */
+  const standBy = async () => {
+    while (!stopped && !state.ready && !leadership.isLeader()) {
+      try {
+        await connect();
+        if (!leadership.isLeader()) setReady();
+        return;
+      } catch (err) {
+        log.debug({ telegram: describeTelegramError(err, token) }, 'telegram: could not reach the Bot API while standing by');
+        await lifetime.sleep(restartDelayMs);
+      }
+    }
+  };
+  let leadershipChange: Promise<void> = Promise.resolve();
+  const leadership = createLeadership({
+    storage: deps.storage,
+    clock,
+    log,
+    holder: deps.nodeId ?? `bot_${randomBytes(8).toString('hex')}`,
+    ttlMs: options.leaderLeaseMs ?? deps.config.nodeLeaseSeconds * 1000,
+    onChange(leader) {
+      state.leader = leader;
+      leadershipChange = leadershipChange.then(async () => {
+        if (leader) {
+          startPolling();
+          void scheduler.kick();
+        } else {
+          await stopPolling();
+          if (mode === 'polling') void standBy();
+        }
+      });
+    },
+  });
 
   // ---- handlers -------------------------------------------------------------------
 
@@ -207,13 +297,15 @@ export function createApprovalBot(options: ApprovalBotOptions): ApprovalBot {
     async start() {
       if (started || stopped) return;
       started = true;
-      const running =
-        mode === 'polling'
-          ? pollForever({ bot, log, token, lifetime, connect, onStart: setReady, pollTimeoutSeconds, restartDelayMs })
-          : registerWebhook({ bot, log, token, lifetime, connect, onReady: setReady, url: `${publicUrl}${TELEGRAM_WEBHOOK_PATH}`, secret: config.webhookSecret!, signal, restartDelayMs });
-      loop = running.catch((err: unknown) => {
-        log.error({ err: describeTelegramError(err, token) }, 'telegram: bot loop crashed');
-      });
+      // The first try at the leader lease comes first: the leader polls, the others stand by.
+      await leadership.start();
+      if (mode === 'webhook') {
+        loop = registerWebhook({ bot, log, token, lifetime, connect, onReady: setReady, url: `${publicUrl}${TELEGRAM_WEBHOOK_PATH}`, secret: config.webhookSecret!, signal, restartDelayMs }).catch((err: unknown) => {
+          log.error({ err: describeTelegramError(err, token) }, 'telegram: bot loop crashed');
+        });
+      } else if (!leadership.isLeader()) {
+        void standBy();
+      }
       scheduler.start();
     },
     async stop() {
@@ -221,6 +313,8 @@ export function createApprovalBot(options: ApprovalBotOptions): ApprovalBot {
       stopped = true;
       abort.abort();
       const passes = scheduler.stop();
+      await leadershipChange;
+      await stopPolling();
       if (bot.isRunning()) {
         try {
           await bot.stop();
@@ -230,6 +324,8 @@ export function createApprovalBot(options: ApprovalBotOptions): ApprovalBot {
       }
       await loop;
       await passes;
+      // Last: another broker takes over at its next try, once this one no longer polls or posts.
+      await leadership.stop();
     },
     kick,
     handleWebhook,
