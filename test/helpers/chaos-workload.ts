@@ -294,6 +294,8 @@ export class ChaosClient {
     this.durations.set(op.kind, { n: d.n + 1, totalMs: d.totalMs + ms, maxMs: Math.max(d.maxMs, ms) });
   }
 
+  /** `jit approve/deny` exit code and last stderr line → count. */
+  readonly cliExits = new Map<string, number>();
   /** Operations by tier and how they ended, e.g. `t2 claimed+revoked` → count. */
   readonly outcomes = new Map<string, number>();
   /** Operation kind → how many, their total and longest wall time (ms). */
@@ -331,7 +333,7 @@ export class ChaosClient {
       return 'denied';
     }
     if (status !== 'approved') {
-      this.unexpected(op, `request ${id} ended ${status} instead of being decided`);
+      this.unexpected(op, `request ${id} ended ${status} instead of being decided (Telegram message ${this.world.messageFor(id) ?? 'none'})`);
       return `ended ${status}`;
     }
     this.stats.approved++;
@@ -414,6 +416,9 @@ export class ChaosClient {
   private async cliDecide(op: Op, verdict: 'approve' | 'deny', id: string): Promise<void> {
     this.stats.cliDecisions++;
     const r = await this.world.cli([verdict, id]);
+    const why = r.code === 0 ? '' : `: ${(r.stderr.trim().split('\n').at(-1) ?? '').replace(/req_[0-9a-z]{26}/g, 'req_…').slice(0, 120)}`;
+    const k = `jit ${verdict} exit ${r.code}${why}`;
+    this.cliExits.set(k, (this.cliExits.get(k) ?? 0) + 1);
     // 0: decided or vote recorded; 1: already decided / already voted (a tap won the race).
     if (r.code !== 0 && r.code !== 1) this.unexpected(op, `jit ${verdict} ${id} exited ${r.code}: ${r.stderr.slice(0, 300)}`);
   }
@@ -423,7 +428,7 @@ export class ChaosClient {
       await this.cliDecide(op, step.verdict, id);
       return;
     }
-    const message = await this.waitMessage(id, 8_000);
+    const message = await this.waitMessage(id, this.race ? 15_000 : 8_000);
     if (message === undefined) {
       this.stats.tapFallbacks++;
       await this.cliDecide(op, step.verdict, id);
@@ -453,7 +458,7 @@ export class ChaosClient {
       const racers = this.racers(op);
       if (racers.length > 1) this.stats.racedDecisions++;
       // Telegram racers tap under the same message, at the same moment: wait for it first.
-      if (racers.some((s) => s.how === 'tap')) await this.waitMessage(id, 8_000);
+      if (racers.some((s) => s.how === 'tap')) await this.waitMessage(id, 15_000);
       await Promise.all(racers.map((s) => this.step(op, id, s)));
     } else {
       for (const step of op.steps) await this.step(op, id, step);
