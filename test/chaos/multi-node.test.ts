@@ -37,7 +37,7 @@ const KILL_EVERY_MS = [2_000, 4_000] as const;
  * settled by another node's sweep, and another node polls Telegram, seconds after the kill. Not shorter:
  * a live node on this busy machine must not miss its renewals (every third of the lease).
  */
-const LEASES = { JIT_NODE_LEASE: '5' };
+const LEASES = { JIT_NODE_LEASE: process.env.CHAOS_NODE_LEASE ?? '3', ...(process.env.CHAOS_LOG_LEVEL ? { LOG_LEVEL: process.env.CHAOS_LOG_LEVEL } : {}) };
 /** The webhook dispatcher's lease (15 s timeout + 45 s): an event a killed node was sending is due again after it. */
 const OUTBOX_LEASE_MS = 60_000;
 
@@ -259,6 +259,9 @@ describe(`chaos: ${NODES} brokers on one PostgreSQL, a random one SIGKILLed ever
       f.line(`operations by tier and outcome: ${byTier.map(([k, n]) => `${k}: ${n}`).join('; ')}`);
       f.line(`operation wall time by kind (mean/max s): ${[...client.durations].map(([k, d]) => `${k} ${(d.totalMs / d.n / 1000).toFixed(1)}/${(d.maxMs / 1000).toFixed(1)}`).join(', ')}`);
       f.line(`client: ${JSON.stringify({ ...stats, serverErrors: stats.serverErrors.length, oddAnswers: stats.oddAnswers.length, unexpected: stats.unexpected.length })}`);
+      const waits = [...client.decisionWaits].sort((a, b) => a - b);
+      const pct = (q: number) => ((waits[Math.min(waits.length - 1, Math.floor(q * waits.length))] ?? 0) / 1000).toFixed(1);
+      f.line(`time from taps to decision (s): p50 ${pct(0.5)}, p90 ${pct(0.9)}, max ${pct(1)} over ${waits.length} decisions; re-tapped after 45 s: ${stats.decisionFallbacks}`);
       f.line(`CLI decisions: ${[...client.cliExits].map(([k, n]) => `${n}× ${k}`).join('; ')}`);
       for (const [k, n] of odd) f.line(`non-2xx/4xx answer: ${n}× ${k}`);
       f.line(`kills: ${kills.map((k) => `n${k.node}@${(k.at / 1000).toFixed(1)}s/${k.downMs ?? '?'}ms`).join(' ')}`);

@@ -294,6 +294,8 @@ export class ChaosClient {
     this.durations.set(op.kind, { n: d.n + 1, totalMs: d.totalMs + ms, maxMs: Math.max(d.maxMs, ms) });
   }
 
+  /** Racing mode: ms from the racers' taps until the request was decided (first round only). */
+  readonly decisionWaits: number[] = [];
   /** `jit approve/deny` exit code and last stderr line → count. */
   readonly cliExits = new Map<string, number>();
   /** Operations by tier and how they ended, e.g. `t2 claimed+revoked` → count. */
@@ -476,7 +478,15 @@ export class ChaosClient {
         await sleep(150);
       }
     };
-    let status = await settled(20_000);
+    // Several nodes killed every few seconds: Telegram is led by whichever node holds the leader lease, and
+    // a tap waits out each failover (the lease, plus the new leader's start), so wait longer before re-tapping.
+    const first = this.race ? 45_000 : 20_000;
+    const t0 = Date.now();
+    let status = await settled(first);
+    if (this.race && status !== 'pending') {
+      const ms = Date.now() - t0;
+      this.decisionWaits.push(ms);
+    }
     if (status === 'pending') {
       // Still pending: taps that were lost with a killed broker, or a request not posted yet because a broker
       // died holding its post claim (re-posted once the 60 s post lease lapses; one CLI vote cannot finish a
@@ -487,7 +497,7 @@ export class ChaosClient {
         if (message === undefined) await this.cliDecide(op, step.verdict, id);
         else this.world.tg.tap(step.user!, message, callbackData(step.verdict, id), { force: true });
       }
-      status = await settled(10_000);
+      status = await settled(this.race ? 30_000 : 10_000);
     }
     return status;
   }
