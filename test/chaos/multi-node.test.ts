@@ -52,6 +52,21 @@ async function waitFor<T>(what: string, boundMs: number, check: () => Promise<T 
   }
 }
 
+/** The key ids each node's JWKS lists, as `kid,kid|kid,…` per node (the same on every node when they share one key ring). */
+async function jwksPerNode(w: ChaosWorld): Promise<string[]> {
+  return Promise.all(
+    w.nodes.map(async (n) => {
+      try {
+        const r = await fetch(`${n.url}/.well-known/jwks.json`, { signal: AbortSignal.timeout(5_000) });
+        const body = (await r.json()) as { keys: { kid?: string }[] };
+        return body.keys.map((k) => k.kid ?? '?').sort().join(',');
+      } catch (err) {
+        return `unreachable (${(err as Error).message})`;
+      }
+    }),
+  );
+}
+
 /** `p`, or a failure naming `what` once `boundMs` passed (the timer does not keep the process alive). */
 function bounded<T>(p: Promise<T>, boundMs: number, what: string | (() => string)): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -64,12 +79,14 @@ function bounded<T>(p: Promise<T>, boundMs: number, what: string | (() => string
 
 describe(`chaos: ${NODES} brokers on one PostgreSQL, a random one SIGKILLed every 2–4 s, ${SIZE.ops} requests`, () => {
   let world: ChaosWorld | undefined;
+  let jwksAtStart: string[] = [];
 
   beforeAll(async () => {
     const databaseUrl = await freshPostgresDatabase('chaos');
     world = await startChaosWorld({ databaseUrl, nodes: NODES, env: LEASES });
     // Started together: the migrations run once, under the advisory lock.
     await bounded(world.startAll(), 90_000, `${NODES} nodes to start`);
+    jwksAtStart = await jwksPerNode(world);
   }, 120_000);
 
   afterAll(async () => {
@@ -237,6 +254,8 @@ describe(`chaos: ${NODES} brokers on one PostgreSQL, a random one SIGKILLed ever
       const redeliveries = deliveries.length - idsPerEvent.size;
       const clientDuplicates = [...client.received].filter(([, s]) => s.size > 1).map(([id]) => id);
 
+      const jwksAtEnd = await jwksPerNode(w);
+      f.line(`JWKS key ids per node: at start ${jwksAtStart.join(' | ')}; at the end ${jwksAtEnd.join(' | ')}`);
       const audit = await bounded(w.cli(['audit', 'verify']), 60_000, '`jit audit verify`');
       const posts = w.postsPerRequest();
       const doublePosts = [...posts.values()].filter((n) => n > 1).length;
@@ -326,6 +345,7 @@ describe(`chaos: ${NODES} brokers on one PostgreSQL, a random one SIGKILLed ever
       // SPEC 10/13: 503 with Retry-After only for Vault unreachable or the database lost, neither of which
       // happens here; a node that is starting is not listening yet. So no answer outside 2xx/4xx at all.
       expect.soft([...odd.keys()]).toEqual([]);
+      expect.soft(new Set(jwksAtEnd).size, `every node serves the same JWKS: ${jwksAtEnd.join(' | ')}`).toBe(1);
     },
     FULL ? 900_000 : 240_000,
   );
