@@ -27,8 +27,8 @@ import { freshPostgresDatabase } from '../helpers/postgres.ts';
 const FULL = process.env.CHAOS_FULL === '1';
 const NODES = 3;
 const SIZE = FULL
-  ? { ops: Number(process.env.CHAOS_OPS ?? 800), lanes: Number(process.env.CHAOS_LANES ?? 24) }
-  : { ops: Number(process.env.CHAOS_OPS ?? 500), lanes: Number(process.env.CHAOS_LANES ?? 24) };
+  ? { ops: Number(process.env.CHAOS_OPS ?? 800), lanes: Number(process.env.CHAOS_LANES ?? 40) }
+  : { ops: Number(process.env.CHAOS_OPS ?? 500), lanes: Number(process.env.CHAOS_LANES ?? 40) };
 const SEED = process.env.CHAOS_SEED ? Number(process.env.CHAOS_SEED) : Math.floor(Math.random() * 2 ** 31);
 /** Between two kills: 2–4 s. */
 const KILL_EVERY_MS = [2_000, 4_000] as const;

@@ -475,7 +475,7 @@ export class ChaosClient {
         }
         if (r.body.status !== 'pending') return r.body.status as string;
         if (Date.now() > deadline) return 'pending';
-        await sleep(150);
+        await sleep(this.race ? 500 : 150); // many lanes wait at once in racing mode: poll gently
       }
     };
     // Several nodes killed every few seconds: Telegram is led by whichever node holds the leader lease, and
