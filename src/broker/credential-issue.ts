@@ -141,11 +141,11 @@ export async function reserveVaultCredential(deps: Pick<BrokerDeps, 'storage' | 
  * If Vault fails in step 2 the row is abandoned and the policy retired (and
  * deleted unless other live credentials hold it; the reaper finishes the
  * deletion if Vault is still down), so nothing half-issued outlives the
- * call. A crash between 1 and 3 leaves a `minting` row that is cleaned up
- * the same way: by startup reconciliation, or by the periodic sweep once
- * the row is older than {@link STALE_MINT_MS} (when only one of several
- * processes died). A mint that finishes after that cannot make the row
- * live; its token is revoked.
+ * call. A crash between 1 and 3 leaves a `minting` row (naming this
+ * node, `deps.nodeId`) that is cleaned up the same way, by any broker's
+ * reconciliation or sweep once it is provably dead: its node's lease lapsed,
+ * or it is older than {@link STALE_MINT_MS} (lifecycle.ts). A mint that
+ * finishes after that cannot make the row live; its token is revoked.
  *
  * A gate push credential: the JWT is signed first (no I/O), then one
  * transaction inserts the live credential row and marks the request issued.

@@ -249,6 +249,9 @@ export async function startChaosWorld(o: ChaosWorldOptions = {}): Promise<ChaosW
     TELEGRAM_CHAT_ID: String(CHAT_ID),
     TELEGRAM_APPROVERS: `${ALICE},${BOB}`,
     TELEGRAM_API_ROOT: tg.url,
+    // A SIGKILLed broker's node and Telegram leader leases lapse this soon: its restart (a new node) settles
+    // its interrupted mints and polls Telegram again within seconds, not JIT_NODE_LEASE's default 15 s.
+    JIT_NODE_LEASE: '2s',
     OPENCLAW_HOOKS_URL: `${openclaw.url}/hooks`,
     OPENCLAW_HOOKS_TOKEN: HOOKS_TOKEN,
     LOG_LEVEL: 'warn',

@@ -163,10 +163,11 @@ describe('failures and restarts', () => {
         rules: '["docker-read"]', idempotency_key: null, body_hash: null, created_at: now, updated_at: now, approval_expires_at: null,
         claim_expires_at: null, decided_by: 'policy', decided_at: now, decision_reason: null, failure: null,
       });
-      await tx.credentials.insert({ id: deps.ids.next('cred'), request_id: requestId, type: 'vault_token', state: 'minting', vault_policy: policy, accessor: null, jti: null, issued_at: null, expires_at: now + 3_600_000, reserved_at: now });
+      await tx.credentials.insert({ id: deps.ids.next('cred'), request_id: requestId, type: 'vault_token', state: 'minting', vault_policy: policy, accessor: null, jti: null, issued_at: null, expires_at: now + 3_600_000, reserved_at: now, node_id: 'node_dead' });
     });
     const lost = await h.root.write('auth/token/create-orphan', { policies: [policy], ttl: '3600s', renewable: false });
 
+    // Its node (no lease: dead) is not this broker's.
     const summary = await reconcile(deps);
     expect(summary.interruptedMints).toBe(1);
     expect(summary.strayPolicies).toBe(0);

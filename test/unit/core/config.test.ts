@@ -33,6 +33,9 @@ describe('loadConfig', () => {
     });
     expect(c.approvalTimeoutSeconds).toBe(900);
     expect(c.claimWindowSeconds).toBe(90);
+    expect(loadConfig({}).nodeLeaseSeconds).toBe(15);
+    expect(loadConfig({ JIT_NODE_LEASE: '2s' }).nodeLeaseSeconds).toBe(2);
+    expect(loadConfig({ JIT_NODE_LEASE: '5m' }).nodeLeaseSeconds).toBe(300);
     expect(c.vault).toEqual({ addr: 'https://vault.example:8200', auth: { kind: 'approle', roleId: 'role', secretId: 'secret', mount: 'approle' } });
     expect(c.telegram?.approvers).toEqual(['111', '222']);
   });
@@ -44,6 +47,9 @@ describe('loadConfig', () => {
     [{ JIT_TIER3_QUORUM: '1' }, 'JIT_TIER3_QUORUM'],
     [{ JIT_HTTP_WORKERS: '0' }, 'JIT_HTTP_WORKERS'],
     [{ JIT_HTTP_WORKERS: 'many' }, 'JIT_HTTP_WORKERS'],
+    [{ JIT_NODE_LEASE: '1s' }, 'JIT_NODE_LEASE'],
+    [{ JIT_NODE_LEASE: '1h' }, 'JIT_NODE_LEASE'],
+    [{ JIT_NODE_LEASE: 'long' }, 'JIT_NODE_LEASE'],
     [{ VAULT_ADDR: 'ftp://vault' }, 'VAULT_ADDR'],
     [{ VAULT_ADDR: 'http://127.0.0.1:8200' }, 'VAULT_TOKEN'],
     [{ VAULT_ADDR: 'http://127.0.0.1:8200', VAULT_ROLE_ID: 'r' }, 'VAULT_SECRET_ID'],
