@@ -35,10 +35,10 @@ module.exports = {
       severity: 'error',
       comment:
         'src/broker is the core: adapters (HTTP, Telegram, CLI, webhooks, MCP, console) and the composition root ' +
-        '(the files directly in src/: create-deps.ts, main.ts, …; and cluster/) call it, never the other way. ' +
+        '(the files directly in src/: create-deps.ts, main.ts, …) call it, never the other way. ' +
         'Pass what the broker needs through BrokerDeps; a type both sides need belongs in src/broker.',
       from: { path: '^src/broker/' },
-      to: { path: [`^src/(${ADAPTERS}|cluster)/`, COMPOSITION_FILES] },
+      to: { path: [`^src/(${ADAPTERS}|agent)/`, COMPOSITION_FILES] },
     },
     {
       name: 'adapters-do-not-import-each-other',
@@ -46,7 +46,7 @@ module.exports = {
       comment:
         'Adapters call the broker, not each other. Shared pieces go to src/broker (verbs, errors), src/keys, ' +
         'src/lib, or src/client (the agent-side library that cli/ and mcp/ share); the composition root ' +
-        '(create-deps.ts, main.ts, cluster/) wires adapters together.',
+        '(create-deps.ts, main.ts) wires adapters together.',
       from: { path: `^src/(${OTHER_ADAPTERS})/` },
       to: { path: `^src/(${ADAPTERS})/`, pathNot: '^src/$1/' },
     },
@@ -54,23 +54,23 @@ module.exports = {
       name: 'cli-imports-no-other-adapter',
       severity: 'error',
       comment:
-        'The same rule for src/cli, with two exceptions. The webhook outbox module: `jit webhooks list|retry` and ' +
+        'The same rule for src/cli, with one exception, the webhook outbox module: `jit webhooks list|retry` and ' +
         '`jit requests show` are the operator tools over the outbox, and cli/context.ts (the composition root of the ' +
-        'offline deciding commands, as create-deps.ts is of the service) wires the outbox decision sink. And `jit mcp` ' +
-        'starts the MCP server from its entry, mcp/server.ts, as `jit serve` starts the service from main.ts. Nothing ' +
-        'else of webhooks/ or mcp/, and nothing of http/, telegram/ or console/.',
+        'offline deciding commands, as create-deps.ts is of the service) wires the outbox decision sink. Nothing ' +
+        'else of webhooks/, and nothing of mcp/, http/, telegram/ or console/: the agent-side commands (`jit mcp` ' +
+        'included) are src/agent/, which cli/ delegates to.',
       from: { path: '^src/cli/' },
-      to: { path: `^src/(${OTHER_ADAPTERS})/`, pathNot: ['^src/webhooks/outbox\\.ts$', '^src/mcp/server\\.ts$'] },
+      to: { path: `^src/(${OTHER_ADAPTERS})/`, pathNot: ['^src/webhooks/outbox\\.ts$'] },
     },
     {
       name: 'lower-layers-import-nothing-above',
       severity: 'error',
       comment:
         'src/storage, vault, config, lib, wire and metrics sit below the broker: they import each other, never src/broker, ' +
-        'an adapter, cluster/ or the composition root. A type both sides need moves down (the DecisionSink lives in ' +
+        'an adapter or the composition root. A type both sides need moves down (the DecisionSink lives in ' +
         'src/storage/decision-sink.ts); wiring that needs the broker goes to create-deps.ts.',
       from: { path: `^src/(${LOWER_LAYERS})/` },
-      to: { path: [`^src/(${ADAPTERS}|broker|cluster)/`, COMPOSITION_FILES] },
+      to: { path: [`^src/(${ADAPTERS}|broker|agent)/`, COMPOSITION_FILES] },
     },
     {
       name: 'agent-side-imports-only-wire-lib-client',
@@ -83,11 +83,21 @@ module.exports = {
       to: { path: '^src/', pathNot: ['^src/(wire|lib|client)/', '^src/$1/'] },
     },
     {
+      name: 'agent-commands-import-only-the-agent-side',
+      severity: 'error',
+      comment:
+        'src/agent (the agent-side commands, shared by `jit` and the agent package\'s `jit-agent`) is bundled into ' +
+        'packages/agent: it imports src/client, src/mcp, src/wire, src/lib and itself, nothing of the broker, storage ' +
+        'or the other adapters (scripts/build-agent.mjs refuses to bundle anything else).',
+      from: { path: '^src/agent/' },
+      to: { path: '^src/', pathNot: '^src/(agent|client|mcp|wire|lib)/' },
+    },
+    {
       name: 'keys-are-shared-not-an-adapter',
       severity: 'error',
       comment: 'src/keys (the signing key ring) is used by the broker and the adapters alike, so it imports neither.',
       from: { path: '^src/keys/' },
-      to: { path: [`^src/(${ADAPTERS}|broker|cluster|storage)/`, COMPOSITION_FILES] },
+      to: { path: [`^src/(${ADAPTERS}|broker|storage|agent)/`, COMPOSITION_FILES] },
     },
     {
       name: 'wire-is-zod-only',

@@ -21,6 +21,9 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
+# The agent package is a workspace of the root package: npm ci needs its
+# manifest (its bundle, built by `npm run build` below, is not part of the image).
+COPY packages/agent/package.json ./packages/agent/
 # Every dependency (the compiler is a development one). --ignore-scripts
 # skips our own `prepare` (the build), which needs the sources copied below,
 # so this layer stays cached until the lockfile changes; better-sqlite3's

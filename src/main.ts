@@ -10,8 +10,6 @@ import type { BrokerDeps } from './broker/deps.ts';
 import { describeDatabase, openStorage } from './storage/index.ts';
 import { createServedApp } from './served-app.ts';
 import { ListenError, listen, toListenError } from './http/listen.ts';
-import { WorkersStartupError, startHttpWorkers, type HttpWorkers } from './cluster/primary.ts';
-import { WORKER_NODE_ID_ENV } from './cluster/ipc.ts';
 import type { Clock } from './lib/clock.ts';
 import { createLogger, type Logger } from './lib/logger.ts';
 import { randomToken } from './lib/secrets.ts';
@@ -24,7 +22,8 @@ import { systemClock } from './lib/clock.ts';
 import { createIdGenerator } from './lib/ids.ts';
 import { createDispatcher, type Dispatcher } from './webhooks/dispatcher.ts';
 import { createMetrics } from './metrics/index.ts';
-import { KeyRingError, createKeyRing } from './keys/key-ring.ts';
+import { KeyRingError } from './keys/key-ring.ts';
+import { openKeyRing, requireKeyEncryptionKey } from './keys/key-ring-db.ts';
 import { createOutboxSink } from './webhooks/outbox.ts';
 import { createRequestStreams, type RequestStreamOptions, type RequestStreams } from './broker/request-stream.ts';
 
@@ -39,8 +38,6 @@ export interface RunningBroker {
   devVault?: { url: string; rootToken: string };
   /** In dev mode on first start: the token of agent `dev`. */
   devAgentToken?: string;
-  /** With JIT_HTTP_WORKERS > 1: the worker processes serving HTTP. */
-  workers?: HttpWorkers;
   /** This process's decision streams (GET /jit/requests/{id}/events). */
   streams: RequestStreams;
   reloadPolicies(): boolean;
@@ -73,6 +70,7 @@ export const DEV_SEED = { path: 'homelab/data/docker/registry', data: { username
  */
 export async function startBroker(env: Record<string, string | undefined>, opts: StartOptions = {}): Promise<RunningBroker> {
   const config = loadConfig(env);
+  requireKeyEncryptionKey(config);
   // Dev mode is a convenience for trying the broker; reached by accident in production it would issue
   // credentials from an in-memory Vault nobody else trusts, and print a fresh agent token to the journal.
   if (!config.vault && config.production) {
@@ -122,15 +120,18 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
   await startVaultClient(vault, log);
 
   const clock = opts.clock ?? systemClock;
+  const storage = await openStorage(config, { role: 'service', log });
+  started.add(() => storage.close());
   let keys;
   try {
-    keys = createKeyRing({ config, clock, log });
+    // PostgreSQL: the ring shared by every broker on the database (sealed under JIT_KEY_ENCRYPTION_KEY); SQLite: the key file.
+    keys = await openKeyRing({ config, store: storage.signingKeys, clock, log });
   } catch (err) {
     if (err instanceof KeyRingError) throw new StartupError(`signing keys: ${err.message}`);
     throw err;
   }
-  const storage = await openStorage(config, { role: 'service', log });
-  started.add(() => storage.close());
+  const ring = keys;
+  started.add(() => ring.stop());
   // This broker's node id and lease (broker/node.ts): released last, once nothing of this node mints any more.
   const node = await startNodeLease({ storage, clock, log, id: newNodeId(), ttlMs: config.nodeLeaseSeconds * 1000 });
   started.add(() => node.stop());
@@ -164,30 +165,12 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
   const lifecycle = startLifecycle(deps, opts.sweepIntervalMs, () => void telegram?.kick());
   started.add(() => lifecycle.stop());
   dispatcher.start();
-  // One process serves HTTP itself; with JIT_HTTP_WORKERS > 1 it forks that many workers on the port instead.
   // Stopped first: no request arrives while the parts behind it stop.
-  let workers: HttpWorkers | undefined;
   let url: string;
   try {
-    if (config.httpWorkers > 1) {
-      const forked = await startHttpWorkers({
-        count: config.httpWorkers,
-        env,
-        // Workers mint as this node: its lease covers their credential rows.
-        extraEnv: { [WORKER_NODE_ID_ENV]: node.id, ...(devVault ? { VAULT_ADDR: devVault.url, VAULT_TOKEN: devVault.rootToken } : {}) },
-        log,
-        dispatcher,
-        telegram,
-        metrics,
-      });
-      started.add(() => forked.stop());
-      workers = forked;
-      url = forked.url;
-    } else {
-      const server = await listen(createServedApp(deps, streams, telegram), config.host, config.port);
-      started.add(() => server.close());
-      url = server.url;
-    }
+    const server = await listen(createServedApp(deps, streams, telegram), config.host, config.port);
+    started.add(() => server.close());
+    url = server.url;
   } catch (err) {
     throw toStartupError(err);
   }
@@ -220,10 +203,8 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
     ...(telegram ? { telegram } : {}),
     ...(devVault ? { devVault: { url: devVault.url, rootToken: devVault.rootToken } } : {}),
     ...(devAgentToken ? { devAgentToken } : {}),
-    ...(workers ? { workers } : {}),
     streams,
     reloadPolicies() {
-      workers?.reloadPolicies();
       return policies.reloadAndLog(config.policiesDir, log);
     },
     stop: () => started.stopAll(),
@@ -233,9 +214,9 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
 /** A start that cannot go on: `jit serve` prints the message as one line and exits 1. */
 export class StartupError extends Error {}
 
-/** A failure the operator can act on (an address in use, a worker that could not start) as a StartupError; anything else as it is. */
+/** A failure the operator can act on (an address in use) as a StartupError; anything else as it is. */
 function toStartupError(err: unknown): unknown {
-  return err instanceof ListenError || err instanceof WorkersStartupError ? new StartupError(err.message) : err;
+  return err instanceof ListenError ? new StartupError(err.message) : err;
 }
 
 async function seedDevVault(url: string, rootToken: string): Promise<void> {

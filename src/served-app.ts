@@ -8,14 +8,14 @@ import { plainResponse, problemResponses } from './http/contract.ts';
 import { TELEGRAM_WEBHOOK_PATH } from './telegram/config.ts';
 import { TelegramUpdate } from './wire/schemas.ts';
 
-/** The approval bot as the served app needs it: the primary's bot, or in an HTTP worker its proxy to the primary over IPC. */
+/** The approval bot as the served app needs it. */
 export interface ServedTelegram extends AppTelegram {
   /** `POST /telegram/webhook`: the Fetch API request in, the answer for Telegram out. */
   handleWebhook(request: Request): Promise<Response>;
 }
 
 /**
- * The HTTP app as the broker serves it (main.ts, and each HTTP worker): the
+ * The HTTP app as the broker serves it (main.ts): the
  * API, plus the Telegram webhook route mounted here so that the HTTP and
  * Telegram folders never import each other. Without Telegram the route
  * answers 404, saying so.

@@ -19,7 +19,7 @@ import { summarize, type Summary } from './stats.ts';
 
 /** CPU time (user + system, ms) a process has used so far, from /proc; NaN where there is no /proc. */
 export function processCpuMs(pid: number): number {
-  // The process and its descendants (a broker with JIT_HTTP_WORKERS > 1 is a primary and its workers).
+  // The process and its descendants.
   const stats = new Map<number, { ppid: number; ms: number }>();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
@@ -72,6 +72,8 @@ export interface LoadResult extends Summary {
   cpuMsPerOp: Record<string, number>;
   /** Slowest first operation of a connection (excluded from the figures above): connection set-up under load. */
   slowestFirstMs: number;
+  /** Each operation's latency in the measured window (dropped from --json). */
+  latencies?: number[];
 }
 
 /** Runs one load and resolves with throughput and per-operation latency over the measured window. */
@@ -141,8 +143,63 @@ export function runLoad(o: LoadOptions): Promise<LoadResult> {
           unexpected,
           cpuMsPerOp,
           slowestFirstMs,
+          latencies,
         });
       },
     );
   });
+}
+
+/**
+ * One load spread over several servers (several brokers on one database):
+ * `connections` split evenly, one autocannon run per server, all started
+ * together with the same warm-up. Throughput is the sum, latency taken over
+ * every operation of every server, and CPU per operation over the common
+ * measured window (from the end of the warm-up to the end of the last run).
+ */
+export async function runSplitLoad(o: Omit<LoadOptions, 'url' | 'cpuOf' | 'connectionHeaders'> & { urls: string[]; cpuOf?: Record<string, number>; connectionHeaders?: (i: number) => Record<string, string> }): Promise<LoadResult> {
+  const per = Math.floor(o.connections / o.urls.length);
+  if (per < 1 || per * o.urls.length !== o.connections) throw new Error(`${o.connections} connections do not split evenly over ${o.urls.length} servers`);
+  const warmupMs = (o.warmupSeconds ?? 0) * 1000;
+  let cpuBefore: Record<string, number> = {};
+  let clientBefore = process.cpuUsage();
+  let windowStart = performance.now();
+  const mark = () => {
+    windowStart = performance.now();
+    cpuBefore = Object.fromEntries(Object.entries(o.cpuOf ?? {}).map(([name, pid]) => [name, processCpuMs(pid)]));
+    clientBefore = process.cpuUsage();
+  };
+  const timer = setTimeout(mark, warmupMs);
+  let results: LoadResult[];
+  try {
+    results = await Promise.all(
+      o.urls.map((url, k) => {
+        const { urls: _urls, cpuOf: _cpuOf, connectionHeaders, ...rest } = o;
+        return runLoad({ ...rest, url, connections: per, ...(connectionHeaders ? { connectionHeaders: (i: number) => connectionHeaders(k * per + i) } : {}) });
+      }),
+    );
+  } finally {
+    clearTimeout(timer);
+  }
+  const seconds = (performance.now() - windowStart) / 1000;
+  const latencies = results.flatMap((r) => r.latencies ?? []);
+  const ops = latencies.length;
+  const client = process.cpuUsage(clientBefore);
+  const cpuMsPerOp: Record<string, number> = { client: (client.user + client.system) / 1000 / ops };
+  for (const [name, pid] of Object.entries(o.cpuOf ?? {})) cpuMsPerOp[name] = (processCpuMs(pid) - cpuBefore[name]!) / ops;
+  const unexpected: Record<string, number> = {};
+  for (const r of results) for (const [k, v] of Object.entries(r.unexpected)) unexpected[k] = (unexpected[k] ?? 0) + v;
+  return {
+    ...summarize(latencies),
+    connections: o.connections,
+    ops,
+    seconds,
+    // Each run's own rate, summed (their windows are the same 2 s-late start to within a timer tick).
+    opsPerSecond: results.reduce((n, r) => n + r.opsPerSecond, 0),
+    errors: results.reduce((n, r) => n + r.errors, 0),
+    unexpected,
+    cpuMsPerOp,
+    slowestFirstMs: Math.max(...results.map((r) => r.slowestFirstMs)),
+    latencies,
+  };
 }

@@ -3,7 +3,8 @@
  * webhooks module's outbox sink (as the broker's deciding transactions
  * do), then its dispatcher delivers them, signed, to a receiver process on
  * 127.0.0.1. Measured from the dispatcher's start to the last delivery
- * recorded in the database.
+ * recorded in the database. SQLite in a temporary file, or a PostgreSQL
+ * database given by URL.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +12,7 @@ import { join } from 'node:path';
 import type { PolicySet } from '../../src/broker/policy/types.ts';
 import type { RequestRow } from '../../src/broker/rows.ts';
 import { openSqliteStorage } from '../../src/storage/sqlite/index.ts';
+import { openPostgresStorage } from '../../src/storage/postgres/index.ts';
 import { systemClock } from '../../src/lib/clock.ts';
 import { createIdGenerator } from '../../src/lib/ids.ts';
 import { createLogger } from '../../src/lib/logger.ts';
@@ -30,10 +32,11 @@ export interface DrainResult {
 }
 
 /** Records `events` events for a standard webhook at `receiverUrl` and times their delivery. */
-export async function benchOutboxDrain(o: { events: number; receiverUrl: string; concurrency?: number; timeoutMs?: number }): Promise<DrainResult> {
+export async function benchOutboxDrain(o: { events: number; receiverUrl: string; concurrency?: number; timeoutMs?: number; databaseUrl?: string }): Promise<DrainResult> {
   const dir = mkdtempSync(join(tmpdir(), 'jit-bench-outbox-'));
   const dbPath = join(dir, 'jit.db');
-  const storage = openSqliteStorage(dbPath);
+  // With `databaseUrl`: an empty PostgreSQL database (the signing key file still goes to the temporary directory).
+  const storage = o.databaseUrl ? await openPostgresStorage(o.databaseUrl) : openSqliteStorage(dbPath);
   const log = createLogger('silent');
   try {
     const ids = createIdGenerator();

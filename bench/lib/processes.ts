@@ -153,8 +153,8 @@ export async function startBrokerProcess(o: {
 }
 
 /** `jit agent add NAME` against `dbPath`; returns the bearer token (the last line of stdout). */
-export async function addAgent(dbPath: string, policiesDir: string, name: string, jitBin = JIT_BIN): Promise<string> {
-  const out = await runJit(['agent', 'add', name], { JIT_DB: dbPath, JIT_POLICIES: policiesDir, LOG_LEVEL: 'warn' }, 60_000, jitBin);
+export async function addAgent(dbPath: string, policiesDir: string, name: string, jitBin = JIT_BIN, env: Record<string, string> = {}): Promise<string> {
+  const out = await runJit(['agent', 'add', name], { JIT_DB: dbPath, JIT_POLICIES: policiesDir, LOG_LEVEL: 'warn', ...env }, 60_000, jitBin);
   const token = out.trim().split('\n').at(-1)!.trim();
   if (!token.startsWith('jit_')) throw new Error(`jit agent add printed no token:\n${out}`);
   return token;
@@ -164,13 +164,25 @@ export async function addAgent(dbPath: string, policiesDir: string, name: string
  * Registers agents `bench-2` … `bench-N` straight in the database (the first,
  * `bench`, comes from `jit agent add`); returns all N tokens, `bench` first.
  * Each load connection then acts as its own agent, as real agents do.
+ * With `databaseUrl`, in that PostgreSQL database (this checkout only).
  */
-export async function addMoreAgents(dbPath: string, first: string, count: number, repo = REPO): Promise<string[]> {
+export async function addMoreAgents(dbPath: string, first: string, count: number, repo = REPO, databaseUrl?: string): Promise<string[]> {
   // The checkout whose broker will use the database creates them (its own migrations).
   const { createStorageDeps } = (await import(join(repo, 'src/create-deps.ts'))) as typeof import('../../src/create-deps.ts');
   const { loadConfig } = (await import(join(repo, 'src/config/config.ts'))) as typeof import('../../src/config/config.ts');
-  const config = loadConfig({ JIT_DB: dbPath });
+  const config = loadConfig({ JIT_DB: dbPath, ...(databaseUrl ? { JIT_DATABASE_URL: databaseUrl } : {}) });
   const tokens = [first];
+  if (databaseUrl) {
+    const { openStorage } = await import('../../src/storage/index.ts');
+    const storage = await openStorage(config);
+    try {
+      const deps = createStorageDeps({ config, storage });
+      for (let i = 2; i <= count; i++) tokens.push((await deps.agents.add(`bench-${i}`)).token);
+    } finally {
+      await storage.close();
+    }
+    return tokens;
+  }
   if (existsSync(join(repo, 'src/storage/sqlite/index.ts'))) {
     const { openSqliteStorage } = (await import(join(repo, 'src/storage/sqlite/index.ts'))) as typeof import('../../src/storage/sqlite/index.ts');
     const storage = openSqliteStorage(dbPath);

@@ -20,7 +20,7 @@ import { requestView } from './view.ts';
  * this process commits an audit entry ({@link RequestStreams.wake}, called
  * from the audit log's commit hook), and hands each status change to the
  * streams open on that request. A decision made elsewhere (`jit approve` in
- * a shell, another broker node, the primary of an HTTP worker) arrives
+ * a shell, another broker on the same database) arrives
  * within one poll. No timer per stream: one poll timer and one heartbeat
  * timer for all, stopped while no stream is open.
  */

@@ -7,7 +7,7 @@ import type { Storage } from '../storage/storage.ts';
 import { createIdGenerator } from '../lib/ids.ts';
 import { createLogger } from '../lib/logger.ts';
 import { createOutboxSink } from '../webhooks/outbox.ts';
-import type { CliIo } from './io.ts';
+import type { CliIo } from '../lib/cli-io.ts';
 
 export type CliContext = {
   config: Config;

@@ -1,3 +1,5 @@
+import { AGENT_HELP } from '../agent/help.ts';
+
 /**
  * `jit COMMAND --help` for every command: what it does, its options, exit
  * codes and environment. docs/cli.md is the long form of the same.
@@ -10,14 +12,6 @@ const OPERATOR_ENV = `Environment
 
 const OPERATOR_EXIT = `Exit codes
   0 done; 1 failed (the reason on stderr); 2 wrong use or bad configuration.`;
-
-const AGENT_ENV = `Environment
-  JIT_URL          the broker (default http://127.0.0.1:8787)
-  JIT_AGENT_TOKEN  the agent token "jit agent add NAME" printed (required)`;
-
-const AGENT_EXIT = `Exit codes
-  0 done; 1 the broker answered with an error (its code and detail on stderr);
-  2 wrong use or JIT_AGENT_TOKEN/JIT_URL missing or bad; 3 broker unreachable.`;
 
 export const COMMAND_HELP: Record<string, string> = {
   serve: `Usage: jit serve
@@ -232,55 +226,44 @@ The Ed25519 signing keys (gate credentials, decision webhook signatures).
            is never used or published again.
 
 ${OPERATOR_ENV}
-  The key file is signing-keys.json next to JIT_DB.
+  The key file is signing-keys.json next to JIT_DB. With JIT_DATABASE_URL the
+  keys are in the database, sealed: rotate and revoke need
+  JIT_KEY_ENCRYPTION_KEY (or JIT_KEY_ENCRYPTION_KEY_FILE), and every broker
+  follows within about a second.
 
 ${OPERATOR_EXIT}`,
 
-  status: `Usage: jit status ID [--format text|json]
+  db: `Usage: jit db copy --to postgres://USER:PASSWORD@HOST:PORT/DB
 
-Agent side: shows the agent's own request as the broker sees it: status,
-decision, what was granted, credential metadata. Never the secret.
+Moves an install from SQLite to PostgreSQL: copies the SQLite database at
+JIT_DB into an EMPTY PostgreSQL database, then verifies it there.
 
-Options
-  --format text|json   a summary (default) or the broker's JSON
+  1. Stop every broker on JIT_DB (refused while the one that last started
+     on it is still running; refused too if the source changes during the
+     copy, which is read in one consistent snapshot).
+  2. The target is created by the PostgreSQL engine's own migrations; any
+     row in any table (other than what the migrations make) refuses it.
+  3. Every table is copied in dependency order, in batches, in ONE target
+     transaction (nothing is left behind by a failure); sequences are set
+     past the copied values; the installation id is kept, so the Vault
+     policies the install made stay its own.
+  4. Verified on the target: row counts per table, and the audit chain
+     (as "jit audit verify", signed heads checked with the key ring).
+One line per table, then the verification. The URL is never shown with its
+user, password or query. Signing keys are not copied yet (a note says where
+the key ring is; see docs/operations.md, "Moving to PostgreSQL").
 
-${AGENT_ENV}
-
-${AGENT_EXIT}`,
-
-  claim: `Usage: jit claim ID [--format env|json]
-
-Agent side: claims the credential of an approved request. It is minted and
-shown only this once, on stdout: "export VAULT_TOKEN=…" lines to eval (or
-JIT_GATE_CREDENTIAL=… for a gate credential), or JSON.
-
-Options
-  --format env|json   export lines (default) or the broker's JSON
-
-${AGENT_ENV}
-
-${AGENT_EXIT}`,
-
-  revoke: `Usage: jit revoke ID [--format text|json]
-
-Agent side: ends the credential now (or cancels a request still pending or
-approved). Revoking twice is not an error.
-
-Options
-  --format text|json   a summary (default) or the broker's JSON
-
-${AGENT_ENV}
-
-${AGENT_EXIT}`,
-
-  mcp: `Usage: jit mcp
-
-Agent side: an MCP server on stdio offering the agent operations as tools
-(request, status, claim, revoke), for Claude Code and other MCP hosts.
-stdout carries JSON-RPC; logs go to stderr. Runs until stdin closes.
-
-${AGENT_ENV}
+Environment
+  JIT_DB names the source; JIT_DATABASE_URL must be unset (with it set, this
+  environment's broker reads PostgreSQL, not JIT_DB). JIT_KEY_ENCRYPTION_KEY
+  (or JIT_KEY_ENCRYPTION_KEY_FILE) is required: the key file beside JIT_DB is
+  sealed into the target's key ring under it. JIT_SIGNING_KEY, if the service
+  uses it, for checking signed audit heads.
 
 Exit codes
-  0 stdin closed; 2 JIT_AGENT_TOKEN/JIT_URL missing or bad.`,
+  0 copied and verified; 1 refused (target not empty, a broker running, the
+  source changed, an unknown table) or not verified; 2 wrong use, source
+  missing, or target unreachable (one line).`,
+  // The agent side's (status, claim, revoke, mcp): shared with the agent package's jit-agent.
+  ...AGENT_HELP,
 };

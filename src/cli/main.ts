@@ -1,7 +1,8 @@
+import { AGENT_COMMANDS, AGENT_USAGE } from '../agent/commands.ts';
 import { packageVersion } from '../lib/package-version.ts';
-import { UsageError } from './args.ts';
+import { UsageError } from '../lib/cli-args.ts';
 import { COMMAND_HELP } from './help.ts';
-import { EXIT_OUTPUT_CLOSED, OutputClosed, getProcessIo, type CliIo } from './io.ts';
+import { EXIT_OUTPUT_CLOSED, OutputClosed, getProcessIo, type CliIo } from '../lib/cli-io.ts';
 
 const USAGE = `Usage: jit <command> [options]
 
@@ -37,6 +38,10 @@ Policy and gate
   gate verify --credential C --repo R --ref REF
                                       check a gate push credential (for a pre-receive hook)
 
+Database
+  db copy --to postgres://…           copy this SQLite database (JIT_DB) into an empty PostgreSQL
+                                      database, then verify row counts and the audit chain there
+
 Webhooks and signing keys
   webhooks list [--dead] [--limit N]  the decision webhook outbox (dead letters with --dead)
   webhooks retry ID | --all-dead      re-queue dead events after fixing the cause
@@ -44,13 +49,7 @@ Webhooks and signing keys
                                       revoke drops a compromised one from the JWKS at once
 
 Agent side (HTTP only; JIT_URL default http://127.0.0.1:8787, JIT_AGENT_TOKEN)
-  request vault --path PATH:CAPS... --tier N --reason TEXT [--ttl D] [--session KEY] [--wait [--claim]]
-  request gate --repo R --ref REF... --tier N --reason TEXT [...]
-                                      ask for a credential; "jit request --help" for all options
-  status ID                           the agent's own request (never the secret)
-  claim ID [--format env|json]        claim an approved credential once (stdout only)
-  revoke ID                           end the credential now
-  mcp                                 MCP server on stdio with the same operations as tools
+${AGENT_USAGE}
 
 Operator commands read the service's environment (JIT_DB, JIT_POLICIES, ...).
 Exit codes: 0 done, 1 failed, 2 wrong use or bad configuration (agent side: 3 broker unreachable).
@@ -78,11 +77,9 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   gate: async () => (await import('./commands/gate.ts')).gateCommand,
   webhooks: async () => (await import('./commands/webhooks.ts')).webhooksCommand,
   keys: async () => (await import('./commands/keys.ts')).keysCommand,
-  request: async () => (await import('./commands/client-request.ts')).requestCommand,
-  status: async () => (await import('./commands/client-ops.ts')).statusCommand,
-  claim: async () => (await import('./commands/client-ops.ts')).claimCommand,
-  revoke: async () => (await import('./commands/client-ops.ts')).revokeCommand,
-  mcp: async () => (await import('./commands/client-mcp.ts')).mcpCommand,
+  db: async () => (await import('./commands/db.ts')).dbCommand,
+  // The agent side lives in src/agent/, shared with the agent package's `jit-agent`.
+  ...AGENT_COMMANDS,
 };
 
 /** Every command name, for help and tests. */

@@ -1,7 +1,7 @@
 import type { RequestView } from './types.ts';
 
 /** What a request is about, in one line: `a/b [read, update]; c [list]` or `repo refs…`. */
-export function describeScope(view: Pick<RequestView, 'vault_paths' | 'repo' | 'refs'>): string {
+export function describeScope(view: { vault_paths?: RequestView['vault_paths']; repo?: string | undefined; refs?: string[] | undefined }): string {
   if (view.vault_paths) return view.vault_paths.map((p) => `${p.path} [${p.capabilities.join(', ')}]`).join('; ');
   return `${view.repo ?? '?'} ${(view.refs ?? []).join(' ')}`;
 }
@@ -36,4 +36,21 @@ function formatSeconds(seconds: number): string {
     if (seconds >= size && seconds % size === 0) return `${seconds / size}${unit}`;
   }
   return `${seconds}s`;
+}
+
+/**
+ * A decided request in one line, for people and models: `approved by
+ * telegram:111 (ok)`, plus `; granted less than asked: a/b [read], ttl 5m`
+ * when the approver narrowed it. Empty while pending.
+ */
+export function describeDecision(view: RequestView): string {
+  if (view.status === 'pending') return '';
+  const d = view.decision;
+  const by = d ? ` by ${d.approver}${d.reason ? ` (${d.reason})` : ''}` : '';
+  const granted = d?.granted ?? view.granted;
+  const narrowed = (d?.narrowed ?? view.narrowed) && granted;
+  const less = narrowed
+    ? `; granted less than asked: ${describeScope({ vault_paths: granted.vault_paths, repo: granted.repo ?? view.repo, refs: granted.refs ?? view.refs })}, ttl ${formatSeconds(granted.ttl_seconds)}`
+    : '';
+  return `${view.status}${by}${less}`;
 }

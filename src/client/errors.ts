@@ -145,6 +145,23 @@ export class JitUnreachableError extends JitError {
   }
 }
 
+/**
+ * `waitForDecision` could not follow the decision stream (it dropped or was
+ * refused `reconnects` times in a row) and the one GET after it found the
+ * request still pending. `request` is that state; `cause` the last failure.
+ */
+export class JitStreamLostError extends JitError {
+  override name = 'JitStreamLostError';
+  constructor(
+    readonly requestId: string,
+    readonly reconnects: number,
+    readonly request: unknown,
+    cause: unknown,
+  ) {
+    super(`lost the decision stream of request ${requestId} after ${reconnects} reconnects; it is still pending`, { cause });
+  }
+}
+
 /** `waitForDecision` gave up while the request was still pending. `request` is the last state seen. */
 export class JitWaitTimeoutError extends JitError {
   override name = 'JitWaitTimeoutError';

@@ -1,9 +1,9 @@
 /**
  * The agent side of jit-broker: a typed client for the agent endpoints.
- * It depends on nothing at run time but Node itself.
+ * It depends at run time on Node and eventsource-parser (zod types only).
  */
 export { JitClient, parseRetryAfter, type CallOptions, type JitClientOptions, type RequestCallOptions, type WaitOptions, type WaitProgress } from './jit-client.ts';
-export { describeRequest, describeScope } from './describe.ts';
+export { describeDecision, describeRequest, describeScope } from './describe.ts';
 export { ClientConfigError, DEFAULT_JIT_URL, jitClientFromEnv } from './env.ts';
 export {
   JitApiError,
@@ -15,6 +15,7 @@ export {
   JitOptionError,
   JitPolicyDeniedError,
   JitRateLimitedError,
+  JitStreamLostError,
   JitUnauthorizedError,
   JitUnavailableError,
   JitUnreachableError,

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
+import { createParser } from 'eventsource-parser';
 import type { Clock } from '../lib/clock.ts';
-import { JitApiError, JitOptionError, JitRateLimitedError, JitUnavailableError, JitUnreachableError, JitWaitTimeoutError, apiErrorFor, type Problem } from './errors.ts';
+import { JitApiError, JitOptionError, JitRateLimitedError, JitStreamLostError, JitUnavailableError, JitUnreachableError, JitWaitTimeoutError, apiErrorFor, type Problem } from './errors.ts';
 import type { CredentialRequestInput, IssuedResult, PendingResult, ReplayedResult, RequestResult, RequestStatus, RequestView } from './types.ts';
 
 export interface JitClientOptions {
@@ -11,7 +12,7 @@ export interface JitClientOptions {
   token: string;
   /** Injected for tests and custom agents (proxies, instrumentation). Defaults to the global fetch. */
   fetch?: typeof fetch;
-  /** How the client waits between retries and polls. */
+  /** How the client waits between retries and reconnects. */
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   /** Time source for Retry-After dates and wait deadlines. */
   clock?: Clock;
@@ -42,23 +43,32 @@ export interface RequestCallOptions extends CallOptions {
 
 export interface WaitProgress {
   id: string;
+  /** Always `pending`: progress is reported only while the request waits for its decision. */
   status: RequestStatus;
   elapsedMs: number;
-  /** When the next check is due. */
-  nextCheckInMs: number;
-  request: RequestView;
+  /**
+   * What happened: `state` the stream sent the request's (pending) state,
+   * `heartbeat` the broker's idle heartbeat arrived (every 15 s), `reconnecting`
+   * the stream dropped and the client reconnects in `retryInMs` (attempt
+   * `attempt`) with Last-Event-ID.
+   */
+  kind: 'state' | 'heartbeat' | 'reconnecting';
+  /** The last state the stream sent (undefined until the first event). */
+  request: RequestView | undefined;
+  attempt?: number;
+  retryInMs?: number;
 }
 
 export interface WaitOptions extends CallOptions {
-  /** Give up after this long (default 10 min) with a JitWaitTimeoutError. */
+  /** Give up after this long (default 10 min; `Infinity`: never) with a JitWaitTimeoutError. */
   timeoutMs?: number;
-  /** Called after each check that found the request still pending. */
+  /** Called while the request is still pending: its state, each heartbeat, each reconnect. */
   onProgress?: (progress: WaitProgress) => void;
-  /** First poll interval (default 1 s); it doubles up to `maxIntervalMs` (default 15 s). */
-  initialIntervalMs?: number;
-  maxIntervalMs?: number;
+  /** Reconnects in a row after a dropped or refused stream before the one GET fallback (default 5). */
+  maxReconnects?: number;
+  /** Silence on an open stream (no event, no heartbeat) after which it is taken as dead and reconnected (default 45 s: three heartbeats). */
+  idleTimeoutMs?: number;
 }
-
 interface Exchange {
   status: number;
   data: unknown;
@@ -145,26 +155,170 @@ export class JitClient {
   }
 
   /**
-   * Polls the request until it is no longer pending (approved, issued,
-   * denied, timed out, …) and resolves with that state. Polls back off from
-   * 1 s to 15 s. For agents without a webhook receiver; the others are told
-   * by the decision webhook and never need this.
+   * Follows the request's decision stream (`GET /jit/requests/:id/events`,
+   * Server-Sent Events) until it is decided, and resolves with the request
+   * as that first decision left it: the first state that is not `pending`.
+   * That is `approved` (`decision.granted` is what will be minted and
+   * `decision.narrowed` says the approver granted less than asked; claim it
+   * with {@link claim}), `issued` (tier 1, or claimed meanwhile), `denied`
+   * (`decision.reason`), `timed_out`, `revoked` (cancelled), `expired` or
+   * `failed`. A request already decided resolves at once.
+   *
+   * A dropped or refused stream (network error, 429, 5xx, three heartbeats
+   * of silence) is reconnected with `Last-Event-ID`, so no change is
+   * missed, after 0.25 s, 0.5 s, 1 s, … (at most 5 s, or the broker's
+   * Retry-After), up to `maxReconnects` times in a row; then the client asks
+   * `GET /jit/requests/:id` once and resolves with a decided state, or
+   * throws JitStreamLostError with the last state seen. Never polls.
+   * After `timeoutMs`: JitWaitTimeoutError; `signal` aborts the wait.
    */
   async waitForDecision(id: string, options: WaitOptions = {}): Promise<RequestView> {
+    const path = `${requestPath(id)}/events`;
     const timeoutMs = options.timeoutMs ?? 600_000;
-    const maxInterval = options.maxIntervalMs ?? 15_000;
-    let interval = options.initialIntervalMs ?? 1_000;
+    const maxReconnects = options.maxReconnects ?? 5;
     const started = this.#clock.now();
+    const elapsed = () => this.#clock.now() - started;
+    let lastEventId: string | undefined;
+    let last: RequestView | undefined;
+    let failures = 0;
     for (;;) {
-      const view = await this.status(id, options);
-      if (view.status !== 'pending') return view;
-      const elapsedMs = this.#clock.now() - started;
-      if (elapsedMs >= timeoutMs) throw new JitWaitTimeoutError(id, elapsedMs, view);
-      const nextCheckInMs = Math.min(interval, timeoutMs - elapsedMs);
-      options.onProgress?.({ id, status: view.status, elapsedMs, nextCheckInMs, request: view });
-      await this.#sleep(nextCheckInMs, options.signal);
-      interval = Math.min(interval * 2, maxInterval);
+      const leftMs = timeoutMs - elapsed();
+      if (leftMs <= 0) throw new JitWaitTimeoutError(id, elapsed(), last);
+      let lost: unknown;
+      try {
+        const outcome = await this.#followStream(path, lastEventId, leftMs, options, {
+          onEvent: (eventId, view) => {
+            if (eventId !== undefined) lastEventId = eventId;
+            last = view;
+            failures = 0;
+            if (view.status === 'pending') options.onProgress?.({ id, status: view.status, elapsedMs: elapsed(), kind: 'state', request: view });
+          },
+          onHeartbeat: () => {
+            failures = 0;
+            options.onProgress?.({ id, status: 'pending', elapsedMs: elapsed(), kind: 'heartbeat', request: last });
+          },
+        });
+        if (outcome.decided) return outcome.decided;
+        if (outcome.timedOut) throw new JitWaitTimeoutError(id, elapsed(), last);
+        lost = new Error('the broker closed the stream before a decision');
+      } catch (err) {
+        if (options.signal?.aborted) throw options.signal.reason;
+        if (err instanceof JitWaitTimeoutError || (err instanceof JitApiError && !isRetriableStreamError(err))) throw err;
+        lost = err;
+      }
+      failures++;
+      if (failures > maxReconnects) {
+        // One GET (not retried, not a polling loop): the stream could not be followed.
+        const view = (await this.#exchange('GET', requestPath(id), undefined, {}, options.signal)).data as RequestView;
+        if (view.status !== 'pending') return view;
+        throw new JitStreamLostError(id, failures - 1, view, lost);
+      }
+      const retryAfter = lost instanceof JitApiError && lost.retryAfterSeconds !== undefined ? Math.min(lost.retryAfterSeconds * 1000, this.#maxRetryDelayMs) : undefined;
+      const retryInMs = Math.min(retryAfter ?? Math.min(250 * 2 ** (failures - 1), 5_000), Math.max(0, timeoutMs - elapsed()));
+      options.onProgress?.({ id, status: 'pending', elapsedMs: elapsed(), kind: 'reconnecting', request: last, attempt: failures, retryInMs });
+      await this.#sleep(retryInMs, options.signal);
     }
+  }
+
+  /**
+   * One connection of the decision stream: resolves with the first decided
+   * state, or `{}` when the broker ended the stream before one, or
+   * `timedOut` when `leftMs` ran out. Throws JitApiError for an error
+   * status, JitUnreachableError when the connection failed or went silent.
+   */
+  async #followStream(
+    path: string,
+    lastEventId: string | undefined,
+    leftMs: number,
+    options: WaitOptions,
+    on: { onEvent: (eventId: string | undefined, view: RequestView) => void; onHeartbeat: () => void },
+  ): Promise<{ decided?: RequestView; timedOut?: boolean }> {
+    const idleMs = options.idleTimeoutMs ?? 45_000;
+    const ctl = new AbortController();
+    const signal = options.signal ? AbortSignal.any([options.signal, ctl.signal]) : ctl.signal;
+    let why: 'connect' | 'idle' | 'deadline' | undefined;
+    // setTimeout cannot wait longer than 2^31 - 1 ms (it would fire at once): a longer wait is checked again on reconnect.
+    const deadline = Number.isFinite(leftMs) && leftMs < 2 ** 31 ? setTimeout(() => ((why = 'deadline'), ctl.abort()), leftMs) : undefined;
+    let idle: NodeJS.Timeout | undefined;
+    const quiet = (ms: number, reason: 'connect' | 'idle') => {
+      clearTimeout(idle);
+      idle = setTimeout(() => ((why ??= reason), ctl.abort()), ms);
+    };
+    try {
+      quiet(this.#timeoutMs, 'connect');
+      let res: Response;
+      try {
+        res = await this.#fetch(`${this.baseUrl}${path}`, {
+          headers: {
+            accept: 'text/event-stream',
+            authorization: `Bearer ${this.#token}`,
+            ...(lastEventId !== undefined ? { 'last-event-id': lastEventId } : {}),
+          },
+          signal,
+          redirect: 'manual',
+        });
+      } catch (err) {
+        if (why === 'deadline') return { timedOut: true };
+        throw this.#unreachable(err, options.signal, why === 'connect' ? `no answer within ${formatMs(this.#timeoutMs)}` : undefined);
+      }
+      if (res.status < 200 || res.status >= 300 || !/^text\/event-stream\b/i.test(res.headers.get('content-type') ?? '')) {
+        const text = await res.text().catch(() => '');
+        if (res.status >= 200 && res.status < 300) {
+          throw new JitApiError({ status: res.status, code: 'BAD_RESPONSE', title: 'Unexpected answer', detail: `the broker answered ${res.status} without an event stream`, problem: {} });
+        }
+        let data: unknown;
+        try {
+          data = JSON.parse(text);
+        } catch {
+          data = undefined;
+        }
+        throw this.#apiError(res, text, data);
+      }
+      let decided: RequestView | undefined;
+      let bad: unknown;
+      const parser = createParser({
+        onEvent: (message) => {
+          if (decided) return;
+          let view: RequestView;
+          try {
+            view = JSON.parse(message.data) as RequestView;
+          } catch (err) {
+            bad ??= err;
+            return;
+          }
+          on.onEvent(message.id, view);
+          if (view.status !== 'pending') decided = view;
+        },
+        onComment: () => on.onHeartbeat(),
+      });
+      quiet(idleMs, 'idle');
+      const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+      try {
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) return {};
+          quiet(idleMs, 'idle');
+          parser.feed(value);
+          if (decided) return { decided };
+          if (bad) throw new JitApiError({ status: res.status, code: 'BAD_RESPONSE', title: 'Unexpected answer', detail: 'an event of the decision stream is not JSON', problem: {} });
+        }
+      } catch (err) {
+        if (err instanceof JitApiError) throw err;
+        if (why === 'deadline') return { timedOut: true };
+        throw this.#unreachable(err, options.signal, why === 'idle' ? `the decision stream was silent for ${formatMs(idleMs)}` : 'the decision stream was cut');
+      } finally {
+        reader.cancel().catch(() => {});
+      }
+    } finally {
+      clearTimeout(deadline);
+      clearTimeout(idle);
+      ctl.abort();
+    }
+  }
+
+  #unreachable(err: unknown, signal: AbortSignal | undefined, reason: string | undefined): unknown {
+    if (signal?.aborted) return signal.reason;
+    return new JitUnreachableError(this.baseUrl, this.#scrub(reason ?? networkReason(err)), { cause: err });
   }
 
   async #withRetries<T>(attempt: () => Promise<T>, signal: AbortSignal | undefined): Promise<T> {
@@ -207,10 +361,7 @@ export class JitClient {
       });
       text = await res.text();
     } catch (err) {
-      if (signal?.aborted) throw signal.reason;
-      const limit = this.#timeoutMs < 1000 ? `${this.#timeoutMs} ms` : `${Math.round(this.#timeoutMs / 1000)} s`;
-      const reason = timeout.aborted ? `no answer within ${limit}` : networkReason(err);
-      throw new JitUnreachableError(this.baseUrl, this.#scrub(reason), { cause: err });
+      throw this.#unreachable(err, signal, timeout.aborted ? `no answer within ${formatMs(this.#timeoutMs)}` : undefined);
     }
     let data: unknown;
     try {
@@ -275,6 +426,15 @@ function normalizeBaseUrl(raw: string): string {
   if (url.username || url.password) throw new JitOptionError('baseUrl', 'must not contain credentials; the agent token goes in the token option');
   if (url.search || url.hash) throw new JitOptionError('baseUrl', 'must not have a query or fragment');
   return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
+}
+
+/** Refused or failed streams worth reconnecting: the broker asked to come back (429, 503) or a proxy failed (5xx). */
+function isRetriableStreamError(err: JitApiError): boolean {
+  return err.status === 429 || err.status >= 500;
+}
+
+function formatMs(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`;
 }
 
 function requestPath(id: string): string {

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { parseDurationSeconds } from '../lib/duration.ts';
 
@@ -60,6 +61,15 @@ const postgresUrl = z
   }, 'must be a postgres:// or postgresql:// URL with a host, such as postgres://jit:PASSWORD@db.internal:5432/jit?sslmode=verify-full (the value is not shown: it may hold a password)')
   .transform((v) => (v === '' ? undefined : v));
 
+/**
+ * A key-encryption key: standard base64 of exactly 32 bytes (`openssl rand
+ * -base64 32`). The message never repeats the value.
+ */
+export const KeyEncryptionKeySchema = z
+  .string()
+  .transform((v) => v.trim())
+  .refine((v) => /^[A-Za-z0-9+/]{43}=$/.test(v) && Buffer.from(v, 'base64').length === 32, 'must be base64 of exactly 32 random bytes, as printed by `openssl rand -base64 32` (the value is not shown)');
+
 const EnvSchema = z.object({
   JIT_HOST: z.string().min(1).default('127.0.0.1'),
   JIT_PORT: port.default(8787),
@@ -74,7 +84,12 @@ const EnvSchema = z.object({
   JIT_MAX_PENDING: z.coerce.number().int().min(1).max(10_000).default(20),
   JIT_MAX_STREAMS: z.coerce.number().int().min(1).max(10_000).default(20),
   JIT_DEV_VAULT_PORT: port.default(8200),
-  JIT_HTTP_WORKERS: z.coerce.number().int().min(1).max(16).default(1),
+  // Removed (issue 19): more throughput or availability comes from several brokers on one database. Refused, not
+  // ignored, so that an install relying on it learns at start that it now runs one process.
+  JIT_HTTP_WORKERS: z
+    .string()
+    .refine((v) => v === '', 'no longer supported (HTTP worker processes were removed): unset it, and to scale run several brokers on one database (docs/operations.md, "High availability")')
+    .optional(),
   // A node's lease in the database and the Telegram leader's (docs/architecture.md): renewed every third of it.
   JIT_NODE_LEASE: duration
     .refine((s) => s >= 2 && s <= 300, 'must be between 2s and 300s (a live broker renews its lease every third of it; another takes over a dead one\'s work once it lapses)')
@@ -94,6 +109,9 @@ const EnvSchema = z.object({
   OPENCLAW_HOOKS_URL: shownHttpUrl('put the token in OPENCLAW_HOOKS_TOKEN').optional(),
   OPENCLAW_HOOKS_TOKEN: optionalText,
   JIT_SIGNING_KEY: optionalText,
+  JIT_KEY_ENCRYPTION_KEY: optionalText,
+  JIT_KEY_ENCRYPTION_KEY_FILE: optionalText,
+  JIT_KEY_ENCRYPTION_KEY_PREVIOUS: optionalText,
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   NODE_ENV: optionalText,
 });
@@ -126,13 +144,20 @@ export interface Config {
   shareGrantPolicies: boolean;
   /** Seconds: a serving broker's node lease and the Telegram leader lease (JIT_NODE_LEASE), renewed every third of it. */
   nodeLeaseSeconds: number;
-  /** Processes serving the HTTP API (1: the broker's own process; more: a primary plus this many workers, docs/operations.md). */
-  httpWorkers: number;
   telegram:
     | { botToken: string; chatId: string; approvers: string[]; apiRoot: string; webhookSecret?: string }
     | undefined;
   openclaw: { hooksUrl: string; hooksToken?: string } | undefined;
   signingKey?: string;
+  /**
+   * The key-encryption key that seals the signing keys kept in PostgreSQL
+   * (JIT_KEY_ENCRYPTION_KEY, or read from JIT_KEY_ENCRYPTION_KEY_FILE):
+   * base64 of 32 bytes, validated. A secret: never logged or shown.
+   * Unused with SQLite (the keys stay in their file).
+   */
+  keyEncryptionKey?: string;
+  /** JIT_KEY_ENCRYPTION_KEY_PREVIOUS: the KEK being replaced; a ring still sealed under it is re-sealed under the new one at start. */
+  previousKeyEncryptionKey?: string;
   logLevel: z.infer<typeof EnvSchema>['LOG_LEVEL'];
   /** NODE_ENV=production (the systemd unit and the container image set it): dev mode refuses to start. */
   production: boolean;
@@ -190,6 +215,15 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     };
   }
 
+  const keyEncryptionKey = readKeyEncryptionKey(e.JIT_KEY_ENCRYPTION_KEY, e.JIT_KEY_ENCRYPTION_KEY_FILE);
+  let previousKeyEncryptionKey: string | undefined;
+  if (e.JIT_KEY_ENCRYPTION_KEY_PREVIOUS !== undefined) {
+    const parsed = KeyEncryptionKeySchema.safeParse(e.JIT_KEY_ENCRYPTION_KEY_PREVIOUS);
+    if (!parsed.success) throw new ConfigError('JIT_KEY_ENCRYPTION_KEY_PREVIOUS', parsed.error.issues[0]!.message);
+    if (!keyEncryptionKey) throw new ConfigError('JIT_KEY_ENCRYPTION_KEY_PREVIOUS', 'set only beside the new JIT_KEY_ENCRYPTION_KEY (or JIT_KEY_ENCRYPTION_KEY_FILE), while replacing it');
+    previousKeyEncryptionKey = parsed.data;
+  }
+
   const config: Config = {
     host: e.JIT_HOST,
     port: e.JIT_PORT,
@@ -206,17 +240,38 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     vault,
     devVaultPort: e.JIT_DEV_VAULT_PORT,
     shareGrantPolicies: e.JIT_SHARE_GRANT_POLICIES,
-    httpWorkers: e.JIT_HTTP_WORKERS,
     nodeLeaseSeconds: e.JIT_NODE_LEASE,
     telegram,
     openclaw: e.OPENCLAW_HOOKS_URL
       ? { hooksUrl: e.OPENCLAW_HOOKS_URL, ...(e.OPENCLAW_HOOKS_TOKEN ? { hooksToken: e.OPENCLAW_HOOKS_TOKEN } : {}) }
       : undefined,
     ...(e.JIT_SIGNING_KEY ? { signingKey: e.JIT_SIGNING_KEY } : {}),
+    ...(keyEncryptionKey ? { keyEncryptionKey } : {}),
+    ...(previousKeyEncryptionKey ? { previousKeyEncryptionKey } : {}),
     logLevel: e.LOG_LEVEL,
     production: e.NODE_ENV?.toLowerCase() === 'production',
   };
   return deepFreeze(config);
+}
+
+/** JIT_KEY_ENCRYPTION_KEY, or the content of JIT_KEY_ENCRYPTION_KEY_FILE, validated; one of them at most. */
+function readKeyEncryptionKey(value: string | undefined, file: string | undefined): string | undefined {
+  if (value !== undefined && file !== undefined) {
+    throw new ConfigError('JIT_KEY_ENCRYPTION_KEY', 'set either JIT_KEY_ENCRYPTION_KEY or JIT_KEY_ENCRYPTION_KEY_FILE, not both');
+  }
+  let text = value;
+  const variable = file !== undefined ? 'JIT_KEY_ENCRYPTION_KEY_FILE' : 'JIT_KEY_ENCRYPTION_KEY';
+  if (file !== undefined) {
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(variable, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  }
+  if (text === undefined) return undefined;
+  const parsed = KeyEncryptionKeySchema.safeParse(text);
+  if (!parsed.success) throw new ConfigError(variable, `${file !== undefined ? `${file}: ` : ''}${parsed.error.issues[0]!.message}`);
+  return parsed.data;
 }
 
 function deepFreeze<T>(value: T): T {

@@ -7,8 +7,8 @@ import type { Clock } from '../lib/clock.ts';
  * many: the first failure per (address, reason) in each window is written
  * in full, up to a global cap per window; repeats and everything past the
  * cap are counted into one `audit.suppressed` entry when the window closes
- * (`AuditLog.appendCoalesced`: one minute, 100 full entries). Per process,
- * so with HTTP workers each process has its own window and cap.
+ * (`AuditLog.appendCoalesced`: one minute, 100 full entries). Per process:
+ * several brokers on one database each have their own window and cap.
  */
 export function createAuthFailureAuditor(deps: { audit: AuditLog; clock: Clock }) {
   return {

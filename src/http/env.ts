@@ -8,8 +8,8 @@ import type { Logger } from '../lib/logger.ts';
  */
 
 /**
- * What the HTTP API needs of the approval bot (in an HTTP worker, a proxy to
- * the primary's bot): a nudge after a change, and its state for /healthz.
+ * What the HTTP API needs of the approval bot: a nudge after a change, and
+ * its state for /healthz.
  */
 export interface AppTelegram {
   kick(): unknown;

@@ -46,8 +46,7 @@ const API_WORDING: ListenErrorWording = { hint: 'set JIT_HOST/JIT_PORT' };
 /**
  * Serves the broker's API `app` on host:port (port 0: a free one) and
  * resolves once listening; `close()` ends open connections too. Rejects with
- * a {@link ListenError} when the address cannot be had, holding nothing (the
- * same in an HTTP worker, whose bind the cluster primary makes).
+ * a {@link ListenError} when the address cannot be had, holding nothing.
  */
 export async function listen(app: Pick<Hono<never>, 'fetch'>, host: string, port: number): Promise<{ server: Server; url: string; close(): Promise<void> }> {
   const server = await new Promise<Server>((resolve, reject) => {

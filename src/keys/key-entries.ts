@@ -111,3 +111,49 @@ export function settleAtLoad(
   if (pruned.keys.length !== f.keys.length) changed = true;
   return { file: pruned, changed, ...(note ? { note } : {}) };
 }
+
+/**
+ * A rotation of `f`: a new generated key made current, the previous one
+ * retired (public half only), then pruned. Both rings (file and database)
+ * apply it to the ring as it is in their store at the time of the write.
+ */
+export function rotated(f: KeyFile, now: number, graceMs: number): { file: KeyFile; kid: string; retiredKid: string } {
+  const retiredKid = currentEntry(f)?.kid ?? '-';
+  const file = prune(withNewCurrent(f, now), now, graceMs);
+  return { file, kid: file.keys[0]!.kid, retiredKid };
+}
+
+export interface RevokeResult {
+  revoked: string;
+  /** The current key after the revocation. */
+  current: string;
+  /** The revoked key was the current one, so a new key was made current in the same write. */
+  rotated: boolean;
+  alreadyRevoked: boolean;
+}
+
+/**
+ * The revocation of `kid` in `f` (`where` names the store in errors):
+ * `file` is undefined when nothing changes (already revoked). Revoking the
+ * current key first makes a new one current, in the same write: the
+ * service keeps signing, never with the revoked key, never without a key.
+ *
+ * @throws KeyRingError for an unknown kid, or the current key when it comes from JIT_SIGNING_KEY.
+ */
+export function revoked(f: KeyFile, kid: string, now: number, graceMs: number, where: string): { file: KeyFile | undefined; result: RevokeResult } {
+  const entry = f.keys.find((k) => k.kid === kid);
+  if (!entry) {
+    throw new KeyRingError(`no key ${kid} in ${where} (a key that is not listed by "jit keys list" is already out of the JWKS)`);
+  }
+  if (entry.revoked_at) return { file: undefined, result: { revoked: kid, current: currentEntry(f)?.kid ?? '-', rotated: false, alreadyRevoked: true } };
+  const rotatedNow = !entry.retired_at;
+  let next = f;
+  if (rotatedNow) {
+    if (entry.source === 'env') {
+      throw new KeyRingError(`key ${kid} is the current key and comes from JIT_SIGNING_KEY; set JIT_SIGNING_KEY to a new key and restart the service, then revoke ${kid}`);
+    }
+    next = withNewCurrent(next, now);
+  }
+  next = prune(markRevoked(next, kid, now), now, graceMs);
+  return { file: next, result: { revoked: kid, current: currentEntry(next)?.kid ?? '-', rotated: rotatedNow, alreadyRevoked: false } };
+}

@@ -68,7 +68,8 @@ export function keyId(publicKey: Uint8Array): string {
   return createHash('sha256').update(publicKey).digest().subarray(0, 12).toString('base64url');
 }
 
-function validate(f: KeyFile, where: string): void {
+/** Consistency of a ring: one current key, kids matching public keys, private halves only (and always) on the current generated key. */
+export function validate(f: KeyFile, where: string): void {
   const current = f.keys.filter((k) => !k.retired_at);
   if (current.length > 1) throw new KeyRingError(`${where}: more than one current key`);
   for (const k of f.keys) {

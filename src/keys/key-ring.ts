@@ -2,10 +2,11 @@ import * as ed from '@noble/ed25519';
 import { dirname, join } from 'node:path';
 import { ConfigError, type Config } from '../config/config.ts';
 import { systemClock, type Clock } from '../lib/clock.ts';
-import { currentEntry, markRevoked, ms, prune, publishedEntries, settleAtLoad, withNewCurrent, type LoadNote } from './key-entries.ts';
+import { currentEntry, ms, prune, publishedEntries, revoked, rotated, settleAtLoad, type LoadNote, type RevokeResult } from './key-entries.ts';
 import { KEY_FILE_NAME, KEY_FILE_RECHECK_MS, KeyFileRace, KeyRingError, keyId, openKeyFile, type KeyEntry, type KeyFile, type KeyRingLog } from './key-file.ts';
 
 export { KEY_FILE_NAME, KEY_FILE_RECHECK_MS, KeyRingError, keyId, type KeyRingLog } from './key-file.ts';
+export type { RevokeResult } from './key-entries.ts';
 
 /** Retired public keys stay in the JWKS this long after a rotation. */
 export const DEFAULT_KEY_GRACE_SECONDS = 7 * 24 * 3600;
@@ -48,21 +49,16 @@ export interface KeyInfo {
   revokedAt?: number;
 }
 
-export interface RevokeResult {
-  revoked: string;
-  /** The current key after the revocation. */
-  current: string;
-  /** The revoked key was the current one, so a new key was made current in the same write. */
-  rotated: boolean;
-  alreadyRevoked: boolean;
-}
-
 export interface KeyRing {
   current(): Signer;
   /** Current key first, then previous keys still inside their grace period. Public parts only. */
   jwks(): Jwks;
-  /** Makes a new current key; the old one stays published (public part only) for the grace period. */
-  rotate(): { kid: string; retiredKid: string };
+  /**
+   * Makes a new current key; the old one stays published (public part only)
+   * for the grace period. Synchronous on the key file, a promise on the
+   * database ring: callers await it.
+   */
+  rotate(): RotateResult | Promise<RotateResult>;
   list(): KeyInfo[];
   /**
    * Revokes a key at once and for good: it leaves the JWKS (so what it
@@ -70,10 +66,46 @@ export interface KeyRing {
    * stays in the key file marked revoked. Revoking the current key first
    * rotates to a new one in the same atomic write.
    */
-  revoke(kid: string): RevokeResult;
+  revoke(kid: string): RevokeResult | Promise<RevokeResult>;
   isRevoked(kid: string): boolean;
-  /** Where keys are kept: a file path, or `memory` (`:memory:` database, tests). */
+  /** Where keys are kept: a file path, `memory` (`:memory:` database, tests), or `database` (JIT_DATABASE_URL). */
   readonly location: string;
+  /** Stops watching the store (the database ring's re-read timer); idempotent. */
+  stop(): void;
+}
+
+/** The key file ring: rotation and revocation are synchronous file writes. */
+export interface FileKeyRing extends KeyRing {
+  rotate(): RotateResult;
+  revoke(kid: string): RevokeResult;
+}
+
+export interface RotateResult {
+  kid: string;
+  retiredKid: string;
+}
+
+/** The JWKS of a ring's entries at `now`. */
+export function jwksOf(f: KeyFile, now: number, graceMs: number): Jwks {
+  return { keys: publishedEntries(f, now, graceMs).map((k) => publicJwk(Buffer.from(k.x, 'base64url'))) };
+}
+
+/** What `jit keys list` shows of a ring's entries at `now`. */
+export function listOf(f: KeyFile, now: number, graceMs: number): KeyInfo[] {
+  return prune(f, now, graceMs).keys.map((k) => ({
+    kid: k.kid,
+    status: statusOf(k),
+    source: k.source,
+    createdAt: ms(k.created_at),
+    ...(k.retired_at ? { retiredAt: ms(k.retired_at) } : {}),
+    ...(k.revoked_at ? { revokedAt: ms(k.revoked_at) } : k.retired_at ? { dropsAt: ms(k.retired_at) + graceMs } : {}),
+  }));
+}
+
+/** The Signer of a ring's current entry (its seed, or JIT_SIGNING_KEY's for an `env` entry). */
+export function signerOf(entry: KeyEntry, envSeed: Uint8Array | undefined): Signer {
+  const key = liveKeyOf(entry, envSeed);
+  return Object.freeze({ kid: key.kid, alg: 'EdDSA', publicJwk: Object.freeze(publicJwk(key.publicKey)), sign: (bytes: Uint8Array) => ed.sign(bytes, key.seed) });
 }
 
 export function publicJwk(publicKey: Uint8Array): OkpJwk {
@@ -162,7 +194,7 @@ export function createKeyRing(deps: {
    * is refused; `revoke()` writes exactly the revocation.
    */
   readOnly?: boolean;
-}): KeyRing {
+}): FileKeyRing {
   const clock = deps.clock ?? systemClock;
   const graceMs = (deps.graceSeconds ?? DEFAULT_KEY_GRACE_SECONDS) * 1000;
   const path = deps.keyFile ?? (deps.config.dbPath === ':memory:' ? undefined : join(dirname(deps.config.dbPath), KEY_FILE_NAME));
@@ -234,7 +266,7 @@ export function createKeyRing(deps: {
     },
     jwks(): Jwks {
       refresh();
-      return { keys: publishedEntries(file, clock.now(), graceMs).map((k) => publicJwk(Buffer.from(k.x, 'base64url'))) };
+      return jwksOf(file, clock.now(), graceMs);
     },
     rotate() {
       if (deps.readOnly) throw new KeyRingError('key ring opened read-only');
@@ -242,55 +274,31 @@ export function createKeyRing(deps: {
         throw new KeyRingError('the signing key comes from JIT_SIGNING_KEY; to rotate, set JIT_SIGNING_KEY to a new key and restart (the old key stays published for the grace period)');
       }
       rereadFile();
-      const retiredKid = currentEntry(file)?.kid ?? '-';
-      const now = clock.now();
-      const f = prune(withNewCurrent(file, now), now, graceMs);
-      keyFile?.write(f);
-      file = f;
-      setLive(f.keys[0]!);
-      deps.log?.info({ kid: live!.kid, retired: retiredKid }, 'signing key rotated');
-      return { kid: live!.kid, retiredKid };
+      const r = rotated(file, clock.now(), graceMs);
+      keyFile?.write(r.file);
+      file = r.file;
+      setLive(r.file.keys[0]!);
+      deps.log?.info({ kid: r.kid, retired: r.retiredKid }, 'signing key rotated');
+      return { kid: r.kid, retiredKid: r.retiredKid };
     },
     list(): KeyInfo[] {
       refresh();
-      return prune(file, clock.now(), graceMs).keys.map((k) => ({
-        kid: k.kid,
-        status: statusOf(k),
-        source: k.source,
-        createdAt: ms(k.created_at),
-        ...(k.retired_at ? { retiredAt: ms(k.retired_at) } : {}),
-        ...(k.revoked_at ? { revokedAt: ms(k.revoked_at) } : k.retired_at ? { dropsAt: ms(k.retired_at) + graceMs } : {}),
-      }));
+      return listOf(file, clock.now(), graceMs);
     },
     revoke(kid: string): RevokeResult {
       rereadFile();
-      const entry = file.keys.find((k) => k.kid === kid);
-      if (!entry) {
-        throw new KeyRingError(`no key ${kid} in ${path ?? 'memory'} (a key that is not listed by "jit keys list" is already out of the JWKS)`);
-      }
-      const currentKid = () => currentEntry(file)?.kid ?? '-';
-      if (entry.revoked_at) return { revoked: kid, current: currentKid(), rotated: false, alreadyRevoked: true };
-      let f = file;
-      const rotated = !entry.retired_at;
-      if (rotated) {
-        // The current key: the service must keep signing (webhooks, gate credentials), so a
-        // new key takes its place in the same write; never a moment with the revoked key current or none.
-        if (entry.source === 'env') {
-          throw new KeyRingError(`key ${kid} is the current key and comes from JIT_SIGNING_KEY; set JIT_SIGNING_KEY to a new key and restart the service, then revoke ${kid}`);
-        }
-        f = withNewCurrent(f, clock.now());
-      }
-      const now = clock.now();
-      f = prune(markRevoked(f, kid, now), now, graceMs);
+      const { file: f, result } = revoked(file, kid, clock.now(), graceMs, path ?? 'memory');
+      if (!f) return result;
       keyFile?.write(f);
       file = f;
       setLive(currentEntry(f));
-      deps.log?.info({ kid, ...(rotated ? { current: live?.kid } : {}) }, 'signing key revoked');
-      return { revoked: kid, current: currentKid(), rotated, alreadyRevoked: false };
+      deps.log?.info({ kid, ...(result.rotated ? { current: live?.kid } : {}) }, 'signing key revoked');
+      return result;
     },
     isRevoked(kid: string): boolean {
       refresh();
       return file.keys.some((k) => k.kid === kid && k.revoked_at !== undefined);
     },
+    stop() {},
   };
 }

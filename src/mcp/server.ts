@@ -6,8 +6,9 @@ import { registerJitTools } from './tools.ts';
 
 const INSTRUCTIONS = `Tools of the JIT credential broker. You hold no standing write credentials: when a task needs one, \
 request it with request_vault_credential or request_gate_credential, naming exactly the paths/refs and capabilities needed, \
-the lowest tier that fits and an honest reason. Tier 1 may be issued at once; tier 2/3 wait for human approval (a decision \
-webhook arrives in your session, or use request_status), then claim_credential. Revoke credentials when done.`;
+the lowest tier that fits and an honest reason. Tier 1 may be issued at once; tier 2/3 wait for human approval: the request \
+call waits for it when you asked for progress notifications, else call wait_for_decision (or a decision webhook arrives in your \
+session), then claim_credential. Revoke credentials when done.`;
 
 /** An MCP server exposing the broker's agent endpoints as tools, through `client`. */
 export function createJitMcpServer(client: JitClient, log: (line: string) => void = () => {}): McpServer {

@@ -1,16 +1,17 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { CallToolResult, ServerNotification } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import { GRANTABLE_CAPABILITIES } from '../wire/capabilities.ts';
 import { GateRequestBody, VaultRequestBody } from '../wire/schemas.ts';
-import { describeRequest } from '../client/describe.ts';
-import { JitApiError, JitUnreachableError } from '../client/errors.ts';
-import type { JitClient } from '../client/jit-client.ts';
+import { describeDecision, describeRequest } from '../client/describe.ts';
+import { JitApiError, JitStreamLostError, JitUnreachableError, JitWaitTimeoutError } from '../client/errors.ts';
+import type { JitClient, WaitProgress } from '../client/jit-client.ts';
 import type { IssuedResult, RequestResult, RequestView } from '../client/types.ts';
 
 const TIERS = `Tiers: tier 1 = issued at once, in this result, if policy allows the request at tier 1. \
-Tier 2 = a human approves it in Telegram: the result is "pending"; you get a decision webhook in your session \
-(or call request_status later), then call claim_credential. Tier 3 = like tier 2 but a quorum of approvers must agree. \
+Tier 2 = a human approves it in Telegram: when your client asked for progress notifications this call waits for the decision \
+(progress is reported while pending) and returns it; otherwise the result is "pending": call wait_for_decision, which returns \
+as soon as the approver decides (or rely on the decision webhook in your session). Once approved, call claim_credential. Tier 3 = like tier 2 but a quorum of approvers must agree. \
 Ask for the lowest tier that fits: the broker raises the tier when policy requires more (required_tier), never lowers it. \
 Never ask for more paths, capabilities or TTL than the task needs, and give an honest, specific reason: the approver reads it.`;
 
@@ -36,20 +37,41 @@ export const GateToolInput = GateRequestBody.omit({ resource: true }).extend({
   session_key: GateRequestBody.shape.session_key.describe('Session the decision webhook goes to; omit to use your default session'),
 });
 
-const RequestIdInput = z.strictObject({
-  request_id: z
-    .string()
-    .regex(/^req_[0-9a-z]{26}$/, 'request ids look like req_ followed by 26 lower-case letters and digits')
-    .describe('The id returned by request_vault_credential or request_gate_credential (req_…)'),
+const RequestId = z
+  .string()
+  .regex(/^req_[0-9a-z]{26}$/, 'request ids look like req_ followed by 26 lower-case letters and digits')
+  .describe('The id returned by request_vault_credential or request_gate_credential (req_…)');
+
+const WaitInput = z.strictObject({
+  request_id: RequestId,
+  timeout_seconds: z
+    .number()
+    .int()
+    .min(1)
+    .max(3600)
+    .optional()
+    .describe('Give up after this long if still pending (default 300); without progress notifications keep it under your client\'s request timeout'),
 });
 
-/** Registers the broker's five tools on an MCP server. Every failure comes back as an `isError` result. */
+/** The longest a request tool waits for a decision (it follows the request's approval deadline, at most this). */
+const MAX_REQUEST_WAIT_MS = 3_600_000;
+
+/** What an MCP tool callback receives beside its arguments (the SDK's RequestHandlerExtra, the parts used here). */
+interface ToolExtra {
+  signal: AbortSignal;
+  _meta?: { progressToken?: string | number } & Record<string, unknown>;
+  sendNotification: (notification: ServerNotification) => Promise<void>;
+}
+
+const RequestIdInput = z.strictObject({ request_id: RequestId });
+
+/** Registers the broker's six tools on an MCP server. Every failure comes back as an `isError` result. */
 export function registerJitTools(server: McpServer, client: JitClient, log: (line: string) => void): void {
   const guarded =
-    <A>(name: string, run: (args: A) => Promise<CallToolResult>) =>
-    async (args: A): Promise<CallToolResult> => {
+    <A>(name: string, run: (args: A, extra: ToolExtra) => Promise<CallToolResult>) =>
+    async (args: A, extra: ToolExtra): Promise<CallToolResult> => {
       try {
-        return await run(args);
+        return await run(args, extra);
       } catch (err) {
         log(`${name}: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`);
         return { isError: true, content: [{ type: 'text', text: errorText(err) }] };
@@ -63,7 +85,7 @@ export function registerJitTools(server: McpServer, client: JitClient, log: (lin
       description: `Ask the JIT credential broker for a short-lived Vault token that grants exactly the listed paths and capabilities. ${TIERS}`,
       inputSchema: VaultToolInput,
     },
-    guarded('request_vault_credential', async (args) => requestResult(await client.request({ resource: 'vault', ...args }))),
+    guarded('request_vault_credential', async (args, extra) => requested(client, await client.request({ resource: 'vault', ...args }), extra)),
   );
 
   server.registerTool(
@@ -73,7 +95,7 @@ export function registerJitTools(server: McpServer, client: JitClient, log: (lin
       description: `Ask the JIT credential broker for a short-lived signed credential that lets the git gate accept your push of the listed refs to one repository. ${TIERS}`,
       inputSchema: GateToolInput,
     },
-    guarded('request_gate_credential', async (args) => requestResult(await client.request({ resource: 'gate', ...args }))),
+    guarded('request_gate_credential', async (args, extra) => requested(client, await client.request({ resource: 'gate', ...args }), extra)),
   );
 
   server.registerTool(
@@ -81,7 +103,7 @@ export function registerJitTools(server: McpServer, client: JitClient, log: (lin
     {
       title: 'Status of a credential request',
       description:
-        'The current state of one of your requests: pending, approved (awaiting claim_credential), issued, denied, timed_out, expired, revoked or failed, with the decision and credential metadata (never the secret). Use it when you have no decision webhook; do not poll it in a tight loop.',
+        'The current state of one of your requests: pending, approved (awaiting claim_credential), issued, denied, timed_out, expired, revoked or failed, with the decision and credential metadata (never the secret). To wait for a decision, call wait_for_decision instead of calling this repeatedly.',
       inputSchema: RequestIdInput,
       annotations: { readOnlyHint: true },
     },
@@ -89,11 +111,31 @@ export function registerJitTools(server: McpServer, client: JitClient, log: (lin
   );
 
   server.registerTool(
+    'wait_for_decision',
+    {
+      title: 'Wait for the decision on a request',
+      description:
+        'Waits until a pending request is decided and returns the decision: approved (with what was granted, and whether the approver narrowed it; then call claim_credential), denied (with the reason), timed_out, or issued/revoked/expired. It follows the broker\'s decision stream, so it returns as soon as the approver decides; it sends progress notifications while pending if your client asked for them. An already decided request returns at once. If it is still pending at timeout_seconds, call it again.',
+      inputSchema: WaitInput,
+      annotations: { readOnlyHint: true },
+    },
+    guarded('wait_for_decision', async ({ request_id, timeout_seconds }, extra) => {
+      const timeoutMs = (timeout_seconds ?? 300) * 1000;
+      try {
+        return decidedResult(await waitWithProgress(client, request_id, extra, timeoutMs));
+      } catch (err) {
+        if (!(err instanceof JitWaitTimeoutError)) throw err;
+        return result(`Request ${request_id} is still pending after ${Math.round(err.waitedMs / 1000)} s. Call wait_for_decision again; do not submit the request again.`, (err.request as object | undefined) ?? { id: request_id, status: 'pending' });
+      }
+    }),
+  );
+
+  server.registerTool(
     'claim_credential',
     {
       title: 'Claim an approved credential',
       description:
-        'After a tier 2/3 request was approved (decision webhook or request_status says "approved"), mint and return its credential. It can be claimed once, within the claim window; a second claim fails.',
+        'After a tier 2/3 request was approved (wait_for_decision, the decision webhook or request_status says "approved"), mint and return its credential. It can be claimed once, within the claim window; a second claim fails.',
       inputSchema: RequestIdInput,
     },
     guarded('claim_credential', async ({ request_id }) => issuedResult(await client.claim(request_id), 'Claimed')),
@@ -128,6 +170,46 @@ function issuedResult(issued: IssuedResult, verb: string): CallToolResult {
   return result(`${verb} ${issued.id} (tier ${issued.required_tier}): ${what}. Valid until ${issued.expires_at}. ${SECRET_NOTE}`, issued);
 }
 
+/**
+ * A request's answer: a pending request is followed to its decision when
+ * the caller gave a progress token (it is told of progress and its
+ * timeout is reset by each notification); otherwise it is returned
+ * pending, for wait_for_decision.
+ */
+async function requested(client: JitClient, r: RequestResult, extra: ToolExtra): Promise<CallToolResult> {
+  if (r.status !== 'pending' || extra._meta?.progressToken === undefined) return requestResult(r);
+  const deadline = r.approval_expires_at ? Date.parse(r.approval_expires_at) - Date.now() + 30_000 : MAX_REQUEST_WAIT_MS;
+  try {
+    return decidedResult(await waitWithProgress(client, r.id, extra, Math.min(Math.max(deadline, 60_000), MAX_REQUEST_WAIT_MS)));
+  } catch (err) {
+    if (err instanceof JitWaitTimeoutError || err instanceof JitStreamLostError) return requestResult(r);
+    throw err;
+  }
+}
+
+/** waitForDecision, with an MCP progress notification for each sign of life while pending (when the caller gave a progress token). */
+async function waitWithProgress(client: JitClient, id: string, extra: ToolExtra, timeoutMs: number) {
+  const token = extra._meta?.progressToken;
+  let progress = 0;
+  const onProgress = (p: WaitProgress) => {
+    if (token === undefined) return;
+    progress++;
+    extra.sendNotification({ method: 'notifications/progress', params: { progressToken: token, progress, message: progressMessage(p) } }).catch(() => {});
+  };
+  return client.waitForDecision(id, { signal: extra.signal, timeoutMs, onProgress });
+}
+
+function progressMessage(p: WaitProgress): string {
+  const waited = `${Math.round(p.elapsedMs / 1000)} s`;
+  if (p.kind === 'reconnecting') return `Request ${p.id} is pending; the decision stream dropped, reconnecting (attempt ${p.attempt}).`;
+  const who = p.request && p.request.required_tier >= 3 ? 'a quorum of approvers' : 'an approver';
+  return `Request ${p.id} is pending (${waited}): waiting for ${who}${p.request?.approval_expires_at ? ` until ${p.request.approval_expires_at}` : ''}.`;
+}
+
+function decidedResult(view: RequestView): CallToolResult {
+  return statusResult(view, `Request ${view.id} ${describeDecision(view)}.`);
+}
+
 function requestResult(r: RequestResult): CallToolResult {
   if ('replayed' in r) return statusResult(r);
   if (r.status === 'issued') return issuedResult(r, 'Issued at once');
@@ -135,12 +217,12 @@ function requestResult(r: RequestResult): CallToolResult {
   const who = r.required_tier >= 3 ? 'A quorum of approvers' : 'An approver';
   return result(
     `Request ${r.id} is pending approval.${raised} ${who} decides in Telegram before ${r.approval_expires_at}. ` +
-      `Wait for the decision webhook in your session (or call request_status later, not in a tight loop); once approved, call claim_credential with request_id "${r.id}". Do not submit the request again.`,
+      `Call wait_for_decision with request_id "${r.id}" (it returns as soon as it is decided), or wait for the decision webhook in your session; once approved, call claim_credential with request_id "${r.id}". Do not submit the request again.`,
     r,
   );
 }
 
-function statusResult(view: RequestView): CallToolResult {
+function statusResult(view: RequestView, headline?: string): CallToolResult {
   const next: Record<string, string> = {
     pending: 'Still waiting for a decision; do not submit it again.',
     approved: `Approved: call claim_credential with request_id "${view.id}"${view.claim_expires_at ? ` before ${view.claim_expires_at}` : ''}.`,
@@ -151,13 +233,16 @@ function statusResult(view: RequestView): CallToolResult {
     revoked: 'Revoked; the credential no longer works.',
     failed: 'Failed to issue (see failure); ask again later.',
   };
-  return result(`${describeRequest(view).join('\n')}\n${next[view.status] ?? ''}`, view);
+  return result(`${headline ? `${headline}\n` : ''}${describeRequest(view).join('\n')}\n${next[view.status] ?? ''}`, view);
 }
 
 /** A message a model can act on; the agent token is never part of it (the client scrubs it). */
 export function errorText(err: unknown): string {
   if (err instanceof JitUnreachableError) {
     return `The JIT credential broker is unreachable: ${err.message}. Nothing was requested. Tell the operator if it persists; JIT_URL may be wrong.`;
+  }
+  if (err instanceof JitStreamLostError) {
+    return `Lost the broker's decision stream for request ${err.requestId} (${err.cause instanceof Error ? err.cause.message : 'reconnects failed'}); it is still pending. Call wait_for_decision again later; do not submit the request again.`;
   }
   if (err instanceof JitApiError) {
     const head = `${err.title} (HTTP ${err.status} ${err.code}): ${err.detail}`;

@@ -36,7 +36,7 @@ export interface BrokerMetrics {
   readonly contentType: string;
   /** The Prometheus text exposition of every metric. */
   render(): Promise<string>;
-  /** Every metric as prom-client JSON, brought up to date as for render (HTTP workers' figures are summed from these). */
+  /** Every metric as prom-client JSON, brought up to date as for render. */
   snapshot(): Promise<MetricObjectWithValues<MetricValue<string>>[]>;
   /** How a `POST /jit/request` ended: `issued`, `pending`, `replayed`, or the lower-cased error code (`rate_limited`, `not_covered`, `vault_unavailable`, …). */
   requestOutcome(resource: RequestResource, tier: number, outcome: string): void;
@@ -163,7 +163,7 @@ export function createMetrics(o: MetricsOptions = {}): BrokerMetrics {
   let openStreams: () => number = () => 0;
   new Gauge({
     name: 'jit_decision_streams_open',
-    help: 'Decision streams (GET /jit/requests/{id}/events) open on this broker (summed over its HTTP workers)',
+    help: 'Decision streams (GET /jit/requests/{id}/events) open on this broker',
     registers,
     collect() {
       this.set(openStreams());

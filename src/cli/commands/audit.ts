@@ -2,10 +2,11 @@ import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { z } from 'zod';
 import type { Config } from '../../config/config.ts';
 import { auditEntries, verifyAuditChain } from '../../broker/audit.ts';
-import { KeyRingError, createKeyRing, type Jwks } from '../../keys/key-ring.ts';
+import { KeyRingError, type Jwks } from '../../keys/key-ring.ts';
+import { openKeyRing, type KeyRingStore } from '../../keys/key-ring-db.ts';
 import { openCliContext } from '../context.ts';
-import type { CliIo } from '../io.ts';
-import { UsageError, parseCommandArgs } from '../args.ts';
+import type { CliIo } from '../../lib/cli-io.ts';
+import { UsageError, parseCommandArgs } from '../../lib/cli-args.ts';
 
 const USAGE = 'jit audit verify [--jwks FILE] | jit audit export [--output FILE] [--since SEQ]';
 
@@ -19,7 +20,7 @@ export async function auditCommand(args: string[], io: CliIo): Promise<number> {
   const ctx = await openCliContext(io);
   try {
     if (sub === 'verify') {
-      const jwks = headKeys(ctx.config, values.jwks as string | undefined, io);
+      const jwks = await headKeys(ctx, values.jwks as string | undefined, io);
       const verdict = await verifyAuditChain(ctx.storage, { jwks, onProgress: (n) => io.err(`… ${n} entries verified`) });
       const { heads } = verdict;
       if (heads.unchecked > 0) {
@@ -78,7 +79,7 @@ const JwksFile = z
  * cannot vouch for a rewritten chain), or else the key ring next to the
  * database (the current key and previous keys within their grace period).
  */
-function headKeys(config: Config, file: string | undefined, io: CliIo): Jwks {
+async function headKeys(ctx: { config: Config; storage: { signingKeys: KeyRingStore | undefined } }, file: string | undefined, io: CliIo): Promise<Jwks> {
   if (file !== undefined) {
     let parsed: z.infer<typeof JwksFile>;
     try {
@@ -90,7 +91,9 @@ function headKeys(config: Config, file: string | undefined, io: CliIo): Jwks {
     return { keys: parsed.keys.map((k) => ({ ...k, use: 'sig' as const, alg: 'EdDSA' as const })) };
   }
   try {
-    return createKeyRing({ config, readOnly: true }).jwks();
+    // Public keys only: no key-encryption key needed to check the heads against the ring in the database.
+    const ring = await openKeyRing({ config: ctx.config, store: ctx.storage.signingKeys, publicOnly: true, noTimer: true });
+    return ring.jwks();
   } catch (err) {
     if (!(err instanceof KeyRingError)) throw err;
     io.err(`note: signed heads cannot be checked: ${err.message}`);

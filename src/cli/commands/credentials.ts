@@ -2,8 +2,8 @@ import { grantJson, grantToMint } from '../../broker/narrowing.ts';
 import { credentialState } from '../../broker/view.ts';
 import { inertText } from '../../lib/inert-text.ts';
 import { openCliContext } from '../context.ts';
-import type { CliIo } from '../io.ts';
-import { UsageError, parseCommandArgs } from '../args.ts';
+import type { CliIo } from '../../lib/cli-io.ts';
+import { UsageError, parseCommandArgs } from '../../lib/cli-args.ts';
 import { agentOption, scopeWords } from './requests.ts';
 
 const USAGE = 'jit credentials [--agent NAME] [--json]';

@@ -5,9 +5,9 @@ import { describeDifference, grantDifference, requestedGrant, type Grant, type N
 import { formatDuration, parseDurationSeconds } from '../../lib/duration.ts';
 import { isId } from '../../lib/ids.ts';
 import { openCliContext } from '../context.ts';
-import type { CliIo } from '../io.ts';
+import type { CliIo } from '../../lib/cli-io.ts';
 import { CLI_ACTOR } from '../operator.ts';
-import { UsageError, parseCommandArgs } from '../args.ts';
+import { UsageError, parseCommandArgs } from '../../lib/cli-args.ts';
 
 const APPROVE_USAGE = [
   'jit approve ID [--reason TEXT] [--ttl D] [--drop-capability CAP]... [--drop-path PATH]... [--drop-ref REF]...',

@@ -1,6 +1,6 @@
 import { startDevVault } from '../../vault/dev/index.ts';
-import type { CliIo } from '../io.ts';
-import { UsageError, parseCommandArgs } from '../args.ts';
+import type { CliIo } from '../../lib/cli-io.ts';
+import { UsageError, parseCommandArgs } from '../../lib/cli-args.ts';
 
 const USAGE = 'jit dev-vault [--port 8200] [--root-token root]';
 

@@ -5,9 +5,9 @@ import { verifyGateJwt } from '../../broker/gate-jwt.ts';
 import { formatDuration, parseDurationSeconds } from '../../lib/duration.ts';
 import { inertText, isPrintableAsciiWord } from '../../lib/inert-text.ts';
 import type { Jwks, OkpJwk } from '../../keys/key-ring.ts';
-import { UsageError, parseCommandArgs } from '../args.ts';
+import { UsageError, parseCommandArgs } from '../../lib/cli-args.ts';
 import { requestJson } from '../http-json.ts';
-import type { CliIo } from '../io.ts';
+import type { CliIo } from '../../lib/cli-io.ts';
 
 const USAGE = 'jit gate verify --credential C|- --repo R --ref REF   (env: JIT_URL, JIT_GATE_OFFLINE_WINDOW, JIT_JWKS_CACHE)';
 

@@ -1,11 +1,12 @@
 import { commitRevocationsIn } from '../../broker/revoke.ts';
 import { systemClock } from '../../lib/clock.ts';
 import { formatDuration } from '../../lib/duration.ts';
-import { createKeyRing, DEFAULT_KEY_GRACE_SECONDS, KeyRingError } from '../../keys/key-ring.ts';
+import { DEFAULT_KEY_GRACE_SECONDS, KeyRingError } from '../../keys/key-ring.ts';
+import { openKeyRing } from '../../keys/key-ring-db.ts';
 import { openCliContext } from '../context.ts';
-import type { CliIo } from '../io.ts';
+import type { CliIo } from '../../lib/cli-io.ts';
 import { CLI_ACTOR } from '../operator.ts';
-import { UsageError, parseCommandArgs } from '../args.ts';
+import { UsageError, parseCommandArgs } from '../../lib/cli-args.ts';
 import { finishRevocations, openRevocationContext } from './revocation.ts';
 
 const USAGE = 'jit keys list | jit keys rotate | jit keys revoke KID';
@@ -23,7 +24,8 @@ function age(ms: number): string {
  * `jit keys`: the Ed25519 signing keys (webhooks, gate credentials). Shows
  * key ids and ages, never private keys. `rotate` makes a new current key;
  * the old one stays in the JWKS for the grace period. A running service
- * uses the new key within about a second (it re-checks the key file at most
+ * uses the new key within about a second (it re-checks the key file, or with
+ * JIT_DATABASE_URL the ring's version in the database, at most
  * once a second). `revoke KID` is for a compromised key: it leaves the JWKS
  * at once, so what it signed (gate credentials, webhooks) stops verifying;
  * when KID is the current key a new one is made current in the same write,
@@ -54,7 +56,8 @@ export async function keysCommand(args: string[], io: CliIo): Promise<number> {
       return 1;
     }
     const log = { warn: (_: object, msg: string) => io.err(`jit keys: ${msg}`), info: () => {} };
-    const ring = createKeyRing({ config: ctx.config, clock: systemClock, log, readOnly: sub !== 'rotate' });
+    // With JIT_DATABASE_URL the ring in the database (listing needs no key-encryption key; rotate and revoke do).
+    const ring = await openKeyRing({ config: ctx.config, store: ctx.storage.signingKeys, clock: systemClock, log, readOnly: sub !== 'rotate', publicOnly: sub === 'list', noTimer: true });
     const now = systemClock.now();
     if (sub === 'list') {
       const keys = ring.list();
@@ -73,7 +76,7 @@ export async function keysCommand(args: string[], io: CliIo): Promise<number> {
     if (sub === 'revoke') {
       let result;
       try {
-        result = ring.revoke(kid!);
+        result = await ring.revoke(kid!);
       } catch (err) {
         if (!(err instanceof KeyRingError)) throw err;
         io.err(`jit keys: ${err.message}`);
@@ -100,10 +103,18 @@ export async function keysCommand(args: string[], io: CliIo): Promise<number> {
       io.out(`Ended ${records.length} live gate credential${records.length === 1 ? '' : 's'} signed with ${kid}.`);
       return 0;
     }
-    const { kid: newKid, retiredKid } = ring.rotate();
+    let rotation;
+    try {
+      rotation = await ring.rotate();
+    } catch (err) {
+      if (!(err instanceof KeyRingError)) throw err;
+      io.err(`jit keys: ${err.message}`);
+      return 1;
+    }
+    const { kid: newKid, retiredKid } = rotation;
     await ctx.storage.transaction((tx) => ctx.audit.append(tx, { event: 'key.rotated', actor: CLI_ACTOR, data: { kid: newKid, retired_kid: retiredKid } }, now));
     io.out(`New signing key ${newKid} is current; ${retiredKid} stays in the JWKS for ${formatDuration(DEFAULT_KEY_GRACE_SECONDS)} so receivers can still verify what it signed.`);
-    io.out('A running service uses the new key within about a second.');
+    io.out('A running service (every broker on the database, with JIT_DATABASE_URL) uses the new key within about a second.');
     return 0;
   } finally {
     await ctx.close();

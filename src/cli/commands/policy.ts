@@ -1,6 +1,6 @@
 import { describePolicy, formatProblems, loadPolicyDir } from '../../broker/policy/index.ts';
-import type { CliIo } from '../io.ts';
-import { UsageError, parseCommandArgs } from '../args.ts';
+import type { CliIo } from '../../lib/cli-io.ts';
+import { UsageError, parseCommandArgs } from '../../lib/cli-args.ts';
 
 const USAGE = 'jit policy check [DIR]';
 

@@ -10,9 +10,9 @@ import { inertText } from '../../lib/inert-text.ts';
 import { targetUrlLabel, type OutboxRow } from '../../webhooks/outbox.ts';
 import { openCliContext, type CliContext } from '../context.ts';
 import { iso } from '../format.ts';
-import type { CliIo } from '../io.ts';
+import type { CliIo } from '../../lib/cli-io.ts';
 import { CLI_ACTOR } from '../operator.ts';
-import { UsageError, parseCommandArgs } from '../args.ts';
+import { UsageError, parseCommandArgs } from '../../lib/cli-args.ts';
 import { finishRevocations, finishRevocationsSummarized, openRevocationContext } from './revocation.ts';
 
 const USAGE = [

@@ -5,7 +5,7 @@ import type { RevocationRecord } from '../../broker/revoke.ts';
 import { vaultClientFromConfig } from '../../vault/from-config.ts';
 import type { VaultClient } from '../../vault/types.ts';
 import { openCliContext, type CliContext } from '../context.ts';
-import type { CliIo } from '../io.ts';
+import type { CliIo } from '../../lib/cli-io.ts';
 
 const SWEEP_SECONDS = Math.ceil(SWEEP_INTERVAL_MS / 1000);
 

@@ -13,6 +13,7 @@ import { pgOutbox } from './outbox.ts';
 import { BEGIN_LOCKED, CONNECT_TIMEOUT_MS, LOCK_TIMEOUT_MS, createPool, isBroken, migrate, pgStorageError, shownDatabaseUrl, unavailable, whyNotOpened } from './pool.ts';
 import { pgIdempotency, pgRateLimits, pgRequests } from './requests.ts';
 import { pgSettings } from './settings.ts';
+import { pgSigningKeys } from './signing-keys.ts';
 import { pgLeases } from './leases.ts';
 import { pgTelegram } from './telegram.ts';
 import { pgVotes } from './votes.ts';
@@ -206,6 +207,7 @@ export function createPostgresStorage(url: string, pool: pg.Pool, opts: Postgres
 
   const storage = {
     engine: 'postgres',
+    signingKeys: pgSigningKeys({ read, write, unlocked: read, lease }),
     transaction,
     ping: async () => void (await read(SELECT_1)),
     maintain: (log: Logger) => startPostgresMaintenance(pool, url, log),

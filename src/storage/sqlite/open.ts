@@ -99,11 +99,11 @@ export const BUSY_TIMEOUT_MS = 5_000;
  * chain's last hash), and SQLite refuses to upgrade a deferred transaction's
  * read lock while another connection writes: it fails at once with
  * SQLITE_BUSY instead of waiting `busy_timeout`. Taking the write lock at
- * BEGIN makes a second process (the CLI, an HTTP worker) wait its turn.
+ * BEGIN makes a second process (the CLI, another broker) wait its turn.
  *
  * The wait is ours, not SQLite's: its busy handler sleeps 1 ms, then 2, 5,
  * 10 … with the whole event loop stopped, while a broker transaction holds
- * the lock for about 0.1 ms. With HTTP workers contending, that halved
+ * the lock for about 0.1 ms. With two broker processes contending, that halved
  * throughput. Here BEGIN is tried without waiting and retried after 25 µs,
  * doubling to 1 ms, for up to BUSY_TIMEOUT_MS. Only BEGIN waits: in WAL
  * mode a transaction that holds the write lock is never busy again, so a

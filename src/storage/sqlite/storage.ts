@@ -71,7 +71,7 @@ function busyFor(ms: number): StorageBusyError {
  * transaction made while one is open waits for it too (on the same
  * connection it would otherwise read the open transaction's uncommitted
  * writes, or commit them half-way). When the lock is free nothing queues:
- * the statement runs at once. Across processes (HTTP workers, the CLI),
+ * the statement runs at once. Across processes (several brokers, the CLI),
  * BEGIN IMMEDIATE serialises writers as before.
  */
 export function createSqliteStorage(db: Db, opts: { onHookError?: HookErrorReporter } = {}): Storage {
@@ -168,6 +168,8 @@ export function createSqliteStorage(db: Db, opts: { onHookError?: HookErrorRepor
 
   const storage = {
     engine: 'sqlite',
+    // The signing keys stay in signing-keys.json next to the database file (src/keys/key-file.ts).
+    signingKeys: undefined,
     async transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T> {
       if (nesting) assertNotInTransaction('storage.transaction');
       if (!lock.tryAcquire()) await lock.acquire();

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createAuditLog } from '../../../src/broker/audit.ts';
-import type { CliIo } from '../../../src/cli/io.ts';
+import type { CliIo } from '../../../src/lib/cli-io.ts';
 import { COMMAND_NAMES, runCli } from '../../../src/cli/main.ts';
 import { endsWithTest, JIT_BIN, runJit } from '../../helpers/cli.ts';
 import { openSqliteStorage } from '../../../src/storage/sqlite/index.ts';

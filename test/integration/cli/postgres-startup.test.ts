@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,9 +21,12 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+/** The signing keys are sealed under it in the database (src/keys/key-ring-db.ts). */
+const KEK = randomBytes(32).toString('base64');
+
 let n = 0;
 function envWith(databaseUrl: string): Record<string, string> {
-  return { JIT_DATABASE_URL: databaseUrl, JIT_DB: join(dir, `db-${++n}`, 'jit.db'), JIT_POLICIES: join(REPO, 'policies'), JIT_PORT: '0', JIT_DEV_VAULT_PORT: '0', LOG_LEVEL: 'warn' };
+  return { JIT_DATABASE_URL: databaseUrl, JIT_KEY_ENCRYPTION_KEY: KEK, JIT_DB: join(dir, `db-${++n}`, 'jit.db'), JIT_POLICIES: join(REPO, 'policies'), JIT_PORT: '0', JIT_DEV_VAULT_PORT: '0', LOG_LEVEL: 'warn' };
 }
 
 /** A loopback port nothing listens on (bound, then closed). */

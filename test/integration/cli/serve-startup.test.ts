@@ -70,16 +70,10 @@ function freshEnv(env: Record<string, string> = {}): Record<string, string> {
   return { JIT_DB: join(dir, `db-${++n}`, 'jit.db'), JIT_POLICIES: join(REPO, 'policies'), JIT_PORT: '0', JIT_DEV_VAULT_PORT: '0', LOG_LEVEL: 'info', ...env };
 }
 
-/** A primary and two workers are three process starts: the budget every cluster start in the suite has (test/integration/cluster). */
-const timeoutFor = (workers: string) => (workers === '1' ? undefined : 60_000);
-
-describe.each([
-  { workers: '1', label: 'one process' },
-  { workers: '2', label: 'JIT_HTTP_WORKERS=2' },
-])('jit serve that cannot listen ($label)', ({ workers }) => {
+describe('jit serve that cannot listen', () => {
   it('port in use: exits 1 with one line, prints no dev-agent token, and leaves the development Vault port free', async () => {
     const port = await occupy();
-    const env = freshEnv({ JIT_PORT: String(port), JIT_HTTP_WORKERS: workers });
+    const env = freshEnv({ JIT_PORT: String(port) });
     const res = await serveToExit(env);
 
     expect(res.code, res.stdout + res.stderr).toBe(1);
@@ -99,16 +93,16 @@ describe.each([
     } finally {
       await storage.close();
     }
-  }, timeoutFor(workers));
+  });
 
   it('address not available: exits 1 with one line naming it', async () => {
     // 192.0.2.1 (TEST-NET-1) is on no interface of this machine.
-    const res = await serveToExit(freshEnv({ JIT_HOST: '192.0.2.1', JIT_PORT: '0', JIT_HTTP_WORKERS: workers }));
+    const res = await serveToExit(freshEnv({ JIT_HOST: '192.0.2.1', JIT_PORT: '0' }));
     expect(res.code, res.stdout + res.stderr).toBe(1);
     expect(res.stderr.trimEnd().split('\n')).toEqual([
       'jit serve: cannot listen on 192.0.2.1:0: the address is not available on this machine (EADDRNOTAVAIL); set JIT_HOST/JIT_PORT',
     ]);
-  }, timeoutFor(workers));
+  });
 });
 
 describe('jit serve: the development Vault cannot listen', () => {
@@ -119,6 +113,19 @@ describe('jit serve: the development Vault cannot listen', () => {
     expect(res.stderr.trimEnd().split('\n')).toEqual([
       `jit serve: the development Vault cannot listen on 127.0.0.1:${port}: the address is already in use (EADDRINUSE); set JIT_DEV_VAULT_PORT`,
     ]);
+  });
+});
+
+describe('JIT_HTTP_WORKERS (removed)', () => {
+  it('set: exits 2 with one line naming it and the way to scale instead, before starting anything', async () => {
+    const env = freshEnv({ JIT_HTTP_WORKERS: '2' });
+    const res = await serveToExit(env);
+    expect(res.code, res.stdout + res.stderr).toBe(2);
+    expect(res.stderr.trimEnd().split('\n')).toEqual([
+      'jit: configuration error: JIT_HTTP_WORKERS: no longer supported (HTTP worker processes were removed): unset it, and to scale run several brokers on one database (docs/operations.md, "High availability")',
+    ]);
+    expect(res.stdout).not.toContain('DEVELOPMENT MODE');
+    expect(() => statSync(join(env.JIT_DB!, '..'))).toThrow(/ENOENT/);
   });
 });
 

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { CliIo } from '../../../src/cli/io.ts';
+import type { CliIo } from '../../../src/lib/cli-io.ts';
 import { webhooksCommand } from '../../../src/cli/commands/webhooks.ts';
 import { loadConfig } from '../../../src/config/config.ts';
 import { recordServiceSettings } from '../../../src/config/service-settings.ts';

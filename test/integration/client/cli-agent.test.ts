@@ -6,7 +6,7 @@ import { decideRequest } from '../../../src/broker/decide.ts';
 import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
 import { endsWithTest, JIT_BIN, runJit } from '../../helpers/cli.ts';
 import { closedPort } from '../../unit/client/scripted-server.ts';
-import { parseExports, pendingWithReason, statusAnswered, tokenIsDead } from './helpers.ts';
+import { parseExports, pendingWithReason, streamOpened, tokenIsDead } from './helpers.ts';
 
 let h: Harness;
 let token: string;
@@ -92,7 +92,7 @@ describe('jit request / status / claim / revoke against a running broker', () =>
     expect(await tokenIsDead(h, vars.VAULT_TOKEN!, 'homelab/data/apps/web')).toBe(true);
   });
 
-  it('--wait blocks until the approver decides, with progress on stderr; --claim claims; the docs/agents.md shell recipe works', async () => {
+  it('--wait follows the decision stream until the approver decides, printing the decision; --claim claims; the docs/agents.md shell recipe works', async () => {
     const ask = (reason: string, extra: string[]) =>
       runJit(['request', 'vault', '--path', 'homelab/data/apps/web:read,update', '--tier', '2', '--reason', reason, '--wait', ...extra], env);
     const approvedRun = ask('wait for approval', ['--claim']);
@@ -111,23 +111,24 @@ describe('jit request / status / claim / revoke against a running broker', () =>
       pendingWithReason(h, 'wait for denial', deniedRun),
       pendingWithReason(h, 'script rotation', scriptRun),
     ]);
-    // "still pending after N s" (asserted below) needs one poll before the decision, however slowly that process runs.
-    await statusAnswered(h, approveId);
+    // Every waiter's stream is open (however slowly its process started) before the decisions.
+    await Promise.all([approveId, denyId, scriptId].map((id) => streamOpened(h, id)));
     await decideRequest(h.broker.deps, approveId, { approver: 'local-cli', decision: 'approve' });
     await decideRequest(h.broker.deps, denyId, { approver: 'local-cli', decision: 'deny', reason: 'not today' });
     await decideRequest(h.broker.deps, scriptId, { approver: 'local-cli', decision: 'approve' });
 
     const approved = await approvedRun;
     expect(approved.code, approved.stderr).toBe(0);
-    expect(approved.stderr).toMatch(/still pending after \d+ s; next check in \d+ s/);
-    expect(approved.stderr).toContain('approved by local-cli; claimed');
+    expect(approved.stderr).toContain(`Request ${approveId} approved by local-cli.`);
+    expect(approved.stderr).toContain(`Claimed ${approveId}.`);
     const vars = parseExports(approved.stdout);
     expect(vars).toMatchObject({ JIT_REQUEST_ID: approveId, JIT_REQUEST_STATUS: 'issued' });
     await h.vaultAs(vars.VAULT_TOKEN!).write('homelab/data/apps/web', { data: { key: 'rotated-after-wait' } });
 
     const denied = await deniedRun;
     expect(denied.code).toBe(1);
-    expect(denied.stderr).toContain(`request ${denyId} ended denied by local-cli (not today); no credential.`);
+    expect(denied.stderr).toContain(`Request ${denyId} denied by local-cli (not today).`);
+    expect(denied.stderr).toContain(`request ${denyId} ended denied; no credential.`);
     expect(parseExports(denied.stdout)).toEqual({ JIT_REQUEST_ID: denyId, JIT_REQUEST_STATUS: 'denied' });
 
     const timedOut = await timeoutRun;

@@ -61,9 +61,10 @@ afterAll(async () => {
 });
 
 describe('jit mcp over stdio', () => {
-  it('lists the five tools, with input schemas derived from the HTTP API schemas', async () => {
+  it('lists the six tools, with input schemas derived from the HTTP API schemas', async () => {
     const { tools } = await mcp.client.listTools();
-    expect(tools.map((t) => t.name).sort()).toEqual(['claim_credential', 'request_gate_credential', 'request_status', 'request_vault_credential', 'revoke_credential']);
+    expect(tools.map((t) => t.name).sort()).toEqual(['claim_credential', 'request_gate_credential', 'request_status', 'request_vault_credential', 'revoke_credential', 'wait_for_decision']);
+    expect(tools.find((t) => t.name === 'wait_for_decision')!.inputSchema).toMatchObject({ required: ['request_id'] });
     const vault = tools.find((t) => t.name === 'request_vault_credential')!;
     expect(Object.keys(vault.inputSchema.properties!).sort()).toEqual(['reason', 'session_key', 'tier', 'ttl', 'vault_paths']);
     expect(vault.inputSchema).toMatchObject({ required: ['tier', 'reason', 'vault_paths'], additionalProperties: false });
@@ -92,7 +93,7 @@ describe('jit mcp over stdio', () => {
     expect(await tokenIsDead(h, credential.token, 'homelab/data/docker/registry')).toBe(true);
   });
 
-  it('tier 2: pending, approved, request_status, claim_credential once, use, revoke', async () => {
+  it('tier 2 without a progress token: pending at once; wait_for_decision waits (and says so at its timeout), then returns the approval', async () => {
     const res = await mcp.call('request_vault_credential', {
       tier: 2,
       reason: 'rotate the web key',
@@ -102,8 +103,16 @@ describe('jit mcp over stdio', () => {
     expect(res.structuredContent).toMatchObject({ status: 'pending', tier: 2, required_tier: 2 });
     const id = res.structuredContent.id as string;
     expect(text(res)).toContain(`call claim_credential with request_id "${id}"`);
+    expect(text(res)).toContain(`Call wait_for_decision with request_id "${id}"`);
 
+    const still = await mcp.call('wait_for_decision', { request_id: id, timeout_seconds: 1 });
+    expect(still.isError, text(still)).toBeFalsy();
+    expect(text(still)).toMatch(/is still pending after \d+ s\. Call wait_for_decision again/);
+    const waiting = mcp.call('wait_for_decision', { request_id: id });
     await decideRequest(h.broker.deps, id, { approver: 'local-cli', decision: 'approve' });
+    const decided = await waiting;
+    expect(decided.structuredContent).toMatchObject({ id, status: 'approved', decision: { approver: 'local-cli', narrowed: false } });
+    expect(text(decided)).toMatch(new RegExp(`^Request ${id} approved by local-cli\\.`));
     const status = await mcp.call('request_status', { request_id: id });
     expect(status.structuredContent).toMatchObject({ id, status: 'approved', decision: { approver: 'local-cli' } });
     expect(text(status)).toContain('Approved: call claim_credential');
@@ -151,7 +160,7 @@ describe('jit mcp over stdio', () => {
     expect(limited.isError).toBe(true);
     expect(text(limited)).toMatch(/^Too many requests \(HTTP 429 RATE_LIMITED\): .*Retry after \d+ seconds\. Do not retry in a tight loop\.$/);
 
-    expect((await mcp.client.listTools()).tools).toHaveLength(5);
+    expect((await mcp.client.listTools()).tools).toHaveLength(6);
   });
 
   it('broker down: tool errors saying so, not a crash', async () => {
@@ -162,7 +171,7 @@ describe('jit mcp over stdio', () => {
       expect(res.isError).toBe(true);
       expect(text(res)).toContain(`The JIT credential broker is unreachable: cannot reach the JIT broker at http://127.0.0.1:${port}: connection refused`);
       expect((await down.call('revoke_credential', { request_id: 'req_0000000000aaaaaaaaaaaaaaaa' })).isError).toBe(true);
-      expect((await down.client.listTools()).tools).toHaveLength(5);
+      expect((await down.client.listTools()).tools).toHaveLength(6);
       expect(down.stderr()).toContain('request_status: JitUnreachableError');
       expect(down.stderr()).not.toContain(token);
     } finally {

@@ -1,10 +1,10 @@
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { CliIo } from '../../../src/cli/io.ts';
+import type { CliIo } from '../../../src/lib/cli-io.ts';
 import { keysCommand } from '../../../src/cli/commands/keys.ts';
 import { webhooksCommand } from '../../../src/cli/commands/webhooks.ts';
-import { UsageError } from '../../../src/cli/args.ts';
+import { UsageError } from '../../../src/lib/cli-args.ts';
 import { createKeyRing, KEY_FILE_RECHECK_MS } from '../../../src/keys/key-ring.ts';
 import { DEFAULT_RETRY_SCHEDULE_MS } from '../../../src/webhooks/retry.ts';
 import { loadConfig } from '../../../src/config/config.ts';

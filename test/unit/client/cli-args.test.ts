@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { requestBody, vaultPaths } from '../../../src/cli/commands/client-request.ts';
-import { shellQuote } from '../../../src/cli/commands/client-common.ts';
-import { UsageError } from '../../../src/cli/args.ts';
+import { requestBody, vaultPaths } from '../../../src/agent/request.ts';
+import { shellQuote } from '../../../src/agent/common.ts';
+import { UsageError } from '../../../src/lib/cli-args.ts';
 import { runCli } from '../../../src/cli/main.ts';
 
 /** Runs the CLI in-process: no broker is needed for anything that fails before the first HTTP call. */

@@ -13,6 +13,7 @@ import {
   JitUnreachableError,
   JitOptionError,
   JitWaitTimeoutError,
+  JitStreamLostError,
   ClientConfigError,
   jitClientFromEnv,
   parseRetryAfter,
@@ -273,38 +274,93 @@ describe('unreachable broker', () => {
   });
 });
 
-describe('waitForDecision', () => {
-  it('polls with doubling intervals until decided, reporting progress', async () => {
-    const { client, seen, sleeps } = await scripted([
-      { status: 200, body: view('pending') },
-      { status: 200, body: view('pending') },
-      { status: 200, body: view('pending') },
-      { status: 200, body: view('approved') },
-    ]);
-    const progress: number[] = [];
-    const decided = await client.waitForDecision(ID, { onProgress: (p) => progress.push(p.nextCheckInMs) });
-    expect(decided.status).toBe('approved');
-    expect(sleeps).toEqual([1000, 2000, 4000]);
-    expect(progress).toEqual(sleeps);
-    expect(seen.every((r) => r.method === 'GET')).toBe(true);
+describe('waitForDecision (the decision stream)', () => {
+  const sse = (...events: [number, object][]) => ({
+    status: 200,
+    headers: { 'content-type': 'text/event-stream' },
+    body: events.map(([id, data]) => `id: ${id}\ndata: ${JSON.stringify(data)}\n\n`).join(''),
   });
+  const approved = { ...view('approved'), decision: { approver: 'telegram:1', decided_at: '', reason: null, granted: { vault_paths: [{ path: 'a/b', capabilities: ['read'] }], ttl_seconds: 300 }, narrowed: true } };
 
-  it('caps the interval at 15 s and gives up at the timeout', async () => {
-    const clock = new ManualClock(0);
-    const pending = Array.from({ length: 20 }, () => ({ status: 200, body: view('pending') }));
-    const server = await startScriptedServer(pending);
-    closers.push(server.close);
-    const sleeps: number[] = [];
-    const client = new JitClient({ baseUrl: server.url, token: TOKEN, clock, sleep: async (ms) => (sleeps.push(ms), clock.advance(ms)) });
-    const err = (await client.waitForDecision(ID, { timeoutMs: 60_000 }).catch((e: unknown) => e)) as JitWaitTimeoutError;
-    expect(err).toBeInstanceOf(JitWaitTimeoutError);
-    expect(err.requestId).toBe(ID);
-    expect(sleeps).toEqual([1000, 2000, 4000, 8000, 15000, 15000, 15000]);
-  });
-
-  it('returns at once when the request is no longer pending', async () => {
-    const { client, sleeps } = await scripted([{ status: 200, body: view('denied') }]);
-    expect((await client.waitForDecision(ID)).status).toBe('denied');
+  it('follows GET …/events until the first decided state and never polls', async () => {
+    const { client, seen, sleeps } = await scripted([sse([41, view('pending')], [44, approved], [47, view('issued')])]);
+    const progress: string[] = [];
+    const decided = await client.waitForDecision(ID, { onProgress: (p) => progress.push(`${p.kind}:${p.status}`) });
+    expect(decided).toMatchObject({ status: 'approved', decision: { narrowed: true, granted: { ttl_seconds: 300 } } });
+    expect(progress).toEqual(['state:pending']);
+    expect(seen.map((r) => `${r.method} ${r.url}`)).toEqual([`GET /jit/requests/${ID}/events`]);
+    expect(seen[0]!.headers).toMatchObject({ accept: 'text/event-stream', authorization: `Bearer ${TOKEN}` });
+    expect(seen[0]!.headers['last-event-id']).toBeUndefined();
     expect(sleeps).toEqual([]);
+  });
+
+  it('reconnects a dropped stream with Last-Event-ID and misses nothing', async () => {
+    const { client, seen, sleeps } = await scripted([sse([41, view('pending')]), sse([44, view('denied')])]);
+    const kinds: string[] = [];
+    const decided = await client.waitForDecision(ID, { onProgress: (p) => kinds.push(p.kind) });
+    expect(decided.status).toBe('denied');
+    expect(seen.map((r) => r.headers['last-event-id'])).toEqual([undefined, '41']);
+    expect(kinds).toEqual(['state', 'reconnecting']);
+    expect(sleeps).toEqual([250]);
+  });
+
+  it('retries 429 TOO_MANY_STREAMS after Retry-After and 5xx with backoff, then falls back to ONE GET', async () => {
+    const { client, seen, sleeps } = await scripted([
+      { status: 429, headers: { 'retry-after': '1' }, body: problem(429, 'TOO_MANY_STREAMS', 'Too many streams', 'x') },
+      { status: 502, body: 'bad gateway' },
+      { status: 503, body: problem(503, 'UNAVAILABLE', 'Unavailable', 'shutting down') },
+      { status: 200, body: view('timed_out') },
+    ]);
+    expect((await client.waitForDecision(ID, { maxReconnects: 2 })).status).toBe('timed_out');
+    expect(seen.map((r) => r.url)).toEqual([`/jit/requests/${ID}/events`, `/jit/requests/${ID}/events`, `/jit/requests/${ID}/events`, `/jit/requests/${ID}`]);
+    expect(sleeps).toEqual([1000, 500]);
+  });
+
+  it('throws JitStreamLostError when the fallback GET finds it still pending', async () => {
+    const { client, seen } = await scripted([{ status: 500, body: 'x' }, { status: 200, body: view('pending') }]);
+    const err = (await client.waitForDecision(ID, { maxReconnects: 0 }).catch((e: unknown) => e)) as JitStreamLostError;
+    expect(err).toBeInstanceOf(JitStreamLostError);
+    expect(err).toMatchObject({ requestId: ID, request: { status: 'pending' } });
+    expect(seen).toHaveLength(2);
+  });
+
+  it('does not retry a 404 (another agent\'s request, or none)', async () => {
+    const { client, seen } = await scripted([{ status: 404, body: problem(404, 'NOT_FOUND', 'Not found', 'request') }]);
+    await expect(client.waitForDecision(ID)).rejects.toBeInstanceOf(JitNotFoundError);
+    expect(seen).toHaveLength(1);
+  });
+
+  it('reports heartbeats while pending, gives up at the timeout, and stops on abort', async () => {
+    const { createServer } = await import('node:http');
+    const server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(`id: 3\ndata: ${JSON.stringify(view('pending'))}\n\n: heartbeat\n\n`);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    closers.push(() => new Promise((r) => (server.closeAllConnections(), server.close(() => r()))));
+    const client = new JitClient({ baseUrl: `http://127.0.0.1:${(server.address() as { port: number }).port}`, token: TOKEN });
+    const kinds: string[] = [];
+    const err = (await client.waitForDecision(ID, { timeoutMs: 300, onProgress: (p) => kinds.push(p.kind) }).catch((e: unknown) => e)) as JitWaitTimeoutError;
+    expect(err).toBeInstanceOf(JitWaitTimeoutError);
+    expect(err.request).toMatchObject({ status: 'pending' });
+    expect(kinds).toEqual(['state', 'heartbeat']);
+
+    const ctl = new AbortController();
+    const waiting = client.waitForDecision(ID, { signal: ctl.signal, onProgress: () => ctl.abort(new Error('caller gave up')) });
+    await expect(waiting).rejects.toThrow('caller gave up');
+  });
+
+  it('reconnects a stream that goes silent (no heartbeat) after idleTimeoutMs', async () => {
+    const { createServer } = await import('node:http');
+    let n = 0;
+    const server = createServer((req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      if (n++ === 0) res.write(`id: 3\ndata: ${JSON.stringify(view('pending'))}\n\n`);
+      else res.end(`id: 4\ndata: ${JSON.stringify({ ...view('approved'), last: req.headers['last-event-id'] })}\n\n`);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    closers.push(() => new Promise((r) => (server.closeAllConnections(), server.close(() => r()))));
+    const client = new JitClient({ baseUrl: `http://127.0.0.1:${(server.address() as { port: number }).port}`, token: TOKEN, sleep: async () => {} });
+    expect(await client.waitForDecision(ID, { idleTimeoutMs: 200 })).toMatchObject({ status: 'approved', last: '3' });
   });
 });

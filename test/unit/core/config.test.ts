@@ -40,13 +40,21 @@ describe('loadConfig', () => {
     expect(c.telegram?.approvers).toEqual(['111', '222']);
   });
 
+  it('refuses JIT_HTTP_WORKERS, removed, pointing to several brokers on one database; an empty value passes', () => {
+    expect(() => loadConfig({ JIT_HTTP_WORKERS: '2' })).toThrow(
+      'JIT_HTTP_WORKERS: no longer supported (HTTP worker processes were removed): unset it, and to scale run several brokers on one database (docs/operations.md, "High availability")',
+    );
+    expect(() => loadConfig({ JIT_HTTP_WORKERS: '' })).not.toThrow();
+  });
+
   it.each([
     [{ JIT_PORT: 'eighty' }, 'JIT_PORT'],
     [{ JIT_PORT: '70000' }, 'JIT_PORT'],
     [{ JIT_APPROVAL_TIMEOUT: '10 minutes' }, 'JIT_APPROVAL_TIMEOUT'],
     [{ JIT_TIER3_QUORUM: '1' }, 'JIT_TIER3_QUORUM'],
-    [{ JIT_HTTP_WORKERS: '0' }, 'JIT_HTTP_WORKERS'],
-    [{ JIT_HTTP_WORKERS: 'many' }, 'JIT_HTTP_WORKERS'],
+    // Removed: refused at start rather than ignored (an install that relied on it learns it runs one process now).
+    [{ JIT_HTTP_WORKERS: '2' }, 'JIT_HTTP_WORKERS'],
+    [{ JIT_HTTP_WORKERS: '1' }, 'JIT_HTTP_WORKERS'],
     [{ JIT_NODE_LEASE: '1s' }, 'JIT_NODE_LEASE'],
     [{ JIT_NODE_LEASE: '1h' }, 'JIT_NODE_LEASE'],
     [{ JIT_NODE_LEASE: 'long' }, 'JIT_NODE_LEASE'],

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openCliContext } from '../../../src/cli/context.ts';
-import type { CliIo } from '../../../src/cli/io.ts';
+import type { CliIo } from '../../../src/lib/cli-io.ts';
 import { loadConfig } from '../../../src/config/config.ts';
 import { readServiceSettings, recordServiceSettings } from '../../../src/config/service-settings.ts';
 import { openSqliteStorage, sqliteDatabase } from '../../../src/storage/sqlite/index.ts';

@@ -1,10 +1,10 @@
-import { ClientConfigError, jitClientFromEnv } from '../../client/env.ts';
-import { JitApiError, JitUnreachableError, JitWaitTimeoutError } from '../../client/errors.ts';
-import type { JitClient } from '../../client/jit-client.ts';
-import type { Credential, IssuedResult } from '../../client/types.ts';
-import { isId } from '../../lib/ids.ts';
-import type { CliIo } from '../io.ts';
-import { UsageError } from '../args.ts';
+import { ClientConfigError, jitClientFromEnv } from '../client/env.ts';
+import { JitApiError, JitStreamLostError, JitUnreachableError, JitWaitTimeoutError } from '../client/errors.ts';
+import type { JitClient } from '../client/jit-client.ts';
+import type { Credential, IssuedResult } from '../client/types.ts';
+import { isId } from '../lib/ids.ts';
+import type { CliIo } from '../lib/cli-io.ts';
+import { UsageError } from '../lib/cli-args.ts';
 
 /** Exit codes of the agent-side commands. */
 export const EXIT = { ok: 0, apiError: 1, usage: 2, unreachable: 3 } as const;
@@ -13,7 +13,8 @@ export const EXIT = { ok: 0, apiError: 1, usage: 2, unreachable: 3 } as const;
  * Runs an agent-side command with a client built from `JIT_URL` and
  * `JIT_AGENT_TOKEN`, and turns client errors into exit codes: 1 for an
  * error the broker answered (its title and detail on stderr), 2 for a bad
- * environment, 3 when the broker cannot be reached. These commands talk
+ * environment, 3 when the broker cannot be reached (or its decision stream
+ * could not be followed). These commands talk
  * HTTP only; they never open the database.
  */
 export async function withClient(name: string, io: CliIo, run: (client: JitClient) => Promise<number>): Promise<number> {
@@ -38,6 +39,11 @@ export async function withClient(name: string, io: CliIo, run: (client: JitClien
     if (err instanceof JitApiError) {
       io.err(`jit ${name}: ${describeApiError(err)}`);
       return EXIT.apiError;
+    }
+    if (err instanceof JitStreamLostError) {
+      const cause = err.cause instanceof Error ? ` (${err.cause.message})` : '';
+      io.err(`jit ${name}: ${err.message}${cause}. Wait again with: jit status ${err.requestId} --wait`);
+      return EXIT.unreachable;
     }
     if (err instanceof JitWaitTimeoutError) {
       io.err(`jit ${name}: ${err.message}; it may still be decided. Check with: jit status ${err.requestId}`);

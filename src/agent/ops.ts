@@ -1,23 +1,29 @@
-import type { CliIo } from '../io.ts';
-import { parseCommandArgs } from '../args.ts';
-import { describeRequest } from '../../client/describe.ts';
-import { EXIT, formatArg, printIssued, requestIdArg, withClient } from './client-common.ts';
+import type { CliIo } from '../lib/cli-io.ts';
+import { parseCommandArgs } from '../lib/cli-args.ts';
+import { describeRequest } from '../client/describe.ts';
+import { EXIT, formatArg, printIssued, requestIdArg, withClient } from './common.ts';
+import { waitFor, waitTimeout } from './request.ts';
 
-const STATUS_USAGE = 'jit status ID [--format text|json]';
+const STATUS_USAGE = 'jit status ID [--wait [--wait-timeout DURATION]] [--format text|json]';
 const CLAIM_USAGE = 'jit claim ID [--format env|json]';
 const REVOKE_USAGE = 'jit revoke ID [--format text|json]';
 
-/** `jit status ID`: the agent's own request as the broker sees it (never the secret). */
+/**
+ * `jit status ID`: the agent's own request as the broker sees it (never the
+ * secret). With --wait: once decided, following the decision stream.
+ */
 export async function statusCommand(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseCommandArgs(args, { format: { type: 'string' } }, STATUS_USAGE);
+  const { values, positionals } = parseCommandArgs(args, { format: { type: 'string' }, wait: { type: 'boolean' }, 'wait-timeout': { type: 'string' } }, STATUS_USAGE);
   if (values.help) return (io.out(`usage: ${STATUS_USAGE}`), EXIT.ok);
   const id = requestIdArg(positionals, STATUS_USAGE);
   const format = formatArg(values.format, ['text', 'json'] as const, 'text');
+  const wait = values.wait === true;
+  const timeoutMs = waitTimeout(values['wait-timeout'], wait);
   return withClient('status', io, async (client) => {
-    const view = await client.status(id);
+    const view = wait ? await waitFor(client, io, 'status', id, timeoutMs) : await client.status(id);
     if (format === 'json') io.out(JSON.stringify(view, null, 2));
     else for (const line of describeRequest(view)) io.out(line);
-    return EXIT.ok;
+    return !wait || view.status === 'approved' || view.status === 'issued' ? EXIT.ok : EXIT.apiError;
   });
 }
 

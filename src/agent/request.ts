@@ -1,11 +1,11 @@
-import { CredentialRequestBody, describeZodError } from '../../wire/schemas.ts';
-import type { JitClient } from '../../client/jit-client.ts';
-import type { CredentialRequestInput, IssuedResult, RequestResult, RequestView } from '../../client/types.ts';
-import { parseDurationSeconds } from '../../lib/duration.ts';
-import type { CliIo } from '../io.ts';
-import { UsageError, parseCommandArgs } from '../args.ts';
-import { describeScope } from '../../client/describe.ts';
-import { EXIT, envLines, formatArg, printIssued, withClient } from './client-common.ts';
+import { CredentialRequestBody, describeZodError } from '../wire/schemas.ts';
+import type { JitClient } from '../client/jit-client.ts';
+import type { CredentialRequestInput, IssuedResult, RequestResult, RequestView } from '../client/types.ts';
+import { parseDurationSeconds } from '../lib/duration.ts';
+import type { CliIo } from '../lib/cli-io.ts';
+import { UsageError, parseCommandArgs } from '../lib/cli-args.ts';
+import { describeDecision, describeScope } from '../client/describe.ts';
+import { EXIT, envLines, formatArg, printIssued, withClient } from './common.ts';
 
 const USAGE = `jit request vault (--path PATH:CAPS | --path PATH --cap CAPS)... --tier 1|2|3 --reason TEXT [common options]
        jit request gate --repo REPO --ref REF [--ref REF]... --tier 1|2|3 --reason TEXT [common options]
@@ -19,7 +19,8 @@ const USAGE = `jit request vault (--path PATH:CAPS | --path PATH --cap CAPS)... 
 Common options
   --ttl DURATION          credential lifetime, e.g. 90s, 15m, 1h (policy may shorten it)
   --session KEY           session key the decision webhook goes to
-  --wait                  block until the request is decided (progress on stderr)
+  --wait                  follow the request's decision stream until it is decided (no polling;
+                          the decision, and the granted scope if narrowed, on stderr)
   --wait-timeout DURATION give up waiting after this long (default 10m)
   --claim                 wait (implies --wait), then claim the credential as soon as it is approved
   --idempotency-key KEY   retrying with the same key never creates a second request
@@ -77,7 +78,7 @@ export async function requestCommand(args: string[], io: CliIo): Promise<number>
       printState(io, result, format);
       return ['pending', 'approved', 'issued'].includes(result.status) ? EXIT.ok : EXIT.apiError;
     }
-    const decided = result.status === 'pending' ? await waitFor(client, io, result.id, waitTimeoutMs) : (result as RequestView);
+    const decided = result.status === 'pending' ? await waitFor(client, io, 'request', result.id, waitTimeoutMs) : (result as RequestView);
     return finish(client, io, decided, { claim, format });
   });
 }
@@ -142,14 +143,6 @@ export function vaultPaths(paths: string[], caps: string[]): { path: string; cap
   });
 }
 
-function waitTimeout(raw: unknown, wait: boolean): number {
-  if (raw === undefined) return 600_000;
-  if (!wait) throw new UsageError('--wait-timeout needs --wait');
-  const s = parseDurationSeconds(raw as string);
-  if (s === undefined) throw new UsageError('--wait-timeout must be a duration like 90s, 10m, 1h');
-  return s * 1000;
-}
-
 function pendingMessage(p: { id: string; tier: number; required_tier: number; approval_expires_at?: string | null }, wait: boolean): string {
   const raised = p.required_tier !== p.tier ? `; you asked for tier ${p.tier}, policy requires ${p.required_tier}` : '';
   const who = p.required_tier >= 3 ? 'a quorum of approvers' : 'an approver';
@@ -158,24 +151,42 @@ function pendingMessage(p: { id: string; tier: number; required_tier: number; ap
   return `Request ${p.id} is pending (tier ${p.required_tier}${raised}): ${who} must approve it${until}. ${next}`;
 }
 
-async function waitFor(client: JitClient, io: CliIo, id: string, timeoutMs: number): Promise<RequestView> {
-  return client.waitForDecision(id, {
+/**
+ * Follows the request's decision stream (JitClient.waitForDecision) and
+ * prints, on stderr, the decision as it arrives. `name` is the command, for
+ * its progress lines.
+ */
+export async function waitFor(client: JitClient, io: CliIo, name: string, id: string, timeoutMs: number): Promise<RequestView> {
+  const view = await client.waitForDecision(id, {
     timeoutMs,
-    onProgress: (p) => io.err(`jit request: ${id} still pending after ${Math.round(p.elapsedMs / 1000)} s; next check in ${Math.round(p.nextCheckInMs / 1000)} s`),
+    onProgress: (p) => {
+      if (p.kind === 'heartbeat') io.err(`jit ${name}: ${id} still pending after ${Math.round(p.elapsedMs / 1000)} s`);
+      else if (p.kind === 'reconnecting') io.err(`jit ${name}: the decision stream dropped; reconnecting in ${(p.retryInMs! / 1000).toFixed(1)} s (attempt ${p.attempt})`);
+    },
   });
+  io.err(`Request ${view.id} ${describeDecision(view)}.`);
+  return view;
+}
+
+/** --wait-timeout (default 10 min), checked. */
+export function waitTimeout(raw: unknown, wait: boolean): number {
+  if (raw === undefined) return 600_000;
+  if (!wait) throw new UsageError('--wait-timeout needs --wait');
+  const s = parseDurationSeconds(raw as string);
+  if (s === undefined) throw new UsageError('--wait-timeout must be a duration like 90s, 10m, 1h');
+  return s * 1000;
 }
 
 async function finish(client: JitClient, io: CliIo, view: RequestView, opts: { claim: boolean; format: 'env' | 'json' }): Promise<number> {
-  const by = view.decision ? ` by ${view.decision.approver}${view.decision.reason ? ` (${view.decision.reason})` : ''}` : '';
   switch (view.status) {
     case 'approved': {
       if (!opts.claim) {
-        io.err(`Request ${view.id} approved${by}. Claim it${view.claim_expires_at ? ` before ${view.claim_expires_at}` : ''}: jit claim ${view.id}`);
+        io.err(`Claim it${view.claim_expires_at ? ` before ${view.claim_expires_at}` : ''}: jit claim ${view.id}`);
         printState(io, view, opts.format);
         return EXIT.ok;
       }
       const issued: IssuedResult = await client.claim(view.id);
-      io.err(`Request ${view.id} approved${by}; claimed. Valid until ${issued.expires_at}.`);
+      io.err(`Claimed ${view.id}. Valid until ${issued.expires_at}.`);
       printIssued(io, issued, opts.format);
       return EXIT.ok;
     }
@@ -184,7 +195,7 @@ async function finish(client: JitClient, io: CliIo, view: RequestView, opts: { c
       printState(io, view, opts.format);
       return EXIT.ok;
     default:
-      io.err(`jit request: request ${view.id} ended ${view.status}${by}${view.failure ? `: ${view.failure}` : ''}; no credential.`);
+      io.err(`jit request: request ${view.id} ended ${view.status}${view.failure ? `: ${view.failure}` : ''}; no credential.`);
       printState(io, view, opts.format);
       return EXIT.apiError;
   }

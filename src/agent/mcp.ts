@@ -1,7 +1,7 @@
-import { ClientConfigError, jitClientFromEnv } from '../../client/env.ts';
-import type { CliIo } from '../io.ts';
-import { UsageError, parseCommandArgs } from '../args.ts';
-import { EXIT } from './client-common.ts';
+import { ClientConfigError, jitClientFromEnv } from '../client/env.ts';
+import type { CliIo } from '../lib/cli-io.ts';
+import { UsageError, parseCommandArgs } from '../lib/cli-args.ts';
+import { EXIT } from './common.ts';
 
 const USAGE = 'jit mcp   (an MCP server on stdio; reads JIT_URL and JIT_AGENT_TOKEN)';
 
@@ -24,7 +24,7 @@ export async function mcpCommand(args: string[], io: CliIo): Promise<number> {
     throw err;
   }
   // Loaded here so the other commands do not pay for the MCP SDK.
-  const { runStdioMcpServer } = await import('../../mcp/server.ts');
+  const { runStdioMcpServer } = await import('../mcp/server.ts');
   await runStdioMcpServer(client, (line) => io.err(`jit mcp: ${line}`));
   return EXIT.ok;
 }
