@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -237,7 +238,8 @@ export async function startChaosWorld(o: ChaosWorldOptions = {}): Promise<ChaosW
     JIT_HOST: '127.0.0.1',
     JIT_PORT: String(ports[0]),
     JIT_DB: dbPath,
-    ...(o.databaseUrl ? { JIT_DATABASE_URL: o.databaseUrl } : {}),
+    // On PostgreSQL the signing keys live in the database, sealed under this key (the same on every node).
+    ...(o.databaseUrl ? { JIT_DATABASE_URL: o.databaseUrl, JIT_KEY_ENCRYPTION_KEY: randomBytes(32).toString('base64') } : {}),
     JIT_POLICIES: policiesDir,
     JIT_APPROVAL_TIMEOUT: o.approvalTimeout ?? '2h',
     JIT_CLAIM_WINDOW: '2h',
