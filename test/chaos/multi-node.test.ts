@@ -261,6 +261,10 @@ describe(`chaos: ${NODES} brokers on one PostgreSQL, a random one SIGKILLed ever
 
       const jwksAtEnd = await jwksPerNode(w);
       f.line(`JWKS key ids per node: at start ${jwksAtStart.join(' | ')}; at the end ${jwksAtEnd.join(' | ')}`);
+      // Requests the approvers gave up waiting for: decided since (late), or never (lost: a failure).
+      const statusNow = new Map((await w.db.all<{ id: string; status: string }>('SELECT id, status FROM requests')).map((r) => [r.id, r.status]));
+      const lostDecisions = client.undecidedInTime.filter((u) => statusNow.get(u.id) === 'pending').map((u) => `op ${u.n} ${u.kind} ${u.id}`);
+      const lateDecisions = client.undecidedInTime.length - lostDecisions.length;
       const audit = await bounded(w.cli(['audit', 'verify']), 60_000, '`jit audit verify`');
       const posts = w.postsPerRequest();
       const doublePosts = [...posts.values()].filter((n) => n > 1).length;
@@ -286,6 +290,7 @@ describe(`chaos: ${NODES} brokers on one PostgreSQL, a random one SIGKILLed ever
       const waits = [...client.decisionWaits].sort((a, b) => a - b);
       const pct = (q: number) => ((waits[Math.min(waits.length - 1, Math.floor(q * waits.length))] ?? 0) / 1000).toFixed(1);
       f.line(`time from taps to decision (s): p50 ${pct(0.5)}, p90 ${pct(0.9)}, max ${pct(1)} over ${waits.length} decisions; re-tapped after 45 s: ${stats.decisionFallbacks}`);
+      f.line(`decided only after the approvers stopped waiting (75 s): ${lateDecisions}; never decided although tapped: ${lostDecisions.length} ${lostDecisions.slice(0, 5).join(', ')}`);
       f.line(`CLI decisions: ${[...client.cliExits].map(([k, n]) => `${n}× ${k}`).join('; ')}`);
       for (const [k, n] of odd) f.line(`non-2xx/4xx answer: ${n}× ${k}`);
       f.line(`kills: ${kills.map((k) => `n${k.node}@${(k.at / 1000).toFixed(1)}s/${k.downMs ?? '?'}ms`).join(' ')}`);
@@ -317,6 +322,8 @@ describe(`chaos: ${NODES} brokers on one PostgreSQL, a random one SIGKILLed ever
       f.set('decisions_delivered', [...expected].length - undelivered.length);
       f.set('undelivered_decisions', undelivered.length);
       f.set('audit', audit.code === 0 ? 'intact' : `FAILED(${audit.code})`);
+      f.set('late_decisions', lateDecisions);
+      f.set('lost_decisions', lostDecisions.length);
       f.set('non_2xx_4xx', stats.oddAnswers.length);
       f.set('unexpected', stats.unexpected.length);
       f.set('workload_s', (workloadMs / 1000).toFixed(1));
@@ -347,6 +354,7 @@ describe(`chaos: ${NODES} brokers on one PostgreSQL, a random one SIGKILLed ever
       expect.soft(mismatched).toBe(0);
       expect.soft(audit.code).toBe(0);
       expect.soft(stats.unexpected).toEqual([]);
+      expect.soft(lostDecisions, 'every tapped request decided by the end').toEqual([]);
       // SPEC 10/13: 503 with Retry-After only for Vault unreachable or the database lost, neither of which
       // happens here; a node that is starting is not listening yet. So no answer outside 2xx/4xx at all.
       expect.soft([...odd.keys()]).toEqual([]);
