@@ -1,4 +1,5 @@
 import type { Transaction } from '../storage/storage.ts';
+import { sameVoter, voterOf, type Voter } from './approvers.ts';
 import type { StorageDeps } from './deps.ts';
 import { BrokerError, type ErrorCode } from './errors.ts';
 import {
@@ -32,12 +33,18 @@ export type DecideOutcome =
    * The approval was not recorded and nothing changed (the request stays
    * pending): the narrowing was invalid (names something not requested,
    * widens, or leaves nothing), or the policy in force no longer allows the
-   * grant. The refusal is in the audit log (`approval.refused`).
+   * grant (audited as `approval.refused`); or (FORBIDDEN, either decision)
+   * the Telegram user is no approver any more (`vote.refused`).
    */
   | { outcome: 'refused'; request: RequestRow; code: ErrorCode; message: string };
 
 export interface DecisionInput {
-  /** `local-cli`, `telegram:<user id>`, … — distinct strings are distinct approvers. */
+  /**
+   * Who decides: `local-cli`, `telegram:<user id>`, `approver:<id>`, …. The
+   * vote is keyed by the person ({@link voterOf}): a Telegram user id
+   * registered to an approver votes as `approver:<id>`, and one person has
+   * one vote per request whichever channel (tier 3 counts distinct people).
+   */
   approver: string;
   decision: 'approve' | 'deny';
   reason?: string | undefined;
@@ -99,8 +106,18 @@ export async function decideIn(tx: Transaction, deps: DecideDeps, requestId: str
   }
 
   const needed = request.required_tier === 3 ? config.tier3Quorum : 1;
-  if (await tx.votes.has(requestId, input.approver)) {
-    await audit.append(tx, { event: 'vote.duplicate', actor: input.approver, requestId, data: { decision: input.decision } }, now);
+  const voter = await voterOf(tx, input.approver);
+  // The actor of every entry below is the person; `via` names the channel's identity when it differs.
+  const actor = voter.key;
+  const via = voter.key !== input.approver ? { via: input.approver } : {};
+  if (!mayDecideInTelegram(deps, input.approver, voter)) {
+    // The Telegram approver check let this user in, then their approver was removed before this transaction.
+    const message = 'you are not an approver for this broker (any more)';
+    await audit.append(tx, { event: 'vote.refused', actor, requestId, data: { decision: input.decision, reason: message, via: 'telegram' } }, now);
+    return { outcome: 'refused', request, code: 'FORBIDDEN', message };
+  }
+  if (await alreadyVoted(tx, requestId, voter)) {
+    await audit.append(tx, { event: 'vote.duplicate', actor, requestId, data: { decision: input.decision, ...via } }, now);
     return { outcome: 'already_voted', request, approvals: await tx.votes.countApprovals(requestId), needed };
   }
 
@@ -111,7 +128,7 @@ export async function decideIn(tx: Transaction, deps: DecideDeps, requestId: str
     const earlier = await tx.votes.approvals(requestId);
     ceiling = ceilingOf(requested, earlier);
     const refuse = async (code: ErrorCode, message: string): Promise<DecideOutcome> => {
-      await audit.append(tx, { event: 'approval.refused', actor: input.approver, requestId, data: { code, message, ...(input.narrowing ? { narrowing: input.narrowing } : {}) } }, now);
+      await audit.append(tx, { event: 'approval.refused', actor, requestId, data: { code, message, ...(input.narrowing ? { narrowing: input.narrowing } : {}) } }, now);
       return { outcome: 'refused', request, code, message };
     };
     if (isEmptyNarrowing(input.narrowing)) {
@@ -130,7 +147,7 @@ export async function decideIn(tx: Transaction, deps: DecideDeps, requestId: str
 
   const inserted = await tx.votes.insert({
     request_id: requestId,
-    approver: input.approver,
+    approver: actor,
     decision: input.decision,
     reason: input.reason ?? null,
     at: now,
@@ -144,9 +161,9 @@ export async function decideIn(tx: Transaction, deps: DecideDeps, requestId: str
     tx,
     {
       event: 'vote.cast',
-      actor: input.approver,
+      actor,
       requestId,
-      data: { decision: input.decision, reason: input.reason, tier: request.required_tier, ...(grant && !sameGrant(grant, requested) ? { grant: grantJson(grant) } : {}) },
+      data: { decision: input.decision, reason: input.reason, tier: request.required_tier, ...via, ...(grant && !sameGrant(grant, requested) ? { grant: grantJson(grant) } : {}) },
     },
     now,
   );
@@ -155,7 +172,7 @@ export async function decideIn(tx: Transaction, deps: DecideDeps, requestId: str
       tx,
       {
         event: 'grant.narrowed',
-        actor: input.approver,
+        actor,
         requestId,
         data: { from: grantJson(ceiling!), to: grantJson(grant!), dropped: differenceJson(grantDifference(ceiling!, grant!)), ...(input.narrowing ? { narrowing: input.narrowing } : {}) },
       },
@@ -171,12 +188,12 @@ export async function decideIn(tx: Transaction, deps: DecideDeps, requestId: str
   const approvers =
     to === 'approved'
       ? (await tx.votes.approvals(requestId)).map((v) => v.approver).join(', ')
-      : input.approver;
+      : actor;
   if (grant && !(await tx.requests.setGrant(requestId, JSON.stringify(scopeOf(grant)), grant.ttl_seconds))) throw new Error('pending request changed inside its own transaction');
   const decision: DecisionRecord = {
     decidedBy: approvers,
     reason: input.reason,
-    actor: input.approver,
+    actor,
     data: {
       approvers,
       reason: input.reason,
@@ -190,4 +207,24 @@ export async function decideIn(tx: Transaction, deps: DecideDeps, requestId: str
   if (!changed) throw new Error('pending request changed inside its own transaction');
   const decided = (await tx.requests.get(requestId))!;
   return to === 'approved' ? { outcome: 'approved', request: decided, grant: grant!, narrowed } : { outcome: 'denied', request: decided };
+}
+
+/** Whether the person behind `voter` already voted on the request, under this key or their other one (approvers.ts). */
+async function alreadyVoted(tx: Transaction, requestId: string, voter: Voter): Promise<boolean> {
+  if (await tx.votes.has(requestId, voter.key)) return true;
+  if (voter.telegramId === null) return false;
+  for (const vote of await tx.votes.of(requestId)) if (await sameVoter(tx, vote.approver, voter)) return true;
+  return false;
+}
+
+/**
+ * The Telegram approver check again, inside the deciding transaction: a
+ * `telegram:<id>` identity that is no registered approver's must be in
+ * TELEGRAM_APPROVERS (where a bot is configured), so a removal committed
+ * between the check on the tap and this transaction still takes effect.
+ */
+function mayDecideInTelegram(deps: DecideDeps, identity: string, voter: Voter): boolean {
+  const telegram = deps.config.telegram;
+  if (!telegram || voter.key !== identity || !identity.startsWith('telegram:')) return true;
+  return telegram.approvers.includes(identity.slice('telegram:'.length));
 }

@@ -44,6 +44,41 @@ Options
 Exit codes
   0 stopped; 1 could not listen (port in use); 2 wrong use.`,
 
+  approver: `Usage: jit approver add NAME [--telegram-id ID]
+       jit approver list
+       jit approver remove NAME
+
+Approvers are the people who may approve (SPEC section 12). One person has
+one vote per request whichever channel they use: a Telegram user id
+registered with an approver votes as that approver. TELEGRAM_APPROVERS
+stays a separate, Telegram-only list.
+
+  add      registers an approver and prints their enrolment link,
+           JIT_PUBLIC_URL/console/enrol/TOKEN, as the last line of stdout:
+           single use, valid 15 minutes, shown only this once (only its hash
+           is stored). The link is where the approver registers a passkey in
+           the operator console, which is not part of this version yet (a
+           note on stderr says so). With --telegram-id the person may approve
+           in Telegram at once, even if TELEGRAM_APPROVERS does not list them.
+  list     lists approvers: name, Telegram id, passkeys, console sessions,
+           created at (never a token)
+  remove   removes an approver: in one transaction their console sessions
+           end, their passkeys and enrolment links are deleted, and their
+           Telegram id can no longer approve (unless TELEGRAM_APPROVERS lists
+           it). Their past votes stay in the audit log.
+
+Options
+  --telegram-id ID   (add) the person's numeric Telegram user id (the bot's
+                     /whoami shows it)
+
+Names are 1-63 characters of a-z, 0-9, ".", "_" or "-". A name or Telegram id
+already registered to another approver is refused (exit 1); so is removing a
+name no approver has.
+
+${OPERATOR_ENV}
+
+${OPERATOR_EXIT}`,
+
   agent: `Usage: jit agent add NAME [--session KEY]
        jit agent list
        jit agent remove NAME

@@ -17,6 +17,13 @@ Agents
   agent remove NAME                   remove an agent; its token stops working, and its
                                       credentials and open requests are revoked
 
+Approvers
+  approver add NAME [--telegram-id ID]
+                                      register a person who may approve; prints their one-time
+                                      enrolment link (last line; 15 minutes, single use)
+  approver list                       list approvers: name, Telegram id, passkeys, sessions, created
+  approver remove NAME                remove an approver; their sessions and Telegram rights end
+
 Requests and approvals
   requests [--status S] [--agent NAME] [--limit N] [--json]
                                       list requests (newest first)
@@ -68,6 +75,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   serve: async () => (await import('./commands/serve.ts')).serveCommand,
   'dev-vault': async () => (await import('./commands/dev-vault.ts')).devVaultCommand,
   agent: async () => (await import('./commands/agent.ts')).agentCommand,
+  approver: async () => (await import('./commands/approver.ts')).approverCommand,
   requests: async () => (await import('./commands/requests.ts')).requestsCommand,
   credentials: async () => (await import('./commands/credentials.ts')).credentialsCommand,
   approve: async () => (await import('./commands/decide.ts')).decideCommand('approve'),

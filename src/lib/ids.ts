@@ -5,7 +5,7 @@ const ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz'; // Crockford base32, lower 
 /** Generates identifiers; injected so tests can predict them if they need to. */
 export interface IdGenerator {
   /** `prefix_` + 26 lower-case characters: 10 of time (sortable), 16 random (80 bits). */
-  next(prefix: 'req' | 'cred' | 'evt' | 'agt' | 'aud' | 'vote'): string;
+  next(prefix: 'req' | 'cred' | 'evt' | 'agt' | 'aud' | 'vote' | 'apr'): string;
 }
 
 export function createIdGenerator(now: () => number = Date.now): IdGenerator {

@@ -115,6 +115,58 @@ export interface AgentRow {
 }
 
 /**
+ * An approver: a person who may decide (SPEC §12). Removal keeps the row
+ * (`removed_at` set) so votes and audit entries made as `approver:<id>`
+ * still name someone; the name and Telegram id are unique among approvers
+ * not removed, so either can be registered again.
+ */
+export interface ApproverRow {
+  id: string;
+  name: string;
+  /** The numeric Telegram user id, as text; null when none was registered. */
+  telegram_id: string | null;
+  created_at: number;
+  removed_at: number | null;
+}
+
+/** An approver not removed, with what `jit approver list` shows of them. */
+export interface ApproverListRow extends ApproverRow {
+  passkeys: number;
+  sessions: number;
+}
+
+/** A one-time enrolment link: only the token's hash is stored. */
+export interface EnrolmentRow {
+  token_hash: string;
+  approver_id: string;
+  created_at: number;
+  expires_at: number;
+  used_at: number | null;
+}
+
+/** A WebAuthn credential (passkey) of an approver. */
+export interface PasskeyRow {
+  /** The credential id, base64url. */
+  id: string;
+  approver_id: string;
+  /** The COSE public key, base64url. */
+  public_key: string;
+  sign_count: number;
+  /** JSON array of the authenticator's transports (e.g. ["internal","hybrid"]). */
+  transports: string;
+  created_at: number;
+  last_used_at: number | null;
+}
+
+/** A console session: only the session id's hash is stored. */
+export interface ConsoleSessionRow {
+  id_hash: string;
+  approver_id: string;
+  created_at: number;
+  last_seen_at: number;
+}
+
+/**
  * Every audit event name the broker writes. The names are part of the
  * audit log's hash chain and of the documented log (docs/), so they never
  * change; a new kind of entry adds a name here, and the typecheck catches a
@@ -124,6 +176,8 @@ export const AUDIT_EVENTS = [
   'agent.added',
   'agent.removed',
   'approval.refused',
+  'approver.added',
+  'approver.removed',
   'audit.suppressed',
   'auth.failed',
   'callback.refused',

@@ -1,5 +1,10 @@
 import type {
   AgentRow,
+  ApproverListRow,
+  ApproverRow,
+  ConsoleSessionRow,
+  EnrolmentRow,
+  PasskeyRow,
   AuditEvent,
   AuditHeadRow,
   AuditRow,
@@ -109,8 +114,6 @@ export interface CredentialsRepository {
   livePastExpiry(now: number, limit: number): Promise<CredentialRow[]>;
   /** Rows in a state still to settle. */
   inState(state: 'minting' | 'ending' | 'abandoned', limit: number): Promise<CredentialRow[]>;
-  /** `minting` rows reserved before `before`. */
-  mintingReservedBefore(before: number, limit: number): Promise<CredentialRow[]>;
   /** Live credentials with a known accessor (startup reconciliation asks Vault about each). */
   liveWithAccessor(): Promise<CredentialRow[]>;
   /** Records the accessor of a token minted for an abandoned/failed row that names none; false otherwise. */
@@ -162,6 +165,65 @@ export interface AgentsRepository {
   /** By name. */
   list(): Promise<AgentRow[]>;
   delete(id: string): Promise<boolean>;
+}
+
+/**
+ * Approvers (people who may decide: SPEC §12) and their one-time enrolment
+ * links. Only approvers not removed count: `byName`, `byTelegramId`,
+ * `list` and the enrolment methods ignore removed ones.
+ */
+export interface ApproversRepository {
+  /** Throws StorageUniqueError when an approver not removed has the name or the Telegram id (or the id is taken). */
+  insert(row: ApproverRow): Promise<void>;
+  /** By id, removed or not (votes and audit entries name `approver:<id>`). */
+  get(id: string): Promise<ApproverRow | undefined>;
+  byName(name: string): Promise<ApproverRow | undefined>;
+  byTelegramId(telegramId: string): Promise<ApproverRow | undefined>;
+  /** Approvers not removed, by name, with their passkey and session counts. */
+  list(): Promise<ApproverListRow[]>;
+  /**
+   * Marks the approver removed and, in the same atomic step, deletes their
+   * console sessions, passkeys and enrolment links. False (nothing changed)
+   * when there is no such approver or they were already removed.
+   */
+  remove(id: string, now: number): Promise<boolean>;
+  /** Stores an enrolment link (its token's hash). */
+  addEnrolment(row: EnrolmentRow): Promise<void>;
+  /** The link if it is unused, not expired at `now`, and its approver not removed; it stays usable. */
+  enrolment(tokenHash: string, now: number): Promise<EnrolmentRow | undefined>;
+  /**
+   * Uses the link up (conditional: unused, not expired at `now`, approver
+   * not removed) and answers its approver's id; undefined when it could
+   * not. Of two callers racing with one link, exactly one gets the id.
+   */
+  consumeEnrolment(tokenHash: string, now: number): Promise<string | undefined>;
+  /** Deletes links that expired at or before `now` or were used; how many. */
+  pruneEnrolments(now: number): Promise<number>;
+}
+
+/** Approvers' WebAuthn credentials. */
+export interface PasskeysRepository {
+  /** Throws StorageUniqueError when the credential id is registered already. */
+  insert(row: PasskeyRow): Promise<void>;
+  /** The passkey, if its approver is not removed. */
+  get(id: string): Promise<PasskeyRow | undefined>;
+  /** The approver's passkeys, oldest first. */
+  of(approverId: string): Promise<PasskeyRow[]>;
+  /** Records a use: the sign count moves from `from` to `to` if it is still `from`; false otherwise (a replayed or cloned authenticator racing). */
+  use(id: string, from: number, to: number, now: number): Promise<boolean>;
+}
+
+/** Console sessions (the session id's hash; timeouts are the caller's, from the two times). */
+export interface ConsoleSessionsRepository {
+  insert(row: ConsoleSessionRow): Promise<void>;
+  /** The session, if its approver is not removed. */
+  get(idHash: string): Promise<ConsoleSessionRow | undefined>;
+  /** Sets `last_seen_at`; false when the session is gone. */
+  touch(idHash: string, now: number): Promise<boolean>;
+  /** Ends one session; false when it was gone. */
+  delete(idHash: string): Promise<boolean>;
+  /** Deletes sessions last seen at or before `idleBefore` or created at or before `createdBefore`; how many. */
+  prune(idleBefore: number, createdBefore: number): Promise<number>;
 }
 
 /**
@@ -257,6 +319,7 @@ export interface TelegramRepository {
   /** Drops the panels of requests no longer pending (writes nothing when no panel is open); how many. */
   pruneDrafts(): Promise<number>;
   rememberName(identity: string, name: string, now: number): Promise<void>;
+  /** Display names by voter identity: Telegram users seen (`telegram:<id>`) and every approver, removed or not (`approver:<id>`). */
   names(): Promise<Map<string, string>>;
 }
 
@@ -318,6 +381,9 @@ export interface Repositories {
   readonly grantPolicies: GrantPoliciesRepository;
   readonly votes: VotesRepository;
   readonly agents: AgentsRepository;
+  readonly approvers: ApproversRepository;
+  readonly passkeys: PasskeysRepository;
+  readonly consoleSessions: ConsoleSessionsRepository;
   readonly audit: AuditRepository;
   readonly outbox: OutboxRepository;
   readonly telegram: TelegramRepository;

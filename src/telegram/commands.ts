@@ -28,7 +28,7 @@ export function commands(env: HandlerEnv, kit: HandlerKit): Composer<Context> {
   composer.command(['start', 'help', 'whoami'], async (ctx) => {
     const user = ctx.from;
     if (!user) return;
-    const role = isApprover(user) ? 'You are an approver.' : 'You are not an approver (TELEGRAM_APPROVERS does not list your user id).';
+    const role = (await isApprover(user)) ? 'You are an approver.' : 'You are not an approver (neither TELEGRAM_APPROVERS nor a registered approver has your user id).';
     await reply(ctx, `${HELP}\n\nYour Telegram user id: <code>${user.id}</code>\nThis chat id: <code>${ctx.chat?.id ?? '?'}</code>\n${role}`);
   });
 

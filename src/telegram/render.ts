@@ -80,9 +80,14 @@ export function parseCallbackData(data: string): { decision: 'approve' | 'deny';
   return { decision: m[1] === APPROVE ? 'approve' : 'deny', requestId: m[2]! };
 }
 
-/** `Alice (telegram:111)`, or the bare identity when no name is known. */
+/**
+ * `Alice (telegram:111)`, or the bare identity when no name is known. A
+ * registered approver (`approver:<id>`) shows as `alice (approver)`: the
+ * operator chose that name and it is unique, unlike a Telegram display name.
+ */
 export function approverLabel(identity: string, names?: ReadonlyMap<string, string>): string {
   const name = names?.get(identity);
+  if (name && identity.startsWith('approver:')) return `${name} (approver)`;
   return name ? `${name} (${identity})` : identity;
 }
 

@@ -300,7 +300,7 @@ export const RequestView = z
         narrowed: z.boolean().meta({ description: 'As the top-level `narrowed`: true when the approver granted less than asked' }),
       })
       .nullable()
-      .meta({ description: 'Who decided, when, why and what was granted: "policy" for tier 1, "local-cli", "telegram:<user id>", "timeout", "agent:<name>" for a revoke; null while undecided' }),
+      .meta({ description: 'Who decided, when, why and what was granted: "policy" for tier 1, "local-cli", "telegram:<user id>" (a TELEGRAM_APPROVERS member), "approver:<id>" (a registered approver, whichever channel), "timeout", "agent:<name>" for a revoke; null while undecided' }),
     credential: z
       .object({
         type: z.enum(['vault_token', 'gate_push']),

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { StorageUniqueError, TransactionEndedError } from '../../src/storage/errors.ts';
-import type { AgentRow, AuditRow, NewCredentialRow, NewOutboxRow, NewRequestRow, OutboxRow } from '../../src/storage/rows.ts';
+import type { AgentRow, ApproverRow, AuditRow, ConsoleSessionRow, EnrolmentRow, PasskeyRow, NewCredentialRow, NewOutboxRow, NewRequestRow, OutboxRow } from '../../src/storage/rows.ts';
 import type { Storage } from '../../src/storage/storage.ts';
 
 /*
@@ -281,8 +281,6 @@ export function describeStorageConformance(name: string, open: () => Promise<Ope
         expect(ids(await s.credentials.livePastExpiry(T0 + 20, 1))).toEqual(['cred_later']);
         expect(ids(await s.credentials.inState('minting', 10))).toEqual(['cred_mint']);
         expect(await s.credentials.inState('ending', 10)).toEqual([]);
-        expect(ids(await s.credentials.mintingReservedBefore(T0 + 6, 10))).toEqual(['cred_mint']);
-        expect(await s.credentials.mintingReservedBefore(T0 + 5, 10)).toEqual([]);
         expect(ids(await s.credentials.liveWithAccessor())).toEqual(['cred_ok']);
       });
 
@@ -395,6 +393,127 @@ export function describeStorageConformance(name: string, open: () => Promise<Ope
         expect(await s.agents.delete('agt_1')).toBe(true);
         expect(await s.agents.delete('agt_1')).toBe(false);
         expect(await s.agents.byName('alpha')).toBeUndefined();
+      });
+    });
+
+    describe('approvers', () => {
+      const approver = (id: string, name: string, telegram_id: string | null = null): ApproverRow => ({ id, name, telegram_id, created_at: T0, removed_at: null });
+      const enrolment = (token_hash: string, approver_id: string, o: Partial<EnrolmentRow> = {}): EnrolmentRow => ({ token_hash, approver_id, created_at: T0, expires_at: T0 + 900_000, used_at: null, ...o });
+      const passkey = (id: string, approver_id: string, o: Partial<PasskeyRow> = {}): PasskeyRow => ({ id, approver_id, public_key: 'pk', sign_count: 0, transports: '["internal"]', created_at: T0, last_used_at: null, ...o });
+      const session = (id_hash: string, approver_id: string, o: Partial<ConsoleSessionRow> = {}): ConsoleSessionRow => ({ id_hash, approver_id, created_at: T0, last_seen_at: T0, ...o });
+
+      it('adds, finds, lists by name with counts; names and Telegram ids are unique among approvers not removed', async () => {
+        await s.approvers.insert(approver('apr_2', 'zoe', '222'));
+        await s.approvers.insert(approver('apr_1', 'al'));
+        await s.approvers.insert(approver('apr_3', 'bo'));
+        await expect(s.approvers.insert(approver('apr_4', 'al'))).rejects.toBeInstanceOf(StorageUniqueError);
+        await expect(s.approvers.insert(approver('apr_5', 'cy', '222'))).rejects.toBeInstanceOf(StorageUniqueError);
+        expect(await s.approvers.byName('zoe')).toEqual(approver('apr_2', 'zoe', '222'));
+        expect((await s.approvers.byTelegramId('222'))?.id).toBe('apr_2');
+        expect(await s.approvers.byTelegramId('333')).toBeUndefined();
+        await s.passkeys.insert(passkey('cred_a', 'apr_2'));
+        await s.passkeys.insert(passkey('cred_b', 'apr_2'));
+        await s.consoleSessions.insert(session('sh_1', 'apr_2'));
+        expect((await s.approvers.list()).map((a) => [a.name, a.telegram_id, a.passkeys, a.sessions])).toEqual([
+          ['al', null, 0, 0],
+          ['bo', null, 0, 0],
+          ['zoe', '222', 2, 1],
+        ]);
+      });
+
+      it('removes an approver with their sessions, passkeys and links in one step; the name and Telegram id free again', async () => {
+        await s.approvers.insert(approver('apr_1', 'al', '111'));
+        await s.approvers.insert(approver('apr_2', 'bo'));
+        await s.approvers.addEnrolment(enrolment('eh_1', 'apr_1'));
+        await s.passkeys.insert(passkey('cred_a', 'apr_1'));
+        await s.consoleSessions.insert(session('sh_1', 'apr_1'));
+        await s.consoleSessions.insert(session('sh_2', 'apr_2'));
+        expect(await s.transaction((tx) => tx.approvers.remove('apr_1', T0 + 5))).toBe(true);
+        expect(await s.approvers.remove('apr_1', T0 + 6)).toBe(false);
+        expect(await s.approvers.remove('apr_missing', T0 + 6)).toBe(false);
+        expect(await s.approvers.get('apr_1')).toMatchObject({ name: 'al', removed_at: T0 + 5 });
+        expect(await s.approvers.byName('al')).toBeUndefined();
+        expect(await s.approvers.byTelegramId('111')).toBeUndefined();
+        expect(await s.consoleSessions.get('sh_1')).toBeUndefined();
+        expect(await s.consoleSessions.get('sh_2')).toBeDefined();
+        expect(await s.passkeys.of('apr_1')).toEqual([]);
+        expect(await s.approvers.enrolment('eh_1', T0)).toBeUndefined();
+        expect((await s.approvers.list()).map((a) => a.name)).toEqual(['bo']);
+        await s.approvers.insert(approver('apr_3', 'al', '111'));
+        expect((await s.approvers.byName('al'))?.id).toBe('apr_3');
+        // Telegram messages name voters by identity, removed approvers too.
+        await s.telegram.rememberName('telegram:111', 'Al Tg', T0);
+        const names = await s.telegram.names();
+        expect([names.get('approver:apr_1'), names.get('approver:apr_2'), names.get('approver:apr_3'), names.get('telegram:111')]).toEqual(['al', 'bo', 'al', 'Al Tg']);
+      });
+
+      it('rolls a removal back with its transaction: the sessions stay', async () => {
+        await s.approvers.insert(approver('apr_1', 'al'));
+        await s.consoleSessions.insert(session('sh_1', 'apr_1'));
+        await expect(
+          s.transaction(async (tx) => {
+            await tx.approvers.remove('apr_1', T0 + 1);
+            throw new Error('boom');
+          }),
+        ).rejects.toThrow('boom');
+        expect(await s.approvers.byName('al')).toBeDefined();
+        expect(await s.consoleSessions.get('sh_1')).toBeDefined();
+      });
+
+      it('uses an enrolment link once, before it expires, while its approver is not removed', async () => {
+        await s.approvers.insert(approver('apr_1', 'al'));
+        await s.approvers.addEnrolment(enrolment('eh_1', 'apr_1', { expires_at: T0 + 100 }));
+        await s.approvers.addEnrolment(enrolment('eh_2', 'apr_1', { expires_at: T0 + 100 }));
+        expect(await s.approvers.enrolment('eh_1', T0 + 99)).toMatchObject({ approver_id: 'apr_1', used_at: null });
+        expect(await s.approvers.enrolment('eh_1', T0 + 100)).toBeUndefined();
+        expect(await s.approvers.consumeEnrolment('eh_1', T0 + 100)).toBeUndefined();
+        expect(await s.approvers.consumeEnrolment('eh_1', T0 + 50)).toBe('apr_1');
+        expect(await s.approvers.consumeEnrolment('eh_1', T0 + 51)).toBeUndefined();
+        expect(await s.approvers.enrolment('eh_1', T0 + 51)).toBeUndefined();
+        expect(await s.approvers.consumeEnrolment('eh_missing', T0)).toBeUndefined();
+        await s.approvers.addEnrolment(enrolment('eh_3', 'apr_1', { expires_at: T0 + 1000 }));
+        expect(await s.approvers.pruneEnrolments(T0 + 100)).toBe(2);
+        expect(await s.approvers.enrolment('eh_3', T0 + 100)).toBeDefined();
+      });
+
+      it('gives an enrolment link to exactly one of two racers', async () => {
+        await s.approvers.insert(approver('apr_1', 'al'));
+        await s.approvers.addEnrolment(enrolment('eh_1', 'apr_1'));
+        const direct = await Promise.all([s.approvers.consumeEnrolment('eh_1', T0 + 1), s.approvers.consumeEnrolment('eh_1', T0 + 1)]);
+        expect(direct.filter((r) => r !== undefined)).toEqual(['apr_1']);
+        await s.approvers.addEnrolment(enrolment('eh_2', 'apr_1'));
+        const inTx = await Promise.all([1, 2].map(() => s.transaction((tx) => tx.approvers.consumeEnrolment('eh_2', T0 + 1))));
+        expect(inTx.filter((r) => r !== undefined)).toEqual(['apr_1']);
+      });
+
+      it('stores passkeys, refuses a credential id twice, and moves the sign count conditionally', async () => {
+        await s.approvers.insert(approver('apr_1', 'al'));
+        await s.passkeys.insert(passkey('cred_b', 'apr_1', { created_at: T0 + 1 }));
+        await s.passkeys.insert(passkey('cred_a', 'apr_1', { transports: '["usb","nfc"]' }));
+        await expect(s.passkeys.insert(passkey('cred_a', 'apr_1'))).rejects.toBeInstanceOf(StorageUniqueError);
+        expect(await s.passkeys.get('cred_a')).toEqual(passkey('cred_a', 'apr_1', { transports: '["usb","nfc"]' }));
+        expect((await s.passkeys.of('apr_1')).map((p) => p.id)).toEqual(['cred_a', 'cred_b']);
+        expect(await s.passkeys.use('cred_a', 1, 2, T0 + 5)).toBe(false);
+        const uses = await Promise.all([s.passkeys.use('cred_a', 0, 1, T0 + 5), s.passkeys.use('cred_a', 0, 1, T0 + 5)]);
+        expect(uses.filter(Boolean)).toHaveLength(1);
+        expect(await s.passkeys.get('cred_a')).toMatchObject({ sign_count: 1, last_used_at: T0 + 5 });
+        expect(await s.passkeys.get('cred_missing')).toBeUndefined();
+      });
+
+      it('keeps console sessions: touch, delete, prune by idle and absolute timeouts', async () => {
+        await s.approvers.insert(approver('apr_1', 'al'));
+        await s.consoleSessions.insert(session('sh_1', 'apr_1'));
+        await s.consoleSessions.insert(session('sh_2', 'apr_1', { created_at: T0 + 500, last_seen_at: T0 + 500 }));
+        await s.consoleSessions.insert(session('sh_3', 'apr_1', { created_at: T0 + 10, last_seen_at: T0 + 900 }));
+        await expect(s.consoleSessions.insert(session('sh_1', 'apr_1'))).rejects.toBeInstanceOf(StorageUniqueError);
+        expect(await s.consoleSessions.touch('sh_1', T0 + 50)).toBe(true);
+        expect(await s.consoleSessions.get('sh_1')).toEqual(session('sh_1', 'apr_1', { last_seen_at: T0 + 50 }));
+        expect(await s.consoleSessions.touch('sh_missing', T0 + 50)).toBe(false);
+        // Idle before T0 + 100 (sh_1) or created before T0 + 20 (sh_3).
+        expect(await s.consoleSessions.prune(T0 + 100, T0 + 20)).toBe(2);
+        expect(await s.consoleSessions.get('sh_2')).toBeDefined();
+        expect(await s.consoleSessions.delete('sh_2')).toBe(true);
+        expect(await s.consoleSessions.delete('sh_2')).toBe(false);
       });
     });
 

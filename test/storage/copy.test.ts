@@ -63,6 +63,11 @@ async function seededSource(): Promise<{ path: string; installationId: string }>
     await s.audit.insertHead({ seq: 7, hash: (await s.audit.last())!.hash, at: T0 + 20, kid: 'k1', signature: 'x' });
     await s.telegram.rememberName('telegram:1', 'Alice', T0);
     await s.rateLimits.recordRefusal('agt_1', T0 + 30);
+    await s.approvers.insert({ id: 'apr_1', name: 'alice', telegram_id: '1', created_at: T0, removed_at: null });
+    await s.approvers.insert({ id: 'apr_0', name: 'alice', telegram_id: null, created_at: T0 - 5, removed_at: T0 - 1 });
+    await s.approvers.addEnrolment({ token_hash: 'e'.repeat(64), approver_id: 'apr_1', created_at: T0, expires_at: T0 + 900_000, used_at: null });
+    await s.passkeys.insert({ id: 'cred_1', approver_id: 'apr_1', public_key: 'pk', sign_count: 3, transports: '["internal"]', created_at: T0, last_used_at: T0 + 1 });
+    await s.consoleSessions.insert({ id_hash: 's'.repeat(64), approver_id: 'apr_1', created_at: T0, last_seen_at: T0 + 2 });
     return { path, installationId: await s.settings.installationId() };
   } finally {
     await s.close();
@@ -144,6 +149,11 @@ describe('copySqliteToPostgres', () => {
       expect((await target.credentials.forRequest('req_1'))).toMatchObject({ id: 'crd_a', state: 'live', accessor: 'acc_1', expires_at: T0 + 1000 });
       expect((await target.votes.of('req_1')).map((v) => v.approver)).toEqual(['telegram:1', 'telegram:2']);
       expect(await target.votes.newestSeq()).toBe(2);
+      expect((await target.approvers.list()).map((a) => [a.id, a.name, a.telegram_id, a.passkeys, a.sessions])).toEqual([['apr_1', 'alice', '1', 1, 1]]);
+      expect(await target.approvers.get('apr_0')).toMatchObject({ removed_at: T0 - 1 });
+      expect(await target.approvers.enrolment('e'.repeat(64), T0)).toMatchObject({ approver_id: 'apr_1' });
+      expect(await target.passkeys.get('cred_1')).toMatchObject({ sign_count: 3, last_used_at: T0 + 1 });
+      expect(await target.consoleSessions.get('s'.repeat(64))).toMatchObject({ last_seen_at: T0 + 2 });
       const verdict = await verifyAuditChain(target);
       expect(verdict).toMatchObject({ ok: true, entries: 7 });
       // The chain goes on where it stopped; identities continue past the copied rows.

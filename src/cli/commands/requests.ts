@@ -1,3 +1,4 @@
+import { APPROVER_VOTER_PREFIX } from '../../broker/approvers.ts';
 import { AGENT_NAME } from '../../broker/agents.ts';
 import { BrokerError } from '../../broker/errors.ts';
 import { describeDifference, grantDifference, grantOf, grantToMint, requestedGrant, sameGrant, type Grant } from '../../broker/narrowing.ts';
@@ -124,6 +125,12 @@ function pairLines(g: Grant): string[] {
   return g.resource === 'vault' ? g.vault_paths.map((p) => `    ${inertText(p.path)}  [${p.capabilities.join(', ')}]`) : [`    repo ${inertText(g.repo)}`, ...g.refs.map((r) => `    ${inertText(r)}`)];
 }
 
+/** A vote's key as shown: a registered approver's (`approver:<id>`) with their name, removed or not. */
+async function voterLabel(ctx: CliContext, key: string): Promise<string> {
+  const approver = key.startsWith(APPROVER_VOTER_PREFIX) ? await ctx.storage.approvers.get(key.slice(APPROVER_VOTER_PREFIX.length)) : undefined;
+  return approver ? `${key} (${approver.name}${approver.removed_at !== null ? ', since removed' : ''})` : inertText(key);
+}
+
 async function showRequest(ctx: CliContext, id: string, json: boolean, io: CliIo): Promise<number> {
   const row = await ctx.storage.requests.get(id);
   if (!row) throw new BrokerError('NOT_FOUND', `request ${id} not found`);
@@ -173,7 +180,7 @@ async function showRequest(ctx: CliContext, id: string, json: boolean, io: CliIo
   }
   if (votes.length > 0) {
     lines.push('Votes:');
-    for (const v of votes) lines.push(`    ${inertText(v.approver)}  ${v.decision}  ${iso(v.at)}${v.reason ? `  ${oneLine(v.reason, 200)}` : ''}`);
+    for (const v of votes) lines.push(`    ${await voterLabel(ctx, v.approver)}  ${v.decision}  ${iso(v.at)}${v.reason ? `  ${oneLine(v.reason, 200)}` : ''}`);
   }
   if (row.required_tier === 3 && row.status === 'pending') {
     lines.push(field('Quorum', `${votes.filter((v) => v.decision === 'approve').length} of ${(await ctx.settings()).tier3_quorum} distinct approvers`));

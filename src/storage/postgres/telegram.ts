@@ -42,7 +42,7 @@ const S = {
     (SELECT 1 FROM requests r WHERE r.id = telegram_narrowing.request_id AND r.status = 'pending')`),
   upsertName: sql('telegram_upsert_name', `INSERT INTO telegram_users (identity, name, updated_at) VALUES ($1, $2, $3)
     ON CONFLICT (identity) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at WHERE telegram_users.name <> excluded.name`),
-  names: sql('telegram_names', 'SELECT identity, name FROM telegram_users'),
+  names: sql('telegram_names', `SELECT identity, name FROM telegram_users UNION ALL SELECT 'approver:' || id, name FROM approvers`),
 };
 
 export function pgTelegram(x: Exec): TelegramRepository {

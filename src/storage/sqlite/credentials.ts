@@ -19,7 +19,6 @@ export function sqliteCredentials(db: Db): Sync<CredentialsRepository> {
     // the query repeats its WHERE term verbatim (`state = ?`, even `state = 'minting'`, alone scans the table).
     unsettled: db.prepare(`SELECT * FROM credentials WHERE state IN ('minting', 'ending', 'abandoned') AND state = ? LIMIT ?`),
     // The minting rows are the mints under way, a handful: reserved_at is checked on them, no index of its own.
-    mintingReservedBefore: db.prepare(`SELECT * FROM credentials WHERE state IN ('minting', 'ending', 'abandoned') AND state = 'minting' AND reserved_at < ? LIMIT ?`),
     liveWithAccessor: db.prepare(`SELECT * FROM credentials WHERE state = 'live' AND accessor IS NOT NULL`),
     lateAccessor: db.prepare(`UPDATE credentials SET accessor = ? WHERE id = ? AND state IN ('abandoned', 'failed') AND accessor IS NULL`),
     knownPolicies: db.prepare(`SELECT vault_policy FROM credentials WHERE vault_policy IS NOT NULL AND state IN ('minting', 'live', 'ending', 'abandoned')`).pluck(),
@@ -48,7 +47,6 @@ export function sqliteCredentials(db: Db): Sync<CredentialsRepository> {
     move: (id, from, to, now, reason) => s.move.run({ id, from, to, now, reason: reason ?? null }).changes === 1,
     livePastExpiry: (now, limit) => s.liveExpired.all(now, limit) as CredentialRow[],
     inState: (state, limit) => s.unsettled.all(state, limit) as CredentialRow[],
-    mintingReservedBefore: (before, limit) => s.mintingReservedBefore.all(before, limit) as CredentialRow[],
     liveWithAccessor: () => s.liveWithAccessor.all() as CredentialRow[],
     recordLateAccessor: (id, accessor) => s.lateAccessor.run(accessor, id).changes === 1,
     namesLegacyVaultPolicy: (name) => s.namesLegacyPolicy.get(name) !== undefined,

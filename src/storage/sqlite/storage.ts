@@ -4,6 +4,7 @@ import { FifoLock } from '../lock.ts';
 import type { Repositories, Storage, Transaction } from '../storage.ts';
 import { REPOSITORIES, ViewTransaction, assertNotInTransaction, nesting, runCallback, runHooks, warnHookError, type HookErrorReporter } from '../transaction-kit.ts';
 import { sqliteAgents } from './agents.ts';
+import { sqliteApprovers, sqliteConsoleSessions, sqlitePasskeys } from './approvers.ts';
 import { sqliteAudit } from './audit.ts';
 import { sqliteCredentials, sqliteGrantPolicies } from './credentials.ts';
 import { BUSY_TIMEOUT_MS, isBusy, openDatabase, transactionControl, type Db, type OpenOptions } from './open.ts';
@@ -88,6 +89,9 @@ export function createSqliteStorage(db: Db, opts: { onHookError?: HookErrorRepor
     grantPolicies: sqliteGrantPolicies(db),
     votes: sqliteVotes(db),
     agents: sqliteAgents(db),
+    approvers: sqliteApprovers(db),
+    passkeys: sqlitePasskeys(db),
+    consoleSessions: sqliteConsoleSessions(db),
     audit: sqliteAudit(db),
     outbox: sqliteOutbox(db),
     telegram: sqliteTelegram(db),

@@ -36,7 +36,7 @@ export function sqliteTelegram(db: Db): Sync<TelegramRepository> {
     pruneDrafts: db.prepare(`DELETE FROM telegram_narrowing WHERE NOT EXISTS (SELECT 1 FROM requests r WHERE r.id = telegram_narrowing.request_id AND r.status = 'pending')`),
     upsertName: db.prepare(`INSERT INTO telegram_users (identity, name, updated_at) VALUES (?, ?, ?)
       ON CONFLICT (identity) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at WHERE telegram_users.name <> excluded.name`),
-    names: db.prepare(`SELECT identity, name FROM telegram_users`),
+    names: db.prepare(`SELECT identity, name FROM telegram_users UNION ALL SELECT 'approver:' || id, name FROM approvers`),
   };
   return {
     unposted: (now, staleBefore, limit) => s.unposted.all({ now, stale: staleBefore, limit }) as RequestRow[],

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -61,7 +62,7 @@ function sqliteDb(path: string): Db {
 }
 
 const engines = [
-  { name: 'PostgreSQL', database: async (_dir: string) => ({ JIT_DATABASE_URL: await freshPostgresDatabase('jit_nodes') }) },
+  { name: 'PostgreSQL', database: async (_dir: string) => ({ JIT_DATABASE_URL: await freshPostgresDatabase('jit_nodes'), JIT_KEY_ENCRYPTION_KEY: randomBytes(32).toString('base64') }) },
   { name: 'one SQLite file, two processes', database: async (dir: string) => ({ JIT_DB: join(dir, 'jit.db') }) },
 ];
 

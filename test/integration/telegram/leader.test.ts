@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -86,10 +87,12 @@ describe('Telegram with several brokers: one leader polls and posts', () => {
       proxies.push(proxy);
     }
     url = await freshPostgresDatabase('jit_tg_leader');
+    const kek = randomBytes(32).toString('base64'); // the brokers' shared key ring lives in the database, sealed under it
     common = {
       JIT_HOST: '127.0.0.1',
       JIT_POLICIES: join(dir, 'policies'),
       JIT_DATABASE_URL: url,
+      JIT_KEY_ENCRYPTION_KEY: kek,
       VAULT_ADDR: vault.url,
       VAULT_TOKEN: ROOT_TOKEN,
       LOG_LEVEL: 'info',
