@@ -76,11 +76,11 @@ describe(`chaos: SIGKILL the broker ${SIZE.kills} times under ${SIZE.ops} reques
             // Bounded run: aim the kill between two deliveries, so no event sits out the 60 s lease
             // of the killed dispatcher (the full run kills blindly and waits the leases out).
             const until = Date.now() + 2_000;
-            while (deliveringNow(w.dbPath) > 0 && Date.now() < until) await sleep(5);
+            while ((await deliveringNow(w.db)) > 0 && Date.now() < until) await sleep(5);
           }
           const down = Date.now();
           await w.kill();
-          const leased = deliveringNow(w.dbPath);
+          const leased = await deliveringNow(w.db);
           if (leased > 0) midDelivery += leased;
           await sleep(Math.floor(rand() * 300));
           await w.start();
@@ -95,7 +95,7 @@ describe(`chaos: SIGKILL the broker ${SIZE.kills} times under ${SIZE.ops} reques
 
       // Settle: reconciliation done, nothing unsettled, the outbox drained. A row the killed broker
       // was sending is leased to it for 60 s, so wait up to the last such lease (plus slack).
-      let census: Census = takeCensus(w.dbPath, w.vault);
+      let census: Census = await takeCensus(w.db, w.vault);
       const settleStart = Date.now();
       const leaseDeadline = census.leaseUntil ? census.leaseUntil + 15_000 : 0;
       const settleDeadline = Math.max(Date.now() + 30_000, leaseDeadline);
@@ -109,7 +109,7 @@ describe(`chaos: SIGKILL the broker ${SIZE.kills} times under ${SIZE.ops} reques
         } catch {
           /* not up */
         }
-        census = takeCensus(w.dbPath, w.vault);
+        census = await takeCensus(w.db, w.vault);
         const settled = healthy && census.unsettledCredentials === 0 && census.orphanPolicies.length === 0 && census.outbox.pending + census.outbox.delivering === 0;
         if (settled || Date.now() > settleDeadline) break;
         await sleep(500);
@@ -166,7 +166,7 @@ describe(`chaos: SIGKILL the broker ${SIZE.kills} times under ${SIZE.ops} reques
       const duplicates = census.dbDuplicateCredentials.length + census.vaultDuplicateTokens.length + clientDuplicates.length + duplicateEvents.length;
       const orphans = census.orphanTokens.length + census.orphanPolicies.length;
       const knownBug = census.sharedPolicyOrphans.length;
-      f.line(`client: ${JSON.stringify({ ...stats, serverErrors: stats.serverErrors.length, unexpected: stats.unexpected.length })}`);
+      f.line(`client: ${JSON.stringify({ ...stats, serverErrors: stats.serverErrors.length, oddAnswers: stats.oddAnswers.length, unexpected: stats.unexpected.length })}`);
       for (const [k, n] of causes) f.line(`500 answers: ${n}× ${k}${k.includes('database is locked') ? ' (known bug: SQLITE_BUSY on a read-then-write transaction while another process writes; see test/fault/sqlite-busy.test.ts)' : ''}`);
       f.line(`requests by status: ${JSON.stringify(census.byStatus)}`);
       f.line(`vault: ${census.vaultTokens} tokens, ${census.jitPolicies} jit- policies, ${census.liveVaultCredentials} live vault credentials, ${census.liveGateCredentials} live gate credentials`);

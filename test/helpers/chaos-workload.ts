@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { callbackData } from '../../src/telegram/index.ts';
 import { sleep } from './chaos-process.ts';
-import { ALICE, BOB, type ChaosWorld } from './chaos-world.ts';
+import { ALICE, BOB, type ChaosNode, type ChaosWorld } from './chaos-world.ts';
 
 /**
  * The client side of the crash test: agents that send a mixed stream of
@@ -144,6 +144,15 @@ export interface ClientStats {
   leftPending: number;
   /** 500 answers (re-sent, as an agent would): method, path and the X-Request-Id to find the cause in the broker log. */
   serverErrors: { what: string; requestId: string }[];
+  /** Every answer that was neither 2xx nor 4xx (5xx, and anything odd), with the node that gave it. */
+  oddAnswers: { status: number; what: string; node: number; retryAfter: string | null; requestId: string }[];
+  /** Calls re-sent to another node after their connection to one died (several nodes). */
+  retriesElsewhere: number;
+  /** Claims sent to two nodes at once (several nodes), and how they ended. */
+  racedClaims: number;
+  racedClaimWins: number;
+  /** Decisions raced by more than one approver or channel at once (several nodes). */
+  racedDecisions: number;
   /** Anything the client did not expect (an odd status, a CLI crash). */
   unexpected: string[];
 }
@@ -152,7 +161,8 @@ export function newStats(): ClientStats {
   return {
     ops: 0, requestCalls: 0, networkErrors: 0, resends: 0, replays: 0, interruptedIssues: 0, stuckTier1: 0, issuedAtOnce: 0, pending: 0, taps: 0,
     cliDecisions: 0, tapFallbacks: 0, decisionFallbacks: 0, approved: 0, denied: 0, claimed: 0, claimConflictsWhileApproved: 0,
-    lostAnswers: 0, revokes: 0, cancelled: 0, leftPending: 0, serverErrors: [], unexpected: [],
+    lostAnswers: 0, revokes: 0, cancelled: 0, leftPending: 0, serverErrors: [], oddAnswers: [], retriesElsewhere: 0, racedClaims: 0,
+    racedClaimWins: 0, racedDecisions: 0, unexpected: [],
   };
 }
 
@@ -168,10 +178,21 @@ export class ChaosClient {
   /** Request ids the client saw decided, by outcome (for the webhook check). */
   readonly observed = new Map<string, Set<string>>();
 
+  private readonly rand: () => number;
+  private readonly race: boolean;
+
+  /**
+   * `race` (several nodes): approvers tap at once, with `jit approve` beside them, and every claim goes to
+   * two nodes at once. `rand` spreads the calls over the nodes that are up.
+   */
   constructor(
     private readonly world: ChaosWorld,
     readonly stats: ChaosClientStats,
-  ) {}
+    o: { race?: boolean; rand?: () => number } = {},
+  ) {
+    this.race = o.race ?? false;
+    this.rand = o.rand ?? Math.random;
+  }
 
   private note(id: string, what: string) {
     const s = this.observed.get(id) ?? new Set<string>();
@@ -179,20 +200,29 @@ export class ChaosClient {
     this.observed.set(id, s);
   }
 
-  private async once(method: string, path: string, token: string, body?: unknown, headers: Record<string, string> = {}): Promise<Res | 'down'> {
+  private async once(node: ChaosNode, method: string, path: string, token: string, body?: unknown, headers: Record<string, string> = {}): Promise<Res | 'down'> {
     try {
-      const res = await fetch(`${this.world.url}${path}`, {
+      const res = await fetch(`${node.url}${path}`, {
         method,
         headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
         ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
         signal: AbortSignal.timeout(20_000),
       });
       const text = await res.text();
-      let parsed: unknown = text;
+      let parsed: any = text;
       try {
         parsed = JSON.parse(text);
       } catch {
         /* not JSON */
+      }
+      if (res.status < 200 || (res.status >= 300 && res.status < 400) || res.status >= 500) {
+        this.stats.oddAnswers.push({
+          status: res.status,
+          what: `${method} ${path.replace(/req_[0-9a-z]{26}/, 'req_…')}`,
+          node: node.index,
+          retryAfter: res.headers.get('retry-after'),
+          requestId: String(parsed?.request_id ?? res.headers.get('x-request-id')),
+        });
       }
       return { status: res.status, headers: res.headers, body: parsed };
     } catch {
@@ -200,11 +230,25 @@ export class ChaosClient {
     }
   }
 
-  /** Calls until an HTTP answer arrives, waiting for the broker to be back after each dead connection. */
-  private async call(method: string, path: string, token: string, body?: unknown, headers?: Record<string, string>, onResend?: () => void): Promise<Res> {
+  /** A node that is up (another than `avoid` if there is one), waiting until one is. */
+  private async node(avoid?: number): Promise<ChaosNode> {
+    for (let i = 0; i < 600; i++) {
+      const n = this.world.pickNode(this.rand, avoid);
+      if (n) return n;
+      await Promise.race([this.world.whenUp(), sleep(100)]);
+    }
+    throw new Error('no broker node came up within 60 s');
+  }
+
+  /**
+   * Calls until an HTTP answer arrives: after each dead connection, on another node that is up (or, with
+   * one node, once it is back). `first` pins the node of the first attempt.
+   */
+  private async call(method: string, path: string, token: string, body?: unknown, headers?: Record<string, string>, onResend?: () => void, first?: ChaosNode): Promise<Res> {
     let fiveHundreds = 0;
+    let node = first && first.isUp() ? first : await this.node();
     for (let i = 0; i < 400; i++) {
-      const r = await this.once(method, path, token, body, headers);
+      const r = await this.once(node, method, path, token, body, headers);
       if (r !== 'down' && r.status === 500 && fiveHundreds < 5) {
         // Never expected; recorded with its X-Request-Id, then re-sent as an agent would.
         fiveHundreds++;
@@ -216,7 +260,9 @@ export class ChaosClient {
       this.stats.networkErrors++;
       onResend?.();
       await sleep(50 + Math.random() * 100);
-      await this.world.whenUp();
+      const dead = node.index;
+      node = await this.node(dead);
+      if (node.index !== dead) this.stats.retriesElsewhere++;
     }
     throw new Error(`${method} ${path}: no answer after 400 attempts`);
   }
@@ -238,44 +284,75 @@ export class ChaosClient {
   }
 
   async run(op: Op): Promise<void> {
+    const t0 = Date.now();
+    const outcome = await this.runOp(op);
+    const tier = op.kind === 'cancel' || op.kind === 'leave' ? 't2' : op.kind.slice(0, 2);
+    const k = `${tier} ${outcome}`;
+    this.outcomes.set(k, (this.outcomes.get(k) ?? 0) + 1);
+    const d = this.durations.get(op.kind) ?? { n: 0, totalMs: 0, maxMs: 0 };
+    const ms = Date.now() - t0;
+    this.durations.set(op.kind, { n: d.n + 1, totalMs: d.totalMs + ms, maxMs: Math.max(d.maxMs, ms) });
+  }
+
+  /** Racing mode: requests still pending when the approvers stopped waiting (checked again after the run). */
+  readonly undecidedInTime: { n: number; kind: OpKind; id: string }[] = [];
+  /** Racing mode: ms from the racers' taps until the request was decided (first round only). */
+  readonly decisionWaits: number[] = [];
+  /** `jit approve/deny` exit code and last stderr line → count. */
+  readonly cliExits = new Map<string, number>();
+  /** Operations by tier and how they ended, e.g. `t2 claimed+revoked` → count. */
+  readonly outcomes = new Map<string, number>();
+  /** Operation kind → how many, their total and longest wall time (ms). */
+  readonly durations = new Map<OpKind, { n: number; totalMs: number; maxMs: number }>();
+
+  private async runOp(op: Op): Promise<string> {
     this.stats.ops++;
     const token = this.world.tokens[op.agent]!;
     const submitted = await this.submit(op, token);
-    if (!submitted) return;
+    if (!submitted) return 'unexpected';
     const { id } = submitted;
     let status = submitted.status;
 
     if (status === 'issued') {
       if (op.revoke) await this.revoke(op, id);
-      return;
+      return op.revoke ? 'issued+revoked' : 'issued';
     }
-    if (status !== 'pending' && status !== 'approved') return; // lost answer already handled, or failed
+    if (status === 'lost') return 'issued, answer lost (revoked)';
+    if (status !== 'pending' && status !== 'approved') return status; // failed
     if (status === 'pending') {
       if (op.kind === 'leave') {
         this.stats.leftPending++;
-        return;
+        return 'left pending';
       }
       if (op.kind === 'cancel') {
         const r = await this.revoke(op, id);
         if (r?.body?.status === 'revoked') this.stats.cancelled++;
-        return;
+        return r?.body?.status === 'revoked' ? 'cancelled' : 'cancel failed';
       }
       status = await this.decide(op, id);
     }
     if (status === 'denied') {
       this.stats.denied++;
       this.note(id, 'denied');
-      return;
+      return 'denied';
+    }
+    if (status === 'pending' && this.race) {
+      // Racing mode: still pending 75 s after the taps (the nodes busy failing over). The test checks after the
+      // run whether the decision arrived late (slow, counted) or never (a lost decision, a failure).
+      this.undecidedInTime.push({ n: op.n, kind: op.kind, id });
+      return 'undecided within 75 s';
     }
     if (status !== 'approved') {
-      this.unexpected(op, `request ${id} ended ${status} instead of being decided`);
-      return;
+      this.unexpected(op, `request ${id} ended ${status} instead of being decided (Telegram message ${this.world.messageFor(id) ?? 'none'})`);
+      return `ended ${status}`;
     }
     this.stats.approved++;
     this.note(id, 'approved');
     const claimed = await this.claim(op, id);
     if (claimed && op.revoke) await this.revoke(op, id);
+    return claimed ? (op.revoke ? 'claimed+revoked' : 'claimed') : 'approved, not claimed';
   }
+
 
   private async submit(op: Op, token: string): Promise<{ id: string; status: string } | undefined> {
     let key = op.key;
@@ -349,25 +426,53 @@ export class ChaosClient {
   private async cliDecide(op: Op, verdict: 'approve' | 'deny', id: string): Promise<void> {
     this.stats.cliDecisions++;
     const r = await this.world.cli([verdict, id]);
+    const why = r.code === 0 ? '' : `: ${(r.stderr.trim().split('\n').at(-1) ?? '').replace(/req_[0-9a-z]{26}/g, 'req_…').slice(0, 120)}`;
+    const k = `jit ${verdict} exit ${r.code}${why}`;
+    this.cliExits.set(k, (this.cliExits.get(k) ?? 0) + 1);
     // 0: decided or vote recorded; 1: already decided / already voted (a tap won the race).
     if (r.code !== 0 && r.code !== 1) this.unexpected(op, `jit ${verdict} ${id} exited ${r.code}: ${r.stderr.slice(0, 300)}`);
   }
 
+  private async step(op: Op, id: string, step: Step): Promise<void> {
+    if (step.how === 'cli') {
+      await this.cliDecide(op, step.verdict, id);
+      return;
+    }
+    const message = await this.waitMessage(id, this.race ? 15_000 : 8_000);
+    if (message === undefined) {
+      this.stats.tapFallbacks++;
+      await this.cliDecide(op, step.verdict, id);
+      return;
+    }
+    // force: the approver's client may still show the keyboard of an older render.
+    this.world.tg.tap(step.user!, message, callbackData(step.verdict, id), { force: true });
+    this.stats.taps++;
+  }
+
+  /**
+   * Racing mode: the planned steps all at once, joined by the other approver tapping the same verdict
+   * (tier 2) and, for one op in three, `jit approve`/`jit deny` from the CLI. Every racer gives the same
+   * verdict, so the outcome is known; which of them decides (or, for tier 3, which two make the quorum) is not.
+   */
+  private racers(op: Op): Step[] {
+    const steps = [...op.steps];
+    const verdict = steps[0]!.verdict;
+    const users = new Set(steps.filter((s) => s.how === 'tap').map((s) => s.user));
+    for (const user of [ALICE, BOB]) if (!users.has(user) && (op.kind.startsWith('t2') || verdict === 'deny')) steps.push({ how: 'tap', user, verdict });
+    // One op in six (a `jit` process each: on 2 cores, every CLI start costs the brokers CPU).
+    if (op.n % 6 === 0 && !steps.some((s) => s.how === 'cli')) steps.push({ how: 'cli', verdict });
+    return steps;
+  }
+
   private async decide(op: Op, id: string): Promise<string> {
-    for (const step of op.steps) {
-      if (step.how === 'cli') {
-        await this.cliDecide(op, step.verdict, id);
-        continue;
-      }
-      const message = await this.waitMessage(id, 8_000);
-      if (message === undefined) {
-        this.stats.tapFallbacks++;
-        await this.cliDecide(op, step.verdict, id);
-        continue;
-      }
-      // force: the approver's client may still show the keyboard of an older render.
-      this.world.tg.tap(step.user!, message, callbackData(step.verdict, id), { force: true });
-      this.stats.taps++;
+    if (this.race && op.steps.length) {
+      const racers = this.racers(op);
+      if (racers.length > 1) this.stats.racedDecisions++;
+      // Telegram racers tap under the same message, at the same moment: wait for it first.
+      if (racers.some((s) => s.how === 'tap')) await this.waitMessage(id, 15_000);
+      await Promise.all(racers.map((s) => this.step(op, id, s)));
+    } else {
+      for (const step of op.steps) await this.step(op, id, step);
     }
     const settled = async (ms: number) => {
       const deadline = Date.now() + ms;
@@ -379,10 +484,18 @@ export class ChaosClient {
         }
         if (r.body.status !== 'pending') return r.body.status as string;
         if (Date.now() > deadline) return 'pending';
-        await sleep(150);
+        await sleep(this.race ? 500 : 150); // many lanes wait at once in racing mode: poll gently
       }
     };
-    let status = await settled(20_000);
+    // Several nodes killed every few seconds: Telegram is led by whichever node holds the leader lease, and
+    // a tap waits out each failover (the lease, plus the new leader's start), so wait longer before re-tapping.
+    const first = this.race ? 45_000 : 20_000;
+    const t0 = Date.now();
+    let status = await settled(first);
+    if (this.race && status !== 'pending') {
+      const ms = Date.now() - t0;
+      this.decisionWaits.push(ms);
+    }
     if (status === 'pending') {
       // Still pending: taps that were lost with a killed broker, or a request not posted yet because a broker
       // died holding its post claim (re-posted once the 60 s post lease lapses; one CLI vote cannot finish a
@@ -393,19 +506,40 @@ export class ChaosClient {
         if (message === undefined) await this.cliDecide(op, step.verdict, id);
         else this.world.tg.tap(step.user!, message, callbackData(step.verdict, id), { force: true });
       }
-      status = await settled(10_000);
+      status = await settled(this.race ? 30_000 : 10_000);
     }
     return status;
   }
 
   private async claim(op: Op, id: string): Promise<boolean> {
+    if (!this.race || this.world.nodes.length < 2) return (await this.claimVia(op, id)) === 'won';
+    // The same claim to two nodes at once: exactly one may win.
+    const a = await this.node();
+    const b = await this.node(a.index);
+    this.stats.racedClaims++;
+    const results = await Promise.all([this.claimVia(op, id, a, true), this.claimVia(op, id, b, true)]);
+    const won = results.filter((r) => r === 'won').length;
+    if (won > 0) {
+      this.stats.racedClaimWins += won;
+      return true;
+    }
+    if (results.includes('issued')) {
+      // Issued by one of the two, whose answer died with its node: end it (the secret is never replayed).
+      this.stats.lostAnswers++;
+      await this.revoke(op, id);
+    }
+    return false;
+  }
+
+  /** One claim, re-sent until it has an answer; `raced`: an `issued` found after a 409 may be the other racer's. */
+  private async claimVia(op: Op, id: string, first?: ChaosNode, raced = false): Promise<'won' | 'issued' | 'failed'> {
     const token = this.world.tokens[op.agent]!;
     for (let attempt = 0; attempt < 60; attempt++) {
-      const r = await this.call('POST', `/jit/requests/${id}/claim`, token);
+      const r = await this.call('POST', `/jit/requests/${id}/claim`, token, undefined, undefined, undefined, attempt === 0 ? first : undefined);
       if (r.status === 201) {
         this.stats.claimed++;
         this.keep(id, r.body.credential);
-        return true;
+        return 'won';
       }
       if (r.status === 503) {
         await sleep(500);
@@ -419,17 +553,19 @@ export class ChaosClient {
           continue;
         }
         if (s.body?.status === 'issued') {
+          if (raced) return 'issued';
           // Issued by a claim of ours whose answer died with the broker: end it (the secret is never replayed).
           this.stats.lostAnswers++;
           await this.revoke(op, id);
-          return false;
+          return 'failed';
         }
+        if (raced && (s.body?.status === 'revoked' || s.body?.status === 'expired')) return 'issued'; // the other racer's, already ended
       }
       this.unexpected(op, `claim ${id}`, r);
-      return false;
+      return 'failed';
     }
     this.unexpected(op, `claim ${id}: gave up after 60 attempts`);
-    return false;
+    return 'failed';
   }
 
   private async revoke(op: Op, id: string): Promise<Res | undefined> {

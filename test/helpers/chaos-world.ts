@@ -1,7 +1,9 @@
 import Database from 'better-sqlite3';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import { startDevVault, type DevVault } from '../../src/vault/dev/index.ts';
 import type { Jwks } from '../../src/keys/key-ring.ts';
 import { startTelegramEmulator, type TelegramEmulator } from '../fakes/telegram-emulator/index.ts';
@@ -84,32 +86,97 @@ deny:
 `;
 }
 
-export interface ChaosWorld {
-  dir: string;
-  dbPath: string;
+/** One broker of the world: `jit serve` on its own fixed port, so its URL survives restarts. */
+export interface ChaosNode {
+  index: number;
   port: number;
   url: string;
-  vault: DevVault;
-  tg: TelegramEmulator;
-  openclaw: WebhookReceiver;
-  standard: WebhookReceiver;
-  /** The environment of `jit serve` and of every `jit` CLI call. */
-  env: Record<string, string>;
-  /** Agent name → bearer token (registered with `jit agent add`). */
-  tokens: Record<string, string>;
-  /** The running broker, if any. */
+  /** The running process, if any. */
   broker(): ServeProcess | undefined;
   isUp(): boolean;
-  /** Resolves once a broker is listening (at once if one is). */
-  whenUp(): Promise<void>;
   start(): Promise<ServeProcess>;
   /** SIGKILL, and wait until the process is gone. */
   kill(): Promise<void>;
   /** SIGTERM (graceful), and wait. */
   stop(): Promise<number | null>;
-  /** Restarts and startup times (ms) measured so far. */
+}
+
+/** Where the census reads the brokers' database: SQL that runs the same on SQLite and PostgreSQL. */
+export interface CensusDb {
+  readonly engine: 'sqlite' | 'postgres';
+  all<T = Record<string, unknown>>(sql: string): Promise<T[]>;
+  close(): Promise<void>;
+}
+
+/** The SQLite file, opened read-only for each query (the broker may be killed and restarted between them). */
+export function sqliteCensusDb(dbPath: string): CensusDb {
+  return {
+    engine: 'sqlite',
+    async all<T>(sql: string) {
+      const db = new Database(dbPath, { readonly: true, fileMustExist: true });
+      db.pragma('busy_timeout = 5000');
+      try {
+        return db.prepare(sql).all() as T[];
+      } finally {
+        db.close();
+      }
+    },
+    async close() {},
+  };
+}
+
+/** A PostgreSQL database, read through a small pool (BIGINT and COUNT come back as strings: the census converts). */
+export function postgresCensusDb(url: string): CensusDb {
+  const pool = new pg.Pool({ connectionString: url, max: 2, connectionTimeoutMillis: 10_000, statement_timeout: 10_000 });
+  pool.on('error', () => {});
+  return {
+    engine: 'postgres',
+    async all<T>(sql: string) {
+      return (await pool.query(sql)).rows as T[];
+    },
+    close: () => pool.end(),
+  };
+}
+
+export interface ChaosWorld {
+  dir: string;
+  /** The SQLite file (also set, unused by the brokers, on PostgreSQL). */
+  dbPath: string;
+  /** The PostgreSQL URL when the brokers run on PostgreSQL. */
+  databaseUrl: string | undefined;
+  /** The database as the census reads it. */
+  db: CensusDb;
+  /** Node 0's port and URL (the single-node test's broker). */
+  port: number;
+  url: string;
+  nodes: ChaosNode[];
+  vault: DevVault;
+  tg: TelegramEmulator;
+  openclaw: WebhookReceiver;
+  standard: WebhookReceiver;
+  /** The environment of every `jit` CLI call (and of `jit serve`, with the node's JIT_PORT). */
+  env: Record<string, string>;
+  /** Agent name → bearer token (registered with `jit agent add`). */
+  tokens: Record<string, string>;
+  /** Node 0's running broker, if any. */
+  broker(): ServeProcess | undefined;
+  /** Whether any node is listening. */
+  isUp(): boolean;
+  /** Resolves once a node is listening (at once if one is). */
+  whenUp(): Promise<void>;
+  /** A node that is up, other than `avoid` if another one is up; undefined when none is. */
+  pickNode(rand: () => number, avoid?: number): ChaosNode | undefined;
+  /** Node 0: start, SIGKILL, SIGTERM (the single-node test's broker). */
+  start(): Promise<ServeProcess>;
+  kill(): Promise<void>;
+  stop(): Promise<number | null>;
+  /** Starts every node that is down. */
+  startAll(): Promise<void>;
+  /** SIGTERMs every node; the exit codes. */
+  stopAll(): Promise<(number | null)[]>;
+  /** Restarts and startup times (ms) measured so far, all nodes. */
   startTimesMs: number[];
-  /** Every output of every broker process so far (each prefixed by its pid). */
+  /** Every output of every broker process so far (each prefixed by its node and pid). */
   outputs(): string;
   /**
    * Telegram message id showing a request, if the bot posted one: the latest, if it posted twice (a
@@ -123,13 +190,29 @@ export interface ChaosWorld {
   close(): Promise<void>;
 }
 
-export async function startChaosWorld(o: { approvalTimeout?: string } = {}): Promise<ChaosWorld> {
+export interface ChaosWorldOptions {
+  approvalTimeout?: string;
+  /** PostgreSQL URL (an empty database): the brokers share it. Unset: one SQLite file. */
+  databaseUrl?: string;
+  /** How many brokers (default 1); each has its own port. Several need `databaseUrl`. */
+  nodes?: number;
+  /** Added to (or overriding) the brokers' and the CLI's environment. */
+  env?: Record<string, string>;
+}
+
+export async function startChaosWorld(o: ChaosWorldOptions = {}): Promise<ChaosWorld> {
+  const count = o.nodes ?? 1;
+  if (count > 1 && !o.databaseUrl) throw new Error('several chaos nodes need a PostgreSQL database (databaseUrl)');
   const dir = mkdtempSync(join(tmpdir(), 'jit-chaos-'));
   const dbPath = join(dir, 'data', 'jit.db');
   const policiesDir = join(dir, 'policies');
   mkdirSync(policiesDir);
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
+  const ports: number[] = [];
+  for (let i = 0; i < count; i++) {
+    let p = await freePort();
+    while (ports.includes(p)) p = await freePort();
+    ports.push(p);
+  }
   let jwks: Jwks = { keys: [] };
 
   const vault = await startDevVault({ host: '127.0.0.1', port: 0, rootToken: ROOT_TOKEN });
@@ -153,8 +236,10 @@ export async function startChaosWorld(o: { approvalTimeout?: string } = {}): Pro
 
   const env: Record<string, string> = {
     JIT_HOST: '127.0.0.1',
-    JIT_PORT: String(port),
+    JIT_PORT: String(ports[0]),
     JIT_DB: dbPath,
+    // On PostgreSQL the signing keys live in the database, sealed under this key (the same on every node).
+    ...(o.databaseUrl ? { JIT_DATABASE_URL: o.databaseUrl, JIT_KEY_ENCRYPTION_KEY: randomBytes(32).toString('base64') } : {}),
     JIT_POLICIES: policiesDir,
     JIT_APPROVAL_TIMEOUT: o.approvalTimeout ?? '2h',
     JIT_CLAIM_WINDOW: '2h',
@@ -172,6 +257,7 @@ export async function startChaosWorld(o: { approvalTimeout?: string } = {}): Pro
     OPENCLAW_HOOKS_URL: `${openclaw.url}/hooks`,
     OPENCLAW_HOOKS_TOKEN: HOOKS_TOKEN,
     LOG_LEVEL: 'warn',
+    ...o.env,
   };
 
   const cli = (args: string[]) => runJit(args, env, 30_000);
@@ -181,12 +267,61 @@ export async function startChaosWorld(o: { approvalTimeout?: string } = {}): Pro
     if (add.code !== 0) throw new Error(`jit agent add ${name} failed: ${add.stderr}`);
     tokens[name] = add.stdout.trim().split('\n').at(-1)!;
   }
+  const db = o.databaseUrl ? postgresCensusDb(o.databaseUrl) : sqliteCensusDb(dbPath);
 
-  let current: ServeProcess | undefined;
-  let up = false;
   let waiters: (() => void)[] = [];
   let allOutput = '';
   const startTimesMs: number[] = [];
+
+  const nodes: ChaosNode[] = ports.map((port, index) => {
+    const url = `http://127.0.0.1:${port}`;
+    const nodeEnv = { ...env, JIT_PORT: String(port) };
+    let current: ServeProcess | undefined;
+    let up = false;
+    let starting: Promise<ServeProcess> | undefined;
+    const node: ChaosNode = {
+      index,
+      port,
+      url,
+      broker: () => current,
+      isUp: () => up,
+      start() {
+        starting ??= (async () => {
+          try {
+            const t0 = Date.now();
+            current = await spawnServe(nodeEnv);
+            startTimesMs.push(Date.now() - t0);
+            if (jwks.keys.length === 0) jwks = (await (await fetch(`${url}/.well-known/jwks.json`)).json()) as Jwks;
+            up = true;
+            for (const w of waiters.splice(0)) w();
+            return current;
+          } finally {
+            starting = undefined;
+          }
+        })();
+        return starting;
+      },
+      async kill() {
+        const b = current;
+        if (!b) return;
+        up = false;
+        await b.kill('SIGKILL');
+        allOutput += `--- node ${index} pid ${b.pid} (SIGKILL) ---\n${b.output()}`;
+        current = undefined;
+      },
+      async stop() {
+        const b = current;
+        if (!b) return null;
+        up = false;
+        const code = await b.kill('SIGTERM');
+        allOutput += `--- node ${index} pid ${b.pid} (SIGTERM, exit ${code}) ---\n${b.output()}`;
+        current = undefined;
+        return code;
+      },
+    };
+    return node;
+  });
+  const node0 = nodes[0]!;
 
   // Telegram message index, refreshed at most every 150 ms (messages() clones every message).
   let index = new Map<string, number[]>();
@@ -205,45 +340,41 @@ export async function startChaosWorld(o: { approvalTimeout?: string } = {}): Pro
   const world: ChaosWorld = {
     dir,
     dbPath,
-    port,
-    url,
+    databaseUrl: o.databaseUrl,
+    db,
+    port: node0.port,
+    url: node0.url,
+    nodes,
     vault,
     tg,
     openclaw,
     standard,
     env,
     tokens,
-    broker: () => current,
-    isUp: () => up,
-    whenUp: () => (up ? Promise.resolve() : new Promise<void>((r) => waiters.push(r))),
-    async start() {
-      const t0 = Date.now();
-      current = await spawnServe(env);
-      startTimesMs.push(Date.now() - t0);
-      if (jwks.keys.length === 0) jwks = (await (await fetch(`${url}/.well-known/jwks.json`)).json()) as Jwks;
-      up = true;
-      for (const w of waiters.splice(0)) w();
-      return current;
+    broker: () => node0.broker(),
+    isUp: () => nodes.some((n) => n.isUp()),
+    whenUp: () => (nodes.some((n) => n.isUp()) ? Promise.resolve() : new Promise<void>((r) => waiters.push(r))),
+    pickNode(rand, avoid) {
+      const up = nodes.filter((n) => n.isUp());
+      const others = up.filter((n) => n.index !== avoid);
+      const from = others.length ? others : up;
+      return from.length ? from[Math.floor(rand() * from.length)] : undefined;
     },
-    async kill() {
-      const b = current;
-      if (!b) return;
-      up = false;
-      await b.kill('SIGKILL');
-      allOutput += `--- pid ${b.pid} (SIGKILL) ---\n${b.output()}`;
-      current = undefined;
+    start: () => node0.start(),
+    kill: () => node0.kill(),
+    stop: () => node0.stop(),
+    async startAll() {
+      await Promise.all(nodes.filter((n) => !n.isUp()).map((n) => n.start()));
     },
-    async stop() {
-      const b = current;
-      if (!b) return null;
-      up = false;
-      const code = await b.kill('SIGTERM');
-      allOutput += `--- pid ${b.pid} (SIGTERM, exit ${code}) ---\n${b.output()}`;
-      current = undefined;
-      return code;
-    },
+    stopAll: () => Promise.all(nodes.map((n) => n.stop())),
     startTimesMs,
-    outputs: () => allOutput + (current ? `--- pid ${current.pid} (running) ---\n${current.output()}` : ''),
+    outputs: () =>
+      allOutput +
+      nodes
+        .map((n) => n.broker())
+        .filter((b): b is ServeProcess => !!b)
+        .map((b) => `--- node ${nodes.find((n) => n.broker() === b)!.index} pid ${b.pid} (running) ---\n${b.output()}`)
+        .join(''),
     messageFor(requestId) {
       refreshIndex();
       return index.get(requestId)?.at(-1);
@@ -255,9 +386,9 @@ export async function startChaosWorld(o: { approvalTimeout?: string } = {}): Pro
     },
     cli,
     async close() {
-      up = false;
       waiters = [];
       await killAllServe();
+      await db.close().catch(() => {});
       await Promise.allSettled([tg.close(), openclaw.close(), standard.close(), vault.close()]);
       await sleep(50);
       rmSync(dir, { recursive: true, force: true });
@@ -349,122 +480,116 @@ export interface Census {
 }
 
 /** Outbox rows being delivered right now (leased), read-only. */
-export function deliveringNow(dbPath: string): number {
-  const db = new Database(dbPath, { readonly: true, fileMustExist: true });
-  try {
-    return db.prepare(`SELECT COUNT(*) FROM webhook_outbox WHERE state = 'delivering'`).pluck().get() as number;
-  } finally {
-    db.close();
-  }
+export async function deliveringNow(db: CensusDb): Promise<number> {
+  const [r] = await db.all<{ n: number | string }>(`SELECT COUNT(*) AS n FROM webhook_outbox WHERE state = 'delivering'`);
+  return Number(r?.n ?? 0);
 }
 
-/** Reads the database read-only and the dev Vault's diagnostic views. */
-export function takeCensus(dbPath: string, vault: DevVault): Census {
-  const db = new Database(dbPath, { readonly: true, fileMustExist: true });
-  db.pragma('busy_timeout = 5000');
-  try {
-    const requests = db.prepare('SELECT id, status FROM requests').all() as { id: string; status: string }[];
-    const byStatus: Record<string, number> = {};
-    for (const r of requests) byStatus[r.status] = (byStatus[r.status] ?? 0) + 1;
-    const creds = db.prepare('SELECT id, request_id, type, state, vault_policy, accessor FROM credentials').all() as {
-      id: string;
-      request_id: string;
-      type: string;
-      state: string;
-      vault_policy: string | null;
-      accessor: string | null;
-    }[];
-    const perRequest = new Map<string, number>();
-    for (const c of creds) if (c.state !== 'abandoned' && c.state !== 'failed') perRequest.set(c.request_id, (perRequest.get(c.request_id) ?? 0) + 1);
-    const dbDuplicateCredentials = [...perRequest].filter(([, n]) => n > 1).map(([id]) => id);
+/** Reads the database (read-only SQL that runs on both engines) and the dev Vault's diagnostic views. */
+export async function takeCensus(db: CensusDb, vault: DevVault): Promise<Census> {
+  const requests = await db.all<{ id: string; status: string }>('SELECT id, status FROM requests');
+  const byStatus: Record<string, number> = {};
+  for (const r of requests) byStatus[r.status] = (byStatus[r.status] ?? 0) + 1;
+  const creds = await db.all<{
+    id: string;
+    request_id: string;
+    type: string;
+    state: string;
+    vault_policy: string | null;
+    accessor: string | null;
+  }>('SELECT id, request_id, type, state, vault_policy, accessor FROM credentials');
+  const perRequest = new Map<string, number>();
+  for (const c of creds) if (c.state !== 'abandoned' && c.state !== 'failed') perRequest.set(c.request_id, (perRequest.get(c.request_id) ?? 0) + 1);
+  const dbDuplicateCredentials = [...perRequest].filter(([, n]) => n > 1).map(([id]) => id);
 
-    const policies = new Set(vault.policyNames());
-    const jit = [...policies].filter((p) => p.startsWith('jit-'));
-    const tokens = vault.listTokens().filter((t) => !t.wrapping && !t.policies.includes('root'));
-    const grants = (t: { policies: string[] }) => t.policies.filter((p) => p.startsWith('jit-') && policies.has(p));
-    const byAccessor = new Map(creds.filter((c) => c.accessor).map((c) => [c.accessor!, c]));
-    const orphans = tokens.filter((t) => !byAccessor.has(t.accessor) && grants(t).length > 0);
-    const orphanTokens = orphans.map((t) => `${t.accessor}:${grants(t).join(',')}`);
-    const heldByLive = new Map<string, number>();
-    for (const c of creds) if (c.vault_policy && (c.state === 'live' || c.state === 'ending')) heldByLive.set(c.vault_policy, (heldByLive.get(c.vault_policy) ?? 0) + 1);
-    const knownShared = orphans.filter((t) => {
-      const rid = t.meta?.['jit_request_id'];
-      const failedAttempt = creds.some((c) => c.request_id === rid && (c.state === 'failed' || c.state === 'abandoned') && c.vault_policy && t.policies.includes(c.vault_policy));
-      return failedAttempt && grants(t).some((p) => (heldByLive.get(p) ?? 0) > 0);
-    });
-    const sharedPolicyOrphans = knownShared.map((t) => `${t.accessor}:${grants(t).join(',')}`);
-    const endedButAlive = tokens
-      .filter((t) => {
-        const c = byAccessor.get(t.accessor);
-        return c && (c.state === 'ended' || c.state === 'failed') && grants(t).length > 0;
-      })
-      .map((t) => t.accessor);
-    const owned = new Set(creds.filter((c) => c.vault_policy && ['minting', 'live', 'ending', 'abandoned'].includes(c.state)).map((c) => c.vault_policy!));
-    const orphanPolicies = jit.filter((p) => !owned.has(p));
-    const tokenByAccessor = new Map(tokens.map((t) => [t.accessor, t]));
-    const liveVault = creds.filter((c) => c.state === 'live' && c.type === 'vault_token');
-    const brokenLive = liveVault
-      .filter((c) => {
-        const t = c.accessor ? tokenByAccessor.get(c.accessor) : undefined;
-        return !t || !c.vault_policy || !policies.has(c.vault_policy) || !t.policies.includes(c.vault_policy);
-      })
-      .map((c) => c.request_id);
-    const tokensPerRequest = new Map<string, number>();
-    for (const t of tokens) {
-      const rid = t.meta?.['jit_request_id'];
-      if (rid && grants(t).length > 0) tokensPerRequest.set(rid, (tokensPerRequest.get(rid) ?? 0) + 1);
-    }
-    const vaultDuplicateTokens = [...tokensPerRequest].filter(([, n]) => n > 1).map(([id]) => id);
-    const knownPerRequest = new Map<string, number>();
-    for (const t of knownShared) {
-      const rid = t.meta?.['jit_request_id'];
-      if (rid) knownPerRequest.set(rid, (knownPerRequest.get(rid) ?? 0) + 1);
-    }
-    const sharedPolicyDuplicates = vaultDuplicateTokens.filter((id) => tokensPerRequest.get(id)! - (knownPerRequest.get(id) ?? 0) <= 1);
-
-    const outbox = { pending: 0, delivering: 0, delivered: 0, dead: 0 };
-    for (const r of db.prepare('SELECT state, COUNT(*) AS n FROM webhook_outbox GROUP BY state').all() as { state: keyof typeof outbox; n: number }[]) outbox[r.state] = r.n;
-    const leaseUntil = db.prepare(`SELECT MAX(lease_expires_at) FROM webhook_outbox WHERE state = 'delivering'`).pluck().get() as number | null;
-    const outboxIds = new Map(
-      (db.prepare('SELECT id, request_id, type FROM webhook_outbox').all() as { id: string; request_id: string; type: string }[]).map((r) => [
-        r.id,
-        `${r.request_id}|${r.type.replace(/^jit\.request\./, '')}`,
-      ]),
-    );
-
-    const expectedEvents = new Set<string>();
-    for (const r of requests) if (DECISION_STATUSES.includes(r.status)) expectedEvents.add(`${r.id}|${r.status}`);
-    for (const id of db.prepare(`SELECT DISTINCT request_id FROM audit_log WHERE event = 'request.approved' AND actor != 'policy' AND request_id IS NOT NULL`).pluck().all() as string[]) {
-      expectedEvents.add(`${id}|approved`);
-    }
-
-    const stuckTier1 = db
-      .prepare(`SELECT r.id FROM requests r WHERE r.status = 'approved' AND r.decided_by = 'policy' AND NOT EXISTS (SELECT 1 FROM credentials c WHERE c.request_id = r.id AND c.state NOT IN ('abandoned', 'failed'))`)
-      .pluck()
-      .all() as string[];
-    return {
-      stuckTier1,
-      requests: requests.length,
-      byStatus,
-      dbDuplicateCredentials,
-      vaultDuplicateTokens,
-      unsettledCredentials: creds.filter((c) => ['minting', 'abandoned', 'ending'].includes(c.state)).length,
-      orphanTokens,
-      sharedPolicyOrphans,
-      sharedPolicyDuplicates,
-      orphanPolicies,
-      endedButAlive,
-      brokenLive,
-      liveVaultCredentials: liveVault.length,
-      liveGateCredentials: creds.filter((c) => c.state === 'live' && c.type === 'gate_push').length,
-      jitPolicies: jit.length,
-      vaultTokens: tokens.length,
-      outbox,
-      leaseUntil,
-      expectedEvents,
-      outboxIds,
-    };
-  } finally {
-    db.close();
+  const policies = new Set(vault.policyNames());
+  const jit = [...policies].filter((p) => p.startsWith('jit-'));
+  const tokens = vault.listTokens().filter((t) => !t.wrapping && !t.policies.includes('root'));
+  const grants = (t: { policies: string[] }) => t.policies.filter((p) => p.startsWith('jit-') && policies.has(p));
+  const byAccessor = new Map(creds.filter((c) => c.accessor).map((c) => [c.accessor!, c]));
+  const orphans = tokens.filter((t) => !byAccessor.has(t.accessor) && grants(t).length > 0);
+  const orphanTokens = orphans.map((t) => `${t.accessor}:${grants(t).join(',')}`);
+  const heldByLive = new Map<string, number>();
+  for (const c of creds) if (c.vault_policy && (c.state === 'live' || c.state === 'ending')) heldByLive.set(c.vault_policy, (heldByLive.get(c.vault_policy) ?? 0) + 1);
+  const knownShared = orphans.filter((t) => {
+    const rid = t.meta?.['jit_request_id'];
+    const failedAttempt = creds.some((c) => c.request_id === rid && (c.state === 'failed' || c.state === 'abandoned') && c.vault_policy && t.policies.includes(c.vault_policy));
+    return failedAttempt && grants(t).some((p) => (heldByLive.get(p) ?? 0) > 0);
+  });
+  const sharedPolicyOrphans = knownShared.map((t) => `${t.accessor}:${grants(t).join(',')}`);
+  const endedButAlive = tokens
+    .filter((t) => {
+      const c = byAccessor.get(t.accessor);
+      return c && (c.state === 'ended' || c.state === 'failed') && grants(t).length > 0;
+    })
+    .map((t) => t.accessor);
+  const owned = new Set(creds.filter((c) => c.vault_policy && ['minting', 'live', 'ending', 'abandoned'].includes(c.state)).map((c) => c.vault_policy!));
+  const orphanPolicies = jit.filter((p) => !owned.has(p));
+  const tokenByAccessor = new Map(tokens.map((t) => [t.accessor, t]));
+  const liveVault = creds.filter((c) => c.state === 'live' && c.type === 'vault_token');
+  const brokenLive = liveVault
+    .filter((c) => {
+      const t = c.accessor ? tokenByAccessor.get(c.accessor) : undefined;
+      return !t || !c.vault_policy || !policies.has(c.vault_policy) || !t.policies.includes(c.vault_policy);
+    })
+    .map((c) => c.request_id);
+  const tokensPerRequest = new Map<string, number>();
+  for (const t of tokens) {
+    const rid = t.meta?.['jit_request_id'];
+    if (rid && grants(t).length > 0) tokensPerRequest.set(rid, (tokensPerRequest.get(rid) ?? 0) + 1);
   }
+  const vaultDuplicateTokens = [...tokensPerRequest].filter(([, n]) => n > 1).map(([id]) => id);
+  const knownPerRequest = new Map<string, number>();
+  for (const t of knownShared) {
+    const rid = t.meta?.['jit_request_id'];
+    if (rid) knownPerRequest.set(rid, (knownPerRequest.get(rid) ?? 0) + 1);
+  }
+  const sharedPolicyDuplicates = vaultDuplicateTokens.filter((id) => tokensPerRequest.get(id)! - (knownPerRequest.get(id) ?? 0) <= 1);
+
+  const outbox = { pending: 0, delivering: 0, delivered: 0, dead: 0 };
+  for (const r of await db.all<{ state: keyof typeof outbox; n: number | string }>('SELECT state, COUNT(*) AS n FROM webhook_outbox GROUP BY state')) outbox[r.state] = Number(r.n);
+  const [lease] = await db.all<{ until: number | string | null }>(`SELECT MAX(lease_expires_at) AS until FROM webhook_outbox WHERE state = 'delivering'`);
+  const leaseUntil = lease?.until == null ? null : Number(lease.until);
+  const outboxIds = new Map(
+    (await db.all<{ id: string; request_id: string; type: string }>('SELECT id, request_id, type FROM webhook_outbox')).map((r) => [
+      r.id,
+      `${r.request_id}|${r.type.replace(/^jit\.request\./, '')}`,
+    ]),
+  );
+
+  const expectedEvents = new Set<string>();
+  for (const r of requests) if (DECISION_STATUSES.includes(r.status)) expectedEvents.add(`${r.id}|${r.status}`);
+  for (const { request_id: id } of await db.all<{ request_id: string }>(
+    `SELECT DISTINCT request_id FROM audit_log WHERE event = 'request.approved' AND actor != 'policy' AND request_id IS NOT NULL`,
+  )) {
+    expectedEvents.add(`${id}|approved`);
+  }
+
+  const stuckTier1 = (
+    await db.all<{ id: string }>(
+      `SELECT r.id FROM requests r WHERE r.status = 'approved' AND r.decided_by = 'policy' AND NOT EXISTS (SELECT 1 FROM credentials c WHERE c.request_id = r.id AND c.state NOT IN ('abandoned', 'failed'))`,
+    )
+  ).map((r) => r.id);
+  return {
+    stuckTier1,
+    requests: requests.length,
+    byStatus,
+    dbDuplicateCredentials,
+    vaultDuplicateTokens,
+    unsettledCredentials: creds.filter((c) => ['minting', 'abandoned', 'ending'].includes(c.state)).length,
+    orphanTokens,
+    sharedPolicyOrphans,
+    sharedPolicyDuplicates,
+    orphanPolicies,
+    endedButAlive,
+    brokenLive,
+    liveVaultCredentials: liveVault.length,
+    liveGateCredentials: creds.filter((c) => c.state === 'live' && c.type === 'gate_push').length,
+    jitPolicies: jit.length,
+    vaultTokens: tokens.length,
+    outbox,
+    leaseUntil,
+    expectedEvents,
+    outboxIds,
+  };
 }
