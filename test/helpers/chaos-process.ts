@@ -1,5 +1,4 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { onTestFinished } from 'vitest';
 import { JIT_BIN, killNow } from './cli.ts';
 
@@ -8,17 +7,7 @@ const REPO = new URL('../..', import.meta.url).pathname;
 /** Every broker process these helpers started and that has not exited yet. */
 const running = new Set<ChildProcess>();
 
-/** A free TCP port on 127.0.0.1: bind port 0, read it, close. Restarts can then reuse one URL. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from './net.ts';
 
 /** A small seeded PRNG (mulberry32): the same seed gives the same plan, so a failing run can be replayed. */
 export function prng(seed: number): () => number {
