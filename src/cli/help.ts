@@ -274,7 +274,7 @@ ${OPERATOR_ENV}
 
 ${OPERATOR_EXIT}`,
 
-  db: `Usage: jit db copy --to postgres://USER:PASSWORD@HOST:PORT/DB
+  db: `Usage: jit db copy --to postgres://USER@HOST:PORT/DB   (password in PGPASSWORD)
 
 Moves an install from SQLite to PostgreSQL: copies the SQLite database at
 JIT_DB into an EMPTY PostgreSQL database, then verifies it there.

@@ -282,4 +282,17 @@ describe('jit db copy', () => {
     expect(res.stderr).toMatch(/did not verify; do not start brokers on it/);
     expectNoPassword(res);
   });
+
+  it('takes the password from PGPASSWORD, so that it need not be on the command line', SCENARIO, async () => {
+    const url = new URL(await freshPostgresDatabase('jitdbcopy'));
+    const pass = decodeURIComponent(url.password);
+    url.password = '';
+    const without = await jit(env, 'db', 'copy', '--to', url.toString());
+    expect(without.code).toBe(2);
+    expect(without.stderr.trimEnd().split('\n')).toHaveLength(1);
+    const res = await jit({ ...env, PGPASSWORD: pass }, 'db', 'copy', '--to', url.toString());
+    expect(res.code).toBe(0);
+    expect(res.stdout).toMatch(/^verify: audit chain intact on the target/m);
+    expect(`${res.stdout}${res.stderr}`).not.toContain(pass);
+  });
 });
