@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { killAllServe, prng, sleep } from '../helpers/chaos-process.ts';
 import { figureLog } from '../helpers/chaos-report.ts';
 import { ChaosClient, newStats, planWorkload } from '../helpers/chaos-workload.ts';
-import { deliveringNow, parseDelivery, startChaosWorld, takeCensus, type ChaosWorld, type Census, type Delivery } from '../helpers/chaos-world.ts';
+import { deliveringNow, startChaosWorld, takeCensus, tallyDeliveries, type ChaosWorld, type Census } from '../helpers/chaos-world.ts';
 
 /**
  * Crash test: the broker runs as a child process (`node bin/jit.mjs serve`)
@@ -117,34 +117,7 @@ describe(`chaos: SIGKILL the broker ${SIZE.kills} times under ${SIZE.ops} reques
       f.line(`settled ${((Date.now() - settleStart) / 1000).toFixed(1)} s after the workload`);
 
       // Webhooks: every delivered one carries a valid signature; map them to (request, type).
-      const deliveries: Delivery[] = [];
-      let badSignatures = 0;
-      let unreadable = 0;
-      let mismatched = 0;
-      for (const [receiver, rx] of [['openclaw', w.openclaw], ['standard', w.standard]] as const) {
-        for (const r of rx.requests) {
-          if (!r.verification.ok) badSignatures++;
-          if (typeof r.answer !== 'number' || r.answer < 200 || r.answer >= 300) continue;
-          const d = parseDelivery(r, receiver);
-          if (!d) {
-            unreadable++;
-            continue;
-          }
-          if (census.outboxIds.get(d.webhookId) !== `${d.requestId}|${d.type}`) mismatched++;
-          deliveries.push(d);
-        }
-      }
-      const idsPerEvent = new Map<string, Set<string>>();
-      for (const d of deliveries) {
-        const k = `${d.requestId}|${d.type}`;
-        idsPerEvent.set(k, (idsPerEvent.get(k) ?? new Set()).add(d.webhookId));
-      }
-      const expected = new Set(census.expectedEvents);
-      for (const [id, seen] of client.observed) for (const what of seen) expected.add(`${id}|${what}`);
-      const undelivered = [...expected].filter((k) => !idsPerEvent.has(k));
-      const duplicateEvents = [...idsPerEvent].filter(([, ids]) => ids.size > 1).map(([k]) => k);
-      const redeliveries = deliveries.length - idsPerEvent.size;
-      const clientDuplicates = [...client.received].filter(([, s]) => s.size > 1).map(([id]) => id);
+      const { badSignatures, unreadable, mismatched, idsPerEvent, expected, undelivered, duplicateEvents, redeliveries, clientDuplicates } = tallyDeliveries(w, census, client);
 
       const audit = await w.cli(['audit', 'verify']);
       const posts = w.postsPerRequest();

@@ -593,3 +593,47 @@ export async function takeCensus(db: CensusDb, vault: DevVault): Promise<Census>
     outboxIds,
   };
 }
+
+/** What the two webhook receivers got, against what the database and the agents saw decided (both crash tests' census). */
+export function tallyDeliveries(
+  w: Pick<ChaosWorld, 'openclaw' | 'standard'>,
+  census: Pick<Census, 'outboxIds' | 'expectedEvents'>,
+  client: { observed: Map<string, Set<string>>; received: Map<string, Set<string>> },
+) {
+  const deliveries: Delivery[] = [];
+  let badSignatures = 0;
+  let unreadable = 0;
+  let mismatched = 0;
+  for (const [receiver, rx] of [['openclaw', w.openclaw], ['standard', w.standard]] as const) {
+    for (const r of rx.requests) {
+      if (!r.verification.ok) badSignatures++;
+      if (typeof r.answer !== 'number' || r.answer < 200 || r.answer >= 300) continue;
+      const d = parseDelivery(r, receiver);
+      if (!d) {
+        unreadable++;
+        continue;
+      }
+      if (census.outboxIds.get(d.webhookId) !== `${d.requestId}|${d.type}`) mismatched++;
+      deliveries.push(d);
+    }
+  }
+  const idsPerEvent = new Map<string, Set<string>>();
+  for (const d of deliveries) {
+    const k = `${d.requestId}|${d.type}`;
+    idsPerEvent.set(k, (idsPerEvent.get(k) ?? new Set()).add(d.webhookId));
+  }
+  const expected = new Set(census.expectedEvents);
+  for (const [id, seen] of client.observed) for (const what of seen) expected.add(`${id}|${what}`);
+  return {
+    deliveries,
+    badSignatures,
+    unreadable,
+    mismatched,
+    idsPerEvent,
+    expected,
+    undelivered: [...expected].filter((k) => !idsPerEvent.has(k)),
+    duplicateEvents: [...idsPerEvent].filter(([, ids]) => ids.size > 1).map(([k]) => k),
+    redeliveries: deliveries.length - idsPerEvent.size,
+    clientDuplicates: [...client.received].filter(([, s]) => s.size > 1).map(([id]) => id),
+  };
+}
