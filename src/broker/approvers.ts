@@ -180,7 +180,10 @@ export async function voterOf(tx: Transaction, identity: string): Promise<Voter>
 /**
  * Whether `voteKey` (a vote already cast) is the voter's: the same key, or
  * the other key of the same person: `telegram:<id>` of their Telegram id,
- * or an approver (even one removed since) registered with it.
+ * or an approver not removed registered with it. A removed approver's
+ * votes on pending requests are withdrawn (they no longer count:
+ * src/storage/vote-rules.ts), so the same person, still a Telegram-only
+ * approver through TELEGRAM_APPROVERS, may vote again as that identity.
  */
 export async function sameVoter(tx: Transaction, voteKey: string, voter: Voter): Promise<boolean> {
   if (voteKey === voter.key) return true;
@@ -188,5 +191,5 @@ export async function sameVoter(tx: Transaction, voteKey: string, voter: Voter):
   if (voteKey === `${TELEGRAM_VOTER_PREFIX}${voter.telegramId}`) return true;
   if (!voteKey.startsWith(APPROVER_VOTER_PREFIX)) return false;
   const approver = await tx.approvers.get(voteKey.slice(APPROVER_VOTER_PREFIX.length));
-  return approver?.telegram_id === voter.telegramId;
+  return approver !== undefined && approver.removed_at === null && approver.telegram_id === voter.telegramId;
 }

@@ -146,10 +146,11 @@ export interface VotesRepository {
   /** False (nothing written) when this approver already voted on the request. */
   insert(vote: NewVoteRow): Promise<boolean>;
   has(requestId: string, approver: string): Promise<boolean>;
+  /** Approve votes on the request, leaving out those of approvers removed since (src/storage/vote-rules.ts). */
   countApprovals(requestId: string): Promise<number>;
   /** Every vote on the request, by time then approver. */
   of(requestId: string): Promise<VoteRow[]>;
-  /** The approve votes on the request, by time then approver. */
+  /** The approve votes on the request, by time then approver; not those of approvers removed since. */
   approvals(requestId: string): Promise<VoteRow[]>;
   /** The `seq` of the newest vote (0 when none): votes are numbered as cast. */
   newestSeq(): Promise<number>;

@@ -398,6 +398,21 @@ export function describeStorageConformance(name: string, open: () => Promise<Ope
 
     describe('approvers', () => {
       const approver = (id: string, name: string, telegram_id: string | null = null): ApproverRow => ({ id, name, telegram_id, created_at: T0, removed_at: null });
+
+      it("a removed approver's approvals stop counting (a pending quorum loses them); every vote stays in votes.of()", async () => {
+        await s.requests.insert(request('req_a'));
+        await s.approvers.insert(approver('apr_1', 'al', '111'));
+        await s.approvers.insert(approver('apr_2', 'bo'));
+        const vote = (voter: string) => ({ request_id: 'req_a', approver: voter, decision: 'approve' as const, reason: null, at: T0 + 1, grant_scope: '{}', grant_ttl_seconds: 60 });
+        await s.votes.insert(vote('approver:apr_1'));
+        await s.votes.insert(vote('approver:apr_2'));
+        await s.votes.insert(vote('telegram:999'));
+        expect(await s.votes.countApprovals('req_a')).toBe(3);
+        expect(await s.approvers.remove('apr_1', T0 + 2)).toBe(true);
+        expect(await s.votes.countApprovals('req_a')).toBe(2);
+        expect((await s.votes.approvals('req_a')).map((v) => v.approver)).toEqual(['approver:apr_2', 'telegram:999']);
+        expect((await s.votes.of('req_a')).map((v) => v.approver)).toEqual(['approver:apr_1', 'approver:apr_2', 'telegram:999']);
+      });
       const enrolment = (token_hash: string, approver_id: string, o: Partial<EnrolmentRow> = {}): EnrolmentRow => ({ token_hash, approver_id, created_at: T0, expires_at: T0 + 900_000, used_at: null, ...o });
       const passkey = (id: string, approver_id: string, o: Partial<PasskeyRow> = {}): PasskeyRow => ({ id, approver_id, public_key: 'pk', sign_count: 0, transports: '["internal"]', created_at: T0, last_used_at: null, ...o });
       const session = (id_hash: string, approver_id: string, o: Partial<ConsoleSessionRow> = {}): ConsoleSessionRow => ({ id_hash, approver_id, created_at: T0, last_seen_at: T0, ...o });

@@ -1,5 +1,6 @@
 import type { VoteDecisionRow, VoteRow } from '../rows.ts';
 import type { VotesRepository } from '../storage.ts';
+import { STILL_AN_APPROVER } from '../vote-rules.ts';
 import { all, changedOne, count, sql, type Exec } from './exec.ts';
 
 const VOTE = 'approver, decision, reason, at, grant_scope, grant_ttl_seconds';
@@ -8,9 +9,9 @@ const S = {
   insert: sql('votes_insert', `INSERT INTO votes (request_id, approver, decision, reason, at, grant_scope, grant_ttl_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7)
     ON CONFLICT (request_id, approver) DO NOTHING`),
   has: sql('votes_has', 'SELECT 1 FROM votes WHERE request_id = $1 AND approver = $2'),
-  countApprovals: sql('votes_count_approvals', `SELECT COUNT(*) AS n FROM votes WHERE request_id = $1 AND decision = 'approve'`),
+  countApprovals: sql('votes_count_approvals', `SELECT COUNT(*) AS n FROM votes WHERE request_id = $1 AND decision = 'approve' ${STILL_AN_APPROVER}`),
   of: sql('votes_of', `SELECT ${VOTE} FROM votes WHERE request_id = $1 ORDER BY at, approver`),
-  approvals: sql('votes_approvals', `SELECT ${VOTE} FROM votes WHERE request_id = $1 AND decision = 'approve' ORDER BY at, approver`),
+  approvals: sql('votes_approvals', `SELECT ${VOTE} FROM votes WHERE request_id = $1 AND decision = 'approve' ${STILL_AN_APPROVER} ORDER BY at, approver`),
   // `seq` numbers the votes as cast (inserted under the write lock, so in commit order): each metrics scrape reads only what is new.
   newest: sql('votes_newest', 'SELECT COALESCE(MAX(seq), 0) AS n FROM votes'),
   after: sql('votes_after', `SELECT v.seq, v.decision, v.at, r.resource, r.required_tier AS tier, r.created_at, r.decided_at, r.status

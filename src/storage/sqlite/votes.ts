@@ -1,5 +1,6 @@
 import type { VoteDecisionRow, VoteRow } from '../rows.ts';
 import type { VotesRepository } from '../storage.ts';
+import { STILL_AN_APPROVER } from '../vote-rules.ts';
 import type { Db } from './open.ts';
 import type { Sync } from './sync.ts';
 
@@ -7,9 +8,9 @@ export function sqliteVotes(db: Db): Sync<VotesRepository> {
   const s = {
     insert: db.prepare('INSERT OR IGNORE INTO votes (request_id, approver, decision, reason, at, grant_scope, grant_ttl_seconds) VALUES (?, ?, ?, ?, ?, ?, ?)'),
     has: db.prepare('SELECT 1 FROM votes WHERE request_id = ? AND approver = ?'),
-    countApprovals: db.prepare(`SELECT COUNT(*) FROM votes WHERE request_id = ? AND decision = 'approve'`).pluck(),
+    countApprovals: db.prepare(`SELECT COUNT(*) FROM votes WHERE request_id = ? AND decision = 'approve' ${STILL_AN_APPROVER}`).pluck(),
     of: db.prepare(`SELECT approver, decision, reason, at, grant_scope, grant_ttl_seconds FROM votes WHERE request_id = ? ORDER BY at, approver`),
-    approvals: db.prepare(`SELECT approver, decision, reason, at, grant_scope, grant_ttl_seconds FROM votes WHERE request_id = ? AND decision = 'approve' ORDER BY at, approver`),
+    approvals: db.prepare(`SELECT approver, decision, reason, at, grant_scope, grant_ttl_seconds FROM votes WHERE request_id = ? AND decision = 'approve' ${STILL_AN_APPROVER} ORDER BY at, approver`),
     // The rowid numbers the votes as cast: each metrics scrape reads only what is new.
     newest: db.prepare('SELECT COALESCE(MAX(rowid), 0) FROM votes').pluck(),
     after: db.prepare(`SELECT v.rowid AS seq, v.decision, v.at, r.resource, r.required_tier AS tier, r.created_at, r.decided_at, r.status

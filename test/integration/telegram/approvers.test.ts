@@ -63,15 +63,32 @@ describe('a registered approver in Telegram', () => {
     expect(auditEntries(t.deps, 'approver.removed').at(-1)).toMatchObject({ actor: 'operator', data: { approver: 'mallory', telegram_id: String(MALLORY) } });
   });
 
+  it("withdraws a removed approver's approval of a pending tier-3 request: one more vote no longer reaches the quorum", async () => {
+    await addApprover(t.deps, { name: 'mallory', telegramId: String(MALLORY) });
+    const id = await t.request(TIER3_BODY);
+    const m = await t.waitMessage(id);
+    expect((await tapAndAnswer(t, bot, MALLORY, m.message_id, `a:${id}`)).text).toBe('Approval recorded: 1 of 2 (tier 3)');
+    await removeApprover(t.deps, 'mallory');
+    expect((await tapAndAnswer(t, bot, CAROL, m.message_id, `a:${id}`)).text).toBe('Approval recorded: 1 of 2 (tier 3)');
+    expect((await t.deps.storage.requests.get(id))!.status).toBe('pending');
+    expect((await tapAndAnswer(t, bot, ALICE, m.message_id, `a:${id}`)).text).toBe('Approved (quorum reached, tier 3)');
+    expect((await t.deps.storage.requests.get(id))!.decided_by!.split(', ').sort()).toEqual([`telegram:${ALICE}`, `telegram:${CAROL}`].sort());
+  });
+
   it('keeps the right of a removed approver whose id TELEGRAM_APPROVERS lists, still one vote per person', async () => {
     const { approver } = await addApprover(t.deps, { name: 'alice', telegramId: String(ALICE) });
     const id = await t.request(TIER3_BODY);
     const m = await t.waitMessage(id);
     expect((await tapAndAnswer(t, bot, ALICE, m.message_id, `a:${id}`)).text).toBe('Approval recorded: 1 of 2 (tier 3)');
     await removeApprover(t.deps, 'alice');
-    // Alice is still a Telegram-only approver; her second tap is the same person's second vote.
+    // The removal withdrew her approval (it no longer counts); she is still a Telegram-only approver, so she
+    // may vote again, as that identity, and it is still one vote of one person: a third tap is a duplicate.
+    expect((await tapAndAnswer(t, bot, ALICE, m.message_id, `a:${id}`)).text).toBe('Approval recorded: 1 of 2 (tier 3)');
+    expect(votes(id)).toEqual([
+      { approver: `approver:${approver.id}`, decision: 'approve' },
+      { approver: `telegram:${ALICE}`, decision: 'approve' },
+    ]);
     expect((await tapAndAnswer(t, bot, ALICE, m.message_id, `a:${id}`)).text).toBe('You already voted (1 of 2 approvals so far)');
-    expect(votes(id)).toEqual([{ approver: `approver:${approver.id}`, decision: 'approve' }]);
     expect(auditEntries(t.deps, 'vote.duplicate').at(-1)).toMatchObject({ actor: `telegram:${ALICE}` });
     // On a new request she votes as her Telegram identity.
     const other = await t.request();
