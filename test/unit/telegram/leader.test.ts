@@ -71,23 +71,4 @@ describe('telegram leader lease', () => {
     expect(a.changes).toEqual([true, false]);
     expect((await b.storage.leases.get(TELEGRAM_LEADER_LEASE))!.holder).toBe('node_b');
   });
-
-  it('a leader whose renewal hangs (the database stalls) steps down once its last renewal ran out, without waiting for the renewal', async () => {
-    const a = broker('node_a');
-    await a.leadership.start();
-    expect(a.leadership.isLeader()).toBe(true);
-    // From now on A's renewals never answer: a stalled connection, not an error.
-    const hang = new Promise<boolean>(() => {});
-    a.storage.leases.acquire = () => hang;
-    await new Promise((r) => setTimeout(r, 2 * TTL));
-    expect(a.leadership.isLeader()).toBe(true);
-    // The lease A last renewed runs out: another broker may take it now, so A must no longer lead (nor poll).
-    clock.advance(TTL);
-    expect(a.leadership.isLeader()).toBe(false);
-    await until(() => a.changes.length === 2, undefined, 'A to step down');
-    expect(a.changes).toEqual([true, false]);
-    // Stopping does not wait for the hung renewal.
-    const leadership = leaderships.splice(leaderships.indexOf(a.leadership), 1)[0]!;
-    await leadership.stop();
-  });
 });
