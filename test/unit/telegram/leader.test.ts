@@ -11,8 +11,9 @@ import { until } from '../../helpers/chaos-process.ts';
 
 /*
  * The Telegram leader lease between two brokers, each with its own
- * connection to one SQLite file. Lease times follow a manual clock; the
- * renewals run on real timers (a third of a 300 ms TTL).
+ * connection to one SQLite file. Lease rows' times follow a manual clock;
+ * the renewals run on real timers (a third of a 300 ms TTL), and a leader
+ * measures its own hold in real (monotonic) time.
  */
 const TTL = 300;
 let dir: string;
@@ -62,13 +63,32 @@ describe('telegram leader lease', () => {
     expect(a.leadership.isLeader()).toBe(true);
     // A's connection is gone: its renewals fail from now on.
     await a.storage.close();
-    // Several renewal periods pass in real time, none on the lease clock: A still leads, B does not.
-    await new Promise((r) => setTimeout(r, 3 * TTL));
-    expect([a.leadership.isLeader(), b.leadership.isLeader()]).toEqual([true, false]);
-    // The lease runs out: A steps down by itself, and B takes the expired lease.
-    clock.advance(TTL);
-    await until(() => !a.leadership.isLeader() && b.leadership.isLeader(), undefined, 'A to step down and B to lead');
+    // Its last renewal runs out (a lease of real time since it was sent): A steps down by itself...
+    await until(() => !a.leadership.isLeader(), undefined, 'A to step down');
     expect(a.changes).toEqual([true, false]);
+    // ...while the lease row, on the lease clock, has not expired: B cannot take it yet, so no two leaders.
+    await new Promise((r) => setTimeout(r, 2 * TTL));
+    expect(b.leadership.isLeader()).toBe(false);
+    // The lease expires on the lease clock: B takes it.
+    clock.advance(TTL);
+    await until(() => b.leadership.isLeader(), undefined, 'B to lead');
     expect((await b.storage.leases.get(TELEGRAM_LEADER_LEASE))!.holder).toBe('node_b');
+  });
+
+  it('a leader whose renewal hangs (the database stalls) steps down once its last renewal ran out, without waiting for the renewal', async () => {
+    const a = broker('node_a');
+    await a.leadership.start();
+    expect(a.leadership.isLeader()).toBe(true);
+    // From now on A's renewals never answer: a stalled connection, not an error.
+    const hang = new Promise<boolean>(() => {});
+    a.storage.leases.acquire = () => hang;
+    // The lease A last renewed runs out while the renewal hangs: another broker may take it then, so A must no
+    // longer lead (nor poll), without waiting for the renewal to answer.
+    await until(() => a.changes.length === 2, undefined, 'A to step down');
+    expect(a.leadership.isLeader()).toBe(false);
+    expect(a.changes).toEqual([true, false]);
+    // Stopping does not wait for the hung renewal.
+    const leadership = leaderships.splice(leaderships.indexOf(a.leadership), 1)[0]!;
+    await leadership.stop();
   });
 });
