@@ -4,6 +4,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { expect } from 'vitest';
 import { startDevVault, type DevVault } from '../../src/vault/dev/index.ts';
 import type { Jwks } from '../../src/keys/key-ring.ts';
 import { startTelegramEmulator, type TelegramEmulator } from '../fakes/telegram-emulator/index.ts';
@@ -636,4 +637,33 @@ export function tallyDeliveries(
     redeliveries: deliveries.length - idsPerEvent.size,
     clientDuplicates: [...client.received].filter(([, s]) => s.size > 1).map(([id]) => id),
   };
+}
+
+/**
+ * What a crash may never produce, asserted softly (every one is reported):
+ * a second credential, token or event for one request, a token or `jit-`
+ * policy the broker does not know, a credential left unsettled, a decision
+ * not delivered (or delivered unsigned or under another id), a broken audit
+ * chain (`jit audit verify`'s exit code), an answer the workload did not
+ * expect. A token whose mint a kill interrupted is disarmed by deleting its
+ * own policy (one per credential), so none may keep access the broker does
+ * not know about.
+ */
+export function expectNothingLostOrDoubled(census: Census, tally: ReturnType<typeof tallyDeliveries>, auditCode: number | null, unexpected: string[]): void {
+  expect.soft(census.dbDuplicateCredentials).toEqual([]);
+  expect.soft(census.vaultDuplicateTokens).toEqual([]);
+  expect.soft(tally.clientDuplicates).toEqual([]);
+  expect.soft(tally.duplicateEvents).toEqual([]);
+  expect.soft(census.orphanTokens).toEqual([]);
+  expect.soft(census.orphanPolicies).toEqual([]);
+  expect.soft(census.endedButAlive).toEqual([]);
+  expect.soft(census.brokenLive).toEqual([]);
+  expect.soft(census.unsettledCredentials).toBe(0);
+  expect.soft(census.stuckTier1).toEqual([]);
+  expect.soft(tally.undelivered).toEqual([]);
+  expect.soft(census.outbox.dead).toBe(0);
+  expect.soft(tally.badSignatures).toBe(0);
+  expect.soft(tally.mismatched).toBe(0);
+  expect.soft(auditCode).toBe(0);
+  expect.soft(unexpected).toEqual([]);
 }
