@@ -21,6 +21,8 @@ export const ServiceSettings = z
     claim_window_seconds: z.number().int().positive(),
     approval_timeout_seconds: z.number().int().positive(),
     tier3_quorum: z.number().int().min(2),
+    /** JIT_PASSKEY_TIER (null: none), so that `jit approve` refuses what the service would send to the console. Absent from rows of older services. */
+    passkey_tier: z.number().int().min(1).max(3).nullable().optional(),
     public_url: z.string().min(1),
     /** Absolute, as the service resolved it. */
     policies_dir: z.string().min(1),
@@ -52,6 +54,7 @@ export function settingsOf(config: Config): ServiceSettings {
     claim_window_seconds: config.claimWindowSeconds,
     approval_timeout_seconds: config.approvalTimeoutSeconds,
     tier3_quorum: config.tier3Quorum,
+    passkey_tier: config.passkeyTier ?? null,
     public_url: config.publicUrl,
     policies_dir: resolve(config.policiesDir),
     openclaw_configured: config.openclaw !== undefined,
@@ -87,7 +90,7 @@ export async function readServiceSettings(storage: Storage): Promise<RecordedSet
 }
 
 /** Environment variable of each recorded setting, for messages. */
-const VARIABLE: Record<Exclude<keyof ServiceSettings, 'openclaw_configured' | 'dev_vault' | 'vault_addr' | 'telegram_configured' | 'telegram_chat_id'>, string> = {
+const VARIABLE: Record<Exclude<keyof ServiceSettings, 'passkey_tier' | 'openclaw_configured' | 'dev_vault' | 'vault_addr' | 'telegram_configured' | 'telegram_chat_id'>, string> = {
   claim_window_seconds: 'JIT_CLAIM_WINDOW',
   approval_timeout_seconds: 'JIT_APPROVAL_TIMEOUT',
   tier3_quorum: 'JIT_TIER3_QUORUM',
@@ -114,6 +117,7 @@ export function withServiceSettings(config: Config, env: Record<string, string |
     claimWindowSeconds: recorded.claim_window_seconds,
     approvalTimeoutSeconds: recorded.approval_timeout_seconds,
     tier3Quorum: recorded.tier3_quorum,
+    passkeyTier: recorded.passkey_tier === undefined ? config.passkeyTier : (recorded.passkey_tier ?? undefined),
     publicUrl: recorded.public_url,
     policiesDir: recorded.policies_dir,
   };
