@@ -90,10 +90,11 @@ export async function readServiceSettings(storage: Storage): Promise<RecordedSet
 }
 
 /** Environment variable of each recorded setting, for messages. */
-const VARIABLE: Record<Exclude<keyof ServiceSettings, 'passkey_tier' | 'openclaw_configured' | 'dev_vault' | 'vault_addr' | 'telegram_configured' | 'telegram_chat_id'>, string> = {
+const VARIABLE: Record<Exclude<keyof ServiceSettings, 'openclaw_configured' | 'dev_vault' | 'vault_addr' | 'telegram_configured' | 'telegram_chat_id'>, string> = {
   claim_window_seconds: 'JIT_CLAIM_WINDOW',
   approval_timeout_seconds: 'JIT_APPROVAL_TIMEOUT',
   tier3_quorum: 'JIT_TIER3_QUORUM',
+  passkey_tier: 'JIT_PASSKEY_TIER',
   public_url: 'JIT_PUBLIC_URL',
   policies_dir: 'JIT_POLICIES',
 };
@@ -108,7 +109,7 @@ export function withServiceSettings(config: Config, env: Record<string, string |
   const shell = settingsOf(config);
   const differences: string[] = [];
   for (const [key, variable] of Object.entries(VARIABLE) as [keyof typeof VARIABLE, string][]) {
-    if (env[variable] !== undefined && shell[key] !== recorded[key]) {
+    if (env[variable] !== undefined && recorded[key] !== undefined && shell[key] !== recorded[key]) {
       differences.push(`${variable} in this shell (${String(shell[key])}) differs from the service's (${String(recorded[key])}); the service's is used`);
     }
   }
