@@ -1,6 +1,6 @@
 -- WebAuthn challenges (SPEC §12), as SQLite's 0019_webauthn_challenges.sql:
 -- one row per ceremony begun (enrolment, sign-in, step-up), used at most
--- once (its use deletes it) and only before it expires. Only the challenge's hash is stored.
+-- once and only before it expires. Only the challenge's hash is stored.
 CREATE TABLE webauthn_challenges (
   challenge_hash  TEXT COLLATE "C" PRIMARY KEY,
   purpose         TEXT NOT NULL CHECK (purpose IN ('enrol', 'sign-in', 'step-up')),
@@ -11,8 +11,3 @@ CREATE TABLE webauthn_challenges (
   used_at         BIGINT
 );
 CREATE INDEX webauthn_challenges_expires ON webauthn_challenges (expires_at);
-
--- The lifecycle sweep deletes console sessions idle or past their absolute
--- timeout: through these, never a scan.
-CREATE INDEX console_sessions_last_seen ON console_sessions (last_seen_at);
-CREATE INDEX console_sessions_created ON console_sessions (created_at);

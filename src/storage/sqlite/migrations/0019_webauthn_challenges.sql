@@ -1,5 +1,5 @@
 -- WebAuthn challenges (SPEC §12): one row per ceremony the broker began
--- (enrolment, sign-in, step-up), used at most once (its use deletes it) and only before it
+-- (enrolment, sign-in, step-up), used at most once and only before it
 -- expires. Only the challenge's hash is stored; a step-up challenge also
 -- carries the approver it was made for and the hash of the action it is
 -- bound to (broker/passkeys.ts).
@@ -13,8 +13,3 @@ CREATE TABLE webauthn_challenges (
   used_at         INTEGER
 ) STRICT;
 CREATE INDEX webauthn_challenges_expires ON webauthn_challenges (expires_at);
-
--- The lifecycle sweep deletes console sessions idle or past their absolute
--- timeout: through these, never a scan.
-CREATE INDEX console_sessions_last_seen ON console_sessions (last_seen_at);
-CREATE INDEX console_sessions_created ON console_sessions (created_at);
