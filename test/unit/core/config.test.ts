@@ -7,7 +7,7 @@ describe('loadConfig', () => {
     expect(c).toMatchObject({
       host: '127.0.0.1',
       port: 8787,
-      publicUrl: 'http://127.0.0.1:8787',
+      publicUrl: 'http://localhost:8787',
       dbPath: './data/jit.db',
       policiesDir: './policies',
       approvalTimeoutSeconds: 600,
