@@ -138,7 +138,7 @@ function outcomeText(o: DecideOutcome): { kind: 'ok' | 'error' | 'info'; text: s
     case 'already_voted':
       return { kind: 'info', text: `You have already voted on this request (${o.approvals} of ${o.needed} approvals). Nothing was changed.`, status: 409 };
     case 'refused':
-      return { kind: 'error', text: `Refused: ${o.message}. Nothing was changed.`, status: ERROR_CODES[o.code].status };
+      return { kind: 'error', text: `Refused: ${o.message.replace(/\.$/, '')}. Nothing was changed.`, status: ERROR_CODES[o.code].status };
   }
 }
 
