@@ -23,8 +23,9 @@ export function htmlHeaders(): Record<string, string> {
     'cache-control': 'no-store',
     'x-content-type-options': 'nosniff',
     'x-frame-options': 'DENY',
-    // The enrolment page's URL holds its token: no Referer leaves the console.
-    'referrer-policy': 'no-referrer',
+    // The enrolment page's URL holds its token: no Referer leaves the console. (Not no-referrer:
+    // with it, Chromium sends `Origin: null` on form posts, which the Origin check refuses.)
+    'referrer-policy': 'same-origin',
   };
 }
 
@@ -72,6 +73,7 @@ export function pageRenderer(c: Context, user: LayoutUser | undefined): PageRend
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${title} · jit-broker console</title>
 <link rel="stylesheet" href="/console/static/console.css">
+<link rel="icon" href="/console/static/favicon.svg" type="image/svg+xml">
 ${user ? html`<meta name="csrf-token" content="${user.csrf}">` : ''}
 <script src="/console/static/webauthn.js" defer></script>
 <script src="/console/static/console.js" defer></script>

@@ -5,8 +5,8 @@ import type { Hono } from 'hono';
 import type { ConsoleEnv } from './env.ts';
 
 /*
- * The console's three static files, read once at start: our console.js and
- * console.css (beside this module in src/ and in dist/: the build copies
+ * The console's static files, read once at start: our console.js,
+ * console.css and favicon.svg (beside this module in src/ and in dist/: the build copies
  * every non-TypeScript file), and @simplewebauthn/browser's UMD bundle from
  * node_modules (resolved through the package, so it works from dist/ too).
  */
@@ -23,6 +23,7 @@ export function staticRoutes(app: Hono<ConsoleEnv>): void {
     ['console.js', { body: own('console.js'), type: 'text/javascript; charset=utf-8' }],
     ['console.css', { body: own('console.css'), type: 'text/css; charset=utf-8' }],
     ['webauthn.js', { body: webauthnBundle(), type: 'text/javascript; charset=utf-8' }],
+    ['favicon.svg', { body: own('favicon.svg'), type: 'image/svg+xml' }],
   ]);
   app.get('/static/:name', (c) => {
     const file = files.get(c.req.param('name'));

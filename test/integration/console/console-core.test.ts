@@ -101,7 +101,7 @@ describe('the public pages', () => {
     const { token } = await addApprover(h.broker.deps, { name: 'ann' });
     const res = await send('GET', `/console/enrol/${token}`);
     expect(res.status).toBe(200);
-    expect(res.headers.get('referrer-policy')).toBe('no-referrer');
+    expect(res.headers.get('referrer-policy')).toBe('same-origin');
     const page = await res.text();
     expect(page.match(/<button/g)).toHaveLength(1);
     expect(page).toContain('>Register passkey</button>');
