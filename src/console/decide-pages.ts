@@ -61,6 +61,7 @@ function scopeList(grant: Grant): Html {
   return html`<p>Repository <code>${grant.repo}</code></p><ul class="scope">${grant.refs.map((r) => html`<li><code>${r}</code></li>`)}</ul>`;
 }
 
+/** The facts under a heading: in the list, the request's id and a link to its page; on its page (whose title is the id), "What was asked". */
 function facts(f: Facts, headingId: string, link: boolean): Html {
   const v = f.view;
   const row = html`<dl class="facts">
@@ -75,7 +76,8 @@ function facts(f: Facts, headingId: string, link: boolean): Html {
   ${f.needed > 1 ? html`<dt>Approvals</dt><dd>${f.approvals} of ${f.needed}${f.voted ? ' (you have voted)' : ''}</dd>` : ''}
   ${!sameGrant(f.ceiling, f.requested) ? html`<dt>On offer now</dt><dd>${scopeList(f.ceiling)} for ${formatDuration(f.ceiling.ttl_seconds)} (earlier approvals narrowed it)</dd>` : ''}
 </dl>`;
-  return html`<h2 id="${headingId}">Request <code>${v.id}</code>${link ? html` · <a href="/console/requests/${v.id}">details and narrowing</a>` : ''}</h2>${row}`;
+  const heading = link ? html`Request <code>${v.id}</code> · <a href="/console/requests/${v.id}">details and narrowing</a>` : html`What was asked`;
+  return html`<h2 id="${headingId}">${heading}</h2>${row}`;
 }
 
 function hidden(csrf: string, decision: 'approve' | 'deny') {
