@@ -8,7 +8,7 @@ import { ceremonyRoutes } from './ceremonies.ts';
 import { credentialRoutes } from './credentials-page.ts';
 import { decideRoutes } from './decide-pages.ts';
 import type { ConsoleEnv } from './env.ts';
-import { notice, pageRenderer } from './layout.ts';
+import { notice, pageRenderer, titled } from './layout.ts';
 import { createChangeFeed } from './live.ts';
 import { morePages } from './more-pages.ts';
 import { clearSessionCookie, isDataRequest, problem, requireSession } from './session.ts';
@@ -80,7 +80,7 @@ export function createConsole(deps: BrokerDeps, opts: ConsoleOptions = {}): Hono
 /** 503 with the one line an operator needs (every console route, page or data). */
 async function unavailable(c: Context, message: string): Promise<Response> {
   if (isDataRequest(c)) return problem(new BrokerError('UNAVAILABLE', message));
-  return pageRenderer(c, undefined)('Console unavailable', html`${notice('error', message)}`, { status: 503 });
+  return titled(pageRenderer(c, undefined))('Console unavailable', html`${notice('error', message)}`, { status: 503 });
 }
 
 /** A verb's refusal as a page (or problem+json for data); anything else is logged and answered 500 without detail. */
@@ -94,5 +94,5 @@ async function consoleError(deps: BrokerDeps, err: Error, c: Context<ConsoleEnv>
   if (known.status === 503 || known.code === 'VAULT_UNAVAILABLE') c.header('retry-after', String(known.extra.retryAfterSeconds ?? 5));
   if (isDataRequest(c)) return problem(known);
   const page = c.get('page') ?? pageRenderer(c, undefined);
-  return page(known.status >= 500 ? 'Error' : 'Refused', html`${notice('error', known.message)}<p><a href="/console">Back to the console</a></p>`, { status: known.status });
+  return titled(page)(known.status >= 500 ? 'Error' : 'Refused', html`${notice('error', known.message)}<p><a href="/console">Back to the console</a></p>`, { status: known.status });
 }

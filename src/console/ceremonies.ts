@@ -5,7 +5,7 @@ import type { BrokerDeps } from '../broker/deps.ts';
 import * as passkeys from '../broker/passkeys.ts';
 import type { ConsoleEnv } from './env.ts';
 import { AuthenticationResponse, jsonBody, RegistrationResponse } from './forms.ts';
-import { notice } from './layout.ts';
+import { notice, titled } from './layout.ts';
 import { requireOrigin, setSessionCookie } from './session.ts';
 
 /*
@@ -26,7 +26,7 @@ export function ceremonyRoutes(app: Hono<ConsoleEnv>, deps: BrokerDeps, origin: 
   app.use('/enrol/*', requireOrigin(origin));
 
   app.get('/sign-in', (c) =>
-    c.get('page')(
+    titled(c.get('page'))(
       'Sign in',
       html`<p>Sign in with the passkey you registered from your enrolment link.</p>
 <button type="button" data-ceremony="sign-in">Sign in</button>
@@ -46,13 +46,13 @@ ${STATUS}${NEEDS_JS}`,
   app.get('/enrol/:token', async (c) => {
     const approver = await enrolmentApprover(deps, c.req.param('token'));
     if (!approver) {
-      return c.get('page')(
+      return titled(c.get('page'))(
         'Enrolment link not valid',
         notice('error', 'This enrolment link is unknown, already used or expired (links work once, for 15 minutes). Ask the operator for a new one: jit approver add NAME, after jit approver remove NAME.'),
         { status: 404 },
       );
     }
-    return c.get('page')(
+    return titled(c.get('page'))(
       'Register your passkey',
       html`<p>Approver <strong>${approver.name}</strong>: register a passkey on this device. You will sign in to the console with it, and confirm high-tier approvals with it.</p>
 <button type="button" data-ceremony="enrol">Register passkey</button>

@@ -10,7 +10,7 @@ import { credentialState } from '../broker/view.ts';
 import { isId } from '../lib/ids.ts';
 import type { ConsoleEnv } from './env.ts';
 import { decisionForm } from './forms.ts';
-import { notice, time } from './layout.ts';
+import { notice, time, titled } from './layout.ts';
 
 /*
  * GET /console/credentials: the credentials that still work (and those
@@ -50,7 +50,7 @@ ${rows.map(({ credential: cr, request: r }) => {
 <input type="hidden" name="csrf" value="${csrf}"><input type="hidden" name="assertion" value="">
 <button type="submit" class="deny">Revoke all</button>
 </form>`;
-    return c.get('page')('Live credentials', body);
+    return titled(c.get('page'))('Live credentials', body);
   });
 
   app.post('/credentials/revoke-all/step-up', async (c) => c.json(await passkeys.beginStepUp(deps, c.get('session'), { kind: 'revoke-all' }), 200, { 'cache-control': 'no-store' }));
@@ -62,7 +62,7 @@ ${rows.map(({ credential: cr, request: r }) => {
     const outcomes = ([] as RevokeAllOutcome[]).concat(await passkeys.revokeAllInConsole(deps, c.get('session'), { assertion: form.assertion }));
     const count = (r: string) => outcomes.filter((o) => o.result === r).length;
     const text = `Revoke all: ${count('revoked')} revoked, ${count('vault_pending')} recorded with the Vault clean-up still to do (retried by the broker), ${count('raced')} changed meanwhile (run it again), ${count('skipped')} already ended.`;
-    return c.get('page')('Revoke all', html`${notice('ok', text)}<p><a href="/console/credentials">Live credentials</a></p>`);
+    return titled(c.get('page'))('Revoke all', html`${notice('ok', text)}<p><a href="/console/credentials">Live credentials</a></p>`);
   });
 
   app.post('/credentials/:id/revoke', async (c) => {
@@ -78,6 +78,6 @@ ${rows.map(({ credential: cr, request: r }) => {
       if (!(err instanceof BrokerError && err.code === 'VAULT_UNAVAILABLE')) throw err;
       text = `Revocation of ${row.id} is recorded, but Vault could not be reached; the broker retries the clean-up.`;
     }
-    return c.get('page')('Revoke', html`${notice('ok', text)}<p><a href="/console/credentials">Live credentials</a></p>`);
+    return titled(c.get('page'))('Revoke', html`${notice('ok', text)}<p><a href="/console/credentials">Live credentials</a></p>`);
   });
 }

@@ -14,7 +14,7 @@ import { isId } from '../lib/ids.ts';
 import { inertText } from '../lib/inert-text.ts';
 import type { ConsoleEnv } from './env.ts';
 import { decisionForm } from './forms.ts';
-import { notice, time } from './layout.ts';
+import { notice, time, titled } from './layout.ts';
 import { eventStream, type ChangeFeed, type LiveOptions } from './live.ts';
 import { isDataRequest } from './session.ts';
 
@@ -180,7 +180,7 @@ function narrowingForm(f: Facts, csrf: string): Html {
 
 export function decideRoutes(app: Hono<ConsoleEnv>, deps: BrokerDeps, feed: ChangeFeed, live: LiveOptions): void {
   app.get('/', async (c) =>
-    c.get('page')(
+    titled(c.get('page'))(
       'Pending requests',
       html`<p><a href="/console/credentials">Live credentials</a> · <a href="/console/history">Request history</a></p>
 <p id="live-status" role="status" aria-live="polite" class="note">This list updates itself while the page is open (reload to update it without JavaScript).</p>
@@ -199,7 +199,7 @@ ${await pendingFragment(deps, c)}`,
     if (row.status !== 'pending') {
       const v = f.view;
       const granted = grantOf(row);
-      return c.get('page')(
+      return titled(c.get('page'))(
         `Request ${row.id}`,
         html`${notice('info', `This request is ${row.status.replace('_', ' ')}${v.decision ? ` (decided by ${v.decision.approver})` : ''}: there is nothing to decide.`)}
 ${facts(f, h, false)}
@@ -207,7 +207,7 @@ ${granted ? html`<h2>Granted</h2>${scopeList(granted)}<p>TTL ${formatDuration(gr
 <p><a href="/console/requests/${row.id}/story">The request's whole story</a> · <a href="/console">Pending requests</a></p>`,
       );
     }
-    return c.get('page')(
+    return titled(c.get('page'))(
       `Request ${row.id}`,
       html`<article class="request" aria-labelledby="${h}">${facts(f, h, false)}</article>
 ${narrowingForm(f, c.get('csrf'))}
@@ -229,7 +229,7 @@ ${narrowingForm(f, c.get('csrf'))}
     const outcome = await passkeys.decideInConsole(deps, c.get('session'), row.id, form);
     const shown = outcomeText(outcome);
     if (isDataRequest(c)) return c.json({ outcome: outcome.outcome, message: shown.text, status: outcome.request.status }, shown.status as 200);
-    return c.get('page')(
+    return titled(c.get('page'))(
       shown.kind === 'error' ? 'Decision refused' : 'Decision',
       html`${notice(shown.kind, shown.text)}
 <p>Request <code>${row.id}</code> of agent ${row.agent_name}.</p>

@@ -49,7 +49,7 @@ const NAV: readonly [string, string][] = [
 /**
  * The page renderer of one request: the layout (title, navigation, the
  * signed-in approver and the "Sign out" button) around `body`, as a whole
- * HTML response. The title is the page's only h1.
+ * HTML response. `body` brings its own h1 (see {@link titled}).
  */
 export function pageRenderer(c: Context, user: LayoutUser | undefined): PageRenderer {
   return async (title, body, init) => {
@@ -84,7 +84,6 @@ ${user ? html`<meta name="csrf-token" content="${user.csrf}">` : ''}
   ${nav}
 </header>
 <main id="main">
-<h1>${title}</h1>
 ${await body}
 </main>
 </body>
@@ -92,6 +91,12 @@ ${await body}
 `;
     return new Response(doc.toString(), { status: init?.status ?? 200, headers: htmlHeaders() });
   };
+}
+
+/** A renderer whose pages start with their title as the h1 (the core's pages; the reference pages write their own). */
+export function titled(render: PageRenderer): PageRenderer {
+  return async (title, body, init) => render(title, html`<h1>${title}</h1>
+${await body}`, init);
 }
 
 /** A message box (role=status for outcomes, role=alert for refusals). */

@@ -7,7 +7,7 @@ import * as passkeys from '../broker/passkeys.ts';
 import { safeEqual } from '../lib/secrets.ts';
 import { problemBody } from '../wire/error-codes.ts';
 import type { ConsoleEnv } from './env.ts';
-import { pageRenderer } from './layout.ts';
+import { pageRenderer, titled } from './layout.ts';
 
 /*
  * Console sessions as the browser carries them, and CSRF.
@@ -108,7 +108,7 @@ export function requireSession(deps: BrokerDeps, origin: string): MiddlewareHand
       }
       if (isDataRequest(c)) return problem(new BrokerError('UNAUTHORIZED', 'sign in to the console first (no valid console session)'), extra);
       const page = pageRenderer(c, undefined);
-      const res = await page('Signed out', signedOutBody(), { status: 401 });
+      const res = await titled(page)('Signed out', signedOutBody(), { status: 401 });
       if (cleared) res.headers.append('set-cookie', cleared);
       return res;
     }
@@ -140,7 +140,7 @@ async function csrfField(c: Context): Promise<string | undefined> {
 
 async function refuse(c: Context<ConsoleEnv>, message: string): Promise<Response> {
   if (isDataRequest(c)) return problem(new BrokerError('FORBIDDEN', message));
-  return c.get('page')('Refused', html`<p role="alert">${message}</p><p><a href="/console">Back to the console</a></p>`, { status: 403 });
+  return titled(c.get('page'))('Refused', html`<p role="alert">${message}</p><p><a href="/console">Back to the console</a></p>`, { status: 403 });
 }
 
 function signedOutBody() {
