@@ -318,3 +318,31 @@ describe('step-up (JIT_PASSKEY_TIER=2)', () => {
     expect(await statusOf(k, id)).toBe('revoked');
   });
 });
+
+describe('time limits and unknown requests', () => {
+  let k: Console;
+  beforeAll(async () => {
+    k = await startConsole();
+  });
+  afterAll(() => k?.h.close());
+
+  it('an enrolment link past its 15 minutes: the page is 404 and its ceremony refused', async () => {
+    const { token } = await addApprover(k.h.broker.deps, { name: 'late' });
+    k.h.clock.advance(15 * 60_000 + 1);
+    const page = await send(k, 'GET', `/console/enrol/${token}`);
+    expect(page.status).toBe(404);
+    expect(await page.text()).not.toContain('Register passkey</button>');
+    const options = await postJson<{ detail: string }>(k, `/console/enrol/${token}/options`);
+    expect(options.res.status).toBe(404);
+  });
+
+  it('an unknown or malformed request id is 404; a session idle past JIT_CONSOLE_IDLE_TIMEOUT is sent to sign-in', async () => {
+    const ann = await enrol(k, 'ann');
+    expect((await send(k, 'GET', `/console/requests/req_${'0'.repeat(26)}`, { cookie: ann.cookie })).status).toBe(404);
+    const odd = await send(k, 'GET', `/console/requests/${encodeURIComponent('<script>')}`, { cookie: ann.cookie });
+    expect(odd.status).toBe(404);
+    expect(await odd.text()).not.toContain('<script>');
+    k.h.clock.advance(30 * 60_000 + 1000);
+    expect((await send(k, 'GET', '/console', { cookie: ann.cookie })).status).toBe(303);
+  });
+});
