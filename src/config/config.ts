@@ -250,7 +250,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   const config: Config = {
     host: e.JIT_HOST,
     port: e.JIT_PORT,
-    publicUrl: e.JIT_PUBLIC_URL ?? `http://${e.JIT_HOST.includes(':') ? `[${e.JIT_HOST}]` : e.JIT_HOST}:${e.JIT_PORT}`,
+    publicUrl: e.JIT_PUBLIC_URL ?? defaultPublicUrl(e.JIT_HOST, e.JIT_PORT, !vault),
     publicUrlSet: e.JIT_PUBLIC_URL !== undefined,
     dbPath: e.JIT_DB,
     databaseUrl: e.JIT_DATABASE_URL,
@@ -279,6 +279,21 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     production: e.NODE_ENV?.toLowerCase() === 'production',
   };
   return deepFreeze(config);
+}
+
+/** Host names of the loopback interface (IPv6 literals bare, as JIT_HOST spells them). */
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', 'localhost']);
+
+/**
+ * The public URL when JIT_PUBLIC_URL is unset: the listening address. In dev
+ * mode (no VAULT_ADDR) on a loopback address it is `http://localhost:PORT`
+ * instead, because the console's passkeys need a host name (WebAuthn refuses
+ * an IP address as the relying party) and browsers treat localhost as a
+ * secure context.
+ */
+function defaultPublicUrl(host: string, port: number, devMode: boolean): string {
+  if (devMode && LOOPBACK_HOSTS.has(host)) return `http://localhost:${port}`;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
 /** JIT_KEY_ENCRYPTION_KEY, or the content of JIT_KEY_ENCRYPTION_KEY_FILE, validated; one of them at most. */

@@ -7,7 +7,7 @@ describe('loadConfig', () => {
     expect(c).toMatchObject({
       host: '127.0.0.1',
       port: 8787,
-      publicUrl: 'http://127.0.0.1:8787',
+      publicUrl: 'http://localhost:8787',
       dbPath: './data/jit.db',
       policiesDir: './policies',
       approvalTimeoutSeconds: 600,
@@ -18,6 +18,14 @@ describe('loadConfig', () => {
       logLevel: 'info',
     });
     expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it('dev mode on loopback defaults the public URL to http://localhost:PORT (passkeys need a host name); otherwise the listening address', () => {
+    expect(loadConfig({ JIT_PORT: '9000' }).publicUrl).toBe('http://localhost:9000');
+    expect(loadConfig({ JIT_HOST: '::1' }).publicUrl).toBe('http://localhost:8787');
+    expect(loadConfig({ JIT_HOST: '0.0.0.0' }).publicUrl).toBe('http://0.0.0.0:8787');
+    expect(loadConfig({ VAULT_ADDR: 'http://127.0.0.1:8200', VAULT_TOKEN: 't' }).publicUrl).toBe('http://127.0.0.1:8787');
+    expect(loadConfig({ JIT_PUBLIC_URL: 'https://jit.example.net' }).publicUrl).toBe('https://jit.example.net');
   });
 
   it('reads durations, Vault AppRole and Telegram settings', () => {
