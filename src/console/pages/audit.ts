@@ -23,7 +23,10 @@ export const AUDIT_VERIFY_MAX_ENTRIES = 100_000;
 /** Fields of an entry's data left out on the console (a Vault token's accessor: an identifier that can revoke the token; the CLI's `jit audit export` has it). */
 const HIDDEN_FIELDS = new Set(['accessor']);
 
-/** An entry's data (canonical JSON) as one inert line, without {@link HIDDEN_FIELDS}. */
+/**
+ * An entry's data (canonical JSON) as one inert line, `key: value` pairs
+ * joined by "; " (nested values as JSON), without {@link HIDDEN_FIELDS}.
+ */
 export function auditDataText(data: string): string {
   let parsed: unknown;
   try {
@@ -32,8 +35,10 @@ export function auditDataText(data: string): string {
     return inertText(data);
   }
   if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) {
-    const shown = Object.fromEntries(Object.entries(parsed).filter(([k]) => !HIDDEN_FIELDS.has(k)));
-    return Object.keys(shown).length === 0 ? '-' : inertText(JSON.stringify(shown));
+    const pairs = Object.entries(parsed)
+      .filter(([k, v]) => !HIDDEN_FIELDS.has(k) && v !== null && v !== undefined)
+      .map(([k, v]) => `${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`);
+    return pairs.length === 0 ? '-' : inertText(pairs.join('; '));
   }
   return inertText(JSON.stringify(parsed));
 }
@@ -107,7 +112,7 @@ export function auditPage(deps: BrokerDeps): Hono<ConsoleEnv> {
                 ${rows.map(
                   (r) => html`<tr><td>${r.seq}</td><td>${when(r.at)}</td><td>${r.event}</td><td>${voter(labels, r.actor)}</td>
                     <td>${r.request_id ? html`<a href="/console/requests/${r.request_id}/story">${r.request_id}</a>` : '-'}</td>
-                    <td><code>${auditDataText(r.data)}</code></td></tr>`,
+                    <td>${auditDataText(r.data)}</td></tr>`,
                 )}
               </tbody>
             </table>`}

@@ -116,7 +116,7 @@ export function storyPage(deps: BrokerDeps): Hono<ConsoleEnv> {
           ${entries.length === 0
             ? html`<p>None.</p>`
             : html`<table><thead><tr><th scope="col">Seq</th><th scope="col">When</th><th scope="col">Event</th><th scope="col">Actor</th><th scope="col">Details</th></tr></thead><tbody>
-                ${entries.map((e) => html`<tr><td>${e.seq}</td><td>${when(e.at)}</td><td>${e.event}</td><td>${voter(labels, e.actor)}</td><td><code>${auditDataText(e.data)}</code></td></tr>`)}
+                ${entries.map((e) => html`<tr><td>${e.seq}</td><td>${when(e.at)}</td><td>${e.event}</td><td>${voter(labels, e.actor)}</td><td>${auditDataText(e.data)}</td></tr>`)}
               </tbody></table>
               ${entries.length === STORY_AUDIT_LIMIT ? html`<p>The first ${STORY_AUDIT_LIMIT} entries are shown; the <a href="/console/audit">audit log</a> has them all.</p>` : ''}`}
         </section>`,

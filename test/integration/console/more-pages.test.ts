@@ -91,6 +91,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  if (process.env.DUMP_PAGES) writeFileSync(process.env.DUMP_PAGES, JSON.stringify(bodies));
   await new Promise((r) => server?.close(r));
   await h?.close();
   await receiver?.close();
@@ -282,8 +283,12 @@ describe('console reference pages', () => {
 
   it('no page carries a secret: agent tokens (but on their one add page), Vault tokens, token hashes, the hooks token', async () => {
     const hashes = (await h.broker.deps.storage.agents.list()).map((a) => a.token_hash);
+    // The revoked token's accessor is in its audit entries; the console leaves it out.
+    const accessor = (await h.broker.deps.storage.credentials.forRequest(issuedId))!.accessor!;
+    expect((await h.broker.deps.storage.audit.ofRequest(issuedId, 0, 100)).some((e) => e.data.includes(accessor))).toBe(true);
+    expect(bodies.some((b) => b.path === '/console/audit' && b.body.includes('request.revoked'))).toBe(true);
     for (const { path, body } of bodies) {
-      for (const secret of [agentToken, vaultToken, ROOT_TOKEN, HOOKS_TOKEN, ...hashes]) expect(body, path).not.toContain(secret);
+      for (const secret of [agentToken, vaultToken, ROOT_TOKEN, HOOKS_TOKEN, accessor, ...hashes]) expect(body, path).not.toContain(secret);
       if (path !== 'POST /console/agents') expect(body, path).not.toContain(newToken);
     }
   });
