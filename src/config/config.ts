@@ -82,6 +82,15 @@ const EnvSchema = z.object({
   JIT_APPROVAL_TIMEOUT: duration.default(600),
   JIT_CLAIM_WINDOW: duration.default(600),
   JIT_TIER3_QUORUM: z.coerce.number().int().min(2).max(10).default(2),
+  // Approving a request of this required tier or above needs a passkey step-up in the console (SPEC §12). Unset or empty: never.
+  JIT_PASSKEY_TIER: z
+    .string()
+    .refine((v) => /^\s*[1-3]?\s*$/.test(v), 'must be 1, 2 or 3 (the lowest required tier whose approval needs a passkey step-up in the console; 3 is recommended), or empty for none')
+    .transform((v) => (v.trim() === '' ? undefined : Number(v.trim())))
+    .optional(),
+  // Console sessions: signed out after this long without a request, and after JIT_CONSOLE_SESSION_MAX whatever happens.
+  JIT_CONSOLE_IDLE_TIMEOUT: duration.refine((s) => s >= 60 && s <= 86_400, 'must be between 1m and 24h').default(1800),
+  JIT_CONSOLE_SESSION_MAX: duration.refine((s) => s >= 300 && s <= 30 * 86_400, 'must be between 5m and 30d').default(43_200),
   JIT_RATE_PER_MINUTE: z.coerce.number().int().min(1).max(100_000).default(60),
   JIT_MAX_PENDING: z.coerce.number().int().min(1).max(10_000).default(20),
   JIT_MAX_STREAMS: z.coerce.number().int().min(1).max(10_000).default(20),
@@ -135,6 +144,12 @@ export interface Config {
   approvalTimeoutSeconds: number;
   claimWindowSeconds: number;
   tier3Quorum: number;
+  /** JIT_PASSKEY_TIER: approving a request whose required tier is at least this needs a passkey step-up (console only); undefined: never. */
+  passkeyTier: number | undefined;
+  /** Seconds a console session may sit unused (JIT_CONSOLE_IDLE_TIMEOUT). */
+  consoleIdleTimeoutSeconds: number;
+  /** Seconds a console session lasts at most, used or not (JIT_CONSOLE_SESSION_MAX). */
+  consoleSessionMaxSeconds: number;
   ratePerMinute: number;
   maxPending: number;
   /** Decision streams (GET /jit/requests/{id}/events) one agent may hold open at once, per broker process. */
@@ -217,6 +232,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     };
   }
 
+  if (e.JIT_CONSOLE_IDLE_TIMEOUT > e.JIT_CONSOLE_SESSION_MAX) {
+    throw new ConfigError('JIT_CONSOLE_IDLE_TIMEOUT', `must not be longer than JIT_CONSOLE_SESSION_MAX (${e.JIT_CONSOLE_SESSION_MAX}s)`);
+  }
+
   const keyEncryptionKey = readKeyEncryptionKey(e.JIT_KEY_ENCRYPTION_KEY, e.JIT_KEY_ENCRYPTION_KEY_FILE);
   let previousKeyEncryptionKey: string | undefined;
   if (e.JIT_KEY_ENCRYPTION_KEY_PREVIOUS !== undefined) {
@@ -236,6 +255,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     approvalTimeoutSeconds: e.JIT_APPROVAL_TIMEOUT,
     claimWindowSeconds: e.JIT_CLAIM_WINDOW,
     tier3Quorum: e.JIT_TIER3_QUORUM,
+    passkeyTier: e.JIT_PASSKEY_TIER,
+    consoleIdleTimeoutSeconds: e.JIT_CONSOLE_IDLE_TIMEOUT,
+    consoleSessionMaxSeconds: e.JIT_CONSOLE_SESSION_MAX,
     ratePerMinute: e.JIT_RATE_PER_MINUTE,
     maxPending: e.JIT_MAX_PENDING,
     maxStreams: e.JIT_MAX_STREAMS,

@@ -40,6 +40,17 @@ describe('loadConfig', () => {
     expect(c.telegram?.approvers).toEqual(['111', '222']);
   });
 
+  it('reads JIT_PASSKEY_TIER (unset by default) and the console session timeouts, validated', () => {
+    expect(loadConfig({})).toMatchObject({ passkeyTier: undefined, consoleIdleTimeoutSeconds: 1800, consoleSessionMaxSeconds: 43_200 });
+    expect(loadConfig({ JIT_PASSKEY_TIER: '3', JIT_CONSOLE_IDLE_TIMEOUT: '15m', JIT_CONSOLE_SESSION_MAX: '8h' })).toMatchObject({ passkeyTier: 3, consoleIdleTimeoutSeconds: 900, consoleSessionMaxSeconds: 28_800 });
+    expect(loadConfig({ JIT_PASSKEY_TIER: '' }).passkeyTier).toBeUndefined();
+    for (const bad of ['0', '4', 'high', '2.5']) expect(() => loadConfig({ JIT_PASSKEY_TIER: bad })).toThrow(/^JIT_PASSKEY_TIER: must be 1, 2 or 3/);
+    expect(() => loadConfig({ JIT_CONSOLE_IDLE_TIMEOUT: 'soon' })).toThrow(/^JIT_CONSOLE_IDLE_TIMEOUT: "soon" is not a duration/);
+    expect(() => loadConfig({ JIT_CONSOLE_IDLE_TIMEOUT: '10s' })).toThrow(/^JIT_CONSOLE_IDLE_TIMEOUT: must be between 1m and 24h/);
+    expect(() => loadConfig({ JIT_CONSOLE_SESSION_MAX: '60d' })).toThrow(/^JIT_CONSOLE_SESSION_MAX: must be between 5m and 30d/);
+    expect(() => loadConfig({ JIT_CONSOLE_IDLE_TIMEOUT: '2h', JIT_CONSOLE_SESSION_MAX: '1h' })).toThrow(/^JIT_CONSOLE_IDLE_TIMEOUT: must not be longer than JIT_CONSOLE_SESSION_MAX/);
+  });
+
   it('refuses JIT_HTTP_WORKERS, removed, pointing to several brokers on one database; an empty value passes', () => {
     expect(() => loadConfig({ JIT_HTTP_WORKERS: '2' })).toThrow(
       'JIT_HTTP_WORKERS: no longer supported (HTTP worker processes were removed): unset it, and to scale run several brokers on one database (docs/operations.md, "High availability")',
