@@ -11,14 +11,15 @@ export const AUDIT_PAGE_SIZE = 50;
 
 /**
  * The chain's verify status is recomputed at most this often: a full
- * verify reads the whole log (measured: about 70-80 ms for 10,000 entries
- * on SQLite, which blocks the event loop while it reads), so page loads
- * share one result instead of each paying for it.
+ * verify reads the whole log (measured on 10,000 entries: 66-200 ms on
+ * SQLite, whose reads block the event loop meanwhile, 170-340 ms on
+ * PostgreSQL; docs/console-pages.md), so page loads share one result
+ * instead of each paying for it.
  */
 export const AUDIT_VERIFY_MAX_AGE_MS = 60_000;
 
-/** Past this many entries the console does not verify (about 0.8 s on SQLite): `jit audit verify` on the broker host does. */
-export const AUDIT_VERIFY_MAX_ENTRIES = 100_000;
+/** Past this many entries (about 1 s of verify at the rates above) the console does not verify: `jit audit verify` on the broker host does. */
+export const AUDIT_VERIFY_MAX_ENTRIES = 50_000;
 
 /** Fields of an entry's data left out on the console (a Vault token's accessor: an identifier that can revoke the token; the CLI's `jit audit export` has it). */
 const HIDDEN_FIELDS = new Set(['accessor']);
