@@ -11,7 +11,7 @@ import { addApprover } from '../../../src/broker/approvers.ts';
 import type { ConsoleSession } from '../../../src/broker/passkeys.ts';
 import type { ConsoleEnv } from '../../../src/console/env.ts';
 import { morePages } from '../../../src/console/more-pages.ts';
-import { AUDIT_PAGE_SIZE } from '../../../src/console/pages/audit.ts';
+import { AUDIT_PAGE_SIZE, AUDIT_VERIFY_MAX_AGE_MS } from '../../../src/console/pages/audit.ts';
 import { HISTORY_PAGE_SIZE } from '../../../src/console/pages/history.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../../fakes/webhook-receiver.ts';
 import { ROOT_TOKEN, startHarness, type Harness } from '../../helpers/broker-harness.ts';
@@ -269,6 +269,13 @@ describe.each(ENGINES)('console reference pages on $name', ({ database }) => {
       expect(seqs(older.body)[0]).toBe(newest[newest.length - 1]! - 1);
       expect(older.body).not.toContain('\u202E');
       expect((await get('/console/audit?before=abc')).status).toBe(400);
+      if (h.broker.deps.storage.engine !== 'sqlite') return;
+      // An altered entry: the cached status stands for its minute, then the page says where the chain breaks.
+      h.db.exec("DROP TRIGGER audit_log_no_update; UPDATE audit_log SET actor = 'mallory' WHERE seq = 2");
+      expect((await get('/console/audit')).body).toContain('Chain intact');
+      h.clock.advance(AUDIT_VERIFY_MAX_AGE_MS + 1);
+      const tampered = await get('/console/audit');
+      expect(tampered.body).toContain('Audit log TAMPERED</strong> at entry 2: hash does not match the entry content');
     });
 
     it('signing keys show ids and public keys only; policies show what is in force and the check', async () => {
