@@ -109,6 +109,7 @@ describe.each(ENGINES)('console reference pages on $name', ({ database }) => {
     let issuedId: string;
     let vaultToken: string;
     let pendingId: string;
+    let gateCredential: string;
 
     it('history lists requests linking to their story, renders the agent-written reason inertly, and searches by agent, status and text', async () => {
       const issued = await request({ resource: 'vault', tier: 1, reason: EVIL_REASON, vault_paths: [{ path: 'homelab/data/docker/registry', capabilities: ['read'] }], ttl: '10m' });
@@ -182,6 +183,13 @@ describe.each(ENGINES)('console reference pages on $name', ({ database }) => {
       const decide = await get(`/console/requests/${pendingId}/story`);
       expect(decide.body).toContain(`href="/console/requests/${pendingId}"`);
       expect((await get('/console/requests/req_nope/story')).status).toBe(404);
+
+      const gate = await request({ resource: 'gate', tier: 1, reason: 'push the agent branch', repo: 'homelab/app', refs: ['refs/heads/agent/x', 'refs/heads/agent/y'] });
+      expect(gate.status).toBe(201);
+      const gateStory = await get(`/console/requests/${gate.body.id}/story`);
+      for (const text of ['Repository <code class="agent-text">homelab/app</code>', 'refs/heads/agent/x', 'refs/heads/agent/y', 'agent-branches', 'gate push credential']) expect(gateStory.body).toContain(text);
+      expect(gateStory.body).not.toContain(gate.body.credential.credential);
+      gateCredential = gate.body.credential.credential;
     });
 
     let newToken: string;
@@ -210,7 +218,8 @@ describe.each(ENGINES)('console reference pages on $name', ({ database }) => {
     it('removing an agent says what it ends, then ends its live credentials and pending requests', async () => {
       const confirm = await get('/console/agents/moltbot/remove');
       expect(confirm.status).toBe(200);
-      expect(confirm.body).toContain('1 live credential');
+      // The Vault token and the gate credential.
+      expect(confirm.body).toContain('2 live credentials');
       expect(confirm.body).toMatch(/\d+ pending requests/);
       expect(confirm.body).toContain('<button type="submit">Remove</button>');
       expect((await post('/console/agents/moltbot/remove', {})).status).toBe(403);
@@ -219,11 +228,13 @@ describe.each(ENGINES)('console reference pages on $name', ({ database }) => {
       receiver.script(...Array.from({ length: 3 }, () => ({ status: 410 })));
       const removed = await post('/console/agents/moltbot/remove', { csrf: CSRF });
       expect(removed.status).toBe(200);
-      expect(removed.body).toContain('1 live credential');
+      expect(removed.body).toContain('2 live credentials');
       expect(await h.broker.deps.agents.get('moltbot')).toBeUndefined();
       expect((await request(tier2('after removal'))).status).toBe(401);
-      // The Vault token is revoked in Vault.
+      // The Vault token is revoked in Vault; the gate credential no longer verifies.
       await expect(h.vaultAs(vaultToken).tokenLookupSelf()).rejects.toThrow();
+      const gateVerify = await h.call('POST', '/gate/verify', { body: { credential: gateCredential, repo: 'homelab/app', ref: 'refs/heads/agent/x' } });
+      expect(gateVerify.body).toEqual({ valid: false, reason: 'revoked' });
       expect((await h.broker.deps.storage.requests.get(issuedId))!.status).toBe('revoked');
       expect((await h.broker.deps.storage.requests.get(pendingId))!.status).toBe('revoked');
       const entries = await h.broker.deps.storage.audit.page(0, 100_000);
@@ -303,7 +314,7 @@ describe.each(ENGINES)('console reference pages on $name', ({ database }) => {
       expect((await h.broker.deps.storage.audit.ofRequest(issuedId, 0, 100)).some((e) => e.data.includes(accessor))).toBe(true);
       expect(bodies.some((b) => b.path === '/console/audit' && b.body.includes('request.revoked'))).toBe(true);
       for (const { path, body } of bodies) {
-        for (const secret of [agentToken, vaultToken, ROOT_TOKEN, HOOKS_TOKEN, accessor, ...hashes]) expect(body, path).not.toContain(secret);
+        for (const secret of [agentToken, vaultToken, gateCredential, ROOT_TOKEN, HOOKS_TOKEN, accessor, ...hashes]) expect(body, path).not.toContain(secret);
         if (path !== 'POST /console/agents') expect(body, path).not.toContain(newToken);
       }
     });
