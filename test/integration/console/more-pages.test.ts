@@ -8,11 +8,12 @@ import { html } from 'hono/html';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addApprover } from '../../../src/broker/approvers.ts';
-import type { ConsoleSession } from '../../../src/broker/passkeys.ts';
+import { beginEnrolment, finishEnrolment, sessionOf, type ConsoleSession } from '../../../src/broker/passkeys.ts';
 import type { ConsoleEnv } from '../../../src/console/env.ts';
 import { morePages } from '../../../src/console/more-pages.ts';
 import { AUDIT_PAGE_SIZE, AUDIT_VERIFY_MAX_AGE_MS } from '../../../src/console/pages/audit.ts';
 import { HISTORY_PAGE_SIZE } from '../../../src/console/pages/history.ts';
+import { SoftAuthenticator } from '../../helpers/soft-authenticator.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../../fakes/webhook-receiver.ts';
 import { ROOT_TOKEN, startHarness, type Harness } from '../../helpers/broker-harness.ts';
 import { freshPostgresDatabase } from '../../helpers/postgres.ts';
@@ -20,11 +21,12 @@ import { freshPostgresDatabase } from '../../helpers/postgres.ts';
 /**
  * The console's reference pages over real HTTP, on the whole broker (dev
  * Vault, real webhook receiver), mounted the way the console core mounts
- * them: a wrapper that sets the session of a registered approver, its CSRF
- * token and a minimal page renderer.
+ * them: a wrapper that sets the session of a registered approver (enrolled
+ * with a software passkey, src/broker/passkeys.ts), its CSRF token and a
+ * minimal page renderer.
  */
 const HOOKS_TOKEN = 'openclaw-hooks-token-for-console-pages-0123456789';
-const CSRF = 'csrf-token-of-the-test-session-0123456789';
+const PUBLIC_URL = 'http://localhost:8787';
 const EVIL_REASON = 'deploy <script>alert("x")</script> \u202Egnp.exe\u202C & "quotes"\nsecond line';
 
 const ENGINES = [
@@ -39,6 +41,8 @@ describe.each(ENGINES)('console reference pages on $name', ({ database }) => {
   let base: string;
   let agentToken: string;
   let approverId: string;
+  /** The session's CSRF token. */
+  let CSRF: string;
   /** Every page body fetched, for the secret checks at the end. */
   const bodies: { path: string; body: string }[] = [];
 
@@ -86,14 +90,18 @@ describe.each(ENGINES)('console reference pages on $name', ({ database }) => {
   beforeAll(async () => {
     let harness: Harness | undefined;
     receiver = await startWebhookReceiver({ jwks: () => harness!.broker.deps.keys.jwks(), now: () => harness!.clock.now(), bearer: HOOKS_TOKEN });
-    harness = await startHarness({ env: { OPENCLAW_HOOKS_URL: `${receiver.url}/hooks`, OPENCLAW_HOOKS_TOKEN: HOOKS_TOKEN, JIT_MAX_PENDING: '200', JIT_RATE_PER_MINUTE: '1000', ...(await database()) } });
+    harness = await startHarness({ env: { OPENCLAW_HOOKS_URL: `${receiver.url}/hooks`, OPENCLAW_HOOKS_TOKEN: HOOKS_TOKEN, JIT_MAX_PENDING: '200', JIT_RATE_PER_MINUTE: '1000', JIT_PUBLIC_URL: PUBLIC_URL, ...(await database()) } });
     h = harness;
     agentToken = await h.addAgent('moltbot');
-    const { approver } = await addApprover(h.broker.deps, { name: 'alice' });
+    // A real approver with a passkey (a software authenticator), and the session its enrolment starts.
+    const { approver, token } = await addApprover(h.broker.deps, { name: 'alice' });
     approverId = approver.id;
-    const now = h.clock.now();
+    const authenticator = new SoftAuthenticator({ origin: PUBLIC_URL });
+    const created = await finishEnrolment(h.broker.deps, token, authenticator.register((await beginEnrolment(h.broker.deps, token)).options));
+    const session = (await sessionOf(h.broker.deps, created.id))!;
+    CSRF = session.csrf;
     server = await new Promise<ServerType>((resolve) => {
-      const s = serve({ fetch: wrapper({ idHash: 'hash-of-the-test-session', approver, csrf: CSRF, createdAt: now, lastSeenAt: now }).fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(s));
+      const s = serve({ fetch: wrapper(session).fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(s));
     });
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
