@@ -20,13 +20,3 @@ export function morePages(deps: BrokerDeps): Hono<ConsoleEnv> {
   for (const page of [historyPage, storyPage, agentsPage, auditPage, webhooksPage, keysPage, policiesPage]) app.route('/', page(deps));
   return app;
 }
-
-/** The pages' navigation links (path under /console, label), for the core's layout. */
-export const MORE_PAGES_NAV: readonly { path: string; label: string }[] = [
-  { path: '/console/history', label: 'History' },
-  { path: '/console/agents', label: 'Agents' },
-  { path: '/console/audit', label: 'Audit log' },
-  { path: '/console/webhooks', label: 'Dead webhooks' },
-  { path: '/console/keys', label: 'Signing keys' },
-  { path: '/console/policies', label: 'Policies' },
-];

@@ -6,7 +6,7 @@ import type { BrokerDeps } from '../../broker/deps.ts';
 import { BrokerError } from '../../broker/errors.ts';
 import { finishRevocations, removeAgentRevoking } from '../../broker/revoke.ts';
 import type { ConsoleEnv } from '../env.ts';
-import { actorOf, agentText, csrfField, csrfSchema, optional, parseForm, problemPage, when, type Ctx } from './common.ts';
+import { actorOf, agentText, csrfField, csrfSchema, notice, optional, parseForm, problemPage, when, type Ctx } from './common.ts';
 
 const AddForm = z
   .object({
@@ -41,7 +41,7 @@ async function tokenPage(c: Ctx, name: string, sessionKey: string | null, token:
     `Agent ${name} added`,
     html`<h1>Agent ${name} added</h1>
       ${sessionKey ? html`<p>Default session key: ${agentText(sessionKey)}</p>` : ''}
-      <p role="alert"><strong>This token is shown only this once.</strong> It is not stored anywhere and cannot be shown again: copy it now into the agent's secret store. If it is lost, remove the agent and add it again.</p>
+      ${notice('info', html`<strong>This token is shown only this once.</strong> It is not stored anywhere and cannot be shown again: copy it now into the agent's secret store. If it is lost, remove the agent and add it again.`)}
       <p><label for="agent-token">Bearer token of ${name}</label></p>
       <p><input id="agent-token" type="text" readonly value="${token}" size="80" autocomplete="off" spellcheck="false"></p>
       <p><a href="/console/agents">Back to agents</a></p>`,
@@ -75,9 +75,9 @@ export function agentsPage(deps: BrokerDeps): Hono<ConsoleEnv> {
         <h2 id="add-agent">Add an agent</h2>
         <form method="post" action="/console/agents" aria-labelledby="add-agent">
           ${csrfField(c)}
-          <p><label for="agent-name">Name</label> <input id="agent-name" name="name" required autocomplete="off" aria-describedby="agent-name-help">
+          <p><label for="agent-name">Name</label> <input id="agent-name" type="text" name="name" required autocomplete="off" aria-describedby="agent-name-help">
             <span id="agent-name-help">1-63 characters of a-z, 0-9, ".", "_" or "-"</span></p>
-          <p><label for="agent-session">Default session key (optional)</label> <input id="agent-session" name="session" autocomplete="off"></p>
+          <p><label for="agent-session">Default session key (optional)</label> <input id="agent-session" type="text" name="session" autocomplete="off"></p>
           <p><button type="submit">Add agent</button> Its bearer token is shown once, on the next page.</p>
         </form>`,
     );
@@ -108,7 +108,7 @@ export function agentsPage(deps: BrokerDeps): Hono<ConsoleEnv> {
         <p>Removing <strong>${name}</strong> stops its token at once and ends everything it holds or may still get: now ${endsText(open)}. Each is audited and its webhook sent. This cannot be undone; to use the agent again, add it anew (it gets a new token).</p>
         <form method="post" action="/console/agents/${name}/remove">
           ${csrfField(c)}
-          <p><button type="submit">Remove</button> <a href="/console/agents">Keep it</a></p>
+          <p class="actions"><button type="submit" class="deny">Remove</button> <a href="/console/agents">Keep it</a></p>
         </form>`,
     );
   });
@@ -131,8 +131,8 @@ export function agentsPage(deps: BrokerDeps): Hono<ConsoleEnv> {
     return c.get('page')(
       `Agent ${name} removed`,
       html`<h1>Agent ${name} removed</h1>
-        <p role="status">Its token no longer works. Ended ${endsText(counts)}.</p>
-        ${pendingVault > 0 ? html`<p role="alert">${plural(pendingVault, 'Vault token', 'Vault tokens')} could not be revoked in Vault just now: the revocation is recorded and the broker's sweep retries until Vault accepts.</p>` : ''}
+        ${notice('ok', `Its token no longer works. Ended ${endsText(counts)}.`)}
+        ${pendingVault > 0 ? notice('error', `${plural(pendingVault, 'Vault token', 'Vault tokens')} could not be revoked in Vault just now: the revocation is recorded and the broker's sweep retries until Vault accepts.`) : ''}
         ${records.length > 0
           ? html`<ul>${records.map((r) => html`<li><a href="/console/requests/${r.requestId}/story">${r.requestId}</a>: was ${r.was}</li>`)}</ul>`
           : ''}

@@ -5,7 +5,7 @@ import { verifyAuditChain, type AuditVerdict } from '../../broker/audit.ts';
 import type { BrokerDeps } from '../../broker/deps.ts';
 import { inertText } from '../../lib/inert-text.ts';
 import type { ConsoleEnv } from '../env.ts';
-import { optional, parseQuery, voter, voterLabels, when, type Html } from './common.ts';
+import { notice, optional, parseQuery, voter, voterLabels, when, type Html } from './common.ts';
 
 export const AUDIT_PAGE_SIZE = 50;
 
@@ -75,16 +75,16 @@ export function auditPage(deps: BrokerDeps): Hono<ConsoleEnv> {
 
   function statusHtml(s: ChainStatus): Html {
     if (s.kind === 'too-big') {
-      return html`<p role="status">The log has ${s.entries} entries, more than the console verifies on a page load (${AUDIT_VERIFY_MAX_ENTRIES}). Verify it on the broker host: <code>jit audit verify</code>.</p>`;
+      return notice('info', html`The log has ${s.entries} entries, more than the console verifies on a page load (${AUDIT_VERIFY_MAX_ENTRIES}). Verify it on the broker host: <code>jit audit verify</code>.`);
     }
-    if (s.kind === 'failed') return html`<p role="alert">Chain not verified at ${when(s.at)}: ${s.message}.</p>`;
+    if (s.kind === 'failed') return notice('error', `Chain not verified at ${when(s.at)}: ${s.message}.`);
     const v = s.verdict;
     const heads = v.heads.newest
       ? `newest signed head: entry ${v.heads.newest.seq}, signed ${when(v.heads.newest.at)} with key ${v.heads.newest.kid} (${v.heads.checked} signed head${v.heads.checked === 1 ? '' : 's'} checked)`
       : 'no signed head checked yet: removal of entries from the end cannot be detected';
     const unchecked = v.heads.unchecked > 0 ? ` ${v.heads.unchecked} signed head(s) not checked: key(s) ${v.heads.unknownKids.join(', ')} not in the key ring.` : '';
-    if (!v.ok) return html`<p role="alert"><strong>Audit log TAMPERED</strong> at entry ${v.seq}: ${v.problem} (verified ${when(s.at)}).</p>`;
-    return html`<p role="status"><strong>Chain intact</strong>: ${v.entries} entries verified at ${when(s.at)} (took ${s.tookMs} ms; re-verified at most once a minute); ${heads}.${unchecked}</p>`;
+    if (!v.ok) return notice('error', html`<strong>Audit log TAMPERED</strong> at entry ${v.seq}: ${v.problem} (verified ${when(s.at)}).`);
+    return notice('ok', html`<strong>Chain intact</strong>: ${v.entries} entries verified at ${when(s.at)} (took ${s.tookMs} ms; re-verified at most once a minute); ${heads}.${unchecked}`);
   }
 
   app.get('/audit', async (c) => {

@@ -32,9 +32,14 @@ export function agentText(text: string): Html {
   return html`<code class="agent-text">${inertText(text)}</code>`;
 }
 
-/** A reason an agent wrote, which may span lines: inert, escaped, in a <pre> that keeps its newlines. */
+/** A reason an agent wrote, which may span lines: inert, escaped, in a <pre> that keeps its newlines (and wraps: the layout's `.reason`). */
 export function agentBlock(text: string): Html {
-  return html`<pre class="agent-text">${inertText(text)}</pre>`;
+  return html`<pre class="reason agent-text">${inertText(text)}</pre>`;
+}
+
+/** A message box in the layout's style: role=status for outcomes, role=alert for refusals and warnings. */
+export function notice(kind: 'ok' | 'error' | 'info', body: Html | string): Html {
+  return html`<div class="notice notice-${kind}" role="${kind === 'error' ? 'alert' : 'status'}">${body}</div>`;
 }
 
 /** A reason shortened to one line for a table cell (inert; the story page shows it whole). */
@@ -86,7 +91,7 @@ export function problemPage(c: Ctx, status: 400 | 403 | 404 | 409 | 503, title: 
   return c.get('page')(
     title,
     html`<h1>${title}</h1>
-      <p role="alert">${message}</p>
+      ${notice('error', message)}
       ${back ? html`<p><a href="${back.href}">${back.label}</a></p>` : ''}`,
     { status },
   );
@@ -120,7 +125,7 @@ export async function parseForm<T extends z.ZodObject>(c: Ctx, schema: T, title:
   } catch {
     return { ok: false, response: await problemPage(c, 400, title, 'The form could not be read: send it as application/x-www-form-urlencoded or multipart/form-data.') };
   }
-  const token = body.csrf;
+  const token = c.req.header('x-csrf-token') ?? body.csrf;
   if (typeof token !== 'string' || !safeEqual(token, c.get('csrf'))) {
     return { ok: false, response: await problemPage(c, 403, title, 'This form has no valid CSRF token (it is older than your session, or came from another site). Nothing was changed; reload the page and try again.') };
   }
@@ -134,8 +139,8 @@ export function csrfField(c: Ctx): Html {
   return html`<input type="hidden" name="csrf" value="${c.get('csrf')}">`;
 }
 
-/** A form's csrf field in a strict zod schema. */
-export const csrfSchema = { csrf: z.string() };
+/** A form's csrf field in a strict zod schema (checked by {@link parseForm}; a fetch may send the header `x-csrf-token` instead). */
+export const csrfSchema = { csrf: z.string().optional() };
 
 /** An empty query value is no filter. */
 export const optional = <T extends z.ZodType>(schema: T) => z.preprocess((v) => (v === '' ? undefined : v), schema.optional());

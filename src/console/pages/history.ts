@@ -46,7 +46,7 @@ export function historyPage(deps: BrokerDeps): Hono<ConsoleEnv> {
       'Request history',
       html`<h1>Request history</h1>
         <form method="get" action="/console/history" role="search">
-          <p><label for="h-agent">Agent</label> <input id="h-agent" name="agent" value="${agent ?? ''}" autocomplete="off"></p>
+          <p><label for="h-agent">Agent</label> <input id="h-agent" type="text" name="agent" value="${agent ?? ''}" autocomplete="off"></p>
           <p><label for="h-status">Status</label>
             <select id="h-status" name="status">
               <option value=""${status ? '' : ' selected'}>Any</option>

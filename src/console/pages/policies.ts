@@ -5,7 +5,7 @@ import { describePolicy, formatProblems, loadPolicyDir } from '../../broker/poli
 import type { AgentPolicy, PolicySet } from '../../broker/policy/types.ts';
 import { redactUrl } from '../../broker/webhook-retry.ts';
 import type { ConsoleEnv } from '../env.ts';
-import { duration, type Html } from './common.ts';
+import { duration, notice, type Html } from './common.ts';
 
 function webhookText(a: AgentPolicy): string {
   const w = a.webhook;
@@ -54,9 +54,9 @@ export function policiesPage(deps: BrokerDeps): Hono<ConsoleEnv> {
         <section aria-labelledby="p-check">
           <h2 id="p-check">Check of the policy files</h2>
           ${check.ok
-            ? html`<p role="status"><strong>OK</strong>: ${dir} (${describePolicy(check.policy)}).</p>
+            ? html`${notice('ok', html`<strong>OK</strong>: ${dir} (${describePolicy(check.policy)}).`)}
                 ${(check.warnings ?? []).length > 0 ? html`<ul>${formatProblems(check.warnings ?? []).map((w) => html`<li>warning: ${w}</li>`)}</ul>` : ''}`
-            : html`<p role="alert"><strong>${check.problems.length} problem(s)</strong> in ${dir}; the broker keeps the policy it loaded last until they are fixed:</p>
+            : html`${notice('error', html`<strong>${check.problems.length} problem(s)</strong> in ${dir}; the broker keeps the policy it loaded last until they are fixed:`)}
                 <ul>${formatProblems(check.problems).map((p) => html`<li>${p}</li>`)}</ul>`}
           <p>The same check as <code>jit policy check</code>. After editing the files, reload with SIGHUP (or restart).</p>
         </section>

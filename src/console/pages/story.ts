@@ -51,7 +51,7 @@ export function storyPage(deps: BrokerDeps): Hono<ConsoleEnv> {
         ${row.status === 'pending' ? html`<p>This request is pending: <a href="/console/requests/${row.id}">decide it</a>.</p>` : ''}
         <section aria-labelledby="s-request">
           <h2 id="s-request">The request</h2>
-          <dl>
+          <dl class="facts">
             <dt>Status</dt><dd>${row.status}</dd>
             <dt>Agent</dt><dd>${row.agent_name}</dd>
             <dt>Session key</dt><dd>${row.session_key === null ? '- (the agent default)' : agentText(row.session_key)}</dd>
@@ -91,7 +91,7 @@ export function storyPage(deps: BrokerDeps): Hono<ConsoleEnv> {
           <h2 id="s-credential">Credential</h2>
           ${!cred || credState === 'none'
             ? html`<p>None.</p>`
-            : html`<dl>
+            : html`<dl class="facts">
                 <dt>Type</dt><dd>${cred.type === 'vault_token' ? 'Vault token' : 'gate push credential'}</dd>
                 <dt>State</dt><dd>${credState === 'revoking' ? 'revoking (Vault clean-up pending)' : credState}</dd>
                 <dt>Issued</dt><dd>${when(cred.issued_at)}</dd>

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { BrokerDeps } from '../../broker/deps.ts';
 import { requeueDeadDelivery, targetUrlLabel } from '../../broker/webhook-retry.ts';
 import type { ConsoleEnv } from '../env.ts';
-import { actorOf, csrfField, csrfSchema, optional, parseForm, parseQuery, problemPage, when } from './common.ts';
+import { actorOf, csrfField, csrfSchema, notice, optional, parseForm, parseQuery, problemPage, when } from './common.ts';
 
 /** Dead deliveries listed on the page, newest first (`jit webhooks list --dead --limit N` shows more). */
 export const DEAD_SHOWN = 200;
@@ -24,7 +24,7 @@ export function webhooksPage(deps: BrokerDeps): Hono<ConsoleEnv> {
     return c.get('page')(
       'Dead webhooks',
       html`<h1>Dead webhooks</h1>
-        ${retried ? html`<p role="status">Re-queued ${retried}: the broker sends it within a second or so.</p>` : ''}
+        ${retried ? notice('ok', `Re-queued ${retried}: the broker sends it within a second or so.`) : ''}
         <p>A delivery is dead when its receiver kept failing until the retries ran out. Retry sends it again from the first attempt.</p>
         ${dead.length === 0
           ? html`<p>No dead webhook deliveries.</p>`

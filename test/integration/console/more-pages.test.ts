@@ -229,7 +229,7 @@ describe.each(ENGINES)('console reference pages on $name', ({ database }) => {
       // The Vault token and the gate credential.
       expect(confirm.body).toContain('2 live credentials');
       expect(confirm.body).toMatch(/\d+ pending requests/);
-      expect(confirm.body).toContain('<button type="submit">Remove</button>');
+      expect(confirm.body).toMatch(/<button type="submit"[^>]*>Remove<\/button>/);
       expect((await post('/console/agents/moltbot/remove', {})).status).toBe(403);
       expect(await h.broker.deps.agents.get('moltbot')).toBeDefined();
 
