@@ -134,8 +134,11 @@ export async function addVirtualAuthenticator(page: Page): Promise<VirtualAuthen
  */
 export async function pageWeight(page: Page): Promise<{ html: number; css: number; js: number; other: number; total: number; requests: number }> {
   return page.evaluate(() => {
-    const nav = performance.getEntriesByType('navigation')[0] as PerformanceNavigationTiming | undefined;
-    const res = performance.getEntriesByType('resource') as PerformanceResourceTiming[];
+    // No DOM lib in the project's tsconfig: the page's entries are typed by hand.
+    type Entry = { name: string; initiatorType: string; transferSize: number };
+    const perf = (globalThis as any).performance;
+    const nav = perf.getEntriesByType('navigation')[0] as Entry | undefined;
+    const res = perf.getEntriesByType('resource') as Entry[];
     const w = { html: nav?.transferSize ?? 0, css: 0, js: 0, other: 0, total: 0, requests: 1 + res.length };
     for (const r of res) {
       if (r.initiatorType === 'link' || r.name.endsWith('.css')) w.css += r.transferSize;
