@@ -46,9 +46,14 @@ export const DESKTOP = { width: 1280, height: 800 };
 export const PHONE = { width: 390, height: 844 };
 
 /** A fresh context (its own cookies) with generous timeouts for a shared, slow machine. */
-export async function newContext(browser: Browser, o: { viewport?: { width: number; height: number }; baseURL?: string } = {}): Promise<BrowserContext> {
+export async function newContext(
+  browser: Browser,
+  o: { viewport?: { width: number; height: number }; baseURL?: string; javaScriptEnabled?: boolean; storageState?: Awaited<ReturnType<BrowserContext['storageState']>> } = {},
+): Promise<BrowserContext> {
   const context = await browser.newContext({
     viewport: o.viewport ?? DESKTOP,
+    ...(o.javaScriptEnabled === false ? { javaScriptEnabled: false } : {}),
+    ...(o.storageState ? { storageState: o.storageState } : {}),
     ...(o.baseURL ? { baseURL: o.baseURL } : {}),
     ...(o.viewport && o.viewport.width < 600 ? { isMobile: true, hasTouch: true, deviceScaleFactor: 2 } : {}),
   });
