@@ -27,6 +27,9 @@ const figures: Record<string, unknown> = {};
 const TIER2 = { resource: 'vault', tier: 2, reason: 'rotate the web app key', vault_paths: [{ path: 'homelab/data/apps/web', capabilities: ['read', 'update'] }] };
 const TIER3 = { resource: 'vault', tier: 3, reason: 'delete the retired prod database password', vault_paths: [{ path: 'homelab/data/prod/db', capabilities: ['delete'] }] };
 
+/** The outcome the console shows after an approval that decides the request. */
+const APPROVED = /^Approved( \(narrowed\))?: the agent can now claim/;
+
 const request = (id: string) => cb.broker.deps.storage.requests.get(id);
 const status = async (id: string) => (await request(id))?.status;
 
@@ -81,7 +84,7 @@ describe('the console in Chromium (JIT_PASSKEY_TIER unset)', () => {
 
     const t0 = performance.now();
     await item.getByRole('button', { name: 'Approve', exact: true }).click();
-    await alice.page.getByText(/approved/i).first().waitFor();
+    await alice.page.getByText(APPROVED).waitFor();
     figures.decideMsListTier2 = Math.round(performance.now() - t0);
     expect(await status(id)).toBe('approved');
     expect((await request(id))!.decided_by).toMatch(/^approver:/);
@@ -109,7 +112,7 @@ describe('the console in Chromium (JIT_PASSKEY_TIER unset)', () => {
     await page.getByRole('textbox', { name: /ttl/i }).fill('5m');
     const t0 = performance.now();
     await page.getByRole('button', { name: 'Approve', exact: true }).click();
-    await page.getByText(/approved/i).first().waitFor();
+    await page.getByText(APPROVED).waitFor();
     figures.decideMsRequestPageNarrowed = Math.round(performance.now() - t0);
 
     const view = await (await fetch(`${cb.broker.url}/jit/requests/${id}`, { headers: { authorization: `Bearer ${agent}` } })).json();
@@ -121,7 +124,7 @@ describe('the console in Chromium (JIT_PASSKEY_TIER unset)', () => {
     const page = alice.page;
     await page.goto(`${cb.url}/console/requests/${id}`);
     await page.getByRole('button', { name: 'Approve', exact: true }).click();
-    await page.getByText(/1 of 2/).first().waitFor();
+    await page.getByText(/1 of 2 approvals/).waitFor();
     expect(await status(id)).toBe('pending');
 
     const tg = cb.tg!;
@@ -133,7 +136,7 @@ describe('the console in Chromium (JIT_PASSKEY_TIER unset)', () => {
 
     // The request page now tells the story: approved.
     await page.reload();
-    await expect.poll(() => page.locator('body').innerText()).toMatch(/approved/i);
+    await page.getByText(/This request is approved/).waitFor();
   }, 60_000);
 
   it('revokes a live credential from the credentials page', async () => {
@@ -141,7 +144,7 @@ describe('the console in Chromium (JIT_PASSKEY_TIER unset)', () => {
     const page = alice.page;
     await page.goto(`${cb.url}/console/requests/${id}`);
     await page.getByRole('button', { name: 'Approve', exact: true }).click();
-    await page.getByText(/approved/i).first().waitFor();
+    await page.getByText(APPROVED).waitFor();
     const claim = await fetch(`${cb.broker.url}/jit/requests/${id}/claim`, { method: 'POST', headers: { authorization: `Bearer ${agent}` } });
     expect(claim.status).toBe(201);
     const { token } = (await claim.json()) as { token: string };
@@ -153,6 +156,7 @@ describe('the console in Chromium (JIT_PASSKEY_TIER unset)', () => {
     expect(html).not.toContain(token);
     const row = page.locator('li, article, section, tr').filter({ hasText: id }).filter({ has: page.getByRole('button', { name: 'Revoke', exact: true }) }).last();
     await row.getByRole('button', { name: 'Revoke', exact: true }).click();
+    await page.getByText(`Revoked request ${id}`).waitFor();
     await expect.poll(() => status(id), { timeout: 15_000 }).toBe('revoked');
   }, 60_000);
 
@@ -207,7 +211,7 @@ describe('the console in Chromium (JIT_PASSKEY_TIER unset)', () => {
       await dave.page.waitForURL(isSignIn);
       // Their passkey no longer signs in.
       await dave.page.getByRole('button', { name: 'Sign in' }).click();
-      await expect.poll(() => dave.page.locator('body').innerText()).toMatch(/not|refused|unknown|failed/i);
+      await dave.page.getByText(/^Failed:/).waitFor();
       expect(isSignIn(new URL(dave.page.url()))).toBe(true);
     } finally {
       await dave.close();
