@@ -99,7 +99,7 @@ describe('step-up with JIT_PASSKEY_TIER=3', () => {
     const page = carol.page;
     const saved = carol.passkeys;
     // Carol's device holds Alice's passkey only, and the step-up options are altered so the browser will use it.
-    await carol.auth.replace(alice.passkeys);
+    await carol.auth.replace(await alice.auth.credentials());
     await page.route('**/console/requests/*/step-up', async (route) => {
       const res = await route.fetch();
       const json = (await res.json()) as Record<string, any>;

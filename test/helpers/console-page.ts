@@ -40,17 +40,29 @@ export async function enrol(browser: Browser, link: string, o: { viewport?: { wi
   return { context, page, auth, passkeys, close: () => context.close() };
 }
 
-/** A fresh context whose authenticator holds `passkeys`: /console sends it to sign-in, "Sign in" brings it back. */
-export async function signIn(browser: Browser, base: string, passkeys: VirtualCredential[], o: { viewport?: { width: number; height: number } } = {}): Promise<Person> {
+/** Whose passkeys a device holds: `passkeys` is kept up to date with each use. */
+export interface Keychain {
+  passkeys: VirtualCredential[];
+}
+
+/**
+ * A fresh context (another device) whose authenticator holds `keychain`'s
+ * passkeys: /console sends it to sign-in, "Sign in" brings it back. The
+ * keychain then holds the passkeys as they are after the assertion: their
+ * signature counter went up, and the broker refuses a counter that goes
+ * back (a cloned authenticator), as WebAuthn asks.
+ */
+export async function signIn(browser: Browser, base: string, keychain: Keychain, o: { viewport?: { width: number; height: number } } = {}): Promise<Person> {
   const context = await newContext(browser, o);
   const page = await context.newPage();
   const auth = await addVirtualAuthenticator(page);
-  for (const c of passkeys) await auth.addCredential(c);
+  for (const c of keychain.passkeys) await auth.addCredential(c);
   await page.goto(`${base}/console`);
   await page.waitForURL(isSignIn);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.waitForURL(isHome);
-  return { context, page, auth, passkeys, close: () => context.close() };
+  keychain.passkeys = await auth.credentials();
+  return { context, page, auth, passkeys: keychain.passkeys, close: () => context.close() };
 }
 
 /** The element of the pending list that shows request `id` (full id as text) with its own Approve button. */
