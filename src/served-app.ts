@@ -2,6 +2,7 @@ import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { BrokerDeps } from './broker/deps.ts';
 import type { RequestStreams } from './broker/request-stream.ts';
 import { BrokerError } from './broker/errors.ts';
+import { createConsole, type ConsoleOptions } from './console/app.ts';
 import { createApp, type MountedRoute } from './http/app.ts';
 import type { AppEnv, AppTelegram } from './http/env.ts';
 import { plainResponse, problemResponses } from './http/contract.ts';
@@ -16,14 +17,15 @@ export interface ServedTelegram extends AppTelegram {
 
 /**
  * The HTTP app as the broker serves it (main.ts): the
- * API, plus the Telegram webhook route mounted here so that the HTTP and
- * Telegram folders never import each other. Without Telegram the route
- * answers 404, saying so.
+ * API, plus the Telegram webhook route and the operator console (/console)
+ * mounted here so that the HTTP, Telegram and console folders never import
+ * each other. Without Telegram the webhook route answers 404, saying so.
  */
-export function createServedApp(deps: BrokerDeps, streams: RequestStreams, telegram?: ServedTelegram): OpenAPIHono<AppEnv> {
+export function createServedApp(deps: BrokerDeps, streams: RequestStreams, telegram?: ServedTelegram, consoleOptions?: ConsoleOptions): OpenAPIHono<AppEnv> {
   return createApp(deps, {
     telegram,
     streams,
+    mounts: [{ path: '/console', app: createConsole(deps, consoleOptions) }],
     routes: [
       {
         path: TELEGRAM_WEBHOOK_PATH,

@@ -36,7 +36,14 @@ export type DecideOutcome =
    * grant (audited as `approval.refused`); or (FORBIDDEN, either decision)
    * the Telegram user is no approver any more (`vote.refused`).
    */
-  | { outcome: 'refused'; request: RequestRow; code: ErrorCode; message: string };
+  | {
+      outcome: 'refused';
+      request: RequestRow;
+      code: ErrorCode;
+      message: string;
+      /** Set when the approval needs a passkey step-up (JIT_PASSKEY_TIER): where to approve it instead (the console's page of the request). */
+      consoleUrl?: string;
+    };
 
 export interface DecisionInput {
   /**
@@ -50,6 +57,25 @@ export interface DecisionInput {
   reason?: string | undefined;
   /** Approve only: grant less than the grant on offer (see narrowing.ts). */
   narrowing?: Narrowing | undefined;
+  /**
+   * INTERNAL: set only by decideInConsole (passkeys.ts), in the transaction
+   * where it verified and used up a step-up assertion bound to exactly this
+   * approval. Without it, an approval that needs a step-up is refused.
+   */
+  stepUp?: true | undefined;
+}
+
+/**
+ * Whether approving this request needs a passkey step-up in the console: its
+ * required tier is at least JIT_PASSKEY_TIER (never when that is unset).
+ */
+export function approvalNeedsStepUp(config: Pick<StorageDeps['config'], 'passkeyTier'>, row: { required_tier: number }): boolean {
+  return config.passkeyTier !== undefined && row.required_tier >= config.passkeyTier;
+}
+
+/** Where a request is decided in the console (the refusal of a Telegram tap or `jit approve` that needs a step-up points there). */
+export function consoleRequestUrl(publicUrl: string, requestId: string): string {
+  return `${publicUrl.replace(/\/+$/, '')}/console/requests/${encodeURIComponent(requestId)}`;
 }
 
 /**
@@ -119,6 +145,13 @@ export async function decideIn(tx: Transaction, deps: DecideDeps, requestId: str
   if (await alreadyVoted(tx, requestId, voter)) {
     await audit.append(tx, { event: 'vote.duplicate', actor, requestId, data: { decision: input.decision, ...via } }, now);
     return { outcome: 'already_voted', request, approvals: await tx.votes.countApprovals(requestId), needed };
+  }
+  if (input.decision === 'approve' && input.stepUp !== true && approvalNeedsStepUp(config, request)) {
+    // Not counted: a Telegram tap or `jit approve` proves no passkey (JIT_PASSKEY_TIER). Deny needs none.
+    const consoleUrl = consoleRequestUrl(config.publicUrl, requestId);
+    const message = `approving a tier-${request.required_tier} request needs a passkey step-up (JIT_PASSKEY_TIER=${config.passkeyTier}): approve it in the console, ${consoleUrl}`;
+    await audit.append(tx, { event: 'approval.refused', actor, requestId, data: { code: 'FORBIDDEN', message, step_up_required: true, ...via } }, now);
+    return { outcome: 'refused', request, code: 'FORBIDDEN', message, consoleUrl };
   }
 
   let grant: Grant | undefined;

@@ -53,7 +53,11 @@ export async function startNodeLease(o: { storage: Storage; clock: Clock; log: L
   let failing = false;
   let stopped = false;
   let running: Promise<unknown> = Promise.resolve();
+  let inFlight = false;
   const timer = setInterval(() => {
+    // One renewal at a time: a renewal that hangs (a stalled connection) is not joined by another every tick.
+    if (inFlight) return;
+    inFlight = true;
     running = renew().then(
       (held) => {
         if (!held) log.error({ node_id: id }, 'node lease: held by another process (two brokers with one node id?)');
@@ -64,7 +68,9 @@ export async function startNodeLease(o: { storage: Storage; clock: Clock; log: L
         if (!failing) log.warn({ err, node_id: id, ttl_ms: ttlMs }, 'node lease: could not renew; other brokers will settle this node\'s mints if it lapses');
         failing = true;
       },
-    );
+    ).finally(() => {
+      inFlight = false;
+    });
   }, renewIntervalMs(ttlMs));
   timer.unref();
   return {

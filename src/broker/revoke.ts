@@ -151,15 +151,17 @@ export interface RevokeAllOutcome {
  * request's credential is revoked and every approved request not yet
  * claimed is cancelled (each is one claim away from a live credential),
  * one request at a time, each in its own transaction, then its Vault half.
- * Pending requests are left for the approvers to deny.
+ * Pending requests are left for the approvers to deny. With `agentName`,
+ * only that agent's.
  *
  * Not the CLI's `jit requests revoke --all`: that kill switch also ends
  * pending requests and commits every revocation in ONE transaction
  * ({@link commitRevocations}, all or nothing), then reports each Vault
  * clean-up itself (the CLI may not reach the service's Vault).
  */
-export async function revokeAllLive(deps: BrokerDeps, actor: string, reason: string): Promise<RevokeAllOutcome[]> {
-  const open = [...(await deps.storage.requests.list({ status: 'issued', limit: 100_000 })), ...(await deps.storage.requests.list({ status: 'approved', limit: 100_000 }))];
+export async function revokeAllLive(deps: BrokerDeps, actor: string, reason: string, agentName?: string): Promise<RevokeAllOutcome[]> {
+  const of = agentName === undefined ? {} : { agentName };
+  const open = [...(await deps.storage.requests.list({ status: 'issued', limit: 100_000, ...of })), ...(await deps.storage.requests.list({ status: 'approved', limit: 100_000, ...of }))];
   const out: RevokeAllOutcome[] = [];
   for (const request of open) {
     const recorded = await deps.storage.transaction((tx) => recordRevocation(deps, tx, request.id, actor, reason, deps.clock.now()));

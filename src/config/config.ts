@@ -82,6 +82,15 @@ const EnvSchema = z.object({
   JIT_APPROVAL_TIMEOUT: duration.default(600),
   JIT_CLAIM_WINDOW: duration.default(600),
   JIT_TIER3_QUORUM: z.coerce.number().int().min(2).max(10).default(2),
+  // Approving a request of this required tier or above needs a passkey step-up in the console (SPEC §12). Unset or empty: never.
+  JIT_PASSKEY_TIER: z
+    .string()
+    .refine((v) => /^\s*[1-3]?\s*$/.test(v), 'must be 1, 2 or 3 (the lowest required tier whose approval needs a passkey step-up in the console; 3 is recommended), or empty for none')
+    .transform((v) => (v.trim() === '' ? undefined : Number(v.trim())))
+    .optional(),
+  // Console sessions: signed out after this long without a request, and after JIT_CONSOLE_SESSION_MAX whatever happens.
+  JIT_CONSOLE_IDLE_TIMEOUT: duration.refine((s) => s >= 60 && s <= 86_400, 'must be between 1m and 24h').default(1800),
+  JIT_CONSOLE_SESSION_MAX: duration.refine((s) => s >= 300 && s <= 30 * 86_400, 'must be between 5m and 30d').default(43_200),
   JIT_RATE_PER_MINUTE: z.coerce.number().int().min(1).max(100_000).default(60),
   JIT_MAX_PENDING: z.coerce.number().int().min(1).max(10_000).default(20),
   JIT_MAX_STREAMS: z.coerce.number().int().min(1).max(10_000).default(20),
@@ -127,6 +136,8 @@ export interface Config {
   host: string;
   port: number;
   publicUrl: string;
+  /** Whether JIT_PUBLIC_URL was set (not the default from JIT_HOST and JIT_PORT): Telegram messages then link to the console. */
+  publicUrlSet: boolean;
   /** The SQLite file (and the directory of signing-keys.json); unused for the database when `databaseUrl` is set. */
   dbPath: string;
   /** PostgreSQL (JIT_DATABASE_URL) instead of SQLite: a secret (it may hold the password), never logged or shown. */
@@ -135,6 +146,12 @@ export interface Config {
   approvalTimeoutSeconds: number;
   claimWindowSeconds: number;
   tier3Quorum: number;
+  /** JIT_PASSKEY_TIER: approving a request whose required tier is at least this needs a passkey step-up (console only); undefined: never. */
+  passkeyTier: number | undefined;
+  /** Seconds a console session may sit unused (JIT_CONSOLE_IDLE_TIMEOUT). */
+  consoleIdleTimeoutSeconds: number;
+  /** Seconds a console session lasts at most, used or not (JIT_CONSOLE_SESSION_MAX). */
+  consoleSessionMaxSeconds: number;
   ratePerMinute: number;
   maxPending: number;
   /** Decision streams (GET /jit/requests/{id}/events) one agent may hold open at once, per broker process. */
@@ -217,6 +234,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     };
   }
 
+  if (e.JIT_CONSOLE_IDLE_TIMEOUT > e.JIT_CONSOLE_SESSION_MAX) {
+    throw new ConfigError('JIT_CONSOLE_IDLE_TIMEOUT', `must not be longer than JIT_CONSOLE_SESSION_MAX (${e.JIT_CONSOLE_SESSION_MAX}s)`);
+  }
+
   const keyEncryptionKey = readKeyEncryptionKey(e.JIT_KEY_ENCRYPTION_KEY, e.JIT_KEY_ENCRYPTION_KEY_FILE);
   let previousKeyEncryptionKey: string | undefined;
   if (e.JIT_KEY_ENCRYPTION_KEY_PREVIOUS !== undefined) {
@@ -229,13 +250,17 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   const config: Config = {
     host: e.JIT_HOST,
     port: e.JIT_PORT,
-    publicUrl: e.JIT_PUBLIC_URL ?? `http://${e.JIT_HOST.includes(':') ? `[${e.JIT_HOST}]` : e.JIT_HOST}:${e.JIT_PORT}`,
+    publicUrl: e.JIT_PUBLIC_URL ?? defaultPublicUrl(e.JIT_HOST, e.JIT_PORT, !vault),
+    publicUrlSet: e.JIT_PUBLIC_URL !== undefined,
     dbPath: e.JIT_DB,
     databaseUrl: e.JIT_DATABASE_URL,
     policiesDir: e.JIT_POLICIES,
     approvalTimeoutSeconds: e.JIT_APPROVAL_TIMEOUT,
     claimWindowSeconds: e.JIT_CLAIM_WINDOW,
     tier3Quorum: e.JIT_TIER3_QUORUM,
+    passkeyTier: e.JIT_PASSKEY_TIER,
+    consoleIdleTimeoutSeconds: e.JIT_CONSOLE_IDLE_TIMEOUT,
+    consoleSessionMaxSeconds: e.JIT_CONSOLE_SESSION_MAX,
     ratePerMinute: e.JIT_RATE_PER_MINUTE,
     maxPending: e.JIT_MAX_PENDING,
     maxStreams: e.JIT_MAX_STREAMS,
@@ -254,6 +279,21 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     production: e.NODE_ENV?.toLowerCase() === 'production',
   };
   return deepFreeze(config);
+}
+
+/** Host names of the loopback interface (IPv6 literals bare, as JIT_HOST spells them). */
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', 'localhost']);
+
+/**
+ * The public URL when JIT_PUBLIC_URL is unset: the listening address. In dev
+ * mode (no VAULT_ADDR) on a loopback address it is `http://localhost:PORT`
+ * instead, because the console's passkeys need a host name (WebAuthn refuses
+ * an IP address as the relying party) and browsers treat localhost as a
+ * secure context.
+ */
+function defaultPublicUrl(host: string, port: number, devMode: boolean): string {
+  if (devMode && LOOPBACK_HOSTS.has(host)) return `http://localhost:${port}`;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
 /** JIT_KEY_ENCRYPTION_KEY, or the content of JIT_KEY_ENCRYPTION_KEY_FILE, validated; one of them at most. */

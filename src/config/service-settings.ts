@@ -21,6 +21,8 @@ export const ServiceSettings = z
     claim_window_seconds: z.number().int().positive(),
     approval_timeout_seconds: z.number().int().positive(),
     tier3_quorum: z.number().int().min(2),
+    /** JIT_PASSKEY_TIER (null: none), so that `jit approve` refuses what the service would send to the console. Absent from rows of older services. */
+    passkey_tier: z.number().int().min(1).max(3).nullable().optional(),
     public_url: z.string().min(1),
     /** Absolute, as the service resolved it. */
     policies_dir: z.string().min(1),
@@ -52,6 +54,7 @@ export function settingsOf(config: Config): ServiceSettings {
     claim_window_seconds: config.claimWindowSeconds,
     approval_timeout_seconds: config.approvalTimeoutSeconds,
     tier3_quorum: config.tier3Quorum,
+    passkey_tier: config.passkeyTier ?? null,
     public_url: config.publicUrl,
     policies_dir: resolve(config.policiesDir),
     openclaw_configured: config.openclaw !== undefined,
@@ -91,6 +94,7 @@ const VARIABLE: Record<Exclude<keyof ServiceSettings, 'openclaw_configured' | 'd
   claim_window_seconds: 'JIT_CLAIM_WINDOW',
   approval_timeout_seconds: 'JIT_APPROVAL_TIMEOUT',
   tier3_quorum: 'JIT_TIER3_QUORUM',
+  passkey_tier: 'JIT_PASSKEY_TIER',
   public_url: 'JIT_PUBLIC_URL',
   policies_dir: 'JIT_POLICIES',
 };
@@ -105,7 +109,7 @@ export function withServiceSettings(config: Config, env: Record<string, string |
   const shell = settingsOf(config);
   const differences: string[] = [];
   for (const [key, variable] of Object.entries(VARIABLE) as [keyof typeof VARIABLE, string][]) {
-    if (env[variable] !== undefined && shell[key] !== recorded[key]) {
+    if (env[variable] !== undefined && recorded[key] !== undefined && shell[key] !== recorded[key]) {
       differences.push(`${variable} in this shell (${String(shell[key])}) differs from the service's (${String(recorded[key])}); the service's is used`);
     }
   }
@@ -114,6 +118,7 @@ export function withServiceSettings(config: Config, env: Record<string, string |
     claimWindowSeconds: recorded.claim_window_seconds,
     approvalTimeoutSeconds: recorded.approval_timeout_seconds,
     tier3Quorum: recorded.tier3_quorum,
+    passkeyTier: recorded.passkey_tier === undefined ? config.passkeyTier : (recorded.passkey_tier ?? undefined),
     publicUrl: recorded.public_url,
     policiesDir: recorded.policies_dir,
   };

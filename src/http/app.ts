@@ -1,4 +1,5 @@
 import type { OpenAPIHono, RouteConfig } from '@hono/zod-openapi';
+import type { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { BrokerDeps } from '../broker/deps.ts';
 import type { RequestStreams } from '../broker/request-stream.ts';
@@ -34,6 +35,12 @@ export interface AppOptions {
   routes?: MountedRoute[];
   /** The process's decision stream hub (GET /jit/requests/{id}/events); closed by whoever made it. */
   streams: RequestStreams;
+  /**
+   * Apps served as they are under a path (main.ts mounts the operator
+   * console at /console here): every method, their own middleware, and not
+   * in GET /openapi.json (the console is HTML for people, not an API).
+   */
+  mounts?: { path: string; app: Hono<any> }[];
 }
 
 export function createApp(deps: BrokerDeps, opts: AppOptions): OpenAPIHono<AppEnv> {
@@ -80,6 +87,7 @@ export function createApp(deps: BrokerDeps, opts: AppOptions): OpenAPIHono<AppEn
     // The handler gets the Fetch API request itself (grammY's webhookCallback reads the Telegram update), so the body is not read here.
     route(app, { ...mounted.contract, method: 'post', path: mounted.path }, (c) => mounted.handler(c.req.raw), { readBody: false });
   }
+  for (const mount of opts.mounts ?? []) app.route(mount.path, mount.app);
   openApiRoutes(app, deps.config.publicUrl);
 
   app.notFound((c) => problemResponse(c, new BrokerError('NOT_FOUND', `no route for ${c.req.method} ${c.req.path}`)));

@@ -55,6 +55,7 @@ export const COPY_PLAN: readonly TablePlan[] = [
   { name: 'enrolment_tokens', kind: 'copy' },
   { name: 'passkeys', kind: 'copy' },
   { name: 'console_sessions', kind: 'copy' },
+  { name: 'webauthn_challenges', kind: 'skip', why: 'ephemeral: WebAuthn challenges live 5 minutes; a ceremony under way during the copy is begun again' },
   { name: 'signing_key_ring', kind: 'target', why: "PostgreSQL's key ring: filled from the key file beside the SQLite database, sealed (jit db copy's key step)" },
   { name: 'signing_keys', kind: 'target', why: "PostgreSQL's key ring: filled from the key file beside the SQLite database, sealed (jit db copy's key step)" },
   { name: 'leases', kind: 'skip', why: 'ephemeral: node and Telegram leader leases, renewed every few seconds by the brokers that hold them' },

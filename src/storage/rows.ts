@@ -166,6 +166,25 @@ export interface ConsoleSessionRow {
   last_seen_at: number;
 }
 
+/** What a WebAuthn challenge was made for. */
+export type ChallengePurpose = 'enrol' | 'sign-in' | 'step-up';
+
+/**
+ * A WebAuthn challenge the broker handed out: only its hash is stored. A
+ * step-up challenge names its approver and the hash of the action it is
+ * bound to (broker/passkeys.ts); an enrolment challenge names its approver.
+ */
+export interface ChallengeRow {
+  challenge_hash: string;
+  purpose: ChallengePurpose;
+  approver_id: string | null;
+  action_hash: string | null;
+  created_at: number;
+  expires_at: number;
+  /** Always null as read: using a challenge deletes it. */
+  used_at: number | null;
+}
+
 /**
  * Every audit event name the broker writes. The names are part of the
  * audit log's hash chain and of the documented log (docs/), so they never
@@ -182,6 +201,9 @@ export const AUDIT_EVENTS = [
   'auth.failed',
   'callback.refused',
   'command.refused',
+  'console.sign_in_refused',
+  'console.signed_in',
+  'console.signed_out',
   'credential.abandoned',
   'credential.expired',
   'credential.interrupted',
@@ -191,6 +213,8 @@ export const AUDIT_EVENTS = [
   'grant.narrowed',
   'key.revoked',
   'key.rotated',
+  'passkey.refused',
+  'passkey.registered',
   'request.approved',
   'request.created',
   'request.denied',
@@ -200,6 +224,7 @@ export const AUDIT_EVENTS = [
   'request.rejected',
   'request.revoked',
   'request.timed_out',
+  'stepup.refused',
   'vault.stray_policy_deleted',
   'vote.cast',
   'vote.duplicate',

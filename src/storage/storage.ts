@@ -2,6 +2,8 @@ import type {
   AgentRow,
   ApproverListRow,
   ApproverRow,
+  ChallengePurpose,
+  ChallengeRow,
   ConsoleSessionRow,
   EnrolmentRow,
   PasskeyRow,
@@ -214,6 +216,25 @@ export interface PasskeysRepository {
   use(id: string, from: number, to: number, now: number): Promise<boolean>;
 }
 
+/**
+ * WebAuthn challenges (the challenge's hash only). A challenge is used at
+ * most once, before it expires, whoever races for it (brokers sharing the
+ * database, a prune).
+ */
+export interface ChallengesRepository {
+  /** Throws StorageUniqueError when the hash is stored already. */
+  insert(row: ChallengeRow): Promise<void>;
+  /**
+   * Uses the challenge up (one conditional statement deleting it: of
+   * `purpose`, expiring after `now`) and answers its row; undefined when it
+   * could not. Of two callers racing with one challenge exactly one gets
+   * the row.
+   */
+  consume(challengeHash: string, purpose: ChallengePurpose, now: number): Promise<ChallengeRow | undefined>;
+  /** Deletes challenges that expired at or before `now` (used ones are gone already); how many. */
+  prune(now: number): Promise<number>;
+}
+
 /** Console sessions (the session id's hash; timeouts are the caller's, from the two times). */
 export interface ConsoleSessionsRepository {
   insert(row: ConsoleSessionRow): Promise<void>;
@@ -385,6 +406,7 @@ export interface Repositories {
   readonly approvers: ApproversRepository;
   readonly passkeys: PasskeysRepository;
   readonly consoleSessions: ConsoleSessionsRepository;
+  readonly challenges: ChallengesRepository;
   readonly audit: AuditRepository;
   readonly outbox: OutboxRepository;
   readonly telegram: TelegramRepository;

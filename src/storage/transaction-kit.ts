@@ -8,7 +8,7 @@ import type { Repositories, Transaction } from './storage.ts';
  * and rollback hooks), running the hooks, and the development nesting check.
  */
 
-export const REPOSITORIES = ['requests', 'idempotency', 'rateLimits', 'credentials', 'grantPolicies', 'votes', 'agents', 'approvers', 'passkeys', 'consoleSessions', 'audit', 'outbox', 'telegram', 'settings', 'leases'] as const;
+export const REPOSITORIES = ['requests', 'idempotency', 'rateLimits', 'credentials', 'grantPolicies', 'votes', 'agents', 'approvers', 'passkeys', 'consoleSessions', 'challenges', 'audit', 'outbox', 'telegram', 'settings', 'leases'] as const;
 
 /**
  * One transaction: `views` while it is open, `ended` (every call rejects
@@ -38,6 +38,7 @@ export class ViewTransaction implements Transaction {
   get approvers() { return this.#of().approvers; }
   get passkeys() { return this.#of().passkeys; }
   get consoleSessions() { return this.#of().consoleSessions; }
+  get challenges() { return this.#of().challenges; }
   get audit() { return this.#of().audit; }
   get outbox() { return this.#of().outbox; }
   get telegram() { return this.#of().telegram; }

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { StorageUniqueError, TransactionEndedError } from '../../src/storage/errors.ts';
-import type { AgentRow, ApproverRow, AuditRow, ConsoleSessionRow, EnrolmentRow, PasskeyRow, NewCredentialRow, NewOutboxRow, NewRequestRow, OutboxRow } from '../../src/storage/rows.ts';
+import type { AgentRow, ApproverRow, AuditRow, ChallengeRow, ConsoleSessionRow, EnrolmentRow, PasskeyRow, NewCredentialRow, NewOutboxRow, NewRequestRow, OutboxRow } from '../../src/storage/rows.ts';
 import type { Storage } from '../../src/storage/storage.ts';
 
 /*
@@ -529,6 +529,62 @@ export function describeStorageConformance(name: string, open: () => Promise<Ope
         expect(await s.consoleSessions.get('sh_2')).toBeDefined();
         expect(await s.consoleSessions.delete('sh_2')).toBe(true);
         expect(await s.consoleSessions.delete('sh_2')).toBe(false);
+      });
+    });
+
+    describe('WebAuthn challenges', () => {
+      const challenge = (challenge_hash: string, o: Partial<ChallengeRow> = {}): ChallengeRow => ({
+        challenge_hash,
+        purpose: 'step-up',
+        approver_id: 'apr_1',
+        action_hash: 'ah',
+        created_at: T0,
+        expires_at: T0 + 300_000,
+        used_at: null,
+        ...o,
+      });
+
+      it('uses a challenge once, of its purpose, before it expires; prunes used and expired ones', async () => {
+        await s.challenges.insert(challenge('ch_1', { expires_at: T0 + 100 }));
+        await s.challenges.insert(challenge('ch_2', { purpose: 'sign-in', approver_id: null, action_hash: null }));
+        await s.challenges.insert(challenge('ch_3', { purpose: 'enrol', action_hash: null }));
+        await expect(s.challenges.insert(challenge('ch_1'))).rejects.toBeInstanceOf(StorageUniqueError);
+        expect(await s.challenges.consume('ch_1', 'sign-in', T0 + 1)).toBeUndefined();
+        expect(await s.challenges.consume('ch_1', 'step-up', T0 + 100)).toBeUndefined();
+        expect(await s.challenges.consume('ch_1', 'step-up', T0 + 99)).toEqual(challenge('ch_1', { expires_at: T0 + 100 }));
+        expect(await s.challenges.consume('ch_1', 'step-up', T0 + 99)).toBeUndefined();
+        expect(await s.challenges.consume('ch_2', 'sign-in', T0 + 1)).toEqual(challenge('ch_2', { purpose: 'sign-in', approver_id: null, action_hash: null }));
+        expect(await s.challenges.consume('ch_missing', 'sign-in', T0 + 1)).toBeUndefined();
+        await s.challenges.insert(challenge('ch_4', { expires_at: T0 + 50 }));
+        // ch_1 and ch_2 are gone with their use; ch_4 expired at T0 + 50; ch_3 stays.
+        expect(await s.challenges.prune(T0 + 50)).toBe(1);
+        expect(await s.challenges.consume('ch_3', 'enrol', T0 + 51)).toMatchObject({ approver_id: 'apr_1', purpose: 'enrol' });
+      });
+
+      it('gives a challenge to exactly one of several racers, in transactions or not, and a prune never revives one', async () => {
+        await s.challenges.insert(challenge('ch_1'));
+        const direct = await Promise.all([1, 2, 3].map(() => s.challenges.consume('ch_1', 'step-up', T0 + 1)));
+        expect(direct.filter((r) => r !== undefined)).toHaveLength(1);
+        await s.challenges.insert(challenge('ch_2'));
+        const inTx = await Promise.all([1, 2, 3].map(() => s.transaction((tx) => tx.challenges.consume('ch_2', 'step-up', T0 + 1))));
+        expect(inTx.filter((r) => r !== undefined)).toHaveLength(1);
+        await s.challenges.insert(challenge('ch_3'));
+        await s.challenges.insert(challenge('ch_4', { expires_at: T0 + 1 }));
+        const [pruned, used] = await Promise.all([s.challenges.prune(T0 + 1), s.challenges.consume('ch_3', 'step-up', T0 + 1)]);
+        expect(pruned).toBe(1);
+        expect(used?.challenge_hash).toBe('ch_3');
+        expect(await s.challenges.consume('ch_3', 'step-up', T0 + 2)).toBeUndefined();
+      });
+
+      it('rolls a use back with its transaction: the challenge stays usable', async () => {
+        await s.challenges.insert(challenge('ch_1'));
+        await expect(
+          s.transaction(async (tx) => {
+            expect(await tx.challenges.consume('ch_1', 'step-up', T0 + 1)).toBeDefined();
+            throw new Error('boom');
+          }),
+        ).rejects.toThrow('boom');
+        expect(await s.challenges.consume('ch_1', 'step-up', T0 + 2)).toBeDefined();
       });
     });
 

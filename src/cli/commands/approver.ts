@@ -48,8 +48,6 @@ export async function approverCommand(args: string[], io: CliIo): Promise<number
         io.out(`Approver "${approver.name}" registered${approver.telegramId ? ` (Telegram user id ${approver.telegramId})` : ''}.`);
         if (approver.telegramId) io.out('They may approve in Telegram at once, as this approver (one vote per person per request).');
         io.out(`Their enrolment link follows: single use, valid ${ENROLMENT_TTL_MS / 60_000} minutes (until ${iso(expiresAt)}); shown only this once.`);
-        // Honest about what the link leads to today; on stderr so that the link stays the last line of stdout.
-        io.err('note: the operator console (where the link registers a passkey) is not part of this version yet; the link will not open a page until it is.');
         io.out(enrolmentLink(publicUrl, token));
         return 0;
       }

@@ -5,7 +5,7 @@ import { FifoLock } from '../lock.ts';
 import type { Repositories, Storage, Transaction } from '../storage.ts';
 import { ViewTransaction, assertNotInTransaction, endedRepositories, nesting, runCallback, runHooks, warnHookError, type HookErrorReporter } from '../transaction-kit.ts';
 import { pgAgents } from './agents.ts';
-import { pgApprovers, pgConsoleSessions, pgPasskeys } from './approvers.ts';
+import { pgApprovers, pgChallenges, pgConsoleSessions, pgPasskeys } from './approvers.ts';
 import { pgAudit } from './audit.ts';
 import { pgCredentials, pgGrantPolicies } from './credentials.ts';
 import { run, sql, type Exec, type Query } from './exec.ts';
@@ -31,6 +31,7 @@ function repositories(x: Exec): Repositories {
     approvers: pgApprovers(x),
     passkeys: pgPasskeys(x),
     consoleSessions: pgConsoleSessions(x),
+    challenges: pgChallenges(x),
     audit: pgAudit(x),
     outbox: pgOutbox(x),
     telegram: pgTelegram(x),

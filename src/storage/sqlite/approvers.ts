@@ -1,5 +1,5 @@
-import type { ApproverListRow, ApproverRow, ConsoleSessionRow, EnrolmentRow, PasskeyRow } from '../rows.ts';
-import type { ApproversRepository, ConsoleSessionsRepository, PasskeysRepository } from '../storage.ts';
+import type { ApproverListRow, ApproverRow, ChallengeRow, ConsoleSessionRow, EnrolmentRow, PasskeyRow } from '../rows.ts';
+import type { ApproversRepository, ChallengesRepository, ConsoleSessionsRepository, PasskeysRepository } from '../storage.ts';
 import type { Db } from './open.ts';
 import type { Sync } from './sync.ts';
 
@@ -84,5 +84,24 @@ export function sqliteConsoleSessions(db: Db): Sync<ConsoleSessionsRepository> {
     touch: (idHash, now) => s.touch.run(now, idHash).changes === 1,
     delete: (idHash) => s.delete.run(idHash).changes === 1,
     prune: (idleBefore, createdBefore) => s.prune.run(idleBefore, createdBefore).changes,
+  };
+}
+
+export function sqliteChallenges(db: Db): Sync<ChallengesRepository> {
+  const s = {
+    insert: db.prepare(`INSERT INTO webauthn_challenges (challenge_hash, purpose, approver_id, action_hash, created_at, expires_at, used_at)
+      VALUES (@challenge_hash, @purpose, @approver_id, @action_hash, @created_at, @expires_at, @used_at)`),
+    // Used = deleted: one statement checks and uses, whoever races (another broker's connection, a prune).
+    consume: db.prepare(`DELETE FROM webauthn_challenges
+      WHERE challenge_hash = ? AND purpose = ? AND used_at IS NULL AND expires_at > ?
+      RETURNING challenge_hash, purpose, approver_id, action_hash, created_at, expires_at, used_at`),
+    prune: db.prepare('DELETE FROM webauthn_challenges WHERE expires_at <= ?'),
+  };
+  return {
+    insert(row) {
+      s.insert.run(row);
+    },
+    consume: (challengeHash, purpose, now) => s.consume.get(challengeHash, purpose, now) as ChallengeRow | undefined,
+    prune: (now) => s.prune.run(now).changes,
   };
 }

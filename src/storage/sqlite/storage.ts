@@ -4,7 +4,7 @@ import { FifoLock } from '../lock.ts';
 import type { Repositories, Storage, Transaction } from '../storage.ts';
 import { REPOSITORIES, ViewTransaction, assertNotInTransaction, nesting, runCallback, runHooks, warnHookError, type HookErrorReporter } from '../transaction-kit.ts';
 import { sqliteAgents } from './agents.ts';
-import { sqliteApprovers, sqliteConsoleSessions, sqlitePasskeys } from './approvers.ts';
+import { sqliteApprovers, sqliteChallenges, sqliteConsoleSessions, sqlitePasskeys } from './approvers.ts';
 import { sqliteAudit } from './audit.ts';
 import { sqliteCredentials, sqliteGrantPolicies } from './credentials.ts';
 import { BUSY_TIMEOUT_MS, isBusy, openDatabase, transactionControl, type Db, type OpenOptions } from './open.ts';
@@ -92,6 +92,7 @@ export function createSqliteStorage(db: Db, opts: { onHookError?: HookErrorRepor
     approvers: sqliteApprovers(db),
     passkeys: sqlitePasskeys(db),
     consoleSessions: sqliteConsoleSessions(db),
+    challenges: sqliteChallenges(db),
     audit: sqliteAudit(db),
     outbox: sqliteOutbox(db),
     telegram: sqliteTelegram(db),

@@ -36,10 +36,10 @@ function documentedOperations(d: Json): string[] {
   return Object.entries(d.paths as Json).flatMap(([path, item]) => METHODS.filter((m) => m in item).map((m) => `${m.toUpperCase()} ${path}`));
 }
 
-/** `METHOD /path/{param}` for every handler the Hono app registers (middleware excluded). */
+/** `METHOD /path/{param}` for every handler the Hono app registers (middleware excluded), but the console's: HTML for people, not the API. */
 function registeredRoutes(): string[] {
   const app = createServedApp(h.broker.deps, h.broker.streams);
-  const routes = app.routes.filter((r) => r.method !== 'ALL').map((r) => `${r.method} ${r.path.replace(/:(\w+)/g, '{$1}')}`);
+  const routes = app.routes.filter((r) => r.method !== 'ALL' && !r.path.startsWith('/console')).map((r) => `${r.method} ${r.path.replace(/:(\w+)/g, '{$1}')}`);
   return [...new Set(routes)].sort();
 }
 

@@ -7,7 +7,7 @@ describe('loadConfig', () => {
     expect(c).toMatchObject({
       host: '127.0.0.1',
       port: 8787,
-      publicUrl: 'http://127.0.0.1:8787',
+      publicUrl: 'http://localhost:8787',
       dbPath: './data/jit.db',
       policiesDir: './policies',
       approvalTimeoutSeconds: 600,
@@ -18,6 +18,14 @@ describe('loadConfig', () => {
       logLevel: 'info',
     });
     expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it('dev mode on loopback defaults the public URL to http://localhost:PORT (passkeys need a host name); otherwise the listening address', () => {
+    expect(loadConfig({ JIT_PORT: '9000' }).publicUrl).toBe('http://localhost:9000');
+    expect(loadConfig({ JIT_HOST: '::1' }).publicUrl).toBe('http://localhost:8787');
+    expect(loadConfig({ JIT_HOST: '0.0.0.0' }).publicUrl).toBe('http://0.0.0.0:8787');
+    expect(loadConfig({ VAULT_ADDR: 'http://127.0.0.1:8200', VAULT_TOKEN: 't' }).publicUrl).toBe('http://127.0.0.1:8787');
+    expect(loadConfig({ JIT_PUBLIC_URL: 'https://jit.example.net' }).publicUrl).toBe('https://jit.example.net');
   });
 
   it('reads durations, Vault AppRole and Telegram settings', () => {
@@ -38,6 +46,17 @@ describe('loadConfig', () => {
     expect(loadConfig({ JIT_NODE_LEASE: '5m' }).nodeLeaseSeconds).toBe(300);
     expect(c.vault).toEqual({ addr: 'https://vault.example:8200', auth: { kind: 'approle', roleId: 'role', secretId: 'secret', mount: 'approle' } });
     expect(c.telegram?.approvers).toEqual(['111', '222']);
+  });
+
+  it('reads JIT_PASSKEY_TIER (unset by default) and the console session timeouts, validated', () => {
+    expect(loadConfig({})).toMatchObject({ passkeyTier: undefined, consoleIdleTimeoutSeconds: 1800, consoleSessionMaxSeconds: 43_200 });
+    expect(loadConfig({ JIT_PASSKEY_TIER: '3', JIT_CONSOLE_IDLE_TIMEOUT: '15m', JIT_CONSOLE_SESSION_MAX: '8h' })).toMatchObject({ passkeyTier: 3, consoleIdleTimeoutSeconds: 900, consoleSessionMaxSeconds: 28_800 });
+    expect(loadConfig({ JIT_PASSKEY_TIER: '' }).passkeyTier).toBeUndefined();
+    for (const bad of ['0', '4', 'high', '2.5']) expect(() => loadConfig({ JIT_PASSKEY_TIER: bad })).toThrow(/^JIT_PASSKEY_TIER: must be 1, 2 or 3/);
+    expect(() => loadConfig({ JIT_CONSOLE_IDLE_TIMEOUT: 'soon' })).toThrow(/^JIT_CONSOLE_IDLE_TIMEOUT: "soon" is not a duration/);
+    expect(() => loadConfig({ JIT_CONSOLE_IDLE_TIMEOUT: '10s' })).toThrow(/^JIT_CONSOLE_IDLE_TIMEOUT: must be between 1m and 24h/);
+    expect(() => loadConfig({ JIT_CONSOLE_SESSION_MAX: '60d' })).toThrow(/^JIT_CONSOLE_SESSION_MAX: must be between 5m and 30d/);
+    expect(() => loadConfig({ JIT_CONSOLE_IDLE_TIMEOUT: '2h', JIT_CONSOLE_SESSION_MAX: '1h' })).toThrow(/^JIT_CONSOLE_IDLE_TIMEOUT: must not be longer than JIT_CONSOLE_SESSION_MAX/);
   });
 
   it('refuses JIT_HTTP_WORKERS, removed, pointing to several brokers on one database; an empty value passes', () => {

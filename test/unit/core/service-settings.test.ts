@@ -50,6 +50,7 @@ describe('service settings', () => {
         claim_window_seconds: 2700,
         approval_timeout_seconds: 1200,
         tier3_quorum: 3,
+        passkey_tier: null,
         public_url: 'https://jit.example.net',
         policies_dir: resolve('policies'),
         openclaw_configured: true,
@@ -87,6 +88,21 @@ describe('service settings', () => {
       "warning: JIT_CLAIM_WINDOW in this shell (300) differs from the service's (2700); the service's is used",
       "warning: JIT_PUBLIC_URL in this shell (http://127.0.0.1:8787) differs from the service's (https://jit.example.net); the service's is used",
     ]);
+  });
+
+  it("the service's JIT_PASSKEY_TIER holds for `jit approve` from any shell", async () => {
+    const storage = openSqliteStorage(dbPath);
+    await recordServiceSettings(storage, loadConfig({ ...SERVICE_ENV, JIT_DB: dbPath, JIT_PASSKEY_TIER: '3' }), 1_000, 4242);
+    await storage.close();
+    const quiet = io({ JIT_DB: dbPath });
+    const ctx = await openCliContext(quiet.io, { decisions: true });
+    expect(ctx.config.passkeyTier).toBe(3);
+    ctx.close();
+    const loud = io({ JIT_DB: dbPath, JIT_PASSKEY_TIER: '' });
+    const ctx2 = await openCliContext(loud.io, { decisions: true });
+    expect(ctx2.config.passkeyTier).toBe(3);
+    ctx2.close();
+    expect(loud.err).toEqual(["warning: JIT_PASSKEY_TIER in this shell (null) differs from the service's (3); the service's is used"]);
   });
 
   it('when no service recorded any, the shell\'s are used with a warning saying so', async () => {
