@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
 import { createConsole } from '../../src/console/app.ts';
 import { callbackData } from '../../src/telegram/index.ts';
-import { addVirtualAuthenticator, launchBrowser, newContext, pageWeight, PHONE, DESKTOP } from '../helpers/browser.ts';
+import { addVirtualAuthenticator, disableCache, launchBrowser, newContext, pageWeight, PHONE, DESKTOP } from '../helpers/browser.ts';
 import { startConsoleBroker, TG_BOB, TG_CHAT, type ConsoleBroker } from '../helpers/console-broker.ts';
 import { enrol, isHome, isSignIn, pendingItem, screenshot, sessionCookie, signIn, type Person } from '../helpers/console-page.ts';
 
@@ -80,7 +80,8 @@ describe('the console in Chromium (JIT_PASSKEY_TIER unset)', () => {
     const item = pendingItem(alice.page, id);
     await item.waitFor();
     figures.liveListMs = Math.round(performance.now() - created);
-    // The page weight with this one request listed (a fresh load: HTML, CSS, JS as transferred).
+    // The page weight with this one request listed: a load with the HTTP cache off (HTML, CSS, JS as transferred).
+    await disableCache(alice.page);
     await alice.page.reload();
     await item.waitFor();
     figures.consolePageWeightOneRequest = await pageWeight(alice.page);

@@ -132,6 +132,13 @@ export async function addVirtualAuthenticator(page: Page): Promise<VirtualAuthen
   return self;
 }
 
+/** Turns the page's HTTP cache off (CDP), so every load transfers everything: the cold weight of a page. */
+export async function disableCache(page: Page): Promise<void> {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.setCacheDisabled', { cacheDisabled: true });
+}
+
 /**
  * The bytes a page load transferred, by kind, measured from the browser's
  * Resource Timing (transferSize: headers + body as received, 0 when cached)
