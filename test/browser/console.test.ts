@@ -304,6 +304,12 @@ describe('the console in Chromium (JIT_PASSKEY_TIER unset)', () => {
       ],
     });
     await cb.request(agent, TIER3);
+    // A live credential for the credentials page.
+    const live = await cb.request(agent, { ...TIER2, reason: 'read the CI runner key', vault_paths: [{ path: 'homelab/data/ci/runner', capabilities: ['read'] }] });
+    await alice.page.goto(`${cb.url}/console/requests/${live}`);
+    await alice.page.getByRole('button', { name: 'Approve', exact: true }).click();
+    await alice.page.getByText(APPROVED).waitFor();
+    expect((await fetch(`${cb.broker.url}/jit/requests/${live}/claim`, { method: 'POST', headers: { authorization: `Bearer ${agent}` } })).status).toBe(201);
     for (const viewport of [PHONE, DESKTOP]) {
       const context = await newContext(browser, { viewport });
       const page = await context.newPage();

@@ -87,6 +87,7 @@ export async function screenshot(page: Page, name: string): Promise<void> {
   if (!process.env.JIT_CONSOLE_SCREENSHOTS) return;
   const dir = join(import.meta.dirname, '..', '..', 'docs', 'console');
   mkdirSync(dir, { recursive: true });
-  const width = page.viewportSize()?.width ?? 0;
-  await page.screenshot({ path: join(dir, `${name}-${width < 600 ? 'phone' : 'desktop'}.png`), fullPage: true });
+  const phone = (page.viewportSize()?.width ?? 0) < 600;
+  // A phone shows one screenful (what an approver sees first); a desktop the whole page.
+  await page.screenshot({ path: join(dir, `${name}-${phone ? 'phone' : 'desktop'}.png`), fullPage: !phone });
 }
