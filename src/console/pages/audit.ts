@@ -46,18 +46,20 @@ export function auditDataText(data: string): string {
 
 const Query = z.object({ before: optional(z.coerce.number().int('a whole number').min(2, 'at least 2').max(Number.MAX_SAFE_INTEGER)) }).strict();
 
-type ChainStatus = { kind: 'verified'; verdict: AuditVerdict; at: number; tookMs: number } | { kind: 'too-big'; entries: number } | { kind: 'failed'; message: string; at: number };
+type ChainStatus = { kind: 'verified'; verdict: AuditVerdict; at: number; tookMs: number } | { kind: 'too-big'; entries: number; cap: number } | { kind: 'failed'; message: string; at: number };
 
-/** GET /audit: the audit log, newest first, a page of 50 (`?before=seq`), with the chain's verify status. */
-export function auditPage(deps: BrokerDeps): Hono<ConsoleEnv> {
+/** GET /audit: the audit log, newest first, a page of 50 (`?before=seq`), with the chain's verify status. `limits` (tests): the verify's cap and cache age. */
+export function auditPage(deps: BrokerDeps, limits: { verifyMaxEntries?: number; verifyMaxAgeMs?: number } = {}): Hono<ConsoleEnv> {
+  const maxEntries = limits.verifyMaxEntries ?? AUDIT_VERIFY_MAX_ENTRIES;
+  const maxAgeMs = limits.verifyMaxAgeMs ?? AUDIT_VERIFY_MAX_AGE_MS;
   const app = new Hono<ConsoleEnv>();
   let cached: { status: ChainStatus; at: number } | undefined;
   let running: Promise<ChainStatus> | undefined;
 
   async function chainStatus(lastSeq: number): Promise<ChainStatus> {
     const now = deps.clock.now();
-    if (cached && now - cached.at < AUDIT_VERIFY_MAX_AGE_MS) return cached.status;
-    if (lastSeq > AUDIT_VERIFY_MAX_ENTRIES) return { kind: 'too-big', entries: lastSeq };
+    if (cached && now - cached.at < maxAgeMs) return cached.status;
+    if (lastSeq > maxEntries) return { kind: 'too-big', entries: lastSeq, cap: maxEntries };
     running ??= (async (): Promise<ChainStatus> => {
       const started = performance.now();
       try {
@@ -75,7 +77,7 @@ export function auditPage(deps: BrokerDeps): Hono<ConsoleEnv> {
 
   function statusHtml(s: ChainStatus): Html {
     if (s.kind === 'too-big') {
-      return notice('info', html`The log has ${s.entries} entries, more than the console verifies on a page load (${AUDIT_VERIFY_MAX_ENTRIES}). Verify it on the broker host: <code>jit audit verify</code>.`);
+      return notice('info', html`The log has ${s.entries} entries, more than the console verifies on a page load (${s.cap}). Verify it on the broker host: <code>jit audit verify</code>.`);
     }
     if (s.kind === 'failed') return notice('error', `Chain not verified at ${when(s.at)}: ${s.message}.`);
     const v = s.verdict;
