@@ -70,7 +70,8 @@ export function storyPage(deps: BrokerDeps): Hono<ConsoleEnv> {
                   ? `as asked, TTL ${duration(granted.ttl_seconds)}`
                   : html`<strong>narrowed</strong>: ${grantList(granted)} TTL ${duration(granted.ttl_seconds)}. Not granted: ${inertText(describeDifference(grantDifference(asked, granted)))}`
             }</dd>
-            <dt>Decision</dt><dd>${decisionText(row)}${row.decision_reason ? html`; reason: ${agentText(row.decision_reason)}` : ''}</dd>
+            <dt>Decision</dt><dd>${decisionText(row)}${row.decision_reason && row.status !== 'revoked' ? html`; reason: ${agentText(row.decision_reason)}` : ''}</dd>
+            ${row.status === 'revoked' ? html`<dt>Revoked</dt><dd>at ${when(row.updated_at)}${row.decision_reason ? html`; reason: ${agentText(row.decision_reason)}` : ''}</dd>` : ''}
             ${row.failure ? html`<dt>Failure</dt><dd>${row.failure}</dd>` : ''}
           </dl>
         </section>

@@ -239,6 +239,9 @@ describe.each(ENGINES)('console reference pages on $name', ({ database }) => {
       expect(gateVerify.body).toEqual({ valid: false, reason: 'revoked' });
       expect((await h.broker.deps.storage.requests.get(issuedId))!.status).toBe('revoked');
       expect((await h.broker.deps.storage.requests.get(pendingId))!.status).toBe('revoked');
+      const story = await get(`/console/requests/${issuedId}/story`);
+      expect(story.body).toMatch(/<dt>Revoked<\/dt><dd>at [^;]+; reason: <code class="agent-text">agent &quot;moltbot&quot; was removed by the operator<\/code>/);
+      expect(story.body).toContain('request.revoked');
       const entries = await h.broker.deps.storage.audit.page(0, 100_000);
       expect(entries.filter((r) => r.event === 'agent.removed').pop()!.actor).toBe(`approver:${approverId}`);
       expect(entries.filter((r) => r.event === 'request.revoked' && r.request_id === issuedId).pop()!.actor).toBe(`approver:${approverId}`);
