@@ -116,7 +116,7 @@ export function requireSession(deps: BrokerDeps, origin: string): MiddlewareHand
     c.set('csrf', session.csrf);
     c.set('page', pageRenderer(c, { name: session.approver.name, csrf: session.csrf }));
     if (STATE_CHANGING.has(c.req.method)) {
-      if (!originAllowed(c, origin, false)) return refuse(c, `this request came from another site (Origin ${c.req.header('origin')}); nothing was changed`);
+      if (!originAllowed(c, origin, false)) return refuse(c, `this request came from another site (Origin ${(c.req.header('origin') ?? '').slice(0, 100)}); nothing was changed`);
       const token = c.req.header(CSRF_HEADER) ?? (await csrfField(c));
       if (token === undefined || !safeEqual(token, session.csrf)) return refuse(c, 'the CSRF token is missing or wrong; nothing was changed (reload the page and try again)');
     }
