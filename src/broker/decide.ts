@@ -36,7 +36,14 @@ export type DecideOutcome =
    * grant (audited as `approval.refused`); or (FORBIDDEN, either decision)
    * the Telegram user is no approver any more (`vote.refused`).
    */
-  | { outcome: 'refused'; request: RequestRow; code: ErrorCode; message: string };
+  | {
+      outcome: 'refused';
+      request: RequestRow;
+      code: ErrorCode;
+      message: string;
+      /** Set when the approval needs a passkey step-up (JIT_PASSKEY_TIER): where to approve it instead (the console's page of the request). */
+      consoleUrl?: string;
+    };
 
 export interface DecisionInput {
   /**
@@ -141,9 +148,10 @@ export async function decideIn(tx: Transaction, deps: DecideDeps, requestId: str
   }
   if (input.decision === 'approve' && input.stepUp !== true && approvalNeedsStepUp(config, request)) {
     // Not counted: a Telegram tap or `jit approve` proves no passkey (JIT_PASSKEY_TIER). Deny needs none.
-    const message = `approving a tier-${request.required_tier} request needs a passkey step-up (JIT_PASSKEY_TIER=${config.passkeyTier}): approve it in the console, ${consoleRequestUrl(config.publicUrl, requestId)}`;
+    const consoleUrl = consoleRequestUrl(config.publicUrl, requestId);
+    const message = `approving a tier-${request.required_tier} request needs a passkey step-up (JIT_PASSKEY_TIER=${config.passkeyTier}): approve it in the console, ${consoleUrl}`;
     await audit.append(tx, { event: 'approval.refused', actor, requestId, data: { code: 'FORBIDDEN', message, step_up_required: true, ...via } }, now);
-    return { outcome: 'refused', request, code: 'FORBIDDEN', message };
+    return { outcome: 'refused', request, code: 'FORBIDDEN', message, consoleUrl };
   }
 
   let grant: Grant | undefined;

@@ -6,6 +6,7 @@ import { expireIssued, expireUnclaimed, failUnissued, timeOut } from './request-
 import { policyPrefix, releaseVaultPolicy, retireGrantPolicy } from './grant-policies.ts';
 import { LEGACY_POLICY_PREFIX } from './vault-grant.ts';
 import { nodeAlive } from './node.ts';
+import { prunePasskeyState } from './passkeys.ts';
 import type { Transaction } from '../storage/storage.ts';
 
 export interface SweepSummary {
@@ -63,6 +64,8 @@ export async function sweep(deps: BrokerDeps): Promise<SweepSummary> {
     if (await deleteAbandonedPolicy(deps, c)) summary.policiesCleaned++;
     else summary.vaultErrors++;
   }
+  // Spent WebAuthn challenges, enrolment links and console sessions (passkeys.ts): nothing can use them any more.
+  await prunePasskeyState(deps, now);
   return summary;
 }
 

@@ -441,3 +441,15 @@ export async function revokeAllInConsole(
   const who = input.agentName ? `agent "${input.agentName}"'s` : 'every';
   return revokeAllLive(deps, approverVoter(session.approver.id), `revoke-all from the console by ${session.approver.name} (${who} live credentials)`, input.agentName);
 }
+
+/**
+ * Deletes what no ceremony or session can use any more: expired challenges
+ * (used ones are deleted by their use) and sessions idle or past their
+ * absolute timeout. Run by the lifecycle sweep; each is one statement
+ * through an index.
+ */
+export async function prunePasskeyState(deps: Pick<PasskeyDeps, 'storage' | 'config'>, now: number): Promise<void> {
+  const { storage, config } = deps;
+  await storage.challenges.prune(now);
+  await storage.consoleSessions.prune(now - config.consoleIdleTimeoutSeconds * 1000, now - config.consoleSessionMaxSeconds * 1000);
+}

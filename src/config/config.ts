@@ -136,6 +136,8 @@ export interface Config {
   host: string;
   port: number;
   publicUrl: string;
+  /** Whether JIT_PUBLIC_URL was set (not the default from JIT_HOST and JIT_PORT): Telegram messages then link to the console. */
+  publicUrlSet: boolean;
   /** The SQLite file (and the directory of signing-keys.json); unused for the database when `databaseUrl` is set. */
   dbPath: string;
   /** PostgreSQL (JIT_DATABASE_URL) instead of SQLite: a secret (it may hold the password), never logged or shown. */
@@ -249,6 +251,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     host: e.JIT_HOST,
     port: e.JIT_PORT,
     publicUrl: e.JIT_PUBLIC_URL ?? defaultPublicUrl(e.JIT_HOST, e.JIT_PORT, !vault),
+    publicUrlSet: e.JIT_PUBLIC_URL !== undefined,
     dbPath: e.JIT_DB,
     databaseUrl: e.JIT_DATABASE_URL,
     policiesDir: e.JIT_POLICIES,

@@ -225,13 +225,13 @@ export interface ChallengesRepository {
   /** Throws StorageUniqueError when the hash is stored already. */
   insert(row: ChallengeRow): Promise<void>;
   /**
-   * Uses the challenge up (one conditional statement: of `purpose`, unused,
-   * expiring after `now`) and answers its row as it was before; undefined
-   * when it could not. Of two callers racing with one challenge exactly one
-   * gets the row.
+   * Uses the challenge up (one conditional statement deleting it: of
+   * `purpose`, expiring after `now`) and answers its row; undefined when it
+   * could not. Of two callers racing with one challenge exactly one gets
+   * the row.
    */
   consume(challengeHash: string, purpose: ChallengePurpose, now: number): Promise<ChallengeRow | undefined>;
-  /** Deletes challenges that expired at or before `now` or were used; how many. */
+  /** Deletes challenges that expired at or before `now` (used ones are gone already); how many. */
   prune(now: number): Promise<number>;
 }
 

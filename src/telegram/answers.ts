@@ -20,6 +20,12 @@ export function answerFor(result: DecideOutcome, names?: ReadonlyMap<string, str
       text = `Approval recorded: ${result.approvals} of ${result.needed} (tier 3)${result.narrowed ? '; the grant is narrowed (see the message)' : ''}`;
       break;
     case 'refused':
+      if (result.consoleUrl) {
+        // The link must survive the 200-character cut whole: a shorter sentence, or the link alone.
+        const sentence = `Not counted: a tier-${result.request.required_tier} approval needs your passkey. Approve it in the console: ${result.consoleUrl}`;
+        text = sentence.length <= 200 ? sentence : result.consoleUrl;
+        break;
+      }
       text = `Not approved: ${result.message}`;
       break;
     case 'already_voted':

@@ -39,6 +39,10 @@ export interface ApprovalView {
   credential?: { issued_at: number | null; expires_at: number; ended_at: number | null } | undefined;
   /** The narrowing panel, while the request is pending and an approver opened it. */
   draft?: DraftView | undefined;
+  /** The request's page in the console (when JIT_PUBLIC_URL is set). */
+  consoleUrl?: string | undefined;
+  /** Approving it needs a passkey step-up in the console (JIT_PASSKEY_TIER): an Approve tap here is answered with the link, not counted. */
+  needsStepUp?: boolean | undefined;
 }
 
 export interface InlineButton {
@@ -425,6 +429,8 @@ function compose(view: ApprovalView, k: Knobs): string {
   if (r.approval_expires_at !== null) {
     lines.push(`<b>Times out:</b> ${formatTime(r.approval_expires_at)} (${formatDuration(Math.max(1, Math.round((r.approval_expires_at - r.created_at) / 1000)))} after the request)`);
   }
+  if (view.consoleUrl) lines.push(`<b>Console:</b> <a href="${escapeHtml(view.consoleUrl)}">${escapeHtml(view.consoleUrl)}</a>`);
+  if (r.status === 'pending' && view.needsStepUp) lines.push('🔑 Approving needs a passkey: approve in the console (an Approve tap here is not counted; Deny counts).');
   // The agent's own words come after every field of the request, quoted, so they cannot pass for one.
   lines.push('', ...reasonLines(r, k));
   const grant = pendingGrantLines(view, k);

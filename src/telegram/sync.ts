@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Api } from 'grammy';
 import type { BrokerDeps } from '../broker/deps.ts';
+import { approvalNeedsStepUp, consoleRequestUrl } from '../broker/decide.ts';
 import type { RequestRow } from '../broker/rows.ts';
 import type { Clock } from '../lib/clock.ts';
 import type { Logger } from '../lib/logger.ts';
@@ -52,6 +53,8 @@ export async function approvalView(deps: BrokerDeps, store: TelegramStore, reque
     revokedBy: request.status === 'revoked' ? await store.revokedBy(request.id) : undefined,
     credential: cred ? { issued_at: cred.issued_at, expires_at: cred.expires_at, ended_at: cred.ended_at } : undefined,
     draft: draft ? { id: draft.id, version: draft.version, narrowing: draft.narrowing, updatedBy: draft.updatedBy } : undefined,
+    consoleUrl: deps.config.publicUrlSet ? consoleRequestUrl(deps.config.publicUrl, request.id) : undefined,
+    needsStepUp: approvalNeedsStepUp(deps.config, request),
   };
 }
 

@@ -122,6 +122,11 @@ function report(result: DecideOutcome, id: string, io: CliIo, service: ServiceSe
       io.err(`Request ${id} is already ${result.status}${result.decidedBy ? ` (by ${result.decidedBy})` : ''}; nothing changed.`);
       return 1;
     case 'refused':
+      if (result.consoleUrl) {
+        io.err(`Request ${id} was not approved and the approval was not counted: a tier-${result.request.required_tier} approval needs a passkey step-up (the service's JIT_PASSKEY_TIER). It is still pending; approve it in the console:`);
+        io.err(result.consoleUrl);
+        return 1;
+      }
       io.err(`Request ${id} was not approved: ${result.message}. It is still pending.`);
       return 1;
   }

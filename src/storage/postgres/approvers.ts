@@ -86,11 +86,11 @@ export function pgConsoleSessions(x: Exec): ConsoleSessionsRepository {
 const W = {
   insert: sql('challenges_insert', `INSERT INTO webauthn_challenges (challenge_hash, purpose, approver_id, action_hash, created_at, expires_at, used_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7)`),
-  // One statement: the check and the use are one step, whoever races (another broker, a prune).
-  consume: sql('challenges_consume', `UPDATE webauthn_challenges SET used_at = $3
+  // Used = deleted: one statement checks and uses, whoever races (another broker, a prune).
+  consume: sql('challenges_consume', `DELETE FROM webauthn_challenges
     WHERE challenge_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3
-    RETURNING challenge_hash, purpose, approver_id, action_hash, created_at, expires_at, NULL::bigint AS used_at`),
-  prune: sql('challenges_prune', 'DELETE FROM webauthn_challenges WHERE expires_at <= $1 OR used_at IS NOT NULL'),
+    RETURNING challenge_hash, purpose, approver_id, action_hash, created_at, expires_at, used_at`),
+  prune: sql('challenges_prune', 'DELETE FROM webauthn_challenges WHERE expires_at <= $1'),
 };
 
 export function pgChallenges(x: Exec): ChallengesRepository {

@@ -91,17 +91,17 @@ export function sqliteChallenges(db: Db): Sync<ChallengesRepository> {
   const s = {
     insert: db.prepare(`INSERT INTO webauthn_challenges (challenge_hash, purpose, approver_id, action_hash, created_at, expires_at, used_at)
       VALUES (@challenge_hash, @purpose, @approver_id, @action_hash, @created_at, @expires_at, @used_at)`),
-    // One statement: the check and the use are one step, whoever races (another broker's connection, a prune).
-    consume: db.prepare(`UPDATE webauthn_challenges SET used_at = ?
+    // Used = deleted: one statement checks and uses, whoever races (another broker's connection, a prune).
+    consume: db.prepare(`DELETE FROM webauthn_challenges
       WHERE challenge_hash = ? AND purpose = ? AND used_at IS NULL AND expires_at > ?
-      RETURNING challenge_hash, purpose, approver_id, action_hash, created_at, expires_at, NULL AS used_at`),
-    prune: db.prepare('DELETE FROM webauthn_challenges WHERE expires_at <= ? OR used_at IS NOT NULL'),
+      RETURNING challenge_hash, purpose, approver_id, action_hash, created_at, expires_at, used_at`),
+    prune: db.prepare('DELETE FROM webauthn_challenges WHERE expires_at <= ?'),
   };
   return {
     insert(row) {
       s.insert.run(row);
     },
-    consume: (challengeHash, purpose, now) => s.consume.get(now, challengeHash, purpose, now) as ChallengeRow | undefined,
+    consume: (challengeHash, purpose, now) => s.consume.get(challengeHash, purpose, now) as ChallengeRow | undefined,
     prune: (now) => s.prune.run(now).changes,
   };
 }

@@ -288,6 +288,24 @@ describe.each(engines)('passkeys (%s)', (_name, open) => {
       expect(await decideInConsole(deps, alice.session, r2.id, { decision: 'deny', reason: 'not now' })).toMatchObject({ outcome: 'denied' });
     });
 
+    it('counts one of two racing uses of the same assertion; the challenge is stored only as its hash', async () => {
+      const { deps, storage, enrolled, pending, votes } = await start({ JIT_PASSKEY_TIER: '2' });
+      const alice = await enrolled('alice');
+      const bob = await enrolled('bob');
+      const r = await pending();
+      const options = await beginStepUp(deps, alice.session, { kind: 'approve', requestId: r.id });
+      const raw = await storage.transaction((tx) => tx.challenges.consume(options.challenge, 'step-up', deps.clock.now()));
+      expect(raw).toBeUndefined(); // the challenge itself is no key: only its hash is
+      const assertion = alice.authenticator.assert(options);
+      const outcomes = await Promise.all([1, 2, 3].map(() => decideInConsole(deps, alice.session, r.id, { decision: 'approve', assertion })));
+      // The others: refused (the challenge was used up), or already decided when they read the request after the winner committed.
+      expect(outcomes.filter((o) => o.outcome === 'approved')).toHaveLength(1);
+      expect(outcomes.every((o) => ['approved', 'refused', 'already_decided'].includes(o.outcome))).toBe(true);
+      expect(await votes(r)).toEqual([[`approver:${alice.approver.id}`, 'approve']]);
+      // Bob, too late: already decided, nothing asked of his passkey.
+      expect(await decideInConsole(deps, bob.session, r.id, { decision: 'approve' })).toMatchObject({ outcome: 'already_decided', status: 'approved' });
+    });
+
     it('refuses a Telegram or CLI approval that needs a step-up with the console link, uncounted; their deny counts', async () => {
       const { deps, events, pending, status, votes } = await start({ JIT_PASSKEY_TIER: '2' });
       const r = await pending();

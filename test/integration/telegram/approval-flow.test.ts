@@ -45,6 +45,9 @@ describe('posting', () => {
     expect(text).toContain('Policy rules: homelab-write');
     const row = (await t.deps.storage.requests.get(id))!;
     expect(text).toContain(`Times out: ${new Date(row.approval_expires_at!).toISOString().slice(0, 19).replace('T', ' ')} UTC (10m after the request)`);
+    // JIT_PUBLIC_URL is set (the helpers' http://127.0.0.1:1): the message links the request in the console.
+    expect(text).toContain(`Console: http://127.0.0.1:1/console/requests/${id}`);
+    expect((m.entities ?? []).filter((e) => e.type === 'text_link').map((e) => (e as { url?: string }).url)).toEqual([`http://127.0.0.1:1/console/requests/${id}`]);
     expect(text).not.toMatch(/&(lt|gt|amp|quot);/);
     // Only the bot's own formatting became entities.
     const bold = (m.entities ?? []).filter((e) => e.type === 'bold').map((e) => text.slice(e.offset, e.offset + e.length));
