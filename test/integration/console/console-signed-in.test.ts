@@ -173,6 +173,19 @@ describe('signed in (no step-up configured)', () => {
     expect(view.body.granted).toEqual({ vault_paths: [{ path: 'homelab/data/apps/web', capabilities: ['read'] }], ttl_seconds: 300 });
   });
 
+  it('a gate request: its repo and every ref listed; dropping a ref narrows the grant', async () => {
+    const res = await k.h.call('POST', '/jit/request', { token: k.agent, body: { resource: 'gate', tier: 2, reason: 'push two release branches', repo: 'homelab/app', refs: ['refs/heads/release/1.0', 'refs/heads/release/2.0'] } });
+    expect(res.status).toBe(202);
+    const id = res.body.id as string;
+    const page = await (await send(k, 'GET', `/console/requests/${id}`, { cookie: ann.cookie })).text();
+    expect(page).toContain('Repository <code>homelab/app</code>');
+    expect(page).toContain('Drop ref <code>refs/heads/release/1.0</code>');
+    expect(page).toContain('Drop ref <code>refs/heads/release/2.0</code>');
+    expect((await decide(k, id, ann.cookie, { decision: 'approve', csrf, drop_ref: 'refs/heads/release/2.0' })).status).toBe(200);
+    const view = await k.h.call('GET', `/jit/requests/${id}`, { token: k.agent });
+    expect(view.body).toMatchObject({ status: 'approved', narrowed: true, granted: { repo: 'homelab/app', refs: ['refs/heads/release/1.0'] } });
+  });
+
   it('a narrowing that widens or names something not requested is refused with the message, nothing changed', async () => {
     const id = await pending(k);
     const wide = await decide(k, id, ann.cookie, { decision: 'approve', csrf, ttl: '2h' });
