@@ -154,6 +154,18 @@ describe('signed in (no step-up configured)', () => {
     expect(await again.text()).toMatch(/Already decided: the request is approved/);
   });
 
+  it('two approvers deciding at once: one decision, the other told it was already decided', async () => {
+    const cy = await enrol(k, 'cy');
+    const cyCsrf = await csrfOf(k, cy.cookie);
+    for (let round = 0; round < 3; round++) {
+      const id = await pending(k);
+      const answers = await Promise.all([decide(k, id, ann.cookie, { decision: 'approve', csrf }), decide(k, id, cy.cookie, { decision: 'deny', csrf: cyCsrf })]);
+      expect(answers.map((a) => a.status).sort()).toEqual([200, 409]);
+      const audit = (await k.h.broker.deps.storage.audit.ofRequest(id, 0, 100)).map((a) => a.event);
+      expect(audit.filter((e) => e === 'request.approved' || e === 'request.denied')).toHaveLength(1);
+    }
+  });
+
   it('the x-csrf-token header works for a fetch too', async () => {
     const id = await pending(k);
     const res = await send(k, 'POST', `/console/requests/${id}/decision`, { cookie: ann.cookie, accept: 'application/json', headers: { origin: ORIGIN, 'x-csrf-token': csrf }, body: new URLSearchParams({ decision: 'deny' }) });
