@@ -32,8 +32,8 @@ export function createAgentStore(deps: { storage: Storage; audit: AuditLog; cloc
   const decoyHash = hashSecret(randomToken());
 
   return {
-    /** Registers an agent and returns its bearer token, which is not stored and cannot be shown again. */
-    async add(name: string, sessionKey?: string): Promise<{ agent: Agent; token: string }> {
+    /** Registers an agent and returns its bearer token, which is not stored and cannot be shown again. Audited as `actor` (`operator`: the CLI). */
+    async add(name: string, sessionKey?: string, actor = 'operator'): Promise<{ agent: Agent; token: string }> {
       if (!AGENT_NAME.test(name)) {
         throw new BrokerError('BAD_REQUEST', 'agent name must be 1-63 characters of a-z, 0-9, ".", "_" or "-", starting with a letter or digit');
       }
@@ -48,7 +48,7 @@ export function createAgentStore(deps: { storage: Storage; audit: AuditLog; cloc
       await storage.transaction(async (tx) => {
         if (await tx.agents.byName(name)) throw new BrokerError('CONFLICT', `agent "${name}" already exists`);
         await tx.agents.insert({ id: agent.id, name, token_id: tokenId, token_hash: hashSecret(secret), session_key: agent.sessionKey, created_at: now });
-        await audit.append(tx, { event: 'agent.added', actor: 'operator', data: { agent: name, agent_id: agent.id, token_id: tokenId } }, now);
+        await audit.append(tx, { event: 'agent.added', actor, data: { agent: name, agent_id: agent.id, token_id: tokenId } }, now);
       });
       return { agent, token };
     },
@@ -67,12 +67,12 @@ export function createAgentStore(deps: { storage: Storage; audit: AuditLog; cloc
       return storage.transaction((tx) => this.removeIn(tx, name));
     },
 
-    /** {@link remove} inside the caller's transaction (agent removal that also revokes, revoke.ts). */
-    async removeIn(tx: Transaction, name: string): Promise<boolean> {
+    /** {@link remove} inside the caller's transaction (agent removal that also revokes, revoke.ts), audited as `actor`. */
+    async removeIn(tx: Transaction, name: string, actor = 'operator'): Promise<boolean> {
       const row = await tx.agents.byName(name);
       if (!row) return false;
       await tx.agents.delete(row.id);
-      await audit.append(tx, { event: 'agent.removed', actor: 'operator', data: { agent: name, agent_id: row.id } }, clock.now());
+      await audit.append(tx, { event: 'agent.removed', actor, data: { agent: name, agent_id: row.id } }, clock.now());
       return true;
     },
 

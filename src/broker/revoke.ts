@@ -189,11 +189,43 @@ export async function revokeAllLive(deps: BrokerDeps, actor: string, reason: str
  * revoked here) or is refused because the agent is gone
  * (request-credential.ts checks in its own transaction). Returns null when
  * there is no such agent; the Vault side of the returned credentials is
- * left to endCredential (credential-end.ts).
+ * left to endCredential (credential-end.ts), or to {@link finishRevocations}
+ * in the service. `removedBy` is the actor of the `agent.removed` entry
+ * (`operator` for the CLI; the console's `approver:<id>`).
  */
-export function removeAgentRevoking(deps: StorageDeps, name: string, actor: string): Promise<RevocationRecord[] | null> {
+export function removeAgentRevoking(deps: StorageDeps, name: string, actor: string, removedBy = 'operator'): Promise<RevocationRecord[] | null> {
   return deps.storage.transaction(async (tx) => {
-    if (!(await deps.agents.removeIn(tx, name))) return null;
+    if (!(await deps.agents.removeIn(tx, name, removedBy))) return null;
     return commitRevocationsIn(tx, deps, { agentName: name }, actor, `agent "${name}" was removed by the operator`);
   });
+}
+
+/** What {@link finishRevocations} did to one committed revocation's credential. */
+export interface FinishedRevocation {
+  record: RevocationRecord;
+  /** `ended`: revoked (Vault token and policy, or gate credential); `vault_pending`: Vault failed, the sweep retries; `none`: there was no credential to end. */
+  result: 'ended' | 'vault_pending' | 'none';
+}
+
+/**
+ * The Vault half of committed revocations, in the service (which holds the
+ * Vault client): each record's `ending` credential is ended now; a Vault
+ * failure leaves it `ending` for the sweep and is reported, not thrown.
+ */
+export async function finishRevocations(deps: BrokerDeps, records: RevocationRecord[]): Promise<FinishedRevocation[]> {
+  const out: FinishedRevocation[] = [];
+  for (const record of records) {
+    if (!record.credential) {
+      out.push({ record, result: 'none' });
+      continue;
+    }
+    try {
+      await finishRevocation(deps, record.requestId);
+      out.push({ record, result: 'ended' });
+    } catch (err) {
+      if (!(err instanceof BrokerError && err.code === 'VAULT_UNAVAILABLE')) throw err;
+      out.push({ record, result: 'vault_pending' });
+    }
+  }
+  return out;
 }

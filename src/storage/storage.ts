@@ -56,6 +56,16 @@ import type { Logger } from '../lib/logger.ts';
  * - Lists come in the order their doc states, never more than `limit` rows.
  */
 
+/** A filter of {@link RequestsRepository.list}. */
+export interface RequestListFilter {
+  status?: RequestStatus;
+  agentId?: string;
+  agentName?: string;
+  search?: string;
+  before?: { createdAt: number; id: string };
+  limit?: number;
+}
+
 /** Requests: rows, the conditional status move, and the lifecycle queries over their deadlines. */
 export interface RequestsRepository {
   /** Throws StorageUniqueError when the agent already has a request with this Idempotency-Key. */
@@ -77,8 +87,14 @@ export interface RequestsRepository {
   tier1ApprovedWithoutCredential(before: number): Promise<RequestRow[]>;
   /** How many of the agent's requests are pending. */
   pendingCount(agentId: string): Promise<number>;
-  /** Newest first (created_at descending); `limit` defaults to 100. */
-  list(filter: { status?: RequestStatus; agentId?: string; agentName?: string; limit?: number }): Promise<RequestRow[]>;
+  /**
+   * Newest first (created_at, then id, descending); `limit` defaults to 100.
+   * `search`: only requests whose id, agent name, session key or reason
+   * contains it (case-insensitive for ASCII letters; a full scan of the
+   * other filters' rows). `before`: only requests older than that one in
+   * this order (the next page).
+   */
+  list(filter: RequestListFilter): Promise<RequestRow[]>;
   /** Issued, approved and pending requests, oldest first; of one agent name or of all. */
   open(filter?: { agentName?: string }): Promise<RequestRow[]>;
 }

@@ -1,4 +1,5 @@
 import { createAuditLog, type AuditLog } from '../broker/audit.ts';
+import { redactUrl, targetUrlLabel } from '../broker/webhook-retry.ts';
 import type { OutboxRow, OutboxRowTarget, OutboxTargetKind, RequestRow } from '../storage/rows.ts';
 import type { Storage, Transaction } from '../storage/storage.ts';
 import type { DecisionEventType, DecisionSink } from '../broker/events.ts';
@@ -8,6 +9,7 @@ import type { IdGenerator } from '../lib/ids.ts';
 import type { Logger } from '../lib/logger.ts';
 import { buildEventFacts, withTargetFacts, type DecisionEventName, type EventFacts } from './payloads.ts';
 
+export { redactUrl, targetUrlLabel };
 export type { ClaimParams, NewOutboxRow, OutboxRow, OutboxState } from '../storage/rows.ts';
 export type TargetKind = OutboxTargetKind;
 /** 'unresolved': written without the policy (invalid files); the service's dispatcher addresses it from its own ({@link addressUnresolved}). */
@@ -57,28 +59,6 @@ export async function addressUnresolved(
     } else done.addressed.push(row.id);
   }
   return done;
-}
-
-/** Removes user:password and the query string, for logs and listings (a URL may carry a token). */
-export function redactUrl(url: string | null): string {
-  if (!url) return '-';
-  try {
-    const u = new URL(url);
-    return `${u.protocol}//${u.host}${u.pathname}${u.search ? '?…' : ''}`;
-  } catch {
-    return '(invalid URL)';
-  }
-}
-
-/**
- * Where a row is sent, for listings (`jit webhooks list`, `jit requests
- * show`): what {@link resolveTargetUrl} will use, named without secrets. An
- * OpenClaw row the service addresses goes to the service's
- * OPENCLAW_HOOKS_URL, whatever URL an earlier version stored in it.
- */
-export function targetUrlLabel(row: Pick<OutboxRow, 'target' | 'url' | 'url_source'>): string {
-  if (row.target === 'unresolved') return "(the agent's webhook in the service's policy, looked up when sent)";
-  return row.target === 'openclaw' && row.url_source === 'config' ? 'OPENCLAW_HOOKS_URL' : redactUrl(row.url);
 }
 
 /** `{base}/agent`, unless `base` already ends in `/agent`. */

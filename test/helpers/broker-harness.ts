@@ -174,7 +174,10 @@ export async function startHarness(opts: { policy?: string; env?: Record<string,
     root,
     vaultAs: (token) => NodeVault({ endpoint: devVault.url, token, noCustomHTTPVerbs: true }),
     addAgent: async (name) => (await broker.deps.agents.add(name)).token,
-    db: sqliteDatabase(broker.deps.storage),
+    // A getter: a harness on PostgreSQL (JIT_DATABASE_URL in env) has no SQLite handle, and only fails when a test asks for it.
+    get db() {
+      return sqliteDatabase(broker.deps.storage);
+    },
     async jitPolicies() {
       try {
         const { data } = await root.read('sys/policies/acl?list=true');

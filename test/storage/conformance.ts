@@ -187,6 +187,24 @@ export function describeStorageConformance(name: string, open: () => Promise<Ope
         expect(ids(await s.requests.open())).toEqual(['req_1', 'req_2', 'req_4']);
         expect(ids(await s.requests.open({ agentName: 'other' }))).toEqual(['req_2']);
       });
+
+      it('lists pages older than a cursor (ties broken by id) and searches id, agent, session key and reason, case-insensitively', async () => {
+        await s.requests.insert(request('req_a', { created_at: T0 + 1, reason: 'Rotate the DOCKER registry' }));
+        await s.requests.insert(request('req_b', { created_at: T0 + 2, session_key: 'hook:jit:Nightly' }));
+        await s.requests.insert(request('req_c', { created_at: T0 + 2, agent_id: 'agt_2', agent_name: 'other', reason: '100% sure_ok' }));
+        await s.requests.insert(request('req_d', { created_at: T0 + 3, reason: 'deploy' }));
+        expect(ids(await s.requests.list({}))).toEqual(['req_d', 'req_c', 'req_b', 'req_a']);
+        expect(ids(await s.requests.list({ before: { createdAt: T0 + 2, id: 'req_c' } }))).toEqual(['req_b', 'req_a']);
+        expect(ids(await s.requests.list({ before: { createdAt: T0 + 3, id: 'req_d' }, limit: 1 }))).toEqual(['req_c']);
+        expect(ids(await s.requests.list({ search: 'docker' }))).toEqual(['req_a']);
+        expect(ids(await s.requests.list({ search: 'NIGHTLY' }))).toEqual(['req_b']);
+        expect(ids(await s.requests.list({ search: 'oth' }))).toEqual(['req_c']);
+        expect(ids(await s.requests.list({ search: 'REQ_D' }))).toEqual(['req_d']);
+        // LIKE's wildcards are plain characters here.
+        expect(ids(await s.requests.list({ search: '% sure_' }))).toEqual(['req_c']);
+        expect(ids(await s.requests.list({ search: '_' }))).toEqual(['req_d', 'req_c', 'req_b', 'req_a']);
+        expect(ids(await s.requests.list({ search: 'e', agentName: 'moltbot', before: { createdAt: T0 + 3, id: 'req_d' } }))).toEqual(['req_b', 'req_a']);
+      });
     });
 
     describe('idempotency keys', () => {

@@ -1,5 +1,6 @@
 import { systemClock } from '../../lib/clock.ts';
-import { redactUrl, targetUrlLabel, type OutboxRow } from '../../webhooks/outbox.ts';
+import { requeueDeadDelivery, targetUrlLabel } from '../../broker/webhook-retry.ts';
+import type { OutboxRow } from '../../webhooks/outbox.ts';
 import { openCliContext } from '../context.ts';
 import { iso } from '../format.ts';
 import type { CliIo } from '../../lib/cli-io.ts';
@@ -62,19 +63,8 @@ export async function webhooksCommand(args: string[], io: CliIo): Promise<number
     const serviceHasOpenClaw = (await ctx.recordedSettings())?.settings.openclaw_configured;
     /** Re-queues one dead event; the reason on failure. */
     const requeue = async (row: OutboxRow): Promise<{ ok: true; line: string } | { ok: false; why: string }> => {
-      if (row.state !== 'dead') return { ok: false, why: `event ${row.id} is ${row.state}, not dead; only dead events are re-queued` };
-      const toConfigured = row.target === 'openclaw' && row.url_source === 'config';
-      if (toConfigured && serviceHasOpenClaw === false) {
-        return { ok: false, why: `event ${row.id} goes to OpenClaw but the service has no OPENCLAW_HOOKS_URL; set it in the service's environment and restart jit serve first` };
-      }
-      const now = systemClock.now();
-      const requeued = await ctx.storage.transaction(async (tx) => {
-        if (!(await tx.outbox.requeue(row.id, now))) return false;
-        await ctx.audit.append(tx, { event: 'webhook.requeued', actor: CLI_ACTOR, requestId: row.request_id, data: { event_id: row.id, type: row.type, previous_attempts: row.attempts } }, now);
-        return true;
-      });
-      if (!requeued) return { ok: false, why: `event ${row.id} changed meanwhile; not re-queued` };
-      return { ok: true, line: `Re-queued ${row.id} (${row.type}, request ${row.request_id}) to ${toConfigured ? "the service's OPENCLAW_HOOKS_URL" : redactUrl(row.url)}` };
+      const r = await requeueDeadDelivery({ storage: ctx.storage, audit: ctx.audit, clock: systemClock }, row.id, CLI_ACTOR, serviceHasOpenClaw);
+      return r.ok ? { ok: true, line: `Re-queued ${row.id} (${row.type}, request ${row.request_id}) to ${r.to}` } : r;
     };
 
     if (!values['all-dead']) {

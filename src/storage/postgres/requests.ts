@@ -1,5 +1,5 @@
-import type { RequestRow, RequestStatus } from '../rows.ts';
-import type { IdempotencyRepository, RateLimitsRepository, RequestsRepository } from '../storage.ts';
+import type { RequestRow } from '../rows.ts';
+import type { IdempotencyRepository, RateLimitsRepository, RequestListFilter, RequestsRepository } from '../storage.ts';
 import { all, count, one, sql, type Exec, type Statement } from './exec.ts';
 import { requestStatusStatements } from './request-status.ts';
 
@@ -24,21 +24,33 @@ const S = {
   pruneRefusals: sql('rate_prune_refusals', 'DELETE FROM agent_refusals WHERE at <= $1'),
 };
 
-/** The list query per filter shape (at most eight), made on first use. */
+/** The list query per filter shape (at most 32), made on first use. */
 const lists = new Map<string, Statement>();
 
-function listStatement(filter: { status?: RequestStatus; agentId?: string; agentName?: string }): Statement {
+/** The list statement of `filter`'s shape and its parameters (the limit last). */
+function listQuery(filter: RequestListFilter): { statement: Statement; args: unknown[] } {
   const where: string[] = [];
-  if (filter.status) where.push(`status = $${where.length + 1}`);
-  if (filter.agentId) where.push(`agent_id = $${where.length + 1}`);
-  if (filter.agentName) where.push(`agent_name = $${where.length + 1}`);
-  const key = `${filter.status ? 's' : ''}${filter.agentId ? 'i' : ''}${filter.agentName ? 'n' : ''}`;
-  let s = lists.get(key);
-  if (!s) {
-    s = sql(`requests_list_${key}`, `SELECT * FROM requests ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC LIMIT $${where.length + 1}`);
-    lists.set(key, s);
+  const args: unknown[] = [];
+  const param = (value: unknown) => (args.push(value), `$${args.length}`);
+  if (filter.status) where.push(`status = ${param(filter.status)}`);
+  if (filter.agentId) where.push(`agent_id = ${param(filter.agentId)}`);
+  if (filter.agentName) where.push(`agent_name = ${param(filter.agentName)}`);
+  if (filter.search) {
+    const p = param(filter.search);
+    where.push(`(strpos(lower(id), lower(${p})) > 0 OR strpos(lower(agent_name), lower(${p})) > 0 OR strpos(lower(coalesce(session_key, '')), lower(${p})) > 0 OR strpos(lower(reason), lower(${p})) > 0)`);
   }
-  return s;
+  if (filter.before) {
+    const at = param(filter.before.createdAt);
+    where.push(`(created_at < ${at} OR (created_at = ${at} AND id < ${param(filter.before.id)}))`);
+  }
+  const limit = param(filter.limit ?? 100);
+  const key = `${filter.status ? 's' : ''}${filter.agentId ? 'i' : ''}${filter.agentName ? 'n' : ''}${filter.search ? 't' : ''}${filter.before ? 'b' : ''}`;
+  let statement = lists.get(key);
+  if (!statement) {
+    statement = sql(`requests_list_${key}`, `SELECT * FROM requests ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ${limit}`);
+    lists.set(key, statement);
+  }
+  return { statement, args };
 }
 
 export function pgRequests(x: Exec): RequestsRepository {
@@ -53,11 +65,8 @@ export function pgRequests(x: Exec): RequestsRepository {
     tier1ApprovedWithoutCredential: (before) => all<RequestRow>(x.read(S.tier1Orphans, [before])),
     pendingCount: (agentId) => count(x.read(S.countPending, [agentId])),
     list(filter) {
-      const args: unknown[] = [];
-      if (filter.status) args.push(filter.status);
-      if (filter.agentId) args.push(filter.agentId);
-      if (filter.agentName) args.push(filter.agentName);
-      return all<RequestRow>(x.read(listStatement(filter), [...args, filter.limit ?? 100]));
+      const { statement, args } = listQuery(filter);
+      return all<RequestRow>(x.read(statement, args));
     },
     open: (filter = {}) => all<RequestRow>(x.read(S.open, [filter.agentName ?? null])),
   };

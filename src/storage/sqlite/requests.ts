@@ -1,5 +1,5 @@
-import type { RequestRow, RequestStatus } from '../rows.ts';
-import type { IdempotencyRepository, RateLimitsRepository, RequestsRepository } from '../storage.ts';
+import type { RequestRow } from '../rows.ts';
+import type { IdempotencyRepository, RateLimitsRepository, RequestListFilter, RequestsRepository } from '../storage.ts';
 import type { Db } from './open.ts';
 import { requestStatusStatements } from './request-status.ts';
 import type { Sync } from './sync.ts';
@@ -18,7 +18,7 @@ export function sqliteRequests(db: Db): Sync<RequestsRepository> {
     open: db.prepare(`SELECT * FROM requests WHERE status IN ('issued', 'approved', 'pending')
       AND (@agent_name IS NULL OR agent_name = @agent_name) ORDER BY created_at`),
   };
-  /** The list query per filter shape (at most eight), prepared on first use. */
+  /** The list query per filter shape (at most 32), prepared on first use. */
   const lists = new Map<string, { all(...args: unknown[]): unknown[] }>();
   return {
     insert: status.insert,
@@ -29,13 +29,18 @@ export function sqliteRequests(db: Db): Sync<RequestsRepository> {
     approvedPastClaimWindow: (now, limit) => s.approvedExpired.all(now, limit) as RequestRow[],
     tier1ApprovedWithoutCredential: (before) => s.tier1Orphans.all(before) as RequestRow[],
     pendingCount: (agentId) => s.countPending.get(agentId) as number,
-    list(filter: { status?: RequestStatus; agentId?: string; agentName?: string; limit?: number }) {
+    list(filter: RequestListFilter) {
       const where: string[] = [];
       const args: unknown[] = [];
       if (filter.status) (where.push('status = ?'), args.push(filter.status));
       if (filter.agentId) (where.push('agent_id = ?'), args.push(filter.agentId));
       if (filter.agentName) (where.push('agent_name = ?'), args.push(filter.agentName));
-      const sql = `SELECT * FROM requests ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC LIMIT ?`;
+      if (filter.search) {
+        where.push("(instr(lower(id), lower(?)) > 0 OR instr(lower(agent_name), lower(?)) > 0 OR instr(lower(coalesce(session_key, '')), lower(?)) > 0 OR instr(lower(reason), lower(?)) > 0)");
+        args.push(filter.search, filter.search, filter.search, filter.search);
+      }
+      if (filter.before) (where.push('(created_at < ? OR (created_at = ? AND id < ?))'), args.push(filter.before.createdAt, filter.before.createdAt, filter.before.id));
+      const sql = `SELECT * FROM requests ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`;
       let stmt = lists.get(sql);
       if (!stmt) lists.set(sql, (stmt = db.prepare(sql)));
       return stmt.all(...args, filter.limit ?? 100) as RequestRow[];
