@@ -370,4 +370,28 @@ describe('time limits and unknown requests', () => {
     k.h.clock.advance(30 * 60_000 + 1000);
     expect((await send(k, 'GET', '/console', { cookie: ann.cookie })).status).toBe(303);
   });
+
+  it('what an open page does on its own (live list reloads, the event stream) does not keep the session from idling out; a page load does', async () => {
+    const bea = await enrol(k, 'bea');
+    const live = { 'x-console-live': '1' };
+    // 20 minutes of live reloads only, then 11 more: idle past 30 minutes, so the next reload is 401 and a page load signs in again.
+    for (let i = 0; i < 4; i++) {
+      k.h.clock.advance(5 * 60_000);
+      expect((await send(k, 'GET', '/console', { cookie: bea.cookie, headers: live })).status).toBe(200);
+      const stream = await send(k, 'GET', '/console/events', { cookie: bea.cookie, accept: 'text/event-stream' });
+      expect(stream.status).toBe(200);
+      await stream.body?.cancel();
+    }
+    k.h.clock.advance(11 * 60_000);
+    const lost = await send(k, 'GET', '/console', { cookie: bea.cookie, headers: live });
+    expect(lost.status).toBe(401);
+    expect(lost.headers.get('content-type')).toContain('application/problem+json');
+    expect((await send(k, 'GET', '/console', { cookie: bea.cookie })).status).toBe(303);
+    // The same timeline with page loads keeps the session.
+    const cy = await enrol(k, 'cy');
+    for (let i = 0; i < 7; i++) {
+      k.h.clock.advance(5 * 60_000);
+      expect((await send(k, 'GET', '/console', { cookie: cy.cookie })).status).toBe(200);
+    }
+  });
 });
