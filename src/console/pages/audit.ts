@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { verifyAuditChain, type AuditVerdict } from '../../broker/audit.ts';
 import type { BrokerDeps } from '../../broker/deps.ts';
 import { inertText } from '../../lib/inert-text.ts';
+import type { AuditRow } from '../../storage/rows.ts';
 import type { ConsoleEnv } from '../env.ts';
 import { notice, optional, parseQuery, voter, voterLabels, when, type Html } from './common.ts';
 
@@ -42,6 +43,18 @@ export function auditDataText(data: string): string {
     return pairs.length === 0 ? '-' : inertText(pairs.join('; '));
   }
   return inertText(JSON.stringify(parsed));
+}
+
+/** Audit entries as boxes (readable on a phone): seq, event, time, actor (named when an approver), request link, details. */
+export function auditList(rows: readonly AuditRow[], labels: Map<string, string>, labelledBy: string, linkRequests: boolean): Html {
+  return html`<ol class="audit" aria-labelledby="${labelledBy}">
+    ${rows.map(
+      (r) => html`<li class="request">
+        <p><strong>#${r.seq}</strong> ${r.event} · ${when(r.at)} · by ${voter(labels, r.actor)}${linkRequests && r.request_id ? html` · <a href="/console/requests/${r.request_id}/story">${r.request_id}</a>` : ''}</p>
+        <p>${auditDataText(r.data)}</p>
+      </li>`,
+    )}
+  </ol>`;
 }
 
 const Query = z.object({ before: optional(z.coerce.number().int('a whole number').min(2, 'at least 2').max(Number.MAX_SAFE_INTEGER)) }).strict();
@@ -108,17 +121,8 @@ export function auditPage(deps: BrokerDeps, limits: { verifyMaxEntries?: number;
         ${statusHtml(status)}
         ${rows.length === 0
           ? html`<p>No entries.</p>`
-          : html`<table>
-              <caption>Entries ${oldest!.seq} to ${rows[0]!.seq} of ${lastSeq}, newest first</caption>
-              <thead><tr><th scope="col">Seq</th><th scope="col">When</th><th scope="col">Event</th><th scope="col">Actor</th><th scope="col">Request</th><th scope="col">Details</th></tr></thead>
-              <tbody>
-                ${rows.map(
-                  (r) => html`<tr><td>${r.seq}</td><td>${when(r.at)}</td><td>${r.event}</td><td>${voter(labels, r.actor)}</td>
-                    <td>${r.request_id ? html`<a href="/console/requests/${r.request_id}/story">${r.request_id}</a>` : '-'}</td>
-                    <td>${auditDataText(r.data)}</td></tr>`,
-                )}
-              </tbody>
-            </table>`}
+          : html`<h2 id="a-entries">Entries ${oldest!.seq} to ${rows[0]!.seq} of ${lastSeq}, newest first</h2>
+            ${auditList(rows, labels, 'a-entries', true)}`}
         <nav aria-label="Audit log pages">
           ${newer !== undefined ? html`<a href="/console/audit">Newest entries</a> <a href="/console/audit?before=${newer}" rel="prev">Newer entries</a>` : ''}
           ${oldest && oldest.seq > 1 ? html` <a href="/console/audit?before=${oldest.seq}" rel="next">Older entries</a>` : ''}
