@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseDurationSeconds } from '../lib/duration.ts';
 
@@ -247,10 +248,24 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     previousKeyEncryptionKey = parsed.data;
   }
 
+  const publicUrl = e.JIT_PUBLIC_URL ?? defaultPublicUrl(e.JIT_HOST, e.JIT_PORT, !vault);
+  if (e.JIT_PASSKEY_TIER !== undefined) {
+    // Telegram and `jit approve` send such approvals to the console, which is off when the relying party would be an IP address
+    // (WebAuthn refuses one): those requests could then never be approved. Refuse the combination at start, in one line.
+    const url = URL.parse(publicUrl);
+    const host = url?.hostname.replace(/^\[|\]$/g, '') ?? '';
+    if (url && isIP(host) !== 0) {
+      throw new ConfigError(
+        'JIT_PASSKEY_TIER',
+        `approvals of tier ${e.JIT_PASSKEY_TIER} and above need a passkey step-up in the console, but the console needs a host name and the public URL ${url.origin} has the IP address ${host}: set JIT_PUBLIC_URL to a host name that reaches this broker (e.g. JIT_PUBLIC_URL=http://localhost:${e.JIT_PORT}), or unset JIT_PASSKEY_TIER`,
+      );
+    }
+  }
+
   const config: Config = {
     host: e.JIT_HOST,
     port: e.JIT_PORT,
-    publicUrl: e.JIT_PUBLIC_URL ?? defaultPublicUrl(e.JIT_HOST, e.JIT_PORT, !vault),
+    publicUrl,
     publicUrlSet: e.JIT_PUBLIC_URL !== undefined,
     dbPath: e.JIT_DB,
     databaseUrl: e.JIT_DATABASE_URL,

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PublicKeyCredentialCreationOptionsJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import { addApprover } from '../../../src/broker/approvers.ts';
 import { createConsole } from '../../../src/console/app.ts';
+import { loadConfig } from '../../../src/config/config.ts';
 import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
 import { SoftAuthenticator } from '../../helpers/soft-authenticator.ts';
 
@@ -381,5 +382,18 @@ describe('console review: step-up (JIT_PASSKEY_TIER=2)', () => {
     const res = await send(k, 'POST', '/console/credentials/revoke-all', { cookie: ann.cookie, body: form({ csrf: ann.csrf, assertion: wrong }), headers: { origin: ORIGIN } });
     expect(res.status).toBe(403);
     expect(await statusOf(k, id)).toBe('issued');
+  });
+});
+
+describe('console review: a misconfigured console never silently blocks approvals', () => {
+  it('JIT_PASSKEY_TIER with a public URL that cannot be a relying party (an IP address) is refused at start, in one line on JIT_PUBLIC_URL', () => {
+    // Otherwise Telegram and `jit approve` send every such approval to a console that answers 503: those requests could never be approved.
+    expect(() => loadConfig({ JIT_DB: ':memory:', JIT_PASSKEY_TIER: '3', JIT_PUBLIC_URL: 'http://127.0.0.1:8787' })).toThrow(/JIT_PASSKEY_TIER: .*IP address 127\.0\.0\.1.*JIT_PUBLIC_URL=http:\/\/localhost:8787/);
+    expect(() => loadConfig({ JIT_DB: ':memory:', JIT_PASSKEY_TIER: '2', JIT_HOST: '0.0.0.0', VAULT_ADDR: 'http://127.0.0.1:8200', VAULT_TOKEN: 'x' })).toThrow(/JIT_PUBLIC_URL/);
+    expect(() => loadConfig({ JIT_DB: ':memory:', JIT_PASSKEY_TIER: '3', JIT_PUBLIC_URL: 'http://[::1]:8787' })).toThrow(/IP address ::1/);
+    // A host name, dev mode's localhost default, or no step-up: fine (the console alone is off with an IP address, Telegram and the CLI decide on).
+    expect(loadConfig({ JIT_DB: ':memory:', JIT_PASSKEY_TIER: '3', JIT_PUBLIC_URL: 'https://jit.example.org' }).passkeyTier).toBe(3);
+    expect(loadConfig({ JIT_DB: ':memory:', JIT_PASSKEY_TIER: '3' }).publicUrl).toBe('http://localhost:8787');
+    expect(loadConfig({ JIT_DB: ':memory:', JIT_PUBLIC_URL: 'http://127.0.0.1:8787' }).passkeyTier).toBeUndefined();
   });
 });
