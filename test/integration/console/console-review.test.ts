@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PublicKeyCredentialCreationOptionsJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import { addApprover } from '../../../src/broker/approvers.ts';
 import { createConsole } from '../../../src/console/app.ts';
-import { loadConfig } from '../../../src/config/config.ts';
+import { loadConfig, requireStepUpReachable } from '../../../src/config/config.ts';
+import { startBroker } from '../../../src/main.ts';
 import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
 import { SoftAuthenticator } from '../../helpers/soft-authenticator.ts';
 
@@ -386,14 +387,19 @@ describe('console review: step-up (JIT_PASSKEY_TIER=2)', () => {
 });
 
 describe('console review: a misconfigured console never silently blocks approvals', () => {
-  it('JIT_PASSKEY_TIER with a public URL that cannot be a relying party (an IP address) is refused at start, in one line on JIT_PUBLIC_URL', () => {
+  it('the service refuses to start with JIT_PASSKEY_TIER and a public URL that cannot be a relying party (an IP address), in one line on JIT_PUBLIC_URL', async () => {
     // Otherwise Telegram and `jit approve` send every such approval to a console that answers 503: those requests could never be approved.
-    expect(() => loadConfig({ JIT_DB: ':memory:', JIT_PASSKEY_TIER: '3', JIT_PUBLIC_URL: 'http://127.0.0.1:8787' })).toThrow(/JIT_PASSKEY_TIER: .*IP address 127\.0\.0\.1.*JIT_PUBLIC_URL=http:\/\/localhost:8787/);
-    expect(() => loadConfig({ JIT_DB: ':memory:', JIT_PASSKEY_TIER: '2', JIT_HOST: '0.0.0.0', VAULT_ADDR: 'http://127.0.0.1:8200', VAULT_TOKEN: 'x' })).toThrow(/JIT_PUBLIC_URL/);
-    expect(() => loadConfig({ JIT_DB: ':memory:', JIT_PASSKEY_TIER: '3', JIT_PUBLIC_URL: 'http://[::1]:8787' })).toThrow(/IP address ::1/);
-    // A host name, dev mode's localhost default, or no step-up: fine (the console alone is off with an IP address, Telegram and the CLI decide on).
-    expect(loadConfig({ JIT_DB: ':memory:', JIT_PASSKEY_TIER: '3', JIT_PUBLIC_URL: 'https://jit.example.org' }).passkeyTier).toBe(3);
-    expect(loadConfig({ JIT_DB: ':memory:', JIT_PASSKEY_TIER: '3' }).publicUrl).toBe('http://localhost:8787');
-    expect(loadConfig({ JIT_DB: ':memory:', JIT_PUBLIC_URL: 'http://127.0.0.1:8787' }).passkeyTier).toBeUndefined();
+    await expect(startBroker({ JIT_DB: ':memory:', JIT_PASSKEY_TIER: '3', JIT_PUBLIC_URL: 'http://127.0.0.1:8787' })).rejects.toThrow(
+      /JIT_PASSKEY_TIER: .*IP address 127\.0\.0\.1.*JIT_PUBLIC_URL=http:\/\/localhost:8787/,
+    );
+    const check = (env: Record<string, string>) => () => requireStepUpReachable(loadConfig({ JIT_DB: ':memory:', ...env }));
+    expect(check({ JIT_PASSKEY_TIER: '2', JIT_HOST: '0.0.0.0', VAULT_ADDR: 'http://127.0.0.1:8200', VAULT_TOKEN: 'x' })).toThrow(/JIT_PUBLIC_URL/);
+    expect(check({ JIT_PASSKEY_TIER: '3', JIT_PUBLIC_URL: 'http://[::1]:8787' })).toThrow(/IP address ::1/);
+    // A host name, dev mode's localhost default, or no step-up: fine (with an IP address only the console is off; Telegram and the CLI decide on).
+    expect(check({ JIT_PASSKEY_TIER: '3', JIT_PUBLIC_URL: 'https://jit.example.org' })).not.toThrow();
+    expect(check({ JIT_PASSKEY_TIER: '3' })).not.toThrow();
+    expect(check({ JIT_PUBLIC_URL: 'http://127.0.0.1:8787' })).not.toThrow();
+    // The CLI's own shell may set JIT_PASSKEY_TIER without JIT_PUBLIC_URL (it takes the service's recorded URL): loadConfig alone accepts it.
+    expect(() => loadConfig({ JIT_DB: ':memory:', JIT_PASSKEY_TIER: '3', VAULT_ADDR: 'http://127.0.0.1:8200', VAULT_TOKEN: 'x' })).not.toThrow();
   });
 });
