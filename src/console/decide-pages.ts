@@ -14,7 +14,7 @@ import { isId } from '../lib/ids.ts';
 import { inertText } from '../lib/inert-text.ts';
 import type { ConsoleEnv } from './env.ts';
 import { decisionForm } from './forms.ts';
-import { notice, time, titled } from './layout.ts';
+import { htmlHeaders, notice, time, titled } from './layout.ts';
 import { eventStream, type ChangeFeed, type LiveOptions } from './live.ts';
 import { isDataRequest } from './session.ts';
 
@@ -188,7 +188,8 @@ ${await pendingFragment(deps, c)}`,
     ),
   );
 
-  app.get('/api/pending', async (c) => new Response((await pendingFragment(deps, c)).toString(), { headers: { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' } }));
+  // The fragment is HTML too (with forms and the CSRF token): the pages' headers, CSP and no framing included, should a browser open it.
+  app.get('/api/pending', async (c) => new Response((await pendingFragment(deps, c)).toString(), { headers: htmlHeaders() }));
 
   app.get('/events', (c) => eventStream(c, feed, live));
 

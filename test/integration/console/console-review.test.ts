@@ -179,6 +179,24 @@ describe('console review: routes, headers and templates', () => {
     expectCsp(signIn, 'sign-in');
   });
 
+  it('the live list fragment (HTML with forms and the CSRF token) carries the CSP, no framing and no-store like the pages', async () => {
+    const res = await send(k, 'GET', '/console/api/pending', { cookie: ann.cookie });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/html/);
+    expectCsp(res, '/console/api/pending');
+    expect(res.headers.get('content-security-policy')).toMatch(/frame-ancestors 'none'/);
+    expect(res.headers.get('cache-control')).toBe('no-store');
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+  });
+
+  it("a removed approver's unused enrolment link no longer works", async () => {
+    const { token } = await addApprover(k.h.broker.deps, { name: 'gone' });
+    const { removeApprover } = await import('../../../src/broker/approvers.ts');
+    await removeApprover(k.h.broker.deps, 'gone');
+    expect((await send(k, 'GET', `/console/enrol/${token}`)).status).toBe(404);
+    expect((await postJson(k, `/console/enrol/${token}/options`)).res.status).toBe(404);
+  });
+
   it('a data request to an unknown console path is 404 problem+json (not a page)', async () => {
     const res = await send(k, 'GET', '/console/api/nothing-here', { cookie: ann.cookie, accept: 'application/json' });
     expect(res.status).toBe(404);
