@@ -249,6 +249,49 @@ describe('console review: routes, headers and templates', () => {
   });
 });
 
+describe('console review: sessions and votes over HTTP', () => {
+  let k: Console;
+  beforeAll(async () => {
+    k = await startConsole();
+  });
+  afterAll(() => k?.h.close());
+
+  it('one person racing two Approve submits on a tier-3 request counts once: it stays pending at 1 of 2', async () => {
+    const ann = await enrol(k, 'ann');
+    const id = await pending(k, { tier: 3, vault_paths: [{ path: 'homelab/data/prod/db', capabilities: ['delete'] }], ttl: '5m' });
+    const results = await Promise.all([1, 2, 3].map(() => decide(k, id, ann.cookie, { decision: 'approve', csrf: ann.csrf }, 'application/json')));
+    const statuses = results.map((r) => r.status).sort();
+    expect(statuses).toEqual([200, 409, 409]);
+    expect(await statusOf(k, id)).toBe('pending');
+    expect((await k.h.broker.deps.storage.votes.approvals(id)).length).toBe(1);
+  });
+
+  it("a form post from a sandboxed or privacy-stripped context (Origin: null) is refused even with the session's CSRF token", async () => {
+    const bob = await enrol(k, 'bob');
+    const id = await pending(k);
+    const res = await send(k, 'POST', `/console/requests/${id}/decision`, { cookie: bob.cookie, body: form({ decision: 'approve', csrf: bob.csrf }), headers: { origin: 'null' } });
+    expect(res.status).toBe(403);
+    expect(await statusOf(k, id)).toBe('pending');
+  });
+
+  it('a session kept busy still ends at JIT_CONSOLE_SESSION_MAX (12h by default), then its cookie is cleared', async () => {
+    const carl = await enrol(k, 'carl');
+    let status = 200;
+    let steps = 0;
+    while (status === 200 && steps < 40) {
+      k.h.clock.advance(20 * 60_000);
+      steps += 1;
+      const res = await send(k, 'GET', '/console/credentials', { cookie: carl.cookie });
+      status = res.status;
+      if (status === 303) expect(res.headers.get('set-cookie')).toMatch(/jit_console=;/);
+      await res.body?.cancel();
+    }
+    expect(status).toBe(303);
+    // 12h is 36 steps of 20 minutes: not one step more or less.
+    expect(steps).toBe(36);
+  });
+});
+
 describe('console review: bad input is a 4xx with a clear message, never a 5xx', () => {
   let k: Console;
   let ann: Signed;
