@@ -127,6 +127,14 @@ ${items}
 </section>`;
 }
 
+/** The session still stands: its row is there (sign-out and approver removal delete it), within its absolute limit, its approver not removed. */
+async function stillSignedIn(deps: BrokerDeps, session: passkeys.ConsoleSession): Promise<boolean> {
+  const row = await deps.storage.consoleSessions.get(session.idHash);
+  if (!row || deps.clock.now() - row.created_at >= deps.config.consoleSessionMaxSeconds * 1000) return false;
+  const approver = await deps.storage.approvers.get(row.approver_id);
+  return approver !== undefined && approver.removed_at === null;
+}
+
 function outcomeText(o: DecideOutcome): { kind: 'ok' | 'error' | 'info'; text: string; status: number } {
   switch (o.outcome) {
     case 'approved':
@@ -191,7 +199,10 @@ ${await pendingFragment(deps, c)}`,
   // The fragment is HTML too (with forms and the CSRF token): the pages' headers, CSP and no framing included, should a browser open it.
   app.get('/api/pending', async (c) => new Response((await pendingFragment(deps, c)).toString(), { headers: htmlHeaders() }));
 
-  app.get('/events', (c) => eventStream(c, feed, live));
+  app.get('/events', (c) => {
+    const session = c.get('session');
+    return eventStream(c, feed, live, () => stillSignedIn(deps, session));
+  });
 
   app.get('/requests/:id', async (c) => {
     const row = await pendingRequest(deps, c.req.param('id'));

@@ -8,6 +8,7 @@ import { loadConfig, requireStepUpReachable } from '../../../src/config/config.t
 import { startBroker } from '../../../src/main.ts';
 import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
 import { SoftAuthenticator } from '../../helpers/soft-authenticator.ts';
+import { openSse } from '../../helpers/sse.ts';
 
 /**
  * A security review of the operator console (issue 20, SPEC §12), as an
@@ -272,6 +273,26 @@ describe('console review: sessions and votes over HTTP', () => {
     const res = await send(k, 'POST', `/console/requests/${id}/decision`, { cookie: bob.cookie, body: form({ decision: 'approve', csrf: bob.csrf }), headers: { origin: 'null' } });
     expect(res.status).toBe(403);
     expect(await statusOf(k, id)).toBe('pending');
+  });
+
+  it("sign-out and approver removal end an open live stream too (it carried on for its whole lifetime): no change signal after the session ends", async () => {
+    for (const how of ['sign-out', 'remove'] as const) {
+      const who = await enrol(k, `stream-${how}`);
+      const reader = await openSse(`${k.h.broker.url}/console/events`, { cookie: `jit_console=${who.cookie}` });
+      expect(reader.status).toBe(200);
+      expect((await reader.next()).event).toBe('ready');
+      if (how === 'sign-out') {
+        const out = await send(k, 'POST', '/console/sign-out', { cookie: who.cookie, body: form({ csrf: who.csrf }), headers: { origin: ORIGIN } });
+        expect(out.status).toBe(303);
+      } else {
+        const { removeApprover } = await import('../../../src/broker/approvers.ts');
+        await removeApprover(k.h.broker.deps, `stream-${how}`);
+      }
+      // The session's end is itself a change (it is audited): the stream checks the session then, and ends.
+      await pending(k);
+      await reader.ended;
+      expect(reader.events.map((e) => e.event)).toEqual(['ready']);
+    }
   });
 
   it('a session kept busy still ends at JIT_CONSOLE_SESSION_MAX (12h by default), then its cookie is cleared', async () => {
