@@ -218,10 +218,14 @@ describe('console review: routes, headers and templates', () => {
   });
 
   it('agent-written text is inert on every page that shows it: no tag, no attribute breaks out', async () => {
-    const id = await pending(k, { reason: `please ${XSS} javascript:alert(3)`, session_key: 'hook:jit:moltbot-x' });
+    const spaceless = '"><img/src=x/onerror=alert(1)>';
+    const id = await pending(k, { reason: `please ${XSS} javascript:alert(3)`, session_key: `hook:jit:moltbot${spaceless}` });
+    const added = await send(k, 'POST', '/console/agents', { cookie: ann.cookie, body: form({ csrf: ann.csrf, name: 'xss-agent', session: spaceless }), headers: { origin: ORIGIN } });
+    expect(added.status).toBe(200);
+    expect(await added.text()).not.toContain('<img');
     const denied = await pending(k, { reason: XSS });
     expect((await decide(k, denied, ann.cookie, { decision: 'deny', csrf: ann.csrf, reason: XSS })).status).toBe(200);
-    for (const p of ['/console', `/console/requests/${id}`, `/console/requests/${id}/story`, `/console/requests/${denied}/story`, `/console/requests/${denied}`, '/console/history', `/console/history?q=${encodeURIComponent(XSS)}`, '/console/audit']) {
+    for (const p of ['/console', `/console/requests/${id}`, `/console/requests/${id}/story`, `/console/requests/${denied}/story`, `/console/requests/${denied}`, '/console/history', `/console/history?q=${encodeURIComponent(XSS)}`, '/console/audit', '/console/agents', '/console/agents/xss-agent/remove']) {
       const res = await send(k, 'GET', p, { cookie: ann.cookie });
       expect(res.status, p).toBe(200);
       const text = await res.text();
