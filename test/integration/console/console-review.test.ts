@@ -362,6 +362,14 @@ describe('console review: bad input is a 4xx with a clear message, never a 5xx',
     expect(await unknown.text()).toMatch(/grant_all|unrecognized/i);
     const weird = await decide(k, id, ann.cookie, { decision: 'approve', csrf: ann.csrf, ttl: 'forever' });
     expect(weird.status).toBe(400);
+    for (const ttl of ['0', '-5', '99999999999999999999', '1e9', '15m15m', ' ']) {
+      const res = await decide(k, id, ann.cookie, { decision: 'approve', csrf: ann.csrf, ttl: ttl === ' ' ? '2h' : ttl }, 'application/json');
+      expect(res.status, `ttl ${ttl}`).toBeGreaterThanOrEqual(400);
+      expect(res.status, `ttl ${ttl}`).toBeLessThan(500);
+    }
+    const dropAll = await decide(k, id, ann.cookie, { decision: 'approve', csrf: ann.csrf, drop_path: 'homelab/data/apps/web' }, 'application/json');
+    expect(dropAll.status, 'dropping every path').toBeGreaterThanOrEqual(400);
+    expect(dropAll.status).toBeLessThan(500);
     const assertion = await decide(k, id, ann.cookie, { decision: 'approve', csrf: ann.csrf, assertion: '{not json' });
     expect(assertion.status).toBe(400);
     const decision = await decide(k, id, ann.cookie, { decision: 'maybe', csrf: ann.csrf }, 'application/json');
