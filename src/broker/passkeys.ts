@@ -297,8 +297,13 @@ export async function finishSignIn(deps: PasskeyDeps, response: AuthenticationRe
   return result.value;
 }
 
-/** The session of a cookie value, touched; undefined when unknown, idle too long, too old, or its approver removed. */
-export async function sessionOf(deps: PasskeyDeps, sessionId: string): Promise<ConsoleSession | undefined> {
+/**
+ * The session of a cookie value; undefined when unknown, idle too long, too
+ * old, or its approver removed. Touched (its idle timeout restarts) unless
+ * `opts.touch` is false: what a page does on its own (the live list's event
+ * stream and reloads) is no sign that a person is there.
+ */
+export async function sessionOf(deps: PasskeyDeps, sessionId: string, opts: { touch?: boolean } = {}): Promise<ConsoleSession | undefined> {
   if (!SESSION_ID.test(sessionId)) return undefined;
   const idHash = hashSecret(sessionId);
   const { storage, clock, config } = deps;
@@ -312,7 +317,7 @@ export async function sessionOf(deps: PasskeyDeps, sessionId: string): Promise<C
   const approver = await storage.approvers.get(row.approver_id);
   if (!approver || approver.removed_at !== null) return undefined;
   let lastSeenAt = row.last_seen_at;
-  if (now - row.last_seen_at >= TOUCH_EVERY_MS) {
+  if (opts.touch !== false && now - row.last_seen_at >= TOUCH_EVERY_MS) {
     // Gone meanwhile (signed out, approver removed): no session.
     if (!(await storage.consoleSessions.touch(idHash, now))) return undefined;
     lastSeenAt = now;

@@ -5,7 +5,7 @@ import type { BrokerDeps } from '../broker/deps.ts';
 import { BrokerError } from '../broker/errors.ts';
 import { grantToMint } from '../broker/narrowing.ts';
 import * as passkeys from '../broker/passkeys.ts';
-import { revokeRequest, type RevokeAllOutcome } from '../broker/revoke.ts';
+import { revokeRequest } from '../broker/revoke.ts';
 import { credentialState } from '../broker/view.ts';
 import { isId } from '../lib/ids.ts';
 import type { ConsoleEnv } from './env.ts';
@@ -58,8 +58,7 @@ ${rows.map(({ credential: cr, request: r }) => {
   app.post('/credentials/revoke-all', async (c) => {
     const form = await decisionForm(c, 'approve');
     if (!form.assertion) throw new BrokerError('FORBIDDEN', 'revoke-all needs a fresh passkey confirmation (step-up): use the "Revoke all" button with JavaScript enabled; nothing was changed');
-    // The contract declares one outcome; revoke.ts's revokeAllLive answers one per request: take either.
-    const outcomes = ([] as RevokeAllOutcome[]).concat(await passkeys.revokeAllInConsole(deps, c.get('session'), { assertion: form.assertion }));
+    const outcomes = await passkeys.revokeAllInConsole(deps, c.get('session'), { assertion: form.assertion });
     const count = (r: string) => outcomes.filter((o) => o.result === r).length;
     const text = `Revoke all: ${count('revoked')} revoked, ${count('vault_pending')} recorded with the Vault clean-up still to do (retried by the broker), ${count('raced')} changed meanwhile (run it again), ${count('skipped')} already ended.`;
     return titled(c.get('page'))('Revoke all', html`${notice('ok', text)}<p><a href="/console/credentials">Live credentials</a></p>`);

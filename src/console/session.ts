@@ -28,6 +28,8 @@ import { pageRenderer, titled } from './layout.ts';
 export const SESSION_COOKIE = 'jit_console';
 export const CSRF_FIELD = 'csrf';
 export const CSRF_HEADER = 'x-csrf-token';
+/** Set by console.js on the live list's own reloads: no person's activity, so the session is not touched (and a lost session answers 401). */
+export const LIVE_HEADER = 'x-console-live';
 
 const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
 
@@ -54,8 +56,13 @@ export function clearSessionCookie(c: Context, publicUrl: string): void {
 /** A fetch or an event stream rather than a page load: answered 401 rather than sent to sign-in. */
 export function isDataRequest(c: Context): boolean {
   const path = c.req.path;
-  if (path.startsWith('/console/api/') || path === '/console/events') return true;
+  if (path.startsWith('/console/api/') || path === '/console/events' || isLiveRequest(c)) return true;
   return !(c.req.header('accept') ?? '').includes('text/html');
+}
+
+/** A request the page makes on its own (the live stream, its reloads): it does not restart the idle timeout. */
+function isLiveRequest(c: Context): boolean {
+  return c.req.path === '/console/events' || c.req.header(LIVE_HEADER) === '1';
 }
 
 /** A problem+json answer (the console's data endpoints answer like the API). */
@@ -98,7 +105,7 @@ export function requireSession(deps: BrokerDeps, origin: string): MiddlewareHand
   const publicUrl = deps.config.publicUrl;
   return async (c, next) => {
     const id = getCookie(c, SESSION_COOKIE);
-    const session = id ? await passkeys.sessionOf(deps, id) : undefined;
+    const session = id ? await passkeys.sessionOf(deps, id, { touch: !(c.req.method === 'GET' && isLiveRequest(c)) }) : undefined;
     if (!session) {
       if (id !== undefined) clearSessionCookie(c, publicUrl);
       const cleared = c.res.headers.get('set-cookie');
@@ -116,7 +123,7 @@ export function requireSession(deps: BrokerDeps, origin: string): MiddlewareHand
     c.set('csrf', session.csrf);
     c.set('page', pageRenderer(c, { name: session.approver.name, csrf: session.csrf }));
     if (STATE_CHANGING.has(c.req.method)) {
-      if (!originAllowed(c, origin, false)) return refuse(c, `this request came from another site (Origin ${c.req.header('origin')}); nothing was changed`);
+      if (!originAllowed(c, origin, false)) return refuse(c, `this request came from another site (Origin ${(c.req.header('origin') ?? '').slice(0, 100)}); nothing was changed`);
       const token = c.req.header(CSRF_HEADER) ?? (await csrfField(c));
       if (token === undefined || !safeEqual(token, session.csrf)) return refuse(c, 'the CSRF token is missing or wrong; nothing was changed (reload the page and try again)');
     }

@@ -122,6 +122,19 @@ describe('step-up with JIT_PASSKEY_TIER=3', () => {
     expect(await votes(id)).toEqual([]);
   }, 60_000);
 
+  it('revokes all live credentials after a passkey assertion made inside "Revoke all"', async () => {
+    const id = await cb.request(agent, { resource: 'vault', tier: 2, reason: 'read the web key', vault_paths: [{ path: 'homelab/data/apps/web', capabilities: ['read'] }] });
+    // Tier 2 is below JIT_PASSKEY_TIER: no step-up to approve it.
+    await approve(alice, id, /^Approved: the agent can now claim/);
+    expect((await fetch(`${cb.broker.url}/jit/requests/${id}/claim`, { method: 'POST', headers: { authorization: `Bearer ${agent}` } })).status).toBe(201);
+    const before = await signCount(alice);
+    await alice.page.goto(`${cb.url}/console/credentials`);
+    await alice.page.getByRole('button', { name: 'Revoke all', exact: true }).click();
+    await alice.page.getByText(/^Revoke all: [1-9]\d* revoked/).waitFor();
+    expect(await signCount(alice)).toBeGreaterThan(before);
+    expect(await status(id)).toBe('revoked');
+  }, 60_000);
+
   it('denies a tier-3 request without step-up, with a reason', async () => {
     const id = await cb.request(agent, TIER3);
     const page = carol.page;

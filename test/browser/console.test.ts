@@ -125,6 +125,23 @@ describe('the console in Chromium (JIT_PASSKEY_TIER unset)', () => {
     expect(view).toMatchObject({ status: 'approved', narrowed: true, granted: { vault_paths: [{ path: 'homelab/data/apps/web', capabilities: ['read'] }], ttl_seconds: 300 } });
   }, 60_000);
 
+  it('is keyboard operable: Tab reaches a request\'s Approve on the pending list, Enter decides', async () => {
+    const id = await cb.request(agent, TIER2);
+    const page = alice.page;
+    await page.goto(`${cb.url}/console`);
+    const approveButton = pendingItem(page, id).getByRole('button', { name: 'Approve', exact: true });
+    await approveButton.waitFor();
+    let tabs = 0;
+    for (; tabs < 200; tabs++) {
+      if (await approveButton.evaluate((el) => el === (globalThis as any).document.activeElement)) break;
+      await page.keyboard.press('Tab');
+    }
+    expect(tabs).toBeLessThan(200);
+    await page.keyboard.press('Enter');
+    await page.getByText(APPROVED).waitFor();
+    expect(await status(id)).toBe('approved');
+  }, 60_000);
+
   it('reaches a tier-3 quorum with one console approver and one Telegram approver', async () => {
     const id = await cb.request(agent, TIER3);
     const page = alice.page;

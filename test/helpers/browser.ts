@@ -14,8 +14,11 @@ import { chromium, type Browser, type BrowserContext, type CDPSession, type Page
 
 /**
  * The Chromium binary: JIT_TEST_CHROMIUM when set, else the real binary
- * Debian's `chromium` package installs (/usr/lib/chromium/chromium; the
- * /usr/bin/chromium launcher script works too and is the fallback).
+ * Debian's `chromium` package installs, /usr/lib/chromium/chromium.
+ * playwright-core launches both it and the package's /usr/bin/chromium
+ * (a shell launcher that adds the flags of /etc/chromium.d/ and execs the
+ * binary); the binary is preferred so nothing but CHROMIUM_ARGS applies,
+ * and the launcher is the fallback.
  */
 export function chromiumPath(): string {
   const candidates = [process.env.JIT_TEST_CHROMIUM, '/usr/lib/chromium/chromium', '/usr/bin/chromium'].filter((p): p is string => !!p);

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { verifyAuditChain, type AuditVerdict } from '../../broker/audit.ts';
 import type { BrokerDeps } from '../../broker/deps.ts';
 import { inertText } from '../../lib/inert-text.ts';
+import type { AuditRow } from '../../storage/rows.ts';
 import type { ConsoleEnv } from '../env.ts';
 import { notice, optional, parseQuery, voter, voterLabels, when, type Html } from './common.ts';
 
@@ -44,20 +45,34 @@ export function auditDataText(data: string): string {
   return inertText(JSON.stringify(parsed));
 }
 
+/** Audit entries as boxes (readable on a phone): seq, event, time, actor (named when an approver), request link, details. */
+export function auditList(rows: readonly AuditRow[], labels: Map<string, string>, labelledBy: string, linkRequests: boolean): Html {
+  return html`<ol class="audit" aria-labelledby="${labelledBy}">
+    ${rows.map(
+      (r) => html`<li class="request">
+        <p><strong>#${r.seq}</strong> ${r.event} · ${when(r.at)} · by ${voter(labels, r.actor)}${linkRequests && r.request_id ? html` · <a href="/console/requests/${r.request_id}/story">${r.request_id}</a>` : ''}</p>
+        <p>${auditDataText(r.data)}</p>
+      </li>`,
+    )}
+  </ol>`;
+}
+
 const Query = z.object({ before: optional(z.coerce.number().int('a whole number').min(2, 'at least 2').max(Number.MAX_SAFE_INTEGER)) }).strict();
 
-type ChainStatus = { kind: 'verified'; verdict: AuditVerdict; at: number; tookMs: number } | { kind: 'too-big'; entries: number } | { kind: 'failed'; message: string; at: number };
+type ChainStatus = { kind: 'verified'; verdict: AuditVerdict; at: number; tookMs: number } | { kind: 'too-big'; entries: number; cap: number } | { kind: 'failed'; message: string; at: number };
 
-/** GET /audit: the audit log, newest first, a page of 50 (`?before=seq`), with the chain's verify status. */
-export function auditPage(deps: BrokerDeps): Hono<ConsoleEnv> {
+/** GET /audit: the audit log, newest first, a page of 50 (`?before=seq`), with the chain's verify status. `limits` (tests): the verify's cap and cache age. */
+export function auditPage(deps: BrokerDeps, limits: { verifyMaxEntries?: number; verifyMaxAgeMs?: number } = {}): Hono<ConsoleEnv> {
+  const maxEntries = limits.verifyMaxEntries ?? AUDIT_VERIFY_MAX_ENTRIES;
+  const maxAgeMs = limits.verifyMaxAgeMs ?? AUDIT_VERIFY_MAX_AGE_MS;
   const app = new Hono<ConsoleEnv>();
   let cached: { status: ChainStatus; at: number } | undefined;
   let running: Promise<ChainStatus> | undefined;
 
   async function chainStatus(lastSeq: number): Promise<ChainStatus> {
     const now = deps.clock.now();
-    if (cached && now - cached.at < AUDIT_VERIFY_MAX_AGE_MS) return cached.status;
-    if (lastSeq > AUDIT_VERIFY_MAX_ENTRIES) return { kind: 'too-big', entries: lastSeq };
+    if (cached && now - cached.at < maxAgeMs) return cached.status;
+    if (lastSeq > maxEntries) return { kind: 'too-big', entries: lastSeq, cap: maxEntries };
     running ??= (async (): Promise<ChainStatus> => {
       const started = performance.now();
       try {
@@ -75,7 +90,7 @@ export function auditPage(deps: BrokerDeps): Hono<ConsoleEnv> {
 
   function statusHtml(s: ChainStatus): Html {
     if (s.kind === 'too-big') {
-      return notice('info', html`The log has ${s.entries} entries, more than the console verifies on a page load (${AUDIT_VERIFY_MAX_ENTRIES}). Verify it on the broker host: <code>jit audit verify</code>.`);
+      return notice('info', html`The log has ${s.entries} entries, more than the console verifies on a page load (${s.cap}). Verify it on the broker host: <code>jit audit verify</code>.`);
     }
     if (s.kind === 'failed') return notice('error', `Chain not verified at ${when(s.at)}: ${s.message}.`);
     const v = s.verdict;
@@ -106,17 +121,8 @@ export function auditPage(deps: BrokerDeps): Hono<ConsoleEnv> {
         ${statusHtml(status)}
         ${rows.length === 0
           ? html`<p>No entries.</p>`
-          : html`<table>
-              <caption>Entries ${oldest!.seq} to ${rows[0]!.seq} of ${lastSeq}, newest first</caption>
-              <thead><tr><th scope="col">Seq</th><th scope="col">When</th><th scope="col">Event</th><th scope="col">Actor</th><th scope="col">Request</th><th scope="col">Details</th></tr></thead>
-              <tbody>
-                ${rows.map(
-                  (r) => html`<tr><td>${r.seq}</td><td>${when(r.at)}</td><td>${r.event}</td><td>${voter(labels, r.actor)}</td>
-                    <td>${r.request_id ? html`<a href="/console/requests/${r.request_id}/story">${r.request_id}</a>` : '-'}</td>
-                    <td>${auditDataText(r.data)}</td></tr>`,
-                )}
-              </tbody>
-            </table>`}
+          : html`<h2 id="a-entries">Entries ${oldest!.seq} to ${rows[0]!.seq} of ${lastSeq}, newest first</h2>
+            ${auditList(rows, labels, 'a-entries', true)}`}
         <nav aria-label="Audit log pages">
           ${newer !== undefined ? html`<a href="/console/audit">Newest entries</a> <a href="/console/audit?before=${newer}" rel="prev">Newer entries</a>` : ''}
           ${oldest && oldest.seq > 1 ? html` <a href="/console/audit?before=${oldest.seq}" rel="next">Older entries</a>` : ''}

@@ -52,28 +52,22 @@ export function historyPage(deps: BrokerDeps): Hono<ConsoleEnv> {
               <option value=""${status ? '' : ' selected'}>Any</option>
               ${STATUSES.map((s) => html`<option value="${s}"${s === status ? ' selected' : ''}>${s}</option>`)}
             </select></p>
-          <p><label for="h-q">Search</label> <input id="h-q" name="q" type="search" value="${q ?? ''}" aria-describedby="h-q-help">
+          <p><label for="h-q">Search</label> <input id="h-q" name="q" type="text" inputmode="search" value="${q ?? ''}" aria-describedby="h-q-help">
             <span id="h-q-help">in request ids, agent names, session keys and reasons</span></p>
           <p><button type="submit">Search</button>${filtered ? html` <a href="/console/history">Clear the search</a>` : ''}</p>
         </form>
         ${shown.length === 0
           ? html`<p>${filtered || before ? 'No request matches.' : 'No requests yet.'}</p>`
-          : html`<table>
-              <caption>${before ? 'Older requests' : 'Newest requests'}${filtered ? ' matching the search' : ''}, newest first</caption>
-              <thead><tr><th scope="col">Request</th><th scope="col">Status</th><th scope="col">Agent</th><th scope="col">Tier</th><th scope="col">Created</th><th scope="col">Reason</th></tr></thead>
-              <tbody>
-                ${shown.map(
-                  (r) => html`<tr>
-                    <td><a href="/console/requests/${r.id}/story">${r.id}</a></td>
-                    <td>${r.status}</td>
-                    <td>${r.agent_name}</td>
-                    <td>${r.required_tier}</td>
-                    <td>${when(r.created_at)}</td>
-                    <td>${agentLine(r.reason)}</td>
-                  </tr>`,
-                )}
-              </tbody>
-            </table>`}
+          : html`<h2 id="h-results">${before ? 'Older requests' : 'Newest requests'}${filtered ? ' matching the search' : ''}, newest first</h2>
+            <ol class="history" aria-labelledby="h-results">
+              ${shown.map(
+                (r) => html`<li class="request">
+                  <p><a href="/console/requests/${r.id}/story"><code>${r.id}</code></a></p>
+                  <p><strong>${r.status}</strong> · agent ${r.agent_name} · tier ${r.required_tier} · created ${when(r.created_at)}</p>
+                  <p>${agentLine(r.reason, 160)}</p>
+                </li>`,
+              )}
+            </ol>`}
         <nav aria-label="History pages">
           ${before ? html`<a href="/console/history?${new URLSearchParams({ ...(agent ? { agent } : {}), ...(status ? { status } : {}), ...(q ? { q } : {}) }).toString()}">Newest</a>` : ''}
           ${next ? html` <a href="/console/history?${next.toString()}" rel="next">Older requests</a>` : ''}

@@ -5,11 +5,11 @@ import { describeDifference, grantDifference, grantOf, requestedGrant, sameGrant
 import type { RequestRow, VoteRow } from '../../broker/rows.ts';
 import type { AuditRow } from '../../storage/rows.ts';
 import { credentialState } from '../../broker/view.ts';
-import { targetUrlLabel } from '../../broker/webhook-retry.ts';
 import { inertText } from '../../lib/inert-text.ts';
 import type { ConsoleEnv } from '../env.ts';
 import { agentBlock, agentText, duration, grantList, problemPage, voter, voterLabels, when } from './common.ts';
-import { auditDataText } from './audit.ts';
+import { auditList } from './audit.ts';
+import { deliveryItem } from './webhooks.ts';
 
 /** A request's audit entries shown on its story (a request has a handful; a flood of refusals is coalesced by the log). */
 const STORY_AUDIT_LIMIT = 500;
@@ -70,7 +70,8 @@ export function storyPage(deps: BrokerDeps): Hono<ConsoleEnv> {
                   ? `as asked, TTL ${duration(granted.ttl_seconds)}`
                   : html`<strong>narrowed</strong>: ${grantList(granted)} TTL ${duration(granted.ttl_seconds)}. Not granted: ${inertText(describeDifference(grantDifference(asked, granted)))}`
             }</dd>
-            <dt>Decision</dt><dd>${decisionText(row)}${row.decision_reason ? html`; reason: ${agentText(row.decision_reason)}` : ''}</dd>
+            <dt>Decision</dt><dd>${decisionText(row)}${row.decision_reason && row.status !== 'revoked' ? html`; reason: ${agentText(row.decision_reason)}` : ''}</dd>
+            ${row.status === 'revoked' ? html`<dt>Revoked</dt><dd>at ${when(row.updated_at)}${row.decision_reason ? html`; reason: ${agentText(row.decision_reason)}` : ''}</dd>` : ''}
             ${row.failure ? html`<dt>Failure</dt><dd>${row.failure}</dd>` : ''}
           </dl>
         </section>
@@ -103,21 +104,13 @@ export function storyPage(deps: BrokerDeps): Hono<ConsoleEnv> {
           <h2 id="s-webhooks">Webhook deliveries</h2>
           ${deliveries.length === 0
             ? html`<p>None.</p>`
-            : html`<table><thead><tr><th scope="col">Event</th><th scope="col">Type</th><th scope="col">Status</th><th scope="col">Attempts</th><th scope="col">Last HTTP status</th><th scope="col">To</th><th scope="col">Last error</th></tr></thead><tbody>
-                ${deliveries.map(
-                  (d) => html`<tr><td>${d.id}</td><td>${d.type}</td>
-                    <td>${d.state === 'delivered' ? `delivered ${when(d.delivered_at)}` : d.state === 'pending' ? `pending, next ${when(d.next_attempt_at)}` : d.state === 'dead' ? html`dead since ${when(d.updated_at)} (<a href="/console/webhooks">retry</a>)` : 'sending'}</td>
-                    <td>${d.attempts}</td><td>${d.last_status ?? '-'}</td><td>${d.target}: ${targetUrlLabel(d)}</td><td>${d.last_error ?? '-'}</td></tr>`,
-                )}
-              </tbody></table>`}
+            : html`<ol class="deliveries" aria-labelledby="s-webhooks">${deliveries.map((d) => deliveryItem(d, d.state === 'dead' ? { retry: html`<p><a href="/console/webhooks">Retry it on the dead webhooks page</a></p>` } : {}))}</ol>`}
         </section>
         <section aria-labelledby="s-audit">
           <h2 id="s-audit">Audit entries</h2>
           ${entries.length === 0
             ? html`<p>None.</p>`
-            : html`<table><thead><tr><th scope="col">Seq</th><th scope="col">When</th><th scope="col">Event</th><th scope="col">Actor</th><th scope="col">Details</th></tr></thead><tbody>
-                ${entries.map((e) => html`<tr><td>${e.seq}</td><td>${when(e.at)}</td><td>${e.event}</td><td>${voter(labels, e.actor)}</td><td>${auditDataText(e.data)}</td></tr>`)}
-              </tbody></table>
+            : html`${auditList(entries, labels, 's-audit', false)}
               ${entries.length === STORY_AUDIT_LIMIT ? html`<p>The first ${STORY_AUDIT_LIMIT} entries are shown; the <a href="/console/audit">audit log</a> has them all.</p>` : ''}`}
         </section>`,
     );

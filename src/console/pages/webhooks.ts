@@ -4,7 +4,8 @@ import { z } from 'zod';
 import type { BrokerDeps } from '../../broker/deps.ts';
 import { requeueDeadDelivery, targetUrlLabel } from '../../broker/webhook-retry.ts';
 import type { ConsoleEnv } from '../env.ts';
-import { actorOf, csrfField, csrfSchema, notice, optional, parseForm, parseQuery, problemPage, when } from './common.ts';
+import type { OutboxRow } from '../../storage/rows.ts';
+import { actorOf, csrfField, csrfSchema, notice, optional, parseForm, parseQuery, problemPage, when, type Html } from './common.ts';
 
 /** Dead deliveries listed on the page, newest first (`jit webhooks list --dead --limit N` shows more). */
 export const DEAD_SHOWN = 200;
@@ -12,6 +13,29 @@ export const DEAD_SHOWN = 200;
 const EVENT_ID = /^[A-Za-z0-9_-]{1,100}$/;
 const Query = z.object({ retried: optional(z.string().regex(EVENT_ID, 'not an event id')) }).strict();
 const RetryForm = z.object({ ...csrfSchema }).strict();
+
+/** Where a delivery stands, in words. */
+function deliveryState(d: OutboxRow): string {
+  if (d.state === 'delivered') return `delivered ${when(d.delivered_at)}`;
+  if (d.state === 'pending') return `pending, next attempt ${when(d.next_attempt_at)}`;
+  if (d.state === 'dead') return `dead since ${when(d.updated_at)}`;
+  return 'being sent';
+}
+
+/** One webhook delivery as a box (readable on a phone): event, type, state, attempts, last answer, target (no secret), last error. */
+export function deliveryItem(d: OutboxRow, o: { request?: boolean; retry?: Html } = {}): Html {
+  return html`<li class="request">
+    <p><code>${d.id}</code> · ${d.type}${o.request ? html` · request <a href="/console/requests/${d.request_id}/story">${d.request_id}</a>` : ''}</p>
+    <dl class="facts">
+      <dt>State</dt><dd>${deliveryState(d)}</dd>
+      <dt>Attempts</dt><dd>${d.attempts}</dd>
+      <dt>Last HTTP status</dt><dd>${d.last_status ?? '-'}</dd>
+      <dt>To</dt><dd>${d.target}: ${targetUrlLabel(d)}</dd>
+      <dt>Last error</dt><dd>${d.last_error ?? '-'}</dd>
+    </dl>
+    ${o.retry ?? ''}
+  </li>`;
+}
 
 /** GET /webhooks: dead deliveries, each with Retry; POST /webhooks/:id/retry moves one back to pending. */
 export function webhooksPage(deps: BrokerDeps): Hono<ConsoleEnv> {
@@ -28,17 +52,10 @@ export function webhooksPage(deps: BrokerDeps): Hono<ConsoleEnv> {
         <p>A delivery is dead when its receiver kept failing until the retries ran out. Retry sends it again from the first attempt.</p>
         ${dead.length === 0
           ? html`<p>No dead webhook deliveries.</p>`
-          : html`<table>
-              <caption>${total > dead.length ? `The newest ${dead.length} of ${total} dead deliveries` : `${total} dead deliveries`}, newest first</caption>
-              <thead><tr><th scope="col">Event</th><th scope="col">Request</th><th scope="col">Type</th><th scope="col">To</th><th scope="col">Attempts</th><th scope="col">Last HTTP status</th><th scope="col">Last error</th><th scope="col">Dead since</th><th scope="col">Retry</th></tr></thead>
-              <tbody>
-                ${dead.map(
-                  (d) => html`<tr><td>${d.id}</td><td><a href="/console/requests/${d.request_id}/story">${d.request_id}</a></td><td>${d.type}</td>
-                    <td>${d.target}: ${targetUrlLabel(d)}</td><td>${d.attempts}</td><td>${d.last_status ?? '-'}</td><td>${d.last_error ?? '-'}</td><td>${when(d.updated_at)}</td>
-                    <td><form method="post" action="/console/webhooks/${d.id}/retry">${csrfField(c)}<button type="submit" aria-label="Retry ${d.id}">Retry</button></form></td></tr>`,
-                )}
-              </tbody>
-            </table>`}`,
+          : html`<h2 id="w-dead">${total > dead.length ? `The newest ${dead.length} of ${total} dead deliveries` : `${total} dead deliveries`}, newest first</h2>
+            <ol class="deliveries" aria-labelledby="w-dead">
+              ${dead.map((d) => deliveryItem(d, { request: true, retry: html`<form method="post" action="/console/webhooks/${d.id}/retry">${csrfField(c)}<button type="submit" aria-label="Retry ${d.id}">Retry</button></form>` }))}
+            </ol>`}`,
     );
   });
 

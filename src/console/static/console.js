@@ -127,7 +127,7 @@
       loading = true;
       stale = false;
       try {
-        var res = await fetch(current.getAttribute('data-live'), { headers: { accept: 'text/html' }, credentials: 'same-origin' });
+        var res = await fetch(current.getAttribute('data-live'), { headers: { accept: 'text/html', 'x-console-live': '1' }, credentials: 'same-origin' });
         if (res.status === 401) {
           say(liveStatus, 'Your session has ended: reload the page to sign in again.');
           source.close();

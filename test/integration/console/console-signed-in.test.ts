@@ -154,6 +154,18 @@ describe('signed in (no step-up configured)', () => {
     expect(await again.text()).toMatch(/Already decided: the request is approved/);
   });
 
+  it('two approvers deciding at once: one decision, the other told it was already decided', async () => {
+    const cy = await enrol(k, 'cy');
+    const cyCsrf = await csrfOf(k, cy.cookie);
+    for (let round = 0; round < 3; round++) {
+      const id = await pending(k);
+      const answers = await Promise.all([decide(k, id, ann.cookie, { decision: 'approve', csrf }), decide(k, id, cy.cookie, { decision: 'deny', csrf: cyCsrf })]);
+      expect(answers.map((a) => a.status).sort()).toEqual([200, 409]);
+      const audit = (await k.h.broker.deps.storage.audit.ofRequest(id, 0, 100)).map((a) => a.event);
+      expect(audit.filter((e) => e === 'request.approved' || e === 'request.denied')).toHaveLength(1);
+    }
+  });
+
   it('the x-csrf-token header works for a fetch too', async () => {
     const id = await pending(k);
     const res = await send(k, 'POST', `/console/requests/${id}/decision`, { cookie: ann.cookie, accept: 'application/json', headers: { origin: ORIGIN, 'x-csrf-token': csrf }, body: new URLSearchParams({ decision: 'deny' }) });
@@ -171,6 +183,19 @@ describe('signed in (no step-up configured)', () => {
     expect(await res.text()).toMatch(/Approved \(narrowed\)/);
     const view = await k.h.call('GET', `/jit/requests/${id}`, { token: k.agent });
     expect(view.body.granted).toEqual({ vault_paths: [{ path: 'homelab/data/apps/web', capabilities: ['read'] }], ttl_seconds: 300 });
+  });
+
+  it('a gate request: its repo and every ref listed; dropping a ref narrows the grant', async () => {
+    const res = await k.h.call('POST', '/jit/request', { token: k.agent, body: { resource: 'gate', tier: 2, reason: 'push two release branches', repo: 'homelab/app', refs: ['refs/heads/release/1.0', 'refs/heads/release/2.0'] } });
+    expect(res.status).toBe(202);
+    const id = res.body.id as string;
+    const page = await (await send(k, 'GET', `/console/requests/${id}`, { cookie: ann.cookie })).text();
+    expect(page).toContain('Repository <code>homelab/app</code>');
+    expect(page).toContain('Drop ref <code>refs/heads/release/1.0</code>');
+    expect(page).toContain('Drop ref <code>refs/heads/release/2.0</code>');
+    expect((await decide(k, id, ann.cookie, { decision: 'approve', csrf, drop_ref: 'refs/heads/release/2.0' })).status).toBe(200);
+    const view = await k.h.call('GET', `/jit/requests/${id}`, { token: k.agent });
+    expect(view.body).toMatchObject({ status: 'approved', narrowed: true, granted: { repo: 'homelab/app', refs: ['refs/heads/release/1.0'] } });
   });
 
   it('a narrowing that widens or names something not requested is refused with the message, nothing changed', async () => {
@@ -344,5 +369,29 @@ describe('time limits and unknown requests', () => {
     expect(await odd.text()).not.toContain('<script>');
     k.h.clock.advance(30 * 60_000 + 1000);
     expect((await send(k, 'GET', '/console', { cookie: ann.cookie })).status).toBe(303);
+  });
+
+  it('what an open page does on its own (live list reloads, the event stream) does not keep the session from idling out; a page load does', async () => {
+    const bea = await enrol(k, 'bea');
+    const live = { 'x-console-live': '1' };
+    // 20 minutes of live reloads only, then 11 more: idle past 30 minutes, so the next reload is 401 and a page load signs in again.
+    for (let i = 0; i < 4; i++) {
+      k.h.clock.advance(5 * 60_000);
+      expect((await send(k, 'GET', '/console', { cookie: bea.cookie, headers: live })).status).toBe(200);
+      const stream = await send(k, 'GET', '/console/events', { cookie: bea.cookie, accept: 'text/event-stream' });
+      expect(stream.status).toBe(200);
+      await stream.body?.cancel();
+    }
+    k.h.clock.advance(11 * 60_000);
+    const lost = await send(k, 'GET', '/console', { cookie: bea.cookie, headers: live });
+    expect(lost.status).toBe(401);
+    expect(lost.headers.get('content-type')).toContain('application/problem+json');
+    expect((await send(k, 'GET', '/console', { cookie: bea.cookie })).status).toBe(303);
+    // The same timeline with page loads keeps the session.
+    const cy = await enrol(k, 'cy');
+    for (let i = 0; i < 7; i++) {
+      k.h.clock.advance(5 * 60_000);
+      expect((await send(k, 'GET', '/console', { cookie: cy.cookie })).status).toBe(200);
+    }
   });
 });

@@ -1,16 +1,10 @@
-import { serve, type ServerType } from '@hono/node-server';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { Hono } from 'hono';
-import { html } from 'hono/html';
-import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addApprover } from '../../../src/broker/approvers.ts';
-import { beginEnrolment, finishEnrolment, sessionOf, type ConsoleSession } from '../../../src/broker/passkeys.ts';
-import type { ConsoleEnv } from '../../../src/console/env.ts';
-import { morePages } from '../../../src/console/more-pages.ts';
+import { beginEnrolment, finishEnrolment } from '../../../src/broker/passkeys.ts';
+import { SESSION_COOKIE } from '../../../src/console/session.ts';
 import { AUDIT_PAGE_SIZE, AUDIT_VERIFY_MAX_AGE_MS } from '../../../src/console/pages/audit.ts';
 import { HISTORY_PAGE_SIZE } from '../../../src/console/pages/history.ts';
 import { SoftAuthenticator } from '../../helpers/soft-authenticator.ts';
@@ -19,11 +13,12 @@ import { ROOT_TOKEN, startHarness, type Harness } from '../../helpers/broker-har
 import { freshPostgresDatabase } from '../../helpers/postgres.ts';
 
 /**
- * The console's reference pages over real HTTP, on the whole broker (dev
- * Vault, real webhook receiver), mounted the way the console core mounts
- * them: a wrapper that sets the session of a registered approver (enrolled
- * with a software passkey, src/broker/passkeys.ts), its CSRF token and a
- * minimal page renderer.
+ * The console's reference pages over real HTTP, through the real console
+ * (its session middleware, CSRF and Origin checks, layout) on the whole
+ * broker (dev Vault, real webhook receiver), on both engines. The approver
+ * is enrolled with a software passkey (src/broker/passkeys.ts) and the
+ * session that starts is sent as the browser would: its cookie, and the
+ * console's Origin on every POST.
  */
 const HOOKS_TOKEN = 'openclaw-hooks-token-for-console-pages-0123456789';
 const PUBLIC_URL = 'http://localhost:8787';
@@ -37,8 +32,8 @@ const ENGINES = [
 describe.each(ENGINES)('console reference pages on $name', ({ database }) => {
   let h: Harness;
   let receiver: WebhookReceiver;
-  let server: ServerType;
   let base: string;
+  let cookie: string;
   let agentToken: string;
   let approverId: string;
   /** The session's CSRF token. */
@@ -46,27 +41,15 @@ describe.each(ENGINES)('console reference pages on $name', ({ database }) => {
   /** Every page body fetched, for the secret checks at the end. */
   const bodies: { path: string; body: string }[] = [];
 
-  function wrapper(session: ConsoleSession): Hono {
-    const app = new Hono<ConsoleEnv>();
-    app.use('/console/*', async (c, next) => {
-      c.set('session', session);
-      c.set('csrf', session.csrf);
-      c.set('page', async (title, body, init) => c.html(html`<!doctype html><html lang="en"><head><title>${title}</title></head><body><main>${body}</main></body></html>`, (init?.status ?? 200) as ContentfulStatusCode));
-      await next();
-    });
-    app.route('/console', morePages(h.broker.deps));
-    return app as unknown as Hono;
-  }
-
-  async function get(path: string): Promise<{ status: number; body: string; headers: Headers }> {
-    const res = await fetch(`${base}${path}`, { redirect: 'manual' });
+  async function get(path: string, o: { signedIn?: boolean } = {}): Promise<{ status: number; body: string; headers: Headers }> {
+    const res = await fetch(`${base}${path}`, { redirect: 'manual', headers: { accept: 'text/html', ...(o.signedIn === false ? {} : { cookie }) } });
     const body = await res.text();
     bodies.push({ path, body });
     return { status: res.status, body, headers: res.headers };
   }
 
-  async function post(path: string, form: Record<string, string>): Promise<{ status: number; body: string; headers: Headers }> {
-    const res = await fetch(`${base}${path}`, { method: 'POST', body: new URLSearchParams(form), redirect: 'manual' });
+  async function post(path: string, form: Record<string, string>, o: { signedIn?: boolean } = {}): Promise<{ status: number; body: string; headers: Headers }> {
+    const res = await fetch(`${base}${path}`, { method: 'POST', body: new URLSearchParams(form), redirect: 'manual', headers: { origin: PUBLIC_URL, ...(o.signedIn === false ? {} : { cookie }) } });
     const body = await res.text();
     bodies.push({ path: `POST ${path}`, body });
     return { status: res.status, body, headers: res.headers };
@@ -98,22 +81,33 @@ describe.each(ENGINES)('console reference pages on $name', ({ database }) => {
     approverId = approver.id;
     const authenticator = new SoftAuthenticator({ origin: PUBLIC_URL });
     const created = await finishEnrolment(h.broker.deps, token, authenticator.register((await beginEnrolment(h.broker.deps, token)).options));
-    const session = (await sessionOf(h.broker.deps, created.id))!;
-    CSRF = session.csrf;
-    server = await new Promise<ServerType>((resolve) => {
-      const s = serve({ fetch: wrapper(session).fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(s));
-    });
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    CSRF = created.csrf;
+    cookie = `${SESSION_COOKIE}=${created.id}`;
+    base = h.broker.url;
   });
 
   afterAll(async () => {
-    if (process.env.DUMP_PAGES) writeFileSync(process.env.DUMP_PAGES, JSON.stringify(bodies));
-    await new Promise((r) => server?.close(r));
+    if (process.env.DUMP_PAGES && bodies.length) writeFileSync(process.env.DUMP_PAGES, JSON.stringify(bodies));
     await h?.close();
     await receiver?.close();
   });
 
   describe('the pages', () => {
+    it('answer nobody without a session: pages redirect to sign-in, forms are refused and change nothing', async () => {
+      for (const path of ['/console/history', '/console/requests/req_x/story', '/console/agents', '/console/agents/moltbot/remove', '/console/audit', '/console/webhooks', '/console/keys', '/console/policies']) {
+        const res = await get(path, { signedIn: false });
+        expect(res.status, path).toBeGreaterThanOrEqual(300);
+        expect(res.status, path).toBeLessThan(400);
+        expect(res.headers.get('location'), path).toMatch(/\/console\/sign-in/);
+      }
+      for (const path of ['/console/agents', '/console/agents/moltbot/remove', '/console/webhooks/evt_x/retry']) {
+        const res = await post(path, { name: 'intruder', csrf: CSRF }, { signedIn: false });
+        expect([401, 403], path).toContain(res.status);
+      }
+      expect(await h.broker.deps.agents.get('intruder')).toBeUndefined();
+      expect(await h.broker.deps.agents.get('moltbot')).toBeDefined();
+    });
+
     let issuedId: string;
     let vaultToken: string;
     let pendingId: string;
@@ -245,6 +239,9 @@ describe.each(ENGINES)('console reference pages on $name', ({ database }) => {
       expect(gateVerify.body).toEqual({ valid: false, reason: 'revoked' });
       expect((await h.broker.deps.storage.requests.get(issuedId))!.status).toBe('revoked');
       expect((await h.broker.deps.storage.requests.get(pendingId))!.status).toBe('revoked');
+      const story = await get(`/console/requests/${issuedId}/story`);
+      expect(story.body).toMatch(/<dt>Revoked<\/dt><dd>at [^;]+; reason: <code class="agent-text">agent &quot;moltbot&quot; was removed by the operator<\/code>/);
+      expect(story.body).toContain('request.revoked');
       const entries = await h.broker.deps.storage.audit.page(0, 100_000);
       expect(entries.filter((r) => r.event === 'agent.removed').pop()!.actor).toBe(`approver:${approverId}`);
       expect(entries.filter((r) => r.event === 'request.revoked' && r.request_id === issuedId).pop()!.actor).toBe(`approver:${approverId}`);
@@ -280,7 +277,7 @@ describe.each(ENGINES)('console reference pages on $name', ({ database }) => {
       expect(last).toBeGreaterThan(AUDIT_PAGE_SIZE);
       const page = await get('/console/audit');
       expect(page.body).toContain('Chain intact');
-      const seqs = (body: string) => [...body.matchAll(/<tr><td>(\d+)<\/td>/g)].map((m) => Number(m[1]));
+      const seqs = (body: string) => [...body.matchAll(/<strong>#(\d+)<\/strong>/g)].map((m) => Number(m[1]));
       const newest = seqs(page.body);
       expect(newest.length).toBe(AUDIT_PAGE_SIZE);
       expect(newest[0]).toBeGreaterThanOrEqual(last);
