@@ -127,10 +127,14 @@ ${items}
 </section>`;
 }
 
-/** The session still stands: its row is there (sign-out and approver removal delete it), within its absolute limit, its approver not removed. */
+/**
+ * The session still stands: its row is there (sign-out and approver removal delete it), neither idle (the stream
+ * itself does not count as use) nor past its absolute limit, its approver not removed.
+ */
 async function stillSignedIn(deps: BrokerDeps, session: passkeys.ConsoleSession): Promise<boolean> {
   const row = await deps.storage.consoleSessions.get(session.idHash);
-  if (!row || deps.clock.now() - row.created_at >= deps.config.consoleSessionMaxSeconds * 1000) return false;
+  const now = deps.clock.now();
+  if (!row || now - row.last_seen_at >= deps.config.consoleIdleTimeoutSeconds * 1000 || now - row.created_at >= deps.config.consoleSessionMaxSeconds * 1000) return false;
   const approver = await deps.storage.approvers.get(row.approver_id);
   return approver !== undefined && approver.removed_at === null;
 }

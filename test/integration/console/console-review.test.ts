@@ -279,8 +279,8 @@ describe('console review: sessions and votes over HTTP', () => {
     expect(await statusOf(k, id)).toBe('pending');
   });
 
-  it("sign-out and approver removal end an open live stream too (it carried on for its whole lifetime): no change signal after the session ends", async () => {
-    for (const how of ['sign-out', 'remove'] as const) {
+  it("sign-out, approver removal and the idle timeout end an open live stream too (it carried on for its whole lifetime): no change signal after the session ends", async () => {
+    for (const how of ['sign-out', 'remove', 'idle'] as const) {
       const who = await enrol(k, `stream-${how}`);
       const reader = await openSse(`${k.h.broker.url}/console/events`, { cookie: `jit_console=${who.cookie}` });
       expect(reader.status).toBe(200);
@@ -288,6 +288,9 @@ describe('console review: sessions and votes over HTTP', () => {
       if (how === 'sign-out') {
         const out = await send(k, 'POST', '/console/sign-out', { cookie: who.cookie, body: form({ csrf: who.csrf }), headers: { origin: ORIGIN } });
         expect(out.status).toBe(303);
+      } else if (how === 'idle') {
+        // Nobody touched the console for longer than JIT_CONSOLE_IDLE_TIMEOUT (30m): the open stream is not use.
+        k.h.clock.advance(30 * 60_000 + 1000);
       } else {
         const { removeApprover } = await import('../../../src/broker/approvers.ts');
         await removeApprover(k.h.broker.deps, `stream-${how}`);
