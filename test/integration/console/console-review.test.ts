@@ -173,6 +173,9 @@ describe('console review: routes, headers and templates', () => {
       expectCsp(res, p);
       await res.body?.cancel();
     }
+    const slash = await send(k, 'GET', '/console/', { cookie: ann.cookie });
+    expect([200, 404]).toContain(slash.status);
+    expectCsp(slash, '/console/');
     const bad = await send(k, 'GET', '/console/enrol/not-a-real-link-aaaaaaaaaaaaaaaa');
     expect(bad.status).toBe(404);
     expectCsp(bad, 'enrol page of a bad link');
