@@ -472,6 +472,19 @@ describe('console review: step-up (JIT_PASSKEY_TIER=2)', () => {
     expect(await statusOf(k, id)).toBe('approved');
   });
 
+  it("the live credentials page names a Vault token without its accessor (an identifier that can revoke it; the audit and story pages leave it out too)", async () => {
+    const id = await pending(k);
+    expect((await decide(k, id, ann.cookie, { decision: 'approve', csrf: ann.csrf, assertion: JSON.stringify(ann.auth.assert(await stepUpOptions(ann, id))) })).status).toBe(200);
+    const claim = await k.h.call('POST', `/jit/requests/${id}/claim`, { token: k.agent });
+    expect(claim.status).toBe(201);
+    const accessor = (await k.h.broker.deps.storage.credentials.forRequest(id))!.accessor!;
+    expect(accessor).toBeTruthy();
+    const page = await (await send(k, 'GET', '/console/credentials', { cookie: ann.cookie })).text();
+    expect(page).toContain(`<code>${id}</code>`);
+    expect(page).not.toContain(accessor);
+    expect(page).not.toContain(claim.body.credential.token);
+  });
+
   it('revoke-all without a step-up, or with a step-up made for an approval, is refused and revokes nothing', async () => {
     const id = await pending(k);
     expect((await decide(k, id, ann.cookie, { decision: 'approve', csrf: ann.csrf, assertion: JSON.stringify(ann.auth.assert(await stepUpOptions(ann, id))) })).status).toBe(200);
