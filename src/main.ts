@@ -1,4 +1,4 @@
-import { ConfigError, loadConfig, type Config } from './config/config.ts';
+import { ConfigError, loadConfig, requireStepUpReachable, type Config } from './config/config.ts';
 import { recordServiceSettings } from './config/service-settings.ts';
 import { createApprovalBot, type ApprovalBot, type ApprovalBotOptions } from './telegram/index.ts';
 import { startAuditUpkeep } from './broker/audit-upkeep.ts';
@@ -71,6 +71,7 @@ export const DEV_SEED = { path: 'homelab/data/docker/registry', data: { username
 export async function startBroker(env: Record<string, string | undefined>, opts: StartOptions = {}): Promise<RunningBroker> {
   const config = loadConfig(env);
   requireKeyEncryptionKey(config);
+  requireStepUpReachable(config);
   // Dev mode is a convenience for trying the broker; reached by accident in production it would issue
   // credentials from an in-memory Vault nobody else trusts, and print a fresh agent token to the journal.
   if (!config.vault && config.production) {

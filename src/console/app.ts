@@ -74,6 +74,11 @@ export function createConsole(deps: BrokerDeps, opts: ConsoleOptions = {}): Hono
   decideRoutes(app, deps, feed, { heartbeatMs: opts.heartbeatMs ?? 15_000, lifetimeMs: opts.streamLifetimeMs ?? 5 * 60_000 });
   credentialRoutes(app, deps);
   app.route('/', morePages(deps));
+  // Last: a path no router above answers is the console's own 404 (a page with the CSP for a page load, problem+json for data),
+  // not the API's problem+json (mounted sub-apps' notFound handlers are not used by the parent app).
+  app.all('*', (c) => {
+    throw new BrokerError('NOT_FOUND', `there is no console page at ${c.req.path.slice(0, 200)}`);
+  });
   return app;
 }
 
@@ -94,5 +99,5 @@ async function consoleError(deps: BrokerDeps, err: Error, c: Context<ConsoleEnv>
   if (known.status === 503 || known.code === 'VAULT_UNAVAILABLE') c.header('retry-after', String(known.extra.retryAfterSeconds ?? 5));
   if (isDataRequest(c)) return problem(known);
   const page = c.get('page') ?? pageRenderer(c, undefined);
-  return titled(page)(known.status >= 500 ? 'Error' : 'Refused', html`${notice('error', known.message)}<p><a href="/console">Back to the console</a></p>`, { status: known.status });
+  return titled(page)(known.status >= 500 ? 'Error' : known.status === 404 ? 'Not found' : 'Refused', html`${notice('error', known.message)}<p><a href="/console">Back to the console</a></p>`, { status: known.status });
 }

@@ -15,8 +15,10 @@ import { notice, time, titled } from './layout.ts';
 /*
  * GET /console/credentials: the credentials that still work (and those
  * being revoked), each with "Revoke"; "Revoke all" needs a step-up (a
- * passkey assertion over { kind: 'revoke-all' }). Only identifiers are
- * shown (accessor or jti, never a token).
+ * passkey assertion over { kind: 'revoke-all' }). Never a token, nor a
+ * Vault token's accessor (an identifier that can revoke it: the audit and
+ * story pages leave it out too; `jit credentials` on the host has it); a
+ * gate credential by its jti.
  */
 
 export function credentialRoutes(app: Hono<ConsoleEnv>, deps: BrokerDeps): void {
@@ -29,14 +31,14 @@ ${
     ? html`<p>No live credentials.</p>`
     : html`<table>
 <caption>Live credentials</caption>
-<thead><tr><th scope="col">Request</th><th scope="col">Agent</th><th scope="col">Type</th><th scope="col">State</th><th scope="col">Accessor or jti</th><th scope="col">Expires</th><th scope="col">Scope</th><th scope="col">Action</th></tr></thead>
+<thead><tr><th scope="col">Request</th><th scope="col">Agent</th><th scope="col">Type</th><th scope="col">State</th><th scope="col">Gate jti</th><th scope="col">Expires</th><th scope="col">Scope</th><th scope="col">Action</th></tr></thead>
 <tbody>
 ${rows.map(({ credential: cr, request: r }) => {
   const g = grantToMint(r);
   const rid = `cr-${r.id}`;
   return html`<tr>
 <th scope="row" id="${rid}"><a href="/console/requests/${r.id}/story"><code>${r.id}</code></a></th>
-<td>${r.agent_name}</td><td>${cr.type}</td><td>${credentialState(cr)}</td><td><code>${cr.accessor ?? cr.jti ?? '-'}</code></td><td>${time(cr.expires_at)}</td>
+<td>${r.agent_name}</td><td>${cr.type}</td><td>${credentialState(cr)}</td><td>${cr.jti ? html`<code>${cr.jti}</code>` : '-'}</td><td>${time(cr.expires_at)}</td>
 <td>${g.resource === 'vault' ? g.vault_paths.map((p) => html`<code>${p.path}</code> (${p.capabilities.join(', ')}) `) : html`<code>${g.repo}</code> ${g.refs.map((ref) => html`<code>${ref}</code> `)}`}</td>
 <td><form method="post" action="/console/credentials/${r.id}/revoke"><input type="hidden" name="csrf" value="${csrf}"><button type="submit" aria-describedby="${rid}">Revoke</button></form></td>
 </tr>`;

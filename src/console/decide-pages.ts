@@ -14,7 +14,7 @@ import { isId } from '../lib/ids.ts';
 import { inertText } from '../lib/inert-text.ts';
 import type { ConsoleEnv } from './env.ts';
 import { decisionForm } from './forms.ts';
-import { notice, time, titled } from './layout.ts';
+import { htmlHeaders, notice, time, titled } from './layout.ts';
 import { eventStream, type ChangeFeed, type LiveOptions } from './live.ts';
 import { isDataRequest } from './session.ts';
 
@@ -127,6 +127,18 @@ ${items}
 </section>`;
 }
 
+/**
+ * The session still stands: its row is there (sign-out and approver removal delete it), neither idle (the stream
+ * itself does not count as use) nor past its absolute limit, its approver not removed.
+ */
+async function stillSignedIn(deps: BrokerDeps, session: passkeys.ConsoleSession): Promise<boolean> {
+  const row = await deps.storage.consoleSessions.get(session.idHash);
+  const now = deps.clock.now();
+  if (!row || now - row.last_seen_at >= deps.config.consoleIdleTimeoutSeconds * 1000 || now - row.created_at >= deps.config.consoleSessionMaxSeconds * 1000) return false;
+  const approver = await deps.storage.approvers.get(row.approver_id);
+  return approver !== undefined && approver.removed_at === null;
+}
+
 function outcomeText(o: DecideOutcome): { kind: 'ok' | 'error' | 'info'; text: string; status: number } {
   switch (o.outcome) {
     case 'approved':
@@ -188,9 +200,13 @@ ${await pendingFragment(deps, c)}`,
     ),
   );
 
-  app.get('/api/pending', async (c) => new Response((await pendingFragment(deps, c)).toString(), { headers: { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' } }));
+  // The fragment is HTML too (with forms and the CSRF token): the pages' headers, CSP and no framing included, should a browser open it.
+  app.get('/api/pending', async (c) => new Response((await pendingFragment(deps, c)).toString(), { headers: htmlHeaders() }));
 
-  app.get('/events', (c) => eventStream(c, feed, live));
+  app.get('/events', (c) => {
+    const session = c.get('session');
+    return eventStream(c, feed, live, () => stillSignedIn(deps, session));
+  });
 
   app.get('/requests/:id', async (c) => {
     const row = await pendingRequest(deps, c.req.param('id'));

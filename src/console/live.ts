@@ -63,8 +63,11 @@ export interface LiveOptions {
   lifetimeMs: number;
 }
 
+/** Whether the stream's session still stands (not signed out, approver not removed); asked before each event and heartbeat. */
+export type StillSignedIn = () => Promise<boolean>;
+
 /** `GET /console/events`: `ready` first, then `change` after each change, heartbeat comments while idle. */
-export function eventStream(c: Context, feed: ChangeFeed, opts: LiveOptions): Response {
+export function eventStream(c: Context, feed: ChangeFeed, opts: LiveOptions, stillSignedIn: StillSignedIn): Response {
   if (c.req.method === 'HEAD') return c.body(null, 200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store' });
   c.header('cache-control', 'no-store');
   return streamSSE(c, async (sse) => {
@@ -93,6 +96,8 @@ export function eventStream(c: Context, feed: ChangeFeed, opts: LiveOptions): Re
         });
         wake = undefined;
         if (closed) break;
+        // A session ended meanwhile (sign-out, `jit approver remove`, its absolute limit) ends its stream too, at once.
+        if (!(await stillSignedIn().catch(() => false))) break;
         if (changed) {
           changed = false;
           await sse.writeSSE({ event: 'change', data: '{}' });

@@ -45,8 +45,15 @@ export const REDACT_PATHS = [
  */
 const SECRET_PATTERNS = /\b(?:jit_[A-Za-z0-9]+_[A-Za-z0-9_-]{16,}|hv[sbr]\.[A-Za-z0-9_-]{8,}|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})/g;
 
+/**
+ * A console enrolment link's token (`/console/enrol/<token>`, single use for
+ * 15 minutes): whoever reads it first registers their passkey as the
+ * approver, so the access log's `path` keeps the route and drops the token.
+ */
+const ENROLMENT_LINK = /(\/console\/enrol\/)[A-Za-z0-9_-]+/g;
+
 export function scrubSecrets(text: string): string {
-  return text.replace(SECRET_PATTERNS, '[redacted]');
+  return text.replace(SECRET_PATTERNS, '[redacted]').replace(ENROLMENT_LINK, '$1[redacted]');
 }
 
 function scrubDeep(value: unknown, depth = 0): unknown {
