@@ -4,7 +4,7 @@ import { html } from 'hono/html';
 import type { BrokerDeps } from '../broker/deps.ts';
 import { BrokerError } from '../broker/errors.ts';
 import * as passkeys from '../broker/passkeys.ts';
-import { ceremonyRoutes } from './ceremonies.ts';
+import { ceremonyRoutes, DEFAULT_SIGN_IN_LIMIT, type SignInLimit } from './ceremonies.ts';
 import { credentialRoutes } from './credentials-page.ts';
 import { decideRoutes } from './decide-pages.ts';
 import type { ConsoleEnv } from './env.ts';
@@ -12,7 +12,7 @@ import { notice, pageRenderer, titled } from './layout.ts';
 import { createChangeFeed } from './live.ts';
 import { morePages } from './more-pages.ts';
 import { clearSessionCookie, isDataRequest, problem, requireSession } from './session.ts';
-import { staticRoutes } from './static-files.ts';
+import { loadStaticFiles, staticRoutes, type StaticFiles } from './static-files.ts';
 
 /*
  * The operator console (SPEC §12): server-rendered HTML under /console,
@@ -28,6 +28,10 @@ export interface ConsoleOptions {
   heartbeatMs?: number;
   /** How long one /console/events stream lasts before the browser reconnects (ms). */
   streamLifetimeMs?: number;
+  /** Sign-in ceremonies this process begins (each stores a challenge before anyone is known): a burst, then a steady rate. */
+  signInLimit?: SignInLimit;
+  /** The console's static files (a test passes a broken loader); loadStaticFiles by default. */
+  loadStaticFiles?: () => StaticFiles;
 }
 
 /** Console requests carry forms and ceremony JSON: small. */
@@ -51,6 +55,16 @@ export function createConsole(deps: BrokerDeps, opts: ConsoleOptions = {}): Hono
     app.all('*', (c) => unavailable(c, rp.message));
     return app;
   }
+  let files: StaticFiles;
+  try {
+    files = (opts.loadStaticFiles ?? loadStaticFiles)();
+  } catch (err) {
+    // A broken install switches the console off, never the broker: Telegram and the CLI keep deciding.
+    const message = 'the console is unavailable: its static files could not be read (a broken install; reinstall the broker: npm ci && npm run build)';
+    deps.log.error({ err }, `console: ${message}`);
+    app.all('*', (c) => unavailable(c, message));
+    return app;
+  }
   const origin = rp.rp.origin;
   app.use('*', bodyLimit({ maxSize: MAX_CONSOLE_BODY, onError: () => problem(new BrokerError('PAYLOAD_TOO_LARGE', `a console request body is at most ${MAX_CONSOLE_BODY} bytes`)) }));
   app.use('*', async (c, next) => {
@@ -60,8 +74,8 @@ export function createConsole(deps: BrokerDeps, opts: ConsoleOptions = {}): Hono
   app.onError((err, c) => consoleError(deps, err, c));
 
   // Public: the static files and the two ceremonies that start a session.
-  staticRoutes(app);
-  ceremonyRoutes(app, deps, origin);
+  staticRoutes(app, files);
+  ceremonyRoutes(app, deps, origin, opts.signInLimit ?? DEFAULT_SIGN_IN_LIMIT);
 
   // Everything below needs a session, and a CSRF token for a state change.
   app.use('*', requireSession(deps, origin));
@@ -96,8 +110,9 @@ async function consoleError(deps: BrokerDeps, err: Error, c: Context<ConsoleEnv>
     (c.get('log' as never) as BrokerDeps['log'] | undefined ?? deps.log).error({ err }, 'console: unhandled error');
     known = new BrokerError('INTERNAL', 'internal error; the operator can find it in the broker log by X-Request-Id');
   }
-  if (known.status === 503 || known.code === 'VAULT_UNAVAILABLE') c.header('retry-after', String(known.extra.retryAfterSeconds ?? 5));
-  if (isDataRequest(c)) return problem(known);
+  const retry = known.status === 503 || known.status === 429 || known.code === 'VAULT_UNAVAILABLE' ? String(known.extra.retryAfterSeconds ?? 5) : undefined;
+  if (retry !== undefined) c.header('retry-after', retry);
+  if (isDataRequest(c)) return problem(known, retry !== undefined ? { 'retry-after': retry } : {});
   const page = c.get('page') ?? pageRenderer(c, undefined);
   return titled(page)(known.status >= 500 ? 'Error' : known.status === 404 ? 'Not found' : 'Refused', html`${notice('error', known.message)}<p><a href="/console">Back to the console</a></p>`, { status: known.status });
 }

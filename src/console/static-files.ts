@@ -18,13 +18,19 @@ function webauthnBundle(): Buffer {
 
 const own = (name: string) => readFileSync(new URL(`./static/${name}`, import.meta.url));
 
-export function staticRoutes(app: Hono<ConsoleEnv>): void {
-  const files = new Map<string, { body: Buffer; type: string }>([
+/** The console's static files by name; throws when one cannot be read (a broken install). */
+export type StaticFiles = Map<string, { body: Buffer; type: string }>;
+
+export function loadStaticFiles(): StaticFiles {
+  return new Map([
     ['console.js', { body: own('console.js'), type: 'text/javascript; charset=utf-8' }],
     ['console.css', { body: own('console.css'), type: 'text/css; charset=utf-8' }],
     ['webauthn.js', { body: webauthnBundle(), type: 'text/javascript; charset=utf-8' }],
     ['favicon.svg', { body: own('favicon.svg'), type: 'image/svg+xml' }],
   ]);
+}
+
+export function staticRoutes(app: Hono<ConsoleEnv>, files: StaticFiles): void {
   app.get('/static/:name', (c) => {
     const file = files.get(c.req.param('name'));
     if (!file) return c.text('no such file', 404);
