@@ -109,7 +109,7 @@ async function handleRequest(deps: BrokerDeps, agent: Agent, body: CredentialReq
       await assertNotRemoved(tx, agent);
       await checkRateLimits(deps, tx, agent, now, effectiveTier > 1);
       await create(deps, tx, row, { actor: `agent:${agent.name}`, scope, rules: decision.rules });
-      if (row.status === 'approved' && row.resource === 'vault') reservation = await reserveVaultCredential(deps, tx, row);
+      if (row.status === 'approved' && row.resource === 'vault') reservation = await reserveVaultCredential(deps, tx, row, { createdInThisTransaction: true });
     });
   } catch (err) {
     // Two requests racing with one idempotency key: the loser replays the winner.
