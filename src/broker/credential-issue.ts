@@ -86,10 +86,16 @@ export interface VaultReservation {
  * @throws BrokerError CONFLICT when the request is not approved; the
  *   StorageUniqueError when it already has a credential.
  */
-export async function reserveVaultCredential(deps: Pick<BrokerDeps, 'storage' | 'ids' | 'clock' | 'config' | 'nodeId'>, tx: Transaction, request: RequestRow): Promise<VaultReservation> {
+export async function reserveVaultCredential(
+  deps: Pick<BrokerDeps, 'storage' | 'ids' | 'clock' | 'config' | 'nodeId'>,
+  tx: Transaction,
+  request: RequestRow,
+  opts: { createdInThisTransaction?: boolean } = {},
+): Promise<VaultReservation> {
   const { ids, clock } = deps;
   const now = clock.now();
-  const current = await tx.requests.get(request.id);
+  // A row this transaction has just inserted is what it inserted (the transaction holds the write lock): no need to read it back.
+  const current = opts.createdInThisTransaction ? request : await tx.requests.get(request.id);
   if (current?.status !== 'approved') throw new BrokerError('CONFLICT', `request ${request.id} is ${current?.status ?? 'gone'}, not approved`);
   // What is minted: the granted scope and TTL (the one place to read them); less than asked when an approver narrowed it.
   const granted = grantToMint(current);

@@ -106,10 +106,11 @@ async function handleRequest(deps: BrokerDeps, agent: Agent, body: CredentialReq
   let reservation: VaultReservation | undefined;
   try {
     await storage.transaction(async (tx) => {
-      await assertNotRemoved(tx, agent);
-      await checkRateLimits(deps, tx, agent, now, effectiveTier > 1);
+      // Two independent reads, asked together (on PostgreSQL one round trip while the write lock is held); a removed agent's 401 first.
+      const checks = await Promise.allSettled([assertNotRemoved(tx, agent), checkRateLimits(deps, tx, agent, now, effectiveTier > 1)]);
+      for (const c of checks) if (c.status === 'rejected') throw c.reason;
       await create(deps, tx, row, { actor: `agent:${agent.name}`, scope, rules: decision.rules });
-      if (row.status === 'approved' && row.resource === 'vault') reservation = await reserveVaultCredential(deps, tx, row);
+      if (row.status === 'approved' && row.resource === 'vault') reservation = await reserveVaultCredential(deps, tx, row, { createdInThisTransaction: true });
     });
   } catch (err) {
     // Two requests racing with one idempotency key: the loser replays the winner.

@@ -635,6 +635,51 @@ export function describeStorageConformance(name: string, open: () => Promise<Ope
         expect(await s.audit.last()).toEqual({ seq: 1, hash: 'h1' });
       });
 
+      it('in a transaction, last() follows the entries the transaction inserted', async () => {
+        await s.audit.insert(auditRow(1));
+        await s.transaction(async (tx) => {
+          expect(await tx.audit.last()).toEqual({ seq: 1, hash: 'h1' });
+          await tx.audit.insert(auditRow(2));
+          expect(await tx.audit.last()).toEqual({ seq: 2, hash: 'h2' });
+          await tx.audit.insert(auditRow(3));
+          expect(await tx.audit.last()).toEqual({ seq: 3, hash: 'h3' });
+        });
+        expect(await s.audit.last()).toEqual({ seq: 3, hash: 'h3' });
+        // A later transaction reads the head afresh.
+        await s.transaction(async (tx) => {
+          expect(await tx.audit.last()).toEqual({ seq: 3, hash: 'h3' });
+        });
+      });
+
+      it('a refused audit insert fails its transaction, also as its last statement or before others; nothing of it commits', async () => {
+        await s.audit.insert(auditRow(1));
+        // The refused insert last: the transaction must not report a commit.
+        await expect(
+          s.transaction(async (tx) => {
+            await tx.requests.insert(request('req_x'));
+            await tx.audit.insert(auditRow(2));
+            await tx.audit.insert(auditRow(2, { hash: 'other' }));
+          }),
+        ).rejects.toThrow();
+        expect(await s.requests.get('req_x')).toBeUndefined();
+        expect(await s.audit.last()).toEqual({ seq: 1, hash: 'h1' });
+        // Statements after it: they fail (with it), and nothing commits.
+        await expect(
+          s.transaction(async (tx) => {
+            await tx.audit.insert(auditRow(1, { hash: 'other' }));
+            await tx.requests.insert(request('req_y'));
+          }),
+        ).rejects.toThrow();
+        expect(await s.requests.get('req_y')).toBeUndefined();
+        // The storage stays usable.
+        await s.transaction(async (tx) => {
+          await tx.audit.insert(auditRow(2));
+          await tx.requests.insert(request('req_z'));
+        });
+        expect(await s.requests.get('req_z')).toBeDefined();
+        expect(await s.audit.last()).toEqual({ seq: 2, hash: 'h2' });
+      });
+
       it('keeps signed heads in order', async () => {
         expect(await s.audit.lastHead()).toBeUndefined();
         const head = (seq: number) => ({ seq, hash: `h${seq}`, at: T0 + seq, kid: 'k', signature: `sig${seq}` });

@@ -19,9 +19,18 @@ const S = {
 
 export function pgAudit(x: Exec): AuditRepository {
   return {
-    last: () => one<{ seq: number; hash: string }>(x.read(S.last)),
+    async last() {
+      // In a transaction (which holds the write lock) the head is read once; after that it is the entry last inserted.
+      if (x.tx?.auditHead) return { ...x.tx.auditHead };
+      const head = await one<{ seq: number; hash: string }>(x.read(S.last));
+      if (x.tx && head) x.tx.auditHead = { seq: head.seq, hash: head.hash };
+      return head;
+    },
     async insert(row) {
-      await x.write(S.insert, [row.seq, row.at, row.event, row.actor, row.request_id, row.data, row.prev_hash, row.hash]);
+      // Nobody reads the answer: in a transaction it travels with the next statement or the COMMIT (Exec.later).
+      await x.later(S.insert, [row.seq, row.at, row.event, row.actor, row.request_id, row.data, row.prev_hash, row.hash]);
+      // The known head moves on only when it was known and this entry follows it (an empty log is read again).
+      if (x.tx?.auditHead && row.seq > x.tx.auditHead.seq) x.tx.auditHead = { seq: row.seq, hash: row.hash };
     },
     hashAt: async (seq) => (await one<{ hash: string }>(x.read(S.hashAt, [seq])))?.hash,
     page: (afterSeq, limit) => all<AuditRow>(x.read(S.page, [afterSeq, limit])),

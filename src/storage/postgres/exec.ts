@@ -35,12 +35,33 @@ export type Query = <R = Record<string, unknown>>(s: Statement, values?: unknown
  *   lock (the outbox's owner-conditional marks: docs/architecture.md);
  * - `lease(fn)`: `fn`'s statements in a short transaction of their own
  *   WITHOUT the write lock (the outbox claim, FOR UPDATE SKIP LOCKED).
+ * - `later`: a write whose answer its caller does not use. Inside a
+ *   transaction it goes out at once and resolves without waiting for the
+ *   server, so the transaction's next statement (or its COMMIT) travels in
+ *   the same round trip (the connections pipeline: pool.ts); should it
+ *   fail, the transaction fails with its error at the next statement or at
+ *   COMMIT, and nothing it wrote commits. Outside a transaction: `write`.
+ *   Only for statements no caller expects to fail one by one (the audit
+ *   chain's inserts under the write lock).
+ * - `tx`: state that lives as long as the transaction (absent outside one).
  */
 export interface Exec {
   read: Query;
   write: Query;
   unlocked: Query;
+  later(s: Statement, values?: unknown[]): Promise<void>;
   lease<T>(fn: (q: Query) => Promise<T>): Promise<T>;
+  tx?: TransactionState;
+}
+
+/** What a transaction's repositories remember while it runs. */
+export interface TransactionState {
+  /**
+   * The audit chain's newest entry as this transaction knows it: read once,
+   * then each entry it inserts. A transaction holds the database-wide write
+   * lock, so no one else can append meanwhile.
+   */
+  auditHead?: { seq: number; hash: string };
 }
 
 /** Runs `s` on `client`, by name. */

@@ -80,6 +80,11 @@ export function createPool(url: string, opts: { max?: number } = {}): pg.Pool {
     allowExitOnIdle: true,
     keepAlive: true,
     application_name: 'jit-broker',
+    // Statements go out without waiting for the answer of the one before
+    // (each still with its own Sync, so answers and errors stay per
+    // statement): a transaction's BEGIN and first statement, or its last
+    // writes and COMMIT, share one round trip (storage.ts, Exec.later).
+    pipeline: true,
     types,
   });
   pool.on('error', (_err, client) => void broken.add(client));

@@ -8,7 +8,7 @@ import { pgAgents } from './agents.ts';
 import { pgApprovers, pgChallenges, pgConsoleSessions, pgPasskeys } from './approvers.ts';
 import { pgAudit } from './audit.ts';
 import { pgCredentials, pgGrantPolicies } from './credentials.ts';
-import { run, sql, type Exec, type Query } from './exec.ts';
+import { run, sql, type Exec, type Query, type Result, type TransactionState } from './exec.ts';
 import { startPostgresMaintenance } from './maintenance.ts';
 import { pgOutbox } from './outbox.ts';
 import { BEGIN_LOCKED, CONNECT_TIMEOUT_MS, LOCK_TIMEOUT_MS, createPool, isBroken, migrate, pgStorageError, shownDatabaseUrl, unavailable, whyNotOpened } from './pool.ts';
@@ -41,6 +41,16 @@ function repositories(x: Exec): Repositories {
 }
 
 const SELECT_1 = sql('ping', 'SELECT 1');
+
+/**
+ * PostgreSQL answers COMMIT of an aborted transaction with the tag
+ * ROLLBACK, not an error: whatever failed before must have been seen; this
+ * is the backstop should it not have been.
+ */
+function assertCommitted(c: PromiseSettledResult<unknown>): void {
+  const command = c.status === 'fulfilled' ? (c.value as { command?: unknown } | undefined)?.command : undefined;
+  if (command !== 'COMMIT') throw new Error(`COMMIT was answered with ${String(command)}: the transaction was rolled back`);
+}
 
 const pools = new WeakMap<Storage, pg.Pool>();
 
@@ -113,15 +123,20 @@ export function createPostgresStorage(url: string, pool: pg.Pool, opts: Postgres
     if (nesting) assertNotInTransaction('a storage call outside the transaction');
     return inTurn(() =>
       withClient(async (client) => {
-        try {
-          await client.query(BEGIN_LOCKED);
-          const result = await run<never>(client, s, values);
-          await client.query('COMMIT');
-          return result;
-        } catch (err) {
+        // BEGIN with the lock, the statement and COMMIT in one round trip (the connection pipelines: pool.ts).
+        // Should BEGIN or the statement fail, the transaction is aborted and PostgreSQL answers the COMMIT
+        // with a ROLLBACK: nothing of it is written, and the first failure is what is thrown.
+        const begun = client.query(BEGIN_LOCKED);
+        const done = run<never>(client, s, values);
+        const committed = client.query('COMMIT');
+        const [b, d, c] = await Promise.allSettled([begun, done, committed]);
+        const failure = [b, d, c].find((r) => r.status === 'rejected');
+        if (failure) {
           await rollbackQuietly(client);
-          throw err;
+          throw failure.reason;
         }
+        assertCommitted(c);
+        return (d as PromiseFulfilledResult<Result<never>>).value;
       }),
     );
   };
@@ -139,7 +154,8 @@ export function createPostgresStorage(url: string, pool: pg.Pool, opts: Postgres
       }
     });
   };
-  const direct = repositories({ read, write, unlocked: read, lease });
+  const later = async (s: Parameters<Query>[0], values?: unknown[]) => void (await write(s, values));
+  const direct = repositories({ read, write, unlocked: read, later, lease });
   const ended = endedRepositories(direct);
 
   const transaction = <T>(fn: (tx: Transaction) => Promise<T>): Promise<T> => {
@@ -147,35 +163,49 @@ export function createPostgresStorage(url: string, pool: pg.Pool, opts: Postgres
     return inTurn(async () => {
       const client = await connect();
       try {
-        try {
-          await client.query(BEGIN_LOCKED);
-        } catch (err) {
-          await rollbackQuietly(client);
-          throw pgStorageError(err, client);
-        }
         let open = true;
-        /** The first statement that failed: PostgreSQL aborted the transaction then, so it cannot commit. */
+        /**
+         * The first statement that failed: PostgreSQL aborted the transaction then, so it cannot commit.
+         * Answers come back in the order the statements went out, so it is the first in that order too.
+         */
         let failed: { err: unknown } | undefined;
+        /** Statements sent whose answers nobody awaits (BEGIN, Exec.later): they settle before COMMIT's answer. */
+        const pending: Promise<unknown>[] = [];
+        const send = <R>(p: Promise<R>): Promise<R> =>
+          p.catch((err: unknown) => {
+            failed ??= { err };
+            throw pgStorageError(failed.err, client);
+          });
+        // BEGIN and the write lock go out with the callback's first statement (the connection pipelines: pool.ts).
+        // If they fail, that statement fails with their error (its own is "transaction aborted").
+        pending.push(send(client.query(BEGIN_LOCKED)).catch(() => {}));
         const q: Query = async (s, values) => {
           if (!open) throw new TransactionEndedError();
-          try {
-            return await run(client, s, values);
-          } catch (err) {
-            failed ??= { err };
-            throw pgStorageError(err, client);
-          }
+          return send(run(client, s, values));
         };
-        const tx = new ViewTransaction(repositories({ read: q, write: q, unlocked: q, lease: (f) => f(q) }), ended);
+        const later = async (s: Parameters<Query>[0], values?: unknown[]): Promise<void> => {
+          if (!open) throw new TransactionEndedError();
+          pending.push(send(run(client, s, values)).catch(() => {}));
+        };
+        const state: TransactionState = {};
+        const tx = new ViewTransaction(repositories({ read: q, write: q, unlocked: q, later, lease: (f) => f(q), tx: state }), ended);
         let result: T;
         try {
           result = await runCallback(tx, fn);
           // A callback that caught a failed statement's error and went on: nothing it wrote can commit.
           if (failed) throw pgStorageError(failed.err, client);
+          let commit: Result<unknown>;
           try {
-            await client.query('COMMIT');
+            commit = await send(client.query('COMMIT') as unknown as Promise<Result<unknown>>);
           } catch (err) {
             throw pgStorageError(err, client);
           }
+          // A statement sent without waiting (BEGIN, Exec.later) that failed: its answer came before COMMIT's,
+          // which PostgreSQL then carried out as a ROLLBACK.
+          await Promise.all(pending);
+          const late = failed as { err: unknown } | undefined;
+          if (late) throw pgStorageError(late.err, client);
+          assertCommitted({ status: 'fulfilled', value: commit });
         } catch (err) {
           open = false;
           tx.end();
@@ -212,7 +242,7 @@ export function createPostgresStorage(url: string, pool: pg.Pool, opts: Postgres
 
   const storage = {
     engine: 'postgres',
-    signingKeys: pgSigningKeys({ read, write, unlocked: read, lease }),
+    signingKeys: pgSigningKeys({ read, write, unlocked: read, later, lease }),
     transaction,
     ping: async () => void (await read(SELECT_1)),
     maintain: (log: Logger) => startPostgresMaintenance(pool, url, log),
