@@ -122,16 +122,17 @@ describe('webhook mode', () => {
     expect((await t.deps.storage.requests.get(id))!.status).toBe('pending');
 
     // A restarted broker registers its own secret again; the queued tap is then delivered.
-    const again = await t.bot({ config: { ...t.config.telegram!, webhookSecret: SECRET }, publicUrl });
+    // (The old one stops first: the new one then holds the leader lease from its start, not from its next renewal.)
     await bot.stop();
-    bot = again;
+    bot = await t.bot({ config: { ...t.config.telegram!, webhookSecret: SECRET }, publicUrl });
     await t.emu.waitFor(async () => (await t.deps.storage.requests.get(id))!.status === 'approved' || undefined, 5_000, 'the approval');
   });
 
   it('answers Telegram within webhookReplyTimeoutMs while the update is still being handled', async () => {
-    const quick = await t.bot({ config: { ...t.config.telegram!, webhookSecret: SECRET }, publicUrl, webhookReplyTimeoutMs: 50, callTimeoutSeconds: 60 });
+    // The old bot stops first, releasing the Telegram leader lease, so the new one leads from its start (started the other
+    // way round, the new bot would take the lease over only at its next renewal, racing the wait for the message below).
     await bot.stop();
-    bot = quick;
+    bot = await t.bot({ config: { ...t.config.telegram!, webhookSecret: SECRET }, publicUrl, webhookReplyTimeoutMs: 50, callTimeoutSeconds: 60 });
     const id = await t.request();
     await bot.kick();
     const m = await t.waitMessage(id);
