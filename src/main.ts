@@ -193,8 +193,8 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
   log.info({ url, node_id: node.id, dev_mode: !!devVault, policies: config.policiesDir, db: describeDatabase(config), telegram: telegram?.mode ?? 'disabled' }, 'jit-broker listening');
   await telegram?.start();
   if (devVault && !telegram) {
-    print('Approver: no Telegram bot configured; approve tier-2 requests with `npx jit approve ID`.');
-    print(`Tier 3 needs ${config.tier3Quorum} distinct approvers: \`npx jit approve ID\` counts as one, so configure Telegram for the others.`);
+    print(`Approver: no Telegram bot configured; approve tier-2 requests in the operator console at ${config.publicUrl}/console (\`npx jit approver add NAME\` prints an enrolment link) or with \`npx jit approve ID\`.`);
+    print(`Tier 3 needs ${config.tier3Quorum} distinct approvers: \`npx jit approve ID\` counts as one, so enrol console approvers (or configure Telegram) for the others.`);
   }
 
   return {

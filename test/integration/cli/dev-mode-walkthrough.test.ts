@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { until } from '../../helpers/chaos-process.ts';
 import { endsWithTest, startJitServe } from '../../helpers/cli.ts';
 import { codeBlocks, markdownSection, missingFragment, shellSnippets } from './doc-snippets.ts';
+import { freePort } from '../../helpers/net.ts';
+
 
 /**
  * The README's dev-mode walkthrough, run as written: its shell commands
@@ -30,7 +32,8 @@ let devVaultUrl: string;
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'jit-walkthrough-'));
   cpSync(join(REPO, 'policies'), join(dir, 'policies'), { recursive: true });
-  env = { JIT_DB: join(dir, 'data', 'jit.db'), JIT_POLICIES: join(dir, 'policies'), JIT_PORT: '0', JIT_DEV_VAULT_PORT: '0' };
+  // A real port rather than 0: dev mode's public URL (the console's, in the banner) is http://localhost:JIT_PORT.
+  env = { JIT_DB: join(dir, 'data', 'jit.db'), JIT_POLICIES: join(dir, 'policies'), JIT_PORT: String(await freePort()), JIT_DEV_VAULT_PORT: '0' };
   server = await startJitServe(env);
   const out = server.output();
   const tokenLine = /Created agent "dev"\. Its token \(shown once\):\n(\S+)\n/.exec(out);
@@ -77,7 +80,9 @@ describe('README quick start', () => {
     const quickStart = markdownSection(README, 'Quick start');
     const [banner] = codeBlocks(quickStart, 'text');
     expect(banner, 'the Quick start shows the dev-mode banner in a ```text block').toBeDefined();
-    const expected = banner!.code.replaceAll(BROKER_URL, server.url).replaceAll(DEV_VAULT_URL, devVaultUrl).split('\n').join('…');
+    // Dev mode's public URL (the console's) is the broker's address by host name: http://localhost:PORT.
+    const consoleUrl = server.url.replace('http://127.0.0.1:', 'http://localhost:');
+    const expected = banner!.code.replaceAll(BROKER_URL, server.url).replaceAll(BROKER_URL.replace('127.0.0.1', 'localhost'), consoleUrl).replaceAll(DEV_VAULT_URL, devVaultUrl).split('\n').join('…');
     expect(missingFragment(server.output(), expected), server.output()).toBeUndefined();
     expect(agentToken).toMatch(/^jit_[0-9a-f]{16}_/);
   });
