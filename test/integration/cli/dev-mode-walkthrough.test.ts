@@ -8,7 +8,6 @@ import { endsWithTest, startJitServe } from '../../helpers/cli.ts';
 import { codeBlocks, markdownSection, missingFragment, shellSnippets } from './doc-snippets.ts';
 import { freePort } from '../../helpers/net.ts';
 
-
 /**
  * The README's dev-mode walkthrough, run as written: its shell commands
  * (curl and `npx jit`) are read out of README.md and run with /bin/sh, in
