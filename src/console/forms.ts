@@ -13,45 +13,37 @@ const b64url = z.string().max(16_384).regex(/^[A-Za-z0-9_-]*={0,2}$/, 'must be b
 const extensions = z.record(z.string(), z.unknown());
 const attachment = z.enum(['platform', 'cross-platform']).optional();
 
+/** A public-key credential as @simplewebauthn/browser answers it, its `response` of the given (strict) shape. */
+function credential<R extends z.ZodRawShape>(response: R) {
+  return z
+    .object({
+      id: b64url,
+      rawId: b64url,
+      type: z.literal('public-key'),
+      response: z.object(response).strict(),
+      authenticatorAttachment: attachment,
+      clientExtensionResults: extensions,
+    })
+    .strict();
+}
+
 /** A RegistrationResponseJSON as @simplewebauthn/browser's startRegistration answers it. */
-export const RegistrationResponse = z
-  .object({
-    id: b64url,
-    rawId: b64url,
-    type: z.literal('public-key'),
-    response: z
-      .object({
-        clientDataJSON: b64url,
-        attestationObject: b64url,
-        authenticatorData: b64url.optional(),
-        transports: z.array(z.string().max(32)).max(16).optional(),
-        publicKeyAlgorithm: z.number().int().optional(),
-        publicKey: b64url.optional(),
-      })
-      .strict(),
-    authenticatorAttachment: attachment,
-    clientExtensionResults: extensions,
-  })
-  .strict();
+export const RegistrationResponse = credential({
+  clientDataJSON: b64url,
+  attestationObject: b64url,
+  authenticatorData: b64url.optional(),
+  transports: z.array(z.string().max(32)).max(16).optional(),
+  publicKeyAlgorithm: z.number().int().optional(),
+  publicKey: b64url.optional(),
+});
 
 /** An AuthenticationResponseJSON as startAuthentication answers it. */
-export const AuthenticationResponse = z
-  .object({
-    id: b64url,
-    rawId: b64url,
-    type: z.literal('public-key'),
-    response: z
-      .object({
-        clientDataJSON: b64url,
-        authenticatorData: b64url,
-        signature: b64url,
-        userHandle: b64url.optional(),
-      })
-      .strict(),
-    authenticatorAttachment: attachment,
-    clientExtensionResults: extensions,
-  })
-  .strict();
+export const AuthenticationResponse = credential({
+  clientDataJSON: b64url,
+  authenticatorData: b64url,
+  signature: b64url,
+  userHandle: b64url.optional(),
+});
 
 /** The JSON body of a ceremony fetch, validated; 400 with the first problem otherwise. */
 export async function jsonBody<T extends z.ZodType>(c: Context, schema: T, what: string): Promise<z.infer<T>> {
