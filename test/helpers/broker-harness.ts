@@ -2,13 +2,12 @@ import NodeVault from 'node-vault';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { ManualClock } from '../../src/lib/clock.ts';
-import { createLogger } from '../../src/lib/logger.ts';
 import { startBroker, type RunningBroker, type StartOptions } from '../../src/main.ts';
 import { startDevVault } from '../../src/vault/dev/index.ts';
 import { sqliteDatabase, type Db } from '../../src/storage/sqlite/index.ts';
 import { startFaultProxy } from '../fakes/fault-proxy.ts';
+import { captureLog } from './log-capture.ts';
 
 export const TEST_POLICY = `
 agents:
@@ -139,13 +138,7 @@ export async function startHarness(opts: { policy?: string; env?: Record<string,
   const policiesDir = join(dir, 'policies');
   mkdirSync(policiesDir);
   writeFileSync(join(policiesDir, 'test.yaml'), opts.policy ?? TEST_POLICY);
-  let logText = '';
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      logText += chunk.toString();
-      cb();
-    },
-  });
+  const captured = captureLog();
   const broker = await startBroker(
     {
       JIT_HOST: '127.0.0.1',
@@ -156,7 +149,7 @@ export async function startHarness(opts: { policy?: string; env?: Record<string,
       VAULT_TOKEN: ROOT_TOKEN,
       ...opts.env,
     },
-    { clock, log: createLogger('debug', sink), sweepIntervalMs: 3_600_000, ...opts.start },
+    { clock, log: captured.log, sweepIntervalMs: 3_600_000, ...opts.start },
   );
   const root = NodeVault({ endpoint: devVault.url, token: ROOT_TOKEN, noCustomHTTPVerbs: true });
   await root.write('homelab/data/docker/registry', { data: { username: 'demo', password: 'pw-registry' } });
@@ -168,7 +161,7 @@ export async function startHarness(opts: { policy?: string; env?: Record<string,
     clock,
     dir,
     policiesDir,
-    logs: () => logText,
+    logs: captured.text,
     devVault,
     proxy,
     root,

@@ -2,18 +2,17 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { addApprover, removeApprover } from '../../src/broker/approvers.ts';
 import type { CliIo } from '../../src/lib/cli-io.ts';
 import { runCli } from '../../src/cli/main.ts';
 import { ManualClock } from '../../src/lib/clock.ts';
-import { createLogger } from '../../src/lib/logger.ts';
 import { startBroker, type RunningBroker, type StartOptions } from '../../src/main.ts';
 import { startDevVault } from '../../src/vault/dev/index.ts';
 import { startTelegramEmulator, type TelegramEmulator } from '../fakes/telegram-emulator/index.ts';
 import { ROOT_TOKEN, TEST_POLICY } from './broker-harness.ts';
 import { freePort } from './net.ts';
 import { postgresSchemas } from './postgres.ts';
+import { captureLog } from './log-capture.ts';
 
 /*
  * The whole broker in-process for the console's browser tests: real
@@ -88,16 +87,10 @@ export async function startConsoleBroker(o: { env?: Record<string, string>; tele
       : {}),
     ...o.env,
   };
-  let logText = '';
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      logText += chunk.toString();
-      cb();
-    },
-  });
+  const captured = captureLog();
   const start: StartOptions = {
     clock,
-    log: createLogger('debug', sink),
+    log: captured.log,
     sweepIntervalMs: 3_600_000,
     ...(tg ? { telegram: { syncIntervalMs: 200, pollTimeoutSeconds: 1, callTimeoutSeconds: 5, errorBackoffMs: 50, restartDelayMs: 100 } } : {}),
   };
@@ -111,7 +104,7 @@ export async function startConsoleBroker(o: { env?: Record<string, string>; tele
     url,
     env,
     tg,
-    logs: () => logText,
+    logs: captured.text,
     addAgent: async (name) => (await deps.agents.add(name)).token,
     async request(agentToken, body) {
       const res = await fetch(`${broker.url}/jit/request`, {

@@ -1,7 +1,6 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import type { Agent } from '../../../src/broker/agents.ts';
 import type { BrokerDeps } from '../../../src/broker/deps.ts';
 import { PolicyStore } from '../../../src/broker/policy/index.ts';
@@ -11,13 +10,13 @@ import { loadConfig, type Config } from '../../../src/config/config.ts';
 import { createDeps } from '../../../src/create-deps.ts';
 import type { Storage } from '../../../src/storage/storage.ts';
 import { ManualClock } from '../../../src/lib/clock.ts';
-import { createLogger } from '../../../src/lib/logger.ts';
 import { createApprovalBot, type ApprovalBot, type ApprovalBotOptions } from '../../../src/telegram/index.ts';
 import { startDevVault } from '../../../src/vault/dev/index.ts';
 import { createVaultClient } from '../../../src/vault/node-vault-client.ts';
 import type { VaultClient } from '../../../src/vault/types.ts';
 import { startTelegramEmulator, type TelegramEmulator, type TgMessage } from '../../fakes/telegram-emulator/index.ts';
 import { openSqliteStorage, sqliteDatabase } from '../../../src/storage/sqlite/index.ts';
+import { captureLog } from '../../helpers/log-capture.ts';
 
 export const CHAT_ID = -1001234567890;
 export const ALICE = 111;
@@ -137,14 +136,7 @@ export async function startTelegramEnv(o: { env?: Record<string, string>; emulat
     TELEGRAM_API_ROOT: emu.url,
     ...o.env,
   });
-  let logText = '';
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      logText += chunk.toString();
-      cb();
-    },
-  });
-  const log = createLogger('debug', sink);
+  const { log, text: logText } = captureLog();
   const policies = new PolicyStore();
   const loaded = policies.reload(policiesDir);
   if (!loaded.ok) throw new Error(JSON.stringify(loaded.problems));
@@ -171,7 +163,7 @@ export async function startTelegramEnv(o: { env?: Record<string, string>; emulat
     vault,
     agent,
     dbPath,
-    logs: () => logText,
+    logs: logText,
     secondDeps: makeDeps,
     async bot(opts = {}) {
       const { deps: d, start, ...rest } = opts;
