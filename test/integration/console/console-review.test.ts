@@ -1,13 +1,12 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { PublicKeyCredentialCreationOptionsJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
+import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import { addApprover } from '../../../src/broker/approvers.ts';
 import { createConsole } from '../../../src/console/app.ts';
 import { loadConfig, requireStepUpReachable } from '../../../src/config/config.ts';
 import { startBroker } from '../../../src/main.ts';
-import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
-import { SoftAuthenticator } from '../../helpers/soft-authenticator.ts';
+import { CONSOLE_ORIGIN, csrfOf, decide, enrol, form, pending, postJson, send, startConsole, statusOf, type Console, type Enrolled } from '../../helpers/console-http.ts';
 import { openSse } from '../../helpers/sse.ts';
 
 /**
@@ -21,80 +20,15 @@ import { openSse } from '../../helpers/sse.ts';
  * sessions (a software authenticator the broker verifies for real).
  */
 
-const PUBLIC_URL = 'http://localhost:8787';
-const ORIGIN = PUBLIC_URL;
+const ORIGIN = CONSOLE_ORIGIN;
 const XSS = '"><img src=x onerror=alert(1)><script>alert(2)</script>';
 
-interface Console {
-  h: Harness;
-  agent: string;
-}
+/** An approver enrolled through the link a browser opens, with the CSRF token of the session that starts. */
+type Signed = Enrolled & { csrf: string };
 
-async function startConsole(env: Record<string, string> = {}): Promise<Console> {
-  const h = await startHarness({ env: { JIT_PUBLIC_URL: PUBLIC_URL, ...env } });
-  return { h, agent: await h.addAgent('moltbot') };
-}
-
-function send(k: Console, method: string, path: string, init: { cookie?: string; headers?: Record<string, string>; body?: string | URLSearchParams; accept?: string } = {}) {
-  return fetch(`${k.h.broker.url}${path}`, {
-    method,
-    redirect: 'manual',
-    headers: { accept: init.accept ?? 'text/html', ...(init.cookie ? { cookie: `jit_console=${init.cookie}` } : {}), ...init.headers },
-    ...(init.body !== undefined ? { body: init.body } : {}),
-  });
-}
-
-async function postJson<T>(k: Console, path: string, body?: unknown, cookie?: string): Promise<{ res: Response; json: T }> {
-  const res = await send(k, 'POST', path, {
-    accept: 'application/json',
-    ...(cookie ? { cookie } : {}),
-    headers: { origin: ORIGIN, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
-  });
-  return { res, json: (await res.json()) as T };
-}
-
-interface Signed {
-  cookie: string;
-  csrf: string;
-  auth: SoftAuthenticator;
-  token: string;
-}
-
-async function enrol(k: Console, name: string): Promise<Signed> {
-  const { token } = await addApprover(k.h.broker.deps, { name });
-  const auth = new SoftAuthenticator({ origin: ORIGIN });
-  const page = await send(k, 'GET', `/console/enrol/${token}`);
-  expect(page.status).toBe(200);
-  const options = await postJson<PublicKeyCredentialCreationOptionsJSON>(k, `/console/enrol/${token}/options`);
-  expect(options.res.status).toBe(200);
-  const finish = await postJson<{ ok: boolean }>(k, `/console/enrol/${token}/finish`, auth.register(options.json));
-  expect(finish.res.status, JSON.stringify(finish.json)).toBe(200);
-  const cookie = /^jit_console=([^;]+);/.exec(finish.res.headers.get('set-cookie') ?? '')![1]!;
-  const home = await (await send(k, 'GET', '/console', { cookie })).text();
-  const csrf = /<meta name="csrf-token" content="([^"]+)">/.exec(home)![1]!;
-  return { cookie, csrf, auth, token };
-}
-
-async function pending(k: Console, body: Record<string, unknown> = {}): Promise<string> {
-  const res = await k.h.call('POST', '/jit/request', {
-    token: k.agent,
-    body: { resource: 'vault', tier: 2, reason: 'rotate keys', vault_paths: [{ path: 'homelab/data/apps/web', capabilities: ['read', 'update'] }], ttl: '15m', ...body },
-  });
-  expect(res.status, JSON.stringify(res.body)).toBe(202);
-  return res.body.id as string;
-}
-
-const statusOf = async (k: Console, id: string) => (await k.h.broker.deps.storage.requests.get(id))!.status;
-
-function form(fields: Record<string, string | string[]>): URLSearchParams {
-  const body = new URLSearchParams();
-  for (const [key, v] of Object.entries(fields)) for (const one of Array.isArray(v) ? v : [v]) body.append(key, one);
-  return body;
-}
-
-function decide(k: Console, id: string, cookie: string, fields: Record<string, string | string[]>, accept = 'text/html') {
-  return send(k, 'POST', `/console/requests/${id}/decision`, { cookie, accept, body: form(fields), headers: { origin: ORIGIN } });
+async function enrolSigned(k: Console, name: string): Promise<Signed> {
+  const enrolled = await enrol(k, name, { openLink: true });
+  return { ...enrolled, csrf: await csrfOf(k, enrolled.cookie) };
 }
 
 /** The CSP every HTML answer must carry: present, no inline script or style. */
@@ -110,7 +44,7 @@ describe('console review: routes, headers and templates', () => {
   let ann: Signed;
   beforeAll(async () => {
     k = await startConsole();
-    ann = await enrol(k, 'ann');
+    ann = await enrolSigned(k, 'ann');
   });
   afterAll(() => k?.h.close());
 
@@ -239,7 +173,7 @@ describe('console review: routes, headers and templates', () => {
   });
 
   it('sign-out needs the CSRF token; with it the session ends on the server (the old cookie no longer works)', async () => {
-    const bob = await enrol(k, 'bob');
+    const bob = await enrolSigned(k, 'bob');
     const forged = await send(k, 'POST', '/console/sign-out', { cookie: bob.cookie, body: form({}), headers: { origin: ORIGIN } });
     expect(forged.status).toBe(403);
     expect((await send(k, 'GET', '/console', { cookie: bob.cookie })).status).toBe(200);
@@ -251,7 +185,7 @@ describe('console review: routes, headers and templates', () => {
   });
 
   it("no enrolment token reaches the broker's log (the access log writes every request's path)", async () => {
-    const carl = await enrol(k, 'carl');
+    const carl = await enrolSigned(k, 'carl');
     expect(k.h.logs()).toContain('/console/enrol/');
     expect(k.h.logs()).not.toContain(carl.token);
   });
@@ -265,9 +199,9 @@ describe('console review: sessions and votes over HTTP', () => {
   afterAll(() => k?.h.close());
 
   it('one person racing two Approve submits on a tier-3 request counts once: it stays pending at 1 of 2', async () => {
-    const ann = await enrol(k, 'ann');
+    const ann = await enrolSigned(k, 'ann');
     const id = await pending(k, { tier: 3, vault_paths: [{ path: 'homelab/data/prod/db', capabilities: ['delete'] }], ttl: '5m' });
-    const results = await Promise.all([1, 2, 3].map(() => decide(k, id, ann.cookie, { decision: 'approve', csrf: ann.csrf }, 'application/json')));
+    const results = await Promise.all([1, 2, 3].map(() => decide(k, id, ann.cookie, { decision: 'approve', csrf: ann.csrf }, { accept: 'application/json' })));
     const statuses = results.map((r) => r.status).sort();
     expect(statuses).toEqual([200, 409, 409]);
     expect(await statusOf(k, id)).toBe('pending');
@@ -275,7 +209,7 @@ describe('console review: sessions and votes over HTTP', () => {
   });
 
   it("a form post from a sandboxed or privacy-stripped context (Origin: null) is refused even with the session's CSRF token", async () => {
-    const bob = await enrol(k, 'bob');
+    const bob = await enrolSigned(k, 'bob');
     const id = await pending(k);
     const res = await send(k, 'POST', `/console/requests/${id}/decision`, { cookie: bob.cookie, body: form({ decision: 'approve', csrf: bob.csrf }), headers: { origin: 'null' } });
     expect(res.status).toBe(403);
@@ -284,7 +218,7 @@ describe('console review: sessions and votes over HTTP', () => {
 
   it("sign-out, approver removal and the idle timeout end an open live stream too (it carried on for its whole lifetime): no change signal after the session ends", async () => {
     for (const how of ['sign-out', 'remove', 'idle'] as const) {
-      const who = await enrol(k, `stream-${how}`);
+      const who = await enrolSigned(k, `stream-${how}`);
       const reader = await openSse(`${k.h.broker.url}/console/events`, { cookie: `jit_console=${who.cookie}` });
       expect(reader.status).toBe(200);
       expect((await reader.next()).event).toBe('ready');
@@ -306,7 +240,7 @@ describe('console review: sessions and votes over HTTP', () => {
   });
 
   it('a session kept busy still ends at JIT_CONSOLE_SESSION_MAX (12h by default), then its cookie is cleared', async () => {
-    const carl = await enrol(k, 'carl');
+    const carl = await enrolSigned(k, 'carl');
     let status = 200;
     let steps = 0;
     while (status === 200 && steps < 40) {
@@ -328,7 +262,7 @@ describe('console review: bad input is a 4xx with a clear message, never a 5xx',
   let ann: Signed;
   beforeAll(async () => {
     k = await startConsole();
-    ann = await enrol(k, 'ann');
+    ann = await enrolSigned(k, 'ann');
   });
   afterAll(() => k?.h.close());
 
@@ -369,16 +303,16 @@ describe('console review: bad input is a 4xx with a clear message, never a 5xx',
     const weird = await decide(k, id, ann.cookie, { decision: 'approve', csrf: ann.csrf, ttl: 'forever' });
     expect(weird.status).toBe(400);
     for (const ttl of ['0', '-5', '99999999999999999999', '1e9', '15m15m', ' ']) {
-      const res = await decide(k, id, ann.cookie, { decision: 'approve', csrf: ann.csrf, ttl: ttl === ' ' ? '2h' : ttl }, 'application/json');
+      const res = await decide(k, id, ann.cookie, { decision: 'approve', csrf: ann.csrf, ttl: ttl === ' ' ? '2h' : ttl }, { accept: 'application/json' });
       expect(res.status, `ttl ${ttl}`).toBeGreaterThanOrEqual(400);
       expect(res.status, `ttl ${ttl}`).toBeLessThan(500);
     }
-    const dropAll = await decide(k, id, ann.cookie, { decision: 'approve', csrf: ann.csrf, drop_path: 'homelab/data/apps/web' }, 'application/json');
+    const dropAll = await decide(k, id, ann.cookie, { decision: 'approve', csrf: ann.csrf, drop_path: 'homelab/data/apps/web' }, { accept: 'application/json' });
     expect(dropAll.status, 'dropping every path').toBeGreaterThanOrEqual(400);
     expect(dropAll.status).toBeLessThan(500);
     const assertion = await decide(k, id, ann.cookie, { decision: 'approve', csrf: ann.csrf, assertion: '{not json' });
     expect(assertion.status).toBe(400);
-    const decision = await decide(k, id, ann.cookie, { decision: 'maybe', csrf: ann.csrf }, 'application/json');
+    const decision = await decide(k, id, ann.cookie, { decision: 'maybe', csrf: ann.csrf }, { accept: 'application/json' });
     expect(decision.status).toBe(400);
     expect(decision.headers.get('content-type')).toMatch(/problem\+json/);
     expect(await statusOf(k, id)).toBe('pending');
@@ -414,8 +348,8 @@ describe('console review: step-up (JIT_PASSKEY_TIER=2)', () => {
   let bob: Signed;
   beforeAll(async () => {
     k = await startConsole({ JIT_PASSKEY_TIER: '2' });
-    ann = await enrol(k, 'ann');
-    bob = await enrol(k, 'bob');
+    ann = await enrolSigned(k, 'ann');
+    bob = await enrolSigned(k, 'bob');
   });
   afterAll(() => k?.h.close());
 
@@ -458,8 +392,8 @@ describe('console review: step-up (JIT_PASSKEY_TIER=2)', () => {
     const id = await pending(k);
     const assertion = JSON.stringify(ann.auth.assert(await stepUpOptions(ann, id)));
     const [a, b] = await Promise.all([
-      decide(k, id, ann.cookie, { decision: 'approve', csrf: ann.csrf, assertion }, 'application/json'),
-      decide(k, id, ann.cookie, { decision: 'approve', csrf: ann.csrf, assertion }, 'application/json'),
+      decide(k, id, ann.cookie, { decision: 'approve', csrf: ann.csrf, assertion }, { accept: 'application/json' }),
+      decide(k, id, ann.cookie, { decision: 'approve', csrf: ann.csrf, assertion }, { accept: 'application/json' }),
     ]);
     const statuses = [a.status, b.status].sort();
     expect(statuses[0]).toBe(200);

@@ -1,8 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { PublicKeyCredentialCreationOptionsJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
+import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import { addApprover, removeApprover } from '../../../src/broker/approvers.ts';
-import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
-import { SoftAuthenticator } from '../../helpers/soft-authenticator.ts';
+import { CONSOLE_ORIGIN, csrfOf, decide, enrol, pending, postJson, send, sessionCookie, startConsole, statusOf, type Console } from '../../helpers/console-http.ts';
 
 /**
  * The console signed in, over real HTTP: enrolment and sign-in with a
@@ -11,85 +10,7 @@ import { SoftAuthenticator } from '../../helpers/soft-authenticator.ts';
  * stream, revoke, sign-out, fixation and a removed approver.
  */
 
-const PUBLIC_URL = 'http://localhost:8787';
-const ORIGIN = PUBLIC_URL;
-
-interface Console {
-  h: Harness;
-  agent: string;
-}
-
-async function startConsole(env: Record<string, string> = {}): Promise<Console> {
-  const h = await startHarness({ env: { JIT_PUBLIC_URL: PUBLIC_URL, ...env } });
-  return { h, agent: await h.addAgent('moltbot') };
-}
-
-function send(k: Console, method: string, path: string, init: { cookie?: string; headers?: Record<string, string>; body?: string | URLSearchParams; accept?: string } = {}) {
-  return fetch(`${k.h.broker.url}${path}`, {
-    method,
-    redirect: 'manual',
-    headers: { accept: init.accept ?? 'text/html', ...(init.cookie ? { cookie: `jit_console=${init.cookie}` } : {}), ...init.headers },
-    ...(init.body !== undefined ? { body: init.body } : {}),
-  });
-}
-
-async function postJson<T>(k: Console, path: string, body?: unknown, cookie?: string, headers: Record<string, string> = {}): Promise<{ res: Response; json: T }> {
-  const res = await send(k, 'POST', path, {
-    accept: 'application/json',
-    ...(cookie ? { cookie } : {}),
-    headers: { origin: ORIGIN, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  return { res, json: (await res.json()) as T };
-}
-
-function sessionCookie(res: Response): { value: string; attributes: string } {
-  const header = res.headers.get('set-cookie') ?? '';
-  const m = /^jit_console=([^;]+);(.*)$/.exec(header);
-  if (!m) throw new Error(`no session cookie in ${JSON.stringify(header)}`);
-  return { value: m[1]!, attributes: m[2]! };
-}
-
-/** Registers a passkey through the enrolment link of a new approver: the session cookie, and the authenticator holding the passkey. */
-async function enrol(k: Console, name: string): Promise<{ cookie: string; attributes: string; auth: SoftAuthenticator }> {
-  const { token } = await addApprover(k.h.broker.deps, { name });
-  const auth = new SoftAuthenticator({ origin: ORIGIN });
-  const options = await postJson<PublicKeyCredentialCreationOptionsJSON>(k, `/console/enrol/${token}/options`);
-  expect(options.res.status).toBe(200);
-  const finish = await postJson<{ ok: boolean; location: string }>(k, `/console/enrol/${token}/finish`, auth.register(options.json));
-  expect(finish.res.status, JSON.stringify(finish.json)).toBe(200);
-  expect(finish.json).toEqual({ ok: true, location: '/console' });
-  return { ...cookieOf(finish.res), auth };
-}
-
-const cookieOf = (res: Response) => {
-  const c = sessionCookie(res);
-  return { cookie: c.value, attributes: c.attributes };
-};
-
-async function csrfOf(k: Console, cookie: string): Promise<string> {
-  const page = await (await send(k, 'GET', '/console', { cookie })).text();
-  const m = /<meta name="csrf-token" content="([^"]+)">/.exec(page);
-  if (!m) throw new Error('no CSRF token on the page');
-  return m[1]!;
-}
-
-async function pending(k: Console, body: Record<string, unknown> = {}): Promise<string> {
-  const res = await k.h.call('POST', '/jit/request', {
-    token: k.agent,
-    body: { resource: 'vault', tier: 2, reason: 'rotate <script>alert(1)</script> \u202Ekeys', vault_paths: [{ path: 'homelab/data/apps/web', capabilities: ['read', 'update'] }], ttl: '15m', ...body },
-  });
-  expect(res.status).toBe(202);
-  return res.body.id as string;
-}
-
-const statusOf = async (k: Console, id: string) => (await k.h.broker.deps.storage.requests.get(id))!.status;
-
-function decide(k: Console, id: string, cookie: string, fields: Record<string, string | string[]>, headers: Record<string, string> = {}) {
-  const body = new URLSearchParams();
-  for (const [key, v] of Object.entries(fields)) for (const one of Array.isArray(v) ? v : [v]) body.append(key, one);
-  return send(k, 'POST', `/console/requests/${id}/decision`, { cookie, body, headers: { origin: ORIGIN, ...headers } });
-}
+const ORIGIN = CONSOLE_ORIGIN;
 
 describe('signed in (no step-up configured)', () => {
   let k: Console;
@@ -97,7 +18,7 @@ describe('signed in (no step-up configured)', () => {
   let csrf: string;
   beforeAll(async () => {
     k = await startConsole();
-    ann = await enrol(k, 'ann');
+    ann = await enrol(k, 'ann', { finishesAt: '/console' });
     csrf = await csrfOf(k, ann.cookie);
   });
   afterAll(() => k?.h.close());
@@ -134,7 +55,7 @@ describe('signed in (no step-up configured)', () => {
     const id = await pending(k);
     expect((await decide(k, id, ann.cookie, { decision: 'approve' })).status).toBe(403);
     expect((await decide(k, id, ann.cookie, { decision: 'approve', csrf: `${csrf.slice(0, -1)}x` })).status).toBe(403);
-    expect((await decide(k, id, ann.cookie, { decision: 'approve', csrf }, { origin: 'https://evil.example' })).status).toBe(403);
+    expect((await decide(k, id, ann.cookie, { decision: 'approve', csrf }, { headers: { origin: 'https://evil.example' } })).status).toBe(403);
     const json = await send(k, 'POST', `/console/requests/${id}/decision`, { cookie: ann.cookie, accept: 'application/json', headers: { 'content-type': 'application/json', origin: ORIGIN }, body: '{"decision":"approve"}' });
     expect(json.status).toBe(403);
     expect(await statusOf(k, id)).toBe('pending');
@@ -155,7 +76,7 @@ describe('signed in (no step-up configured)', () => {
   });
 
   it('two approvers deciding at once: one decision, the other told it was already decided', async () => {
-    const cy = await enrol(k, 'cy');
+    const cy = await enrol(k, 'cy', { finishesAt: '/console' });
     const cyCsrf = await csrfOf(k, cy.cookie);
     for (let round = 0; round < 3; round++) {
       const id = await pending(k);
@@ -272,7 +193,7 @@ describe('signed in (no step-up configured)', () => {
   });
 
   it('a removed approver\'s session ends at once', async () => {
-    const bob = await enrol(k, 'bob');
+    const bob = await enrol(k, 'bob', { finishesAt: '/console' });
     expect((await send(k, 'GET', '/console', { cookie: bob.cookie })).status).toBe(200);
     await removeApprover(k.h.broker.deps, 'bob');
     expect((await send(k, 'GET', '/console', { cookie: bob.cookie })).status).toBe(303);
@@ -286,7 +207,7 @@ describe('step-up (JIT_PASSKEY_TIER=2)', () => {
   let csrf: string;
   beforeAll(async () => {
     k = await startConsole({ JIT_PASSKEY_TIER: '2' });
-    ann = await enrol(k, 'ann');
+    ann = await enrol(k, 'ann', { finishesAt: '/console' });
     csrf = await csrfOf(k, ann.cookie);
   });
   afterAll(() => k?.h.close());
@@ -362,7 +283,7 @@ describe('time limits and unknown requests', () => {
   });
 
   it('an unknown or malformed request id is 404; a session idle past JIT_CONSOLE_IDLE_TIMEOUT is sent to sign-in', async () => {
-    const ann = await enrol(k, 'ann');
+    const ann = await enrol(k, 'ann', { finishesAt: '/console' });
     expect((await send(k, 'GET', `/console/requests/req_${'0'.repeat(26)}`, { cookie: ann.cookie })).status).toBe(404);
     const odd = await send(k, 'GET', `/console/requests/${encodeURIComponent('<script>')}`, { cookie: ann.cookie });
     expect(odd.status).toBe(404);
@@ -372,7 +293,7 @@ describe('time limits and unknown requests', () => {
   });
 
   it('what an open page does on its own (live list reloads, the event stream) does not keep the session from idling out; a page load does', async () => {
-    const bea = await enrol(k, 'bea');
+    const bea = await enrol(k, 'bea', { finishesAt: '/console' });
     const live = { 'x-console-live': '1' };
     // 20 minutes of live reloads only, then 11 more: idle past 30 minutes, so the next reload is 401 and a page load signs in again.
     for (let i = 0; i < 4; i++) {
@@ -388,7 +309,7 @@ describe('time limits and unknown requests', () => {
     expect(lost.headers.get('content-type')).toContain('application/problem+json');
     expect((await send(k, 'GET', '/console', { cookie: bea.cookie })).status).toBe(303);
     // The same timeline with page loads keeps the session.
-    const cy = await enrol(k, 'cy');
+    const cy = await enrol(k, 'cy', { finishesAt: '/console' });
     for (let i = 0; i < 7; i++) {
       k.h.clock.advance(5 * 60_000);
       expect((await send(k, 'GET', '/console', { cookie: cy.cookie })).status).toBe(200);
