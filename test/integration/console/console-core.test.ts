@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addApprover } from '../../../src/broker/approvers.ts';
 import { cookieSecure } from '../../../src/console/session.ts';
-import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
+import { startHarness } from '../../helpers/broker-harness.ts';
+import { CONSOLE_PUBLIC_URL, pending, send, startConsole, type Console } from '../../helpers/console-http.ts';
 
 /**
  * The console core over real HTTP (the broker in-process on a real
@@ -11,37 +12,21 @@ import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
  * in console-signed-in.test.ts; the browser suite drives them in Chromium.
  */
 
-const PUBLIC_URL = 'http://localhost:8787';
-let h: Harness;
-let agentToken: string;
+const PUBLIC_URL = CONSOLE_PUBLIC_URL;
+let k: Console;
 
 beforeAll(async () => {
-  h = await startHarness({ env: { JIT_PUBLIC_URL: PUBLIC_URL } });
-  agentToken = await h.addAgent('moltbot');
+  k = await startConsole();
 });
-afterAll(() => h?.close());
-
-/** A request as a browser would make it, redirects not followed. */
-function send(method: string, path: string, init: { headers?: Record<string, string>; body?: string | URLSearchParams } = {}) {
-  return fetch(`${h.broker.url}${path}`, { method, redirect: 'manual', headers: { accept: 'text/html', ...init.headers }, ...(init.body !== undefined ? { body: init.body } : {}) });
-}
-
-async function pendingRequest(): Promise<string> {
-  const res = await h.call('POST', '/jit/request', {
-    token: agentToken,
-    body: { resource: 'vault', tier: 2, reason: 'rotate <script>alert(1)</script> \u202Ekeys', vault_paths: [{ path: 'homelab/data/apps/web', capabilities: ['read', 'update'] }], ttl: '15m' },
-  });
-  expect(res.status).toBe(202);
-  return res.body.id as string;
-}
+afterAll(() => k?.h.close());
 
 const PAGES = ['/console', '/console/', '/console/credentials', '/console/history', '/console/agents', '/console/audit', '/console/webhooks', '/console/keys', '/console/policies', '/console/no-such-page'];
 
 describe('without a session', () => {
   it('every page load is sent to sign-in (303)', async () => {
-    const id = await pendingRequest();
+    const id = await pending(k);
     for (const path of [...PAGES, `/console/requests/${id}`, `/console/requests/${id}/story`]) {
-      const res = await send('GET', path);
+      const res = await send(k, 'GET', path);
       expect(res.status, path).toBe(303);
       expect(res.headers.get('location'), path).toBe('/console/sign-in');
     }
@@ -49,27 +34,27 @@ describe('without a session', () => {
 
   it('data requests (fetch, the event stream, the list fragment) answer 401 problem+json', async () => {
     for (const path of ['/console/events', '/console/api/pending']) {
-      const res = await send('GET', path);
+      const res = await send(k, 'GET', path);
       expect(res.status, path).toBe(401);
       expect(res.headers.get('content-type'), path).toMatch(/^application\/problem\+json/);
       expect(((await res.json()) as { detail: string }).detail).toMatch(/sign in/);
     }
-    const json = await send('GET', '/console/credentials', { headers: { accept: 'application/json' } });
+    const json = await send(k, 'GET', '/console/credentials', { headers: { accept: 'application/json' } });
     expect(json.status).toBe(401);
   });
 
   it('every state change is refused (401) and changes nothing', async () => {
-    const id = await pendingRequest();
+    const id = await pending(k);
     const form = new URLSearchParams({ decision: 'approve', csrf: 'guess' });
     for (const path of [`/console/requests/${id}/decision`, `/console/requests/${id}/step-up`, '/console/credentials/revoke-all', `/console/credentials/${id}/revoke`, '/console/sign-out', '/console/agents']) {
-      const res = await send('POST', path, { body: form, headers: { origin: PUBLIC_URL } });
+      const res = await send(k, 'POST', path, { body: form, headers: { origin: PUBLIC_URL } });
       expect(res.status, path).toBe(401);
     }
-    expect((await h.broker.deps.storage.requests.get(id))!.status).toBe('pending');
+    expect((await k.h.broker.deps.storage.requests.get(id))!.status).toBe('pending');
   });
 
   it('an unknown session cookie is ignored and cleared (a planted id never becomes a session)', async () => {
-    const res = await send('GET', '/console', { headers: { cookie: 'jit_console=planted-by-an-attacker-0123456789abcdef' } });
+    const res = await send(k, 'GET', '/console', { headers: { cookie: 'jit_console=planted-by-an-attacker-0123456789abcdef' } });
     expect(res.status).toBe(303);
     expect(res.headers.get('set-cookie')).toMatch(/^jit_console=;.*Max-Age=0/);
   });
@@ -77,7 +62,7 @@ describe('without a session', () => {
 
 describe('the public pages', () => {
   it('sign-in: a "Sign in" button, the CSP with no inline script, no cache, and the static scripts it loads', async () => {
-    const res = await send('GET', '/console/sign-in');
+    const res = await send(k, 'GET', '/console/sign-in');
     expect(res.status).toBe(200);
     const csp = res.headers.get('content-security-policy')!;
     expect(csp).toContain("script-src 'self'");
@@ -90,36 +75,36 @@ describe('the public pages', () => {
     expect(page).toContain('<meta name="viewport" content="width=device-width, initial-scale=1">');
     expect(page).not.toMatch(/<script>|<script(?![^>]*\ssrc=)[^>]*>|<style|\sstyle=|\son[a-z]+=/i);
     for (const file of ['console.js', 'console.css', 'webauthn.js']) {
-      const s = await send('GET', `/console/static/${file}`);
+      const s = await send(k, 'GET', `/console/static/${file}`);
       expect(s.status, file).toBe(200);
       expect((await s.text()).length, file).toBeGreaterThan(500);
     }
-    expect((await send('GET', '/console/static/../../package.json')).status).not.toBe(200);
+    expect((await send(k, 'GET', '/console/static/../../package.json')).status).not.toBe(200);
   });
 
   it('enrolment: the page of a valid link has only the "Register passkey" button; an unknown link is 404', async () => {
-    const { token } = await addApprover(h.broker.deps, { name: 'ann' });
-    const res = await send('GET', `/console/enrol/${token}`);
+    const { token } = await addApprover(k.h.broker.deps, { name: 'ann' });
+    const res = await send(k, 'GET', `/console/enrol/${token}`);
     expect(res.status).toBe(200);
     expect(res.headers.get('referrer-policy')).toBe('same-origin');
     const page = await res.text();
     expect(page.match(/<button/g)).toHaveLength(1);
     expect(page).toContain('>Register passkey</button>');
     expect(page).not.toContain(token);
-    const unknown = await send('GET', `/console/enrol/${'x'.repeat(32)}`);
+    const unknown = await send(k, 'GET', `/console/enrol/${'x'.repeat(32)}`);
     expect(unknown.status).toBe(404);
     expect(await unknown.text()).toMatch(/unknown, already used or expired/);
   });
 
   it('the ceremony endpoints need the console\'s own Origin', async () => {
     for (const origin of [undefined, 'https://evil.example']) {
-      const res = await send('POST', '/console/sign-in/options', { headers: { accept: 'application/json', ...(origin ? { origin } : {}) } });
+      const res = await send(k, 'POST', '/console/sign-in/options', { headers: { accept: 'application/json', ...(origin ? { origin } : {}) } });
       expect(res.status, String(origin)).toBe(403);
     }
   });
 
   it('the console is not in /openapi.json (it is HTML for people, not the API)', async () => {
-    const doc = (await h.call('GET', '/openapi.json')).body as { paths: Record<string, unknown> };
+    const doc = (await k.h.call('GET', '/openapi.json')).body as { paths: Record<string, unknown> };
     expect(Object.keys(doc.paths).filter((p) => p.startsWith('/console'))).toEqual([]);
   });
 });

@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decideRequest } from '../../../src/broker/decide.ts';
 import { createRequestStreams } from '../../../src/broker/request-stream.ts';
 import { createServedApp } from '../../../src/served-app.ts';
-import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
+import type { Harness } from '../../helpers/broker-harness.ts';
+import { CONSOLE_PUBLIC_URL, startConsole } from '../../helpers/console-http.ts';
 
 /**
  * The console failing never stops the broker: a broken install (its static
@@ -12,13 +13,12 @@ import { startHarness, type Harness } from '../../helpers/broker-harness.ts';
  * database hold challenges without bound.
  */
 
-const PUBLIC_URL = 'http://localhost:8787';
+const PUBLIC_URL = CONSOLE_PUBLIC_URL;
 let h: Harness;
 let agentToken: string;
 
 beforeAll(async () => {
-  h = await startHarness({ env: { JIT_PUBLIC_URL: PUBLIC_URL } });
-  agentToken = await h.addAgent('moltbot');
+  ({ h, agent: agentToken } = await startConsole());
 });
 afterAll(() => h?.close());
 
