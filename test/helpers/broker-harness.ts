@@ -7,7 +7,7 @@ import { startBroker, type RunningBroker, type StartOptions } from '../../src/ma
 import { startDevVault } from '../../src/vault/dev/index.ts';
 import { sqliteDatabase, type Db } from '../../src/storage/sqlite/index.ts';
 import { startFaultProxy } from '../fakes/fault-proxy.ts';
-import { captureLog } from './log-capture.ts';
+import { captureLogger } from './log-capture.ts';
 
 export const TEST_POLICY = `
 agents:
@@ -138,7 +138,7 @@ export async function startHarness(opts: { policy?: string; env?: Record<string,
   const policiesDir = join(dir, 'policies');
   mkdirSync(policiesDir);
   writeFileSync(join(policiesDir, 'test.yaml'), opts.policy ?? TEST_POLICY);
-  const captured = captureLog();
+  const captured = captureLogger();
   const broker = await startBroker(
     {
       JIT_HOST: '127.0.0.1',

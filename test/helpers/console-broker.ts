@@ -12,7 +12,7 @@ import { startTelegramEmulator, type TelegramEmulator } from '../fakes/telegram-
 import { ROOT_TOKEN, TEST_POLICY } from './broker-harness.ts';
 import { freePort } from './net.ts';
 import { postgresSchemas } from './postgres.ts';
-import { captureLog } from './log-capture.ts';
+import { captureLogger } from './log-capture.ts';
 
 /*
  * The whole broker in-process for the console's browser tests: real
@@ -87,7 +87,7 @@ export async function startConsoleBroker(o: { env?: Record<string, string>; tele
       : {}),
     ...o.env,
   };
-  const captured = captureLog();
+  const captured = captureLogger();
   const start: StartOptions = {
     clock,
     log: captured.log,

@@ -1,8 +1,8 @@
 import { Writable } from 'node:stream';
 import { createLogger, type Logger } from '../../src/lib/logger.ts';
 
-/** A debug logger whose lines are kept in memory: `text()` is everything written so far (for the no-secret-in-logs checks). */
-export function captureLog(): { log: Logger; text: () => string } {
+/** A pino logger writing into a string, for greps (the no-secret-in-logs checks): `text()` is everything written so far. */
+export function captureLogger(level = 'debug'): { log: Logger; text: () => string } {
   let written = '';
   const sink = new Writable({
     write(chunk, _enc, cb) {
@@ -10,5 +10,5 @@ export function captureLog(): { log: Logger; text: () => string } {
       cb();
     },
   });
-  return { log: createLogger('debug', sink), text: () => written };
+  return { log: createLogger(level, sink), text: () => written };
 }

@@ -1,17 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Writable } from 'node:stream';
-import { createLogger } from '../../../src/lib/logger.ts';
-
-function capture() {
-  let text = '';
-  const sink = new Writable({
-    write(chunk, _e, cb) {
-      text += chunk.toString();
-      cb();
-    },
-  });
-  return { log: createLogger('trace', sink), text: () => text };
-}
+import { captureLogger } from '../../helpers/log-capture.ts';
 
 const vaultToken = 'hvs.CAESIJx7b3Jvb3RfdG9rZW5fZm9yX3Rlc3Rz';
 const agentToken = 'jit_0123456789abcdef_Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eHF1dXg';
@@ -19,7 +7,7 @@ const jwt = 'eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJtb2x0Ym90In0.c2lnbmF0dXJlc2lnbmF0dX
 
 describe('log redaction', () => {
   it('redacts secret-bearing fields at any common depth', () => {
-    const { log, text } = capture();
+    const { log, text } = captureLogger('trace');
     log.info({ token: vaultToken, issued: { token: vaultToken, accessor: 'acc-1' }, req: { headers: { authorization: `Bearer ${agentToken}` } } }, 'issued');
     log.info({ body: { secret_id: 'approle-secret-xyz', password: 'hunter2' } }, 'login');
     const out = text();
@@ -29,7 +17,7 @@ describe('log redaction', () => {
   });
 
   it('scrubs token shapes out of free text, messages and errors', () => {
-    const { log, text } = capture();
+    const { log, text } = captureLogger('trace');
     log.warn(`upstream said: bad token ${vaultToken}`);
     log.error({ err: new Error(`refused ${agentToken} and ${jwt}`) }, 'failed');
     log.info({ note: `header was Bearer ${agentToken}` });

@@ -1,11 +1,10 @@
-import { Writable } from 'node:stream';
 import { PolicyStore } from '../../../src/broker/policy/policy-store.ts';
 import type { AgentPolicy, WebhookTarget } from '../../../src/broker/policy/types.ts';
 import type { RequestRow } from '../../../src/broker/rows.ts';
 import { loadConfig, type Config } from '../../../src/config/config.ts';
 import type { Storage } from '../../../src/storage/storage.ts';
-import { createLogger, type Logger } from '../../../src/lib/logger.ts';
 import type { OutboxRow } from '../../../src/webhooks/outbox.ts';
+export { captureLogger } from '../../helpers/log-capture.ts';
 
 export const HOOKS_TOKEN = 'hook-token-5f2c9a7e1d3b4c6a8e0f';
 
@@ -20,18 +19,6 @@ export function policiesWith(agents: Record<string, WebhookTarget | undefined>):
 
 export function testConfig(env: Record<string, string> = {}): Config {
   return loadConfig({ JIT_DB: ':memory:', JIT_PUBLIC_URL: 'https://jit.example.net', ...env });
-}
-
-/** A pino logger writing into a string, for greps. */
-export function captureLogger(level = 'debug'): { log: Logger; text(): string } {
-  let text = '';
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      text += chunk.toString();
-      cb();
-    },
-  });
-  return { log: createLogger(level, sink), text: () => text };
 }
 
 let seq = 0;
