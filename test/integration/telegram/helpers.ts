@@ -16,7 +16,7 @@ import { createVaultClient } from '../../../src/vault/node-vault-client.ts';
 import type { VaultClient } from '../../../src/vault/types.ts';
 import { startTelegramEmulator, type TelegramEmulator, type TgMessage } from '../../fakes/telegram-emulator/index.ts';
 import { openSqliteStorage, sqliteDatabase } from '../../../src/storage/sqlite/index.ts';
-import { captureLog } from '../../helpers/log-capture.ts';
+import { captureLogger } from '../../helpers/log-capture.ts';
 
 export const CHAT_ID = -1001234567890;
 export const ALICE = 111;
@@ -136,7 +136,7 @@ export async function startTelegramEnv(o: { env?: Record<string, string>; emulat
     TELEGRAM_API_ROOT: emu.url,
     ...o.env,
   });
-  const { log, text: logText } = captureLog();
+  const { log, text: logText } = captureLogger();
   const policies = new PolicyStore();
   const loaded = policies.reload(policiesDir);
   if (!loaded.ok) throw new Error(JSON.stringify(loaded.problems));
