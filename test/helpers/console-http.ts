@@ -1,4 +1,4 @@
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import type { PublicKeyCredentialCreationOptionsJSON } from '@simplewebauthn/server';
 import { addApprover } from '../../src/broker/approvers.ts';
 import { startHarness, type Harness } from './broker-harness.ts';
@@ -25,6 +25,19 @@ export interface Console {
 export async function startConsole(env: Record<string, string> = {}): Promise<Console> {
   const h = await startHarness({ env: { JIT_PUBLIC_URL: CONSOLE_PUBLIC_URL, ...env } });
   return { h, agent: await h.addAgent('moltbot') };
+}
+
+/**
+ * A console for the enclosing describe: started before its tests (then
+ * `ready` runs: enrol the describe's approvers there), stopped after them.
+ */
+export function useConsole(ready: (k: Console) => void | Promise<void>, env: Record<string, string> = {}): void {
+  let k: Console | undefined;
+  beforeAll(async () => {
+    k = await startConsole(env);
+    await ready(k);
+  });
+  afterAll(() => k?.h.close());
 }
 
 export interface SendInit {

@@ -1,8 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { addApprover } from '../../../src/broker/approvers.ts';
 import { cookieSecure } from '../../../src/console/session.ts';
 import { startHarness } from '../../helpers/broker-harness.ts';
-import { CONSOLE_PUBLIC_URL, pending, send, startConsole, type Console } from '../../helpers/console-http.ts';
+import { CONSOLE_PUBLIC_URL, pending, send, useConsole, type Console } from '../../helpers/console-http.ts';
 
 /**
  * The console core over real HTTP (the broker in-process on a real
@@ -14,11 +14,9 @@ import { CONSOLE_PUBLIC_URL, pending, send, startConsole, type Console } from '.
 
 const PUBLIC_URL = CONSOLE_PUBLIC_URL;
 let k: Console;
-
-beforeAll(async () => {
-  k = await startConsole();
+useConsole((c) => {
+  k = c;
 });
-afterAll(() => k?.h.close());
 
 const PAGES = ['/console', '/console/', '/console/credentials', '/console/history', '/console/agents', '/console/audit', '/console/webhooks', '/console/keys', '/console/policies', '/console/no-such-page'];
 

@@ -1,12 +1,12 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import { addApprover } from '../../../src/broker/approvers.ts';
 import { createConsole } from '../../../src/console/app.ts';
 import { loadConfig, requireStepUpReachable } from '../../../src/config/config.ts';
 import { startBroker } from '../../../src/main.ts';
-import { CONSOLE_ORIGIN, csrfOf, decide, enrol, form, pending, postJson, send, startConsole, statusOf, type Console, type Enrolled } from '../../helpers/console-http.ts';
+import { CONSOLE_ORIGIN, csrfOf, decide, enrol, form, pending, postJson, send, statusOf, useConsole, type Console, type Enrolled } from '../../helpers/console-http.ts';
 import { openSse } from '../../helpers/sse.ts';
 
 /**
@@ -42,11 +42,10 @@ function expectCsp(res: Response, what: string): void {
 describe('console review: routes, headers and templates', () => {
   let k: Console;
   let ann: Signed;
-  beforeAll(async () => {
-    k = await startConsole();
+  useConsole(async (c) => {
+    k = c;
     ann = await enrolSigned(k, 'ann');
   });
-  afterAll(() => k?.h.close());
 
   it("every route of the console's routers, without a session: a page is sent to sign-in, data is 401, a state change is refused and changes nothing", async () => {
     // The routes as the routers register them (not a hand-kept list): only the static files and the two ceremonies are public.
@@ -193,10 +192,9 @@ describe('console review: routes, headers and templates', () => {
 
 describe('console review: sessions and votes over HTTP', () => {
   let k: Console;
-  beforeAll(async () => {
-    k = await startConsole();
+  useConsole((c) => {
+    k = c;
   });
-  afterAll(() => k?.h.close());
 
   it('one person racing two Approve submits on a tier-3 request counts once: it stays pending at 1 of 2', async () => {
     const ann = await enrolSigned(k, 'ann');
@@ -260,11 +258,10 @@ describe('console review: sessions and votes over HTTP', () => {
 describe('console review: bad input is a 4xx with a clear message, never a 5xx', () => {
   let k: Console;
   let ann: Signed;
-  beforeAll(async () => {
-    k = await startConsole();
+  useConsole(async (c) => {
+    k = c;
     ann = await enrolSigned(k, 'ann');
   });
-  afterAll(() => k?.h.close());
 
   it('malformed JSON, a wrong shape and unknown fields in the ceremony endpoints: 400 problem+json saying what was wrong', async () => {
     const broken = await postJson<{ detail: string }>(k, '/console/sign-in/finish', '{"id":');
@@ -346,12 +343,11 @@ describe('console review: step-up (JIT_PASSKEY_TIER=2)', () => {
   let k: Console;
   let ann: Signed;
   let bob: Signed;
-  beforeAll(async () => {
-    k = await startConsole({ JIT_PASSKEY_TIER: '2' });
+  useConsole(async (c) => {
+    k = c;
     ann = await enrolSigned(k, 'ann');
     bob = await enrolSigned(k, 'bob');
-  });
-  afterAll(() => k?.h.close());
+  }, { JIT_PASSKEY_TIER: '2' });
 
   async function stepUpOptions(who: Signed, id: string, fields: Record<string, string> = {}): Promise<PublicKeyCredentialRequestOptionsJSON> {
     const res = await send(k, 'POST', `/console/requests/${id}/step-up`, { cookie: who.cookie, accept: 'application/json', headers: { origin: ORIGIN }, body: form({ csrf: who.csrf, decision: 'approve', ...fields }) });

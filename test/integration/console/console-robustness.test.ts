@@ -1,9 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { decideRequest } from '../../../src/broker/decide.ts';
 import { createRequestStreams } from '../../../src/broker/request-stream.ts';
 import { createServedApp } from '../../../src/served-app.ts';
 import type { Harness } from '../../helpers/broker-harness.ts';
-import { CONSOLE_PUBLIC_URL, startConsole } from '../../helpers/console-http.ts';
+import { CONSOLE_PUBLIC_URL, useConsole } from '../../helpers/console-http.ts';
 
 /**
  * The console failing never stops the broker: a broken install (its static
@@ -17,10 +17,9 @@ const PUBLIC_URL = CONSOLE_PUBLIC_URL;
 let h: Harness;
 let agentToken: string;
 
-beforeAll(async () => {
-  ({ h, agent: agentToken } = await startConsole());
+useConsole((c) => {
+  ({ h, agent: agentToken } = c);
 });
-afterAll(() => h?.close());
 
 /** The served app (the API, the webhook route, the console) built again over the running broker's deps, with console options. */
 function servedApp(consoleOptions: Parameters<typeof createServedApp>[3]) {

@@ -1,7 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import { addApprover, removeApprover } from '../../../src/broker/approvers.ts';
-import { CONSOLE_ORIGIN, csrfOf, decide, enrol, pending, postJson, send, sessionCookie, startConsole, statusOf, type Console } from '../../helpers/console-http.ts';
+import { CONSOLE_ORIGIN, csrfOf, decide, enrol, pending, postJson, send, sessionCookie, statusOf, useConsole, type Console } from '../../helpers/console-http.ts';
 
 /**
  * The console signed in, over real HTTP: enrolment and sign-in with a
@@ -16,12 +16,11 @@ describe('signed in (no step-up configured)', () => {
   let k: Console;
   let ann: Awaited<ReturnType<typeof enrol>>;
   let csrf: string;
-  beforeAll(async () => {
-    k = await startConsole();
+  useConsole(async (c) => {
+    k = c;
     ann = await enrol(k, 'ann', { finishesAt: '/console' });
     csrf = await csrfOf(k, ann.cookie);
   });
-  afterAll(() => k?.h.close());
 
   it('enrolment sets the session cookie HttpOnly, SameSite=Strict, Path=/console, not Secure on http://localhost', () => {
     expect(ann.attributes).toMatch(/HttpOnly/);
@@ -205,12 +204,11 @@ describe('step-up (JIT_PASSKEY_TIER=2)', () => {
   let k: Console;
   let ann: Awaited<ReturnType<typeof enrol>>;
   let csrf: string;
-  beforeAll(async () => {
-    k = await startConsole({ JIT_PASSKEY_TIER: '2' });
+  useConsole(async (c) => {
+    k = c;
     ann = await enrol(k, 'ann', { finishesAt: '/console' });
     csrf = await csrfOf(k, ann.cookie);
-  });
-  afterAll(() => k?.h.close());
+  }, { JIT_PASSKEY_TIER: '2' });
 
   async function stepUp(id: string, fields: Record<string, string>): Promise<string> {
     const res = await send(k, 'POST', `/console/requests/${id}/step-up`, { cookie: ann.cookie, accept: 'application/json', headers: { origin: ORIGIN }, body: new URLSearchParams({ csrf, decision: 'approve', ...fields }) });
@@ -267,10 +265,9 @@ describe('step-up (JIT_PASSKEY_TIER=2)', () => {
 
 describe('time limits and unknown requests', () => {
   let k: Console;
-  beforeAll(async () => {
-    k = await startConsole();
+  useConsole((c) => {
+    k = c;
   });
-  afterAll(() => k?.h.close());
 
   it('an enrolment link past its 15 minutes: the page is 404 and its ceremony refused', async () => {
     const { token } = await addApprover(k.h.broker.deps, { name: 'late' });
