@@ -119,6 +119,14 @@ export async function csrfOf(k: Console, cookie: string): Promise<string> {
   return m[1]!;
 }
 
+export type SignedIn = Enrolled & { csrf: string };
+
+/** `enrol`, then the CSRF token of the session that starts: an approver ready to post forms. */
+export async function signedIn(k: Console, name: string, o: Parameters<typeof enrol>[2] = {}): Promise<SignedIn> {
+  const enrolled = await enrol(k, name, o);
+  return { ...enrolled, csrf: await csrfOf(k, enrolled.cookie) };
+}
+
 /** The reason a pending request carries unless told: agent-written text the pages must escape. */
 export const EVIL_REASON = 'rotate <script>alert(1)</script> \u202Ekeys';
 

@@ -6,7 +6,7 @@ import { addApprover } from '../../../src/broker/approvers.ts';
 import { createConsole } from '../../../src/console/app.ts';
 import { loadConfig, requireStepUpReachable } from '../../../src/config/config.ts';
 import { startBroker } from '../../../src/main.ts';
-import { CONSOLE_ORIGIN, csrfOf, decide, enrol, form, pending, postJson, send, statusOf, useConsole, type Console, type Enrolled } from '../../helpers/console-http.ts';
+import { CONSOLE_ORIGIN, decide, form, pending, postJson, send, signedIn, statusOf, useConsole, type Console, type SignedIn } from '../../helpers/console-http.ts';
 import { openSse } from '../../helpers/sse.ts';
 
 /**
@@ -23,13 +23,8 @@ import { openSse } from '../../helpers/sse.ts';
 const ORIGIN = CONSOLE_ORIGIN;
 const XSS = '"><img src=x onerror=alert(1)><script>alert(2)</script>';
 
-/** An approver enrolled through the link a browser opens, with the CSRF token of the session that starts. */
-type Signed = Enrolled & { csrf: string };
-
-async function enrolSigned(k: Console, name: string): Promise<Signed> {
-  const enrolled = await enrol(k, name, { openLink: true });
-  return { ...enrolled, csrf: await csrfOf(k, enrolled.cookie) };
-}
+/** An approver enrolled through the link a browser opens, signed in. */
+const enrolSigned = (k: Console, name: string) => signedIn(k, name, { openLink: true });
 
 /** The CSP every HTML answer must carry: present, no inline script or style. */
 function expectCsp(res: Response, what: string): void {
@@ -41,7 +36,7 @@ function expectCsp(res: Response, what: string): void {
 
 describe('console review: routes, headers and templates', () => {
   let k: Console;
-  let ann: Signed;
+  let ann: SignedIn;
   useConsole(async (c) => {
     k = c;
     ann = await enrolSigned(k, 'ann');
@@ -257,7 +252,7 @@ describe('console review: sessions and votes over HTTP', () => {
 
 describe('console review: bad input is a 4xx with a clear message, never a 5xx', () => {
   let k: Console;
-  let ann: Signed;
+  let ann: SignedIn;
   useConsole(async (c) => {
     k = c;
     ann = await enrolSigned(k, 'ann');
@@ -341,15 +336,15 @@ describe('console review: bad input is a 4xx with a clear message, never a 5xx',
 
 describe('console review: step-up (JIT_PASSKEY_TIER=2)', () => {
   let k: Console;
-  let ann: Signed;
-  let bob: Signed;
+  let ann: SignedIn;
+  let bob: SignedIn;
   useConsole(async (c) => {
     k = c;
     ann = await enrolSigned(k, 'ann');
     bob = await enrolSigned(k, 'bob');
   }, { JIT_PASSKEY_TIER: '2' });
 
-  async function stepUpOptions(who: Signed, id: string, fields: Record<string, string> = {}): Promise<PublicKeyCredentialRequestOptionsJSON> {
+  async function stepUpOptions(who: SignedIn, id: string, fields: Record<string, string> = {}): Promise<PublicKeyCredentialRequestOptionsJSON> {
     const res = await send(k, 'POST', `/console/requests/${id}/step-up`, { cookie: who.cookie, accept: 'application/json', headers: { origin: ORIGIN }, body: form({ csrf: who.csrf, decision: 'approve', ...fields }) });
     expect(res.status).toBe(200);
     return (await res.json()) as PublicKeyCredentialRequestOptionsJSON;

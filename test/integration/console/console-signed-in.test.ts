@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import { addApprover, removeApprover } from '../../../src/broker/approvers.ts';
-import { CONSOLE_ORIGIN, csrfOf, decide, enrol, pending, postJson, send, sessionCookie, statusOf, useConsole, type Console } from '../../helpers/console-http.ts';
+import { CONSOLE_ORIGIN, csrfOf, decide, enrol, pending, postJson, send, sessionCookie, signedIn, statusOf, useConsole, type Console, type SignedIn } from '../../helpers/console-http.ts';
 
 /**
  * The console signed in, over real HTTP: enrolment and sign-in with a
@@ -14,12 +14,12 @@ const ORIGIN = CONSOLE_ORIGIN;
 
 describe('signed in (no step-up configured)', () => {
   let k: Console;
-  let ann: Awaited<ReturnType<typeof enrol>>;
+  let ann: SignedIn;
   let csrf: string;
   useConsole(async (c) => {
     k = c;
-    ann = await enrol(k, 'ann', { finishesAt: '/console' });
-    csrf = await csrfOf(k, ann.cookie);
+    ann = await signedIn(k, 'ann', { finishesAt: '/console' });
+    csrf = ann.csrf;
   });
 
   it('enrolment sets the session cookie HttpOnly, SameSite=Strict, Path=/console, not Secure on http://localhost', () => {
@@ -202,12 +202,12 @@ describe('signed in (no step-up configured)', () => {
 
 describe('step-up (JIT_PASSKEY_TIER=2)', () => {
   let k: Console;
-  let ann: Awaited<ReturnType<typeof enrol>>;
+  let ann: SignedIn;
   let csrf: string;
   useConsole(async (c) => {
     k = c;
-    ann = await enrol(k, 'ann', { finishesAt: '/console' });
-    csrf = await csrfOf(k, ann.cookie);
+    ann = await signedIn(k, 'ann', { finishesAt: '/console' });
+    csrf = ann.csrf;
   }, { JIT_PASSKEY_TIER: '2' });
 
   async function stepUp(id: string, fields: Record<string, string>): Promise<string> {
