@@ -284,6 +284,15 @@ describe(`chaos: ${NODES} brokers on one PostgreSQL, a random one SIGKILLed ever
       f.line(`orphans: tokens ${census.orphanTokens.length} ${census.orphanTokens.slice(0, 5).join(' ')}, policies ${census.orphanPolicies.length} ${census.orphanPolicies.slice(0, 5).join(' ')}`);
       if (census.stuckTier1.length) f.line(`tier-1 request(s) left approved with no credential: ${census.stuckTier1.length} ${census.stuckTier1.slice(0, 5).join(' ')}`);
       f.line(`ended credentials whose token still grants: ${census.endedButAlive.length}; live credentials broken in Vault: ${census.brokenLive.length} ${census.brokenLive.slice(0, 5).join(' ')}; unsettled rows: ${census.unsettledCredentials}`);
+      // Each undelivered event, as the database and the client saw it: whether it was ever committed (a status
+      // the client assumed but the broker never recorded is the census's mistake, not a lost webhook).
+      const outboxRows = await w.db.all<{ request_id: string; type: string; state: string; attempts: number | string }>('SELECT request_id, type, state, attempts FROM webhook_outbox');
+      for (const k of undelivered.slice(0, 10)) {
+        const [rid, what] = k.split('|') as [string, string];
+        const row = outboxRows.find((r) => r.request_id === rid && r.type === `jit.request.${what}`);
+        const seen = [...(client.observed.get(rid) ?? [])].join(',') || 'nothing';
+        f.line(`undelivered ${k}: request ${statusNow.get(rid) ?? 'missing'} in the database, outbox ${row ? `${row.state} after ${row.attempts} attempts` : 'has no such event'}; the client saw ${seen}`);
+      }
       f.line(`webhooks: ${expected.size} decision events expected, ${idsPerEvent.size} delivered (${redeliveries} redeliveries of the same id), ${undelivered.length} undelivered ${undelivered.slice(0, 5).join(' ')}; outbox ${JSON.stringify(census.outbox)}; bad signatures ${badSignatures}, unreadable ${unreadable}, id/event mismatches ${mismatched}`);
       f.line(`telegram: ${posts.size} requests posted, ${doublePosts} posted twice or more; broker error/fatal log lines: ${errorLines.length}`);
       f.line(`audit verify: exit ${audit.code} ${audit.stdout.trim()}${audit.stderr.trim() ? ` / ${audit.stderr.trim().split('\n').at(-1)}` : ''}`);
