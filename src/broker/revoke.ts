@@ -1,3 +1,4 @@
+import { StorageBusyError, StorageUnavailableError } from '../storage/errors.ts';
 import type { Transaction } from '../storage/storage.ts';
 import type { BrokerDeps, StorageDeps } from './deps.ts';
 import { BrokerError } from './errors.ts';
@@ -113,8 +114,18 @@ export async function commitRevocationsIn(tx: Transaction, deps: StorageDeps, fi
  */
 export async function revokeRequest(deps: BrokerDeps, row: RequestRow, actor: string, reason?: string): Promise<RequestView> {
   await commitRevocation(deps, row.id, actor, reason);
-  await finishRevocation(deps, row.id);
-  return requestView(deps, (await deps.storage.requests.get(row.id))!);
+  try {
+    await finishRevocation(deps, row.id);
+    return requestView(deps, (await deps.storage.requests.get(row.id))!);
+  } catch (err) {
+    // Committed: a database busy or lost from here on must not reach the caller as the generic "nothing was
+    // changed" 503 (its `revoked` event is in the outbox, the sweep ends an `ending` credential).
+    if (err instanceof StorageBusyError || err instanceof StorageUnavailableError) {
+      deps.log.warn({ err: { name: err.name, message: err.message }, request_id: row.id }, 'revocation recorded, but the database failed while finishing it; the sweep finishes it');
+      throw new BrokerError('UNAVAILABLE', `request ${row.id} is revoked (recorded); the database was busy or lost while finishing it, which the broker's sweep does. Retry to see its state.`, { retryAfterSeconds: 1 });
+    }
+    throw err;
+  }
 }
 
 /**

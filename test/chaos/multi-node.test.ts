@@ -131,6 +131,16 @@ describe(`chaos: ${NODES} brokers on one PostgreSQL, a random one SIGKILLed ever
       const restarts: Promise<void>[] = [];
       const restartFailures: string[] = [];
       let midDelivery = 0;
+      // The killer's look at the outbox: a read that fails (the census pool timed out on an overloaded machine)
+      // counts as none being delivered, never ends the killer and with it the test before its report.
+      let killerReadFailures = 0;
+      /** Time the killer spent aiming and killing between its 2–4 s waits (slow on a loaded machine). */
+      let killerWorkMs = 0;
+      const delivering = () =>
+        deliveringNow(w.db).catch(() => {
+          killerReadFailures++;
+          return 0;
+        });
       let skippedKills = 0;
       const killer = (async () => {
         for (;;) {
@@ -145,16 +155,19 @@ describe(`chaos: ${NODES} brokers on one PostgreSQL, a random one SIGKILLed ever
             continue;
           }
           const victim: ChaosNode = up[Math.floor(killRand() * up.length)]!;
+          const slotWork = Date.now();
           if (!FULL) {
             // Bounded run: aim the kill between two deliveries (within 2 s), so that no event waits out the
             // 60 s lease of the killed node's dispatcher; the full run kills blindly and waits the leases out.
             const aim = Date.now() + 2_000;
-            while ((await deliveringNow(w.db)) > 0 && Date.now() < aim) await sleep(5);
+            while ((await delivering()) > 0 && Date.now() < aim) await sleep(5);
           }
           const kill: (typeof kills)[number] = { node: victim.index, at: Date.now() - t0 };
           kills.push(kill);
           await victim.kill();
-          if ((await deliveringNow(w.db)) > 0) midDelivery++;
+          if ((await delivering()) > 0) midDelivery++;
+          // Aiming and killing (reads, the process's exit) take the machine's time, not the cadence's.
+          killerWorkMs += Date.now() - slotWork;
           const pause = Math.floor(killRand() * 300);
           restarts.push(
             (async () => {
@@ -199,7 +212,7 @@ describe(`chaos: ${NODES} brokers on one PostgreSQL, a random one SIGKILLed ever
       const workloadMs = Date.now() - t0;
       // Every node serving again (a failed restart is retried once here, and reported).
       await bounded(w.startAll(), 60_000, 'every node to be up after the workload');
-      f.line(`workload done in ${(workloadMs / 1000).toFixed(1)} s; ${kills.length} SIGKILLs (${NODES} nodes: ${w.nodes.map((n) => kills.filter((k) => k.node === n.index).length).join('/')}); node start times ${w.startTimesMs.join(', ')} ms; kills with an event being delivered (any node) ${midDelivery}; kill slots skipped with one node up ${skippedKills}`);
+      f.line(`workload done in ${(workloadMs / 1000).toFixed(1)} s; ${kills.length} SIGKILLs (${NODES} nodes: ${w.nodes.map((n) => kills.filter((k) => k.node === n.index).length).join('/')}); node start times ${w.startTimesMs.join(', ')} ms; kills with an event being delivered (any node) ${midDelivery}; kill slots skipped with one node up ${skippedKills}; ${(killerWorkMs / 1000).toFixed(1)} s spent aiming and killing${killerReadFailures ? `; the killer's outbox reads failed ${killerReadFailures}×` : ''}`);
 
       // Settle: every node up and healthy, no credential unsettled (a killed node's mint is settled once its
       // node lease lapses), no orphan policy, the outbox drained. An event a killed node was sending is leased
@@ -276,6 +289,15 @@ describe(`chaos: ${NODES} brokers on one PostgreSQL, a random one SIGKILLed ever
       f.line(`orphans: tokens ${census.orphanTokens.length} ${census.orphanTokens.slice(0, 5).join(' ')}, policies ${census.orphanPolicies.length} ${census.orphanPolicies.slice(0, 5).join(' ')}`);
       if (census.stuckTier1.length) f.line(`tier-1 request(s) left approved with no credential: ${census.stuckTier1.length} ${census.stuckTier1.slice(0, 5).join(' ')}`);
       f.line(`ended credentials whose token still grants: ${census.endedButAlive.length}; live credentials broken in Vault: ${census.brokenLive.length} ${census.brokenLive.slice(0, 5).join(' ')}; unsettled rows: ${census.unsettledCredentials}`);
+      // Each undelivered event, as the database and the client saw it: whether it was ever committed (a status
+      // the client assumed but the broker never recorded is the census's mistake, not a lost webhook).
+      const outboxRows = await w.db.all<{ request_id: string; type: string; state: string; attempts: number | string }>('SELECT request_id, type, state, attempts FROM webhook_outbox');
+      for (const k of undelivered.slice(0, 10)) {
+        const [rid, what] = k.split('|') as [string, string];
+        const row = outboxRows.find((r) => r.request_id === rid && r.type === `jit.request.${what}`);
+        const seen = [...(client.observed.get(rid) ?? [])].join(',') || 'nothing';
+        f.line(`undelivered ${k}: request ${statusNow.get(rid) ?? 'missing'} in the database, outbox ${row ? `${row.state} after ${row.attempts} attempts` : 'has no such event'}; the client saw ${seen}`);
+      }
       f.line(`webhooks: ${expected.size} decision events expected, ${idsPerEvent.size} delivered (${redeliveries} redeliveries of the same id), ${undelivered.length} undelivered ${undelivered.slice(0, 5).join(' ')}; outbox ${JSON.stringify(census.outbox)}; bad signatures ${badSignatures}, unreadable ${unreadable}, id/event mismatches ${mismatched}`);
       f.line(`telegram: ${posts.size} requests posted, ${doublePosts} posted twice or more; broker error/fatal log lines: ${errorLines.length}`);
       f.line(`audit verify: exit ${audit.code} ${audit.stdout.trim()}${audit.stderr.trim() ? ` / ${audit.stderr.trim().split('\n').at(-1)}` : ''}`);
@@ -307,7 +329,9 @@ describe(`chaos: ${NODES} brokers on one PostgreSQL, a random one SIGKILLed ever
       expect.soft(stopped, 'every node stops gracefully after the run').toEqual(w.nodes.map(() => 0));
       expect.soft(stats.ops).toBe(SIZE.ops);
       expect.soft(stats.ops).toBeGreaterThanOrEqual(FULL ? 500 : Math.min(500, SIZE.ops));
-      expect.soft(kills.length + skippedKills, 'a node was SIGKILLed every 2–4 s (unless only one was up)').toBeGreaterThanOrEqual(Math.floor(workloadMs / KILL_EVERY_MS[1]) - 1);
+      // Every 2–4 s of the killer's own waiting: the time it spent aiming and killing is not counted (a bound on
+      // the wall time alone raced the machine: 20 kills in 94 s failed it on a busy machine with no kill slot missed).
+      expect.soft(kills.length + skippedKills, `a node was SIGKILLed every 2–4 s (unless only one was up; ${(killerWorkMs / 1000).toFixed(1)} s spent aiming and killing)`).toBeGreaterThanOrEqual(Math.floor((workloadMs - killerWorkMs) / KILL_EVERY_MS[1]) - 1);
       expect.soft(restartFailures).toEqual([]);
       expect.soft(workloadError, 'the workload finished within its bound').toBeUndefined();
       expect.soft(settled, 'settled within its bound').toBe(true);

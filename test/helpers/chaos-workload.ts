@@ -140,6 +140,8 @@ export interface ClientStats {
   /** Credentials issued whose answer died with the broker: the client revoked them (the secret is never replayed). */
   lostAnswers: number;
   revokes: number;
+  /** Revocations answered 503 (the database busy or lost: nothing changed, or in doubt) or 429, then sent again. */
+  revokeRetries: number;
   cancelled: number;
   leftPending: number;
   /** 500 answers (re-sent, as an agent would): method, path and the X-Request-Id to find the cause in the broker log. */
@@ -161,7 +163,7 @@ export function newStats(): ClientStats {
   return {
     ops: 0, requestCalls: 0, networkErrors: 0, resends: 0, replays: 0, interruptedIssues: 0, stuckTier1: 0, issuedAtOnce: 0, pending: 0, taps: 0,
     cliDecisions: 0, tapFallbacks: 0, decisionFallbacks: 0, approved: 0, denied: 0, claimed: 0, claimConflictsWhileApproved: 0,
-    lostAnswers: 0, revokes: 0, cancelled: 0, leftPending: 0, serverErrors: [], oddAnswers: [], retriesElsewhere: 0, racedClaims: 0,
+    lostAnswers: 0, revokes: 0, revokeRetries: 0, cancelled: 0, leftPending: 0, serverErrors: [], oddAnswers: [], retriesElsewhere: 0, racedClaims: 0,
     racedClaimWins: 0, racedDecisions: 0, unexpected: [],
   };
 }
@@ -568,15 +570,31 @@ export class ChaosClient {
     return 'failed';
   }
 
+  /**
+   * Revokes until the broker says it is recorded. Only a 200 or a 503 `VAULT_UNAVAILABLE` (the revocation
+   * is committed, the Vault clean-up left to the sweep) counts as revoked, and so makes a `revoked` webhook
+   * expected. Any other 503 (`UNAVAILABLE`: the database busy or lost) says nothing was changed, or leaves it
+   * in doubt: the revocation is sent again after Retry-After (revoking a revoked request answers 200), as an
+   * agent must. Counting such a 503 as revoked made the census expect a webhook for a revocation that never
+   * happened (seed 183854727: a node busy 5 s, then "lost" decisions).
+   */
   private async revoke(op: Op, id: string): Promise<Res | undefined> {
-    const r = await this.call('POST', `/jit/requests/${id}/revoke`, this.world.tokens[op.agent]!);
-    if (r.status === 200 || r.status === 503) {
-      // 503: recorded as revoked; Vault clean-up left to the sweep.
-      this.stats.revokes++;
-      this.note(id, 'revoked');
-      return r;
+    for (let attempt = 0; attempt < 60; attempt++) {
+      const r = await this.call('POST', `/jit/requests/${id}/revoke`, this.world.tokens[op.agent]!);
+      if (r.status === 200 || (r.status === 503 && r.body?.code === 'VAULT_UNAVAILABLE')) {
+        this.stats.revokes++;
+        this.note(id, 'revoked');
+        return r;
+      }
+      if (r.status === 503 || r.status === 429) {
+        this.stats.revokeRetries++;
+        await sleep(Math.min(5_000, Number(r.headers.get('retry-after') ?? 1) * 1000));
+        continue;
+      }
+      this.unexpected(op, `revoke ${id}`, r);
+      return undefined;
     }
-    this.unexpected(op, `revoke ${id}`, r);
+    this.unexpected(op, `revoke ${id}: gave up after 60 attempts`);
     return undefined;
   }
 }
