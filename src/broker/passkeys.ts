@@ -29,10 +29,8 @@ export { approvalNeedsStepUp } from './decide.ts';
  * Passkeys (WebAuthn, @simplewebauthn/server): enrolment through a one-time
  * link, sign-in, console sessions, and step-up (a fresh assertion bound to
  * one action). The console adapter (src/console/) only carries the JSON of
- * the ceremonies between the browser and these verbs; every check is here.
- *
- * CONTRACT between the broker side (this file, storage, decide) and the
- * console adapter. Signatures are fixed; bodies are being written.
+ * the ceremonies between the browser and these verbs; every check is here
+ * (docs/architecture.md, "Passkeys" and "Step-up").
  */
 
 export type PasskeyDeps = Pick<BrokerDeps, 'config' | 'storage' | 'audit' | 'agents' | 'clock' | 'ids' | 'events' | 'log' | 'policies'>;

@@ -2,13 +2,14 @@ import type { HtmlEscapedString } from 'hono/utils/html';
 import type { ConsoleSession } from '../broker/passkeys.ts';
 
 /*
- * CONTRACT between the console's core (app, session, layout: src/console/app.ts …)
- * and its page modules (src/console/pages/*.ts). Pages are Hono routers of
- * ConsoleEnv mounted under /console behind the session middleware, so
- * `session` and `csrf` are always set for them; they render with `page`.
+ * What the console's core (app, session, layout: src/console/app.ts …) gives
+ * its page modules (decide-pages.ts, credentials-page.ts, pages/*.ts). Pages
+ * are Hono routers of ConsoleEnv mounted under /console behind the session
+ * middleware, so `session` and `csrf` are always set for them; they render
+ * with `page`.
  */
 
-/** Renders a whole HTML page (the layout, its navigation and CSP headers around `body`). */
+/** Renders a whole HTML page: the layout (navigation, sign-out) and its security headers (CSP …) around `body`, which brings its own h1. */
 export type PageRenderer = (title: string, body: HtmlEscapedString | Promise<HtmlEscapedString>, init?: { status?: number }) => Promise<Response>;
 
 export type ConsoleEnv = {
