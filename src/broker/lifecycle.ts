@@ -64,7 +64,7 @@ export async function sweep(deps: BrokerDeps): Promise<SweepSummary> {
     if (await deleteAbandonedPolicy(deps, c)) summary.policiesCleaned++;
     else summary.vaultErrors++;
   }
-  // Spent WebAuthn challenges, enrolment links and console sessions (passkeys.ts): nothing can use them any more.
+  // Expired WebAuthn challenges and timed-out console sessions (passkeys.ts): nothing can use them any more.
   await prunePasskeyState(deps, now);
   return summary;
 }

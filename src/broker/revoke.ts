@@ -180,15 +180,20 @@ export async function revokeAllLive(deps: BrokerDeps, actor: string, reason: str
       out.push({ request, result: recorded.refused === 'raced' ? 'raced' : 'skipped' });
       continue;
     }
-    try {
-      await finishRevocation(deps, request.id);
-      out.push({ request, result: 'revoked' });
-    } catch (err) {
-      if (!(err instanceof BrokerError && err.code === 'VAULT_UNAVAILABLE')) throw err;
-      out.push({ request, result: 'vault_pending' });
-    }
+    out.push({ request, result: (await finishOrLeaveToSweep(deps, request.id)) === 'ended' ? 'revoked' : 'vault_pending' });
   }
   return out;
+}
+
+/** {@link finishRevocation}, but a Vault failure (the sweep retries the `ending` credential) is answered `vault_pending`, not thrown. */
+async function finishOrLeaveToSweep(deps: BrokerDeps, requestId: string): Promise<'ended' | 'vault_pending'> {
+  try {
+    await finishRevocation(deps, requestId);
+    return 'ended';
+  } catch (err) {
+    if (!(err instanceof BrokerError && err.code === 'VAULT_UNAVAILABLE')) throw err;
+    return 'vault_pending';
+  }
 }
 
 /**
@@ -226,17 +231,7 @@ export interface FinishedRevocation {
 export async function finishRevocations(deps: BrokerDeps, records: RevocationRecord[]): Promise<FinishedRevocation[]> {
   const out: FinishedRevocation[] = [];
   for (const record of records) {
-    if (!record.credential) {
-      out.push({ record, result: 'none' });
-      continue;
-    }
-    try {
-      await finishRevocation(deps, record.requestId);
-      out.push({ record, result: 'ended' });
-    } catch (err) {
-      if (!(err instanceof BrokerError && err.code === 'VAULT_UNAVAILABLE')) throw err;
-      out.push({ record, result: 'vault_pending' });
-    }
+    out.push({ record, result: record.credential ? await finishOrLeaveToSweep(deps, record.requestId) : 'none' });
   }
   return out;
 }
