@@ -1,4 +1,5 @@
-import { ConfigError, loadConfig, requireStepUpReachable, type Config } from './config/config.ts';
+import { ConfigError, loadConfig, type Config } from './config/config.ts';
+import { requireStepUpReachable } from './broker/passkeys.ts';
 import { recordServiceSettings } from './config/service-settings.ts';
 import { createApprovalBot, type ApprovalBot, type ApprovalBotOptions } from './telegram/index.ts';
 import { startAuditUpkeep } from './broker/audit-upkeep.ts';

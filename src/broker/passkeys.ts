@@ -10,6 +10,7 @@ import {
   type PublicKeyCredentialRequestOptionsJSON,
   type RegistrationResponseJSON,
 } from '@simplewebauthn/server';
+import { ConfigError, type Config } from '../config/config.ts';
 import { canonicalJson } from '../lib/canonical-json.ts';
 import { hashSecret, randomToken } from '../lib/secrets.ts';
 import { StorageUniqueError } from '../storage/errors.ts';
@@ -61,6 +62,21 @@ export function relyingPartyOf(publicUrl: string): { ok: true; rp: RelyingParty 
     };
   }
   return { ok: true, rp: { id: url.hostname, name: RP_NAME, origin: url.origin } };
+}
+
+/**
+ * The service refuses to start with JIT_PASSKEY_TIER set when its public URL
+ * cannot be the passkeys' relying party ({@link relyingPartyOf}: an IP
+ * address). Telegram and `jit approve` send such approvals to the console,
+ * which is then off: those requests could never be approved anywhere.
+ * (Checked at the service's start, not in loadConfig: a CLI shell may carry
+ * JIT_PASSKEY_TIER without JIT_PUBLIC_URL and take the service's recorded URL.)
+ */
+export function requireStepUpReachable(config: Pick<Config, 'passkeyTier' | 'publicUrl'>): void {
+  if (config.passkeyTier === undefined) return;
+  const rp = relyingPartyOf(config.publicUrl);
+  if (rp.ok) return;
+  throw new ConfigError('JIT_PASSKEY_TIER', `approvals of tier ${config.passkeyTier} and above need a passkey step-up in the console, but ${rp.message}; or unset JIT_PASSKEY_TIER`);
 }
 
 /** A session as the console sees it (a valid one: not idle, not past its absolute timeout, approver not removed). */

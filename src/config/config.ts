@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseDurationSeconds } from '../lib/duration.ts';
 
@@ -282,25 +281,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     production: e.NODE_ENV?.toLowerCase() === 'production',
   };
   return deepFreeze(config);
-}
-
-/**
- * The service refuses to start with JIT_PASSKEY_TIER set when its public URL
- * cannot be the passkeys' relying party (an IP address: WebAuthn refuses
- * one). Telegram and `jit approve` send such approvals to the console, which
- * is then off: those requests could never be approved anywhere. (Checked at
- * the service's start, not in loadConfig: a CLI shell may carry
- * JIT_PASSKEY_TIER without JIT_PUBLIC_URL and take the service's recorded URL.)
- */
-export function requireStepUpReachable(config: Pick<Config, 'passkeyTier' | 'publicUrl' | 'port'>): void {
-  if (config.passkeyTier === undefined) return;
-  const url = URL.parse(config.publicUrl);
-  const host = url?.hostname.replace(/^\[|\]$/g, '') ?? '';
-  if (!url || isIP(host) === 0) return;
-  throw new ConfigError(
-    'JIT_PASSKEY_TIER',
-    `approvals of tier ${config.passkeyTier} and above need a passkey step-up in the console, but the console needs a host name and the public URL ${url.origin} has the IP address ${host}: set JIT_PUBLIC_URL to a host name that reaches this broker (e.g. JIT_PUBLIC_URL=http://localhost:${config.port}), or unset JIT_PASSKEY_TIER`,
-  );
 }
 
 /** Host names of the loopback interface (IPv6 literals bare, as JIT_HOST spells them). */
