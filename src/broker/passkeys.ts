@@ -157,7 +157,7 @@ function challengeOf(response: { response?: { clientDataJSON?: unknown } } | und
 
 async function storeChallenge(deps: PasskeyDeps, challenge: string, purpose: ChallengePurpose, approverId: string | null, actionHash: string | null): Promise<void> {
   const now = deps.clock.now();
-  await deps.storage.challenges.insert({ challenge_hash: hashSecret(challenge), purpose, approver_id: approverId, action_hash: actionHash, created_at: now, expires_at: now + CHALLENGE_TTL_MS, used_at: null });
+  await deps.storage.challenges.insert({ challenge_hash: hashSecret(challenge), purpose, approver_id: approverId, action_hash: actionHash, created_at: now, expires_at: now + CHALLENGE_TTL_MS });
 }
 
 /**

@@ -181,8 +181,6 @@ export interface ChallengeRow {
   action_hash: string | null;
   created_at: number;
   expires_at: number;
-  /** Always null as read: using a challenge deletes it. */
-  used_at: number | null;
 }
 
 /**

@@ -558,7 +558,6 @@ export function describeStorageConformance(name: string, open: () => Promise<Ope
         action_hash: 'ah',
         created_at: T0,
         expires_at: T0 + 300_000,
-        used_at: null,
         ...o,
       });
 

@@ -84,19 +84,19 @@ export function pgConsoleSessions(x: Exec): ConsoleSessionsRepository {
 }
 
 const W = {
-  insert: sql('challenges_insert', `INSERT INTO webauthn_challenges (challenge_hash, purpose, approver_id, action_hash, created_at, expires_at, used_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)`),
+  insert: sql('challenges_insert', `INSERT INTO webauthn_challenges (challenge_hash, purpose, approver_id, action_hash, created_at, expires_at)
+    VALUES ($1, $2, $3, $4, $5, $6)`),
   // Used = deleted: one statement checks and uses, whoever races (another broker, a prune).
   consume: sql('challenges_consume', `DELETE FROM webauthn_challenges
-    WHERE challenge_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3
-    RETURNING challenge_hash, purpose, approver_id, action_hash, created_at, expires_at, used_at`),
+    WHERE challenge_hash = $1 AND purpose = $2 AND expires_at > $3
+    RETURNING challenge_hash, purpose, approver_id, action_hash, created_at, expires_at`),
   prune: sql('challenges_prune', 'DELETE FROM webauthn_challenges WHERE expires_at <= $1'),
 };
 
 export function pgChallenges(x: Exec): ChallengesRepository {
   return {
     async insert(row) {
-      await x.write(W.insert, [row.challenge_hash, row.purpose, row.approver_id, row.action_hash, row.created_at, row.expires_at, row.used_at]);
+      await x.write(W.insert, [row.challenge_hash, row.purpose, row.approver_id, row.action_hash, row.created_at, row.expires_at]);
     },
     consume: (challengeHash, purpose, now) => one<ChallengeRow>(x.write(W.consume, [challengeHash, purpose, now])),
     prune: async (now) => (await x.write(W.prune, [now])).rowCount,

@@ -89,12 +89,12 @@ export function sqliteConsoleSessions(db: Db): Sync<ConsoleSessionsRepository> {
 
 export function sqliteChallenges(db: Db): Sync<ChallengesRepository> {
   const s = {
-    insert: db.prepare(`INSERT INTO webauthn_challenges (challenge_hash, purpose, approver_id, action_hash, created_at, expires_at, used_at)
-      VALUES (@challenge_hash, @purpose, @approver_id, @action_hash, @created_at, @expires_at, @used_at)`),
+    insert: db.prepare(`INSERT INTO webauthn_challenges (challenge_hash, purpose, approver_id, action_hash, created_at, expires_at)
+      VALUES (@challenge_hash, @purpose, @approver_id, @action_hash, @created_at, @expires_at)`),
     // Used = deleted: one statement checks and uses, whoever races (another broker's connection, a prune).
     consume: db.prepare(`DELETE FROM webauthn_challenges
-      WHERE challenge_hash = ? AND purpose = ? AND used_at IS NULL AND expires_at > ?
-      RETURNING challenge_hash, purpose, approver_id, action_hash, created_at, expires_at, used_at`),
+      WHERE challenge_hash = ? AND purpose = ? AND expires_at > ?
+      RETURNING challenge_hash, purpose, approver_id, action_hash, created_at, expires_at`),
     prune: db.prepare('DELETE FROM webauthn_challenges WHERE expires_at <= ?'),
   };
   return {

@@ -1,6 +1,6 @@
 -- WebAuthn challenges (SPEC §12): one row per ceremony the broker began
 -- (enrolment, sign-in, step-up), used at most once and only before it
--- expires. Only the challenge's hash is stored; a step-up challenge also
+-- expires (using it deletes it). Only the challenge's hash is stored; a step-up challenge also
 -- carries the approver it was made for and the hash of the action it is
 -- bound to (broker/passkeys.ts).
 CREATE TABLE webauthn_challenges (
@@ -9,7 +9,6 @@ CREATE TABLE webauthn_challenges (
   approver_id     TEXT,
   action_hash     TEXT,
   created_at      INTEGER NOT NULL,
-  expires_at      INTEGER NOT NULL,
-  used_at         INTEGER
+  expires_at      INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX webauthn_challenges_expires ON webauthn_challenges (expires_at);
