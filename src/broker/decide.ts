@@ -73,6 +73,11 @@ export function approvalNeedsStepUp(config: Pick<StorageDeps['config'], 'passkey
   return config.passkeyTier !== undefined && row.required_tier >= config.passkeyTier;
 }
 
+/** How many distinct approvers' approvals a request needs: JIT_TIER3_QUORUM for tier 3, one below. */
+export function approvalsNeeded(config: Pick<StorageDeps['config'], 'tier3Quorum'>, row: { required_tier: number }): number {
+  return row.required_tier === 3 ? config.tier3Quorum : 1;
+}
+
 /** Where a request is decided in the console (the refusal of a Telegram tap or `jit approve` that needs a step-up points there). */
 export function consoleRequestUrl(publicUrl: string, requestId: string): string {
   return `${publicUrl.replace(/\/+$/, '')}/console/requests/${encodeURIComponent(requestId)}`;
@@ -131,7 +136,7 @@ export async function decideIn(tx: Transaction, deps: DecideDeps, requestId: str
     return { outcome: 'already_decided', request: timedOut, status: 'timed_out', decidedBy: 'timeout' };
   }
 
-  const needed = request.required_tier === 3 ? config.tier3Quorum : 1;
+  const needed = approvalsNeeded(config, request);
   const voter = await voterOf(tx, input.approver);
   // The actor of every entry below is the person; `via` names the channel's identity when it differs.
   const actor = voter.key;

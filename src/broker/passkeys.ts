@@ -319,7 +319,22 @@ export async function finishSignIn(deps: PasskeyDeps, response: AuthenticationRe
  */
 export async function sessionOf(deps: PasskeyDeps, sessionId: string, opts: { touch?: boolean } = {}): Promise<ConsoleSession | undefined> {
   if (!SESSION_ID.test(sessionId)) return undefined;
-  const idHash = hashSecret(sessionId);
+  const session = await sessionByHash(deps, hashSecret(sessionId), opts);
+  return session && { ...session, csrf: csrfOf(sessionId) };
+}
+
+/**
+ * Whether a session the console already holds still stands, by the same
+ * rules as {@link sessionOf} (not idle, not past its absolute timeout,
+ * approver not removed), without touching it: an open event stream asks
+ * before each event.
+ */
+export async function sessionStillValid(deps: PasskeyDeps, session: Pick<ConsoleSession, 'idHash'>): Promise<boolean> {
+  return (await sessionByHash(deps, session.idHash, { touch: false })) !== undefined;
+}
+
+/** {@link sessionOf} by the session id's hash (everything but the CSRF token, which only the id gives). */
+async function sessionByHash(deps: PasskeyDeps, idHash: string, opts: { touch?: boolean }): Promise<Omit<ConsoleSession, 'csrf'> | undefined> {
   const { storage, clock, config } = deps;
   const row = await storage.consoleSessions.get(idHash);
   if (!row) return undefined;
@@ -336,7 +351,7 @@ export async function sessionOf(deps: PasskeyDeps, sessionId: string, opts: { to
     if (!(await storage.consoleSessions.touch(idHash, now))) return undefined;
     lastSeenAt = now;
   }
-  return { idHash, approver: toApprover(approver), csrf: csrfOf(sessionId), createdAt: row.created_at, lastSeenAt };
+  return { idHash, approver: toApprover(approver), createdAt: row.created_at, lastSeenAt };
 }
 
 /** Ends the session (sign-out). */

@@ -37,19 +37,10 @@ export interface ConsoleOptions {
 /** Console requests carry forms and ceremony JSON: small. */
 const MAX_CONSOLE_BODY = 64 * 1024;
 
-/** The relying party, or the line that says why the console is off; a failure to work it out switches the console off, never the broker. */
-function relyingParty(publicUrl: string): ReturnType<typeof passkeys.relyingPartyOf> {
-  try {
-    return passkeys.relyingPartyOf(publicUrl);
-  } catch (err) {
-    return { ok: false, message: `the console is unavailable: ${(err as Error).message}` };
-  }
-}
-
 /** The console app, to mount at /console. Logs, once, why the console is off when JIT_PUBLIC_URL cannot be a relying party. */
 export function createConsole(deps: BrokerDeps, opts: ConsoleOptions = {}): Hono<ConsoleEnv> {
   const app = new Hono<ConsoleEnv>();
-  const rp = relyingParty(deps.config.publicUrl);
+  const rp = passkeys.relyingPartyOf(deps.config.publicUrl);
   if (!rp.ok) {
     deps.log.warn({ public_url: deps.config.publicUrl }, `console: ${rp.message}`);
     app.all('*', (c) => unavailable(c, rp.message));

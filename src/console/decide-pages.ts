@@ -2,7 +2,7 @@ import type { Context, Hono } from 'hono';
 import { html } from 'hono/html';
 import type { HtmlEscapedString } from 'hono/utils/html';
 import { approverVoter } from '../broker/approvers.ts';
-import type { DecideOutcome } from '../broker/decide.ts';
+import { approvalsNeeded, type DecideOutcome } from '../broker/decide.ts';
 import type { BrokerDeps } from '../broker/deps.ts';
 import { BrokerError, ERROR_CODES } from '../broker/errors.ts';
 import { ceilingOf, grantOf, requestedGrant, sameGrant, type Grant } from '../broker/narrowing.ts';
@@ -44,7 +44,7 @@ async function requestFacts(deps: BrokerDeps, row: RequestRow, voter: string) {
     requested,
     ceiling,
     approvals: approvals.length,
-    needed: row.required_tier >= 3 ? deps.config.tier3Quorum : 1,
+    needed: approvalsNeeded(deps.config, row),
     voted: votes.some((v) => v.approver === voter),
     stepUp: passkeys.approvalNeedsStepUp(deps.config, row),
   };
@@ -127,18 +127,6 @@ ${items}
 </section>`;
 }
 
-/**
- * The session still stands: its row is there (sign-out and approver removal delete it), neither idle (the stream
- * itself does not count as use) nor past its absolute limit, its approver not removed.
- */
-async function stillSignedIn(deps: BrokerDeps, session: passkeys.ConsoleSession): Promise<boolean> {
-  const row = await deps.storage.consoleSessions.get(session.idHash);
-  const now = deps.clock.now();
-  if (!row || now - row.last_seen_at >= deps.config.consoleIdleTimeoutSeconds * 1000 || now - row.created_at >= deps.config.consoleSessionMaxSeconds * 1000) return false;
-  const approver = await deps.storage.approvers.get(row.approver_id);
-  return approver !== undefined && approver.removed_at === null;
-}
-
 function outcomeText(o: DecideOutcome): { kind: 'ok' | 'error' | 'info'; text: string; status: number } {
   switch (o.outcome) {
     case 'approved':
@@ -205,7 +193,7 @@ ${await pendingFragment(deps, c)}`,
 
   app.get('/events', (c) => {
     const session = c.get('session');
-    return eventStream(c, feed, live, () => stillSignedIn(deps, session));
+    return eventStream(c, feed, live, () => passkeys.sessionStillValid(deps, session));
   });
 
   app.get('/requests/:id', async (c) => {

@@ -15,7 +15,6 @@ import type { Logger } from '../lib/logger.ts';
 export interface ChangeFeed {
   /** Calls `onChange` after each change until the returned function is called. */
   subscribe(onChange: () => void): () => void;
-  listeners(): number;
 }
 
 export function createChangeFeed(storage: Pick<Storage, 'audit'>, log: Logger, pollMs: number): ChangeFeed {
@@ -53,7 +52,6 @@ export function createChangeFeed(storage: Pick<Storage, 'audit'>, log: Logger, p
         }
       };
     },
-    listeners: () => listeners.size,
   };
 }
 

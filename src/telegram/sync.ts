@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Api } from 'grammy';
 import type { BrokerDeps } from '../broker/deps.ts';
-import { approvalNeedsStepUp, consoleRequestUrl } from '../broker/decide.ts';
+import { approvalNeedsStepUp, approvalsNeeded, consoleRequestUrl } from '../broker/decide.ts';
 import type { RequestRow } from '../broker/rows.ts';
 import type { Clock } from '../lib/clock.ts';
 import type { Logger } from '../lib/logger.ts';
@@ -48,7 +48,7 @@ export async function approvalView(deps: BrokerDeps, store: TelegramStore, reque
   return {
     request,
     votes: await store.votes(request.id),
-    quorum: request.required_tier === 3 ? deps.config.tier3Quorum : 1,
+    quorum: approvalsNeeded(deps.config, request),
     names,
     revokedBy: request.status === 'revoked' ? await store.revokedBy(request.id) : undefined,
     credential: cred ? { issued_at: cred.issued_at, expires_at: cred.expires_at, ended_at: cred.ended_at } : undefined,

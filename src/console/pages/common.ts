@@ -2,12 +2,12 @@ import type { Context } from 'hono';
 import { html } from 'hono/html';
 import type { HtmlEscapedString } from 'hono/utils/html';
 import { z } from 'zod';
-import { APPROVER_VOTER_PREFIX } from '../../broker/approvers.ts';
+import { APPROVER_VOTER_PREFIX, approverVoter } from '../../broker/approvers.ts';
 import type { Grant } from '../../broker/narrowing.ts';
 import { inertText } from '../../lib/inert-text.ts';
-import { safeEqual } from '../../lib/secrets.ts';
 import type { Storage } from '../../storage/storage.ts';
 import type { ConsoleEnv } from '../env.ts';
+import { notice } from '../layout.ts';
 
 /*
  * What the reference pages share: times, agent-written text shown inertly,
@@ -37,10 +37,8 @@ export function agentBlock(text: string): Html {
   return html`<pre class="reason agent-text">${inertText(text)}</pre>`;
 }
 
-/** A message box in the layout's style: role=status for outcomes, role=alert for refusals and warnings. */
-export function notice(kind: 'ok' | 'error' | 'info', body: Html | string): Html {
-  return html`<div class="notice notice-${kind}" role="${kind === 'error' ? 'alert' : 'status'}">${body}</div>`;
-}
+/** The layout's message box: role=status for outcomes, role=alert for refusals and warnings. */
+export { notice };
 
 /** A reason shortened to one line for a table cell (inert; the story page shows it whole). */
 export function agentLine(text: string, max = 80): Html {
@@ -48,13 +46,6 @@ export function agentLine(text: string, max = 80): Html {
   return html`<span class="agent-text">${one.length > max ? `${one.slice(0, max - 1)}…` : one}</span>`;
 }
 
-/** The seconds as people say them: "1h 30m", "5m", "45s". */
-export function duration(seconds: number): string {
-  const h = Math.floor(seconds / 3600);
-  const m = Math.floor((seconds % 3600) / 60);
-  const s = seconds % 60;
-  return [h ? `${h}h` : '', m ? `${m}m` : '', s || (!h && !m) ? `${s}s` : ''].filter(Boolean).join(' ');
-}
 
 /** A grant's pairs: every path with its capabilities, or the repo and every ref; none hidden. */
 export function grantList(g: Grant): Html {
@@ -66,7 +57,7 @@ export function grantList(g: Grant): Html {
 
 /** The audit actor of the session's approver: `approver:<id>`. */
 export function actorOf(c: Ctx): string {
-  return `${APPROVER_VOTER_PREFIX}${c.get('session').approver.id}`;
+  return approverVoter(c.get('session').approver.id);
 }
 
 /** A voter or actor as shown: a registered approver's `approver:<id>` with their name (removed or not); anything else as written. */
@@ -113,10 +104,9 @@ export function parseQuery<T extends z.ZodType>(c: Ctx, schema: T, title: string
 
 /**
  * A state-changing form: its body (urlencoded or multipart, one value per
- * field) through `schema`, which must carry `csrf`. A missing or wrong CSRF
- * token is 403 and nothing is changed (the console core checks it too;
- * this is the page's own check, so a page is never mounted without one);
- * a body that does not parse is 400.
+ * field) through `schema`, which must accept `csrf` ({@link csrfSchema});
+ * a body that does not parse is 400. The CSRF token itself was checked by
+ * the console core's session middleware (session.ts) before any page runs.
  */
 export async function parseForm<T extends z.ZodObject>(c: Ctx, schema: T, title: string): Promise<{ ok: true; value: z.infer<T> } | { ok: false; response: Response }> {
   let body: Record<string, unknown>;
@@ -124,10 +114,6 @@ export async function parseForm<T extends z.ZodObject>(c: Ctx, schema: T, title:
     body = (await c.req.parseBody()) as Record<string, unknown>;
   } catch {
     return { ok: false, response: await problemPage(c, 400, title, 'The form could not be read: send it as application/x-www-form-urlencoded or multipart/form-data.') };
-  }
-  const token = c.req.header('x-csrf-token') ?? body.csrf;
-  if (typeof token !== 'string' || !safeEqual(token, c.get('csrf'))) {
-    return { ok: false, response: await problemPage(c, 403, title, 'This form has no valid CSRF token (it is older than your session, or came from another site). Nothing was changed; reload the page and try again.') };
   }
   const r = schema.safeParse(body);
   if (r.success) return { ok: true, value: r.data };
@@ -139,7 +125,7 @@ export function csrfField(c: Ctx): Html {
   return html`<input type="hidden" name="csrf" value="${c.get('csrf')}">`;
 }
 
-/** A form's csrf field in a strict zod schema (checked by {@link parseForm}; a fetch may send the header `x-csrf-token` instead). */
+/** A form's csrf field in a strict zod schema (checked by the session middleware; a fetch may send the header `x-csrf-token` instead). */
 export const csrfSchema = { csrf: z.string().optional() };
 
 /** An empty query value is no filter. */

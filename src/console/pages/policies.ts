@@ -5,7 +5,8 @@ import { describePolicy, formatProblems, loadPolicyDir } from '../../broker/poli
 import type { AgentPolicy, PolicySet } from '../../broker/policy/types.ts';
 import { redactUrl } from '../../broker/webhook-retry.ts';
 import type { ConsoleEnv } from '../env.ts';
-import { duration, notice, type Html } from './common.ts';
+import { notice, type Html } from './common.ts';
+import { formatDuration } from '../../lib/duration.ts';
 
 function webhookText(a: AgentPolicy): string {
   const w = a.webhook;
@@ -27,7 +28,7 @@ function policyHtml(p: PolicySet): Html {
         ${p.rules.map(
           (r) => html`<tr><td>${r.name}</td><td>${r.agents.join(', ')}</td><td>${r.resource}</td>
             <td>${r.resource === 'vault' ? html`paths ${r.paths.join(', ')}; capabilities ${r.capabilities.join(', ')}` : html`repos ${r.repos.join(', ')}; refs ${r.refs.join(', ')}`}</td>
-            <td>${r.tier}</td><td>${duration(r.maxTtlSeconds)}</td><td>${r.file}</td></tr>`,
+            <td>${r.tier}</td><td>${formatDuration(r.maxTtlSeconds)}</td><td>${r.file}</td></tr>`,
         )}
       </tbody>
     </table>

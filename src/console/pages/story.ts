@@ -7,7 +7,8 @@ import type { AuditRow } from '../../storage/rows.ts';
 import { credentialState } from '../../broker/view.ts';
 import { inertText } from '../../lib/inert-text.ts';
 import type { ConsoleEnv } from '../env.ts';
-import { agentBlock, agentText, duration, grantList, problemPage, voter, voterLabels, when } from './common.ts';
+import { agentBlock, agentText, grantList, problemPage, voter, voterLabels, when } from './common.ts';
+import { formatDuration } from '../../lib/duration.ts';
 import { auditList } from './audit.ts';
 import { deliveryItem } from './webhooks.ts';
 
@@ -58,7 +59,7 @@ export function storyPage(deps: BrokerDeps): Hono<ConsoleEnv> {
             <dt>Tier</dt><dd>asked ${row.tier}, required ${row.required_tier}</dd>
             <dt>Reason (written by the agent)</dt><dd>${agentBlock(row.reason)}</dd>
             <dt>Asked (${asked.resource === 'vault' ? `${asked.vault_paths.length} path${asked.vault_paths.length === 1 ? '' : 's'} with capabilities` : `${asked.refs.length} ref${asked.refs.length === 1 ? '' : 's'}`})</dt><dd>${grantList(asked)}</dd>
-            <dt>TTL asked</dt><dd>${duration(asked.ttl_seconds)}</dd>
+            <dt>TTL asked</dt><dd>${formatDuration(asked.ttl_seconds)}</dd>
             <dt>Rules matched</dt><dd>${rules.length ? rules.join(', ') : '-'}</dd>
             <dt>Created</dt><dd>${when(row.created_at)}</dd>
             ${row.status === 'pending' ? html`<dt>Times out</dt><dd>${when(row.approval_expires_at)}</dd>` : ''}
@@ -67,8 +68,8 @@ export function storyPage(deps: BrokerDeps): Hono<ConsoleEnv> {
               !granted
                 ? row.status === 'pending' ? 'nothing yet (pending)' : 'nothing'
                 : sameGrant(granted, asked)
-                  ? `as asked, TTL ${duration(granted.ttl_seconds)}`
-                  : html`<strong>narrowed</strong>: ${grantList(granted)} TTL ${duration(granted.ttl_seconds)}. Not granted: ${inertText(describeDifference(grantDifference(asked, granted)))}`
+                  ? `as asked, TTL ${formatDuration(granted.ttl_seconds)}`
+                  : html`<strong>narrowed</strong>: ${grantList(granted)} TTL ${formatDuration(granted.ttl_seconds)}. Not granted: ${inertText(describeDifference(grantDifference(asked, granted)))}`
             }</dd>
             <dt>Decision</dt><dd>${decisionText(row)}${row.decision_reason && row.status !== 'revoked' ? html`; reason: ${agentText(row.decision_reason)}` : ''}</dd>
             ${row.status === 'revoked' ? html`<dt>Revoked</dt><dd>at ${when(row.updated_at)}${row.decision_reason ? html`; reason: ${agentText(row.decision_reason)}` : ''}</dd>` : ''}
