@@ -19,18 +19,21 @@ const AddForm = z
 const RemoveForm = z.object({ ...csrfSchema }).strict();
 
 /** What removing the agent would end now: its open requests by status. */
-async function openOf(deps: BrokerDeps, name: string): Promise<{ issued: number; approved: number; pending: number }> {
-  const open = await deps.storage.requests.open({ agentName: name });
-  return {
-    issued: open.filter((r) => r.status === 'issued').length,
-    approved: open.filter((r) => r.status === 'approved').length,
-    pending: open.filter((r) => r.status === 'pending').length,
-  };
+async function openOf(deps: BrokerDeps, name: string): Promise<OpenCounts> {
+  return countOpen((await deps.storage.requests.open({ agentName: name })).map((r) => r.status));
+}
+
+type OpenCounts = { issued: number; approved: number; pending: number };
+
+/** How many of these statuses are issued, approved and pending (what removing an agent ends). */
+function countOpen(statuses: readonly string[]): OpenCounts {
+  const n = (s: string) => statuses.filter((x) => x === s).length;
+  return { issued: n('issued'), approved: n('approved'), pending: n('pending') };
 }
 
 const plural = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
 
-function endsText(o: { issued: number; approved: number; pending: number }): string {
+function endsText(o: OpenCounts): string {
   return `${plural(o.issued, 'live credential', 'live credentials')} (revoked), ${plural(o.approved, 'approved request', 'approved requests')} (can no longer be claimed) and ${plural(o.pending, 'pending request', 'pending requests')} (can no longer be approved)`;
 }
 
@@ -122,11 +125,7 @@ export function agentsPage(deps: BrokerDeps): Hono<ConsoleEnv> {
     const records = await removeAgentRevoking(deps, name, actor, actor);
     if (!records) return problemPage(c, 404, 'Agent not found', `There is no agent ${name} (already removed?). Nothing changed.`, { href: '/console/agents', label: 'Back to agents' });
     const finished = await finishRevocations(deps, records);
-    const counts = {
-      issued: records.filter((r) => r.was === 'issued').length,
-      approved: records.filter((r) => r.was === 'approved').length,
-      pending: records.filter((r) => r.was === 'pending').length,
-    };
+    const counts = countOpen(records.map((r) => r.was));
     const pendingVault = finished.filter((f) => f.result === 'vault_pending').length;
     return c.get('page')(
       `Agent ${name} removed`,

@@ -3,13 +3,13 @@ import { html } from 'hono/html';
 import { z } from 'zod';
 import { AGENT_NAME } from '../../broker/agents.ts';
 import type { BrokerDeps } from '../../broker/deps.ts';
-import type { RequestStatus } from '../../broker/rows.ts';
+import { RequestStatus } from '../../wire/schemas.ts';
 import type { ConsoleEnv } from '../env.ts';
 import { agentLine, optional, parseQuery, when } from './common.ts';
 
 export const HISTORY_PAGE_SIZE = 50;
 
-const STATUSES = ['pending', 'approved', 'issued', 'denied', 'timed_out', 'expired', 'revoked', 'failed'] as const satisfies readonly RequestStatus[];
+const STATUSES = RequestStatus.options;
 
 /** `<created_at>.<id>` of the last row shown: the next page starts after it. */
 const CURSOR = /^(\d{1,15})\.([A-Za-z0-9_-]{1,100})$/;
@@ -17,7 +17,7 @@ const CURSOR = /^(\d{1,15})\.([A-Za-z0-9_-]{1,100})$/;
 const Query = z
   .object({
     agent: optional(z.string().regex(AGENT_NAME, 'not an agent name')),
-    status: optional(z.enum(STATUSES)),
+    status: optional(RequestStatus),
     q: optional(z.string().max(200, 'at most 200 characters')),
     before: optional(z.string().regex(CURSOR, 'not a page cursor')),
   })

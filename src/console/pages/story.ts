@@ -9,13 +9,12 @@ import { inertText } from '../../lib/inert-text.ts';
 import type { ConsoleEnv } from '../env.ts';
 import { agentBlock, agentText, grantList, problemPage, voter, voterLabels, when } from './common.ts';
 import { formatDuration } from '../../lib/duration.ts';
+import { isId } from '../../lib/ids.ts';
 import { auditList } from './audit.ts';
 import { deliveryItem } from './webhooks.ts';
 
 /** A request's audit entries shown on its story (a request has a handful; a flood of refusals is coalesced by the log). */
 const STORY_AUDIT_LIMIT = 500;
-
-const REQUEST_ID = /^[A-Za-z0-9_-]{1,100}$/;
 
 function voteGrant(v: VoteRow, row: RequestRow): Grant | null {
   if (v.decision !== 'approve' || v.grant_scope === null) return null;
@@ -33,7 +32,7 @@ export function storyPage(deps: BrokerDeps): Hono<ConsoleEnv> {
   const app = new Hono<ConsoleEnv>();
   app.get('/requests/:id/story', async (c) => {
     const id = c.req.param('id');
-    const row = REQUEST_ID.test(id) ? await deps.storage.requests.get(id) : undefined;
+    const row = isId('req', id) ? await deps.storage.requests.get(id) : undefined;
     if (!row) return problemPage(c, 404, 'Request not found', `There is no request ${inertText(id)}.`, { href: '/console/history', label: 'Request history' });
     const [votes, cred, deliveries, entries] = await Promise.all([
       deps.storage.votes.of(id),
