@@ -30,7 +30,8 @@ export function credentialState(cred: Pick<CredentialRow, 'state'> | undefined):
  * the credential is minted with, less than asked when `narrowed`.
  */
 export async function requestView(deps: Pick<BrokerDeps, 'storage'>, row: RequestRow): Promise<RequestView> {
-  const cred = await deps.storage.credentials.forRequest(row.id);
+  // A request that was never approved has no credential row (request-machine.ts): no read for the pending list's every row.
+  const cred = NEVER_APPROVED.has(row.status) ? undefined : await deps.storage.credentials.forRequest(row.id);
   const grant = grantOf(row);
   const granted = grant ? grantJson(grant) : null;
   const narrowed = grant ? !sameGrant(grant, requestedGrant(row)) : false;
@@ -68,6 +69,9 @@ export async function requestView(deps: Pick<BrokerDeps, 'storage'>, row: Reques
     ...(row.failure ? { failure: row.failure } : {}),
   };
 }
+
+/** Statuses only a request never approved is in: pending, and the two ends reached from pending alone. */
+const NEVER_APPROVED: ReadonlySet<RequestRow['status']> = new Set(['pending', 'denied', 'timed_out']);
 
 /**
  * The 201 body of a request whose credential was just issued (a tier-1
