@@ -29,7 +29,7 @@ export function credentialRoutes(app: Hono<ConsoleEnv>, deps: BrokerDeps): void 
 ${
   rows.length === 0
     ? html`<p>No live credentials.</p>`
-    : html`<table>
+    : html`<table class="cards">
 <caption>Live credentials</caption>
 <thead><tr><th scope="col">Request</th><th scope="col">Agent</th><th scope="col">Type</th><th scope="col">State</th><th scope="col">Gate jti</th><th scope="col">Expires</th><th scope="col">Scope</th><th scope="col">Action</th></tr></thead>
 <tbody>
@@ -38,8 +38,8 @@ ${rows.map(({ credential: cr, request: r }) => {
   const rid = `cr-${r.id}`;
   return html`<tr>
 <th scope="row" id="${rid}"><a href="/console/requests/${r.id}/story"><code>${r.id}</code></a></th>
-<td>${r.agent_name}</td><td>${cr.type}</td><td>${credentialState(cr)}</td><td>${cr.jti ? html`<code>${cr.jti}</code>` : '-'}</td><td>${time(cr.expires_at)}</td>
-<td>${g.resource === 'vault' ? g.vault_paths.map((p) => html`<code>${p.path}</code> (${p.capabilities.join(', ')}) `) : html`<code>${g.repo}</code> ${g.refs.map((ref) => html`<code>${ref}</code> `)}`}</td>
+<td data-label="Agent">${r.agent_name}</td><td data-label="Type">${cr.type}</td><td data-label="State">${credentialState(cr)}</td><td data-label="Gate jti">${cr.jti ? html`<code>${cr.jti}</code>` : '-'}</td><td data-label="Expires">${time(cr.expires_at)}</td>
+<td data-label="Scope">${g.resource === 'vault' ? g.vault_paths.map((p) => html`<code>${p.path}</code> (${p.capabilities.join(', ')}) `) : html`<code>${g.repo}</code> ${g.refs.map((ref) => html`<code>${ref}</code> `)}`}</td>
 <td><form method="post" action="/console/credentials/${r.id}/revoke"><input type="hidden" name="csrf" value="${csrf}"><button type="submit" aria-describedby="${rid}">Revoke</button></form></td>
 </tr>`;
 })}
