@@ -470,6 +470,14 @@ export interface Transaction extends Repositories {
  *   calls on its `tx`: never the network (Vault, Telegram, HTTP), never a
  *   timer. Do the remote work before or after, in its own step (see
  *   broker/credential-issue.ts: reserve, call Vault, commit).
+ * - A write's failure inside a transaction (a uniqueness rule) fails the
+ *   transaction: it rejects with that error and nothing it wrote commits.
+ *   The failing call itself may report it (SQLite), or, where the engine
+ *   sends writes ahead without waiting (PostgreSQL's request, credential
+ *   and audit inserts), the transaction's next call or its commit. So a
+ *   callback never catches a write's error to go on (PostgreSQL could not
+ *   continue the aborted transaction anyway), and does nothing outside the
+ *   database on the strength of a write before the transaction commits.
  * - Not reentrant. Inside a callback use `tx`, never `storage` (its calls
  *   wait for the open transaction, i.e. for themselves, and fail with
  *   StorageBusyError after the lock wait). A function that must compose

@@ -1,6 +1,6 @@
 import type { AuditHeadRow, AuditRow } from '../rows.ts';
 import type { AuditRepository } from '../storage.ts';
-import { all, one, sql, type Exec } from './exec.ts';
+import { all, one, sql, type Exec, type Query, type TransactionState } from './exec.ts';
 
 const HEAD = 'seq, hash, at, kid, signature';
 
@@ -17,20 +17,37 @@ const S = {
   heads: sql('audit_heads', `SELECT ${HEAD} FROM audit_heads ORDER BY id`),
 };
 
+/**
+ * Asks for the chain head in a transaction that has just sent BEGIN and the
+ * write lock, without waiting: the answer comes back with theirs, and the
+ * transaction's first `last()` (nearly every writing transaction appends to
+ * the chain) takes it instead of a round trip made while the lock is held.
+ * The lock is taken before the question is answered, so the answer is
+ * current. A failure fails the transaction as any statement sent ahead does.
+ */
+export function askAuditHead(q: Query, state: TransactionState): Promise<unknown> {
+  state.auditHeadAsked = one<{ seq: number; hash: string }>(q(S.last)).then((h) => h && { seq: h.seq, hash: h.hash });
+  return state.auditHeadAsked;
+}
+
 export function pgAudit(x: Exec): AuditRepository {
   return {
     async last() {
       // In a transaction (which holds the write lock) the head is read once; after that it is the entry last inserted.
       if (x.tx?.auditHead) return { ...x.tx.auditHead };
-      const head = await one<{ seq: number; hash: string }>(x.read(S.last));
+      const asked = x.tx?.auditHeadAsked;
+      if (x.tx) x.tx.auditHeadAsked = undefined;
+      const head = asked ? await asked : await one<{ seq: number; hash: string }>(x.read(S.last));
       if (x.tx && head) x.tx.auditHead = { seq: head.seq, hash: head.hash };
-      return head;
+      return head && { seq: head.seq, hash: head.hash };
     },
     async insert(row) {
       // Nobody reads the answer: in a transaction it travels with the next statement or the COMMIT (Exec.later).
       await x.later(S.insert, [row.seq, row.at, row.event, row.actor, row.request_id, row.data, row.prev_hash, row.hash]);
       // The known head moves on only when it was known and this entry follows it (an empty log is read again).
       if (x.tx?.auditHead && row.seq > x.tx.auditHead.seq) x.tx.auditHead = { seq: row.seq, hash: row.hash };
+      // An entry inserted before the head was taken makes the answer asked for at BEGIN stale: read it again.
+      else if (x.tx) x.tx.auditHeadAsked = undefined;
     },
     hashAt: async (seq) => (await one<{ hash: string }>(x.read(S.hashAt, [seq])))?.hash,
     page: (afterSeq, limit) => all<AuditRow>(x.read(S.page, [afterSeq, limit])),

@@ -41,8 +41,10 @@ export type Query = <R = Record<string, unknown>>(s: Statement, values?: unknown
  *   the same round trip (the connections pipeline: pool.ts); should it
  *   fail, the transaction fails with its error at the next statement or at
  *   COMMIT, and nothing it wrote commits. Outside a transaction: `write`.
- *   Only for statements no caller expects to fail one by one (the audit
- *   chain's inserts under the write lock).
+ *   Only for statements whose failure no caller handles inside the
+ *   transaction: the audit chain's inserts, and the request and credential
+ *   inserts, whose one failure (a uniqueness rule) the caller handles for
+ *   the whole transaction (Storage, "TRANSACTIONS").
  * - `tx`: state that lives as long as the transaction (absent outside one).
  */
 export interface Exec {
@@ -62,11 +64,42 @@ export interface TransactionState {
    * lock, so no one else can append meanwhile.
    */
   auditHead?: { seq: number; hash: string };
+  /**
+   * The chain head as asked for with the transaction's BEGIN and write lock
+   * (pgAudit's `askHead`): the first `last()` awaits this answer instead of
+   * making a round trip of its own.
+   */
+  auditHeadAsked?: Promise<{ seq: number; hash: string } | undefined>;
 }
 
 /** Runs `s` on `client`, by name. */
 export function run<R>(client: pg.ClientBase | pg.Pool, s: Statement, values: unknown[] = []): Promise<Result<R>> {
   return client.query({ name: s.name, text: s.text, values }) as unknown as Promise<Result<R>>;
+}
+
+/** Sockets whose writes are held until the current burst of work ends (see {@link oneWritePerBurst}). */
+const held = new WeakSet<object>();
+
+/**
+ * Holds what is written to `client`'s connection until the end of the
+ * current burst of synchronous code and promise callbacks (process.nextTick
+ * runs once the microtask queue is empty, before the event loop polls for
+ * I/O), then sends it in one system call. pg writes each pipelined statement
+ * on its own: a transaction's BEGIN and its first statements, or an audit
+ * insert and the statement after it, were one write each, and each write to
+ * the server costs a system call and a wake-up of its process. Nothing waits
+ * longer for it: the statements go out before this process could read any
+ * answer.
+ */
+export function oneWritePerBurst(client: pg.ClientBase): void {
+  const stream = (client as unknown as { connection?: { stream?: { cork?(): void; uncork?(): void } } }).connection?.stream;
+  if (!stream?.cork || !stream.uncork || held.has(stream)) return;
+  held.add(stream);
+  stream.cork();
+  process.nextTick(() => {
+    held.delete(stream);
+    stream.uncork!();
+  });
 }
 
 /** The first row, or undefined. */

@@ -22,7 +22,8 @@ const MOVE = sql('requests_move', `UPDATE requests SET status = $3, updated_at =
 export function requestStatusStatements(x: Exec) {
   return {
     async insert(row: NewRequestRow): Promise<void> {
-      await x.write(INSERT, COLUMNS.map((c) => row[c] ?? null));
+      // Its one failure (a uniqueness rule: a reused idempotency key) fails the whole transaction (Exec.later).
+      await x.later(INSERT, COLUMNS.map((c) => row[c] ?? null));
     },
     /** Moves request `id` from `from` to `to`; false if it was no longer in `from`. */
     move(id: string, from: RequestStatus, to: RequestStatus, now: number, fields: StatusMoveFields = {}): Promise<boolean> {

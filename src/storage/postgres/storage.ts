@@ -6,9 +6,9 @@ import type { Repositories, Storage, Transaction } from '../storage.ts';
 import { ViewTransaction, assertNotInTransaction, endedRepositories, nesting, runCallback, runHooks, warnHookError, type HookErrorReporter } from '../transaction-kit.ts';
 import { pgAgents } from './agents.ts';
 import { pgApprovers, pgChallenges, pgConsoleSessions, pgPasskeys } from './approvers.ts';
-import { pgAudit } from './audit.ts';
+import { askAuditHead, pgAudit } from './audit.ts';
 import { pgCredentials, pgGrantPolicies } from './credentials.ts';
-import { run, sql, type Exec, type Query, type Result, type TransactionState } from './exec.ts';
+import { oneWritePerBurst, run, sql, type Exec, type Query, type Result, type TransactionState } from './exec.ts';
 import { startPostgresMaintenance } from './maintenance.ts';
 import { pgOutbox } from './outbox.ts';
 import { BEGIN_LOCKED, CONNECT_TIMEOUT_MS, LOCK_TIMEOUT_MS, createPool, isBroken, migrate, pgStorageError, shownDatabaseUrl, unavailable, whyNotOpened } from './pool.ts';
@@ -126,6 +126,7 @@ export function createPostgresStorage(url: string, pool: pg.Pool, opts: Postgres
         // BEGIN with the lock, the statement and COMMIT in one round trip (the connection pipelines: pool.ts).
         // Should BEGIN or the statement fail, the transaction is aborted and PostgreSQL answers the COMMIT
         // with a ROLLBACK: nothing of it is written, and the first failure is what is thrown.
+        oneWritePerBurst(client);
         const begun = client.query(BEGIN_LOCKED);
         const done = run<never>(client, s, values);
         const committed = client.query('COMMIT');
@@ -176,18 +177,23 @@ export function createPostgresStorage(url: string, pool: pg.Pool, opts: Postgres
             failed ??= { err };
             throw pgStorageError(failed.err, client);
           });
-        // BEGIN and the write lock go out with the callback's first statement (the connection pipelines: pool.ts).
-        // If they fail, that statement fails with their error (its own is "transaction aborted").
-        pending.push(send(client.query(BEGIN_LOCKED)).catch(() => {}));
         const q: Query = async (s, values) => {
           if (!open) throw new TransactionEndedError();
+          oneWritePerBurst(client);
           return send(run(client, s, values));
         };
         const later = async (s: Parameters<Query>[0], values?: unknown[]): Promise<void> => {
           if (!open) throw new TransactionEndedError();
+          oneWritePerBurst(client);
           pending.push(send(run(client, s, values)).catch(() => {}));
         };
         const state: TransactionState = {};
+        // BEGIN, the write lock and the audit chain's head go out with the callback's first statements, in one
+        // write (the connection pipelines: pool.ts). If BEGIN or the lock fail, the statements after them fail
+        // with their error (their own is "transaction aborted").
+        oneWritePerBurst(client);
+        pending.push(send(client.query(BEGIN_LOCKED)).catch(() => {}));
+        pending.push(askAuditHead(q, state).catch(() => {}));
         const tx = new ViewTransaction(repositories({ read: q, write: q, unlocked: q, later, lease: (f) => f(q), tx: state }), ended);
         let result: T;
         try {
