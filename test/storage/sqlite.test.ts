@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -101,6 +101,141 @@ describe('SQLite engine: one transaction at a time', () => {
     );
     expect(order).toEqual(Array.from({ length: 20 }, (_, i) => i));
     expect((await s.grantPolicies.acquire('counter', T0)).generation).toBe(21);
+  });
+});
+
+describe('SQLite engine: group commit (the transactions of one turn of the event loop commit together)', () => {
+  let dir: string;
+  let storage: Storage;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'jit-group-'));
+    storage = openSqliteStorage(join(dir, 'jit.db'));
+  });
+  afterEach(async () => {
+    await storage.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  /**
+   * The commits in the WAL file: frames of the current WAL (their salt is
+   * the header's) whose "database size after commit" field is set. Counted
+   * from the file SQLite wrote, not from the engine's own bookkeeping.
+   */
+  const walCommits = (): number => {
+    let wal: Buffer;
+    try {
+      wal = readFileSync(join(dir, 'jit.db-wal'));
+    } catch {
+      return 0;
+    }
+    if (wal.length < 32) return 0;
+    const pageSize = wal.readUInt32BE(8);
+    const salt = wal.subarray(16, 24);
+    let commits = 0;
+    for (let at = 32; at + 24 + pageSize <= wal.length; at += 24 + pageSize) {
+      if (!wal.subarray(at + 8, at + 16).equals(salt)) break;
+      if (wal.readUInt32BE(at + 4) !== 0) commits++;
+    }
+    return commits;
+  };
+  const commitsDuring = async (fn: () => Promise<unknown>): Promise<number> => {
+    const before = walCommits();
+    await fn();
+    return walCommits() - before;
+  };
+
+  it('commits transactions started in one turn with one COMMIT; each sees the writes of those before it; each resolves after the COMMIT', async () => {
+    const order: string[] = [];
+    const commits = await commitsDuring(async () => {
+      const a = storage.transaction(async (tx) => tx.requests.insert(request('req_a'))).then(() => order.push('a'));
+      const b = storage.transaction(async (tx) => {
+        await tx.requests.insert(request('req_b'));
+        return (await tx.requests.get('req_a'))?.id;
+      });
+      const c = storage.transaction(async (tx) => tx.requests.insert(request('req_c'))).then(() => order.push('c'));
+      expect(await b).toBe('req_a');
+      await Promise.all([a, c]);
+    });
+    expect(commits).toBe(1);
+    expect(order).toEqual(['a', 'c']);
+    for (const id of ['req_a', 'req_b', 'req_c']) expect((await storage.requests.get(id))?.id).toBe(id);
+  });
+
+  it('rolls back a failing transaction alone: the others of its group commit, its error and rollback hooks are its own', async () => {
+    const boom = new Error('boom');
+    const hooks: string[] = [];
+    const results = await Promise.allSettled([
+      storage.transaction(async (tx) => {
+        await tx.requests.insert(request('req_a'));
+        tx.afterCommit(() => hooks.push('a committed'));
+      }),
+      storage.transaction(async (tx) => {
+        await tx.requests.insert(request('req_b'));
+        tx.afterRollback(() => hooks.push('b rolled back'));
+        throw boom;
+      }),
+      storage.transaction(async (tx) => tx.requests.insert(request('req_a'))),
+      storage.transaction(async (tx) => tx.requests.insert(request('req_c'))),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'rejected', 'fulfilled']);
+    expect((results[1] as PromiseRejectedResult).reason).toBe(boom);
+    expect((results[2] as PromiseRejectedResult).reason).toBeInstanceOf(StorageUniqueError);
+    expect(hooks.sort()).toEqual(['a committed', 'b rolled back']);
+    expect(await storage.requests.get('req_b')).toBeUndefined();
+    expect((await storage.requests.get('req_a'))?.id).toBe('req_a');
+    expect((await storage.requests.get('req_c'))?.id).toBe('req_c');
+  });
+
+  it('a COMMIT that fails rejects every transaction of the group, runs their rollback hooks, and writes nothing of it', async () => {
+    const db = sqliteDatabase(storage);
+    // A deferred foreign key is checked at COMMIT: a row written by one transaction of the group fails the COMMIT.
+    db.exec('CREATE TABLE parent (id TEXT PRIMARY KEY); CREATE TABLE child (id TEXT, parent TEXT REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)');
+    const hooks: string[] = [];
+    const results = await Promise.allSettled([
+      storage.transaction(async (tx) => {
+        await tx.requests.insert(request('req_a'));
+        tx.afterRollback(() => hooks.push('a'));
+      }),
+      storage.transaction(async (tx) => {
+        db.prepare("INSERT INTO child VALUES ('c', 'no such parent')").run();
+        tx.afterRollback(() => hooks.push('b'));
+      }),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    expect(String((results[0] as PromiseRejectedResult).reason)).toMatch(/FOREIGN KEY/);
+    expect(hooks).toEqual(['a', 'b']);
+    expect(await storage.requests.get('req_a')).toBeUndefined();
+    // And the storage goes on.
+    await storage.transaction(async (tx) => tx.requests.insert(request('req_d')));
+    expect((await storage.requests.get('req_d'))?.id).toBe('req_d');
+  });
+
+  it('a call outside a transaction made while a group is open waits for its COMMIT, never reading or joining it', async () => {
+    const db = sqliteDatabase(storage);
+    const seen: string[] = [];
+    const a = storage.transaction(async (tx) => tx.requests.insert(request('req_a'))).then(() => seen.push('a committed'));
+    // The group is open (its transaction holds req_a, uncommitted); these wait for its COMMIT.
+    expect(db.inTransaction).toBe(true);
+    const read = storage.requests.get('req_a').then((r) => seen.push(`read ${r?.id ?? 'nothing'}`));
+    const write = storage.requests.insert(request('req_b')).then(() => seen.push(`write, in a transaction: ${db.inTransaction}`));
+    await Promise.all([a, read, write]);
+    expect(seen).toEqual(['a committed', 'read req_a', 'write, in a transaction: false']);
+  });
+
+  it('close() commits an open group first', async () => {
+    const a = storage.transaction(async (tx) => tx.requests.insert(request('req_a')));
+    await storage.close();
+    await a;
+    storage = openSqliteStorage(join(dir, 'jit.db'));
+    expect((await storage.requests.get('req_a'))?.id).toBe('req_a');
+  });
+
+  it('transactions in separate turns commit separately (the control for the first test)', async () => {
+    const commits = await commitsDuring(async () => {
+      await storage.transaction(async (tx) => tx.requests.insert(request('req_a')));
+      await new Promise((r) => setImmediate(r));
+      await storage.transaction(async (tx) => tx.requests.insert(request('req_b')));
+    });
+    expect(commits).toBe(2);
   });
 });
 

@@ -68,12 +68,31 @@ function busyFor(ms: number): StorageBusyError {
  * see open.ts). Each repository's statements are prepared once, here.
  *
  * One connection per process, so one transaction at a time: a FIFO lock
- * (lock.ts) is taken around BEGIN IMMEDIATE … COMMIT, and a call outside a
- * transaction made while one is open waits for it too (on the same
- * connection it would otherwise read the open transaction's uncommitted
- * writes, or commit them half-way). When the lock is free nothing queues:
- * the statement runs at once. Across processes (several brokers, the CLI),
- * BEGIN IMMEDIATE serialises writers as before.
+ * (lock.ts) is taken around each transaction's callback. When the lock is
+ * free nothing queues: the statement runs at once. Across processes (the
+ * CLI, another broker), BEGIN IMMEDIATE serialises writers as before.
+ *
+ * GROUP COMMIT. The transactions that run in one turn of the event loop
+ * are committed together, at its end (setImmediate): the first BEGINs and
+ * schedules the COMMIT, each runs inside a savepoint of its own, and each
+ * resolves only once the COMMIT is done. One commit writes each page the
+ * group dirtied to the WAL once; a tier-1 issue's two transactions wrote
+ * about 30 (docs/benchmarks.md, issue 22). Per transaction nothing changes
+ * that the Storage interface promises:
+ * - one that fails is rolled back to its savepoint (the others keep their
+ *   writes) and rejects at once, with its rollback hooks run;
+ * - one that succeeded resolves after the COMMIT, its commit hooks run then
+ *   (so possibly after later transactions of its group ran); should the
+ *   COMMIT fail, every transaction of the group rejects with that error,
+ *   its rollback hooks run, and nothing of the group is written;
+ * - each runs alone, in the group's order: it sees what those before it
+ *   wrote, as it would once they committed;
+ * - a call outside a transaction never sees a group's uncommitted writes:
+ *   it waits for the COMMIT (on this connection it would read them, or a
+ *   write would join the group);
+ * - nothing outside the database happens between a transaction's writes
+ *   and its COMMIT: its caller learns of it only after the COMMIT (the
+ *   crash-safety order of credential-issue.ts holds as it is).
  */
 export function createSqliteStorage(db: Db, opts: { onHookError?: HookErrorReporter } = {}): Storage {
   const reportHook = opts.onHookError ?? warnHookError;
@@ -129,12 +148,21 @@ export function createSqliteStorage(db: Db, opts: { onHookError?: HookErrorRepor
       }
     }
   };
-  /** Outside a transaction: at once when no transaction is open, else after it (and any queued before). */
+  /**
+   * Outside a transaction: at once when none is open on the connection;
+   * else once the open group committed (the end of this turn), looked at
+   * again. A transaction between taking the lock and its BEGIN (waiting for
+   * another process) is waited for in the lock's queue, and the group it
+   * opened is committed there and then, so a call is never put off by more
+   * than one group.
+   */
   const direct: Runner = (f, args) => {
     if (nesting) assertNotInTransaction('a storage call outside the transaction');
-    if (!lock.held) return runNow(f, args);
+    if (!lock.held && !group) return runNow(f, args);
+    if (group) return group.committed.catch(() => {}).then(() => direct(f, args));
     return lock.acquire().then(() => {
       try {
+        commitGroup();
         return runNow(f, args);
       } finally {
         lock.release();
@@ -162,11 +190,77 @@ export function createSqliteStorage(db: Db, opts: { onHookError?: HookErrorRepor
         await lock.acquire();
       } catch (err) {
         if (!(err instanceof StorageBusyError)) throw err;
+        const stuck = new StorageBusyError(`closed with a transaction still open after ${BUSY_TIMEOUT_MS} ms (SQLite rolled it back)`, { cause: err });
+        abandonGroup(stuck);
         db.close();
-        throw new StorageBusyError(`closed with a transaction still open after ${BUSY_TIMEOUT_MS} ms (SQLite rolled it back)`, { cause: err });
+        throw stuck;
       }
     }
+    commitGroup();
     db.close();
+  };
+  /** The transactions of this turn, committed together (see GROUP COMMIT above). */
+  interface Group {
+    committed: Promise<void>;
+    /** Settles `committed`: resolved, or rejected with the COMMIT's failure. */
+    settle(err?: unknown): void;
+  }
+  let group: Group | undefined;
+  const openGroup = (): Group => {
+    let settle!: Group['settle'];
+    const committed = new Promise<void>((resolve, reject) => (settle = (err) => (err === undefined ? resolve() : reject(err))));
+    // Each member awaits it; a group whose members all failed has nobody listening.
+    committed.catch(() => {});
+    return { committed, settle };
+  };
+  const memberBegin = db.prepare('SAVEPOINT jit_member');
+  const memberEnd = db.prepare('RELEASE jit_member');
+  const memberUndo = db.prepare('ROLLBACK TO jit_member');
+  /** Commits the open group, if any; the caller holds the lock (no member is running). */
+  const commitGroup = (): void => {
+    const g = group;
+    if (!g) return;
+    group = undefined;
+    try {
+      control.commit();
+    } catch (err) {
+      if (db.open) control.rollback();
+      g.settle(storageError(err) ?? new Error('COMMIT failed'));
+      return;
+    }
+    g.settle();
+  };
+  /** A group that can no longer commit (SQLite ended its transaction on an error): its members reject. */
+  const abandonGroup = (err: unknown): void => {
+    const g = group;
+    if (!g) return;
+    group = undefined;
+    g.settle(err);
+  };
+  /** At the end of the turn that opened a group: commits it, once the member running (if any) is done. */
+  const commitAtTurnEnd = (): void => {
+    setImmediate(() => {
+      if (!group) return;
+      if (lock.tryAcquire()) {
+        try {
+          commitGroup();
+        } finally {
+          lock.release();
+        }
+        return;
+      }
+      // A member still running (a callback that awaits more than its own calls): after it, in the lock's queue.
+      lock.acquire().then(
+        () => {
+          try {
+            commitGroup();
+          } finally {
+            lock.release();
+          }
+        },
+        () => commitAtTurnEnd(),
+      );
+    });
   };
   const txViews = asyncViews(sync, inTransaction);
   const endedViews = asyncViews(sync, () => Promise.reject(new TransactionEndedError()));
@@ -178,32 +272,53 @@ export function createSqliteStorage(db: Db, opts: { onHookError?: HookErrorRepor
     async transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T> {
       if (nesting) assertNotInTransaction('storage.transaction');
       if (!lock.tryAcquire()) await lock.acquire();
+      let joined: Group;
+      let tx: ViewTransaction;
+      let result: T;
       try {
-        // BEGIN IMMEDIATE: the write lock first (nearly every transaction reads, then writes: open.ts).
-        const since = performance.now();
-        for (let attempt = 0; !control.tryBegin(); attempt++) {
-          if (performance.now() - since > BUSY_TIMEOUT_MS) throw busyFor(BUSY_TIMEOUT_MS);
-          await pause(attempt);
+        // A group whose transaction SQLite ended (an error that rolls back everything) is given up, not joined.
+        if (group && !db.inTransaction) abandonGroup(new StorageBusyError('the transaction was rolled back with another of its group; nothing was written, retry'));
+        if (!group) {
+          // BEGIN IMMEDIATE: the write lock first (nearly every transaction reads, then writes: open.ts).
+          const since = performance.now();
+          for (let attempt = 0; !control.tryBegin(); attempt++) {
+            if (performance.now() - since > BUSY_TIMEOUT_MS) throw busyFor(BUSY_TIMEOUT_MS);
+            await pause(attempt);
+          }
+          group = openGroup();
+          commitAtTurnEnd();
         }
-        const tx = new ViewTransaction(txViews, endedViews);
-        let result: T;
+        joined = group;
+        memberBegin.run();
+        tx = new ViewTransaction(txViews, endedViews);
         try {
           result = await runCallback(tx, fn);
-          control.commit();
+          memberEnd.run();
         } catch (err) {
           tx.end();
-          // A connection closed meanwhile (close() after its wait) was rolled back by SQLite.
-          if (db.open) control.rollback();
+          // Back to the savepoint: the group's other transactions keep their writes.
+          if (db.open && db.inTransaction) {
+            memberUndo.run();
+            memberEnd.run();
+          } else {
+            abandonGroup(new StorageBusyError('the transaction was rolled back with another of its group; nothing was written, retry', { cause: err }));
+          }
           runHooks(tx.rollbackHooks, 'rollback', reportHook);
           throw storageError(err);
         }
         tx.end();
-        // Committed: the transaction resolves whatever a hook does (a caller must not retry done work).
-        runHooks(tx.commitHooks, 'commit', reportHook);
-        return result;
       } finally {
         lock.release();
       }
+      try {
+        await joined.committed;
+      } catch (err) {
+        runHooks(tx.rollbackHooks, 'rollback', reportHook);
+        throw err;
+      }
+      // Committed: the transaction resolves whatever a hook does (a caller must not retry done work).
+      runHooks(tx.commitHooks, 'commit', reportHook);
+      return result;
     },
     ping: () => direct(() => void select1.get(), []) as Promise<void>,
     maintain: (log: Logger) => startSqliteMaintenance(db.name, log),
