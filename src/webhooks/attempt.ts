@@ -142,6 +142,8 @@ export function createAttempt(deps: AttemptDeps): Attempt {
       headers['idempotency-key'] = row.id;
     }
 
+    // Stopped before it was sent (the dispatcher claimed the row while stopping): nothing goes out, the lease is given back.
+    if (stop.aborted) return RELEASED;
     // One controller per attempt, aborted by a plain timer or by `stop`. Not
     // AbortSignal.any/AbortSignal.timeout: on Node 20 a composed signal can be garbage
     // collected before it fires, leaving a hung receiver holding its slot forever.
@@ -183,12 +185,13 @@ export function createAttempt(deps: AttemptDeps): Attempt {
 /** Settles with the promise, or rejects as soon as `signal` aborts (a transport that ignores its signal cannot hang a worker). */
 function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
     const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
+    // Listened to in every case, so a transport that fails after the abort never leaves an unhandled rejection.
     promise.then(
       (v) => (signal.removeEventListener('abort', onAbort), resolve(v)),
       (e) => (signal.removeEventListener('abort', onAbort), reject(e)),
     );
+    if (signal.aborted) return reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
   });
 }

@@ -55,6 +55,14 @@ describe('one delivery attempt', () => {
     });
   });
 
+  it('an attempt started after stop() (a row claimed while the dispatcher stopped) sends nothing and gives the row back', async () => {
+    const { attempt, sent } = setup(async () => answer(204));
+    const stop = new AbortController();
+    stop.abort(new Error('dispatcher stopping'));
+    expect(await attempt(row(), stop.signal)).toBe(RELEASED);
+    expect(sent).toEqual([]);
+  });
+
   it('a retry waits for the schedule, or for a longer Retry-After', async () => {
     const { attempt, clock } = setup(async () => answer(503, '', { 'retry-after': '60' }));
     const r = (await attempt(row(), new AbortController().signal)) as Settled;
