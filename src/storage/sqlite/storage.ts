@@ -149,17 +149,17 @@ export function createSqliteStorage(db: Db, opts: { onHookError?: HookErrorRepor
     }
   };
   /**
-   * Outside a transaction: at once when none is open on the connection;
-   * else once the open group committed (the end of this turn), looked at
-   * again. A transaction between taking the lock and its BEGIN (waiting for
-   * another process) is waited for in the lock's queue, and the group it
-   * opened is committed there and then, so a call is never put off by more
-   * than one group.
+   * Outside a transaction: at once when none is open on the connection.
+   * Between the transactions of a group, once its COMMIT is done (the end of
+   * this turn), looked at again. While a transaction runs (or waits for
+   * another process's lock), after it in the lock's queue, as before group
+   * commit (a wait that times out with StorageBusyError), committing its
+   * group there and then: a call never waits for more than one group.
    */
   const direct: Runner = (f, args) => {
     if (nesting) assertNotInTransaction('a storage call outside the transaction');
     if (!lock.held && !group) return runNow(f, args);
-    if (group) return group.committed.catch(() => {}).then(() => direct(f, args));
+    if (!lock.held) return group!.committed.catch(() => {}).then(() => direct(f, args));
     return lock.acquire().then(() => {
       try {
         commitGroup();
@@ -239,27 +239,18 @@ export function createSqliteStorage(db: Db, opts: { onHookError?: HookErrorRepor
   };
   /** At the end of the turn that opened a group: commits it, once the member running (if any) is done. */
   const commitAtTurnEnd = (): void => {
+    const commitAndRelease = () => {
+      try {
+        commitGroup();
+      } finally {
+        lock.release();
+      }
+    };
     setImmediate(() => {
       if (!group) return;
-      if (lock.tryAcquire()) {
-        try {
-          commitGroup();
-        } finally {
-          lock.release();
-        }
-        return;
-      }
+      if (lock.tryAcquire()) return commitAndRelease();
       // A member still running (a callback that awaits more than its own calls): after it, in the lock's queue.
-      lock.acquire().then(
-        () => {
-          try {
-            commitGroup();
-          } finally {
-            lock.release();
-          }
-        },
-        () => commitAtTurnEnd(),
-      );
+      lock.acquire().then(commitAndRelease, () => commitAtTurnEnd());
     });
   };
   const txViews = asyncViews(sync, inTransaction);
