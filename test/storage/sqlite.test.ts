@@ -229,6 +229,16 @@ describe('SQLite engine: group commit (the transactions of one turn of the event
     expect((await storage.requests.get('req_a'))?.id).toBe('req_a');
   });
 
+  it('commits even while a test fakes the global setImmediate (the engine schedules with node:timers)', async () => {
+    vi.useFakeTimers({ toFake: ['setImmediate'] });
+    try {
+      await storage.transaction(async (tx) => tx.requests.insert(request('req_a')));
+    } finally {
+      vi.useRealTimers();
+    }
+    expect((await storage.requests.get('req_a'))?.id).toBe('req_a');
+  });
+
   it('transactions in separate turns commit separately (the control for the first test)', async () => {
     const commits = await commitsDuring(async () => {
       await storage.transaction(async (tx) => tx.requests.insert(request('req_a')));

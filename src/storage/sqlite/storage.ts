@@ -1,3 +1,4 @@
+import { setImmediate as atTurnEnd } from 'node:timers';
 import type { Logger } from '../../lib/logger.ts';
 import { StorageBusyError, StorageUniqueError, TransactionEndedError } from '../errors.ts';
 import { FifoLock } from '../lock.ts';
@@ -246,7 +247,8 @@ export function createSqliteStorage(db: Db, opts: { onHookError?: HookErrorRepor
         lock.release();
       }
     };
-    setImmediate(() => {
+    // node:timers' own function, not the global one a test may replace with a fake clock (the COMMIT must still come).
+    atTurnEnd(() => {
       if (!group) return;
       if (lock.tryAcquire()) return commitAndRelease();
       // A member still running (a callback that awaits more than its own calls): after it, in the lock's queue.
