@@ -66,7 +66,7 @@ export interface TransactionState {
   auditHead?: { seq: number; hash: string };
   /**
    * The chain head as asked for with the transaction's BEGIN and write lock
-   * (pgAudit's `askHead`): the first `last()` awaits this answer instead of
+   * (`askAuditHead` in audit.ts): the first `last()` awaits this answer instead of
    * making a round trip of its own.
    */
   auditHeadAsked?: Promise<{ seq: number; hash: string } | undefined>;
