@@ -39,7 +39,7 @@ export function pgAudit(x: Exec): AuditRepository {
       if (x.tx) x.tx.auditHeadAsked = undefined;
       const head = asked ? await asked : await one<{ seq: number; hash: string }>(x.read(S.last));
       if (x.tx && head) x.tx.auditHead = { seq: head.seq, hash: head.hash };
-      return head && { seq: head.seq, hash: head.hash };
+      return head;
     },
     async insert(row) {
       // Nobody reads the answer: in a transaction it travels with the next statement or the COMMIT (Exec.later).

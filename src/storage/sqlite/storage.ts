@@ -202,18 +202,23 @@ export function createSqliteStorage(db: Db, opts: { onHookError?: HookErrorRepor
   };
   /** The transactions of this turn, committed together (see GROUP COMMIT above). */
   interface Group {
+    /** Settles once the group's COMMIT is done, or rejects with why nothing of it was written. */
     committed: Promise<void>;
-    /** Settles `committed`: resolved, or rejected with the COMMIT's failure. */
-    settle(err?: unknown): void;
+    resolve(): void;
+    reject(err: unknown): void;
   }
   let group: Group | undefined;
   const openGroup = (): Group => {
-    let settle!: Group['settle'];
-    const committed = new Promise<void>((resolve, reject) => (settle = (err) => (err === undefined ? resolve() : reject(err))));
+    let resolve!: () => void;
+    let reject!: (err: unknown) => void;
+    const committed = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
     // Each member awaits it; a group whose members all failed has nobody listening.
     committed.catch(() => {});
-    return { committed, settle };
+    return { committed, resolve, reject };
   };
+  /** Why a transaction whose callback succeeded was not written: another of its group made SQLite end their transaction. */
+  const rolledBackWithGroup = (cause?: unknown) =>
+    new StorageBusyError('the transaction was rolled back with another of its group; nothing was written, retry', cause === undefined ? undefined : { cause });
   const memberBegin = db.prepare('SAVEPOINT jit_member');
   const memberEnd = db.prepare('RELEASE jit_member');
   const memberUndo = db.prepare('ROLLBACK TO jit_member');
@@ -226,17 +231,17 @@ export function createSqliteStorage(db: Db, opts: { onHookError?: HookErrorRepor
       control.commit();
     } catch (err) {
       if (db.open) control.rollback();
-      g.settle(storageError(err) ?? new Error('COMMIT failed'));
+      g.reject(storageError(err));
       return;
     }
-    g.settle();
+    g.resolve();
   };
   /** A group that can no longer commit (SQLite ended its transaction on an error): its members reject. */
   const abandonGroup = (err: unknown): void => {
     const g = group;
     if (!g) return;
     group = undefined;
-    g.settle(err);
+    g.reject(err);
   };
   /** At the end of the turn that opened a group: commits it, once the member running (if any) is done. */
   const commitAtTurnEnd = (): void => {
@@ -270,7 +275,7 @@ export function createSqliteStorage(db: Db, opts: { onHookError?: HookErrorRepor
       let result: T;
       try {
         // A group whose transaction SQLite ended (an error that rolls back everything) is given up, not joined.
-        if (group && !db.inTransaction) abandonGroup(new StorageBusyError('the transaction was rolled back with another of its group; nothing was written, retry'));
+        if (group && !db.inTransaction) abandonGroup(rolledBackWithGroup());
         if (!group) {
           // BEGIN IMMEDIATE: the write lock first (nearly every transaction reads, then writes: open.ts).
           const since = performance.now();
@@ -294,7 +299,7 @@ export function createSqliteStorage(db: Db, opts: { onHookError?: HookErrorRepor
             memberUndo.run();
             memberEnd.run();
           } else {
-            abandonGroup(new StorageBusyError('the transaction was rolled back with another of its group; nothing was written, retry', { cause: err }));
+            abandonGroup(rolledBackWithGroup(err));
           }
           runHooks(tx.rollbackHooks, 'rollback', reportHook);
           throw storageError(err);
