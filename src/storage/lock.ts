@@ -17,6 +17,11 @@ export class FifoLock {
     return this.#held;
   }
 
+  /** How many callers wait in the queue. */
+  get waiting(): number {
+    return this.#waiters.length;
+  }
+
   /** Takes the lock now if it is free; false if someone holds it. */
   tryAcquire(): boolean {
     if (this.#held) return false;

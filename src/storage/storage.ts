@@ -452,11 +452,12 @@ export interface Transaction extends Repositories {
  *   IMMEDIATE), passes `fn` the repositories bound to the transaction,
  *   commits when `fn`'s promise resolves and rolls back when it rejects
  *   (the error is rethrown). Commit hooks run after COMMIT, rollback hooks
- *   after ROLLBACK (SQLite commits the transactions of one turn of the
- *   event loop together: a transaction's commit hooks run once that COMMIT
- *   is done, possibly after later transactions of its turn ran; its
- *   rollback hooks run at once when it fails, and after the COMMIT if that
- *   fails: src/storage/sqlite/storage.ts, GROUP COMMIT). A hook that throws
+ *   after ROLLBACK. Both engines commit several transactions together
+ *   (GROUP COMMIT: SQLite those of one turn of the event loop, PostgreSQL
+ *   those queued for the lock behind one; src/storage/<engine>/storage.ts):
+ *   a transaction's commit hooks run once that COMMIT is done, possibly
+ *   after later transactions of its group ran; its rollback hooks run at
+ *   once when it fails, and after the COMMIT if that fails. A hook that throws
  *   is reported, never rethrown: a committed transaction always resolves
  *   (its caller must not retry work that is done), and a rolled-back one
  *   rejects with the callback's own error.

@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { TransactionEndedError } from './errors.ts';
+import { StorageBusyError, TransactionEndedError } from './errors.ts';
 import type { Repositories, Transaction } from './storage.ts';
 
 /*
@@ -111,4 +111,29 @@ export function assertNotInTransaction(what: string): void {
 /** Runs a transaction callback, inside the nesting check's context when it is on. */
 export function runCallback<T>(tx: ViewTransaction, fn: (tx: Transaction) => Promise<T>): Promise<T> {
   return nesting ? nesting.run(tx, () => fn(tx)) : fn(tx);
+}
+
+/**
+ * GROUP COMMIT, what both engines share: the promise each transaction of a
+ * group awaits, settled once the group's COMMIT is done, or rejected with
+ * why nothing of the group was written.
+ */
+export interface GroupOutcome<E = unknown> {
+  committed: Promise<void>;
+  resolve(): void;
+  reject(err: E): void;
+}
+
+export function groupOutcome<E = unknown>(): GroupOutcome<E> {
+  let resolve!: () => void;
+  let reject!: (err: E) => void;
+  const committed = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
+  // Each member awaits it; a group whose members all failed has nobody listening.
+  committed.catch(() => {});
+  return { committed, resolve, reject };
+}
+
+/** Why a transaction whose callback succeeded was not written: another of its group failed in a way that took the group down. */
+export function rolledBackWithGroup(cause?: unknown): StorageBusyError {
+  return new StorageBusyError('the transaction was rolled back with another of its group; nothing was written, retry', cause === undefined ? undefined : { cause });
 }

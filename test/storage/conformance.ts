@@ -45,7 +45,7 @@ export function request(id: string, o: Partial<NewRequestRow> = {}): NewRequestR
   };
 }
 
-function credential(id: string, requestId: string, o: Partial<NewCredentialRow> = {}): NewCredentialRow {
+export function credential(id: string, requestId: string, o: Partial<NewCredentialRow> = {}): NewCredentialRow {
   return { id, request_id: requestId, type: 'vault_token', state: 'live', vault_policy: null, accessor: null, jti: null, issued_at: T0, expires_at: T0 + 60_000, ...o };
 }
 

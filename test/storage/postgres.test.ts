@@ -6,11 +6,11 @@ import { StorageBusyError, StorageUnavailableError, StorageUniqueError } from '.
 import { openStorage } from '../../src/storage/index.ts';
 import { LOCK_TIMEOUT_MS, WRITE_LOCK_KEY, openPostgresStorage, postgresPool } from '../../src/storage/postgres/index.ts';
 import { pgStorageError } from '../../src/storage/postgres/pool.ts';
-import type { Storage } from '../../src/storage/storage.ts';
+import type { Storage, Transaction } from '../../src/storage/storage.ts';
 import { until } from '../helpers/chaos-process.ts';
 import { postgresSchemas } from '../helpers/postgres.ts';
 import { startPostgres, type PostgresServer } from '../helpers/postgres-server.ts';
-import { T0, describeStorageConformance, request } from './conformance.ts';
+import { T0, credential, describeStorageConformance, request } from './conformance.ts';
 
 /*
  * Each test gets an empty schema of its own in one database of this file
@@ -259,6 +259,216 @@ describe('PostgreSQL engine specifics', () => {
     expect((await s.requests.get('req_a'))?.status).toBe('pending');
     expect(await s.requests.move('req_a', 'pending', 'approved', T0)).toBe(true);
   });
+});
+
+describe('PostgreSQL engine: group commit (transactions queued behind one share its PostgreSQL transaction)', () => {
+  let s: Storage;
+  let admin: pg.Pool;
+  beforeEach(async () => {
+    s = await openPostgresStorage(await freshSchema());
+    admin = postgresPool(s);
+  });
+  afterEach(() => s.close());
+
+  /** The PostgreSQL transaction id of the session holding the write lock, as the server shows it to another session. */
+  const writerXid = async (): Promise<string> => {
+    const { rows } = await admin.query<{ xid: string | null }>(`SELECT a.backend_xid::text AS xid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+      WHERE l.locktype = 'advisory' AND l.granted AND l.objid = (${WRITE_LOCK_KEY}::bigint & 4294967295)::oid AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`);
+    expect(rows).toHaveLength(1);
+    return rows[0]!.xid!;
+  };
+  /** A transaction that runs `fn`, then waits inside (holding the lock) until `release()`, then runs `then`. */
+  const heldOpen = <T>(fn: (tx: Transaction) => Promise<T>, then?: () => void) => {
+    let entered!: () => void;
+    const inside = new Promise<void>((r) => (entered = r));
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const done = s.transaction(async (tx) => {
+      const result = await fn(tx);
+      entered();
+      await gate; // test only: a real callback awaits nothing but tx calls
+      then?.();
+      return result;
+    });
+    return { inside, release, done };
+  };
+  /** Appends an entry to the audit chain in `tx`, after the head it knows. */
+  const append = async (tx: Transaction, event: string) => {
+    const head = await tx.audit.last();
+    const seq = (head?.seq ?? 0) + 1;
+    await tx.audit.insert({ seq, at: T0 + seq, event, actor: 'test', request_id: null, data: '{}', prev_hash: head?.hash ?? '', hash: `${event}#${seq}` });
+  };
+  const settledOf = (results: PromiseSettledResult<unknown>[]) => results.map((r) => r.status);
+
+  it('share one BEGIN, write lock and COMMIT: one transaction id on the server, each sees those before it, each resolves after the COMMIT', async () => {
+    const resolved: string[] = [];
+    const a = heldOpen((tx) => tx.requests.insert(request('req_a')));
+    await a.inside;
+    const first = await writerXid();
+    const b = s.transaction(async (tx) => {
+      await tx.requests.insert(request('req_b'));
+      return (await tx.requests.get('req_a'))?.id;
+    });
+    const c = heldOpen((tx) => tx.requests.insert(request('req_c')));
+    void a.done.then(() => resolved.push('a'));
+    void b.then(() => resolved.push('b'));
+    a.release();
+    await c.inside;
+    // c runs in the transaction a began: b's and a's writes are not committed yet, nor have they resolved.
+    expect(await writerXid()).toBe(first);
+    expect(resolved).toEqual([]);
+    expect(await s.requests.get('req_a')).toBeUndefined();
+    c.release();
+    expect(await b).toBe('req_a');
+    await Promise.all([a.done, c.done]);
+    expect(resolved).toEqual(['a', 'b']);
+    for (const id of ['req_a', 'req_b', 'req_c']) expect((await s.requests.get(id))?.id).toBe(id);
+    // The control: a transaction with nobody before it begins a transaction of its own.
+    const d = heldOpen((tx) => tx.requests.insert(request('req_d')));
+    await d.inside;
+    expect(await writerXid()).not.toBe(first);
+    d.release();
+    await d.done;
+  });
+
+  it('a queued transaction that fails goes back to its savepoint: the others commit, its error and rollback hooks are its own, the audit chain stays whole', async () => {
+    await s.requests.insert(request('req_k', { idempotency_key: 'k' }));
+    await s.credentials.insert(credential('cred_k', 'req_k'));
+    const boom = new Error('boom');
+    const hooks: string[] = [];
+    const a = heldOpen(async (tx) => {
+      await tx.requests.insert(request('req_a'));
+      await append(tx, 'a');
+      tx.afterCommit(() => hooks.push('a committed'));
+    });
+    await a.inside;
+    const queued = Promise.allSettled([
+      s.transaction(async (tx) => {
+        await tx.requests.insert(request('req_b'));
+        await append(tx, 'b');
+        tx.afterRollback(() => hooks.push('b rolled back'));
+        throw boom;
+      }),
+      // A reused idempotency key: the insert's answer comes after the callback returned, and is still its own.
+      s.transaction(async (tx) => {
+        await append(tx, 'c');
+        await tx.requests.insert(request('req_c', { idempotency_key: 'k' }));
+        tx.afterRollback(() => hooks.push('c rolled back'));
+      }),
+      // A second credential for a request: the same, for the credentials' uniqueness rule.
+      s.transaction(async (tx) => {
+        await tx.credentials.insert(credential('cred_k2', 'req_k'));
+        await append(tx, 'e');
+      }),
+      // A credential for a request of its own cannot meet that rule: sent ahead like an audit entry.
+      s.transaction(async (tx) => {
+        await tx.requests.insert(request('req_f'));
+        await tx.credentials.insert(credential('cred_f', 'req_f'));
+      }),
+      s.transaction(async (tx) => {
+        await tx.requests.insert(request('req_d'));
+        await append(tx, 'd');
+        tx.afterCommit(() => hooks.push('d committed'));
+      }),
+    ]);
+    a.release();
+    const results: PromiseSettledResult<unknown>[] = [...(await Promise.allSettled([a.done])), ...(await queued)];
+    expect(settledOf(results)).toEqual(['fulfilled', 'rejected', 'rejected', 'rejected', 'fulfilled', 'fulfilled']);
+    expect((results[1] as PromiseRejectedResult).reason).toBe(boom);
+    expect((results[2] as PromiseRejectedResult).reason).toBeInstanceOf(StorageUniqueError);
+    expect((results[3] as PromiseRejectedResult).reason).toBeInstanceOf(StorageUniqueError);
+    expect((await s.credentials.forRequest('req_k'))?.id).toBe('cred_k');
+    expect((await s.credentials.forRequest('req_f'))?.id).toBe('cred_f');
+    expect(hooks.sort()).toEqual(['a committed', 'b rolled back', 'c rolled back', 'd committed']);
+    expect(await s.requests.get('req_b')).toBeUndefined();
+    expect(await s.requests.get('req_c')).toBeUndefined();
+    expect((await s.requests.get('req_d'))?.id).toBe('req_d');
+    // d appended after a, not after the entries b and c made and lost.
+    const chain = await s.audit.page(0, 10);
+    expect(chain.map((e) => [e.seq, e.event, e.prev_hash])).toEqual([[1, 'a', ''], [2, 'd', 'a#1']]);
+  });
+
+  it('the first of a group failing rolls back alone; those queued behind it begin the next', async () => {
+    const a = heldOpen((tx) => tx.requests.insert(request('req_a')), () => {
+      throw new Error('a fails');
+    });
+    await a.inside;
+    const b = s.transaction((tx) => tx.requests.insert(request('req_b')));
+    const c = s.transaction((tx) => tx.requests.insert(request('req_c')));
+    a.release();
+    await expect(a.done).rejects.toThrow('a fails');
+    await Promise.all([b, c]);
+    expect(await s.requests.get('req_a')).toBeUndefined();
+    for (const id of ['req_b', 'req_c']) expect((await s.requests.get(id))?.id).toBe(id);
+  });
+
+  it('a COMMIT that fails (a deferred constraint) rejects every transaction of the group, runs their rollback hooks, and writes nothing of it', async () => {
+    // Checked at COMMIT: a request with this id makes the whole transaction fail then.
+    await admin.query(`CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'poisoned at commit'; END $$`);
+    await admin.query(`CREATE CONSTRAINT TRIGGER poison AFTER INSERT ON requests DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.id = 'req_poison') EXECUTE FUNCTION refuse_poison()`);
+    const hooks: string[] = [];
+    const a = heldOpen(async (tx) => {
+      await tx.requests.insert(request('req_a'));
+      tx.afterRollback(() => hooks.push('a'));
+    });
+    await a.inside;
+    const rest = Promise.allSettled([
+      s.transaction(async (tx) => {
+        await tx.requests.insert(request('req_poison'));
+        tx.afterRollback(() => hooks.push('b'));
+      }),
+      s.transaction(async (tx) => {
+        await tx.requests.insert(request('req_c'));
+        tx.afterRollback(() => hooks.push('c'));
+      }),
+    ]);
+    a.release();
+    const results = [await a.done.then(() => 'fulfilled', (err: unknown) => err), ...(await rest).map((r) => (r.status === 'rejected' ? r.reason : 'fulfilled'))];
+    for (const err of results) expect(String((err as Error).cause ?? err)).toMatch(/poisoned at commit/);
+    expect(hooks).toEqual(['a', 'b', 'c']);
+    for (const id of ['req_a', 'req_poison', 'req_c']) expect(await s.requests.get(id)).toBeUndefined();
+    // And the storage goes on.
+    await s.transaction((tx) => tx.requests.insert(request('req_d')));
+    expect((await s.requests.get('req_d'))?.id).toBe('req_d');
+  });
+
+  it('a write outside a transaction that the lock passes to commits the group first, and joins none', async () => {
+    const seen: string[] = [];
+    const a = heldOpen((tx) => tx.requests.insert(request('req_a')));
+    await a.inside;
+    const b = s.transaction((tx) => tx.requests.insert(request('req_b'))).then(() => seen.push('b committed'));
+    const w = s.requests.insert(request('req_w')).then(() => seen.push('write done'));
+    const c = heldOpen((tx) => tx.requests.insert(request('req_c')));
+    void a.done.then(() => seen.push('a committed'));
+    a.release();
+    await c.inside;
+    // a and b were committed before the write ran; c began a transaction of its own after it.
+    expect(seen).toEqual(['a committed', 'b committed', 'write done']);
+    for (const id of ['req_a', 'req_b', 'req_w']) expect((await s.requests.get(id))?.id).toBe(id);
+    expect(await s.requests.get('req_c')).toBeUndefined();
+    c.release();
+    await Promise.all([b, w, c.done]);
+    expect((await s.requests.get('req_c'))?.id).toBe('req_c');
+  });
+
+  it('its connection lost mid-group: every transaction of the group rejects as unavailable, nothing of it is written, the next works', async () => {
+    const a = heldOpen((tx) => tx.requests.insert(request('req_a')));
+    await a.inside;
+    const b = s.transaction((tx) => tx.requests.insert(request('req_b')));
+    const c = heldOpen(async (tx) => {
+      await tx.requests.insert(request('req_c'));
+    });
+    a.release();
+    await c.inside;
+    const { rows } = await admin.query<{ pid: number }>(`SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`);
+    await admin.query('SELECT pg_terminate_backend($1)', [rows[0]!.pid]);
+    c.release();
+    const results = await Promise.allSettled([a.done, b, c.done]);
+    for (const r of results) expect((r as PromiseRejectedResult).reason).toBeInstanceOf(StorageUnavailableError);
+    for (const id of ['req_a', 'req_b', 'req_c']) expect(await s.requests.get(id)).toBeUndefined();
+    await s.transaction((tx) => tx.requests.insert(request('req_d')));
+    expect((await s.requests.get('req_d'))?.id).toBe('req_d');
+  }, 20_000);
 });
 
 describe('PostgreSQL engine: the server goes away and comes back', () => {

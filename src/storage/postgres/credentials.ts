@@ -46,8 +46,10 @@ export function pgCredentials(x: Exec): CredentialsRepository {
       const reservedAt = row.reserved_at ?? row.issued_at;
       // A row with neither (a `minting` one) would be taken by the sweep for an interrupted mint.
       if (reservedAt === null || reservedAt === undefined) throw new Error(`credential ${row.id}: reserved_at is required`);
-      // Its one failure (a uniqueness rule: the request already has a credential) fails the whole transaction (Exec.later).
-      await x.later(S.insert, [row.id, row.request_id, row.type, row.state, row.vault_policy, row.accessor, row.jti, row.issued_at, row.expires_at, reservedAt, row.node_id ?? null]);
+      // Its one failure (a uniqueness rule: the request already has a credential) fails the whole transaction
+      // (Exec.later); it cannot happen to a request this transaction inserted.
+      const fallible = !x.tx?.insertedRequests?.has(row.request_id);
+      await x.later(S.insert, [row.id, row.request_id, row.type, row.state, row.vault_policy, row.accessor, row.jti, row.issued_at, row.expires_at, reservedAt, row.node_id ?? null], fallible);
     },
     forRequest: (requestId) => one<CredentialRow>(x.read(S.forRequest, [requestId])),
     markLive: (id, accessor, issuedAt, expiresAt) => changedOne(x.write(S.live, [id, accessor, issuedAt, expiresAt])),

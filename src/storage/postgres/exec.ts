@@ -44,14 +44,18 @@ export type Query = <R = Record<string, unknown>>(s: Statement, values?: unknown
  *   Only for statements whose failure no caller handles inside the
  *   transaction: the audit chain's inserts, and the request and credential
  *   inserts, whose one failure (a uniqueness rule) the caller handles for
- *   the whole transaction (Storage, "TRANSACTIONS").
+ *   the whole transaction (Storage, "TRANSACTIONS"). `fallible`: the
+ *   statement may fail in normal operation (that uniqueness rule can be
+ *   met), not only through a bug: its transaction learns the answer before
+ *   it ends, since under group commit (storage.ts) a failure answered after
+ *   would take the transactions after it down too.
  * - `tx`: state that lives as long as the transaction (absent outside one).
  */
 export interface Exec {
   read: Query;
   write: Query;
   unlocked: Query;
-  later(s: Statement, values?: unknown[]): Promise<void>;
+  later(s: Statement, values?: unknown[], fallible?: boolean): Promise<void>;
   lease<T>(fn: (q: Query) => Promise<T>): Promise<T>;
   tx?: TransactionState;
 }
@@ -70,6 +74,12 @@ export interface TransactionState {
    * making a round trip of its own.
    */
   auditHeadAsked?: Promise<{ seq: number; hash: string } | undefined>;
+  /**
+   * The requests this transaction inserted: a credential inserted for one
+   * of them cannot meet another of its request (the uniqueness rule of
+   * credentials), so its insert is not `fallible` (Exec.later).
+   */
+  insertedRequests?: Set<string>;
 }
 
 /** Runs `s` on `client`, by name. */

@@ -22,8 +22,9 @@ const MOVE = sql('requests_move', `UPDATE requests SET status = $3, updated_at =
 export function requestStatusStatements(x: Exec) {
   return {
     async insert(row: NewRequestRow): Promise<void> {
-      // Its one failure (a uniqueness rule: a reused idempotency key) fails the whole transaction (Exec.later).
-      await x.later(INSERT, COLUMNS.map((c) => row[c] ?? null));
+      // Its one failure (a uniqueness rule: a reused idempotency key; else random ids) fails the whole transaction (Exec.later).
+      await x.later(INSERT, COLUMNS.map((c) => row[c] ?? null), row.idempotency_key !== null && row.idempotency_key !== undefined);
+      if (x.tx) (x.tx.insertedRequests ??= new Set()).add(row.id);
     },
     /** Moves request `id` from `from` to `to`; false if it was no longer in `from`. */
     move(id: string, from: RequestStatus, to: RequestStatus, now: number, fields: StatusMoveFields = {}): Promise<boolean> {

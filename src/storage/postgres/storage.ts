@@ -3,7 +3,7 @@ import type { Logger } from '../../lib/logger.ts';
 import { StorageBusyError, StorageOpenError, TransactionEndedError } from '../errors.ts';
 import { FifoLock } from '../lock.ts';
 import type { Repositories, Storage, Transaction } from '../storage.ts';
-import { ViewTransaction, assertNotInTransaction, endedRepositories, nesting, runCallback, runHooks, warnHookError, type HookErrorReporter } from '../transaction-kit.ts';
+import { ViewTransaction, assertNotInTransaction, endedRepositories, groupOutcome, nesting, rolledBackWithGroup, runCallback, runHooks, warnHookError, type GroupOutcome, type HookErrorReporter } from '../transaction-kit.ts';
 import { pgAgents } from './agents.ts';
 import { pgApprovers, pgChallenges, pgConsoleSessions, pgPasskeys } from './approvers.ts';
 import { askAuditHead, pgAudit } from './audit.ts';
@@ -54,6 +54,45 @@ function assertCommitted(c: PromiseSettledResult<unknown>): void {
 
 const pools = new WeakMap<Storage, pg.Pool>();
 
+/**
+ * At most this many transactions share one PostgreSQL transaction (GROUP
+ * COMMIT): it bounds how long the first waits for the COMMIT, and the
+ * subtransactions of one (PostgreSQL keeps 64 per session in shared memory).
+ */
+const GROUP_MAX = 16;
+const SAVEPOINT = 'SAVEPOINT jit_member';
+const RELEASE = 'RELEASE SAVEPOINT jit_member';
+const UNDO = 'ROLLBACK TO SAVEPOINT jit_member; RELEASE SAVEPOINT jit_member';
+
+/** A transaction of a group: what it sent whose answer nobody awaits, and the first of its statements that failed. */
+interface Member {
+  failed?: { err: unknown };
+  readonly pending: Promise<unknown>[];
+  /** Those of `pending` that may fail in normal operation (Exec.later's `fallible`): answered before it ends. */
+  readonly fallible: Promise<unknown>[];
+}
+
+/** Why a group was not committed: the failure, and the member whose statement it was (none: the group's own). */
+interface GroupFailure {
+  err: unknown;
+  by?: Member;
+}
+
+/** Transactions of this process sharing one PostgreSQL transaction (GROUP COMMIT: createPostgresStorage). */
+interface Group extends GroupOutcome<GroupFailure> {
+  readonly client: pg.PoolClient;
+  /** What the last member to succeed left its repositories knowing (the audit chain's head), for the next. */
+  carried: TransactionState;
+  members: number;
+  /** The member whose callback runs, if any. */
+  current: Member | undefined;
+  /** Every statement sent ahead, of every member. */
+  readonly pending: Promise<unknown>[];
+  /** A failure no savepoint can undo: nothing of the group can commit. */
+  broken: GroupFailure | undefined;
+  ended: boolean;
+}
+
 export interface PostgresStorageOptions {
   onHookError?: HookErrorReporter;
 }
@@ -73,6 +112,30 @@ export interface PostgresStorageOptions {
  * - Exceptions, none of which ever waits for the write lock: the outbox
  *   claim (its own short transaction, FOR UPDATE SKIP LOCKED) and the
  *   owner-conditional outbox marks (single conditional UPDATEs).
+ *
+ * GROUP COMMIT. A transaction that ends while others of this process wait
+ * for the lock hands the lock, its connection and its open PostgreSQL
+ * transaction to the next: up to GROUP_MAX transactions share one BEGIN,
+ * one write lock and one COMMIT (one flush of the WAL), each after the
+ * first inside a savepoint of its own. The lock is held for round trips, so
+ * under load a queue is always there. What the Storage interface promises
+ * holds per transaction, as in SQLite's group commit (sqlite/storage.ts):
+ * - one that fails goes back to its savepoint once its own statements are
+ *   answered, and rejects; the others keep their writes (the first, with
+ *   no savepoint and nobody before it, rolls back the transaction);
+ * - one that succeeded resolves after the COMMIT, and rejects with its
+ *   rollback hooks run if the group was not committed;
+ * - a statement sent ahead (Exec.later) whose failure is answered after
+ *   its transaction ended cannot be undone alone: the whole group rolls
+ *   back, that transaction rejects with the failure, the others with
+ *   StorageBusyError (retry). Those statements fail only on a uniqueness
+ *   rule over random ids or a broken audit chain;
+ * - each runs alone, in the lock's order, and sees what those before it
+ *   wrote; a call outside a transaction reads committed data, or, taking
+ *   the lock (a write, close), commits the group first;
+ * - nothing outside the database happens before a transaction's COMMIT:
+ *   its caller learns of it only after (credential-issue.ts's crash-safety
+ *   order holds as it is).
  */
 export function createPostgresStorage(url: string, pool: pg.Pool, opts: PostgresStorageOptions = {}): Storage {
   const reportHook = opts.onHookError ?? warnHookError;
@@ -109,6 +172,8 @@ export function createPostgresStorage(url: string, pool: pg.Pool, opts: Postgres
   const inTurn = async <T>(fn: () => Promise<T>): Promise<T> => {
     if (!lock.tryAcquire()) await lock.acquire();
     try {
+      // A group the last transaction passed the lock on to this call: committed first (this call never joins one).
+      if (group) await endGroup(group);
       return await fn();
     } finally {
       lock.release();
@@ -159,75 +224,160 @@ export function createPostgresStorage(url: string, pool: pg.Pool, opts: Postgres
   const direct = repositories({ read, write, unlocked: read, later, lease });
   const ended = endedRepositories(direct);
 
-  const transaction = <T>(fn: (tx: Transaction) => Promise<T>): Promise<T> => {
-    if (nesting) assertNotInTransaction('storage.transaction');
-    return inTurn(async () => {
-      const client = await connect();
-      try {
-        let open = true;
-        /**
-         * The first statement that failed: PostgreSQL aborted the transaction then, so it cannot commit.
-         * Answers come back in the order the statements went out, so it is the first in that order too.
-         */
-        let failed: { err: unknown } | undefined;
-        /** Statements sent whose answers nobody awaits (BEGIN, Exec.later): they settle before COMMIT's answer. */
-        const pending: Promise<unknown>[] = [];
-        const send = <R>(p: Promise<R>): Promise<R> =>
-          p.catch((err: unknown) => {
-            failed ??= { err };
-            throw pgStorageError(failed.err, client);
-          });
-        const q: Query = async (s, values) => {
-          if (!open) throw new TransactionEndedError();
-          oneWritePerBurst(client);
-          return send(run(client, s, values));
-        };
-        const later = async (s: Parameters<Query>[0], values?: unknown[]): Promise<void> => {
-          if (!open) throw new TransactionEndedError();
-          oneWritePerBurst(client);
-          pending.push(send(run(client, s, values)).catch(() => {}));
-        };
-        const state: TransactionState = {};
-        // BEGIN, the write lock and the audit chain's head go out with the callback's first statements, in one
-        // write (the connection pipelines: pool.ts). If BEGIN or the lock fail, the statements after them fail
-        // with their error (their own is "transaction aborted").
-        oneWritePerBurst(client);
-        pending.push(send(client.query(BEGIN_LOCKED)).catch(() => {}));
-        pending.push(askAuditHead(q, state).catch(() => {}));
-        const tx = new ViewTransaction(repositories({ read: q, write: q, unlocked: q, later, lease: (f) => f(q), tx: state }), ended);
-        let result: T;
-        try {
-          result = await runCallback(tx, fn);
-          // A callback that caught a failed statement's error and went on: nothing it wrote can commit.
-          if (failed) throw pgStorageError(failed.err, client);
-          let commit: Result<unknown>;
-          try {
-            commit = await send(client.query('COMMIT') as unknown as Promise<Result<unknown>>);
-          } catch (err) {
-            throw pgStorageError(err, client);
-          }
-          // A statement sent without waiting (BEGIN, Exec.later) that failed: its answer came before COMMIT's,
-          // which PostgreSQL then carried out as a ROLLBACK.
-          await Promise.all(pending);
-          const late = failed as { err: unknown } | undefined;
-          if (late) throw pgStorageError(late.err, client);
-          assertCommitted({ status: 'fulfilled', value: commit });
-        } catch (err) {
-          open = false;
-          tx.end();
-          await rollbackQuietly(client);
-          runHooks(tx.rollbackHooks, 'rollback', reportHook);
-          throw err;
-        }
-        open = false;
-        tx.end();
-        // Committed: the transaction resolves whatever a hook does (a caller must not retry done work).
-        runHooks(tx.commitHooks, 'commit', reportHook);
-        return result;
-      } finally {
-        release(client);
-      }
+  /** The group open on its connection, while its members hand the lock on to each other (GROUP COMMIT above). */
+  let group: Group | undefined;
+  const openGroup = async (): Promise<Group> => ({ ...groupOutcome<GroupFailure>(), client: await connect(), carried: {}, members: 0, current: undefined, pending: [], broken: undefined, ended: false });
+  /**
+   * `p`, a statement sent for member `m` (undefined: the group's own, SAVEPOINT or RELEASE), with its failure
+   * recorded: while `m` runs it is `m`'s (its savepoint undoes it); after, or the group's own, nothing of the
+   * group can commit. Answers come back in the order the statements went out.
+   */
+  const sent = <R>(g: Group, m: Member | undefined, p: Promise<R>): Promise<R> =>
+    p.catch((err: unknown) => {
+      // Every statement after the first failure fails with "transaction aborted": the first is what is thrown.
+      const first = m && g.current === m ? (m.failed ??= { err }) : (g.broken ??= { err, by: m });
+      throw pgStorageError(first.err, g.client);
     });
+  /** A statement whose answer nobody awaits (BEGIN, Exec.later, SAVEPOINT, RELEASE): it settles before COMMIT's answer. */
+  const sentAhead = (g: Group, m: Member | undefined, p: Promise<unknown>, fallible = false): void => {
+    const settled = sent(g, m, p).catch(() => {});
+    g.pending.push(settled);
+    m?.pending.push(settled);
+    if (fallible) m?.fallible.push(settled);
+  };
+  /** Commits the group (rolls it back if it cannot commit) and settles its members; the caller holds the lock. */
+  const endGroup = async (g: Group): Promise<void> => {
+    if (g.ended) return;
+    g.ended = true;
+    if (group === g) group = undefined;
+    try {
+      if (!g.broken) {
+        const commit = await g.client.query('COMMIT').then(
+          (value: unknown) => ({ status: 'fulfilled', value }) as const,
+          (err: unknown) => void (g.broken ??= { err }),
+        );
+        // A statement sent ahead that failed: its answer came before COMMIT's, which PostgreSQL then carried out as a ROLLBACK.
+        await Promise.all(g.pending);
+        if (commit && !g.broken) {
+          try {
+            assertCommitted(commit);
+          } catch (err) {
+            g.broken = { err };
+          }
+        }
+      }
+      if (g.broken) await rollbackQuietly(g.client);
+    } finally {
+      release(g.client);
+    }
+    if (g.broken) g.reject(g.broken);
+    else g.resolve();
+  };
+  /**
+   * After a member: the lock passes to the next in the queue, who joins the group (a transaction) or commits it
+   * first (anything else); with nobody waiting, a full group or one that cannot commit, the group ends now.
+   */
+  const passOn = async (g: Group): Promise<void> => {
+    if (!g.broken && g.members < GROUP_MAX && lock.waiting > 0) return lock.release();
+    try {
+      await endGroup(g);
+    } finally {
+      lock.release();
+    }
+  };
+  /** What a member whose group was not committed rejects with: its own failure, or that another's took the group down. */
+  const groupError = (f: GroupFailure, m: Member, client: pg.PoolClient) => (f.by && f.by !== m ? rolledBackWithGroup(pgStorageError(f.err)) : pgStorageError(f.err, client));
+
+  const transaction = async <T>(fn: (tx: Transaction) => Promise<T>): Promise<T> => {
+    if (nesting) assertNotInTransaction('storage.transaction');
+    if (!lock.tryAcquire()) await lock.acquire();
+    let g: Group;
+    try {
+      g = group ??= await openGroup();
+    } catch (err) {
+      lock.release();
+      throw err;
+    }
+    const { client } = g;
+    const m: Member = { pending: [], fallible: [] };
+    g.current = m;
+    const first = ++g.members === 1;
+    // Its own copy: one that fails leaves the next knowing what it knew before.
+    const state: TransactionState = { auditHead: g.carried.auditHead, auditHeadAsked: g.carried.auditHeadAsked };
+    let open = true;
+    const q: Query = async (s, values) => {
+      if (!open) throw new TransactionEndedError();
+      oneWritePerBurst(client);
+      return sent(g, m, run(client, s, values));
+    };
+    const later = async (s: Parameters<Query>[0], values?: unknown[], fallible?: boolean): Promise<void> => {
+      if (!open) throw new TransactionEndedError();
+      oneWritePerBurst(client);
+      sentAhead(g, m, run(client, s, values), fallible);
+    };
+    // The first member sends BEGIN, the write lock and the audit chain's head with its first statements, in one
+    // write (the connection pipelines: pool.ts); each later one its savepoint. If BEGIN or the lock fail, the
+    // statements after them fail with their error (their own is "transaction aborted").
+    oneWritePerBurst(client);
+    if (first) {
+      sentAhead(g, m, client.query(BEGIN_LOCKED));
+      const asked = askAuditHead(q, state).catch(() => {});
+      g.pending.push(asked);
+      m.pending.push(asked);
+    } else {
+      sentAhead(g, undefined, client.query(SAVEPOINT));
+    }
+    const tx = new ViewTransaction(repositories({ read: q, write: q, unlocked: q, later, lease: (f) => f(q), tx: state }), ended);
+    let result: T;
+    try {
+      result = await runCallback(tx, fn);
+      // Answered now, while a failure is still this transaction's alone (unless it is the group's last: COMMIT says).
+      if (m.fallible.length > 0 && (!first || lock.waiting > 0)) await Promise.all(m.fallible);
+      // A callback that caught a failed statement's error and went on: nothing it wrote can commit.
+      if (m.failed) throw pgStorageError(m.failed.err, client);
+    } catch (err) {
+      open = false;
+      tx.end();
+      const why = await undo(g, m, first, err);
+      runHooks(tx.rollbackHooks, 'rollback', reportHook);
+      throw why;
+    }
+    open = false;
+    tx.end();
+    if (!first) sentAhead(g, undefined, client.query(RELEASE));
+    g.carried = { auditHead: state.auditHead, auditHeadAsked: state.auditHeadAsked };
+    g.current = undefined;
+    await passOn(g);
+    try {
+      await g.committed;
+    } catch (f) {
+      runHooks(tx.rollbackHooks, 'rollback', reportHook);
+      throw groupError(f as GroupFailure, m, client);
+    }
+    // Committed: the transaction resolves whatever a hook does (a caller must not retry done work).
+    runHooks(tx.commitHooks, 'commit', reportHook);
+    return result;
+  };
+  /**
+   * Undoes member `m`, whose callback failed with `err`, and passes the lock on; returns what it rejects with.
+   * A later member goes back to its savepoint once its own statements are answered (a failure among them is
+   * its own) and the group goes on. The first (nobody else wrote yet), or a member of a group that can no
+   * longer commit, ends the group: everything is rolled back.
+   */
+  const undo = async (g: Group, m: Member, first: boolean, err: unknown): Promise<unknown> => {
+    if (!first && !g.broken) {
+      await Promise.all(m.pending);
+      if (!g.broken) await sent(g, undefined, g.client.query(UNDO)).catch(() => {});
+      if (!g.broken) {
+        g.current = undefined;
+        await passOn(g);
+        return err;
+      }
+    }
+    g.broken ??= { err, by: m };
+    g.current = undefined;
+    await passOn(g);
+    return g.broken.by && g.broken.by !== m ? rolledBackWithGroup(pgStorageError(g.broken.err)) : err;
   };
 
   let closing: Promise<void> | undefined;
@@ -241,7 +391,14 @@ export function createPostgresStorage(url: string, pool: pg.Pool, opts: Postgres
         stuck = err;
       }
     }
+    if (!stuck && group) await endGroup(group);
     // With a transaction still open after the wait, ending the pool closes its connection: the server rolls it back.
+    if (stuck && group) {
+      const g = group;
+      group = undefined;
+      g.ended = true;
+      g.reject((g.broken ??= { err: stuck }));
+    }
     await pool.end();
     if (stuck) throw new StorageBusyError(`closed with a transaction still open after ${LOCK_TIMEOUT_MS} ms (PostgreSQL rolled it back)`, { cause: stuck });
   };

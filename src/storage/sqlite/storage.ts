@@ -3,7 +3,7 @@ import type { Logger } from '../../lib/logger.ts';
 import { StorageBusyError, StorageUniqueError, TransactionEndedError } from '../errors.ts';
 import { FifoLock } from '../lock.ts';
 import type { Repositories, Storage, Transaction } from '../storage.ts';
-import { REPOSITORIES, ViewTransaction, assertNotInTransaction, nesting, runCallback, runHooks, warnHookError, type HookErrorReporter } from '../transaction-kit.ts';
+import { REPOSITORIES, ViewTransaction, assertNotInTransaction, groupOutcome, nesting, rolledBackWithGroup, runCallback, runHooks, warnHookError, type GroupOutcome, type HookErrorReporter } from '../transaction-kit.ts';
 import { sqliteAgents } from './agents.ts';
 import { sqliteApprovers, sqliteChallenges, sqliteConsoleSessions, sqlitePasskeys } from './approvers.ts';
 import { sqliteAudit } from './audit.ts';
@@ -201,24 +201,7 @@ export function createSqliteStorage(db: Db, opts: { onHookError?: HookErrorRepor
     db.close();
   };
   /** The transactions of this turn, committed together (see GROUP COMMIT above). */
-  interface Group {
-    /** Settles once the group's COMMIT is done, or rejects with why nothing of it was written. */
-    committed: Promise<void>;
-    resolve(): void;
-    reject(err: unknown): void;
-  }
-  let group: Group | undefined;
-  const openGroup = (): Group => {
-    let resolve!: () => void;
-    let reject!: (err: unknown) => void;
-    const committed = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
-    // Each member awaits it; a group whose members all failed has nobody listening.
-    committed.catch(() => {});
-    return { committed, resolve, reject };
-  };
-  /** Why a transaction whose callback succeeded was not written: another of its group made SQLite end their transaction. */
-  const rolledBackWithGroup = (cause?: unknown) =>
-    new StorageBusyError('the transaction was rolled back with another of its group; nothing was written, retry', cause === undefined ? undefined : { cause });
+  let group: GroupOutcome | undefined;
   const memberBegin = db.prepare('SAVEPOINT jit_member');
   const memberEnd = db.prepare('RELEASE jit_member');
   const memberUndo = db.prepare('ROLLBACK TO jit_member');
@@ -270,7 +253,7 @@ export function createSqliteStorage(db: Db, opts: { onHookError?: HookErrorRepor
     async transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T> {
       if (nesting) assertNotInTransaction('storage.transaction');
       if (!lock.tryAcquire()) await lock.acquire();
-      let joined: Group;
+      let joined: GroupOutcome;
       let tx: ViewTransaction;
       let result: T;
       try {
@@ -283,7 +266,7 @@ export function createSqliteStorage(db: Db, opts: { onHookError?: HookErrorRepor
             if (performance.now() - since > BUSY_TIMEOUT_MS) throw busyFor(BUSY_TIMEOUT_MS);
             await pause(attempt);
           }
-          group = openGroup();
+          group = groupOutcome();
           commitAtTurnEnd();
         }
         joined = group;
