@@ -263,9 +263,11 @@ describe('PostgreSQL engine specifics', () => {
 
 describe('PostgreSQL engine: group commit (transactions queued behind one share its PostgreSQL transaction)', () => {
   let s: Storage;
+  let url: string;
   let admin: pg.Pool;
   beforeEach(async () => {
-    s = await openPostgresStorage(await freshSchema());
+    url = await freshSchema();
+    s = await openPostgresStorage(url);
     admin = postgresPool(s);
   });
   afterEach(() => s.close());
@@ -450,6 +452,29 @@ describe('PostgreSQL engine: group commit (transactions queued behind one share 
     await Promise.all([b, w, c.done]);
     expect((await s.requests.get('req_c'))?.id).toBe('req_c');
   });
+
+  it('close() that gives up waiting for a running transaction rejects its group at once, and settles once that transaction ended, nothing written', async () => {
+    const a = heldOpen((tx) => tx.requests.insert(request('req_a')));
+    await a.inside;
+    const b = heldOpen((tx) => tx.requests.insert(request('req_b')));
+    a.release();
+    await b.inside;
+    // a ended and waits for the group's COMMIT; b runs. close() waits for the lock, gives up after LOCK_TIMEOUT_MS.
+    const closed = s.close().then(() => 'closed', (err: unknown) => err);
+    await expect(a.done).rejects.toBeInstanceOf(StorageBusyError);
+    let settled = false;
+    void closed.then(() => (settled = true));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(settled).toBe(false);
+    b.release();
+    await expect(b.done).rejects.toBeInstanceOf(StorageBusyError);
+    expect(await closed).toBeInstanceOf(StorageBusyError);
+    s = await openPostgresStorage(url);
+    for (const id of ['req_a', 'req_b']) expect(await s.requests.get(id)).toBeUndefined();
+    // The write lock is free: the next transaction has it at once.
+    await s.transaction((tx) => tx.requests.insert(request('req_c')));
+    expect((await s.requests.get('req_c'))?.id).toBe('req_c');
+  }, LOCK_TIMEOUT_MS + 15_000);
 
   it('its connection lost mid-group: every transaction of the group rejects as unavailable, nothing of it is written, the next works', async () => {
     const a = heldOpen((tx) => tx.requests.insert(request('req_a')));

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from '../../lib/logger.ts';
-import { StorageBusyError, StorageOpenError, TransactionEndedError } from '../errors.ts';
+import { StorageBusyError, StorageOpenError, StorageUnavailableError, TransactionEndedError } from '../errors.ts';
 import { FifoLock } from '../lock.ts';
 import type { Repositories, Storage, Transaction } from '../storage.ts';
 import { ViewTransaction, assertNotInTransaction, endedRepositories, groupOutcome, nesting, rolledBackWithGroup, runCallback, runHooks, warnHookError, type GroupOutcome, type HookErrorReporter } from '../transaction-kit.ts';
@@ -234,8 +234,10 @@ export function createPostgresStorage(url: string, pool: pg.Pool, opts: Postgres
    */
   const sent = <R>(g: Group, m: Member | undefined, p: Promise<R>): Promise<R> =>
     p.catch((err: unknown) => {
+      // A lost connection is nobody's failure: every transaction of the group is told the database is unavailable.
+      const by = pgStorageError(err, g.client) instanceof StorageUnavailableError ? undefined : m;
       // Every statement after the first failure fails with "transaction aborted": the first is what is thrown.
-      const first = m && g.current === m ? (m.failed ??= { err }) : (g.broken ??= { err, by: m });
+      const first = m && g.current === m ? (m.failed ??= { err }) : (g.broken ??= { err, by });
       throw pgStorageError(first.err, g.client);
     });
   /** A statement whose answer nobody awaits (BEGIN, Exec.later, SAVEPOINT, RELEASE): it settles before COMMIT's answer. */
@@ -392,11 +394,12 @@ export function createPostgresStorage(url: string, pool: pg.Pool, opts: Postgres
       }
     }
     if (!stuck && group) await endGroup(group);
-    // With a transaction still open after the wait, ending the pool closes its connection: the server rolls it back.
+    // A transaction still running after the wait: its group can no longer commit. Those of it that ended reject
+    // now; the running one ends the group when its callback does (rolling it back and giving its connection
+    // back), and pool.end() waits for that connection.
     if (stuck && group) {
       const g = group;
       group = undefined;
-      g.ended = true;
       g.reject((g.broken ??= { err: stuck }));
     }
     await pool.end();
