@@ -183,8 +183,8 @@ async function startParts(env: Record<string, string | undefined>, config: Confi
   let devAgentToken: string | undefined;
   if (devVault && !(await deps.agents.get('dev'))) {
     devAgentToken = (await deps.agents.add('dev', DEV_SESSION_KEY)).token;
-    print('Created agent "dev". Its token (shown once):');
-    print(devAgentToken);
+    // One write: a log line (stdout too) cannot land between the heading and the token.
+    print(`Created agent "dev". Its token (shown once):\n${devAgentToken}`);
   } else if (devVault) {
     print('Agent "dev" exists; its token was shown on first start (jit agent remove dev && jit agent add dev for a new one).');
   }

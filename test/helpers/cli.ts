@@ -87,7 +87,10 @@ export function runJit(args: string[], env: Record<string, string>, _timeoutMs?:
  * merely slow is waited for; the process is killed when the test (or, when a
  * hook started it, the file) ends, so a start that hangs leaves nothing running.
  */
-export async function startJitServe(env: Record<string, string>, at: JitLocation = {}): Promise<{ child: ChildProcess; url: string; output: () => string; stop(): Promise<number | null> }> {
+export async function startJitServe(
+  env: Record<string, string>,
+  at: JitLocation = {},
+): Promise<{ child: ChildProcess; url: string; output: () => string; devToken: string | undefined; stop(): Promise<number | null> }> {
   const child = spawnJit(['serve'], env, at);
   let output = '';
   child.stdout!.on('data', (d) => (output += d));
@@ -107,6 +110,8 @@ export async function startJitServe(env: Record<string, string>, at: JitLocation
     child,
     url,
     output: () => output,
+    // Dev mode's first start: the token of agent "dev", printed (with its heading, in one write) before the listening line.
+    devToken: /Created agent "dev"\. Its token \(shown once\):\n(\S+)\n/.exec(output)?.[1],
     stop: () =>
       new Promise((resolve) => {
         if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);

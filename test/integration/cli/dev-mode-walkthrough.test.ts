@@ -35,9 +35,8 @@ beforeAll(async () => {
   env = { JIT_DB: join(dir, 'data', 'jit.db'), JIT_POLICIES: join(dir, 'policies'), JIT_PORT: String(await freePort()), JIT_DEV_VAULT_PORT: '0' };
   server = await startJitServe(env);
   const out = server.output();
-  const tokenLine = /Created agent "dev"\. Its token \(shown once\):\n(\S+)\n/.exec(out);
-  expect(tokenLine).not.toBeNull();
-  agentToken = tokenLine![1]!;
+  expect(server.devToken).toMatch(/^jit_/);
+  agentToken = server.devToken!;
   devVaultUrl = /development Vault at (http:\/\/\S+)/.exec(out)![1]!;
 });
 

@@ -52,7 +52,7 @@ async function startBroker(extraEnv: (dir: string) => Record<string, string> = (
   const server = await startJitServe(env);
   jwks = (await (await fetch(`${server.url}/.well-known/jwks.json`)).json()) as Jwks;
   const jit = (...args: string[]) => runJit(args, env, 60_000);
-  let devToken = /Created agent "dev"\. Its token \(shown once\):\n(\S+)\n/.exec(server.output())?.[1];
+  let devToken = server.devToken;
   if (!devToken) {
     const add = await jit('agent', 'add', 'dev', '--session', 'hook:jit:dev');
     devToken = add.stdout.trim().split('\n').at(-1)!;

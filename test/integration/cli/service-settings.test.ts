@@ -44,7 +44,7 @@ beforeAll(async () => {
     OPENCLAW_HOOKS_TOKEN: HOOKS_TOKEN,
   };
   server = await startJitServe(serviceEnv);
-  agentToken = /Created agent "dev"\. Its token \(shown once\):\n(\S+)\n/.exec(server.output())![1]!;
+  agentToken = server.devToken!;
   jwks = (await (await fetch(`${server.url}/.well-known/jwks.json`)).json()) as Jwks;
 });
 

@@ -32,7 +32,7 @@ beforeAll(async () => {
   );
   env = { JIT_DB: join(dir, 'data', 'jit.db'), JIT_POLICIES: join(dir, 'policies'), JIT_PORT: '0', JIT_DEV_VAULT_PORT: '0' };
   server = await startJitServe(env);
-  agentToken = /Created agent "dev"\. Its token \(shown once\):\n(\S+)\n/.exec(server.output())![1]!;
+  agentToken = server.devToken!;
 });
 
 afterAll(async () => {
