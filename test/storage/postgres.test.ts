@@ -287,6 +287,8 @@ describe('PostgreSQL engine: group commit (transactions queued behind one share 
     const gate = new Promise<void>((r) => (release = r));
     const done = s.transaction(async (tx) => {
       const result = await fn(tx);
+      // A round trip: the server has carried out everything sent before it (inserts go out without waiting).
+      await tx.agents.byName('nobody');
       entered();
       await gate; // test only: a real callback awaits nothing but tx calls
       then?.();
