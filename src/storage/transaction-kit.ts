@@ -133,6 +133,24 @@ export function groupOutcome<E = unknown>(): GroupOutcome<E> {
   return { committed, resolve, reject };
 }
 
+/**
+ * GROUP COMMIT, a transaction's last step once its callback succeeded:
+ * waits for its group's COMMIT, then runs its commit hooks and returns
+ * `result` (a committed transaction resolves whatever a hook does: its
+ * caller must not retry done work); if the group was not committed, runs
+ * its rollback hooks and throws `why(err)`.
+ */
+export async function afterGroupCommit<T, E>(tx: ViewTransaction, group: GroupOutcome<E>, result: T, report: HookErrorReporter, why: (err: E) => unknown): Promise<T> {
+  try {
+    await group.committed;
+  } catch (err) {
+    runHooks(tx.rollbackHooks, 'rollback', report);
+    throw why(err as E);
+  }
+  runHooks(tx.commitHooks, 'commit', report);
+  return result;
+}
+
 /** Why a transaction whose callback succeeded was not written: another of its group failed in a way that took the group down. */
 export function rolledBackWithGroup(cause?: unknown): StorageBusyError {
   return new StorageBusyError('the transaction was rolled back with another of its group; nothing was written, retry', cause === undefined ? undefined : { cause });

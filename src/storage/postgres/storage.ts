@@ -3,7 +3,7 @@ import type { Logger } from '../../lib/logger.ts';
 import { StorageBusyError, StorageOpenError, StorageUnavailableError, TransactionEndedError } from '../errors.ts';
 import { FifoLock } from '../lock.ts';
 import type { Repositories, Storage, Transaction } from '../storage.ts';
-import { ViewTransaction, assertNotInTransaction, endedRepositories, groupOutcome, nesting, rolledBackWithGroup, runCallback, runHooks, warnHookError, type GroupOutcome, type HookErrorReporter } from '../transaction-kit.ts';
+import { ViewTransaction, afterGroupCommit, assertNotInTransaction, endedRepositories, groupOutcome, nesting, rolledBackWithGroup, runCallback, runHooks, warnHookError, type GroupOutcome, type HookErrorReporter } from '../transaction-kit.ts';
 import { pgAgents } from './agents.ts';
 import { pgApprovers, pgChallenges, pgConsoleSessions, pgPasskeys } from './approvers.ts';
 import { askAuditHead, pgAudit } from './audit.ts';
@@ -350,15 +350,7 @@ export function createPostgresStorage(url: string, pool: pg.Pool, opts: Postgres
     g.carried = { auditHead: state.auditHead, auditHeadAsked: state.auditHeadAsked };
     g.current = undefined;
     await passOn(g);
-    try {
-      await g.committed;
-    } catch (f) {
-      runHooks(tx.rollbackHooks, 'rollback', reportHook);
-      throw groupError(f as GroupFailure, m, client);
-    }
-    // Committed: the transaction resolves whatever a hook does (a caller must not retry done work).
-    runHooks(tx.commitHooks, 'commit', reportHook);
-    return result;
+    return afterGroupCommit(tx, g, result, reportHook, (f) => groupError(f, m, client));
   };
   /**
    * Undoes member `m`, whose callback failed with `err`, and passes the lock on; returns what it rejects with.
@@ -379,7 +371,8 @@ export function createPostgresStorage(url: string, pool: pg.Pool, opts: Postgres
     g.broken ??= { err, by: m };
     g.current = undefined;
     await passOn(g);
-    return g.broken.by && g.broken.by !== m ? rolledBackWithGroup(pgStorageError(g.broken.err)) : err;
+    // Its own failure, or (if another's took the group down) what the others of the group are told.
+    return g.broken.by && g.broken.by !== m ? groupError(g.broken, m, g.client) : err;
   };
 
   let closing: Promise<void> | undefined;

@@ -3,7 +3,7 @@ import type { Logger } from '../../lib/logger.ts';
 import { StorageBusyError, StorageUniqueError, TransactionEndedError } from '../errors.ts';
 import { FifoLock } from '../lock.ts';
 import type { Repositories, Storage, Transaction } from '../storage.ts';
-import { REPOSITORIES, ViewTransaction, assertNotInTransaction, groupOutcome, nesting, rolledBackWithGroup, runCallback, runHooks, warnHookError, type GroupOutcome, type HookErrorReporter } from '../transaction-kit.ts';
+import { REPOSITORIES, ViewTransaction, afterGroupCommit, assertNotInTransaction, groupOutcome, nesting, rolledBackWithGroup, runCallback, runHooks, warnHookError, type GroupOutcome, type HookErrorReporter } from '../transaction-kit.ts';
 import { sqliteAgents } from './agents.ts';
 import { sqliteApprovers, sqliteChallenges, sqliteConsoleSessions, sqlitePasskeys } from './approvers.ts';
 import { sqliteAudit } from './audit.ts';
@@ -291,15 +291,7 @@ export function createSqliteStorage(db: Db, opts: { onHookError?: HookErrorRepor
       } finally {
         lock.release();
       }
-      try {
-        await joined.committed;
-      } catch (err) {
-        runHooks(tx.rollbackHooks, 'rollback', reportHook);
-        throw err;
-      }
-      // Committed: the transaction resolves whatever a hook does (a caller must not retry done work).
-      runHooks(tx.commitHooks, 'commit', reportHook);
-      return result;
+      return afterGroupCommit(tx, joined, result, reportHook, (err) => err);
     },
     ping: () => direct(() => void select1.get(), []) as Promise<void>,
     maintain: (log: Logger) => startSqliteMaintenance(db.name, log),
