@@ -7,14 +7,14 @@ import { RATE_WINDOW_MS } from './request-credential.ts';
 
 /** How often the chain head is signed while it moves (and at every shutdown). */
 export const AUDIT_HEAD_INTERVAL_MS = 60_000;
-/** How often closed coalescing windows are written out and old refusal records pruned. */
+/** How often closed coalescing windows are written out and the rate limit's old events pruned. */
 export const AUDIT_WINDOW_CHECK_MS = 10_000;
 
 /**
  * The audit log's timers in one process: writes the suppressed-count
  * entries of this process's coalescing windows that closed; and in the
- * `primary` process only (one per database), prunes the refusal records
- * the rate limit no longer needs and signs the chain head every
+ * `primary` process only (one per database), prunes the rate limit's events
+ * older than its window and signs the chain head every
  * {@link AUDIT_HEAD_INTERVAL_MS} when it moved or the signing key changed.
  * `stop()` closes every open window and (primary) signs the head one last
  * time: call it after everything else that writes audit entries has
@@ -25,7 +25,7 @@ export function startAuditUpkeep(deps: { storage: Storage; audit: AuditLog; cloc
   const closeWindows = async (all: boolean) => {
     try {
       await audit.closeWindows(clock.now(), { all });
-      if (opts.primary) await storage.rateLimits.pruneRefusals(clock.now() - RATE_WINDOW_MS);
+      if (opts.primary) await storage.rateLimits.prune(clock.now() - RATE_WINDOW_MS);
     } catch (err) {
       log.warn({ err }, 'could not write the audit log’s suppressed counts; will retry');
     }

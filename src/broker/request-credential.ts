@@ -109,6 +109,7 @@ async function handleRequest(deps: BrokerDeps, agent: Agent, body: CredentialReq
       // Two independent reads, asked together (on PostgreSQL one round trip while the write lock is held); a removed agent's 401 first.
       const checks = await Promise.allSettled([assertNotRemoved(tx, agent), checkRateLimits(deps, tx, agent, now, effectiveTier > 1)]);
       for (const c of checks) if (c.status === 'rejected') throw c.reason;
+      await tx.rateLimits.record(agent.id, now);
       await create(deps, tx, row, { actor: `agent:${agent.name}`, scope, rules: decision.rules });
       if (row.status === 'approved' && row.resource === 'vault') reservation = await reserveVaultCredential(deps, tx, row, { createdInThisTransaction: true });
     });
@@ -176,7 +177,7 @@ async function refuse(deps: BrokerDeps, agent: Agent, code: string, data: Record
   await deps.storage.transaction(async (tx) => {
     await assertNotRemoved(tx, agent);
     await checkRateLimits(deps, tx, agent, now, false);
-    await tx.rateLimits.recordRefusal(agent.id, now);
+    await tx.rateLimits.record(agent.id, now);
     const what = canonicalJson({ code, pair: data['pair'] ?? null, session_key: data['session_key'] ?? null });
     await deps.audit.appendCoalesced(`${agent.id}\n${what}`, { event: 'request.rejected', actor: `agent:${agent.name}`, data: { agent: agent.name, code, ...data } }, now, tx);
   });

@@ -45,7 +45,7 @@ export const COPY_PLAN: readonly TablePlan[] = [
   { name: 'webhook_outbox', kind: 'copy' },
   { name: 'audit_log', kind: 'copy' },
   { name: 'audit_heads', kind: 'copy' },
-  { name: 'agent_refusals', kind: 'copy' },
+  { name: 'rate_events', kind: 'copy' },
   { name: 'settings', kind: 'copy', replaceMigrationRows: true },
   { name: 'service_settings', kind: 'copy' },
   { name: 'telegram_messages', kind: 'copy' },

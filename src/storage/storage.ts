@@ -108,11 +108,16 @@ export interface IdempotencyRepository {
 
 /** The per-agent rate limit's records: requests created and policy refusals. */
 export interface RateLimitsRepository {
-  /** Time of the agent's `n`-th newest request or refusal after `since`, or undefined when it has fewer. Reads at most about 2`n` index entries. */
+  /**
+   * Time of the agent's `n`-th newest recorded event (by the order they were
+   * recorded) when that is after `since`, else undefined: "has the agent
+   * made `n` in the window?". Two index lookups, however many events.
+   */
   nthNewestSince(agentId: string, since: number, n: number): Promise<number | undefined>;
-  recordRefusal(agentId: string, at: number): Promise<void>;
-  /** Drops every refusal record at or before `expired`. */
-  pruneRefusals(expired: number): Promise<void>;
+  /** Records one event at `at` that counts toward the agent's limit: a request it made, or a policy refusal. */
+  record(agentId: string, at: number): Promise<void>;
+  /** Drops every event at or before `expired`. */
+  prune(expired: number): Promise<void>;
 }
 
 export interface CredentialsRepository {

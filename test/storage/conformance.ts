@@ -225,20 +225,34 @@ export function describeStorageConformance(name: string, open: () => Promise<Ope
     });
 
     describe('rate limits', () => {
-      it('finds the n-th newest request or refusal after a time, and prunes refusals', async () => {
-        await s.requests.insert(request('req_1', { created_at: T0 + 10 }));
-        await s.requests.insert(request('req_2', { created_at: T0 + 30 }));
-        await s.requests.insert(request('req_3', { created_at: T0 + 50, agent_id: 'agt_2' }));
-        await s.rateLimits.recordRefusal('agt_1', T0 + 20);
-        await s.rateLimits.recordRefusal('agt_1', T0 + 40);
+      it('finds the n-th newest recorded event after a time, per agent, and prunes old events', async () => {
+        for (const at of [T0 + 10, T0 + 20, T0 + 30, T0 + 40]) await s.rateLimits.record('agt_1', at);
+        await s.rateLimits.record('agt_2', T0 + 50);
         expect(await s.rateLimits.nthNewestSince('agt_1', T0, 1)).toBe(T0 + 40);
         expect(await s.rateLimits.nthNewestSince('agt_1', T0, 2)).toBe(T0 + 30);
         expect(await s.rateLimits.nthNewestSince('agt_1', T0, 4)).toBe(T0 + 10);
         expect(await s.rateLimits.nthNewestSince('agt_1', T0, 5)).toBeUndefined();
         expect(await s.rateLimits.nthNewestSince('agt_1', T0 + 20, 3)).toBeUndefined();
-        await s.rateLimits.pruneRefusals(T0 + 20);
-        expect(await s.rateLimits.nthNewestSince('agt_1', T0, 3)).toBe(T0 + 10);
-        expect(await s.rateLimits.nthNewestSince('agt_1', T0, 4)).toBeUndefined();
+        expect(await s.rateLimits.nthNewestSince('agt_2', T0, 1)).toBe(T0 + 50);
+        expect(await s.rateLimits.nthNewestSince('agt_2', T0, 2)).toBeUndefined();
+        expect(await s.rateLimits.nthNewestSince('agt_3', T0, 1)).toBeUndefined();
+        // A request row alone counts for nothing: the broker records the event in the request's transaction.
+        await s.requests.insert(request('req_1', { created_at: T0 + 45 }));
+        expect(await s.rateLimits.nthNewestSince('agt_1', T0, 1)).toBe(T0 + 40);
+        await s.rateLimits.prune(T0 + 20);
+        expect(await s.rateLimits.nthNewestSince('agt_1', T0, 2)).toBe(T0 + 30);
+        expect(await s.rateLimits.nthNewestSince('agt_1', T0, 3)).toBeUndefined();
+        // Numbering goes on after a prune, and starts again for an agent whose events were all pruned.
+        await s.rateLimits.record('agt_1', T0 + 60);
+        expect(await s.rateLimits.nthNewestSince('agt_1', T0, 1)).toBe(T0 + 60);
+        expect(await s.rateLimits.nthNewestSince('agt_1', T0, 3)).toBe(T0 + 30);
+        await s.rateLimits.prune(T0 + 100);
+        expect(await s.rateLimits.nthNewestSince('agt_2', T0, 1)).toBeUndefined();
+        await s.rateLimits.record('agt_2', T0 + 200);
+        await s.rateLimits.record('agt_2', T0 + 210);
+        expect(await s.rateLimits.nthNewestSince('agt_2', T0, 1)).toBe(T0 + 210);
+        expect(await s.rateLimits.nthNewestSince('agt_2', T0, 2)).toBe(T0 + 200);
+        expect(await s.rateLimits.nthNewestSince('agt_2', T0, 3)).toBeUndefined();
       });
     });
 

@@ -48,7 +48,7 @@ async function seededSource(): Promise<{ path: string; installationId: string }>
     await s.credentials.markLive('crd_a', 'acc_1', T0 + 13, T0 + 1000);
     await s.audit.insertHead({ seq: 7, hash: (await s.audit.last())!.hash, at: T0 + 20, kid: 'k1', signature: 'x' });
     await s.telegram.rememberName('telegram:1', 'Alice', T0);
-    await s.rateLimits.recordRefusal('agt_1', T0 + 30);
+    await s.rateLimits.record('agt_1', T0 + 30);
     await s.approvers.insert({ id: 'apr_1', name: 'alice', telegram_id: '1', created_at: T0, removed_at: null });
     await s.approvers.insert({ id: 'apr_0', name: 'alice', telegram_id: null, created_at: T0 - 5, removed_at: T0 - 1 });
     await s.approvers.addEnrolment({ token_hash: 'e'.repeat(64), approver_id: 'apr_1', created_at: T0, expires_at: T0 + 900_000, used_at: null });
@@ -281,7 +281,7 @@ describe('copySqliteToPostgres', () => {
         sourcePath: path,
         targetUrl: url,
         onTable: (t) => {
-          if (t.table === 'requests') writer.prepare('INSERT INTO agent_refusals (agent_id, at) VALUES (?, ?)').run('agt_1', T0 + 99);
+          if (t.table === 'requests') writer.prepare('INSERT INTO rate_events (agent_id, seq, at) VALUES (?, ?, ?)').run('agt_1', 99, T0 + 99);
         },
       });
       await expect(copy).rejects.toThrow(/source database changed during the copy/);

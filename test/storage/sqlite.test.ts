@@ -388,10 +388,10 @@ describe('SQLite engine: two connections to one file (two processes)', () => {
       // A write outside a transaction waits for the other connection's transaction too.
       await Promise.all([
         a.transaction(async (tx) => {
-          await tx.rateLimits.recordRefusal('agt', 5);
+          await tx.rateLimits.record('agt', 5);
           await new Promise((resolve) => setTimeout(resolve, 20));
         }),
-        b.rateLimits.recordRefusal('agt', 6),
+        b.rateLimits.record('agt', 6),
       ]);
       expect(await a.rateLimits.nthNewestSince('agt', 0, 2)).toBe(5);
     } finally {

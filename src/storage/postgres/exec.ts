@@ -42,8 +42,8 @@ export type Query = <R = Record<string, unknown>>(s: Statement, values?: unknown
  *   fail, the transaction fails with its error at the next statement or at
  *   COMMIT, and nothing it wrote commits. Outside a transaction: `write`.
  *   Only for statements whose failure no caller handles inside the
- *   transaction: the audit chain's inserts, and the request and credential
- *   inserts, whose one failure (a uniqueness rule) the caller handles for
+ *   transaction: the audit chain's inserts, the rate limit's events, and the
+ *   request and credential inserts, whose one failure (a uniqueness rule) the caller handles for
  *   the whole transaction (Storage, "TRANSACTIONS"). `fallible`: the
  *   statement may fail in normal operation (that uniqueness rule can be
  *   met), not only through a bug: its transaction learns the answer before

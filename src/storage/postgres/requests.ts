@@ -15,13 +15,13 @@ const S = {
     AND ($1::text IS NULL OR agent_name = $1) ORDER BY created_at`),
   findKey: sql('idempotency_find', 'SELECT * FROM requests WHERE agent_id = $1 AND idempotency_key = $2'),
   releaseKey: sql('idempotency_release', 'UPDATE requests SET idempotency_key = NULL, body_hash = NULL WHERE id = $1'),
-  // Requests created and policy refusals both count toward the per-agent rate limit; each side reads at most `n` index entries.
-  nthNewest: sql('rate_nth_newest', `SELECT at FROM (
-      (SELECT created_at AS at FROM requests WHERE agent_id = $1 AND created_at > $2 ORDER BY created_at DESC LIMIT $3)
-      UNION ALL (SELECT at FROM agent_refusals WHERE agent_id = $1 AND at > $2 ORDER BY at DESC LIMIT $3)) t
-    ORDER BY at DESC LIMIT 1 OFFSET $3 - 1`),
-  recordRefusal: sql('rate_record_refusal', 'INSERT INTO agent_refusals (agent_id, at) VALUES ($1, $2)'),
-  pruneRefusals: sql('rate_prune_refusals', 'DELETE FROM agent_refusals WHERE at <= $1'),
+  // Both through the primary key (agent_id, seq): MAX(seq) and the row n - 1 below it, however busy the agent is.
+  nthNewest: sql('rate_nth_newest', `SELECT at FROM rate_events WHERE agent_id = $1 AND at > $2
+    AND seq = (SELECT MAX(seq) FROM rate_events WHERE agent_id = $1) - ($3 - 1)`),
+  // Numbered under the write lock, which every writer holds: MAX(seq) + 1 cannot race.
+  record: sql('rate_record', `INSERT INTO rate_events (agent_id, seq, at)
+    SELECT $1, COALESCE(MAX(seq), 0) + 1, $2 FROM rate_events WHERE agent_id = $1`),
+  prune: sql('rate_prune', 'DELETE FROM rate_events WHERE at <= $1'),
 };
 
 /** The list query per filter shape (at most 32), made on first use. */
@@ -84,11 +84,10 @@ export function pgIdempotency(x: Exec): IdempotencyRepository {
 export function pgRateLimits(x: Exec): RateLimitsRepository {
   return {
     nthNewestSince: async (agentId, since, n) => (await one<{ at: number }>(x.read(S.nthNewest, [agentId, since, n])))?.at,
-    async recordRefusal(agentId, at) {
-      await x.write(S.recordRefusal, [agentId, at]);
-    },
-    async pruneRefusals(expired) {
-      await x.write(S.pruneRefusals, [expired]);
+    // Sent ahead (its answer unused): it fails only through a bug, the write lock numbering it alone.
+    record: (agentId, at) => x.later(S.record, [agentId, at]),
+    async prune(expired) {
+      await x.write(S.prune, [expired]);
     },
   };
 }

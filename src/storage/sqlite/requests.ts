@@ -61,22 +61,20 @@ export function sqliteIdempotency(db: Db): Sync<IdempotencyRepository> {
 }
 
 export function sqliteRateLimits(db: Db): Sync<RateLimitsRepository> {
-  // Walks at most `n` index entries however busy the agent is.
-  // Requests created and policy refusals both count toward the per-agent rate limit.
+  // Both through the primary key (agent_id, seq): MAX(seq) and the row n - 1 below it, however busy the agent is.
   const nthNewest = db
-    .prepare(`SELECT at FROM (
-        SELECT created_at AS at FROM requests WHERE agent_id = @agent AND created_at > @since
-        UNION ALL SELECT at FROM agent_refusals WHERE agent_id = @agent AND at > @since)
-      ORDER BY at DESC LIMIT 1 OFFSET @offset`)
+    .prepare(`SELECT at FROM rate_events WHERE agent_id = @agent AND at > @since
+      AND seq = (SELECT MAX(seq) FROM rate_events WHERE agent_id = @agent) - @offset`)
     .pluck();
-  const insert = db.prepare(`INSERT INTO agent_refusals (agent_id, at) VALUES (?, ?)`);
-  const prune = db.prepare(`DELETE FROM agent_refusals WHERE at <= ?`);
+  const record = db.prepare(`INSERT INTO rate_events (agent_id, seq, at)
+    SELECT @agent, COALESCE(MAX(seq), 0) + 1, @at FROM rate_events WHERE agent_id = @agent`);
+  const prune = db.prepare(`DELETE FROM rate_events WHERE at <= ?`);
   return {
     nthNewestSince: (agentId, since, n) => nthNewest.get({ agent: agentId, since, offset: n - 1 }) as number | undefined,
-    recordRefusal(agentId, at) {
-      insert.run(agentId, at);
+    record(agentId, at) {
+      record.run({ agent: agentId, at });
     },
-    pruneRefusals(expired) {
+    prune(expired) {
       prune.run(expired);
     },
   };

@@ -82,8 +82,9 @@ it('runs every hot-path statement through an index', () => {
 it('reads the rate limit, pending count and policy references from their indexes', () => {
   const plan = (sql: string, ...args: unknown[]) =>
     (h.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...args) as { detail: string }[]).map((s) => s.detail).join(' | ');
-  expect(plan(`SELECT created_at FROM requests WHERE agent_id = ? AND created_at > ? ORDER BY created_at DESC LIMIT 1 OFFSET ?`, 'a', 0, 59)).toMatch(
-    /SEARCH requests USING COVERING INDEX requests_agent_created \(agent_id=\? AND created_at>\?\)/,
+  // The agent's newest event number, then the one n - 1 below it: two lookups in the primary key, whatever the limit.
+  expect(plan(`SELECT at FROM rate_events WHERE agent_id = ? AND at > ? AND seq = (SELECT MAX(seq) FROM rate_events WHERE agent_id = ?) - ?`, 'a', 0, 'a', 59)).toMatch(
+    /^SEARCH rate_events USING INDEX sqlite_autoindex_rate_events_1 \(agent_id=\? AND seq=\?\) \| SCALAR SUBQUERY 1 \| SEARCH rate_events USING COVERING INDEX sqlite_autoindex_rate_events_1 \(agent_id=\?\)$/,
   );
   expect(plan(`SELECT COUNT(*) FROM requests WHERE agent_id = ? AND status = 'pending'`, 'a')).toMatch(/USING (COVERING )?INDEX requests_agent_pending/);
   expect(plan(`SELECT COUNT(*) FROM credentials WHERE vault_policy = ? AND state IN ('minting', 'live', 'ending') AND id != ?`, 'p', 'c')).toMatch(

@@ -287,10 +287,10 @@ describe('authentication and isolation', () => {
     expect(agent.name).toBe('moltbot');
     expect(await h.broker.deps.agents.remove('moltbot')).toBe(true);
     const count = (table: string) => h.db.prepare(`SELECT COUNT(*) FROM ${table}`).pluck().get() as number;
-    const before = { audit: count('audit_log'), refusals: count('agent_refusals') };
+    const before = { audit: count('audit_log'), refusals: count('rate_events') };
     const refused = { ...readRegistry, vault_paths: [{ path: 'elsewhere/data/not-in-policy', capabilities: ['read'] }] };
     await expect(requestCredential(h.broker.deps, agent, refused as CredentialRequestBody)).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
-    expect({ audit: count('audit_log'), refusals: count('agent_refusals') }).toEqual(before);
+    expect({ audit: count('audit_log'), refusals: count('rate_events') }).toEqual(before);
   });
 });
 
