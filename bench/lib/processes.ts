@@ -164,7 +164,7 @@ export async function addAgent(dbPath: string, policiesDir: string, name: string
  * Registers agents `bench-2` … `bench-N` straight in the database (the first,
  * `bench`, comes from `jit agent add`); returns all N tokens, `bench` first.
  * Each load connection then acts as its own agent, as real agents do.
- * With `databaseUrl`, in that PostgreSQL database (this checkout only).
+ * With `databaseUrl`, in that PostgreSQL database (a checkout with the PostgreSQL engine).
  */
 export async function addMoreAgents(dbPath: string, first: string, count: number, repo = REPO, databaseUrl?: string): Promise<string[]> {
   // The checkout whose broker will use the database creates them (its own migrations).
@@ -183,7 +183,7 @@ export async function addMoreAgents(dbPath: string, first: string, count: number
     return tokens;
   };
   if (databaseUrl) {
-    const { openStorage } = await import('../../src/storage/index.ts');
+    const { openStorage } = (await import(join(repo, 'src/storage/index.ts'))) as typeof import('../../src/storage/index.ts');
     return addThrough(await openStorage(config));
   }
   if (existsSync(join(repo, 'src/storage/sqlite/index.ts'))) {
