@@ -9,12 +9,20 @@ import { RATE_WINDOW_MS } from './request-credential.ts';
 export const AUDIT_HEAD_INTERVAL_MS = 60_000;
 /** How often closed coalescing windows are written out and the rate limit's old events pruned. */
 export const AUDIT_WINDOW_CHECK_MS = 10_000;
+/**
+ * How long the rate limit's events are kept: five windows, not one. Every
+ * broker on a database prunes by its own clock, and the limit's check reads
+ * one event (the agent's n-th newest): an event pruned early by a broker
+ * whose clock runs ahead would let the agent past its limit. Brokers whose
+ * clocks disagree by less than four minutes cannot do that.
+ */
+export const RATE_EVENTS_KEPT_MS = 5 * RATE_WINDOW_MS;
 
 /**
  * The audit log's timers in one process: writes the suppressed-count
  * entries of this process's coalescing windows that closed; and in the
- * `primary` process only (one per database), prunes the rate limit's events
- * older than its window and signs the chain head every
+ * `primary` process of each broker (not its HTTP workers), prunes the rate
+ * limit's events older than {@link RATE_EVENTS_KEPT_MS} and signs the chain head every
  * {@link AUDIT_HEAD_INTERVAL_MS} when it moved or the signing key changed.
  * `stop()` closes every open window and (primary) signs the head one last
  * time: call it after everything else that writes audit entries has
@@ -25,9 +33,14 @@ export function startAuditUpkeep(deps: { storage: Storage; audit: AuditLog; cloc
   const closeWindows = async (all: boolean) => {
     try {
       await audit.closeWindows(clock.now(), { all });
-      if (opts.primary) await storage.rateLimits.prune(clock.now() - RATE_WINDOW_MS);
     } catch (err) {
       log.warn({ err }, 'could not write the audit log’s suppressed counts; will retry');
+    }
+    if (!opts.primary) return;
+    try {
+      await storage.rateLimits.prune(clock.now() - RATE_EVENTS_KEPT_MS);
+    } catch (err) {
+      log.warn({ err }, 'could not prune the rate limit’s old events; will retry');
     }
   };
   const signHead = async () => {

@@ -46,6 +46,7 @@ export const COPY_PLAN: readonly TablePlan[] = [
   { name: 'audit_log', kind: 'copy' },
   { name: 'audit_heads', kind: 'copy' },
   { name: 'rate_events', kind: 'copy' },
+  { name: 'agent_refusals', kind: 'skip', why: "the previous version's rate-limit refusals, kept for its brokers during a rolling restart; rate_events holds this version's" },
   { name: 'settings', kind: 'copy', replaceMigrationRows: true },
   { name: 'service_settings', kind: 'copy' },
   { name: 'telegram_messages', kind: 'copy' },

@@ -10,14 +10,15 @@ import { T0, request } from './conformance.ts';
  * The rate limit's ledger (SQLite 0021, PostgreSQL 0007) replaces counting
  * requests and agent_refusals: on upgrade, the last minute's requests and
  * refusals carry over as events, numbered per agent in time order, so an
- * agent at its limit stays there across the upgrade.
+ * agent at its limit stays there across the upgrade. agent_refusals stays
+ * for a broker of the previous version still running (a rolling restart).
  */
 
 const MINUTE = 60_000;
 
 /** A database as the version before the ledger left it: requests and refusals, no rate_events. */
 const BEFORE = {
-  undo: `DROP TABLE rate_events; CREATE TABLE agent_refusals (agent_id TEXT NOT NULL, at BIGINT NOT NULL)`,
+  undo: `DROP TABLE rate_events`,
   refusals: [
     ['agt_1', T0 + 20],
     ['agt_1', T0 + 40],
@@ -45,14 +46,14 @@ async function expectCarriedOver(s: Storage): Promise<void> {
 }
 
 describe('rate limit ledger migration', () => {
-  it('SQLite: carries the last minute of requests and refusals over and drops agent_refusals', async () => {
+  it('SQLite: carries the last minute of requests and refusals over, and keeps agent_refusals for the previous version\'s brokers', async () => {
     const db = openDatabase(':memory:');
     const before = createSqliteStorage(db);
     for (const r of BEFORE.requests) await before.requests.insert(r);
     db.exec(`${BEFORE.undo}; DELETE FROM schema_migrations WHERE version = 21`);
     for (const [agent, at] of BEFORE.refusals) db.prepare('INSERT INTO agent_refusals (agent_id, at) VALUES (?, ?)').run(agent, at);
     migrate(db);
-    expect(db.prepare(`SELECT COUNT(*) FROM sqlite_master WHERE name = 'agent_refusals'`).pluck().get()).toBe(0);
+    expect(db.prepare('SELECT COUNT(*) FROM agent_refusals').pluck().get()).toBe(2);
     await expectCarriedOver(createSqliteStorage(db));
     db.close();
   });
@@ -70,8 +71,8 @@ describe('rate limit ledger migration', () => {
     }
     const upgraded = await openPostgresStorage(url);
     try {
-      const { rows } = await postgresPool(upgraded).query(`SELECT to_regclass('agent_refusals') AS t`);
-      expect(rows[0].t).toBeNull();
+      const { rows } = await postgresPool(upgraded).query<{ n: number }>('SELECT COUNT(*)::int AS n FROM agent_refusals');
+      expect(rows[0]!.n).toBe(2);
       await expectCarriedOver(upgraded);
     } finally {
       await upgraded.close();

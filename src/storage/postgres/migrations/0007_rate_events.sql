@@ -17,4 +17,6 @@ INSERT INTO rate_events (agent_id, seq, at)
     UNION ALL SELECT agent_id, at FROM agent_refusals) t
   WHERE at > (SELECT MAX(at) FROM (SELECT MAX(created_at) AS at FROM requests UNION ALL SELECT MAX(at) FROM agent_refusals) m) - 60000;
 
-DROP TABLE agent_refusals;
+-- agent_refusals stays, unused by this version, so that a broker of the
+-- previous version still running on this database (a rolling restart,
+-- docs/operations.md) keeps working; a later release drops it.

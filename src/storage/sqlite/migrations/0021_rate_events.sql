@@ -5,7 +5,8 @@
 -- however busy the agent is. Before, the limit walked up to n index entries
 -- of requests and agent_refusals per request: 5 ms a request for an agent
 -- at a limit of 100,000 a minute (docs/benchmarks.md, issue 22).
--- Rows older than the minute are pruned by the broker's audit upkeep.
+-- Rows are pruned by the broker's audit upkeep five minutes after the fact
+-- (a margin for brokers whose clocks disagree: broker/audit-upkeep.ts).
 CREATE TABLE rate_events (
   agent_id  TEXT NOT NULL,
   seq       INTEGER NOT NULL,
@@ -23,4 +24,6 @@ INSERT INTO rate_events (agent_id, seq, at)
     UNION ALL SELECT agent_id, at FROM agent_refusals)
   WHERE at > (SELECT MAX(at) FROM (SELECT MAX(created_at) AS at FROM requests UNION ALL SELECT MAX(at) FROM agent_refusals)) - 60000;
 
-DROP TABLE agent_refusals;
+-- agent_refusals stays, unused by this version, so that a broker of the
+-- previous version still running on this database (a rolling restart,
+-- docs/operations.md) keeps working; a later release drops it.
