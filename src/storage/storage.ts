@@ -116,8 +116,8 @@ export interface RateLimitsRepository {
   nthNewestSince(agentId: string, since: number, n: number): Promise<number | undefined>;
   /** Records one event at `at` that counts toward the agent's limit: a request it made, or a policy refusal. */
   record(agentId: string, at: number): Promise<void>;
-  /** Drops every event at or before `expired`. */
-  prune(expired: number): Promise<void>;
+  /** Drops up to `limit` events at or before `expired`; answers how many it dropped (fewer than `limit`: none is left). */
+  prune(expired: number, limit: number): Promise<number>;
 }
 
 export interface CredentialsRepository {

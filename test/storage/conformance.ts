@@ -239,14 +239,17 @@ export function describeStorageConformance(name: string, open: () => Promise<Ope
         // A request row alone counts for nothing: the broker records the event in the request's transaction.
         await s.requests.insert(request('req_1', { created_at: T0 + 45 }));
         expect(await s.rateLimits.nthNewestSince('agt_1', T0, 1)).toBe(T0 + 40);
-        await s.rateLimits.prune(T0 + 20);
+        // In batches: one of the two events at or before T0 + 20, then the other, then none.
+        expect(await s.rateLimits.prune(T0 + 20, 1)).toBe(1);
+        expect(await s.rateLimits.prune(T0 + 20, 5)).toBe(1);
+        expect(await s.rateLimits.prune(T0 + 20, 5)).toBe(0);
         expect(await s.rateLimits.nthNewestSince('agt_1', T0, 2)).toBe(T0 + 30);
         expect(await s.rateLimits.nthNewestSince('agt_1', T0, 3)).toBeUndefined();
         // Numbering goes on after a prune, and starts again for an agent whose events were all pruned.
         await s.rateLimits.record('agt_1', T0 + 60);
         expect(await s.rateLimits.nthNewestSince('agt_1', T0, 1)).toBe(T0 + 60);
         expect(await s.rateLimits.nthNewestSince('agt_1', T0, 3)).toBe(T0 + 30);
-        await s.rateLimits.prune(T0 + 100);
+        expect(await s.rateLimits.prune(T0 + 100, 100)).toBe(4);
         expect(await s.rateLimits.nthNewestSince('agt_2', T0, 1)).toBeUndefined();
         await s.rateLimits.record('agt_2', T0 + 200);
         await s.rateLimits.record('agt_2', T0 + 210);

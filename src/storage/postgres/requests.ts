@@ -21,7 +21,7 @@ const S = {
   // Numbered under the write lock, which every writer holds: MAX(seq) + 1 cannot race.
   record: sql('rate_record', `INSERT INTO rate_events (agent_id, seq, at)
     SELECT $1, COALESCE(MAX(seq), 0) + 1, $2 FROM rate_events WHERE agent_id = $1`),
-  prune: sql('rate_prune', 'DELETE FROM rate_events WHERE at <= $1'),
+  prune: sql('rate_prune', 'DELETE FROM rate_events WHERE (agent_id, seq) IN (SELECT agent_id, seq FROM rate_events WHERE at <= $1 LIMIT $2)'),
 };
 
 /** The list query per filter shape (at most 32), made on first use. */
@@ -86,8 +86,6 @@ export function pgRateLimits(x: Exec): RateLimitsRepository {
     nthNewestSince: async (agentId, since, n) => (await one<{ at: number }>(x.read(S.nthNewest, [agentId, since, n])))?.at,
     // Sent ahead (its answer unused): it fails only through a bug, the write lock numbering it alone.
     record: (agentId, at) => x.later(S.record, [agentId, at]),
-    async prune(expired) {
-      await x.write(S.prune, [expired]);
-    },
+    prune: async (expired, limit) => (await x.write(S.prune, [expired, limit])).rowCount,
   };
 }

@@ -68,14 +68,12 @@ export function sqliteRateLimits(db: Db): Sync<RateLimitsRepository> {
     .pluck();
   const record = db.prepare(`INSERT INTO rate_events (agent_id, seq, at)
     SELECT @agent, COALESCE(MAX(seq), 0) + 1, @at FROM rate_events WHERE agent_id = @agent`);
-  const prune = db.prepare(`DELETE FROM rate_events WHERE at <= ?`);
+  const prune = db.prepare(`DELETE FROM rate_events WHERE (agent_id, seq) IN (SELECT agent_id, seq FROM rate_events WHERE at <= ? LIMIT ?)`);
   return {
     nthNewestSince: (agentId, since, n) => nthNewest.get({ agent: agentId, since, offset: n - 1 }) as number | undefined,
     record(agentId, at) {
       record.run({ agent: agentId, at });
     },
-    prune(expired) {
-      prune.run(expired);
-    },
+    prune: (expired, limit) => prune.run(expired, limit).changes,
   };
 }

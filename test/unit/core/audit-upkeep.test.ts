@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createAuditLog } from '../../../src/broker/audit.ts';
-import { RATE_EVENTS_KEPT_MS, oneAtATime, startAuditUpkeep } from '../../../src/broker/audit-upkeep.ts';
+import { RATE_EVENTS_KEPT_MS, RATE_PRUNE_BATCH, oneAtATime, startAuditUpkeep } from '../../../src/broker/audit-upkeep.ts';
 import { RATE_WINDOW_MS } from '../../../src/broker/request-credential.ts';
 import { openKeyRing } from '../../../src/keys/key-ring-db.ts';
 import { ManualClock } from '../../../src/lib/clock.ts';
@@ -39,15 +39,15 @@ describe('audit upkeep timers', () => {
 });
 
 describe('rate limit events', () => {
-  it('are pruned five windows after the fact, not one: a broker whose clock runs ahead cannot let an agent past its limit', async () => {
+  it('are pruned five windows after the fact, not one (a broker whose clock runs ahead cannot let an agent past its limit), in batches until none is left', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'jit-upkeep-'));
     const storage = openSqliteStorage(join(dir, 'jit.db'));
     try {
       const clock = new ManualClock(1_700_000_000_000);
       const now = clock.now();
       const keys = await openKeyRing({ config: { dbPath: join(dir, 'jit.db') }, store: storage.signingKeys, noTimer: true });
-      // Older than the window, but within the kept margin; then one past the margin.
-      await storage.rateLimits.record('agt_1', now - RATE_EVENTS_KEPT_MS - 1);
+      // Past the kept margin, more than two batches of them; then one older than the window but within the margin.
+      for (let i = 0; i < 2 * RATE_PRUNE_BATCH + 5; i++) await storage.rateLimits.record('agt_1', now - RATE_EVENTS_KEPT_MS - 1 - i);
       await storage.rateLimits.record('agt_1', now - 2 * RATE_WINDOW_MS);
       await storage.rateLimits.record('agt_1', now - 1_000);
       const upkeep = startAuditUpkeep({ storage, audit: createAuditLog(storage), clock, log: createLogger('silent'), keys }, { primary: true });
