@@ -58,6 +58,12 @@ const NETWORK_CODES = new Set([
   'ERR_CANCELED',
   'ERR_SOCKET_CONNECTION_TIMEOUT',
   'UND_ERR_CONNECT_TIMEOUT',
+  // undici's (the Vault transport): the connection closed under the request, or was destroyed with it.
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'UND_ERR_DESTROYED',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
 ]);
 
 interface ApiResponseErrorLike {

@@ -41,7 +41,7 @@ describe('toVaultError', () => {
     expect(e.vaultErrors[0]).toBe('bad token hvs.[redacted] and s.[redacted]');
   });
 
-  it.each(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ECONNABORTED', 'ENOTFOUND'])('network code %s → unreachable', (code) => {
+  it.each(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ECONNABORTED', 'ENOTFOUND', 'UND_ERR_SOCKET', 'UND_ERR_DESTROYED'])('network code %s → unreachable', (code) => {
     const axiosLike = Object.assign(new Error('connect failed'), {
       code,
       isAxiosError: true,
