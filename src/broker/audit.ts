@@ -1,4 +1,4 @@
-import { createHash, verify as verifySignature, type KeyObject } from 'node:crypto';
+import { hash, verify as verifySignature, type KeyObject } from 'node:crypto';
 import { canonicalJson } from '../lib/canonical-json.ts';
 import { publicKeyObject } from '../lib/ed25519-key.ts';
 import type { Jwks, Signer } from '../keys/key-ring.ts';
@@ -30,11 +30,18 @@ export interface AuditEntry {
   data?: Record<string, unknown>;
 }
 
+/**
+ * sha256(prevHash || canonical entry). The canonical entry is written out
+ * here with its keys in canonicalJson's order (sorted: actor, at, data,
+ * event, request_id, seq), byte for byte what canonicalJson gives for it,
+ * without sorting the keys of an object whose keys never change: three
+ * entries per issue. test/unit/core/audit.test.ts computes it the older way,
+ * from canonicalJson.
+ */
 function entryHash(prevHash: string, row: Omit<AuditRow, 'hash' | 'prev_hash'>): string {
-  return createHash('sha256')
-    .update(prevHash)
-    .update(canonicalJson({ seq: row.seq, at: row.at, event: row.event, actor: row.actor, request_id: row.request_id, data: row.data }))
-    .digest('hex');
+  const j = JSON.stringify;
+  const entry = `{"actor":${j(row.actor)},"at":${j(row.at)},"data":${j(row.data)},"event":${j(row.event)},"request_id":${j(row.request_id)},"seq":${j(row.seq)}}`;
+  return hash('sha256', prevHash + entry, 'hex');
 }
 
 interface CoalesceWindow {

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { canonicalJson } from '../lib/canonical-json.ts';
 import type { VaultScope } from './rows.ts';
 
@@ -69,5 +69,5 @@ export function renderVaultPolicy(scope: VaultScope): string {
 /** The policy text of a Vault grant and the hash that names it. */
 export function renderGrant(scope: VaultScope): { text: string; hash: string } {
   const text = renderVaultPolicy(scope);
-  return { text, hash: createHash('sha256').update(text).digest('hex') };
+  return { text, hash: hash('sha256', text, 'hex') };
 }

@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { beforeEach, describe, expect, it } from 'vitest';
+import { canonicalJson } from '../../../src/lib/canonical-json.ts';
 import { AUDIT_FULL_PER_WINDOW, AUDIT_WINDOW_MS, createAuditLog, signAuditHead, verifyAuditChain, type AuditEntry, type AuditLog } from '../../../src/broker/audit.ts';
 import { openSqliteStorage, sqliteDatabase, type Db } from '../../../src/storage/sqlite/index.ts';
 import type { Storage, Transaction } from '../../../src/storage/storage.ts';
@@ -24,6 +26,22 @@ function tamper(sql: string) {
 describe('audit hash chain', () => {
   it('verifies an intact chain', async () => {
     expect(await verifyAuditChain(storage)).toMatchObject({ ok: true, entries: 5 });
+  });
+
+  it('each hash is sha256(prev_hash || canonical JSON of the entry), as every earlier version computed it', async () => {
+    const audit = createAuditLog(storage);
+    // Text that JSON escapes, a null request id, nested data: the entry's canonical form is written out by hand in audit.ts.
+    await appendOne(audit, { event: 'agent.added', actor: 'operator:"ä\\n\u2028', data: { z: [1, { y: 'é' }], a: null } }, 2000);
+    const rows = db.prepare('SELECT * FROM audit_log ORDER BY seq').all() as { seq: number; at: number; event: string; actor: string; request_id: string | null; data: string; prev_hash: string; hash: string }[];
+    expect(rows).toHaveLength(6);
+    expect(rows[5]!.request_id).toBeNull();
+    let prev = '0'.repeat(64);
+    for (const r of rows) {
+      const canonical = canonicalJson({ seq: r.seq, at: r.at, event: r.event, actor: r.actor, request_id: r.request_id, data: r.data });
+      expect(r.prev_hash).toBe(prev);
+      expect(r.hash).toBe(createHash('sha256').update(prev).update(canonical).digest('hex'));
+      prev = r.hash;
+    }
   });
 
   it('refuses updates and deletes through SQL', () => {
