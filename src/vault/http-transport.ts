@@ -169,10 +169,14 @@ export function createHttpTransport(opts: HttpTransportOptions = {}): HttpTransp
           settle(ownError(err));
         },
       };
-      dispatcherFor(strict).dispatch(
-        { origin: url.origin, path: `${url.pathname}${url.search}`, method: options.method ?? 'GET', headers, body: payload },
-        handler,
-      );
+      try {
+        dispatcherFor(strict).dispatch(
+          { origin: url.origin, path: `${url.pathname}${url.search}`, method: options.method ?? 'GET', headers, body: payload },
+          handler,
+        );
+      } catch (err) {
+        settle(ownError(err)); // undici reports its errors to the handler; this is in case one is thrown instead
+      }
     });
   }
 

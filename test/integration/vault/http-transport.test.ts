@@ -207,6 +207,15 @@ describe('http-transport (node-vault request-promise transport)', () => {
     expectNoToken(viaAdapter);
   });
 
+  it('a header value with a line break is refused before anything is sent, and the error does not carry it', async () => {
+    const bad = `${TOKEN}\r\nX-Injected: 1`;
+    const err = await rp({ method: 'GET', uri: `${server.url}/v1/x`, headers: { 'X-Vault-Token': bad }, json: true }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect(err).toMatchObject({ code: expect.stringMatching(/^UND_ERR_/) });
+    expectNoToken(err);
+    expect(server.seen).toEqual([]);
+  });
+
   it('Vault errors through the adapter carry no token even when Vault echoes one', async () => {
     handler = (_req, _body, res) => json(res, 400, { errors: [`bad token ${TOKEN}`] });
     const client = createVaultClient({ endpoint: server.url, token: TOKEN });
