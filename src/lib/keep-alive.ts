@@ -5,6 +5,7 @@ import https from 'node:https';
  * How long an idle pooled socket is kept: below the 5 s keep-alive timeout
  * of a Node server, so a request seldom races the server closing it (a
  * shorter `Keep-Alive: timeout=` from the server is honoured by the agent).
+ * The Vault transport's undici Agent keeps its connections as long.
  */
 export const IDLE_SOCKET_MS = 4_000;
 
@@ -15,7 +16,7 @@ export interface KeepAliveAgents {
   destroy(): void;
 }
 
-/** Keep-alive agents of one HTTP client (the Vault transport, the webhook dispatcher). */
+/** Keep-alive node:http agents of one HTTP client (the webhook dispatcher; the Vault transport is on undici). */
 export function keepAliveAgents(o: { maxSockets?: number } = {}): KeepAliveAgents {
   const options = { keepAlive: true, timeout: IDLE_SOCKET_MS, ...(o.maxSockets !== undefined ? { maxSockets: o.maxSockets } : {}) };
   const plain = new http.Agent(options);

@@ -41,7 +41,7 @@ describe('toVaultError', () => {
     expect(e.vaultErrors[0]).toBe('bad token hvs.[redacted] and s.[redacted]');
   });
 
-  it.each(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ECONNABORTED', 'ENOTFOUND', 'UND_ERR_SOCKET', 'UND_ERR_DESTROYED'])('network code %s → unreachable', (code) => {
+  it.each(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ECONNABORTED', 'ENOTFOUND'])('network code %s → unreachable', (code) => {
     const axiosLike = Object.assign(new Error('connect failed'), {
       code,
       isAxiosError: true,
@@ -52,6 +52,21 @@ describe('toVaultError', () => {
     expect(e.message).toContain(code);
     expect(JSON.stringify(e)).not.toContain('SECRET');
     expect(e.cause).toBeUndefined();
+  });
+
+  // What the Vault transport rejects with (src/vault/http-transport.ts): a plain Error with a code, no axios flag,
+  // so only the code decides.
+  it.each(['ECONNREFUSED', 'ETIMEDOUT', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_DESTROYED', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])(
+    "the transport's connection error %s → unreachable",
+    (code) => {
+      const e = toVaultError(Object.assign(new Error('other side closed'), { code }), 'create token');
+      expect(e).toMatchObject({ kind: 'unreachable', status: undefined });
+      expect(e.message).toContain(code);
+    },
+  );
+
+  it.each(['UND_ERR_INVALID_ARG', 'ERR_VAULT_TRANSPORT', 'ERR_VAULT_RESPONSE_TOO_LARGE'])("the transport's error %s is not a connection error → server", (code) => {
+    expect(toVaultError(Object.assign(new Error('invalid x-vault-token header'), { code }), 'op').kind).toBe('server');
   });
 
   it('anything else → server, with tokens scrubbed', () => {
